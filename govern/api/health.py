@@ -1,0 +1,30 @@
+"""/healthz (alive) and /readyz (database, secret store and cache reachable)."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, jsonify
+
+bp = Blueprint("health", __name__)
+log = logging.getLogger("govern.health")
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz():
+    services = current_app.extensions["govern"]
+    checks: dict[str, str] = {}
+    for name, check in services.health_checks.items():
+        try:
+            check()
+            checks[name] = "ok"
+        except Exception as exc:  # each check fails alone; the type is enough to act on
+            checks[name] = "unavailable"
+            log.warning("readiness check failed", extra={"check": name, "exc_type": type(exc).__name__})
+    ready = all(v == "ok" for v in checks.values())
+    body = {"status": "ready" if ready else "degraded", "checks": checks}
+    return jsonify(body), 200 if ready else 503

@@ -1,0 +1,53 @@
+"""Every HTTP error is application/problem+json (RFC 9457) with a stable code; never a stack trace."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, g, request
+from werkzeug.exceptions import HTTPException
+
+from govern.errors import GovernError
+
+log = logging.getLogger("govern.http")
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_response(error: GovernError):
+    from flask import json, make_response
+
+    body = error.to_problem(instance=request.path, correlation_id=getattr(g, "correlation_id", None))
+    response = make_response(json.dumps(body), error.status)
+    response.mimetype = PROBLEM_JSON
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response
+
+
+class _HttpProblem(GovernError):
+    def __init__(self, exc: HTTPException):
+        self.code = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                     405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+                     415: "unsupported_media_type", 429: "rate_limited"}.get(exc.code or 500, "http_error")
+        self.status = exc.code or 500
+        self.title = exc.name
+        super().__init__(exc.description if exc.code and exc.code < 500 else exc.name)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(GovernError)
+    def _govern_error(error: GovernError):
+        if error.status >= 500:
+            log.error("request failed", extra={"code": error.code, "status": error.status})
+        return problem_response(error)
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        if request.path.startswith("/admin") and exc.code in (302, 301):
+            return exc
+        return problem_response(_HttpProblem(exc))
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        # Log the type only: third-party exception text may quote request data or secrets.
+        log.error("unhandled error", extra={"exc_type": type(exc).__name__})
+        return problem_response(GovernError("an unexpected error occurred; quote the correlation id when reporting it"))

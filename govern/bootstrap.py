@@ -1,0 +1,53 @@
+"""The composition root: the one place that connects adapters (database, secret store, cache) to the core.
+
+`create_app` and the CLI both call `build_services`; nothing else constructs an engine or an adapter.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from govern.cache import build_cache
+from govern.config import Settings
+from govern.ports import Clock, SystemClock
+from govern.store.db import make_engine, make_session_factory
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: sa.Engine
+    sessions: sessionmaker[Session]
+    cache: Any
+    clock: Clock
+    # name -> callable raising on failure; /readyz runs each one
+    health_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for closer in self.extras.get("_closers", []):
+            closer()
+        self.engine.dispose()
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None, **overrides: Any) -> Services:
+    engine = overrides.pop("engine", None) or make_engine(settings.database_url)
+    services = Services(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        cache=overrides.pop("cache", None) or build_cache(settings.redis_url, settings.redis_prefix),
+        clock=clock or SystemClock(),
+    )
+
+    def check_database() -> None:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    services.health_checks["database"] = check_database
+    services.health_checks["cache"] = services.cache.ping
+    services.extras.update(overrides)
+    return services

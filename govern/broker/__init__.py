@@ -1,0 +1,1 @@
+"""govern.broker"""

@@ -1,0 +1,8 @@
+"""Commands contributed by the feature packages; one line each."""
+from __future__ import annotations
+
+import click
+
+
+def register(cli: click.Group) -> None:
+    pass

@@ -1,0 +1,101 @@
+"""`govern init`, `govern db upgrade|current`, `govern serve`."""
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+
+import click
+
+from govern.cli.context import services
+from govern.config import instance_secret_key
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(init)
+    cli.add_command(db)
+    cli.add_command(serve)
+
+
+@click.command()
+@click.option("--admin-user", default="admin", show_default=True, help="username of the first admin")
+def init(admin_user: str) -> None:
+    """Create the instance: database schema (through the migrations), secret-store key, first admin."""
+    from govern.store import db as store_db
+    from govern.store.admins import ensure_first_admin
+
+    svc = services()
+    settings = svc.settings
+    settings.home.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.home, 0o700)
+    instance_secret_key(settings)
+    store_db.upgrade(svc.engine)
+    click.echo("database: migrated to the latest schema")
+    for step in svc.extras.get("init_steps", []):
+        click.echo(step(svc))
+    password = settings.admin_password
+    generated = False
+    if not password:
+        if sys.stdin.isatty():
+            password = click.prompt(f"password for {admin_user}", hide_input=True, confirmation_prompt=True)
+        else:
+            password, generated = secrets.token_urlsafe(18), True
+    created = ensure_first_admin(svc.sessions, admin_user, password)
+    if not created:
+        click.echo("admin: an admin already exists; none created")
+    elif generated:
+        click.echo(f"admin: created {admin_user!r} with one-time password: {password}")
+        click.echo("       (shown once; change it after signing in)")
+    else:
+        click.echo(f"admin: created {admin_user!r}")
+
+
+@click.group()
+def db() -> None:
+    """Database schema migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="heads", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply the Alembic migrations."""
+    from govern.store import db as store_db
+
+    svc = services()
+    store_db.upgrade(svc.engine, revision)
+    click.echo(f"database: at {', '.join(sorted(store_db.current_revisions(svc.engine)))}")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Show the schema revision, and whether migrations are pending."""
+    from govern.store import db as store_db
+
+    svc = services()
+    current, heads = store_db.current_revisions(svc.engine), store_db.head_revisions(svc.engine)
+    click.echo(f"current: {', '.join(sorted(current)) or 'none'}; head: {', '.join(sorted(heads))}")
+    if current != heads:
+        raise click.exceptions.Exit(1)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="more than 1 runs gunicorn")
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API and the console (gunicorn with --workers > 1 or in production)."""
+    from govern.store import db as store_db
+
+    svc = services()
+    if store_db.current_revisions(svc.engine) != store_db.head_revisions(svc.engine):
+        from govern.cli.context import fail
+
+        fail("the database schema is not up to date; run `govern init` or `govern db upgrade`")
+    if workers > 1 or svc.settings.production:
+        os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
+                                   f"{host}:{port}", "--access-logfile", "-", "govern.wsgi:app()"])
+    from govern.app import create_app
+
+    app = create_app(services=svc)
+    click.echo(f"govern serving on http://{host}:{port} (development server)")
+    app.run(host=host, port=port, threaded=True, use_reloader=False)

@@ -1,0 +1,160 @@
+"""Settings from GOVERN_* environment variables, with no insecure defaults in production.
+
+Read once by the composition root (`govern.app.create_app` or the CLI) and passed inward; nothing
+reads the environment at import time.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets as _random
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Mapping
+
+from govern.errors import ConfigurationError
+
+ENVIRONMENTS = ("development", "production")
+SECRET_STORES = ("local", "vault")
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path = Path("./instance")
+    env: str = "development"
+    database_url: str = ""
+    secret_store: str = "local"
+    master_key: str | None = None
+    vault_addr: str | None = None
+    vault_token: str | None = field(default=None, repr=False)
+    vault_role_id: str | None = None
+    vault_secret_id: str | None = field(default=None, repr=False)
+    vault_mount: str = "secret"
+    vault_namespace: str | None = None
+    vault_kubernetes_role: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "govern:"
+    trusted_proxies: tuple[str, ...] = ()
+    secret_key: str | None = field(default=None, repr=False)
+    admin_password: str | None = field(default=None, repr=False)
+    log_level: str = "INFO"
+    token_leeway_seconds: int = 60
+    issuer: str = "govern"
+    session_lifetime_seconds: int = 8 * 3600
+    alert_webhook_url: str | None = None
+    alert_webhook_secret: str | None = field(default=None, repr=False)
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(c, strict=False) for c in self.trusted_proxies)
+
+    def with_overrides(self, **changes) -> "Settings":
+        return replace(self, **changes)
+
+
+_ENV_NAMES = {
+    "home": "GOVERN_HOME",
+    "env": "GOVERN_ENV",
+    "database_url": "GOVERN_DATABASE_URL",
+    "secret_store": "GOVERN_SECRET_STORE",
+    "master_key": "GOVERN_MASTER_KEY",
+    "vault_addr": "GOVERN_VAULT_ADDR",
+    "vault_token": "GOVERN_VAULT_TOKEN",
+    "vault_role_id": "GOVERN_VAULT_ROLE_ID",
+    "vault_secret_id": "GOVERN_VAULT_SECRET_ID",
+    "vault_mount": "GOVERN_VAULT_MOUNT",
+    "vault_namespace": "GOVERN_VAULT_NAMESPACE",
+    "vault_kubernetes_role": "GOVERN_VAULT_KUBERNETES_ROLE",
+    "redis_url": "GOVERN_REDIS_URL",
+    "redis_prefix": "GOVERN_REDIS_PREFIX",
+    "trusted_proxies": "GOVERN_TRUSTED_PROXIES",
+    "secret_key": "GOVERN_SECRET_KEY",
+    "admin_password": "GOVERN_ADMIN_PASSWORD",
+    "log_level": "GOVERN_LOG_LEVEL",
+    "token_leeway_seconds": "GOVERN_TOKEN_LEEWAY_SECONDS",
+    "issuer": "GOVERN_ISSUER",
+    "session_lifetime_seconds": "GOVERN_SESSION_LIFETIME_SECONDS",
+    "alert_webhook_url": "GOVERN_ALERT_WEBHOOK_URL",
+    "alert_webhook_secret": "GOVERN_ALERT_WEBHOOK_SECRET",
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Settings:
+    """Build settings from the environment, then apply explicit overrides, then check them."""
+    environ = os.environ if environ is None else environ
+    values: dict = {}
+    for f in fields(Settings):
+        raw = environ.get(_ENV_NAMES[f.name])
+        if raw is None or raw == "":
+            continue
+        values[f.name] = _coerce(f.name, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "home" in values:
+        values["home"] = Path(values["home"])
+    settings = Settings(**values)
+    if not settings.database_url:
+        db_path = (settings.home / "govern.db").resolve()
+        settings = replace(settings, database_url=f"sqlite:///{db_path}")
+    check(settings)
+    return settings
+
+
+def _coerce(name: str, raw: str):
+    if name == "trusted_proxies":
+        return tuple(p.strip() for p in raw.split(",") if p.strip())
+    if name in ("token_leeway_seconds", "session_lifetime_seconds"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigurationError(f"{_ENV_NAMES[name]} must be a whole number of seconds") from None
+    return raw
+
+
+def check(settings: Settings) -> None:
+    """Refuse settings that are malformed anywhere, or unsafe in production."""
+    if settings.env not in ENVIRONMENTS:
+        raise ConfigurationError(f"GOVERN_ENV must be one of {', '.join(ENVIRONMENTS)}")
+    if settings.secret_store not in SECRET_STORES:
+        raise ConfigurationError(f"GOVERN_SECRET_STORE must be one of {', '.join(SECRET_STORES)}")
+    for cidr in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            raise ConfigurationError(f"GOVERN_TRUSTED_PROXIES has a malformed CIDR: {cidr!r}") from None
+    if settings.secret_store == "vault" and not settings.vault_addr:
+        raise ConfigurationError("GOVERN_SECRET_STORE=vault needs GOVERN_VAULT_ADDR")
+    if not settings.production:
+        return
+    problems = []
+    if not settings.secret_key or len(settings.secret_key) < 32:
+        problems.append("GOVERN_SECRET_KEY must be set to at least 32 characters")
+    if settings.database_url.startswith("sqlite"):
+        problems.append("GOVERN_DATABASE_URL must point at PostgreSQL, not SQLite")
+    if settings.secret_store == "vault" and settings.vault_addr and settings.vault_addr.startswith("http://"):
+        problems.append("GOVERN_VAULT_ADDR must use https")
+    for cidr in settings.trusted_proxies:
+        if ipaddress.ip_network(cidr, strict=False).prefixlen == 0:
+            problems.append("GOVERN_TRUSTED_PROXIES must not trust every address")
+    if settings.secret_store == "local" and not settings.master_key:
+        problems.append("GOVERN_MASTER_KEY must be set for the local secret store (no key file in production)")
+    if problems:
+        raise ConfigurationError("refusing to start in production: " + "; ".join(problems))
+
+
+def instance_secret_key(settings: Settings) -> str:
+    """The session signing key: from settings, or (development only) generated once into the instance folder."""
+    if settings.secret_key:
+        return settings.secret_key
+    if settings.production:
+        raise ConfigurationError("GOVERN_SECRET_KEY is required in production")
+    path = settings.home / "secret_key"
+    if not path.exists():
+        settings.home.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(_random.token_urlsafe(48))
+    return path.read_text().strip()

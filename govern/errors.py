@@ -1,0 +1,145 @@
+"""One error tree for govern.
+
+Errors are small classes that carry a stable `code`, an HTTP `status` and a human `title` as data
+(the shape authlib uses for OAuth errors). The message given to an error must never contain a secret
+value: callers describe what went wrong, not what the value was. `to_problem` renders RFC 9457
+problem details; it never includes a stack trace.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class GovernError(Exception):
+    code = "internal_error"
+    status = 500
+    title = "Internal error"
+
+    def __init__(self, detail: str | None = None, *, extra: dict[str, Any] | None = None,
+                 headers: dict[str, str] | None = None):
+        self.detail = detail or self.title
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+        super().__init__(self.detail)
+
+    def to_problem(self, instance: str | None = None, correlation_id: str | None = None) -> dict[str, Any]:
+        """RFC 9457 problem details; `type` is a stable URN built from the code."""
+        body: dict[str, Any] = {
+            "type": f"urn:govern:problem:{self.code}",
+            "title": self.title,
+            "status": self.status,
+            "code": self.code,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        if correlation_id:
+            body["correlation_id"] = correlation_id
+        body.update(self.extra)
+        return body
+
+
+class ConfigurationError(GovernError):
+    code = "configuration_error"
+    status = 500
+    title = "govern is not configured safely"
+
+
+class ValidationFailed(GovernError):
+    """Bad input. `errors` lists every problem found, each with a location."""
+
+    code = "validation_failed"
+    status = 422
+    title = "The input is not valid"
+
+    def __init__(self, errors: list[dict[str, Any]] | str, **kw):
+        if isinstance(errors, str):
+            errors = [{"location": "", "message": errors}]
+        self.errors = errors
+        detail = kw.pop("detail", None) or "; ".join(
+            f"{e['location']}: {e['message']}" if e.get("location") else e["message"] for e in errors
+        )
+        super().__init__(detail, extra={"errors": errors}, **kw)
+
+
+class BadRequest(GovernError):
+    code = "bad_request"
+    status = 400
+    title = "The request is malformed"
+
+
+class NotFound(GovernError):
+    code = "not_found"
+    status = 404
+    title = "Not found"
+
+
+class Conflict(GovernError):
+    code = "conflict"
+    status = 409
+    title = "Conflict"
+
+
+class Unauthorized(GovernError):
+    code = "unauthorized"
+    status = 401
+    title = "Authentication is required"
+
+    def __init__(self, detail: str | None = None, **kw):
+        kw.setdefault("headers", {"WWW-Authenticate": 'Bearer realm="govern"'})
+        super().__init__(detail, **kw)
+
+
+class Forbidden(GovernError):
+    code = "forbidden"
+    status = 403
+    title = "Forbidden"
+
+
+class AccessDenied(Forbidden):
+    """A policy decision denied the request. `rule` names the deciding rule."""
+
+    code = "access_denied"
+    title = "Access denied by policy"
+
+    def __init__(self, detail: str, rule: str, **kw):
+        self.rule = rule
+        super().__init__(detail, extra={"rule": rule, **kw.pop("extra", {})}, **kw)
+
+
+class RateLimited(GovernError):
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+
+class SecretStoreUnavailable(GovernError):
+    code = "secret_store_unavailable"
+    status = 503
+    title = "The secret store cannot be reached"
+
+    def __init__(self, detail: str | None = None, retry_after: int = 5, **kw):
+        kw.setdefault("headers", {"Retry-After": str(retry_after)})
+        super().__init__(detail, **kw)
+
+
+class UpstreamUnavailable(GovernError):
+    code = "upstream_unavailable"
+    status = 503
+    title = "The upstream system is unavailable"
+
+
+class UpstreamError(GovernError):
+    code = "upstream_error"
+    status = 502
+    title = "The upstream system answered with an error"
+
+
+class SecretNotFound(NotFound):
+    code = "secret_not_found"
+    title = "No secret is stored there"
+
+
+class SecretConflict(Conflict):
+    code = "secret_version_conflict"
+    title = "The secret changed since it was read (check-and-set failed)"

@@ -1,0 +1,122 @@
+"""Structured JSON logging with correlation ids and redaction (seed practice 12).
+
+Every line carries the correlation id of the request or job that wrote it. Values that look like
+secrets are redacted before they are written, as a last line of defence: code must never log a
+secret in the first place.
+"""
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+_correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("correlation_id", default=None)
+_context: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("log_context", default={})
+
+CORRELATION_HEADER = "X-Correlation-ID"
+_VALID_CORRELATION = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+_SECRET_KEYS = re.compile(r"(secret|password|passwd|token|authorization|api[_-]?key|private[_-]?key|assertion|cookie)", re.I)
+_SECRET_PATTERNS = [
+    re.compile(r"(?i)(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"),
+    re.compile(r"eyJ[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]{5,}\.[A-Za-z0-9_\-]*"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"),
+    re.compile(r"(?i)((?:client_secret|refresh_token|access_token|password|api_key|secret)=)[^&\s\"']+"),
+]
+REDACTED = "[REDACTED]"
+
+
+def new_correlation_id() -> str:
+    return uuid.uuid4().hex
+
+
+def accept_correlation_id(value: str | None) -> str:
+    """Take a caller's X-Correlation-ID if it is well formed, or make a new one."""
+    if value and _VALID_CORRELATION.match(value):
+        return value
+    return new_correlation_id()
+
+
+def current_correlation_id() -> str | None:
+    return _correlation_id.get()
+
+
+@contextmanager
+def correlation(cid: str | None = None, **context: Any) -> Iterator[str]:
+    """Bind a correlation id (and extra fields) to every log line written inside the block."""
+    cid = cid or new_correlation_id()
+    token = _correlation_id.set(cid)
+    ctx_token = _context.set({**_context.get(), **context})
+    try:
+        yield cid
+    finally:
+        _correlation_id.reset(token)
+        _context.reset(ctx_token)
+
+
+def bind_correlation_id(cid: str) -> contextvars.Token:
+    return _correlation_id.set(cid)
+
+
+def redact_text(text: str) -> str:
+    for pattern in _SECRET_PATTERNS:
+        if pattern.groups:
+            text = pattern.sub(lambda m: m.group(1) + REDACTED if m.group(1).endswith("=") else REDACTED, text)
+        else:
+            text = pattern.sub(REDACTED, text)
+    return text
+
+
+def redact(value: Any, key: str | None = None) -> Any:
+    if key is not None and _SECRET_KEYS.search(key) and not key.endswith(("_id", "_ref", "_at", "_version", "_count")):
+        return REDACTED if value not in (None, "", [], {}) else value
+    if isinstance(value, dict):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if isinstance(value, str):
+        return redact_text(value)
+    return value
+
+
+_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact_text(record.getMessage()),
+            "correlation_id": _correlation_id.get(),
+        }
+        entry.update(redact(_context.get()))
+        for key, value in record.__dict__.items():
+            if key not in _RESERVED and not key.startswith("_"):
+                entry[key] = redact(value, key)
+        if record.exc_info and record.exc_info[0] is not None:
+            # The exception type only: messages of third-party exceptions may quote request data.
+            entry["exc_type"] = record.exc_info[0].__name__
+        return json.dumps(entry, default=str)
+
+
+def configure_logging(level: str = "INFO", stream=None) -> None:
+    root = logging.getLogger()
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    handler.set_name("govern-json")
+    for existing in list(root.handlers):
+        if existing.get_name() == "govern-json":
+            root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    for noisy in ("urllib3", "werkzeug"):
+        logging.getLogger(noisy).setLevel(max(logging.getLevelName(level.upper()), logging.INFO)
+                                          if isinstance(logging.getLevelName(level.upper()), int) else logging.INFO)

@@ -1,0 +1,71 @@
+"""Ports: the Protocols the core depends on. Adapters live at the edges; the composition root wires them."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from govern.domain.secret import Secret
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime: ...  # timezone-aware UTC
+    def monotonic(self) -> float: ...
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc)
+
+    def monotonic(self) -> float:
+        import time
+
+        return time.monotonic()
+
+
+@dataclass(frozen=True)
+class SecretMetadata:
+    path: str
+    version: int
+    created_at: dt.datetime | None
+    versions: tuple[int, ...] = ()
+
+
+@runtime_checkable
+class SecretStore(Protocol):
+    """Key/value secret storage with versions and check-and-set (the KV v2 model)."""
+
+    kind: str
+
+    def put(self, path: str, value: Secret, *, cas: int | None = None) -> SecretMetadata:
+        """Write a new version. With `cas`, fail with SecretConflict unless the current version is `cas` (0: must not exist)."""
+        ...
+
+    def get(self, path: str, *, version: int | None = None) -> Secret: ...
+
+    def metadata(self, path: str) -> SecretMetadata: ...
+
+    def delete(self, path: str) -> None:
+        """Delete every version of the secret at `path`."""
+        ...
+
+    def list_paths(self) -> list[str]: ...
+
+    def ping(self) -> None:
+        """Raise SecretStoreUnavailable when the store cannot be reached."""
+        ...
+
+
+class Cache(Protocol):
+    """Shared cache, counters and locks: in-process for one process, Redis across processes."""
+
+    def get(self, key: str) -> bytes | None: ...
+    def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
+    def add(self, key: str, value: bytes, ttl: float | None = None) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int: ...
+    def ping(self) -> None: ...
+
+
+class Notifier(Protocol):
+    def notify(self, event: str, payload: dict[str, Any]) -> None: ...

@@ -1,0 +1,1 @@
+"""Durable storage: SQLModel tables, the engine, repositories and the unit of work."""

@@ -1,0 +1,97 @@
+"""The engine, sessions and migrations. Created by the composition root, never at import time."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
+
+from govern.errors import ConfigurationError
+
+
+def make_engine(url: str, **kw) -> sa.Engine:
+    if url.startswith("sqlite"):
+        path = url.split("sqlite:///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **kw)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # pragma: no cover - exercised by every SQLite test
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    kw.setdefault("pool_pre_ping", True)
+    kw.setdefault("pool_size", 5)
+    kw.setdefault("max_overflow", 10)
+    return sa.create_engine(url, **kw)
+
+
+def make_session_factory(engine: sa.Engine) -> sessionmaker[Session]:
+    from sqlmodel import Session as SQLModelSession
+
+    return sessionmaker(bind=engine, class_=SQLModelSession, expire_on_commit=False)
+
+
+@contextmanager
+def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One transaction: commit on success, roll back on any error."""
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def migrations_dir() -> Path:
+    candidates = [
+        os.environ.get("GOVERN_MIGRATIONS_DIR"),
+        str(Path(__file__).resolve().parents[2] / "migrations"),
+        str(Path.cwd() / "migrations"),
+    ]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "env.py").exists():
+            return Path(candidate)
+    raise ConfigurationError("cannot find the migrations folder; set GOVERN_MIGRATIONS_DIR")
+
+
+def alembic_config(engine: sa.Engine):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: sa.Engine, revision: str = "heads") -> None:
+    from alembic import command
+
+    command.upgrade(alembic_config(engine), revision)
+
+
+def current_revisions(engine: sa.Engine) -> set[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())
+
+
+def head_revisions(engine: sa.Engine) -> set[str]:
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory.from_config(alembic_config(engine)).get_heads())

@@ -1,0 +1,10 @@
+"""Every table module, imported in one place so that metadata is complete for Alembic and tests."""
+from __future__ import annotations
+
+from sqlmodel import SQLModel
+
+
+def metadata():
+    import govern.store.tables  # noqa: F401
+
+    return SQLModel.metadata

@@ -1,0 +1,346 @@
+"""SQLModel tables: govern's system of record.
+
+Every entity users declare carries `external_id`, the stable name written in governance.yaml; the
+integer `id` is internal. No column ever holds a secret value: secrets are referenced by
+(store, mount, path, version) in `secret_ref`, and the local store keeps only AES-GCM ciphertexts in
+`local_secret`.
+
+Schema changes need an Alembic migration in migrations/versions (tests/test_migrations.py checks
+that models and migrations agree).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Optional
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _json(default=None, nullable: bool = False):
+    return Field(default_factory=(default or dict), sa_column=sa.Column(sa.JSON, nullable=nullable))
+
+
+def _ts(nullable: bool = True, index: bool = False):
+    return Field(default=None, sa_column=sa.Column(sa.DateTime(timezone=True), nullable=nullable, index=index))
+
+
+def _created():
+    return Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False))
+
+
+class System(SQLModel, table=True):
+    __tablename__ = "system"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=200, unique=True, index=True)
+    name: str = Field(default="", max_length=300)
+    kind: str = Field(default="generic", max_length=50)
+    description: str = Field(default="", max_length=2000)
+    owner: Optional[str] = Field(default=None, max_length=300)
+    escalation_contact: Optional[str] = Field(default=None, max_length=300)
+    sla: dict[str, Any] = _json()
+    rate_limit_per_minute: Optional[int] = None
+    daily_api_budget: Optional[int] = None
+    api_version_policy: Optional[str] = Field(default=None, max_length=500)
+    maintenance_windows: list[dict[str, Any]] = _json(list)
+    runbook_url: Optional[str] = Field(default=None, max_length=1000)
+    scopes: list[str] = _json(list)
+    contract: dict[str, Any] = _json()  # schema links, error codes, versioning notes
+    created_at: dt.datetime = _created()
+    updated_at: dt.datetime = _created()
+
+
+class ExternalCredential(SQLModel, table=True):
+    __tablename__ = "external_credential"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=200, unique=True, index=True)
+    system_id: int = Field(foreign_key="system.id", index=True)
+    protocol: str = Field(max_length=50)
+    token_url: Optional[str] = Field(default=None, max_length=1000)
+    authorize_url: Optional[str] = Field(default=None, max_length=1000)
+    client_id: Optional[str] = Field(default=None, max_length=500)
+    client_auth_method: Optional[str] = Field(default=None, max_length=50)
+    scopes: list[str] = _json(list)
+    audience: Optional[str] = Field(default=None, max_length=1000)
+    header_name: Optional[str] = Field(default=None, max_length=200)
+    principal_type: str = Field(default="named", max_length=20)
+    refresh_token_policy: Optional[str] = Field(default=None, max_length=50)
+    rotation: dict[str, Any] = _json()  # {"every": "90d"} or {"cron": "..."}, "overlap": "24h", "set": ...
+    created_at: dt.datetime = _created()
+    updated_at: dt.datetime = _created()
+
+
+class Principal(SQLModel, table=True):
+    __tablename__ = "principal"
+    __table_args__ = (sa.UniqueConstraint("credential_id", "name", name="uq_principal_credential_name"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    credential_id: int = Field(foreign_key="external_credential.id", index=True)
+    name: str = Field(max_length=200)
+    kind: str = Field(default="named", max_length=20)  # named | per_user
+    integration_user_id: Optional[int] = Field(default=None, foreign_key="integration_user.id", index=True)
+    subject: Optional[str] = Field(default=None, max_length=500)  # upstream username (JWT bearer `sub`)
+    connected_at: dt.datetime | None = _ts()
+    created_at: dt.datetime = _created()
+
+
+class NamedCredential(SQLModel, table=True):
+    __tablename__ = "named_credential"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=200, unique=True, index=True)
+    credential_id: int = Field(foreign_key="external_credential.id", index=True)
+    url: str = Field(max_length=1000)
+    api_version: Optional[str] = Field(default=None, max_length=50)
+    api_type: str = Field(default="REST", max_length=20)
+    timeout_seconds: float = 10.0
+    retry: dict[str, Any] = _json()
+    circuit_breaker: dict[str, Any] = _json()
+    allowed_methods: list[str] = _json(list)
+    allowed_paths: list[str] = _json(list)
+    during_maintenance: str = Field(default="refuse", max_length=20)  # refuse | queue
+    max_body_bytes: int = 10 * 1024 * 1024
+    created_at: dt.datetime = _created()
+    updated_at: dt.datetime = _created()
+
+
+class IntegrationUser(SQLModel, table=True):
+    __tablename__ = "integration_user"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=200, unique=True, index=True)
+    name: str = Field(default="", max_length=300)
+    owner: Optional[str] = Field(default=None, max_length=300)
+    justification: Optional[str] = Field(default=None, max_length=2000)
+    status: str = Field(default="active", max_length=20)  # active | suspended | retired
+    review_date: Optional[dt.date] = None
+    source_system_id: Optional[int] = Field(default=None, foreign_key="system.id", index=True)
+    client_auth_method: str = Field(default="client_secret_basic", max_length=50)
+    client_secret_hash: Optional[str] = Field(default=None, max_length=500)
+    previous_client_secret_hash: Optional[str] = Field(default=None, max_length=500)
+    previous_secret_expires_at: dt.datetime | None = _ts()
+    client_secret_set_at: dt.datetime | None = _ts()
+    jwks: dict[str, Any] = _json()
+    allowed_cidrs: list[str] = _json(list)
+    allowed_scopes: list[str] = _json(list)
+    last_used_at: dt.datetime | None = _ts()
+    created_at: dt.datetime = _created()
+    updated_at: dt.datetime = _created()
+
+
+class PermissionSet(SQLModel, table=True):
+    __tablename__ = "permission_set"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=200, unique=True, index=True)
+    description: str = Field(default="", max_length=2000)
+    scopes: list[str] = _json(list)
+    api_types: list[str] = _json(list)
+    max_token_lifetime_seconds: int = 3600
+    allow_budget_overdraft: bool = False
+    system_permissions: list[str] = _json(list)  # Salesforce-style user permissions (ApiEnabled, ModifyAllData, ...)
+    source: str = Field(default="govern", max_length=50)  # govern | salesforce
+    created_at: dt.datetime = _created()
+    updated_at: dt.datetime = _created()
+
+
+class PermissionGrant(SQLModel, table=True):
+    """One grant of a permission set: access to a named credential (and principal), the methods and
+    path patterns allowed, and object/field permissions for Salesforce-style resources."""
+
+    __tablename__ = "permission_grant"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    permission_set_id: int = Field(foreign_key="permission_set.id", index=True)
+    position: int = 0
+    named_credential_id: Optional[int] = Field(default=None, foreign_key="named_credential.id", index=True)
+    principal: Optional[str] = Field(default=None, max_length=200)
+    methods: list[str] = _json(list)
+    paths: list[str] = _json(list)
+    objects: dict[str, Any] = _json()
+
+
+class Assignment(SQLModel, table=True):
+    __tablename__ = "assignment"
+    __table_args__ = (sa.UniqueConstraint("integration_user_id", "permission_set_id", name="uq_assignment"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    integration_user_id: int = Field(foreign_key="integration_user.id", index=True)
+    permission_set_id: int = Field(foreign_key="permission_set.id", index=True)
+    expires_at: Optional[dt.date] = None
+    created_at: dt.datetime = _created()
+
+
+class AdminUser(SQLModel, table=True):
+    __tablename__ = "admin_user"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=200, unique=True, index=True)  # the username
+    password_hash: str = Field(max_length=500)
+    role: str = Field(default="auditor", max_length=20)  # admin | operator | auditor
+    disabled: bool = False
+    failed_attempts: int = 0
+    locked_until: dt.datetime | None = _ts()
+    last_login_at: dt.datetime | None = _ts()
+    created_at: dt.datetime = _created()
+
+
+class AdminToken(SQLModel, table=True):
+    """Bearer tokens for the management API. Only a hash is stored."""
+
+    __tablename__ = "admin_token"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    admin_user_id: int = Field(foreign_key="admin_user.id", index=True)
+    token_hash: str = Field(max_length=128, unique=True, index=True)
+    label: str = Field(default="", max_length=200)
+    expires_at: dt.datetime | None = _ts()
+    created_at: dt.datetime = _created()
+
+
+class AdminAction(SQLModel, table=True):
+    """Who changed what, when, with before and after (never secret values)."""
+
+    __tablename__ = "admin_action"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: dt.datetime = _created()
+    actor: str = Field(max_length=200)
+    action: str = Field(max_length=100)
+    subject_kind: str = Field(max_length=100)
+    subject: str = Field(max_length=300)
+    before: dict[str, Any] = _json()
+    after: dict[str, Any] = _json()
+    correlation_id: Optional[str] = Field(default=None, max_length=128)
+
+
+class Decision(SQLModel, table=True):
+    """One broker decision. Append-only and hash-chained: `hash` covers the record and `prev_hash`."""
+
+    __tablename__ = "decision"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: dt.datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, index=True))
+    correlation_id: str = Field(max_length=128, index=True)
+    integration_user: Optional[str] = Field(default=None, max_length=200, index=True)
+    action: str = Field(max_length=50)
+    named_credential: Optional[str] = Field(default=None, max_length=200, index=True)
+    principal: Optional[str] = Field(default=None, max_length=200)
+    method: Optional[str] = Field(default=None, max_length=10)
+    path: Optional[str] = Field(default=None, max_length=2000)
+    resource_object: Optional[str] = Field(default=None, max_length=200)
+    api_type: Optional[str] = Field(default=None, max_length=20)
+    scopes_requested: list[str] = _json(list)
+    scopes_granted: list[str] = _json(list)
+    source_ip: Optional[str] = Field(default=None, max_length=64)
+    allowed: bool = Field(default=False, index=True)
+    rules: list[str] = _json(list)
+    upstream_status: Optional[int] = None
+    latency_ms: Optional[float] = None
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64, unique=True)
+
+
+class SecretRef(SQLModel, table=True):
+    """Where a secret lives. The value is in the secret store; this row holds only its address."""
+
+    __tablename__ = "secret_ref"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=500, unique=True, index=True)  # e.g. credential/sf-jwt/principal/x/client_secret
+    owner_kind: str = Field(max_length=50)  # credential | integration_user | govern
+    owner: str = Field(max_length=200, index=True)
+    principal: Optional[str] = Field(default=None, max_length=200)
+    field: str = Field(max_length=100)
+    store: str = Field(default="local", max_length=20)
+    mount: Optional[str] = Field(default=None, max_length=200)
+    path: str = Field(max_length=500)
+    current_version: Optional[int] = None
+    rotator: Optional[str] = Field(default=None, max_length=100)
+    schedule: Optional[str] = Field(default=None, max_length=100)  # interval ("90d") or cron, UTC
+    overlap_seconds: int = 86400
+    next_due_at: dt.datetime | None = _ts(index=True)
+    set_at: dt.datetime | None = _ts()
+    created_at: dt.datetime = _created()
+
+
+class SecretVersion(SQLModel, table=True):
+    __tablename__ = "secret_version"
+    __table_args__ = (sa.UniqueConstraint("secret_ref_id", "version", name="uq_secret_version"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    secret_ref_id: int = Field(foreign_key="secret_ref.id", index=True)
+    version: int
+    stage: str = Field(max_length=20)  # pending | current | previous | revoked
+    created_at: dt.datetime = _created()
+    expires_at: dt.datetime | None = _ts()
+
+
+class LocalSecret(SQLModel, table=True):
+    """The local store's ciphertexts: AES-256-GCM, the data key wrapped by a master key, bound to the path."""
+
+    __tablename__ = "local_secret"
+    __table_args__ = (sa.UniqueConstraint("path", "version", name="uq_local_secret_path_version"),)
+    id: Optional[int] = Field(default=None, primary_key=True)
+    path: str = Field(max_length=500, index=True)
+    version: int
+    key_id: str = Field(max_length=64)
+    wrapped_key: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    nonce: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    ciphertext: bytes = Field(sa_column=sa.Column(sa.LargeBinary, nullable=False))
+    deleted: bool = False
+    created_at: dt.datetime = _created()
+
+
+class RotationRun(SQLModel, table=True):
+    __tablename__ = "rotation_run"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    secret_ref_id: int = Field(foreign_key="secret_ref.id", index=True)
+    rotator: str = Field(max_length=100)
+    state: str = Field(default="created", max_length=20, index=True)  # created|set|tested|finished|failed|parked|cancelled
+    dry_run: bool = False
+    attempts: int = 0
+    pending_version: Optional[int] = None
+    next_attempt_at: dt.datetime | None = _ts(index=True)
+    claimed_by: Optional[str] = Field(default=None, max_length=200)
+    claimed_until: dt.datetime | None = _ts()
+    steps: list[dict[str, Any]] = _json(list)
+    error: Optional[str] = Field(default=None, max_length=2000)
+    started_at: dt.datetime = _created()
+    finished_at: dt.datetime | None = _ts()
+
+
+class AuditRun(SQLModel, table=True):
+    __tablename__ = "audit_run"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    started_at: dt.datetime = _created()
+    finished_at: dt.datetime | None = _ts()
+    source: str = Field(default="govern", max_length=50)
+    counts: dict[str, Any] = _json()
+    new: list[str] = _json(list)
+    resolved: list[str] = _json(list)
+    reopened: list[str] = _json(list)
+
+
+class Finding(SQLModel, table=True):
+    __tablename__ = "finding"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=128, unique=True, index=True)  # fingerprint of rule + subject
+    rule_id: str = Field(max_length=50, index=True)
+    severity: str = Field(max_length=20, index=True)
+    subject_kind: str = Field(max_length=50)
+    subject: str = Field(max_length=500)
+    title: str = Field(max_length=500)
+    evidence: dict[str, Any] = _json()
+    remediation: str = Field(default="", max_length=4000)
+    status: str = Field(default="open", max_length=20, index=True)  # open | resolved | suppressed
+    first_seen_at: dt.datetime = _created()
+    last_seen_at: dt.datetime = _created()
+    resolved_at: dt.datetime | None = _ts()
+    last_run_id: Optional[int] = Field(default=None, foreign_key="audit_run.id")
+
+
+class Suppression(SQLModel, table=True):
+    __tablename__ = "suppression"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    external_id: str = Field(max_length=200, unique=True, index=True)
+    rule_id: str = Field(max_length=50, index=True)
+    subject: str = Field(max_length=500)  # exact subject, or a glob
+    owner: str = Field(max_length=300)
+    justification: str = Field(max_length=4000)
+    ticket: str = Field(max_length=200)
+    expires_at: dt.date
+    created_by: Optional[str] = Field(default=None, max_length=200)
+    created_at: dt.datetime = _created()

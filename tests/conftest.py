@@ -1,0 +1,222 @@
+"""Shared fixtures.
+
+Databases: every test that asks for `database_url` gets a fresh, migrated database. The backend is
+SQLite unless GOVERN_TEST_DATABASE=postgres; each test then gets its own PostgreSQL database, copied
+from a migrated template, so test runs never collide. `postgres_url` always gives a PostgreSQL one
+(for multi-process tests).
+
+Real services: when GOVERN_TEST_REQUIRE_SERVICES=1 (set by .ci/run), a missing PostgreSQL, Redis,
+OpenBao binary or Chromium fails the test instead of skipping it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+
+PG_BASE_URL = os.environ.get("GOVERN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("GOVERN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_SERVICES = os.environ.get("GOVERN_TEST_REQUIRE_SERVICES") == "1"
+BACKEND = os.environ.get("GOVERN_TEST_DATABASE", "sqlite")
+
+
+def need(service: str, reason: str):
+    """Skip, or fail when CI requires every real service."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{service} is required in CI but unavailable: {reason}")
+    pytest.skip(f"{service} unavailable: {reason}")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if {"database_url", "app", "client", "runner", "services"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.db)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "db: uses the database backend chosen by GOVERN_TEST_DATABASE")
+
+
+# --- PostgreSQL ------------------------------------------------------------------------------------
+
+def _pg_admin_engine():
+    from govern.store.db import make_engine
+
+    return make_engine(PG_BASE_URL, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
+
+
+def _pg_url(name: str) -> str:
+    base, _, _ = PG_BASE_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest.fixture(scope="session")
+def _pg_admin():
+    import sqlalchemy as sa
+
+    try:
+        engine = _pg_admin_engine()
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001
+        need("PostgreSQL", f"{PG_BASE_URL}: {type(exc).__name__}")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _pg_template(_pg_admin):
+    import sqlalchemy as sa
+
+    from govern.store.db import make_engine, upgrade
+
+    name = f"govern_tmpl_{uuid.uuid4().hex[:10]}"
+    with _pg_admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine = make_engine(_pg_url(name))
+    upgrade(engine)
+    engine.dispose()
+    yield name
+    with _pg_admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def _pg_copy(admin, template: str) -> str:
+    import sqlalchemy as sa
+
+    name = f"govern_t_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    return name
+
+
+def _pg_drop(admin, name: str) -> None:
+    import sqlalchemy as sa
+
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def postgres_url(_pg_admin, _pg_template):
+    name = _pg_copy(_pg_admin, _pg_template)
+    yield _pg_url(name)
+    _pg_drop(_pg_admin, name)
+
+
+@pytest.fixture
+def empty_postgres_url(_pg_admin):
+    """A PostgreSQL database with no schema at all (for migration tests)."""
+    import sqlalchemy as sa
+
+    name = f"govern_e_{uuid.uuid4().hex[:12]}"
+    with _pg_admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    yield _pg_url(name)
+    _pg_drop(_pg_admin, name)
+
+
+# --- SQLite ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory) -> Path:
+    from govern.store.db import make_engine, upgrade
+
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return path
+
+
+@pytest.fixture
+def database_url(request, tmp_path):
+    """A fresh, migrated database on the backend chosen by GOVERN_TEST_DATABASE."""
+    if BACKEND == "postgres":
+        yield request.getfixturevalue("postgres_url")
+        return
+    template = request.getfixturevalue("_sqlite_template")
+    target = tmp_path / "govern.db"
+    shutil.copyfile(template, target)
+    yield f"sqlite:///{target}"
+
+
+# --- Redis -----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def redis_url():
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except Exception as exc:  # noqa: BLE001
+        need("Redis", f"{REDIS_URL}: {type(exc).__name__}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def redis_prefix():
+    return f"govern-test:{uuid.uuid4().hex[:10]}:"
+
+
+# --- The app ---------------------------------------------------------------------------------------
+
+@pytest.fixture
+def settings(tmp_path, database_url):
+    from govern.config import load_settings
+
+    home = tmp_path / "instance"
+    home.mkdir()
+    return load_settings({}, home=home, database_url=database_url, log_level="DEBUG")
+
+
+@pytest.fixture
+def services(settings):
+    from govern.bootstrap import build_services
+
+    svc = build_services(settings)
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def app(services):
+    from govern.app import create_app
+
+    return create_app({"TESTING": True}, services=services)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(settings, monkeypatch):
+    """Invoke the `govern` CLI in-process against the test instance."""
+    from click.testing import CliRunner
+
+    from govern.cli import _register, cli
+
+    monkeypatch.setenv("GOVERN_HOME", str(settings.home))
+    monkeypatch.setenv("GOVERN_DATABASE_URL", settings.database_url)
+    _register()
+
+    class _Runner:
+        def invoke(self, args, input=None, **kw):
+            return CliRunner().invoke(cli, args, input=input, catch_exceptions=False, **kw)
+
+    return _Runner()
+
+
+@pytest.fixture
+def admin_token(services):
+    from govern.store.admins import create_admin, issue_token
+
+    create_admin(services.sessions, "root-admin", "correct horse battery staple", "admin")
+    return issue_token(services.sessions, "root-admin")
