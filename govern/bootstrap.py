@@ -23,6 +23,7 @@ class Services:
     sessions: sessionmaker[Session]
     cache: Any
     clock: Clock
+    secret_store: Any = None  # a govern.ports.SecretStore, wired by govern.secrets
     # name -> callable raising on failure; /readyz runs each one
     health_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)

@@ -69,3 +69,31 @@ class Cache(Protocol):
 
 class Notifier(Protocol):
     def notify(self, event: str, payload: dict[str, Any]) -> None: ...
+
+
+# --- The broker's seams (govern.broker implements them; the proxy and the API use them) -------------
+
+from govern.domain.access import AccessDecision, AccessRequest, Caller, UpstreamToken  # noqa: E402
+
+
+class CallerAuthenticator(Protocol):
+    def authenticate(self, authorization: str | None, peer_ip: str, forwarded_for: str | None) -> Caller:
+        """Validate a govern access token and the source IP; raise Unauthorized / AccessDenied."""
+        ...
+
+
+class PolicyDecider(Protocol):
+    def decide(self, request: AccessRequest) -> AccessDecision: ...
+
+
+class DecisionLog(Protocol):
+    def append(self, request: AccessRequest | None, decision: AccessDecision | None, **fields: Any) -> None:
+        """Append one decision record (hash-chained). Must not block the hot path on the database."""
+        ...
+
+
+class UpstreamTokenSource(Protocol):
+    def get_token(self, named_credential: str, principal: str | None, scopes: tuple[str, ...] = (),
+                  *, force_refresh: bool = False) -> UpstreamToken: ...
+
+    def invalidate(self, named_credential: str, principal: str | None, scopes: tuple[str, ...] = ()) -> None: ...
