@@ -23,7 +23,12 @@ class Services:
     sessions: sessionmaker[Session]
     cache: Any
     clock: Clock
-    secret_store: Any = None  # a govern.ports.SecretStore, wired by govern.secrets
+    secret_store: Any = None  # govern.ports.SecretStore, wired by govern.secrets
+    # The broker's seams (govern.ports): wired by govern.broker; the API and the proxy use them.
+    authenticator: Any = None  # CallerAuthenticator
+    decider: Any = None  # PolicyDecider
+    decision_log: Any = None  # DecisionLog
+    upstream_tokens: Any = None  # UpstreamTokenSource
     # name -> callable raising on failure; /readyz runs each one
     health_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
