@@ -10,13 +10,13 @@ RUN python -m pip wheel --no-cache-dir --wheel-dir /wheels .
 FROM python:3.11-slim AS runtime
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     GOVERN_HOME=/var/lib/govern GOVERN_MIGRATIONS_DIR=/app/migrations GOVERN_ENV=production
-RUN groupadd --system govern && useradd --system --gid govern --home-dir /var/lib/govern --create-home govern
+RUN groupadd --system --gid 10001 govern && useradd --system --uid 10001 --gid govern --home-dir /var/lib/govern --create-home govern
 WORKDIR /app
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 COPY migrations ./migrations
 COPY policies ./policies
-USER govern
+USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status == 200 else 1)"]

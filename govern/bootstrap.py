@@ -30,6 +30,7 @@ class Services:
     decision_log: Any = None  # DecisionLog
     upstream_tokens: Any = None  # UpstreamTokenSource
     # name -> callable raising on failure; /readyz runs each one
+    metrics: Any = None  # govern.metrics.Metrics
     health_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -54,6 +55,38 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
             conn.execute(sa.text("SELECT 1"))
 
     services.health_checks["database"] = check_database
+    services.metrics = _build_metrics(services)
     services.health_checks["cache"] = services.cache.ping
     services.extras.update(overrides)
     return services
+
+
+def _build_metrics(services: Services):
+    from govern.metrics import Metrics, StateCollector
+    from govern.store import state_metrics
+
+    metrics = Metrics()
+    readers = {
+        "govern_secrets_rotation_due": ("Secrets whose rotation is due or overdue.", ["state"],
+                                        lambda: state_metrics.secrets_due(services.sessions)),
+        "govern_findings_open": ("Open audit findings by severity.", ["severity"],
+                                 lambda: state_metrics.open_findings(services.sessions)),
+        "govern_ready_check": ("1 when a readiness check passes, 0 when it fails.", ["check"],
+                               lambda: _ready_checks(services)),
+    }
+    collector = StateCollector(readers)
+    metrics.add_state_collector(collector)
+    metrics._state_collectors = [collector]
+    services.extras["metric_readers"] = readers
+    return metrics
+
+
+def _ready_checks(services: Services) -> dict[tuple, float]:
+    results = {}
+    for name, check in services.health_checks.items():
+        try:
+            check()
+            results[(name,)] = 1.0
+        except Exception:  # noqa: BLE001 - a failing check is the value being reported
+            results[(name,)] = 0.0
+    return results

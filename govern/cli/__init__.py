@@ -24,9 +24,9 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from govern.cli import instance, admin
+    from govern.cli import admin, contract, instance
 
-    for module in (instance, admin):
+    for module in (instance, admin, contract):
         module.register(cli)
     try:
         from govern.cli import extensions

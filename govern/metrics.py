@@ -1,0 +1,92 @@
+"""Prometheus metrics (seed practice 17: monitor proactively).
+
+One `Metrics` object per Services, with its own registry, so that tests and several apps in one
+process never collide. Counters and histograms are recorded where things happen; gauges that describe
+durable state (secrets due, DLQ depth, findings) are read from the database at scrape time by
+`StateCollector`, so that every gunicorn worker reports the same truth. With PROMETHEUS_MULTIPROC_DIR
+set, counters from all worker processes are aggregated (prometheus_client multiprocess mode).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.token_requests = Counter(
+            "govern_token_requests_total", "Upstream token requests by outcome (allowed, denied, error).",
+            ["system", "named_credential", "outcome"], registry=r)
+        self.token_latency = Histogram(
+            "govern_token_request_seconds", "Latency of /token requests.", ["system", "named_credential"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.proxy_requests = Counter(
+            "govern_proxy_requests_total", "Proxied calls by outcome.", ["system", "named_credential", "outcome"],
+            registry=r)
+        self.proxy_latency = Histogram(
+            "govern_proxy_request_seconds", "Latency of proxied calls.", ["system", "named_credential"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.upstream_refreshes = Counter(
+            "govern_upstream_refresh_total", "Upstream token refreshes by outcome.", ["system", "credential", "outcome"],
+            registry=r)
+        self.breaker_state = Gauge(
+            "govern_circuit_breaker_state", "Circuit breaker per system: 0 closed, 1 half-open, 2 open.", ["system"],
+            registry=r, multiprocess_mode="max")
+        self.budget_used = Gauge(
+            "govern_api_budget_used_ratio", "Share of the system's daily API budget used today.", ["system"],
+            registry=r, multiprocess_mode="max")
+        self.rotations = Counter(
+            "govern_rotations_total", "Rotation runs by outcome.", ["rotator", "outcome"], registry=r)
+        self.decision_log_lag = Gauge(
+            "govern_decision_log_lag_seconds", "Age of the oldest decision record not yet written.",
+            registry=r, multiprocess_mode="max")
+        self.decision_log_queue = Gauge(
+            "govern_decision_log_queue_depth", "Decision records waiting to be written.",
+            registry=r, multiprocess_mode="sum")
+
+    def set_breaker(self, system: str, state: str) -> None:
+        self.breaker_state.labels(system=system).set(BREAKER_STATES.get(state, 0))
+
+    def add_state_collector(self, collector: "StateCollector") -> None:
+        self.registry.register(collector)
+
+    def render(self) -> bytes:
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            merged = CollectorRegistry()
+            multiprocess.MultiProcessCollector(merged)
+            for collector in getattr(self, "_state_collectors", []):
+                merged.register(collector)
+            return generate_latest(merged)
+        return generate_latest(self.registry)
+
+
+class StateCollector:
+    """Gauges read from durable state at scrape time. `readers` map a metric to a function returning
+    {label tuple: value}; a reader that fails is skipped, so one broken source never hides the rest."""
+
+    def __init__(self, readers: dict[str, tuple[str, list[str], Callable[[], dict[tuple, float]]]]):
+        self.readers = readers
+
+    def describe(self) -> Iterable:
+        return []
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        for name, (doc, labels, read) in self.readers.items():
+            try:
+                values = read()
+            except Exception:  # noqa: BLE001 - a broken source must not break the scrape
+                continue
+            family = GaugeMetricFamily(name, doc, labels=labels)
+            for label_values, value in values.items():
+                family.add_metric(list(label_values), value)
+            yield family
