@@ -111,8 +111,13 @@ class VaultSecretStore:
 
     def put(self, path: str, value: Secret, *, cas: int | None = None) -> SecretMetadata:
         """POST /:mount/data/:path (KV v2), with options.cas when `cas` is given (0: must not exist)."""
-        resp = self._call(lambda: self.client.secrets.kv.v2.create_or_update_secret(
-            path=path, secret={"value": value.reveal()}, cas=cas, mount_point=self.mount))
+        try:
+            resp = self._call(lambda: self.client.secrets.kv.v2.create_or_update_secret(
+                path=path, secret={"value": value.reveal()}, cas=cas, mount_point=self.mount))
+        except SecretNotFound:  # a write answered 404: no KV v2 engine at that mount
+            resp = None
+        if resp is None:
+            raise VaultRequestRefused(f"the vault has no KV v2 engine mounted at {self.mount!r} (GOVERN_VAULT_MOUNT)")
         data = resp["data"]
         return SecretMetadata(path=path, version=int(data["version"]), created_at=_parse_time(data.get("created_time")),
                               versions=())
@@ -240,7 +245,9 @@ class VaultSecretStore:
             if mapped is None:
                 raise
             log.warning("vault call failed", extra={"exc_type": type(exc).__name__, "code": mapped.code})
-            raise mapped from None
+        # Raised outside the except block, so the hvac exception (whose text quotes URLs and paths)
+        # is not even kept as __context__.
+        raise mapped
 
 
 class VaultTransit:
