@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import threading
 from typing import Any, Callable, TypeVar
 
 import hvac
@@ -101,6 +102,7 @@ class VaultSecretStore:
         self._renewable = False
         self.renewals = 0
         self.logins = 0
+        self._token_lock = threading.Lock()  # one login/renewal at a time across request threads
 
     @classmethod
     def from_settings(cls, settings, *, clock: Clock | None = None, timeout: float = 5.0) -> "VaultSecretStore":
@@ -181,6 +183,10 @@ class VaultSecretStore:
         A token that cannot be renewed is replaced by a fresh login when the auth method can log in
         again (AppRole, Kubernetes); a plain token that cannot be renewed simply runs out.
         """
+        with self._token_lock:
+            self._ensure_token_locked()
+
+    def _ensure_token_locked(self) -> None:
         now = self.clock.monotonic()
         if self._expires_at is None:
             self._login()
