@@ -29,3 +29,11 @@ class SecretRecordingFailed(GovernError):
     code = "secret_recording_failed"
     status = 500
     title = "The secret was stored but its reference was not recorded"
+
+
+class VaultRequestRefused(GovernError):
+    """The vault answered a request with an error that is neither ours to retry nor a missing secret."""
+
+    code = "secret_store_refused"
+    status = 502
+    title = "The secret store refused govern's request"

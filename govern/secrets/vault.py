@@ -26,18 +26,12 @@ import requests
 from govern.domain.secret import Secret
 from govern.errors import GovernError, SecretConflict, SecretNotFound, SecretStoreUnavailable
 from govern.ports import Clock, SecretMetadata, SystemClock
-from govern.secrets.errors import SecretStorePermissionDenied
+from govern.secrets.errors import SecretStorePermissionDenied, VaultRequestRefused
 from govern.secrets.vault_auth import VaultAuth, auth_from_settings
 
 log = logging.getLogger("govern.secrets.vault")
 T = TypeVar("T")
 RETRY_AFTER_SECONDS = 5
-
-
-class VaultRequestRefused(GovernError):
-    code = "secret_store_refused"
-    status = 502
-    title = "The secret store refused govern's request"
 
 
 def _unavailable(_: Exception) -> GovernError:
