@@ -75,3 +75,6 @@ def _register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics.bp)
+    from govern.api import secrets as secrets_api
+
+    app.register_blueprint(secrets_api.bp)

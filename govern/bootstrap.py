@@ -57,7 +57,11 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
     services.health_checks["database"] = check_database
     services.metrics = _build_metrics(services)
     services.health_checks["cache"] = services.cache.ping
+    secret_store = overrides.pop("secret_store", None)  # tests may pass a fake
     services.extras.update(overrides)
+    from govern.secrets import wire as wire_secrets
+
+    wire_secrets(services, store=secret_store)
     return services
 
 
