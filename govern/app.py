@@ -74,3 +74,7 @@ def _register_blueprints(app: Flask) -> None:
     from govern.api import health
 
     app.register_blueprint(health.bp)
+    from govern.api import breakers, proxy
+
+    app.register_blueprint(proxy.bp)
+    app.register_blueprint(breakers.bp)

@@ -56,4 +56,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
     services.health_checks["database"] = check_database
     services.health_checks["cache"] = services.cache.ping
     services.extras.update(overrides)
+    from govern.broker.proxy import build_proxy
+    from govern.notify import build_notifier
+
+    services.extras.setdefault("notifier", build_notifier(settings, services.clock))
+    services.extras.setdefault("proxy", build_proxy(services))
     return services
