@@ -112,3 +112,14 @@ def env(settings, upstream):
 def use_api_key(env: Env) -> None:
     env.configure(protocol="api_key_header", header_name="X-Api-Key")
     env.put_secret("erp-cc", "default", "api_key", API_KEY)
+
+
+@pytest.fixture
+def admin_token_for():
+    def make(env: Env) -> str:
+        from govern.store.admins import create_admin, issue_token
+
+        create_admin(env.services.sessions, "ops-admin", "correct horse battery staple", "admin")
+        return issue_token(env.services.sessions, "ops-admin")
+
+    return make
