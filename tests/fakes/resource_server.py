@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
 
@@ -34,6 +34,13 @@ class _Fault:
     retry_after: str | None = None
     delay: float = 0.0
     location: str | None = None
+
+
+class _KeepAliveHandler(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like real upstreams
+
+    def log_request(self, *args, **kwargs):  # quiet: tests read the recorded requests instead
+        pass
 
 
 def free_port() -> int:
@@ -59,7 +66,8 @@ class ResourceServer:
 
     def start(self) -> "ResourceServer":
         self._release.clear()
-        self._server = make_server("127.0.0.1", self.port, self._app, threaded=True)
+        self._server = make_server("127.0.0.1", self.port, self._app, threaded=True,
+                                   request_handler=_KeepAliveHandler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
         return self
