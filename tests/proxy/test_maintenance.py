@@ -138,3 +138,13 @@ def test_dlq_drop(env, dlq_cli):
     result = dlq_cli("drop", str(dead_id))
     assert result.exit_code == 0 and f"{dead_id}: ok: dropped" in result.output
     assert dlq_cli("drop", str(dead_id)).exit_code == 1
+
+
+def test_deliveries_are_logged_with_the_upstream_status(env):
+    _queue_mode(env)
+    env.client.post(env.url("orders"), data="{}", headers={**CALLER, "Content-Type": "application/json",
+                                                           "X-Correlation-ID": "corr-q"})
+    deliver_queued(env.services, AFTER)
+    record = env.log.records[-1]
+    assert record["upstream_status"] == 201 and record["correlation_id"] == "corr-q"
+    assert record["request"].caller.integration_user == "order-sync"

@@ -117,3 +117,10 @@ def test_same_origin_redirect_is_followed_only_when_allowed(env):
     r = env.client.get(env.url("x"), headers=CALLER)
     assert r.status_code == 200 and env.upstream.last().path == "/api/moved"
     assert env.upstream.last().headers["Authorization"].startswith("Bearer ")
+
+
+def test_refusals_are_logged_as_decisions(env):
+    env.client.get(env.url("%2e%2e/admin"), headers=CALLER)
+    record = env.log.records[-1]
+    assert record["decision"].allowed is False and record["decision"].rules == ("path_not_allowed",)
+    assert record["request"].path == "%2e%2e/admin" and record["upstream_status"] is None

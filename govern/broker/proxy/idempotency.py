@@ -47,7 +47,8 @@ class IdempotencyStore:
         hashed = hashlib.sha256(key.encode()).hexdigest()
         return f"proxy:idem:{caller}:{named_credential}:{hashed}"
 
-    def begin(self, caller: str, named_credential: str, key: str, fp: str, in_flight_ttl: float) -> StoredResponse | None:
+    def begin(self, caller: str, named_credential: str, key: str, fp: str,
+              in_flight_ttl: float) -> StoredResponse | None:
         """Claim the key (None: go ahead), or return the stored response to replay; 409 / 422 otherwise."""
         ckey = self._key(caller, named_credential, key)
         claim = json.dumps({"state": "in_flight", "fp": fp}).encode()

@@ -10,10 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from sqlmodel import select
 
+from govern.domain.access import AccessRequest, Caller
 from govern.errors import GovernError, NotFound
 from govern.store.db import session_scope
 from govern.store.proxy_tables import DeadLetter, QueuedCall
@@ -69,21 +72,31 @@ def queued_status(services, named_credential: str, caller: str, call_id: int) ->
                 "next_attempt_at": row.next_attempt_at.isoformat() if row.status == "queued" else None}
 
 
-def _deliver_one(services, *, named_credential, method, path, query, headers, body, principal, correlation_id,
+def _deliver_one(services, *, caller, named_credential, method, path, query, headers, body, principal, correlation_id,
                  idempotency_key) -> int:
     """One delivery; returns the upstream status, raises GovernError when it did not succeed."""
     from govern.broker.proxy.errors import UpstreamUnreachable
     from govern.broker.proxy.paths import join_under
     from govern.broker.proxy.retry import may_retry
+    from govern.broker.proxy.service import _Outcome
 
     proxy = _proxy(services)
     target = proxy.target(named_credential)
-    proxy.breakers.before_call(target.system, target.breaker)
-    url = join_under(target.url, path, query)
-    response = proxy.exchange(target, method, url, dict(headers), body, principal, correlation_id,
-                              retry_ok=may_retry(method, idempotency_key))
-    status = response.status_code
-    response.close()
+    request = AccessRequest(caller=Caller(integration_user=caller, scopes=(), source_ip=""), action="proxy",
+                            named_credential=named_credential, method=method, path=unquote(path),
+                            api_type=target.api_type)
+    outcome = _Outcome()
+    started = time.perf_counter()
+    try:
+        probe = proxy.breakers.before_call(target.system, target.breaker)
+        url = join_under(target.url, path, query)
+        response = proxy.exchange(target, method, url, dict(headers), body, principal, correlation_id,
+                                  retry_ok=may_retry(method, idempotency_key), outcome=outcome, probe=probe)
+        status = response.status_code
+        response.close()
+    finally:
+        # The decision was taken (and logged) when the call was queued; this records the delivery.
+        proxy._log_decision(request, None, outcome, started, correlation_id)
     if status >= 500 or status == 429:
         raise UpstreamUnreachable(f"{target.system} answered {status}")
     return status
@@ -114,7 +127,8 @@ def deliver_queued(services, now: dt.datetime | None = None, *, limit: int = 100
                 blocked.add(row.named_credential)  # keep the order: later calls wait for this one
                 continue
             try:
-                status = _deliver_one(services, named_credential=row.named_credential, method=row.method,
+                status = _deliver_one(services, caller=row.caller, named_credential=row.named_credential,
+                                      method=row.method,
                                       path=row.path, query=row.query, headers=row.headers, body=row.body,
                                       principal=row.principal, correlation_id=row.correlation_id,
                                       idempotency_key=row.idempotency_key)
@@ -168,7 +182,8 @@ def dlq_retry(services, dead_id: int) -> ItemOutcome:
         if dead is None:
             return ItemOutcome(dead_id, False, "not found")
         try:
-            status = _deliver_one(services, named_credential=dead.named_credential, method=dead.method, path=dead.path,
+            status = _deliver_one(services, caller=dead.caller, named_credential=dead.named_credential,
+                                  method=dead.method, path=dead.path,
                                   query=dead.query, headers=dead.headers, body=dead.body, principal=dead.principal,
                                   correlation_id=dead.correlation_id, idempotency_key=dead.idempotency_key)
         except GovernError as exc:

@@ -18,7 +18,8 @@ from urllib.parse import unquote, urlsplit
 
 from govern.broker.proxy.breaker import CircuitBreakers
 from govern.broker.proxy.budget import DailyBudget
-from govern.broker.proxy.errors import (NamedCredentialForbids, UpstreamRateLimited, UpstreamRedirectRefused,
+from govern.broker.proxy.errors import (NamedCredentialForbids, PathNotAllowed, UpstreamRateLimited,
+                                        UpstreamRedirectRefused,
                                         UpstreamTimeout, UpstreamUnreachable)
 from govern.broker.proxy.headers import returnable_response_headers
 from govern.broker.proxy.idempotency import IdempotencyStore, StoredResponse, fingerprint
@@ -86,14 +87,22 @@ class ProxyService:
     def handle(self, call: ProxyCall) -> ProxyResult:
         target = self.targets.get(call.named_credential)
         method = call.method.upper()
-        path = normalise_path(call.raw_path)
-        query = check_query(call.query)
-        url = join_under(target.url, path, query)
-        plain_path = unquote(path)
-        if target.allowed_methods and method not in target.allowed_methods:
-            raise NamedCredentialForbids(f"{target.named_credential} does not allow {method}")
-        if target.allowed_paths and not any(path_matches(p, plain_path) for p in target.allowed_paths):
-            raise NamedCredentialForbids(f"{target.named_credential} does not allow this path")
+        try:
+            path = normalise_path(call.raw_path)
+            query = check_query(call.query)
+            url = join_under(target.url, path, query)
+            plain_path = unquote(path)
+            if target.allowed_methods and method not in target.allowed_methods:
+                raise NamedCredentialForbids(f"{target.named_credential} does not allow {method}")
+            if target.allowed_paths and not any(path_matches(p, plain_path) for p in target.allowed_paths):
+                raise NamedCredentialForbids(f"{target.named_credential} does not allow this path")
+        except (PathNotAllowed, NamedCredentialForbids) as refusal:
+            # Refused before policy: still a decision, so that auditors see SSRF attempts.
+            request = AccessRequest(caller=call.caller, action="proxy", named_credential=target.named_credential,
+                                    method=method, path=call.raw_path[:2000], api_type=target.api_type)
+            self._log_decision(request, AccessDecision(False, (refusal.code,), reason=refusal.detail), _Outcome(),
+                               time.perf_counter(), call.correlation_id)
+            raise
         resource = salesforce_resource(method, path, query, call.body, call.headers.get("Content-Type"))
         request = AccessRequest(caller=call.caller, action="proxy", named_credential=target.named_credential,
                                 method=method, path=plain_path, resource_object=resource.object,
