@@ -37,6 +37,10 @@ CRAFTED = [
     "javascript:alert(1)",
     "%u002e%u002e/admin",  # IIS-style, malformed percent-encoding
     "a/%",
+    "..;/admin",  # Tomcat path parameter trick
+    "a/..;x/..;/b",
+    "..%c0%af..%c0%afetc/passwd",  # overlong UTF-8 slash (IIS)
+    "%c0%ae%c0%ae/admin",  # overlong UTF-8 dots
 ]
 
 

@@ -5,7 +5,8 @@ percent-encoded), refuse anything that could change what the upstream or an inte
 understands as the path or the host, and then check the joined URL once more. Rules (each one a test):
 
 - encoded slash or backslash (`%2f`, `%5c`), double encoding (`%25`), encoded or raw control characters;
-- `.` and `..` segments, after one decoding and after Unicode NFKC folding (fullwidth dots);
+- `.` and `..` segments (also `..;param`), after one decoding and after Unicode NFKC folding (fullwidth dots);
+- malformed or overlong UTF-8 (`%c0%ae`);
 - backslashes, empty segments (`a//b`), a leading `//` (scheme-relative URL), a scheme (`http:`), `@`;
 - finally: the joined URL keeps the base's scheme, host and port, and its path stays under the base path.
 Pure: no framework imports.
@@ -38,7 +39,10 @@ def normalise_path(raw: str) -> str:
         raise _refuse("malformed percent-encoding")
     if _ENCODED_FORBIDDEN.search(raw):
         raise _refuse("encoded slash, backslash, percent or control character")
-    decoded = unquote(raw, errors="strict")
+    try:
+        decoded = unquote(raw, errors="strict")
+    except UnicodeDecodeError:  # overlong or broken UTF-8, e.g. "%c0%ae" for "."
+        raise _refuse("malformed UTF-8 in the path") from None
     folded = unicodedata.normalize("NFKC", decoded)
     for form in (decoded, folded):
         if _CONTROL.search(form) or "\\" in form:
@@ -50,7 +54,8 @@ def normalise_path(raw: str) -> str:
         if "@" in form:
             raise _refuse("userinfo")
         segments = form.split("/")
-        if any(seg in (".", "..") for seg in segments):
+        # A segment's path parameters (";x") are ignored by some servers (Tomcat: "..;/" is "../").
+        if any(seg.split(";", 1)[0] in (".", "..") for seg in segments):
             raise _refuse("dot segments")
         if any(seg == "" for seg in segments[:-1]):
             raise _refuse("empty path segments")
