@@ -1,5 +1,5 @@
-"""`govern dlq list|retry ID...|drop ID...`: the proxy's dead-letter queue. Each item reports its
-outcome; the command exits 1 if any item failed."""
+"""`govern dlq list|retry ID...|drop ID...|deliver`: the proxy's maintenance queue and dead-letter queue.
+Each item reports its outcome; the command exits 1 if any item failed."""
 from __future__ import annotations
 
 import click
@@ -50,6 +50,20 @@ def drop(ids) -> None:
     from govern.broker.proxy.queue import dlq_drop
 
     _batch(ids, dlq_drop)
+
+
+@dlq.command("deliver")
+def deliver() -> None:
+    """Deliver due queued calls once, in order (what a worker loop does); report each item."""
+    from govern.broker.proxy.queue import deliver_queued
+
+    outcomes = deliver_queued(services())
+    if not outcomes:
+        click.echo("nothing is due")
+    for outcome in outcomes:
+        click.echo(f"{outcome.id}: {'ok' if outcome.ok else 'failed'}: {outcome.detail}")
+    if any(not o.ok for o in outcomes):
+        raise click.exceptions.Exit(1)
 
 
 def register(cli: click.Group) -> None:

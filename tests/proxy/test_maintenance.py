@@ -148,3 +148,13 @@ def test_deliveries_are_logged_with_the_upstream_status(env):
     record = env.log.records[-1]
     assert record["upstream_status"] == 201 and record["correlation_id"] == "corr-q"
     assert record["request"].caller.integration_user == "order-sync"
+
+
+def test_dlq_deliver_runs_the_worker_step_once(env, dlq_cli):
+    _queue_mode(env)
+    env.client.post(env.url("orders"), data="{}", headers={**CALLER, "Content-Type": "application/json"})
+    assert "nothing is due" in dlq_cli("deliver").output  # still inside the window
+    env.clock.set(AFTER)
+    result = dlq_cli("deliver")
+    assert result.exit_code == 0 and "ok: delivered (201)" in result.output
+    assert env.upstream.count == 1

@@ -57,13 +57,13 @@ class IdempotencyStore:
             if self.cache.add(ckey, claim, ttl=in_flight_ttl):
                 return None
             raw = self.cache.get(ckey)
-            if raw is None:
-                continue  # it just expired or was released: try to claim again
-            entry = json.loads(raw)
-            if entry["fp"] != fp:
-                raise IdempotencyKeyReused()
-            if entry["state"] == "done":
-                return StoredResponse(entry["status"], entry["headers"], base64.b64decode(entry["body"]))
+            if raw is not None:
+                entry = json.loads(raw)
+                if entry["fp"] != fp:
+                    raise IdempotencyKeyReused()
+                if entry["state"] == "done":
+                    return StoredResponse(entry["status"], entry["headers"], base64.b64decode(entry["body"]))
+            # else: it just expired or was released; try to claim it again
             if self.monotonic() >= deadline:
                 raise IdempotencyInFlight("a request with this Idempotency-Key is still in progress; retry shortly",
                                           headers={"Retry-After": "1"})

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from govern.broker.proxy.breaker import CircuitBreakers
 from govern.broker.proxy.budget import DailyBudget
-from govern.broker.proxy.errors import (NamedCredentialForbids, PathNotAllowed, UpstreamRateLimited,
+from govern.broker.proxy.errors import (MaintenanceWindow, NamedCredentialForbids, PathNotAllowed, UpstreamRateLimited,
                                         UpstreamRedirectRefused,
                                         UpstreamTimeout, UpstreamUnreachable)
 from govern.broker.proxy.headers import returnable_response_headers
@@ -137,8 +137,6 @@ class ProxyService:
         principal = decision.principal or _default_principal(target)
         end = window_end(target.maintenance_windows, self.services.clock.now())
         if end is not None:
-            from govern.broker.proxy.errors import MaintenanceWindow
-
             wait = int(math.ceil((end - self.services.clock.now()).total_seconds()))
             if target.during_maintenance == "queue":
                 from govern.broker.proxy.queue import enqueue
@@ -193,8 +191,13 @@ class ProxyService:
         refreshed = False
         redirects = 0
         while True:
-            sent = {**headers, CORRELATION_HEADER: correlation_id,
-                    **self.injector.headers(target, principal, force_refresh=refreshed)}
+            try:
+                credential = self.injector.headers(target, principal, force_refresh=refreshed)
+            except GovernError:
+                if probe:  # the probe never reached the upstream: let the next call probe
+                    self.breakers.release_probe(target.system)
+                raise
+            sent = {**headers, CORRELATION_HEADER: correlation_id, **credential}
             try:
                 response = self.transport.send(method, url, sent, body, target.timeout)
             except (TransportTimeout, TransportUnreachable) as exc:
