@@ -78,3 +78,7 @@ def _register_blueprints(app: Flask) -> None:
     from govern.api import secrets as secrets_api
 
     app.register_blueprint(secrets_api.bp)
+    from govern.api import breakers, proxy
+
+    app.register_blueprint(proxy.bp)
+    app.register_blueprint(breakers.bp)

@@ -62,6 +62,11 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
     from govern.secrets import wire as wire_secrets
 
     wire_secrets(services, store=secret_store)
+    from govern.broker.proxy import build_proxy
+    from govern.notify import build_notifier
+
+    services.extras.setdefault("notifier", build_notifier(settings, services.clock))
+    services.extras.setdefault("proxy", build_proxy(services))
     return services
 
 

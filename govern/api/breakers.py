@@ -1,0 +1,25 @@
+"""Circuit-breaker state per system, for operators (admin tokens)."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+from govern.api.auth import require_admin
+from govern.broker.proxy import breaker_states
+from govern.errors import NotFound
+
+bp = Blueprint("breakers", __name__)
+
+
+@bp.get("/api/v1/breakers")
+@require_admin("auditor")
+def list_breakers():
+    return jsonify(items=breaker_states(current_app.extensions["govern"]))
+
+
+@bp.get("/api/v1/systems/<system>/breaker")
+@require_admin("auditor")
+def system_breaker(system: str):
+    for state in breaker_states(current_app.extensions["govern"]):
+        if state["system"] == system or str(state["id"]) == system:
+            return jsonify(state)
+    raise NotFound("no system with that id")

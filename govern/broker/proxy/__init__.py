@@ -1,0 +1,37 @@
+"""The callout proxy: calls by named credential with the credential injected (see service.py)."""
+from __future__ import annotations
+
+from typing import Any
+
+from govern.broker.proxy.breaker import CircuitBreakers
+
+
+def build_proxy(services) -> Any:
+    from govern.broker.proxy.service import ProxyService
+
+    proxy = ProxyService(services)
+    services.extras.setdefault("_closers", []).append(proxy.transport.close)
+    return proxy
+
+
+def breaker_states(services) -> list[dict[str, Any]]:
+    """Every system's circuit state, for the API and for metrics (`state` is closed, open or half_open)."""
+    from sqlmodel import select
+
+    from govern.broker.proxy.breaker import BreakerConfig
+    from govern.store.tables import ExternalCredential, NamedCredential, System
+
+    states = []
+    with services.sessions() as session:
+        rows = session.exec(select(System).order_by(System.external_id)).all()
+        for system in rows:
+            cfg_row = session.exec(select(NamedCredential).join(
+                ExternalCredential, NamedCredential.credential_id == ExternalCredential.id).where(
+                ExternalCredential.system_id == system.id)).first()
+            cfg = BreakerConfig.from_config(cfg_row.circuit_breaker if cfg_row else None)
+            state = CircuitBreakers(services.cache, services.clock).state(system.external_id, cfg)
+            states.append({"id": system.id, **state})
+    return states
+
+
+__all__ = ["build_proxy", "breaker_states"]

@@ -1,0 +1,70 @@
+"""Daily API budget per system (seed sections 5 and 18: the contract's daily limit).
+
+Counted in the shared cache (Redis INCR, expiring at the end of the UTC day), so every govern process
+draws from one counter. At 80% one alert is sent per system and day (a cache `add` elects the
+sender); past 100% calls are refused unless the decision allows overdraft.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+
+from govern.broker.proxy.errors import BudgetExhausted
+
+log = logging.getLogger("govern.proxy.budget")
+ALERT_RATIO = 0.8
+
+
+def seconds_to_end_of_day(now: dt.datetime) -> int:
+    now = now.astimezone(dt.timezone.utc)
+    end = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc)
+    return max(1, int((end - now).total_seconds() + 0.999))
+
+
+class DailyBudget:
+    def __init__(self, cache, clock, notifier=None, *, background: bool = True):
+        self.cache = cache
+        self.clock = clock
+        self.notifier = notifier
+        self.background = background
+
+    def _key(self, system: str, now: dt.datetime) -> str:
+        return f"proxy:budget:{system}:{now.astimezone(dt.timezone.utc).date().isoformat()}"
+
+    def used(self, system: str) -> int:
+        return int(self.cache.get(self._key(system, self.clock.now())) or 0)
+
+    def consume(self, system: str, budget: int | None, *, overdraft: bool) -> int:
+        """Count one call; raise BudgetExhausted past the budget (the refused call is not counted)."""
+        if not budget:
+            return 0
+        now = self.clock.now()
+        ttl = seconds_to_end_of_day(now)
+        key = self._key(system, now)
+        count = self.cache.incr(key, 1, ttl=ttl)
+        if count > budget and not overdraft:
+            self.cache.incr(key, -1, ttl=ttl)
+            raise BudgetExhausted(system, budget, ttl)
+        if count >= budget * ALERT_RATIO:
+            day = now.astimezone(dt.timezone.utc).date().isoformat()
+            if self.cache.add(f"proxy:budget-alert:{system}:{day}", b"1", ttl=ttl + 60):
+                self._alert(system, budget, count, day)
+        return count
+
+    def _alert(self, system: str, budget: int, count: int, day: str) -> None:
+        payload = {"system": system, "budget": budget, "used": count, "day": day, "threshold": ALERT_RATIO}
+        log.warning("api budget threshold reached", extra=payload)
+        if self.notifier is None:
+            return
+
+        def send():
+            try:
+                self.notifier.notify("api_budget_threshold", payload)
+            except Exception as exc:  # an alert failure must not fail the call it rides on
+                log.error("api budget alert failed", extra={"system": system, "exc_type": type(exc).__name__})
+
+        if self.background:
+            threading.Thread(target=send, name="govern-budget-alert", daemon=True).start()
+        else:
+            send()

@@ -1,0 +1,123 @@
+"""The proxy's problems: each a stable code (RFC 9457 problem+json via govern.errors)."""
+from __future__ import annotations
+
+from govern.errors import BadRequest, Conflict, Forbidden, GovernError, NotFound, ValidationFailed
+
+
+class PathNotAllowed(BadRequest):
+    """The path would leave the named credential's base URL (SSRF), or is malformed."""
+
+    code = "path_not_allowed"
+    title = "The path is not allowed"
+
+
+class NamedCredentialNotFound(NotFound):
+    code = "named_credential_not_found"
+    title = "No named credential has that name"
+
+
+class NamedCredentialForbids(Forbidden):
+    """The named credential itself does not allow this method or path (before any permission set)."""
+
+    code = "named_credential_forbids"
+    title = "The named credential does not allow this call"
+
+
+class PayloadTooLarge(GovernError):
+    code = "payload_too_large"
+    status = 413
+    title = "The request body is too large"
+
+
+class CircuitOpen(GovernError):
+    code = "circuit_open"
+    status = 503
+    title = "The circuit to the upstream system is open"
+
+    def __init__(self, system: str, retry_after: int):
+        super().__init__(f"calls to {system} are suspended after repeated failures; retry later",
+                         extra={"system": system}, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class BudgetExhausted(GovernError):
+    code = "budget_exhausted"
+    status = 429
+    title = "The daily API budget of the system is exhausted"
+
+    def __init__(self, system: str, budget: int, retry_after: int):
+        super().__init__(f"the daily API budget of {system} ({budget} calls) is used up",
+                         extra={"system": system, "budget": budget}, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class MaintenanceWindow(GovernError):
+    code = "maintenance_window"
+    status = 503
+    title = "The upstream system is in a maintenance window"
+
+    def __init__(self, system: str, retry_after: int):
+        super().__init__(f"{system} is in a maintenance window", extra={"system": system},
+                         headers={"Retry-After": str(max(1, retry_after))})
+
+
+class UpstreamRateLimited(GovernError):
+    """The upstream answered 429 and asked for a wait longer than govern may hold the call."""
+
+    code = "upstream_rate_limited"
+    status = 429
+    title = "The upstream system is rate limiting"
+
+    def __init__(self, system: str, retry_after: int):
+        super().__init__(f"{system} asked to retry later; nothing was processed upstream",
+                         extra={"system": system}, headers={"Retry-After": str(max(1, retry_after))})
+
+
+class UpstreamTimeout(GovernError):
+    code = "upstream_timeout"
+    status = 504
+    title = "The upstream system did not answer in time"
+
+
+class UpstreamUnreachable(GovernError):
+    code = "upstream_unavailable"
+    status = 503
+    title = "The upstream system is unavailable"
+
+    def __init__(self, detail: str, retry_after: int = 5):
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class UpstreamRedirectRefused(GovernError):
+    code = "upstream_redirect_refused"
+    status = 502
+    title = "The upstream system redirected outside the named credential"
+
+
+class DegradedMode(GovernError):
+    """The secret store is down and there is no cached credential: fail at once, do not hang."""
+
+    code = "degraded_credential_unavailable"
+    status = 503
+    title = "The credential cannot be read while the secret store is down"
+
+    def __init__(self, detail: str, retry_after: int = 5):
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})
+
+
+class CredentialMissing(GovernError):
+    code = "credential_not_configured"
+    status = 502
+    title = "The credential for this call is not configured"
+
+
+class IdempotencyInFlight(Conflict):
+    code = "idempotency_key_in_flight"
+    title = "A request with this Idempotency-Key is still in progress"
+
+
+class IdempotencyKeyReused(ValidationFailed):
+    code = "idempotency_key_reused"
+    title = "The Idempotency-Key was used for a different request"
+
+    def __init__(self):
+        super().__init__([{"location": "header.Idempotency-Key",
+                           "message": "this key was already used with a different method, path or body"}])

@@ -1,0 +1,103 @@
+"""Inject the upstream credential, like a Salesforce Named Credential callout: the caller never holds it.
+
+By protocol of the external credential:
+- oauth2_*: `Authorization: Bearer <token>` from the UpstreamTokenSource;
+- basic: the principal's subject as username, the `password` secret (RFC 7617);
+- api_key_header: header `header_name` with the `api_key` secret;
+- custom_header: header `header_name` with the `value` secret.
+Secrets are found through SecretRef rows `credential/<credential>/<principal or "-">/<field>` and read
+from the secret store at `SecretRef.path`. A store that is down, with nothing cached, is DegradedMode.
+"""
+from __future__ import annotations
+
+import base64
+import threading
+import time
+
+from sqlmodel import select
+
+from govern.broker.proxy.errors import CredentialMissing, DegradedMode
+from govern.broker.proxy.targets import Target
+from govern.domain.secret import Secret
+from govern.errors import SecretNotFound, SecretStoreUnavailable
+
+FIELD_BY_PROTOCOL = {"basic": "password", "api_key_header": "api_key", "custom_header": "value"}
+
+
+def secret_ref_id(credential: str, principal: str | None, field: str) -> str:
+    return f"credential/{credential}/{principal or '-'}/{field}"
+
+
+class CredentialInjector:
+    def __init__(self, services, ref_ttl: float = 30.0):
+        self.services = services
+        self.ref_ttl = ref_ttl
+        self._paths: dict[str, tuple[float, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def headers(self, target: Target, principal: str | None, *, force_refresh: bool = False) -> dict[str, str]:
+        protocol = target.protocol
+        if protocol.startswith("oauth2"):
+            token = self._token(target, principal, force_refresh)
+            return {"Authorization": f"Bearer {token.reveal()}"}
+        field = FIELD_BY_PROTOCOL.get(protocol)
+        if field is None:
+            raise CredentialMissing(f"protocol {protocol!r} of {target.credential} cannot be injected by the proxy")
+        secret = self._secret(target, principal, field)
+        if protocol == "basic":
+            username = target.principals.get(principal or "") or ""
+            if not username:
+                raise CredentialMissing(f"principal {principal!r} of {target.credential} has no subject (username)")
+            raw = base64.b64encode(f"{username}:{secret.reveal()}".encode()).decode()
+            return {"Authorization": f"Basic {raw}"}
+        if not target.header_name:
+            raise CredentialMissing(f"{target.credential} has no header_name")
+        return {target.header_name: secret.reveal()}
+
+    def invalidate(self, target: Target, principal: str | None) -> None:
+        if target.protocol.startswith("oauth2") and self.services.upstream_tokens is not None:
+            self.services.upstream_tokens.invalidate(target.named_credential, principal, target.scopes)
+
+    def _token(self, target: Target, principal: str | None, force_refresh: bool) -> Secret:
+        source = self.services.upstream_tokens
+        if source is None:
+            raise CredentialMissing("no upstream token source is configured")
+        try:
+            token = source.get_token(target.named_credential, principal, target.scopes, force_refresh=force_refresh)
+        except SecretStoreUnavailable:
+            raise DegradedMode("the secret store is down and no cached upstream token exists") from None
+        return token.access_token
+
+    def _secret(self, target: Target, principal: str | None, field: str) -> Secret:
+        store = self.services.secret_store
+        if store is None:
+            raise CredentialMissing("no secret store is configured")
+        path = self._path(target.credential, principal, field)
+        try:
+            return store.get(path)
+        except SecretStoreUnavailable:
+            raise DegradedMode("the secret store is down; the credential cannot be read") from None
+        except SecretNotFound:
+            raise CredentialMissing(f"the {field} of {target.credential} is not stored") from None
+
+    def _path(self, credential: str, principal: str | None, field: str) -> str:
+        from govern.store.tables import SecretRef
+
+        wanted = [secret_ref_id(credential, principal, field)]
+        if principal:
+            wanted.append(secret_ref_id(credential, None, field))
+        now = time.monotonic()
+        for ext_id in wanted:
+            with self._lock:
+                cached = self._paths.get(ext_id)
+            if cached and cached[0] > now:
+                path = cached[1]
+            else:
+                with self.services.sessions() as session:
+                    ref = session.exec(select(SecretRef).where(SecretRef.external_id == ext_id)).first()
+                path = ref.path if ref else None
+                with self._lock:
+                    self._paths[ext_id] = (now + self.ref_ttl, path)
+            if path:
+                return path
+        raise CredentialMissing(f"no secret reference for the {field} of {credential}")

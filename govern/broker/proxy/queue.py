@@ -1,0 +1,209 @@
+"""Calls held during a maintenance window, delivered in order afterwards; calls that keep failing
+move to a dead-letter queue (seed practices 10, 16 and 19).
+
+`deliver_queued(services, now)` is what a worker loop calls. Each named credential's calls go out in
+the order they arrived; when one fails, the later ones of that credential wait for the next round so
+that order holds. A call that has failed `max_attempts` times moves to `dead_letter`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from sqlmodel import select
+
+from govern.domain.access import AccessRequest, Caller
+from govern.errors import GovernError, NotFound
+from govern.store.db import session_scope
+from govern.store.proxy_tables import DeadLetter, QueuedCall
+
+log = logging.getLogger("govern.proxy.queue")
+MAX_ATTEMPTS = 5
+BASE_DELAY = 30.0
+MAX_DELAY = 3600.0
+
+
+@dataclass(frozen=True)
+class ItemOutcome:
+    id: int
+    ok: bool
+    detail: str
+    status: int | None = None
+
+
+def _proxy(services):
+    return services.extras["proxy"]
+
+
+def enqueue(services, call, target, path: str, query: str, principal: str | None, not_before: dt.datetime):
+    """Persist the call (never its credential) and answer 202 with where to poll."""
+    from govern.broker.proxy.service import PROXY_PREFIX, ProxyResult
+
+    with session_scope(services.sessions) as session:
+        row = QueuedCall(named_credential=target.named_credential, system=target.system,
+                         caller=call.caller.integration_user, principal=principal, method=call.method.upper(),
+                         path=path, query=query, headers=dict(call.headers), body=call.body,
+                         correlation_id=call.correlation_id, idempotency_key=call.idempotency_key,
+                         next_attempt_at=not_before)
+        session.add(row)
+        session.flush()
+        row_id = row.id
+    location = f"{PROXY_PREFIX}/{target.named_credential}/queued/{row_id}"
+    body = json.dumps({"id": row_id, "status": "queued", "deliver_after": not_before.isoformat(),
+                       "location": location}).encode()
+    log.info("call queued for after the maintenance window",
+             extra={"queued_call": row_id, "named_credential": target.named_credential})
+    return ProxyResult(202, {"Location": location, "Content-Type": "application/json"}, body)
+
+
+def queued_status(services, named_credential: str, caller: str, call_id: int) -> dict:
+    with services.sessions() as session:
+        row = session.get(QueuedCall, call_id)
+        if row is None or row.named_credential != named_credential or row.caller != caller:
+            dead = session.exec(select(DeadLetter).where(DeadLetter.queued_call_id == call_id)).first()
+            if dead is None or dead.named_credential != named_credential or dead.caller != caller:
+                raise NotFound("no queued call with that id")
+            return {"id": call_id, "status": "dead", "attempts": dead.attempts, "last_status": dead.last_status}
+        return {"id": row.id, "status": row.status, "attempts": row.attempts, "response_status": row.response_status,
+                "next_attempt_at": row.next_attempt_at.isoformat() if row.status == "queued" else None}
+
+
+def _deliver_one(services, *, caller, named_credential, method, path, query, headers, body, principal, correlation_id,
+                 idempotency_key) -> int:
+    """One delivery; returns the upstream status, raises GovernError when it did not succeed."""
+    from govern.broker.proxy.errors import UpstreamUnreachable
+    from govern.broker.proxy.paths import join_under
+    from govern.broker.proxy.retry import may_retry
+    from govern.broker.proxy.service import _Outcome
+
+    proxy = _proxy(services)
+    target = proxy.target(named_credential)
+    request = AccessRequest(caller=Caller(integration_user=caller, scopes=(), source_ip=""), action="proxy",
+                            named_credential=named_credential, method=method, path=unquote(path),
+                            api_type=target.api_type)
+    outcome = _Outcome()
+    started = time.perf_counter()
+    try:
+        probe = proxy.breakers.before_call(target.system, target.breaker)
+        url = join_under(target.url, path, query)
+        response = proxy.exchange(target, method, url, dict(headers), body, principal, correlation_id,
+                                  retry_ok=may_retry(method, idempotency_key), outcome=outcome, probe=probe)
+        status = response.status_code
+        response.close()
+    finally:
+        # The decision was taken (and logged) when the call was queued; this records the delivery.
+        proxy._log_decision(request, None, outcome, started, correlation_id)
+    if status >= 500 or status == 429:
+        raise UpstreamUnreachable(f"{target.system} answered {status}")
+    return status
+
+
+def _in_window(services, named_credential: str, now: dt.datetime) -> bool:
+    from govern.broker.proxy.maintenance import window_end
+
+    target = _proxy(services).target(named_credential)
+    return window_end(target.maintenance_windows, now) is not None
+
+
+def deliver_queued(services, now: dt.datetime | None = None, *, limit: int = 100) -> list[ItemOutcome]:
+    """Deliver due queued calls in arrival order; report each item's outcome."""
+    now = now or services.clock.now()
+    outcomes: list[ItemOutcome] = []
+    blocked: set[str] = set()
+    with services.sessions() as session:
+        query = (select(QueuedCall).where(QueuedCall.status == "queued")
+                 .order_by(QueuedCall.id).limit(limit))
+        if services.engine.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows = session.exec(query).all()
+        for row in rows:
+            if row.named_credential in blocked:
+                continue
+            if _aware(row.next_attempt_at) > now or _in_window(services, row.named_credential, now):
+                blocked.add(row.named_credential)  # keep the order: later calls wait for this one
+                continue
+            try:
+                status = _deliver_one(services, caller=row.caller, named_credential=row.named_credential,
+                                      method=row.method,
+                                      path=row.path, query=row.query, headers=row.headers, body=row.body,
+                                      principal=row.principal, correlation_id=row.correlation_id,
+                                      idempotency_key=row.idempotency_key)
+            except GovernError as exc:
+                row.attempts += 1
+                row.last_error = exc.code
+                blocked.add(row.named_credential)
+                if row.attempts >= MAX_ATTEMPTS:
+                    _bury(session, row, exc.code, now)
+                    outcomes.append(ItemOutcome(row.id, False, f"moved to the dead-letter queue ({exc.code})"))
+                else:
+                    delay = min(MAX_DELAY, BASE_DELAY * 2 ** (row.attempts - 1))
+                    row.next_attempt_at = now + dt.timedelta(seconds=delay)
+                    session.add(row)
+                    outcomes.append(ItemOutcome(row.id, False, f"attempt {row.attempts} failed ({exc.code})"))
+                continue
+            row.status, row.response_status, row.delivered_at, row.attempts = "delivered", status, now, row.attempts + 1
+            session.add(row)
+            outcomes.append(ItemOutcome(row.id, True, f"delivered ({status})", status))
+        session.commit()
+    for item in outcomes:
+        log.info("queued call", extra={"queued_call": item.id, "ok": item.ok, "outcome": item.detail})
+    return outcomes
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def _bury(session, row: QueuedCall, reason: str, now: dt.datetime) -> None:
+    session.add(DeadLetter(queued_call_id=row.id, named_credential=row.named_credential, system=row.system,
+                           caller=row.caller, principal=row.principal, method=row.method, path=row.path,
+                           query=row.query, headers=row.headers, body=row.body, correlation_id=row.correlation_id,
+                           idempotency_key=row.idempotency_key, attempts=row.attempts, reason=reason,
+                           last_status=row.response_status))
+    row.status = "dead"
+    session.add(row)
+
+
+# --- the dead-letter queue ------------------------------------------------------------------------
+
+def dlq_list(services) -> list[DeadLetter]:
+    with services.sessions() as session:
+        return list(session.exec(select(DeadLetter).order_by(DeadLetter.id)).all())
+
+
+def dlq_retry(services, dead_id: int) -> ItemOutcome:
+    """Deliver one dead letter now; on success it leaves the queue, on failure it stays (attempts + 1)."""
+    with session_scope(services.sessions) as session:
+        dead = session.get(DeadLetter, dead_id)
+        if dead is None:
+            return ItemOutcome(dead_id, False, "not found")
+        try:
+            status = _deliver_one(services, caller=dead.caller, named_credential=dead.named_credential,
+                                  method=dead.method, path=dead.path,
+                                  query=dead.query, headers=dead.headers, body=dead.body, principal=dead.principal,
+                                  correlation_id=dead.correlation_id, idempotency_key=dead.idempotency_key)
+        except GovernError as exc:
+            dead.attempts += 1
+            dead.reason = exc.code
+            session.add(dead)
+            return ItemOutcome(dead_id, False, f"failed again ({exc.code})")
+        if dead.queued_call_id:
+            original = session.get(QueuedCall, dead.queued_call_id)
+            if original is not None:
+                original.status, original.response_status = "delivered", status
+                session.add(original)
+        session.delete(dead)
+        return ItemOutcome(dead_id, True, f"delivered ({status})", status)
+
+
+def dlq_drop(services, dead_id: int) -> ItemOutcome:
+    with session_scope(services.sessions) as session:
+        dead = session.get(DeadLetter, dead_id)
+        if dead is None:
+            return ItemOutcome(dead_id, False, "not found")
+        session.delete(dead)
+        return ItemOutcome(dead_id, True, "dropped")

@@ -1,0 +1,279 @@
+"""The callout proxy: one call, from a parsed request to the upstream's answer (seed practices 2, 6, 9, 12, 19).
+
+Order of the checks, each cheaper than the next and all before any upstream call:
+named credential -> path (SSRF) -> the named credential's own method/path allowlist -> policy decision
+-> maintenance window (refuse or queue) -> Idempotency-Key (replay, 409, 422) -> circuit breaker
+-> daily budget -> credential injection -> the call, with retries -> breaker and idempotency bookkeeping.
+Every decision is logged with the resource, the upstream status and the latency.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+from urllib.parse import unquote, urlsplit
+
+from govern.broker.proxy.breaker import CircuitBreakers
+from govern.broker.proxy.budget import DailyBudget
+from govern.broker.proxy.errors import (MaintenanceWindow, NamedCredentialForbids, PathNotAllowed, UpstreamRateLimited,
+                                        UpstreamRedirectRefused,
+                                        UpstreamTimeout, UpstreamUnreachable)
+from govern.broker.proxy.headers import returnable_response_headers
+from govern.broker.proxy.idempotency import IdempotencyStore, StoredResponse, fingerprint
+from govern.broker.proxy.injection import CredentialInjector
+from govern.broker.proxy.maintenance import window_end
+from govern.broker.proxy.paths import check_query, join_under, normalise_path, path_matches, same_origin_under
+from govern.broker.proxy.resource import IDEMPOTENT_METHODS, salesforce_resource
+from govern.broker.proxy.retry import RETRYABLE_STATUS, may_retry, parse_retry_after
+from govern.broker.proxy.targets import Target, TargetCache
+from govern.broker.proxy.transport import TransportTimeout, TransportUnreachable, Urllib3Transport
+from govern.domain.access import AccessDecision, AccessRequest, Caller
+from govern.errors import AccessDenied, GovernError
+from govern.logs import CORRELATION_HEADER
+
+log = logging.getLogger("govern.proxy")
+PROXY_PREFIX = "/api/v1/named-credentials"
+
+
+@dataclass(frozen=True)
+class ProxyCall:
+    named_credential: str
+    method: str
+    raw_path: str  # the remainder after /proxy/, still percent-encoded as received
+    query: str
+    headers: dict[str, str]  # already allowlisted
+    body: bytes
+    caller: Caller
+    correlation_id: str
+    idempotency_key: str | None = None
+
+
+@dataclass
+class ProxyResult:
+    status: int
+    headers: dict[str, str]
+    body: bytes | Iterator[bytes]
+    replayed: bool = False
+
+
+@dataclass
+class _Outcome:
+    upstream_status: int | None = None
+
+
+@dataclass
+class ProxyService:
+    services: object
+    transport: Urllib3Transport = field(default_factory=Urllib3Transport)
+    sleep: Callable[[float], None] = time.sleep
+    random: Callable[[], float] = random.random
+
+    def __post_init__(self):
+        svc = self.services
+        self.targets = TargetCache(svc.sessions)
+        self.injector = CredentialInjector(svc)
+        self.breakers = CircuitBreakers(svc.cache, svc.clock)
+        self.budget = DailyBudget(svc.cache, svc.clock, svc.extras.get("notifier"))
+        self.idempotency = IdempotencyStore(svc.cache, sleep=lambda s: self.sleep(s))
+
+    # --- the entry point ------------------------------------------------------------------------
+
+    def target(self, name: str) -> Target:
+        return self.targets.get(name)
+
+    def handle(self, call: ProxyCall) -> ProxyResult:
+        target = self.targets.get(call.named_credential)
+        method = call.method.upper()
+        try:
+            path = normalise_path(call.raw_path)
+            query = check_query(call.query)
+            url = join_under(target.url, path, query)
+            plain_path = unquote(path)
+            if target.allowed_methods and method not in target.allowed_methods:
+                raise NamedCredentialForbids(f"{target.named_credential} does not allow {method}")
+            if target.allowed_paths and not any(path_matches(p, plain_path) for p in target.allowed_paths):
+                raise NamedCredentialForbids(f"{target.named_credential} does not allow this path")
+        except (PathNotAllowed, NamedCredentialForbids) as refusal:
+            # Refused before policy: still a decision, so that auditors see SSRF attempts.
+            request = AccessRequest(caller=call.caller, action="proxy", named_credential=target.named_credential,
+                                    method=method, path=call.raw_path[:2000], api_type=target.api_type)
+            self._log_decision(request, AccessDecision(False, (refusal.code,), reason=refusal.detail), _Outcome(),
+                               time.perf_counter(), call.correlation_id)
+            raise
+        resource = salesforce_resource(method, path, query, call.body, call.headers.get("Content-Type"))
+        request = AccessRequest(caller=call.caller, action="proxy", named_credential=target.named_credential,
+                                method=method, path=plain_path, resource_object=resource.object,
+                                fields=resource.fields, api_type=target.api_type)
+        if self.services.decider is None or self.services.decision_log is None:
+            from govern.errors import ConfigurationError
+
+            raise ConfigurationError("the proxy needs a policy decider and a decision log")
+        outcome = _Outcome()
+        decision: AccessDecision | None = None
+        started = time.perf_counter()
+        try:
+            decision = self.services.decider.decide(request)
+            if not decision.allowed:
+                rule = decision.rules[0] if decision.rules else "default-deny"
+                raise AccessDenied(decision.reason or "no permission set allows this call", rule=rule)
+            return self._allowed(call, target, method, path, query, url, decision, outcome)
+        finally:
+            self._log_decision(request, decision, outcome, started, call.correlation_id)
+
+    def _log_decision(self, request, decision, outcome, started, correlation_id) -> None:
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        try:
+            self.services.decision_log.append(request, decision, upstream_status=outcome.upstream_status,
+                                              latency_ms=latency, correlation_id=correlation_id)
+        except Exception as exc:  # the call's answer must not depend on the log's health; the log alerts itself
+            log.error("decision log append failed", extra={"exc_type": type(exc).__name__})
+
+    # --- after an allow -------------------------------------------------------------------------
+
+    def _allowed(self, call, target, method, path, query, url, decision, outcome) -> ProxyResult:
+        principal = decision.principal or _default_principal(target)
+        end = window_end(target.maintenance_windows, self.services.clock.now())
+        if end is not None:
+            wait = int(math.ceil((end - self.services.clock.now()).total_seconds()))
+            if target.during_maintenance == "queue":
+                from govern.broker.proxy.queue import enqueue
+
+                return enqueue(self.services, call, target, path, query, principal, end)
+            raise MaintenanceWindow(target.system, wait)
+
+        keyed = bool(call.idempotency_key) and method not in IDEMPOTENT_METHODS
+        fp = fingerprint(method, path, query, call.body) if keyed else ""
+        caller = call.caller.integration_user
+        if keyed:
+            in_flight_ttl = target.timeout * target.retry.max_attempts + target.retry.max_retry_after + 30
+            stored = self.idempotency.begin(caller, target.named_credential, call.idempotency_key, fp, in_flight_ttl)
+            if stored is not None:
+                return ProxyResult(stored.status, {**stored.headers, "Idempotent-Replayed": "true"}, stored.body,
+                                   replayed=True)
+        try:
+            probe = self.breakers.before_call(target.system, target.breaker)
+            try:
+                self.budget.consume(target.system, target.daily_api_budget, overdraft=decision.allow_budget_overdraft)
+            except GovernError:
+                if probe:
+                    self.breakers.release_probe(target.system)
+                raise
+            response = self.exchange(target, method, url, call.headers, call.body, principal, call.correlation_id,
+                                     retry_ok=may_retry(method, call.idempotency_key), outcome=outcome, probe=probe)
+        except BaseException:
+            if keyed:
+                self.idempotency.release(caller, target.named_credential, call.idempotency_key)
+            raise
+        headers = self._response_headers(target, response)
+        if keyed:
+            body = response.content
+            response.close()
+            if response.status_code < 500:
+                self.idempotency.finish(caller, target.named_credential, call.idempotency_key, fp,
+                                        StoredResponse(response.status_code, headers, body))
+            else:
+                self.idempotency.release(caller, target.named_credential, call.idempotency_key)
+            return ProxyResult(response.status_code, headers, body)
+        return ProxyResult(response.status_code, headers, _stream(response))
+
+    # --- the upstream exchange, with retries ----------------------------------------------------
+
+    def exchange(self, target: Target, method: str, url: str, headers: dict[str, str], body: bytes,
+                 principal: str | None, correlation_id: str, *, retry_ok: bool, outcome: _Outcome | None = None,
+                 probe: bool = False):
+        """Send, retrying per the named credential's policy; returns the final requests.Response (open)."""
+        outcome = outcome or _Outcome()
+        policy = target.retry
+        attempt = 0
+        refreshed = False
+        redirects = 0
+        while True:
+            try:
+                credential = self.injector.headers(target, principal, force_refresh=refreshed)
+            except GovernError:
+                if probe:  # the probe never reached the upstream: let the next call probe
+                    self.breakers.release_probe(target.system)
+                raise
+            sent = {**headers, CORRELATION_HEADER: correlation_id, **credential}
+            try:
+                response = self.transport.send(method, url, sent, body, target.timeout)
+            except (TransportTimeout, TransportUnreachable) as exc:
+                if retry_ok and attempt + 1 < policy.max_attempts:
+                    self.sleep(policy.backoff(attempt, self.random))
+                    attempt += 1
+                    continue
+                self.breakers.record_failure(target.system, target.breaker, probe)
+                if isinstance(exc, TransportTimeout):
+                    raise UpstreamTimeout(f"{target.system} did not answer within {target.timeout:g} s") from None
+                raise UpstreamUnreachable(f"{target.system} cannot be reached") from None
+            status = response.status_code
+            outcome.upstream_status = status
+            if status == 401 and not refreshed and target.protocol.startswith("oauth2"):
+                # An expired or revoked token: invalidate it, refresh once, retry once.
+                response.close()
+                self.injector.invalidate(target, principal)
+                refreshed = True
+                continue
+            if status == 429:
+                wait = parse_retry_after(response.headers.get("Retry-After"), self.services.clock.now())
+                wait = policy.backoff(attempt, self.random) if wait is None else wait
+                response.close()
+                if retry_ok and attempt + 1 < policy.max_attempts and wait <= policy.max_retry_after:
+                    self.sleep(wait)
+                    attempt += 1
+                    continue
+                self.breakers.record_success(target.system, probe)  # it answered: the system is up
+                raise UpstreamRateLimited(target.system, int(math.ceil(max(wait, 1))))
+            if status in RETRYABLE_STATUS and retry_ok and attempt + 1 < policy.max_attempts:
+                response.close()
+                self.sleep(policy.backoff(attempt, self.random))
+                attempt += 1
+                continue
+            if 300 <= status < 400 and response.headers.get("Location"):
+                location = response.headers["Location"]
+                if not same_origin_under(target.url, location):
+                    response.close()
+                    self.breakers.record_success(target.system, probe)
+                    raise UpstreamRedirectRefused(f"{target.system} redirected outside the named credential")
+                if redirects < policy.max_redirects:
+                    response.close()
+                    from urllib.parse import urljoin
+
+                    url = urljoin(url, location)
+                    redirects += 1
+                    if status == 303:
+                        method, body = "GET", b""
+                    continue
+            if status >= 500:
+                self.breakers.record_failure(target.system, target.breaker, probe)
+            else:
+                self.breakers.record_success(target.system, probe)
+            return response
+
+    def _response_headers(self, target: Target, response) -> dict[str, str]:
+        headers = returnable_response_headers(response.headers)
+        location = response.headers.get("Location")
+        if location and same_origin_under(target.url, location):
+            from urllib.parse import urljoin
+
+            absolute = urlsplit(urljoin(target.url.rstrip("/") + "/", location))
+            rest = absolute.path[len(urlsplit(target.url).path.rstrip("/")):].lstrip("/")
+            headers["Location"] = f"{PROXY_PREFIX}/{target.named_credential}/proxy/{rest}" + (
+                f"?{absolute.query}" if absolute.query else "")
+        return headers
+
+
+def _default_principal(target: Target) -> str | None:
+    if len(target.principals) == 1:
+        return next(iter(target.principals))
+    return "default" if "default" in target.principals else None
+
+
+def _stream(response, chunk: int = 64 * 1024) -> Iterator[bytes]:
+    try:
+        yield from response.iter_content(chunk)
+    finally:
+        response.close()

@@ -1,0 +1,86 @@
+"""Load a named credential with its external credential and system into one frozen value.
+
+Kept for a few seconds in-process: the proxy's hot path must not query the database on every call,
+and configuration changes show up within `ttl` seconds.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlmodel import select
+
+from govern.broker.proxy.breaker import BreakerConfig
+from govern.broker.proxy.errors import NamedCredentialNotFound
+from govern.broker.proxy.retry import RetryPolicy
+
+
+@dataclass(frozen=True)
+class Target:
+    named_credential: str
+    url: str
+    api_type: str
+    timeout: float
+    retry: RetryPolicy
+    breaker: BreakerConfig
+    allowed_methods: tuple[str, ...]
+    allowed_paths: tuple[str, ...]
+    during_maintenance: str
+    max_body_bytes: int
+    credential: str
+    protocol: str
+    header_name: str | None
+    scopes: tuple[str, ...]
+    system: str
+    system_id: int
+    daily_api_budget: int | None
+    maintenance_windows: tuple[dict[str, Any], ...]
+    principals: dict[str, str | None] = field(default_factory=dict)  # name -> upstream subject
+
+
+def load_target(sessions, name: str) -> Target:
+    from govern.store.tables import ExternalCredential, NamedCredential, Principal, System
+
+    with sessions() as session:
+        nc = session.exec(select(NamedCredential).where(NamedCredential.external_id == name)).first()
+        if nc is None:
+            raise NamedCredentialNotFound(f"no named credential {name!r}")
+        cred = session.get(ExternalCredential, nc.credential_id)
+        system = session.get(System, cred.system_id)
+        principals = session.exec(select(Principal).where(Principal.credential_id == cred.id)).all()
+        return Target(
+            named_credential=nc.external_id, url=nc.url, api_type=nc.api_type, timeout=float(nc.timeout_seconds),
+            retry=RetryPolicy.from_config(nc.retry), breaker=BreakerConfig.from_config(nc.circuit_breaker),
+            allowed_methods=tuple(m.upper() for m in nc.allowed_methods or ()),
+            allowed_paths=tuple(nc.allowed_paths or ()), during_maintenance=nc.during_maintenance,
+            max_body_bytes=int(nc.max_body_bytes), credential=cred.external_id, protocol=cred.protocol,
+            header_name=cred.header_name, scopes=tuple(cred.scopes or ()), system=system.external_id,
+            system_id=system.id, daily_api_budget=system.daily_api_budget,
+            maintenance_windows=tuple(system.maintenance_windows or ()),
+            principals={p.name: p.subject for p in principals},
+        )
+
+
+class TargetCache:
+    def __init__(self, sessions, ttl: float = 5.0):
+        self.sessions = sessions
+        self.ttl = ttl
+        self._items: dict[str, tuple[float, Target]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Target:
+        now = time.monotonic()
+        with self._lock:
+            item = self._items.get(name)
+        if item and item[0] > now:
+            return item[1]
+        target = load_target(self.sessions, name)
+        with self._lock:
+            self._items[name] = (now + self.ttl, target)
+        return target
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()

@@ -1,0 +1,61 @@
+"""Alerts (seed practice 17): a webhook signed with HMAC-SHA256, or the log when no webhook is set.
+
+The webhook body is JSON `{"event", "payload", "sent_at"}`. Receivers verify
+`X-Govern-Signature: sha256=<hex HMAC-SHA256(secret, "<X-Govern-Timestamp>." + body)>` and reject
+stale timestamps, so a captured alert cannot be replayed later (the scheme Stripe and GitHub use).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+from typing import Any
+
+log = logging.getLogger("govern.notify")
+SIGNATURE_HEADER = "X-Govern-Signature"
+TIMESTAMP_HEADER = "X-Govern-Timestamp"
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+class LogNotifier:
+    """The fallback: one warning line per alert."""
+
+    def notify(self, event: str, payload: dict[str, Any]) -> None:
+        log.warning("alert", extra={"event": event, "payload": payload})
+
+
+class WebhookNotifier:
+    def __init__(self, url: str, secret: str, *, timeout: float = 5.0, clock=None, session=None):
+        import requests
+
+        self.url = url
+        self._secret = secret
+        self.timeout = timeout
+        self.clock = clock
+        self.session = session or requests.Session()
+        self.session.trust_env = False
+
+    def notify(self, event: str, payload: dict[str, Any]) -> None:
+        now = self.clock.now() if self.clock else dt.datetime.now(dt.timezone.utc)
+        body = json.dumps({"event": event, "payload": payload, "sent_at": now.isoformat()}, default=str).encode()
+        timestamp = str(int(now.timestamp()))
+        headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,
+                   SIGNATURE_HEADER: sign(self._secret, timestamp, body)}
+        response = self.session.post(self.url, data=body, headers=headers, timeout=self.timeout)
+        if response.status_code >= 300:
+            log.error("alert webhook refused", extra={"event": event, "status": response.status_code})
+
+
+def build_notifier(settings, clock=None):
+    if settings.alert_webhook_url:
+        if not settings.alert_webhook_secret:
+            log.warning("GOVERN_ALERT_WEBHOOK_URL is set without GOVERN_ALERT_WEBHOOK_SECRET; alerts go to the log")
+            return LogNotifier()
+        return WebhookNotifier(settings.alert_webhook_url, settings.alert_webhook_secret, clock=clock)
+    return LogNotifier()

@@ -1,0 +1,45 @@
+"""Daily API budget per system (the contract's daily limit): an alert at 80%, refusal at 100%."""
+from __future__ import annotations
+
+import datetime as dt
+
+from govern.broker.proxy.budget import seconds_to_end_of_day
+from tests.proxy.conftest import CALLER
+
+
+def test_alert_once_at_80_percent_and_429_at_100_percent(env):
+    env.configure(daily_api_budget=5)
+    for i in range(5):
+        assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
+        assert len(env.notifier.events) == (1 if i >= 3 else 0)  # the 4th call reaches 80%
+    event, payload = env.notifier.events[0]
+    assert event == "api_budget_threshold" and payload["system"] == "erp" and payload["used"] == 4
+    r = env.client.get(env.url("x"), headers=CALLER)
+    assert r.status_code == 429 and r.get_json()["code"] == "budget_exhausted"
+    assert int(r.headers["Retry-After"]) == 12 * 3600  # the fake clock is at noon UTC
+    assert env.upstream.count == 5 and len(env.notifier.events) == 1
+
+
+def test_overdraft_when_the_decision_allows_it(env):
+    env.configure(daily_api_budget=1)
+    assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
+    assert env.client.get(env.url("x"), headers=CALLER).status_code == 429
+    env.decider.overdraft = True
+    assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
+
+
+def test_the_budget_resets_at_the_end_of_the_utc_day(env):
+    env.configure(daily_api_budget=1)
+    assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
+    assert env.client.get(env.url("x"), headers=CALLER).status_code == 429
+    env.clock.advance(12 * 3600)
+    assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
+
+
+def test_no_budget_means_no_counting(env):
+    assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
+    assert env.proxy.budget.used("erp") == 0
+
+
+def test_seconds_to_end_of_day():
+    assert seconds_to_end_of_day(dt.datetime(2026, 1, 1, 23, 59, 30, tzinfo=dt.timezone.utc)) == 30

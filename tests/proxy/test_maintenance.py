@@ -1,0 +1,160 @@
+"""Maintenance windows (seed practice 19): refused with Retry-After, or queued and delivered in order
+afterwards; calls that keep failing go to the dead-letter queue (`govern dlq`)."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+from click.testing import CliRunner
+from sqlmodel import select
+
+from govern.broker.proxy.maintenance import window_end
+from govern.broker.proxy.queue import MAX_ATTEMPTS, deliver_queued
+from govern.store.proxy_tables import DeadLetter, QueuedCall
+from tests.proxy.conftest import API_KEY, CALLER, use_api_key
+
+UTC = dt.timezone.utc
+WINDOW = [{"day": "tue", "start": "11:00", "end": "13:00"}]  # the fake clock is Tuesday 12:00 UTC
+AFTER = dt.datetime(2026, 11, 24, 13, 0, 1, tzinfo=UTC)
+
+
+def test_window_end():
+    assert window_end(WINDOW, dt.datetime(2026, 11, 24, 12, 0, tzinfo=UTC)) == dt.datetime(2026, 11, 24, 13, 0, tzinfo=UTC)
+    assert window_end(WINDOW, dt.datetime(2026, 11, 24, 13, 0, tzinfo=UTC)) is None
+    assert window_end(WINDOW, dt.datetime(2026, 11, 25, 12, 0, tzinfo=UTC)) is None
+    overnight = [{"day": "sun", "start": "22:00", "end": "02:00"}]
+    assert window_end(overnight, dt.datetime(2026, 11, 23, 1, 0, tzinfo=UTC)) == dt.datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+    assert window_end(overnight, dt.datetime(2026, 11, 22, 23, 0, tzinfo=UTC)) == dt.datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
+
+
+def test_during_a_window_calls_get_503_with_retry_after_to_its_end(env):
+    env.configure(maintenance_windows=WINDOW)
+    r = env.client.get(env.url("x"), headers=CALLER)
+    assert r.status_code == 503 and r.get_json()["code"] == "maintenance_window"
+    assert r.headers["Retry-After"] == "3600" and env.upstream.count == 0
+
+
+def _queue_mode(env):
+    use_api_key(env)
+    env.configure(maintenance_windows=WINDOW, during_maintenance="queue")
+
+
+def test_calls_are_queued_then_delivered_in_order_after_the_window(env):
+    _queue_mode(env)
+    locations = []
+    for i in range(3):
+        r = env.client.post(env.url("orders"), data=json.dumps({"n": i}),
+                            headers={**CALLER, "Content-Type": "application/json", "X-Correlation-ID": f"corr-{i}",
+                                     "Idempotency-Key": f"evt-{i}"})
+        assert r.status_code == 202
+        locations.append(r.headers["Location"])
+    assert env.upstream.count == 0
+    status = env.client.get(locations[0], headers=CALLER).get_json()
+    assert status["status"] == "queued"
+    # Nothing is stored that could authenticate: no credential, no caller token.
+    with env.services.sessions() as s:
+        rows = s.exec(select(QueuedCall)).all()
+        dump = json.dumps([r.model_dump(mode="json", exclude={"body"}) for r in rows]) + "".join(
+            r.body.decode() for r in rows)
+    assert API_KEY not in dump and "caller-order-sync" not in dump and "Authorization" not in dump
+    # Still inside the window: the worker delivers nothing.
+    assert deliver_queued(env.services, env.clock.now()) == []
+    env.clock.set(AFTER)
+    outcomes = deliver_queued(env.services, AFTER)
+    assert [o.ok for o in outcomes] == [True, True, True]
+    assert [json.loads(x.body)["n"] for x in env.upstream.received] == [0, 1, 2]
+    got = env.upstream.received[0]
+    assert got.headers["X-Api-Key"] == API_KEY and got.headers["X-Correlation-Id"] == "corr-0"
+    assert got.headers["Idempotency-Key"] == "evt-0"
+    assert env.client.get(locations[2], headers=CALLER).get_json()["status"] == "delivered"
+    # Another caller cannot read the status.
+    assert env.client.get(locations[0], headers={"Authorization": "Bearer caller-other"}).status_code == 404
+    assert deliver_queued(env.services, AFTER) == []
+
+
+def test_a_failing_call_holds_later_ones_back_and_ends_in_the_dead_letter_queue(env):
+    _queue_mode(env)
+    for i in range(2):
+        env.client.post(env.url("orders"), data=json.dumps({"n": i}), headers={**CALLER, "Content-Type": "application/json"})
+    env.configure(retry={"max_attempts": 1}, circuit_breaker={"failure_threshold": 100})
+    env.upstream.fail_next(MAX_ATTEMPTS, status=500)
+    now = AFTER
+    for attempt in range(MAX_ATTEMPTS):
+        outcomes = deliver_queued(env.services, now)
+        assert [o.ok for o in outcomes] == [False]  # the second call waits behind the first
+        now += dt.timedelta(hours=2)
+    assert "dead-letter" in outcomes[0].detail
+    outcomes = deliver_queued(env.services, now)
+    assert [o.ok for o in outcomes] == [True]
+    assert json.loads(env.upstream.last().body)["n"] == 1
+    with env.services.sessions() as s:
+        dead = s.exec(select(DeadLetter)).all()
+    assert len(dead) == 1 and dead[0].attempts == MAX_ATTEMPTS and dead[0].reason == "upstream_unavailable"
+
+
+@pytest.fixture
+def dlq_cli(env, monkeypatch):
+    from govern.cli import cli, dlq
+
+    monkeypatch.setattr(dlq, "services", lambda: env.services)
+    dlq.register(cli) if "dlq" not in cli.commands else None
+
+    def invoke(*args):
+        return CliRunner().invoke(cli, ["dlq", *args], catch_exceptions=False)
+
+    return invoke
+
+
+def _bury_one(env, n=0):
+    _queue_mode(env)
+    env.client.post(env.url("orders"), data=json.dumps({"n": n}), headers={**CALLER, "Content-Type": "application/json"})
+    env.configure(retry={"max_attempts": 1}, circuit_breaker={"failure_threshold": 100})
+    env.upstream.fail_next(MAX_ATTEMPTS, status=503)
+    now = AFTER
+    for _ in range(MAX_ATTEMPTS):
+        deliver_queued(env.services, now)
+        now += dt.timedelta(hours=2)
+    with env.services.sessions() as s:
+        return s.exec(select(DeadLetter)).one().id
+
+
+def test_dlq_list_retry_drop(env, dlq_cli):
+    assert "empty" in dlq_cli("list").output
+    dead_id = _bury_one(env)
+    env.clock.set(AFTER + dt.timedelta(days=1))
+    out = dlq_cli("list").output
+    assert f"{dead_id}\terp-api\tPOST /orders" in out and API_KEY not in out
+    env.upstream.fail_next(1, status=503)
+    result = dlq_cli("retry", str(dead_id))
+    assert result.exit_code == 1 and f"{dead_id}: failed" in result.output
+    result = dlq_cli("retry", str(dead_id), "999")
+    assert result.exit_code == 1 and f"{dead_id}: ok: delivered (201)" in result.output and "999: failed" in result.output
+    assert "empty" in dlq_cli("list").output
+
+
+def test_dlq_drop(env, dlq_cli):
+    dead_id = _bury_one(env)
+    result = dlq_cli("drop", str(dead_id))
+    assert result.exit_code == 0 and f"{dead_id}: ok: dropped" in result.output
+    assert dlq_cli("drop", str(dead_id)).exit_code == 1
+
+
+def test_deliveries_are_logged_with_the_upstream_status(env):
+    _queue_mode(env)
+    env.client.post(env.url("orders"), data="{}", headers={**CALLER, "Content-Type": "application/json",
+                                                           "X-Correlation-ID": "corr-q"})
+    deliver_queued(env.services, AFTER)
+    record = env.log.records[-1]
+    assert record["upstream_status"] == 201 and record["correlation_id"] == "corr-q"
+    assert record["request"].caller.integration_user == "order-sync"
+
+
+def test_dlq_deliver_runs_the_worker_step_once(env, dlq_cli):
+    _queue_mode(env)
+    env.client.post(env.url("orders"), data="{}", headers={**CALLER, "Content-Type": "application/json"})
+    assert "nothing is due" in dlq_cli("deliver").output  # still inside the window
+    env.clock.set(AFTER)
+    result = dlq_cli("deliver")
+    assert result.exit_code == 0 and "ok: delivered (201)" in result.output
+    assert env.upstream.count == 1

@@ -1,0 +1,37 @@
+"""A canary credential never reaches logs, responses, the decision log or the queue tables."""
+from __future__ import annotations
+
+import json
+import logging
+
+from sqlmodel import select
+
+from govern.store.proxy_tables import QueuedCall
+from tests.proxy.conftest import API_KEY, CALLER, use_api_key
+
+
+def test_canary_api_key_and_tokens_never_leak(env, caplog):
+    caplog.set_level(logging.DEBUG)
+    use_api_key(env)
+    bodies = []
+    bodies.append(env.client.get(env.url("x"), headers=CALLER))
+    env.upstream.fail_next(3, status=503)
+    bodies.append(env.client.get(env.url("x"), headers=CALLER))
+    env.store.down = True
+    bodies.append(env.client.get(env.url("x"), headers=CALLER))
+    env.store.down = False
+    env.configure(maintenance_windows=[{"day": "tue", "start": "11:00", "end": "13:00"}], during_maintenance="queue")
+    bodies.append(env.client.post(env.url("orders"), data="{}", headers={**CALLER, "Content-Type": "application/json"}))
+    env.configure(protocol="oauth2_client_credentials", maintenance_windows=[])
+    env.upstream.unauthorized_next(1)
+    bodies.append(env.client.get(env.url("x"), headers=CALLER))
+    assert env.upstream.received[0].headers["X-Api-Key"] == API_KEY  # the canary was really used
+
+    leaks = [API_KEY, "upstream-token-"]
+    text = caplog.text + "".join(r.get_data(as_text=True) + json.dumps(dict(r.headers)) for r in bodies)
+    text += repr(env.log.records)
+    with env.services.sessions() as s:
+        text += "".join(json.dumps(q.model_dump(mode="json", exclude={"body"})) + q.body.decode()
+                        for q in s.exec(select(QueuedCall)).all())
+    for canary in leaks:
+        assert canary not in text
