@@ -15,9 +15,40 @@ import yaml
 from govern.errors import ValidationFailed
 
 try:  # the libyaml parser is several times faster on large landscapes
-    _Loader = yaml.CSafeLoader
+    _Base = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - libyaml missing
-    _Loader = yaml.SafeLoader
+    _Base = yaml.SafeLoader
+
+_STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+
+
+class _Loader(_Base):  # type: ignore[misc, valid-type]
+    """The safe loader with a memoised tag resolver.
+
+    Even with libyaml, PyYAML resolves every node's tag in Python (regexes per plain scalar); on a
+    landscape of 10,000 users that is most of the parse time. Plain scalars resolve by value alone
+    (no path resolvers are registered), so the result is cached per document.
+    """
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._tags: dict[str, str] = {}
+
+    def descend_resolver(self, current_node, current_index):
+        pass
+
+    def ascend_resolver(self):
+        pass
+
+    def resolve(self, kind, value, implicit):
+        if kind is yaml.ScalarNode:
+            if not implicit[0]:
+                return _STR
+            tag = self._tags.get(value)
+            if tag is None:
+                tag = self._tags[value] = super().resolve(kind, value, implicit)
+            return tag
+        return _SEQ if kind is yaml.SequenceNode else _MAP
 
 Path = tuple[Any, ...]
 
