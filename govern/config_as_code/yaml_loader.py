@@ -153,4 +153,6 @@ def _walk(node: yaml.Node, path: Path, doc: Located, constructor: yaml.SafeLoade
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_walk(item, path + (i,), doc, constructor) for i, item in enumerate(node.value)]
+    if node.tag == _STR:  # most scalars; skip construct_object's bookkeeping
+        return node.value
     return constructor.construct_object(node, deep=True)

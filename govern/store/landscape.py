@@ -52,16 +52,16 @@ def load_current(session: Session) -> Stored:
             stored.ids[kind][r["external_id"]] = r["id"]
             name_of[kind][r["id"]] = r["external_id"]
     principals: dict[int, list[dict]] = {}
-    for r in session.execute(sa.select(PRINCIPAL).order_by(PRINCIPAL.c.name)).mappings():
+    for r in session.execute(sa.select(PRINCIPAL).order_by(PRINCIPAL.c.name)).mappings().all():
         principals.setdefault(r["credential_id"], []).append(principal_of(r, name_of["integration_user"]))
         stored.principal_ids[(name_of["credential"][r["credential_id"]], r["name"])] = r["id"]
     assignments: dict[int, list[dict]] = {}
-    for r in session.execute(sa.select(ASSIGNMENT)).mappings():
+    for r in session.execute(sa.select(ASSIGNMENT)).mappings().all():
         user, pset = name_of["integration_user"][r["integration_user_id"]], name_of["permission_set"][r["permission_set_id"]]
         assignments.setdefault(r["integration_user_id"], []).append({"permission_set": pset, "until": _iso(r["expires_at"])})
         stored.assignment_ids[(user, pset)] = r["id"]
     grants: dict[int, list[dict]] = {}
-    for r in session.execute(sa.select(GRANT).order_by(GRANT.c.permission_set_id, GRANT.c.position, GRANT.c.id)).mappings():
+    for r in session.execute(sa.select(GRANT).order_by(GRANT.c.permission_set_id, GRANT.c.position, GRANT.c.id)).mappings().all():
         grants.setdefault(r["permission_set_id"], []).append(grant_of(r, name_of["named_credential"]))
     for r in rows["system"]:
         specs["system"][r["external_id"]] = system_spec_of(r)
