@@ -188,3 +188,41 @@ def test_export_never_contains_secret_material(runner, services):
     again = runner.invoke(["apply", "-f", "-"], input=text)
     assert again.exit_code == 0 and again.output.strip().endswith("0 to delete")
     assert " 0 to create, 0 to update" in again.output
+
+
+def test_a_failure_part_way_writes_nothing(services, dump, monkeypatch):
+    """One transaction: systems and users are written before grants; a failure there rolls all back."""
+    import govern.store.landscape as store
+    from govern.landscape import apply_document
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store, "_write_grants", boom)
+    before = dump()
+    with pytest.raises(RuntimeError):
+        apply_document(services.sessions, EXAMPLE.read_text(), "example.yaml")
+    assert dump() == before
+
+
+def test_a_concurrent_change_is_a_conflict_not_a_crash(services, dump, monkeypatch):
+    import sqlalchemy as sa
+
+    import govern.store.landscape as store
+    from govern.errors import Conflict
+    from govern.landscape import apply_document
+
+    real = store.apply_plan
+
+    def racing(session, plan, stored):
+        # Someone else creates the same system between our read and our write.
+        session.execute(sa.text("INSERT INTO system (external_id, name, kind, description, sla, maintenance_windows, "
+                                "scopes, contract, created_at, updated_at) VALUES ('erp', '', 'generic', '', '{}', "
+                                "'[]', '[]', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        real(session, plan, stored)
+
+    monkeypatch.setattr("govern.landscape.apply_plan", racing)
+    before = dump()
+    with pytest.raises(Conflict):
+        apply_document(services.sessions, BASE, "g.yaml")
+    assert dump() == before
