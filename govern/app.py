@@ -82,3 +82,6 @@ def _register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(proxy.bp)
     app.register_blueprint(breakers.bp)
+    from govern.api import landscape
+
+    app.register_blueprint(landscape.bp)

@@ -11,3 +11,6 @@ def register(cli: click.Group) -> None:
     from govern.cli import dlq
 
     dlq.register(cli)
+    from govern.cli import landscape
+
+    landscape.register(cli)

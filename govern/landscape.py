@@ -1,0 +1,66 @@
+"""The configuration-as-code service: apply a governance.yaml document, export the landscape.
+
+Used by the CLI (`govern apply`, `govern export`), the management API (`POST /api/v1/apply`) and the
+console. The whole document is validated before anything is written (seed practices 8-9: upsert by
+external id, idempotent); the plan is applied in one transaction.
+"""
+from __future__ import annotations
+
+import yaml
+from sqlalchemy.exc import IntegrityError
+
+from govern.config_as_code.plan import Plan, make_plan
+from govern.config_as_code.specs import to_document
+from govern.config_as_code.validate import check, parse
+from govern.errors import Conflict, ValidationFailed
+from govern.store.db import session_scope
+from govern.store.landscape import apply_plan, load_current
+from govern.store.tables import AdminAction
+
+EXPORT_HEADER = "# governance.yaml written by `govern export`: no secret values; set them with `govern secrets put`.\n"
+
+
+def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: bool = False,
+                   prune: bool = False, actor: str | None = None, correlation_id: str | None = None) -> Plan:
+    """Validate `text`, plan against the database, and (unless dry_run) apply in one transaction.
+
+    Raises ValidationFailed with every error (each with `file:line:col` and a path) and writes nothing.
+    With `actor`, an applied plan is recorded as an AdminAction in the same transaction.
+    """
+    parsed = parse(text, filename)  # YAML syntax errors raise here, before touching the database
+    with session_scope(sessions) as session:
+        stored = load_current(session)
+        desired = check(parsed, stored.specs, prune=prune)
+        for kind, items in stored.specs.items():
+            for ext_id, spec in items.items():
+                # Entities the file does not mention stay as they are (a landscape may span several files),
+                # and even --prune leaves alone what another source owns (e.g. `govern import salesforce`).
+                if not prune or (kind, ext_id) in stored.foreign:
+                    desired[kind].setdefault(ext_id, spec)
+        plan = make_plan(desired, stored.specs, prune=prune)
+        plan.dry_run = dry_run
+        if not dry_run and plan.has_changes:
+            try:
+                apply_plan(session, plan, stored)
+                session.flush()
+            except IntegrityError:
+                # Another apply (or a console edit) changed the same rows since we read them.
+                raise Conflict("the landscape changed while this apply ran; nothing was written, run it again") from None
+            plan.applied = True
+            if actor:
+                session.add(AdminAction(actor=actor, action="apply", subject_kind="landscape", subject=filename[:300],
+                                        after={"counts": plan.counts, "prune": prune,
+                                               "changes": [c.line() for c in plan.changes[:500]]},
+                                        correlation_id=correlation_id))
+        elif dry_run:
+            session.rollback()
+    return plan
+
+
+def export_document(sessions) -> str:
+    with session_scope(sessions) as session:
+        specs = load_current(session).specs
+    return EXPORT_HEADER + yaml.safe_dump(to_document(specs), sort_keys=False, allow_unicode=True, width=120)
+
+
+__all__ = ["apply_document", "export_document", "ValidationFailed", "Plan"]
