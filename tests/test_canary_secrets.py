@@ -79,10 +79,38 @@ def via_errors(ctx: Context, canary: str) -> None:
         ctx.errors.append(caught.value)
 
 
+def via_apply(ctx: Context, canary: str, tmp_dir=None) -> None:
+    """A canary written into governance.yaml (where secrets must never be) is refused without being echoed."""
+    import tempfile
+    from pathlib import Path
+
+    document = f"""apiVersion: govern/v1
+systems:
+  - id: canary-sys
+    scopes: [read]
+credentials:
+  - id: canary-cred
+    system: canary-sys
+    protocol: oauth2_client_credentials
+    token_url: https://idp.example.com/token
+    client_id: canary-client
+    client_secret: {canary}
+    scopes: [read]
+"""
+    path = Path(tempfile.mkdtemp()) / "governance.yaml"
+    path.write_text(document)
+    r = ctx.runner.invoke(["apply", "-f", str(path)])
+    assert r.exit_code == 2 and "govern secrets put" in r.output
+    ctx.outputs.append(r.output)
+    response = ctx.client.post("/api/v1/apply", data=document,
+                               headers={**ctx.auth, "Content-Type": "application/yaml"})
+    assert response.status_code == 422
+    ctx.responses.append(response)
+    ctx.outputs.append(ctx.runner.invoke(["export"]).output)
+
+
 # TODO(console): add `via_console` once govern/admin has the secret form (POST /admin/... with the value).
-# TODO(apply): `govern apply` is not in this tree yet (govern/cli/apply.py, govern/config_as_code); when it
-# lands, add `via_apply` proving a canary in governance.yaml is refused without being echoed.
-ENTRY_PATHS: list[Callable[[Context, str], None]] = [via_cli, via_api, via_errors]
+ENTRY_PATHS: list[Callable[[Context, str], None]] = [via_cli, via_api, via_errors, via_apply]
 
 
 def _db_dump(services) -> bytes:
