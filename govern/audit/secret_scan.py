@@ -23,6 +23,12 @@ VALUE_PATTERNS = (
 )
 
 
+def is_reference(value: str) -> bool:
+    """A reference to a secret held elsewhere (Salesforce `{!$Credential.X.key}` merge field, a vault path)."""
+    v = value.strip()
+    return v.startswith(("{!$Credential.", "{!$credential.", "vault:", "secret://")) or v.startswith("${")
+
+
 def value_kind(value: str) -> str | None:
     """The kind of secret a string looks like, or None."""
     for kind, pattern in VALUE_PATTERNS:
@@ -37,7 +43,7 @@ def scan(config: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
         for key, value in config.items():
             where = f"{prefix}.{key}" if prefix else str(key)
             if isinstance(value, str) and value.strip() and SECRET_KEY.search(str(key)) and \
-                    not NOT_SECRET_KEY.search(str(key)):
+                    not NOT_SECRET_KEY.search(str(key)) and not is_reference(value):
                 yield where, "secret_named_key"
             elif isinstance(value, (dict, list)):
                 yield from scan(value, where)

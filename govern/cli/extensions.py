@@ -5,4 +5,4 @@ import click
 
 
 def register(cli: click.Group) -> None:
-    pass
+    from govern.cli import audit; audit.register(cli)  # noqa: E702

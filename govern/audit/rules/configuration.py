@@ -26,16 +26,17 @@ def secret_outside_vault(model: AuditModel):
     holders = [("system", s.id, s.config, None) for s in model.systems.values()]
     holders += [("credential", c.id, c.config, c.location) for c in model.credentials.values()]
     holders += [("named_credential", n.id, {"url": n.url, **n.config}, n.location) for n in model.named_credentials.values()]
+    # inline metadata secrets below share the subject, so one finding per named credential results
+    for nc in model.named_credentials.values():
+        if nc.inline_secrets:
+            yield Hit("named_credential", nc.id, f"named credential {nc.id} stores "
+                      f"{', '.join(n for n, _ in nc.inline_secrets)} in metadata",
+                      {"elements": [n for n, _ in nc.inline_secrets]}, nc.inline_secrets[0][1] or nc.location)
     for kind, subject, config, loc in holders:
         found = sorted(set(scan(config)))
         if found:
             yield Hit(kind, subject, f"{kind} {subject} holds secret-looking values at "
                       f"{', '.join(w for w, _ in found)}", {"fields": [{"field": w, "kind": k} for w, k in found]}, loc)
-    for nc in model.named_credentials.values():
-        if nc.inline_secrets:
-            yield Hit("named_credential", f"{nc.id}#inline", f"named credential {nc.id} stores "
-                      f"{', '.join(n for n, _ in nc.inline_secrets)} in metadata",
-                      {"elements": [n for n, _ in nc.inline_secrets]}, nc.inline_secrets[0][1] or nc.location)
     for app in model.connected_apps.values():
         if app.inline_secrets:
             yield Hit("connected_app", app.id, f"connected app {app.id} stores "
@@ -134,8 +135,9 @@ def deprecated(model: AuditModel):
     for nc in model.named_credentials.values():
         cred = model.credentials.get(nc.credential or "")
         system = model.systems.get(cred.system or "") if cred else None
-        salesforce = model.source == "salesforce" or (system is not None and system.kind == "salesforce") or \
-            "salesforce.com" in nc.url
+        # only Salesforce's version numbering is known; other APIs' "v1" is not comparable
+        salesforce = (system is not None and system.kind == "salesforce") or "salesforce.com" in nc.url or \
+            "/services/data" in nc.url
         if not salesforce:
             continue
         m = URL_VERSION.search(nc.url)
