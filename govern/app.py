@@ -74,3 +74,4 @@ def _register_blueprints(app: Flask) -> None:
     from govern.api import health
 
     app.register_blueprint(health.bp)
+    from govern.api import findings; app.register_blueprint(findings.bp)  # noqa: E702
