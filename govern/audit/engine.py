@@ -97,6 +97,7 @@ def fingerprint(source: str, rule_id: str, subject_kind: str, subject: str) -> s
 def run_rules(model: AuditModel, only: Iterable[str] | None = None) -> list[Finding]:
     """Run the catalogue (or `only` these ids) and return findings, most severe first."""
     selected = catalogue()
+    model.cache.clear()  # the model may have changed since the last run
     wanted = set(only) if only else None
     out: dict[str, Finding] = {}
     for r in selected.values():

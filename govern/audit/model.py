@@ -80,6 +80,7 @@ class ObjectPerm:
     delete: bool = False
     view_all: bool = False
     modify_all: bool = False
+    fields: dict[str, str] = field(default_factory=dict)  # field -> read | edit
     location: Location | None = None
 
 
@@ -129,6 +130,7 @@ class UserM:
     review_date: dt.date | None = None
     source_system: str | None = None
     client_auth_method: str = "client_secret_basic"
+    jwks: dict[str, Any] = field(default_factory=dict)  # public keys only (private_key_jwt)
     allowed_cidrs: list[str] = field(default_factory=list)
     allowed_scopes: list[str] = field(default_factory=list)
     created_at: dt.datetime | None = None
@@ -242,6 +244,8 @@ class AuditModel:
     usage: dict[str, UsageM] = field(default_factory=dict)
     usage_loaded: bool = False  # False for metadata-only sources: usage rules do not run
     unknown_elements: list[UnknownElement] = field(default_factory=list)
+    # derived data the rules share (right-sizing, user index); rules must not mutate the model while it is used
+    cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def today(self) -> dt.date:
@@ -264,7 +268,14 @@ class AuditModel:
         return granted
 
     def users_of(self, ps_id: str) -> list[str]:
-        return sorted(u.id for u in self.users.values() if any(a.permission_set == ps_id for a in u.assignments))
+        index = self.cache.get("users_of")
+        if index is None:
+            index = {}
+            for u in self.users.values():
+                for a in u.assignments:
+                    index.setdefault(a.permission_set, set()).add(u.id)
+            self.cache["users_of"] = index
+        return sorted(index.get(ps_id, ()))
 
     def system_of_named_credential(self, nc_id: str | None) -> str | None:
         nc = self.named_credentials.get(nc_id or "")

@@ -74,6 +74,8 @@ def _objects_yaml(g: GrantM, used_objects: set[str]) -> dict[str, Any]:
     for name, perm in g.objects.items():
         if name in used_objects:
             out[name] = {k: getattr(perm, k) for k in ("read", "create", "edit", "delete", "view_all", "modify_all")}
+            if perm.fields:
+                out[name]["fields"] = dict(perm.fields)
     return out
 
 
@@ -169,9 +171,12 @@ def replay(rec: Recommendation, patterns: list[RequestPattern]) -> dict[str, int
 
 
 def recommendations(model: AuditModel) -> list[Recommendation]:
+    """Computed once per model: several rules report parts of the same right-sizing."""
     if not model.usage_loaded:
         return []
-    return [recommend(model, u) for u in sorted(model.users.values(), key=lambda x: x.id)]
+    if "recommendations" not in model.cache:
+        model.cache["recommendations"] = [recommend(model, u) for u in sorted(model.users.values(), key=lambda x: x.id)]
+    return model.cache["recommendations"]
 
 
 def governance_yaml(model: AuditModel, recs: list[Recommendation]) -> dict[str, Any]:
@@ -195,6 +200,8 @@ def governance_yaml(model: AuditModel, recs: list[Recommendation]) -> dict[str, 
         if u.source_system:
             entry["source_system"] = u.source_system
         entry["auth"] = u.client_auth_method
+        if u.client_auth_method == "private_key_jwt" and u.jwks:
+            entry["jwks"] = u.jwks  # public keys: apply must not lose them
         entry["ip_ranges"] = list(u.allowed_cidrs)
         entry["scopes"] = rec.user_scopes
         entry["permission_sets"] = rec.assignments

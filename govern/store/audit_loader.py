@@ -28,7 +28,8 @@ def _objects(raw: dict) -> dict[str, ObjectPerm]:
     for name, perm in (raw or {}).items():
         perm = perm or {}
         out[name] = ObjectPerm(**{k: bool(perm.get(k)) for k in ("read", "create", "edit", "delete", "view_all",
-                                                                   "modify_all")})
+                                                                   "modify_all")},
+                               fields=dict(perm.get("fields") or {}))
     return out
 
 
@@ -73,6 +74,7 @@ def load_model(session: Session, now: dt.datetime, policy: AuditPolicy | None = 
         model.users[u.external_id] = UserM(
             u.external_id, u.name, u.owner, u.justification, u.status, u.review_date,
             systems[u.source_system_id].external_id if u.source_system_id in systems else None, u.client_auth_method,
+            dict(u.jwks or {}),
             list(u.allowed_cidrs or []), list(u.allowed_scopes or []), _aware(u.created_at), _aware(u.last_used_at),
             _aware(u.client_secret_set_at), _aware(u.previous_secret_expires_at), bool(u.previous_client_secret_hash))
     for a in session.execute(sa.select(Assignment)).scalars():

@@ -61,6 +61,28 @@ def test_rightsizing_replay_denies_nothing_used_and_removes_the_unused(services,
                                      u["detail"].get("api_type"))) for u in r["unused"]}
     assert ("methods", json.dumps(["DELETE", "POST"])) in unused and ("paths", json.dumps(["/invoices/**"])) in unused
     assert ("scope", json.dumps("orders.write")) in unused and ("api_type", json.dumps("SOAP")) in unused
+    # and the recommendation really removes them: the replay matcher denies what was never used
+    from govern.audit.model import RequestPattern
+    from govern.audit.rightsizing import permits
+
+    def allowed(method, path, scopes=("orders.read",), api="REST"):
+        return permits(doc["permission_sets"], doc["integration_users"][0]["scopes"],
+                       RequestPattern("erp-api", method, path, None, api, scopes, 1))
+
+    assert allowed("GET", "/orders/7")
+    assert not allowed("DELETE", "/orders/7") and not allowed("GET", "/invoices/1/lines")
+    assert not allowed("GET", "/orders/7", scopes=("orders.write",)) and not allowed("GET", "/orders/7", api="SOAP")
+
+
+def test_young_users_are_not_judged_on_unused_grants(services, runner, tmp_path):
+    make_landscape(services.sessions, user="new-sync", methods=("GET", "DELETE"))  # created now
+    out = tmp_path / "r.json"
+    assert runner.invoke(["audit", "--out", str(out)]).exit_code == 0
+    report = json.loads(out.read_text())
+    rec = next(x for x in report["rightsizing"] if x["user"] == "new-sync")
+    assert not rec["judged"] and "younger" in rec["reason"]
+    assert not any(f["rule_id"].startswith("GOV-USAGE-00") and f["evidence"].get("user") == "new-sync"
+                   for f in report["findings"])
 
 
 def test_json_report_matches_documented_schema(services, runner, tmp_path):
