@@ -78,7 +78,7 @@ def to_sarif(report: dict[str, Any], base_uri: str | None = None) -> dict[str, A
                                                         f"until {s.get('expires_at', '')})"}]
         results.append(result)
     run: dict[str, Any] = {
-        "tool": {"driver": {"name": "govern", "informationUri": "https://github.com/govern/govern", "version": "0.1.0",
+        "tool": {"driver": {"name": "govern", "version": "0.1.0",
                             "rules": [{"id": r["id"], "name": r["id"].replace("-", ""),
                                        "shortDescription": {"text": r["title"]},
                                        "fullDescription": {"text": r["rationale"]},

@@ -109,6 +109,9 @@ def _load_secrets(session: Session, model: AuditModel) -> None:
 
 def _load_usage(session: Session, model: AuditModel) -> None:
     since = model.now - dt.timedelta(days=model.policy.window_days)
+    if session.get_bind().dialect.name == "postgresql":
+        # the GROUP BYs hash ~1M rows; the default 4 MB work_mem spills them to disk (this transaction only)
+        session.execute(sa.text("SET LOCAL work_mem = '256MB'"))
     d = Decision.__table__.c
     in_window = d.at >= since
     usage: dict[str, UsageM] = {}

@@ -105,11 +105,15 @@ def list_suppressions(session: Session) -> list[Suppression]:
 
 
 def finding_dict(row: Finding, source: str | None = None) -> dict:
+    from govern.audit.engine import catalogue
+
+    rule = catalogue().get(row.rule_id)
     evidence = dict(row.evidence or {})
     location = evidence.pop("_location", None)
     suppression = evidence.pop("_suppression", None)
     return {"id": row.id, "fingerprint": row.external_id, "rule_id": row.rule_id, "severity": row.severity,
-            "subject_kind": row.subject_kind, "subject": row.subject, "message": row.title, "evidence": evidence,
+            "subject_kind": row.subject_kind, "subject": row.subject, "message": row.title,
+            "title": rule.title if rule else row.rule_id, "rationale": rule.rationale if rule else "", "evidence": evidence,
             "remediation": row.remediation, "status": row.status, "location": location, "suppression": suppression,
             "first_seen_at": row.first_seen_at.isoformat() if row.first_seen_at else None,
             "last_seen_at": row.last_seen_at.isoformat() if row.last_seen_at else None,

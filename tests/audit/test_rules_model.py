@@ -145,3 +145,10 @@ def test_users_younger_than_the_window_are_not_judged_on_unused_grants():
     MUTATIONS["GOV-USAGE-001"](model)
     _u(model).created_at = NOW - dt.timedelta(days=3)
     assert "GOV-USAGE-001" not in _ids(model)
+
+
+def test_rule_catalogue_is_documented_in_docs():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
+    assert [r for r in catalogue() if f"`{r}`" not in doc] == []
