@@ -150,6 +150,7 @@ class ConnectedAppM:
     refresh_token_policy: str | None = None
     callback_urls: list[str] = field(default_factory=list)
     has_certificate: bool = False
+    certificate: dict[str, Any] = field(default_factory=dict)  # not_after, signature_hash, key_size (or error)
     inline_secrets: list[tuple[str, Location | None]] = field(default_factory=list)
     element_lines: dict[str, Location] = field(default_factory=dict)
     location: Location | None = None

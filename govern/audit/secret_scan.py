@@ -23,6 +23,14 @@ VALUE_PATTERNS = (
 )
 
 
+PLACEHOLDER = re.compile(r"\{[A-Za-z0-9_. -]+\}|\$\{[^}]+\}|<[A-Za-z0-9_ -]+>|x{6,}|\*{6,}", re.I)
+
+
+def is_placeholder(value: str) -> bool:
+    """A template placeholder such as `{SECRET}` or `${TOKEN}`: a deploy script fills it, nothing leaked."""
+    return bool(PLACEHOLDER.fullmatch(value.strip()))
+
+
 def is_reference(value: str) -> bool:
     """A reference to a secret held elsewhere (Salesforce `{!$Credential.X.key}` merge field, a vault path)."""
     v = value.strip()

@@ -15,7 +15,7 @@ REAL = Path("/work/shared/corpus/salesforce")
 SF_POSITIVE = {
     ("GOV-ACCESS-001", "Integration_Admin"), ("GOV-ACCESS-001", "Admin_Lite"),
     ("GOV-ACCESS-002", "Setup_Reader"), ("GOV-ACCESS-002", "Ops"), ("GOV-ACCESS-003", "Integration_Admin"),
-    ("GOV-ACCESS-004", "Integration_Admin"), ("GOV-NET-001", "NoIp"), ("GOV-NET-002", "Integration"),
+    ("GOV-ACCESS-004", "Integration_Admin"), ("GOV-NET-001", "NoIp"), ("GOV-SECRET-005", "Bad_App#cert"), ("GOV-NET-002", "Integration"),
     ("GOV-NET-003", "Bad_App"), ("GOV-OAUTH-001", "Bad_App"), ("GOV-OAUTH-003", "Bad_App"),
     ("GOV-OAUTH-004", "Bad_App"), ("GOV-OAUTH-006", "Bad_App"), ("GOV-SECRET-001", "Bad_App"),
     ("GOV-SECRET-001", "Legacy_Pwd"), ("GOV-SECRET-001", "Slack/Webhook"), ("GOV-SECRET-001", "Api_Key"),
@@ -27,7 +27,7 @@ SF_NEGATIVE = {
     ("GOV-ACCESS-001", "Order_Sync"), ("GOV-ACCESS-001", "Ops"),  # muted ManageUsers
     ("GOV-ACCESS-001", "Integration"),  # ModifyAllData enabled=false
     ("GOV-ACCESS-002", "Order_Sync"), ("GOV-ACCESS-003", "Order_Sync"), ("GOV-ACCESS-004", "Reader"),
-    ("GOV-NET-001", "Locked"), ("GOV-NET-002", "Locked"), ("GOV-NET-003", "Good_App"), ("GOV-OAUTH-001", "Good_App"),
+    ("GOV-NET-001", "Locked"), ("GOV-SECRET-005", "Good_App#cert"), ("GOV-NET-004", "Modern#tls"), ("GOV-NET-002", "Locked"), ("GOV-NET-003", "Good_App"), ("GOV-OAUTH-001", "Good_App"),
     ("GOV-OAUTH-003", "Good_App"), ("GOV-OAUTH-004", "Good_App"), ("GOV-OAUTH-006", "Good_App"),
     ("GOV-SECRET-001", "Good_App"), ("GOV-SECRET-001", "Modern"), ("GOV-SECRET-001", "Api_Key_Ref"),
     ("GOV-SECRET-002", "Modern"), ("GOV-SECRET-003", "Slack/Webhook#legacy"), ("GOV-SECRET-004", "Good_App#certificate"),
@@ -67,7 +67,9 @@ def test_salesforce_findings_point_at_file_and_line(corpus):
     f = by[("GOV-ACCESS-001", "Integration_Admin")]
     assert f.location.file == "dx/force-app/main/default/permissionsets/Integration_Admin.permissionset-meta.xml"
     assert f.location.line == 20  # the <userPermissions> holding ModifyAllData
-    assert by[("GOV-NET-003", "Bad_App")].location.line == 17
+    app = HERE / "corpus" / by[("GOV-NET-003", "Bad_App")].location.file
+    line = next(i for i, t in enumerate(app.read_text().splitlines(), 1) if "<ipRelaxation>" in t)
+    assert by[("GOV-NET-003", "Bad_App")].location.line == line
 
 
 def test_malformed_and_doctype_files_fail_alone(tmp_path):
@@ -107,9 +109,15 @@ def test_real_corpus_findings_a_reviewer_expects(real):
         # the Admin profile: admin-equivalent permissions, toxic pairs, API without IP ranges
         ("GOV-ACCESS-001", "Admin"), ("GOV-ACCESS-003", "Admin"), ("GOV-NET-001", "Admin"),
         # an OAuth external credential whose one named principal authorises every caller
-        ("GOV-ID-003", "Example_Slack_OAuth_External_Credential"),
+        ("GOV-ID-003", "Example_Slack_OAuth_External_Credential"), ("GOV-ID-003", "Google_Drive_OAuth2"),
+        # an expired certificate signed with SHA-1 on the app that holds refresh tokens forever
+        ("GOV-SECRET-005", "slackApp2#cert"),
+        # callouts over plain HTTP
+        ("GOV-NET-004", "MockBin#tls"),
     }
     assert expected - found == set()
     # {!$Credential...} merge fields are references into the vault, not secrets
     assert ("GOV-SECRET-001", "Google_Places_API") not in found
+    # the starter-kit templates hold `{SECRET}` placeholders, not secrets
+    assert ("GOV-SECRET-001", "slackApp") not in found and ("GOV-SECRET-005", "slackApp#cert") not in found
     assert not any(r == "GOV-VER-002" for r, _ in found)  # Google's /v1 is not a Salesforce version

@@ -79,6 +79,32 @@ def app_without_certificate(model: AuditModel):
                       {"certificate": False}, app.location)
 
 
+WEAK_HASHES = {"md5", "sha1"}
+
+
+@rule("GOV-SECRET-005", "Expired or weak certificate", "high", rationale=S6_VAULT,
+      remediation="Issue a new key pair (RSA 2048+ or EC P-256, SHA-256 signature), upload the certificate and rotate "
+      "the JWT signing key.")
+def bad_certificate(model: AuditModel):
+    for app in model.connected_apps.values():
+        c = app.certificate
+        if not c:
+            continue
+        problems = []
+        if c.get("error"):
+            problems.append(c["error"])
+        else:
+            if c["not_after"] < model.now.isoformat():
+                problems.append(f"expired {c['not_after'][:10]}")
+            if (c.get("signature_hash") or "").lower() in WEAK_HASHES:
+                problems.append(f"signed with {c['signature_hash']}")
+            if c.get("key_type") == "rsa" and (c.get("key_size") or 0) < 2048:
+                problems.append(f"RSA key of {c['key_size']} bits")
+        if problems:
+            yield Hit("connected_app", f"{app.id}#cert", f"certificate of connected app {app.id}: {'; '.join(problems)}",
+                      {"certificate": c, "problems": problems}, app.element_lines.get("certificate", app.location))
+
+
 def _contract(rule_id: str, attr: str, what: str):
     def check(model: AuditModel):
         for s in model.systems.values():

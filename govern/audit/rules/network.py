@@ -80,6 +80,17 @@ def relaxed_ip(model: AuditModel):
                       {"ipRelaxation": app.ip_relaxation}, app.element_lines.get("ipRelaxation", app.location))
 
 
+@rule("GOV-NET-004", "Endpoint without TLS", "high", rationale='§6 Use Named Credentials: "Store all external '
+      'endpoints in Named Credentials" — and credentials and data must not cross the network in clear text',
+      remediation="Use an https:// endpoint; plain HTTP exposes the injected credentials and the data to the network.")
+def plain_http_endpoint(model: AuditModel):
+    for nc in model.named_credentials.values():
+        url = nc.url.strip().lower()
+        if url.startswith("http://") and not url.startswith(("http://localhost", "http://127.0.0.1", "http://[::1]")):
+            yield Hit("named_credential", f"{nc.id}#tls", f"{nc.id} calls {nc.url} over plain HTTP", {"url": nc.url},
+                      nc.location)
+
+
 @rule("GOV-OAUTH-001", "`full` OAuth scope", "critical", rationale=S7_SCOPE,
       remediation="Replace `full` with the narrowest scopes the integration needs (for Salesforce usually `api`).")
 def full_scope(model: AuditModel):

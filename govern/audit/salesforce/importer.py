@@ -17,7 +17,8 @@ from urllib.parse import unquote
 from govern.audit.model import (AuditModel, ConnectedAppM, CredentialM, Location, NamedCredentialM, ObjectPerm,
                                 PermissionSetM, PrincipalM, UnknownElement)
 from govern.audit.salesforce.xml import MetadataXmlError, Node, parse
-from govern.audit.secret_scan import value_kind
+from govern.audit.salesforce.certificates import describe_certificate
+from govern.audit.secret_scan import is_placeholder, value_kind
 
 # suffix (lower case) -> metadata type
 KINDS = {
@@ -188,10 +189,14 @@ def map_connected_app(model, node, name, rel):
             # one element may hold several URLs separated by newlines or commas
             app.callback_urls += [u.strip() for u in cb.text.replace(",", "\n").splitlines() if u.strip()]
             app.element_lines.setdefault("callbackUrl", Location(rel, cb.line))
-        app.has_certificate = bool(cfg.child_text("certificate"))
+        cert = cfg.find("certificate")
+        if cert is not None and cert.text and not is_placeholder(cert.text):
+            app.has_certificate = True
+            app.certificate = describe_certificate(cert.text)
+            app.element_lines["certificate"] = Location(rel, cert.line)
         for tag in APP_INLINE:
             el = cfg.find(tag)
-            if el is not None and el.text:
+            if el is not None and el.text and not is_placeholder(el.text):
                 app.inline_secrets.append((tag, Location(rel, el.line)))
         _unknown(model, cfg, OAUTH_CONFIG_KNOWN, rel, "ConnectedApp.oauthConfig")
     policy = node.find("oauthPolicy") or (cfg.find("oauthPolicy") if cfg is not None else None)
@@ -229,7 +234,7 @@ def map_named_credential(model, node, name, rel):
         nc.principal_type = node.child_text("principalType")
         for tag in NC_INLINE:
             el = node.find(tag)
-            if el is not None and el.text:
+            if el is not None and el.text and not is_placeholder(el.text):
                 nc.inline_secrets.append((tag, Location(rel, el.line)))
         if nc.url and value_kind(nc.url):
             nc.inline_secrets.append(("endpoint", Location(rel, node.find("endpoint").line)))
