@@ -120,6 +120,10 @@ def test_fail_on_gate_and_bad_arguments(services, runner, tmp_path):
     bad = runner.invoke(["audit", "--window", "soon"])
     assert bad.exit_code == 2 and "--window" in bad.output
     assert runner.invoke(["audit", "--format", "pdf"]).exit_code == 2
+    no_dir = runner.invoke(["audit", "--source", "salesforce"])
+    assert no_dir.exit_code == 2 and no_dir.output.strip() == "error: --source salesforce needs a DIR"
+    missing = runner.invoke(["audit", "--source", "salesforce", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "is not a directory" in missing.output
 
 
 def test_html_is_self_contained(services, runner, tmp_path):
