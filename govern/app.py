@@ -85,3 +85,4 @@ def _register_blueprints(app: Flask) -> None:
     from govern.api import landscape
 
     app.register_blueprint(landscape.bp)
+    from govern.api import findings; app.register_blueprint(findings.bp)  # noqa: E702
