@@ -435,5 +435,16 @@ class RotationService:
         out = self.run_due()
         out += self.drain()
         out += self.revoke_expired()
+        self._retire_signing_keys()
         self.send_reminders()
         return out
+
+    def _retire_signing_keys(self) -> None:
+        """Signing keys have no stored versions to expire: the key set decides which retired keys are
+        past the lifetime of the tokens they signed, on every worker pass (it is idempotent)."""
+        hook = self.services.extras.get("signing_keys")
+        if hook is not None and hasattr(hook, "retire_expired"):
+            try:
+                hook.retire_expired()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("retiring signing keys failed: %s", type(exc).__name__)
