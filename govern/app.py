@@ -71,6 +71,7 @@ def _install_correlation(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from govern.api import health
+    from govern.api import health, rotations
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(rotations.bp)

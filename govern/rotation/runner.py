@@ -352,7 +352,14 @@ class RotationService:
         return self.execute(run_id)
 
     def retry(self, run_id: int, by: str) -> Outcome:
-        """Put a parked run back at the step that failed, with a fresh attempt budget."""
+        """Put a parked run back at the step that failed, with a fresh attempt budget, and run it."""
+        self.requeue(run_id, by)
+        if self.claim(only=run_id) is None:
+            return Outcome(str(run_id), "retrying", run_id, "queued for a worker")
+        return self.execute(run_id)
+
+    def requeue(self, run_id: int, by: str) -> None:
+        """Put a parked run back at the step that failed, for the next worker."""
         now = self._now()
         try:
             with self._session() as s:
@@ -370,9 +377,6 @@ class RotationService:
                     steps=[*(run.steps or []), rec]))
         except IntegrityError:
             raise Conflict("another run of this secret is active") from None
-        if self.claim(only=run_id) is None:
-            return Outcome(str(run_id), "retrying", run_id, "queued for a worker")
-        return self.execute(run_id)
 
     def acknowledge(self, run_id: int, by: str) -> None:
         with self._session() as s:
