@@ -14,8 +14,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from contextlib import contextmanager
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session as SQLModelSession
 from sqlmodel import select
 
 from govern.errors import Conflict, GovernError, NotFound
@@ -92,6 +96,7 @@ class RotationService:
     # "before_persist" after the target was touched but before the state was written.
     hook: Callable[[str, int, str], None] | None = None
     _rotators: dict[str, Any] = field(default_factory=dict)
+    _pinned_sessions: Any = None
 
     def __post_init__(self):
         if self.notifier is None:
@@ -104,7 +109,23 @@ class RotationService:
         return self.services.clock.now()
 
     def _session(self):
-        return session_scope(self.services.sessions)
+        return session_scope(self._pinned_sessions or self.services.sessions)
+
+    @contextmanager
+    def pinned(self):
+        """Use one connection for a whole pass: a worker runs many short transactions, and checking a
+        connection out of the pool (with its pre-ping) for each one doubles the round trips."""
+        if self._pinned_sessions is not None:
+            yield
+            return
+        conn = self.services.engine.connect()
+        try:
+            conn.commit()  # the pre-ping may have begun a transaction; start clean
+            self._pinned_sessions = sessionmaker(bind=conn, class_=SQLModelSession, expire_on_commit=False)
+            yield
+        finally:
+            self._pinned_sessions = None
+            conn.close()
 
     def _rotator(self, name: str):
         return load_rotator(name, self._rotators)
@@ -163,8 +184,9 @@ class RotationService:
                     cond += [SecretRef.next_due_at.is_not(None), SecretRef.next_due_at <= now]
                 if s.execute(sa.update(SecretRef).execution_options(synchronize_session=False).where(*cond).values(next_due_at=None)).rowcount != 1:
                     return None, "not due (already taken)"
-                active = s.execute(select(RotationRun.id).where(RotationRun.secret_ref_id == ref_id,
-                                                                RotationRun.state.in_(machine.ACTIVE))).scalar()
+                # Not forced, the unique index is the guard (IntegrityError below); forced, say which run.
+                active = force and s.execute(select(RotationRun.id).where(
+                    RotationRun.secret_ref_id == ref_id, RotationRun.state.in_(machine.ACTIVE))).scalar()
                 if active:
                     s.rollback()
                     return None, f"run {active} is already active"
@@ -195,94 +217,98 @@ class RotationService:
                 raise NotFound(f"no rotation run {run_id}")
             return run, s.get(SecretRef, run.secret_ref_id)
 
-    def _persist(self, run_id: int, t: machine.Transition, *, pending_version: int | None = None,
+    def _persist(self, run: RotationRun, t: machine.Transition, *, pending_version: int | None = None,
                  finish: bool = False, error: str | None = None, release: bool = False) -> None:
+        """Write the transition with one fenced UPDATE. `run` is this worker's in-memory copy: while the
+        lease is ours nobody else writes the row, and the fence makes a lost lease fail loudly."""
         now = self._now()
+        steps = [*(run.steps or []), t.record]
+        values: dict[str, Any] = {
+            "state": t.state, "attempts": t.attempts, "steps": steps,
+            "next_attempt_at": t.next_attempt_at if t.next_attempt_at else (now if not release else run.next_attempt_at),
+            "claimed_until": None if release else now + self.lease, "error": error,
+        }
+        if t.state == machine.AWAITING:
+            values["next_attempt_at"] = now + self.reminder_every  # the next reminder is due then
+        if t.state in machine.TERMINAL:
+            values["finished_at"] = now
+        if pending_version is not None:
+            values["pending_version"] = pending_version
         with self._session() as s:
-            run = s.get(RotationRun, run_id)
-            if run is None or run.claimed_by != self.worker_id:
-                raise LostLease()
-            values: dict[str, Any] = {
-                "state": t.state, "attempts": t.attempts, "steps": [*(run.steps or []), t.record],
-                "next_attempt_at": t.next_attempt_at if t.next_attempt_at else (now if not release else run.next_attempt_at),
-                "claimed_until": None if release else now + self.lease, "error": error,
-            }
-            if pending_version is not None:
-                values["pending_version"] = pending_version
-                if not s.execute(select(SecretVersion.id).where(SecretVersion.secret_ref_id == run.secret_ref_id,
-                                                                SecretVersion.version == pending_version)).scalar():
-                    s.add(SecretVersion(secret_ref_id=run.secret_ref_id, version=pending_version, stage="pending",
-                                        created_at=now))
-            if t.state == machine.AWAITING:
-                values["next_attempt_at"] = now + self.reminder_every  # the next reminder is due then
-            if t.state in machine.TERMINAL:
-                values["finished_at"] = now
-            res = s.execute(sa.update(RotationRun).execution_options(synchronize_session=False).where(RotationRun.id == run_id,
-                                                         RotationRun.claimed_by == self.worker_id).values(**values))
+            res = s.execute(sa.update(RotationRun).execution_options(synchronize_session=False)
+                            .where(RotationRun.id == run.id, RotationRun.claimed_by == self.worker_id).values(**values))
             if res.rowcount != 1:
                 raise LostLease()
+            if pending_version is not None and not s.execute(select(SecretVersion.id).where(
+                    SecretVersion.secret_ref_id == run.secret_ref_id, SecretVersion.version == pending_version)).scalar():
+                s.add(SecretVersion(secret_ref_id=run.secret_ref_id, version=pending_version, stage="pending",
+                                    created_at=now))
             if finish:
                 self._promote(s, run, now)
+        for key, value in values.items():
+            setattr(run, key, value)
 
     def _promote(self, s, run: RotationRun, now: dt.datetime) -> None:
         """pending -> current, current -> previous (valid for the overlap window), in the finish transaction."""
         ref = s.get(SecretRef, run.secret_ref_id)
         if run.pending_version is not None:
-            for sv in s.execute(select(SecretVersion).where(SecretVersion.secret_ref_id == ref.id,
-                                                            SecretVersion.stage == "current")).scalars():
-                if sv.version != run.pending_version:
-                    sv.stage = "previous"
-                    sv.expires_at = now + dt.timedelta(seconds=ref.overlap_seconds)
-            pending = s.execute(select(SecretVersion).where(SecretVersion.secret_ref_id == ref.id,
-                                                            SecretVersion.version == run.pending_version)).scalar_one()
-            pending.stage = "current"
+            sv = sa.update(SecretVersion).execution_options(synchronize_session=False)
+            s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.stage == "current",
+                               SecretVersion.version != run.pending_version)
+                      .values(stage="previous", expires_at=now + dt.timedelta(seconds=ref.overlap_seconds)))
+            s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.version == run.pending_version)
+                      .values(stage="current", expires_at=None))
             ref.current_version = run.pending_version
         ref.set_at = now
         ref.next_due_at = schedule.next_due(ref.schedule, now, self.rng) if ref.schedule else None
 
     def execute(self, run_id: int) -> Outcome:
         """Run the claimed run's steps until it finishes, waits, or a step fails."""
-        while True:
+        with self.pinned():
             run, ref = self._load(run_id)
             if run.claimed_by != self.worker_id:
                 return Outcome(ref.external_id, "skipped", run_id, "claimed by another worker")
-            step = machine.next_step(run.state)
-            if step is None:
-                return self._release(run, ref)
-            ctx = RotationContext(ref=view(ref), run_id=run_id, services=self.services, now=self._now(),
-                                  pending_version=run.pending_version)
-            started = self._now()
-            rotator = None
-            try:
-                rotator = self._rotator(run.rotator)
-                result = getattr(rotator, step)(ctx)
-            except Exception as exc:  # noqa: BLE001 - each item fails alone, with a redacted reason
-                return self._fail(run, ref, rotator, ctx, step, started, exc)
-            ended = self._now()
-            if self.hook:
-                self.hook("before_persist", run_id, step)
-            t = machine.succeeded(run.state, run.attempts, step, started, ended,
-                                  awaiting=(step == "set" and result is False))
-            try:
-                self._persist(run_id, t, pending_version=result if step == "create_pending" else None,
-                              finish=(step == "finish"), release=t.state in machine.TERMINAL or t.state == machine.AWAITING)
-            except LostLease:
-                return Outcome(ref.external_id, "skipped", run_id, "lease lost to another worker")
-            log.info("rotation step done", extra={"run_id": run_id, "secret_name": ref.external_id, "step": step,
-                                                   "state": t.state})
-            if self.hook:
-                self.hook("after_step", run_id, step)
-            if t.state == machine.AWAITING:
-                self._notify("rotation.reminder", run_id, ref.external_id, rotator=run.rotator,
-                             detail="the new secret must be set at the target by an operator; "
-                                    f"then run: govern rotate confirm {run_id}")
-                return Outcome(ref.external_id, machine.AWAITING, run_id, "waiting for an operator to confirm")
-            if t.state == machine.FINISHED:
-                if t.recovered:
-                    self._notify("rotation.recovered", run_id, ref.external_id, rotator=run.rotator,
-                                 attempts=run.attempts)
-                return Outcome(ref.external_id, "finished", run_id, f"version {ref.current_version or '-'} -> "
-                               f"{run.pending_version if run.pending_version is not None else '-'}")
+            previous_version = ref.current_version
+            while True:
+                step = machine.next_step(run.state)
+                if step is None:
+                    return self._release(run, ref)
+                ctx = RotationContext(ref=view(ref), run_id=run_id, services=self.services, now=self._now(),
+                                      pending_version=run.pending_version)
+                started = self._now()
+                rotator = None
+                try:
+                    rotator = self._rotator(run.rotator)
+                    result = getattr(rotator, step)(ctx)
+                except Exception as exc:  # noqa: BLE001 - each item fails alone, with a redacted reason
+                    return self._fail(run, ref, rotator, ctx, step, started, exc)
+                ended = self._now()
+                if self.hook:
+                    self.hook("before_persist", run_id, step)
+                t = machine.succeeded(run.state, run.attempts, step, started, ended,
+                                      awaiting=(step == "set" and result is False))
+                try:
+                    self._persist(run, t, pending_version=result if step == "create_pending" else None,
+                                  finish=(step == "finish"),
+                                  release=t.state in machine.TERMINAL or t.state == machine.AWAITING)
+                except LostLease:
+                    return Outcome(ref.external_id, "skipped", run_id, "lease lost to another worker")
+                log.info("rotation step done", extra={"run_id": run_id, "secret_name": ref.external_id, "step": step,
+                                                       "state": t.state})
+                if self.hook:
+                    self.hook("after_step", run_id, step)
+                if t.state == machine.AWAITING:
+                    self._notify("rotation.reminder", run_id, ref.external_id, rotator=run.rotator,
+                                 detail="the new secret must be set at the target by an operator; "
+                                        f"then run: govern rotate confirm {run_id}")
+                    return Outcome(ref.external_id, machine.AWAITING, run_id, "waiting for an operator to confirm")
+                if t.state == machine.FINISHED:
+                    if t.recovered:
+                        self._notify("rotation.recovered", run_id, ref.external_id, rotator=run.rotator,
+                                     attempts=run.attempts)
+                    return Outcome(ref.external_id, "finished", run_id,
+                                   f"version {previous_version or '-'} -> "
+                                   f"{run.pending_version if run.pending_version is not None else '-'}")
 
     def _fail(self, run, ref, rotator, ctx, step, started, exc) -> Outcome:
         error = describe_error(exc)
@@ -293,7 +319,7 @@ class RotationService:
             except Exception as rb_exc:  # noqa: BLE001
                 t.record["rollback_error"] = describe_error(rb_exc)
         try:
-            self._persist(run.id, t, error=error, release=True)
+            self._persist(run, t, error=error, release=True)
         except LostLease:
             return Outcome(ref.external_id, "skipped", run.id, "lease lost to another worker")
         log.warning("rotation step failed", extra={"run_id": run.id, "secret_name": ref.external_id, "step": step,
@@ -435,12 +461,20 @@ class RotationService:
         return sent
 
     def tick(self) -> list[Outcome]:
-        """One pass of the worker: start due rotations, run everything runnable, revoke, remind."""
-        out = self.run_due()
-        out += self.drain()
-        out += self.revoke_expired()
-        self._retire_signing_keys()
-        self.send_reminders()
+        """One pass of the worker: start due rotations, run everything runnable, revoke, remind.
+
+        Runs are first only created (cheap), then executed through claims, so that several workers
+        share the work through SKIP LOCKED rather than walking the due list in lockstep."""
+        out: list[Outcome] = []
+        with self.pinned():
+            for ref in self.due():
+                run_id, why = self.start(ref.id)
+                if run_id is None and "cap" in why:
+                    out.append(Outcome(ref.external_id, "skipped", None, why))
+            out += self.drain()
+            out += self.revoke_expired()
+            self._retire_signing_keys()
+            self.send_reminders()
         return out
 
     def _retire_signing_keys(self) -> None:
