@@ -97,6 +97,7 @@ class RotationService:
     hook: Callable[[str, int, str], None] | None = None
     _rotators: dict[str, Any] = field(default_factory=dict)
     _pinned_sessions: Any = None
+    _claimed: dict[int, tuple[Any, Any]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.notifier is None:
@@ -207,10 +208,19 @@ class RotationService:
 
     # --- executing --------------------------------------------------------------------------------
     def claim(self, only: int | None = None) -> int | None:
+        """Claim a run and read it (with its secret) in the same transaction, for `execute`."""
         with self._session() as s:
-            return claims.claim_next(s, self.worker_id, self._now(), self.lease, only=only)
+            run_id = claims.claim_next(s, self.worker_id, self._now(), self.lease, only=only)
+            if run_id is not None:
+                s.expire_all()
+                run = s.get(RotationRun, run_id)
+                self._claimed[run_id] = (run, s.get(SecretRef, run.secret_ref_id))
+            return run_id
 
     def _load(self, run_id: int) -> tuple[RotationRun, SecretRef]:
+        loaded = self._claimed.pop(run_id, None)
+        if loaded is not None:
+            return loaded
         with self._session() as s:
             run = s.get(RotationRun, run_id)
             if run is None:
@@ -218,7 +228,7 @@ class RotationService:
             return run, s.get(SecretRef, run.secret_ref_id)
 
     def _persist(self, run: RotationRun, t: machine.Transition, *, pending_version: int | None = None,
-                 finish: bool = False, error: str | None = None, release: bool = False) -> None:
+                 finish: SecretRef | None = None, error: str | None = None, release: bool = False) -> None:
         """Write the transition with one fenced UPDATE. `run` is this worker's in-memory copy: while the
         lease is ours nobody else writes the row, and the fence makes a lost lease fail loudly."""
         now = self._now()
@@ -243,14 +253,15 @@ class RotationService:
                     SecretVersion.secret_ref_id == run.secret_ref_id, SecretVersion.version == pending_version)).scalar():
                 s.add(SecretVersion(secret_ref_id=run.secret_ref_id, version=pending_version, stage="pending",
                                     created_at=now))
-            if finish:
-                self._promote(s, run, now)
+            if finish is not None:
+                self._promote(s, run, finish, now)
         for key, value in values.items():
             setattr(run, key, value)
 
-    def _promote(self, s, run: RotationRun, now: dt.datetime) -> None:
+    def _promote(self, s, run: RotationRun, ref: SecretRef, now: dt.datetime) -> None:
         """pending -> current, current -> previous (valid for the overlap window), in the finish transaction."""
-        ref = s.get(SecretRef, run.secret_ref_id)
+        values: dict[str, Any] = {"set_at": now,
+                                  "next_due_at": schedule.next_due(ref.schedule, now, self.rng) if ref.schedule else None}
         if run.pending_version is not None:
             sv = sa.update(SecretVersion).execution_options(synchronize_session=False)
             s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.stage == "current",
@@ -258,9 +269,11 @@ class RotationService:
                       .values(stage="previous", expires_at=now + dt.timedelta(seconds=ref.overlap_seconds)))
             s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.version == run.pending_version)
                       .values(stage="current", expires_at=None))
-            ref.current_version = run.pending_version
-        ref.set_at = now
-        ref.next_due_at = schedule.next_due(ref.schedule, now, self.rng) if ref.schedule else None
+            values["current_version"] = run.pending_version
+        s.execute(sa.update(SecretRef).execution_options(synchronize_session=False)
+                  .where(SecretRef.id == ref.id).values(**values))
+        for key, value in values.items():
+            setattr(ref, key, value)
 
     def execute(self, run_id: int) -> Outcome:
         """Run the claimed run's steps until it finishes, waits, or a step fails."""
@@ -289,7 +302,7 @@ class RotationService:
                                       awaiting=(step == "set" and result is False))
                 try:
                     self._persist(run, t, pending_version=result if step == "create_pending" else None,
-                                  finish=(step == "finish"),
+                                  finish=ref if step == "finish" else None,
                                   release=t.state in machine.TERMINAL or t.state == machine.AWAITING)
                 except LostLease:
                     return Outcome(ref.external_id, "skipped", run_id, "lease lost to another worker")
