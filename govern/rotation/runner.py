@@ -167,44 +167,78 @@ class RotationService:
                                    detail=f"rotator {ref.rotator}, system {system_key(s, ref)}"))
         return out
 
-    def start(self, ref_id: int, *, force: bool = False) -> tuple[int | None, str]:
+    def start(self, ref_id: int, *, force: bool = False, claim: bool = False) -> tuple[int | None, str]:
         """Create the run for one secret. Returns (run_id, "") or (None, why not).
 
         Not forced, the secret must still be due: the conditional UPDATE of next_due_at is the claim on
-        the schedule, so of many workers that saw it due exactly one creates the run."""
+        the schedule, so of many workers that saw it due exactly one creates the run. With `claim`, the
+        new run is leased to this worker in the same transaction."""
         now = self._now()
         try:
             with self._session() as s:
                 ref = s.get(SecretRef, ref_id)
                 if ref is None or not ref.rotator:
                     return None, "no rotator configured"
-                key = system_key(s, ref)
-                claims.lock_system(s, key)
-                cond = [SecretRef.id == ref_id]
-                if not force:
-                    cond += [SecretRef.next_due_at.is_not(None), SecretRef.next_due_at <= now]
-                if s.execute(sa.update(SecretRef).execution_options(synchronize_session=False).where(*cond).values(next_due_at=None)).rowcount != 1:
-                    return None, "not due (already taken)"
-                # Not forced, the unique index is the guard (IntegrityError below); forced, say which run.
-                active = force and s.execute(select(RotationRun.id).where(
-                    RotationRun.secret_ref_id == ref_id, RotationRun.state.in_(machine.ACTIVE))).scalar()
-                if active:
-                    s.rollback()
-                    return None, f"run {active} is already active"
-                cap_row = s.get(RotationSystemCap, key)
-                cap = cap_row.max_concurrent if cap_row else 1
-                busy = s.execute(select(sa.func.count()).select_from(RotationRun).where(
-                    RotationRun.system_key == key, RotationRun.state.in_(machine.ACTIVE))).scalar_one()
-                if busy >= cap:
-                    s.rollback()  # keeps next_due_at: it is started when the system is free
-                    return None, f"system {key} is at its concurrency cap ({cap})"
-                run = RotationRun(secret_ref_id=ref_id, rotator=ref.rotator, state=machine.CREATED, system_key=key,
-                                  next_attempt_at=now, started_at=now, steps=[])
-                s.add(run)
-                s.flush()
-                return run.id, ""
+                return self._create_run(s, ref, now, due_only=not force, claim=claim)
         except IntegrityError:
             return None, "another run is already active"
+
+    def start_next_due(self, skip: set[int]) -> tuple[int | None, str, int | None]:
+        """Pick any due secret no other worker is starting (SKIP LOCKED), create its run and claim it.
+        Returns (run_id, why not, secret id); (None, "", None) when nothing is due."""
+        now = self._now()
+        try:
+            with self._session() as s:
+                stmt = (select(SecretRef).where(SecretRef.rotator.is_not(None), SecretRef.next_due_at.is_not(None),
+                                                SecretRef.next_due_at <= now)
+                        .order_by(SecretRef.next_due_at, SecretRef.id).limit(1))
+                if skip:
+                    stmt = stmt.where(SecretRef.id.not_in(skip))
+                if claims.is_postgres(s):
+                    stmt = stmt.with_for_update(skip_locked=True)
+                ref = s.execute(stmt).scalar_one_or_none()
+                if ref is None:
+                    return None, "", None
+                run_id, why = self._create_run(s, ref, now, due_only=True, claim=True)
+                return run_id, why, ref.id
+        except IntegrityError:
+            return None, "another run is already active", ref.id
+
+    def _create_run(self, s, ref: SecretRef, now: dt.datetime, *, due_only: bool, claim: bool) -> tuple[int | None, str]:
+        cond = [SecretRef.id == ref.id]
+        if due_only:
+            cond += [SecretRef.next_due_at.is_not(None), SecretRef.next_due_at <= now]
+        # First the row (serialises workers per secret, and takes SQLite's write lock), then the system.
+        if s.execute(sa.update(SecretRef).execution_options(synchronize_session=False)
+                     .where(*cond).values(next_due_at=None)).rowcount != 1:
+            s.rollback()
+            return None, "not due (already taken)"
+        key = system_key(s, ref)
+        claims.lock_system(s, key)
+        # Not forced, the unique index is the guard (IntegrityError); forced, say which run.
+        active = not due_only and s.execute(select(RotationRun.id).where(
+            RotationRun.secret_ref_id == ref.id, RotationRun.state.in_(machine.ACTIVE))).scalar()
+        if active:
+            s.rollback()
+            return None, f"run {active} is already active"
+        busy, cap = s.execute(select(
+            select(sa.func.count()).select_from(RotationRun).where(
+                RotationRun.system_key == key, RotationRun.state.in_(machine.ACTIVE)).scalar_subquery(),
+            select(RotationSystemCap.max_concurrent).where(RotationSystemCap.system_key == key).scalar_subquery(),
+        )).one()
+        cap = cap or 1
+        if busy >= cap:
+            s.rollback()  # keeps next_due_at: it is started when the system is free
+            return None, f"system {key} is at its concurrency cap ({cap})"
+        run = RotationRun(secret_ref_id=ref.id, rotator=ref.rotator, state=machine.CREATED, system_key=key,
+                          next_attempt_at=now, started_at=now, steps=[])
+        if claim:
+            run.claimed_by, run.claimed_until = self.worker_id, now + self.lease
+        s.add(run)
+        s.flush()
+        if claim:
+            self._claimed[run.id] = (run, ref)
+        return run.id, ""
 
     # --- executing --------------------------------------------------------------------------------
     def claim(self, only: int | None = None) -> int | None:
@@ -349,14 +383,14 @@ class RotationService:
         return Outcome(ref.external_id, run.state, run.id)
 
     # --- batch entry points -----------------------------------------------------------------------
-    def rotate(self, ref_id: int, *, force: bool) -> Outcome:
+    def _name(self, ref_id: int) -> str:
         with self._session() as s:
-            name = s.get(SecretRef, ref_id).external_id
-        run_id, why = self.start(ref_id, force=force)
+            return s.get(SecretRef, ref_id).external_id
+
+    def rotate(self, ref_id: int, *, force: bool) -> Outcome:
+        run_id, why = self.start(ref_id, force=force, claim=True)
         if run_id is None:
-            return Outcome(name, "skipped", None, why)
-        if self.claim(only=run_id) is None:
-            return Outcome(name, "skipped", run_id, "claimed by another worker")
+            return Outcome(self._name(ref_id), "skipped", None, why)
         return self.execute(run_id)
 
     def run_due(self) -> list[Outcome]:
@@ -480,10 +514,17 @@ class RotationService:
         share the work through SKIP LOCKED rather than walking the due list in lockstep."""
         out: list[Outcome] = []
         with self.pinned():
-            for ref in self.due():
-                run_id, why = self.start(ref.id)
-                if run_id is None and "cap" in why:
-                    out.append(Outcome(ref.external_id, "skipped", None, why))
+            skip: set[int] = set()
+            while True:
+                run_id, why, ref_id = self.start_next_due(skip)
+                if ref_id is None:
+                    break
+                if run_id is None:
+                    skip.add(ref_id)
+                    if "cap" in why:
+                        out.append(Outcome(self._name(ref_id), "skipped", None, why))
+                    continue
+                out.append(self.execute(run_id))
             out += self.drain()
             out += self.revoke_expired()
             self._retire_signing_keys()
