@@ -109,3 +109,52 @@ def test_worker_once_runs_due_work(runner, rsvc, store):
     assert result.exit_code == 0, result.output
     assert "finished" in result.output
     assert store.metadata("rotation-test/a").version == 2
+
+
+def test_worker_stops_cleanly_on_sigterm(settings):
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "GOVERN_HOME": str(settings.home), "GOVERN_DATABASE_URL": settings.database_url,
+           "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "govern", "worker", "--interval", "1h"], cwd=root, env=env,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()  # blocks until the worker is in its loop (pytest-timeout guards it)
+        assert "started" in line, line
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert "worker stopped" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_new_secret_never_reaches_console_logs_or_database(runner, rsvc, store, notifier, caplog):
+    import logging
+
+    from govern.domain.client_auth import hash_client_secret
+    from govern.store.tables import IntegrationUser
+
+    caplog.set_level(logging.DEBUG)
+    with session_scope(rsvc.sessions) as s:
+        s.add(IntegrationUser(external_id="erp", client_secret_hash=hash_client_secret("canary-old-secret")))
+    add_secret(rsvc, "iu/erp", rotator="client_secret", owner_kind="integration_user", owner="erp",
+               initial="canary-old-secret")
+    result = runner.invoke(["rotate", "iu/erp", "--commit"])
+    assert result.exit_code == 0, result.output
+    new = store.get("rotation-test/iu/erp").reveal()
+    history = runner.invoke(["rotate", "history", "--json"]).output
+    import sqlalchemy as sa
+
+    with rsvc.engine.connect() as conn:
+        dump = " ".join(str(row) for table in ("rotation_run", "secret_ref", "secret_version", "integration_user")
+                        for row in conn.execute(sa.text(f"SELECT * FROM {table}")))
+    for canary in (new, "canary-old-secret"):
+        assert canary not in result.output and canary not in history
+        assert canary not in caplog.text and canary not in repr(notifier.events)
+        assert canary not in dump
