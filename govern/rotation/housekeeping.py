@@ -58,6 +58,17 @@ class Housekeeping:
                     self._notify("rotation.reminder", run.id, ref.external_id, rotator=run.rotator,
                                  detail=f"still waiting for: govern rotate confirm {run.id}")
                     sent += 1
+            # Secrets with a schedule but no rotator are rotated by hand: remind when due, then daily.
+            due = s.execute(select(SecretRef).where(SecretRef.rotator.is_(None), SecretRef.schedule.is_not(None),
+                                                    SecretRef.next_due_at <= now)).scalars().all()
+            for ref in due:
+                res = s.execute(update(SecretRef).where(SecretRef.id == ref.id, SecretRef.next_due_at == ref.next_due_at)
+                                .values(next_due_at=now + self.reminder_every))
+                if res.rowcount == 1:
+                    self._notify("rotation.reminder", None, ref.external_id, rotator=None,
+                                 detail=f"{ref.external_id} has no automatic rotator and is due (schedule "
+                                        f"{ref.schedule}); rotate it at the target, then store the new value")
+                    sent += 1
         return sent
 
     def _retire_signing_keys(self) -> None:
