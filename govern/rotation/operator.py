@@ -15,7 +15,9 @@ log = logging.getLogger("govern.rotation")
 
 
 class OperatorActions:
-    def confirm(self, run_id: int, by: str) -> Outcome:
+    def confirm(self, run_id: int, by: str, *, run_now: bool = True) -> Outcome:
+        """An operator says the manually set secret is in place. With `run_now`, test and finish it now;
+        otherwise a worker does."""
         now = self._now()
         with self._session() as s:
             run = s.get(RotationRun, run_id)
@@ -30,7 +32,7 @@ class OperatorActions:
                                     claimed_until=None))
             if res.rowcount != 1:
                 raise Conflict(f"run {run_id} was confirmed meanwhile")
-        if self.claim(only=run_id) is None:
+        if not run_now or self.claim(only=run_id) is None:
             return Outcome(str(run_id), "set", run_id, "confirmed; a worker will test and finish it")
         return self.execute(run_id)
 
