@@ -114,10 +114,18 @@ class RotationService(OperatorActions, Housekeeping):
         out = []
         with self._session() as s:
             for ref in refs:
+                if not ref.rotator:
+                    out.append(Outcome(ref.external_id, "skipped", detail="no rotator configured (rotated by hand)"))
+                    continue
                 try:
-                    self._rotator(ref.rotator or "")
+                    self._rotator(ref.rotator)
                 except GovernError as exc:
                     out.append(Outcome(ref.external_id, "failed", detail=describe_error(exc)))
+                    continue
+                active = s.execute(select(RotationRun.id).where(RotationRun.secret_ref_id == ref.id,
+                                                                RotationRun.state.in_(machine.ACTIVE))).scalar()
+                if active:
+                    out.append(Outcome(ref.external_id, "skipped", active, f"run {active} is already active"))
                     continue
                 out.append(Outcome(ref.external_id, "would_rotate",
                                    detail=f"rotator {ref.rotator}, system {system_key(s, ref)}"))
