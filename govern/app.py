@@ -71,18 +71,8 @@ def _install_correlation(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from govern.api import health, metrics
+    from govern.api import (breakers, findings, health, landscape, metrics, proxy, rotations,
+                            secrets as secrets_api)
 
-    app.register_blueprint(health.bp)
-    app.register_blueprint(metrics.bp)
-    from govern.api import secrets as secrets_api
-
-    app.register_blueprint(secrets_api.bp)
-    from govern.api import breakers, proxy
-
-    app.register_blueprint(proxy.bp)
-    app.register_blueprint(breakers.bp)
-    from govern.api import landscape
-
-    app.register_blueprint(landscape.bp)
-    from govern.api import findings; app.register_blueprint(findings.bp)  # noqa: E702
+    for module in (health, metrics, secrets_api, proxy, breakers, landscape, findings, rotations):
+        app.register_blueprint(module.bp)

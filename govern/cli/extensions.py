@@ -1,17 +1,11 @@
-"""Commands contributed by the feature packages; one line each."""
+"""Commands contributed by the feature packages."""
 from __future__ import annotations
 
 import click
 
 
 def register(cli: click.Group) -> None:
-    from govern.cli import secrets as secrets_cli
+    from govern.cli import audit, dlq, landscape, rotation, secrets as secrets_cli
 
-    secrets_cli.register(cli)
-    from govern.cli import dlq
-
-    dlq.register(cli)
-    from govern.cli import landscape
-
-    landscape.register(cli)
-    from govern.cli import audit; audit.register(cli)  # noqa: E702
+    for module in (secrets_cli, landscape, dlq, audit, rotation):
+        module.register(cli)

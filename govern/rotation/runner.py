@@ -1,0 +1,395 @@
+"""The rotation runner: drives govern.rotation.machine over persisted `rotation_run` rows.
+
+Every transition is written with a fenced UPDATE (`WHERE claimed_by = me`), so a worker whose lease ran
+out and was taken over can never overwrite the new owner's progress. Between steps the state is in the
+database, which is what makes every step resumable by any worker.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session as SQLModelSession
+from sqlmodel import select
+
+from govern.errors import GovernError, NotFound
+from govern.rotation import claims, machine, schedule
+from govern.rotation.housekeeping import Housekeeping
+from govern.rotation.operator import OperatorActions
+from govern.rotation.rotators import RotationContext, load_rotator
+from govern.rotation.support import (  # noqa: F401 - re-exported for callers
+    LostLease,
+    Outcome,
+    default_worker_id,
+    describe_error,
+    system_key,
+    update,
+    view,
+)
+from govern.store.db import session_scope
+from govern.store.rotation_tables import RotationSystemCap
+from govern.store.tables import RotationRun, SecretRef, SecretVersion
+
+log = logging.getLogger("govern.rotation")
+
+
+@dataclass
+class RotationService(OperatorActions, Housekeeping):
+    services: Any
+    worker_id: str = field(default_factory=default_worker_id)
+    policy: machine.RetryPolicy = field(default_factory=machine.RetryPolicy)
+    lease: dt.timedelta = dt.timedelta(seconds=120)
+    reminder_every: dt.timedelta = dt.timedelta(hours=24)
+    rng: Any = None  # random.Random-like, for jitter; None: no jitter
+    notifier: Any = None
+    # Test seam: called as hook(point, run_id, step); "after_step" fires once a step is persisted and
+    # "before_persist" after the target was touched but before the state was written.
+    hook: Callable[[str, int, str], None] | None = None
+    _rotators: dict[str, Any] = field(default_factory=dict)
+    _pinned_sessions: Any = None
+    _claimed: dict[int, tuple[Any, Any]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.notifier is None:
+            from govern.rotation.notify import build_notifier
+
+            self.notifier = self.services.extras.get("rotation_notifier") or build_notifier(self.services.settings)
+
+    # --- helpers ----------------------------------------------------------------------------------
+    def _now(self) -> dt.datetime:
+        return self.services.clock.now()
+
+    def _session(self):
+        return session_scope(self._pinned_sessions or self.services.sessions)
+
+    @contextmanager
+    def pinned(self):
+        """Use one connection for a whole pass: a worker runs many short transactions, and checking a
+        connection out of the pool (with its pre-ping) for each one doubles the round trips."""
+        if self._pinned_sessions is not None:
+            yield
+            return
+        conn = self.services.engine.connect()
+        try:
+            conn.commit()  # the pre-ping may have begun a transaction; start clean
+            self._pinned_sessions = sessionmaker(bind=conn, class_=SQLModelSession, expire_on_commit=False)
+            yield
+        finally:
+            self._pinned_sessions = None
+            conn.close()
+
+    def _rotator(self, name: str):
+        return load_rotator(name, self._rotators)
+
+    def _notify(self, event: str, run_id: int | None, secret: str, **payload: Any) -> None:
+        try:
+            self.notifier.notify(event, {"run_id": run_id, "secret": secret, "at": self._now().isoformat(), **payload})
+        except Exception as exc:  # noqa: BLE001 - notifications never break the run
+            log.warning("notifier failed: %s", type(exc).__name__)
+
+    def find_ref(self, name: str) -> SecretRef:
+        with self._session() as s:
+            ref = s.execute(select(SecretRef).where(SecretRef.external_id == name)).scalar_one_or_none()
+            if ref is None:
+                raise NotFound(f"no secret named {name}")
+            return ref
+
+    # --- planning and starting --------------------------------------------------------------------
+    def due(self, now: dt.datetime | None = None) -> list[SecretRef]:
+        now = now or self._now()
+        with self._session() as s:
+            active = select(RotationRun.secret_ref_id).where(RotationRun.state.in_(machine.ACTIVE))
+            return list(s.execute(select(SecretRef).where(
+                SecretRef.rotator.is_not(None), SecretRef.next_due_at.is_not(None), SecretRef.next_due_at <= now,
+                SecretRef.id.not_in(active)).order_by(SecretRef.next_due_at, SecretRef.id)).scalars())
+
+    def plan(self, refs: list[SecretRef]) -> list[Outcome]:
+        """Dry run: what would happen per item. Reads only."""
+        out = []
+        with self._session() as s:
+            for ref in refs:
+                if not ref.rotator:
+                    out.append(Outcome(ref.external_id, "skipped", detail="no rotator configured (rotated by hand)"))
+                    continue
+                try:
+                    self._rotator(ref.rotator)
+                except GovernError as exc:
+                    out.append(Outcome(ref.external_id, "failed", detail=describe_error(exc)))
+                    continue
+                active = s.execute(select(RotationRun.id).where(RotationRun.secret_ref_id == ref.id,
+                                                                RotationRun.state.in_(machine.ACTIVE))).scalar()
+                if active:
+                    out.append(Outcome(ref.external_id, "skipped", active, f"run {active} is already active"))
+                    continue
+                out.append(Outcome(ref.external_id, "would_rotate",
+                                   detail=f"rotator {ref.rotator}, system {system_key(s, ref)}"))
+        return out
+
+    def start(self, ref_id: int, *, force: bool = False, claim: bool = False) -> tuple[int | None, str]:
+        """Create the run for one secret. Returns (run_id, "") or (None, why not).
+
+        Not forced, the secret must still be due: the conditional UPDATE of next_due_at is the claim on
+        the schedule, so of many workers that saw it due exactly one creates the run. With `claim`, the
+        new run is leased to this worker in the same transaction."""
+        now = self._now()
+        try:
+            with self._session() as s:
+                ref = s.get(SecretRef, ref_id)
+                if ref is None or not ref.rotator:
+                    return None, "no rotator configured"
+                return self._create_run(s, ref, now, due_only=not force, claim=claim)
+        except IntegrityError:
+            return None, "another run is already active"
+
+    def start_next_due(self, skip: set[int]) -> tuple[int | None, str, int | None]:
+        """Pick any due secret no other worker is starting (SKIP LOCKED), create its run and claim it.
+        Returns (run_id, why not, secret id); (None, "", None) when nothing is due."""
+        now = self._now()
+        try:
+            with self._session() as s:
+                stmt = (select(SecretRef).where(SecretRef.rotator.is_not(None), SecretRef.next_due_at.is_not(None),
+                                                SecretRef.next_due_at <= now)
+                        .order_by(SecretRef.next_due_at, SecretRef.id).limit(1))
+                if skip:
+                    stmt = stmt.where(SecretRef.id.not_in(skip))
+                if claims.is_postgres(s):
+                    stmt = stmt.with_for_update(skip_locked=True)
+                ref = s.execute(stmt).scalar_one_or_none()
+                if ref is None:
+                    return None, "", None
+                run_id, why = self._create_run(s, ref, now, due_only=True, claim=True)
+                return run_id, why, ref.id
+        except IntegrityError:
+            return None, "another run is already active", ref.id
+
+    def _create_run(self, s, ref: SecretRef, now: dt.datetime, *, due_only: bool, claim: bool) -> tuple[int | None, str]:
+        cond = [SecretRef.id == ref.id]
+        if due_only:
+            cond += [SecretRef.next_due_at.is_not(None), SecretRef.next_due_at <= now]
+        # First the row (serialises workers per secret, and takes SQLite's write lock), then the system.
+        if s.execute(update(SecretRef)
+                     .where(*cond).values(next_due_at=None)).rowcount != 1:
+            s.rollback()
+            return None, "not due (already taken)"
+        key = system_key(s, ref)
+        claims.lock_system(s, key)
+        # Not forced, the unique index is the guard (IntegrityError); forced, say which run.
+        active = not due_only and s.execute(select(RotationRun.id).where(
+            RotationRun.secret_ref_id == ref.id, RotationRun.state.in_(machine.ACTIVE))).scalar()
+        if active:
+            s.rollback()
+            return None, f"run {active} is already active"
+        busy, cap = s.execute(select(
+            select(sa.func.count()).select_from(RotationRun).where(
+                RotationRun.system_key == key, RotationRun.state.in_(machine.ACTIVE)).scalar_subquery(),
+            select(RotationSystemCap.max_concurrent).where(RotationSystemCap.system_key == key).scalar_subquery(),
+        )).one()
+        cap = cap or 1
+        if busy >= cap:
+            s.rollback()  # keeps next_due_at: it is started when the system is free
+            return None, f"system {key} is at its concurrency cap ({cap})"
+        run = RotationRun(secret_ref_id=ref.id, rotator=ref.rotator, state=machine.CREATED, system_key=key,
+                          next_attempt_at=now, started_at=now, steps=[])
+        if claim:
+            run.claimed_by, run.claimed_until = self.worker_id, now + self.lease
+        s.add(run)
+        s.flush()
+        if claim:
+            self._claimed[run.id] = (run, ref)
+        return run.id, ""
+
+    # --- executing --------------------------------------------------------------------------------
+    def claim(self, only: int | None = None) -> int | None:
+        """Claim a run and read it (with its secret) in the same transaction, for `execute`."""
+        with self._session() as s:
+            run_id = claims.claim_next(s, self.worker_id, self._now(), self.lease, only=only)
+            if run_id is not None:
+                s.expire_all()
+                run = s.get(RotationRun, run_id)
+                self._claimed[run_id] = (run, s.get(SecretRef, run.secret_ref_id))
+            return run_id
+
+    def _load(self, run_id: int) -> tuple[RotationRun, SecretRef]:
+        loaded = self._claimed.pop(run_id, None)
+        if loaded is not None:
+            return loaded
+        with self._session() as s:
+            run = s.get(RotationRun, run_id)
+            if run is None:
+                raise NotFound(f"no rotation run {run_id}")
+            return run, s.get(SecretRef, run.secret_ref_id)
+
+    def _persist(self, run: RotationRun, t: machine.Transition, *, pending_version: int | None = None,
+                 finish: SecretRef | None = None, error: str | None = None, release: bool = False) -> None:
+        """Write the transition with one fenced UPDATE. `run` is this worker's in-memory copy: while the
+        lease is ours nobody else writes the row, and the fence makes a lost lease fail loudly."""
+        now = self._now()
+        steps = [*(run.steps or []), t.record]
+        values: dict[str, Any] = {
+            "state": t.state, "attempts": t.attempts, "steps": steps,
+            "next_attempt_at": t.next_attempt_at if t.next_attempt_at else (now if not release else run.next_attempt_at),
+            "claimed_until": None if release else now + self.lease, "error": error,
+        }
+        if t.state == machine.AWAITING:
+            values["next_attempt_at"] = now + self.reminder_every  # the next reminder is due then
+        if t.state in machine.TERMINAL:
+            values["finished_at"] = now
+        if pending_version is not None:
+            values["pending_version"] = pending_version
+        with self._session() as s:
+            res = s.execute(update(RotationRun)
+                            .where(RotationRun.id == run.id, RotationRun.claimed_by == self.worker_id).values(**values))
+            if res.rowcount != 1:
+                raise LostLease()
+            if pending_version is not None and not s.execute(select(SecretVersion.id).where(
+                    SecretVersion.secret_ref_id == run.secret_ref_id, SecretVersion.version == pending_version)).scalar():
+                s.add(SecretVersion(secret_ref_id=run.secret_ref_id, version=pending_version, stage="pending",
+                                    created_at=now))
+            if finish is not None:
+                self._promote(s, run, finish, now)
+        for key, value in values.items():
+            setattr(run, key, value)
+
+    def _promote(self, s, run: RotationRun, ref: SecretRef, now: dt.datetime) -> None:
+        """pending -> current, current -> previous (valid for the overlap window), in the finish transaction."""
+        values: dict[str, Any] = {"set_at": now,
+                                  "next_due_at": schedule.next_due(ref.schedule, now, self.rng) if ref.schedule else None}
+        if run.pending_version is not None:
+            sv = update(SecretVersion)
+            s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.stage == "current",
+                               SecretVersion.version != run.pending_version)
+                      .values(stage="previous", expires_at=now + dt.timedelta(seconds=ref.overlap_seconds)))
+            s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.version == run.pending_version)
+                      .values(stage="current", expires_at=None))
+            values["current_version"] = run.pending_version
+        s.execute(update(SecretRef)
+                  .where(SecretRef.id == ref.id).values(**values))
+        for key, value in values.items():
+            setattr(ref, key, value)
+
+    def execute(self, run_id: int) -> Outcome:
+        """Run the claimed run's steps until it finishes, waits, or a step fails."""
+        with self.pinned():
+            run, ref = self._load(run_id)
+            if run.claimed_by != self.worker_id:
+                return Outcome(ref.external_id, "skipped", run_id, "claimed by another worker")
+            previous_version = ref.current_version
+            while True:
+                step = machine.next_step(run.state)
+                if step is None:
+                    return self._release(run, ref)
+                ctx = RotationContext(ref=view(ref), run_id=run_id, services=self.services, now=self._now(),
+                                      pending_version=run.pending_version)
+                started = self._now()
+                rotator = None
+                try:
+                    rotator = self._rotator(run.rotator)
+                    result = getattr(rotator, step)(ctx)
+                except Exception as exc:  # noqa: BLE001 - each item fails alone, with a redacted reason
+                    return self._fail(run, ref, rotator, ctx, step, started, exc)
+                ended = self._now()
+                if self.hook:
+                    self.hook("before_persist", run_id, step)
+                t = machine.succeeded(run.state, run.attempts, step, started, ended,
+                                      awaiting=(step == "set" and result is False))
+                try:
+                    self._persist(run, t, pending_version=result if step == "create_pending" else None,
+                                  finish=ref if step == "finish" else None,
+                                  release=t.state in machine.TERMINAL or t.state == machine.AWAITING)
+                except LostLease:
+                    return Outcome(ref.external_id, "skipped", run_id, "lease lost to another worker")
+                log.info("rotation step done", extra={"run_id": run_id, "secret_name": ref.external_id, "step": step,
+                                                       "state": t.state})
+                if self.hook:
+                    self.hook("after_step", run_id, step)
+                if t.state == machine.AWAITING:
+                    self._notify("rotation.reminder", run_id, ref.external_id, rotator=run.rotator,
+                                 detail="the new secret must be set at the target by an operator; "
+                                        f"then run: govern rotate confirm {run_id}")
+                    return Outcome(ref.external_id, machine.AWAITING, run_id, "waiting for an operator to confirm")
+                if t.state == machine.FINISHED:
+                    if t.recovered:
+                        self._notify("rotation.recovered", run_id, ref.external_id, rotator=run.rotator,
+                                     attempts=run.attempts)
+                    return Outcome(ref.external_id, "finished", run_id,
+                                   f"version {previous_version or '-'} -> "
+                                   f"{run.pending_version if run.pending_version is not None else '-'}")
+
+    def _fail(self, run, ref, rotator, ctx, step, started, exc) -> Outcome:
+        error = describe_error(exc)
+        t = machine.failed(run.state, run.attempts, step, started, self._now(), error, self.policy)
+        if t.rollback and rotator is not None and hasattr(rotator, "rollback"):
+            try:
+                rotator.rollback(ctx)
+            except Exception as rb_exc:  # noqa: BLE001
+                t.record["rollback_error"] = describe_error(rb_exc)
+        try:
+            self._persist(run, t, error=error, release=True)
+        except LostLease:
+            return Outcome(ref.external_id, "skipped", run.id, "lease lost to another worker")
+        log.warning("rotation step failed", extra={"run_id": run.id, "secret_name": ref.external_id, "step": step,
+                                                    "error_text": error, "attempts": t.attempts})
+        event = "rotation.parked" if t.parked else "rotation.failed"
+        self._notify(event, run.id, ref.external_id, rotator=run.rotator, step=step, attempts=t.attempts,
+                     error=error, next_attempt_at=t.next_attempt_at.isoformat() if t.next_attempt_at else None)
+        return Outcome(ref.external_id, "parked" if t.parked else "retrying", run.id, f"{step} failed: {error}")
+
+    def _release(self, run, ref) -> Outcome:
+        with self._session() as s:
+            s.execute(update(RotationRun).where(RotationRun.id == run.id, RotationRun.claimed_by == self.worker_id)
+                      .values(claimed_until=None))
+        return Outcome(ref.external_id, run.state, run.id)
+
+    # --- batch entry points -----------------------------------------------------------------------
+    def _name(self, ref_id: int) -> str:
+        with self._session() as s:
+            return s.get(SecretRef, ref_id).external_id
+
+    def rotate(self, ref_id: int, *, force: bool) -> Outcome:
+        run_id, why = self.start(ref_id, force=force, claim=True)
+        if run_id is None:
+            return Outcome(self._name(ref_id), "skipped", None, why)
+        return self.execute(run_id)
+
+    def run_due(self) -> list[Outcome]:
+        return [self.rotate(ref.id, force=False) for ref in self.due()]
+
+    def drain(self, limit: int | None = None) -> list[Outcome]:
+        """Claim and execute runnable runs (new, retrying, or abandoned by a dead worker) until none is left."""
+        out: list[Outcome] = []
+        while limit is None or len(out) < limit:
+            run_id = self.claim()
+            if run_id is None:
+                break
+            out.append(self.execute(run_id))
+        return out
+
+    def tick(self) -> list[Outcome]:
+        """One pass of the worker: start due rotations, run everything runnable, revoke, remind.
+
+        Runs are first only created (cheap), then executed through claims, so that several workers
+        share the work through SKIP LOCKED rather than walking the due list in lockstep."""
+        out: list[Outcome] = []
+        with self.pinned():
+            skip: set[int] = set()
+            while True:
+                run_id, why, ref_id = self.start_next_due(skip)
+                if ref_id is None:
+                    break
+                if run_id is None:
+                    skip.add(ref_id)
+                    if "cap" in why:
+                        out.append(Outcome(self._name(ref_id), "skipped", None, why))
+                    continue
+                out.append(self.execute(run_id))
+            out += self.drain()
+            out += self.revoke_expired()
+            self._retire_signing_keys()
+            self.send_reminders()
+        return out
