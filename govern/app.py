@@ -71,6 +71,9 @@ def _install_correlation(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from govern.api import health
+    from govern.api import broker, health, oauth, openapi
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(oauth.bp)
+    app.register_blueprint(broker.bp)
+    app.register_blueprint(openapi.bp)

@@ -56,4 +56,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
     services.health_checks["database"] = check_database
     services.health_checks["cache"] = services.cache.ping
     services.extras.update(overrides)
+    from govern.broker.wiring import build_authorization
+
+    build_authorization(services)
     return services

@@ -1,0 +1,47 @@
+"""govern's OAuth 2.0 endpoints: `POST /oauth/token` (RFC 6749) and `GET /oauth/jwks.json` (RFC 7517).
+
+Errors on /oauth/token are RFC 6749 section 5.2 JSON (`{"error", "error_description"}`), never
+problem+json.
+"""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, current_app, jsonify, request
+
+from govern.errors import GovernError
+
+bp = Blueprint("oauth", __name__, url_prefix="/oauth")
+log = logging.getLogger("govern.oauth")
+
+
+def _server():
+    server = current_app.extensions.get("govern.oauth_server")
+    if server is None:
+        from govern.broker.oauth_server import GovernAuthorizationServer
+
+        services = current_app.extensions["govern"]
+        server = GovernAuthorizationServer(
+            services, lambda: services.authenticator.source_ip(request.remote_addr or "",
+                                                               request.headers.get("X-Forwarded-For")))
+        current_app.extensions["govern.oauth_server"] = server
+    return server
+
+
+@bp.post("/token")
+def token():
+    try:
+        return _server().create_token_response()
+    except GovernError as exc:
+        log.error("token issuance failed", extra={"code": exc.code})
+        status = 503 if exc.status == 503 else 500
+        error = "temporarily_unavailable" if status == 503 else "server_error"
+        return jsonify(error=error, error_description=exc.detail), status
+
+
+@bp.get("/jwks.json")
+def jwks():
+    services = current_app.extensions["govern"]
+    response = jsonify(services.extras["broker.signing_keys"].jwks())
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return response
