@@ -30,6 +30,8 @@ def _server():
 
 @bp.post("/token")
 def token():
+    if not request.form.get("grant_type"):
+        return jsonify(error="invalid_request", error_description="grant_type is required"), 400
     try:
         return _server().create_token_response()
     except GovernError as exc:
