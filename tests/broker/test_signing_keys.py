@@ -1,0 +1,42 @@
+"""Signing-key rotation: the old kid stays published (and accepted) until its tokens have expired."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from govern.broker.signing_keys import rotate_signing_key
+from govern.store.broker_tables import SigningKey
+from tests.broker.conftest import access_token, ask
+
+
+def _kids(client):
+    return [k["kid"] for k in client.get("/oauth/jwks.json").get_json()["keys"]]
+
+
+def test_rotation_keeps_the_old_kid_until_its_tokens_expire(broker_client, broker_services, clock, landscape):
+    old_token = access_token(broker_client)
+    [old_kid] = _kids(broker_client)
+    new_kid = rotate_signing_key(broker_services)
+    assert new_kid != old_kid
+    assert set(_kids(broker_client)) == {old_kid, new_kid}
+    new_token = access_token(broker_client)
+    assert new_token.split(".")[0] != old_token.split(".")[0]  # signed with the new kid
+    assert ask(broker_client, old_token).status_code == 200  # the old key still verifies its tokens
+
+    clock.advance(600)
+    assert set(_kids(broker_client)) == {old_kid, new_kid}
+    clock.advance(900 + 60 - 600 + 6)  # past token lifetime + leeway since the rotation (and the reload interval)
+    assert _kids(broker_client) == [new_kid]
+    assert ask(broker_client, new_token).status_code == 401  # lived 900 s: expired now too
+    with broker_services.sessions() as s:
+        states = dict(s.execute(sa.select(SigningKey.kid, SigningKey.state)).all())
+    assert states == {old_kid: "retired", new_kid: "active"}
+    old_path = f"govern/signing-keys/{old_kid}"
+    assert old_path not in broker_services.secret_store.data  # the private half is gone
+
+
+def test_private_keys_live_only_in_the_secret_store(broker_client, broker_services, landscape):
+    access_token(broker_client)
+    with broker_services.sessions() as s:
+        row = s.execute(sa.select(SigningKey)).scalars().one()
+    assert "d" not in row.public_jwk and row.secret_path in broker_services.secret_store.data
+    assert "PRIVATE KEY" in broker_services.secret_store.data[row.secret_path][1]
