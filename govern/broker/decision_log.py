@@ -42,6 +42,7 @@ class ChainedDecisionLog:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
+        self._wake = threading.Event()  # set by flush/close: stop lingering
         self._table = Decision.__table__
         atexit.register(self.close)
 
@@ -94,11 +95,12 @@ class ChainedDecisionLog:
             if first is _STOP:
                 self._queue.task_done()
                 return
+            # Linger briefly so that a burst becomes one batch and appenders never wake the writer per record.
+            self._wake.wait(self._linger)
             batch, stop = [first], False
-            deadline = time.monotonic() + self._linger
             while len(batch) < self._batch_size:
                 try:
-                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if item is _STOP:
@@ -151,9 +153,11 @@ class ChainedDecisionLog:
                 return False
             if self._thread is None or not self._thread.is_alive():
                 self._ensure_writer()
+            self._wake.set()
             with self._queue.all_tasks_done:
                 if self._queue.unfinished_tasks:
                     self._queue.all_tasks_done.wait(timeout=0.05)
+        self._wake.clear()
         return True
 
     def close(self) -> None:

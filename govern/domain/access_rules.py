@@ -95,13 +95,18 @@ def parse_networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
 
 def ip_in_ranges(ip: str, cidrs: Sequence[str]) -> bool:
     """True when `ip` lies inside one of `cidrs`. An empty list allows nothing (deny by default)."""
+    return _ip_in_ranges(ip, tuple(cidrs))
+
+
+@functools.lru_cache(maxsize=65536)
+def _ip_in_ranges(ip: str, cidrs: tuple[str, ...]) -> bool:
     try:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return False
     if getattr(addr, "ipv4_mapped", None):
         addr = addr.ipv4_mapped
-    return any(addr.version == net.version and addr in net for net in parse_networks(tuple(cidrs)))
+    return any(addr.version == net.version and addr in net for net in parse_networks(cidrs))
 
 
 def resolve_source_ip(peer: str, forwarded_for: str | None, trusted: Sequence[IPNetwork]) -> str:

@@ -27,6 +27,7 @@ from govern.domain.access_rules import (any_path_matches, ip_in_ranges, method_a
 from govern.errors import NotFound
 
 log = logging.getLogger("govern.policy")
+MEMO_MAX = 50_000
 
 
 def _ip(value: str) -> dict:
@@ -152,20 +153,39 @@ class CedarPolicyDecider:
 
     def _guardrail_forbids(self, snap, today, request, user, nc, permitting, granted, lifetime, api_type, principal):
         guardrails = self.guardrails
+        permitted_by = tuple(ps.external_id for ps in permitting)
+        method = (request.method or "").upper()
+        obj = request.resource_object or salesforce_object(request.path) or ""
+        # Cedar policies are pure functions of (entities, request): identical requests against the same
+        # snapshot and policy set get the same answer, so it is remembered (bounded, per snapshot).
+        key = (today, user.external_id, request.action, nc.external_id, permitted_by, request.caller.source_ip,
+               tuple(request.scopes), tuple(granted), lifetime, method, request.path or "", obj,
+               tuple(request.fields), api_type, principal or "")
+        memo = snap.derive(("cedar-memo", id(guardrails)), dict)
+        found = memo.get(key)
+        if found is not None:
+            return found[0]
         context = {
             "permitted": True,
-            "permitted_by": [ps.external_id for ps in permitting],
+            "permitted_by": list(permitted_by),
             "source_ip": _ip(request.caller.source_ip),
             "scopes_requested": list(request.scopes),
             "scopes_granted": list(granted),
             "token_lifetime_seconds": lifetime,
-            "method": (request.method or "").upper(),
+            "method": method,
             "path": request.path or "",
-            "object": request.resource_object or salesforce_object(request.path) or "",
+            "object": obj,
             "fields": list(request.fields),
             "api_type": api_type,
             "principal": principal or "",
         }
+        outcome = self._evaluate(guardrails, snap, today, request, user, nc, context)
+        if len(memo) >= MEMO_MAX:
+            memo.clear()
+        memo[key] = (outcome,)
+        return outcome
+
+    def _evaluate(self, guardrails, snap, today, request, user, nc, context):
         result = cedarpy.is_authorized({
             "principal": {"type": "IntegrationUser", "id": user.external_id},
             "action": {"type": "Action", "id": request.action},
