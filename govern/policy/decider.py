@@ -58,10 +58,29 @@ class CedarPolicyDecider:
 
     def decide(self, request: AccessRequest) -> AccessDecision:
         snap = self._landscape.current()
-        caller = request.caller
-        nc = snap.named_credentials.get(request.named_credential)
-        if nc is None:
+        if request.named_credential not in snap.named_credentials:
             raise NotFound(f"no named credential {request.named_credential!r}")
+        today = self._clock.now().date()
+        # A decision is a pure function of (snapshot, day, policy set, request): identical requests are
+        # answered from a bounded per-snapshot memo; any landscape change makes a new snapshot.
+        guardrails = self.guardrails
+        memo = snap.derive(("decisions", id(guardrails)), dict)
+        caller = request.caller
+        key = (today, caller.integration_user, caller.scopes, caller.source_ip, request.action,
+               request.named_credential, request.scopes, request.method, request.path, request.resource_object,
+               request.fields, request.api_type)
+        found = memo.get(key)
+        if found is not None:
+            return found
+        decision = self._decide(snap, today, request)
+        if len(memo) >= MEMO_MAX:
+            memo.clear()
+        memo[key] = decision
+        return decision
+
+    def _decide(self, snap, today: dt.date, request: AccessRequest) -> AccessDecision:
+        caller = request.caller
+        nc = snap.named_credentials[request.named_credential]
         user = snap.users.get(caller.integration_user)
         if user is None:
             return _deny("deny:default", "the caller is not a known integration user")
@@ -70,7 +89,6 @@ class CedarPolicyDecider:
         if not ip_in_ranges(caller.source_ip, user.cidrs):
             return _deny("deny:ip_outside_ranges", "the source address is outside the integration user's IP ranges")
 
-        today = self._clock.now().date()
         assignments = snap.assignments.get(user.external_id, ())
         live = [a.permission_set for a in assignments if a.live_on(today)]
         candidates = [(ps, g) for ps in live for g in ps.grants if g.named_credential == nc.external_id]
@@ -156,15 +174,6 @@ class CedarPolicyDecider:
         permitted_by = tuple(ps.external_id for ps in permitting)
         method = (request.method or "").upper()
         obj = request.resource_object or salesforce_object(request.path) or ""
-        # Cedar policies are pure functions of (entities, request): identical requests against the same
-        # snapshot and policy set get the same answer, so it is remembered (bounded, per snapshot).
-        key = (today, user.external_id, request.action, nc.external_id, permitted_by, request.caller.source_ip,
-               tuple(request.scopes), tuple(granted), lifetime, method, request.path or "", obj,
-               tuple(request.fields), api_type, principal or "")
-        memo = snap.derive(("cedar-memo", id(guardrails)), dict)
-        found = memo.get(key)
-        if found is not None:
-            return found[0]
         context = {
             "permitted": True,
             "permitted_by": list(permitted_by),
@@ -179,11 +188,7 @@ class CedarPolicyDecider:
             "api_type": api_type,
             "principal": principal or "",
         }
-        outcome = self._evaluate(guardrails, snap, today, request, user, nc, context)
-        if len(memo) >= MEMO_MAX:
-            memo.clear()
-        memo[key] = (outcome,)
-        return outcome
+        return self._evaluate(guardrails, snap, today, request, user, nc, context)
 
     def _evaluate(self, guardrails, snap, today, request, user, nc, context):
         result = cedarpy.is_authorized({
