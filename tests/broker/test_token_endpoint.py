@@ -139,3 +139,15 @@ def test_per_user_principal_resolves_to_the_callers_own(broker_client, broker_se
     make_landscape(broker_services.sessions, principal_type="per_user", principal="order-sync-upstream")
     assert ask(broker_client, access_token(broker_client)).status_code == 200
     assert broker_services.upstream_tokens.calls[0][1] == "order-sync-upstream"
+
+
+def test_database_outage_keeps_the_last_snapshot_briefly_then_fails_closed(broker_client, broker_services, clock,
+                                                                            landscape):
+    token = access_token(broker_client)
+    assert ask(broker_client, token).status_code == 200
+    broker_services.extras["broker.landscape"]._query = sa.text("SELECT * FROM no_such_table")  # the DB "fails"
+    clock.advance(3)
+    assert ask(broker_client, token).status_code == 200  # degraded: the last snapshot, younger than max_age
+    clock.advance(60)
+    resp = ask(broker_client, token)
+    assert resp.status_code == 503 and resp.get_json()["code"] == "landscape_unavailable"
