@@ -1,4 +1,5 @@
-"""govern's OAuth 2.0 endpoints: `POST /oauth/token` (RFC 6749) and `GET /oauth/jwks.json` (RFC 7517).
+"""govern's OAuth 2.0 endpoints: `POST /oauth/token` (RFC 6749), `GET /oauth/jwks.json` (RFC 7517) and
+the authorization server metadata `GET /.well-known/oauth-authorization-server` (RFC 8414).
 
 Errors on /oauth/token are RFC 6749 section 5.2 JSON (`{"error", "error_description"}`), never
 problem+json.
@@ -11,7 +12,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from govern.errors import GovernError
 
-bp = Blueprint("oauth", __name__, url_prefix="/oauth")
+bp = Blueprint("oauth", __name__)
 log = logging.getLogger("govern.oauth")
 
 
@@ -28,7 +29,7 @@ def _server():
     return server
 
 
-@bp.post("/token")
+@bp.post("/oauth/token")
 def token():
     if not request.form.get("grant_type"):
         return jsonify(error="invalid_request", error_description="grant_type is required"), 400
@@ -41,9 +42,28 @@ def token():
         return jsonify(error=error, error_description=exc.detail), status
 
 
-@bp.get("/jwks.json")
+@bp.get("/oauth/jwks.json")
 def jwks():
     services = current_app.extensions["govern"]
     response = jsonify(services.extras["broker.signing_keys"].jwks())
     response.headers["Cache-Control"] = "public, max-age=60"
     return response
+
+
+@bp.get("/.well-known/oauth-authorization-server")
+def metadata():
+    """RFC 8414 section 2. The issuer is GOVERN_ISSUER; endpoint URLs are absolute, from this request's host."""
+    from govern.broker.signing_keys import ALGORITHM
+
+    services = current_app.extensions["govern"]
+    root = request.host_url.rstrip("/")
+    return jsonify({
+        "issuer": services.settings.issuer,
+        "token_endpoint": f"{root}/oauth/token",
+        "jwks_uri": f"{root}/oauth/jwks.json",
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
+        "response_types_supported": [],
+        "access_token_signing_alg_values_supported": [ALGORITHM],
+    })

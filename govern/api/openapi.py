@@ -39,6 +39,10 @@ DOCUMENT: dict = {
             "responses": {"200": {"description": "JWK Set", "content": {"application/json": {"schema": {
                 "type": "object", "required": ["keys"], "properties": {"keys": {"type": "array",
                                                                                 "items": {"type": "object"}}}}}}}}}},
+        "/.well-known/oauth-authorization-server": {"get": {
+            "summary": "Authorization server metadata (RFC 8414)", "operationId": "getOAuthMetadata",
+            "responses": {"200": {"description": "metadata", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["issuer", "token_endpoint", "jwks_uri"]}}}}}}},
         "/api/v1/named-credentials/{name}/token": {"post": {
             "summary": "An upstream access token for the caller's principal of a named credential",
             "description": "Authenticated with a govern access token; decided by the permission sets and the "

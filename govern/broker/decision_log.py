@@ -143,6 +143,9 @@ class ChainedDecisionLog:
                 row["hash"] = prev = record_hash(row, prev)
                 rows.append(row)
             conn.execute(self._table.insert(), rows)
+            if conn.dialect.name == "postgresql":
+                # Ids are assigned here, under the lock; keep the column's sequence in step with them.
+                conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('decision', 'id'), :v)"), {"v": last_id})
             conn.commit()
 
     def flush(self, timeout: float = 30.0) -> bool:

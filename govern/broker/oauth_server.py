@@ -29,6 +29,8 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError,
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from flask import request as flask_request
+from joserfc import jwt
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from govern.broker.authenticator import AUDIENCE
@@ -41,6 +43,7 @@ log = logging.getLogger("govern.oauth")
 
 PRIVATE_KEY_JWT = "private_key_jwt"
 CLIENT_SECRET_BASIC = "client_secret_basic"
+ASSERTION_ALGORITHMS = ("RS256", "ES256")
 
 
 @dataclass
@@ -124,11 +127,25 @@ class PrivateKeyJwtAuth(JWTBearerClientAssertion):
         ttl = max(1.0, float(claims.get("exp", 0)) - self._clock.now().timestamp() + self.leeway)
         return self._cache.add(f"oauth:jti:{claims['sub']}:{jti}", b"1", ttl=ttl)
 
+    def process_assertion_claims(self, assertion, resolve_key):
+        """As authlib's, but with an explicit algorithm allow-list (RFC 8725 section 3.1): no HMAC, no none."""
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=list(ASSERTION_ALGORITHMS))
+        except (JoseError, ValueError):
+            raise InvalidClientError(description="the client assertion is not valid") from None
+        self.verify_claims(token.claims)
+        return token.claims
+
     def resolve_client_public_key(self, client):
-        keys = (client.jwks or {}).get("keys") or []
+        # Only asymmetric public keys: a symmetric ("oct") or private key in a registered JWKS is ignored.
+        keys = [k for k in ((client.jwks or {}).get("keys") or [])
+                if isinstance(k, dict) and k.get("kty") in ("RSA", "EC") and "d" not in k]
         if not keys:
             raise InvalidClientError(description="no public key is registered for this client")
-        return KeySet.import_key_set({"keys": keys})
+        try:
+            return KeySet.import_key_set({"keys": keys})
+        except (JoseError, ValueError, TypeError):
+            raise InvalidClientError(description="the client's registered keys cannot be used") from None
 
 
 class GovernAuthorizationServer(AuthorizationServer):

@@ -141,3 +141,27 @@ def test_private_key_jwt_refuses_other_keys_audiences_and_basic_auth(broker_clie
     _oauth_error(_post_assertion(broker_client, _assertion(key, aud="https://elsewhere/token")), 401, "invalid_client")
     # A private_key_jwt client cannot fall back to a secret.
     _oauth_error(issue(broker_client, secret="anything"), 401, "invalid_client")
+
+
+def test_authorization_server_metadata(broker_client):
+    meta = broker_client.get("/.well-known/oauth-authorization-server").get_json()
+    assert meta["token_endpoint"] == "http://localhost/oauth/token" and meta["jwks_uri"].endswith("/oauth/jwks.json")
+    assert meta["grant_types_supported"] == ["client_credentials"]
+    assert set(meta["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "private_key_jwt"}
+
+
+def test_private_key_jwt_refuses_hmac_assertions_even_with_a_registered_oct_key(broker_client, broker_services):
+    import base64
+
+    key = _jwt_user(broker_services)
+    secret = b"k" * 32
+    oct_jwk = {"kty": "oct", "kid": "client-key-1", "k": base64.urlsafe_b64encode(secret).decode().rstrip("=")}
+    with session_scope(broker_services.sessions) as s:
+        s.execute(sa.update(IntegrationUser).values(jwks={"keys": [oct_jwk, key.as_dict(private=False)]}))
+    now = int(time.time())
+    claims = {"iss": "order-sync", "sub": "order-sync", "aud": "http://localhost/oauth/token", "iat": now,
+              "exp": now + 60, "jti": uuid.uuid4().hex}
+    forged = jwt.encode({"alg": "HS256", "kid": "client-key-1"}, claims, jwk.OctKey.import_key(secret),
+                        algorithms=["HS256"])
+    _oauth_error(_post_assertion(broker_client, forged), 401, "invalid_client")
+    assert _post_assertion(broker_client, _assertion(key)).status_code == 200

@@ -13,7 +13,7 @@ def test_every_api_and_oauth_route_is_documented(app, client):
     assert doc["openapi"].startswith("3.1")
     missing = []
     for rule in app.url_map.iter_rules():
-        if not rule.rule.startswith(("/api/v1", "/oauth")):
+        if not rule.rule.startswith(("/api/v1", "/oauth", "/.well-known")):
             continue
         path = _openapi_path(rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
