@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import time
 
-from govern.broker.authenticator import CallerDenied
-from govern.domain.access import AccessRequest
-from govern.errors import AccessDenied, GovernError
+from govern.broker.authorization import authorize, elapsed_ms
+from govern.errors import GovernError
 
 
 class UpstreamTokensNotConfigured(GovernError):
@@ -21,38 +20,25 @@ class UpstreamTokensNotConfigured(GovernError):
     title = "govern cannot obtain upstream tokens"
 
 
-def _ms(started: float) -> float:
-    return (time.perf_counter() - started) * 1000
-
-
 def upstream_token(services, *, named_credential: str, authorization: str | None, peer_ip: str,
                    forwarded_for: str | None, scopes: tuple[str, ...], started: float | None = None) -> dict:
     started = time.perf_counter() if started is None else started
     decisions = services.decision_log
-    try:
-        caller = services.authenticator.authenticate(authorization, peer_ip, forwarded_for)
-    except CallerDenied as denied:
-        decisions.append(None, None, integration_user=denied.integration_user, source_ip=denied.source_ip,
-                         action="token", named_credential=named_credential, scopes_requested=list(scopes),
-                         allowed=False, rules=[denied.rule], latency_ms=_ms(started))
-        raise
-    request = AccessRequest(caller=caller, action="token", named_credential=named_credential, scopes=scopes)
-    decision = services.decider.decide(request)
-    if not decision.allowed:
-        decisions.append(request, decision, latency_ms=_ms(started))
-        raise AccessDenied(f"access denied: {decision.reason}", rule=decision.rules[0],
-                           extra={"rules": list(decision.rules)})
+    request, decision = authorize(services, action="token", named_credential=named_credential,
+                                  authorization=authorization, peer_ip=peer_ip, forwarded_for=forwarded_for,
+                                  scopes=scopes, started=started)
     source = services.upstream_tokens
     if source is None:
-        decisions.append(request, decision, latency_ms=_ms(started))
+        decisions.append(request, decision, latency_ms=elapsed_ms(started))
         raise UpstreamTokensNotConfigured("no upstream token source is configured on this govern instance")
     try:
         token = source.get_token(named_credential, decision.principal, decision.scopes_granted)
-    except GovernError as exc:
-        decisions.append(request, decision, upstream_status=exc.status, latency_ms=_ms(started))
+    except Exception as exc:  # every outcome is on record, then the error goes on to the edge
+        status = exc.status if isinstance(exc, GovernError) else 500
+        decisions.append(request, decision, upstream_status=status, latency_ms=elapsed_ms(started))
         raise
     decisions.append(request, decision, upstream_status=token.extra.get("upstream_status"),
-                     latency_ms=_ms(started))
+                     latency_ms=elapsed_ms(started))
     expires_in = None
     if token.expires_at is not None:
         expires_in = max(0, int((token.expires_at - services.clock.now()).total_seconds()))

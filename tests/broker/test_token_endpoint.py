@@ -151,3 +151,16 @@ def test_database_outage_keeps_the_last_snapshot_briefly_then_fails_closed(broke
     clock.advance(60)
     resp = ask(broker_client, token)
     assert resp.status_code == 503 and resp.get_json()["code"] == "landscape_unavailable"
+
+
+def test_upstream_failure_is_logged_with_its_status(broker_client, broker_services, landscape):
+    from govern.errors import UpstreamUnavailable
+
+    def failing(*a, **kw):
+        raise UpstreamUnavailable("the fake upstream is down")
+
+    broker_services.upstream_tokens.get_token = failing
+    resp = ask(broker_client, access_token(broker_client))
+    assert resp.status_code == 503 and resp.get_json()["code"] == "upstream_unavailable"
+    [rec] = decisions(broker_services)
+    assert rec.allowed and rec.upstream_status == 503
