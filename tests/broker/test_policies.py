@@ -63,3 +63,15 @@ def test_source_ip_and_ranges():
     assert resolve_source_ip("10.0.0.1", "1.1.1.1, 2.2.2.2, 10.0.0.9", trusted) == "2.2.2.2"
     assert resolve_source_ip("10.0.0.1", "not-an-ip", trusted) == "10.0.0.1"
     assert ip_in_ranges("::ffff:127.0.0.1", ["127.0.0.0/8"]) and not ip_in_ranges("127.0.0.1", [])
+
+
+def test_authorization_settings_from_the_environment(tmp_path):
+    import pytest
+
+    from govern.config import load_settings
+    from govern.errors import ConfigurationError
+
+    s = load_settings({"GOVERN_POLICIES_DIR": str(tmp_path), "GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS": "300"})
+    assert s.policies_dir == tmp_path and s.access_token_lifetime_seconds == 300
+    with pytest.raises(ConfigurationError):
+        load_settings({"GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS": "0"})
