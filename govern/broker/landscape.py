@@ -132,8 +132,18 @@ class LandscapeCache:
         self._snapshot: Landscape | None = None
         self._checked_at = 0.0
         self._built_at = 0.0
+        self._forced_at = float("-inf")
         self._lock = threading.Lock()
         self._query = _version_query()
+
+    def recheck(self, min_interval: float = 0.5) -> "Landscape":
+        """Re-validate now (at most once per `min_interval`): for a user or named credential created a
+        moment ago, which the snapshot cannot know yet."""
+        now = self._clock.monotonic()
+        if now - self._forced_at >= min_interval:
+            self._forced_at = now
+            self._checked_at = float("-inf")
+        return self.current()
 
     def invalidate(self) -> None:
         self._checked_at = float("-inf")

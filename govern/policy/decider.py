@@ -59,6 +59,8 @@ class CedarPolicyDecider:
     def decide(self, request: AccessRequest) -> AccessDecision:
         snap = self._landscape.current()
         if request.named_credential not in snap.named_credentials:
+            snap = self._landscape.recheck()  # created since the snapshot? look once more
+        if request.named_credential not in snap.named_credentials:
             raise NotFound(f"no named credential {request.named_credential!r}")
         today = self._clock.now().date()
         # A decision is a pure function of (snapshot, day, policy set, request): identical requests are

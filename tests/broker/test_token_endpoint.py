@@ -164,3 +164,12 @@ def test_upstream_failure_is_logged_with_its_status(broker_client, broker_servic
     assert resp.status_code == 503 and resp.get_json()["code"] == "upstream_unavailable"
     [rec] = decisions(broker_services)
     assert rec.allowed and rec.upstream_status == 503
+
+
+def test_a_user_created_after_the_snapshot_is_found_at_once(broker_client, broker_services, landscape):
+    assert ask(broker_client, access_token(broker_client)).status_code == 200  # the snapshot is built
+    make_landscape(broker_services.sessions, system="crm", credential="crm-cc", named_credential="crm-api",
+                   user="new-user", permission_set="new-ps", client_id="crm-client")
+    # No clock advance: the snapshot is younger than the re-check interval, yet the new user and the new
+    # named credential are found.
+    assert ask(broker_client, access_token(broker_client, user="new-user"), name="crm-api").status_code == 200
