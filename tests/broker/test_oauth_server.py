@@ -5,6 +5,7 @@ import datetime as dt
 import time
 import uuid
 
+import pytest
 import sqlalchemy as sa
 from joserfc import jwk, jwt
 
@@ -165,3 +166,27 @@ def test_private_key_jwt_refuses_hmac_assertions_even_with_a_registered_oct_key(
                         algorithms=["HS256"])
     _oauth_error(_post_assertion(broker_client, forged), 401, "invalid_client")
     assert _post_assertion(broker_client, _assertion(key)).status_code == 200
+
+
+@pytest.mark.redis
+def test_a_replayed_assertion_is_refused_by_another_process_through_redis(settings, clock, redis_url, redis_prefix):
+    """Two govern instances sharing Redis: an assertion used on one is refused on the other."""
+    from govern.app import create_app
+    from govern.bootstrap import build_services
+    from tests.fakes.secret_store import MemorySecretStore
+
+    shared = settings.with_overrides(redis_url=redis_url, redis_prefix=redis_prefix)
+    instances = []
+    try:
+        for _ in range(2):
+            svc = build_services(shared, clock=clock)
+            svc.secret_store = MemorySecretStore()
+            instances.append(svc)
+        key = _jwt_user(instances[0])
+        a, b = (create_app({"TESTING": True}, services=svc).test_client() for svc in instances)
+        assertion = _assertion(key)
+        assert _post_assertion(a, assertion).status_code == 200
+        _oauth_error(_post_assertion(b, assertion), 401, "invalid_client")
+    finally:
+        for svc in instances:
+            svc.close()
