@@ -115,7 +115,7 @@ class ChainedDecisionLog:
                 except Exception as exc:  # noqa: BLE001 - keep the records and retry; never drop them
                     log.error("decision log write failed; retrying", extra={"exc_type": type(exc).__name__,
                                                                             "records": len(batch)})
-                    if self._closed and stop:
+                    if self._closed:  # shutting down: say how many are lost rather than hang the exit
                         log.error("decision log: records could not be written at shutdown",
                                   extra={"records": len(batch)})
                         break
