@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import datetime as dt
+import json
 import logging
 import queue
 import threading
@@ -44,6 +45,7 @@ class ChainedDecisionLog:
         self._closed = False
         self._wake = threading.Event()  # set by flush/close: stop lingering
         self._table = Decision.__table__
+        self._sql: dict[str, str] = {}
         atexit.register(self.close)
 
     # --- the hot path ---------------------------------------------------------------------------
@@ -137,16 +139,27 @@ class ChainedDecisionLog:
                                 .order_by(self._table.c.id.desc()).limit(1)).first()
             last_id, prev = (last[0], last[1]) if last else (0, GENESIS)
             rows = []
+            sqlite = conn.dialect.name == "sqlite"
             for rec in batch:
                 last_id += 1
                 row = dict(rec, id=last_id, prev_hash=prev)
                 row["hash"] = prev = record_hash(row, prev)
-                rows.append(row)
-            conn.execute(self._table.insert(), rows)
+                rows.append(_driver_row(row, sqlite))
+            # The driver's executemany, not the ORM: this is the log's whole cost per record.
+            conn.exec_driver_sql(self._insert_sql(conn.dialect), rows)
             if conn.dialect.name == "postgresql":
                 # Ids are assigned here, under the lock; keep the column's sequence in step with them.
                 conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('decision', 'id'), :v)"), {"v": last_id})
             conn.commit()
+
+    def _insert_sql(self, dialect) -> str:
+        sql = self._sql.get(dialect.name)
+        if sql is None:
+            quote = dialect.identifier_preparer.quote
+            mark = "?" if dialect.paramstyle == "qmark" else "%s"
+            sql = self._sql[dialect.name] = (f"INSERT INTO decision ({', '.join(quote(c) for c in _COLUMNS)}) "
+                                             f"VALUES ({', '.join([mark] * len(_COLUMNS))})")
+        return sql
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every record appended so far is written. Returns False on timeout."""
@@ -172,6 +185,24 @@ class ChainedDecisionLog:
             self._queue.put(_STOP)
             self._thread.join(timeout=30)
         atexit.unregister(self.close)
+
+
+_COLUMNS = HASHED_FIELDS + ("prev_hash", "hash")
+_JSON_COLUMNS = frozenset(("scopes_requested", "scopes_granted", "rules"))
+
+
+def _driver_row(row: dict, sqlite: bool) -> tuple:
+    """Values as SQLAlchemy would bind them: JSON text for JSON columns; on SQLite, timestamps in
+    SQLAlchemy's storage format (UTC, no offset), so that ORM reads see the same values."""
+    out = []
+    for col in _COLUMNS:
+        value = row[col]
+        if col in _JSON_COLUMNS:
+            value = json.dumps(list(value))
+        elif col == "at" and sqlite:
+            value = value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+        out.append(value)
+    return tuple(out)
 
 
 def iter_records(engine: sa.Engine, batch: int = 1000) -> Iterator[dict]:

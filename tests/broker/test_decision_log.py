@@ -148,3 +148,17 @@ def test_two_processes_writing_concurrently_keep_one_chain_on_postgres(postgres_
         assert sum(t.startswith("p1-") for t in tags) == 400 and sum(t.startswith("p2-") for t in tags) == 400
     finally:
         engine.dispose()
+
+
+def test_canonical_json_is_sorted_compact_utf8_with_utc_microseconds():
+    import datetime as dt
+    import json
+
+    from govern.domain.decision_chain import canonical_json
+
+    at = dt.datetime(2026, 1, 2, 4, 5, 6, 7, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    raw = canonical_json({"id": 3, "at": at, "scopes_requested": ("b", "a"), "rules": ["permit:ps"],
+                          "integration_user": "ü"})
+    doc = json.loads(raw)
+    assert raw == json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    assert doc["at"] == "2026-01-02T03:05:06.000007Z" and doc["scopes_requested"] == ["b", "a"]
