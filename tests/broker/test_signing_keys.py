@@ -40,3 +40,30 @@ def test_private_keys_live_only_in_the_secret_store(broker_client, broker_servic
         row = s.execute(sa.select(SigningKey)).scalars().one()
     assert "d" not in row.public_jwk and row.secret_path in broker_services.secret_store.data
     assert "PRIVATE KEY" in broker_services.secret_store.data[row.secret_path][1]
+
+
+def test_a_key_made_by_another_process_is_known_at_once(broker_services, clock):
+    from govern.broker.signing_keys import SigningKeys
+
+    def keys():
+        return SigningKeys(broker_services.sessions, lambda: broker_services.secret_store, clock,
+                           token_lifetime_seconds=900)
+
+    a, b = keys(), keys()
+    assert b.jwks() == {"keys": []}  # b has loaded (an empty set) before a makes its first key
+    token = a.sign({"sub": "x"})
+    kid = a.jwks()["keys"][0]["kid"]
+    assert b.public_key(kid) is not None  # an unknown kid forces one reload
+    assert b.public_key("forged-kid") is None and b.public_key("another-forged-kid") is None
+    assert token.count(".") == 2
+
+
+def test_issuance_without_a_secret_store_refuses_with_a_clear_error(broker_services, clock):
+    import pytest
+
+    from govern.broker.signing_keys import SigningKeys
+    from govern.errors import ConfigurationError
+
+    keys = SigningKeys(broker_services.sessions, lambda: None, clock, token_lifetime_seconds=900)
+    with pytest.raises(ConfigurationError, match="secret store"):
+        keys.sign({"sub": "x"})
