@@ -106,7 +106,8 @@ def test_process_exit_flushes_through_atexit(settings, tmp_path):
             svc.decision_log.append(None, None, correlation_id=f"exit-{{i}}", allowed=True, rules=["permit:x"])
         # no close(): the interpreter exits and atexit must flush
     """)
-    subprocess.run([sys.executable, "-c", script], check=True, cwd=os.getcwd(), timeout=120)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=root, timeout=120)
     engine = make_engine(settings.database_url)
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(Decision.__table__)).scalar_one() == 300
