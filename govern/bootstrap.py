@@ -62,6 +62,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
     from govern.secrets import wire as wire_secrets
 
     wire_secrets(services, store=secret_store)
+    from govern.broker.wiring import build_authorization
+
+    build_authorization(services)
     from govern.broker.proxy import build_proxy
     from govern.notify import build_notifier
 

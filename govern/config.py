@@ -43,6 +43,8 @@ class Settings:
     session_lifetime_seconds: int = 8 * 3600
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = field(default=None, repr=False)
+    policies_dir: Path = Path("./policies")
+    access_token_lifetime_seconds: int = 900
 
     @property
     def production(self) -> bool:
@@ -80,6 +82,8 @@ _ENV_NAMES = {
     "session_lifetime_seconds": "GOVERN_SESSION_LIFETIME_SECONDS",
     "alert_webhook_url": "GOVERN_ALERT_WEBHOOK_URL",
     "alert_webhook_secret": "GOVERN_ALERT_WEBHOOK_SECRET",
+    "policies_dir": "GOVERN_POLICIES_DIR",
+    "access_token_lifetime_seconds": "GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS",
 }
 
 
@@ -93,8 +97,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
             continue
         values[f.name] = _coerce(f.name, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    if "home" in values:
-        values["home"] = Path(values["home"])
+    for path_field in ("home", "policies_dir"):
+        if path_field in values:
+            values[path_field] = Path(values[path_field])
     settings = Settings(**values)
     if not settings.database_url:
         db_path = (settings.home / "govern.db").resolve()
@@ -106,7 +111,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
 def _coerce(name: str, raw: str):
     if name == "trusted_proxies":
         return tuple(p.strip() for p in raw.split(",") if p.strip())
-    if name in ("token_leeway_seconds", "session_lifetime_seconds"):
+    if name in ("token_leeway_seconds", "session_lifetime_seconds", "access_token_lifetime_seconds"):
         try:
             return int(raw)
         except ValueError:
@@ -125,6 +130,8 @@ def check(settings: Settings) -> None:
             ipaddress.ip_network(cidr, strict=False)
         except ValueError:
             raise ConfigurationError(f"GOVERN_TRUSTED_PROXIES has a malformed CIDR: {cidr!r}") from None
+    if not 0 < settings.access_token_lifetime_seconds <= 86400:
+        raise ConfigurationError("GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS must be between 1 and 86400")
     if settings.secret_store == "vault" and not settings.vault_addr:
         raise ConfigurationError("GOVERN_SECRET_STORE=vault needs GOVERN_VAULT_ADDR")
     if not settings.production:

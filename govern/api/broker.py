@@ -1,0 +1,42 @@
+"""The broker's HTTP edge: `POST /api/v1/named-credentials/{name}/token`."""
+from __future__ import annotations
+
+import json
+import time
+
+from flask import Blueprint, current_app, request
+
+from govern.broker.token_service import upstream_token
+from govern.domain.access_rules import parse_scopes
+from govern.errors import ValidationFailed
+
+bp = Blueprint("broker", __name__, url_prefix="/api/v1")
+
+
+def requested_scopes() -> tuple[str, ...]:
+    """`scope` from a JSON body (a space-delimited string or a list) or a form field."""
+    raw = None
+    if request.is_json:
+        data = request.get_data(cache=False)
+        try:
+            body = json.loads(data) if data else None
+        except ValueError:
+            raise ValidationFailed([{"location": "body", "message": "is not valid JSON"}]) from None
+        if body is not None and not isinstance(body, dict):
+            raise ValidationFailed([{"location": "body", "message": "must be a JSON object"}])
+        raw = (body or {}).get("scope")
+    elif request.mimetype == "application/x-www-form-urlencoded":
+        raw = request.form.get("scope")
+    if raw is not None and not (isinstance(raw, str) or (isinstance(raw, list) and all(isinstance(s, str) for s in raw))):
+        raise ValidationFailed([{"location": "scope", "message": "must be a space-delimited string or a list of strings"}])
+    return parse_scopes(raw)
+
+
+@bp.post("/named-credentials/<name>/token")
+def named_credential_token(name: str):
+    started = time.perf_counter()
+    services = current_app.extensions["govern"]
+    body = upstream_token(services, named_credential=name, authorization=request.headers.get("Authorization"),
+                          peer_ip=request.remote_addr or "", forwarded_for=request.headers.get("X-Forwarded-For"),
+                          scopes=requested_scopes(), started=started)
+    return current_app.response_class(json.dumps(body), mimetype="application/json")

@@ -1,0 +1,99 @@
+"""The OpenAPI 3.1 document of govern's HTTP API, served at `GET /api/v1/openapi.json`.
+
+Maintained by hand, next to the routes: tests/broker/test_openapi.py fails when a registered /api/v1
+or /oauth route is missing here, so every new route must be added.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, jsonify
+
+bp = Blueprint("openapi", __name__)
+
+_PROBLEM = {"description": "RFC 9457 problem details",
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+_OAUTH_ERROR = {"description": "RFC 6749 section 5.2 error",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}}
+
+DOCUMENT: dict = {
+    "openapi": "3.1.0",
+    "info": {"title": "govern", "version": "1",
+             "description": "Governs how integrations authenticate to the systems they connect."},
+    "paths": {
+        "/oauth/token": {"post": {
+            "summary": "Issue a govern access token (RFC 6749 client_credentials grant)",
+            "operationId": "issueAccessToken",
+            "security": [{"clientSecretBasic": []}, {}],
+            "requestBody": {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["grant_type"],
+                "properties": {
+                    "grant_type": {"const": "client_credentials"},
+                    "scope": {"type": "string", "description": "space-delimited; within the user's allowed scopes"},
+                    "client_assertion_type": {"const": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"},
+                    "client_assertion": {"type": "string", "description": "private_key_jwt (RFC 7523)"}}}}}},
+            "responses": {
+                "200": {"description": "A short-lived, scoped access token (a JWT signed by /oauth/jwks.json)",
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AccessToken"}}}},
+                "400": _OAUTH_ERROR, "401": _OAUTH_ERROR, "500": _OAUTH_ERROR, "503": _OAUTH_ERROR}}},
+        "/oauth/jwks.json": {"get": {
+            "summary": "govern's public token-signing keys (RFC 7517)", "operationId": "getJwks",
+            "responses": {"200": {"description": "JWK Set", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["keys"], "properties": {"keys": {"type": "array",
+                                                                                "items": {"type": "object"}}}}}}}}}},
+        "/.well-known/oauth-authorization-server": {"get": {
+            "summary": "Authorization server metadata (RFC 8414)", "operationId": "getOAuthMetadata",
+            "responses": {"200": {"description": "metadata", "content": {"application/json": {"schema": {
+                "type": "object", "required": ["issuer", "token_endpoint", "jwks_uri"]}}}}}}},
+        "/api/v1/named-credentials/{name}/token": {"post": {
+            "summary": "An upstream access token for the caller's principal of a named credential",
+            "description": "Authenticated with a govern access token; decided by the permission sets and the "
+                           "guardrail policies; every decision is logged. Never returns refresh tokens or secrets.",
+            "operationId": "getUpstreamToken",
+            "security": [{"governAccessToken": []}],
+            "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "requestBody": {"required": False, "content": {
+                "application/json": {"schema": {"type": "object", "properties": {"scope": {
+                    "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}}},
+                "application/x-www-form-urlencoded": {"schema": {"type": "object",
+                                                                 "properties": {"scope": {"type": "string"}}}}}},
+            "responses": {
+                "200": {"description": "The upstream token", "content": {"application/json": {"schema": {
+                    "$ref": "#/components/schemas/UpstreamToken"}}}},
+                "401": _PROBLEM, "403": _PROBLEM, "404": _PROBLEM, "422": _PROBLEM, "502": _PROBLEM, "503": _PROBLEM}}},
+        "/api/v1/openapi.json": {"get": {"summary": "This document", "operationId": "getOpenApi",
+                                         "responses": {"200": {"description": "OpenAPI 3.1"}}}},
+        "/healthz": {"get": {"summary": "Alive", "operationId": "healthz",
+                             "responses": {"200": {"description": "alive"}}}},
+        "/readyz": {"get": {"summary": "Database, secret store and cache reachable", "operationId": "readyz",
+                            "responses": {"200": {"description": "ready"}, "503": {"description": "degraded"}}}},
+    },
+    "components": {
+        "securitySchemes": {
+            "clientSecretBasic": {"type": "http", "scheme": "basic"},
+            "governAccessToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+        },
+        "schemas": {
+            "AccessToken": {"type": "object", "required": ["access_token", "token_type", "expires_in"],
+                            "properties": {"access_token": {"type": "string"}, "token_type": {"const": "Bearer"},
+                                           "expires_in": {"type": "integer"}, "scope": {"type": "string"}}},
+            "UpstreamToken": {"type": "object", "required": ["access_token", "token_type"], "additionalProperties": False,
+                              "properties": {"access_token": {"type": "string"}, "token_type": {"type": "string"},
+                                             "expires_in": {"type": ["integer", "null"]},
+                                             "scope": {"type": "string"}}},
+            "OAuthError": {"type": "object", "required": ["error"], "properties": {
+                "error": {"enum": ["invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+                                   "unsupported_grant_type", "invalid_scope", "server_error",
+                                   "temporarily_unavailable"]},
+                "error_description": {"type": "string"}}},
+            "Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {
+                "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+                "code": {"type": "string"}, "detail": {"type": "string"}, "instance": {"type": "string"},
+                "correlation_id": {"type": "string"},
+                "rule": {"type": "string", "description": "the deciding rule of an access_denied problem"}}},
+        },
+    },
+}
+
+
+@bp.get("/api/v1/openapi.json")
+def openapi():
+    return jsonify(DOCUMENT)

@@ -1,0 +1,44 @@
+"""authorize(): authenticate the caller and decide, logging every denial. Shared by the token endpoint
+and the proxy, so both refuse, name the rule and log in exactly the same way.
+
+An allowed decision is returned, not logged: the caller logs it once the upstream status is known
+(`services.decision_log.append(request, decision, upstream_status=..., latency_ms=...)`).
+"""
+from __future__ import annotations
+
+import time
+
+from govern.broker.authenticator import CallerDenied
+from govern.domain.access import AccessDecision, AccessRequest
+from govern.errors import AccessDenied
+
+
+def elapsed_ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000
+
+
+def authorize(services, *, action: str, named_credential: str, authorization: str | None, peer_ip: str,
+              forwarded_for: str | None, scopes: tuple[str, ...] = (), method: str | None = None,
+              path: str | None = None, resource_object: str | None = None, fields: tuple[str, ...] = (),
+              api_type: str | None = None, started: float | None = None) -> tuple[AccessRequest, AccessDecision]:
+    """Raise Unauthorized (401, not logged: nobody was identified), NotFound (unknown named credential),
+    or AccessDenied (403, logged with its rule); return the request and the allowing decision."""
+    started = time.perf_counter() if started is None else started
+    decisions = services.decision_log
+    try:
+        caller = services.authenticator.authenticate(authorization, peer_ip, forwarded_for)
+    except CallerDenied as denied:
+        decisions.append(None, None, integration_user=denied.integration_user, source_ip=denied.source_ip,
+                         action=action, named_credential=named_credential, scopes_requested=list(scopes),
+                         method=method, path=path, resource_object=resource_object, api_type=api_type,
+                         allowed=False, rules=[denied.rule], latency_ms=elapsed_ms(started))
+        raise
+    request = AccessRequest(caller=caller, action=action, named_credential=named_credential, scopes=scopes,
+                            method=method, path=path, resource_object=resource_object, fields=tuple(fields),
+                            api_type=api_type)
+    decision = services.decider.decide(request)
+    if not decision.allowed:
+        decisions.append(request, decision, latency_ms=elapsed_ms(started))
+        raise AccessDenied(f"access denied: {decision.reason}", rule=decision.rules[0],
+                           extra={"rules": list(decision.rules)})
+    return request, decision

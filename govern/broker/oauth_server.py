@@ -1,0 +1,212 @@
+"""govern's own OAuth 2.0 authorization server for integration users (RFC 6749), built on authlib.
+
+- Grant: client_credentials (RFC 6749 section 4.4) only.
+- Client authentication: client_secret_basic (section 2.3.1), verified against the user's scrypt
+  hash, and also the previous hash while `previous_secret_expires_at` lies ahead (the rotation
+  overlap); or private_key_jwt (RFC 7523 section 2.2, OIDC Core section 9) against the user's
+  registered JWKS, with single-use `jti` (replays are refused through the shared cache, so across
+  processes too when Redis is configured).
+- Only active users authenticate; suspended and retired users get invalid_client. The source IP must
+  lie in the user's ranges (unauthorized_client otherwise).
+- Scopes: the requested ones must be within the user's allowed scopes (invalid_scope); none requested
+  means all allowed scopes (section 3.3).
+- The access token is a JWT (RFC 9068 profile) signed by govern's rotatable key set (signing_keys),
+  living min(GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS, the smallest max_token_lifetime of the user's live
+  permission sets). No refresh token is issued (section 4.4.3).
+- Errors are RFC 6749 section 5.2 JSON bodies; invalid_client is always 401 with WWW-Authenticate.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import ClientMixin
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError, UnauthorizedClientError
+from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from flask import request as flask_request
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from govern.broker.authenticator import AUDIENCE
+from govern.domain.access_rules import ip_in_ranges, parse_scopes
+from govern.domain.passwords import verify_password
+from govern.store.db import session_scope
+from govern.store.tables import Assignment, IntegrationUser, PermissionSet
+
+log = logging.getLogger("govern.oauth")
+
+PRIVATE_KEY_JWT = "private_key_jwt"
+CLIENT_SECRET_BASIC = "client_secret_basic"
+ASSERTION_ALGORITHMS = ("RS256", "ES256")
+
+
+@dataclass
+class IntegrationClient(ClientMixin):
+    """An integration user seen as an OAuth client (authlib's ClientMixin)."""
+
+    external_id: str
+    status: str
+    auth_method: str
+    secret_hash: str | None = field(repr=False)
+    previous_secret_hash: str | None = field(repr=False)
+    previous_valid: bool
+    jwks: dict = field(repr=False)
+    cidrs: tuple[str, ...]
+    allowed_scopes: tuple[str, ...]
+    token_lifetime: int
+
+    def get_client_id(self):
+        return self.external_id
+
+    def get_default_redirect_uri(self):
+        return None
+
+    def get_allowed_scope(self, scope):
+        return " ".join(s for s in parse_scopes(scope) if s in self.allowed_scopes)
+
+    def check_redirect_uri(self, redirect_uri):
+        return False
+
+    def check_client_secret(self, client_secret):
+        if verify_password(client_secret, self.secret_hash):
+            return True
+        return bool(self.previous_valid and verify_password(client_secret, self.previous_secret_hash))
+
+    def check_endpoint_auth_method(self, method, endpoint):
+        return endpoint == "token" and method == self.auth_method
+
+    def check_response_type(self, response_type):
+        return False
+
+    def check_grant_type(self, grant_type):
+        return grant_type == "client_credentials"
+
+
+class GovernClientCredentialsGrant(ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = [CLIENT_SECRET_BASIC, PRIVATE_KEY_JWT]
+
+    def validate_token_request(self):
+        super().validate_token_request()
+        client: IntegrationClient = self.request.client
+        source_ip = self.server.source_ip()
+        if not ip_in_ranges(source_ip, client.cidrs):
+            log.info("token refused: source address outside ranges", extra={"integration_user": client.external_id})
+            raise UnauthorizedClientError("the source address is not allowed for this client")
+
+    def validate_requested_scope(self):
+        requested = parse_scopes(self.request.payload.scope)
+        allowed = set(self.request.client.allowed_scopes)
+        if not set(requested) <= allowed:
+            raise InvalidScopeError("a requested scope is not allowed for this client")
+
+
+class PrivateKeyJwtAuth(JWTBearerClientAssertion):
+    """RFC 7523 client authentication; registered under its OIDC name, private_key_jwt."""
+
+    CLIENT_AUTH_METHOD = PRIVATE_KEY_JWT
+
+    def __init__(self, issuer: str, cache, clock, leeway: int = 60):
+        super().__init__(validate_jti=True, leeway=leeway)
+        self._issuer = issuer
+        self._cache = cache
+        self._clock = clock
+
+    def get_audiences(self):
+        audiences = [flask_request.base_url, self._issuer]
+        if self._issuer.startswith("http"):
+            audiences.append(self._issuer.rstrip("/") + "/oauth/token")
+        return audiences
+
+    def validate_jti(self, claims, jti):
+        ttl = max(1.0, float(claims.get("exp", 0)) - self._clock.now().timestamp() + self.leeway)
+        return self._cache.add(f"oauth:jti:{claims['sub']}:{jti}", b"1", ttl=ttl)
+
+    def process_assertion_claims(self, assertion, resolve_key):
+        """As authlib's, but with an explicit algorithm allow-list (RFC 8725 section 3.1): no HMAC, no none."""
+        try:
+            token = jwt.decode(assertion, resolve_key, algorithms=list(ASSERTION_ALGORITHMS))
+        except (JoseError, ValueError):
+            raise InvalidClientError(description="the client assertion is not valid") from None
+        self.verify_claims(token.claims)
+        return token.claims
+
+    def resolve_client_public_key(self, client):
+        # Only asymmetric public keys: a symmetric ("oct") or private key in a registered JWKS is ignored.
+        keys = [k for k in ((client.jwks or {}).get("keys") or [])
+                if isinstance(k, dict) and k.get("kty") in ("RSA", "EC") and "d" not in k]
+        if not keys:
+            raise InvalidClientError(description="no public key is registered for this client")
+        try:
+            return KeySet.import_key_set({"keys": keys})
+        except (JoseError, ValueError, TypeError):
+            raise InvalidClientError(description="the client's registered keys cannot be used") from None
+
+
+class GovernAuthorizationServer(AuthorizationServer):
+    def __init__(self, services, source_ip):
+        super().__init__()
+        # authlib logs issued tokens at debug level; govern never logs a token at any level.
+        logging.getLogger("authlib").setLevel(logging.WARNING)
+        self._services = services
+        self.source_ip = source_ip
+        self._query_client = self._load_client
+        self._save_token = self._touch_user
+        settings = services.settings
+        self.register_grant(GovernClientCredentialsGrant)
+        self.register_token_generator("client_credentials", self._generate)
+        self.register_client_auth_method(PRIVATE_KEY_JWT, PrivateKeyJwtAuth(settings.issuer, services.cache, services.clock))
+
+    def handle_error_response(self, request, error):
+        if error.error == "invalid_client":
+            error.status_code = 401  # RFC 6749 5.2: govern always names the scheme it accepts
+        return super().handle_error_response(request, error)
+
+    # --- clients ---------------------------------------------------------------------------------
+
+    def _load_client(self, client_id):
+        services = self._services
+        now = services.clock.now()
+        with services.sessions() as s:
+            user = s.execute(sa.select(IntegrationUser).where(IntegrationUser.external_id == client_id)).scalars().first()
+            if user is None or user.status != "active":
+                return None
+            lifetimes = s.execute(
+                sa.select(PermissionSet.max_token_lifetime_seconds).join(
+                    Assignment, Assignment.permission_set_id == PermissionSet.id)
+                .where(Assignment.integration_user_id == user.id)
+                .where(sa.or_(Assignment.expires_at.is_(None), Assignment.expires_at >= now.date()))).scalars().all()
+            prev_until = user.previous_secret_expires_at
+            if prev_until is not None and prev_until.tzinfo is None:
+                prev_until = prev_until.replace(tzinfo=dt.timezone.utc)
+            return IntegrationClient(
+                external_id=user.external_id, status=user.status, auth_method=user.client_auth_method,
+                secret_hash=user.client_secret_hash, previous_secret_hash=user.previous_client_secret_hash,
+                previous_valid=bool(user.previous_client_secret_hash and prev_until and prev_until > now),
+                jwks=dict(user.jwks or {}), cidrs=tuple(user.allowed_cidrs or ()),
+                allowed_scopes=tuple(user.allowed_scopes or ()),
+                token_lifetime=min([services.settings.access_token_lifetime_seconds, *lifetimes]))
+
+    def _touch_user(self, token, request):
+        with session_scope(self._services.sessions) as s:
+            s.execute(sa.update(IntegrationUser).where(IntegrationUser.external_id == request.client.external_id)
+                      .values(last_used_at=self._services.clock.now()))
+
+    # --- tokens ----------------------------------------------------------------------------------
+
+    def _generate(self, grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=False):
+        services = self._services
+        scopes = parse_scopes(scope) or tuple(sorted(client.allowed_scopes))
+        now = int(services.clock.now().timestamp())
+        lifetime = client.token_lifetime
+        claims = {"iss": services.settings.issuer, "sub": client.external_id, "aud": AUDIENCE,
+                  "iat": now, "nbf": now, "exp": now + lifetime, "jti": secrets.token_urlsafe(16),
+                  "client_id": client.external_id, "scope": " ".join(scopes)}
+        keys = services.extras["broker.signing_keys"]
+        return {"access_token": keys.sign(claims), "token_type": "Bearer", "expires_in": lifetime,
+                "scope": " ".join(scopes)}

@@ -1,0 +1,50 @@
+"""The use case behind `POST /api/v1/named-credentials/{name}/token`: authenticate, decide, log, and
+hand out the upstream access token (never a refresh token or a client secret).
+
+Every decision is logged, allow and deny alike, with its deciding rules, the scopes asked and granted,
+the source IP, the correlation id (bound by the HTTP edge), the latency and the upstream status
+(`UpstreamToken.extra["upstream_status"]` when the token source made an upstream call; none on a
+cache hit).
+"""
+from __future__ import annotations
+
+import time
+
+from govern.broker.authorization import authorize, elapsed_ms
+from govern.errors import GovernError
+
+
+class UpstreamTokensNotConfigured(GovernError):
+    code = "upstream_tokens_unavailable"
+    status = 503
+    title = "govern cannot obtain upstream tokens"
+
+
+def upstream_token(services, *, named_credential: str, authorization: str | None, peer_ip: str,
+                   forwarded_for: str | None, scopes: tuple[str, ...], started: float | None = None) -> dict:
+    started = time.perf_counter() if started is None else started
+    decisions = services.decision_log
+    request, decision = authorize(services, action="token", named_credential=named_credential,
+                                  authorization=authorization, peer_ip=peer_ip, forwarded_for=forwarded_for,
+                                  scopes=scopes, started=started)
+    source = services.upstream_tokens
+    if source is None:
+        decisions.append(request, decision, latency_ms=elapsed_ms(started))
+        raise UpstreamTokensNotConfigured("no upstream token source is configured on this govern instance")
+    try:
+        token = source.get_token(named_credential, decision.principal, decision.scopes_granted)
+    except Exception as exc:  # every outcome is on record, then the error goes on to the edge
+        status = exc.status if isinstance(exc, GovernError) else 500
+        decisions.append(request, decision, upstream_status=status, latency_ms=elapsed_ms(started))
+        raise
+    decisions.append(request, decision, upstream_status=token.extra.get("upstream_status"),
+                     latency_ms=elapsed_ms(started))
+    expires_in = None
+    if token.expires_at is not None:
+        expires_in = max(0, int((token.expires_at - services.clock.now()).total_seconds()))
+    if decision.max_token_lifetime_seconds is not None:
+        # The caller re-asks within its permission set's lifetime, even if the upstream token lives longer.
+        expires_in = min(expires_in if expires_in is not None else decision.max_token_lifetime_seconds,
+                         decision.max_token_lifetime_seconds)
+    return {"access_token": token.access_token.reveal(), "token_type": token.token_type or "Bearer",
+            "expires_in": expires_in, "scope": " ".join(token.scopes or decision.scopes_granted)}

@@ -1,0 +1,25 @@
+"""Builds the broker's authorization side and sets it on Services (called by govern.bootstrap only)."""
+from __future__ import annotations
+
+
+def build_authorization(services) -> None:
+    from govern.broker.authenticator import JwtCallerAuthenticator
+    from govern.broker.decision_log import ChainedDecisionLog
+    from govern.broker.landscape import LandscapeCache
+    from govern.broker.signing_keys import SigningKeys
+    from govern.policy.decider import CedarPolicyDecider
+    from govern.policy.guardrails import load_guardrails
+
+    settings = services.settings
+    landscape = LandscapeCache(services.sessions, services.clock)
+    keys = SigningKeys(services.sessions, lambda: services.secret_store, services.clock,
+                       token_lifetime_seconds=settings.access_token_lifetime_seconds,
+                       leeway_seconds=settings.token_leeway_seconds)
+    services.extras["broker.landscape"] = landscape
+    services.extras["broker.signing_keys"] = keys
+    services.authenticator = JwtCallerAuthenticator(keys, landscape, services.clock, issuer=settings.issuer,
+                                                    trusted_proxies=settings.trusted_proxy_networks)
+    services.decider = CedarPolicyDecider(landscape, services.clock, lambda: load_guardrails(settings.policies_dir))
+    services.decision_log = ChainedDecisionLog(services.engine, services.clock)
+    # First closer: the log flushes before anything it needs (the engine) is disposed.
+    services.extras.setdefault("_closers", []).insert(0, services.decision_log.close)

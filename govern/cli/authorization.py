@@ -1,0 +1,58 @@
+"""`govern policies validate [DIR]` and `govern log verify`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(policies)
+    cli.add_command(log_group)
+
+
+@click.group()
+def policies() -> None:
+    """Guardrail policies kept as code (Cedar)."""
+
+
+@policies.command("validate")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+def policies_validate(directory: Path | None) -> None:
+    """Check every policy in DIR (default GOVERN_POLICIES_DIR) against govern's Cedar schema."""
+    from govern.config import load_settings
+    from govern.policy.guardrails import validate_directory
+
+    directory = directory or load_settings().policies_dir
+    reports, problems = validate_directory(directory)
+    for report in reports:
+        if report.ok:
+            click.echo(f"{report.policy_id}: OK ({report.file})")
+        else:
+            click.echo(f"{report.policy_id}: ERROR ({report.file}): {'; '.join(report.errors)}")
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    failed = len(problems) + sum(1 for r in reports if not r.ok)
+    if failed:
+        click.echo(f"{failed} problem(s) in {directory}", err=True)
+        raise click.exceptions.Exit(2)
+    click.echo(f"{len(reports)} policies valid in {directory}")
+
+
+@click.group("log")
+def log_group() -> None:
+    """The tamper-evident decision log."""
+
+
+@log_group.command("verify")
+def log_verify() -> None:
+    """Walk the hash chain; report the first edited or deleted record (exit 1), or `chain intact`."""
+    from govern.broker.decision_log import verify_log
+    from govern.cli.context import services
+
+    report = verify_log(services().engine)
+    if report.intact:
+        click.echo(f"chain intact: {report.records} records")
+        return
+    click.echo(f"chain broken: {report.problem} ({report.records} records verified before it)")
+    raise click.exceptions.Exit(1)
