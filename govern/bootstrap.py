@@ -56,4 +56,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
     services.health_checks["database"] = check_database
     services.health_checks["cache"] = services.cache.ping
     services.extras.update(overrides)
+    from govern.broker.upstream import build_upstream_tokens
+
+    services.upstream_tokens = build_upstream_tokens(services)
     return services

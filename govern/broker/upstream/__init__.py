@@ -1,0 +1,39 @@
+"""The upstream token broker: implements govern.ports.UpstreamTokenSource (see service.py)."""
+from __future__ import annotations
+
+import os
+import socket
+
+from govern.broker.upstream.service import UpstreamTokens
+
+
+def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
+    """Wire the broker from the composition root's Services."""
+    from govern.broker.upstream.cipher import AesGcmCipher
+    from govern.broker.upstream.http import RequestsTokenHttp
+    from govern.broker.upstream.journal import RefreshJournalRepo
+    from govern.broker.upstream.secret_refs import CredentialSecrets
+    from govern.broker.upstream.single_flight import DatabaseSingleFlight, RedisSingleFlight
+    from govern.broker.upstream.token_cache import TokenCache
+    from govern.config import instance_secret_key
+
+    settings = services.settings
+    cipher = services.extras.get("cache_cipher") or AesGcmCipher.derived_from(instance_secret_key(settings))
+    cache = services.cache
+    redis_flight = RedisSingleFlight(cache, lock_ttl=60.0) if getattr(cache, "kind", "") == "redis" else None
+    db_flight = None
+    if redis_flight is None and services.engine.dialect.name == "postgresql":
+        db_flight = DatabaseSingleFlight(services.engine)
+    return UpstreamTokens(
+        sessions=services.sessions,
+        secrets=CredentialSecrets(services.sessions, lambda: services.secret_store, services.clock),
+        token_cache=TokenCache(cache, cipher, services.clock, settings.token_leeway_seconds),
+        http=http or RequestsTokenHttp(),
+        clock=services.clock,
+        journal=RefreshJournalRepo(services.sessions, services.clock, f"{socket.gethostname()}:{os.getpid()}"),
+        redis_flight=redis_flight,
+        db_flight=db_flight,
+    )
+
+
+__all__ = ["UpstreamTokens", "build_upstream_tokens"]
