@@ -181,7 +181,7 @@ class UpstreamTokens:
         granted = tuple(str(body["scope"]).split()) if body.get("scope") else scopes
         return UpstreamToken(access_token=Secret(body["access_token"]), token_type=str(body.get("token_type", "Bearer")),
                              expires_at=now + dt.timedelta(seconds=lifetime), scopes=granted,
-                             extra={"fetched_at": now.isoformat()})
+                             extra={"fetched_at": now.isoformat(), "upstream_status": 200})
 
     def _jwt_bearer_grant(self, target: Target, scopes) -> dict[str, Any]:
         """RFC 7523 section 2.1: iss = client id, sub = the principal's upstream username, aud = audience or

@@ -23,7 +23,9 @@ def cache_key(named_credential: str, principal: str | None, scopes: tuple[str, .
 def seal_token(cipher, key: str, token: UpstreamToken) -> bytes:
     doc = {"k": key, "access_token": token.access_token.reveal(), "token_type": token.token_type,
            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
-           "scopes": list(token.scopes), "extra": token.extra}
+           "scopes": list(token.scopes),
+           # upstream_status describes the call that fetched it; a cache hit made no upstream call
+           "extra": {k: v for k, v in token.extra.items() if k != "upstream_status"}}
     return cipher.seal(json.dumps(doc).encode())
 
 
