@@ -74,3 +74,6 @@ def _register_blueprints(app: Flask) -> None:
     from govern.api import health
 
     app.register_blueprint(health.bp)
+    from govern.api import connect
+
+    app.register_blueprint(connect.bp)

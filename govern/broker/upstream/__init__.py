@@ -36,4 +36,12 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     )
 
 
-__all__ = ["UpstreamTokens", "build_upstream_tokens"]
+def build_connect_service(services):
+    from govern.broker.upstream.connect import ConnectService
+
+    tokens = services.upstream_tokens
+    return ConnectService(sessions=services.sessions, cache=services.cache, cipher=tokens.tokens.cipher,
+                          secrets=tokens.secrets, tokens=tokens, clock=services.clock)
+
+
+__all__ = ["UpstreamTokens", "build_upstream_tokens", "build_connect_service"]

@@ -259,6 +259,10 @@ class UpstreamTokens:
         found = self.secrets.candidates(target.credential, None, field)
         return list(found)
 
+    def token_request(self, target: Target, form: dict[str, str]) -> dict[str, Any]:
+        """One authenticated call to the credential's token endpoint (used by the connect flow's code exchange)."""
+        return self._call(target, form, client_auth_required=True)
+
     def _call(self, target: Target, form: dict[str, str], *, client_auth_required: bool) -> dict[str, Any]:
         candidates: list[StoredSecret | None] = self._client_candidates(target) if target.client_id else []
         if not candidates:
