@@ -129,3 +129,14 @@ def test_per_user_principal_resolves_to_the_callers_identity(broker_services, fa
     # The caller is named by its integration user; govern finds that user's own principal row.
     token = broker_services.upstream_tokens.get_token(names["named_credential"], "order-sync", ("orders.read",))
     assert fake_upstream.access_tokens[token.access_token.reveal()].user == "carol"
+
+
+def test_a_rotated_client_secret_is_picked_up_despite_the_memory_cache(broker_services, fake_upstream):
+    names = wire_credential(broker_services, fake_upstream, secret="first-secret")
+    src = broker_services.upstream_tokens
+    src.get_token(names["named_credential"], "default", ("orders.read",))
+    # Rotation finished: the upstream knows only the new secret, and the vault's current version is the new one.
+    put_secret(broker_services, names["credential"], None, "client_secret", "second-secret")
+    fake_upstream.clients["erp-client"].secrets = ["second-secret"]
+    token = src.get_token(names["named_credential"], "default", ("orders.read",), force_refresh=True)
+    assert fake_upstream.access_token_valid(token.access_token.reveal())

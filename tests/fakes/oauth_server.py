@@ -129,6 +129,7 @@ class FakeUpstream:
     def __init__(self, *, access_token_ttl: int = 3600, refresh_grace_seconds: float = 0.0,
                  rotate_refresh_tokens: bool = True):
         self.access_token_ttl = access_token_ttl
+        self.client_ttls: dict[str, int] = {}  # per-client access-token lifetime, overriding access_token_ttl
         self.refresh_grace_seconds = refresh_grace_seconds
         self.rotate_refresh_tokens = rotate_refresh_tokens
         self.lock = threading.RLock()
@@ -258,7 +259,7 @@ class FakeUpstream:
 
         def generate(grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True):
             token = {"token_type": "Bearer", "access_token": "at_" + secrets.token_urlsafe(24),
-                     "expires_in": upstream.access_token_ttl}
+                     "expires_in": upstream.client_ttls.get(client.client_id, upstream.access_token_ttl)}
             if scope:
                 token["scope"] = scope
             if include_refresh_token:

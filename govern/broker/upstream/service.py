@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from typing import Any
 
@@ -46,6 +47,10 @@ log = logging.getLogger("govern.broker.upstream")
 OAUTH_PROTOCOLS = ("oauth2_client_credentials", "oauth2_refresh_token", "oauth2_jwt_bearer")
 STATIC_PROTOCOLS = {"basic": "password", "api_key_header": "api_key", "custom_header": "value"}
 DEFAULT_LIFETIME = 300  # seconds, when the upstream gives no expires_in (RFC 6749 section 5.1 only RECOMMENDS it)
+# A cache miss should add little to the upstream's own latency, so the landscape rows and the client
+# secrets are kept in memory for a few seconds. Refresh tokens are never kept: they are read under the lock.
+TARGET_TTL = 10.0
+CLIENT_SECRET_TTL = 30.0  # shorter than any rotation overlap; an invalid_client re-reads the vault at once
 
 
 class UpstreamTokens:
@@ -61,6 +66,23 @@ class UpstreamTokens:
         self.db_flight = db_flight
         self.local = LocalLocks()
         self.poll_interval = poll_interval
+        self._memo: dict[tuple, tuple[float, Any]] = {}
+        self._memo_lock = threading.Lock()
+
+    def _remember(self, key: tuple, ttl: float, load):
+        now = self.clock.monotonic()
+        with self._memo_lock:
+            hit = self._memo.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = load()
+        with self._memo_lock:
+            self._memo[key] = (now + ttl, value)
+        return value
+
+    def _forget(self, key: tuple) -> None:
+        with self._memo_lock:
+            self._memo.pop(key, None)
 
     # --- the port ---------------------------------------------------------------------------------------
 
@@ -72,7 +94,8 @@ class UpstreamTokens:
             token = self.tokens.get(key)
             if token is not None:
                 return token
-        target = resolve_target(self.sessions, named_credential, principal)
+        target = self._remember(("target", named_credential, principal), TARGET_TTL,
+                                lambda: resolve_target(self.sessions, named_credential, principal))
         if target.protocol in STATIC_PROTOCOLS:
             return self._static_token(target)
         if target.protocol not in OAUTH_PROTOCOLS:
@@ -253,34 +276,43 @@ class UpstreamTokens:
 
     # --- client authentication and the call -------------------------------------------------------------
 
-    def _client_candidates(self, target: Target) -> list[StoredSecret | None]:
+    def _client_candidates(self, target: Target, *, fresh: bool = False) -> list[StoredSecret | None]:
         method = target.client_auth_method or "client_secret_basic"
         field = "private_key" if method == "private_key_jwt" else "client_secret"
-        found = self.secrets.candidates(target.credential, None, field)
-        return list(found)
+        key = ("client", target.credential, field)
+        if fresh:
+            self._forget(key)
+        return list(self._remember(key, CLIENT_SECRET_TTL, lambda: self.secrets.candidates(target.credential, None, field)))
 
     def token_request(self, target: Target, form: dict[str, str]) -> dict[str, Any]:
         """One authenticated call to the credential's token endpoint (used by the connect flow's code exchange)."""
         return self._call(target, form, client_auth_required=True)
 
     def _call(self, target: Target, form: dict[str, str], *, client_auth_required: bool) -> dict[str, Any]:
-        candidates: list[StoredSecret | None] = self._client_candidates(target) if target.client_id else []
-        if not candidates:
-            if client_auth_required:
-                raise UpstreamNotConfigured(f"credential {target.credential!r} has no client secret in the vault")
-            candidates = [None]
-        for index, secret in enumerate(candidates):
-            data, basic = self._authenticate(target, dict(form), secret)
-            answer = self.http.post_form(target.token_url, data, basic_auth=basic, timeout=target.timeout)
-            try:
-                return parse_token_response(answer)
-            except UpstreamInvalidClient:
-                if index + 1 < len(candidates):
-                    log.info("upstream refused the current client secret; trying the previous one",
-                             extra={"credential": target.credential})
-                    continue
-                raise
-        raise AssertionError("unreachable")  # the loop returns or raises
+        tried: set[int] = set()
+        for fresh in (False, True):
+            candidates: list[StoredSecret | None] = (self._client_candidates(target, fresh=fresh)
+                                                     if target.client_id else [])
+            if not candidates:
+                if client_auth_required:
+                    raise UpstreamNotConfigured(f"credential {target.credential!r} has no client secret in the vault")
+                candidates = [None]
+            untried = [c for c in candidates if c is None or c.version not in tried]
+            for index, secret in enumerate(untried):
+                data, basic = self._authenticate(target, dict(form), secret)
+                answer = self.http.post_form(target.token_url, data, basic_auth=basic, timeout=target.timeout)
+                try:
+                    return parse_token_response(answer)
+                except UpstreamInvalidClient:
+                    if secret is None:
+                        raise
+                    tried.add(secret.version)
+                    if index + 1 < len(untried):
+                        log.info("upstream refused the current client secret; trying the previous one",
+                                 extra={"credential": target.credential})
+            if not untried:
+                break
+        raise UpstreamInvalidClient("the upstream refused govern's client authentication (invalid_client)")
 
     def _authenticate(self, target: Target, form: dict[str, str], secret: StoredSecret | None):
         if secret is None:
