@@ -18,7 +18,7 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     from govern.config import instance_secret_key
 
     settings = services.settings
-    cipher = services.extras.get("cache_cipher") or AesGcmCipher.derived_from(instance_secret_key(settings))
+    cipher = _LazyCipher(services, lambda: AesGcmCipher.derived_from(instance_secret_key(settings)))
     cache = services.cache
     redis_flight = RedisSingleFlight(cache, lock_ttl=60.0) if getattr(cache, "kind", "") == "redis" else None
     db_flight = None
@@ -34,6 +34,27 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
         redis_flight=redis_flight,
         db_flight=db_flight,
     )
+
+
+class _LazyCipher:
+    """The secrets package's `extras["cache_cipher"]` when it is wired (in any order in the composition root),
+    else the instance-key AES-GCM cipher. Chosen on first use, then fixed for the life of the process."""
+
+    def __init__(self, services, fallback):
+        self._services = services
+        self._fallback = fallback
+        self._cipher = None
+
+    def _get(self):
+        if self._cipher is None:
+            self._cipher = self._services.extras.get("cache_cipher") or self._fallback()
+        return self._cipher
+
+    def seal(self, data: bytes) -> bytes:
+        return self._get().seal(data)
+
+    def open(self, data: bytes) -> bytes:
+        return self._get().open(data)
 
 
 def build_connect_service(services):

@@ -9,9 +9,9 @@ import datetime as dt
 import hashlib
 import json
 
-from govern.broker.upstream.cipher import CacheCipherError
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
+from govern.errors import GovernError
 
 
 def cache_key(named_credential: str, principal: str | None, scopes: tuple[str, ...]) -> str:
@@ -32,7 +32,7 @@ def seal_token(cipher, key: str, token: UpstreamToken) -> bytes:
 def open_token(cipher, key: str, sealed: bytes) -> UpstreamToken | None:
     try:
         doc = json.loads(cipher.open(sealed))
-    except (CacheCipherError, ValueError):
+    except (GovernError, ValueError):
         return None  # unreadable (another key, tampered): treat as a miss, never as an error on the hot path
     if doc.get("k") != key:
         return None
