@@ -165,3 +165,31 @@ def test_worker_killed_after_the_upstream_rotated_does_not_lock_out(tmp_path, po
         assert stored != old and fake_upstream.refresh_token_valid(stored)
     finally:
         svc.close()
+
+
+@pytest.mark.redis
+def test_a_holder_whose_lock_expired_cannot_publish(tmp_path, postgres_url, redis_url, redis_prefix):
+    """Fencing: after the lock expired and another caller took it, the first holder's write is refused."""
+    import redis
+
+    from govern.broker.upstream.single_flight import RedisSingleFlight
+    from govern.cache import RedisCache
+
+    cache = RedisCache(redis_url, redis_prefix)
+    flight = RedisSingleFlight(cache, lock_ttl=30)
+    try:
+        first = flight.try_acquire("k")
+        assert first is not None and flight.try_acquire("k") is None
+        cache.client.delete(cache.key("flight:k"))  # the first holder's lock expired mid-call
+        second = flight.try_acquire("k")
+        assert second is not None and second.fence != first.fence
+        assert not flight.publish(first, b"stale", 10)
+        assert flight.publish(second, b"fresh", 10) and cache.get("k") == b"fresh"
+        flight.release(first)  # a stale holder cannot release the new holder's lock either
+        assert flight.is_locked("k")
+        flight.release(second)
+        assert not flight.is_locked("k")
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(match=redis_prefix + "*"):
+            client.delete(key)

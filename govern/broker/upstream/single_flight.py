@@ -68,32 +68,35 @@ class RedisFlight:
 
 
 class RedisSingleFlight:
+    """Every Redis call goes through RedisCache._call, which turns Redis errors into CacheUnavailable (503)."""
+
     def __init__(self, redis_cache, lock_ttl: float):
-        self.cache = redis_cache  # govern.cache.RedisCache: its client and key prefix
+        self.cache = redis_cache  # govern.cache.RedisCache: its client, key prefix and error mapping
         self.lock_ttl = lock_ttl
         client = redis_cache.client
         self._release = client.register_script(_RELEASE)
         self._fenced_set = client.register_script(_FENCED_SET)
+        self._call = redis_cache._call
 
     def _lock_key(self, key: str) -> str:
         return self.cache.key("flight:" + key)
 
     def try_acquire(self, key: str) -> RedisFlight | None:
         fence = str(self.cache.incr("fence:" + key)) + ":" + uuid.uuid4().hex[:8]
-        ok = self.cache.client.set(self._lock_key(key), fence, nx=True, px=int(self.lock_ttl * 1000))
+        ok = self._call(self.cache.client.set, self._lock_key(key), fence, nx=True, px=int(self.lock_ttl * 1000))
         return RedisFlight(key, fence) if ok else None
 
     def is_locked(self, key: str) -> bool:
-        return bool(self.cache.client.exists(self._lock_key(key)))
+        return bool(self._call(self.cache.client.exists, self._lock_key(key)))
 
     def publish(self, flight: RedisFlight, value: bytes, ttl: float | None) -> bool:
         """Write the cache entry only while we still hold the lock (fenced)."""
         px = int(ttl * 1000) if ttl else 0
-        return bool(self._fenced_set(keys=[self._lock_key(flight.key), self.cache.key(flight.key)],
-                                     args=[flight.fence, value, px]))
+        return bool(self._call(self._fenced_set, keys=[self._lock_key(flight.key), self.cache.key(flight.key)],
+                               args=[flight.fence, value, px]))
 
     def release(self, flight: RedisFlight) -> None:
-        self._release(keys=[self._lock_key(flight.key)], args=[flight.fence])
+        self._call(self._release, keys=[self._lock_key(flight.key)], args=[flight.fence])
 
 
 class RowLockFlight:
