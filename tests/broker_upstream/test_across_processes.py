@@ -193,3 +193,22 @@ def test_a_holder_whose_lock_expired_cannot_publish(tmp_path, postgres_url, redi
         client = redis.Redis.from_url(redis_url)
         for key in client.scan_iter(match=redis_prefix + "*"):
             client.delete(key)
+
+
+def test_row_lock_waiters_time_out_with_upstream_timeout(postgres_url):
+    from govern.broker.upstream.errors import UpstreamTimeout
+    from govern.broker.upstream.single_flight import DatabaseSingleFlight
+    from govern.store.db import make_engine
+
+    engine = make_engine(postgres_url)
+    try:
+        flight = DatabaseSingleFlight(engine)
+        with flight.hold("k", 5):
+            with pytest.raises(UpstreamTimeout) as err:
+                with flight.hold("k", 0.2):
+                    pass
+        assert err.value.to_problem()["code"] == "upstream_timeout"
+        with flight.hold("k", 5) as again:  # the lock is free again
+            assert again.sealed is None
+    finally:
+        engine.dispose()

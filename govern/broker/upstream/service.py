@@ -115,7 +115,12 @@ class UpstreamTokens:
             return token
 
     def invalidate(self, named_credential: str, principal: str | None, scopes: tuple[str, ...] = ()) -> None:
-        self.tokens.delete(cache_key(named_credential, principal, tuple(sorted(set(scopes)))))
+        """Forget the cached token (e.g. the upstream answered 401 with it). Without Redis, other processes'
+        in-memory copies live on until they expire; the shared row is cleared."""
+        key = cache_key(named_credential, principal, tuple(sorted(set(scopes))))
+        self.tokens.delete(key)
+        if self.db_flight is not None:
+            self.db_flight.forget(key)
 
     # --- single flight across processes ---------------------------------------------------------------
 

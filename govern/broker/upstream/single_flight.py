@@ -119,6 +119,12 @@ class DatabaseSingleFlight:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
 
+    def forget(self, key: str) -> None:
+        """Drop the sealed result (invalidate): the next holder calls the upstream."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE upstream_token_lock SET sealed_token = NULL, expires_at = NULL WHERE key = :k"),
+                         {"k": key})
+
     @contextmanager
     def hold(self, key: str, timeout: float) -> Iterator[RowLockFlight]:
         with self.engine.connect() as conn:
