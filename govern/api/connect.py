@@ -43,3 +43,33 @@ def callback():
             f"<p>Principal <b>{escape(done.principal)}</b> of credential <b>{escape(done.credential)}</b> is connected. "
             f"You can close this window.</p>")
     return page, 200, {"Content-Type": "text/html; charset=utf-8"}
+
+
+_PROBLEM = {"description": "RFC 9457 problem details",
+            "content": {"application/problem+json": {"schema": {"type": "object"}}}}
+
+# For govern/api/openapi.py (the authz half's document): `DOCUMENT["paths"].update(connect.OPENAPI_PATHS)`.
+OPENAPI_PATHS: dict = {
+    "/api/v1/credentials/{credential}/principals/{principal}/connect": {"post": {
+        "summary": "Start connecting a principal (authorization code with PKCE, RFC 7636 S256)",
+        "operationId": "connectPrincipal",
+        "security": [{"adminToken": []}],
+        "parameters": [{"name": "credential", "in": "path", "required": True, "schema": {"type": "string"}},
+                       {"name": "principal", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"login_hint": {"type": "string"}}}}}},
+        "responses": {
+            "200": {"description": "The URL to open in a browser; state and verifier stay in govern",
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["authorize_url", "expires_in"],
+                        "properties": {"authorize_url": {"type": "string"}, "expires_in": {"type": "integer"}}}}}},
+            "401": _PROBLEM, "403": _PROBLEM, "404": _PROBLEM}}},
+    "/oauth/callback": {"get": {
+        "summary": "The upstream's redirect after consent: exchanges the code and stores the refresh token",
+        "operationId": "connectCallback",
+        "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                       for n in ("code", "state", "error")],
+        "responses": {"200": {"description": "A small HTML page saying the principal is connected",
+                              "content": {"text/html": {}}},
+                      "400": _PROBLEM, "502": _PROBLEM, "503": _PROBLEM}}},
+}
