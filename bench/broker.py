@@ -196,7 +196,10 @@ def main() -> None:
         merged = args.mode == "merged" or (args.mode == "auto" and _has_authz() and services.secret_store is not None)
         if args.mode == "merged" and not (_has_authz() and services.secret_store is not None):
             raise SystemExit("error: --mode merged needs the authz half (govern.api.broker) and a wired secret store")
-        if not merged:
+        if merged:
+            for step in services.extras.get("init_steps", []):  # as `govern init` does: keys, first material
+                step(services)
+        else:
             services.secret_store = MemorySecretStore()
         secrets = CredentialSecrets(services.sessions, services.secret_store, services.clock)
         for tag in ("hit", "miss"):
