@@ -24,7 +24,14 @@ Last line: `ratio=... p50_ms=... p99_ms=... miss_added_p50_ms=...`.
 """
 from __future__ import annotations
 
-import argparse
+import sys
+from pathlib import Path
+
+# Running `python bench/broker.py` puts bench/ first on sys.path, where a bench named like a stdlib module
+# (bench/secrets.py) would shadow it: keep only the project root.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
 import json
 import os
 import shutil
@@ -32,13 +39,11 @@ import signal
 import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import textwrap
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import requests
 
