@@ -44,3 +44,17 @@ def test_without_a_grace_period_the_lock_out_is_reported_not_hidden(broker_servi
     with pytest.raises(UpstreamInvalidGrant):
         src.get_token(names["named_credential"], "default", ("orders.read",))
     assert _journal(broker_services) == [("in_doubt", "no_answer"), ("failed", "invalid_grant")]
+
+
+def test_a_rotated_token_in_the_vault_is_used_even_if_its_row_was_not_recorded(broker_services, fake_upstream):
+    """The vault write is the commit point: a crash between it and the SecretVersion row loses nothing."""
+    names = wire_credential(broker_services, fake_upstream, protocol="oauth2_refresh_token")
+    put_secret(broker_services, names["credential"], "default", "refresh_token", fake_upstream.issue_refresh_token("erp-client"))
+    path = f"credential/{names['credential']}/default/refresh_token"
+    newer = fake_upstream.issue_refresh_token("erp-client")
+    from govern.domain.secret import Secret
+
+    broker_services.secret_store.put(path, Secret(newer), cas=1)  # stored, then the worker died
+    token = broker_services.upstream_tokens.get_token(names["named_credential"], "default", ("orders.read",))
+    assert fake_upstream.refresh_tokens[newer].revoked_at is not None  # the newer token was the one used
+    assert token.access_token
