@@ -150,6 +150,10 @@ def sequential(call, n: int) -> list[float]:
     return out
 
 
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--workers", type=int, default=4)
@@ -233,12 +237,13 @@ def main() -> None:
                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: requests.get(base + "/healthz", timeout=1).status_code == 200, 60, "govern under gunicorn")
+        progress(f"govern up ({'merged' if merged else 'upstream-only'} mode)")
 
         if merged:
             tokens = {}
             for tag in ("hit", "miss"):
                 resp = requests.post(base + "/oauth/token", data={"grant_type": "client_credentials", "scope": "orders.read"},
-                                     auth=(f"sync-{tag}", USER_SECRET))
+                                     auth=(f"sync-{tag}", USER_SECRET), timeout=30)
                 if resp.status_code != 200:
                     raise SystemExit(f"error: /oauth/token answered {resp.status_code}: {resp.text[:300]}")
                 tokens[tag] = resp.json()["access_token"]
@@ -249,19 +254,21 @@ def main() -> None:
 
         def ask(tag):
             url, headers = path.format(tag), {"Authorization": f"Bearer {tokens[tag]}"}
-            return lambda s: s.post(url, json={"scope": "orders.read"}, headers=headers)
+            return lambda s: s.post(url, json={"scope": "orders.read"}, headers=headers, timeout=30)
 
         # Warm up on fresh connections (each one may land on another worker), so every worker has cached the hit token.
+        progress("warming up")
         warm = ask("hit")
         run_load(lambda s: warm(requests), args.connections, 2.0)
         calls_before = upstream.count("client_credentials")
+        progress("measuring throughput")
         # Alternate the two loads in short rounds, so that drift in the machine's load hits both alike.
         bare_n = hit_n = 0.0
         bare_err = hit_err = 0
         hit_lat: list[float] = []
         rounds = 4
         for _ in range(rounds):
-            rps, _, err = run_load(lambda s: s.get(base + "/healthz"), args.connections, args.seconds / rounds)
+            rps, _, err = run_load(lambda s: s.get(base + "/healthz", timeout=30), args.connections, args.seconds / rounds)
             bare_n, bare_err = bare_n + rps, bare_err + err
             rps, lat, err = run_load(ask("hit"), args.connections, args.seconds / rounds)
             hit_n, hit_err = hit_n + rps, hit_err + err
@@ -269,8 +276,9 @@ def main() -> None:
         bare_rps, hit_rps = bare_n / rounds, hit_n / rounds
         hit_calls = upstream.count("client_credentials") - calls_before
 
+        progress("measuring the miss path")
         direct = sequential(lambda s: s.post(upstream.token_url, data={"grant_type": "client_credentials"},
-                                             auth=("miss-client", "miss-upstream-secret")), args.misses)
+                                             auth=("miss-client", "miss-upstream-secret"), timeout=30), args.misses)
         hit_seq = sequential(ask("hit"), args.misses)
         before = upstream.count("client_credentials")
         miss = sequential(ask("miss"), args.misses)
