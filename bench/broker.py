@@ -165,6 +165,8 @@ def main() -> None:
     ap.add_argument("--redis", action="store_true")
     ap.add_argument("--mode", choices=("auto", "merged", "upstream-only"), default="auto")
     args = ap.parse_args()
+    # `timeout` and kill send SIGTERM: turn it into an exit, so that the finally block stops gunicorn.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
 
     from govern.bootstrap import build_services
     from govern.broker.upstream.secret_refs import CredentialSecrets
