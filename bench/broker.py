@@ -233,10 +233,12 @@ def main() -> None:
             (tmp / "bench_broker_app.py").write_text(textwrap.dedent(BENCH_APP))
             env.update(BENCH_STORE=json.dumps(services.secret_store.data), BENCH_CALLER_TOKEN=BENCH_TOKEN)
             app_spec = "bench_broker_app:app()"
+        # A file, not a pipe: an unread pipe fills up and blocks the workers' logging.
+        gunicorn_log = open(tmp / "gunicorn.log", "wb")
         gunicorn = subprocess.Popen([GUNICORN, "--workers", str(args.workers), "--worker-class", "gthread",
                                      "--threads", str(args.threads), "--bind", f"127.0.0.1:{port}",
                                      "--log-level", "warning", app_spec], cwd=str(tmp), env=env,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                                    stdout=subprocess.DEVNULL, stderr=gunicorn_log, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: requests.get(base + "/healthz", timeout=1).status_code == 200, 60, "govern under gunicorn")
         progress(f"govern up ({'merged' if merged else 'upstream-only'} mode)")
@@ -278,6 +280,9 @@ def main() -> None:
         bare_rps, hit_rps = bare_n / rounds, hit_n / rounds
         hit_calls = upstream.count("client_credentials") - calls_before
 
+        warnings = [line for line in (tmp / "gunicorn.log").read_text(errors="replace").splitlines() if '"level": "' in line]
+        if warnings:
+            progress(f"{len(warnings)} log lines from govern; the first: {warnings[0][:300]}")
         progress("measuring the miss path")
         direct = sequential(lambda s: s.post(upstream.token_url, data={"grant_type": "client_credentials"},
                                              auth=("miss-client", "miss-upstream-secret"), timeout=30), args.misses)
