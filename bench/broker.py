@@ -237,7 +237,7 @@ def main() -> None:
         gunicorn_log = open(tmp / "gunicorn.log", "wb")
         gunicorn = subprocess.Popen([GUNICORN, "--workers", str(args.workers), "--worker-class", "gthread",
                                      "--threads", str(args.threads), "--bind", f"127.0.0.1:{port}",
-                                     "--log-level", "warning", app_spec], cwd=str(tmp), env=env,
+                                     "--log-level", "warning", app_spec], cwd=str(ROOT), env=env,
                                     stdout=subprocess.DEVNULL, stderr=gunicorn_log, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: requests.get(base + "/healthz", timeout=1).status_code == 200, 60, "govern under gunicorn")
@@ -283,6 +283,8 @@ def main() -> None:
         warnings = [line for line in (tmp / "gunicorn.log").read_text(errors="replace").splitlines() if '"level": "' in line]
         if warnings:
             progress(f"{len(warnings)} log lines from govern; the first: {warnings[0][:300]}")
+        if bare_err or hit_err:
+            raise SystemExit(f"error: {bare_err} bare and {hit_err} token requests failed")
         progress("measuring the miss path")
         direct = sequential(lambda s: s.post(upstream.token_url, data={"grant_type": "client_credentials"},
                                              auth=("miss-client", "miss-upstream-secret"), timeout=30), args.misses)
