@@ -45,7 +45,7 @@ PRIVATE_KEY_JWT = "private_key_jwt"
 @dataclass
 class FakeClient:
     client_id: str
-    secrets: list[str] = field(default_factory=list)  # any of them is accepted (rotation overlap)
+    secrets: list[str] = field(default_factory=list, repr=False)  # any of them is accepted (rotation overlap)
     auth_method: str = "client_secret_basic"
     public_jwk: dict | None = None  # for private_key_jwt
     redirect_uris: list[str] = field(default_factory=list)
@@ -83,7 +83,7 @@ class FakeClient:
 
 @dataclass
 class _Token:
-    value: str
+    value: str = field(repr=False)
     client_id: str
     user: str | None
     scope: str
@@ -100,7 +100,7 @@ class _Token:
 
 @dataclass
 class _Code:
-    code: str
+    code: str = field(repr=False)
     client_id: str
     redirect_uri: str
     scope: str
