@@ -46,6 +46,7 @@ def test_the_session_cookie_is_secure_when_configured(services, console_users, c
     client = create_app({"TESTING": True, "SESSION_COOKIE_SECURE": True}, services=services).test_client()
     page = client.get("/admin/login", base_url="https://localhost")
     response = client.post("/admin/login", base_url="https://localhost",
+                           headers={"Referer": "https://localhost/admin/login"},  # Flask-WTF's HTTPS referrer check
                            data={"username": "admin-user", "password": PASSWORD,
                                  "csrf_token": csrf_from(page.get_data(as_text=True))})
     assert "; Secure" in response.headers["Set-Cookie"]
