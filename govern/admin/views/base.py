@@ -36,6 +36,14 @@ class ReadOnlyView(ConsoleAccess, ModelView):
     column_default_sort = ("id", True)
     filter_converter = _Filters()
 
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        labels = {"allowed_cidrs": "Allowed CIDRs", "created_at": "Created", "updated_at": "Updated"}
+        cls.column_labels = {**labels, **(cls.__dict__.get("column_labels") or {})}
+
+    column_type_formatters = {**ModelView.column_type_formatters,
+                              dt.datetime: lambda view, value, name: fmt_time(value)}
+
     def __init__(self, model, session, services, **kw):
         self.services = services
         super().__init__(model, session, **kw)
