@@ -5,4 +5,6 @@ import click
 
 
 def register(cli: click.Group) -> None:
-    pass
+    from govern.cli import landscape
+
+    landscape.register(cli)

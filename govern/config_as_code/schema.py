@@ -1,0 +1,234 @@
+"""The governance.yaml v1 schema (docs/governance-schema.md) as pydantic models.
+
+Each model checks one entity's shape and the rules that need only that entity (types, enums, CIDRs,
+durations, protocol-dependent fields). Rules that span entities (references, duplicates, scopes)
+live in `validate.py`. Every model forbids unknown keys.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import re
+from typing import Annotated, Any, Literal, Optional
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from govern.config_as_code.units import parse_duration, parse_size
+
+API_VERSION = "govern/v1"
+ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,199}$"
+PROTOCOLS = ("oauth2_client_credentials", "oauth2_refresh_token", "oauth2_jwt_bearer", "basic",
+             "api_key_header", "custom_header")
+OAUTH2 = frozenset(p for p in PROTOCOLS if p.startswith("oauth2_"))
+HEADER_PROTOCOLS = frozenset({"api_key_header", "custom_header"})
+API_TYPES = ("REST", "SOAP", "Bulk", "Streaming")
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+# JWK members that only private (or symmetric) keys carry: RFC 7518 sections 6.2.2, 6.3.2 and 6.4.1.
+PRIVATE_JWK_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
+
+Id = Annotated[str, Field(pattern=ID_PATTERN)]
+Scope = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S+$")]
+
+
+def _duration(value: Any) -> float:
+    return parse_duration(value)
+
+
+def _cidr(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a CIDR such as 10.20.0.0/16")
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=True))
+    except ValueError:
+        try:
+            loose = ipaddress.ip_network(value.strip(), strict=False)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a CIDR (expected e.g. 10.20.0.0/16)") from None
+        raise ValueError(f"{value!r} has host bits set; did you mean {loose}?") from None
+
+
+def _str_keys(value: Any) -> Any:
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _hhmm(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):  # YAML 1.1 reads 02:00 as base-60 120
+        value = f"{value // 60:02d}:{value % 60:02d}"
+    if not isinstance(value, str) or not re.match(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$", value):
+        raise ValueError("expected a UTC time HH:MM")
+    return value
+
+
+def _cron(value: str) -> str:
+    from croniter import croniter
+
+    if not croniter.is_valid(value):
+        raise ValueError(f"{value!r} is not a valid cron expression")
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+Cidr = Annotated[str, BeforeValidator(_cidr)]
+HHMM = Annotated[str, BeforeValidator(_hhmm)]
+Method = Annotated[str, AfterValidator(lambda m: _enum(m.upper(), METHODS, "method"))]
+
+
+def _enum(value: str, allowed, what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}")
+    return value
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class MaintenanceWindow(Strict):
+    day: Literal[DAYS]  # type: ignore[valid-type]
+    start: HHMM
+    end: HHMM
+
+
+class Contract(Strict):
+    owner: Optional[str] = None
+    escalation: Optional[str] = None
+    sla: dict[str, Any] = {}
+    rate_limit_per_minute: Optional[Annotated[int, Field(ge=0)]] = None
+    daily_api_budget: Optional[Annotated[int, Field(ge=0)]] = None
+    api_version_policy: Optional[str] = None
+    maintenance_windows: list[MaintenanceWindow] = []
+    runbook: Optional[str] = None
+    schema_links: list[str] = []
+    error_codes: Annotated[dict[str, str], BeforeValidator(_str_keys)] = {}
+
+
+class SystemDoc(Strict):
+    id: Id
+    name: Optional[str] = None
+    kind: str = "generic"
+    description: str = ""
+    scopes: list[Scope] = []
+    contract: Contract = Contract()
+
+
+class PrincipalDoc(Strict):
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    subject: Optional[str] = None
+    user: Optional[Id] = None
+
+
+class Rotation(Strict):
+    every: Optional[Duration] = None
+    cron: Optional[Annotated[str, AfterValidator(_cron)]] = None
+    overlap: Optional[Duration] = None
+
+    @model_validator(mode="after")
+    def _one_schedule(self):
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("give exactly one of `every` or `cron`")
+        return self
+
+
+class CredentialDoc(Strict):
+    id: Id
+    system: Id
+    protocol: Literal[PROTOCOLS]  # type: ignore[valid-type]
+    token_url: Optional[str] = None
+    authorize_url: Optional[str] = None
+    client_id: Optional[str] = None
+    client_auth: Optional[Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]] = None
+    scopes: list[Scope] = []
+    audience: Optional[str] = None
+    header: Optional[str] = None
+    principal_type: Literal["named", "per_user"] = "named"
+    principals: list[PrincipalDoc] = []
+    refresh_token_policy: Optional[str] = None
+    rotation: Optional[Rotation] = None
+
+
+class Retry(Strict):
+    attempts: Optional[Annotated[int, Field(ge=0, le=20)]] = None
+    backoff: Optional[Duration] = None
+
+
+class CircuitBreaker(Strict):
+    failures: Optional[Annotated[int, Field(ge=1)]] = None
+    reset: Optional[Duration] = None
+
+
+class NamedCredentialDoc(Strict):
+    id: Id
+    credential: Id
+    url: Annotated[str, Field(pattern=r"^https?://\S+$")]
+    api_version: Optional[str] = None
+    api_type: Literal[API_TYPES] = "REST"  # type: ignore[valid-type]
+    timeout: Duration = 10.0
+    retry: Retry = Retry()
+    circuit_breaker: CircuitBreaker = CircuitBreaker()
+    methods: list[Method] = []
+    paths: list[Annotated[str, Field(min_length=1)]] = []
+    during_maintenance: Literal["refuse", "queue"] = "refuse"
+    max_body: Annotated[int, BeforeValidator(parse_size)] = 10 * 1024 * 1024
+
+
+class AssignmentDoc(Strict):
+    permission_set: Id
+    until: Optional[dt.date] = None
+
+
+class IntegrationUserDoc(Strict):
+    id: Id
+    name: Optional[str] = None
+    owner: Optional[str] = None
+    justification: Optional[str] = None
+    status: Literal["active", "suspended", "retired"] = "active"
+    review_date: Optional[dt.date] = None
+    source_system: Optional[Id] = None
+    auth: Literal["client_secret_basic", "private_key_jwt"] = "client_secret_basic"
+    jwks: dict[str, Any] = {}
+    ip_ranges: list[Cidr] = []
+    scopes: list[Scope] = []
+    permission_sets: list[AssignmentDoc] = []  # a bare id is read as {permission_set: id}
+
+
+ObjectAccess = Literal["read", "edit", "none"]
+
+
+class ObjectPermissions(Strict):
+    read: bool = False
+    create: bool = False
+    edit: bool = False
+    delete: bool = False
+    view_all: bool = False
+    modify_all: bool = False
+    fields: dict[str, ObjectAccess] = {}
+
+
+class GrantDoc(Strict):
+    named_credential: Id
+    principal: Optional[str] = None
+    methods: list[Method] = []
+    paths: list[Annotated[str, Field(min_length=1)]] = []
+    objects: dict[str, ObjectPermissions] = {}
+
+
+class PermissionSetDoc(Strict):
+    id: Id
+    description: str = ""
+    scopes: list[Scope] = []
+    api_types: list[Literal[API_TYPES]] = []  # type: ignore[valid-type]
+    max_token_lifetime: Duration = 3600
+    overdraft: bool = False
+    system_permissions: list[Annotated[str, Field(min_length=1)]] = []
+    grants: list[GrantDoc] = []
+
+
+SECTIONS: dict[str, type[Strict]] = {
+    "systems": SystemDoc,
+    "credentials": CredentialDoc,
+    "named_credentials": NamedCredentialDoc,
+    "integration_users": IntegrationUserDoc,
+    "permission_sets": PermissionSetDoc,
+}
+TOP_LEVEL = ("apiVersion", "kind", *SECTIONS)

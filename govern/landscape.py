@@ -1,0 +1,52 @@
+"""The configuration-as-code service: apply a governance.yaml document, export the landscape.
+
+Used by the CLI (`govern apply`, `govern export`), the management API (`POST /api/v1/apply`) and the
+console. The whole document is validated before anything is written (seed practices 8-9: upsert by
+external id, idempotent); the plan is applied in one transaction.
+"""
+from __future__ import annotations
+
+import yaml
+
+from govern.config_as_code.plan import Plan, make_plan
+from govern.config_as_code.specs import to_document
+from govern.config_as_code.validate import check, parse
+from govern.errors import ValidationFailed
+from govern.store.db import session_scope
+from govern.store.landscape import apply_plan, load_current
+
+EXPORT_HEADER = "# governance.yaml written by `govern export`: no secret values; set them with `govern secrets put`.\n"
+
+
+def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: bool = False,
+                   prune: bool = False) -> Plan:
+    """Validate `text`, plan against the database, and (unless dry_run) apply in one transaction.
+
+    Raises ValidationFailed with every error (each with `file:line:col` and a path) and writes nothing.
+    """
+    parsed = parse(text, filename)  # YAML syntax errors raise here, before touching the database
+    with session_scope(sessions) as session:
+        stored = load_current(session)
+        desired = check(parsed, stored.specs, prune=prune)
+        if not prune:
+            # Entities the file does not mention stay as they are (a landscape may span several files).
+            for kind, items in stored.specs.items():
+                for ext_id, spec in items.items():
+                    desired[kind].setdefault(ext_id, spec)
+        plan = make_plan(desired, stored.specs, prune=prune)
+        plan.dry_run = dry_run
+        if not dry_run and plan.has_changes:
+            apply_plan(session, plan, stored)
+            plan.applied = True
+        elif dry_run:
+            session.rollback()
+    return plan
+
+
+def export_document(sessions) -> str:
+    with session_scope(sessions) as session:
+        specs = load_current(session).specs
+    return EXPORT_HEADER + yaml.safe_dump(to_document(specs), sort_keys=False, allow_unicode=True, width=120)
+
+
+__all__ = ["apply_document", "export_document", "ValidationFailed", "Plan"]

@@ -1,0 +1,291 @@
+"""The landscape in the database: read it as specs, and apply a plan in bulk.
+
+`load_current` reads every entity with one query per table (no N+1) into the same spec shape that
+governance.yaml produces (govern.config_as_code.specs). `apply_plan` writes a plan inside the caller's
+transaction: upsert by external id, child rows (principals, grants, assignments) replaced only for
+entities whose children changed, and pruned entities deleted in dependency order. It never reads or
+writes secret references or values: a pruned entity that still has secrets stored is refused.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from govern.config_as_code.plan import Plan
+from govern.config_as_code.specs import Landscape, empty_landscape
+from govern.errors import Conflict
+from govern.store.tables import (Assignment, ExternalCredential, IntegrationUser, NamedCredential, PermissionGrant,
+                                 PermissionSet, Principal, SecretRef, System, utcnow)
+
+T = {"system": System.__table__, "credential": ExternalCredential.__table__,
+     "named_credential": NamedCredential.__table__, "integration_user": IntegrationUser.__table__,
+     "permission_set": PermissionSet.__table__}
+PRINCIPAL, GRANT, ASSIGNMENT = Principal.__table__, PermissionGrant.__table__, Assignment.__table__
+
+
+@dataclass
+class Stored:
+    """The current landscape plus the internal ids needed to write changes."""
+
+    specs: Landscape
+    ids: dict[str, dict[str, int]]  # kind -> external id -> row id
+    principal_ids: dict[tuple[str, str], int] = field(default_factory=dict)  # (credential, name) -> row id
+    assignment_ids: dict[tuple[str, str], int] = field(default_factory=dict)  # (user, permission set) -> row id
+
+
+def _iso(value) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def load_current(session: Session) -> Stored:
+    specs = empty_landscape()
+    ids: dict[str, dict[str, int]] = {kind: {} for kind in T}
+    name_of: dict[str, dict[int, str]] = {kind: {} for kind in T}
+    rows = {kind: session.execute(sa.select(table).order_by(table.c.id)).mappings().all() for kind, table in T.items()}
+    for kind, items in rows.items():
+        for r in items:
+            ids[kind][r["external_id"]] = r["id"]
+            name_of[kind][r["id"]] = r["external_id"]
+    for r in rows["system"]:
+        contract = r["contract"] or {}
+        specs["system"][r["external_id"]] = {
+            "name": r["name"] or r["external_id"], "kind": r["kind"], "description": r["description"] or "",
+            "scopes": list(r["scopes"] or []), "owner": r["owner"], "escalation": r["escalation_contact"],
+            "sla": r["sla"] or {}, "rate_limit_per_minute": r["rate_limit_per_minute"],
+            "daily_api_budget": r["daily_api_budget"], "api_version_policy": r["api_version_policy"],
+            "maintenance_windows": list(r["maintenance_windows"] or []), "runbook": r["runbook_url"],
+            "schema_links": list(contract.get("schema_links", [])), "error_codes": dict(contract.get("error_codes", {})),
+        }
+    principals: dict[int, list[dict]] = {}
+    stored = Stored(specs=specs, ids=ids)
+    for r in session.execute(sa.select(PRINCIPAL).order_by(PRINCIPAL.c.name)).mappings():
+        principals.setdefault(r["credential_id"], []).append(
+            {"name": r["name"], "subject": r["subject"],
+             "user": name_of["integration_user"].get(r["integration_user_id"]) if r["integration_user_id"] else None})
+        stored.principal_ids[(name_of["credential"][r["credential_id"]], r["name"])] = r["id"]
+    for r in rows["credential"]:
+        specs["credential"][r["external_id"]] = {
+            "system": name_of["system"][r["system_id"]], "protocol": r["protocol"], "token_url": r["token_url"],
+            "authorize_url": r["authorize_url"], "client_id": r["client_id"], "client_auth": r["client_auth_method"],
+            "scopes": list(r["scopes"] or []), "audience": r["audience"], "header": r["header_name"],
+            "principal_type": r["principal_type"], "principals": principals.get(r["id"], []),
+            "refresh_token_policy": r["refresh_token_policy"], "rotation": r["rotation"] or {},
+        }
+    for r in rows["named_credential"]:
+        specs["named_credential"][r["external_id"]] = {
+            "credential": name_of["credential"][r["credential_id"]], "url": r["url"], "api_version": r["api_version"],
+            "api_type": r["api_type"], "timeout": float(r["timeout_seconds"]), "retry": r["retry"] or {},
+            "circuit_breaker": r["circuit_breaker"] or {}, "methods": list(r["allowed_methods"] or []),
+            "paths": list(r["allowed_paths"] or []), "during_maintenance": r["during_maintenance"],
+            "max_body": r["max_body_bytes"],
+        }
+    assignments: dict[int, list[dict]] = {}
+    for r in session.execute(sa.select(ASSIGNMENT)).mappings():
+        user, pset = name_of["integration_user"][r["integration_user_id"]], name_of["permission_set"][r["permission_set_id"]]
+        assignments.setdefault(r["integration_user_id"], []).append({"permission_set": pset, "until": _iso(r["expires_at"])})
+        stored.assignment_ids[(user, pset)] = r["id"]
+    for r in rows["integration_user"]:
+        specs["integration_user"][r["external_id"]] = {
+            "name": r["name"] or r["external_id"], "owner": r["owner"], "justification": r["justification"],
+            "status": r["status"], "review_date": _iso(r["review_date"]),
+            "source_system": name_of["system"].get(r["source_system_id"]) if r["source_system_id"] else None,
+            "auth": r["client_auth_method"], "jwks": r["jwks"] or {}, "ip_ranges": list(r["allowed_cidrs"] or []),
+            "scopes": list(r["allowed_scopes"] or []),
+            "permission_sets": sorted(assignments.get(r["id"], []), key=lambda a: a["permission_set"]),
+        }
+    grants: dict[int, list[dict]] = {}
+    for r in session.execute(sa.select(GRANT).order_by(GRANT.c.permission_set_id, GRANT.c.position, GRANT.c.id)).mappings():
+        grants.setdefault(r["permission_set_id"], []).append({
+            "named_credential": name_of["named_credential"].get(r["named_credential_id"]) if r["named_credential_id"] else None,
+            "principal": r["principal"], "methods": list(r["methods"] or []), "paths": list(r["paths"] or []),
+            "objects": r["objects"] or {}})
+    for r in rows["permission_set"]:
+        specs["permission_set"][r["external_id"]] = {
+            "description": r["description"] or "", "scopes": list(r["scopes"] or []),
+            "api_types": list(r["api_types"] or []), "max_token_lifetime": r["max_token_lifetime_seconds"],
+            "overdraft": bool(r["allow_budget_overdraft"]), "system_permissions": list(r["system_permissions"] or []),
+            "grants": grants.get(r["id"], []),
+        }
+    return stored
+
+
+# --- spec -> columns ------------------------------------------------------------------------------
+
+def _date(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
+
+
+def _columns(kind: str, spec: dict, ids: dict[str, dict[str, int]]) -> dict[str, Any]:
+    if kind == "system":
+        return {"name": spec["name"], "kind": spec["kind"], "description": spec["description"], "owner": spec["owner"],
+                "escalation_contact": spec["escalation"], "sla": spec["sla"],
+                "rate_limit_per_minute": spec["rate_limit_per_minute"], "daily_api_budget": spec["daily_api_budget"],
+                "api_version_policy": spec["api_version_policy"], "maintenance_windows": spec["maintenance_windows"],
+                "runbook_url": spec["runbook"], "scopes": spec["scopes"],
+                "contract": {k: spec[k] for k in ("schema_links", "error_codes") if spec[k]}}
+    if kind == "credential":
+        return {"system_id": ids["system"][spec["system"]], "protocol": spec["protocol"], "token_url": spec["token_url"],
+                "authorize_url": spec["authorize_url"], "client_id": spec["client_id"],
+                "client_auth_method": spec["client_auth"], "scopes": spec["scopes"], "audience": spec["audience"],
+                "header_name": spec["header"], "principal_type": spec["principal_type"],
+                "refresh_token_policy": spec["refresh_token_policy"], "rotation": spec["rotation"]}
+    if kind == "named_credential":
+        return {"credential_id": ids["credential"][spec["credential"]], "url": spec["url"],
+                "api_version": spec["api_version"], "api_type": spec["api_type"], "timeout_seconds": spec["timeout"],
+                "retry": spec["retry"], "circuit_breaker": spec["circuit_breaker"], "allowed_methods": spec["methods"],
+                "allowed_paths": spec["paths"], "during_maintenance": spec["during_maintenance"],
+                "max_body_bytes": spec["max_body"]}
+    if kind == "integration_user":
+        return {"name": spec["name"], "owner": spec["owner"], "justification": spec["justification"],
+                "status": spec["status"], "review_date": _date(spec["review_date"]),
+                "source_system_id": ids["system"][spec["source_system"]] if spec["source_system"] else None,
+                "client_auth_method": spec["auth"], "jwks": spec["jwks"], "allowed_cidrs": spec["ip_ranges"],
+                "allowed_scopes": spec["scopes"]}
+    if kind == "permission_set":
+        return {"description": spec["description"], "scopes": spec["scopes"], "api_types": spec["api_types"],
+                "max_token_lifetime_seconds": spec["max_token_lifetime"], "allow_budget_overdraft": spec["overdraft"],
+                "system_permissions": spec["system_permissions"]}
+    raise ValueError(kind)
+
+
+# Children handled apart from the entity's own row.
+CHILD_FIELDS = {"credential": "principals", "integration_user": "permission_sets", "permission_set": "grants"}
+# Write order: what an entity references is written before it.
+WRITE_ORDER = ("system", "integration_user", "credential", "named_credential", "permission_set")
+DELETE_ORDER = ("permission_set", "named_credential", "credential", "integration_user", "system")
+
+
+def apply_plan(session: Session, plan: Plan, stored: Stored) -> None:
+    """Write `plan` in the caller's transaction. Raises Conflict (before writing) if a prune is unsafe."""
+    deletes = {kind: [c.id for c in plan.of("delete", kind)] for kind in T}
+    _refuse_unsafe_prune(session, deletes)
+    ids = stored.ids
+    now = utcnow()
+    for kind in WRITE_ORDER:
+        table = T[kind]
+        creates = plan.of("create", kind)
+        updates = [c for c in plan.of("update", kind) if set(c.diff) - {CHILD_FIELDS.get(kind)}]
+        if creates:
+            session.execute(sa.insert(table), [{"external_id": c.id, "created_at": now, "updated_at": now,
+                                                **_columns(kind, c.spec, ids)} for c in creates])
+            ids[kind] = dict(session.execute(sa.select(table.c.external_id, table.c.id)).tuples().all())
+        if updates:
+            session.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")),
+                            [{"_id": ids[kind][c.id], "updated_at": now, **_columns(kind, c.spec, ids)} for c in updates])
+        if kind == "credential":
+            _write_principals(session, plan, stored, now)
+    _write_grants(session, plan, ids)
+    _write_assignments(session, plan, stored, now)
+    _delete(session, deletes, ids)
+
+
+def _changed_children(plan: Plan, kind: str) -> list:
+    child = CHILD_FIELDS[kind]
+    return [c for c in plan.changes if c.kind == kind and
+            (c.action == "create" and c.spec[child] or c.action == "update" and child in c.diff)]
+
+
+def _write_principals(session: Session, plan: Plan, stored: Stored, now) -> None:
+    """Upsert by (credential, name), so that a principal keeps its row (and `connected_at`) across applies."""
+    ids = stored.ids
+    inserts, updates, deletes = [], [], []
+    for change in _changed_children(plan, "credential"):
+        cred_id = ids["credential"][change.id]
+        wanted = {p["name"]: p for p in change.spec["principals"]}
+        for (cred, name), row_id in stored.principal_ids.items():
+            if cred == change.id and name not in wanted:
+                deletes.append(row_id)
+        for name, p in wanted.items():
+            values = {"kind": change.spec["principal_type"], "subject": p["subject"],
+                      "integration_user_id": ids["integration_user"][p["user"]] if p["user"] else None}
+            row_id = stored.principal_ids.get((change.id, name))
+            if row_id is None:
+                inserts.append({"credential_id": cred_id, "name": name, "created_at": now, **values})
+            else:
+                updates.append({"_id": row_id, **values})
+    if deletes:
+        session.execute(sa.delete(PRINCIPAL).where(PRINCIPAL.c.id.in_(deletes)))
+    if updates:
+        session.execute(sa.update(PRINCIPAL).where(PRINCIPAL.c.id == sa.bindparam("_id")), updates)
+    if inserts:
+        session.execute(sa.insert(PRINCIPAL), inserts)
+
+
+def _write_grants(session: Session, plan: Plan, ids) -> None:
+    """Grants have no identity of their own: a changed permission set gets its list rewritten."""
+    changed = _changed_children(plan, "permission_set")
+    existing = [ids["permission_set"][c.id] for c in changed if c.action == "update"]
+    for chunk in _chunks(existing):
+        session.execute(sa.delete(GRANT).where(GRANT.c.permission_set_id.in_(chunk)))
+    rows = [{"permission_set_id": ids["permission_set"][c.id], "position": i,
+             "named_credential_id": ids["named_credential"][g["named_credential"]], "principal": g["principal"],
+             "methods": g["methods"], "paths": g["paths"], "objects": g["objects"]}
+            for c in changed for i, g in enumerate(c.spec["grants"])]
+    if rows:
+        session.execute(sa.insert(GRANT), rows)
+
+
+def _write_assignments(session: Session, plan: Plan, stored: Stored, now) -> None:
+    ids = stored.ids
+    inserts, updates, deletes = [], [], []
+    for change in _changed_children(plan, "integration_user"):
+        wanted = {a["permission_set"]: a for a in change.spec["permission_sets"]}
+        for (user, pset), row_id in stored.assignment_ids.items():
+            if user == change.id and pset not in wanted:
+                deletes.append(row_id)
+        for pset, a in wanted.items():
+            row_id = stored.assignment_ids.get((change.id, pset))
+            if row_id is None:
+                inserts.append({"integration_user_id": ids["integration_user"][change.id],
+                                "permission_set_id": ids["permission_set"][pset], "expires_at": _date(a["until"]),
+                                "created_at": now})
+            else:
+                updates.append({"_id": row_id, "expires_at": _date(a["until"])})
+    for chunk in _chunks(deletes):
+        session.execute(sa.delete(ASSIGNMENT).where(ASSIGNMENT.c.id.in_(chunk)))
+    if updates:
+        session.execute(sa.update(ASSIGNMENT).where(ASSIGNMENT.c.id == sa.bindparam("_id")), updates)
+    if inserts:
+        session.execute(sa.insert(ASSIGNMENT), inserts)
+
+
+def _refuse_unsafe_prune(session: Session, deletes: dict[str, list[str]]) -> None:
+    """Secrets outlive config: deleting their owner would orphan them, so the operator removes them first."""
+    owners = [("credential", x) for x in deletes["credential"]] + [("integration_user", x) for x in deletes["integration_user"]]
+    if not owners:
+        return
+    kinds = {"credential": set(deletes["credential"]), "integration_user": set(deletes["integration_user"])}
+    refs = session.execute(sa.select(SecretRef.owner_kind, SecretRef.owner, SecretRef.field)
+                           .where(SecretRef.owner_kind.in_(list(kinds)))).all()
+    blocked = sorted({(kind, owner) for kind, owner, _ in refs if owner in kinds.get(kind, ())})
+    if blocked:
+        names = ", ".join(f"{kind} {owner}" for kind, owner in blocked)
+        raise Conflict(f"prune refused: {names} still has secrets stored; delete them first "
+                       "(govern secrets delete), or keep the entity in the file",
+                       extra={"blocked": [{"kind": k, "id": o} for k, o in blocked]})
+
+
+def _delete(session: Session, deletes: dict[str, list[str]], ids) -> None:
+    for kind in DELETE_ORDER:
+        row_ids = [ids[kind][x] for x in deletes[kind]]
+        for chunk in _chunks(row_ids):
+            if kind == "permission_set":
+                session.execute(sa.delete(GRANT).where(GRANT.c.permission_set_id.in_(chunk)))
+                session.execute(sa.delete(ASSIGNMENT).where(ASSIGNMENT.c.permission_set_id.in_(chunk)))
+            if kind == "named_credential":
+                session.execute(sa.delete(GRANT).where(GRANT.c.named_credential_id.in_(chunk)))
+            if kind == "credential":
+                session.execute(sa.delete(PRINCIPAL).where(PRINCIPAL.c.credential_id.in_(chunk)))
+            if kind == "integration_user":
+                session.execute(sa.delete(ASSIGNMENT).where(ASSIGNMENT.c.integration_user_id.in_(chunk)))
+                session.execute(sa.delete(PRINCIPAL).where(PRINCIPAL.c.integration_user_id.in_(chunk)))
+            session.execute(sa.delete(T[kind]).where(T[kind].c.id.in_(chunk)))
+
+
+def _chunks(values: list, size: int = 500):
+    for i in range(0, len(values), size):
+        yield values[i:i + size]

@@ -1,0 +1,162 @@
+"""`govern apply` and `govern export` end to end through the CLI, on the test database."""
+import re
+
+import pytest
+
+from tests.config_as_code.conftest import EXAMPLE
+from tests.config_as_code.test_validate import BASE
+
+
+def write(tmp_path, text, name="g.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_apply_twice_second_plan_has_no_changes(runner, dump):
+    first = runner.invoke(["apply", "-f", str(EXAMPLE)])
+    assert first.exit_code == 0, first.output
+    assert "+ create integration_user erp-order-sync" in first.output
+    created = int(re.fullmatch(r"plan: (\d+) to create, 0 to update, 0 unchanged, 0 to delete",
+                               first.output.strip().splitlines()[-1]).group(1))
+    rows = dump()
+    assert len(rows["integration_user"]) >= 8 and len(rows["permission_set"]) >= 6 and len(rows["system"]) >= 5
+    second = runner.invoke(["apply", "-f", str(EXAMPLE)])
+    assert second.exit_code == 0
+    assert second.output.strip().splitlines() == [f"plan: 0 to create, 0 to update, {created} unchanged, 0 to delete"]
+    assert dump() == rows
+
+
+def test_dry_run_writes_nothing(runner, dump):
+    before = dump()
+    result = runner.invoke(["apply", "-f", str(EXAMPLE), "--dry-run"])
+    assert result.exit_code == 0
+    assert "+ create system salesforce-prod" in result.output and "dry run" in result.output
+    assert dump() == before
+
+
+def test_update_shows_changed_fields(runner, tmp_path):
+    assert runner.invoke(["apply", "-f", write(tmp_path, BASE)]).exit_code == 0
+    changed = BASE.replace("  - id: erp\n", "  - id: erp\n    contract: {owner: erp@example.com}\n")
+    result = runner.invoke(["apply", "-f", write(tmp_path, changed)])
+    assert result.output.splitlines() == ["~ update system erp (owner)",
+                                          "plan: 0 to create, 1 to update, 4 unchanged, 0 to delete"]
+
+
+def test_child_rows_change(runner, tmp_path, services):
+    from govern.landscape import export_document
+
+    assert runner.invoke(["apply", "-f", write(tmp_path, BASE)]).exit_code == 0
+    changed = BASE.replace("principals: [{name: default}]", "principals: [{name: default}, {name: second}]") \
+        .replace("        principal: default\n", "        principal: second\n        methods: [GET]\n") \
+        .replace("permission_sets: [orders]", "permission_sets: [{permission_set: orders, until: 2030-01-01}]")
+    result = runner.invoke(["apply", "-f", write(tmp_path, changed)])
+    assert "~ update credential erp-cc (principals)" in result.output
+    assert "~ update permission_set orders (grants)" in result.output
+    assert "~ update integration_user order-sync (permission_sets)" in result.output
+    exported = export_document(services.sessions)
+    assert "until: '2030-01-01'" in exported or "until: 2030-01-01" in exported
+    assert "principal: second" in exported
+
+
+def test_prune_deletes_what_the_file_does_not_declare(runner, tmp_path, dump):
+    assert runner.invoke(["apply", "-f", write(tmp_path, BASE)]).exit_code == 0
+    smaller = BASE.split("integration_users:")[0]
+    without_prune = runner.invoke(["apply", "-f", write(tmp_path, smaller)])
+    assert without_prune.output.strip().splitlines()[-1] == "plan: 0 to create, 0 to update, 5 unchanged, 0 to delete"
+    result = runner.invoke(["apply", "-f", write(tmp_path, smaller), "--prune"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["- delete permission_set orders", "- delete integration_user order-sync",
+                                          "plan: 0 to create, 0 to update, 3 unchanged, 2 to delete"]
+    rows = dump()
+    assert rows["integration_user"] == [] and rows["permission_set"] == [] and rows["assignment"] == []
+    assert rows["permission_grant"] == []
+
+
+def test_prune_refuses_to_delete_an_entity_with_secrets(runner, tmp_path, services, dump):
+    from govern.store.db import session_scope
+    from govern.store.tables import SecretRef
+
+    assert runner.invoke(["apply", "-f", write(tmp_path, BASE)]).exit_code == 0
+    with session_scope(services.sessions) as s:
+        s.add(SecretRef(external_id="credential/erp-cc/principal/default/client_secret", owner_kind="credential",
+                        owner="erp-cc", principal="default", field="client_secret", path="credential/erp-cc/x"))
+    before = dump()
+    result = runner.invoke(["apply", "-f", write(tmp_path, "apiVersion: govern/v1\n"), "--prune"])
+    assert result.exit_code == 2
+    assert "credential erp-cc still has secrets stored" in result.output
+    assert dump() == before
+
+
+def test_stdin(runner):
+    result = runner.invoke(["apply", "-f", "-", "--dry-run"], input=BASE)
+    assert result.exit_code == 0 and "+ create system erp" in result.output
+
+
+def test_export_round_trip_on_the_example(runner, tmp_path):
+    assert runner.invoke(["apply", "-f", str(EXAMPLE)]).exit_code == 0
+    out = tmp_path / "export.yaml"
+    assert runner.invoke(["export", "-o", str(out)]).exit_code == 0
+    text = out.read_text()
+    assert "apiVersion: govern/v1" in text and "erp-order-sync" in text
+    assert "timeout: 10s" not in text  # defaults are left out
+    again = runner.invoke(["apply", "-f", str(out), "--prune"])
+    assert again.exit_code == 0
+    assert " 0 to create, 0 to update" in again.output and "0 to delete" in again.output
+    stdout = runner.invoke(["export"])
+    assert stdout.output == text
+
+
+BAD = {
+    "wrong types": (BASE.replace("scopes: [orders.read]\n    permission_sets", "scopes: 12\n    permission_sets"),
+                    [(19, "integration_users[0].scopes", "input should be a valid list")]),
+    "unknown reference": (BASE.replace("- named_credential: erp-api", "- named_credential: erp-apx"),
+                          [(25, "permission_sets[0].grants[0].named_credential", "unknown named_credential 'erp-apx'")]),
+    "duplicate ids": (BASE + "  - id: orders\n",
+                      [(27, "permission_sets[1].id", "duplicate permission_set id 'orders'")]),
+    "malformed CIDR": (BASE.replace("10.20.0.0/16", "10.20.0.0/33"),
+                       [(18, "integration_users[0].ip_ranges[0]", "'10.20.0.0/33' is not a CIDR")]),
+    "unknown scope": (BASE.replace("    scopes: [orders.read]\n    grants", "    scopes: [orders.delete]\n    grants"),
+                      [(23, "permission_sets[0].scopes[0]", "unknown scope 'orders.delete'")]),
+    "secret-looking key": (BASE.replace("    url: https://erp.example/api", "    url: https://erp.example/api\n"
+                                                                             "    api_key: abc123"),
+                           [(16, "named_credentials[0].api_key", "govern secrets put")]),
+    "several errors": (BASE.replace("credential: erp-cc", "credential: nope").replace("10.20.0.0/16", "10.20.0.0/40")
+                       .replace("  - id: erp\n", "  - id: erp\n    colour: blue\n") + "  - id: orders\n",
+                       [(4, "systems[0].colour", "unknown key 'colour'"),
+                        (15, "named_credentials[0].credential", "unknown credential 'nope'"),
+                        (19, "integration_users[0].ip_ranges[0]", "is not a CIDR"),
+                        (28, "permission_sets[1].id", "duplicate permission_set id")]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_files_exit_2_list_every_error_and_change_nothing(case, runner, tmp_path, dump):
+    assert runner.invoke(["apply", "-f", str(EXAMPLE)]).exit_code == 0
+    before = dump()
+    text, expected = BAD[case]
+    path = write(tmp_path, text)
+    result = runner.invoke(["apply", "-f", path])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == f"error: {len(expected)} error(s) in {path}; nothing was applied"
+    assert len(lines) == len(expected) + 1
+    for line, (lineno, err_path, fragment) in zip(lines, expected):
+        assert re.match(rf"^{re.escape(path)}:{lineno}:\d+: {re.escape(err_path)}: ", line), line
+        assert fragment in line
+    assert "abc123" not in result.output
+    assert dump() == before
+
+
+def test_yaml_syntax_error(runner, tmp_path, dump):
+    before = dump()
+    path = write(tmp_path, "apiVersion: govern/v1\nsystems:\n  - id: [erp\n  - id: b\n")
+    result = runner.invoke(["apply", "-f", path])
+    assert result.exit_code == 2
+    assert re.match(rf"^{re.escape(path)}:\d+:\d+: YAML syntax error", result.output)
+    assert dump() == before
+
+
+def test_missing_file(runner, tmp_path):
+    result = runner.invoke(["apply", "-f", str(tmp_path / "nope.yaml")])
+    assert result.exit_code == 2 and result.output.startswith("error: cannot read")
