@@ -55,5 +55,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
 
     services.health_checks["database"] = check_database
     services.health_checks["cache"] = services.cache.ping
+    secret_store = overrides.pop("secret_store", None)  # tests may pass a fake
     services.extras.update(overrides)
+    from govern.secrets import wire as wire_secrets
+
+    wire_secrets(services, store=secret_store)
     return services

@@ -8,3 +8,6 @@ def register(cli: click.Group) -> None:
     from govern.cli import landscape
 
     landscape.register(cli)
+    from govern.cli import secrets as secrets_cli
+
+    secrets_cli.register(cli)

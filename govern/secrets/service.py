@@ -1,0 +1,263 @@
+"""SecretService: set a secret for a credential (and principal) or an integration user, and record where it lives.
+
+The value goes to the SecretStore (the vault); the database gets only its address and versions
+(SecretRef, SecretVersion). Order matters, so nothing is half-written:
+1. validate the target and the value (nothing touched yet);
+2. write to the store with check-and-set against the store's current version;
+3. record the reference, reconciled from the store's own metadata.
+If 2 fails nothing is recorded. If 3 fails the value is in the store under a new version but the
+database does not say so; SecretRecordingFailed says exactly that, and running the same put again (or
+`reconcile`) converges, because step 3 always records what the store reports.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import select
+
+from govern.domain.secret import Secret, validate_secret_value
+from govern.errors import GovernError, NotFound, SecretNotFound, ValidationFailed
+from govern.ports import SecretMetadata, SecretStore
+from govern.secrets.errors import SecretRecordingFailed
+from govern.store.db import session_scope
+from govern.store.tables import (AdminAction, ExternalCredential, IntegrationUser, Principal, SecretRef,
+                                 SecretVersion, utcnow)
+
+log = logging.getLogger("govern.secrets")
+
+CLIENT_SECRET_METHODS = (None, "", "client_secret_basic", "client_secret_post")
+
+
+def credential_fields(protocol: str, client_auth_method: str | None) -> tuple[str, ...]:
+    """The secret fields a credential of this protocol can hold (its client authentication included)."""
+    client_auth = ("private_key",) if client_auth_method == "private_key_jwt" else ("client_secret",)
+    return {
+        "oauth2_client_credentials": client_auth,
+        "oauth2_refresh_token": client_auth + ("refresh_token",),
+        # RFC 7523 section 2.1: the assertion is signed with the private key; client auth is optional.
+        "oauth2_jwt_bearer": tuple(dict.fromkeys(("private_key",) + client_auth)),
+        "basic": ("password",),
+        "api_key_header": ("api_key",),
+        "custom_header": ("value",),
+    }.get(protocol, ())
+
+
+# Fields that belong to one upstream identity, so they need a principal.
+PER_PRINCIPAL_FIELDS = ("refresh_token",)
+USER_FIELDS = ("client_secret",)
+
+
+@dataclass(frozen=True)
+class SecretStatus:
+    ref: str
+    owner_kind: str
+    owner: str
+    principal: str | None
+    field: str
+    store: str
+    version: int | None
+    set_at: dt.datetime | None
+
+    def describe(self) -> str:
+        when = self.set_at.strftime("%Y-%m-%d %H:%M UTC") if self.set_at else "never"
+        return f"set on {when}, version {self.version}"
+
+    def as_dict(self) -> dict:
+        return {"ref": self.ref, "owner_kind": self.owner_kind, "owner": self.owner, "principal": self.principal,
+                "field": self.field, "store": self.store, "version": self.version,
+                "set_at": self.set_at.isoformat() if self.set_at else None, "status": self.describe()}
+
+
+@dataclass(frozen=True)
+class _Target:
+    owner_kind: str
+    owner: str
+    principal: str | None
+    field: str
+
+    @property
+    def path(self) -> str:
+        if self.owner_kind == "integration_user":
+            return f"integration_user/{self.owner}/{self.field}"
+        if self.principal:
+            return f"credential/{self.owner}/principal/{self.principal}/{self.field}"
+        return f"credential/{self.owner}/{self.field}"
+
+
+class SecretService:
+    def __init__(self, sessions: sessionmaker[Session], store: SecretStore, clock=None):
+        self.sessions = sessions
+        self.store = store
+        self.clock = clock
+
+    # --- commands --------------------------------------------------------------------------------
+
+    def put_for_credential(self, credential: str, field: str, raw: bytes | str | Secret, *,
+                           principal: str | None = None, actor: str = "system",
+                           correlation_id: str | None = None) -> SecretStatus:
+        target = self._credential_target(credential, principal, field)
+        return self._put(target, raw, actor, correlation_id)
+
+    def put_for_user(self, user: str, field: str, raw: bytes | str | Secret, *, actor: str = "system",
+                     correlation_id: str | None = None) -> SecretStatus:
+        target = self._user_target(user, field)
+        return self._put(target, raw, actor, correlation_id)
+
+    def reconcile(self, ref: str) -> SecretStatus:
+        """Record what the store holds for an existing reference (after a failed recording)."""
+        with self.sessions() as s:
+            row = s.exec(select(SecretRef).where(SecretRef.external_id == ref)).first()
+            if row is None:
+                raise NotFound(f"no secret reference {ref!r}")
+            target = _Target(row.owner_kind, row.owner, row.principal, row.field)
+        return self._record(target, self.store.metadata(target.path), actor="system", correlation_id=None,
+                            user_secret=None, action="secret.reconcile")
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    def status(self, *, owner_kind: str | None = None, owner: str | None = None) -> list[SecretStatus]:
+        with self.sessions() as s:
+            query = select(SecretRef).order_by(SecretRef.external_id)
+            if owner_kind:
+                query = query.where(SecretRef.owner_kind == owner_kind)
+            if owner:
+                query = query.where(SecretRef.owner == owner)
+            return [_status(r) for r in s.exec(query).all()]
+
+    def check_credential(self, credential: str) -> None:
+        with self.sessions() as s:
+            if s.exec(select(ExternalCredential.id).where(ExternalCredential.external_id == credential)).first() is None:
+                raise NotFound(f"unknown credential {credential!r}")
+
+    def check_user(self, user: str) -> None:
+        with self.sessions() as s:
+            if s.exec(select(IntegrationUser.id).where(IntegrationUser.external_id == user)).first() is None:
+                raise NotFound(f"unknown integration user {user!r}")
+
+    # --- the steps -------------------------------------------------------------------------------
+
+    def _put(self, target: _Target, raw, actor: str, correlation_id: str | None) -> SecretStatus:
+        secret = validate_secret_value(raw.reveal() if isinstance(raw, Secret) else raw)
+        path = target.path
+        try:
+            current = self.store.metadata(path).version
+        except SecretNotFound:
+            current = 0
+        meta = self.store.put(path, secret, cas=current)
+        return self._record(target, meta, actor=actor, correlation_id=correlation_id,
+                            user_secret=secret if target.owner_kind == "integration_user" else None)
+
+    def _record(self, target: _Target, meta: SecretMetadata, *, actor: str, correlation_id: str | None,
+                user_secret: Secret | None, action: str = "secret.put") -> SecretStatus:
+        now = self._now()
+        try:
+            with session_scope(self.sessions) as s:
+                ref = s.exec(select(SecretRef).where(SecretRef.external_id == target.path)).first()
+                before = {"version": ref.current_version, "store": ref.store} if ref else {}
+                if ref is None:
+                    ref = SecretRef(external_id=target.path, owner_kind=target.owner_kind, owner=target.owner,
+                                    principal=target.principal, field=target.field, path=target.path)
+                ref.store = self.store.kind
+                ref.mount = getattr(self.store, "mount", None)
+                ref.current_version = meta.version
+                ref.set_at = now
+                s.add(ref)
+                s.flush()
+                self._record_versions(s, ref.id, meta)
+                if user_secret is not None:
+                    self._set_user_secret_hash(s, target.owner, user_secret, now)
+                s.add(AdminAction(actor=actor, action=action, subject_kind="secret_ref", subject=target.path,
+                                  before=before, after={"version": meta.version, "store": self.store.kind},
+                                  correlation_id=correlation_id))
+                status = _status(ref)
+        except GovernError:
+            raise
+        except Exception as exc:  # the database failed after the store was written: say so plainly
+            log.error("secret stored but not recorded",
+                      extra={"ref": target.path, "stored_version": meta.version, "exc_type": type(exc).__name__})
+            raise SecretRecordingFailed(
+                f"{target.path} was stored as version {meta.version}, but recording its reference failed "
+                f"({type(exc).__name__}); run the same put again to converge") from None
+        log.info("secret set", extra={"ref": target.path, "stored_version": meta.version, "store": self.store.kind})
+        return status
+
+    @staticmethod
+    def _record_versions(s: Session, ref_id: int, meta: SecretMetadata) -> None:
+        versions = set(meta.versions or ()) | {meta.version}
+        existing = {v.version: v for v in s.exec(select(SecretVersion).where(SecretVersion.secret_ref_id == ref_id)).all()}
+        for number in sorted(versions):
+            row = existing.get(number) or SecretVersion(secret_ref_id=ref_id, version=number, stage="previous")
+            if number == meta.version:
+                row.stage = "current"
+            elif row.stage == "current":
+                row.stage = "previous"
+            s.add(row)
+        for number, row in existing.items():
+            if number not in versions and row.stage == "current":
+                row.stage = "previous"
+                s.add(row)
+
+    @staticmethod
+    def _set_user_secret_hash(s: Session, user: str, secret: Secret, now: dt.datetime) -> None:
+        # The broker authenticates integration users against a hash; the value itself stays in the vault.
+        from govern.domain.passwords import hash_password
+
+        row = s.exec(select(IntegrationUser).where(IntegrationUser.external_id == user)).one()
+        row.client_secret_hash = hash_password(secret.reveal())
+        row.client_secret_set_at = now
+        row.updated_at = now
+        s.add(row)
+
+    # --- validation ------------------------------------------------------------------------------
+
+    def _credential_target(self, credential: str, principal: str | None, field: str) -> _Target:
+        with self.sessions() as s:
+            cred = s.exec(select(ExternalCredential).where(ExternalCredential.external_id == credential)).first()
+            if cred is None:
+                raise NotFound(f"unknown credential {credential!r}")
+            if principal is not None:
+                found = s.exec(select(Principal.id).where(Principal.credential_id == cred.id,
+                                                          Principal.name == principal)).first()
+                if found is None:
+                    raise NotFound(f"credential {credential!r} has no principal {principal!r}")
+            allowed = credential_fields(cred.protocol, cred.client_auth_method)
+        if field not in allowed:
+            raise ValidationFailed([{"location": "field", "message":
+                                     f"unknown field {field!r} for a {cred.protocol} credential"
+                                     f" (allowed: {', '.join(allowed) or 'none'})"}])
+        if field in PER_PRINCIPAL_FIELDS and principal is None:
+            raise ValidationFailed([{"location": "principal", "message": f"{field} belongs to one principal: "
+                                     "name it with --principal (?principal= in the API)"}])
+        return _Target("credential", credential, principal, field)
+
+    def _user_target(self, user: str, field: str) -> _Target:
+        with self.sessions() as s:
+            row = s.exec(select(IntegrationUser).where(IntegrationUser.external_id == user)).first()
+            if row is None:
+                raise NotFound(f"unknown integration user {user!r}")
+            method = row.client_auth_method
+        if field not in USER_FIELDS:
+            raise ValidationFailed([{"location": "field", "message":
+                                     f"unknown field {field!r} for an integration user (allowed: client_secret)"}])
+        if method not in CLIENT_SECRET_METHODS:
+            raise ValidationFailed([{"location": "field", "message":
+                                     f"integration user {user!r} authenticates with {method}, not a client secret"}])
+        return _Target("integration_user", user, None, field)
+
+    def _now(self) -> dt.datetime:
+        return self.clock.now() if self.clock is not None else utcnow()
+
+
+def _status(ref: SecretRef) -> SecretStatus:
+    set_at = ref.set_at
+    if set_at is not None and set_at.tzinfo is None:
+        set_at = set_at.replace(tzinfo=dt.timezone.utc)
+    return SecretStatus(ref=ref.external_id, owner_kind=ref.owner_kind, owner=ref.owner, principal=ref.principal,
+                        field=ref.field, store=ref.store, version=ref.current_version, set_at=set_at)
+
+
+def secret_service(services) -> SecretService:
+    return SecretService(services.sessions, services.secret_store, services.clock)
