@@ -11,3 +11,6 @@ def register(cli: click.Group) -> None:
     from govern.cli import secrets as secrets_cli
 
     secrets_cli.register(cli)
+    from govern.cli import rotation
+
+    rotation.register(cli)

@@ -6,5 +6,6 @@ from sqlmodel import SQLModel
 
 def metadata():
     import govern.store.tables  # noqa: F401
+    import govern.store.rotation_tables  # noqa: F401
 
     return SQLModel.metadata

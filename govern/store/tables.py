@@ -284,12 +284,24 @@ class LocalSecret(SQLModel, table=True):
     created_at: dt.datetime = _created()
 
 
+# Terminal rotation states; every other state is "active", and a secret has at most one active run.
+ROTATION_TERMINAL_STATES = ("finished", "parked", "cancelled")
+_ACTIVE_RUN = sa.text("state NOT IN ('finished', 'parked', 'cancelled')")
+
+
 class RotationRun(SQLModel, table=True):
     __tablename__ = "rotation_run"
+    __table_args__ = (
+        # One active (non-terminal) run per secret, enforced by the database whatever the number of workers.
+        sa.Index("uq_rotation_run_active_secret", "secret_ref_id", unique=True,
+                 postgresql_where=_ACTIVE_RUN, sqlite_where=_ACTIVE_RUN),
+    )
     id: Optional[int] = Field(default=None, primary_key=True)
     secret_ref_id: int = Field(foreign_key="secret_ref.id", index=True)
     rotator: str = Field(max_length=100)
-    state: str = Field(default="created", max_length=20, index=True)  # created|set|tested|finished|failed|parked|cancelled
+    # created|pending|awaiting_confirmation|set|tested|finished|parked|cancelled (govern.rotation.machine)
+    state: str = Field(default="created", max_length=30, index=True)
+    system_key: Optional[str] = Field(default=None, max_length=300, index=True)  # concurrency cap per system
     dry_run: bool = False
     attempts: int = 0
     pending_version: Optional[int] = None

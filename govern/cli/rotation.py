@@ -1,0 +1,141 @@
+"""`govern rotate` and `govern worker`: thin edges over govern.rotation.runner.RotationService."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import signal
+import threading
+
+import click
+
+from govern.cli.context import services
+from govern.errors import ValidationFailed
+
+
+class _RotateGroup(click.Group):
+    """`govern rotate [--due | NAME] [--commit]` plus subcommands: anything that is not a subcommand
+    name is handed to the default `run` command."""
+
+    def parse_args(self, ctx, args):
+        if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+
+def _service(**kw):
+    import random
+
+    from govern.rotation.runner import RotationService
+
+    return RotationService(services(), rng=random.SystemRandom(), **kw)
+
+
+def _report(outcomes) -> bool:
+    failed = False
+    for o in outcomes:
+        run = f" run={o.run_id}" if o.run_id is not None else ""
+        click.echo(f"{o.status:<22} {o.secret}{run}" + (f"  {o.detail}" if o.detail else ""))
+        failed = failed or o.failed
+    return failed
+
+
+@click.group("rotate", cls=_RotateGroup)
+def rotate() -> None:
+    """Rotate secrets (dry run unless --commit)."""
+
+
+@rotate.command("run")
+@click.argument("name", required=False)
+@click.option("--due", is_flag=True, help="Every secret whose schedule is due.")
+@click.option("--commit", is_flag=True, help="Really rotate; without it nothing is written.")
+def rotate_run(name: str | None, due: bool, commit: bool) -> None:
+    """Rotate NAME, or every due secret with --due."""
+    if bool(name) == bool(due):
+        raise ValidationFailed("give either a secret NAME or --due")
+    svc = _service()
+    refs = svc.due() if due else [svc.find_ref(name)]
+    if not commit:
+        outcomes = svc.plan(refs)
+        click.echo(f"dry run: {len(outcomes)} item(s); nothing was changed (add --commit)")
+    else:
+        outcomes = [svc.rotate(ref.id, force=not due) for ref in refs]
+    failed = _report(outcomes)
+    if not outcomes:
+        click.echo("nothing is due")
+    if failed:
+        raise click.exceptions.Exit(1)
+
+
+@rotate.command("confirm")
+@click.argument("run_id", type=int)
+@click.option("--by", default="cli", show_default=True, help="Who confirms (recorded in the history).")
+def rotate_confirm(run_id: int, by: str) -> None:
+    """Confirm that the new secret of a manual rotation is in place at the target."""
+    if _report([_service().confirm(run_id, by)]):
+        raise click.exceptions.Exit(1)
+
+
+@rotate.command("retry")
+@click.argument("run_id", type=int)
+def rotate_retry(run_id: int) -> None:
+    """Retry a parked run from the step that failed."""
+    if _report([_service().retry(run_id, "cli")]):
+        raise click.exceptions.Exit(1)
+
+
+@rotate.command("history")
+@click.argument("name", required=False)
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def rotate_history(name: str | None, limit: int, as_json: bool) -> None:
+    """Past and current rotation runs, newest first."""
+    from govern.rotation.history import list_runs
+
+    runs = list_runs(services().sessions, secret=name, limit=limit)
+    if as_json:
+        click.echo(json.dumps(runs, indent=2, default=str))
+        return
+    for r in runs:
+        steps = ",".join(f"{s['step']}:{s['outcome']}" for s in r["steps"])
+        click.echo(f"{r['id']:>6} {r['secret']:<40} {r['state']:<22} attempts={r['attempts']} "
+                   f"started={r['started_at']} {steps}" + (f" error={r['error']}" if r["error"] else ""))
+
+
+def _parse_interval(text: str) -> float:
+    from govern.rotation.schedule import parse_interval
+
+    return parse_interval(text).total_seconds()
+
+
+@click.command("worker")
+@click.option("--once", is_flag=True, help="One pass, then exit.")
+@click.option("--interval", default="30s", show_default=True, help="Pause between passes (e.g. 30s, 5m).")
+def worker(once: bool, interval: str) -> None:
+    """Run scheduled jobs: due rotations, resumed runs, revocations, reminders. SIGTERM stops it cleanly
+    after the current item."""
+    pause = _parse_interval(interval)
+    stop = threading.Event()
+
+    def _stop(signum, _frame):
+        stop.set()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    failed = False
+    try:
+        svc = _service()
+        while not stop.is_set():
+            outcomes = svc.tick()
+            failed = _report(outcomes) or failed
+            if once:
+                break
+            stop.wait(pause)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if once and failed:
+        raise click.exceptions.Exit(1)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(rotate)
+    cli.add_command(worker)

@@ -1,0 +1,60 @@
+"""Claiming work so that any number of workers cooperate without a coordinator.
+
+PostgreSQL: `SELECT ... FOR UPDATE SKIP LOCKED` picks a row no other worker is looking at, and a lease
+(`claimed_until`) lets the next worker resume a run whose worker died. SQLite has one writer at a time,
+so a single conditional `UPDATE ... WHERE claimed_until IS NULL OR claimed_until < now` is the claim;
+its row count says whether this worker won.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+from sqlmodel import select
+
+from govern.rotation import machine
+from govern.store.tables import RotationRun
+
+RUNNABLE = (machine.CREATED, machine.PENDING, machine.SET, machine.TESTED)
+
+
+def is_postgres(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _claimable(now: dt.datetime):
+    return sa.and_(
+        RotationRun.state.in_(RUNNABLE),
+        sa.or_(RotationRun.next_attempt_at.is_(None), RotationRun.next_attempt_at <= now),
+        sa.or_(RotationRun.claimed_until.is_(None), RotationRun.claimed_until < now),
+    )
+
+
+def claim_next(session: Session, worker: str, now: dt.datetime, lease: dt.timedelta,
+               only: int | None = None) -> int | None:
+    """Claim one runnable run (or the run `only`) for `worker`; the caller commits."""
+    cond = _claimable(now)
+    if only is not None:
+        cond = sa.and_(cond, RotationRun.id == only)
+    values = {"claimed_by": worker, "claimed_until": now + lease}
+    if is_postgres(session):
+        stmt = (select(RotationRun.id).where(cond).order_by(RotationRun.next_attempt_at, RotationRun.id)
+                .limit(1).with_for_update(skip_locked=True))
+        run_id = session.execute(stmt).scalar_one_or_none()
+        if run_id is None:
+            return None
+        session.execute(sa.update(RotationRun).execution_options(synchronize_session=False).where(RotationRun.id == run_id).values(**values))
+        return run_id
+    candidates = session.execute(select(RotationRun.id).where(cond).order_by(RotationRun.id).limit(10)).scalars().all()
+    for run_id in candidates:
+        res = session.execute(sa.update(RotationRun).execution_options(synchronize_session=False).where(RotationRun.id == run_id, cond).values(**values))
+        if res.rowcount == 1:
+            return run_id
+    return None
+
+
+def lock_system(session: Session, system_key: str) -> None:
+    """Serialise run creation per system (PostgreSQL advisory transaction lock; SQLite already has one writer)."""
+    if is_postgres(session):
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": "govern.rotation:" + system_key})

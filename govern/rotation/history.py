@@ -1,0 +1,49 @@
+"""Reading rotation history for the CLI, the API and the console (rows as plain dicts, never secrets)."""
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import select
+
+from govern.errors import NotFound
+from govern.store.db import session_scope
+from govern.store.tables import RotationRun, SecretRef
+
+
+def aware(value):
+    """SQLite hands back naive datetimes for timezone-aware columns; every value govern writes is UTC."""
+    import datetime as dt
+
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+def _row(run: RotationRun, ref: SecretRef) -> dict[str, Any]:
+    return {"id": run.id, "secret": ref.external_id, "rotator": run.rotator, "state": run.state,
+            "system": run.system_key, "attempts": run.attempts, "pending_version": run.pending_version,
+            "next_attempt_at": aware(run.next_attempt_at), "claimed_by": run.claimed_by,
+            "claimed_until": aware(run.claimed_until), "steps": run.steps or [], "error": run.error,
+            "started_at": aware(run.started_at), "finished_at": aware(run.finished_at)}
+
+
+def list_runs(sessions, *, secret: str | None = None, state: str | None = None, rotator: str | None = None,
+              limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+    with session_scope(sessions) as s:
+        stmt = select(RotationRun, SecretRef).join(SecretRef, SecretRef.id == RotationRun.secret_ref_id)
+        if secret:
+            stmt = stmt.where(SecretRef.external_id == secret)
+        if state:
+            stmt = stmt.where(RotationRun.state == state)
+        if rotator:
+            stmt = stmt.where(RotationRun.rotator == rotator)
+        stmt = stmt.order_by(RotationRun.id.desc()).limit(limit).offset(offset)
+        return [_row(run, ref) for run, ref in s.execute(stmt).all()]
+
+
+def get_run(sessions, run_id: int) -> dict[str, Any]:
+    with session_scope(sessions) as s:
+        run = s.get(RotationRun, run_id)
+        if run is None:
+            raise NotFound(f"no rotation run {run_id}")
+        return _row(run, s.get(SecretRef, run.secret_ref_id))
