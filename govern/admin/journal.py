@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import g
+from flask import g, has_app_context
 
 from govern.store.tables import AdminAction
 
@@ -28,7 +28,7 @@ def record(session, *, actor: str, action: str, subject_kind: str, subject: str,
     """Add one AdminAction row to `session` (committed with the caller's transaction)."""
     row = AdminAction(actor=actor, action=action, subject_kind=subject_kind, subject=subject,
                       before=_scrub(before), after=_scrub(after),
-                      correlation_id=getattr(g, "correlation_id", None))
+                      correlation_id=getattr(g, "correlation_id", None) if has_app_context() else None)
     if at is not None:
         row.at = at
     session.add(row)
