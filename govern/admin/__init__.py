@@ -14,7 +14,7 @@ def init_admin(app) -> None:
 
     from govern.admin import auth
     from govern.admin.dashboard import DashboardView
-    from govern.admin.roles import current_user
+    from govern.admin.roles import current_user, has_role
     from govern.admin.views import build_views
 
     services = app.extensions["govern"]
@@ -25,6 +25,7 @@ def init_admin(app) -> None:
     auth.install(app, csrf)
     app.register_blueprint(auth.bp)
     app.jinja_env.globals["console_user"] = current_user
+    app.jinja_env.globals["can"] = has_role
 
     db = scoped_session(sessionmaker(bind=services.engine))
     app.teardown_appcontext(lambda _exc: db.remove())

@@ -1,9 +1,14 @@
 """Integration users, permission sets, their grants and assignments."""
 from __future__ import annotations
 
+from flask import abort, redirect, request, url_for
+from flask_admin import expose
 from markupsafe import Markup, escape
 from sqlmodel import select
 
+from govern.admin import commands
+from govern.admin.roles import require_role
+from govern.admin.views.actions import actor, parse_date, parse_list, perform
 from govern.admin.views.base import ReadOnlyView, describe_secret, fmt_list, fmt_time, secret_status, secrets_markup
 from govern.store.tables import (Assignment, Decision, IntegrationUser, NamedCredential, PermissionSet,
                                  SecretRef, System)
@@ -51,7 +56,10 @@ def _nc_name(view, context, model, name):
 
 
 class IntegrationUserView(ReadOnlyView):
+    """Read through the store; every write goes through govern.admin.commands (the config-as-code service)."""
+
     details_template = "govern_admin/integration_user.html"
+    list_template = "govern_admin/integration_user_list.html"
     column_list = ("external_id", "name", "owner", "status", "review_date", "client_auth_method", "client_secret",
                    "allowed_scopes", "last_used_at")
     column_details_list = ("external_id", "name", "owner", "justification", "status", "review_date",
@@ -87,6 +95,100 @@ class IntegrationUserView(ReadOnlyView):
             "fmt_time": fmt_time,
         }
 
+    # --- writes ----------------------------------------------------------------------------------
+
+    def _user_or_404(self, ext_id: str | None) -> IntegrationUser:
+        user = self.session.execute(select(IntegrationUser).where(IntegrationUser.external_id == (ext_id or ""))
+                                    ).scalars().first()
+        if user is None:
+            abort(404)
+        return user
+
+    def _details(self, user_id: int):
+        return redirect(url_for(".details_view", id=user_id))
+
+    @expose("/save/", methods=("GET", "POST"))
+    def save_view(self):
+        """Create (no ?user=) or edit an integration user: admin only."""
+        require_role("admin")
+        editing = request.values.get("user")
+        user = self._user_or_404(editing) if editing else None
+        systems = self.session.execute(select(System.external_id).order_by(System.external_id)).scalars().all()
+        values = _form_values(user, self.session) if request.method == "GET" else request.form
+        if request.method == "POST":
+            ext_id = editing or (request.form.get("id") or "").strip()
+
+            def run():
+                fields = {"name": request.form.get("name", "").strip(), "owner": request.form.get("owner", "").strip(),
+                          "justification": request.form.get("justification", "").strip(),
+                          "review_date": parse_date(request.form.get("review_date"), "review_date"),
+                          "source_system": request.form.get("source_system") or None,
+                          "ip_ranges": parse_list(request.form.get("ip_ranges")),
+                          "scopes": parse_list(request.form.get("scopes"))}
+                commands.save_integration_user(self.services, actor(), ext_id, fields, create=not editing)
+
+            if perform(run, f"Integration user {ext_id} {'saved' if editing else 'created'}."):
+                self.session.expire_all()
+                return self._details(self._user_or_404(ext_id).id)
+        return self.render("govern_admin/integration_user_form.html", user=user, values=values, systems=systems)
+
+    @expose("/status/", methods=("POST",))
+    def status_view(self):
+        """Suspend or reactivate: operator and admin."""
+        require_role("operator")
+        user = self._user_or_404(request.form.get("user"))
+        status = request.form.get("status")
+        if status not in ("active", "suspended"):
+            abort(400)
+        verb = "reactivated" if status == "active" else "suspended"
+        perform(lambda: commands.set_user_status(self.services, actor(), user.external_id, status),
+                f"{user.external_id} {verb}.")
+        return self._details(user.id)
+
+    @expose("/assign/", methods=("POST",))
+    def assign_view(self):
+        """Assign a permission set (granting permissions): admin only."""
+        require_role("admin")
+        user = self._user_or_404(request.form.get("user"))
+        permission_set = request.form.get("permission_set") or ""
+        perform(lambda: commands.assign_permission_set(self.services, actor(), user.external_id, permission_set,
+                                                       parse_date(request.form.get("until"), "until")),
+                f"{permission_set} assigned to {user.external_id}.")
+        return self._details(user.id)
+
+    @expose("/unassign/", methods=("POST",))
+    def unassign_view(self):
+        require_role("admin")
+        user = self._user_or_404(request.form.get("user"))
+        permission_set = request.form.get("permission_set") or ""
+        perform(lambda: commands.unassign_permission_set(self.services, actor(), user.external_id, permission_set),
+                f"{permission_set} removed from {user.external_id}.")
+        return self._details(user.id)
+
+    @expose("/set-secret/", methods=("POST",))
+    def set_secret_view(self):
+        """Set the user's client secret through the secret service: admin only. The value is never echoed."""
+        from govern.domain.secret import Secret
+
+        require_role("admin")
+        user = self._user_or_404(request.form.get("user"))
+        value = Secret(request.form.get("value") or "")
+        perform(lambda: commands.set_secret(self.services, actor(), owner_kind="integration_user",
+                                            owner=user.external_id, field="client_secret", value=value),
+                f"Client secret of {user.external_id} set.")
+        return self._details(user.id)
+
+
+def _form_values(user: IntegrationUser | None, session) -> dict:
+    if user is None:
+        return {}
+    source = session.get(System, user.source_system_id) if user.source_system_id else None
+    return {"id": user.external_id, "name": user.name, "owner": user.owner or "",
+            "justification": user.justification or "",
+            "review_date": user.review_date.isoformat() if user.review_date else "",
+            "source_system": source.external_id if source else "",
+            "ip_ranges": ", ".join(user.allowed_cidrs or []), "scopes": ", ".join(user.allowed_scopes or [])}
+
 
 class PermissionSetView(ReadOnlyView):
     column_list = ("external_id", "description", "scopes", "api_types", "max_token_lifetime_seconds",
@@ -119,17 +221,52 @@ def _owner_secret(view, context, model, name):
     return describe_secret(model)
 
 
+def _rotate_button(view, context, model, name):
+    from govern.admin.roles import has_role
+    from govern.admin.views.buttons import post_button
+
+    if not model.rotator:
+        return Markup('<span class="gv-muted">no rotator</span>')
+    if not has_role("operator"):
+        return model.rotator
+    return post_button(url_for(".rotate_view"), "Rotate now", {"ref": model.id},
+                       element_id=f"gv-rotate-{model.id}", confirm="Start a rotation of this secret now?")
+
+
 class SecretRefView(ReadOnlyView):
     """Where each secret lives and when it was set. Values are never read by the console."""
 
-    column_list = ("owner_kind", "owner", "principal", "field", "status", "store", "schedule", "next_due_at")
+    column_list = ("owner_kind", "owner", "principal", "field", "status", "store", "schedule", "next_due_at",
+                   "rotate")
     column_details_list = ("external_id", "owner_kind", "owner", "principal", "field", "status", "store", "mount",
                            "path", "rotator", "schedule", "overlap_seconds", "next_due_at", "created_at")
-    column_labels = {"status": "Value (write-only)"}
+    column_labels = {"status": "Value (write-only)", "rotate": "Rotation"}
     column_searchable_list = ("external_id", "owner", "field")
     column_filters = ("owner_kind", "store", "field", "next_due_at")
-    column_formatters = {"status": _owner_secret}
+    column_formatters = {"status": _owner_secret, "rotate": _rotate_button}
     column_default_sort = ("owner", False)
+
+    @expose("/rotate/", methods=("POST",))
+    def rotate_view(self):
+        """Start a rotation run now (operator and admin); a rotation worker executes it."""
+        require_role("operator")
+        try:
+            ref = self.session.get(SecretRef, int(request.form.get("ref", "")))
+        except ValueError:
+            ref = None
+        if ref is None:
+            abort(404)
+        def run():
+            run_id, why = commands.rotate_now(self.services, actor(), ref.id)
+            if run_id is None:
+                from govern.errors import Conflict
+
+                raise Conflict(f"{ref.external_id} was not started: {why}")
+            return run_id
+
+        perform(run, lambda run_id: f"Rotation of {ref.external_id} started (run {run_id}); "
+                                    "a worker will carry it out.")
+        return redirect(url_for("rotations.index_view"))
 
 
 __all__ = ["IntegrationUserView", "PermissionSetView", "GrantView", "AssignmentView", "SecretRefView",

@@ -3,8 +3,14 @@ from __future__ import annotations
 
 import json
 
+from flask import abort, redirect, request, url_for
+from flask_admin import expose
 from markupsafe import Markup, escape
+from sqlmodel import select
 
+from govern.admin import commands
+from govern.admin.roles import require_role
+from govern.admin.views.actions import actor, perform
 from govern.admin.views.base import ReadOnlyView, fmt_list, secret_status, secrets_markup
 from govern.store.tables import ExternalCredential, NamedCredential, Principal, System
 
@@ -44,6 +50,7 @@ def _credential_secrets(view, context, model, name):
 
 
 class CredentialView(ReadOnlyView):
+    details_template = "govern_admin/credential.html"
     column_list = ("external_id", "system_id", "protocol", "client_id", "client_auth_method", "principal_type",
                    "secrets")
     column_details_list = ("external_id", "system_id", "protocol", "token_url", "authorize_url", "client_id",
@@ -54,6 +61,35 @@ class CredentialView(ReadOnlyView):
     column_filters = ("protocol", "principal_type", "client_auth_method")
     column_formatters = {"system_id": _system_name, "secrets": _credential_secrets, "scopes": fmt_list,
                          "rotation": _json_block}
+
+    def render(self, template, **kwargs):
+        model = kwargs.get("model")
+        if template == self.details_template and model is not None:
+            from govern.secrets.service import credential_fields
+
+            kwargs["secret_fields"] = credential_fields(model.protocol, model.client_auth_method)
+            kwargs["principals"] = self.session.execute(
+                select(Principal.name).where(Principal.credential_id == model.id).order_by(Principal.name)).scalars().all()
+            kwargs["secret_items"] = secret_status(self.session, "credential", model.external_id)
+        return super().render(template, **kwargs)
+
+    @expose("/set-secret/", methods=("POST",))
+    def set_secret_view(self):
+        """Write one secret field through the secret service: admin only. The value is never echoed back."""
+        from govern.domain.secret import Secret
+
+        require_role("admin")
+        cred = self.session.execute(select(ExternalCredential).where(
+            ExternalCredential.external_id == (request.form.get("credential") or ""))).scalars().first()
+        if cred is None:
+            abort(404)
+        field = request.form.get("field") or ""
+        principal = request.form.get("principal") or None
+        value = Secret(request.form.get("value") or "")
+        perform(lambda: commands.set_secret(self.services, actor(), owner_kind="credential", owner=cred.external_id,
+                                            field=field, principal=principal, value=value),
+                lambda status: f"{field} of {cred.external_id} {status.describe()}.")
+        return redirect(url_for(".details_view", id=cred.id))
 
 
 def _principal_secrets(view, context, model, name):
