@@ -54,10 +54,14 @@ def browser():
 
 
 def screenshot(driver, name: str) -> Path:
+    """A full-page PNG (Chrome DevTools Protocol captureBeyondViewport), not only the visible window."""
+    import base64
+
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    # A full-page capture: widen the window to the document height first.
-    height = driver.execute_script("return Math.max(document.body.scrollHeight, 800)")
-    driver.set_window_size(1400, min(int(height) + 120, 4000))
-    driver.save_screenshot(str(path))
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 6000), "scale": 1}})
+    path.write_bytes(base64.b64decode(shot["data"]))
     return path

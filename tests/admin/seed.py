@@ -35,5 +35,5 @@ def seed_findings_and_rotations(services, now):
                         next_due_at=now + dt.timedelta(days=3))
         s.add(ref)
         s.flush()
-        s.add(RotationRun(secret_ref_id=ref.id, rotator="oauth_client_secret", state="failed", attempts=3,
+        s.add(RotationRun(secret_ref_id=ref.id, rotator="static", state="parked", attempts=3,
                           error="upstream refused the new secret", started_at=now - dt.timedelta(days=1)))

@@ -6,7 +6,7 @@ import datetime as dt
 
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterConverter
-from flask_admin.model import filters
+from flask_admin.model import filters, typefmt
 from markupsafe import Markup, escape
 from sqlmodel import select
 
@@ -43,6 +43,8 @@ class ReadOnlyView(ConsoleAccess, ModelView):
 
     column_type_formatters = {**ModelView.column_type_formatters,
                               dt.datetime: lambda view, value, name: fmt_time(value)}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS,
+                                     dt.datetime: lambda view, value, name: fmt_time(value)}
 
     def __init__(self, model, session, services, **kw):
         self.services = services
