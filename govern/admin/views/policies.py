@@ -16,6 +16,10 @@ def policies_dir(services) -> Path:
     configured = services.extras.get("policies_dir")
     if configured:
         return Path(configured)
+    # The instance's own folder first, then the repository's `policies/` (reviewed in git).
+    for candidate in (services.settings.home / "policies", Path.cwd() / "policies"):
+        if candidate.is_dir():
+            return candidate
     return services.settings.home / "policies"
 
 
