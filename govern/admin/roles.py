@@ -23,10 +23,11 @@ def has_role(role: str) -> bool:
 
 def require_role(role: str) -> None:
     """Abort with 403 unless the signed-in user ranks at least `role`. Call it first in every write handler."""
-    if current_user() is None:
-        abort(401)
+    user = current_user()
+    if user is None:
+        abort(401, "Please sign in.")
     if not has_role(role):
-        abort(403)
+        abort(403, f"This needs the {role} role; you are signed in as {user.role}.")
 
 
 class ConsoleAccess:
@@ -40,4 +41,4 @@ class ConsoleAccess:
     def inaccessible_callback(self, name, **kwargs):
         if current_user() is None:
             return redirect(url_for("console_auth.login", next=request.full_path.rstrip("?")))
-        abort(403)
+        abort(403, f"This page needs the {self.read_role} role.")

@@ -162,3 +162,24 @@ def test_operator_acknowledges_a_parked_run(client, console_users, clock, landsc
         steps = s.get(RotationRun, run_id).steps
     assert steps[-1]["step"] == "acknowledge" and steps[-1]["by"] == "operator-user"
     assert f'id="gv-ack-{run_id}"' not in client.get("/admin/rotations/").get_data(as_text=True)
+
+
+def test_admin_edits_a_user_and_the_change_is_recorded_with_before_and_after(client, console_users, clock,
+                                                                             landscape, services):
+    token = _as(client, console_users, "admin")
+    form = client.get("/admin/integration_users/save/?user=order-sync").get_data(as_text=True)
+    assert 'value="team@example.com"' in form
+    response = client.post("/admin/integration_users/save/", data={
+        "csrf_token": token, "user": "order-sync", "name": "order-sync", "owner": "new-team@example.com",
+        "justification": "test", "ip_ranges": "127.0.0.0/8", "scopes": "orders.read, orders.write"})
+    assert response.status_code == 302
+    with services.sessions() as s:
+        action = s.exec(select(AdminAction).where(AdminAction.action == "integration_user.update")).one()
+        user = s.exec(select(IntegrationUser).where(IntegrationUser.external_id == "order-sync")).one()
+    assert action.before["owner"] == "team@example.com" and action.after["owner"] == "new-team@example.com"
+    assert user.owner == "new-team@example.com"
+    # Fields the form does not carry (status, assignments) are kept.
+    assert user.status == "active"
+    assert "order-sync-ps" in client.get(response.headers["Location"]).get_data(as_text=True)
+    # The review date was cleared by the form (left empty): that is part of the recorded change.
+    assert "review_date" in action.before
