@@ -74,4 +74,7 @@ def _register_blueprints(app: Flask) -> None:
     from govern.api import health
 
     app.register_blueprint(health.bp)
+    from govern.api import landscape
+
+    app.register_blueprint(landscape.bp)
     from govern.admin import init_admin; init_admin(app)  # noqa: E702 - the web console at /admin

@@ -14,15 +14,17 @@ from govern.config_as_code.validate import check, parse
 from govern.errors import ValidationFailed
 from govern.store.db import session_scope
 from govern.store.landscape import apply_plan, load_current
+from govern.store.tables import AdminAction
 
 EXPORT_HEADER = "# governance.yaml written by `govern export`: no secret values; set them with `govern secrets put`.\n"
 
 
 def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: bool = False,
-                   prune: bool = False) -> Plan:
+                   prune: bool = False, actor: str | None = None, correlation_id: str | None = None) -> Plan:
     """Validate `text`, plan against the database, and (unless dry_run) apply in one transaction.
 
     Raises ValidationFailed with every error (each with `file:line:col` and a path) and writes nothing.
+    With `actor`, an applied plan is recorded as an AdminAction in the same transaction.
     """
     parsed = parse(text, filename)  # YAML syntax errors raise here, before touching the database
     with session_scope(sessions) as session:
@@ -38,6 +40,11 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
         if not dry_run and plan.has_changes:
             apply_plan(session, plan, stored)
             plan.applied = True
+            if actor:
+                session.add(AdminAction(actor=actor, action="apply", subject_kind="landscape", subject=filename[:300],
+                                        after={"counts": plan.counts, "prune": prune,
+                                               "changes": [c.line() for c in plan.changes[:500]]},
+                                        correlation_id=correlation_id))
         elif dry_run:
             session.rollback()
     return plan

@@ -93,14 +93,14 @@ class MaintenanceWindow(Strict):
 class Contract(Strict):
     owner: Optional[str] = None
     escalation: Optional[str] = None
-    sla: dict[str, Any] = {}
+    sla: dict[str, Any] = Field(default_factory=dict)
     rate_limit_per_minute: Optional[Annotated[int, Field(ge=0)]] = None
     daily_api_budget: Optional[Annotated[int, Field(ge=0)]] = None
     api_version_policy: Optional[str] = None
-    maintenance_windows: list[MaintenanceWindow] = []
+    maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
     runbook: Optional[str] = None
-    schema_links: list[str] = []
-    error_codes: Annotated[dict[str, str], BeforeValidator(_str_keys)] = {}
+    schema_links: list[str] = Field(default_factory=list)
+    error_codes: Annotated[dict[str, str], BeforeValidator(_str_keys)] = Field(default_factory=dict)
 
 
 class SystemDoc(Strict):
@@ -108,8 +108,8 @@ class SystemDoc(Strict):
     name: Optional[str] = None
     kind: str = "generic"
     description: str = ""
-    scopes: list[Scope] = []
-    contract: Contract = Contract()
+    scopes: list[Scope] = Field(default_factory=list)
+    contract: Contract = Field(default_factory=Contract)
 
 
 class PrincipalDoc(Strict):
@@ -138,11 +138,11 @@ class CredentialDoc(Strict):
     authorize_url: Optional[str] = None
     client_id: Optional[str] = None
     client_auth: Optional[Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]] = None
-    scopes: list[Scope] = []
+    scopes: list[Scope] = Field(default_factory=list)
     audience: Optional[str] = None
     header: Optional[str] = None
     principal_type: Literal["named", "per_user"] = "named"
-    principals: list[PrincipalDoc] = []
+    principals: list[PrincipalDoc] = Field(default_factory=list)
     refresh_token_policy: Optional[str] = None
     rotation: Optional[Rotation] = None
 
@@ -164,10 +164,10 @@ class NamedCredentialDoc(Strict):
     api_version: Optional[str] = None
     api_type: Literal[API_TYPES] = "REST"  # type: ignore[valid-type]
     timeout: Duration = 10.0
-    retry: Retry = Retry()
-    circuit_breaker: CircuitBreaker = CircuitBreaker()
-    methods: list[Method] = []
-    paths: list[Annotated[str, Field(min_length=1)]] = []
+    retry: Retry = Field(default_factory=Retry)
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
+    methods: list[Method] = Field(default_factory=list)
+    paths: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     during_maintenance: Literal["refuse", "queue"] = "refuse"
     max_body: Annotated[int, BeforeValidator(parse_size)] = 10 * 1024 * 1024
 
@@ -186,10 +186,10 @@ class IntegrationUserDoc(Strict):
     review_date: Optional[dt.date] = None
     source_system: Optional[Id] = None
     auth: Literal["client_secret_basic", "private_key_jwt"] = "client_secret_basic"
-    jwks: dict[str, Any] = {}
-    ip_ranges: list[Cidr] = []
-    scopes: list[Scope] = []
-    permission_sets: list[AssignmentDoc] = []  # a bare id is read as {permission_set: id}
+    jwks: dict[str, Any] = Field(default_factory=dict)
+    ip_ranges: list[Cidr] = Field(default_factory=list)
+    scopes: list[Scope] = Field(default_factory=list)
+    permission_sets: list[AssignmentDoc] = Field(default_factory=list)  # a bare id is read as {permission_set: id}
 
 
 ObjectAccess = Literal["read", "edit", "none"]
@@ -202,26 +202,26 @@ class ObjectPermissions(Strict):
     delete: bool = False
     view_all: bool = False
     modify_all: bool = False
-    fields: dict[str, ObjectAccess] = {}
+    fields: dict[str, ObjectAccess] = Field(default_factory=dict)
 
 
 class GrantDoc(Strict):
     named_credential: Id
     principal: Optional[str] = None
-    methods: list[Method] = []
-    paths: list[Annotated[str, Field(min_length=1)]] = []
-    objects: dict[str, ObjectPermissions] = {}
+    methods: list[Method] = Field(default_factory=list)
+    paths: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    objects: dict[str, ObjectPermissions] = Field(default_factory=dict)
 
 
 class PermissionSetDoc(Strict):
     id: Id
     description: str = ""
-    scopes: list[Scope] = []
-    api_types: list[Literal[API_TYPES]] = []  # type: ignore[valid-type]
+    scopes: list[Scope] = Field(default_factory=list)
+    api_types: list[Literal[API_TYPES]] = Field(default_factory=list)  # type: ignore[valid-type]
     max_token_lifetime: Duration = 3600
     overdraft: bool = False
-    system_permissions: list[Annotated[str, Field(min_length=1)]] = []
-    grants: list[GrantDoc] = []
+    system_permissions: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    grants: list[GrantDoc] = Field(default_factory=list)
 
 
 SECTIONS: dict[str, type[Strict]] = {

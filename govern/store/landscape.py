@@ -42,75 +42,103 @@ def _iso(value) -> str | None:
 
 
 def load_current(session: Session) -> Stored:
+    """The whole landscape: one query per table."""
     specs = empty_landscape()
-    ids: dict[str, dict[str, int]] = {kind: {} for kind in T}
+    stored = Stored(specs=specs, ids={kind: {} for kind in T})
     name_of: dict[str, dict[int, str]] = {kind: {} for kind in T}
     rows = {kind: session.execute(sa.select(table).order_by(table.c.id)).mappings().all() for kind, table in T.items()}
     for kind, items in rows.items():
         for r in items:
-            ids[kind][r["external_id"]] = r["id"]
+            stored.ids[kind][r["external_id"]] = r["id"]
             name_of[kind][r["id"]] = r["external_id"]
-    for r in rows["system"]:
-        contract = r["contract"] or {}
-        specs["system"][r["external_id"]] = {
-            "name": r["name"] or r["external_id"], "kind": r["kind"], "description": r["description"] or "",
-            "scopes": list(r["scopes"] or []), "owner": r["owner"], "escalation": r["escalation_contact"],
-            "sla": r["sla"] or {}, "rate_limit_per_minute": r["rate_limit_per_minute"],
-            "daily_api_budget": r["daily_api_budget"], "api_version_policy": r["api_version_policy"],
-            "maintenance_windows": list(r["maintenance_windows"] or []), "runbook": r["runbook_url"],
-            "schema_links": list(contract.get("schema_links", [])), "error_codes": dict(contract.get("error_codes", {})),
-        }
     principals: dict[int, list[dict]] = {}
-    stored = Stored(specs=specs, ids=ids)
-    for r in session.execute(sa.select(PRINCIPAL).order_by(PRINCIPAL.c.name)).mappings():
-        principals.setdefault(r["credential_id"], []).append(
-            {"name": r["name"], "subject": r["subject"],
-             "user": name_of["integration_user"].get(r["integration_user_id"]) if r["integration_user_id"] else None})
+    for r in session.execute(sa.select(PRINCIPAL).order_by(PRINCIPAL.c.name)).mappings().all():
+        principals.setdefault(r["credential_id"], []).append(principal_of(r, name_of["integration_user"]))
         stored.principal_ids[(name_of["credential"][r["credential_id"]], r["name"])] = r["id"]
-    for r in rows["credential"]:
-        specs["credential"][r["external_id"]] = {
-            "system": name_of["system"][r["system_id"]], "protocol": r["protocol"], "token_url": r["token_url"],
-            "authorize_url": r["authorize_url"], "client_id": r["client_id"], "client_auth": r["client_auth_method"],
-            "scopes": list(r["scopes"] or []), "audience": r["audience"], "header": r["header_name"],
-            "principal_type": r["principal_type"], "principals": principals.get(r["id"], []),
-            "refresh_token_policy": r["refresh_token_policy"], "rotation": r["rotation"] or {},
-        }
-    for r in rows["named_credential"]:
-        specs["named_credential"][r["external_id"]] = {
-            "credential": name_of["credential"][r["credential_id"]], "url": r["url"], "api_version": r["api_version"],
-            "api_type": r["api_type"], "timeout": float(r["timeout_seconds"]), "retry": r["retry"] or {},
-            "circuit_breaker": r["circuit_breaker"] or {}, "methods": list(r["allowed_methods"] or []),
-            "paths": list(r["allowed_paths"] or []), "during_maintenance": r["during_maintenance"],
-            "max_body": r["max_body_bytes"],
-        }
     assignments: dict[int, list[dict]] = {}
-    for r in session.execute(sa.select(ASSIGNMENT)).mappings():
+    for r in session.execute(sa.select(ASSIGNMENT)).mappings().all():
         user, pset = name_of["integration_user"][r["integration_user_id"]], name_of["permission_set"][r["permission_set_id"]]
         assignments.setdefault(r["integration_user_id"], []).append({"permission_set": pset, "until": _iso(r["expires_at"])})
         stored.assignment_ids[(user, pset)] = r["id"]
-    for r in rows["integration_user"]:
-        specs["integration_user"][r["external_id"]] = {
-            "name": r["name"] or r["external_id"], "owner": r["owner"], "justification": r["justification"],
-            "status": r["status"], "review_date": _iso(r["review_date"]),
-            "source_system": name_of["system"].get(r["source_system_id"]) if r["source_system_id"] else None,
-            "auth": r["client_auth_method"], "jwks": r["jwks"] or {}, "ip_ranges": list(r["allowed_cidrs"] or []),
-            "scopes": list(r["allowed_scopes"] or []),
-            "permission_sets": sorted(assignments.get(r["id"], []), key=lambda a: a["permission_set"]),
-        }
     grants: dict[int, list[dict]] = {}
-    for r in session.execute(sa.select(GRANT).order_by(GRANT.c.permission_set_id, GRANT.c.position, GRANT.c.id)).mappings():
-        grants.setdefault(r["permission_set_id"], []).append({
-            "named_credential": name_of["named_credential"].get(r["named_credential_id"]) if r["named_credential_id"] else None,
-            "principal": r["principal"], "methods": list(r["methods"] or []), "paths": list(r["paths"] or []),
-            "objects": r["objects"] or {}})
+    for r in session.execute(sa.select(GRANT).order_by(GRANT.c.permission_set_id, GRANT.c.position, GRANT.c.id)).mappings().all():
+        grants.setdefault(r["permission_set_id"], []).append(grant_of(r, name_of["named_credential"]))
+    for r in rows["system"]:
+        specs["system"][r["external_id"]] = system_spec_of(r)
+    for r in rows["credential"]:
+        specs["credential"][r["external_id"]] = credential_spec_of(r, name_of["system"], principals.get(r["id"], []))
+    for r in rows["named_credential"]:
+        specs["named_credential"][r["external_id"]] = named_credential_spec_of(r, name_of["credential"])
+    for r in rows["integration_user"]:
+        specs["integration_user"][r["external_id"]] = user_spec_of(r, name_of["system"], assignments.get(r["id"], []))
     for r in rows["permission_set"]:
-        specs["permission_set"][r["external_id"]] = {
-            "description": r["description"] or "", "scopes": list(r["scopes"] or []),
-            "api_types": list(r["api_types"] or []), "max_token_lifetime": r["max_token_lifetime_seconds"],
-            "overdraft": bool(r["allow_budget_overdraft"]), "system_permissions": list(r["system_permissions"] or []),
-            "grants": grants.get(r["id"], []),
-        }
+        specs["permission_set"][r["external_id"]] = permission_set_spec_of(r, grants.get(r["id"], []))
     return stored
+
+
+# --- rows -> specs (also used by the management API's paged reads) ---------------------------------
+
+def system_spec_of(r) -> dict:
+    contract = r["contract"] or {}
+    return {
+        "name": r["name"] or r["external_id"], "kind": r["kind"], "description": r["description"] or "",
+        "scopes": list(r["scopes"] or []), "owner": r["owner"], "escalation": r["escalation_contact"],
+        "sla": r["sla"] or {}, "rate_limit_per_minute": r["rate_limit_per_minute"],
+        "daily_api_budget": r["daily_api_budget"], "api_version_policy": r["api_version_policy"],
+        "maintenance_windows": list(r["maintenance_windows"] or []), "runbook": r["runbook_url"],
+        "schema_links": list(contract.get("schema_links", [])), "error_codes": dict(contract.get("error_codes", {})),
+    }
+
+
+def principal_of(r, user_names: dict[int, str]) -> dict:
+    return {"name": r["name"], "subject": r["subject"],
+            "user": user_names.get(r["integration_user_id"]) if r["integration_user_id"] else None}
+
+
+def credential_spec_of(r, system_names: dict[int, str], principals: list[dict]) -> dict:
+    return {
+        "system": system_names[r["system_id"]], "protocol": r["protocol"], "token_url": r["token_url"],
+        "authorize_url": r["authorize_url"], "client_id": r["client_id"], "client_auth": r["client_auth_method"],
+        "scopes": list(r["scopes"] or []), "audience": r["audience"], "header": r["header_name"],
+        "principal_type": r["principal_type"], "principals": principals,
+        "refresh_token_policy": r["refresh_token_policy"], "rotation": r["rotation"] or {},
+    }
+
+
+def named_credential_spec_of(r, credential_names: dict[int, str]) -> dict:
+    return {
+        "credential": credential_names[r["credential_id"]], "url": r["url"], "api_version": r["api_version"],
+        "api_type": r["api_type"], "timeout": float(r["timeout_seconds"]), "retry": r["retry"] or {},
+        "circuit_breaker": r["circuit_breaker"] or {}, "methods": list(r["allowed_methods"] or []),
+        "paths": list(r["allowed_paths"] or []), "during_maintenance": r["during_maintenance"],
+        "max_body": r["max_body_bytes"],
+    }
+
+
+def user_spec_of(r, system_names: dict[int, str], assignments: list[dict]) -> dict:
+    return {
+        "name": r["name"] or r["external_id"], "owner": r["owner"], "justification": r["justification"],
+        "status": r["status"], "review_date": _iso(r["review_date"]),
+        "source_system": system_names.get(r["source_system_id"]) if r["source_system_id"] else None,
+        "auth": r["client_auth_method"], "jwks": r["jwks"] or {}, "ip_ranges": list(r["allowed_cidrs"] or []),
+        "scopes": list(r["allowed_scopes"] or []),
+        "permission_sets": sorted(assignments, key=lambda a: a["permission_set"]),
+    }
+
+
+def grant_of(r, named_credential_names: dict[int, str]) -> dict:
+    return {"named_credential": named_credential_names.get(r["named_credential_id"]) if r["named_credential_id"] else None,
+            "principal": r["principal"], "methods": list(r["methods"] or []), "paths": list(r["paths"] or []),
+            "objects": r["objects"] or {}}
+
+
+def permission_set_spec_of(r, grants: list[dict]) -> dict:
+    return {
+        "description": r["description"] or "", "scopes": list(r["scopes"] or []),
+        "api_types": list(r["api_types"] or []), "max_token_lifetime": r["max_token_lifetime_seconds"],
+        "overdraft": bool(r["allow_budget_overdraft"]), "system_permissions": list(r["system_permissions"] or []),
+        "grants": grants,
+    }
 
 
 # --- spec -> columns ------------------------------------------------------------------------------

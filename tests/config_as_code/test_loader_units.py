@@ -11,9 +11,9 @@ from govern.errors import ValidationFailed
 def test_positions_are_one_based_and_entries_point_at_their_key():
     doc = load("a:\n  - x: 1\n    y: [1, 2]\n  - 2027-01-01\n", "f.yaml")
     assert doc.data == {"a": [{"x": 1, "y": [1, 2]}, dt.date(2027, 1, 1)]}
-    assert doc.positions[("a",)] == (1, 1)
-    assert doc.positions[("a", 0, "y")] == (3, 5)
-    assert doc.positions[("a", 0, "y", 1)] == (3, 12)
+    assert doc.where(("a",)) == (1, 1)
+    assert doc.where(("a", 0, "y")) == (3, 5)
+    assert doc.where(("a", 0, "y", 1)) == (3, 12)
     assert doc.location(("a", 1, "missing")) == "f.yaml:4:5"
 
 

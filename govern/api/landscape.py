@@ -1,0 +1,107 @@
+"""Management API for the landscape: read systems, credentials, named credentials, integration users and
+permission sets; apply a governance.yaml document.
+
+Views are a permission check and one service call. Lists are paged with `?limit=&cursor=` (the cursor
+is opaque; pass back `next_cursor`). Secret values are never returned, only their metadata.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+
+from flask import Blueprint, current_app, g, jsonify, request
+
+from govern.api.auth import require_admin
+from govern.errors import BadRequest, GovernError, NotFound
+
+bp = Blueprint("landscape", __name__, url_prefix="/api/v1")
+
+RESOURCES = {"systems": "system", "credentials": "credential", "named-credentials": "named_credential",
+             "integration-users": "integration_user", "permission-sets": "permission_set"}
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+
+
+class UnsupportedMediaType(GovernError):
+    code = "unsupported_media_type"
+    status = 415
+    title = "Unsupported media type"
+
+
+def _sessions():
+    return current_app.extensions["govern"].sessions
+
+
+def _encode(cursor: str | None) -> str | None:
+    return base64.urlsafe_b64encode(cursor.encode()).decode().rstrip("=") if cursor else None
+
+
+def _decode(cursor: str | None) -> str | None:
+    if not cursor:
+        return None
+    try:
+        return base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadRequest("cursor is not valid; pass back next_cursor unchanged") from None
+
+
+def _limit() -> int:
+    from govern.store.landscape_query import MAX_LIMIT
+
+    raw = request.args.get("limit", "100")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
+    return int(raw)
+
+
+def _list(kind: str):
+    from govern.store.db import session_scope
+    from govern.store.landscape_query import page
+
+    limit, after = _limit(), _decode(request.args.get("cursor"))
+    with session_scope(_sessions()) as session:
+        items, next_after = page(session, kind, limit=limit, after=after)
+    return jsonify(items=items, next_cursor=_encode(next_after))
+
+
+def _get(kind: str, ext_id: str):
+    from govern.store.db import session_scope
+    from govern.store.landscape_query import page
+
+    with session_scope(_sessions()) as session:
+        items, _ = page(session, kind, limit=1, only=ext_id)
+    if not items:
+        raise NotFound(f"no {kind.replace('_', ' ')} {ext_id!r}")
+    return jsonify(items[0])
+
+
+def _register_reads() -> None:
+    for resource, kind in RESOURCES.items():
+        bp.add_url_rule(f"/{resource}", f"list_{kind}", require_admin("auditor")(lambda kind=kind: _list(kind)),
+                        methods=["GET"])
+        bp.add_url_rule(f"/{resource}/<ext_id>", f"get_{kind}",
+                        require_admin("auditor")(lambda ext_id, kind=kind: _get(kind, ext_id)), methods=["GET"])
+
+
+_register_reads()
+
+
+def _flag(name: str) -> bool:
+    value = request.args.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise BadRequest(f"{name} must be true or false")
+    return value in ("true", "1")
+
+
+@bp.post("/apply")
+@require_admin("admin")
+def apply():
+    """POST /api/v1/apply: body is governance.yaml (application/yaml). Returns the plan; 422 lists every error."""
+    from govern.landscape import apply_document
+
+    if request.mimetype not in YAML_TYPES:
+        raise UnsupportedMediaType("send the governance.yaml document as application/yaml")
+    dry_run, prune = _flag("dry_run"), _flag("prune")
+    text = request.get_data(as_text=True)
+    plan = apply_document(_sessions(), text, "request", dry_run=dry_run, prune=prune, actor=g.admin_user,
+                          correlation_id=getattr(g, "correlation_id", None))
+    return jsonify(plan.to_dict())
