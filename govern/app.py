@@ -78,3 +78,6 @@ def _register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(landscape.bp)
     from govern.admin import init_admin; init_admin(app)  # noqa: E702 - the web console at /admin
+    from govern.api import secrets as secrets_api
+
+    app.register_blueprint(secrets_api.bp)

@@ -31,13 +31,13 @@ def build_secret_store(settings: Settings, sessions, *, clock=None):
         return VaultSecretStore.from_settings(settings, clock=clock)
     from govern.secrets.local import LocalSecretStore
 
-    return LocalSecretStore(sessions, build_keyring(settings))
+    return LocalSecretStore(sessions, lambda: build_keyring(settings))
 
 
 def build_cache_cipher(settings: Settings, store):
     from govern.secrets.cipher import CacheCipher
 
-    keyring = getattr(store, "keyring", None) or (lambda: build_keyring(settings))
+    keyring = (lambda: store.keyring) if getattr(store, "kind", None) == "local" else (lambda: build_keyring(settings))
     if getattr(store, "kind", None) == "vault":
         return CacheCipher(keyring=keyring, transit=store.transit, transit_available=store.transit.available)
     return CacheCipher(keyring=keyring)

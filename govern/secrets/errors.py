@@ -1,7 +1,7 @@
 """Errors of the secret stores, as branches of govern's one error tree (govern.errors)."""
 from __future__ import annotations
 
-from govern.errors import Forbidden, GovernError
+from govern.errors import GovernError
 
 
 class SecretIntegrityError(GovernError):
@@ -12,8 +12,11 @@ class SecretIntegrityError(GovernError):
     title = "A stored secret failed its integrity check"
 
 
-class SecretStorePermissionDenied(Forbidden):
-    """The secret store refused govern's own identity (a Vault policy, a revoked token)."""
+class SecretStorePermissionDenied(GovernError):
+    """The secret store refused govern's own identity (a Vault 401/403: a policy, a revoked token).
+
+    Not a Forbidden: the HTTP caller did nothing wrong, govern's vault identity is misconfigured.
+    """
 
     code = "secret_store_permission_denied"
     status = 503  # the caller did nothing wrong: govern's vault identity lacks a permission
@@ -26,3 +29,11 @@ class SecretRecordingFailed(GovernError):
     code = "secret_recording_failed"
     status = 500
     title = "The secret was stored but its reference was not recorded"
+
+
+class VaultRequestRefused(GovernError):
+    """The vault answered a request with an error that is neither ours to retry nor a missing secret."""
+
+    code = "secret_store_refused"
+    status = 502
+    title = "The secret store refused govern's request"

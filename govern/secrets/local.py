@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Iterator
+from typing import Callable, Iterator
 
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
@@ -42,9 +42,18 @@ def associated_data(path: str, version: int) -> bytes:
 class LocalSecretStore:
     kind = "local"
 
-    def __init__(self, sessions: sessionmaker[Session], keyring: KeyRing):
+    def __init__(self, sessions: sessionmaker[Session], keyring: KeyRing | Callable[[], KeyRing]):
         self._sessions = sessions
-        self.keyring = keyring
+        # A callable is loaded on first use, so building services never creates or reads the key file
+        # (`govern init` creates it; a key file problem surfaces where a secret is needed).
+        self._keyring = keyring if isinstance(keyring, KeyRing) else None
+        self._keyring_source = keyring
+
+    @property
+    def keyring(self) -> KeyRing:
+        if self._keyring is None:
+            self._keyring = self._keyring_source()
+        return self._keyring
 
     # --- the port --------------------------------------------------------------------------------
 
@@ -93,8 +102,10 @@ class LocalSecretStore:
                                .distinct().order_by(LocalSecret.path)).all())
 
     def ping(self) -> None:
+        """The database answers and the master keys load (a key file with loose permissions fails here)."""
         with self._session() as s:
             s.execute(sa.text("SELECT 1"))
+        self.keyring
 
     # --- key rotation ----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import logging
+import threading
 from typing import Any, Callable, TypeVar
 
 import hvac
@@ -25,18 +26,12 @@ import requests
 from govern.domain.secret import Secret
 from govern.errors import GovernError, SecretConflict, SecretNotFound, SecretStoreUnavailable
 from govern.ports import Clock, SecretMetadata, SystemClock
-from govern.secrets.errors import SecretStorePermissionDenied
+from govern.secrets.errors import SecretStorePermissionDenied, VaultRequestRefused
 from govern.secrets.vault_auth import VaultAuth, auth_from_settings
 
 log = logging.getLogger("govern.secrets.vault")
 T = TypeVar("T")
 RETRY_AFTER_SECONDS = 5
-
-
-class VaultRequestRefused(GovernError):
-    code = "secret_store_refused"
-    status = 502
-    title = "The secret store refused govern's request"
 
 
 def _unavailable(_: Exception) -> GovernError:
@@ -101,6 +96,7 @@ class VaultSecretStore:
         self._renewable = False
         self.renewals = 0
         self.logins = 0
+        self._token_lock = threading.Lock()  # one login/renewal at a time across request threads
 
     @classmethod
     def from_settings(cls, settings, *, clock: Clock | None = None, timeout: float = 5.0) -> "VaultSecretStore":
@@ -111,8 +107,13 @@ class VaultSecretStore:
 
     def put(self, path: str, value: Secret, *, cas: int | None = None) -> SecretMetadata:
         """POST /:mount/data/:path (KV v2), with options.cas when `cas` is given (0: must not exist)."""
-        resp = self._call(lambda: self.client.secrets.kv.v2.create_or_update_secret(
-            path=path, secret={"value": value.reveal()}, cas=cas, mount_point=self.mount))
+        try:
+            resp = self._call(lambda: self.client.secrets.kv.v2.create_or_update_secret(
+                path=path, secret={"value": value.reveal()}, cas=cas, mount_point=self.mount))
+        except SecretNotFound:  # a write answered 404: no KV v2 engine at that mount
+            resp = None
+        if resp is None:
+            raise VaultRequestRefused(f"the vault has no KV v2 engine mounted at {self.mount!r} (GOVERN_VAULT_MOUNT)")
         data = resp["data"]
         return SecretMetadata(path=path, version=int(data["version"]), created_at=_parse_time(data.get("created_time")),
                               versions=())
@@ -176,6 +177,10 @@ class VaultSecretStore:
         A token that cannot be renewed is replaced by a fresh login when the auth method can log in
         again (AppRole, Kubernetes); a plain token that cannot be renewed simply runs out.
         """
+        with self._token_lock:
+            self._ensure_token_locked()
+
+    def _ensure_token_locked(self) -> None:
         now = self.clock.monotonic()
         if self._expires_at is None:
             self._login()
@@ -240,7 +245,9 @@ class VaultSecretStore:
             if mapped is None:
                 raise
             log.warning("vault call failed", extra={"exc_type": type(exc).__name__, "code": mapped.code})
-            raise mapped from None
+        # Raised outside the except block, so the hvac exception (whose text quotes URLs and paths)
+        # is not even kept as __context__.
+        raise mapped
 
 
 class VaultTransit:

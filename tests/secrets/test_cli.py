@@ -92,12 +92,12 @@ def test_init_creates_the_key_file(runner, settings, monkeypatch):
         key_file.unlink()
     r = runner.invoke(["init"])
     assert r.exit_code == 0, r.output
-    assert "secret store: local, master key file" in r.output
+    assert "secret store: local, master key file" in r.output and "created (mode 0600)" in r.output
     assert oct(key_file.stat().st_mode & 0o777) == "0o600"
 
 
 def test_a_loose_key_file_is_refused_in_one_line(runner, settings):
     load_keyring(None, settings.home, create=True)
     key_file_path(settings.home).chmod(0o644)
-    r = runner.invoke(["secrets", "status"])
+    r = runner.invoke(["secrets", "rotate-key"])
     assert r.exit_code == 2 and "must be 0600" in r.output and len(r.output.splitlines()) == 1

@@ -149,3 +149,20 @@ def test_master_keys_from_the_environment(tmp_path):
 def test_production_needs_a_master_key_from_the_environment():
     with pytest.raises(ConfigurationError, match="GOVERN_MASTER_KEY"):
         load_settings({}, env="production", secret_key="x" * 40, database_url="postgresql://h/db")
+
+
+def test_readiness_fails_on_a_loose_key_file(services, settings):
+    from govern.errors import ConfigurationError
+
+    assert not key_file_path(settings.home).exists()  # building services does not create it
+    services.health_checks["secret_store"]()  # development: created on first use
+    assert key_file_path(settings.home).exists()
+    key_file_path(settings.home).chmod(0o640)
+    from govern.bootstrap import build_services
+
+    fresh = build_services(settings)
+    try:
+        with pytest.raises(ConfigurationError):
+            fresh.health_checks["secret_store"]()
+    finally:
+        fresh.close()

@@ -66,12 +66,20 @@ def test_write_read_versions_and_check_and_set(openbao, prefix):
     store.ping()
 
 
+def test_a_missing_mount_is_named_clearly(openbao, prefix):
+    from govern.secrets.vault import VaultRequestRefused
+
+    store = _store(openbao, mount="no-such-mount")
+    with pytest.raises(VaultRequestRefused, match="no KV v2 engine mounted at 'no-such-mount'"):
+        store.put(prefix + "x", Secret("v"))
+
+
 def test_a_bad_token_is_a_permission_error_without_vault_text(openbao, prefix):
     store = _store(openbao, TokenAuth("not-a-real-token"))
     with pytest.raises(SecretStorePermissionDenied) as caught:
         store.get(prefix + "x")
     assert "http" not in caught.value.detail and prefix not in caught.value.detail
-    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+    assert caught.value.__cause__ is None and caught.value.__context__ is None
 
 
 def test_nothing_listening_is_unavailable_with_retry_after():
@@ -83,6 +91,7 @@ def test_nothing_listening_is_unavailable_with_retry_after():
     with pytest.raises(SecretStoreUnavailable) as caught:
         store.get("anything")
     assert caught.value.status == 503 and caught.value.headers["Retry-After"]
+    assert caught.value.__context__ is None  # the transport error is not kept
     with pytest.raises(SecretStoreUnavailable):
         store.ping()
 
