@@ -71,7 +71,7 @@ def _install_correlation(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from govern.api import health
+    from govern.api import health, rotations
 
     app.register_blueprint(health.bp)
     from govern.api import landscape
@@ -81,3 +81,4 @@ def _register_blueprints(app: Flask) -> None:
     from govern.api import secrets as secrets_api
 
     app.register_blueprint(secrets_api.bp)
+    app.register_blueprint(rotations.bp)

@@ -123,6 +123,7 @@ def worker(once: bool, interval: str) -> None:
     failed = False
     try:
         svc = _service()
+        click.echo(f"worker {svc.worker_id} started; a pass every {pause:g}s", err=True)
         while not stop.is_set():
             outcomes = svc.tick()
             failed = _report(outcomes) or failed
@@ -132,6 +133,7 @@ def worker(once: bool, interval: str) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    click.echo("worker stopped", err=True)
     if once and failed:
         raise click.exceptions.Exit(1)
 

@@ -14,8 +14,12 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from contextlib import contextmanager
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+from sqlmodel import Session as SQLModelSession
 from sqlmodel import select
 
 from govern.errors import Conflict, GovernError, NotFound
@@ -92,6 +96,8 @@ class RotationService:
     # "before_persist" after the target was touched but before the state was written.
     hook: Callable[[str, int, str], None] | None = None
     _rotators: dict[str, Any] = field(default_factory=dict)
+    _pinned_sessions: Any = None
+    _claimed: dict[int, tuple[Any, Any]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.notifier is None:
@@ -104,7 +110,23 @@ class RotationService:
         return self.services.clock.now()
 
     def _session(self):
-        return session_scope(self.services.sessions)
+        return session_scope(self._pinned_sessions or self.services.sessions)
+
+    @contextmanager
+    def pinned(self):
+        """Use one connection for a whole pass: a worker runs many short transactions, and checking a
+        connection out of the pool (with its pre-ping) for each one doubles the round trips."""
+        if self._pinned_sessions is not None:
+            yield
+            return
+        conn = self.services.engine.connect()
+        try:
+            conn.commit()  # the pre-ping may have begun a transaction; start clean
+            self._pinned_sessions = sessionmaker(bind=conn, class_=SQLModelSession, expire_on_commit=False)
+            yield
+        finally:
+            self._pinned_sessions = None
+            conn.close()
 
     def _rotator(self, name: str):
         return load_rotator(name, self._rotators)
@@ -145,144 +167,195 @@ class RotationService:
                                    detail=f"rotator {ref.rotator}, system {system_key(s, ref)}"))
         return out
 
-    def start(self, ref_id: int, *, force: bool = False) -> tuple[int | None, str]:
+    def start(self, ref_id: int, *, force: bool = False, claim: bool = False) -> tuple[int | None, str]:
         """Create the run for one secret. Returns (run_id, "") or (None, why not).
 
         Not forced, the secret must still be due: the conditional UPDATE of next_due_at is the claim on
-        the schedule, so of many workers that saw it due exactly one creates the run."""
+        the schedule, so of many workers that saw it due exactly one creates the run. With `claim`, the
+        new run is leased to this worker in the same transaction."""
         now = self._now()
         try:
             with self._session() as s:
                 ref = s.get(SecretRef, ref_id)
                 if ref is None or not ref.rotator:
                     return None, "no rotator configured"
-                key = system_key(s, ref)
-                claims.lock_system(s, key)
-                cond = [SecretRef.id == ref_id]
-                if not force:
-                    cond += [SecretRef.next_due_at.is_not(None), SecretRef.next_due_at <= now]
-                if s.execute(sa.update(SecretRef).execution_options(synchronize_session=False).where(*cond).values(next_due_at=None)).rowcount != 1:
-                    return None, "not due (already taken)"
-                active = s.execute(select(RotationRun.id).where(RotationRun.secret_ref_id == ref_id,
-                                                                RotationRun.state.in_(machine.ACTIVE))).scalar()
-                if active:
-                    s.rollback()
-                    return None, f"run {active} is already active"
-                cap_row = s.get(RotationSystemCap, key)
-                cap = cap_row.max_concurrent if cap_row else 1
-                busy = s.execute(select(sa.func.count()).select_from(RotationRun).where(
-                    RotationRun.system_key == key, RotationRun.state.in_(machine.ACTIVE))).scalar_one()
-                if busy >= cap:
-                    s.rollback()  # keeps next_due_at: it is started when the system is free
-                    return None, f"system {key} is at its concurrency cap ({cap})"
-                run = RotationRun(secret_ref_id=ref_id, rotator=ref.rotator, state=machine.CREATED, system_key=key,
-                                  next_attempt_at=now, started_at=now, steps=[])
-                s.add(run)
-                s.flush()
-                return run.id, ""
+                return self._create_run(s, ref, now, due_only=not force, claim=claim)
         except IntegrityError:
             return None, "another run is already active"
 
+    def start_next_due(self, skip: set[int]) -> tuple[int | None, str, int | None]:
+        """Pick any due secret no other worker is starting (SKIP LOCKED), create its run and claim it.
+        Returns (run_id, why not, secret id); (None, "", None) when nothing is due."""
+        now = self._now()
+        try:
+            with self._session() as s:
+                stmt = (select(SecretRef).where(SecretRef.rotator.is_not(None), SecretRef.next_due_at.is_not(None),
+                                                SecretRef.next_due_at <= now)
+                        .order_by(SecretRef.next_due_at, SecretRef.id).limit(1))
+                if skip:
+                    stmt = stmt.where(SecretRef.id.not_in(skip))
+                if claims.is_postgres(s):
+                    stmt = stmt.with_for_update(skip_locked=True)
+                ref = s.execute(stmt).scalar_one_or_none()
+                if ref is None:
+                    return None, "", None
+                run_id, why = self._create_run(s, ref, now, due_only=True, claim=True)
+                return run_id, why, ref.id
+        except IntegrityError:
+            return None, "another run is already active", ref.id
+
+    def _create_run(self, s, ref: SecretRef, now: dt.datetime, *, due_only: bool, claim: bool) -> tuple[int | None, str]:
+        cond = [SecretRef.id == ref.id]
+        if due_only:
+            cond += [SecretRef.next_due_at.is_not(None), SecretRef.next_due_at <= now]
+        # First the row (serialises workers per secret, and takes SQLite's write lock), then the system.
+        if s.execute(sa.update(SecretRef).execution_options(synchronize_session=False)
+                     .where(*cond).values(next_due_at=None)).rowcount != 1:
+            s.rollback()
+            return None, "not due (already taken)"
+        key = system_key(s, ref)
+        claims.lock_system(s, key)
+        # Not forced, the unique index is the guard (IntegrityError); forced, say which run.
+        active = not due_only and s.execute(select(RotationRun.id).where(
+            RotationRun.secret_ref_id == ref.id, RotationRun.state.in_(machine.ACTIVE))).scalar()
+        if active:
+            s.rollback()
+            return None, f"run {active} is already active"
+        busy, cap = s.execute(select(
+            select(sa.func.count()).select_from(RotationRun).where(
+                RotationRun.system_key == key, RotationRun.state.in_(machine.ACTIVE)).scalar_subquery(),
+            select(RotationSystemCap.max_concurrent).where(RotationSystemCap.system_key == key).scalar_subquery(),
+        )).one()
+        cap = cap or 1
+        if busy >= cap:
+            s.rollback()  # keeps next_due_at: it is started when the system is free
+            return None, f"system {key} is at its concurrency cap ({cap})"
+        run = RotationRun(secret_ref_id=ref.id, rotator=ref.rotator, state=machine.CREATED, system_key=key,
+                          next_attempt_at=now, started_at=now, steps=[])
+        if claim:
+            run.claimed_by, run.claimed_until = self.worker_id, now + self.lease
+        s.add(run)
+        s.flush()
+        if claim:
+            self._claimed[run.id] = (run, ref)
+        return run.id, ""
+
     # --- executing --------------------------------------------------------------------------------
     def claim(self, only: int | None = None) -> int | None:
+        """Claim a run and read it (with its secret) in the same transaction, for `execute`."""
         with self._session() as s:
-            return claims.claim_next(s, self.worker_id, self._now(), self.lease, only=only)
+            run_id = claims.claim_next(s, self.worker_id, self._now(), self.lease, only=only)
+            if run_id is not None:
+                s.expire_all()
+                run = s.get(RotationRun, run_id)
+                self._claimed[run_id] = (run, s.get(SecretRef, run.secret_ref_id))
+            return run_id
 
     def _load(self, run_id: int) -> tuple[RotationRun, SecretRef]:
+        loaded = self._claimed.pop(run_id, None)
+        if loaded is not None:
+            return loaded
         with self._session() as s:
             run = s.get(RotationRun, run_id)
             if run is None:
                 raise NotFound(f"no rotation run {run_id}")
             return run, s.get(SecretRef, run.secret_ref_id)
 
-    def _persist(self, run_id: int, t: machine.Transition, *, pending_version: int | None = None,
-                 finish: bool = False, error: str | None = None, release: bool = False) -> None:
+    def _persist(self, run: RotationRun, t: machine.Transition, *, pending_version: int | None = None,
+                 finish: SecretRef | None = None, error: str | None = None, release: bool = False) -> None:
+        """Write the transition with one fenced UPDATE. `run` is this worker's in-memory copy: while the
+        lease is ours nobody else writes the row, and the fence makes a lost lease fail loudly."""
         now = self._now()
+        steps = [*(run.steps or []), t.record]
+        values: dict[str, Any] = {
+            "state": t.state, "attempts": t.attempts, "steps": steps,
+            "next_attempt_at": t.next_attempt_at if t.next_attempt_at else (now if not release else run.next_attempt_at),
+            "claimed_until": None if release else now + self.lease, "error": error,
+        }
+        if t.state == machine.AWAITING:
+            values["next_attempt_at"] = now + self.reminder_every  # the next reminder is due then
+        if t.state in machine.TERMINAL:
+            values["finished_at"] = now
+        if pending_version is not None:
+            values["pending_version"] = pending_version
         with self._session() as s:
-            run = s.get(RotationRun, run_id)
-            if run is None or run.claimed_by != self.worker_id:
-                raise LostLease()
-            values: dict[str, Any] = {
-                "state": t.state, "attempts": t.attempts, "steps": [*(run.steps or []), t.record],
-                "next_attempt_at": t.next_attempt_at if t.next_attempt_at else (now if not release else run.next_attempt_at),
-                "claimed_until": None if release else now + self.lease, "error": error,
-            }
-            if pending_version is not None:
-                values["pending_version"] = pending_version
-                if not s.execute(select(SecretVersion.id).where(SecretVersion.secret_ref_id == run.secret_ref_id,
-                                                                SecretVersion.version == pending_version)).scalar():
-                    s.add(SecretVersion(secret_ref_id=run.secret_ref_id, version=pending_version, stage="pending",
-                                        created_at=now))
-            if t.state == machine.AWAITING:
-                values["next_attempt_at"] = now + self.reminder_every  # the next reminder is due then
-            if t.state in machine.TERMINAL:
-                values["finished_at"] = now
-            res = s.execute(sa.update(RotationRun).execution_options(synchronize_session=False).where(RotationRun.id == run_id,
-                                                         RotationRun.claimed_by == self.worker_id).values(**values))
+            res = s.execute(sa.update(RotationRun).execution_options(synchronize_session=False)
+                            .where(RotationRun.id == run.id, RotationRun.claimed_by == self.worker_id).values(**values))
             if res.rowcount != 1:
                 raise LostLease()
-            if finish:
-                self._promote(s, run, now)
+            if pending_version is not None and not s.execute(select(SecretVersion.id).where(
+                    SecretVersion.secret_ref_id == run.secret_ref_id, SecretVersion.version == pending_version)).scalar():
+                s.add(SecretVersion(secret_ref_id=run.secret_ref_id, version=pending_version, stage="pending",
+                                    created_at=now))
+            if finish is not None:
+                self._promote(s, run, finish, now)
+        for key, value in values.items():
+            setattr(run, key, value)
 
-    def _promote(self, s, run: RotationRun, now: dt.datetime) -> None:
+    def _promote(self, s, run: RotationRun, ref: SecretRef, now: dt.datetime) -> None:
         """pending -> current, current -> previous (valid for the overlap window), in the finish transaction."""
-        ref = s.get(SecretRef, run.secret_ref_id)
+        values: dict[str, Any] = {"set_at": now,
+                                  "next_due_at": schedule.next_due(ref.schedule, now, self.rng) if ref.schedule else None}
         if run.pending_version is not None:
-            for sv in s.execute(select(SecretVersion).where(SecretVersion.secret_ref_id == ref.id,
-                                                            SecretVersion.stage == "current")).scalars():
-                if sv.version != run.pending_version:
-                    sv.stage = "previous"
-                    sv.expires_at = now + dt.timedelta(seconds=ref.overlap_seconds)
-            pending = s.execute(select(SecretVersion).where(SecretVersion.secret_ref_id == ref.id,
-                                                            SecretVersion.version == run.pending_version)).scalar_one()
-            pending.stage = "current"
-            ref.current_version = run.pending_version
-        ref.set_at = now
-        ref.next_due_at = schedule.next_due(ref.schedule, now, self.rng) if ref.schedule else None
+            sv = sa.update(SecretVersion).execution_options(synchronize_session=False)
+            s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.stage == "current",
+                               SecretVersion.version != run.pending_version)
+                      .values(stage="previous", expires_at=now + dt.timedelta(seconds=ref.overlap_seconds)))
+            s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.version == run.pending_version)
+                      .values(stage="current", expires_at=None))
+            values["current_version"] = run.pending_version
+        s.execute(sa.update(SecretRef).execution_options(synchronize_session=False)
+                  .where(SecretRef.id == ref.id).values(**values))
+        for key, value in values.items():
+            setattr(ref, key, value)
 
     def execute(self, run_id: int) -> Outcome:
         """Run the claimed run's steps until it finishes, waits, or a step fails."""
-        while True:
+        with self.pinned():
             run, ref = self._load(run_id)
             if run.claimed_by != self.worker_id:
                 return Outcome(ref.external_id, "skipped", run_id, "claimed by another worker")
-            step = machine.next_step(run.state)
-            if step is None:
-                return self._release(run, ref)
-            ctx = RotationContext(ref=view(ref), run_id=run_id, services=self.services, now=self._now(),
-                                  pending_version=run.pending_version)
-            started = self._now()
-            rotator = None
-            try:
-                rotator = self._rotator(run.rotator)
-                result = getattr(rotator, step)(ctx)
-            except Exception as exc:  # noqa: BLE001 - each item fails alone, with a redacted reason
-                return self._fail(run, ref, rotator, ctx, step, started, exc)
-            ended = self._now()
-            if self.hook:
-                self.hook("before_persist", run_id, step)
-            t = machine.succeeded(run.state, run.attempts, step, started, ended,
-                                  awaiting=(step == "set" and result is False))
-            try:
-                self._persist(run_id, t, pending_version=result if step == "create_pending" else None,
-                              finish=(step == "finish"), release=t.state in machine.TERMINAL or t.state == machine.AWAITING)
-            except LostLease:
-                return Outcome(ref.external_id, "skipped", run_id, "lease lost to another worker")
-            log.info("rotation step done", extra={"run_id": run_id, "secret_name": ref.external_id, "step": step,
-                                                   "state": t.state})
-            if self.hook:
-                self.hook("after_step", run_id, step)
-            if t.state == machine.AWAITING:
-                self._notify("rotation.reminder", run_id, ref.external_id, rotator=run.rotator,
-                             detail="the new secret must be set at the target by an operator; "
-                                    f"then run: govern rotate confirm {run_id}")
-                return Outcome(ref.external_id, machine.AWAITING, run_id, "waiting for an operator to confirm")
-            if t.state == machine.FINISHED:
-                if t.recovered:
-                    self._notify("rotation.recovered", run_id, ref.external_id, rotator=run.rotator,
-                                 attempts=run.attempts)
-                return Outcome(ref.external_id, "finished", run_id, f"version {ref.current_version or '-'} -> "
-                               f"{run.pending_version if run.pending_version is not None else '-'}")
+            previous_version = ref.current_version
+            while True:
+                step = machine.next_step(run.state)
+                if step is None:
+                    return self._release(run, ref)
+                ctx = RotationContext(ref=view(ref), run_id=run_id, services=self.services, now=self._now(),
+                                      pending_version=run.pending_version)
+                started = self._now()
+                rotator = None
+                try:
+                    rotator = self._rotator(run.rotator)
+                    result = getattr(rotator, step)(ctx)
+                except Exception as exc:  # noqa: BLE001 - each item fails alone, with a redacted reason
+                    return self._fail(run, ref, rotator, ctx, step, started, exc)
+                ended = self._now()
+                if self.hook:
+                    self.hook("before_persist", run_id, step)
+                t = machine.succeeded(run.state, run.attempts, step, started, ended,
+                                      awaiting=(step == "set" and result is False))
+                try:
+                    self._persist(run, t, pending_version=result if step == "create_pending" else None,
+                                  finish=ref if step == "finish" else None,
+                                  release=t.state in machine.TERMINAL or t.state == machine.AWAITING)
+                except LostLease:
+                    return Outcome(ref.external_id, "skipped", run_id, "lease lost to another worker")
+                log.info("rotation step done", extra={"run_id": run_id, "secret_name": ref.external_id, "step": step,
+                                                       "state": t.state})
+                if self.hook:
+                    self.hook("after_step", run_id, step)
+                if t.state == machine.AWAITING:
+                    self._notify("rotation.reminder", run_id, ref.external_id, rotator=run.rotator,
+                                 detail="the new secret must be set at the target by an operator; "
+                                        f"then run: govern rotate confirm {run_id}")
+                    return Outcome(ref.external_id, machine.AWAITING, run_id, "waiting for an operator to confirm")
+                if t.state == machine.FINISHED:
+                    if t.recovered:
+                        self._notify("rotation.recovered", run_id, ref.external_id, rotator=run.rotator,
+                                     attempts=run.attempts)
+                    return Outcome(ref.external_id, "finished", run_id,
+                                   f"version {previous_version or '-'} -> "
+                                   f"{run.pending_version if run.pending_version is not None else '-'}")
 
     def _fail(self, run, ref, rotator, ctx, step, started, exc) -> Outcome:
         error = describe_error(exc)
@@ -293,7 +366,7 @@ class RotationService:
             except Exception as rb_exc:  # noqa: BLE001
                 t.record["rollback_error"] = describe_error(rb_exc)
         try:
-            self._persist(run.id, t, error=error, release=True)
+            self._persist(run, t, error=error, release=True)
         except LostLease:
             return Outcome(ref.external_id, "skipped", run.id, "lease lost to another worker")
         log.warning("rotation step failed", extra={"run_id": run.id, "secret_name": ref.external_id, "step": step,
@@ -310,14 +383,14 @@ class RotationService:
         return Outcome(ref.external_id, run.state, run.id)
 
     # --- batch entry points -----------------------------------------------------------------------
-    def rotate(self, ref_id: int, *, force: bool) -> Outcome:
+    def _name(self, ref_id: int) -> str:
         with self._session() as s:
-            name = s.get(SecretRef, ref_id).external_id
-        run_id, why = self.start(ref_id, force=force)
+            return s.get(SecretRef, ref_id).external_id
+
+    def rotate(self, ref_id: int, *, force: bool) -> Outcome:
+        run_id, why = self.start(ref_id, force=force, claim=True)
         if run_id is None:
-            return Outcome(name, "skipped", None, why)
-        if self.claim(only=run_id) is None:
-            return Outcome(name, "skipped", run_id, "claimed by another worker")
+            return Outcome(self._name(ref_id), "skipped", None, why)
         return self.execute(run_id)
 
     def run_due(self) -> list[Outcome]:
@@ -352,7 +425,14 @@ class RotationService:
         return self.execute(run_id)
 
     def retry(self, run_id: int, by: str) -> Outcome:
-        """Put a parked run back at the step that failed, with a fresh attempt budget."""
+        """Put a parked run back at the step that failed, with a fresh attempt budget, and run it."""
+        self.requeue(run_id, by)
+        if self.claim(only=run_id) is None:
+            return Outcome(str(run_id), "retrying", run_id, "queued for a worker")
+        return self.execute(run_id)
+
+    def requeue(self, run_id: int, by: str) -> None:
+        """Put a parked run back at the step that failed, for the next worker."""
         now = self._now()
         try:
             with self._session() as s:
@@ -370,9 +450,6 @@ class RotationService:
                     steps=[*(run.steps or []), rec]))
         except IntegrityError:
             raise Conflict("another run of this secret is active") from None
-        if self.claim(only=run_id) is None:
-            return Outcome(str(run_id), "retrying", run_id, "queued for a worker")
-        return self.execute(run_id)
 
     def acknowledge(self, run_id: int, by: str) -> None:
         with self._session() as s:
@@ -431,9 +508,35 @@ class RotationService:
         return sent
 
     def tick(self) -> list[Outcome]:
-        """One pass of the worker: start due rotations, run everything runnable, revoke, remind."""
-        out = self.run_due()
-        out += self.drain()
-        out += self.revoke_expired()
-        self.send_reminders()
+        """One pass of the worker: start due rotations, run everything runnable, revoke, remind.
+
+        Runs are first only created (cheap), then executed through claims, so that several workers
+        share the work through SKIP LOCKED rather than walking the due list in lockstep."""
+        out: list[Outcome] = []
+        with self.pinned():
+            skip: set[int] = set()
+            while True:
+                run_id, why, ref_id = self.start_next_due(skip)
+                if ref_id is None:
+                    break
+                if run_id is None:
+                    skip.add(ref_id)
+                    if "cap" in why:
+                        out.append(Outcome(self._name(ref_id), "skipped", None, why))
+                    continue
+                out.append(self.execute(run_id))
+            out += self.drain()
+            out += self.revoke_expired()
+            self._retire_signing_keys()
+            self.send_reminders()
         return out
+
+    def _retire_signing_keys(self) -> None:
+        """Signing keys have no stored versions to expire: the key set decides which retired keys are
+        past the lifetime of the tokens they signed, on every worker pass (it is idempotent)."""
+        hook = self.services.extras.get("signing_keys")
+        if hook is not None and hasattr(hook, "retire_expired"):
+            try:
+                hook.retire_expired()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("retiring signing keys failed: %s", type(exc).__name__)

@@ -60,7 +60,10 @@ class RotationContext:
 
     @property
     def store(self):
-        return self.services.secret_store
+        store = self.services.secret_store
+        if store is None:
+            raise NotConfigured("no secret store is configured (GOVERN_SECRET_STORE)")
+        return store
 
     def pending(self) -> Secret:
         if self.pending_version is None:

@@ -1,0 +1,94 @@
+"""/api/v1/rotations: rotation history, start now, retry, acknowledge. Views parse, call the service, map errors.
+
+Starting and retrying only queue the work (202): a worker (`govern worker`) runs the steps, so an HTTP
+request never holds a lease on a target system.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify, request, url_for
+
+from govern.api.auth import require_admin
+from govern.errors import Conflict, ValidationFailed
+from govern.rotation import machine
+from govern.rotation.history import get_run, list_runs
+
+bp = Blueprint("rotations", __name__, url_prefix="/api/v1/rotations")
+
+
+def _services():
+    return current_app.extensions["govern"]
+
+
+def _service():
+    from govern.rotation.runner import RotationService
+
+    return RotationService(_services(), worker_id=f"api:{getattr(g, 'admin_user', '?')}")
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name, str(default))
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed([{"location": f"query.{name}", "message": "must be an integer"}]) from None
+    if not low <= value <= high:
+        raise ValidationFailed([{"location": f"query.{name}", "message": f"must be between {low} and {high}"}])
+    return value
+
+
+def _json(run: dict) -> dict:
+    out = dict(run)
+    for key in ("next_attempt_at", "claimed_until", "started_at", "finished_at"):
+        if out.get(key) is not None:
+            out[key] = out[key].isoformat()
+    return out
+
+
+@bp.get("")
+@require_admin("auditor")
+def list_rotations():
+    state = request.args.get("state")
+    if state and state not in machine.ACTIVE | machine.TERMINAL:
+        raise ValidationFailed([{"location": "query.state", "message": "unknown state"}])
+    runs = list_runs(_services().sessions, secret=request.args.get("secret"), state=state,
+                     rotator=request.args.get("rotator"), limit=_int_arg("limit", 50, 1, 500),
+                     offset=_int_arg("offset", 0, 0, 10**9))
+    return jsonify(items=[_json(r) for r in runs])
+
+
+@bp.get("/<int:run_id>")
+@require_admin("auditor")
+def show_rotation(run_id: int):
+    return jsonify(_json(get_run(_services().sessions, run_id)))
+
+
+@bp.post("")
+@require_admin("operator")
+def start_rotation():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("secret"), str) or not body["secret"]:
+        raise ValidationFailed([{"location": "body.secret", "message": "the name of a secret is required"}])
+    svc = _service()
+    ref = svc.find_ref(body["secret"])
+    run_id, why = svc.start(ref.id, force=True)
+    if run_id is None:
+        raise Conflict(why)
+    resp = jsonify(_json(get_run(_services().sessions, run_id)))
+    resp.status_code = 202
+    resp.headers["Location"] = url_for("rotations.show_rotation", run_id=run_id)
+    return resp
+
+
+@bp.post("/<int:run_id>/retry")
+@require_admin("operator")
+def retry_rotation(run_id: int):
+    svc = _service()
+    svc.requeue(run_id, by=g.admin_user)
+    return jsonify(_json(get_run(_services().sessions, run_id))), 202
+
+
+@bp.post("/<int:run_id>/acknowledge")
+@require_admin("operator")
+def acknowledge_rotation(run_id: int):
+    _service().acknowledge(run_id, by=g.admin_user)
+    return jsonify(_json(get_run(_services().sessions, run_id)))
