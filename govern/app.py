@@ -82,3 +82,4 @@ def _register_blueprints(app: Flask) -> None:
 
     app.register_blueprint(secrets_api.bp)
     app.register_blueprint(rotations.bp)
+    from govern.api import findings; app.register_blueprint(findings.bp)  # noqa: E702

@@ -14,3 +14,4 @@ def register(cli: click.Group) -> None:
     from govern.cli import rotation
 
     rotation.register(cli)
+    from govern.cli import audit; audit.register(cli)  # noqa: E702

@@ -1,0 +1,152 @@
+"""Benchmark: the audit on 1,000 integration users and 1,000,000 decisions on PostgreSQL, plus the import
+of 500 Salesforce metadata files.
+
+Creates a private database govern_bench_<random> on postgresql://postgres@127.0.0.1:5432/test, migrates it,
+bulk-loads with COPY (psycopg), runs the audit (rules + right-sizing; the decision log is aggregated in SQL)
+and drops the database. Peak memory: tracemalloc's peak of Python allocations during the audit, plus the
+process's ru_maxrss (which includes the interpreter and libraries) for reference.
+Usage: python bench/audit.py [--users 1000] [--decisions 1000000] [--files 500]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import resource
+import sys
+import tempfile
+import time
+import tracemalloc
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import psycopg  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
+
+from govern.audit.engine import run_rules  # noqa: E402
+from govern.audit.rightsizing import recommendations  # noqa: E402
+from govern.audit.salesforce.importer import import_directory  # noqa: E402
+from govern.store.audit_loader import load_model  # noqa: E402
+from govern.store.db import make_engine, make_session_factory, upgrade  # noqa: E402
+
+BASE = os.environ.get("GOVERN_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def seed(url: str, users: int, decisions: int, now: dt.datetime) -> None:
+    rnd = random.Random(7)
+    with psycopg.connect(url, autocommit=False) as conn, conn.cursor() as cur:
+        cur.execute("INSERT INTO system (external_id, name, kind, description, sla, maintenance_windows, scopes, "
+                    "contract, created_at, updated_at, owner, escalation_contact, runbook_url, daily_api_budget) "
+                    "VALUES ('erp','erp','erp','', '{}','[]','[]','{}', now(), now(), 'o', 'e', 'r', 1000) RETURNING id")
+        sys_id = cur.fetchone()[0]
+        cur.execute("INSERT INTO external_credential (external_id, system_id, protocol, scopes, principal_type, rotation,"
+                    " created_at, updated_at) VALUES ('erp-cc', %s, 'oauth2_client_credentials', '[]', 'named', "
+                    "'{\"every\": \"90d\"}', now(), now()) RETURNING id", (sys_id,))
+        cred = cur.fetchone()[0]
+        ncs = []
+        for i in range(20):
+            cur.execute("INSERT INTO named_credential (external_id, credential_id, url, api_version, api_type, "
+                        "timeout_seconds, retry, circuit_breaker, allowed_methods, allowed_paths, during_maintenance, "
+                        "max_body_bytes, created_at, updated_at) VALUES (%s, %s, 'https://erp/api', 'v1', 'REST', 10, "
+                        "'{}', '{}', '[]', '[]', 'refuse', 1000, now(), now()) RETURNING id", (f"nc-{i}", cred))
+            ncs.append(cur.fetchone()[0])
+        with cur.copy("COPY integration_user (external_id, name, owner, justification, status, client_auth_method, "
+                      "jwks, allowed_cidrs, allowed_scopes, created_at, updated_at, last_used_at) FROM STDIN") as cp:
+            for u in range(users):
+                cp.write_row((f"user-{u}", f"user {u}", "o", "j", "active", "client_secret_basic", "{}",
+                              '["10.0.0.0/24"]', '["read","write"]', now - dt.timedelta(days=100), now, now))
+        with cur.copy("COPY permission_set (external_id, description, scopes, api_types, max_token_lifetime_seconds, "
+                      "allow_budget_overdraft, system_permissions, source, created_at, updated_at) FROM STDIN") as cp:
+            for u in range(users):
+                cp.write_row((f"ps-{u}", "", '["read","write"]', '["REST","SOAP"]', 900, False, "[]", "govern", now, now))
+        cur.execute("SELECT external_id, id FROM integration_user")
+        uid = dict(cur.fetchall())
+        cur.execute("SELECT external_id, id FROM permission_set")
+        pid = dict(cur.fetchall())
+        with cur.copy("COPY permission_grant (permission_set_id, position, named_credential_id, principal, methods, "
+                      "paths, objects) FROM STDIN") as cp:
+            for u in range(users):
+                for k in range(3):
+                    cp.write_row((pid[f"ps-{u}"], k, ncs[(u + k) % 20], "default", '["GET","POST"]',
+                                  '["/orders/*","/items/**"]', "{}"))
+        with cur.copy("COPY assignment (integration_user_id, permission_set_id, created_at) FROM STDIN") as cp:
+            for u in range(users):
+                cp.write_row((uid[f"user-{u}"], pid[f"ps-{u}"], now))
+        with cur.copy("COPY decision (at, correlation_id, integration_user, action, named_credential, principal, "
+                      "method, path, api_type, scopes_requested, scopes_granted, allowed, rules, prev_hash, hash) "
+                      "FROM STDIN") as cp:
+            for i in range(decisions):
+                u = rnd.randrange(users)
+                allowed = rnd.random() > 0.02
+                cp.write_row((now - dt.timedelta(minutes=rnd.randrange(60 * 24 * 29)), f"c{i}", f"user-{u}", "proxy",
+                              f"nc-{u % 20}", "default", "GET", f"/orders/{rnd.randrange(5)}", "REST", '["read"]',
+                              '["read"]', allowed, "[]", f"{i:064x}", f"{i + 1:064x}"))
+        conn.commit()
+        cur.execute("ANALYZE")
+
+
+def make_files(root: Path, n: int) -> None:
+    ns = 'xmlns="http://soap.sforce.com/2006/04/metadata"'
+    (root / "permissionsets").mkdir(parents=True)
+    for i in range(n):
+        perms = "".join(f"<userPermissions><enabled>true</enabled><name>Perm{j}</name></userPermissions>"
+                        for j in range(30))
+        objs = "".join(f"<objectPermissions><allowRead>true</allowRead><object>Obj{j}__c</object>"
+                       f"<viewAllRecords>{'true' if j == 0 else 'false'}</viewAllRecords></objectPermissions>"
+                       for j in range(30))
+        (root / "permissionsets" / f"PS{i}.permissionset").write_text(
+            f'<?xml version="1.0" encoding="UTF-8"?>\n<PermissionSet {ns}><label>PS{i}</label>{perms}{objs}'
+            f"<userPermissions><enabled>true</enabled><name>ModifyAllData</name></userPermissions></PermissionSet>")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--users", type=int, default=1000)
+    ap.add_argument("--decisions", type=int, default=1_000_000)
+    ap.add_argument("--files", type=int, default=500)
+    args = ap.parse_args()
+    name = f"govern_bench_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(BASE, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
+    with admin.connect() as c:
+        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = BASE.rsplit("/", 1)[0] + "/" + name
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+        now = dt.datetime.now(dt.timezone.utc)
+        t0 = time.perf_counter()
+        seed(url, args.users, args.decisions, now)
+        print(f"seeded users={args.users} decisions={args.decisions} in {time.perf_counter() - t0:.1f}s", flush=True)
+        sessions = make_session_factory(engine)
+        tracemalloc.start()
+        t0 = time.perf_counter()
+        with sessions() as s:
+            model = load_model(s, now)
+        findings = run_rules(model)
+        recs = recommendations(model)
+        audit_s = time.perf_counter() - t0
+        audit_mb = tracemalloc.get_traced_memory()[1] / 1e6
+        tracemalloc.stop()
+        denied = sum(r.proof.get("would_deny", 0) for r in recs)
+        print(f"findings={len(findings)} recommendations={len(recs)} replay_would_deny={denied} "
+              f"maxrss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
+        engine.dispose()
+        with tempfile.TemporaryDirectory() as tmp:
+            make_files(Path(tmp), args.files)
+            t0 = time.perf_counter()
+            result = import_directory(tmp)
+            run_rules(result.model)
+            import_s = time.perf_counter() - t0
+            print(f"imported={result.imported} errors={result.errors}")
+    finally:
+        with admin.connect() as c:
+            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    print(f"audit_s={audit_s:.2f} audit_mb={audit_mb:.0f} import_s={import_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""GET /api/v1/findings, /api/v1/findings/{id}, /api/v1/audit/runs: the stored audit results (auditor role)."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from govern.api.auth import require_admin
+from govern.audit.engine import SEVERITIES
+from govern.errors import ValidationFailed
+
+bp = Blueprint("findings", __name__, url_prefix="/api/v1")
+STATUSES = ("open", "resolved", "suppressed")
+
+
+def _page() -> tuple[int, int]:
+    errors = []
+    try:
+        limit = int(request.args.get("limit", 50))
+        offset = int(request.args.get("offset", 0))
+    except ValueError:
+        raise ValidationFailed([{"location": "query", "message": "limit and offset must be integers"}]) from None
+    if not 1 <= limit <= 500:
+        errors.append({"location": "limit", "message": "must be between 1 and 500"})
+    if offset < 0:
+        errors.append({"location": "offset", "message": "must be 0 or more"})
+    if errors:
+        raise ValidationFailed(errors)
+    return limit, offset
+
+
+@bp.get("/findings")
+@require_admin("auditor")
+def list_findings():
+    from govern.store.audit_runs import query_findings
+
+    severity, status = request.args.get("severity"), request.args.get("status")
+    errors = []
+    if severity and severity not in SEVERITIES:
+        errors.append({"location": "severity", "message": f"must be one of {', '.join(SEVERITIES)}"})
+    if status and status not in STATUSES:
+        errors.append({"location": "status", "message": f"must be one of {', '.join(STATUSES)}"})
+    if errors:
+        raise ValidationFailed(errors)
+    limit, offset = _page()
+    with current_app.extensions["govern"].sessions() as session:
+        total, items = query_findings(session, severity=severity, rule=request.args.get("rule"), status=status,
+                                      subject=request.args.get("subject"), limit=limit, offset=offset)
+    return jsonify({"total": total, "limit": limit, "offset": offset, "items": items})
+
+
+@bp.get("/findings/<int:finding_id>")
+@require_admin("auditor")
+def get_finding(finding_id: int):
+    from govern.store.audit_runs import get_finding as load
+
+    with current_app.extensions["govern"].sessions() as session:
+        return jsonify(load(session, finding_id))
+
+
+@bp.get("/audit/runs")
+@require_admin("auditor")
+def list_runs():
+    from govern.store.audit_runs import list_runs as load
+
+    limit, offset = _page()
+    with current_app.extensions["govern"].sessions() as session:
+        total, items = load(session, limit, offset)
+    return jsonify({"total": total, "limit": limit, "offset": offset, "items": items})

@@ -1,0 +1,191 @@
+"""Unsafe configuration: secrets outside the vault, missing contract, API versions, unknown metadata
+(seed §6, §11, §18, §20 and the anti-patterns "Storing credentials in code", "No runbooks")."""
+from __future__ import annotations
+
+import re
+
+from govern.audit.engine import Hit, rule
+from govern.audit.model import AuditModel, Location
+from govern.audit.secret_scan import scan
+
+S6_VAULT = '§6 Use Named Credentials: "Never store credentials in Custom Settings, custom metadata, or Apex code"'
+S6_NEW = '§6: "External Credentials (new model) support multiple authentication protocols"'
+S11 = '§11 Version Your APIs: "Unversioned APIs create upgrade nightmares. Always version from day one."'
+S18 = '§18 Document Integration Contracts: "Escalation contacts — Who to call when things break"'
+S18_RATE = '§18: "Rate limits — Throttling expectations"; anti-pattern "Ignoring API limits — Budget API calls"'
+S20 = '§20 Maintain Integration Runbooks: "Every production integration should have a runbook"'
+OWNER = 'Anti-patterns: "No monitoring or owner"; §1 "Start with the Business Requirement"'
+VERSION = re.compile(r"v?(\d+)(?:\.(\d+))?$")
+URL_VERSION = re.compile(r"/v(\d+)(?:\.(\d+))?(?:/|$)")
+
+
+@rule("GOV-SECRET-001", "Secret-looking value outside the vault", "critical", rationale=S6_VAULT,
+      remediation="Move the value into the secret store (govern secrets put, or a Salesforce External Credential "
+      "principal), rotate it, since it was exposed, and remove it from config and version control.")
+def secret_outside_vault(model: AuditModel):
+    holders = [("system", s.id, s.config, None) for s in model.systems.values()]
+    holders += [("credential", c.id, c.config, c.location) for c in model.credentials.values()]
+    holders += [("named_credential", n.id, {"url": n.url, **n.config}, n.location) for n in model.named_credentials.values()]
+    # inline metadata secrets below share the subject, so one finding per named credential results
+    for nc in model.named_credentials.values():
+        if nc.inline_secrets:
+            yield Hit("named_credential", nc.id, f"named credential {nc.id} stores "
+                      f"{', '.join(n for n, _ in nc.inline_secrets)} in metadata",
+                      {"elements": [n for n, _ in nc.inline_secrets]}, nc.inline_secrets[0][1] or nc.location)
+    for kind, subject, config, loc in holders:
+        found = sorted(set(scan(config)))
+        if found:
+            yield Hit(kind, subject, f"{kind} {subject} holds secret-looking values at "
+                      f"{', '.join(w for w, _ in found)}", {"fields": [{"field": w, "kind": k} for w, k in found]}, loc)
+    for app in model.connected_apps.values():
+        if app.inline_secrets:
+            yield Hit("connected_app", app.id, f"connected app {app.id} stores "
+                      f"{', '.join(n for n, _ in app.inline_secrets)} in metadata",
+                      {"elements": [n for n, _ in app.inline_secrets]}, app.inline_secrets[0][1] or app.location)
+
+
+@rule("GOV-SECRET-002", "Password authentication in a named credential", "high", rationale=S6_VAULT,
+      remediation="Use an External Credential with OAuth (JWT bearer or client credentials) instead of a username "
+      "and password.")
+def password_auth(model: AuditModel):
+    for nc in model.named_credentials.values():
+        if nc.legacy and (nc.protocol or "").lower() == "password":
+            yield Hit("named_credential", nc.id, f"legacy named credential {nc.id} authenticates with a username and "
+                      f"password ({nc.principal_type})", {"protocol": nc.protocol, "principalType": nc.principal_type},
+                      nc.location)
+    for c in model.credentials.values():
+        if c.protocol.lower() in ("basic", "password"):
+            yield Hit("credential", c.id, f"credential {c.id} uses password (basic) authentication",
+                      {"protocol": c.protocol}, c.location)
+
+
+@rule("GOV-SECRET-003", "Legacy named credential", "low", rationale=S6_NEW,
+      remediation="Migrate to the new model: a Named Credential that references an External Credential with "
+      "principals and permission-set access.")
+def legacy_named_credential(model: AuditModel):
+    for nc in model.named_credentials.values():
+        if nc.legacy and (nc.protocol or "NoAuthentication") != "NoAuthentication":
+            yield Hit("named_credential", f"{nc.id}#legacy", f"{nc.id} uses the legacy named credential model "
+                      f"({nc.protocol})", {"protocol": nc.protocol}, nc.location)
+
+
+@rule("GOV-SECRET-004", "Connected app without a certificate", "low", rationale=S6_VAULT,
+      remediation="Upload a certificate and use the OAuth 2.0 JWT bearer flow (RFC 7523) instead of a shared "
+      "consumer secret.")
+def app_without_certificate(model: AuditModel):
+    for app in model.connected_apps.values():
+        if app.scopes and not app.has_certificate:
+            yield Hit("connected_app", f"{app.id}#certificate", f"connected app {app.id} has no certificate",
+                      {"certificate": False}, app.location)
+
+
+WEAK_HASHES = {"md5", "sha1"}
+
+
+@rule("GOV-SECRET-005", "Expired or weak certificate", "high", rationale=S6_VAULT,
+      remediation="Issue a new key pair (RSA 2048+ or EC P-256, SHA-256 signature), upload the certificate and rotate "
+      "the JWT signing key.")
+def bad_certificate(model: AuditModel):
+    for app in model.connected_apps.values():
+        c = app.certificate
+        if not c:
+            continue
+        problems = []
+        if c.get("error"):
+            problems.append(c["error"])
+        else:
+            if c["not_after"] < model.now.isoformat():
+                problems.append(f"expired {c['not_after'][:10]}")
+            if (c.get("signature_hash") or "").lower() in WEAK_HASHES:
+                problems.append(f"signed with {c['signature_hash']}")
+            if c.get("key_type") == "rsa" and (c.get("key_size") or 0) < 2048:
+                problems.append(f"RSA key of {c['key_size']} bits")
+        if problems:
+            yield Hit("connected_app", f"{app.id}#cert", f"certificate of connected app {app.id}: {'; '.join(problems)}",
+                      {"certificate": c, "problems": problems}, app.element_lines.get("certificate", app.location))
+
+
+def _contract(rule_id: str, attr: str, what: str):
+    def check(model: AuditModel):
+        for s in model.systems.values():
+            if not getattr(s, attr):
+                yield Hit("system", s.id, f"system {s.id} has no {what}", {attr: None})
+    return check
+
+
+for _id, _attr, _what, _sev, _why, _fix in (
+    ("GOV-GOV-001", "owner", "owner", "medium", OWNER, "Set contract.owner: the team accountable for the integration."),
+    ("GOV-GOV-002", "escalation_contact", "escalation contact", "medium", S18,
+     "Set contract.escalation: who to call when the integration breaks."),
+    ("GOV-GOV-003", "runbook_url", "runbook", "medium", S20, "Write a runbook and set contract.runbook to its URL."),
+    ("GOV-GOV-004", "daily_api_budget", "daily API budget", "low", S18_RATE,
+     "Set contract.daily_api_budget so govern can enforce and alert on API consumption."),
+):
+    rule(_id, f"System without {_what}", _sev, rationale=_why, remediation=_fix)(_contract(_id, _attr, _what))
+
+
+@rule("GOV-GOV-005", "Integration user without owner or justification", "medium", rationale=OWNER,
+      remediation="Record the owning team and the business justification on the integration user.")
+def user_without_owner(model: AuditModel):
+    for u in model.users.values():
+        missing = [k for k in ("owner", "justification") if not getattr(u, k)]
+        if missing:
+            yield Hit("integration_user", u.id, f"{u.id} has no {' or '.join(missing)}", {"missing": missing})
+
+
+def _version(text: str | None) -> float | None:
+    if not text:
+        return None
+    m = VERSION.match(text.strip())
+    if not m:
+        return None
+    return float(f"{m.group(1)}.{m.group(2) or 0}")
+
+
+@rule("GOV-VER-001", "Unpinned API version", "medium", rationale=S11,
+      remediation="Pin the upstream API version on the named credential (api_version: v61.0).")
+def unpinned(model: AuditModel):
+    for nc in model.named_credentials.values():
+        if model.source == "salesforce":
+            # only Salesforce's own APIs carry a version in the path; other endpoints cannot be judged
+            if "/services/data" in nc.url and not URL_VERSION.search(nc.url):
+                yield Hit("named_credential", f"{nc.id}#version", f"{nc.id} calls the Salesforce API without a version",
+                          {"url": nc.url}, nc.location)
+        elif not nc.api_version and not URL_VERSION.search(nc.url):
+            yield Hit("named_credential", f"{nc.id}#version", f"{nc.id} does not pin an API version", {"url": nc.url})
+
+
+@rule("GOV-VER-002", "Deprecated API version", "high", rationale=S11,
+      remediation="Upgrade to a supported API version (Salesforce retired versions 21.0 to 30.0) and re-test.")
+def deprecated(model: AuditModel):
+    for nc in model.named_credentials.values():
+        cred = model.credentials.get(nc.credential or "")
+        system = model.systems.get(cred.system or "") if cred else None
+        # only Salesforce's version numbering is known; other APIs' "v1" is not comparable
+        salesforce = (system is not None and system.kind == "salesforce") or "salesforce.com" in nc.url or \
+            "/services/data" in nc.url
+        if not salesforce:
+            continue
+        m = URL_VERSION.search(nc.url)
+        v = _version(nc.api_version) or (float(f"{m.group(1)}.{m.group(2) or 0}") if m else None)
+        if v is not None and v < model.policy.min_salesforce_api_version:
+            yield Hit("named_credential", f"{nc.id}#deprecated", f"{nc.id} pins retired API version {v}",
+                      {"api_version": v, "minimum": model.policy.min_salesforce_api_version}, nc.location)
+
+
+@rule("GOV-META-001", "Unknown metadata element", "info", rationale='§10 Handle Partial Failures: unknown input is kept '
+      'and reported, never dropped silently', remediation="Check whether the element affects access; if it does, "
+      "review it by hand (govern does not evaluate it).")
+def unknown_elements(model: AuditModel):
+    by_file: dict[str, list] = {}
+    for u in model.unknown_elements:
+        by_file.setdefault(u.file, []).append(u)
+    for file, items in sorted(by_file.items()):
+        yield Hit("metadata_file", file, f"{file}: {len(items)} element(s) govern does not evaluate: "
+                  f"{', '.join(sorted({i.element for i in items}))}",
+                  {"elements": [{"element": i.element, "line": i.line} for i in items[:50]]}, _loc(items[0]))
+
+
+def _loc(item):
+
+    return Location(item.file, item.line)

@@ -1,0 +1,1 @@
+"""Salesforce metadata (DX source format and metadata API format) mapped onto the audit model."""

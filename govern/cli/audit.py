@@ -1,0 +1,159 @@
+"""`govern audit`, `govern audit suppress|suppressions`, `govern import salesforce DIR`."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sys
+
+import click
+import yaml
+
+from govern.cli.context import fail, services
+
+FORMATS = ("json", "html", "csv", "sarif")
+SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
+
+
+def _window(value: str) -> int:
+    m = re.fullmatch(r"(\d+)d?", value.strip())
+    if not m or int(m.group(1)) < 1:
+        fail(f"--window must be a number of days like 30d, not {value!r}")
+    return int(m.group(1))
+
+
+def _render(report: dict, fmt: str, base: str | None) -> str:
+    from govern.audit import html, report as rep
+
+    if fmt == "json":
+        return rep.to_json(report)
+    if fmt == "csv":
+        return rep.to_csv(report)
+    if fmt == "sarif":
+        return json.dumps(rep.to_sarif(report, base), indent=2, default=str)
+    return html.to_html(report)
+
+
+_VALUE_OPTIONS = {"--format", "--out", "--fail-on", "--window", "--source", "--recommend", "--dir"}
+
+
+class _AuditGroup(click.Group):
+    """`govern audit [OPTIONS] [DIR]` and `govern audit suppress|suppressions`: a bare DIR becomes --dir."""
+
+    def parse_args(self, ctx, args):
+        if not args or args[0] not in self.commands:
+            out, i = [], 0
+            while i < len(args):
+                a = args[i]
+                if a in _VALUE_OPTIONS and i + 1 < len(args):
+                    out += [a, args[i + 1]]
+                    i += 2
+                    continue
+                out += [a] if a.startswith("-") else ["--dir", a]
+                i += 1
+            args = out
+        return super().parse_args(ctx, args)
+
+
+@click.group("audit", cls=_AuditGroup, invoke_without_command=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="json")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="write the report here (default stdout)")
+@click.option("--fail-on", type=click.Choice(SEVERITY_CHOICES), help="exit 1 when an open finding is at/above this")
+@click.option("--window", default="30d", show_default=True, help="usage window for right-sizing")
+@click.option("--source", type=click.Choice(("db", "salesforce")), default="db", show_default=True)
+@click.option("--recommend", type=click.Path(dir_okay=False, writable=True),
+              help="write the right-sized permission sets as governance.yaml")
+@click.option("--dir", "directory", type=click.Path(file_okay=False), help="metadata directory (--source salesforce)")
+@click.pass_context
+def audit(ctx, fmt, out, fail_on, window, source, recommend, directory):
+    """Run the least-privilege audit and write a report (JSON, HTML, CSV or SARIF)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from govern.audit.engine import at_or_above
+    from govern.store.audit_service import run_audit
+
+    if source == "salesforce" and not directory:
+        fail("--source salesforce needs a DIR")
+    outcome = run_audit(services(), source=source, directory=directory, window_days=_window(window))
+    text = _render(outcome.report, fmt, str(directory) if directory else None)
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        click.echo(text)
+    if recommend and outcome.recommendation is not None:
+        with open(recommend, "w", encoding="utf-8") as fh:
+            yaml.safe_dump(outcome.recommendation, fh, sort_keys=False)
+    summary = outcome.report["summary"]
+    click.echo("findings: " + " ".join(f"{s}={summary[s]}" for s in SEVERITY_CHOICES) +
+               f" suppressed={summary['suppressed']}", err=True)
+    if fail_on and any(f["status"] == "open" and at_or_above(f["severity"], fail_on)
+                       for f in outcome.report["findings"]):
+        sys.exit(1)
+
+
+@audit.command("suppress")
+@click.argument("rule")
+@click.argument("subject")
+@click.option("--owner", required=True)
+@click.option("--justification", required=True)
+@click.option("--ticket", required=True)
+@click.option("--until", "until", required=True, help="expiry date YYYY-MM-DD; the finding reopens after it")
+def suppress(rule, subject, owner, justification, ticket, until):
+    """Accept the risk of one finding (RULE and SUBJECT; SUBJECT may be a glob) until a date."""
+    from govern.store.audit_runs import add_suppression
+    from govern.store.db import session_scope
+
+    try:
+        until_date = dt.date.fromisoformat(until)
+    except ValueError:
+        fail(f"--until must be a date YYYY-MM-DD, not {until!r}")
+    svc = services()
+    with session_scope(svc.sessions) as session:
+        row = add_suppression(session, rule, subject, owner, justification, ticket, until_date, svc.clock.now().date(),
+                              created_by="cli")
+        click.echo(f"suppressed {rule} {subject} until {row.expires_at} ({row.external_id})")
+
+
+@audit.command("suppressions")
+def suppressions():
+    """List suppressions; expired ones no longer hide their findings."""
+    from govern.store.audit_runs import list_suppressions
+    from govern.store.db import session_scope
+
+    svc = services()
+    today = svc.clock.now().date()
+    with session_scope(svc.sessions) as session:
+        for s in list_suppressions(session):
+            state = "active" if s.expires_at >= today else "expired"
+            click.echo(f"{s.external_id}\t{s.rule_id}\t{s.subject}\t{s.owner}\t{s.ticket}\t{s.expires_at}\t{state}")
+
+
+@click.group("import")
+def import_group():
+    """Import external metadata."""
+
+
+@import_group.command("salesforce")
+@click.argument("directory", type=click.Path(file_okay=False))
+def import_salesforce(directory):
+    """Import Salesforce metadata (DX source or metadata API format), audit it and store the run."""
+    from govern.store.audit_service import run_audit
+
+    outcome = run_audit(services(), source="salesforce", directory=directory)
+    result = outcome.import_result
+    for o in result.outcomes:
+        if o.status == "error":
+            click.echo(f"error\t{o.message}", err=True)
+        else:
+            click.echo(f"{o.status}\t{o.kind or '-'}\t{o.file}" + (f"\tunknown elements: {o.unknown}" if o.unknown else ""))
+    summary = outcome.report["summary"]
+    click.echo(f"imported={result.imported} failed={result.errors} findings={summary['total']} "
+               f"run={outcome.report['run']['id']}")
+    if result.imported == 0:
+        fail(f"nothing could be imported from {directory}")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(audit)
+    cli.add_command(import_group)

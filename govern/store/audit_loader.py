@@ -1,0 +1,157 @@
+"""Load the audit model from govern's tables. The decision log is aggregated in SQL (GROUP BY), so a
+million decisions become a few thousand rows: distinct request shapes per user, and daily counts."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import defaultdict
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from govern.audit.model import (AssignmentM, AuditModel, AuditPolicy, CredentialM, GrantM, NamedCredentialM,
+                                ObjectPerm, PermissionSetM, PrincipalM, RequestPattern, SecretM, SecretVersionM,
+                                SystemM, UsageM, UserM)
+from govern.store.tables import (Assignment, Decision, ExternalCredential, IntegrationUser, NamedCredential,
+                                 PermissionGrant, PermissionSet, Principal, RotationRun, SecretRef, SecretVersion,
+                                 System)
+
+
+def _aware(t):
+    if t is not None and t.tzinfo is None:
+        return t.replace(tzinfo=dt.timezone.utc)
+    return t
+
+
+def _objects(raw: dict) -> dict[str, ObjectPerm]:
+    out = {}
+    for name, perm in (raw or {}).items():
+        perm = perm or {}
+        out[name] = ObjectPerm(**{k: bool(perm.get(k)) for k in ("read", "create", "edit", "delete", "view_all",
+                                                                   "modify_all")},
+                               fields=dict(perm.get("fields") or {}))
+    return out
+
+
+def load_model(session: Session, now: dt.datetime, policy: AuditPolicy | None = None) -> AuditModel:
+    model = AuditModel(source="govern", now=now, policy=policy or AuditPolicy())
+    systems = {s.id: s for s in session.execute(sa.select(System)).scalars()}
+    for s in systems.values():
+        model.systems[s.external_id] = SystemM(s.external_id, s.kind, s.owner, s.escalation_contact, s.runbook_url,
+                                               s.daily_api_budget, s.api_version_policy,
+                                               {"contract": s.contract, "sla": s.sla})
+    creds = {c.id: c for c in session.execute(sa.select(ExternalCredential)).scalars()}
+    users = {u.id: u for u in session.execute(sa.select(IntegrationUser)).scalars()}
+    for c in creds.values():
+        model.credentials[c.external_id] = CredentialM(
+            c.external_id, systems[c.system_id].external_id if c.system_id in systems else None, c.protocol,
+            c.principal_type, list(c.scopes or []), c.refresh_token_policy, dict(c.rotation or {}),
+            config={"client_id": c.client_id, "token_url": c.token_url, "audience": c.audience})
+    for p in session.execute(sa.select(Principal)).scalars():
+        cred = creds.get(p.credential_id)
+        if cred:
+            owner = users[p.integration_user_id].external_id if p.integration_user_id in users else None
+            model.credentials[cred.external_id].principals.append(PrincipalM(p.name, p.kind, owner))
+    ncs = {n.id: n for n in session.execute(sa.select(NamedCredential)).scalars()}
+    for n in ncs.values():
+        model.named_credentials[n.external_id] = NamedCredentialM(
+            n.external_id, creds[n.credential_id].external_id if n.credential_id in creds else None, n.url,
+            n.api_version, n.api_type, list(n.allowed_methods or []), list(n.allowed_paths or []),
+            config={"retry": n.retry, "circuit_breaker": n.circuit_breaker})
+    sets = {p.id: p for p in session.execute(sa.select(PermissionSet)).scalars()}
+    for p in sets.values():
+        model.permission_sets[p.external_id] = PermissionSetM(
+            p.external_id, description=p.description, scopes=list(p.scopes or []), api_types=list(p.api_types or []),
+            max_token_lifetime_seconds=p.max_token_lifetime_seconds, system_permissions=list(p.system_permissions or []))
+    for g in session.execute(sa.select(PermissionGrant).order_by(PermissionGrant.permission_set_id,
+                                                                 PermissionGrant.position)).scalars():
+        ps = sets.get(g.permission_set_id)
+        if ps:
+            model.permission_sets[ps.external_id].grants.append(GrantM(
+                ncs[g.named_credential_id].external_id if g.named_credential_id in ncs else None, g.principal,
+                list(g.methods or []), list(g.paths or []), _objects(g.objects)))
+    for u in users.values():
+        model.users[u.external_id] = UserM(
+            u.external_id, u.name, u.owner, u.justification, u.status, u.review_date,
+            systems[u.source_system_id].external_id if u.source_system_id in systems else None, u.client_auth_method,
+            dict(u.jwks or {}),
+            list(u.allowed_cidrs or []), list(u.allowed_scopes or []), _aware(u.created_at), _aware(u.last_used_at),
+            _aware(u.client_secret_set_at), _aware(u.previous_secret_expires_at), bool(u.previous_client_secret_hash))
+    for a in session.execute(sa.select(Assignment)).scalars():
+        if a.integration_user_id in users and a.permission_set_id in sets:
+            model.users[users[a.integration_user_id].external_id].assignments.append(
+                AssignmentM(sets[a.permission_set_id].external_id, a.expires_at))
+    _load_secrets(session, model)
+    _load_usage(session, model)
+    return model
+
+
+def _load_secrets(session: Session, model: AuditModel) -> None:
+    refs = {r.id: r for r in session.execute(sa.select(SecretRef)).scalars()}
+    by_id = {}
+    for r in refs.values():
+        by_id[r.id] = SecretM(r.external_id, r.owner_kind, r.owner, r.field, r.rotator, r.schedule, r.overlap_seconds,
+                              _aware(r.set_at))
+        model.secrets.append(by_id[r.id])
+    for v in session.execute(sa.select(SecretVersion).where(SecretVersion.stage != "revoked")).scalars():
+        if v.secret_ref_id in by_id:
+            by_id[v.secret_ref_id].versions.append(SecretVersionM(v.version, v.stage, _aware(v.created_at),
+                                                                  _aware(v.expires_at)))
+    latest = sa.select(RotationRun.secret_ref_id, sa.func.max(RotationRun.id).label("id")) \
+        .where(RotationRun.dry_run.is_(False)).group_by(RotationRun.secret_ref_id).subquery()
+    for run in session.execute(sa.select(RotationRun).join(latest, RotationRun.id == latest.c.id)).scalars():
+        s = by_id.get(run.secret_ref_id)
+        if s:
+            s.last_rotation_state, s.last_rotation_at = run.state, _aware(run.finished_at or run.started_at)
+            # the error text is operator-written and never holds secret values (rotation's contract)
+            s.last_rotation_error = (run.error or "")[:300] or None
+
+
+def _load_usage(session: Session, model: AuditModel) -> None:
+    since = model.now - dt.timedelta(days=model.policy.window_days)
+    if session.get_bind().dialect.name == "postgresql":
+        # the GROUP BYs hash ~1M rows; the default 4 MB work_mem spills them to disk (this transaction only)
+        session.execute(sa.text("SET LOCAL work_mem = '256MB'"))
+    d = Decision.__table__.c
+    in_window = d.at >= since
+    usage: dict[str, UsageM] = {}
+
+    def get(user):
+        if user not in usage:
+            usage[user] = UsageM(user)
+        return usage[user]
+
+    scopes_text = sa.cast(d.scopes_granted, sa.Text)
+    shapes = sa.select(d.integration_user, d.named_credential, d.method, d.path, d.resource_object, d.api_type,
+                       scopes_text.label("scopes"), sa.func.count().label("n"), sa.func.max(d.at).label("last")) \
+        .where(in_window, d.allowed.is_(True), d.integration_user.is_not(None)) \
+        .group_by(d.integration_user, d.named_credential, d.method, d.path, d.resource_object, d.api_type, scopes_text)
+    for row in session.execute(shapes):
+        u = get(row.integration_user)
+        try:
+            scopes = tuple(sorted(json.loads(row.scopes or "[]") or []))
+        except ValueError:
+            scopes = ()
+        u.patterns.append(RequestPattern(row.named_credential, row.method, row.path, row.resource_object, row.api_type,
+                                         scopes, row.n))
+        u.allowed += row.n
+        last = _aware(row.last)
+        if u.last_at is None or (last and last > u.last_at):
+            u.last_at = last
+    day = sa.func.date(d.at)
+    daily = sa.select(d.integration_user, day.label("day"), d.allowed, sa.func.count().label("n")) \
+        .where(in_window, d.integration_user.is_not(None)).group_by(d.integration_user, day, d.allowed)
+    for row in session.execute(daily):
+        u = get(row.integration_user)
+        when = row.day if isinstance(row.day, dt.date) else dt.date.fromisoformat(str(row.day)[:10])
+        u.total_by_day[when] = u.total_by_day.get(when, 0) + row.n
+        if not row.allowed:
+            u.denied_by_day[when] = u.denied_by_day.get(when, 0) + row.n
+            u.denied += row.n
+    principals = sa.select(d.integration_user, d.named_credential, d.principal, sa.func.count().label("n")) \
+        .where(in_window, d.allowed.is_(True), d.principal.is_not(None), d.integration_user.is_not(None)) \
+        .group_by(d.integration_user, d.named_credential, d.principal)
+    for row in session.execute(principals):
+        get(row.integration_user).principals[(row.named_credential, row.principal)] = row.n
+    model.usage = usage
+    model.usage_loaded = True

@@ -1,0 +1,151 @@
+"""Store audit runs and findings (trend: new, resolved, reopened since the last run) and suppressions."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from fnmatch import fnmatchcase
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from govern.audit.engine import SEVERITIES, Finding as FindingResult
+from govern.errors import NotFound, ValidationFailed
+from govern.store.tables import AuditRun, Finding, Suppression
+
+
+def active_suppressions(session: Session, today: dt.date) -> list[Suppression]:
+    return list(session.execute(sa.select(Suppression).where(Suppression.expires_at >= today)).scalars())
+
+
+def _suppression_for(sups: list[Suppression], f: FindingResult) -> Suppression | None:
+    for s in sups:
+        if s.rule_id == f.rule_id and (s.subject == f.subject or fnmatchcase(f.subject, s.subject)):
+            return s
+    return None
+
+
+def record_run(session: Session, source: str, findings: list[FindingResult], now: dt.datetime,
+               extra_counts: dict | None = None) -> AuditRun:
+    """Store one run; mark suppressed findings; compare with the findings of the previous run of this source."""
+    today = now.date()
+    sups = active_suppressions(session, today)
+    run = AuditRun(started_at=now, source=source)
+    session.add(run)
+    session.flush()
+    source_runs = sa.select(AuditRun.id).where(AuditRun.source == source)
+    existing = {f.external_id: f for f in session.execute(
+        sa.select(Finding).where(Finding.last_run_id.in_(source_runs))).scalars()}
+    new, reopened = [], []
+    current = set()
+    for f in findings:
+        s = _suppression_for(sups, f)
+        if s is not None:
+            f.status = "suppressed"
+            f.suppression = {"owner": s.owner, "justification": s.justification, "ticket": s.ticket,
+                             "expires_at": s.expires_at.isoformat()}
+        current.add(f.fingerprint)
+        row = existing.get(f.fingerprint) or session.execute(
+            sa.select(Finding).where(Finding.external_id == f.fingerprint)).scalar_one_or_none()
+        if row is None:
+            row = Finding(external_id=f.fingerprint, first_seen_at=now)
+            session.add(row)
+            new.append(f.fingerprint)
+        elif row.status == "resolved" or (row.status == "suppressed" and f.status == "open"):
+            # fixed then back, or its suppression expired: the finding reopens
+            reopened.append(f.fingerprint)
+        row.rule_id, row.severity, row.subject_kind, row.subject = f.rule_id, f.severity, f.subject_kind, f.subject[:500]
+        row.title = f.message[:500]
+        row.evidence = {**f.evidence, "_location": f.as_dict()["location"], "_suppression": f.suppression}
+        row.remediation = f.remediation[:4000]
+        row.status, row.last_seen_at, row.last_run_id, row.resolved_at = f.status, now, run.id, None
+    resolved = []
+    for fp, row in existing.items():
+        if fp not in current and row.status != "resolved":
+            row.status, row.resolved_at, row.last_run_id = "resolved", now, run.id
+            resolved.append(fp)
+    counts = {sev: sum(1 for f in findings if f.severity == sev and f.status == "open") for sev in SEVERITIES}
+    counts["suppressed"] = sum(1 for f in findings if f.status == "suppressed")
+    counts.update(extra_counts or {})
+    run.counts, run.new, run.resolved, run.reopened = counts, new, resolved, reopened
+    run.finished_at = now
+    session.flush()
+    return run
+
+
+def trend(session: Session, source: str, limit: int = 20) -> list[dict]:
+    rows = session.execute(sa.select(AuditRun).where(AuditRun.source == source)
+                           .order_by(AuditRun.id.desc()).limit(limit)).scalars()
+    return [{"run_id": r.id, "at": r.started_at.isoformat(), "counts": r.counts, "new": len(r.new or []),
+             "resolved": len(r.resolved or []), "reopened": len(r.reopened or [])} for r in reversed(list(rows))]
+
+
+def add_suppression(session: Session, rule_id: str, subject: str, owner: str, justification: str, ticket: str,
+                    until: dt.date, today: dt.date, created_by: str | None = None) -> Suppression:
+    from govern.audit.engine import catalogue
+
+    errors = []
+    if rule_id not in catalogue():
+        errors.append({"location": "rule", "message": f"unknown rule {rule_id}"})
+    for name, value in (("owner", owner), ("justification", justification), ("ticket", ticket), ("subject", subject)):
+        if not (value or "").strip():
+            errors.append({"location": name, "message": "is required"})
+    if until <= today:
+        errors.append({"location": "until", "message": "must be in the future"})
+    if errors:
+        raise ValidationFailed(errors)
+    row = Suppression(external_id=f"sup-{uuid.uuid4().hex[:12]}", rule_id=rule_id, subject=subject, owner=owner,
+                      justification=justification, ticket=ticket, expires_at=until, created_by=created_by)
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_suppressions(session: Session) -> list[Suppression]:
+    return list(session.execute(sa.select(Suppression).order_by(Suppression.expires_at)).scalars())
+
+
+def finding_dict(row: Finding, source: str | None = None) -> dict:
+    from govern.audit.engine import catalogue
+
+    rule = catalogue().get(row.rule_id)
+    evidence = dict(row.evidence or {})
+    location = evidence.pop("_location", None)
+    suppression = evidence.pop("_suppression", None)
+    return {"id": row.id, "fingerprint": row.external_id, "rule_id": row.rule_id, "severity": row.severity,
+            "subject_kind": row.subject_kind, "subject": row.subject, "message": row.title,
+            "title": rule.title if rule else row.rule_id, "rationale": rule.rationale if rule else "", "evidence": evidence,
+            "remediation": row.remediation, "status": row.status, "location": location, "suppression": suppression,
+            "first_seen_at": row.first_seen_at.isoformat() if row.first_seen_at else None,
+            "last_seen_at": row.last_seen_at.isoformat() if row.last_seen_at else None,
+            "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None, "source": source}
+
+
+def query_findings(session: Session, *, severity=None, rule=None, status=None, subject=None, limit=50, offset=0):
+    q = sa.select(Finding, AuditRun.source).join(AuditRun, AuditRun.id == Finding.last_run_id, isouter=True)
+    if severity:
+        q = q.where(Finding.severity == severity)
+    if rule:
+        q = q.where(Finding.rule_id == rule)
+    if status:
+        q = q.where(Finding.status == status)
+    if subject:
+        q = q.where(Finding.subject.contains(subject))
+    total = session.execute(sa.select(sa.func.count()).select_from(q.subquery())).scalar_one()
+    rows = session.execute(q.order_by(Finding.id).limit(limit).offset(offset)).all()
+    return total, [finding_dict(f, src) for f, src in rows]
+
+
+def get_finding(session: Session, finding_id: int) -> dict:
+    row = session.execute(sa.select(Finding, AuditRun.source).join(AuditRun, AuditRun.id == Finding.last_run_id,
+                                                                   isouter=True).where(Finding.id == finding_id)).first()
+    if row is None:
+        raise NotFound(f"finding {finding_id} does not exist")
+    return finding_dict(*row)
+
+
+def list_runs(session: Session, limit=50, offset=0):
+    total = session.execute(sa.select(sa.func.count()).select_from(AuditRun)).scalar_one()
+    rows = session.execute(sa.select(AuditRun).order_by(AuditRun.id.desc()).limit(limit).offset(offset)).scalars()
+    return total, [{"id": r.id, "source": r.source, "started_at": r.started_at.isoformat(),
+                    "finished_at": r.finished_at.isoformat() if r.finished_at else None, "counts": r.counts,
+                    "new": r.new, "resolved": r.resolved, "reopened": r.reopened} for r in rows]
