@@ -77,9 +77,9 @@ def _register_blueprints(app: Flask) -> None:
     from govern.api import landscape
 
     app.register_blueprint(landscape.bp)
-    from govern.admin import init_admin; init_admin(app)  # noqa: E702 - the web console at /admin
     from govern.api import secrets as secrets_api
 
     app.register_blueprint(secrets_api.bp)
     app.register_blueprint(rotations.bp)
     from govern.api import findings; app.register_blueprint(findings.bp)  # noqa: E702
+    from govern.admin import init_admin; init_admin(app)  # noqa: E702 - the web console at /admin
