@@ -12,8 +12,11 @@ def build_views(db, services) -> list:
     from govern.admin.views.rotations import RotationRunView
     from govern.store import tables as t
 
+    # Endpoints carry a console_ prefix: flask-admin makes each view a blueprint, and the API's blueprints
+    # ("secrets", "rotations", "findings", ...) own the bare names.
     def view(cls, model, name, endpoint, category=None):
-        return cls(model, db, services, name=name, endpoint=endpoint, category=category)
+        return cls(model, db, services, name=name, endpoint=f"console_{endpoint}", url=f"/admin/{endpoint}",
+                   category=category)
 
     return [
         view(SystemView, t.System, "Systems", "systems", "Landscape"),
@@ -24,7 +27,8 @@ def build_views(db, services) -> list:
         view(PermissionSetView, t.PermissionSet, "Permission sets", "permission_sets", "Access"),
         view(GrantView, t.PermissionGrant, "Grants", "grants", "Access"),
         view(AssignmentView, t.Assignment, "Assignments", "assignments", "Access"),
-        PoliciesView(services, name="Policies", endpoint="policies", category="Access"),
+        PoliciesView(services, name="Policies", endpoint="console_policies", url="/admin/policies",
+                     category="Access"),
         view(SecretRefView, t.SecretRef, "Secrets", "secrets", "Secrets"),
         view(RotationRunView, t.RotationRun, "Rotations", "rotations", "Secrets"),
         view(DecisionView, t.Decision, "Decisions", "decisions", "Audit"),

@@ -266,7 +266,7 @@ class SecretRefView(ReadOnlyView):
 
         perform(run, lambda run_id: f"Rotation of {ref.external_id} started (run {run_id}); "
                                     "a worker will carry it out.")
-        return redirect(url_for("rotations.index_view"))
+        return redirect(url_for("console_rotations.index_view"))
 
 
 __all__ = ["IntegrationUserView", "PermissionSetView", "GrantView", "AssignmentView", "SecretRefView",
