@@ -153,3 +153,17 @@ def acknowledge_rotation(services, actor: str, run_id: int) -> None:
     with session_scope(services.sessions) as s:
         journal.record(s, actor=actor, action="rotation.acknowledge", subject_kind="rotation_run",
                        subject=str(run_id), before={}, after={"acknowledged_by": actor}, at=services.clock.now())
+
+
+def suppress_finding(services, actor: str, *, rule_id: str, subject: str, owner: str, justification: str,
+                     ticket: str, until: dt.date):
+    """Accept the risk of one finding until a date, through the audit store's validated `add_suppression`."""
+    from govern.store.audit_runs import add_suppression
+
+    with session_scope(services.sessions) as s:
+        row = add_suppression(s, rule_id, subject, owner, justification, ticket, until,
+                              services.clock.now().date(), created_by=actor)
+        journal.record(s, actor=actor, action="suppression.add", subject_kind="finding", subject=f"{rule_id} {subject}",
+                       before={}, after={"suppression": row.external_id, "owner": owner, "ticket": ticket,
+                                         "until": until.isoformat()}, at=services.clock.now())
+        return row.external_id

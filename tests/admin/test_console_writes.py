@@ -118,7 +118,7 @@ def test_auditor_sees_no_buttons_and_every_post_is_refused(client, console_users
             assert marker not in html, (page, marker)
     for url in ("/admin/integration_users/status/", "/admin/integration_users/assign/",
                 "/admin/integration_users/save/", "/admin/credentials/set-secret/", "/admin/secrets/rotate/",
-                "/admin/rotations/retry/", "/admin/rotations/acknowledge/"):
+                "/admin/rotations/retry/", "/admin/rotations/acknowledge/", "/admin/findings/suppress/"):
         response = client.post(url, data={"csrf_token": token, "user": "order-sync", "status": "suspended"})
         assert response.status_code == 403, url
     assert _actions(services) == []
@@ -183,3 +183,24 @@ def test_admin_edits_a_user_and_the_change_is_recorded_with_before_and_after(cli
     assert "order-sync-ps" in client.get(response.headers["Location"]).get_data(as_text=True)
     # The review date was cleared by the form (left empty): that is part of the recorded change.
     assert "review_date" in action.before
+
+
+def test_admin_suppresses_a_finding_through_the_audit_store(client, console_users, clock, services):
+    from govern.store.tables import Finding, Suppression
+
+    with session_scope(services.sessions) as s:
+        s.add(Finding(external_id="fp1", rule_id="GOV-ACCESS-001", severity="high", subject_kind="integration_user",
+                      subject="order-sync", title="too broad"))
+    with services.sessions() as s:
+        finding_id = s.exec(select(Finding)).one().id
+    token = _as(client, console_users, "admin")
+    assert 'id="gv-suppress-button"' in client.get(f"/admin/findings/details/?id={finding_id}").get_data(as_text=True)
+    form = {"csrf_token": token, "finding": finding_id, "owner": "sec@example.com", "justification": "accepted",
+            "ticket": "SEC-1"}
+    bad = client.post("/admin/findings/suppress/", data={**form, "until": "2020-01-01"})
+    assert "must be in the future" in client.get(bad.headers["Location"]).get_data(as_text=True)
+    client.post("/admin/findings/suppress/", data={**form, "until": "2027-01-01"})
+    with services.sessions() as s:
+        (sup,) = s.exec(select(Suppression)).all()
+    assert (sup.rule_id, sup.subject, sup.created_by) == ("GOV-ACCESS-001", "order-sync", "admin-user")
+    assert ("admin-user", "suppression.add", "GOV-ACCESS-001 order-sync") in _actions(services)

@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import json
 
+from flask import abort, redirect, request, url_for
+from flask_admin import expose
 from markupsafe import Markup, escape
 
+from govern.admin import commands
+from govern.admin.roles import require_role
+from govern.admin.views.actions import actor, parse_date, perform
 from govern.admin.views.base import ReadOnlyView
+from govern.store.tables import Finding
 
 SEVERITY_BADGE = {"critical": "danger", "high": "danger", "medium": "warning", "low": "info", "info": "secondary"}
 
@@ -20,6 +26,9 @@ def _evidence(view, context, model, name):
 
 
 class FindingView(ReadOnlyView):
+    """Findings come from audit runs; an admin may accept a finding's risk until a date (a suppression)."""
+
+    details_template = "govern_admin/finding.html"
     column_list = ("severity", "rule_id", "title", "subject_kind", "subject", "status", "first_seen_at",
                    "last_seen_at")
     column_details_list = column_list + ("external_id", "evidence", "remediation", "resolved_at")
@@ -28,6 +37,30 @@ class FindingView(ReadOnlyView):
     column_filters = ("severity", "status", "rule_id", "subject_kind", "first_seen_at")
     column_formatters = {"severity": _severity, "evidence": _evidence}
     column_default_sort = ("last_seen_at", True)
+
+    @expose("/suppress/", methods=("POST",))
+    def suppress_view(self):
+        require_role("admin")
+        try:
+            finding = self.session.get(Finding, int(request.form.get("finding", "")))
+        except ValueError:
+            finding = None
+        if finding is None:
+            abort(404)
+        form = request.form
+        perform(lambda: commands.suppress_finding(
+                    self.services, actor(), rule_id=finding.rule_id, subject=finding.subject,
+                    owner=form.get("owner", "").strip(), justification=form.get("justification", "").strip(),
+                    ticket=form.get("ticket", "").strip(), until=parse_date(form.get("until"), "until")
+                    or _missing_until()),
+                lambda ext_id: f"Suppressed as {ext_id}; the next audit run marks the finding suppressed.")
+        return redirect(url_for(".details_view", id=finding.id))
+
+
+def _missing_until():
+    from govern.errors import ValidationFailed
+
+    raise ValidationFailed([{"location": "until", "message": "is required"}])
 
 
 class SuppressionView(ReadOnlyView):
