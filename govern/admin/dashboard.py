@@ -1,7 +1,9 @@
 """The dashboard at /admin: per-system health, findings by severity with their trend, rotations due and failed.
 
-Circuit-breaker state comes from the broker when it is wired (services.extras["circuit_breaker_states"]: a
-callable returning {named_credential: state}); otherwise the page says "n/a" rather than guessing.
+Circuit-breaker state comes from the proxy when this build has it (`govern.broker.proxy.breaker_states`,
+or a callable in services.extras["circuit_breaker_states"]; either returns [{"system", "state", ...}]);
+otherwise the page says "n/a" rather than guessing. Budget used today counts upstream calls in the
+decision log since UTC midnight against the system's declared daily budget.
 """
 from __future__ import annotations
 
@@ -35,11 +37,15 @@ class DashboardView(ConsoleAccess, AdminIndexView):
                            trend=svg.lines(trend, trend_labels, title="Open findings by severity, 14 days"),
                            due=due, failed=failed, breaker_states=breaker_states, fmt_time=fmt_time)
 
-    def _breaker_states(self):
+    def _breaker_states(self) -> dict[str, str] | None:
         source = self.services.extras.get("circuit_breaker_states")
         if source is None:
-            return None
+            try:
+                from govern.broker.proxy import breaker_states
+            except ImportError:
+                return None
+            source = lambda: breaker_states(self.services)  # noqa: E731
         try:
-            return dict(source())
-        except Exception:  # noqa: BLE001 - the dashboard must render even when the broker cannot answer
+            return {item["system"]: item["state"] for item in source()}
+        except Exception:  # noqa: BLE001 - the dashboard must render even when the breakers cannot be read
             return None

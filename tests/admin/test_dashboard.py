@@ -57,11 +57,35 @@ def test_findings_trend_and_open_counts(services, clock):
     assert series["high"][0] == 0
 
 
-def test_dashboard_page_draws_inline_svg_and_says_na_for_missing_services(client, console_users, clock, services):
+def test_dashboard_page_draws_inline_svg_and_says_na_for_missing_figures(client, console_users, clock, services):
     make_landscape(services.sessions)
     _decisions(services, clock.now())
     sign_in(client, console_users["auditor"])
     html = client.get("/admin/").get_data(as_text=True)
     assert "<svg" in html and "erp" in html
-    assert "n/a" in html  # no circuit-breaker service wired in this build
+    assert "n/a" in html  # make_landscape declares no daily API budget
     assert "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_dashboard_shows_circuit_breaker_states_when_the_proxy_reports_them(client, console_users, clock, services):
+    make_landscape(services.sessions)
+    make_landscape(services.sessions, system="wh", credential="wh-cc", named_credential="wh-api", user="wh-load",
+                   permission_set="wh-ps")
+    services.extras["circuit_breaker_states"] = lambda: [{"system": "erp", "state": "open"},
+                                                         {"system": "wh", "state": "closed"}]
+    sign_in(client, console_users["auditor"])
+    html = client.get("/admin/").get_data(as_text=True)
+    assert 'badge-danger gv-breaker">open<' in html
+    assert 'badge-success gv-breaker">closed<' in html
+
+
+def test_breaker_states_that_cannot_be_read_show_na(client, console_users, clock, services):
+    make_landscape(services.sessions, daily_api_budget=100)
+
+    def broken():
+        raise RuntimeError("cache down")
+
+    services.extras["circuit_breaker_states"] = broken
+    sign_in(client, console_users["auditor"])
+    html = client.get("/admin/").get_data(as_text=True)
+    assert 'title="no circuit-breaker state is available from this instance">n/a' in html
