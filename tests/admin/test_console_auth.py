@@ -116,8 +116,6 @@ def test_sign_in_without_a_csrf_token_is_refused(client, console_users):
 
 
 def test_logout_ends_the_session_even_for_a_copied_cookie(signed_in):
-    from flask import session  # noqa: F401 - documents that the cookie is Flask's signed session
-
     cookie = signed_in.get_cookie("govern_session").value
     token = csrf_from(signed_in.get("/admin/").get_data(as_text=True))
     response = signed_in.post("/admin/logout", data={"csrf_token": token})

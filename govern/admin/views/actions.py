@@ -29,6 +29,10 @@ def actor() -> str:
     return g.console_user.username
 
 
+def correlation() -> str | None:
+    return getattr(g, "correlation_id", None)
+
+
 def parse_list(raw: str | None) -> list[str]:
     return [part.strip() for part in (raw or "").replace("\n", ",").split(",") if part.strip()]
 

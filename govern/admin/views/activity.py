@@ -6,7 +6,6 @@ import json
 from markupsafe import Markup, escape
 
 from govern.admin.views.base import ReadOnlyView, fmt_list
-from govern.store.tables import AdminAction, Decision  # noqa: F401 - the models these views show
 
 
 def _outcome(view, context, model, name):

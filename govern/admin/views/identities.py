@@ -8,8 +8,8 @@ from sqlmodel import select
 
 from govern.admin import commands
 from govern.admin.roles import require_role
-from govern.admin.views.actions import actor, parse_date, parse_list, perform
-from govern.admin.views.base import ReadOnlyView, describe_secret, fmt_list, fmt_time, secret_status, secrets_markup
+from govern.admin.views.actions import actor, correlation, parse_date, parse_list, perform
+from govern.admin.views.base import ReadOnlyView, describe_secret, fmt_list, fmt_time, secret_status
 from govern.store.tables import (Assignment, Decision, IntegrationUser, NamedCredential, PermissionSet,
                                  SecretRef, System)
 
@@ -174,7 +174,8 @@ class IntegrationUserView(ReadOnlyView):
         user = self._user_or_404(request.form.get("user"))
         value = Secret(request.form.get("value") or "")
         perform(lambda: commands.set_secret(self.services, actor(), owner_kind="integration_user",
-                                            owner=user.external_id, field="client_secret", value=value),
+                                            owner=user.external_id, field="client_secret", value=value,
+                                            correlation_id=correlation()),
                 f"Client secret of {user.external_id} set.")
         return self._details(user.id)
 
@@ -268,6 +269,3 @@ class SecretRefView(ReadOnlyView):
                                     "a worker will carry it out.")
         return redirect(url_for("console_rotations.index_view"))
 
-
-__all__ = ["IntegrationUserView", "PermissionSetView", "GrantView", "AssignmentView", "SecretRefView",
-           "secrets_markup", "SecretRef"]

@@ -10,9 +10,9 @@ from sqlmodel import select
 
 from govern.admin import commands
 from govern.admin.roles import require_role
-from govern.admin.views.actions import actor, perform
+from govern.admin.views.actions import actor, correlation, perform
 from govern.admin.views.base import ReadOnlyView, fmt_list, secret_status, secrets_markup
-from govern.store.tables import ExternalCredential, NamedCredential, Principal, System
+from govern.store.tables import ExternalCredential, Principal, System
 
 
 def _json_block(view, context, model, name):
@@ -87,7 +87,8 @@ class CredentialView(ReadOnlyView):
         principal = request.form.get("principal") or None
         value = Secret(request.form.get("value") or "")
         perform(lambda: commands.set_secret(self.services, actor(), owner_kind="credential", owner=cred.external_id,
-                                            field=field, principal=principal, value=value),
+                                            field=field, principal=principal, value=value,
+                                            correlation_id=correlation()),
                 lambda status: f"{field} of {cred.external_id} {status.describe()}.")
         return redirect(url_for(".details_view", id=cred.id))
 
