@@ -31,6 +31,10 @@ bp = Blueprint("console_auth", __name__, url_prefix="/admin", template_folder="t
 SESSION_KEY = "console"
 REFUSED = "Sign-in failed. Check the username and password, or wait a moment and try again."
 _UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
+# Per-address limit on failed sign-ins, so guessing across many usernames is slowed too (the per-user
+# backoff and lockout live in govern.admin.signin).
+ADDRESS_FAILURE_LIMIT = 30
+ADDRESS_WINDOW_SECONDS = 15 * 60
 _OPEN_ENDPOINTS = ("console_auth.login", "console_auth.static", "admin.static")
 
 
@@ -114,8 +118,13 @@ def login():
     username = (request.form.get("username") or "").strip()[:200]
     password = request.form.get("password") or ""
     services = _services()
-    user = sign_in(services.sessions, username, password, services.clock.now())
+    address_key = f"console-login-failures:{request.remote_addr}"
+    failures = int(services.cache.get(address_key) or 0)
+    user = None
+    if failures < ADDRESS_FAILURE_LIMIT:
+        user = sign_in(services.sessions, username, password, services.clock.now())
     if user is None:
+        services.cache.incr(address_key, ttl=ADDRESS_WINDOW_SECONDS)
         return render_template("govern_admin/login.html", next=next_url, username=username, error=REFUSED), 401
     # A fresh session on sign-in: nothing from before survives (session fixation).
     session.clear()

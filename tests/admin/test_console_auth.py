@@ -163,3 +163,19 @@ def test_console_errors_are_html_and_the_api_keeps_problem_json(signed_in, clien
     api = client.get("/api/v1/no-such-thing")
     assert api.status_code == 404
     assert api.content_type == "application/problem+json"
+
+
+def test_many_failures_from_one_address_are_refused_whatever_the_username(client, console_users, clock):
+    from govern.admin.auth import ADDRESS_FAILURE_LIMIT
+
+    for i in range(ADDRESS_FAILURE_LIMIT):
+        assert sign_in(client, f"guess-{i}", "wrong").status_code == 401
+    # The right password of a real, unlocked user is refused from this address now...
+    assert sign_in(client, "auditor-user").status_code == 401
+    # ...while from another address the same user signs in: the user's own counter was not touched.
+    other = client.application.test_client()
+    elsewhere = {"REMOTE_ADDR": "10.9.9.9"}
+    page = other.get("/admin/login", environ_base=elsewhere)
+    response = other.post("/admin/login", environ_base=elsewhere, data={
+        "username": "auditor-user", "password": PASSWORD, "csrf_token": csrf_from(page.get_data(as_text=True))})
+    assert response.status_code == 302

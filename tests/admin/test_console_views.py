@@ -55,3 +55,16 @@ def test_decisions_are_searchable_by_correlation_id(client, console_users, clock
     sign_in(client, console_users["auditor"])
     html = client.get("/admin/decisions/?search=corr-bbb").get_data(as_text=True)
     assert "corr-bbb" in html and "corr-aaa" not in html
+
+
+def test_no_page_loads_anything_from_another_origin(client, console_users, clock, landscape):
+    import re
+
+    sign_in(client, console_users["admin"])
+    pages = PAGES + ["/admin/login", "/admin/integration_users/details/?id=1", "/admin/integration_users/save/"]
+    external = re.compile(r'(?:src|href)\s*=\s*["\'](?:https?:)?//', re.I)
+    for page in pages:
+        html = client.get(page).get_data(as_text=True)
+        assert not external.search(html), page
+        for asset in re.findall(r'(?:src|href)="(/admin/[^"]+\.(?:css|js)[^"]*)"', html):
+            assert client.get(asset).status_code == 200, asset
