@@ -42,6 +42,8 @@ def test_details_pages_render(client, console_users, clock, landscape, services)
     html = page.get_data(as_text=True)
     assert "order-sync-ps" in html and "only a hash is kept" in html
     assert client.get(f"/admin/systems/details/?id={system_id}").status_code == 200
+    ps_page = client.get("/admin/permission_sets/details/?id=1").get_data(as_text=True)
+    assert "order-sync" in ps_page and "erp-api" in ps_page
 
 
 def test_decisions_are_searchable_by_correlation_id(client, console_users, clock, services):

@@ -10,8 +10,8 @@ from govern.admin import commands
 from govern.admin.roles import require_role
 from govern.admin.views.actions import actor, correlation, parse_date, parse_list, perform
 from govern.admin.views.base import ReadOnlyView, describe_secret, fmt_list, fmt_time, secret_status
-from govern.store.tables import (Assignment, Decision, IntegrationUser, NamedCredential, PermissionSet,
-                                 SecretRef, System)
+from govern.store.tables import (Assignment, Decision, IntegrationUser, NamedCredential, PermissionGrant,
+                                 PermissionSet, SecretRef, System)
 
 _STATUS_BADGE = {"active": "success", "suspended": "warning", "retired": "secondary"}
 
@@ -192,6 +192,7 @@ def _form_values(user: IntegrationUser | None, session) -> dict:
 
 
 class PermissionSetView(ReadOnlyView):
+    details_template = "govern_admin/permission_set.html"
     column_list = ("external_id", "description", "scopes", "api_types", "max_token_lifetime_seconds",
                    "allow_budget_overdraft", "source")
     column_details_list = column_list + ("system_permissions", "created_at", "updated_at")
@@ -200,6 +201,20 @@ class PermissionSetView(ReadOnlyView):
     column_searchable_list = ("external_id", "description")
     column_filters = ("source", "allow_budget_overdraft")
     column_formatters = {"scopes": fmt_list, "api_types": fmt_list, "system_permissions": fmt_list}
+
+    def render(self, template, **kwargs):
+        model = kwargs.get("model")
+        if template == self.details_template and model is not None:
+            s = self.session
+            kwargs["grants"] = s.execute(
+                select(PermissionGrant, NamedCredential.external_id)
+                .outerjoin(NamedCredential, NamedCredential.id == PermissionGrant.named_credential_id)
+                .where(PermissionGrant.permission_set_id == model.id).order_by(PermissionGrant.position)).all()
+            kwargs["holders"] = s.execute(
+                select(IntegrationUser, Assignment.expires_at)
+                .join(Assignment, Assignment.integration_user_id == IntegrationUser.id)
+                .where(Assignment.permission_set_id == model.id).order_by(IntegrationUser.external_id)).all()
+        return super().render(template, **kwargs)
 
 
 class GrantView(ReadOnlyView):
