@@ -43,6 +43,11 @@ class Settings:
     session_lifetime_seconds: int = 8 * 3600
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = field(default=None, repr=False)
+    # Optional console single sign-on (OpenID Connect); users must exist already (roles stay in govern).
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = field(default=None, repr=False)
+    oidc_username_claim: str = "email"
 
     @property
     def production(self) -> bool:
@@ -80,6 +85,10 @@ _ENV_NAMES = {
     "session_lifetime_seconds": "GOVERN_SESSION_LIFETIME_SECONDS",
     "alert_webhook_url": "GOVERN_ALERT_WEBHOOK_URL",
     "alert_webhook_secret": "GOVERN_ALERT_WEBHOOK_SECRET",
+    "oidc_issuer": "GOVERN_OIDC_ISSUER",
+    "oidc_client_id": "GOVERN_OIDC_CLIENT_ID",
+    "oidc_client_secret": "GOVERN_OIDC_CLIENT_SECRET",
+    "oidc_username_claim": "GOVERN_OIDC_USERNAME_CLAIM",
 }
 
 
@@ -141,6 +150,8 @@ def check(settings: Settings) -> None:
             problems.append("GOVERN_TRUSTED_PROXIES must not trust every address")
     if settings.secret_store == "local" and not settings.master_key:
         problems.append("GOVERN_MASTER_KEY must be set for the local secret store (no key file in production)")
+    if settings.oidc_issuer and not settings.oidc_issuer.startswith("https://"):
+        problems.append("GOVERN_OIDC_ISSUER must use https")
     if problems:
         raise ConfigurationError("refusing to start in production: " + "; ".join(problems))
 

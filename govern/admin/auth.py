@@ -114,7 +114,8 @@ def login():
             return redirect(next_url)
         if getattr(g, "console_expired", False):
             flash("Your session has ended. Please sign in again.", "info")
-        return render_template("govern_admin/login.html", next=next_url, username="")
+        return render_template("govern_admin/login.html", next=next_url, username="",
+                               sso=bool(current_app.extensions.get("govern_sso")))
     username = (request.form.get("username") or "").strip()[:200]
     password = request.form.get("password") or ""
     services = _services()
@@ -125,14 +126,20 @@ def login():
         user = sign_in(services.sessions, username, password, services.clock.now())
     if user is None:
         services.cache.incr(address_key, ttl=ADDRESS_WINDOW_SECONDS)
-        return render_template("govern_admin/login.html", next=next_url, username=username, error=REFUSED), 401
-    # A fresh session on sign-in: nothing from before survives (session fixation).
+        return render_template("govern_admin/login.html", next=next_url, username=username, error=REFUSED,
+                               sso=bool(current_app.extensions.get("govern_sso"))), 401
+    start_session(user, method="password")
+    return redirect(next_url)
+
+
+def start_session(user, *, method: str) -> None:
+    """A fresh session on sign-in: nothing from before survives (session fixation)."""
     session.clear()
     session.permanent = True
     session[SESSION_KEY] = {"uid": user.id, "sid": secrets.token_urlsafe(24), "iat": _now_epoch()}
-    with session_scope(services.sessions) as s:
-        journal.record(s, actor=user.username, action="sign_in", subject_kind="admin_user", subject=user.username)
-    return redirect(next_url)
+    with session_scope(_services().sessions) as s:
+        journal.record(s, actor=user.username, action="sign_in", subject_kind="admin_user", subject=user.username,
+                       after={"method": method})
 
 
 @bp.route("/logout", methods=["POST"])

@@ -72,3 +72,25 @@ def active_user(sessions, user_id: int) -> SignedIn | None:
         if user is None or user.disabled:
             return None
         return SignedIn(id=user.id, username=user.external_id, role=user.role)
+
+
+def user_for_claims(sessions, claims: dict, username_claim: str, now: dt.datetime) -> SignedIn | None:
+    """The console user named by a validated OpenID Connect ID token, or None.
+
+    Only existing, enabled users sign in this way: the identity provider proves who someone is, govern
+    decides what they may do (their role). An `email` claim counts only with `email_verified` true
+    (OpenID Connect Core 1.0, section 5.1)."""
+    name = claims.get(username_claim)
+    if not isinstance(name, str) or not name:
+        return None
+    if username_claim == "email" and claims.get("email_verified") is not True:
+        return None
+    with session_scope(sessions) as s:
+        user = s.exec(select(AdminUser).where(AdminUser.external_id == name)).first()
+        if user is None or user.disabled:
+            return None
+        locked_until = _aware(user.locked_until)
+        if locked_until is not None and now < locked_until and (user.failed_attempts or 0) >= LOCK_AFTER:
+            return None  # a locked account stays locked, whichever way one signs in
+        user.last_login_at = now
+        return SignedIn(id=user.id, username=user.external_id, role=user.role)
