@@ -80,9 +80,8 @@ def _same_origin() -> bool:
     source = request.headers.get("Origin") or request.headers.get("Referer")
     if not source or source == "null":
         return source != "null"
-    parts = urlsplit(source)
-    here = urlsplit(request.host_url)
-    return (parts.scheme, parts.netloc) == (here.scheme, here.netloc)
+    # Host and port only: behind a TLS-terminating proxy the scheme seen here may differ from the browser's.
+    return urlsplit(source).netloc.lower() == request.host.lower()
 
 
 def install(app, csrf: CSRFProtect) -> None:
