@@ -8,7 +8,6 @@ OFFSET so it runs the same on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
@@ -83,19 +82,22 @@ def system_stats(session, now: dt.datetime) -> list[SystemStats]:
             .where(Decision.at >= midnight, Decision.upstream_status.is_not(None))
             .group_by(System.external_id)).all():
         stats[system].calls_today = int(count)
-    for item in stats.values():
-        item.p95_ms = _p95(session, item.system, since)
+    for system, p95 in _p95_by_system(session, since):
+        stats[system].p95_ms = float(p95)
     return list(stats.values())
 
 
-def _p95(session, system: str, since: dt.datetime) -> float | None:
-    base = _system_join(select(Decision.latency_ms)).where(
-        System.external_id == system, Decision.at >= since, Decision.latency_ms.is_not(None))
-    n = session.execute(select(sa.func.count()).select_from(base.subquery())).scalar_one()
-    if not n:
-        return None
-    rank = math.ceil(0.95 * n)
-    return session.execute(base.order_by(Decision.latency_ms).offset(rank - 1).limit(1)).scalar_one()
+def _p95_by_system(session, since: dt.datetime):
+    """Nearest-rank p95 for every system in one query: rank latencies per system with window functions
+    (SQLite >= 3.25 and PostgreSQL) and keep the row whose rank is ceil(0.95 n)."""
+    ranked = _system_join(select(
+        System.external_id.label("system"), Decision.latency_ms.label("latency"),
+        sa.func.row_number().over(partition_by=System.external_id, order_by=Decision.latency_ms).label("rank"),
+        sa.func.count().over(partition_by=System.external_id).label("n"),
+    )).where(Decision.at >= since, Decision.latency_ms.is_not(None)).subquery()
+    # ceil(0.95 n) in integer arithmetic: (95 n + 99) // 100
+    return session.execute(select(ranked.c.system, ranked.c.latency)
+                           .where(ranked.c.rank == (ranked.c.n * 95 + 99) // 100)).all()
 
 
 def hour_labels(now: dt.datetime) -> list[str]:

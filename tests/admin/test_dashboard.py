@@ -23,10 +23,17 @@ def test_system_figures(services, clock):
     from govern.admin.stats import system_stats
 
     make_landscape(services.sessions, daily_api_budget=100)
+    make_landscape(services.sessions, system="wh", credential="wh-cc", named_credential="wh-api", user="wh-load",
+                   permission_set="wh-ps")
+    make_landscape(services.sessions, system="quiet", credential="q-cc", named_credential="q-api", user="q-user",
+                   permission_set="q-ps")
     now = clock.now()
     _decisions(services, now)
+    seed_decisions(services, now, named_credential="wh-api", count=1)
     with services.sessions() as s:
-        (erp,) = system_stats(s, now)
+        erp, quiet, wh = system_stats(s, now)
+    assert (wh.volume_24h, wh.p95_ms) == (1, 10.0)  # one sample: it is its own p95
+    assert (quiet.volume_24h, quiet.p95_ms, quiet.success_rate) == (0, None, None)
     assert erp.volume_24h == 20
     assert erp.successes_24h == 18
     assert erp.p95_ms == 190.0  # nearest rank: the 19th of 20 sorted latencies
