@@ -8,7 +8,7 @@ from tests.factories import make_landscape
 
 PAGES = ["/admin/", "/admin/systems/", "/admin/credentials/", "/admin/principals/", "/admin/named_credentials/",
          "/admin/integration_users/", "/admin/permission_sets/", "/admin/grants/", "/admin/assignments/",
-         "/admin/policies/", "/admin/secrets/", "/admin/rotations/", "/admin/decisions/", "/admin/findings/",
+         "/admin/policies/", "/admin/secrets/", "/admin/rotation_schedule/", "/admin/rotations/", "/admin/decisions/", "/admin/findings/",
          "/admin/suppressions/", "/admin/admin_actions/"]
 
 

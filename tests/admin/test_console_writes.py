@@ -141,6 +141,12 @@ def test_operator_starts_a_rotation(client, console_users, clock, landscape, ser
     ref_id = _rotatable(services)
     token = _as(client, console_users, "operator")
     assert "Rotate now" in client.get("/admin/secrets/").get_data(as_text=True)
+    with session_scope(services.sessions) as s:
+        s.add(SecretRef(external_id="integration_user/order-sync/client_secret", owner_kind="integration_user",
+                        owner="order-sync", field="client_secret", path="integration_user/order-sync/client_secret"))
+    schedule = client.get("/admin/rotation_schedule/").get_data(as_text=True)
+    assert f'id="gv-rotate-{ref_id}"' in schedule
+    assert "order-sync" not in schedule  # no rotator: not on the schedule
     response = client.post("/admin/secrets/rotate/", data={"csrf_token": token, "ref": ref_id})
     assert response.status_code == 302
     assert "started" in client.get(response.headers["Location"]).get_data(as_text=True)

@@ -6,7 +6,7 @@ def build_views(db, services) -> list:
     from govern.admin.views.activity import AdminActionView, DecisionView
     from govern.admin.views.findings import FindingView, SuppressionView
     from govern.admin.views.identities import (AssignmentView, GrantView, IntegrationUserView, PermissionSetView,
-                                               SecretRefView)
+                                               RotationScheduleView, SecretRefView)
     from govern.admin.views.landscape import CredentialView, NamedCredentialView, PrincipalView, SystemView
     from govern.admin.views.policies import PoliciesView
     from govern.admin.views.rotations import RotationRunView
@@ -30,7 +30,8 @@ def build_views(db, services) -> list:
         PoliciesView(services, name="Policies", endpoint="console_policies", url="/admin/policies",
                      category="Access"),
         view(SecretRefView, t.SecretRef, "Secrets", "secrets", "Secrets"),
-        view(RotationRunView, t.RotationRun, "Rotations", "rotations", "Secrets"),
+        view(RotationScheduleView, t.SecretRef, "Rotation schedule", "rotation_schedule", "Secrets"),
+        view(RotationRunView, t.RotationRun, "Rotation history", "rotations", "Secrets"),
         view(DecisionView, t.Decision, "Decisions", "decisions", "Audit"),
         view(FindingView, t.Finding, "Findings", "findings", "Audit"),
         view(SuppressionView, t.Suppression, "Suppressions", "suppressions", "Audit"),

@@ -284,3 +284,18 @@ class SecretRefView(ReadOnlyView):
                                     "a worker will carry it out.")
         return redirect(url_for("console_rotations.index_view"))
 
+
+
+class RotationScheduleView(SecretRefView):
+    """Secrets that have a rotator, soonest due first: the rotation schedule, with "Rotate now" for operators."""
+
+    column_list = ("next_due_at", "owner_kind", "owner", "principal", "field", "rotator", "schedule", "status",
+                   "rotate")
+    column_labels = {"status": "Current version", "rotate": "Rotation", "next_due_at": "Next due (UTC)"}
+    column_default_sort = ("next_due_at", False)
+
+    def get_query(self):
+        return super().get_query().filter(SecretRef.rotator.is_not(None))
+
+    def get_count_query(self):
+        return super().get_count_query().filter(SecretRef.rotator.is_not(None))
