@@ -7,11 +7,12 @@ external id, idempotent); the plan is applied in one transaction.
 from __future__ import annotations
 
 import yaml
+from sqlalchemy.exc import IntegrityError
 
 from govern.config_as_code.plan import Plan, make_plan
 from govern.config_as_code.specs import to_document
 from govern.config_as_code.validate import check, parse
-from govern.errors import ValidationFailed
+from govern.errors import Conflict, ValidationFailed
 from govern.store.db import session_scope
 from govern.store.landscape import apply_plan, load_current
 from govern.store.tables import AdminAction
@@ -30,15 +31,21 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
     with session_scope(sessions) as session:
         stored = load_current(session)
         desired = check(parsed, stored.specs, prune=prune)
-        if not prune:
-            # Entities the file does not mention stay as they are (a landscape may span several files).
-            for kind, items in stored.specs.items():
-                for ext_id, spec in items.items():
+        for kind, items in stored.specs.items():
+            for ext_id, spec in items.items():
+                # Entities the file does not mention stay as they are (a landscape may span several files),
+                # and even --prune leaves alone what another source owns (e.g. `govern import salesforce`).
+                if not prune or (kind, ext_id) in stored.foreign:
                     desired[kind].setdefault(ext_id, spec)
         plan = make_plan(desired, stored.specs, prune=prune)
         plan.dry_run = dry_run
         if not dry_run and plan.has_changes:
-            apply_plan(session, plan, stored)
+            try:
+                apply_plan(session, plan, stored)
+                session.flush()
+            except IntegrityError:
+                # Another apply (or a console edit) changed the same rows since we read them.
+                raise Conflict("the landscape changed while this apply ran; nothing was written, run it again") from None
             plan.applied = True
             if actor:
                 session.add(AdminAction(actor=actor, action="apply", subject_kind="landscape", subject=filename[:300],

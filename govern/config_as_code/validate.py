@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from govern.config_as_code import schema as s
-from govern.config_as_code.specs import KIND_OF, SECTION_OF, SPEC_OF, Landscape, empty_landscape
+from govern.config_as_code.specs import KIND_OF, SPEC_OF, Landscape, empty_landscape
 from govern.config_as_code.yaml_loader import Located, Path, load
 from govern.errors import ValidationFailed
 

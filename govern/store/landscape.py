@@ -35,6 +35,8 @@ class Stored:
     ids: dict[str, dict[str, int]]  # kind -> external id -> row id
     principal_ids: dict[tuple[str, str], int] = field(default_factory=dict)  # (credential, name) -> row id
     assignment_ids: dict[tuple[str, str], int] = field(default_factory=dict)  # (user, permission set) -> row id
+    # Entities that another source owns (permission sets imported from Salesforce): never pruned.
+    foreign: set[tuple[str, str]] = field(default_factory=set)
 
 
 def _iso(value) -> str | None:
@@ -73,6 +75,8 @@ def load_current(session: Session) -> Stored:
         specs["integration_user"][r["external_id"]] = user_spec_of(r, name_of["system"], assignments.get(r["id"], []))
     for r in rows["permission_set"]:
         specs["permission_set"][r["external_id"]] = permission_set_spec_of(r, grants.get(r["id"], []))
+        if r["source"] != "govern":
+            stored.foreign.add(("permission_set", r["external_id"]))
     return stored
 
 

@@ -121,3 +121,15 @@ def test_credentials_show_secret_metadata_never_values(applied, client, auditor_
     assert "value" not in secret and "path" not in secret
     listed = client.get("/api/v1/credentials", headers=auth(auditor_token)).get_json()["items"]
     assert {c["id"] for c in listed} >= {"erp-oauth", "salesforce-jwt"}
+
+
+def test_integration_user_shows_secret_status_not_the_hash(client, auditor_token, services):
+    from tests.factories import make_landscape
+
+    canary = "canary-91ab-client-secret"
+    make_landscape(services.sessions, client_secret=canary)
+    response = client.get("/api/v1/integration-users/order-sync", headers=auth(auditor_token))
+    body = response.get_json()
+    assert body["client_secret"]["set"] is True
+    assert canary not in response.get_data(as_text=True) and "scrypt" not in response.get_data(as_text=True)
+    assert "client_secret_hash" not in body

@@ -160,3 +160,69 @@ def test_yaml_syntax_error(runner, tmp_path, dump):
 def test_missing_file(runner, tmp_path):
     result = runner.invoke(["apply", "-f", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2 and result.output.startswith("error: cannot read")
+
+
+def test_prune_leaves_permission_sets_of_other_sources(runner, tmp_path, services):
+    import sqlalchemy as sa
+
+    from govern.store.db import session_scope
+    from govern.store.tables import PermissionSet
+
+    with session_scope(services.sessions) as s:
+        s.add(PermissionSet(external_id="sf-integration-ps", source="salesforce"))
+    result = runner.invoke(["apply", "-f", write(tmp_path, BASE), "--prune"])
+    assert result.exit_code == 0 and "sf-integration-ps" not in result.output
+    with services.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM permission_set WHERE source = 'salesforce'")).scalar() == 1
+
+
+def test_export_never_contains_secret_material(runner, services):
+    from govern.landscape import export_document
+    from tests.factories import make_landscape
+
+    canary = "canary-7f3e-client-secret-value"
+    make_landscape(services.sessions, client_secret=canary)
+    text = export_document(services.sessions)
+    assert canary not in text and "client_secret" not in text and "scrypt" not in text
+    assert "order-sync" in text
+    again = runner.invoke(["apply", "-f", "-"], input=text)
+    assert again.exit_code == 0 and again.output.strip().endswith("0 to delete")
+    assert " 0 to create, 0 to update" in again.output
+
+
+def test_a_failure_part_way_writes_nothing(services, dump, monkeypatch):
+    """One transaction: systems and users are written before grants; a failure there rolls all back."""
+    import govern.store.landscape as store
+    from govern.landscape import apply_document
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(store, "_write_grants", boom)
+    before = dump()
+    with pytest.raises(RuntimeError):
+        apply_document(services.sessions, EXAMPLE.read_text(), "example.yaml")
+    assert dump() == before
+
+
+def test_a_concurrent_change_is_a_conflict_not_a_crash(services, dump, monkeypatch):
+    import sqlalchemy as sa
+
+    import govern.store.landscape as store
+    from govern.errors import Conflict
+    from govern.landscape import apply_document
+
+    real = store.apply_plan
+
+    def racing(session, plan, stored):
+        # Someone else creates the same system between our read and our write.
+        session.execute(sa.text("INSERT INTO system (external_id, name, kind, description, sla, maintenance_windows, "
+                                "scopes, contract, created_at, updated_at) VALUES ('erp', '', 'generic', '', '{}', "
+                                "'[]', '[]', '{}', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))
+        real(session, plan, stored)
+
+    monkeypatch.setattr("govern.landscape.apply_plan", racing)
+    before = dump()
+    with pytest.raises(Conflict):
+        apply_document(services.sessions, BASE, "g.yaml")
+    assert dump() == before
