@@ -120,7 +120,7 @@ def start_bao(tmp: Path) -> tuple[subprocess.Popen, str, str]:
     return proc, addr, token
 
 
-def worker(db_url: str, addr: str, token: str, go: str, out: mp.Queue) -> None:
+def worker(db_url: str, addr: str, token: str, go: str, ready: mp.Queue, out: mp.Queue) -> None:
     from govern.bootstrap import build_services
     from govern.config import load_settings
     from govern.rotation.notify import LogNotifier
@@ -130,6 +130,9 @@ def worker(db_url: str, addr: str, token: str, go: str, out: mp.Queue) -> None:
     services = build_services(settings)
     services.secret_store = BaoKV(addr, token)
     svc = RotationService(services, worker_id=f"bench-{os.getpid()}", notifier=LogNotifier())
+    with services.engine.connect() as conn:  # connected and imported: ready for the start signal
+        conn.exec_driver_sql("SELECT 1")
+    ready.put(os.getpid())
     while not os.path.exists(go):
         time.sleep(0.005)
     outcomes = svc.tick()
@@ -179,12 +182,13 @@ def main() -> None:
         print(f"setup_s={time.perf_counter() - t0:.1f} secrets={args.secrets} workers={args.workers} store=openbao db=postgresql")
 
         ctx = mp.get_context("spawn")
-        q = ctx.Queue()
+        q, ready = ctx.Queue(), ctx.Queue()
         go = str(tmp / "go")
-        procs = [ctx.Process(target=worker, args=(db_url, addr, token, go, q)) for _ in range(args.workers)]
+        procs = [ctx.Process(target=worker, args=(db_url, addr, token, go, ready, q)) for _ in range(args.workers)]
         for p in procs:
             p.start()
-        time.sleep(2.0)  # let the workers import and connect before the clock starts
+        for _ in procs:  # the clock starts once every worker has imported and connected
+            ready.get(timeout=120)
         start = time.perf_counter()
         Path(go).touch()
         per_worker = [q.get(timeout=600) for _ in procs]

@@ -1,4 +1,4 @@
-"""/api/v1/rotations: rotation history, start now, retry, acknowledge. Views parse, call the service, map errors.
+"""/api/v1/rotations: rotation history, start now, retry, confirm a manual set, acknowledge. Views parse, call the service, map errors.
 
 Starting and retrying only queue the work (202): a worker (`govern worker`) runs the steps, so an HTTP
 request never holds a lease on a target system.
@@ -84,6 +84,13 @@ def start_rotation():
 def retry_rotation(run_id: int):
     svc = _service()
     svc.requeue(run_id, by=g.admin_user)
+    return jsonify(_json(get_run(_services().sessions, run_id))), 202
+
+
+@bp.post("/<int:run_id>/confirm")
+@require_admin("operator")
+def confirm_rotation(run_id: int):
+    _service().confirm(run_id, by=g.admin_user, run_now=False)
     return jsonify(_json(get_run(_services().sessions, run_id))), 202
 
 

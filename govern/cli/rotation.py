@@ -3,13 +3,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import signal
 import threading
 
 import click
 
 from govern.cli.context import services
-from govern.errors import ValidationFailed
+from govern.errors import GovernError, ValidationFailed
+
+log = logging.getLogger("govern.worker")
 
 
 class _RotateGroup(click.Group):
@@ -125,7 +128,16 @@ def worker(once: bool, interval: str) -> None:
         svc = _service()
         click.echo(f"worker {svc.worker_id} started; a pass every {pause:g}s", err=True)
         while not stop.is_set():
-            outcomes = svc.tick()
+            try:
+                outcomes = svc.tick()
+            except GovernError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a database or network outage must not kill the loop
+                if once:
+                    raise
+                log.error("worker pass failed; retrying after the pause", extra={"exc_type": type(exc).__name__})
+                stop.wait(pause)
+                continue
             failed = _report(outcomes) or failed
             if once:
                 break

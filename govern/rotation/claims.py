@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import select
 
 from govern.rotation import machine
+from govern.rotation.support import update
 from govern.store.tables import RotationRun
 
 RUNNABLE = (machine.CREATED, machine.PENDING, machine.SET, machine.TESTED)
@@ -44,11 +45,11 @@ def claim_next(session: Session, worker: str, now: dt.datetime, lease: dt.timede
         run_id = session.execute(stmt).scalar_one_or_none()
         if run_id is None:
             return None
-        session.execute(sa.update(RotationRun).execution_options(synchronize_session=False).where(RotationRun.id == run_id).values(**values))
+        session.execute(update(RotationRun).where(RotationRun.id == run_id).values(**values))
         return run_id
     candidates = session.execute(select(RotationRun.id).where(cond).order_by(RotationRun.id).limit(10)).scalars().all()
     for run_id in candidates:
-        res = session.execute(sa.update(RotationRun).execution_options(synchronize_session=False).where(RotationRun.id == run_id, cond).values(**values))
+        res = session.execute(update(RotationRun).where(RotationRun.id == run_id, cond).values(**values))
         if res.rowcount == 1:
             return run_id
     return None

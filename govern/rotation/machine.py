@@ -92,3 +92,13 @@ def confirmed(state: str, at: dt.datetime, by: str) -> Transition:
     if state != AWAITING:
         raise ValueError(f"a run in state {state} is not awaiting confirmation")
     return Transition(state=SET, attempts=0, record=_record("confirm", at, at, "ok", by=by))
+
+
+def resume_state(failed_step: str) -> str:
+    """Where a parked run restarts: at the step that failed (a failed test restarts at `set`)."""
+    if failed_step == "test":
+        return PENDING
+    for state, step in STEP_FOR_STATE.items():
+        if step == failed_step:
+            return state
+    return CREATED

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import socket
-import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Callable
-
-from contextlib import contextmanager
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -22,69 +18,29 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session as SQLModelSession
 from sqlmodel import select
 
-from govern.errors import Conflict, GovernError, NotFound
-from govern.logs import redact_text
+from govern.errors import GovernError, NotFound
 from govern.rotation import claims, machine, schedule
-from govern.rotation.rotators import RotationContext, SecretRefView, load_rotator
+from govern.rotation.housekeeping import Housekeeping
+from govern.rotation.operator import OperatorActions
+from govern.rotation.rotators import RotationContext, load_rotator
+from govern.rotation.support import (  # noqa: F401 - re-exported for callers
+    LostLease,
+    Outcome,
+    default_worker_id,
+    describe_error,
+    system_key,
+    update,
+    view,
+)
 from govern.store.db import session_scope
 from govern.store.rotation_tables import RotationSystemCap
-from govern.store.tables import ExternalCredential, RotationRun, SecretRef, SecretVersion, System
+from govern.store.tables import RotationRun, SecretRef, SecretVersion
 
 log = logging.getLogger("govern.rotation")
 
 
-class LostLease(Exception):
-    """Another worker took the run over (our lease expired); stop touching it."""
-
-
-def describe_error(exc: BaseException) -> str:
-    """A redacted, secret-free description: govern errors carry curated text; others only their type."""
-    if isinstance(exc, GovernError):
-        return redact_text(f"{exc.code}: {exc.detail}")[:500]
-    sqlstate = getattr(exc, "sqlstate", None)
-    return type(exc).__name__ + (f" (sqlstate {sqlstate})" if sqlstate else "")
-
-
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-def view(ref: SecretRef) -> SecretRefView:
-    return SecretRefView(id=ref.id, external_id=ref.external_id, owner_kind=ref.owner_kind, owner=ref.owner,
-                         principal=ref.principal, field=ref.field, path=ref.path,
-                         current_version=ref.current_version, rotator=ref.rotator or "",
-                         overlap_seconds=ref.overlap_seconds)
-
-
-def system_key(session, ref: SecretRef) -> str:
-    """The system a secret's rotation touches: a credential's System, otherwise `owner_kind:owner`."""
-    if ref.owner_kind == "credential":
-        row = session.execute(select(System.external_id).join(ExternalCredential, ExternalCredential.system_id == System.id)
-                              .where(ExternalCredential.external_id == ref.owner)).scalar_one_or_none()
-        if row:
-            return f"system:{row}"
-    return f"{ref.owner_kind}:{ref.owner}"
-
-
 @dataclass
-class Outcome:
-    """One item of a batch report."""
-
-    secret: str
-    status: str  # finished | awaiting_confirmation | retrying | parked | skipped | failed | would_rotate
-    run_id: int | None = None
-    detail: str = ""
-
-    @property
-    def failed(self) -> bool:
-        return self.status in ("retrying", "parked", "failed")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"secret": self.secret, "status": self.status, "run_id": self.run_id, "detail": self.detail}
-
-
-@dataclass
-class RotationService:
+class RotationService(OperatorActions, Housekeeping):
     services: Any
     worker_id: str = field(default_factory=default_worker_id)
     policy: machine.RetryPolicy = field(default_factory=machine.RetryPolicy)
@@ -158,10 +114,18 @@ class RotationService:
         out = []
         with self._session() as s:
             for ref in refs:
+                if not ref.rotator:
+                    out.append(Outcome(ref.external_id, "skipped", detail="no rotator configured (rotated by hand)"))
+                    continue
                 try:
-                    self._rotator(ref.rotator or "")
+                    self._rotator(ref.rotator)
                 except GovernError as exc:
                     out.append(Outcome(ref.external_id, "failed", detail=describe_error(exc)))
+                    continue
+                active = s.execute(select(RotationRun.id).where(RotationRun.secret_ref_id == ref.id,
+                                                                RotationRun.state.in_(machine.ACTIVE))).scalar()
+                if active:
+                    out.append(Outcome(ref.external_id, "skipped", active, f"run {active} is already active"))
                     continue
                 out.append(Outcome(ref.external_id, "would_rotate",
                                    detail=f"rotator {ref.rotator}, system {system_key(s, ref)}"))
@@ -209,7 +173,7 @@ class RotationService:
         if due_only:
             cond += [SecretRef.next_due_at.is_not(None), SecretRef.next_due_at <= now]
         # First the row (serialises workers per secret, and takes SQLite's write lock), then the system.
-        if s.execute(sa.update(SecretRef).execution_options(synchronize_session=False)
+        if s.execute(update(SecretRef)
                      .where(*cond).values(next_due_at=None)).rowcount != 1:
             s.rollback()
             return None, "not due (already taken)"
@@ -279,7 +243,7 @@ class RotationService:
         if pending_version is not None:
             values["pending_version"] = pending_version
         with self._session() as s:
-            res = s.execute(sa.update(RotationRun).execution_options(synchronize_session=False)
+            res = s.execute(update(RotationRun)
                             .where(RotationRun.id == run.id, RotationRun.claimed_by == self.worker_id).values(**values))
             if res.rowcount != 1:
                 raise LostLease()
@@ -297,14 +261,14 @@ class RotationService:
         values: dict[str, Any] = {"set_at": now,
                                   "next_due_at": schedule.next_due(ref.schedule, now, self.rng) if ref.schedule else None}
         if run.pending_version is not None:
-            sv = sa.update(SecretVersion).execution_options(synchronize_session=False)
+            sv = update(SecretVersion)
             s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.stage == "current",
                                SecretVersion.version != run.pending_version)
                       .values(stage="previous", expires_at=now + dt.timedelta(seconds=ref.overlap_seconds)))
             s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.version == run.pending_version)
                       .values(stage="current", expires_at=None))
             values["current_version"] = run.pending_version
-        s.execute(sa.update(SecretRef).execution_options(synchronize_session=False)
+        s.execute(update(SecretRef)
                   .where(SecretRef.id == ref.id).values(**values))
         for key, value in values.items():
             setattr(ref, key, value)
@@ -378,7 +342,7 @@ class RotationService:
 
     def _release(self, run, ref) -> Outcome:
         with self._session() as s:
-            s.execute(sa.update(RotationRun).execution_options(synchronize_session=False).where(RotationRun.id == run.id, RotationRun.claimed_by == self.worker_id)
+            s.execute(update(RotationRun).where(RotationRun.id == run.id, RotationRun.claimed_by == self.worker_id)
                       .values(claimed_until=None))
         return Outcome(ref.external_id, run.state, run.id)
 
@@ -406,107 +370,6 @@ class RotationService:
             out.append(self.execute(run_id))
         return out
 
-    # --- operator actions -------------------------------------------------------------------------
-    def confirm(self, run_id: int, by: str) -> Outcome:
-        now = self._now()
-        with self._session() as s:
-            run = s.get(RotationRun, run_id)
-            if run is None:
-                raise NotFound(f"no rotation run {run_id}")
-            try:
-                t = machine.confirmed(run.state, now, by)
-            except ValueError:
-                raise Conflict(f"run {run_id} is {run.state}, not awaiting confirmation") from None
-            s.execute(sa.update(RotationRun).execution_options(synchronize_session=False).where(RotationRun.id == run_id, RotationRun.state == machine.AWAITING)
-                      .values(state=t.state, steps=[*(run.steps or []), t.record], next_attempt_at=now,
-                              claimed_until=None))
-        if self.claim(only=run_id) is None:
-            return Outcome(str(run_id), "set", run_id, "confirmed; a worker will test and finish it")
-        return self.execute(run_id)
-
-    def retry(self, run_id: int, by: str) -> Outcome:
-        """Put a parked run back at the step that failed, with a fresh attempt budget, and run it."""
-        self.requeue(run_id, by)
-        if self.claim(only=run_id) is None:
-            return Outcome(str(run_id), "retrying", run_id, "queued for a worker")
-        return self.execute(run_id)
-
-    def requeue(self, run_id: int, by: str) -> None:
-        """Put a parked run back at the step that failed, for the next worker."""
-        now = self._now()
-        try:
-            with self._session() as s:
-                run = s.get(RotationRun, run_id)
-                if run is None:
-                    raise NotFound(f"no rotation run {run_id}")
-                if run.state != machine.PARKED:
-                    raise Conflict(f"run {run_id} is {run.state}; only parked runs can be retried")
-                failed_step = next((r["step"] for r in reversed(run.steps or []) if r.get("outcome") == "failed"),
-                                   "create_pending")
-                state = machine.PENDING if failed_step == "test" else {v: k for k, v in machine.STEP_FOR_STATE.items()}[failed_step]
-                rec = {"step": "retry", "by": by, "at": now.isoformat(), "outcome": "ok"}
-                s.execute(sa.update(RotationRun).execution_options(synchronize_session=False).where(RotationRun.id == run_id).values(
-                    state=state, attempts=0, next_attempt_at=now, claimed_until=None, finished_at=None,
-                    steps=[*(run.steps or []), rec]))
-        except IntegrityError:
-            raise Conflict("another run of this secret is active") from None
-
-    def acknowledge(self, run_id: int, by: str) -> None:
-        with self._session() as s:
-            run = s.get(RotationRun, run_id)
-            if run is None:
-                raise NotFound(f"no rotation run {run_id}")
-            if run.state != machine.PARKED:
-                raise Conflict(f"run {run_id} is {run.state}; only parked runs are acknowledged")
-            rec = {"step": "acknowledge", "by": by, "at": self._now().isoformat(), "outcome": "ok"}
-            run.steps = [*(run.steps or []), rec]
-
-    # --- the worker's housekeeping ----------------------------------------------------------------
-    def revoke_expired(self) -> list[Outcome]:
-        """Revoke previous versions whose overlap window is over (idempotent at the target)."""
-        now = self._now()
-        out: list[Outcome] = []
-        while True:
-            with self._session() as s:
-                stmt = (select(SecretVersion).where(SecretVersion.stage == "previous", SecretVersion.expires_at <= now)
-                        .order_by(SecretVersion.id).limit(1))
-                if claims.is_postgres(s):
-                    stmt = stmt.with_for_update(skip_locked=True)
-                sv = s.execute(stmt).scalar_one_or_none()
-                if sv is None:
-                    return out
-                ref = s.get(SecretRef, sv.secret_ref_id)
-                try:
-                    rotator = self._rotator(ref.rotator or "static")
-                    rotator.revoke_previous(RotationContext(ref=view(ref), run_id=None, services=self.services, now=now),
-                                            sv.version)
-                except Exception as exc:  # noqa: BLE001
-                    err = describe_error(exc)
-                    # Try again later rather than spin on it in this pass.
-                    sv.expires_at = now + self.reminder_every
-                    out.append(Outcome(ref.external_id, "failed", None, f"revoke of version {sv.version} failed: {err}"))
-                    self._notify("rotation.failed", None, ref.external_id, step="revoke_previous", error=err)
-                    continue
-                sv.stage = "revoked"
-                out.append(Outcome(ref.external_id, "revoked", None, f"version {sv.version}"))
-
-    def send_reminders(self) -> int:
-        """Re-send reminders for runs still waiting for an operator (once per reminder period)."""
-        now = self._now()
-        sent = 0
-        with self._session() as s:
-            rows = s.execute(select(RotationRun, SecretRef).join(SecretRef, SecretRef.id == RotationRun.secret_ref_id)
-                             .where(RotationRun.state == machine.AWAITING, RotationRun.next_attempt_at <= now)).all()
-            for run, ref in rows:
-                res = s.execute(sa.update(RotationRun).execution_options(synchronize_session=False).where(RotationRun.id == run.id,
-                                                             RotationRun.next_attempt_at == run.next_attempt_at)
-                                .values(next_attempt_at=now + self.reminder_every))
-                if res.rowcount == 1:
-                    self._notify("rotation.reminder", run.id, ref.external_id, rotator=run.rotator,
-                                 detail=f"still waiting for: govern rotate confirm {run.id}")
-                    sent += 1
-        return sent
-
     def tick(self) -> list[Outcome]:
         """One pass of the worker: start due rotations, run everything runnable, revoke, remind.
 
@@ -530,13 +393,3 @@ class RotationService:
             self._retire_signing_keys()
             self.send_reminders()
         return out
-
-    def _retire_signing_keys(self) -> None:
-        """Signing keys have no stored versions to expire: the key set decides which retired keys are
-        past the lifetime of the tokens they signed, on every worker pass (it is idempotent)."""
-        hook = self.services.extras.get("signing_keys")
-        if hook is not None and hasattr(hook, "retire_expired"):
-            try:
-                hook.retire_expired()
-            except Exception as exc:  # noqa: BLE001
-                log.warning("retiring signing keys failed: %s", type(exc).__name__)

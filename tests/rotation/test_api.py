@@ -69,3 +69,26 @@ def test_retry_and_acknowledge_a_parked_run(client, api, operator_token, clock):
     assert client.post(f"/api/v1/rotations/{o.run_id}/retry", headers=_h(op)).status_code == 409
     (done,) = svc.drain()
     assert done.status == "finished" and flaky.calls == 2
+
+
+def test_confirm_a_manual_set_over_http(client, api, operator_token):
+    from govern.store.db import session_scope
+    from govern.store.tables import ExternalCredential, System
+
+    op, aud = operator_token
+    with session_scope(api.sessions) as s:
+        system = System(external_id="crm-sys")
+        s.add(system)
+        s.flush()
+        s.add(ExternalCredential(external_id="crm", system_id=system.id, protocol="oauth2_client_credentials",
+                                 client_id="c", rotation={"set": "manual"}))
+    add_secret(api, "credential/crm/client_secret", rotator="upstream_client_secret", owner_kind="credential",
+               owner="crm", initial="old")
+    (o,) = RotationService(api, worker_id="w").tick()
+    assert o.status == machine.AWAITING
+    assert client.post(f"/api/v1/rotations/{o.run_id}/confirm", headers=_h(aud)).status_code == 403
+    resp = client.post(f"/api/v1/rotations/{o.run_id}/confirm", headers=_h(op))
+    assert resp.status_code == 202 and resp.get_json()["state"] == machine.SET
+    assert resp.get_json()["steps"][-1] == {**resp.get_json()["steps"][-1], "step": "confirm", "by": "op"}
+    again = client.post(f"/api/v1/rotations/{o.run_id}/confirm", headers=_h(op))
+    assert again.status_code == 409

@@ -111,3 +111,32 @@ def test_per_system_cap_keeps_rotations_on_one_system_apart(rsvc, clock):
     clock.advance(hours=1)
     assert sorted(o.secret for o in svc.drain()) == ["a", "b", "other"]
     assert [(o.secret, o.status) for o in svc.run_due()] == [("c", "finished")]
+
+
+def test_secrets_without_a_rotator_get_reminders_when_due(rsvc, clock, notifier):
+    from tests.rotation.conftest import add_secret as add
+
+    add(rsvc, "by-hand", rotator=None)
+    svc = RotationService(rsvc, worker_id="w1", reminder_every=dt.timedelta(hours=24))
+    svc.tick()
+    assert notifier.names() == ["rotation.reminder"]
+    assert "by-hand" in notifier.events[0][1]["detail"] and notifier.events[0][1]["secret"] == "by-hand"
+    svc.tick()
+    assert notifier.names() == ["rotation.reminder"]  # once per reminder period
+    clock.advance(hours=24)
+    svc.tick()
+    assert notifier.names() == ["rotation.reminder", "rotation.reminder"]
+
+
+def test_third_party_rotators_come_from_entry_points(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from govern.rotation.rotators import registry
+
+    ep = EntryPoint(name="acme", value="govern.rotation.rotators.base:StaticSecretRotator", group=registry.GROUP)
+    monkeypatch.setattr(registry, "entry_points", lambda group: [ep] if group == registry.GROUP else [])
+    assert "acme" in registry.rotator_names()
+    assert registry.load_rotator("acme").name == "static"
+    with pytest.raises(Exception) as info:
+        registry.load_rotator("nope")
+    assert getattr(info.value, "code", "") == "not_found"

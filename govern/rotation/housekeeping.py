@@ -1,0 +1,82 @@
+"""The worker's housekeeping: revoke previous versions after their overlap, re-send reminders, retire
+signing keys. A mixin of RotationService (govern.rotation.runner)."""
+from __future__ import annotations
+
+import logging
+
+from sqlmodel import select
+
+from govern.rotation import claims, machine
+from govern.rotation.rotators import RotationContext
+from govern.rotation.support import Outcome, describe_error, update, view
+from govern.store.tables import RotationRun, SecretRef, SecretVersion
+
+log = logging.getLogger("govern.rotation")
+
+
+class Housekeeping:
+    def revoke_expired(self) -> list[Outcome]:
+        """Revoke previous versions whose overlap window is over (idempotent at the target)."""
+        now = self._now()
+        out: list[Outcome] = []
+        while True:
+            with self._session() as s:
+                stmt = (select(SecretVersion).where(SecretVersion.stage == "previous", SecretVersion.expires_at <= now)
+                        .order_by(SecretVersion.id).limit(1))
+                if claims.is_postgres(s):
+                    stmt = stmt.with_for_update(skip_locked=True)
+                sv = s.execute(stmt).scalar_one_or_none()
+                if sv is None:
+                    return out
+                ref = s.get(SecretRef, sv.secret_ref_id)
+                try:
+                    rotator = self._rotator(ref.rotator or "static")
+                    rotator.revoke_previous(RotationContext(ref=view(ref), run_id=None, services=self.services, now=now),
+                                            sv.version)
+                except Exception as exc:  # noqa: BLE001
+                    err = describe_error(exc)
+                    # Try again later rather than spin on it in this pass.
+                    sv.expires_at = now + self.reminder_every
+                    out.append(Outcome(ref.external_id, "failed", None, f"revoke of version {sv.version} failed: {err}"))
+                    self._notify("rotation.failed", None, ref.external_id, step="revoke_previous", error=err)
+                    continue
+                sv.stage = "revoked"
+                out.append(Outcome(ref.external_id, "revoked", None, f"version {sv.version}"))
+
+    def send_reminders(self) -> int:
+        """Re-send reminders for runs still waiting for an operator (once per reminder period)."""
+        now = self._now()
+        sent = 0
+        with self._session() as s:
+            rows = s.execute(select(RotationRun, SecretRef).join(SecretRef, SecretRef.id == RotationRun.secret_ref_id)
+                             .where(RotationRun.state == machine.AWAITING, RotationRun.next_attempt_at <= now)).all()
+            for run, ref in rows:
+                res = s.execute(update(RotationRun).where(RotationRun.id == run.id,
+                                                             RotationRun.next_attempt_at == run.next_attempt_at)
+                                .values(next_attempt_at=now + self.reminder_every))
+                if res.rowcount == 1:
+                    self._notify("rotation.reminder", run.id, ref.external_id, rotator=run.rotator,
+                                 detail=f"still waiting for: govern rotate confirm {run.id}")
+                    sent += 1
+            # Secrets with a schedule but no rotator are rotated by hand: remind when due, then daily.
+            due = s.execute(select(SecretRef).where(SecretRef.rotator.is_(None), SecretRef.schedule.is_not(None),
+                                                    SecretRef.next_due_at <= now)).scalars().all()
+            for ref in due:
+                res = s.execute(update(SecretRef).where(SecretRef.id == ref.id, SecretRef.next_due_at == ref.next_due_at)
+                                .values(next_due_at=now + self.reminder_every))
+                if res.rowcount == 1:
+                    self._notify("rotation.reminder", None, ref.external_id, rotator=None,
+                                 detail=f"{ref.external_id} has no automatic rotator and is due (schedule "
+                                        f"{ref.schedule}); rotate it at the target, then store the new value")
+                    sent += 1
+        return sent
+
+    def _retire_signing_keys(self) -> None:
+        """Signing keys have no stored versions to expire: the key set decides which retired keys are
+        past the lifetime of the tokens they signed, on every worker pass (it is idempotent)."""
+        hook = self.services.extras.get("signing_keys")
+        if hook is not None and hasattr(hook, "retire_expired"):
+            try:
+                hook.retire_expired()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("retiring signing keys failed: %s", type(exc).__name__)
