@@ -62,3 +62,18 @@ def scan(config: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
             yield from scan(value, f"{prefix}[{i}]")
     elif isinstance(config, str) and (kind := value_kind(config)):
         yield prefix, kind
+
+
+def safe_url(url: str) -> str:
+    """A URL fit for a report: no userinfo, no query, and no path when the URL itself looks like a secret."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return "(unparseable URL)"
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    path = "/…" if value_kind(url) else parts.path
+    return f"{parts.scheme}://{host}{path}" if parts.scheme else path

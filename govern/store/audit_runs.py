@@ -35,6 +35,11 @@ def record_run(session: Session, source: str, findings: list[FindingResult], now
     source_runs = sa.select(AuditRun.id).where(AuditRun.source == source)
     existing = {f.external_id: f for f in session.execute(
         sa.select(Finding).where(Finding.last_run_id.in_(source_runs))).scalars()}
+    source_fps = set(existing)
+    missing = [f.fingerprint for f in findings if f.fingerprint not in existing]
+    for i in range(0, len(missing), 500):  # rows last seen by another source's run (rare), in a few queries
+        for row in session.execute(sa.select(Finding).where(Finding.external_id.in_(missing[i:i + 500]))).scalars():
+            existing.setdefault(row.external_id, row)
     new, reopened = [], []
     current = set()
     for f in findings:
@@ -44,8 +49,7 @@ def record_run(session: Session, source: str, findings: list[FindingResult], now
             f.suppression = {"owner": s.owner, "justification": s.justification, "ticket": s.ticket,
                              "expires_at": s.expires_at.isoformat()}
         current.add(f.fingerprint)
-        row = existing.get(f.fingerprint) or session.execute(
-            sa.select(Finding).where(Finding.external_id == f.fingerprint)).scalar_one_or_none()
+        row = existing.get(f.fingerprint)
         if row is None:
             row = Finding(external_id=f.fingerprint, first_seen_at=now)
             session.add(row)
@@ -59,8 +63,9 @@ def record_run(session: Session, source: str, findings: list[FindingResult], now
         row.remediation = f.remediation[:4000]
         row.status, row.last_seen_at, row.last_run_id, row.resolved_at = f.status, now, run.id, None
     resolved = []
-    for fp, row in existing.items():
-        if fp not in current and row.status != "resolved":
+    for fp in source_fps - current:
+        row = existing[fp]
+        if row.status != "resolved":
             row.status, row.resolved_at, row.last_run_id = "resolved", now, run.id
             resolved.append(fp)
     counts = {sev: sum(1 for f in findings if f.severity == sev and f.status == "open") for sev in SEVERITIES}

@@ -120,6 +120,10 @@ def test_fail_on_gate_and_bad_arguments(services, runner, tmp_path):
     bad = runner.invoke(["audit", "--window", "soon"])
     assert bad.exit_code == 2 and "--window" in bad.output
     assert runner.invoke(["audit", "--format", "pdf"]).exit_code == 2
+    no_dir = runner.invoke(["audit", "--source", "salesforce"])
+    assert no_dir.exit_code == 2 and no_dir.output.strip() == "error: --source salesforce needs a DIR"
+    missing = runner.invoke(["audit", "--source", "salesforce", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 2 and "is not a directory" in missing.output
 
 
 def test_html_is_self_contained(services, runner, tmp_path):
@@ -192,3 +196,24 @@ def test_findings_api(services, runner, client, admin_token, tmp_path):
     assert runs["items"][0]["source"] == "salesforce"
     rule = client.get("/api/v1/findings?rule=GOV-NET-003&subject=Bad_App", headers=auth).get_json()
     assert rule["total"] == 1
+
+
+CANARIES = ("hunter2-in-metadata", "sk_live_0123456789abcdefXYZ", "A1B2C3D4E5F6EXAMPLESECRET", "abcdefghijklmnop")
+
+
+def test_metadata_secrets_never_reach_reports_database_or_console(services, runner, tmp_path):
+    import sqlalchemy as sa
+
+    outputs = []
+    for fmt in ("json", "csv", "sarif", "html"):
+        out = tmp_path / f"r.{fmt}"
+        result = runner.invoke(["audit", "--source", "salesforce", str(CORPUS), "--format", fmt, "--out", str(out)])
+        outputs += [out.read_text(), result.output]
+    outputs.append(runner.invoke(["import", "salesforce", str(CORPUS)]).output)
+    with services.engine.connect() as conn:
+        for table in ("finding", "audit_run"):
+            outputs += [repr(row) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))]
+    text = "\n".join(outputs)
+    assert "GOV-SECRET-001" in text  # the secrets were found ...
+    for canary in CANARIES:
+        assert canary not in text  # ... and never repeated

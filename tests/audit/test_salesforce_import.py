@@ -54,6 +54,18 @@ def test_corpus_imports_every_kind_in_both_layouts(corpus):
         "Profile", "PermissionSet", "ConnectedApp", "NamedCredential", "ExternalCredential"}
     assert corpus.errors == 0
     assert "Slack/Webhook" in corpus.model.named_credentials  # %2F in the file name decoded
+    m = corpus.model
+    assert m.permission_sets["Integration_Admin"].objects["Account"].fields == {"Rating": "edit"}
+    assert m.permission_sets["Ops"].members == ["Setup_Reader", "Admin_Lite"]
+    assert m.permission_sets["Ops"].muting == ["Mute_Admin"]
+    assert m.effective_permissions(m.permission_sets["Ops"]) == {"ViewSetup"}
+    assert m.permission_sets["Integration"].system_permissions == ["ApiEnabled"]  # enabled=false dropped
+    assert m.permission_sets["Integration"].login_ip_ranges == [("0.0.0.0", "255.255.255.255")]
+    assert m.connected_apps["Bad_App"].refresh_token_policy == "infinite"
+    assert m.connected_apps["Bad_App"].callback_urls == ["http://integrations.example.com/callback"]
+    assert m.named_credentials["Legacy_Pwd"].legacy and m.named_credentials["Legacy_Pwd"].protocol == "Password"
+    assert m.named_credentials["Modern"].credential == "Per_User"
+    assert [(p.name, p.kind) for p in m.credentials["Per_User"].principals] == [("PerUser", "per_user")]
 
 
 def test_corpus_positive_and_negative_cases(corpus):

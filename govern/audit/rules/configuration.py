@@ -6,7 +6,7 @@ import re
 
 from govern.audit.engine import Hit, rule
 from govern.audit.model import AuditModel, Location
-from govern.audit.secret_scan import scan
+from govern.audit.secret_scan import safe_url, scan
 
 S6_VAULT = '§6 Use Named Credentials: "Never store credentials in Custom Settings, custom metadata, or Apex code"'
 S6_NEW = '§6: "External Credentials (new model) support multiple authentication protocols"'
@@ -150,9 +150,10 @@ def unpinned(model: AuditModel):
             # only Salesforce's own APIs carry a version in the path; other endpoints cannot be judged
             if "/services/data" in nc.url and not URL_VERSION.search(nc.url):
                 yield Hit("named_credential", f"{nc.id}#version", f"{nc.id} calls the Salesforce API without a version",
-                          {"url": nc.url}, nc.location)
+                          {"url": safe_url(nc.url)}, nc.location)
         elif not nc.api_version and not URL_VERSION.search(nc.url):
-            yield Hit("named_credential", f"{nc.id}#version", f"{nc.id} does not pin an API version", {"url": nc.url})
+            yield Hit("named_credential", f"{nc.id}#version", f"{nc.id} does not pin an API version",
+                      {"url": safe_url(nc.url)})
 
 
 @rule("GOV-VER-002", "Deprecated API version", "high", rationale=S11,

@@ -5,6 +5,7 @@ import ipaddress
 
 from govern.audit.engine import Hit, rule
 from govern.audit.model import AuditModel
+from govern.audit.secret_scan import safe_url
 
 S7_IP = '§7 Apply the Principle of Least Privilege: "Restrict IP ranges for Connected Apps"'
 S7_SCOPE = '§7: "Scope OAuth tokens to required object/field access"'
@@ -87,7 +88,8 @@ def plain_http_endpoint(model: AuditModel):
     for nc in model.named_credentials.values():
         url = nc.url.strip().lower()
         if url.startswith("http://") and not url.startswith(("http://localhost", "http://127.0.0.1", "http://[::1]")):
-            yield Hit("named_credential", f"{nc.id}#tls", f"{nc.id} calls {nc.url} over plain HTTP", {"url": nc.url},
+            yield Hit("named_credential", f"{nc.id}#tls", f"{nc.id} calls {safe_url(nc.url)} over plain HTTP",
+                      {"url": safe_url(nc.url)},
                       nc.location)
 
 
@@ -128,7 +130,8 @@ def unneeded_refresh(model: AuditModel):
         if extra and (app.has_certificate or not app.callback_urls):
             yield Hit("connected_app", app.id, f"connected app {app.id} grants {extra} though "
                       f"{'a certificate (JWT bearer) is configured' if app.has_certificate else 'it has no callback URL'}",
-                      {"scopes": app.scopes, "certificate": app.has_certificate, "callback_urls": app.callback_urls},
+                      {"scopes": app.scopes, "certificate": app.has_certificate,
+                       "callback_urls": [safe_url(u) for u in app.callback_urls]},
                       app.element_lines.get("scopes", app.location))
 
 
@@ -167,4 +170,4 @@ def plain_http_callback(model: AuditModel):
                and not u.lower().startswith(("http://localhost", "http://127.0.0.1"))]
         if bad:
             yield Hit("connected_app", app.id, f"connected app {app.id} sends codes over plain HTTP",
-                      {"callback_urls": bad}, app.element_lines.get("callbackUrl", app.location))
+                      {"callback_urls": [safe_url(u) for u in bad]}, app.element_lines.get("callbackUrl", app.location))
