@@ -77,3 +77,6 @@ def _register_blueprints(app: Flask) -> None:
     for module in (health, metrics, oauth, broker, openapi, secrets_api, proxy, breakers, landscape, findings,
                    rotations, connect):
         app.register_blueprint(module.bp)
+    from govern.admin import init_admin
+
+    init_admin(app)  # the web console at /admin

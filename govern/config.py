@@ -45,6 +45,11 @@ class Settings:
     alert_webhook_secret: str | None = field(default=None, repr=False)
     policies_dir: Path = Path("./policies")
     access_token_lifetime_seconds: int = 900
+    # Optional console single sign-on (OpenID Connect); users must exist already (roles stay in govern).
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = field(default=None, repr=False)
+    oidc_username_claim: str = "email"
 
     @property
     def production(self) -> bool:
@@ -84,6 +89,10 @@ _ENV_NAMES = {
     "alert_webhook_secret": "GOVERN_ALERT_WEBHOOK_SECRET",
     "policies_dir": "GOVERN_POLICIES_DIR",
     "access_token_lifetime_seconds": "GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS",
+    "oidc_issuer": "GOVERN_OIDC_ISSUER",
+    "oidc_client_id": "GOVERN_OIDC_CLIENT_ID",
+    "oidc_client_secret": "GOVERN_OIDC_CLIENT_SECRET",
+    "oidc_username_claim": "GOVERN_OIDC_USERNAME_CLAIM",
 }
 
 
@@ -148,6 +157,8 @@ def check(settings: Settings) -> None:
             problems.append("GOVERN_TRUSTED_PROXIES must not trust every address")
     if settings.secret_store == "local" and not settings.master_key:
         problems.append("GOVERN_MASTER_KEY must be set for the local secret store (no key file in production)")
+    if settings.oidc_issuer and not settings.oidc_issuer.startswith("https://"):
+        problems.append("GOVERN_OIDC_ISSUER must use https")
     if problems:
         raise ConfigurationError("refusing to start in production: " + "; ".join(problems))
 

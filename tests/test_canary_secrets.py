@@ -109,8 +109,35 @@ credentials:
     ctx.outputs.append(ctx.runner.invoke(["export"]).output)
 
 
-# TODO(console): add `via_console` once govern/admin has the secret form (POST /admin/... with the value).
-ENTRY_PATHS: list[Callable[[Context, str], None]] = [via_cli, via_api, via_errors, via_apply]
+def via_console(ctx: Context, canary: str) -> None:
+    """The web console's secret forms (credential and integration user), a refused one, then every page."""
+    import re
+
+    from govern.store.admins import create_admin
+
+    create_admin(ctx.services.sessions, "canary-console-admin", "a long console passphrase", "admin")
+    token = lambda html: re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html).group(1)  # noqa: E731
+    page = ctx.client.get("/admin/login")
+    ctx.responses.append(ctx.client.post("/admin/login", data={
+        "username": "canary-console-admin", "password": "a long console passphrase",
+        "csrf_token": token(page.get_data(as_text=True))}))
+    csrf = token(ctx.client.get("/admin/").get_data(as_text=True))
+    for url, form in (("/admin/credentials/set-secret/", {"credential": "erp-cc", "field": "client_secret"}),
+                      ("/admin/integration_users/set-secret/", {"user": "order-sync"}),
+                      ("/admin/credentials/set-secret/", {"credential": "erp-cc", "field": "api_key"})):  # refused
+        response = ctx.client.post(url, data={"csrf_token": csrf, "value": canary, **form}, follow_redirects=True)
+        assert response.status_code == 200
+        ctx.responses.append(response)
+    for url in ("/admin/", "/admin/credentials/", "/admin/credentials/details/?id=1", "/admin/principals/",
+                "/admin/integration_users/", "/admin/integration_users/details/?id=1", "/admin/secrets/",
+                "/admin/secrets/details/?id=1", "/admin/admin_actions/", "/admin/rotations/"):
+        ctx.responses.append(ctx.client.get(url))
+    assert "set on" in ctx.responses[-9].get_data(as_text=True)
+
+
+# TODO(apply): `govern apply` is not in this tree yet (govern/cli/apply.py, govern/config_as_code); when it
+# lands, add `via_apply` proving a canary in governance.yaml is refused without being echoed.
+ENTRY_PATHS: list[Callable[[Context, str], None]] = [via_cli, via_api, via_errors, via_apply, via_console]
 
 
 def _db_dump(services) -> bytes:

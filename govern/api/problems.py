@@ -38,16 +38,33 @@ def register_error_handlers(app: Flask) -> None:
     def _govern_error(error: GovernError):
         if error.status >= 500:
             log.error("request failed", extra={"code": error.code, "status": error.status})
+        if _console():
+            return _console_page(error.status, error.title, error.detail if error.status < 500 else None)
         return problem_response(error)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
-        if request.path.startswith("/admin") and exc.code in (302, 301):
+        if exc.code and 300 <= exc.code < 400:  # routing redirects (e.g. 308 to add a trailing slash)
             return exc
+        if _console():
+            return _console_page(exc.code or 500, exc.name, exc.description if (exc.code or 500) in (401, 403) else None)
         return problem_response(_HttpProblem(exc))
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
         # Log the type only: third-party exception text may quote request data or secrets.
         log.error("unhandled error", extra={"exc_type": type(exc).__name__})
+        if _console():
+            return _console_page(500, "Internal error")
         return problem_response(GovernError("an unexpected error occurred; quote the correlation id when reporting it"))
+
+
+def _console() -> bool:
+    """The web console (/admin) shows HTML error pages; everything else gets problem+json."""
+    return request.path == "/admin" or request.path.startswith("/admin/")
+
+
+def _console_page(status: int, title: str, detail: str | None = None):
+    from govern.admin.errors import render_error
+
+    return render_error(status, title, detail)

@@ -1,0 +1,96 @@
+"""Console sign-in: scrypt password check, exponential backoff, then lockout.
+
+No Flask here: the route in govern.admin.auth parses the form and calls `sign_in`. Every refusal
+looks the same to the caller (unknown user, wrong password, disabled, backing off, locked), so the
+response never reveals whether a user exists (OWASP ASVS V2.2.1), and every path spends one scrypt
+evaluation so timing does not tell them apart either.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlmodel import select
+
+from govern.domain.passwords import verify_password
+from govern.store.db import session_scope
+from govern.store.tables import AdminUser
+
+LOCK_AFTER = 5  # failures before the long lockout
+LOCK_FOR = dt.timedelta(minutes=15)
+MAX_BACKOFF_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    id: int
+    username: str
+    role: str
+
+
+def backoff_for(failures: int) -> dt.timedelta:
+    """Delay imposed after `failures` consecutive failures: 1, 2, 4, 8 s, then the 15-minute lockout."""
+    if failures <= 0:
+        return dt.timedelta(0)
+    if failures >= LOCK_AFTER:
+        return LOCK_FOR
+    return dt.timedelta(seconds=min(2 ** (failures - 1), MAX_BACKOFF_SECONDS))
+
+
+def _aware(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def sign_in(sessions, username: str, password: str, now: dt.datetime) -> SignedIn | None:
+    """Return the signed-in user, or None for every kind of refusal."""
+    with session_scope(sessions) as s:
+        user = s.exec(select(AdminUser).where(AdminUser.external_id == username)).first()
+        if user is None or user.disabled:
+            verify_password(password, None)
+            return None
+        locked_until = _aware(user.locked_until)
+        if locked_until is not None and now < locked_until:
+            # Backing off or locked: refuse without looking at the password (so guessing makes no progress).
+            verify_password(password, None)
+            return None
+        if not verify_password(password, user.password_hash):
+            user.failed_attempts = (user.failed_attempts or 0) + 1
+            user.locked_until = now + backoff_for(user.failed_attempts)
+            return None
+        user.failed_attempts = 0
+        user.locked_until = None
+        user.last_login_at = now
+        return SignedIn(id=user.id, username=user.external_id, role=user.role)
+
+
+def active_user(sessions, user_id: int) -> SignedIn | None:
+    """The user behind a console session, re-read on every request so role changes and disabling apply at once."""
+    with sessions() as s:
+        user = s.get(AdminUser, user_id)
+        if user is None or user.disabled:
+            return None
+        return SignedIn(id=user.id, username=user.external_id, role=user.role)
+
+
+def user_for_claims(sessions, claims: dict, username_claim: str, now: dt.datetime) -> SignedIn | None:
+    """The console user named by a validated OpenID Connect ID token, or None.
+
+    Only existing, enabled users sign in this way: the identity provider proves who someone is, govern
+    decides what they may do (their role). An `email` claim counts only with `email_verified` true
+    (OpenID Connect Core 1.0, section 5.1)."""
+    name = claims.get(username_claim)
+    if not isinstance(name, str) or not name:
+        return None
+    if username_claim == "email" and claims.get("email_verified") is not True:
+        return None
+    with session_scope(sessions) as s:
+        user = s.exec(select(AdminUser).where(AdminUser.external_id == name)).first()
+        if user is None or user.disabled:
+            return None
+        locked_until = _aware(user.locked_until)
+        if locked_until is not None and now < locked_until and (user.failed_attempts or 0) >= LOCK_AFTER:
+            return None  # a locked account stays locked, whichever way one signs in
+        user.last_login_at = now
+        return SignedIn(id=user.id, username=user.external_id, role=user.role)

@@ -1,0 +1,144 @@
+"""Read models for the dashboard, computed with SQL aggregates over the decision, finding, secret and
+rotation tables. No Flask here; `now` comes from the services' clock.
+
+Success: an allowed decision whose upstream call (if any) did not fail with a 5xx. p95 latency uses the
+nearest-rank method (the value at rank ceil(0.95 n) of the sorted latencies), selected with ORDER BY and
+OFFSET so it runs the same on SQLite and PostgreSQL.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+from sqlmodel import select
+
+from govern.store.tables import (Decision, ExternalCredential, Finding, NamedCredential, RotationRun, SecretRef,
+                                 System)
+
+SEVERITIES = ("critical", "high", "medium", "low", "info")
+FAILED_RUN_STATES = ("failed", "parked")
+
+
+@dataclass
+class SystemStats:
+    system: str
+    name: str
+    volume_24h: int = 0
+    successes_24h: int = 0
+    p95_ms: float | None = None
+    hourly: list[int] = field(default_factory=lambda: [0] * 24)
+    calls_today: int = 0
+    daily_budget: int | None = None
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.successes_24h / self.volume_24h if self.volume_24h else None
+
+    @property
+    def budget_used(self) -> float | None:
+        return self.calls_today / self.daily_budget if self.daily_budget else None
+
+
+def _success():
+    return sa.and_(Decision.allowed.is_(True),
+                   sa.or_(Decision.upstream_status.is_(None), Decision.upstream_status < 500))
+
+
+def _system_join(query):
+    return (query.select_from(Decision).join(NamedCredential, NamedCredential.external_id == Decision.named_credential)
+            .join(ExternalCredential, ExternalCredential.id == NamedCredential.credential_id)
+            .join(System, System.id == ExternalCredential.system_id))
+
+
+def _hour_bucket(dialect: str, column):
+    if dialect == "sqlite":
+        return sa.func.strftime("%Y-%m-%d %H", column)
+    return sa.func.to_char(sa.func.date_trunc("hour", sa.func.timezone("UTC", column)), "YYYY-MM-DD HH24")
+
+
+def system_stats(session, now: dt.datetime) -> list[SystemStats]:
+    since = now - dt.timedelta(hours=24)
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    systems = session.execute(select(System).order_by(System.external_id)).scalars().all()
+    stats = {s.external_id: SystemStats(s.external_id, s.name or s.external_id, daily_budget=s.daily_api_budget)
+             for s in systems}
+    ok = sa.func.sum(sa.case((_success(), 1), else_=0))
+    rows = session.execute(_system_join(select(System.external_id, sa.func.count(), ok))
+                           .where(Decision.at >= since).group_by(System.external_id)).all()
+    for system, count, successes in rows:
+        stats[system].volume_24h, stats[system].successes_24h = int(count), int(successes or 0)
+    dialect = session.get_bind().dialect.name
+    bucket = _hour_bucket(dialect, Decision.at).label("bucket")
+    hours = [(since + dt.timedelta(hours=i + 1)).strftime("%Y-%m-%d %H") for i in range(24)]
+    index = {h: i for i, h in enumerate(hours)}
+    for system, hour, count in session.execute(
+            _system_join(select(System.external_id, bucket, sa.func.count())).where(Decision.at >= since)
+            .group_by(System.external_id, bucket)).all():
+        if hour in index:
+            stats[system].hourly[index[hour]] = int(count)
+    for system, count in session.execute(
+            _system_join(select(System.external_id, sa.func.count()))
+            .where(Decision.at >= midnight, Decision.upstream_status.is_not(None))
+            .group_by(System.external_id)).all():
+        stats[system].calls_today = int(count)
+    for system, p95 in _p95_by_system(session, since):
+        stats[system].p95_ms = float(p95)
+    return list(stats.values())
+
+
+def _p95_by_system(session, since: dt.datetime):
+    """Nearest-rank p95 for every system in one query: rank latencies per system with window functions
+    (SQLite >= 3.25 and PostgreSQL) and keep the row whose rank is ceil(0.95 n)."""
+    ranked = _system_join(select(
+        System.external_id.label("system"), Decision.latency_ms.label("latency"),
+        sa.func.row_number().over(partition_by=System.external_id, order_by=Decision.latency_ms).label("rank"),
+        sa.func.count().over(partition_by=System.external_id).label("n"),
+    )).where(Decision.at >= since, Decision.latency_ms.is_not(None)).subquery()
+    # ceil(0.95 n) in integer arithmetic: (95 n + 99) // 100
+    return session.execute(select(ranked.c.system, ranked.c.latency)
+                           .where(ranked.c.rank == (ranked.c.n * 95 + 99) // 100)).all()
+
+
+def hour_labels(now: dt.datetime) -> list[str]:
+    since = now - dt.timedelta(hours=24)
+    return [(since + dt.timedelta(hours=i + 1)).strftime("%H:00") for i in range(24)]
+
+
+def open_findings(session) -> dict[str, int]:
+    counts = dict.fromkeys(SEVERITIES, 0)
+    for severity, count in session.execute(select(Finding.severity, sa.func.count())
+                                           .where(Finding.status == "open").group_by(Finding.severity)).all():
+        counts[severity] = int(count)
+    return counts
+
+
+def findings_trend(session, now: dt.datetime, days: int = 14) -> tuple[list[str], dict[str, list[int]]]:
+    """Open findings per severity at the end of each of the last `days` days (from first_seen/resolved times)."""
+    labels, series = [], {s: [] for s in SEVERITIES}
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    for back in range(days - 1, -1, -1):
+        end = min(today + dt.timedelta(days=1 - back), now)
+        labels.append((today - dt.timedelta(days=back)).strftime("%m-%d"))
+        rows = dict(session.execute(
+            select(Finding.severity, sa.func.count())
+            .where(Finding.first_seen_at <= end, Finding.status != "suppressed",
+                   sa.or_(Finding.resolved_at.is_(None), Finding.resolved_at > end))
+            .group_by(Finding.severity)).all())
+        for severity in SEVERITIES:
+            series[severity].append(int(rows.get(severity, 0)))
+    return labels, {k: v for k, v in series.items() if any(v) or k in ("critical", "high", "medium")}
+
+
+def rotations_due(session, now: dt.datetime, within_days: int = 7, limit: int = 10) -> list[SecretRef]:
+    return list(session.execute(select(SecretRef).where(SecretRef.next_due_at.is_not(None),
+                                                        SecretRef.next_due_at <= now + dt.timedelta(days=within_days))
+                                .order_by(SecretRef.next_due_at).limit(limit)).scalars())
+
+
+def failed_rotations(session, limit: int = 10) -> list[tuple[RotationRun, str]]:
+    rows = session.execute(select(RotationRun, SecretRef.external_id)
+                           .join(SecretRef, SecretRef.id == RotationRun.secret_ref_id)
+                           .where(RotationRun.state.in_(FAILED_RUN_STATES))
+                           .order_by(RotationRun.started_at.desc()).limit(limit)).all()
+    return [(run, ref) for run, ref in rows]

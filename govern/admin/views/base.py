@@ -1,0 +1,95 @@
+"""Read-only list/detail views over the store. Writes never go through flask-admin's create/edit/delete
+(which would write straight to the session); they are explicit POST actions that call a domain service."""
+from __future__ import annotations
+
+import datetime as dt
+
+from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.filters import FilterConverter
+from flask_admin.model import filters, typefmt
+from markupsafe import Markup, escape
+from sqlmodel import select
+
+from govern.admin.roles import ConsoleAccess
+from govern.store.tables import SecretRef
+
+
+class _Filters(FilterConverter):
+    """SQLModel's `str` columns are AutoString, which flask-admin does not know: filter them like strings."""
+
+    @filters.convert("AutoString", "autostring")
+    def conv_autostring(self, column, name, **kwargs):
+        return self.conv_string(column, name, **kwargs)
+
+
+class ReadOnlyView(ConsoleAccess, ModelView):
+    can_create = False
+    can_edit = False
+    can_delete = False
+    can_view_details = True
+    can_export = False
+    can_set_page_size = True
+    page_size = 50
+    action_disallowed_list = ["delete"]
+    form_columns: tuple = ()
+    column_display_pk = False
+    column_default_sort = ("id", True)
+    filter_converter = _Filters()
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        labels = {"allowed_cidrs": "Allowed CIDRs", "created_at": "Created", "updated_at": "Updated"}
+        cls.column_labels = {**labels, **(cls.__dict__.get("column_labels") or {})}
+
+    column_type_formatters = {**ModelView.column_type_formatters,
+                              dt.datetime: lambda view, value, name: fmt_time(value)}
+    column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS,
+                                     dt.datetime: lambda view, value, name: fmt_time(value)}
+
+    def __init__(self, model, session, services, **kw):
+        self.services = services
+        super().__init__(model, session, **kw)
+
+
+def fmt_list(view, context, model, name):
+    value = getattr(model, name)
+    if not value:
+        return Markup('<span class="gv-muted">none</span>')
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v}" for k, v in value.items())
+    return ", ".join(str(v) for v in value)
+
+
+def fmt_time(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M UTC")
+    return str(value)
+
+
+def secret_status(session, owner_kind: str, owner: str, principal: str | None = None) -> list[dict]:
+    """What the console may say about secrets: the field, "set on DATE, version N", and the schedule. Never a value."""
+    query = select(SecretRef).where(SecretRef.owner_kind == owner_kind, SecretRef.owner == owner)
+    if principal is not None:
+        query = query.where(SecretRef.principal == principal)
+    rows = session.execute(query.order_by(SecretRef.field)).scalars().all()
+    return [{"field": r.field, "principal": r.principal, "ref": r.external_id, "version": r.current_version,
+             "set_at": r.set_at, "schedule": r.schedule, "next_due_at": r.next_due_at,
+             "text": describe_secret(r)} for r in rows]
+
+
+def describe_secret(ref: SecretRef) -> str:
+    if ref.current_version is None:
+        return "not set"
+    when = ref.set_at.strftime("%Y-%m-%d") if ref.set_at else "an unknown date"
+    return f"set on {when}, version {ref.current_version}"
+
+
+def secrets_markup(items: list[dict]) -> Markup:
+    if not items:
+        return Markup('<span class="gv-muted">no secrets referenced</span>')
+    parts = [f'<span class="gv-secret">{escape(i["field"])}'
+             + (f' ({escape(i["principal"])})' if i["principal"] else "")
+             + f'</span>: {escape(i["text"])}' for i in items]
+    return Markup("<br>".join(parts))

@@ -1,0 +1,71 @@
+"""Audit findings and their suppressions."""
+from __future__ import annotations
+
+import json
+
+from flask import abort, redirect, request, url_for
+from flask_admin import expose
+from markupsafe import Markup, escape
+
+from govern.admin import commands
+from govern.admin.roles import require_role
+from govern.admin.views.actions import actor, parse_date, perform
+from govern.admin.views.base import ReadOnlyView
+from govern.store.tables import Finding
+
+SEVERITY_BADGE = {"critical": "danger", "high": "danger", "medium": "warning", "low": "info", "info": "secondary"}
+
+
+def _severity(view, context, model, name):
+    return Markup(f'<span class="badge badge-{SEVERITY_BADGE.get(model.severity, "light")}">'
+                  f'{escape(model.severity)}</span>')
+
+
+def _evidence(view, context, model, name):
+    return Markup(f"<pre class='mb-0'>{escape(json.dumps(model.evidence or {}, indent=2, default=str))}</pre>")
+
+
+class FindingView(ReadOnlyView):
+    """Findings come from audit runs; an admin may accept a finding's risk until a date (a suppression)."""
+
+    details_template = "govern_admin/finding.html"
+    column_list = ("severity", "rule_id", "title", "subject_kind", "subject", "status", "first_seen_at",
+                   "last_seen_at")
+    column_details_list = column_list + ("external_id", "evidence", "remediation", "resolved_at")
+    column_labels = {"rule_id": "Rule", "subject_kind": "Kind"}
+    column_searchable_list = ("rule_id", "title", "subject")
+    column_filters = ("severity", "status", "rule_id", "subject_kind", "first_seen_at")
+    column_formatters = {"severity": _severity, "evidence": _evidence}
+    column_default_sort = ("last_seen_at", True)
+
+    @expose("/suppress/", methods=("POST",))
+    def suppress_view(self):
+        require_role("admin")
+        try:
+            finding = self.session.get(Finding, int(request.form.get("finding", "")))
+        except ValueError:
+            finding = None
+        if finding is None:
+            abort(404)
+        form = request.form
+        perform(lambda: commands.suppress_finding(
+                    self.services, actor(), rule_id=finding.rule_id, subject=finding.subject,
+                    owner=form.get("owner", "").strip(), justification=form.get("justification", "").strip(),
+                    ticket=form.get("ticket", "").strip(), until=parse_date(form.get("until"), "until")
+                    or _missing_until()),
+                lambda ext_id: f"Suppressed as {ext_id}; the next audit run marks the finding suppressed.")
+        return redirect(url_for(".details_view", id=finding.id))
+
+
+def _missing_until():
+    from govern.errors import ValidationFailed
+
+    raise ValidationFailed([{"location": "until", "message": "is required"}])
+
+
+class SuppressionView(ReadOnlyView):
+    column_list = ("external_id", "rule_id", "subject", "owner", "ticket", "expires_at", "created_by")
+    column_details_list = column_list + ("justification", "created_at")
+    column_labels = {"external_id": "Id", "rule_id": "Rule"}
+    column_searchable_list = ("external_id", "rule_id", "subject", "owner", "ticket")
+    column_filters = ("rule_id", "expires_at", "owner")

@@ -1,0 +1,119 @@
+"""Systems (with their integration contract), external credentials, principals and named credentials."""
+from __future__ import annotations
+
+import json
+
+from flask import abort, redirect, request, url_for
+from flask_admin import expose
+from markupsafe import Markup, escape
+from sqlmodel import select
+
+from govern.admin import commands
+from govern.admin.roles import require_role
+from govern.admin.views.actions import actor, correlation, perform
+from govern.admin.views.base import ReadOnlyView, fmt_list, secret_status, secrets_markup
+from govern.store.tables import ExternalCredential, Principal, System
+
+
+def _json_block(view, context, model, name):
+    value = getattr(model, name)
+    if not value:
+        return Markup('<span class="gv-muted">none</span>')
+    return Markup(f"<pre class='mb-0'>{escape(json.dumps(value, indent=2, sort_keys=True, default=str))}</pre>")
+
+
+def _system_name(view, context, model, name):
+    row = view.session.get(System, model.system_id)
+    return row.external_id if row else model.system_id
+
+
+def _credential_name(view, context, model, name):
+    row = view.session.get(ExternalCredential, model.credential_id)
+    return row.external_id if row else model.credential_id
+
+
+class SystemView(ReadOnlyView):
+    column_list = ("external_id", "name", "kind", "owner", "escalation_contact", "rate_limit_per_minute",
+                   "daily_api_budget", "api_version_policy", "runbook_url")
+    column_details_list = column_list + ("description", "sla", "maintenance_windows", "scopes", "contract",
+                                         "created_at", "updated_at")
+    column_labels = {"external_id": "Id", "rate_limit_per_minute": "Rate limit / min", "daily_api_budget": "Daily budget",
+                     "runbook_url": "Runbook"}
+    column_searchable_list = ("external_id", "name", "owner", "kind")
+    column_filters = ("kind", "owner")
+    column_formatters = {"sla": _json_block, "contract": _json_block, "maintenance_windows": _json_block,
+                         "scopes": fmt_list}
+
+
+def _credential_secrets(view, context, model, name):
+    return secrets_markup(secret_status(view.session, "credential", model.external_id))
+
+
+class CredentialView(ReadOnlyView):
+    details_template = "govern_admin/credential.html"
+    column_list = ("external_id", "system_id", "protocol", "client_id", "client_auth_method", "principal_type",
+                   "secrets")
+    column_details_list = ("external_id", "system_id", "protocol", "token_url", "authorize_url", "client_id",
+                           "client_auth_method", "scopes", "audience", "header_name", "principal_type",
+                           "refresh_token_policy", "rotation", "secrets", "created_at", "updated_at")
+    column_labels = {"external_id": "Id", "system_id": "System", "secrets": "Secrets (write-only)"}
+    column_searchable_list = ("external_id", "client_id", "protocol")
+    column_filters = ("protocol", "principal_type", "client_auth_method")
+    column_formatters = {"system_id": _system_name, "secrets": _credential_secrets, "scopes": fmt_list,
+                         "rotation": _json_block}
+
+    def render(self, template, **kwargs):
+        model = kwargs.get("model")
+        if template == self.details_template and model is not None:
+            from govern.secrets.service import credential_fields
+
+            kwargs["secret_fields"] = credential_fields(model.protocol, model.client_auth_method)
+            kwargs["principals"] = self.session.execute(
+                select(Principal.name).where(Principal.credential_id == model.id).order_by(Principal.name)).scalars().all()
+            kwargs["secret_items"] = secret_status(self.session, "credential", model.external_id)
+        return super().render(template, **kwargs)
+
+    @expose("/set-secret/", methods=("POST",))
+    def set_secret_view(self):
+        """Write one secret field through the secret service: admin only. The value is never echoed back."""
+        from govern.domain.secret import Secret
+
+        require_role("admin")
+        cred = self.session.execute(select(ExternalCredential).where(
+            ExternalCredential.external_id == (request.form.get("credential") or ""))).scalars().first()
+        if cred is None:
+            abort(404)
+        field = request.form.get("field") or ""
+        principal = request.form.get("principal") or None
+        value = Secret(request.form.get("value") or "")
+        perform(lambda: commands.set_secret(self.services, actor(), owner_kind="credential", owner=cred.external_id,
+                                            field=field, principal=principal, value=value,
+                                            correlation_id=correlation()),
+                lambda status: f"{field} of {cred.external_id} {status.describe()}.")
+        return redirect(url_for(".details_view", id=cred.id))
+
+
+def _principal_secrets(view, context, model, name):
+    cred = view.session.get(ExternalCredential, model.credential_id)
+    return secrets_markup(secret_status(view.session, "credential", cred.external_id, model.name) if cred else [])
+
+
+class PrincipalView(ReadOnlyView):
+    column_list = ("credential_id", "name", "kind", "subject", "connected_at", "secrets")
+    column_details_list = column_list + ("integration_user_id", "created_at")
+    column_labels = {"credential_id": "Credential", "secrets": "Secrets (write-only)"}
+    column_searchable_list = ("name", "subject")
+    column_filters = ("kind",)
+    column_formatters = {"credential_id": _credential_name, "secrets": _principal_secrets}
+
+
+class NamedCredentialView(ReadOnlyView):
+    column_list = ("external_id", "credential_id", "url", "api_version", "api_type", "timeout_seconds",
+                   "allowed_methods", "during_maintenance")
+    column_details_list = column_list + ("allowed_paths", "retry", "circuit_breaker", "max_body_bytes",
+                                         "created_at", "updated_at")
+    column_labels = {"external_id": "Id", "credential_id": "Credential", "timeout_seconds": "Timeout (s)"}
+    column_searchable_list = ("external_id", "url")
+    column_filters = ("api_type", "during_maintenance")
+    column_formatters = {"credential_id": _credential_name, "allowed_methods": fmt_list, "allowed_paths": fmt_list,
+                         "retry": _json_block, "circuit_breaker": _json_block}

@@ -1,0 +1,79 @@
+"""Rotation history (runs and their steps); schedules are on the Secrets view (SecretRef.schedule, next_due_at)."""
+from __future__ import annotations
+
+import json
+
+from flask import abort, redirect, request, url_for
+from flask_admin import expose
+from markupsafe import Markup, escape
+
+from govern.admin import commands
+from govern.admin.roles import has_role, require_role
+from govern.admin.views.actions import actor, perform
+from govern.admin.views.base import ReadOnlyView
+from govern.admin.views.buttons import post_button
+from govern.store.tables import RotationRun, SecretRef
+
+_STATE_BADGE = {"finished": "success", "failed": "danger", "parked": "danger", "cancelled": "secondary"}
+
+
+def _state(view, context, model, name):
+    return Markup(f'<span class="badge badge-{_STATE_BADGE.get(model.state, "info")}">{escape(model.state)}</span>')
+
+
+def _secret(view, context, model, name):
+    ref = view.session.get(SecretRef, model.secret_ref_id)
+    return ref.external_id if ref else model.secret_ref_id
+
+
+def _steps(view, context, model, name):
+    # Steps hold step names, times and outcomes written by the rotation service, never values.
+    return Markup(f"<pre class='mb-0'>{escape(json.dumps(model.steps or [], indent=2, default=str))}</pre>")
+
+
+def _run_actions(view, context, model, name):
+    if model.state != "parked" or not has_role("operator"):
+        return ""
+    acknowledged = any(step.get("step") == "acknowledge" for step in (model.steps or []))
+    parts = [post_button(url_for(".retry_view"), "Retry", {"run": model.id}, css="btn-outline-primary mr-1",
+                         element_id=f"gv-retry-{model.id}")]
+    if not acknowledged:
+        parts.append(post_button(url_for(".acknowledge_view"), "Acknowledge", {"run": model.id},
+                                 css="btn-outline-secondary", element_id=f"gv-ack-{model.id}"))
+    return Markup("".join(parts))
+
+
+class RotationRunView(ReadOnlyView):
+    """Rotation history. Operators retry or acknowledge parked runs (govern.rotation.runner.RotationService)."""
+
+    column_list = ("started_at", "secret_ref_id", "rotator", "state", "dry_run", "attempts", "pending_version",
+                   "next_attempt_at", "finished_at", "error", "actions")
+    column_details_list = column_list + ("claimed_by", "claimed_until", "steps")
+    column_labels = {"secret_ref_id": "Secret", "started_at": "Started (UTC)"}
+    column_searchable_list = ("rotator", "state")
+    column_filters = ("state", "rotator", "started_at", "dry_run")
+    column_formatters = {"state": _state, "secret_ref_id": _secret, "steps": _steps, "actions": _run_actions}
+    column_default_sort = ("started_at", True)
+
+    def _run_or_404(self) -> RotationRun:
+        try:
+            run = self.session.get(RotationRun, int(request.form.get("run", "")))
+        except ValueError:
+            run = None
+        if run is None:
+            abort(404)
+        return run
+
+    @expose("/retry/", methods=("POST",))
+    def retry_view(self):
+        require_role("operator")
+        run = self._run_or_404()
+        perform(lambda: commands.retry_rotation(self.services, actor(), run.id), f"Run {run.id} retried.")
+        return redirect(url_for(".index_view"))
+
+    @expose("/acknowledge/", methods=("POST",))
+    def acknowledge_view(self):
+        require_role("operator")
+        run = self._run_or_404()
+        perform(lambda: commands.acknowledge_rotation(self.services, actor(), run.id), f"Run {run.id} acknowledged.")
+        return redirect(url_for(".index_view"))
