@@ -123,7 +123,7 @@ def start_bao(tmp: Path) -> tuple[subprocess.Popen, str, str]:
 def worker(db_url: str, addr: str, token: str, go: str, ready: mp.Queue, out: mp.Queue) -> None:
     from govern.bootstrap import build_services
     from govern.config import load_settings
-    from govern.rotation.notify import LogNotifier
+    from govern.notify import LogNotifier
     from govern.rotation.runner import RotationService
 
     settings = load_settings({}, home=tempfile.mkdtemp(), database_url=db_url, log_level="ERROR")

@@ -21,6 +21,7 @@ from sqlmodel import select
 from govern.domain.secret import Secret, validate_secret_value
 from govern.errors import GovernError, NotFound, SecretNotFound, ValidationFailed
 from govern.ports import SecretMetadata, SecretStore
+from govern.rotation.sync import sync_refs
 from govern.secrets.errors import SecretRecordingFailed
 from govern.store.db import session_scope
 from govern.store.tables import (AdminAction, ExternalCredential, IntegrationUser, Principal, SecretRef,
@@ -167,6 +168,8 @@ class SecretService:
                 s.add(ref)
                 s.flush()
                 self._record_versions(s, ref.id, meta)
+                # Rotator, schedule and due date follow the credential's rotation config (one rule, there).
+                sync_refs(s, now, refs=[ref], restart=action == "secret.put")
                 if user_secret is not None:
                     self._set_user_secret_hash(s, target.owner, user_secret, now)
                 s.add(AdminAction(actor=actor, action=action, subject_kind="secret_ref", subject=target.path,

@@ -51,7 +51,7 @@ def build(settings, clock, notifier, store=None, **extras):
 
     svc = build_services(settings, clock=clock, **extras)
     svc.secret_store = store or MemorySecretStore()
-    svc.extras["rotation_notifier"] = notifier
+    svc.extras["notifier"] = notifier
     return svc
 
 
