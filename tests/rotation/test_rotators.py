@@ -81,6 +81,7 @@ class FakeKeySet:
 
 
 def test_signing_keys_not_configured_is_a_per_item_failure(rsvc):
+    rsvc.extras.pop("signing_keys")  # as in an instance without the authorization server
     add_secret(rsvc, "govern/signing", rotator="signing_keys", owner_kind="govern", initial=None)
     add_secret(rsvc, "other", rotator="static")
     out = {o.secret: o for o in RotationService(rsvc, worker_id="w1").tick()}
