@@ -395,6 +395,5 @@ class RotationService(OperatorActions, Housekeeping):
                 out.append(self.execute(run_id))
             out += self.drain()
             out += self.revoke_expired()
-            self._retire_signing_keys()
             self.send_reminders()
         return out
