@@ -71,9 +71,9 @@ def _install_correlation(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from govern.api import (breakers, broker, findings, health, landscape, metrics, oauth, openapi, proxy,
-                            rotations, secrets as secrets_api)
+    from govern.api import (breakers, broker, connect, findings, health, landscape, metrics, oauth, openapi,
+                            proxy, rotations, secrets as secrets_api)
 
     for module in (health, metrics, oauth, broker, openapi, secrets_api, proxy, breakers, landscape, findings,
-                   rotations):
+                   rotations, connect):
         app.register_blueprint(module.bp)

@@ -65,6 +65,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
     from govern.broker.wiring import build_authorization
 
     build_authorization(services)
+    from govern.broker.upstream import build_upstream_tokens
+
+    services.upstream_tokens = build_upstream_tokens(services)
     from govern.broker.proxy import build_proxy
     from govern.notify import build_notifier
 

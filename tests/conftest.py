@@ -22,7 +22,7 @@ REDIS_URL = os.environ.get("GOVERN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("GOVERN_TEST_REQUIRE_SERVICES") == "1"
 BACKEND = os.environ.get("GOVERN_TEST_DATABASE", "sqlite")
 
-pytest_plugins = ["tests.fixtures_openbao"]
+pytest_plugins = ["tests.fixtures_openbao", "tests.fixtures_upstream"]
 
 
 def need(service: str, reason: str):

@@ -9,5 +9,6 @@ def metadata():
     import govern.store.broker_tables  # noqa: F401
     import govern.store.proxy_tables  # noqa: F401
     import govern.store.rotation_tables  # noqa: F401
+    import govern.store.upstream_tables  # noqa: F401
 
     return SQLModel.metadata

@@ -1,0 +1,341 @@
+"""Token broker throughput and latency under gunicorn (issue #4, `bench/broker.py`).
+
+    /work/venv/bin/python bench/broker.py [--workers 4] [--seconds 5] [--connections 32]
+                                          [--database sqlite|postgres] [--redis] [--mode auto|merged|upstream-only]
+
+Starts, on free ports, and stops at the end: the fake authlib upstream (tests/fakes/oauth_server.py, in a
+thread of this process) and govern under gunicorn (gthread) on a prepared instance (a migrated SQLite file,
+or a private PostgreSQL database; Redis with a private key prefix when --redis).
+
+Measures, in one run with the same app and server settings:
+- `ratio`: cache-hit token issuance throughput / a bare endpoint's (`GET /healthz`), 32 connections;
+- `p50_ms`, `p99_ms`: cache-hit token issuance latency at 32 connections;
+- `miss_added_p50_ms`: p50 of a cache-miss token request (sequential) minus the p50 of the upstream's own
+  token call (the same fake, called directly, sequential). The miss credential's upstream tokens live 30 s,
+  less than the 60 s leeway, so each of its requests is a miss.
+
+Modes. `merged` uses the real endpoints (`POST /oauth/token` for the govern token, then
+`POST /api/v1/named-credentials/{name}/token`): it needs the authz half (govern.api.broker) and a secret store
+wired by the secrets half, shared by all processes. `upstream-only` is for a tree without them: a bench-only
+app module (written to a temporary folder, used only here) adds `POST /bench/named-credentials/{name}/token`
+with a static bearer check and no policy decision or decision log, then calls the same UpstreamTokens;
+the figures then cover govern's app, cache and upstream half only. `auto` picks `merged` when it can.
+Last line: `ratio=... p50_ms=... p99_ms=... miss_added_p50_ms=...`.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Running `python bench/broker.py` puts bench/ first on sys.path, where a bench named like a stdlib module
+# (bench/secrets.py) would shadow it: keep only the project root.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import textwrap
+import threading
+import time
+import uuid
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+PY = sys.executable
+GUNICORN = str(Path(PY).with_name("gunicorn"))
+BENCH_TOKEN = "bench-static-caller-token"
+USER_SECRET = "bench-user-client-secret-value"
+
+BENCH_APP = '''
+"""Bench-only composition (bench/broker.py --mode upstream-only): the real app and UpstreamTokens, plus a
+minimal token endpoint without the authz half. Never imported by govern."""
+import json, os
+from flask import jsonify, request
+from govern.app import create_app
+from govern.bootstrap import build_services
+from govern.config import load_settings
+from govern.errors import Unauthorized
+from tests.fakes.secret_store import MemorySecretStore
+
+
+def app():
+    services = build_services(load_settings())
+    store = MemorySecretStore()
+    store.data = {p: {int(v): s for v, s in vs.items()} for p, vs in json.loads(os.environ["BENCH_STORE"]).items()}
+    services.secret_store = store
+    flask_app = create_app(services=services)
+
+    @flask_app.post("/bench/named-credentials/<name>/token")
+    def token(name):
+        if request.headers.get("Authorization") != "Bearer " + os.environ["BENCH_CALLER_TOKEN"]:
+            raise Unauthorized("bench token required")
+        scope = (request.get_json(silent=True) or {}).get("scope", "")
+        tok = services.upstream_tokens.get_token(name, "default", tuple(scope.split()))
+        expires_in = int((tok.expires_at - services.clock.now()).total_seconds()) if tok.expires_at else None
+        return jsonify(access_token=tok.access_token.reveal(), token_type=tok.token_type, expires_in=expires_in,
+                       scope=" ".join(tok.scopes))
+
+    return flask_app
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"error: {what} did not come up in {timeout:.0f}s")
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def run_load(call, connections: int, seconds: float) -> tuple[float, list[float], int]:
+    """`connections` threads, each with its own keep-alive Session, calling for `seconds`."""
+    latencies: list[list[float]] = [[] for _ in range(connections)]
+    errors = [0] * connections
+    barrier = threading.Barrier(connections + 1)
+    stop_at = [0.0]
+
+    def worker(i: int) -> None:
+        session = requests.Session()
+        barrier.wait()
+        while time.perf_counter() < stop_at[0]:
+            t0 = time.perf_counter()
+            resp = call(session)
+            latencies[i].append((time.perf_counter() - t0) * 1000)
+            if resp.status_code != 200:
+                errors[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(connections)]
+    [t.start() for t in threads]
+    stop_at[0] = time.perf_counter() + seconds
+    barrier.wait()
+    started = time.perf_counter()
+    [t.join() for t in threads]
+    elapsed = time.perf_counter() - started
+    flat = [x for per in latencies for x in per]
+    return len(flat) / elapsed, flat, sum(errors)
+
+
+def sequential(call, n: int) -> list[float]:
+    session = requests.Session()
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        resp = call(session)
+        out.append((time.perf_counter() - t0) * 1000)
+        if resp.status_code != 200:
+            raise SystemExit(f"error: a sequential request answered {resp.status_code}: {resp.text[:200]}")
+    return out
+
+
+def progress(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=8, help="gthread threads per worker")
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument("--misses", type=int, default=200)
+    ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
+    ap.add_argument("--redis", action="store_true")
+    ap.add_argument("--mode", choices=("auto", "merged", "upstream-only"), default="auto")
+    args = ap.parse_args()
+    # `timeout` and kill send SIGTERM: turn it into an exit, so that the finally block stops gunicorn.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
+
+    from govern.bootstrap import build_services
+    from govern.broker.upstream.secret_refs import CredentialSecrets
+    from govern.config import load_settings
+    from govern.domain.secret import Secret
+    from govern.store.db import make_engine, upgrade
+    from tests.factories import make_landscape
+    from tests.fakes.oauth_server import FakeUpstream
+    from tests.fakes.secret_store import MemorySecretStore
+
+    tmp = Path(tempfile.mkdtemp(prefix="govern-bench-broker-"))
+    home = tmp / "instance"
+    home.mkdir()
+    pg_admin = pg_name = None
+    if args.database == "postgres":
+        import sqlalchemy as sa
+
+        base = os.environ.get("GOVERN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+        pg_name = f"govern_bench_{uuid.uuid4().hex[:10]}"
+        pg_admin = make_engine(base, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
+        with pg_admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{pg_name}"'))
+        database_url = base.rpartition("/")[0] + "/" + pg_name
+    else:
+        database_url = f"sqlite:///{tmp / 'govern.db'}"
+    redis_url = os.environ.get("GOVERN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0") if args.redis else None
+    redis_prefix = f"govern-bench:{uuid.uuid4().hex[:8]}:"
+    engine = make_engine(database_url)
+    upgrade(engine)
+    engine.dispose()
+
+    upstream = FakeUpstream().start()
+    gunicorn = None
+    services = None
+    try:
+        settings = load_settings({}, home=home, database_url=database_url, redis_url=redis_url, redis_prefix=redis_prefix)
+        services = build_services(settings)
+        merged = args.mode == "merged" or (args.mode == "auto" and _has_authz() and services.secret_store is not None)
+        if args.mode == "merged" and not (_has_authz() and services.secret_store is not None):
+            raise SystemExit("error: --mode merged needs the authz half (govern.api.broker) and a wired secret store")
+        if merged:
+            for step in services.extras.get("init_steps", []):  # as `govern init` does: keys, first material
+                step(services)
+        else:
+            services.secret_store = MemorySecretStore()
+        secrets = CredentialSecrets(services.sessions, services.secret_store, services.clock)
+        for tag in ("hit", "miss"):
+            make_landscape(services.sessions, system=f"erp-{tag}", credential=f"erp-{tag}-cc",
+                           token_url=upstream.token_url, client_id=f"{tag}-client", named_credential=f"erp-{tag}",
+                           url=upstream.url + "/api", user=f"sync-{tag}", client_secret=USER_SECRET,
+                           permission_set=f"ps-{tag}", ps_scopes=("orders.read",))
+            upstream.register_client(f"{tag}-client", secret=f"{tag}-upstream-secret", scope="orders.read")
+            secrets.replace(f"erp-{tag}-cc", None, "client_secret", Secret(f"{tag}-upstream-secret"), expected_version=None)
+        upstream.client_ttls["miss-client"] = 30  # below the 60 s leeway: every request for it is a miss
+
+        port = free_port()
+        env = {**os.environ, "GOVERN_HOME": str(home), "GOVERN_DATABASE_URL": database_url,
+               "GOVERN_LOG_LEVEL": "WARNING", "PYTHONPATH": f"{tmp}{os.pathsep}{ROOT}"}
+        if redis_url:
+            env.update(GOVERN_REDIS_URL=redis_url, GOVERN_REDIS_PREFIX=redis_prefix)
+        if merged:
+            app_spec = "govern.wsgi:app()"
+        else:
+            (tmp / "bench_broker_app.py").write_text(textwrap.dedent(BENCH_APP))
+            env.update(BENCH_STORE=json.dumps(services.secret_store.data), BENCH_CALLER_TOKEN=BENCH_TOKEN)
+            app_spec = "bench_broker_app:app()"
+        # A file, not a pipe: an unread pipe fills up and blocks the workers' logging.
+        gunicorn_log = open(tmp / "gunicorn.log", "wb")
+        gunicorn = subprocess.Popen([GUNICORN, "--workers", str(args.workers), "--worker-class", "gthread",
+                                     "--threads", str(args.threads), "--bind", f"127.0.0.1:{port}",
+                                     "--log-level", "warning", app_spec], cwd=str(ROOT), env=env,
+                                    stdout=subprocess.DEVNULL, stderr=gunicorn_log, start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: requests.get(base + "/healthz", timeout=1).status_code == 200, 60, "govern under gunicorn")
+        progress(f"govern up ({'merged' if merged else 'upstream-only'} mode)")
+
+        if merged:
+            tokens = {}
+            for tag in ("hit", "miss"):
+                resp = requests.post(base + "/oauth/token", data={"grant_type": "client_credentials", "scope": "orders.read"},
+                                     auth=(f"sync-{tag}", USER_SECRET), timeout=30)
+                if resp.status_code != 200:
+                    raise SystemExit(f"error: /oauth/token answered {resp.status_code}: {resp.text[:300]}")
+                tokens[tag] = resp.json()["access_token"]
+            path = base + "/api/v1/named-credentials/erp-{}/token"
+        else:
+            tokens = {"hit": BENCH_TOKEN, "miss": BENCH_TOKEN}
+            path = base + "/bench/named-credentials/erp-{}/token"
+
+        def ask(tag):
+            url, headers = path.format(tag), {"Authorization": f"Bearer {tokens[tag]}"}
+            return lambda s: s.post(url, json={"scope": "orders.read"}, headers=headers, timeout=30)
+
+        # Warm up on fresh connections (each one may land on another worker), so every worker has cached the hit token.
+        progress("warming up")
+        warm = ask("hit")
+        run_load(lambda s: warm(requests), args.connections, 2.0)
+        calls_before = upstream.count("client_credentials")
+        progress("measuring throughput")
+        # Alternate the two loads in short rounds, so that drift in the machine's load hits both alike.
+        bare_n = hit_n = 0.0
+        bare_err = hit_err = 0
+        hit_lat: list[float] = []
+        rounds = 4
+        for _ in range(rounds):
+            rps, _, err = run_load(lambda s: s.get(base + "/healthz", timeout=30), args.connections, args.seconds / rounds)
+            bare_n, bare_err = bare_n + rps, bare_err + err
+            rps, lat, err = run_load(ask("hit"), args.connections, args.seconds / rounds)
+            hit_n, hit_err = hit_n + rps, hit_err + err
+            hit_lat += lat
+        bare_rps, hit_rps = bare_n / rounds, hit_n / rounds
+        hit_calls = upstream.count("client_credentials") - calls_before
+
+        warnings = [line for line in (tmp / "gunicorn.log").read_text(errors="replace").splitlines() if '"level": "' in line]
+        if warnings:
+            progress(f"{len(warnings)} log lines from govern; the first: {warnings[0][:300]}")
+        if bare_err or hit_err:
+            raise SystemExit(f"error: {bare_err} bare and {hit_err} token requests failed")
+        progress("measuring the miss path")
+        direct = sequential(lambda s: s.post(upstream.token_url, data={"grant_type": "client_credentials"},
+                                             auth=("miss-client", "miss-upstream-secret"), timeout=30), args.misses)
+        hit_seq = sequential(ask("hit"), args.misses)
+        before = upstream.count("client_credentials")
+        miss = sequential(ask("miss"), args.misses)
+        miss_calls = upstream.count("client_credentials") - before
+        if miss_calls < args.misses:
+            raise SystemExit(f"error: only {miss_calls} of {args.misses} miss requests reached the upstream")
+
+        ratio = hit_rps / bare_rps
+        p50, p99 = pct(hit_lat, 50), pct(hit_lat, 99)
+        miss_added = statistics.median(miss) - statistics.median(direct)
+        print(f"mode={'merged' if merged else 'upstream-only'} database={args.database} redis={bool(redis_url)} "
+              f"workers={args.workers}x{args.threads} connections={args.connections} seconds={args.seconds}")
+        print(f"bare /healthz: {bare_rps:.0f} req/s ({bare_err} errors)")
+        print(f"cache-hit token: {hit_rps:.0f} req/s ({hit_err} errors, {hit_calls} upstream calls), "
+              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+        print(f"upstream's own token call p50 {statistics.median(direct):.2f} ms; cache-miss token request p50 "
+              f"{statistics.median(miss):.2f} ms; cache-hit token request p50 (sequential) {statistics.median(hit_seq):.2f} ms")
+        print(f"ratio={ratio:.2f} p50_ms={p50:.2f} p99_ms={p99:.2f} miss_added_p50_ms={miss_added:.2f}")
+    finally:
+        if gunicorn is not None:
+            os.killpg(gunicorn.pid, signal.SIGTERM)
+            try:
+                gunicorn.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(gunicorn.pid, signal.SIGKILL)
+        upstream.stop()
+        if services is not None:
+            services.close()
+        if redis_url:
+            import redis
+
+            client = redis.Redis.from_url(redis_url)
+            for key in client.scan_iter(match=redis_prefix + "*"):
+                client.delete(key)
+        if pg_admin is not None:
+            import sqlalchemy as sa
+
+            with pg_admin.connect() as conn:
+                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+            pg_admin.dispose()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _has_authz() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("govern.api.broker") is not None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Connecting a principal (authorization code + PKCE): start it, and receive the upstream's callback.
+
+`POST /api/v1/credentials/{id}/principals/{name}/connect` (admin token) answers the authorize URL to open;
+`GET /oauth/callback` exchanges the code and shows a small page. The work is in
+govern.broker.upstream.connect.ConnectService.
+"""
+from __future__ import annotations
+
+from flask import Blueprint, current_app, g, jsonify, request
+from markupsafe import escape
+
+from govern.api.auth import require_admin
+
+bp = Blueprint("connect", __name__)
+
+
+def _service():
+    services = current_app.extensions["govern"]
+    connect = services.extras.get("connect")
+    if connect is None:
+        from govern.broker.upstream import build_connect_service
+
+        connect = services.extras["connect"] = build_connect_service(services)
+    return connect
+
+
+@bp.post("/api/v1/credentials/<credential>/principals/<principal>/connect")
+@require_admin("admin")
+def start(credential: str, principal: str):
+    body = request.get_json(silent=True) or {}
+    redirect_uri = request.url_root.rstrip("/") + "/oauth/callback"
+    login_hint = body.get("login_hint") if isinstance(body.get("login_hint"), str) else None
+    result = _service().start(credential, principal, redirect_uri, login_hint=login_hint)
+    current_app.logger.info("principal connect started", extra={"credential": credential, "principal": principal,
+                                                                "actor": g.admin_user})
+    return jsonify(result)
+
+
+@bp.get("/oauth/callback")
+def callback():
+    done = _service().finish(request.args.get("state"), request.args.get("code"), request.args.get("error"))
+    page = (f"<!doctype html><title>govern: connected</title><h1>Connected</h1>"
+            f"<p>Principal <b>{escape(done.principal)}</b> of credential <b>{escape(done.credential)}</b> is connected. "
+            f"You can close this window.</p>")
+    return page, 200, {"Content-Type": "text/html; charset=utf-8"}
+
+
+_PROBLEM = {"description": "RFC 9457 problem details",
+            "content": {"application/problem+json": {"schema": {"type": "object"}}}}
+
+# For govern/api/openapi.py (the authz half's document): `DOCUMENT["paths"].update(connect.OPENAPI_PATHS)`.
+OPENAPI_PATHS: dict = {
+    "/api/v1/credentials/{credential}/principals/{principal}/connect": {"post": {
+        "summary": "Start connecting a principal (authorization code with PKCE, RFC 7636 S256)",
+        "operationId": "connectPrincipal",
+        "security": [{"adminToken": []}],
+        "parameters": [{"name": "credential", "in": "path", "required": True, "schema": {"type": "string"}},
+                       {"name": "principal", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "requestBody": {"required": False, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"login_hint": {"type": "string"}}}}}},
+        "responses": {
+            "200": {"description": "The URL to open in a browser; state and verifier stay in govern",
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["authorize_url", "expires_in"],
+                        "properties": {"authorize_url": {"type": "string"}, "expires_in": {"type": "integer"}}}}}},
+            "401": _PROBLEM, "403": _PROBLEM, "404": _PROBLEM}}},
+    "/oauth/callback": {"get": {
+        "summary": "The upstream's redirect after consent: exchanges the code and stores the refresh token",
+        "operationId": "connectCallback",
+        "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
+                       for n in ("code", "state", "error")],
+        "responses": {"200": {"description": "A small HTML page saying the principal is connected",
+                              "content": {"text/html": {}}},
+                      "400": _PROBLEM, "502": _PROBLEM, "503": _PROBLEM}}},
+}

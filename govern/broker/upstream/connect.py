@@ -1,0 +1,108 @@
+"""Connecting a principal: the authorization-code flow with PKCE (RFC 6749 section 4.1, RFC 7636 S256).
+
+`start` makes the authorize URL. The state and the PKCE verifier stay on the server, sealed in the cache
+for a short time (never in the browser), under a hash of the state. `finish` takes them back exactly once,
+exchanges the code at the token endpoint (with the credential's client authentication), stores the refresh
+token in the vault (SecretRef + SecretVersion, check-and-set) and sets Principal.connected_at.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+import sqlalchemy as sa
+
+from govern.broker.upstream.errors import UpstreamNotConfigured
+from govern.broker.upstream.targets import Target
+from govern.domain.secret import Secret
+from govern.errors import BadRequest, NotFound, UpstreamError
+from govern.store.db import session_scope
+from govern.store.tables import ExternalCredential, Principal
+
+CONNECT_TTL = 600  # seconds: the user has ten minutes to consent (RFC 6749 section 10.12 wants state short-lived)
+
+
+@dataclass(frozen=True)
+class Connected:
+    credential: str
+    principal: str
+
+
+class ConnectService:
+    def __init__(self, *, sessions, cache, cipher, secrets, tokens, clock, ttl: int = CONNECT_TTL):
+        self.sessions = sessions
+        self.cache = cache
+        self.cipher = cipher
+        self.secrets = secrets  # CredentialSecrets
+        self.tokens = tokens  # UpstreamTokens (its authenticated token_request)
+        self.clock = clock
+        self.ttl = ttl
+
+    def _load(self, credential: str, principal: str) -> tuple[ExternalCredential, Principal]:
+        with self.sessions() as session:
+            cred = session.execute(sa.select(ExternalCredential).where(
+                ExternalCredential.external_id == credential)).scalar_one_or_none()
+            if cred is None:
+                raise NotFound(f"no credential {credential!r}")
+            prin = session.execute(sa.select(Principal).where(
+                Principal.credential_id == cred.id, Principal.name == principal)).scalar_one_or_none()
+            if prin is None:
+                raise NotFound(f"credential {credential!r} has no principal {principal!r}")
+            return cred, prin
+
+    def start(self, credential: str, principal: str, redirect_uri: str, *, login_hint: str | None = None) -> dict:
+        cred, _ = self._load(credential, principal)
+        if not cred.authorize_url or not cred.token_url or not cred.client_id:
+            raise UpstreamNotConfigured(f"credential {credential!r} needs an authorize URL, a token URL and a client id")
+        state = secrets.token_urlsafe(32)
+        verifier = secrets.token_urlsafe(64)  # 86 characters, inside RFC 7636's 43..128
+        challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+        pending = {"credential": credential, "principal": principal, "verifier": verifier, "redirect_uri": redirect_uri}
+        self.cache.set(_state_key(state), self.cipher.seal(json.dumps(pending).encode()), self.ttl)
+        params = {"response_type": "code", "client_id": cred.client_id, "redirect_uri": redirect_uri, "state": state,
+                  "code_challenge": challenge, "code_challenge_method": "S256"}
+        if cred.scopes:
+            params["scope"] = " ".join(cred.scopes)
+        if login_hint:
+            params["login_hint"] = login_hint
+        sep = "&" if "?" in cred.authorize_url else "?"
+        return {"authorize_url": cred.authorize_url + sep + urlencode(params), "expires_in": self.ttl}
+
+    def finish(self, state: str | None, code: str | None, error: str | None = None) -> Connected:
+        if not state:
+            raise BadRequest("the callback has no state")
+        key = _state_key(state)
+        sealed = self.cache.get(key)
+        # One use only: the first callback to claim the state wins.
+        if sealed is None or not self.cache.add(key + ":used", b"1", self.ttl):
+            raise BadRequest("the connect request is unknown, expired or already used; start again")
+        self.cache.delete(key)
+        pending = json.loads(self.cipher.open(sealed))
+        if error or not code:
+            raise BadRequest("the upstream did not grant access" + (f" ({error})" if error and error.isidentifier() else ""))
+        cred, prin = self._load(pending["credential"], pending["principal"])
+        target = Target(named_credential="", credential=cred.external_id, protocol=cred.protocol, token_url=cred.token_url,
+                        client_id=cred.client_id, client_auth_method=cred.client_auth_method, audience=cred.audience,
+                        default_scopes=tuple(cred.scopes or ()), header_name=None, principal=prin.name,
+                        principal_id=prin.id, subject=prin.subject, timeout=10.0)
+        body = self.tokens.token_request(target, {"grant_type": "authorization_code", "code": code,
+                                                  "redirect_uri": pending["redirect_uri"],
+                                                  "code_verifier": pending["verifier"]})
+        refresh = body.get("refresh_token")
+        if not isinstance(refresh, str) or not refresh:
+            raise UpstreamError("the upstream granted access but issued no refresh token (offline access not allowed?)")
+        current = self.secrets.current(cred.external_id, prin.name, "refresh_token")
+        self.secrets.replace(cred.external_id, prin.name, "refresh_token", Secret(refresh),
+                             expected_version=current.version if current else None)
+        with session_scope(self.sessions) as session:
+            row = session.get(Principal, prin.id)
+            row.connected_at = self.clock.now()
+        return Connected(cred.external_id, prin.name)
+
+
+def _state_key(state: str) -> str:
+    return "connect:" + hashlib.sha256(state.encode()).hexdigest()

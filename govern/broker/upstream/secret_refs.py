@@ -1,0 +1,118 @@
+"""Secret material of external credentials, addressed through SecretRef rows and read from the secret store.
+
+Convention shared with the secrets package: SecretRef.external_id = `credential/<credential>/<principal or "-">/<field>`,
+owner_kind "credential", fields client_secret, private_key, refresh_token, password, api_key, value.
+During a rotation overlap a secret has SecretVersion rows staged `current` and `previous`:
+`candidates` lists the versions newest first so a caller can fall back on invalid_client.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from govern.domain.secret import Secret
+from govern.errors import ConfigurationError, SecretConflict
+from govern.store.db import session_scope
+from govern.store.tables import SecretRef, SecretVersion
+
+
+def ref_external_id(credential: str, principal: str | None, field: str) -> str:
+    return f"credential/{credential}/{principal or '-'}/{field}"
+
+
+@dataclass(frozen=True)
+class StoredSecret:
+    ref_id: int
+    path: str
+    version: int
+    value: Secret
+
+
+class CredentialSecrets:
+    def __init__(self, sessions, store, clock):
+        self.sessions = sessions
+        self._store = store  # the store, or a callable returning it (wired later by the secrets package)
+        self.clock = clock
+
+    @property
+    def store(self):
+        return self._store() if callable(self._store) and not hasattr(self._store, "put") else self._store
+
+    def _ref(self, session, credential: str, principal: str | None, field: str) -> SecretRef | None:
+        """Found by its columns, not its external id, so rows written under another path scheme are found too."""
+        query = sa.select(SecretRef).where(
+            SecretRef.owner_kind == "credential", SecretRef.owner == credential, SecretRef.field == field,
+            SecretRef.principal.is_(None) if principal is None else SecretRef.principal == principal)
+        return session.execute(query.order_by(SecretRef.set_at.desc().nulls_last(), SecretRef.id.desc())
+                               .limit(1)).scalar_one_or_none()
+
+    def candidates(self, credential: str, principal: str | None, field: str) -> list[StoredSecret]:
+        """The versions to try, newest first: current, then previous (rotation overlap). Empty when none is set."""
+        if self.store is None:
+            raise ConfigurationError("no secret store is configured")
+        with self.sessions() as session:
+            ref = self._ref(session, credential, principal, field)
+            if ref is None:
+                return []
+            staged = session.execute(sa.select(SecretVersion).where(
+                SecretVersion.secret_ref_id == ref.id, SecretVersion.stage.in_(("current", "previous")))).scalars().all()
+        now = self.clock.now()
+        current = [v.version for v in staged if v.stage == "current"]
+        # Only the newest previous version: the one a rotation overlap keeps alive (older ones are history).
+        previous = sorted((v for v in staged if v.stage == "previous"
+                           and (v.expires_at is None or _aware(v.expires_at) > now)), key=lambda v: -v.version)[:1]
+        versions = sorted(current, reverse=True)[:1] + [v.version for v in previous if v.version not in current]
+        if not versions:
+            versions = [ref.current_version or self.store.metadata(ref.path).version]
+        return [StoredSecret(ref.id, ref.path, v, self.store.get(ref.path, version=v)) for v in versions]
+
+    def current(self, credential: str, principal: str | None, field: str) -> StoredSecret | None:
+        if field == "refresh_token":
+            return self.latest(credential, principal, field)
+        found = self.candidates(credential, principal, field)
+        return found[0] if found else None
+
+    def latest(self, credential: str, principal: str | None, field: str) -> StoredSecret | None:
+        """The newest version in the store itself. For refresh tokens the vault is the truth: a rotated token
+        written just before a crash (its SecretVersion row not yet recorded) must still be the one used."""
+        if self.store is None:
+            raise ConfigurationError("no secret store is configured")
+        with self.sessions() as session:
+            ref = self._ref(session, credential, principal, field)
+            if ref is None:
+                return None
+            ref_id, path = ref.id, ref.path
+        version = self.store.metadata(path).version
+        return StoredSecret(ref_id, path, version, self.store.get(path, version=version))
+
+    def replace(self, credential: str, principal: str | None, field: str, value: Secret, *,
+                expected_version: int | None) -> int:
+        """Store a new version with check-and-set against `expected_version` (0/None: must not exist yet),
+        then stage it `current` and the one it replaces `previous`. Raises SecretConflict if it moved."""
+        with self.sessions() as session:  # read, and close, before the store is called: no transaction is held
+            ref = self._ref(session, credential, principal, field)  # open across it (the local store writes too)
+            path = ref.path if ref is not None else ref_external_id(credential, principal, field)
+        meta = self.store.put(path, value, cas=expected_version or 0)
+        with session_scope(self.sessions) as session:
+            ref = self._ref(session, credential, principal, field)
+            if ref is None:
+                ref = SecretRef(external_id=path, owner_kind="credential", owner=credential, principal=principal,
+                                field=field, store=getattr(self.store, "kind", "local"), path=path)
+                session.add(ref)
+                session.flush()
+            for old in session.execute(sa.select(SecretVersion).where(
+                    SecretVersion.secret_ref_id == ref.id, SecretVersion.stage.in_(("current", "previous")))).scalars():
+                old.stage = "previous" if old.stage == "current" else "revoked"
+            session.add(SecretVersion(secret_ref_id=ref.id, version=meta.version, stage="current"))
+            ref.current_version = meta.version
+            ref.set_at = self.clock.now()
+            return meta.version
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+__all__ = ["CredentialSecrets", "StoredSecret", "ref_external_id", "SecretConflict"]

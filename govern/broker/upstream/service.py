@@ -1,0 +1,352 @@
+"""UpstreamTokens: govern.ports.UpstreamTokenSource, the broker's upstream half.
+
+get_token(named credential, principal, scopes):
+1. a fresh token in the (sealed) cache is returned at once;
+2. otherwise ONE caller per (credential, principal, scopes), across threads and processes
+   (single_flight.py), calls the upstream with the credential's grant, while the others wait for its
+   result until a deadline (then 503 `upstream_timeout`);
+3. grants: client_credentials (RFC 6749 section 4.4), refresh_token (section 6), JWT bearer (RFC 7523
+   section 2.1); client authentication client_secret_basic / client_secret_post (RFC 6749 section 2.3.1)
+   or private_key_jwt (RFC 7523 section 2.2), trying the current secret and then, on invalid_client, the
+   previous one while a rotation overlap lasts.
+
+Refresh-token rotation (RFC 9700 section 4.14.2) and lost answers. Each refresh-token attempt is
+journalled before the upstream is called; a new refresh token is written to the vault with
+check-and-set before the access token is released; an answer without a refresh token keeps the stored
+one. If the answer is lost (the connection dropped after the upstream rotated, or the worker died), the
+attempt stays in doubt and govern still holds only the old refresh token. Nothing on govern's side can
+recover a token it never received, so govern relies on the upstream's refresh-token grace period (Okta's
+"grace period for token rotation", Auth0's "reuse interval"): the next lock holder sees the unresolved
+attempt, retries with the stored token within the grace period, stores the token it gets and closes the
+in-doubt attempts. If the upstream has no grace period, that retry ends in `upstream_invalid_grant` with
+an alert naming the in-doubt attempt, and the principal must be reconnected. Writing the upstream's raw
+answer somewhere before parsing would not help: the answer that is lost is the one that never arrives.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from typing import Any
+
+from govern.broker.upstream import journal as J
+from govern.broker.upstream.assertions import CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT, sign_assertion
+from govern.broker.upstream.errors import UpstreamInvalidClient, UpstreamInvalidGrant, UpstreamNotConfigured, UpstreamTimeout
+from govern.broker.upstream.http import TokenHttp, parse_token_response
+from govern.broker.upstream.secret_refs import CredentialSecrets, StoredSecret
+from govern.broker.upstream.single_flight import LocalLocks
+from govern.broker.upstream.targets import Target, resolve_target
+from govern.broker.upstream.token_cache import TokenCache, cache_key, is_fresh, open_token
+from govern.domain.access import UpstreamToken
+from govern.domain.secret import Secret
+from govern.errors import GovernError, SecretConflict, UpstreamUnavailable
+
+log = logging.getLogger("govern.broker.upstream")
+
+OAUTH_PROTOCOLS = ("oauth2_client_credentials", "oauth2_refresh_token", "oauth2_jwt_bearer")
+STATIC_PROTOCOLS = {"basic": "password", "api_key_header": "api_key", "custom_header": "value"}
+DEFAULT_LIFETIME = 300  # seconds, when the upstream gives no expires_in (RFC 6749 section 5.1 only RECOMMENDS it)
+# A cache miss should add little to the upstream's own latency, so the landscape rows and the client
+# secrets are kept in memory for a few seconds. Refresh tokens are never kept: they are read under the lock.
+TARGET_TTL = 10.0
+CLIENT_SECRET_TTL = 30.0  # shorter than any rotation overlap; an invalid_client re-reads the vault at once
+
+
+class UpstreamTokens:
+    def __init__(self, *, sessions, secrets: CredentialSecrets, token_cache: TokenCache, http: TokenHttp, clock,
+                 journal: J.RefreshJournalRepo, redis_flight=None, db_flight=None, poll_interval: float = 0.02):
+        self.sessions = sessions
+        self.secrets = secrets
+        self.tokens = token_cache
+        self.http = http
+        self.clock = clock
+        self.journal = journal
+        self.redis_flight = redis_flight
+        self.db_flight = db_flight
+        self.local = LocalLocks()
+        self.poll_interval = poll_interval
+        self._memo: dict[tuple, tuple[float, Any]] = {}
+        self._memo_lock = threading.Lock()
+
+    def _remember(self, key: tuple, ttl: float, load):
+        now = self.clock.monotonic()
+        with self._memo_lock:
+            hit = self._memo.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = load()
+        with self._memo_lock:
+            self._memo[key] = (now + ttl, value)
+        return value
+
+    def _forget(self, key: tuple) -> None:
+        with self._memo_lock:
+            self._memo.pop(key, None)
+
+    # --- the port ---------------------------------------------------------------------------------------
+
+    def get_token(self, named_credential: str, principal: str | None, scopes: tuple[str, ...] = (),
+                  *, force_refresh: bool = False) -> UpstreamToken:
+        scopes = tuple(sorted(set(scopes)))
+        key = cache_key(named_credential, principal, scopes)
+        if not force_refresh:
+            token = self.tokens.get(key)
+            if token is not None:
+                return token
+        target = self._remember(("target", named_credential, principal), TARGET_TTL,
+                                lambda: resolve_target(self.sessions, named_credential, principal))
+        if target.protocol in STATIC_PROTOCOLS:
+            return self._static_token(target)
+        if target.protocol not in OAUTH_PROTOCOLS:
+            raise UpstreamNotConfigured(f"protocol {target.protocol!r} issues no tokens")
+        deadline = self.clock.monotonic() + self._wait_budget(target)
+        with self.local.hold(key, deadline - self.clock.monotonic()):
+            if not force_refresh:
+                token = self.tokens.get(key)
+                if token is not None:
+                    return token
+            if self.redis_flight is not None:
+                return self._via_redis(key, target, scopes, deadline, force_refresh)
+            if self.db_flight is not None:
+                return self._via_row_lock(key, target, scopes, deadline, force_refresh)
+            token = self._fetch(target, scopes)
+            self.tokens.put(key, token)
+            return token
+
+    def invalidate(self, named_credential: str, principal: str | None, scopes: tuple[str, ...] = ()) -> None:
+        """Forget the cached token (e.g. the upstream answered 401 with it). Without Redis, other processes'
+        in-memory copies live on until they expire; the shared row is cleared."""
+        key = cache_key(named_credential, principal, tuple(sorted(set(scopes))))
+        self.tokens.delete(key)
+        if self.db_flight is not None:
+            self.db_flight.forget(key)
+
+    # --- single flight across processes ---------------------------------------------------------------
+
+    def _wait_budget(self, target: Target) -> float:
+        # one upstream call, one fallback secret, vault and database round trips
+        return 2 * target.timeout + 5
+
+    def _via_redis(self, key, target, scopes, deadline, force_refresh) -> UpstreamToken:
+        started_waiting = self.clock.now()
+        while True:
+            flight = self.redis_flight.try_acquire(key)
+            if flight is not None:
+                try:
+                    token = self.tokens.get(key)
+                    if token is None or (force_refresh and not self._newer(token, started_waiting)):
+                        token = self._fetch(target, scopes)
+                        value, ttl = self.tokens.seal(key, token)
+                        if not self.redis_flight.publish(flight, value, ttl):
+                            log.warning("upstream token not cached: the single-flight lock expired during the call",
+                                        extra={"named_credential": target.named_credential})
+                    return token
+                finally:
+                    self.redis_flight.release(flight)
+            # Someone else is fetching: wait for their result, or for the lock to free up.
+            while self.redis_flight.is_locked(key):
+                token = self.tokens.get(key)
+                if token is not None and (not force_refresh or self._newer(token, started_waiting)):
+                    return token
+                if self.clock.monotonic() >= deadline:
+                    raise UpstreamTimeout("timed out waiting for another process to fetch the upstream token")
+                time.sleep(self.poll_interval)
+            token = self.tokens.get(key)
+            if token is not None and (not force_refresh or self._newer(token, started_waiting)):
+                return token
+            if self.clock.monotonic() >= deadline:
+                raise UpstreamTimeout("timed out waiting for another process to fetch the upstream token")
+
+    def _newer(self, token: UpstreamToken, since: dt.datetime) -> bool:
+        fetched = token.extra.get("fetched_at")
+        return bool(fetched) and dt.datetime.fromisoformat(fetched) >= since
+
+    def _via_row_lock(self, key, target, scopes, deadline, force_refresh) -> UpstreamToken:
+        started_waiting = self.clock.now()
+        with self.db_flight.hold(key, deadline - self.clock.monotonic()) as flight:
+            if flight.sealed:
+                token = open_token(self.tokens.cipher, key, flight.sealed)
+                if token is not None and is_fresh(token, self.clock.now(), self.tokens.leeway) and (
+                        not force_refresh or self._newer(token, started_waiting)):
+                    self.tokens.put(key, token)
+                    return token
+            token = self._fetch(target, scopes)
+            value, _ = self.tokens.seal(key, token)
+            flight.publish(value, token.expires_at)
+        self.tokens.put(key, token)
+        return token
+
+    # --- grants -------------------------------------------------------------------------------------------
+
+    def _fetch(self, target: Target, scopes: tuple[str, ...]) -> UpstreamToken:
+        if not target.token_url:
+            raise UpstreamNotConfigured(f"credential {target.credential!r} has no token URL")
+        scopes = scopes or target.default_scopes
+        if target.protocol == "oauth2_client_credentials":
+            form = {"grant_type": "client_credentials"}
+            if target.audience:
+                form["audience"] = target.audience
+            body = self._call(target, self._with_scope(form, scopes), client_auth_required=True)
+        elif target.protocol == "oauth2_jwt_bearer":
+            body = self._jwt_bearer_grant(target, scopes)
+        else:
+            body = self._refresh_token_grant(target, scopes)
+        return self._token_from(body, scopes)
+
+    @staticmethod
+    def _with_scope(form: dict[str, str], scopes: tuple[str, ...]) -> dict[str, str]:
+        if scopes:
+            form["scope"] = " ".join(scopes)
+        return form
+
+    def _token_from(self, body: dict[str, Any], scopes: tuple[str, ...]) -> UpstreamToken:
+        now = self.clock.now()
+        try:
+            lifetime = int(body.get("expires_in", DEFAULT_LIFETIME))
+        except (TypeError, ValueError):
+            lifetime = DEFAULT_LIFETIME
+        granted = tuple(str(body["scope"]).split()) if body.get("scope") else scopes
+        return UpstreamToken(access_token=Secret(body["access_token"]), token_type=str(body.get("token_type", "Bearer")),
+                             expires_at=now + dt.timedelta(seconds=lifetime), scopes=granted,
+                             extra={"fetched_at": now.isoformat(), "upstream_status": 200})
+
+    def _jwt_bearer_grant(self, target: Target, scopes) -> dict[str, Any]:
+        """RFC 7523 section 2.1: iss = client id, sub = the principal's upstream username, aud = audience or
+        the token URL, signed with the principal's private key (or the credential's shared one)."""
+        key = self.secrets.current(target.credential, target.principal, "private_key") if target.principal else None
+        key = key or self.secrets.current(target.credential, None, "private_key")
+        if key is None:
+            raise UpstreamNotConfigured(f"credential {target.credential!r} has no private key in the vault")
+        subject = target.subject or target.principal
+        if not subject or not target.client_id:
+            raise UpstreamNotConfigured(f"credential {target.credential!r} needs a client id and a principal subject")
+        assertion = sign_assertion(key.value, issuer=target.client_id, subject=subject,
+                                   audience=target.audience or target.token_url, now=self.clock.now())
+        form = self._with_scope({"grant_type": JWT_BEARER_GRANT, "assertion": assertion}, scopes)
+        return self._call(target, form, client_auth_required=False)
+
+    def _refresh_token_grant(self, target: Target, scopes) -> dict[str, Any]:
+        principal = target.principal or "-"
+        stored = self.secrets.current(target.credential, target.principal, "refresh_token")
+        if stored is None:
+            raise UpstreamNotConfigured(f"principal {principal!r} of {target.credential!r} is not connected")
+        # We hold the single-flight lock: any unresolved attempt is not running any more, so it is in doubt.
+        pending = self.journal.unresolved(target.credential, principal)
+        if pending:
+            log.warning("reconciling in-doubt refresh attempts", extra={
+                "credential": target.credential, "principal": principal, "attempts": [p.attempt_id for p in pending]})
+        attempt = self.journal.start(target.credential, principal, stored.version)
+        form = self._with_scope({"grant_type": "refresh_token", "refresh_token": stored.value.reveal()}, scopes)
+        try:
+            body = self._call(target, form, client_auth_required=True)
+        except UpstreamInvalidGrant:
+            self.journal.finish(attempt, J.FAILED, error="invalid_grant")
+            log.error("upstream refused the stored refresh token: reconnect the principal", extra={
+                "alert": "upstream_invalid_grant", "credential": target.credential, "principal": principal,
+                "in_doubt_attempts": [p.attempt_id for p in pending]})
+            raise UpstreamInvalidGrant(
+                f"the upstream refused the refresh token of principal {principal!r}; reconnect it") from None
+        except UpstreamUnavailable:
+            # No answer, or a dropped connection: the upstream may have rotated the token.
+            self.journal.finish(attempt, J.IN_DOUBT, error="no_answer")
+            raise
+        except GovernError as exc:
+            self.journal.finish(attempt, J.FAILED, error=exc.code)
+            raise
+        except BaseException:
+            self.journal.finish(attempt, J.IN_DOUBT, error="interrupted")
+            raise
+        new_version = self._store_rotated(target, stored, body.get("refresh_token"), attempt)
+        self.journal.finish(attempt, J.SUCCEEDED, new_version=new_version)
+        self.journal.resolve([p.id for p in pending], J.FAILED, error="reconciled")
+        return body
+
+    def _store_rotated(self, target: Target, stored: StoredSecret, new: Any, attempt: str) -> int | None:
+        """Check-and-set the rotated refresh token into the vault, before the access token leaves govern.
+        No new refresh token in the answer: the stored one stays (it is never wiped)."""
+        if not isinstance(new, str) or not new or new == stored.value.reveal():
+            return None
+        try:
+            return self.secrets.replace(target.credential, target.principal, "refresh_token", Secret(new),
+                                        expected_version=stored.version)
+        except SecretConflict:
+            # Someone reconnected the principal meanwhile: their refresh token is newer than ours; keep it.
+            log.warning("refresh token changed in the vault during a refresh; keeping the newer one",
+                        extra={"credential": target.credential, "principal": target.principal})
+            return None
+        except GovernError:
+            self.journal.finish(attempt, J.IN_DOUBT, error="vault_write_failed")
+            raise
+
+    # --- client authentication and the call -------------------------------------------------------------
+
+    def _client_candidates(self, target: Target, *, fresh: bool = False) -> list[StoredSecret | None]:
+        method = target.client_auth_method or "client_secret_basic"
+        field = "private_key" if method == "private_key_jwt" else "client_secret"
+        key = ("client", target.credential, field)
+        if fresh:
+            self._forget(key)
+        return list(self._remember(key, CLIENT_SECRET_TTL, lambda: self.secrets.candidates(target.credential, None, field)))
+
+    def token_request(self, target: Target, form: dict[str, str]) -> dict[str, Any]:
+        """One authenticated call to the credential's token endpoint (used by the connect flow's code exchange)."""
+        return self._call(target, form, client_auth_required=True)
+
+    def _call(self, target: Target, form: dict[str, str], *, client_auth_required: bool) -> dict[str, Any]:
+        tried: set[int] = set()
+        for fresh in (False, True):
+            candidates: list[StoredSecret | None] = (self._client_candidates(target, fresh=fresh)
+                                                     if target.client_id else [])
+            if not candidates:
+                if client_auth_required:
+                    raise UpstreamNotConfigured(f"credential {target.credential!r} has no client secret in the vault")
+                candidates = [None]
+            untried = [c for c in candidates if c is None or c.version not in tried]
+            for index, secret in enumerate(untried):
+                data, basic = self._authenticate(target, dict(form), secret)
+                answer = self.http.post_form(target.token_url, data, basic_auth=basic, timeout=target.timeout)
+                try:
+                    return parse_token_response(answer)
+                except UpstreamInvalidClient:
+                    if secret is None:
+                        raise
+                    tried.add(secret.version)
+                    if index + 1 < len(untried):
+                        log.info("upstream refused the current client secret; trying the previous one",
+                                 extra={"credential": target.credential})
+            if not untried:
+                break
+        raise UpstreamInvalidClient("the upstream refused govern's client authentication (invalid_client)")
+
+    def _authenticate(self, target: Target, form: dict[str, str], secret: StoredSecret | None):
+        if secret is None:
+            return form, None
+        method = target.client_auth_method or "client_secret_basic"
+        if method == "client_secret_basic":
+            return form, (target.client_id, secret.value.reveal())
+        if method == "client_secret_post":
+            form.update(client_id=target.client_id, client_secret=secret.value.reveal())
+            return form, None
+        if method == "private_key_jwt":
+            form.update(client_id=target.client_id, client_assertion_type=CLIENT_ASSERTION_TYPE,
+                        client_assertion=sign_assertion(secret.value, issuer=target.client_id, subject=target.client_id,
+                                                        audience=target.token_url, now=self.clock.now()))
+            return form, None
+        raise UpstreamNotConfigured(f"unknown client authentication method {method!r}")
+
+    def _static_token(self, target: Target) -> UpstreamToken:
+        """basic / api_key_header / custom_header: the stored value itself, never cached outside the vault."""
+        field = STATIC_PROTOCOLS[target.protocol]
+        stored = (self.secrets.current(target.credential, target.principal, field) if target.principal else None) \
+            or self.secrets.current(target.credential, None, field)
+        if stored is None:
+            raise UpstreamNotConfigured(f"credential {target.credential!r} has no {field} in the vault")
+        if target.protocol == "basic":
+            import base64
+
+            user = target.subject or target.client_id or ""
+            raw = base64.b64encode(f"{user}:{stored.value.reveal()}".encode()).decode()
+            return UpstreamToken(Secret(raw), "Basic", None)
+        return UpstreamToken(stored.value, "ApiKey" if field == "api_key" else "Header", None,
+                             extra={"header": target.header_name})

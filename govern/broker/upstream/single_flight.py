@@ -1,0 +1,144 @@
+"""Single-flight refresh: at most one upstream token call at a time per (credential, principal, scopes).
+
+Three layers, cheapest first:
+- in one process, a lock per key, so threads queue instead of polling;
+- across processes with Redis, a lock `SET key token NX PX ttl` whose value is a fencing token from `INCR`
+  (Kleppmann's fencing, applied to the cache write): the result is published only by a Lua script that
+  checks the lock still holds our fence, so a holder whose lock expired mid-call cannot overwrite a newer
+  result. Waiters poll the cache for the result until a deadline;
+- across processes with only PostgreSQL, `SELECT ... FOR UPDATE` on a row per key (upstream_token_lock);
+  waiters block on the row lock (bounded by `lock_timeout`), then read the sealed result from the row.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import sqlalchemy as sa
+
+from govern.broker.upstream.errors import UpstreamTimeout
+
+
+class LocalLocks:
+    """A lock per key within one process; entries are dropped when nobody holds or waits for them."""
+
+    def __init__(self):
+        self._guard = threading.Lock()
+        self._locks: dict[str, list] = {}  # key -> [lock, users]
+
+    @contextmanager
+    def hold(self, key: str, timeout: float) -> Iterator[None]:
+        with self._guard:
+            entry = self._locks.setdefault(key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            if not entry[0].acquire(timeout=max(0.0, timeout)):
+                raise UpstreamTimeout("timed out waiting for another request to fetch the upstream token")
+            try:
+                yield
+            finally:
+                entry[0].release()
+        finally:
+            with self._guard:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    self._locks.pop(key, None)
+
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+_FENCED_SET = """
+if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
+if tonumber(ARGV[3]) > 0 then redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3])
+else redis.call('set', KEYS[2], ARGV[2]) end
+return 1
+"""
+
+
+@dataclass
+class RedisFlight:
+    key: str
+    fence: str
+
+
+class RedisSingleFlight:
+    """Every Redis call goes through RedisCache._call, which turns Redis errors into CacheUnavailable (503)."""
+
+    def __init__(self, redis_cache, lock_ttl: float):
+        self.cache = redis_cache  # govern.cache.RedisCache: its client, key prefix and error mapping
+        self.lock_ttl = lock_ttl
+        client = redis_cache.client
+        self._release = client.register_script(_RELEASE)
+        self._fenced_set = client.register_script(_FENCED_SET)
+        self._call = redis_cache._call
+
+    def _lock_key(self, key: str) -> str:
+        return self.cache.key("flight:" + key)
+
+    def try_acquire(self, key: str) -> RedisFlight | None:
+        fence = str(self.cache.incr("fence:" + key)) + ":" + uuid.uuid4().hex[:8]
+        ok = self._call(self.cache.client.set, self._lock_key(key), fence, nx=True, px=int(self.lock_ttl * 1000))
+        return RedisFlight(key, fence) if ok else None
+
+    def is_locked(self, key: str) -> bool:
+        return bool(self._call(self.cache.client.exists, self._lock_key(key)))
+
+    def publish(self, flight: RedisFlight, value: bytes, ttl: float | None) -> bool:
+        """Write the cache entry only while we still hold the lock (fenced)."""
+        px = int(ttl * 1000) if ttl else 0
+        return bool(self._call(self._fenced_set, keys=[self._lock_key(flight.key), self.cache.key(flight.key)],
+                               args=[flight.fence, value, px]))
+
+    def release(self, flight: RedisFlight) -> None:
+        self._call(self._release, keys=[self._lock_key(flight.key)], args=[flight.fence])
+
+
+class RowLockFlight:
+    """Holds `SELECT ... FOR UPDATE` on the key's row for the duration of one upstream call."""
+
+    def __init__(self, conn, key: str, sealed: bytes | None, expires_at: dt.datetime | None):
+        self.conn = conn
+        self.key = key
+        self.sealed = sealed
+        self.expires_at = expires_at
+
+    def publish(self, value: bytes, expires_at: dt.datetime | None) -> None:
+        self.conn.execute(sa.text("UPDATE upstream_token_lock SET sealed_token = :v, expires_at = :e, fence = fence + 1 "
+                                  "WHERE key = :k"), {"v": value, "e": expires_at, "k": self.key})
+
+
+class DatabaseSingleFlight:
+    """Row locks on PostgreSQL. (SQLite has no row locks; there govern is a single process by design.)"""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+
+    def forget(self, key: str) -> None:
+        """Drop the sealed result (invalidate): the next holder calls the upstream."""
+        with self.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE upstream_token_lock SET sealed_token = NULL, expires_at = NULL WHERE key = :k"),
+                         {"k": key})
+
+    @contextmanager
+    def hold(self, key: str, timeout: float) -> Iterator[RowLockFlight]:
+        with self.engine.connect() as conn:
+            with conn.begin():
+                conn.execute(sa.text("INSERT INTO upstream_token_lock (key, fence) VALUES (:k, 0) "
+                                     "ON CONFLICT (key) DO NOTHING"), {"k": key})
+            try:
+                with conn.begin():
+                    ms = max(1, int(timeout * 1000))
+                    conn.execute(sa.text(f"SET LOCAL lock_timeout = {ms}"))
+                    row = conn.execute(sa.text("SELECT sealed_token, expires_at FROM upstream_token_lock "
+                                               "WHERE key = :k FOR UPDATE"), {"k": key}).one()
+                    yield RowLockFlight(conn, key, row[0], row[1])
+            except sa.exc.OperationalError as exc:
+                if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
+                    raise UpstreamTimeout("timed out waiting for another process to fetch the upstream token") from None
+                raise

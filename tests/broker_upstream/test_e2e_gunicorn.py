@@ -1,0 +1,121 @@
+"""Issue #4 "Single flight" end to end: 200 concurrent HTTP requests for an expired token, over 4 gunicorn
+workers sharing PostgreSQL and Redis, make exactly one upstream token call.
+
+It needs the authz half (`/oauth/token` and `POST /api/v1/named-credentials/{name}/token`) and a secret store
+shared by processes (the secrets half); in a tree without them it is skipped.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from govern.broker.upstream.secret_refs import CredentialSecrets
+from govern.broker.upstream.token_cache import cache_key
+from govern.domain.access import UpstreamToken
+from govern.domain.secret import Secret
+from tests.factories import make_landscape
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+USER_SECRET = "e2e-user-client-secret-value"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_200_http_requests_over_4_gunicorn_workers_make_one_upstream_call(tmp_path, postgres_url, redis_url,
+                                                                          redis_prefix, fake_upstream):
+    import redis
+
+    from govern.bootstrap import build_services
+    from govern.config import load_settings
+
+    if importlib.util.find_spec("govern.api.broker") is None:
+        pytest.skip("needs the authz half's token endpoint (govern.api.broker)")
+    home = tmp_path / "instance"
+    home.mkdir()
+    settings = load_settings({}, home=home, database_url=postgres_url, redis_url=redis_url, redis_prefix=redis_prefix)
+    svc = build_services(settings)
+    gunicorn = None
+    try:
+        if svc.secret_store is None:
+            pytest.skip("needs a secret store shared by processes (the secrets half)")
+        for step in svc.extras.get("init_steps", []):
+            step(svc)
+        names = make_landscape(svc.sessions, token_url=fake_upstream.token_url, url=fake_upstream.url + "/api",
+                               client_secret=USER_SECRET)
+        fake_upstream.register_client("erp-client", secret="e2e-upstream-secret", scope="orders.read")
+        CredentialSecrets(svc.sessions, svc.secret_store, svc.clock).replace(
+            names["credential"], None, "client_secret", Secret("e2e-upstream-secret"), expected_version=None)
+        key = cache_key(names["named_credential"], names["principal"], ("orders.read",))
+        expired = UpstreamToken(Secret("at_expired"), "Bearer", svc.clock.now() - dt.timedelta(seconds=5))
+        svc.cache.set(key, svc.upstream_tokens.tokens.seal(key, expired)[0], 60)
+        fake_upstream.inject("delay", delay=0.5, times=None)
+
+        port = _free_port()
+        env = {**os.environ, "GOVERN_HOME": str(home), "GOVERN_DATABASE_URL": postgres_url,
+               "GOVERN_REDIS_URL": redis_url, "GOVERN_REDIS_PREFIX": redis_prefix, "GOVERN_LOG_LEVEL": "WARNING",
+               "PYTHONPATH": str(ROOT)}
+        log = open(tmp_path / "gunicorn.log", "wb")
+        gunicorn = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "--workers", "4",
+                                     "--worker-class", "gthread", "--threads", "16", "--bind", f"127.0.0.1:{port}",
+                                     "govern.wsgi:app()"], cwd=str(ROOT), env=env, stdout=log, stderr=log,
+                                    start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not come up"
+            time.sleep(0.1)
+        resp = requests.post(base + "/oauth/token", data={"grant_type": "client_credentials", "scope": "orders.read"},
+                             auth=(names["user"], USER_SECRET), timeout=30)
+        assert resp.status_code == 200, resp.text
+        govern_token = resp.json()["access_token"]
+
+        barrier = threading.Barrier(200)
+        results: list[tuple[int, str | None]] = []
+        lock = threading.Lock()
+
+        def call():
+            barrier.wait()
+            r = requests.post(f"{base}/api/v1/named-credentials/{names['named_credential']}/token",
+                              json={"scope": "orders.read"}, headers={"Authorization": f"Bearer {govern_token}"},
+                              timeout=60)
+            with lock:
+                results.append((r.status_code, r.json().get("access_token") if r.status_code == 200 else r.text))
+
+        threads = [threading.Thread(target=call) for _ in range(200)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert [s for s, _ in results].count(200) == 200, [r for r in results if r[0] != 200][:3]
+        assert len({t for _, t in results}) == 1
+        assert fake_upstream.count("client_credentials") == 1
+    finally:
+        if gunicorn is not None:
+            os.killpg(gunicorn.pid, signal.SIGTERM)
+            try:
+                gunicorn.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(gunicorn.pid, signal.SIGKILL)
+        svc.close()
+        client = redis.Redis.from_url(redis_url)
+        for k in client.scan_iter(match=redis_prefix + "*"):
+            client.delete(k)
