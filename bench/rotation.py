@@ -5,26 +5,30 @@ The secrets use the `static` rotator (govern generates the value; no target syst
 the new version back from OpenBao), so the figure measures govern's own machinery: run creation,
 SKIP LOCKED claims, the four persisted steps, and 3 OpenBao calls per secret.
 
-This tree has no product OpenBao adapter yet (the secrets helper builds it), so `BaoKV` below is a
-minimal hvac KV v2 adapter used only by this benchmark; RotationService takes any SecretStore.
+The store is the product's `VaultSecretStore` (govern.secrets.vault), as `GOVERN_SECRET_STORE=vault` wires it.
 
     /work/venv/bin/python bench/rotation.py [--secrets 1000] [--workers 2]
 Last line: total_s=... rotated=... duplicates=...
 """
 from __future__ import annotations
 
-import argparse
+import sys
+from pathlib import Path
+
+# bench/ holds secrets.py (another benchmark), which would shadow the standard library's `secrets`
+# for this script and its spawned workers: run with the repository root on the path instead.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
 import multiprocessing as mp
 import os
-import secrets as _random
+import secrets as _random  # noqa: E402
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -32,64 +36,14 @@ sys.path.insert(0, str(ROOT))
 PG_BASE = os.environ.get("GOVERN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-class BaoKV:
-    """KV v2 through hvac: put (with check-and-set), get, metadata. Vendor errors become govern errors."""
+def vault_store(addr: str, token: str):
+    """The product's OpenBao/Vault adapter (govern.secrets.vault.VaultSecretStore), token auth, KV v2."""
+    import hvac
 
-    kind = "vault"
+    from govern.secrets.vault import VaultSecretStore
+    from govern.secrets.vault_auth import TokenAuth
 
-    def __init__(self, addr: str, token: str, mount: str = "secret"):
-        import hvac
-
-        self.client = hvac.Client(url=addr, token=token)
-        self.mount = mount
-
-    def put(self, path, value, *, cas=None):
-        from hvac.exceptions import InvalidRequest
-
-        from govern.errors import SecretConflict
-        from govern.ports import SecretMetadata
-
-        try:
-            resp = self.client.secrets.kv.v2.create_or_update_secret(path=path, secret={"value": value.reveal()},
-                                                                     cas=cas, mount_point=self.mount)
-        except InvalidRequest:
-            raise SecretConflict(f"{path}: check-and-set failed") from None
-        return SecretMetadata(path=path, version=resp["data"]["version"], created_at=None)
-
-    def get(self, path, *, version=None):
-        from hvac.exceptions import InvalidPath
-
-        from govern.domain.secret import Secret
-        from govern.errors import SecretNotFound
-
-        try:
-            resp = self.client.secrets.kv.v2.read_secret_version(path=path, version=version, mount_point=self.mount,
-                                                                 raise_on_deleted_version=True)
-        except InvalidPath:
-            raise SecretNotFound(f"no secret at {path}") from None
-        return Secret(resp["data"]["data"]["value"])
-
-    def metadata(self, path):
-        from hvac.exceptions import InvalidPath
-
-        from govern.errors import SecretNotFound
-        from govern.ports import SecretMetadata
-
-        try:
-            data = self.client.secrets.kv.v2.read_secret_metadata(path=path, mount_point=self.mount)["data"]
-        except InvalidPath:
-            raise SecretNotFound(f"no secret at {path}") from None
-        versions = tuple(sorted(int(v) for v in data["versions"]))
-        return SecretMetadata(path=path, version=data["current_version"], created_at=None, versions=versions)
-
-    def delete(self, path):
-        self.client.secrets.kv.v2.delete_metadata_and_all_versions(path=path, mount_point=self.mount)
-
-    def list_paths(self):
-        return []
-
-    def ping(self):
-        self.client.sys.read_health_status(method="GET")
+    return VaultSecretStore(hvac.Client(url=addr, timeout=10), TokenAuth(token), mount="secret")
 
 
 def free_port() -> int:
@@ -123,12 +77,12 @@ def start_bao(tmp: Path) -> tuple[subprocess.Popen, str, str]:
 def worker(db_url: str, addr: str, token: str, go: str, ready: mp.Queue, out: mp.Queue) -> None:
     from govern.bootstrap import build_services
     from govern.config import load_settings
-    from govern.rotation.notify import LogNotifier
+    from govern.notify import LogNotifier
     from govern.rotation.runner import RotationService
 
     settings = load_settings({}, home=tempfile.mkdtemp(), database_url=db_url, log_level="ERROR")
     services = build_services(settings)
-    services.secret_store = BaoKV(addr, token)
+    services.secret_store = vault_store(addr, token)
     svc = RotationService(services, worker_id=f"bench-{os.getpid()}", notifier=LogNotifier())
     with services.engine.connect() as conn:  # connected and imported: ready for the start signal
         conn.exec_driver_sql("SELECT 1")
@@ -166,7 +120,7 @@ def main() -> None:
         engine = make_engine(db_url)
         upgrade(engine)
         sessions = make_session_factory(engine)
-        store = BaoKV(addr, token)
+        store = vault_store(addr, token)
         t0 = time.perf_counter()
         due = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
         with session_scope(sessions) as s:

@@ -15,7 +15,8 @@ from govern.config_as_code.validate import check, parse
 from govern.errors import Conflict, ValidationFailed
 from govern.store.db import session_scope
 from govern.store.landscape import apply_plan, load_current
-from govern.store.tables import AdminAction
+from govern.rotation.sync import sync_refs
+from govern.store.tables import AdminAction, utcnow
 
 EXPORT_HEADER = "# governance.yaml written by `govern export`: no secret values; set them with `govern secrets put`.\n"
 
@@ -43,6 +44,8 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
             try:
                 apply_plan(session, plan, stored)
                 session.flush()
+                # Stored secrets follow their credential's rotation config (govern.rotation.sync).
+                sync_refs(session, utcnow(), credentials=[c.id for c in plan.changes if c.kind == "credential"])
             except IntegrityError:
                 # Another apply (or a console edit) changed the same rows since we read them.
                 raise Conflict("the landscape changed while this apply ran; nothing was written, run it again") from None

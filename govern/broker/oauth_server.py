@@ -35,7 +35,7 @@ from joserfc.jwk import KeySet
 
 from govern.broker.authenticator import AUDIENCE
 from govern.domain.access_rules import ip_in_ranges, parse_scopes
-from govern.domain.passwords import verify_password
+from govern.domain.client_auth import secret_accepted
 from govern.store.db import session_scope
 from govern.store.tables import Assignment, IntegrationUser, PermissionSet
 
@@ -55,7 +55,8 @@ class IntegrationClient(ClientMixin):
     auth_method: str
     secret_hash: str | None = field(repr=False)
     previous_secret_hash: str | None = field(repr=False)
-    previous_valid: bool
+    previous_secret_expires_at: dt.datetime | None
+    loaded_at: dt.datetime  # "now" for the overlap check: the client is loaded for one request
     jwks: dict = field(repr=False)
     cidrs: tuple[str, ...]
     allowed_scopes: tuple[str, ...]
@@ -74,9 +75,9 @@ class IntegrationClient(ClientMixin):
         return False
 
     def check_client_secret(self, client_secret):
-        if verify_password(client_secret, self.secret_hash):
-            return True
-        return bool(self.previous_valid and verify_password(client_secret, self.previous_secret_hash))
+        # The one rule (govern.domain.client_auth), which the client_secret rotator tests against too.
+        return secret_accepted(client_secret, self.secret_hash, self.previous_secret_hash,
+                               self.previous_secret_expires_at, self.loaded_at)
 
     def check_endpoint_auth_method(self, method, endpoint):
         return endpoint == "token" and method == self.auth_method
@@ -181,13 +182,10 @@ class GovernAuthorizationServer(AuthorizationServer):
                     Assignment, Assignment.permission_set_id == PermissionSet.id)
                 .where(Assignment.integration_user_id == user.id)
                 .where(sa.or_(Assignment.expires_at.is_(None), Assignment.expires_at >= now.date()))).scalars().all()
-            prev_until = user.previous_secret_expires_at
-            if prev_until is not None and prev_until.tzinfo is None:
-                prev_until = prev_until.replace(tzinfo=dt.timezone.utc)
             return IntegrationClient(
                 external_id=user.external_id, status=user.status, auth_method=user.client_auth_method,
                 secret_hash=user.client_secret_hash, previous_secret_hash=user.previous_client_secret_hash,
-                previous_valid=bool(user.previous_client_secret_hash and prev_until and prev_until > now),
+                previous_secret_expires_at=user.previous_secret_expires_at, loaded_at=now,
                 jwks=dict(user.jwks or {}), cidrs=tuple(user.allowed_cidrs or ()),
                 allowed_scopes=tuple(user.allowed_scopes or ()),
                 token_lifetime=min([services.settings.access_token_lifetime_seconds, *lifetimes]))

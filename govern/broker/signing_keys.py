@@ -178,9 +178,39 @@ class SigningKeys:
         return kid
 
 
+    def retire_expired(self) -> None:
+        """Retire retiring keys whose tokens have all expired (idempotent; any process may run it)."""
+        with self._lock:
+            with session_scope(self._sessions) as s:
+                self._retire_expired(s, self._clock.now())
+            self._loaded_at = None
+
+    def self_test(self) -> bool:
+        """Sign a probe with the active key and verify it against the published key: the rotation's test step."""
+        kid, _ = self._signing_key()
+        token = self.sign({"sub": "govern-signing-key-self-test", "iat": int(self._clock.now().timestamp())})
+        key = self.public_key(kid)
+        if key is None:
+            return False
+        try:
+            jwt.decode(token, key, algorithms=[ALGORITHM])
+        except Exception:  # noqa: BLE001 - any failure means the key does not work
+            return False
+        return True
+
+
 def rotate_signing_key(services) -> str:
     """Rotate govern's token-signing key (called by the rotation jobs). Returns the new key id."""
     return services.extras["broker.signing_keys"].rotate()
+
+
+def retire_expired_signing_keys(services) -> None:
+    """Retire the keys past the lifetime of the tokens they signed (called by every worker pass)."""
+    services.extras["broker.signing_keys"].retire_expired()
+
+
+def self_test_signing_key(services) -> bool:
+    return services.extras["broker.signing_keys"].self_test()
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:

@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import signal
 import threading
 
 import click
 
 from govern.cli.context import services
-from govern.errors import GovernError, ValidationFailed
+from govern.errors import ValidationFailed
 
-log = logging.getLogger("govern.worker")
 
 
 class _RotateGroup(click.Group):
@@ -114,8 +112,8 @@ def _parse_interval(text: str) -> float:
 @click.option("--once", is_flag=True, help="One pass, then exit.")
 @click.option("--interval", default="30s", show_default=True, help="Pause between passes (e.g. 30s, 5m).")
 def worker(once: bool, interval: str) -> None:
-    """Run scheduled jobs: due rotations, resumed runs, revocations, reminders. SIGTERM stops it cleanly
-    after the current item."""
+    """Run scheduled jobs: due rotations, resumed runs, revocations, reminders, queued proxy calls and
+    signing-key retirement (govern.worker). SIGTERM stops it cleanly after the current item."""
     pause = _parse_interval(interval)
     stop = threading.Event()
 
@@ -125,20 +123,14 @@ def worker(once: bool, interval: str) -> None:
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     failed = False
     try:
+        from govern.worker import jobs, run_pass
+
         svc = _service()
+        job_list = jobs(svc.services, svc)
         click.echo(f"worker {svc.worker_id} started; a pass every {pause:g}s", err=True)
         while not stop.is_set():
-            try:
-                outcomes = svc.tick()
-            except GovernError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - a database or network outage must not kill the loop
-                if once:
-                    raise
-                log.error("worker pass failed; retrying after the pause", extra={"exc_type": type(exc).__name__})
-                stop.wait(pause)
-                continue
-            failed = _report(outcomes) or failed
+            # Each job fails alone (logged, reported as a failed item); an outage is retried next pass.
+            failed = _report(run_pass(svc.services, job_list)) or failed
             if once:
                 break
             stop.wait(pause)

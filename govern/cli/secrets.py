@@ -89,20 +89,14 @@ def status() -> None:
                    "(use after putting a new key first in GOVERN_MASTER_KEY)")
 def rotate_key(rewrap_only: bool) -> None:
     """Add a new local master key first in the key list and re-wrap every data key with it."""
-    from govern.secrets.keys import new_key
-
     svc = services()
     store = svc.secret_store
     if getattr(store, "kind", None) != "local":
         fail("rotate-key applies to the local store; Vault manages its own keys")
-    previous = store.keyring.current
-    if not rewrap_only:
-        store.keyring.add_first(new_key())
-    count = store.rewrap_all()
-    current = store.keyring.current
-    click.echo(f"current master key: {current.key_id}; re-wrapped {count} data keys")
-    if current.key_id != previous.key_id:
-        click.echo(f"the previous key {previous.key_id} stays in the key list for decryption until you remove it")
+    previous, current, count = store.rotate_key(rewrap_only=rewrap_only)
+    click.echo(f"current master key: {current}; re-wrapped {count} data keys")
+    if current != previous:
+        click.echo(f"the previous key {previous} stays in the key list for decryption until you remove it")
 
 
 @secrets.command("migrate")

@@ -1,4 +1,5 @@
-"""The integration user's client-secret rule (RFC 6749 section 2.3.1), shared by the token endpoint and rotation.
+"""The integration user's client-secret rule (RFC 6749 section 2.3.1), shared by the token endpoint
+(govern.broker.oauth_server.IntegrationClient.check_client_secret) and the client_secret rotator.
 
 During a rotation's overlap window two secrets are valid: the current one and the previous one until
 `previous_secret_expires_at`. After it, only the current one. A user that is not active has none.
@@ -17,7 +18,7 @@ def hash_client_secret(secret: str) -> str:
     return hash_password(secret)
 
 
-def _matches(presented: str, stored: str | None) -> bool:
+def secret_matches(presented: str, stored: str | None) -> bool:
     if stored and not stored.startswith("scrypt$"):
         # SHA-256 hex of a high-entropy secret (an alternative some stores use).
         return hmac.compare_digest(hashlib.sha256(presented.encode()).hexdigest(), stored)
@@ -30,13 +31,22 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value
 
 
+def secret_accepted(presented: str, current_hash: str | None, previous_hash: str | None,
+                    previous_expires_at: dt.datetime | None, now: dt.datetime) -> bool:
+    """The current secret, or the previous one until its overlap ends (strictly before expiry)."""
+    if not presented:
+        return False
+    if secret_matches(presented, current_hash):
+        return True
+    expires = _aware(previous_expires_at)
+    if previous_hash and expires is not None and now < expires:
+        return secret_matches(presented, previous_hash)
+    return False
+
+
 def verify_client_secret(user: Any, presented: str, now: dt.datetime) -> bool:
     """`user` is anything with status, client_secret_hash, previous_client_secret_hash, previous_secret_expires_at."""
-    if getattr(user, "status", "active") != "active" or not presented:
+    if getattr(user, "status", "active") != "active":
         return False
-    if _matches(presented, user.client_secret_hash):
-        return True
-    expires = _aware(user.previous_secret_expires_at)
-    if user.previous_client_secret_hash and expires is not None and now < expires:
-        return _matches(presented, user.previous_client_secret_hash)
-    return False
+    return secret_accepted(presented, user.client_secret_hash, user.previous_client_secret_hash,
+                           user.previous_secret_expires_at, now)

@@ -1,5 +1,6 @@
-"""The worker's housekeeping: revoke previous versions after their overlap, re-send reminders, retire
-signing keys. A mixin of RotationService (govern.rotation.runner)."""
+"""The rotation housekeeping of a worker pass: revoke previous versions after their overlap, re-send
+reminders. A mixin of RotationService (govern.rotation.runner). Retiring signing keys is a worker job of
+its own (govern.worker)."""
 from __future__ import annotations
 
 import logging
@@ -70,13 +71,3 @@ class Housekeeping:
                                         f"{ref.schedule}); rotate it at the target, then store the new value")
                     sent += 1
         return sent
-
-    def _retire_signing_keys(self) -> None:
-        """Signing keys have no stored versions to expire: the key set decides which retired keys are
-        past the lifetime of the tokens they signed, on every worker pass (it is idempotent)."""
-        hook = self.services.extras.get("signing_keys")
-        if hook is not None and hasattr(hook, "retire_expired"):
-            try:
-                hook.retire_expired()
-            except Exception as exc:  # noqa: BLE001
-                log.warning("retiring signing keys failed: %s", type(exc).__name__)

@@ -57,9 +57,12 @@ class RotationService(OperatorActions, Housekeeping):
 
     def __post_init__(self):
         if self.notifier is None:
-            from govern.rotation.notify import build_notifier
+            # govern's one notifier (govern.notify), wired by the composition root.
+            self.notifier = self.services.extras.get("notifier")
+        if self.notifier is None:
+            from govern.notify import build_notifier
 
-            self.notifier = self.services.extras.get("rotation_notifier") or build_notifier(self.services.settings)
+            self.notifier = build_notifier(self.services.settings, self.services.clock)
 
     # --- helpers ----------------------------------------------------------------------------------
     def _now(self) -> dt.datetime:
@@ -105,8 +108,10 @@ class RotationService(OperatorActions, Housekeeping):
         now = now or self._now()
         with self._session() as s:
             active = select(RotationRun.secret_ref_id).where(RotationRun.state.in_(machine.ACTIVE))
+            # Secrets rotated by hand (a schedule, no rotator) are listed too: the report says so.
             return list(s.execute(select(SecretRef).where(
-                SecretRef.rotator.is_not(None), SecretRef.next_due_at.is_not(None), SecretRef.next_due_at <= now,
+                sa.or_(SecretRef.rotator.is_not(None), SecretRef.schedule.is_not(None)),
+                SecretRef.next_due_at.is_not(None), SecretRef.next_due_at <= now,
                 SecretRef.id.not_in(active)).order_by(SecretRef.next_due_at, SecretRef.id)).scalars())
 
     def plan(self, refs: list[SecretRef]) -> list[Outcome]:
@@ -142,7 +147,7 @@ class RotationService(OperatorActions, Housekeeping):
             with self._session() as s:
                 ref = s.get(SecretRef, ref_id)
                 if ref is None or not ref.rotator:
-                    return None, "no rotator configured"
+                    return None, "no rotator configured (rotated by hand)"
                 return self._create_run(s, ref, now, due_only=not force, claim=claim)
         except IntegrityError:
             return None, "another run is already active"
@@ -390,6 +395,5 @@ class RotationService(OperatorActions, Housekeeping):
                 out.append(self.execute(run_id))
             out += self.drain()
             out += self.revoke_expired()
-            self._retire_signing_keys()
             self.send_reminders()
         return out

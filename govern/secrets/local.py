@@ -109,6 +109,20 @@ class LocalSecretStore:
 
     # --- key rotation ----------------------------------------------------------------------------
 
+    def rotate_key(self, *, rewrap_only: bool = False) -> tuple[str, str, int]:
+        """Put a new master key first in the key list (unless `rewrap_only`) and re-wrap every data key
+        with the current key. Returns (previous key id, current key id, data keys re-wrapped).
+
+        `govern secrets rotate-key` and the store_key rotator both call this. The previous key stays in
+        the list for decryption (other processes may still read with it until they reload the list)."""
+        from govern.secrets.keys import new_key
+
+        previous = self.keyring.current
+        if not rewrap_only:
+            self.keyring.add_first(new_key())
+        count = self.rewrap_all()
+        return previous.key_id, self.keyring.current.key_id, count
+
     def rewrap_all(self) -> int:
         """Re-wrap every data key not wrapped by the current master key; returns how many were re-wrapped.
 
@@ -156,6 +170,8 @@ class LocalSecretStore:
 
     def _unwrap(self, row: LocalSecret) -> bytes:
         key = self.keyring.by_id(row.key_id)
+        if key is None and self._reload_keyring():
+            key = self.keyring.by_id(row.key_id)  # another process rotated the key file meanwhile
         if key is None:
             raise SecretIntegrityError(f"{row.path} version {row.version} is wrapped by master key {row.key_id}, "
                                        "which is not in the key list")
@@ -169,6 +185,14 @@ class LocalSecretStore:
                 "or copied from another path or version") from None
 
     # --- helpers ---------------------------------------------------------------------------------
+
+    def _reload_keyring(self) -> bool:
+        """Re-read the key list from its source, in place (the cache cipher holds the same KeyRing)."""
+        if self._keyring is None or isinstance(self._keyring_source, KeyRing):
+            return False
+        fresh = self._keyring_source()
+        self._keyring.keys = list(fresh.keys)
+        return True
 
     def _session(self):
         return _ReadSession(self._sessions)

@@ -21,6 +21,7 @@ from sqlmodel import select
 from govern.domain.secret import Secret, validate_secret_value
 from govern.errors import GovernError, NotFound, SecretNotFound, ValidationFailed
 from govern.ports import SecretMetadata, SecretStore
+from govern.rotation.sync import sync_refs
 from govern.secrets.errors import SecretRecordingFailed
 from govern.store.db import session_scope
 from govern.store.tables import (AdminAction, ExternalCredential, IntegrationUser, Principal, SecretRef,
@@ -80,11 +81,17 @@ class _Target:
 
     @property
     def path(self) -> str:
-        if self.owner_kind == "integration_user":
-            return f"integration_user/{self.owner}/{self.field}"
-        if self.principal:
-            return f"credential/{self.owner}/principal/{self.principal}/{self.field}"
-        return f"credential/{self.owner}/{self.field}"
+        return secret_ref_name(self.owner_kind, self.owner, self.principal, self.field)
+
+
+def secret_ref_name(owner_kind: str, owner: str, principal: str | None, field: str) -> str:
+    """The SecretRef name (and store path) of a secret: what `govern secrets put` writes and what the
+    proxy and the rotation jobs look up."""
+    if owner_kind == "integration_user":
+        return f"integration_user/{owner}/{field}"
+    if principal:
+        return f"credential/{owner}/principal/{principal}/{field}"
+    return f"credential/{owner}/{field}"
 
 
 class SecretService:
@@ -167,6 +174,8 @@ class SecretService:
                 s.add(ref)
                 s.flush()
                 self._record_versions(s, ref.id, meta)
+                # Rotator, schedule and due date follow the credential's rotation config (one rule, there).
+                sync_refs(s, now, refs=[ref], restart=action == "secret.put")
                 if user_secret is not None:
                     self._set_user_secret_hash(s, target.owner, user_secret, now)
                 s.add(AdminAction(actor=actor, action=action, subject_kind="secret_ref", subject=target.path,
@@ -203,10 +212,10 @@ class SecretService:
     @staticmethod
     def _set_user_secret_hash(s: Session, user: str, secret: Secret, now: dt.datetime) -> None:
         # The broker authenticates integration users against a hash; the value itself stays in the vault.
-        from govern.domain.passwords import hash_password
+        from govern.domain.client_auth import hash_client_secret
 
         row = s.exec(select(IntegrationUser).where(IntegrationUser.external_id == user)).one()
-        row.client_secret_hash = hash_password(secret.reveal())
+        row.client_secret_hash = hash_client_secret(secret.reveal())
         row.client_secret_set_at = now
         row.updated_at = now
         s.add(row)

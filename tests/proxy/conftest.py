@@ -66,7 +66,9 @@ class Env:
         self.proxy.targets.clear()
 
     def put_secret(self, credential: str, principal: str | None, field: str, value: str) -> None:
-        ext = f"credential/{credential}/{principal or '-'}/{field}"
+        from govern.secrets.service import secret_ref_name
+
+        ext = secret_ref_name("credential", credential, principal, field)
         path = f"govern/{ext}"
         self.store.put(path, Secret(value))
         with session_scope(self.services.sessions) as s:

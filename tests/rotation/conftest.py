@@ -1,4 +1,4 @@
-"""Rotation fixtures: a controllable clock, the fake secret store, and a recording notifier."""
+"""Rotation fixtures: a controllable clock, the fake or the real secret store, and a recording notifier."""
 from __future__ import annotations
 
 import datetime as dt
@@ -46,12 +46,15 @@ def notifier():
     return RecordingNotifier()
 
 
-def build(settings, clock, notifier, store=None, **extras):
+def build(settings, clock, notifier, store=None, *, real_store: bool = False, **extras):
+    """Services for rotation tests: the in-memory fake store, or with `real_store` the product's store
+    from the settings (the LocalSecretStore on the test database, shared by every process using it)."""
     from govern.bootstrap import build_services
 
     svc = build_services(settings, clock=clock, **extras)
-    svc.secret_store = store or MemorySecretStore()
-    svc.extras["rotation_notifier"] = notifier
+    if not real_store:
+        svc.secret_store = store or MemorySecretStore()
+    svc.extras["notifier"] = notifier
     return svc
 
 

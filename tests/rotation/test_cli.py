@@ -23,7 +23,7 @@ def store(monkeypatch, rsvc, clock, notifier):
     def build(settings, **kw):
         svc = build_services(settings, clock=clock)
         svc.secret_store = shared
-        svc.extras["rotation_notifier"] = notifier
+        svc.extras["notifier"] = notifier
         return svc
 
     monkeypatch.setattr(context, "build_services", build)
@@ -54,18 +54,18 @@ def test_dry_run_writes_nothing(runner, rsvc, store):
 
 def test_commit_rotates_and_reports_each_item(runner, rsvc, store):
     add_secret(rsvc, "a")
-    add_secret(rsvc, "needs-hook", rotator="signing_keys", owner_kind="govern", initial=None)
+    add_secret(rsvc, "needs-hook", rotator="store_key", owner_kind="govern", initial=None)  # the fake store cannot
     result = runner.invoke(["rotate", "--due", "--commit"])
     assert result.exit_code == 1, result.output  # one item failed
     lines = result.output.splitlines()
     assert any(line.startswith("finished") and " a " in line for line in lines)
-    assert any(line.startswith("retrying") and "needs-hook" in line and "rotation_not_configured" in line for line in lines)
+    assert any(line.startswith("retrying") and "needs-hook" in line and "rotation_not_supported" in line for line in lines)
     assert store.metadata("rotation-test/a").version == 2
     hist = runner.invoke(["rotate", "history", "a", "--json"])
     (run,) = json.loads(hist.output)
     assert run["state"] == "finished" and [s["step"] for s in run["steps"]] == ["create_pending", "set", "test", "finish"]
     text = runner.invoke(["rotate", "history"])
-    assert "needs-hook" in text.output and "rotation_not_configured" in text.output
+    assert "needs-hook" in text.output and "rotation_not_supported" in text.output
 
 
 def test_rotate_by_name_forces_a_rotation_even_when_not_due(runner, rsvc, store):

@@ -9,7 +9,7 @@ import pytest
 
 from govern.errors import ValidationFailed
 from govern.rotation import machine, schedule
-from govern.rotation.notify import WebhookNotifier, verify
+from govern.notify import WebhookNotifier, verify
 from govern.rotation.runner import RotationService
 from govern.store.db import session_scope
 from govern.store.rotation_tables import RotationSystemCap
@@ -37,7 +37,9 @@ def test_parked_run_alerts_through_a_signed_webhook(rsvc, clock):
         assert not verify("whsec-test", str(int(ts) + 1), req["body"], sig)  # the timestamp is signed too
         events.append(json.loads(req["body"]))
     assert [e["event"] for e in events] == ["rotation.failed", "rotation.parked"]
-    assert events[1]["secret"] == "s1" and events[1]["attempts"] == 2 and events[1]["step"] == "set"
+    assert req["headers"]["X-Govern-Event"] == "rotation.parked"
+    parked = events[1]["payload"]
+    assert parked["secret"] == "s1" and parked["attempts"] == 2 and parked["step"] == "set"
     assert "hunter2" not in json.dumps(events)
 
 

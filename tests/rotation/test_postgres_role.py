@@ -27,7 +27,11 @@ def pg_services(tmp_path, postgres_url, clock, notifier):
     home = tmp_path / "instance"
     home.mkdir()
     settings = load_settings({}, home=home, database_url=postgres_url, log_level="DEBUG")
-    svc = build(settings, clock, notifier, postgres_admin_url=admin_url())
+    # The real LocalSecretStore on the same PostgreSQL database: what a deployment without Vault runs.
+    svc = build(settings, clock, notifier, real_store=True, postgres_admin_url=admin_url())
+    from govern.secrets.local import LocalSecretStore
+
+    assert isinstance(svc.secret_store, LocalSecretStore)
     yield svc
     svc.close()
 

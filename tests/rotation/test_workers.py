@@ -15,7 +15,6 @@ from govern.rotation.rotators.postgres_role import role_accepts
 from govern.store.db import session_scope
 from govern.store.tables import RotationRun, SecretRef, SecretVersion
 from tests.rotation.conftest import add_secret, build
-from tests.rotation.dir_store import DirSecretStore
 from tests.rotation.pg_roles import admin_url, pg_roles  # noqa: F401
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -26,8 +25,8 @@ def test_four_workers_rotate_each_secret_exactly_once(tmp_path, postgres_url, pg
     from govern.config import load_settings
 
     settings = load_settings({}, home=tmp_path, database_url=postgres_url, log_level="WARNING")
-    store = DirSecretStore(tmp_path / "store")
-    services = build(settings, clock, notifier, store=store)
+    services = build(settings, clock, notifier, real_store=True)  # the LocalSecretStore on PostgreSQL
+    store = services.secret_store
     # Due a minute ago in real time: the worker processes use the system clock.
     import datetime as dt
 
@@ -42,8 +41,8 @@ def test_four_workers_rotate_each_secret_exactly_once(tmp_path, postgres_url, pg
 
     go = tmp_path / "go"
     env = {**os.environ, "GOVERN_ROTATION_POSTGRES_URL": admin_url(), "PYTHONPATH": str(ROOT)}
-    procs = [subprocess.Popen([sys.executable, "-m", "tests.rotation.worker_proc", postgres_url, str(tmp_path / "store"),
-                               str(go), str(tmp_path / f"out{i}.json")], cwd=ROOT, env=env) for i in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-m", "tests.rotation.worker_proc", postgres_url, str(go),
+                               str(tmp_path / f"out{i}.json")], cwd=ROOT, env=env) for i in range(4)]
     go.touch()
     for p in procs:
         assert p.wait(timeout=240) == 0

@@ -1,6 +1,8 @@
 """One worker process for the multi-worker test: waits for the start signal, then one worker pass.
 
-Usage: python -m tests.rotation.worker_proc DATABASE_URL STORE_DIR GO_FILE OUT_FILE
+Usage: python -m tests.rotation.worker_proc DATABASE_URL GO_FILE OUT_FILE
+The secret store is the product's LocalSecretStore on that database (its key file in the OUT_FILE's folder,
+GOVERN_HOME), so all worker processes share one real store.
 """
 from __future__ import annotations
 
@@ -11,15 +13,14 @@ import time
 
 
 def main() -> None:
-    db_url, store_dir, go_file, out_file = sys.argv[1:5]
+    db_url, go_file, out_file = sys.argv[1:4]
     from govern.bootstrap import build_services
     from govern.config import load_settings
     from govern.rotation.runner import RotationService
-    from tests.rotation.dir_store import DirSecretStore
 
     settings = load_settings({}, home=os.path.dirname(out_file), database_url=db_url, log_level="WARNING")
     services = build_services(settings)
-    services.secret_store = DirSecretStore(store_dir)
+    assert services.secret_store.kind == "local"
     svc = RotationService(services, worker_id=f"proc-{os.getpid()}")
     deadline = time.monotonic() + 60
     while not os.path.exists(go_file):  # all four start together

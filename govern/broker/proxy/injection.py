@@ -5,8 +5,8 @@ By protocol of the external credential:
 - basic: the principal's subject as username, the `password` secret (RFC 7617);
 - api_key_header: header `header_name` with the `api_key` secret;
 - custom_header: header `header_name` with the `value` secret.
-Secrets are found through SecretRef rows `credential/<credential>/<principal or "-">/<field>` and read
-from the secret store at `SecretRef.path`. A store that is down, with nothing cached, is DegradedMode.
+Secrets are found through the SecretRef rows `govern secrets put` writes (`credential/<credential>/<field>`,
+or `credential/<credential>/principal/<principal>/<field>`) and read from the secret store at `SecretRef.path`. A store that is down, with nothing cached, is DegradedMode.
 """
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ FIELD_BY_PROTOCOL = {"basic": "password", "api_key_header": "api_key", "custom_h
 
 
 def secret_ref_id(credential: str, principal: str | None, field: str) -> str:
-    return f"credential/{credential}/{principal or '-'}/{field}"
+    """The name `govern secrets put` gives the secret (govern.secrets.service.secret_ref_name)."""
+    from govern.secrets.service import secret_ref_name
+
+    return secret_ref_name("credential", credential, principal, field)
 
 
 class CredentialInjector:

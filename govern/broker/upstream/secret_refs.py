@@ -1,9 +1,12 @@
 """Secret material of external credentials, addressed through SecretRef rows and read from the secret store.
 
-Convention shared with the secrets package: SecretRef.external_id = `credential/<credential>/<principal or "-">/<field>`,
-owner_kind "credential", fields client_secret, private_key, refresh_token, password, api_key, value.
+SecretRef rows are found by their columns (owner_kind "credential", owner, principal, field), so a row
+written by `govern secrets put` (named by govern.secrets.service.secret_ref_name) is found as well as one
+this module creates itself (`credential/<credential>/<principal or "-">/<field>`). Fields: client_secret,
+private_key, refresh_token, password, api_key, value.
 During a rotation overlap a secret has SecretVersion rows staged `current` and `previous`:
-`candidates` lists the versions newest first so a caller can fall back on invalid_client.
+`candidates` lists the versions newest first so a caller can fall back on invalid_client. The
+upstream_client_secret rotator's `ordered_secrets` is this same list (govern.rotation.rotators.upstream).
 """
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ import datetime as dt
 
 from sqlmodel import select
 
-from govern.domain.client_auth import _matches, hash_client_secret, verify_client_secret
+from govern.domain.client_auth import hash_client_secret, secret_matches, verify_client_secret
 from govern.domain.secret import Secret
 from govern.errors import NotFound
 from govern.rotation.rotators.base import RotationContext, RotationTestFailed, StoredSecretRotator
@@ -38,7 +38,7 @@ class ClientSecretRotator(StoredSecretRotator):
         pending = ctx.pending().reveal()
         with session_scope(ctx.services.sessions) as s:
             user = self._user(s, ctx)
-            if _matches(pending, user.client_secret_hash):
+            if secret_matches(pending, user.client_secret_hash):
                 return True  # already set by an attempt that crashed afterwards
             user.previous_client_secret_hash = user.client_secret_hash
             user.previous_secret_expires_at = ctx.now + dt.timedelta(seconds=ctx.ref.overlap_seconds)
@@ -59,7 +59,7 @@ class ClientSecretRotator(StoredSecretRotator):
     def rollback(self, ctx: RotationContext) -> None:
         with session_scope(ctx.services.sessions) as s:
             user = self._user(s, ctx)
-            if _matches(ctx.pending().reveal(), user.client_secret_hash) and user.previous_client_secret_hash:
+            if secret_matches(ctx.pending().reveal(), user.client_secret_hash) and user.previous_client_secret_hash:
                 user.client_secret_hash = user.previous_client_secret_hash
                 user.previous_client_secret_hash = None
                 user.previous_secret_expires_at = None

@@ -1,7 +1,8 @@
 """Upstream OAuth client secrets (RFC 6749 section 2.3.1), kept as an ordered list of versions.
 
 While the overlap lasts the credential has two usable secrets: `current` (tried first) and `previous`
-(the fallback). `ordered_secrets` is what the upstream token client reads.
+(the fallback). `ordered_secrets` is what the upstream token client reads (it calls the broker's
+CredentialSecrets.candidates).
 
 How the new secret reaches the upstream system is pluggable, from ExternalCredential.rotation["set"]:
 - {"kind": "http", "url": ..., "auth_secret_path": optional store path of a bearer token,
@@ -22,7 +23,7 @@ from govern.domain.secret import Secret
 from govern.errors import NotFound
 from govern.rotation.rotators.base import NotConfigured, RotationContext, RotationTestFailed, StoredSecretRotator
 from govern.store.db import session_scope
-from govern.store.tables import ExternalCredential, SecretRef, SecretVersion
+from govern.store.tables import ExternalCredential, SecretRef
 
 
 def _credential(ctx: RotationContext) -> ExternalCredential:
@@ -100,20 +101,21 @@ class UpstreamClientSecretRotator(StoredSecretRotator):
 
 
 def ordered_secrets(sessions, store, secret_ref: str, now: dt.datetime) -> list[Secret]:
-    """The secrets to try, in order: current first, then previous while its overlap lasts."""
+    """The secrets to try, in order: current first, then the previous one while its overlap lasts.
+
+    Exactly what the upstream token client tries (govern.broker.upstream.secret_refs.CredentialSecrets
+    .candidates, which this calls), so a rotation test and the broker can never disagree."""
+    from govern.broker.upstream.secret_refs import CredentialSecrets
+
     with session_scope(sessions) as s:
         ref = s.execute(select(SecretRef).where(SecretRef.external_id == secret_ref)).scalar_one_or_none()
         if ref is None:
             raise NotFound(f"no secret named {secret_ref}")
-        rows = list(s.execute(select(SecretVersion).where(SecretVersion.secret_ref_id == ref.id,
-                                                          SecretVersion.stage.in_(("current", "previous")))).scalars())
-        path = ref.path
-    out: list[tuple[int, int]] = []
-    for sv in rows:
-        expires = sv.expires_at
-        if expires is not None and expires.tzinfo is None:
-            expires = expires.replace(tzinfo=dt.timezone.utc)
-        if sv.stage == "previous" and expires is not None and expires <= now:
-            continue
-        out.append((0 if sv.stage == "current" else 1, -sv.version))
-    return [store.get(path, version=-v) for _, v in sorted(out)]
+        owner, principal, field_name = ref.owner, ref.principal, ref.field
+
+    class _At:
+        def now(self) -> dt.datetime:
+            return now
+
+    found = CredentialSecrets(sessions, store, _At()).candidates(owner, principal, field_name)
+    return [s.value for s in found]

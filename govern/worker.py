@@ -1,0 +1,63 @@
+"""The scheduled jobs `govern worker` runs on every pass, each failing alone.
+
+1. `rotation`: due rotations, resumed and retried runs, revocations after the overlap, reminders
+   (govern.rotation.runner.RotationService.tick);
+2. `queued_calls`: proxy calls held during a maintenance window, delivered in order, and calls that
+   keep failing moved to the dead-letter queue (govern.broker.proxy.queue.deliver_queued);
+3. `signing_keys`: retiring token-signing keys whose tokens have all expired leave the JWKS
+   (services.extras["signing_keys"], govern.rotation.wiring).
+A job that raises (an outage, a bug) is logged with its name and reported as one failed item; the other
+jobs still run, and the next pass tries it again (seed practice: each item fails alone, is logged, and
+is counted).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from govern.rotation.support import Outcome, describe_error
+
+log = logging.getLogger("govern.worker")
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    run: Callable[[dt.datetime], list[Outcome]]
+
+
+def _queued_calls(services: Any, now: dt.datetime) -> list[Outcome]:
+    if "proxy" not in services.extras:
+        return []
+    from govern.broker.proxy.queue import deliver_queued
+
+    return [Outcome(f"queued call {item.id}", "delivered" if item.ok else "failed", None, item.detail)
+            for item in deliver_queued(services, now)]
+
+
+def _signing_keys(services: Any, now: dt.datetime) -> list[Outcome]:
+    hook = services.extras.get("signing_keys")
+    if hook is not None:
+        hook.retire_expired()
+    return []
+
+
+def jobs(services: Any, rotation: Any) -> list[Job]:
+    """`rotation` is a RotationService (it keeps its worker id and rotator cache across passes)."""
+    return [Job("rotation", lambda now: rotation.tick()),
+            Job("queued_calls", lambda now: _queued_calls(services, now)),
+            Job("signing_keys", lambda now: _signing_keys(services, now))]
+
+
+def run_pass(services: Any, job_list: list[Job]) -> list[Outcome]:
+    out: list[Outcome] = []
+    for job in job_list:
+        try:
+            out += job.run(services.clock.now())
+        except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the others
+            error = describe_error(exc)
+            log.error("worker job failed", extra={"job": job.name, "exc_type": type(exc).__name__, "error_text": error})
+            out.append(Outcome(f"job {job.name}", "failed", None, error))
+    return out

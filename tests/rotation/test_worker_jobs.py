@@ -1,0 +1,70 @@
+"""`govern worker --once` runs every scheduled job: rotations, queued proxy calls after a maintenance
+window, and signing-key retirement; a failing job fails alone, is logged and makes the exit code 1."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+
+import pytest
+import sqlalchemy as sa
+
+from govern.store.broker_tables import SigningKey
+from govern.store.proxy_tables import QueuedCall
+from tests.proxy.conftest import CALLER, env, upstream  # noqa: F401 - fixtures
+from tests.proxy.test_maintenance import AFTER, _queue_mode
+from tests.rotation.conftest import add_secret
+
+
+@pytest.fixture
+def worker_cli(env, runner, monkeypatch):  # noqa: F811
+    """The CLI uses the proxy test environment's Services (fake upstream, clock, memory store)."""
+    import govern.cli.context as context
+
+    monkeypatch.setattr(context, "build_services", lambda settings, **kw: env.services)
+    monkeypatch.setattr(env.services, "close", lambda: None)  # the env fixture closes it
+    return runner
+
+
+def _states(services):
+    with services.sessions() as s:
+        keys = dict(s.execute(sa.select(SigningKey.kid, SigningKey.state)).all())
+        calls = [c.status for c in s.execute(sa.select(QueuedCall).order_by(QueuedCall.id)).scalars()]
+    return keys, calls
+
+
+def test_worker_once_runs_each_job(worker_cli, env):  # noqa: F811
+    _queue_mode(env)
+    r = env.client.post(env.url("orders"), data=json.dumps({"n": 1}),
+                        headers={**CALLER, "Content-Type": "application/json"})
+    assert r.status_code == 202
+    keys = env.services.extras["broker.signing_keys"]
+    first = keys.rotate()
+    keys.rotate()  # `first` now retires once the tokens it signed have expired
+    add_secret(env.services, "a")
+    env.clock.set(AFTER + dt.timedelta(hours=2))  # after the window and past the retiring key's tokens
+
+    result = worker_cli.invoke(["worker", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "finished               a" in result.output
+    assert "delivered              queued call" in result.output
+    signing, calls = _states(env.services)
+    assert calls == ["delivered"] and env.upstream.count == 1
+    assert signing[first] == "retired"
+
+
+def test_a_failing_job_fails_alone(worker_cli, env, monkeypatch, caplog):  # noqa: F811
+    import govern.broker.proxy.queue as queue
+
+    def broken(services, now=None, **kw):
+        raise RuntimeError("queue table unreachable")
+
+    monkeypatch.setattr(queue, "deliver_queued", broken)
+    add_secret(env.services, "b")
+    caplog.set_level(logging.ERROR, logger="govern.worker")
+    result = worker_cli.invoke(["worker", "--once"])
+    assert result.exit_code == 1, result.output
+    assert "failed                 job queued_calls  RuntimeError" in result.output
+    assert "finished               b" in result.output  # the rotation job still ran
+    assert any(getattr(rec, "job", None) == "queued_calls" for rec in caplog.records)
+    assert "queue table unreachable" not in result.output  # only the type: the text may carry data
