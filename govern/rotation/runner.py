@@ -92,7 +92,7 @@ class RotationService(OperatorActions, Housekeeping):
 
     def _notify(self, event: str, run_id: int | None, secret: str, **payload: Any) -> None:
         try:
-            self.notifier.notify(event, {"run_id": run_id, "secret": secret, "at": self._now().isoformat(), **payload})
+            self.notifier.notify(event, {"run_id": run_id, "secret_ref": secret, "at": self._now().isoformat(), **payload})
         except Exception as exc:  # noqa: BLE001 - notifications never break the run
             log.warning("notifier failed: %s", type(exc).__name__)
 

@@ -39,7 +39,7 @@ def test_parked_run_alerts_through_a_signed_webhook(rsvc, clock):
     assert [e["event"] for e in events] == ["rotation.failed", "rotation.parked"]
     assert req["headers"]["X-Govern-Event"] == "rotation.parked"
     parked = events[1]["payload"]
-    assert parked["secret"] == "s1" and parked["attempts"] == 2 and parked["step"] == "set"
+    assert parked["secret_ref"] == "s1" and parked["attempts"] == 2 and parked["step"] == "set"
     assert "hunter2" not in json.dumps(events)
 
 
@@ -122,7 +122,7 @@ def test_secrets_without_a_rotator_get_reminders_when_due(rsvc, clock, notifier)
     svc = RotationService(rsvc, worker_id="w1", reminder_every=dt.timedelta(hours=24))
     svc.tick()
     assert notifier.names() == ["rotation.reminder"]
-    assert "by-hand" in notifier.events[0][1]["detail"] and notifier.events[0][1]["secret"] == "by-hand"
+    assert "by-hand" in notifier.events[0][1]["detail"] and notifier.events[0][1]["secret_ref"] == "by-hand"
     svc.tick()
     assert notifier.names() == ["rotation.reminder"]  # once per reminder period
     clock.advance(hours=24)
