@@ -83,18 +83,24 @@ class CredentialInjector:
     def _path(self, credential: str, principal: str | None, field: str) -> str:
         from govern.store.tables import SecretRef
 
-        wanted = [secret_ref_id(credential, principal, field)]
+        wanted = [(principal, secret_ref_id(credential, principal, field))]
         if principal:
-            wanted.append(secret_ref_id(credential, None, field))
+            wanted.append((None, secret_ref_id(credential, None, field)))
         now = time.monotonic()
-        for ext_id in wanted:
+        for owner_principal, ext_id in wanted:
             with self._lock:
                 cached = self._paths.get(ext_id)
             if cached and cached[0] > now:
                 path = cached[1]
             else:
+                # By columns, like the upstream token source (secret_refs.py): `govern secrets put` and the
+                # rotation worker may write refs under another external-id scheme.
+                query = select(SecretRef).where(
+                    SecretRef.owner_kind == "credential", SecretRef.owner == credential, SecretRef.field == field,
+                    SecretRef.principal.is_(None) if owner_principal is None
+                    else SecretRef.principal == owner_principal).order_by(SecretRef.id.desc())
                 with self.services.sessions() as session:
-                    ref = session.exec(select(SecretRef).where(SecretRef.external_id == ext_id)).first()
+                    ref = session.exec(query).first()
                 path = ref.path if ref else None
                 with self._lock:
                     self._paths[ext_id] = (now + self.ref_ttl, path)
