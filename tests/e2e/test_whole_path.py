@@ -163,3 +163,26 @@ def test_rejected_token_forces_one_refresh_only_for_the_token_govern_holds(live)
                           json={"scope": "orders.read", "rejected_token": first},
                           headers={"Authorization": f"Bearer {token}"}).json()["access_token"]
     assert again == renewed and live.upstream.count("client_credentials") == 2
+
+
+def test_static_secret_is_read_once_then_re_read_after_a_rotation_and_a_401(live):
+    token = live.govern_token(scope="items.read")
+    store = live.services.secret_store
+    reads = []
+    original = store.get
+
+    def counting_get(path, *a, **kw):
+        reads.append(path)
+        return original(path, *a, **kw)
+
+    store.get = counting_get
+    for _ in range(3):
+        assert live.proxy(token, "stock-api", "v1/items/1").status_code == 200
+    assert len(reads) == 1  # kept in memory: not a store read per call
+    from tests.e2e.conftest import put_secret
+
+    put_secret(live.runner, ["stock-key", "--field", "api_key"], "e2e-rotated-api-key")
+    live.resources.unauthorized_next(1)  # the system already wants the new key
+    assert live.proxy(token, "stock-api", "v1/items/1").status_code == 401
+    assert live.proxy(token, "stock-api", "v1/items/1").status_code == 200
+    assert live.resources.last().headers.get("X-Api-Key") == "e2e-rotated-api-key"

@@ -29,10 +29,18 @@ def secret_ref_id(credential: str, principal: str | None, field: str) -> str:
 
 
 class CredentialInjector:
-    def __init__(self, services, ref_ttl: float = 30.0):
+    """`secret_ttl`: a static secret (password, API key, header value) read from the store is kept in memory
+    this long. Without it every proxied call was a secret-store read (a Vault round trip with the vault
+    store, a database read and decryption with the local one). 30 s, like the upstream token source's
+    client secrets: shorter than any rotation overlap, so the old value still works until it is re-read;
+    a 401 from the upstream drops it at once."""
+
+    def __init__(self, services, ref_ttl: float = 30.0, secret_ttl: float = 30.0):
         self.services = services
         self.ref_ttl = ref_ttl
+        self.secret_ttl = secret_ttl
         self._paths: dict[str, tuple[float, str | None]] = {}
+        self._secrets: dict[str, tuple[float, Secret]] = {}
         self._lock = threading.Lock()
 
     def headers(self, target: Target, principal: str | None, *, force_refresh: bool = False) -> dict[str, str]:
@@ -55,8 +63,13 @@ class CredentialInjector:
         return {target.header_name: secret.reveal()}
 
     def invalidate(self, target: Target, principal: str | None) -> None:
-        if target.protocol.startswith("oauth2") and self.services.upstream_tokens is not None:
-            self.services.upstream_tokens.invalidate(target.named_credential, principal, target.scopes)
+        if target.protocol.startswith("oauth2"):
+            if self.services.upstream_tokens is not None:
+                self.services.upstream_tokens.invalidate(target.named_credential, principal, target.scopes)
+            return
+        with self._lock:  # the next call re-reads the store (the secret may just have been rotated)
+            self._secrets.clear()
+            self._paths.clear()
 
     def _token(self, target: Target, principal: str | None, force_refresh: bool) -> Secret:
         source = self.services.upstream_tokens
@@ -73,8 +86,16 @@ class CredentialInjector:
         if store is None:
             raise CredentialMissing("no secret store is configured")
         path = self._path(target.credential, principal, field)
+        now = time.monotonic()
+        with self._lock:
+            kept = self._secrets.get(path)
+        if kept is not None and kept[0] > now:
+            return kept[1]
         try:
-            return store.get(path)
+            secret = store.get(path)
+            with self._lock:
+                self._secrets[path] = (now + self.secret_ttl, secret)
+            return secret
         except SecretStoreUnavailable:
             raise DegradedMode("the secret store is down; the credential cannot be read") from None
         except SecretNotFound:
