@@ -190,20 +190,56 @@ def resources():
     server.stop()
 
 
-@pytest.fixture
-def live(tmp_path, settings, runner, fake_upstream, resources):
-    """govern as `govern serve` builds it (build_services + create_app), on a real port."""
+def start_live(tmp_path, settings, runner, upstream, resources, monkeypatch, **overrides):
+    """Apply, store the secrets through the CLI, then build and serve govern as `govern serve` does.
+    `overrides` (Settings fields) apply to the CLI (through GOVERN_* variables) and the server alike."""
     from govern.app import create_app
     from govern.bootstrap import build_services
+    from govern.config import _ENV_NAMES
 
+    for name, value in overrides.items():
+        monkeypatch.setenv(_ENV_NAMES[name], str(value))
     user_pem, user_jwk = rsa_keypair()
-    refresh_token, bob_pem = seed_upstream(fake_upstream)
-    apply_landscape(runner, tmp_path, fake_upstream, resources, user_jwk)
+    refresh_token, bob_pem = seed_upstream(upstream)
+    apply_landscape(runner, tmp_path, upstream, resources, user_jwk)
     store_secrets(runner, refresh_token, bob_pem)
-    services = build_services(settings)
+    services = build_services(settings.with_overrides(**overrides))
     base, server = serve(create_app({}, services=services))
-    try:
-        yield Live(base, services, fake_upstream, resources, runner, user_pem, refresh_token)
-    finally:
-        server.shutdown()
-        services.close()
+    return Live(base, services, upstream, resources, runner, user_pem, refresh_token, extra={"server": server})
+
+
+def stop_live(live: Live) -> None:
+    live.extra["server"].shutdown()
+    live.services.close()
+
+
+@pytest.fixture
+def live(tmp_path, settings, runner, fake_upstream, resources, monkeypatch):
+    """govern as `govern serve` builds it (build_services + create_app), on a real port."""
+    started = start_live(tmp_path, settings, runner, fake_upstream, resources, monkeypatch)
+    yield started
+    stop_live(started)
+
+
+@pytest.fixture
+def live_redis(tmp_path, settings, runner, fake_upstream, resources, monkeypatch, redis_url, redis_prefix):
+    """The same with Redis as the shared cache (what the CLI and the server must share for `connect`)."""
+    import redis
+
+    started = start_live(tmp_path, settings, runner, fake_upstream, resources, monkeypatch,
+                         redis_url=redis_url, redis_prefix=redis_prefix)
+    yield started
+    stop_live(started)
+    client = redis.Redis.from_url(redis_url)
+    for key in client.scan_iter(match=redis_prefix + "*"):
+        client.delete(key)
+
+
+@pytest.fixture
+def live_vault(tmp_path, settings, runner, fake_upstream, resources, monkeypatch, openbao_private):
+    """The same with OpenBao (a private dev server that tests may stop and restart) as the secret store."""
+    started = start_live(tmp_path, settings, runner, fake_upstream, resources, monkeypatch, secret_store="vault",
+                         vault_addr=openbao_private.addr, vault_token=openbao_private.token)
+    started.extra["openbao"] = openbao_private
+    yield started
+    stop_live(started)
