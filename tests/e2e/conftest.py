@@ -237,7 +237,9 @@ def live_redis(tmp_path, settings, runner, fake_upstream, resources, monkeypatch
 
 @pytest.fixture
 def live_vault(tmp_path, settings, runner, fake_upstream, resources, monkeypatch, openbao_private):
-    """The same with OpenBao (a private dev server that tests may stop and restart) as the secret store."""
+    """The same with OpenBao (a private dev server that tests may stop and restart) as the secret store, its
+    transit engine mounted, so cached upstream tokens are sealed by Vault (the production set-up)."""
+    openbao_private.client().sys.enable_secrets_engine("transit", path="transit")
     started = start_live(tmp_path, settings, runner, fake_upstream, resources, monkeypatch, secret_store="vault",
                          vault_addr=openbao_private.addr, vault_token=openbao_private.token)
     started.extra["openbao"] = openbao_private
