@@ -121,6 +121,7 @@ def main() -> None:
     ap.add_argument("--misses", type=int, default=200)
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--redis", action="store_true")
+    ap.add_argument("--vault", action="store_true", help="an OpenBao dev server (transit mounted) as the secret store")
     ap.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
     args = ap.parse_args()
     # `timeout` and kill send SIGTERM: turn it into an exit, so that the finally block stops gunicorn.
@@ -158,8 +159,17 @@ def main() -> None:
     upstream = FakeUpstream().start()
     gunicorn = None
     services = None
+    bao = None
+    store_env: dict[str, str] = {}
     try:
-        settings = load_settings({}, home=home, database_url=database_url, redis_url=redis_url, redis_prefix=redis_prefix)
+        if args.vault:
+            from tests.fixtures_openbao import OpenBao, bao_binary
+
+            bao = OpenBao(bao_binary(), tmp / "openbao").start()
+            bao.client().sys.enable_secrets_engine("transit", path="transit")  # cached tokens sealed by Vault
+            store_env = {"GOVERN_SECRET_STORE": "vault", "GOVERN_VAULT_ADDR": bao.addr, "GOVERN_VAULT_TOKEN": bao.token}
+        settings = load_settings(store_env, home=home, database_url=database_url, redis_url=redis_url,
+                                 redis_prefix=redis_prefix)
         services = build_services(settings)
         for step in services.extras.get("init_steps", []):  # as `govern init` does: keys, first material
             step(services)
@@ -178,6 +188,7 @@ def main() -> None:
                "GOVERN_LOG_LEVEL": args.log_level, "PYTHONPATH": str(ROOT)}
         if redis_url:
             env.update(GOVERN_REDIS_URL=redis_url, GOVERN_REDIS_PREFIX=redis_prefix)
+        env.update(store_env)
         app_spec = "govern.wsgi:app()"
         # A file, not a pipe: an unread pipe fills up and blocks the workers' logging.
         gunicorn_log = open(tmp / "gunicorn.log", "wb")
@@ -240,7 +251,8 @@ def main() -> None:
         ratio = hit_rps / bare_rps
         p50, p99 = pct(hit_lat, 50), pct(hit_lat, 99)
         miss_added = statistics.median(miss) - statistics.median(direct)
-        print(f"store={services.secret_store.kind} log_level={args.log_level} database={args.database} redis={bool(redis_url)} "
+        print(f"store={services.secret_store.kind} cache_cipher={services.extras['cache_cipher'].mode} "
+              f"load_average={' '.join(f'{x:.1f}' for x in os.getloadavg())} log_level={args.log_level} database={args.database} redis={bool(redis_url)} "
               f"workers={args.workers}x{args.threads} connections={args.connections} seconds={args.seconds}")
         print(f"bare /healthz: {bare_rps:.0f} req/s ({bare_err} errors)")
         print(f"cache-hit token: {hit_rps:.0f} req/s ({hit_err} errors, {hit_calls} upstream calls), "
@@ -258,6 +270,8 @@ def main() -> None:
         upstream.stop()
         if services is not None:
             services.close()
+        if bao is not None:
+            bao.stop()
         if redis_url:
             import redis
 
