@@ -1,7 +1,7 @@
 """Token broker throughput and latency under gunicorn (issue #4, `bench/broker.py`).
 
     /work/venv/bin/python bench/broker.py [--workers 4] [--seconds 5] [--connections 32]
-                                          [--database sqlite|postgres] [--redis] [--mode auto|merged|upstream-only]
+                                          [--database sqlite|postgres] [--redis]
 
 Starts, on free ports, and stops at the end: the fake authlib upstream (tests/fakes/oauth_server.py, in a
 thread of this process) and govern under gunicorn (gthread) on a prepared instance (a migrated SQLite file,
@@ -14,36 +14,27 @@ Measures, in one run with the same app and server settings:
   token call (the same fake, called directly, sequential). The miss credential's upstream tokens live 30 s,
   less than the 60 s leeway, so each of its requests is a miss.
 
-Modes. `merged` uses the real endpoints (`POST /oauth/token` for the govern token, then
-`POST /api/v1/named-credentials/{name}/token`): it needs the authz half (govern.api.broker) and a secret store
-wired by the secrets half, shared by all processes. `upstream-only` is for a tree without them: a bench-only
-app module (written to a temporary folder, used only here) adds `POST /bench/named-credentials/{name}/token`
-with a static bearer check and no policy decision or decision log, then calls the same UpstreamTokens;
-the figures then cover govern's app, cache and upstream half only. `auto` picks `merged` when it can.
+Every part is the real one, wired by bootstrap as `govern serve` does: `POST /oauth/token` for the govern token,
+then `POST /api/v1/named-credentials/{name}/token` (authenticate, Cedar decision, decision log, upstream token).
+It replaces bench/authz_hot_path.py, which measured the same endpoint against `/healthz` with a stand-in
+upstream token source.
 Last line: `ratio=... p50_ms=... p99_ms=... miss_added_p50_ms=...`.
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# Running `python bench/broker.py` puts bench/ first on sys.path, where a bench named like a stdlib module
-# (bench/secrets.py) would shadow it: keep only the project root.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
-import argparse  # noqa: E402
-import json
+import argparse
 import os
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
-import textwrap
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import requests
 
@@ -51,40 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
 GUNICORN = str(Path(PY).with_name("gunicorn"))
-BENCH_TOKEN = "bench-static-caller-token"
 USER_SECRET = "bench-user-client-secret-value"
-
-BENCH_APP = '''
-"""Bench-only composition (bench/broker.py --mode upstream-only): the real app and UpstreamTokens, plus a
-minimal token endpoint without the authz half. Never imported by govern."""
-import json, os
-from flask import jsonify, request
-from govern.app import create_app
-from govern.bootstrap import build_services
-from govern.config import load_settings
-from govern.errors import Unauthorized
-from tests.fakes.secret_store import MemorySecretStore
-
-
-def app():
-    services = build_services(load_settings())
-    store = MemorySecretStore()
-    store.data = {p: {int(v): s for v, s in vs.items()} for p, vs in json.loads(os.environ["BENCH_STORE"]).items()}
-    services.secret_store = store
-    flask_app = create_app(services=services)
-
-    @flask_app.post("/bench/named-credentials/<name>/token")
-    def token(name):
-        if request.headers.get("Authorization") != "Bearer " + os.environ["BENCH_CALLER_TOKEN"]:
-            raise Unauthorized("bench token required")
-        scope = (request.get_json(silent=True) or {}).get("scope", "")
-        tok = services.upstream_tokens.get_token(name, "default", tuple(scope.split()))
-        expires_in = int((tok.expires_at - services.clock.now()).total_seconds()) if tok.expires_at else None
-        return jsonify(access_token=tok.access_token.reveal(), token_type=tok.token_type, expires_in=expires_in,
-                       scope=" ".join(tok.scopes))
-
-    return flask_app
-'''
 
 
 def free_port() -> int:
@@ -163,7 +121,8 @@ def main() -> None:
     ap.add_argument("--misses", type=int, default=200)
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--redis", action="store_true")
-    ap.add_argument("--mode", choices=("auto", "merged", "upstream-only"), default="auto")
+    ap.add_argument("--vault", action="store_true", help="an OpenBao dev server (transit mounted) as the secret store")
+    ap.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
     args = ap.parse_args()
     # `timeout` and kill send SIGTERM: turn it into an exit, so that the finally block stops gunicorn.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
@@ -175,7 +134,6 @@ def main() -> None:
     from govern.store.db import make_engine, upgrade
     from tests.factories import make_landscape
     from tests.fakes.oauth_server import FakeUpstream
-    from tests.fakes.secret_store import MemorySecretStore
 
     tmp = Path(tempfile.mkdtemp(prefix="govern-bench-broker-"))
     home = tmp / "instance"
@@ -201,17 +159,20 @@ def main() -> None:
     upstream = FakeUpstream().start()
     gunicorn = None
     services = None
+    bao = None
+    store_env: dict[str, str] = {}
     try:
-        settings = load_settings({}, home=home, database_url=database_url, redis_url=redis_url, redis_prefix=redis_prefix)
+        if args.vault:
+            from tests.fixtures_openbao import OpenBao, bao_binary
+
+            bao = OpenBao(bao_binary(), tmp / "openbao").start()
+            bao.client().sys.enable_secrets_engine("transit", path="transit")  # cached tokens sealed by Vault
+            store_env = {"GOVERN_SECRET_STORE": "vault", "GOVERN_VAULT_ADDR": bao.addr, "GOVERN_VAULT_TOKEN": bao.token}
+        settings = load_settings(store_env, home=home, database_url=database_url, redis_url=redis_url,
+                                 redis_prefix=redis_prefix)
         services = build_services(settings)
-        merged = args.mode == "merged" or (args.mode == "auto" and _has_authz() and services.secret_store is not None)
-        if args.mode == "merged" and not (_has_authz() and services.secret_store is not None):
-            raise SystemExit("error: --mode merged needs the authz half (govern.api.broker) and a wired secret store")
-        if merged:
-            for step in services.extras.get("init_steps", []):  # as `govern init` does: keys, first material
-                step(services)
-        else:
-            services.secret_store = MemorySecretStore()
+        for step in services.extras.get("init_steps", []):  # as `govern init` does: keys, first material
+            step(services)
         secrets = CredentialSecrets(services.sessions, services.secret_store, services.clock)
         for tag in ("hit", "miss"):
             make_landscape(services.sessions, system=f"erp-{tag}", credential=f"erp-{tag}-cc",
@@ -224,15 +185,11 @@ def main() -> None:
 
         port = free_port()
         env = {**os.environ, "GOVERN_HOME": str(home), "GOVERN_DATABASE_URL": database_url,
-               "GOVERN_LOG_LEVEL": "WARNING", "PYTHONPATH": f"{tmp}{os.pathsep}{ROOT}"}
+               "GOVERN_LOG_LEVEL": args.log_level, "PYTHONPATH": str(ROOT)}
         if redis_url:
             env.update(GOVERN_REDIS_URL=redis_url, GOVERN_REDIS_PREFIX=redis_prefix)
-        if merged:
-            app_spec = "govern.wsgi:app()"
-        else:
-            (tmp / "bench_broker_app.py").write_text(textwrap.dedent(BENCH_APP))
-            env.update(BENCH_STORE=json.dumps(services.secret_store.data), BENCH_CALLER_TOKEN=BENCH_TOKEN)
-            app_spec = "bench_broker_app:app()"
+        env.update(store_env)
+        app_spec = "govern.wsgi:app()"
         # A file, not a pipe: an unread pipe fills up and blocks the workers' logging.
         gunicorn_log = open(tmp / "gunicorn.log", "wb")
         gunicorn = subprocess.Popen([GUNICORN, "--workers", str(args.workers), "--worker-class", "gthread",
@@ -241,20 +198,16 @@ def main() -> None:
                                     stdout=subprocess.DEVNULL, stderr=gunicorn_log, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: requests.get(base + "/healthz", timeout=1).status_code == 200, 60, "govern under gunicorn")
-        progress(f"govern up ({'merged' if merged else 'upstream-only'} mode)")
+        progress("govern up")
 
-        if merged:
-            tokens = {}
-            for tag in ("hit", "miss"):
-                resp = requests.post(base + "/oauth/token", data={"grant_type": "client_credentials", "scope": "orders.read"},
-                                     auth=(f"sync-{tag}", USER_SECRET), timeout=30)
-                if resp.status_code != 200:
-                    raise SystemExit(f"error: /oauth/token answered {resp.status_code}: {resp.text[:300]}")
-                tokens[tag] = resp.json()["access_token"]
-            path = base + "/api/v1/named-credentials/erp-{}/token"
-        else:
-            tokens = {"hit": BENCH_TOKEN, "miss": BENCH_TOKEN}
-            path = base + "/bench/named-credentials/erp-{}/token"
+        tokens = {}
+        for tag in ("hit", "miss"):
+            resp = requests.post(base + "/oauth/token", data={"grant_type": "client_credentials", "scope": "orders.read"},
+                                 auth=(f"sync-{tag}", USER_SECRET), timeout=30)
+            if resp.status_code != 200:
+                raise SystemExit(f"error: /oauth/token answered {resp.status_code}: {resp.text[:300]}")
+            tokens[tag] = resp.json()["access_token"]
+        path = base + "/api/v1/named-credentials/erp-{}/token"
 
         def ask(tag):
             url, headers = path.format(tag), {"Authorization": f"Bearer {tokens[tag]}"}
@@ -298,7 +251,8 @@ def main() -> None:
         ratio = hit_rps / bare_rps
         p50, p99 = pct(hit_lat, 50), pct(hit_lat, 99)
         miss_added = statistics.median(miss) - statistics.median(direct)
-        print(f"mode={'merged' if merged else 'upstream-only'} database={args.database} redis={bool(redis_url)} "
+        print(f"store={services.secret_store.kind} cache_cipher={services.extras['cache_cipher'].mode} "
+              f"load_average={' '.join(f'{x:.1f}' for x in os.getloadavg())} log_level={args.log_level} database={args.database} redis={bool(redis_url)} "
               f"workers={args.workers}x{args.threads} connections={args.connections} seconds={args.seconds}")
         print(f"bare /healthz: {bare_rps:.0f} req/s ({bare_err} errors)")
         print(f"cache-hit token: {hit_rps:.0f} req/s ({hit_err} errors, {hit_calls} upstream calls), "
@@ -316,6 +270,8 @@ def main() -> None:
         upstream.stop()
         if services is not None:
             services.close()
+        if bao is not None:
+            bao.stop()
         if redis_url:
             import redis
 
@@ -329,12 +285,6 @@ def main() -> None:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
             pg_admin.dispose()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _has_authz() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("govern.api.broker") is not None
 
 
 if __name__ == "__main__":

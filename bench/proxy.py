@@ -4,12 +4,11 @@
 
 Starts (all on free ports, all stopped at the end):
 - the upstream: a tiny WSGI app answering a small JSON document, under gunicorn (gthread);
-- govern under gunicorn (gthread) with a prepared instance: a SQLite database with one system, an
-  api_key_header credential (so no upstream OAuth is needed) and its key in an in-memory secret store.
-  The authz part (govern access tokens, policy decisions, the hash-chained decision log) is not in
-  this tree, so the bench app module below, written to a temporary folder and used ONLY here, plugs
-  in a minimal bearer-token authenticator, an allow-all decider and an in-memory decision log.
-  Real ones will add their own cost; measure again once they are wired.
+- govern under gunicorn (gthread), `govern.wsgi:app()` with everything real and wired by bootstrap: a
+  prepared SQLite instance with an api_key_header named credential, its key in the local secret store,
+  one integration user with a permission set; the caller's govern token comes from `POST /oauth/token`,
+  and each proxied call is authenticated (JWT), decided (permission sets + Cedar guardrails) and written
+  to the hash-chained decision log.
 Then 16 client threads, each with its own keep-alive connection, send the same GET directly and
 through the proxy. Last line: `overhead_p50_ms=... overhead_p99_ms=...`.
 """
@@ -23,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from pathlib import Path
@@ -33,7 +31,8 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 GUNICORN = str(Path(PY).with_name("gunicorn"))
-TOKEN = "bench-caller-token"
+USER_SECRET = "bench-user-client-secret-value"
+API_KEY = "bench-api-key-value"
 
 UPSTREAM_APP = '''
 import json
@@ -42,45 +41,6 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))])
     return [BODY]
 '''
-
-GOVERN_APP = '''
-"""Bench-only composition: govern's real app, proxy, database and cache; minimal authz seams."""
-import os
-from govern.app import create_app
-from govern.bootstrap import build_services
-from govern.config import load_settings
-from govern.domain.access import AccessDecision, Caller
-from govern.domain.secret import Secret
-from govern.errors import Unauthorized
-from tests.fakes.secret_store import MemorySecretStore
-
-class BenchAuthenticator:
-    def authenticate(self, authorization, peer_ip, forwarded_for):
-        if authorization != "Bearer " + os.environ["BENCH_CALLER_TOKEN"]:
-            raise Unauthorized("bench token required")
-        return Caller(integration_user="bench-sync", scopes=(), source_ip=peer_ip)
-
-class AllowAll:
-    def decide(self, request):
-        return AccessDecision(True, ("bench",), principal="default")
-
-class MemoryLog:
-    def __init__(self):
-        self.count = 0
-    def append(self, request, decision, **fields):
-        self.count += 1
-
-settings = load_settings()
-services = build_services(settings)
-services.authenticator = BenchAuthenticator()
-services.decider = AllowAll()
-services.decision_log = MemoryLog()
-store = MemorySecretStore()
-store.put("govern/credential/bench-key/default/api_key", Secret(os.environ["BENCH_API_KEY"]))
-services.secret_store = store
-app = create_app(services=services)
-'''
-
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -100,30 +60,38 @@ def wait_ready(url: str, deadline_s: float = 30.0, headers=None) -> None:
     raise SystemExit(f"not ready: {url}")
 
 
-def prepare_instance(home: Path, upstream_url: str) -> dict[str, str]:
+def prepare_instance(home: Path, upstream_url: str, log_level: str) -> dict[str, str]:
+    """A migrated instance with the landscape and the API key stored, as `govern init` + apply + secrets put."""
+    sys.path.insert(0, str(ROOT))
+    import sqlalchemy as sa
+
+    from govern.bootstrap import build_services
+    from govern.broker.upstream.secret_refs import CredentialSecrets
+    from govern.config import load_settings
+    from govern.domain.secret import Secret
+    from govern.store.db import session_scope, upgrade
+    from govern.store.tables import ExternalCredential
+    from tests.factories import make_landscape
+
+    home.mkdir(parents=True)
     env = {**os.environ, "GOVERN_HOME": str(home), "GOVERN_DATABASE_URL": f"sqlite:///{home / 'govern.db'}",
-           "GOVERN_LOG_LEVEL": "WARNING", "GOVERN_SECRET_KEY": "b" * 48, "PYTHONPATH": f"{home}:{ROOT}",
-           "BENCH_CALLER_TOKEN": TOKEN, "BENCH_API_KEY": "bench-api-key-value"}
+           "GOVERN_LOG_LEVEL": log_level, "GOVERN_POLICIES_DIR": str(ROOT / "policies"), "PYTHONPATH": str(ROOT)}
     env.pop("GOVERN_REDIS_URL", None)
-    script = textwrap.dedent(f'''
-        from govern.config import load_settings
-        from govern.store.db import make_engine, upgrade, make_session_factory, session_scope
-        from govern.store.tables import System, ExternalCredential, Principal, NamedCredential, SecretRef
-        s = load_settings()
-        engine = make_engine(s.database_url); upgrade(engine)
-        sessions = make_session_factory(engine)
-        with session_scope(sessions) as db:
-            system = System(external_id="bench-erp", name="bench"); db.add(system); db.flush()
-            cred = ExternalCredential(external_id="bench-key", system_id=system.id, protocol="api_key_header",
-                                      header_name="X-Api-Key"); db.add(cred); db.flush()
-            db.add(Principal(credential_id=cred.id, name="default"))
-            db.add(NamedCredential(external_id="bench-api", credential_id=cred.id, url="{upstream_url}/api",
-                                   timeout_seconds=5, allowed_methods=["GET"], allowed_paths=["/**"]))
-            db.add(SecretRef(external_id="credential/bench-key/default/api_key", owner_kind="credential",
-                             owner="bench-key", principal="default", field="api_key",
-                             path="govern/credential/bench-key/default/api_key"))
-    ''')
-    subprocess.run([PY, "-c", script], env=env, check=True, cwd=ROOT)
+    services = build_services(load_settings({k: v for k, v in env.items() if k.startswith("GOVERN_")}))
+    try:
+        upgrade(services.engine)
+        for step in services.extras.get("init_steps", []):
+            step(services)
+        make_landscape(services.sessions, system="bench-erp", credential="bench-key", protocol="api_key_header",
+                       named_credential="bench-api", url=f"{upstream_url}/api", user="bench-sync",
+                       client_secret=USER_SECRET, methods=("GET",), paths=("/accounts/**",))
+        with session_scope(services.sessions) as db:
+            db.execute(sa.update(ExternalCredential).where(ExternalCredential.external_id == "bench-key")
+                       .values(header_name="X-Api-Key"))
+        CredentialSecrets(services.sessions, services.secret_store, services.clock).replace(
+            "bench-key", None, "api_key", Secret(API_KEY), expected_version=None)
+    finally:
+        services.close()
     return env
 
 
@@ -165,27 +133,32 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for govern")
+    parser.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="govern-bench-proxy-"))
     procs = []
     try:
         (tmp / "bench_upstream.py").write_text(UPSTREAM_APP)
-        (tmp / "bench_govern_app.py").write_text(GOVERN_APP)
         up_port, gv_port = free_port(), free_port()
         upstream_url = f"http://127.0.0.1:{up_port}"
-        env = prepare_instance(tmp / "instance", upstream_url)
+        env = prepare_instance(tmp / "instance", upstream_url, args.log_level)
         common = ["-k", "gthread", "--threads", str(args.connections), "--log-level", "warning",
                   "--keep-alive", "30", "--chdir", str(tmp)]
         procs.append(subprocess.Popen([GUNICORN, "-w", "1", *common, "-b", f"127.0.0.1:{up_port}",
                                        "bench_upstream:app"], env=env))
+        gv_log = open(tmp / "govern.log", "wb")  # a file: an unread pipe would block the workers' logging
         procs.append(subprocess.Popen([GUNICORN, "-w", str(args.workers), *common, "-b", f"127.0.0.1:{gv_port}",
-                                       "bench_govern_app:app"], env=env))
+                                       "govern.wsgi:app()"], env=env, cwd=str(ROOT), stderr=gv_log))
         direct_url = f"{upstream_url}/api/accounts/001"
         proxied_url = f"http://127.0.0.1:{gv_port}/api/v1/named-credentials/bench-api/proxy/accounts/001"
-        auth = {"Authorization": f"Bearer {TOKEN}"}
         wait_ready(direct_url)
         wait_ready(f"http://127.0.0.1:{gv_port}/healthz")
+        resp = requests.post(f"http://127.0.0.1:{gv_port}/oauth/token", auth=("bench-sync", USER_SECRET),
+                             data={"grant_type": "client_credentials", "scope": "orders.read"}, timeout=30)
+        if resp.status_code != 200:
+            raise SystemExit(f"error: /oauth/token answered {resp.status_code}: {resp.text[:300]}")
+        auth = {"Authorization": f"Bearer {resp.json()['access_token']}"}
 
         warm = max(args.connections * 20, args.requests // 5)
         load(direct_url, {}, warm, args.connections)
@@ -193,8 +166,9 @@ def main() -> None:
         direct = load(direct_url, {}, args.requests, args.connections)
         proxied = load(proxied_url, auth, args.requests, args.connections)
 
-        print("server: gunicorn gthread (upstream 1 worker; govern %d workers), %d threads each; %d cores"
-              % (args.workers, args.connections, os.cpu_count() or 0))
+        print("server: gunicorn gthread (upstream 1 worker; govern %d workers), %d threads each; %d cores; "
+              "GOVERN_LOG_LEVEL=%s; load average %s" % (args.workers, args.connections, os.cpu_count() or 0,
+                                                        args.log_level, " ".join(f"{x:.1f}" for x in os.getloadavg())))
         print(f"requests per run: {len(direct)} direct, {len(proxied)} proxied, {args.connections} connections")
         for name, values in (("direct", direct), ("proxied", proxied)):
             print(f"{name:8s} p50={pct(values, 50):.2f} ms  p99={pct(values, 99):.2f} ms  "

@@ -84,7 +84,10 @@ class GovernTokens:
         with self._lock:
             cached = self._upstream.get(named_credential)
             if renew or cached is None or not cached.fresh(self.clock(), self.skew):
-                cached = self._upstream[named_credential] = self._fetch_upstream_token(named_credential)
+                # On renew, tell govern which token the upstream refused, so it fetches a new one.
+                rejected = cached.value if renew and cached is not None else None
+                cached = self._upstream[named_credential] = self._fetch_upstream_token(named_credential,
+                                                                                         rejected=rejected)
             return cached.token_type, cached.value  # type: ignore[return-value]
 
     # --- calls to govern ---------------------------------------------------------------------------------
@@ -115,15 +118,18 @@ class GovernTokens:
                   "exp": now + 60, "jti": uuid.uuid4().hex}
         return jwt.encode({"alg": alg}, claims, key)
 
-    def _fetch_upstream_token(self, named_credential: str, *, retried: bool = False) -> _Cached:
+    def _fetch_upstream_token(self, named_credential: str, *, retried: bool = False,
+                              rejected: str | None = None) -> _Cached:
         url = f"{self.govern_url}/api/v1/named-credentials/{named_credential}/token"
         body: dict[str, Any] = {"scope": " ".join(self.scopes)} if self.scopes else {}
+        if rejected:
+            body["rejected_token"] = rejected
         resp = self.http.post(url, json=body, timeout=self.timeout,
                               headers={"Authorization": f"Bearer {self._govern_value()}"})
         if resp.status_code == 401 and not retried:
             # govern no longer accepts our token (signing key rotated, revoked): get a new one, once.
             self._govern = self._fetch_govern_token()
-            return self._fetch_upstream_token(named_credential, retried=True)
+            return self._fetch_upstream_token(named_credential, retried=True, rejected=rejected)
         return self._cached(resp)
 
     def _govern_value(self) -> str:

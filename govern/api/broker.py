@@ -13,9 +13,12 @@ from govern.errors import ValidationFailed
 bp = Blueprint("broker", __name__, url_prefix="/api/v1")
 
 
-def requested_scopes() -> tuple[str, ...]:
-    """`scope` from a JSON body (a space-delimited string or a list) or a form field."""
-    raw = None
+def token_request() -> tuple[tuple[str, ...], str | None]:
+    """`scope` (a space-delimited string or a list) and `rejected_token` from a JSON body or form fields.
+
+    `rejected_token` is the upstream token the caller just saw refused with a 401: govern then fetches a new
+    one, but only if that token is still the one it holds (see token_service.upstream_token)."""
+    raw, rejected = None, None
     if request.is_json:
         data = request.get_data(cache=False)
         try:
@@ -25,18 +28,23 @@ def requested_scopes() -> tuple[str, ...]:
         if body is not None and not isinstance(body, dict):
             raise ValidationFailed([{"location": "body", "message": "must be a JSON object"}])
         raw = (body or {}).get("scope")
+        rejected = (body or {}).get("rejected_token")
     elif request.mimetype == "application/x-www-form-urlencoded":
         raw = request.form.get("scope")
+        rejected = request.form.get("rejected_token")
     if raw is not None and not (isinstance(raw, str) or (isinstance(raw, list) and all(isinstance(s, str) for s in raw))):
         raise ValidationFailed([{"location": "scope", "message": "must be a space-delimited string or a list of strings"}])
-    return parse_scopes(raw)
+    if rejected is not None and not isinstance(rejected, str):
+        raise ValidationFailed([{"location": "rejected_token", "message": "must be a string"}])
+    return parse_scopes(raw), rejected or None
 
 
 @bp.post("/named-credentials/<name>/token")
 def named_credential_token(name: str):
     started = time.perf_counter()
     services = current_app.extensions["govern"]
+    scopes, rejected = token_request()
     body = upstream_token(services, named_credential=name, authorization=request.headers.get("Authorization"),
                           peer_ip=request.remote_addr or "", forwarded_for=request.headers.get("X-Forwarded-For"),
-                          scopes=requested_scopes(), started=started)
+                          scopes=scopes, started=started, rejected_token=rejected)
     return current_app.response_class(json.dumps(body), mimetype="application/json")

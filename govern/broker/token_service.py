@@ -5,9 +5,15 @@ Every decision is logged, allow and deny alike, with its deciding rules, the sco
 the source IP, the correlation id (bound by the HTTP edge), the latency and the upstream status
 (`UpstreamToken.extra["upstream_status"]` when the token source made an upstream call; none on a
 cache hit).
+
+A caller whose upstream answered 401 sends the refused token back as `rejected_token`. If it is still the
+token govern holds, govern forces one refresh (single flight: concurrent reports cause one upstream call);
+if govern already holds another one, that one is returned without an upstream call. So a caller can only
+make govern replace the token govern itself handed out, never make it call the upstream at will.
 """
 from __future__ import annotations
 
+import hmac
 import time
 
 from govern.broker.authorization import authorize, elapsed_ms
@@ -21,7 +27,8 @@ class UpstreamTokensNotConfigured(GovernError):
 
 
 def upstream_token(services, *, named_credential: str, authorization: str | None, peer_ip: str,
-                   forwarded_for: str | None, scopes: tuple[str, ...], started: float | None = None) -> dict:
+                   forwarded_for: str | None, scopes: tuple[str, ...], started: float | None = None,
+                   rejected_token: str | None = None) -> dict:
     started = time.perf_counter() if started is None else started
     decisions = services.decision_log
     request, decision = authorize(services, action="token", named_credential=named_credential,
@@ -33,6 +40,10 @@ def upstream_token(services, *, named_credential: str, authorization: str | None
         raise UpstreamTokensNotConfigured("no upstream token source is configured on this govern instance")
     try:
         token = source.get_token(named_credential, decision.principal, decision.scopes_granted)
+        if rejected_token and token.token_type.lower() == "bearer" and hmac.compare_digest(
+                token.access_token.reveal().encode(), rejected_token.encode()):
+            token = source.get_token(named_credential, decision.principal, decision.scopes_granted,
+                                     force_refresh=True)
     except Exception as exc:  # every outcome is on record, then the error goes on to the edge
         status = exc.status if isinstance(exc, GovernError) else 500
         decisions.append(request, decision, upstream_status=status, latency_ms=elapsed_ms(started))

@@ -5,7 +5,7 @@ import click
 
 
 def register(cli: click.Group) -> None:
-    from govern.cli import audit, authorization, dlq, landscape, rotation, secrets as secrets_cli
+    from govern.cli import audit, authorization, connect, dlq, landscape, rotation, secrets as secrets_cli
 
-    for module in (secrets_cli, landscape, authorization, dlq, audit, rotation):
+    for module in (secrets_cli, landscape, authorization, dlq, audit, rotation, connect):
         module.register(cli)

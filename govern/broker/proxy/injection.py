@@ -32,10 +32,18 @@ def secret_ref_id(credential: str, principal: str | None, field: str) -> str:
 
 
 class CredentialInjector:
-    def __init__(self, services, ref_ttl: float = 30.0):
+    """`secret_ttl`: a static secret (password, API key, header value) read from the store is kept in memory
+    this long. Without it every proxied call was a secret-store read (a Vault round trip with the vault
+    store, a database read and decryption with the local one). 30 s, like the upstream token source's
+    client secrets: shorter than any rotation overlap, so the old value still works until it is re-read;
+    a 401 from the upstream drops it at once."""
+
+    def __init__(self, services, ref_ttl: float = 30.0, secret_ttl: float = 30.0):
         self.services = services
         self.ref_ttl = ref_ttl
+        self.secret_ttl = secret_ttl
         self._paths: dict[str, tuple[float, str | None]] = {}
+        self._secrets: dict[str, tuple[float, Secret]] = {}
         self._lock = threading.Lock()
 
     def headers(self, target: Target, principal: str | None, *, force_refresh: bool = False) -> dict[str, str]:
@@ -58,8 +66,13 @@ class CredentialInjector:
         return {target.header_name: secret.reveal()}
 
     def invalidate(self, target: Target, principal: str | None) -> None:
-        if target.protocol.startswith("oauth2") and self.services.upstream_tokens is not None:
-            self.services.upstream_tokens.invalidate(target.named_credential, principal, target.scopes)
+        if target.protocol.startswith("oauth2"):
+            if self.services.upstream_tokens is not None:
+                self.services.upstream_tokens.invalidate(target.named_credential, principal, target.scopes)
+            return
+        with self._lock:  # the next call re-reads the store (the secret may just have been rotated)
+            self._secrets.clear()
+            self._paths.clear()
 
     def _token(self, target: Target, principal: str | None, force_refresh: bool) -> Secret:
         source = self.services.upstream_tokens
@@ -76,8 +89,16 @@ class CredentialInjector:
         if store is None:
             raise CredentialMissing("no secret store is configured")
         path = self._path(target.credential, principal, field)
+        now = time.monotonic()
+        with self._lock:
+            kept = self._secrets.get(path)
+        if kept is not None and kept[0] > now:
+            return kept[1]
         try:
-            return store.get(path)
+            secret = store.get(path)
+            with self._lock:
+                self._secrets[path] = (now + self.secret_ttl, secret)
+            return secret
         except SecretStoreUnavailable:
             raise DegradedMode("the secret store is down; the credential cannot be read") from None
         except SecretNotFound:
@@ -86,18 +107,24 @@ class CredentialInjector:
     def _path(self, credential: str, principal: str | None, field: str) -> str:
         from govern.store.tables import SecretRef
 
-        wanted = [secret_ref_id(credential, principal, field)]
+        wanted = [(principal, secret_ref_id(credential, principal, field))]
         if principal:
-            wanted.append(secret_ref_id(credential, None, field))
+            wanted.append((None, secret_ref_id(credential, None, field)))
         now = time.monotonic()
-        for ext_id in wanted:
+        for owner_principal, ext_id in wanted:
             with self._lock:
                 cached = self._paths.get(ext_id)
             if cached and cached[0] > now:
                 path = cached[1]
             else:
+                # By columns, like the upstream token source (secret_refs.py): `govern secrets put` and the
+                # rotation worker may write refs under another external-id scheme.
+                query = select(SecretRef).where(
+                    SecretRef.owner_kind == "credential", SecretRef.owner == credential, SecretRef.field == field,
+                    SecretRef.principal.is_(None) if owner_principal is None
+                    else SecretRef.principal == owner_principal).order_by(SecretRef.id.desc())
                 with self.services.sessions() as session:
-                    ref = session.exec(select(SecretRef).where(SecretRef.external_id == ext_id)).first()
+                    ref = session.exec(query).first()
                 path = ref.path if ref else None
                 with self._lock:
                     self._paths[ext_id] = (now + self.ref_ttl, path)

@@ -217,6 +217,8 @@ class ProxyService:
                 self.injector.invalidate(target, principal)
                 refreshed = True
                 continue
+            if status == 401 and not target.protocol.startswith("oauth2"):
+                self.injector.invalidate(target, principal)  # a stale static secret: re-read it next time
             if status == 429:
                 wait = parse_retry_after(response.headers.get("Retry-After"), self.services.clock.now())
                 wait = policy.backoff(attempt, self.random) if wait is None else wait

@@ -141,6 +141,8 @@ class UpstreamTokens:
                         if not self.redis_flight.publish(flight, value, ttl):
                             log.warning("upstream token not cached: the single-flight lock expired during the call",
                                         extra={"named_credential": target.named_credential})
+                        else:
+                            self.tokens.remember(key, value, token)
                     return token
                 finally:
                     self.redis_flight.release(flight)

