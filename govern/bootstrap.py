@@ -73,6 +73,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
 
     services.extras.setdefault("notifier", build_notifier(settings, services.clock))
     services.extras.setdefault("proxy", build_proxy(services))
+    from govern.ops import instrument
+
+    instrument(services)
     return services
 
 

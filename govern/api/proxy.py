@@ -11,6 +11,7 @@ from werkzeug.routing import PathConverter
 from govern.broker.proxy.errors import PayloadTooLarge
 from govern.broker.proxy.headers import forwardable_request_headers
 from govern.broker.proxy.service import PROXY_PREFIX, ProxyCall
+from govern.ops.observe import note_caller, operation
 
 bp = Blueprint("proxy", __name__)
 
@@ -70,7 +71,18 @@ def _read_body(limit: int) -> bytes:
           provide_automatic_options=False)
 def proxy(name: str, path: str):
     services = _services()
+    with operation(services, "proxy", name) as op:
+        result = _proxy(services, name, path, op)
+    response = Response(result.body, status=result.status, direct_passthrough=not isinstance(result.body, bytes))
+    response.headers.pop("Content-Type", None)
+    for key, value in result.headers.items():
+        response.headers[key] = value
+    return response
+
+
+def _proxy(services, name: str, path: str, op):
     caller = _caller()
+    note_caller(caller.integration_user)
     proxy_service = services.extras["proxy"]
     target = proxy_service.target(name)
     body = _read_body(target.max_body_bytes)
@@ -79,11 +91,8 @@ def proxy(name: str, path: str):
                      headers=forwardable_request_headers(request.headers.items()), body=body, caller=caller,
                      correlation_id=g.correlation_id, idempotency_key=request.headers.get("Idempotency-Key"))
     result = proxy_service.handle(call)
-    response = Response(result.body, status=result.status, direct_passthrough=not isinstance(result.body, bytes))
-    response.headers.pop("Content-Type", None)
-    for key, value in result.headers.items():
-        response.headers[key] = value
-    return response
+    op.status = result.status
+    return result
 
 
 @bp.get(f"{PROXY_PREFIX}/<name>/queued/<int:call_id>")
