@@ -59,7 +59,7 @@ def test_vault_down_serves_cached_tokens_and_refuses_refreshes_cleanly(settings,
         assert refresh.status_code == 503
         assert refresh.mimetype == "application/problem+json"
         problem = refresh.get_json()
-        assert problem["status"] == 503 and problem["code"] and problem["title"]
+        assert problem["status"] == 503 and problem["code"] == "secret_store_unavailable"
         assert openbao_private.addr not in refresh.get_data(as_text=True)
         assert fake_upstream.count("client_credentials") == fetched  # nothing reached the upstream
     finally:
