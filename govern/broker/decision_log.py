@@ -98,6 +98,7 @@ class ChainedDecisionLog:
             if first is _STOP:
                 self._queue.task_done()
                 return
+            self._writing_since = first["at"]  # taken off the queue, not yet written
             # Linger briefly so that a burst becomes one batch and appenders never wake the writer per record.
             self._wake.wait(self._linger)
             batch, stop = [first], False
@@ -110,7 +111,6 @@ class ChainedDecisionLog:
                     stop = True
                     break
                 batch.append(item)
-            self._writing_since = first["at"]
             while True:
                 try:
                     self._write(batch)
