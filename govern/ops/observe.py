@@ -66,6 +66,8 @@ def classify(kind: str, exc: BaseException) -> str:
             return "denied"
         if exc.status == 404:
             return "not_found"
+        if exc.status in (400, 413, 415, 422):
+            return "invalid_request"
         if kind == "proxy":
             return _PROXY_FAILURES.get(exc.code, "error")
     return "error"
@@ -100,8 +102,9 @@ def note_caller(integration_user: str) -> None:
 def operation(services, kind: str, named_credential: str) -> Iterator[Operation]:
     """Time one token or proxy operation; count it in /metrics by outcome and log one summary line.
 
-    Token outcomes: allowed, denied, not_found, error. Proxy outcomes: success (upstream < 400), client_error
-    (upstream 4xx), upstream_error (upstream 5xx), denied, not_found, and the failures of `_PROXY_FAILURES`."""
+    Token outcomes: allowed, denied, not_found, invalid_request, error. Proxy outcomes: success (upstream
+    < 400), client_error (upstream 4xx), upstream_error (upstream 5xx), denied, not_found, invalid_request,
+    and the failures of `_PROXY_FAILURES`."""
     try:
         found = labels(services).named_credentials.get(named_credential)
     except Exception:  # noqa: BLE001 - labels must never fail the request
