@@ -71,8 +71,8 @@ class Receiver:
     def events(self):
         out = []
         for headers, body in self.received:
-            expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(),
-                                            headers[TIMESTAMP_HEADER].encode() + b"." + body, hashlib.sha256).hexdigest()
+            signed = headers[TIMESTAMP_HEADER].encode() + b"." + body
+            expected = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), signed, hashlib.sha256).hexdigest()
             assert hmac.compare_digest(headers[SIGNATURE_HEADER], expected), "bad signature"
             out.append(json.loads(body))
         return out

@@ -41,7 +41,8 @@ def test_token_and_proxy_lines_carry_the_operation_fields_and_no_secret(ops_env,
         shop = System(external_id="webshop", name="webshop", owner="shop@example.com")
         s.add(shop)
         s.flush()
-        user = s.execute(sa.select(IntegrationUser).where(IntegrationUser.external_id == env.names["user"])).scalar_one()
+        user = s.execute(sa.select(IntegrationUser)
+                         .where(IntegrationUser.external_id == env.names["user"])).scalar_one()
         user.source_system_id = shop.id
     token = access_token(env.client, user=env.names["user"], secret=env.names["client_secret"])
 
