@@ -66,6 +66,7 @@ def _install_correlation(app: Flask) -> None:
             log.info("request", extra={
                 "method": request.method, "path": request.path, "status": response.status_code,
                 "duration_ms": round((time.perf_counter() - getattr(g, "started", time.perf_counter())) * 1000, 2),
+                **g.get("log_fields", {}),  # operation, target/source system, outcome (govern.ops.observe)
             })
         return response
 

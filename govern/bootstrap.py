@@ -76,6 +76,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
     from govern.rotation.wiring import wire_rotation
 
     wire_rotation(services)
+    from govern.ops import instrument
+
+    instrument(services)
     return services
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
@@ -35,25 +35,10 @@ class Metrics:
             "govern_proxy_request_seconds", "Latency of proxied calls.", ["system", "named_credential"],
             buckets=LATENCY_BUCKETS, registry=r)
         self.upstream_refreshes = Counter(
-            "govern_upstream_refresh_total", "Upstream token refreshes by outcome.", ["system", "credential", "outcome"],
+            "govern_upstream_refresh_total", "Calls to upstream token endpoints by outcome (success, invalid_grant, invalid_client, rate_limited, refused, unreachable, error).", ["system", "credential", "outcome"],
             registry=r)
-        self.breaker_state = Gauge(
-            "govern_circuit_breaker_state", "Circuit breaker per system: 0 closed, 1 half-open, 2 open.", ["system"],
-            registry=r, multiprocess_mode="max")
-        self.budget_used = Gauge(
-            "govern_api_budget_used_ratio", "Share of the system's daily API budget used today.", ["system"],
-            registry=r, multiprocess_mode="max")
-        self.rotations = Counter(
-            "govern_rotations_total", "Rotation runs by outcome.", ["rotator", "outcome"], registry=r)
-        self.decision_log_lag = Gauge(
-            "govern_decision_log_lag_seconds", "Age of the oldest decision record not yet written.",
-            registry=r, multiprocess_mode="max")
-        self.decision_log_queue = Gauge(
-            "govern_decision_log_queue_depth", "Decision records waiting to be written.",
-            registry=r, multiprocess_mode="sum")
-
-    def set_breaker(self, system: str, state: str) -> None:
-        self.breaker_state.labels(system=system).set(BREAKER_STATES.get(state, 0))
+        # Breaker state, budget use, rotations, the DLQ and the decision-log backlog are read at scrape time
+        # (govern/ops/state.py), so that every process reports the shared truth.
 
     def add_state_collector(self, collector: "StateCollector") -> None:
         self.registry.register(collector)
@@ -72,7 +57,8 @@ class Metrics:
 
 class StateCollector:
     """Gauges read from durable state at scrape time. `readers` map a metric to a function returning
-    {label tuple: value}; a reader that fails is skipped, so one broken source never hides the rest."""
+    {label tuple: value}; a reader that fails is skipped, so one broken source never hides the rest.
+    A name ending in `_total` is exposed as a counter (a count of durable rows that only grows)."""
 
     def __init__(self, readers: dict[str, tuple[str, list[str], Callable[[], dict[tuple, float]]]]):
         self.readers = readers
@@ -80,13 +66,14 @@ class StateCollector:
     def describe(self) -> Iterable:
         return []
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[GaugeMetricFamily | CounterMetricFamily]:
         for name, (doc, labels, read) in self.readers.items():
             try:
                 values = read()
             except Exception:  # noqa: BLE001 - a broken source must not break the scrape
                 continue
-            family = GaugeMetricFamily(name, doc, labels=labels)
+            family = (CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels) if name.endswith("_total")
+                      else GaugeMetricFamily(name, doc, labels=labels))
             for label_values, value in values.items():
                 family.add_metric(list(label_values), value)
             yield family

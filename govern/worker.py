@@ -5,7 +5,9 @@
 2. `queued_calls`: proxy calls held during a maintenance window, delivered in order, and calls that
    keep failing moved to the dead-letter queue (govern.broker.proxy.queue.deliver_queued);
 3. `signing_keys`: retiring token-signing keys whose tokens have all expired leave the JWKS
-   (services.extras["signing_keys"], govern.rotation.wiring).
+   (services.extras["signing_keys"], govern.rotation.wiring);
+4. `alerts`: the alert conditions of deploy/prometheus/alerts.yml, posted to the webhook for users
+   without Prometheus, once when a condition starts and once when it clears (govern.ops.alerts).
 A job that raises (an outage, a bug) is logged with its name and reported as one failed item; the other
 jobs still run, and the next pass tries it again (seed practice: each item fails alone, is logged, and
 is counted).
@@ -44,11 +46,21 @@ def _signing_keys(services: Any, now: dt.datetime) -> list[Outcome]:
     return []
 
 
+def _alerts(services: Any, now: dt.datetime) -> list[Outcome]:
+    from govern.ops.alerts import check_alerts
+
+    report = check_alerts(services, now)
+    return ([Outcome(f"alert {key}", "sent", None, "") for key in report["sent"]]
+            + [Outcome(f"alert {key}", "resolved", None, "") for key in report["resolved"]]
+            + [Outcome(f"alert {key}", "failed", None, "the webhook could not be reached") for key in report["failed"]])
+
+
 def jobs(services: Any, rotation: Any) -> list[Job]:
     """`rotation` is a RotationService (it keeps its worker id and rotator cache across passes)."""
     return [Job("rotation", lambda now: rotation.tick()),
             Job("queued_calls", lambda now: _queued_calls(services, now)),
-            Job("signing_keys", lambda now: _signing_keys(services, now))]
+            Job("signing_keys", lambda now: _signing_keys(services, now)),
+            Job("alerts", lambda now: _alerts(services, now))]
 
 
 def run_pass(services: Any, job_list: list[Job]) -> list[Outcome]:

@@ -23,3 +23,23 @@ def system_breaker(system: str):
         if state["system"] == system or str(state["id"]) == system:
             return jsonify(state)
     raise NotFound("no system with that id")
+
+
+def _openapi() -> dict:
+    from govern.api.spec import admin, items_of, json_response, path_param, problems
+
+    state = {"$ref": "#/components/schemas/BreakerState"}
+    return {
+        "/api/v1/breakers": {"get": {"summary": "Every system's circuit-breaker state", "operationId": "listBreakers",
+                                     **admin("auditor"),
+                                     "responses": {"200": json_response("Breakers", items_of(state)),
+                                                   **problems(401, 403)}}},
+        "/api/v1/systems/{system}/breaker": {"get": {
+            "summary": "One system's circuit-breaker state", "operationId": "getBreaker", **admin("auditor"),
+            "parameters": [path_param("system", "the system's external id or numeric id")],
+            "responses": {"200": json_response("Breaker", state), **problems(401, 403, 404)}}},
+    }
+
+
+# Merged by govern/api/openapi.py.
+OPENAPI_PATHS: dict = _openapi()

@@ -9,6 +9,7 @@ from flask import Blueprint, current_app, request
 from govern.broker.token_service import upstream_token
 from govern.domain.access_rules import parse_scopes
 from govern.errors import ValidationFailed
+from govern.ops.observe import operation
 
 bp = Blueprint("broker", __name__, url_prefix="/api/v1")
 
@@ -44,7 +45,8 @@ def named_credential_token(name: str):
     started = time.perf_counter()
     services = current_app.extensions["govern"]
     scopes, rejected = token_request()
-    body = upstream_token(services, named_credential=name, authorization=request.headers.get("Authorization"),
-                          peer_ip=request.remote_addr or "", forwarded_for=request.headers.get("X-Forwarded-For"),
-                          scopes=scopes, started=started, rejected_token=rejected)
+    with operation(services, "token", name):
+        body = upstream_token(services, named_credential=name, authorization=request.headers.get("Authorization"),
+                              peer_ip=request.remote_addr or "", forwarded_for=request.headers.get("X-Forwarded-For"),
+                              scopes=scopes, started=started, rejected_token=rejected)
     return current_app.response_class(json.dumps(body), mimetype="application/json")

@@ -65,3 +65,37 @@ def list_runs():
     with current_app.extensions["govern"].sessions() as session:
         total, items = load(session, limit, offset)
     return jsonify({"total": total, "limit": limit, "offset": offset, "items": items})
+
+
+def _openapi() -> dict:
+    from govern.api.spec import admin, json_response, path_param, problems, query_param
+
+    page = [query_param("limit", "1 to 500", {"type": "integer", "minimum": 1, "maximum": 500}),
+            query_param("offset", "0 or more", {"type": "integer", "minimum": 0})]
+
+    def paged(item: dict) -> dict:
+        return {"type": "object", "required": ["total", "limit", "offset", "items"],
+                "properties": {"total": {"type": "integer"}, "limit": {"type": "integer"},
+                               "offset": {"type": "integer"}, "items": {"type": "array", "items": item}}}
+
+    finding = {"$ref": "#/components/schemas/Finding"}
+    return {
+        "/api/v1/findings": {"get": {
+            "summary": "Audit findings, filtered", "operationId": "listFindings", **admin("auditor"),
+            "parameters": [query_param("severity", "", {"enum": list(SEVERITIES)}),
+                           query_param("status", "", {"enum": list(STATUSES)}),
+                           query_param("rule", "rule id"), query_param("subject", "subject id"), *page],
+            "responses": {"200": json_response("Findings", paged(finding)), **problems(401, 403, 422)}}},
+        "/api/v1/findings/{finding_id}": {"get": {
+            "summary": "One finding", "operationId": "getFinding", **admin("auditor"),
+            "parameters": [path_param("finding_id", schema={"type": "integer"})],
+            "responses": {"200": json_response("Finding", finding), **problems(401, 403, 404)}}},
+        "/api/v1/audit/runs": {"get": {
+            "summary": "Audit runs, newest first", "operationId": "listAuditRuns", **admin("auditor"),
+            "parameters": page,
+            "responses": {"200": json_response("Runs", paged({"type": "object"})), **problems(401, 403, 422)}}},
+    }
+
+
+# Merged by govern/api/openapi.py.
+OPENAPI_PATHS: dict = _openapi()

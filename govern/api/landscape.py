@@ -105,3 +105,37 @@ def apply():
     plan = apply_document(_sessions(), text, "request", dry_run=dry_run, prune=prune, actor=g.admin_user,
                           correlation_id=getattr(g, "correlation_id", None))
     return jsonify(plan.to_dict())
+
+
+def _openapi() -> dict:
+    from govern.api.spec import admin, json_response, path_param, problems, query_param
+
+    paths: dict = {}
+    for resource, kind in RESOURCES.items():
+        item = {"type": "object", "description": f"A {kind.replace('_', ' ')} (secret values are never included)"}
+        name = "".join(part.title() for part in kind.split("_"))
+        paths[f"/api/v1/{resource}"] = {"get": {
+            "summary": f"List {resource.replace('-', ' ')} (paged)", "operationId": f"list{name}s", **admin("auditor"),
+            "parameters": [query_param("limit", "page size", {"type": "integer", "minimum": 1}),
+                           query_param("cursor", "next_cursor of the previous page")],
+            "responses": {"200": json_response("A page", {
+                "type": "object", "required": ["items", "next_cursor"],
+                "properties": {"items": {"type": "array", "items": item},
+                               "next_cursor": {"type": ["string", "null"]}}}), **problems(400, 401, 403)}}}
+        paths[f"/api/v1/{resource}/{{ext_id}}"] = {"get": {
+            "summary": f"One {kind.replace('_', ' ')} by external id", "operationId": f"get{name}",
+            **admin("auditor"), "parameters": [path_param("ext_id", "external id")],
+            "responses": {"200": json_response("Found", item), **problems(401, 403, 404)}}}
+    paths["/api/v1/apply"] = {"post": {
+        "summary": "Apply a governance.yaml document (config as code); answers the plan",
+        "operationId": "applyLandscape", **admin("admin"),
+        "parameters": [query_param("dry_run", "plan only", {"type": "boolean"}),
+                       query_param("prune", "delete what the document no longer lists", {"type": "boolean"})],
+        "requestBody": {"required": True, "content": {t: {"schema": {"type": "string"}} for t in YAML_TYPES}},
+        "responses": {"200": json_response("The plan (applied unless dry_run)", {"$ref": "#/components/schemas/Plan"}),
+                      **problems(400, 401, 403, 409, 415, 422)}}}
+    return paths
+
+
+# Merged by govern/api/openapi.py.
+OPENAPI_PATHS: dict = _openapi()

@@ -1,7 +1,9 @@
 """The OpenAPI 3.1 document of govern's HTTP API, served at `GET /api/v1/openapi.json`.
 
-Maintained by hand, next to the routes: tests/broker/test_openapi.py fails when a registered /api/v1
-or /oauth route is missing here, so every new route must be added.
+Maintained by hand, next to the routes: the OAuth and broker paths are here; every other blueprint module
+exports `OPENAPI_PATHS` (built with govern/api/spec.py) and `document()` merges them.
+tests/broker/test_openapi.py fails when a registered /api/v1 or /oauth route is missing, so every new
+route must be described where it is defined.
 """
 from __future__ import annotations
 
@@ -9,6 +11,10 @@ from flask import Blueprint, jsonify
 
 bp = Blueprint("openapi", __name__)
 
+_REJECTED_TOKEN = {
+    "type": "string", "writeOnly": True,
+    "description": "An upstream token the upstream refused (401). govern fetches a new one only if this is still "
+                   "the token it holds, so concurrent reports cause one upstream call (docs/upstream-tokens.md)."}
 _PROBLEM = {"description": "RFC 9457 problem details",
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 _OAUTH_ERROR = {"description": "RFC 6749 section 5.2 error",
@@ -51,10 +57,11 @@ DOCUMENT: dict = {
             "security": [{"governAccessToken": []}],
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
             "requestBody": {"required": False, "content": {
-                "application/json": {"schema": {"type": "object", "properties": {"scope": {
-                    "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}}}},
-                "application/x-www-form-urlencoded": {"schema": {"type": "object",
-                                                                 "properties": {"scope": {"type": "string"}}}}}},
+                "application/json": {"schema": {"type": "object", "properties": {
+                    "scope": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+                    "rejected_token": _REJECTED_TOKEN}}},
+                "application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
+                    "scope": {"type": "string"}, "rejected_token": _REJECTED_TOKEN}}}}},
             "responses": {
                 "200": {"description": "The upstream token", "content": {"application/json": {"schema": {
                     "$ref": "#/components/schemas/UpstreamToken"}}}},
@@ -70,6 +77,8 @@ DOCUMENT: dict = {
         "securitySchemes": {
             "clientSecretBasic": {"type": "http", "scheme": "basic"},
             "governAccessToken": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "adminToken": {"type": "http", "scheme": "bearer", "description": "an admin token (gvn_...); "
+                           "the operation's x-govern-role names the least role (auditor, operator, admin)"},
         },
         "schemas": {
             "AccessToken": {"type": "object", "required": ["access_token", "token_type", "expires_in"],
@@ -88,12 +97,60 @@ DOCUMENT: dict = {
                 "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
                 "code": {"type": "string"}, "detail": {"type": "string"}, "instance": {"type": "string"},
                 "correlation_id": {"type": "string"},
-                "rule": {"type": "string", "description": "the deciding rule of an access_denied problem"}}},
+                "rule": {"type": "string", "description": "the deciding rule of an access_denied problem"},
+                "errors": {"type": "array", "description": "validation_failed: every error at once",
+                           "items": {"type": "object", "properties": {"location": {"type": "string"},
+                                                                      "message": {"type": "string"}}}}}},
+            "SecretStatus": {"type": "object", "required": ["owner_kind", "owner", "field", "status"], "properties": {
+                "ref": {"type": ["string", "null"]}, "owner_kind": {"enum": ["credential", "integration_user"]},
+                "owner": {"type": "string"}, "principal": {"type": ["string", "null"]}, "field": {"type": "string"},
+                "store": {"type": ["string", "null"]}, "version": {"type": ["integer", "null"]},
+                "set_at": {"type": ["string", "null"], "format": "date-time"},
+                "status": {"type": "string", "description": 'e.g. "set on 2026-01-02, version 3"'}}},
+            "QueuedCall": {"type": "object", "required": ["id", "status"], "properties": {
+                "id": {"type": "integer"}, "status": {"enum": ["queued", "delivering", "delivered", "dead"]},
+                "attempts": {"type": "integer"}, "response_status": {"type": ["integer", "null"]},
+                "last_status": {"type": ["integer", "null"]},
+                "next_attempt_at": {"type": ["string", "null"], "format": "date-time"}}},
+            "BreakerState": {"type": "object", "required": ["system", "state"], "properties": {
+                "id": {"type": "integer"}, "system": {"type": "string"},
+                "state": {"enum": ["closed", "open", "half_open"]}}},
+            "Plan": {"type": "object", "required": ["dry_run", "applied", "changes"], "properties": {
+                "dry_run": {"type": "boolean"}, "prune": {"type": "boolean"}, "applied": {"type": "boolean"},
+                "counts": {"type": "object"}, "summary": {"type": "string"},
+                "unchanged": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+                "changes": {"type": "array", "items": {"type": "object", "required": ["kind", "id", "action"]}}}},
+            "Finding": {"type": "object", "required": ["id", "rule_id", "severity"], "properties": {
+                "id": {"type": "integer"}, "rule_id": {"type": "string"},
+                "severity": {"enum": ["critical", "high", "medium", "low", "info"]}, "status": {"type": "string"},
+                "subject_kind": {"type": "string"}, "subject": {"type": "string"}, "title": {"type": "string"}}},
+            "RotationRun": {"type": "object", "required": ["id", "secret", "state"], "properties": {
+                "id": {"type": "integer"}, "secret": {"type": "string"}, "rotator": {"type": "string"},
+                "state": {"type": "string"}, "system": {"type": ["string", "null"]}, "attempts": {"type": "integer"},
+                "pending_version": {"type": ["integer", "null"]}, "steps": {"type": "array"},
+                "error": {"type": ["string", "null"]},
+                "next_attempt_at": {"type": ["string", "null"], "format": "date-time"},
+                "started_at": {"type": ["string", "null"], "format": "date-time"},
+                "finished_at": {"type": ["string", "null"], "format": "date-time"}}},
         },
     },
 }
 
 
+def document() -> dict:
+    """DOCUMENT with every blueprint's OPENAPI_PATHS merged in (a path defined twice is a bug: it fails loudly)."""
+    from govern.api import breakers, connect, findings, landscape, proxy, rotations, secrets
+
+    merged = {**DOCUMENT, "paths": dict(DOCUMENT["paths"])}
+    for module in (secrets, proxy, breakers, landscape, findings, rotations, connect):
+        for path, operations in module.OPENAPI_PATHS.items():
+            clash = set(merged["paths"].get(path, {})) & set(operations)
+            if clash:
+                raise ValueError(f"{module.__name__} describes {sorted(clash)} {path} again")
+            merged["paths"][path] = {**merged["paths"].get(path, {}), **operations}
+    return merged
+
+
 @bp.get("/api/v1/openapi.json")
 def openapi():
-    return jsonify(DOCUMENT)
+    return jsonify(document())

@@ -11,6 +11,7 @@ from werkzeug.routing import PathConverter
 from govern.broker.proxy.errors import PayloadTooLarge
 from govern.broker.proxy.headers import forwardable_request_headers
 from govern.broker.proxy.service import PROXY_PREFIX, ProxyCall
+from govern.ops.observe import note_caller, operation
 
 bp = Blueprint("proxy", __name__)
 
@@ -70,7 +71,18 @@ def _read_body(limit: int) -> bytes:
           provide_automatic_options=False)
 def proxy(name: str, path: str):
     services = _services()
+    with operation(services, "proxy", name) as op:
+        result = _proxy(services, name, path, op)
+    response = Response(result.body, status=result.status, direct_passthrough=not isinstance(result.body, bytes))
+    response.headers.pop("Content-Type", None)
+    for key, value in result.headers.items():
+        response.headers[key] = value
+    return response
+
+
+def _proxy(services, name: str, path: str, op):
     caller = _caller()
+    note_caller(caller.integration_user)
     proxy_service = services.extras["proxy"]
     target = proxy_service.target(name)
     body = _read_body(target.max_body_bytes)
@@ -79,11 +91,8 @@ def proxy(name: str, path: str):
                      headers=forwardable_request_headers(request.headers.items()), body=body, caller=caller,
                      correlation_id=g.correlation_id, idempotency_key=request.headers.get("Idempotency-Key"))
     result = proxy_service.handle(call)
-    response = Response(result.body, status=result.status, direct_passthrough=not isinstance(result.body, bytes))
-    response.headers.pop("Content-Type", None)
-    for key, value in result.headers.items():
-        response.headers[key] = value
-    return response
+    op.status = result.status
+    return result
 
 
 @bp.get(f"{PROXY_PREFIX}/<name>/queued/<int:call_id>")
@@ -92,3 +101,43 @@ def queued(name: str, call_id: int):
 
     caller = _caller()
     return jsonify(queued_status(_services(), name, caller.integration_user, call_id))
+
+
+def _openapi() -> dict:
+    from govern.api.spec import json_response, path_param, problems
+
+    call = {"summary": "Call the named credential's system with the credential injected (the callout proxy)",
+            "description": "Authenticated with a govern access token. The path is resolved under the named "
+                           "credential's base URL; paths that escape it answer 400 path_not_allowed. Responses are "
+                           "the upstream's, streamed; govern's own failures are problem+json. With an "
+                           "Idempotency-Key, a retried call is answered from the first attempt.",
+            "security": [{"governAccessToken": []}],
+            "parameters": [path_param("name", "the named credential"),
+                           path_param("path", "the path under the named credential's base URL"),
+                           {"name": "Idempotency-Key", "in": "header", "required": False,
+                            "schema": {"type": "string"}}],
+            "responses": {"default": {"description": "The upstream's response, passed through"},
+                          "202": json_response("Queued for later delivery (the system is in maintenance or busy)",
+                                               {"$ref": "#/components/schemas/QueuedCall"}),
+                          **problems(400, 401, 403, 404, 409, 413, 429, 502, 503, 504)}}
+    body = {"required": False, "content": {"*/*": {"schema": {}}}}
+    ops = {}
+    for method in ("get", "post", "put", "patch", "delete"):
+        op = {**call, "operationId": f"proxy{method.title()}"}
+        if method in ("post", "put", "patch"):
+            op["requestBody"] = body
+        ops[method] = op
+    return {
+        "/api/v1/named-credentials/{name}/proxy/{path}": ops,
+        "/api/v1/named-credentials/{name}/queued/{call_id}": {"get": {
+            "summary": "The status of a queued proxied call (the caller's own calls only)",
+            "operationId": "getQueuedCall", "security": [{"governAccessToken": []}],
+            "parameters": [path_param("name"), path_param("call_id", schema={"type": "integer"})],
+            "responses": {"200": json_response("Queued, delivered or dead",
+                                               {"$ref": "#/components/schemas/QueuedCall"}),
+                          **problems(401, 403, 404)}}},
+    }
+
+
+# Merged by govern/api/openapi.py.
+OPENAPI_PATHS: dict = _openapi()

@@ -99,3 +99,39 @@ def confirm_rotation(run_id: int):
 def acknowledge_rotation(run_id: int):
     _service().acknowledge(run_id, by=g.admin_user)
     return jsonify(_json(get_run(_services().sessions, run_id)))
+
+
+def _openapi() -> dict:
+    from govern.api.spec import admin, items_of, json_body, json_response, path_param, problems, query_param
+
+    run = {"$ref": "#/components/schemas/RotationRun"}
+    run_id = [path_param("run_id", schema={"type": "integer"})]
+    paths = {
+        "/api/v1/rotations": {
+            "get": {"summary": "Rotation runs, newest first", "operationId": "listRotations", **admin("auditor"),
+                    "parameters": [query_param("secret", "the secret's external id"),
+                                   query_param("state", "run state"), query_param("rotator", "rotator name"),
+                                   query_param("limit", "1 to 500", {"type": "integer"}),
+                                   query_param("offset", "0 or more", {"type": "integer"})],
+                    "responses": {"200": json_response("Runs", items_of(run)), **problems(401, 403, 422)}},
+            "post": {"summary": "Start rotating a secret now (queued for the worker)", "operationId": "startRotation",
+                     **admin("operator"),
+                     "requestBody": json_body({"type": "object", "required": ["secret"],
+                                               "properties": {"secret": {"type": "string"}}}),
+                     "responses": {"202": json_response("Queued; Location names the run", run),
+                                   **problems(401, 403, 404, 409, 422)}}},
+        "/api/v1/rotations/{run_id}": {"get": {
+            "summary": "One rotation run with its steps", "operationId": "getRotation", **admin("auditor"),
+            "parameters": run_id, "responses": {"200": json_response("Run", run), **problems(401, 403, 404)}}},
+    }
+    for action, summary, status in (("retry", "Queue a failed or parked run again", "202"),
+                                     ("confirm", "Confirm a manually set secret of a run", "202"),
+                                     ("acknowledge", "Acknowledge a parked or failed run", "200")):
+        paths[f"/api/v1/rotations/{{run_id}}/{action}"] = {"post": {
+            "summary": summary, "operationId": f"{action}Rotation", **admin("operator"), "parameters": run_id,
+            "responses": {status: json_response("Run", run), **problems(401, 403, 404, 409)}}}
+    return paths
+
+
+# Merged by govern/api/openapi.py.
+OPENAPI_PATHS: dict = _openapi()

@@ -58,3 +58,33 @@ def list_user_secrets(user: str):
     service = _service()
     service.check_user(user)
     return jsonify(items=[s.as_dict() for s in service.status(owner_kind="integration_user", owner=user)])
+
+
+def _openapi() -> dict:
+    from govern.api.spec import admin, items_of, json_body, json_response, path_param, problems, query_param
+
+    status = {"$ref": "#/components/schemas/SecretStatus"}
+    value = json_body({"type": "object", "required": ["value"], "additionalProperties": False,
+                       "properties": {"value": {"type": "string", "writeOnly": True}}})
+    field = path_param("field", "the secret's field, e.g. client_secret or refresh_token")
+    paths = {}
+    for owner, param, kind in (("credentials", "credential", "an external credential"),
+                               ("integration-users", "user", "an integration user")):
+        put = {"summary": f"Set a secret of {kind} (write-only: the value is never returned)",
+               "operationId": f"put{param.title()}Secret", **admin("admin"),
+               "parameters": [path_param(param), field], "requestBody": value,
+               "responses": {"200": json_response("The new version's metadata", status),
+                             **problems(400, 401, 403, 404, 422, 503)}}
+        if param == "credential":
+            put["parameters"].append(query_param("principal", "the principal the secret belongs to, if any"))
+        paths[f"/api/v1/{owner}/{{{param}}}/secrets/{{field}}"] = {"put": put}
+        paths[f"/api/v1/{owner}/{{{param}}}/secrets"] = {"get": {
+            "summary": f"The secrets of {kind}: metadata only (set on, version), never values",
+            "operationId": f"list{param.title()}Secrets", **admin("auditor"),
+            "parameters": [path_param(param)],
+            "responses": {"200": json_response("Secret metadata", items_of(status)), **problems(401, 403, 404)}}}
+    return paths
+
+
+# Merged by govern/api/openapi.py.
+OPENAPI_PATHS: dict = _openapi()

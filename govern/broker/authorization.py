@@ -11,6 +11,7 @@ import time
 from govern.broker.authenticator import CallerDenied
 from govern.domain.access import AccessDecision, AccessRequest
 from govern.errors import AccessDenied
+from govern.ops.observe import note_caller
 
 
 def elapsed_ms(started: float) -> float:
@@ -33,6 +34,7 @@ def authorize(services, *, action: str, named_credential: str, authorization: st
                          method=method, path=path, resource_object=resource_object, api_type=api_type,
                          allowed=False, rules=[denied.rule], latency_ms=elapsed_ms(started))
         raise
+    note_caller(caller.integration_user)  # the source system joins the operation's log lines (govern.ops)
     request = AccessRequest(caller=caller, action=action, named_credential=named_credential, scopes=scopes,
                             method=method, path=path, resource_object=resource_object, fields=tuple(fields),
                             api_type=api_type)

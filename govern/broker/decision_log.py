@@ -45,6 +45,7 @@ class ChainedDecisionLog:
         self._closed = False
         self._wake = threading.Event()  # set by flush/close: stop lingering
         self._table = Decision.__table__
+        self._writing_since: Any = None  # `at` of the oldest record of the batch being written (for backlog())
         self._sql: dict[str, str] = {}
         atexit.register(self.close)
 
@@ -97,6 +98,7 @@ class ChainedDecisionLog:
             if first is _STOP:
                 self._queue.task_done()
                 return
+            self._writing_since = first["at"]  # taken off the queue, not yet written
             # Linger briefly so that a burst becomes one batch and appenders never wake the writer per record.
             self._wake.wait(self._linger)
             batch, stop = [first], False
@@ -123,6 +125,7 @@ class ChainedDecisionLog:
                         break
                     time.sleep(backoff)  # a retry backoff, not a wait for a result
                     backoff = min(backoff * 2, 5.0)
+            self._writing_since = None
             for _ in batch:
                 self._queue.task_done()
             if stop:
@@ -160,6 +163,18 @@ class ChainedDecisionLog:
             sql = self._sql[dialect.name] = (f"INSERT INTO decision ({', '.join(quote(c) for c in _COLUMNS)}) "
                                              f"VALUES ({', '.join([mark] * len(_COLUMNS))})")
         return sql
+
+    def backlog(self) -> tuple[int, float]:
+        """(records not yet written, age in seconds of the oldest of them), read by /metrics at scrape time.
+        Unfinished tasks count the queued records and the batch being written (until it is written)."""
+        oldest = self._writing_since
+        with self._queue.mutex:
+            stops = sum(1 for r in self._queue.queue if r is _STOP)
+            depth = max(0, self._queue.unfinished_tasks - stops)
+            if oldest is None:
+                oldest = next((r["at"] for r in self._queue.queue if r is not _STOP), None)
+        lag = max(0.0, (self._clock.now() - oldest).total_seconds()) if oldest is not None else 0.0
+        return depth, lag
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every record appended so far is written. Returns False on timeout."""

@@ -1,0 +1,68 @@
+"""Gauges read from shared state at scrape time (govern.metrics.StateCollector), so every gunicorn worker
+and the worker process report the same truth: circuit breakers and API budgets (in the shared cache),
+rotations and the dead-letter queue (in the database), and this process's decision-log backlog.
+"""
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from govern.store.tables import RotationRun, System
+
+
+def add_state_readers(services) -> None:
+    readers = services.extras.get("metric_readers")
+    if readers is None:
+        return
+    readers.update({
+        "govern_circuit_breaker_state": (
+            "Circuit breaker per system: 0 closed, 1 half-open, 2 open.", ["system"], lambda: breakers(services)),
+        "govern_api_budget_used_ratio": (
+            "Share of the system's daily API budget used today.", ["system"], lambda: budgets(services)),
+        "govern_rotations_total": (
+            "Finished rotation runs by rotator and outcome (finished, parked, cancelled); dry runs excluded.",
+            ["rotator", "outcome"], lambda: rotations(services.sessions)),
+        "govern_dlq_depth": ("Proxied calls in the dead-letter queue.", [], lambda: dlq_depth(services.sessions)),
+        "govern_decision_log_queue_depth": ("Decision records of this process waiting to be written.", [],
+                                            lambda: {(): float(_backlog(services)[0])}),
+        "govern_decision_log_lag_seconds": ("Age of this process's oldest decision record not yet written.", [],
+                                            lambda: {(): float(_backlog(services)[1])}),
+    })
+
+
+def breakers(services) -> dict[tuple, float]:
+    from govern.broker.proxy import breaker_states
+    from govern.metrics import BREAKER_STATES
+
+    return {(b["system"],): float(BREAKER_STATES.get(b["state"], 0)) for b in breaker_states(services)}
+
+
+def budgets(services) -> dict[tuple, float]:
+    from govern.broker.proxy.budget import DailyBudget
+
+    counter = DailyBudget(services.cache, services.clock, background=False)
+    with services.sessions() as s:
+        rows = s.execute(sa.select(System.external_id, System.daily_api_budget)
+                         .where(System.daily_api_budget > 0)).all()
+    return {(system,): counter.used(system) / budget for system, budget in rows}
+
+
+def rotations(sessions) -> dict[tuple, float]:
+    from govern.rotation.machine import TERMINAL
+
+    with sessions() as s:
+        rows = s.execute(sa.select(RotationRun.rotator, RotationRun.state, sa.func.count())
+                         .where(RotationRun.state.in_(sorted(TERMINAL)), RotationRun.dry_run.is_(False))
+                         .group_by(RotationRun.rotator, RotationRun.state)).all()
+    return {(rotator, state): float(n) for rotator, state, n in rows}
+
+
+def dlq_depth(sessions) -> dict[tuple, float]:
+    from govern.store.proxy_tables import DeadLetter
+
+    with sessions() as s:
+        return {(): float(s.execute(sa.select(sa.func.count()).select_from(DeadLetter)).scalar_one())}
+
+
+def _backlog(services) -> tuple[int, float]:
+    log = services.decision_log
+    return log.backlog() if hasattr(log, "backlog") else (0, 0.0)
