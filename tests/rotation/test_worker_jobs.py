@@ -68,3 +68,33 @@ def test_a_failing_job_fails_alone(worker_cli, env, monkeypatch, caplog):  # noq
     assert "finished               b" in result.output  # the rotation job still ran
     assert any(getattr(rec, "job", None) == "queued_calls" for rec in caplog.records)
     assert "queue table unreachable" not in result.output  # only the type: the text may carry data
+
+
+def test_worker_pass_posts_alerts_once_then_resolves(services):
+    """The worker's alerts job posts a held condition once (not every pass) and a resolution when it clears."""
+    from govern.rotation.runner import RotationService
+    from govern.store.db import session_scope
+    from govern.store.tables import SecretRef, utcnow
+    from govern.worker import jobs, run_pass
+
+    class Recorder:
+        def __init__(self):
+            self.events = []
+
+        def notify(self, event, payload):
+            self.events.append((event, payload))
+
+    recorder = Recorder()
+    services.extras["notifier"] = recorder
+    with session_scope(services.sessions) as s:
+        s.add(SecretRef(external_id="credential/x/client_secret", owner_kind="credential", owner="x",
+                        field="client_secret", path="credential/x/client_secret",
+                        next_due_at=utcnow() - dt.timedelta(days=3)))
+    job_list = [j for j in jobs(services, RotationService(services)) if j.name == "alerts"]
+    first = run_pass(services, job_list)
+    assert [(o.secret, o.status) for o in first] == [("alert secrets_overdue", "sent")]
+    assert run_pass(services, job_list) == []  # still holding: not sent again
+    with session_scope(services.sessions) as s:
+        s.execute(sa.update(SecretRef).values(next_due_at=utcnow() + dt.timedelta(days=30)))
+    assert [(o.secret, o.status) for o in run_pass(services, job_list)] == [("alert secrets_overdue", "resolved")]
+    assert [e for e, _ in recorder.events] == ["alert.secrets_overdue", "alert.resolved"]
