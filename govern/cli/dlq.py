@@ -14,6 +14,7 @@ def dlq() -> None:
 
 @dlq.command("list")
 def list_() -> None:
+    """Every dead-lettered call: id, named credential, method, path, attempts, last status, correlation id."""
     from govern.broker.proxy.queue import dlq_list
 
     items = dlq_list(services())
@@ -39,6 +40,7 @@ def _batch(ids, action) -> None:
 @dlq.command("retry")
 @click.argument("ids", nargs=-1, type=int, required=True)
 def retry(ids) -> None:
+    """Send the dead-lettered calls ID... again (with their original Idempotency-Key); report each."""
     from govern.broker.proxy.queue import dlq_retry
 
     _batch(ids, dlq_retry)
@@ -47,6 +49,7 @@ def retry(ids) -> None:
 @dlq.command("drop")
 @click.argument("ids", nargs=-1, type=int, required=True)
 def drop(ids) -> None:
+    """Discard the dead-lettered calls ID... once their owner has resubmitted them; report each."""
     from govern.broker.proxy.queue import dlq_drop
 
     _batch(ids, dlq_drop)
