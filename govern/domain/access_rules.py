@@ -8,6 +8,10 @@ import ipaddress
 import re
 from typing import Iterable, Mapping, Sequence
 
+# One glob implementation for the broker, the proxy and the audit's replay, so that what the audit proves
+# is what the broker enforces.
+from govern.domain.paths import any_path_matches, method_allowed, path_matches  # noqa: F401 - re-exported
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Salesforce REST: /services/data/v60.0/sobjects/Account/001.../  (the object is the segment after sobjects)
@@ -16,40 +20,6 @@ _SOBJECT_PATH = re.compile(r"^/services/data/v\d+(?:\.\d+)?/sobjects/([A-Za-z0-9
 # HTTP method -> the Salesforce object permission it needs.
 _METHOD_PERMISSION = {"GET": "read", "HEAD": "read", "POST": "create", "PATCH": "edit", "PUT": "edit",
                       "DELETE": "delete"}
-
-
-@functools.lru_cache(maxsize=4096)
-def _compile_glob(pattern: str) -> re.Pattern[str]:
-    """`*` matches within one path segment, `**` any number of segments (including none)."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("/**", i):
-            out.append("(?:/.*)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("^" + "".join(out) + "/?$")
-
-
-def path_matches(pattern: str, path: str) -> bool:
-    return bool(_compile_glob(pattern).match(path))
-
-
-def any_path_matches(patterns: Iterable[str], path: str) -> bool:
-    return any(path_matches(p, path) for p in patterns)
-
-
-def method_allowed(methods: Sequence[str], method: str) -> bool:
-    """An empty method list allows every method (the governance.yaml default)."""
-    return not methods or "*" in methods or method.upper() in {m.upper() for m in methods}
 
 
 def salesforce_object(path: str | None) -> str | None:

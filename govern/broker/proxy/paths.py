@@ -13,6 +13,8 @@ Pure: no framework imports.
 """
 from __future__ import annotations
 
+from govern.domain.paths import path_matches  # noqa: F401 - the one glob implementation, re-exported
+
 import re
 import unicodedata
 from urllib.parse import quote, unquote, urlsplit
@@ -93,23 +95,3 @@ def same_origin_under(base_url: str, location: str) -> bool:
     if any(seg in (".", "..") for seg in unquote(target.path).split("/")):
         return False
     return target.path == base_path or target.path.startswith(base_path + "/")
-
-
-def path_matches(pattern: str, path: str) -> bool:
-    """Glob on path segments: `*` one segment (or part of one), `**` any number of segments."""
-    regex = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("/**", i):
-            regex.append("(?:/.*)?")
-            i += 3
-        elif pattern.startswith("**", i):
-            regex.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            regex.append("[^/]*")
-            i += 1
-        else:
-            regex.append(re.escape(pattern[i]))
-            i += 1
-    return re.fullmatch("".join(regex), path) is not None
