@@ -57,7 +57,7 @@ def load_model(session: Session, now: dt.datetime, policy: AuditPolicy | None = 
         model.named_credentials[n.external_id] = NamedCredentialM(
             n.external_id, creds[n.credential_id].external_id if n.credential_id in creds else None, n.url,
             n.api_version, n.api_type, list(n.allowed_methods or []), list(n.allowed_paths or []),
-            config={"retry": n.retry, "circuit_breaker": n.circuit_breaker})
+            config={"retry": n.retry, "circuit_breaker": n.circuit_breaker}, created_at=_aware(n.created_at))
     sets = {p.id: p for p in session.execute(sa.select(PermissionSet)).scalars()}
     for p in sets.values():
         model.permission_sets[p.external_id] = PermissionSetM(

@@ -43,7 +43,10 @@ def stale_user(model: AuditModel):
       remediation="Remove the named credential and its grants if no integration calls it any more.")
 def stale_named_credential(model: AuditModel):
     used = {p.named_credential for u in model.usage.values() for p in u.patterns}
+    since = model.now - dt.timedelta(days=model.policy.window_days)
     for nc in model.named_credentials.values():
+        if nc.created_at is not None and nc.created_at > since:
+            continue  # younger than the window: it has not had the chance to be used (as for users)
         if nc.id not in used:
             yield Hit("named_credential", nc.id, f"no allowed call used {nc.id} in the last "
                       f"{model.policy.window_days} days", {"window_days": model.policy.window_days})
