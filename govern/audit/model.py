@@ -245,6 +245,8 @@ class AuditModel:
     secrets: list[SecretM] = field(default_factory=list)
     usage: dict[str, UsageM] = field(default_factory=dict)
     usage_loaded: bool = False  # False for metadata-only sources: usage rules do not run
+    # user -> its last allowed decision within policy.stale_days (longer than the usage window)
+    last_allowed_at: dict[str, dt.datetime] = field(default_factory=dict)
     unknown_elements: list[UnknownElement] = field(default_factory=list)
     # derived data the rules share (right-sizing, user index); rules must not mutate the model while it is used
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)

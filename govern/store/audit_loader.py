@@ -153,5 +153,13 @@ def _load_usage(session: Session, model: AuditModel) -> None:
         .group_by(d.integration_user, d.named_credential, d.principal)
     for row in session.execute(principals):
         get(row.integration_user).principals[(row.named_credential, row.principal)] = row.n
+    # Staleness looks further back than the usage window (stale_days, 90 by default): a user last used
+    # 60 days ago is not "never used". Bounded by `at`, so this reads the same index range as above when
+    # the log holds no more than stale_days of history, and never the whole log.
+    stale_since = model.now - dt.timedelta(days=max(model.policy.stale_days, model.policy.window_days))
+    last = sa.select(d.integration_user, sa.func.max(d.at).label("last")) \
+        .where(d.at >= stale_since, d.allowed.is_(True), d.integration_user.is_not(None)) \
+        .group_by(d.integration_user)
+    model.last_allowed_at = {row.integration_user: _aware(row.last) for row in session.execute(last)}
     model.usage = usage
     model.usage_loaded = True
