@@ -69,6 +69,7 @@ class NamedCredentialM:
     principal_type: str | None = None  # legacy only: NamedUser, PerUser, Anonymous
     inline_secrets: list[tuple[str, Location | None]] = field(default_factory=list)  # (element name, where)
     created_at: dt.datetime | None = None  # govern only: younger than the usage window means not judged on use
+    element_lines: dict[str, Location] = field(default_factory=dict)  # metadata: endpoint, protocol, principalType
     config: dict[str, Any] = field(default_factory=dict)
     location: Location | None = None
 

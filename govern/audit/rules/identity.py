@@ -82,7 +82,8 @@ def named_principal_shared(model: AuditModel):
         for nc in model.named_credentials.values():
             if nc.legacy and (nc.protocol or "").lower() == "oauth" and nc.principal_type == "NamedUser":
                 yield Hit("credential", nc.id, f"legacy named credential {nc.id} authorises every caller as one OAuth "
-                          "user (NamedUser)", {"protocol": nc.protocol, "principalType": nc.principal_type}, nc.location)
+                          "user (NamedUser)", {"protocol": nc.protocol, "principalType": nc.principal_type},
+                          nc.element_lines.get("principalType", nc.location))
         return
     users_by_principal: dict[tuple[str, str], set[str]] = defaultdict(set)
     for u in model.users.values():
