@@ -21,6 +21,8 @@ import tracemalloc
 import uuid
 from pathlib import Path
 
+# bench/ itself must not be on the path: bench/secrets.py would shadow the standard library's `secrets`
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402

@@ -107,3 +107,27 @@ def test_recommendation_is_accepted_by_apply_and_the_decider_agrees(services, ru
     assert result.exit_code == 0, result.output
     back = runner.invoke(["apply", "-f", str(exported), "--dry-run"])
     assert back.exit_code == 0 and "0 to create, 0 to update" in back.output, back.output
+
+
+def test_replay_follows_the_deciders_steps():
+    """The audit's replay (rightsizing.permits) applies the decider's rules: a token request names no
+    operation, object permissions follow the method, requested scopes must lie within the permitting sets."""
+    from govern.audit.model import RequestPattern
+    from govern.audit.rightsizing import permits
+
+    sets = [{"id": "ps", "scopes": ["api"], "api_types": ["REST"], "grants": [
+        {"named_credential": "sf", "methods": ["GET", "PATCH"], "paths": ["/services/data/*/sobjects/Order/**"],
+         "objects": {"Order": {"read": True, "edit": True}}}]}]
+
+    def ok(method, path, scopes=(), user_scopes=("api",), api="REST", nc="sf"):
+        return permits(sets, list(user_scopes), RequestPattern(nc, method, path, None, api, tuple(scopes), 1))
+
+    assert ok(None, None, scopes=("api",))  # a token request for the named credential
+    assert not ok(None, None, scopes=("api",), user_scopes=())  # ... outside the user's scopes
+    assert not ok(None, None, nc="other")
+    assert ok("GET", f"{SOBJ}/Order/1") and ok("PATCH", f"{SOBJ}/Order/1")
+    assert not ok("DELETE", f"{SOBJ}/Order/1")  # method
+    assert not ok("GET", f"{SOBJ}/Account/1")  # path
+    assert not ok("GET", f"{SOBJ}/Order/1", api="SOAP")  # API type
+    sets[0]["grants"][0]["methods"] = []  # any method, but the object permissions still decide
+    assert not ok("DELETE", f"{SOBJ}/Order/1") and ok("PATCH", f"{SOBJ}/Order/1")
