@@ -4,7 +4,7 @@ Seeds a private database like bench/audit.py (1,000 users, 1,000,000 decisions o
 statements `load_model` runs against `decision`, and prints each one's plan and time. The database is
 dropped at the end. Last line: `queries=… load_s=… slowest_ms=…`.
 
-    /work/venv/bin/python bench/audit_explain.py [--decisions 1000000]
+    /work/venv/bin/python bench/audit_explain.py [--decisions 1000000] [--history-months 12]
 """
 from __future__ import annotations
 
@@ -30,6 +30,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--decisions", type=int, default=1_000_000)
+    ap.add_argument("--history-months", type=int, default=1,
+                    help="spread the decisions over this many 30-day months (1: all inside the usage window)")
     args = ap.parse_args()
     name = f"govern_bench_{uuid.uuid4().hex[:10]}"
     admin = make_engine(BASE, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
@@ -41,6 +43,13 @@ def main() -> None:
         upgrade(engine)
         now = dt.datetime.now(dt.timezone.utc)
         seed(url, args.users, args.decisions, now)
+        if args.history_months > 1:
+            # a longer history: move each record back by 0..N-1 months, so only 1/N lies in the window
+            with engine.begin() as conn:
+                conn.execute(sa.text("UPDATE decision SET at = at - make_interval(days => 30 * (id % :n)::int)"),
+                             {"n": args.history_months})
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.execute(sa.text("VACUUM ANALYZE decision"))
         captured: list[tuple[str, object]] = []
 
         @sa.event.listens_for(engine, "before_cursor_execute")
@@ -68,7 +77,8 @@ def main() -> None:
                     print(" ".join(statement.split())[:400])
                     print("\n".join(plan))
         engine.dispose()
-        print(f"queries={len(captured)} load_s={load_s:.2f} slowest_ms={slowest:.0f}")
+        print(f"history_months={args.history_months} queries={len(captured)} load_s={load_s:.2f} "
+              f"slowest_ms={slowest:.0f}")
     finally:
         with admin.connect() as c:
             c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
