@@ -86,6 +86,9 @@ def seed(url: str, users: int, decisions: int, now: dt.datetime) -> None:
                 cp.write_row((now - dt.timedelta(minutes=rnd.randrange(60 * 24 * 29)), f"c{i}", f"user-{u}", "proxy",
                               f"nc-{u % 20}", "default", "GET", f"/orders/{rnd.randrange(5)}", "REST", '["read"]',
                               '["read"]', allowed, "[]", f"{i:064x}", f"{i + 1:064x}"))
+            # the log began before the usage window (else the audit judges nobody on unused grants)
+            cp.write_row((now - dt.timedelta(days=40), "log-began", None, "proxy", None, None, None, None, None, "[]",
+                          "[]", False, "[]", f"{decisions:064x}", f"{decisions + 1:064x}"))
         conn.commit()
         cur.execute("ANALYZE")
 

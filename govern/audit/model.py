@@ -246,6 +246,10 @@ class AuditModel:
     secrets: list[SecretM] = field(default_factory=list)
     usage: dict[str, UsageM] = field(default_factory=dict)
     usage_loaded: bool = False  # False for metadata-only sources: usage rules do not run
+    # False when the decision log starts inside the usage window (just enabled, or empty): absence of use
+    # then proves nothing, so nobody is judged on unused grants (as for users younger than the window)
+    log_covers_window: bool = True
+    log_since: dt.datetime | None = None
     # user -> its last allowed decision within policy.stale_days (longer than the usage window)
     last_allowed_at: dict[str, dt.datetime] = field(default_factory=dict)
     unknown_elements: list[UnknownElement] = field(default_factory=list)

@@ -150,6 +150,10 @@ def recommend(model: AuditModel, u: UserM) -> Recommendation:
     if _too_young(model, u):
         rec.judged, rec.reason = False, f"user is younger than the {window}-day window"
         return rec
+    if not model.log_covers_window:
+        since = f"starts {model.log_since.date().isoformat()}" if model.log_since else "is empty"
+        rec.judged, rec.reason = False, f"the decision log {since}: it does not cover the {window}-day window yet"
+        return rec
     patterns = model.usage.get(u.id).patterns if u.id in model.usage else []
     used_scopes = {s for p in patterns for s in p.scopes}
     used_apis = {_api(p) for p in patterns}

@@ -161,5 +161,8 @@ def _load_usage(session: Session, model: AuditModel) -> None:
         .where(d.at >= stale_since, d.allowed.is_(True), d.integration_user.is_not(None)) \
         .group_by(d.integration_user)
     model.last_allowed_at = {row.integration_user: _aware(row.last) for row in session.execute(last)}
+    # min(at) is one step down ix_decision_at
+    model.log_since = _aware(session.execute(sa.select(sa.func.min(d.at))).scalar())
+    model.log_covers_window = model.log_since is not None and model.log_since <= since
     model.usage = usage
     model.usage_loaded = True

@@ -52,6 +52,9 @@ def apply_example_and_log(services, runner, days_old: int = 120) -> list[AccessR
         for day in range(3):  # the same calls on several days of the window
             services.decision_log.append(req, decision,
                                          at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=day + 1, minutes=i))
+    # the log began before the window (a record of no user): absence of use in the window means something
+    services.decision_log.append(None, None, at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=45),
+                                 correlation_id="log-began", allowed=False, rules=["deny:default"])
     assert services.decision_log.flush()
     return requests
 

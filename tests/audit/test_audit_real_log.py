@@ -137,3 +137,23 @@ def test_html_report_renders_in_chromium(services, runner, tmp_path):
         assert driver.save_screenshot(str(shots / "audit-report.png"))
     finally:
         driver.quit()
+
+
+def test_a_log_younger_than_the_window_judges_nobody(services, runner, tmp_path):
+    """Turning the decision log on today must not make every older user look unused."""
+    assert runner.invoke(["apply", "-f", str(EXAMPLE)]).exit_code == 0
+    from govern.store.db import session_scope
+    from govern.store.tables import IntegrationUser
+
+    with session_scope(services.sessions) as s:
+        for u in s.query(IntegrationUser):
+            u.created_at = NOW - dt.timedelta(days=200)
+    _log(services, "checkout-payments", "10.30.1.7", "stripe-api", "GET", "/v1/charges/ch_1", allowed=True, days_ago=1)
+    assert services.decision_log.flush()
+    out, rec = tmp_path / "r.json", tmp_path / "rec.yaml"
+    assert runner.invoke(["audit", "--out", str(out), "--recommend", str(rec)]).exit_code == 0
+    report = json.loads(out.read_text())
+    assert report["rightsizing"] and all(not r["judged"] and "does not cover" in r["reason"]
+                                         for r in report["rightsizing"] if r["user"] != "data-migration-2026")
+    assert not any(f["rule_id"].startswith("GOV-USAGE-00") and f["rule_id"] != "GOV-USAGE-005"
+                   or f["rule_id"] in ("GOV-STALE-002", "GOV-API-001", "GOV-API-002") for f in report["findings"])

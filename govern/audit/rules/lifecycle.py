@@ -51,6 +51,8 @@ def stale_user(model: AuditModel):
 @rule("GOV-STALE-002", "Named credential not used in the window", "low", rationale=S17_REVIEW, needs_usage=True,
       remediation="Remove the named credential and its grants if no integration calls it any more.")
 def stale_named_credential(model: AuditModel):
+    if not model.log_covers_window:
+        return  # the log is younger than the window: not having seen a call proves nothing yet
     used = {p.named_credential for u in model.usage.values() for p in u.patterns}
     since = model.now - dt.timedelta(days=model.policy.window_days)
     for nc in model.named_credentials.values():
