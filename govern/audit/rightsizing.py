@@ -8,6 +8,7 @@ same ones govern.policy.decider applies, in the same order): none may be denied.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -155,6 +156,10 @@ def recommend(model: AuditModel, u: UserM) -> Recommendation:
         rec.judged, rec.reason = False, f"the decision log {since}: it does not cover the {window}-day window yet"
         return rec
     patterns = model.usage.get(u.id).patterns if u.id in model.usage else []
+    # a record without an API type (a token request) was decided on the named credential's, as the decider does
+    patterns = [p if p.api_type or p.named_credential not in model.named_credentials
+                else dataclasses.replace(p, api_type=model.named_credentials[p.named_credential].api_type)
+                for p in patterns]
     used_scopes = {s for p in patterns for s in p.scopes}
     used_apis = {_api(p) for p in patterns}
     assigned = model.user_permission_sets(u)

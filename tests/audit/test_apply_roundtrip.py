@@ -29,11 +29,14 @@ USED = [
      None, "REST"),
     ("checkout-payments", ("charges.read", "refunds.write"), "10.30.1.7", "stripe-api", "GET", "/v1/charges/ch_2",
      None, "REST"),
+    # a token request names no API type: the decider takes the named credential's (Bulk here)
+    ("warehouse-loader", ("api",), "10.40.8.3", "salesforce-bulk", None, None, None, None),
 ]
 
 
 def _request(user, scopes, ip, nc, method, path, obj, api):
-    return AccessRequest(caller=Caller(integration_user=user, scopes=scopes, source_ip=ip), action="proxy",
+    return AccessRequest(caller=Caller(integration_user=user, scopes=scopes, source_ip=ip),
+                         action="proxy" if method else "token",
                          named_credential=nc, method=method, path=path, resource_object=obj, api_type=api)
 
 
@@ -77,6 +80,8 @@ def test_recommendation_is_accepted_by_apply_and_the_decider_agrees(services, ru
     users = {u["id"] for u in doc["integration_users"]}
     assert {"erp-order-sync", "finance-reconciliation"} <= users
     assert "checkout-payments" not in users  # used everything it holds: nothing to right-size
+    bulk = next(ps for ps in doc["permission_sets"] if ps["id"] == "crm-bulk-export-rightsized")
+    assert bulk["api_types"] == ["Bulk"] and bulk["scopes"] == ["api"]
     order = next(ps for ps in doc["permission_sets"] if ps["id"] == "order-writer-rightsized")
     # GET and PATCH on Order were used: read and edit stay, create goes, OrderItem goes
     assert order["grants"][0]["methods"] == ["GET", "PATCH"]
