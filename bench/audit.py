@@ -21,6 +21,8 @@ import tracemalloc
 import uuid
 from pathlib import Path
 
+# bench/ itself must not be on the path: bench/secrets.py would shadow the standard library's `secrets`
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
@@ -84,6 +86,9 @@ def seed(url: str, users: int, decisions: int, now: dt.datetime) -> None:
                 cp.write_row((now - dt.timedelta(minutes=rnd.randrange(60 * 24 * 29)), f"c{i}", f"user-{u}", "proxy",
                               f"nc-{u % 20}", "default", "GET", f"/orders/{rnd.randrange(5)}", "REST", '["read"]',
                               '["read"]', allowed, "[]", f"{i:064x}", f"{i + 1:064x}"))
+            # the log began before the usage window (else the audit judges nobody on unused grants)
+            cp.write_row((now - dt.timedelta(days=40), "log-began", None, "proxy", None, None, None, None, None, "[]",
+                          "[]", False, "[]", f"{decisions:064x}", f"{decisions + 1:064x}"))
         conn.commit()
         cur.execute("ANALYZE")
 

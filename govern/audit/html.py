@@ -12,7 +12,11 @@ COLOURS = {"critical": "#8b0000", "high": "#d9480f", "medium": "#e8a700", "low":
 CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}h1,h2,h3{margin:.8em 0 .3em}
 table{border-collapse:collapse;width:100%;margin:.5em 0}td,th{border:1px solid #ddd;padding:4px 6px;text-align:left;
 vertical-align:top}th{background:#f4f4f4}.sev{color:#fff;padding:1px 6px;border-radius:3px;font-size:12px}
-section{margin-bottom:2em}code{background:#f6f6f6;padding:0 3px}.muted{color:#777}"""
+section{margin-bottom:2em}code{background:#f6f6f6;padding:0 3px;overflow-wrap:anywhere}.muted{color:#777}
+table.findings{table-layout:fixed}table.findings td{overflow-wrap:anywhere}
+nav ul{columns:3;padding-left:1.2em;margin:.3em 0}"""
+# the same column widths in every findings table, so that the per-user sections line up
+COLGROUP = ('<colgroup><col style="width:80px"><col style="width:22%"><col style="width:40%"><col></colgroup>')
 
 
 def _badge(sev: str) -> str:
@@ -31,17 +35,37 @@ def _bar_chart(summary: dict[str, int]) -> str:
 
 
 def _trend_chart(trend: list[dict]) -> str:
+    """Open findings per stored run: a line over a zero baseline, each point labelled with its count and
+    its run id, so the chart reads without hovering."""
     if not trend:
         return '<p class="muted">No earlier runs.</p>'
     totals = [sum(t["counts"].get(s, 0) for s in SEVERITIES) for t in trend]
     top = max(totals + [1])
-    step = 400 / max(len(trend) - 1, 1)
-    points = " ".join(f"{int(i * step) + 10},{110 - int(100 * v / top)}" for i, v in enumerate(totals))
-    dots = "".join(f'<circle cx="{int(i * step) + 10}" cy="{110 - int(100 * v / top)}" r="3" fill="#333">'
-                   f'<title>run {t["run_id"]}: {v} open, +{t["new"]} new, -{t["resolved"]} resolved, '
-                   f'{t["reopened"]} reopened</title></circle>' for i, (t, v) in enumerate(zip(trend, totals)))
-    return (f'<svg role="img" aria-label="open findings per run" width="440" height="120">'
-            f'<polyline fill="none" stroke="#1c7ed6" stroke-width="2" points="{points}"/>{dots}</svg>')
+    left, right, base, height = 40, 560, 120, 90  # plot area: x from left to right, y from base up by height
+    pad = 16  # keep the first point (and its label) clear of the y axis
+    step = (right - left - pad) / max(len(trend) - 1, 1)
+    label_every = max(1, len(trend) // 15)  # at most ~15 labels: a long history stays legible
+
+    def xy(i: int, v: int) -> tuple[int, int]:
+        return int(left + pad + i * step), int(base - height * v / top)
+
+    points = " ".join("%d,%d" % xy(i, v) for i, v in enumerate(totals))
+    axis = (f'<line x1="{left}" y1="{base}" x2="{right}" y2="{base}" stroke="#bbb"/>'
+            f'<line x1="{left}" y1="{base - height}" x2="{left}" y2="{base}" stroke="#bbb"/>'
+            f'<text x="{left - 6}" y="{base + 4}" font-size="11" text-anchor="end">0</text>'
+            f'<text x="{left - 6}" y="{base - height + 4}" font-size="11" text-anchor="end">{top}</text>')
+    marks = []
+    for i, (t, v) in enumerate(zip(trend, totals)):
+        x, y = xy(i, v)
+        marks.append(f'<circle cx="{x}" cy="{y}" r="3.5" fill="#1c7ed6"><title>run {t["run_id"]}: {v} open, '
+                     f'+{t["new"]} new, -{t["resolved"]} resolved, {t["reopened"]} reopened</title></circle>')
+        if i % label_every == 0 or i == len(trend) - 1:
+            marks.append(f'<text x="{x}" y="{y - 7}" font-size="11" text-anchor="middle">{v}</text>'
+                         f'<text x="{x}" y="{base + 16}" font-size="11" text-anchor="middle" fill="#777">'
+                         f'#{t["run_id"]}</text>')
+    return (f'<svg role="img" aria-label="open findings per run" width="{right + 20}" height="{base + 24}">'
+            f'{axis}<polyline fill="none" stroke="#1c7ed6" stroke-width="2" points="{points}"/>{"".join(marks)}'
+            f'</svg><p class="muted">Open findings per audit run (run number below each point).</p>')
 
 
 def _rows(findings: list[dict]) -> str:
@@ -57,8 +81,8 @@ def _rows(findings: list[dict]) -> str:
 
 
 def _table(findings: list[dict]) -> str:
-    return ('<table><tr><th>severity</th><th>rule</th><th>finding</th><th>remediation</th></tr>'
-            f'{_rows(findings)}</table>')
+    return (f'<table class="findings">{COLGROUP}<tr><th>severity</th><th>rule</th><th>finding</th>'
+            f'<th>remediation</th></tr>{_rows(findings)}</table>')
 
 
 def to_html(report: dict[str, Any]) -> str:
@@ -79,6 +103,15 @@ def to_html(report: dict[str, Any]) -> str:
              f'run: {len(run.get("new", []))} new, {len(run.get("resolved", []))} resolved, '
              f'{len(run.get("reopened", []))} reopened.</p></section>',
              f'<section><h2>Trend</h2>{_trend_chart(report["trend"])}</section>']
+    serious = [f for f in report["findings"] if f["severity"] in ("critical", "high") and f["status"] == "open"]
+    if serious:  # what to fix first, whichever section it belongs to below
+        parts.append(f'<section><h2>Critical and high findings</h2>{_table(serious)}</section>')
+    if by_user:
+        def worst(fs):
+            return min(SEVERITIES.index(f["severity"]) for f in fs)
+        links = "".join(f'<li><a href="#user-{escape(u)}">{escape(u)}</a> {_badge(SEVERITIES[worst(by_user[u])])} '
+                        f'<span class="muted">{len(by_user[u])}</span></li>' for u in sorted(by_user))
+        parts.append(f'<nav><h2>Integration users</h2><ul>{links}</ul></nav>')
     for user in sorted(by_user):
         parts.append(f'<section id="user-{escape(user)}"><h2>Integration user {escape(user)}</h2>'
                      f'{_table(by_user[user])}')

@@ -68,6 +68,8 @@ class NamedCredentialM:
     protocol: str | None = None  # legacy only: Password, Oauth, AwsSv4, NoAuthentication...
     principal_type: str | None = None  # legacy only: NamedUser, PerUser, Anonymous
     inline_secrets: list[tuple[str, Location | None]] = field(default_factory=list)  # (element name, where)
+    created_at: dt.datetime | None = None  # govern only: younger than the usage window means not judged on use
+    element_lines: dict[str, Location] = field(default_factory=dict)  # metadata: endpoint, protocol, principalType
     config: dict[str, Any] = field(default_factory=dict)
     location: Location | None = None
 
@@ -244,6 +246,12 @@ class AuditModel:
     secrets: list[SecretM] = field(default_factory=list)
     usage: dict[str, UsageM] = field(default_factory=dict)
     usage_loaded: bool = False  # False for metadata-only sources: usage rules do not run
+    # False when the decision log starts inside the usage window (just enabled, or empty): absence of use
+    # then proves nothing, so nobody is judged on unused grants (as for users younger than the window)
+    log_covers_window: bool = True
+    log_since: dt.datetime | None = None
+    # user -> its last allowed decision within policy.stale_days (longer than the usage window)
+    last_allowed_at: dict[str, dt.datetime] = field(default_factory=dict)
     unknown_elements: list[UnknownElement] = field(default_factory=list)
     # derived data the rules share (right-sizing, user index); rules must not mutate the model while it is used
     cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)

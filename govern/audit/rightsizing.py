@@ -1,18 +1,26 @@
 """Usage-based right-sizing: what each integration user was granted against what it exercised.
 
-For each active user older than the window, every grant, method, path pattern, scope and API type of its
-permission sets is compared with the allowed requests of the window (aggregated from the decision log).
-The recommendation keeps only what was used, and is proved by replaying every allowed request of the
-window against it with govern.domain.paths (the broker's own matcher): none may be denied.
+For each active user older than the window, every grant, method, path pattern, object permission, scope
+and API type of its permission sets is compared with the allowed requests of the window (aggregated from
+the decision log). The recommendation keeps only what was used, and is proved by replaying every allowed
+request of the window against it with the broker's own rule functions (govern.domain.access_rules, the
+same ones govern.policy.decider applies, in the same order): none may be denied.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
 from govern.audit.model import AuditModel, GrantM, PermissionSetM, RequestPattern, UserM
-from govern.domain.paths import any_path_matches, method_allowed, path_matches
+from govern.domain.access_rules import (any_path_matches, method_allowed, object_access_allowed, path_matches,
+                                        salesforce_object)
+
+# HTTP method -> the Salesforce object permission it needs (as access_rules.object_access_allowed reads it).
+_OBJECT_PERMISSION = {"GET": "read", "HEAD": "read", "POST": "create", "PATCH": "edit", "PUT": "edit",
+                      "DELETE": "delete"}
+_OBJECT_FLAGS = ("read", "create", "edit", "delete", "view_all", "modify_all")
 
 
 @dataclass
@@ -35,12 +43,42 @@ class Recommendation:
     reason: str = ""
 
 
-def _grant_matches(g: GrantM, p: RequestPattern) -> bool:
-    if g.named_credential != p.named_credential:
+def _pattern_object(p: RequestPattern) -> str | None:
+    return p.resource_object or salesforce_object(p.path)
+
+
+def _objects_dict(objects: dict[str, Any]) -> dict[str, dict]:
+    out = {}
+    for name, perm in objects.items():
+        if isinstance(perm, dict):
+            out[name] = perm
+        elif perm is None:
+            out[name] = {}
+        else:
+            out[name] = {k: getattr(perm, k) for k in _OBJECT_FLAGS} | {"fields": dict(perm.fields)}
+    return out
+
+
+def _operation_allowed(methods, paths, objects: dict[str, dict], p: RequestPattern) -> bool:
+    """govern.policy.decider._operation_allowed on a request shape from the log (fields are not logged)."""
+    if not (p.method or p.path):
+        return True  # a token request names no operation: the named credential and scopes decide
+    method = (p.method or "GET").upper()
+    if not method_allowed(methods, method):
         return False
-    if p.resource_object and g.objects:
-        return p.resource_object in g.objects
-    return method_allowed(g.methods, p.method) and any_path_matches(g.paths, p.path or "/")
+    path = p.path or "/"
+    if paths and not any_path_matches(paths, path):
+        return False
+    if objects:
+        obj = _pattern_object(p)
+        if obj is not None and not object_access_allowed(objects, obj, method, ()):
+            return False
+    return True
+
+
+def _grant_matches(g: GrantM, p: RequestPattern) -> bool:
+    return g.named_credential == p.named_credential and _operation_allowed(
+        g.methods, g.paths, _objects_dict(g.objects), p)
 
 
 def _api(p: RequestPattern) -> str:
@@ -48,18 +86,24 @@ def _api(p: RequestPattern) -> str:
 
 
 def permits(sets: list[dict[str, Any]], user_scopes: list[str], p: RequestPattern) -> bool:
-    """Would a request of this shape be allowed by these governance.yaml permission-set entries?"""
+    """Would the broker allow a request of this shape under these governance.yaml permission-set entries,
+    for a user holding `user_scopes`? The decider's steps: grants of the named credential, API type,
+    operation (method, path, object), then requested scopes within the permitting sets' scopes and the
+    user's scopes."""
+    api = _api(p).lower()
+    permitting = []
     for ps in sets:
-        if ps.get("api_types") and _api(p) not in ps["api_types"]:
-            continue
-        if not set(p.scopes) <= set(ps.get("scopes", [])) | set(user_scopes):
+        if ps.get("api_types") and api not in {t.lower() for t in ps["api_types"]}:
             continue
         for g in ps.get("grants", []):
-            grant = GrantM(g["named_credential"], g.get("principal"), g.get("methods", []), g.get("paths", []),
-                           {k: None for k in g.get("objects", {})})
-            if _grant_matches(grant, p):
-                return True
-    return False
+            if g["named_credential"] == p.named_credential and _operation_allowed(
+                    g.get("methods", []), g.get("paths", []), _objects_dict(g.get("objects", {})), p):
+                permitting.append(ps)
+                break
+    if not permitting:
+        return False
+    grantable = {s for ps in permitting for s in ps.get("scopes", [])} & set(user_scopes)
+    return set(p.scopes) <= grantable
 
 
 def _too_young(model: AuditModel, u: UserM) -> bool:
@@ -69,13 +113,32 @@ def _too_young(model: AuditModel, u: UserM) -> bool:
     return created > model.now - dt.timedelta(days=model.policy.window_days)
 
 
-def _objects_yaml(g: GrantM, used_objects: set[str]) -> dict[str, Any]:
+def _objects_yaml(g: GrantM, hits: list[RequestPattern]) -> dict[str, Any]:
+    """The grant's object permissions cut to what the window exercised: an object nobody touched goes, and
+    of a used object only the permissions its methods needed stay (view_all / modify_all become the plain
+    permission they stood in for). Field permissions stay: the log does not record fields."""
+    needed: dict[str, set[str]] = {}
+    for p in hits:
+        obj = _pattern_object(p)
+        if obj in g.objects:
+            needed.setdefault(obj, set()).add(_OBJECT_PERMISSION.get((p.method or "GET").upper(), "edit"))
     out = {}
     for name, perm in g.objects.items():
-        if name in used_objects:
-            out[name] = {k: getattr(perm, k) for k in ("read", "create", "edit", "delete", "view_all", "modify_all")}
-            if perm.fields:
-                out[name]["fields"] = dict(perm.fields)
+        if name not in needed:
+            continue
+        flags = {k: k in needed[name] for k in ("read", "create", "edit", "delete")}
+        out[name] = {k: v for k, v in flags.items() if v}
+        if perm.fields:
+            out[name]["fields"] = dict(perm.fields)
+    return out
+
+
+def _unused_object_permissions(g: GrantM, kept: dict[str, Any]) -> list[str]:
+    out = []
+    for name, perm in g.objects.items():
+        if name not in kept:
+            continue
+        out.extend(f"{name}.{k}" for k in _OBJECT_FLAGS if getattr(perm, k) and not kept[name].get(k))
     return out
 
 
@@ -88,7 +151,15 @@ def recommend(model: AuditModel, u: UserM) -> Recommendation:
     if _too_young(model, u):
         rec.judged, rec.reason = False, f"user is younger than the {window}-day window"
         return rec
+    if not model.log_covers_window:
+        since = f"starts {model.log_since.date().isoformat()}" if model.log_since else "is empty"
+        rec.judged, rec.reason = False, f"the decision log {since}: it does not cover the {window}-day window yet"
+        return rec
     patterns = model.usage.get(u.id).patterns if u.id in model.usage else []
+    # a record without an API type (a token request) was decided on the named credential's, as the decider does
+    patterns = [p if p.api_type or p.named_credential not in model.named_credentials
+                else dataclasses.replace(p, api_type=model.named_credentials[p.named_credential].api_type)
+                for p in patterns]
     used_scopes = {s for p in patterns for s in p.scopes}
     used_apis = {_api(p) for p in patterns}
     assigned = model.user_permission_sets(u)
@@ -117,7 +188,7 @@ def _right_size(model, ps: PermissionSetM, u: UserM, patterns, used_scopes, used
             continue
         used_methods = sorted({(p.method or "").upper() for p in hits if p.method})
         used_paths = [pat for pat in g.paths if any(p.path and path_matches(pat, p.path) for p in hits)]
-        used_objects = {p.resource_object for p in hits if p.resource_object}
+        used_objects = {o for o in (_pattern_object(p) for p in hits) if o}
         declared_methods = [m.upper() for m in g.methods] or ["*"]
         extra_methods = sorted(set(declared_methods) - set(used_methods)) if "*" not in declared_methods else ["*"]
         if extra_methods and used_methods:
@@ -136,9 +207,12 @@ def _right_size(model, ps: PermissionSetM, u: UserM, patterns, used_scopes, used
         entry["methods"] = used_methods or g.methods
         # path patterns that were never matched go; object-only requests keep the declared paths
         entry["paths"] = used_paths or g.paths
-        objects = _objects_yaml(g, used_objects)
+        objects = _objects_yaml(g, hits)
         if objects:
             entry["objects"] = objects
+        narrowed = _unused_object_permissions(g, objects)
+        if narrowed:
+            rec.unused.append(UnusedItem("object_permissions", ps.id, {"grant": i, "unused": narrowed}))
         grants.append(entry)
     for scope in sorted(set(ps.scopes) - used_scopes):
         rec.unused.append(UnusedItem("scope", ps.id, {"scope": scope, "held_by": "permission_set"}))

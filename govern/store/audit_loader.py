@@ -57,7 +57,7 @@ def load_model(session: Session, now: dt.datetime, policy: AuditPolicy | None = 
         model.named_credentials[n.external_id] = NamedCredentialM(
             n.external_id, creds[n.credential_id].external_id if n.credential_id in creds else None, n.url,
             n.api_version, n.api_type, list(n.allowed_methods or []), list(n.allowed_paths or []),
-            config={"retry": n.retry, "circuit_breaker": n.circuit_breaker})
+            config={"retry": n.retry, "circuit_breaker": n.circuit_breaker}, created_at=_aware(n.created_at))
     sets = {p.id: p for p in session.execute(sa.select(PermissionSet)).scalars()}
     for p in sets.values():
         model.permission_sets[p.external_id] = PermissionSetM(
@@ -153,5 +153,16 @@ def _load_usage(session: Session, model: AuditModel) -> None:
         .group_by(d.integration_user, d.named_credential, d.principal)
     for row in session.execute(principals):
         get(row.integration_user).principals[(row.named_credential, row.principal)] = row.n
+    # Staleness looks further back than the usage window (stale_days, 90 by default): a user last used
+    # 60 days ago is not "never used". Bounded by `at`, so this reads the same index range as above when
+    # the log holds no more than stale_days of history, and never the whole log.
+    stale_since = model.now - dt.timedelta(days=max(model.policy.stale_days, model.policy.window_days))
+    last = sa.select(d.integration_user, sa.func.max(d.at).label("last")) \
+        .where(d.at >= stale_since, d.allowed.is_(True), d.integration_user.is_not(None)) \
+        .group_by(d.integration_user)
+    model.last_allowed_at = {row.integration_user: _aware(row.last) for row in session.execute(last)}
+    # min(at) is one step down ix_decision_at
+    model.log_since = _aware(session.execute(sa.select(sa.func.min(d.at))).scalar())
+    model.log_covers_window = model.log_since is not None and model.log_since <= since
     model.usage = usage
     model.usage_loaded = True

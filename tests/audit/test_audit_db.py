@@ -36,6 +36,9 @@ def _landscape(services):
         for i in range(40):
             s.add(_decision("order-sync", "erp-api", "GET", f"/orders/{i}"))
         s.add(_decision("order-sync", "erp-api", "DELETE", "/admin/x", allowed=False))
+        # the log began before the window, so the window's absence of use is evidence
+        s.add(_decision(None, "erp-api", "GET", "/", allowed=False,
+                        at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=60)))
 
 
 def test_rightsizing_replay_denies_nothing_used_and_removes_the_unused(services, runner, tmp_path):

@@ -68,12 +68,13 @@ MUTATIONS = {
     "GOV-OAUTH-003": lambda m: _u(m).allowed_scopes.append("refresh_token"),
     "GOV-OAUTH-004": lambda m: setattr(m.credentials["erp-cc"], "protocol", "oauth2_refresh_token"),
     "GOV-OAUTH-005": lambda m: setattr(m.permission_sets["erp-ps"], "max_token_lifetime_seconds", 86400),
-    "GOV-ID-001": lambda m: _u(m).assignments.append(AssignmentM("crm-ps")),
+    # a pair (erp and crm) is one integration; a third system (the declared source) makes it shared
+    "GOV-ID-001": lambda m: (_u(m).assignments.append(AssignmentM("crm-ps")), setattr(_u(m), "source_system", "web")),
     "GOV-ID-002": lambda m: m.usage["orders"].principals.__setitem__(("crm-api", "p1"), 3),
     "GOV-ID-003": lambda m: m.users["sync"].assignments.append(AssignmentM("erp-ps")),
     "GOV-STALE-001": lambda m: (setattr(_u(m), "last_used_at", OLD), setattr(m.usage["orders"], "last_at", OLD)),
-    "GOV-STALE-002": lambda m: m.named_credentials.__setitem__("old-api", NamedCredentialM("old-api", "erp-cc",
-                                                                                           "https://erp/old", "v1")),
+    "GOV-STALE-002": lambda m: m.named_credentials.__setitem__("old-api", NamedCredentialM(
+        "old-api", "erp-cc", "https://erp/old", "v1", created_at=OLD)),
     "GOV-STALE-003": lambda m: setattr(_u(m), "review_date", NOW.date() - dt.timedelta(days=1)),
     "GOV-STALE-004": lambda m: (m.permission_sets.__setitem__("temp-backfill", PermissionSetM("temp-backfill")),
                                 _u(m).assignments.append(AssignmentM("temp-backfill"))),
@@ -86,6 +87,8 @@ MUTATIONS = {
                                                                          NOW - dt.timedelta(days=4))),
     "GOV-API-001": lambda m: m.permission_sets["erp-ps"].api_types.append("SOAP"),
     "GOV-API-002": lambda m: m.permission_sets["erp-ps"].api_types.append("Bulk"),
+    "GOV-API-003": lambda m: m.named_credentials.__setitem__("erp-soap", NamedCredentialM(
+        "erp-soap", "erp-cc", "https://erp/soap", "v1", "SOAP", created_at=OLD)),
     "GOV-USAGE-001": lambda m: m.permission_sets["erp-ps"].grants.append(GrantM("crm-api", None, ["GET"], ["/x"])),
     "GOV-USAGE-002": lambda m: m.permission_sets["erp-ps"].scopes.append("orders.write"),
     "GOV-USAGE-003": lambda m: m.permission_sets["erp-ps"].grants[0].methods.append("DELETE"),

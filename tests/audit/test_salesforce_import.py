@@ -78,7 +78,7 @@ def test_salesforce_findings_point_at_file_and_line(corpus):
     by = {(f.rule_id, f.subject): f for f in run_rules(corpus.model)}
     f = by[("GOV-ACCESS-001", "Integration_Admin")]
     assert f.location.file == "dx/force-app/main/default/permissionsets/Integration_Admin.permissionset-meta.xml"
-    assert f.location.line == 20  # the <userPermissions> holding ModifyAllData
+    assert f.location.line == 22  # <name>ModifyAllData</name>
     app = HERE / "corpus" / by[("GOV-NET-003", "Bad_App")].location.file
     line = next(i for i, t in enumerate(app.read_text().splitlines(), 1) if "<ipRelaxation>" in t)
     assert by[("GOV-NET-003", "Bad_App")].location.line == line

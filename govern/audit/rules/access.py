@@ -82,7 +82,8 @@ def toxic(model: AuditModel):
         if combos:
             yield Hit("permission_set", ps.id, f"{ps.id}: " + "; ".join(f"{'+'.join(p)} {w}" for p, w in combos),
                       {"combinations": [p for p, _ in combos], **_ps_evidence(model, ps, {x for p, _ in combos for x in p})},
-                      _first_line(ps, {x for p, _ in combos for x in p}))
+                      # the dangerous half of the first pair (ApiEnabled is only the way in)
+                      _first_line(ps, set(combos[0][0]) - {"ApiEnabled"} or set(combos[0][0])))
     for user in model.users.values():
         union: set[str] = set()
         for ps in model.user_permission_sets(user):

@@ -52,7 +52,7 @@ def password_auth(model: AuditModel):
         if nc.legacy and (nc.protocol or "").lower() == "password":
             yield Hit("named_credential", nc.id, f"legacy named credential {nc.id} authenticates with a username and "
                       f"password ({nc.principal_type})", {"protocol": nc.protocol, "principalType": nc.principal_type},
-                      nc.location)
+                      nc.element_lines.get("protocol", nc.location))
     for c in model.credentials.values():
         if c.protocol.lower() in ("basic", "password"):
             yield Hit("credential", c.id, f"credential {c.id} uses password (basic) authentication",
@@ -66,7 +66,7 @@ def legacy_named_credential(model: AuditModel):
     for nc in model.named_credentials.values():
         if nc.legacy and (nc.protocol or "NoAuthentication") != "NoAuthentication":
             yield Hit("named_credential", f"{nc.id}#legacy", f"{nc.id} uses the legacy named credential model "
-                      f"({nc.protocol})", {"protocol": nc.protocol}, nc.location)
+                      f"({nc.protocol})", {"protocol": nc.protocol}, nc.element_lines.get("protocol", nc.location))
 
 
 @rule("GOV-SECRET-004", "Connected app without a certificate", "low", rationale=S6_VAULT,

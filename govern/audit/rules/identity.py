@@ -13,8 +13,12 @@ S6_PRINCIPALS = '§6 Use Named Credentials: "Use Principal types: Named Principa
 @rule("GOV-ID-001", "Integration user shared between systems", "high", rationale=SHARED,
       remediation="Create one integration user per system pair and split the permission sets accordingly.")
 def shared_user(model: AuditModel):
+    """An integration joins a pair of systems: its source (the user's source_system, when declared) and
+    what it calls. One user legitimately reaches both sides of its pair (a lead sync reads HubSpot and
+    writes Salesforce); more than two systems means one identity serves several integrations, and their
+    actions can no longer be told apart."""
     for u in model.users.values():
-        systems = set()
+        systems = {u.source_system} if u.source_system else set()
         for ps in model.user_permission_sets(u):
             for g in ps.grants:
                 s = model.system_of_named_credential(g.named_credential)
@@ -26,9 +30,9 @@ def shared_user(model: AuditModel):
                 s = model.system_of_named_credential(p.named_credential)
                 if s:
                     systems.add(s)
-        if len(systems) > 1:
-            yield Hit("integration_user", u.id, f"{u.id} reaches {len(systems)} systems: {', '.join(sorted(systems))}",
-                      {"systems": sorted(systems)})
+        if len(systems) > 2:
+            yield Hit("integration_user", u.id, f"{u.id} spans {len(systems)} systems: {', '.join(sorted(systems))}",
+                      {"systems": sorted(systems), "source_system": u.source_system})
 
 
 @rule("GOV-ID-002", "Per-user principal used as a shared one", "high", rationale=S6_PRINCIPALS,
@@ -78,7 +82,8 @@ def named_principal_shared(model: AuditModel):
         for nc in model.named_credentials.values():
             if nc.legacy and (nc.protocol or "").lower() == "oauth" and nc.principal_type == "NamedUser":
                 yield Hit("credential", nc.id, f"legacy named credential {nc.id} authorises every caller as one OAuth "
-                          "user (NamedUser)", {"protocol": nc.protocol, "principalType": nc.principal_type}, nc.location)
+                          "user (NamedUser)", {"protocol": nc.protocol, "principalType": nc.principal_type},
+                          nc.element_lines.get("principalType", nc.location))
         return
     users_by_principal: dict[tuple[str, str], set[str]] = defaultdict(set)
     for u in model.users.values():

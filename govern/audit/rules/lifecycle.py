@@ -25,25 +25,39 @@ def _days(model: AuditModel, when: dt.datetime | None) -> int | None:
 @rule("GOV-STALE-001", "Stale integration user", "medium", rationale=S17_REVIEW,
       remediation="Suspend or retire the integration user if the integration is gone; otherwise record why it is idle.")
 def stale_user(model: AuditModel):
+    """Idle for longer than policy.stale_days: the newest of the user's own last_used_at (set when the
+    broker issues it a token) and its last allowed decision in the log (looked up stale_days back)."""
     limit = model.policy.stale_days
     for u in model.users.values():
         if u.status != "active":
             continue
         usage = model.usage.get(u.id)
-        last = max([t for t in (u.last_used_at, usage.last_at if usage else None) if t is not None],
-                   default=None, key=lambda t: t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc))
-        idle = _days(model, last) if last else _days(model, u.created_at)
-        if idle is not None and idle > limit:
-            yield Hit("integration_user", u.id, f"{u.id} has not been used for {idle} days" if last else
-                      f"{u.id} was created {idle} days ago and never used",
-                      {"last_used_at": last.isoformat() if last else None, "idle_days": idle, "policy_days": limit})
+        seen = (u.last_used_at, usage.last_at if usage else None, model.last_allowed_at.get(u.id))
+        last = max([t for t in seen if t is not None], default=None,
+                   key=lambda t: t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc))
+        if last is not None:
+            idle = _days(model, last)
+            if idle is not None and idle > limit:
+                yield Hit("integration_user", u.id, f"{u.id} has not been used for {idle} days",
+                          {"last_used_at": last.isoformat(), "idle_days": idle, "policy_days": limit})
+            continue
+        age = _days(model, u.created_at)
+        if age is not None and age > limit:
+            # the log is only read stale_days back: an older use would not change the verdict
+            yield Hit("integration_user", u.id, f"{u.id} has not been used in the last {limit} days "
+                      f"(created {age} days ago)", {"last_used_at": None, "created_days_ago": age, "policy_days": limit})
 
 
 @rule("GOV-STALE-002", "Named credential not used in the window", "low", rationale=S17_REVIEW, needs_usage=True,
       remediation="Remove the named credential and its grants if no integration calls it any more.")
 def stale_named_credential(model: AuditModel):
+    if not model.log_covers_window:
+        return  # the log is younger than the window: not having seen a call proves nothing yet
     used = {p.named_credential for u in model.usage.values() for p in u.patterns}
+    since = model.now - dt.timedelta(days=model.policy.window_days)
     for nc in model.named_credentials.values():
+        if nc.created_at is not None and nc.created_at > since:
+            continue  # younger than the window: it has not had the chance to be used (as for users)
         if nc.id not in used:
             yield Hit("named_credential", nc.id, f"no allowed call used {nc.id} in the last "
                       f"{model.policy.window_days} days", {"window_days": model.policy.window_days})

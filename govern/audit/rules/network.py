@@ -16,6 +16,13 @@ def _norm(scope: str) -> str:
     return scope.strip().lower().replace(" ", "")
 
 
+def _scope_line(model: AuditModel, kind: str, subject: str, scope: str, default):
+    """The line of one scope element of a connected app (metadata); the holder's location otherwise."""
+    if kind == "connected_app":
+        return model.connected_apps[subject].element_lines.get(f"scopes:{scope}", default)
+    return default
+
+
 def _scope_holders(model: AuditModel):
     """(subject_kind, subject, scopes, location) for everything that carries OAuth scopes."""
     for u in model.users.values():
@@ -89,16 +96,17 @@ def plain_http_endpoint(model: AuditModel):
         url = nc.url.strip().lower()
         if url.startswith("http://") and not url.startswith(("http://localhost", "http://127.0.0.1", "http://[::1]")):
             yield Hit("named_credential", f"{nc.id}#tls", f"{nc.id} calls {safe_url(nc.url)} over plain HTTP",
-                      {"url": safe_url(nc.url)},
-                      nc.location)
+                      {"url": safe_url(nc.url)}, nc.element_lines.get("endpoint", nc.location))
 
 
 @rule("GOV-OAUTH-001", "`full` OAuth scope", "critical", rationale=S7_SCOPE,
       remediation="Replace `full` with the narrowest scopes the integration needs (for Salesforce usually `api`).")
 def full_scope(model: AuditModel):
     for kind, subject, scopes, loc in _scope_holders(model):
-        if any(_norm(s) == "full" for s in scopes):
-            yield Hit(kind, subject, f"{kind} {subject} holds the `full` scope", {"scopes": list(scopes)}, loc)
+        full = [s for s in scopes if _norm(s) == "full"]
+        if full:
+            yield Hit(kind, subject, f"{kind} {subject} holds the `full` scope", {"scopes": list(scopes)},
+                      _scope_line(model, kind, subject, full[0], loc))
 
 
 @rule("GOV-OAUTH-002", "Wildcard OAuth scope", "high", rationale=S7_SCOPE,
@@ -107,7 +115,8 @@ def wildcard_scope(model: AuditModel):
     for kind, subject, scopes, loc in _scope_holders(model):
         wild = [s for s in scopes if "*" in s]
         if wild:
-            yield Hit(kind, subject, f"{kind} {subject} holds wildcard scopes {wild}", {"scopes": wild}, loc)
+            yield Hit(kind, subject, f"{kind} {subject} holds wildcard scopes {wild}", {"scopes": wild},
+                      _scope_line(model, kind, subject, wild[0], loc))
 
 
 @rule("GOV-OAUTH-003", "`refresh_token` scope that is not needed", "medium", rationale=S7_SCOPE,
@@ -132,7 +141,7 @@ def unneeded_refresh(model: AuditModel):
                       f"{'a certificate (JWT bearer) is configured' if app.has_certificate else 'it has no callback URL'}",
                       {"scopes": app.scopes, "certificate": app.has_certificate,
                        "callback_urls": [safe_url(u) for u in app.callback_urls]},
-                      app.element_lines.get("scopes", app.location))
+                      _scope_line(model, "connected_app", app.id, extra[0], app.element_lines.get("scopes", app.location)))
 
 
 @rule("GOV-OAUTH-004", "Refresh tokens valid until revoked", "high", rationale=S7_SCOPE,

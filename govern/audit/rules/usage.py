@@ -41,6 +41,21 @@ def bulk_unused(model: AuditModel):
                   {"user": rec.user, "permission_set": item.permission_set})
 
 
+@rule("GOV-API-003", "SOAP or Bulk endpoint that no permission set grants", "medium", rationale=S7_API,
+      remediation="Delete the named credential (and its credential, if nothing else uses it); declare it again "
+      "when an integration needs that API.")
+def unreachable_soap_bulk(model: AuditModel):
+    """A SOAP or Bulk named credential nobody may call is pure attack surface: a configured endpoint and a
+    stored secret that no integration needs. Needs no decision log: no grant means no possible use."""
+    if model.source != "govern":
+        return  # Salesforce metadata grants External Credential principals, not named credentials
+    granted = {g.named_credential for ps in model.permission_sets.values() for g in ps.grants}
+    for nc in model.named_credentials.values():
+        if nc.api_type in ("SOAP", "Bulk") and nc.id not in granted:
+            yield Hit("named_credential", nc.id, f"{nc.api_type} named credential {nc.id} is granted by no permission "
+                      f"set", {"api_type": nc.api_type, "credential": nc.credential, "url": nc.url}, nc.location)
+
+
 @rule("GOV-USAGE-001", "Unused named-credential grant", "medium", rationale=S7_MIN, needs_usage=True,
       remediation="Apply the right-sized permission set (govern audit --recommend), which drops the unused grant.")
 def unused_grant(model: AuditModel):
@@ -61,10 +76,10 @@ def unused_scope(model: AuditModel):
                                                         **item.detail})
 
 
-@rule("GOV-USAGE-003", "Unused methods, paths or objects in a grant", "low", rationale=S7_MIN, needs_usage=True,
+@rule("GOV-USAGE-003", "Unused methods, paths, objects or object permissions in a grant", "low", rationale=S7_MIN, needs_usage=True,
       remediation="Narrow the grant's methods and path patterns to those used (see the right-sized set).")
 def unused_methods_paths(model: AuditModel):
-    for rec, item in _unused(model, {"methods", "paths", "objects"}):
+    for rec, item in _unused(model, {"methods", "paths", "objects", "object_permissions"}):
         d = item.detail
         yield Hit("grant", f"{rec.user}/{item.permission_set}#{d['grant']}/{item.kind}",
                   f"{rec.user} never used {item.kind} {d['unused']} of {item.permission_set}",

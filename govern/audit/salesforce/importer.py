@@ -140,14 +140,17 @@ def _permission_set(model: AuditModel, node: Node, name: str, rel: str, kind: st
         perm = up.child_text("name")
         if perm and up.flag("enabled"):
             ps.system_permissions.append(perm)
-            ps.system_permission_lines[perm] = Location(rel, up.line)
+            # the <name> line, which says which permission, rather than the <userPermissions> block
+            ps.system_permission_lines[perm] = Location(rel, (up.find("name") or up).line)
     for op in node.all("objectPermissions"):
         obj = op.child_text("object")
         if obj:
+            # point at the broadest flag that is set (what a reviewer objects to), else at the block
+            broad = next((op.find(t) for t in ("modifyAllRecords", "viewAllRecords") if op.flag(t)), None)
             ps.objects[obj] = ObjectPerm(read=op.flag("allowRead"), create=op.flag("allowCreate"),
                                          edit=op.flag("allowEdit"), delete=op.flag("allowDelete"),
                                          view_all=op.flag("viewAllRecords"), modify_all=op.flag("modifyAllRecords"),
-                                         location=Location(rel, op.line))
+                                         location=Location(rel, (broad or op).line))
     for fp in node.all("fieldPermissions"):
         obj, _, fname = (fp.child_text("field") or "").partition(".")
         if obj and fname and (fp.flag("readable") or fp.flag("editable")):
@@ -190,6 +193,8 @@ def map_connected_app(model, node, name, rel):
         app.scopes = [s.text for s in scopes]
         if scopes:
             app.element_lines["scopes"] = Location(rel, scopes[0].line)
+            for el in scopes:  # each scope's own line, for findings about one scope (`Full`, a wildcard)
+                app.element_lines.setdefault(f"scopes:{el.text}", Location(rel, el.line))
         for cb in cfg.all("callbackUrl"):
             # one element may hold several URLs separated by newlines or commas
             app.callback_urls += [u.strip() for u in cb.text.replace(",", "\n").splitlines() if u.strip()]
@@ -234,6 +239,10 @@ def map_named_credential(model, node, name, rel):
                                           Location(rel, p.line)))
     else:
         nc.legacy = True
+        for tag in ("endpoint", "protocol", "principalType"):
+            el = node.find(tag)
+            if el is not None:
+                nc.element_lines[tag] = Location(rel, el.line)
         nc.url = node.child_text("endpoint") or ""
         nc.protocol = node.child_text("protocol") or "NoAuthentication"
         nc.principal_type = node.child_text("principalType")
