@@ -21,3 +21,28 @@ def test_short_admin_password_is_refused(runner):
     r = runner.invoke(["admin", "create-user", "eve", "--role", "auditor"], input="short\n")
     assert r.exit_code == 2
     assert r.output.strip() == "error: the password must have at least 12 characters"
+
+
+def test_usage_and_file_errors_are_one_line_exit_2(tmp_path):
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "GOVERN_HOME": str(tmp_path), "GOVERN_ADMIN_PASSWORD": "a-long-enough-password"}
+    subprocess.run([sys.executable, "-m", "govern", "init"], env=env, check=True, capture_output=True)
+    for args in (["nosuchcmd"], ["audit", "--format", "xml"], ["export", "-o", str(tmp_path / "missing" / "x.yaml")]):
+        proc = subprocess.run([sys.executable, "-m", "govern", *args], env=env, capture_output=True, text=True)
+        assert proc.returncode == 2, (args, proc.stderr)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, proc.stderr)
+        assert "Traceback" not in proc.stderr
+
+
+def test_commands_before_init_say_what_to_do(tmp_path):
+    import subprocess
+    import sys
+
+    env = {"PATH": "/usr/bin:/bin", "GOVERN_HOME": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "govern", "export"], env=env, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: the database schema is missing or out of date; run `govern init` "
+                                   "(new instance) or `govern db upgrade`")

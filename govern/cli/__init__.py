@@ -36,9 +36,24 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Every error ends in one line on stderr: `error: ...`, exit code 2 (1 for a batch with failed items)."""
     _register()
     try:
-        cli.main(args=argv, prog_name="govern", standalone_mode=True)
+        code = cli.main(args=argv, prog_name="govern", standalone_mode=False)
     except GovernError as exc:  # raised outside a command (while loading settings)
-        click.echo(f"error: {exc.detail}", err=True)
-        sys.exit(2)
+        _fail(exc.detail)
+    except click.exceptions.UsageError as exc:
+        _fail(f"{exc.format_message()} (see: govern {exc.ctx.command_path.partition(' ')[2] + ' ' if exc.ctx and ' ' in exc.ctx.command_path else ''}--help)")
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        _fail(exc.format_message())
+    except OSError as exc:  # a file named on the command line cannot be read or written
+        _fail(f"{exc.filename}: {exc.strerror}" if exc.filename else (exc.strerror or type(exc).__name__))
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)

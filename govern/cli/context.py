@@ -8,7 +8,9 @@ from govern.config import load_settings
 from govern.logs import configure_logging
 
 
-def services() -> Services:
+def services(require_schema: bool = True) -> Services:
+    """The Services for this invocation. Unless `require_schema` is False (init, db), refuse to run
+    against a database whose schema is missing or behind the migrations, with one clear line."""
     ctx = click.get_current_context()
     root = ctx.find_root()
     found = root.meta.get("govern.services")
@@ -18,6 +20,13 @@ def services() -> Services:
         found = build_services(settings)
         root.meta["govern.services"] = found
         root.call_on_close(found.close)
+    if require_schema and not root.meta.get("govern.schema_checked"):
+        from govern.store.db import current_revisions, head_revisions
+
+        if current_revisions(found.engine) != head_revisions(found.engine):
+            fail("the database schema is missing or out of date; run `govern init` (new instance) "
+                 "or `govern db upgrade`")
+        root.meta["govern.schema_checked"] = True
     return found
 
 

@@ -24,7 +24,7 @@ def init(admin_user: str) -> None:
     from govern.store import db as store_db
     from govern.store.admins import ensure_first_admin
 
-    svc = services()
+    svc = services(require_schema=False)
     settings = svc.settings
     settings.home.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.home, 0o700)
@@ -61,7 +61,7 @@ def db_upgrade(revision: str) -> None:
     """Apply the Alembic migrations."""
     from govern.store import db as store_db
 
-    svc = services()
+    svc = services(require_schema=False)
     store_db.upgrade(svc.engine, revision)
     click.echo(f"database: at {', '.join(sorted(store_db.current_revisions(svc.engine)))}")
 
@@ -71,7 +71,7 @@ def db_current() -> None:
     """Show the schema revision, and whether migrations are pending."""
     from govern.store import db as store_db
 
-    svc = services()
+    svc = services(require_schema=False)
     current, heads = store_db.current_revisions(svc.engine), store_db.head_revisions(svc.engine)
     click.echo(f"current: {', '.join(sorted(current)) or 'none'}; head: {', '.join(sorted(heads))}")
     if current != heads:
@@ -84,13 +84,7 @@ def db_current() -> None:
 @click.option("--workers", default=1, show_default=True, type=int, help="more than 1 runs gunicorn")
 def serve(host: str, port: int, workers: int) -> None:
     """Serve the HTTP API and the console (gunicorn with --workers > 1 or in production)."""
-    from govern.store import db as store_db
-
-    svc = services()
-    if store_db.current_revisions(svc.engine) != store_db.head_revisions(svc.engine):
-        from govern.cli.context import fail
-
-        fail("the database schema is not up to date; run `govern init` or `govern db upgrade`")
+    svc = services()  # refuses a database whose schema is missing or behind
     if workers > 1 or svc.settings.production:
         os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
                                    f"{host}:{port}", "--access-logfile", "-", "govern.wsgi:app()"])
