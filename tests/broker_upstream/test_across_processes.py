@@ -207,7 +207,7 @@ def test_row_lock_waiters_time_out_with_upstream_timeout(postgres_url):
             with pytest.raises(UpstreamTimeout) as err:
                 with flight.hold("k", 0.2):
                     pass
-        assert err.value.to_problem()["code"] == "upstream_timeout"
+        assert err.value.to_problem()["code"] == "upstream_token_wait_timeout"
         with flight.hold("k", 5) as again:  # the lock is free again
             assert again.sealed is None
     finally:

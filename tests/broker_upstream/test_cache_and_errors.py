@@ -117,4 +117,4 @@ def test_waiters_time_out_cleanly(broker_services, fake_upstream):
         with pytest.raises(UpstreamTimeout) as err:
             with locks.hold("k", 0.05):
                 pass
-    assert err.value.status == 503 and err.value.code == "upstream_timeout"
+    assert err.value.status == 503 and err.value.code == "upstream_token_wait_timeout"

@@ -1,7 +1,8 @@
 """The proxy's problems: each a stable code (RFC 9457 problem+json via govern.errors)."""
 from __future__ import annotations
 
-from govern.errors import BadRequest, Conflict, Forbidden, GovernError, NotFound, ValidationFailed
+from govern.errors import (BadRequest, Conflict, Forbidden, GovernError, NotFound, UpstreamUnavailable,
+                           ValidationFailed)
 
 
 class PathNotAllowed(BadRequest):
@@ -77,10 +78,8 @@ class UpstreamTimeout(GovernError):
     title = "The upstream system did not answer in time"
 
 
-class UpstreamUnreachable(GovernError):
-    code = "upstream_unavailable"
-    status = 503
-    title = "The upstream system is unavailable"
+class UpstreamUnreachable(UpstreamUnavailable):
+    """govern.errors.UpstreamUnavailable (503 `upstream_unavailable`), with the Retry-After the proxy knows."""
 
     def __init__(self, detail: str, retry_after: int = 5):
         super().__init__(detail, headers={"Retry-After": str(retry_after)})

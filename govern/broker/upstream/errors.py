@@ -10,7 +10,10 @@ from govern.errors import NotFound, UpstreamError, UpstreamUnavailable
 
 
 class UpstreamTimeout(UpstreamUnavailable):
-    code = "upstream_timeout"
+    """A request waited for another request's upstream token call (single flight) past its deadline.
+    Its own code: the proxy's `upstream_timeout` (504) means the upstream itself did not answer."""
+
+    code = "upstream_token_wait_timeout"
     title = "Timed out waiting for an upstream token"
 
     def __init__(self, detail: str | None = None, retry_after: int = 2, **kw):

@@ -4,7 +4,7 @@ get_token(named credential, principal, scopes):
 1. a fresh token in the (sealed) cache is returned at once;
 2. otherwise ONE caller per (credential, principal, scopes), across threads and processes
    (single_flight.py), calls the upstream with the credential's grant, while the others wait for its
-   result until a deadline (then 503 `upstream_timeout`);
+   result until a deadline (then 503 `upstream_token_wait_timeout`);
 3. grants: client_credentials (RFC 6749 section 4.4), refresh_token (section 6), JWT bearer (RFC 7523
    section 2.1); client authentication client_secret_basic / client_secret_post (RFC 6749 section 2.3.1)
    or private_key_jwt (RFC 7523 section 2.2), trying the current secret and then, on invalid_client, the
