@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,16 +111,12 @@ def main() -> None:
         return
 
     sys.path.insert(0, str(ROOT))
-    import sqlalchemy as sa
 
     from govern.store.db import make_engine, upgrade
 
-    name = f"govern_bench_{uuid.uuid4().hex[:10]}"
-    base = args.pg.rpartition("/")[0]
-    admin = make_engine(args.pg, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = f"{base}/{name}"
+    from bench._pg import create_private_database
+
+    url, drop_database = create_private_database(args.pg)
     try:
         engine = make_engine(url)
         upgrade(engine)
@@ -142,9 +137,7 @@ def main() -> None:
         if not args.keep_file:
             os.unlink(path)
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database()
     first, again = results
     print(f"first_s={first['seconds']} first_mb={first['peak_mb']} reapply_s={again['seconds']}")
 

@@ -18,7 +18,6 @@ import sys
 import tempfile
 import time
 import tracemalloc
-import uuid
 from pathlib import Path
 
 # bench/ itself must not be on the path: bench/secrets.py would shadow the standard library's `secrets`
@@ -26,12 +25,12 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import psycopg  # noqa: E402
-import sqlalchemy as sa  # noqa: E402
 
 from govern.audit.engine import run_rules  # noqa: E402
 from govern.audit.rightsizing import recommendations  # noqa: E402
 from govern.audit.salesforce.importer import import_directory  # noqa: E402
 from govern.store.audit_loader import load_model  # noqa: E402
+from bench._pg import create_private_database  # noqa: E402
 from govern.store.db import make_engine, make_session_factory, upgrade  # noqa: E402
 
 BASE = os.environ.get("GOVERN_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -113,11 +112,7 @@ def main() -> None:
     ap.add_argument("--decisions", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=500)
     args = ap.parse_args()
-    name = f"govern_bench_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(BASE, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = BASE.rsplit("/", 1)[0] + "/" + name
+    url, drop_database = create_private_database(BASE)
     try:
         engine = make_engine(url)
         upgrade(engine)
@@ -147,9 +142,7 @@ def main() -> None:
             import_s = time.perf_counter() - t0
             print(f"imported={result.imported} errors={result.errors}")
     finally:
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database()
     print(f"audit_s={audit_s:.2f} audit_mb={audit_mb:.0f} import_s={import_s:.2f}")
 
 

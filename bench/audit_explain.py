@@ -12,7 +12,6 @@ import argparse
 import datetime as dt
 import sys
 import time
-import uuid
 from pathlib import Path
 
 # bench/ itself must not be on the path: bench/secrets.py would shadow the standard library's `secrets`
@@ -23,6 +22,7 @@ import sqlalchemy as sa  # noqa: E402
 
 from bench.audit import BASE, seed  # noqa: E402
 from govern.store.audit_loader import load_model  # noqa: E402
+from bench._pg import create_private_database  # noqa: E402
 from govern.store.db import make_engine, make_session_factory, upgrade  # noqa: E402
 
 
@@ -33,11 +33,7 @@ def main() -> None:
     ap.add_argument("--history-months", type=int, default=1,
                     help="spread the decisions over this many 30-day months (1: all inside the usage window)")
     args = ap.parse_args()
-    name = f"govern_bench_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(BASE, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
-    with admin.connect() as c:
-        c.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    url = BASE.rsplit("/", 1)[0] + "/" + name
+    url, drop_database = create_private_database(BASE)
     try:
         engine = make_engine(url)
         upgrade(engine)
@@ -80,9 +76,7 @@ def main() -> None:
         print(f"history_months={args.history_months} queries={len(captured)} load_s={load_s:.2f} "
               f"slowest_ms={slowest:.0f}")
     finally:
-        with admin.connect() as c:
-            c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database()
 
 
 if __name__ == "__main__":

@@ -138,16 +138,12 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="govern-bench-broker-"))
     home = tmp / "instance"
     home.mkdir()
-    pg_admin = pg_name = None
+    drop_database = None
     if args.database == "postgres":
-        import sqlalchemy as sa
+        from bench._pg import create_private_database
 
-        base = os.environ.get("GOVERN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-        pg_name = f"govern_bench_{uuid.uuid4().hex[:10]}"
-        pg_admin = make_engine(base, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
-        with pg_admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{pg_name}"'))
-        database_url = base.rpartition("/")[0] + "/" + pg_name
+        database_url, drop_database = create_private_database(
+            os.environ.get("GOVERN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test"))
     else:
         database_url = f"sqlite:///{tmp / 'govern.db'}"
     redis_url = os.environ.get("GOVERN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0") if args.redis else None
@@ -278,12 +274,8 @@ def main() -> None:
             client = redis.Redis.from_url(redis_url)
             for key in client.scan_iter(match=redis_prefix + "*"):
                 client.delete(key)
-        if pg_admin is not None:
-            import sqlalchemy as sa
-
-            with pg_admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-            pg_admin.dispose()
+        if drop_database is not None:
+            drop_database()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

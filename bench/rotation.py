@@ -106,16 +106,13 @@ def main() -> None:
     from sqlmodel import select
 
     from govern.domain.secret import Secret
+    from bench._pg import create_private_database
     from govern.store.db import make_engine, session_scope, upgrade, make_session_factory
     from govern.store.tables import RotationRun, SecretRef, SecretVersion
 
     tmp = Path(tempfile.mkdtemp(prefix="govern-bench-"))
     bao, addr, token = start_bao(tmp)
-    db = f"govern_bench_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(PG_BASE, isolation_level="AUTOCOMMIT", pool_size=1, max_overflow=0)
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{db}"'))
-    db_url = PG_BASE.rsplit("/", 1)[0] + "/" + db
+    db_url, drop_database = create_private_database(PG_BASE)
     try:
         engine = make_engine(db_url)
         upgrade(engine)
@@ -160,9 +157,7 @@ def main() -> None:
         print(f"total_s={total:.1f} rotated={finished} duplicates={dup_runs + extra_versions}")
         engine.dispose()
     finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database()
         bao.terminate()
         bao.wait(timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
