@@ -124,6 +124,22 @@ def load(url: str, headers: dict, total: int, connections: int) -> list[float]:
     return latencies
 
 
+def process_tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (gunicorn's master and workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if q < 100 else max(values)
 
@@ -133,6 +149,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for govern")
+    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn", help="govern's HTTP server")
+    parser.add_argument("--threads", type=int, default=0, help="gunicorn threads per govern worker (default: --connections)")
     parser.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
     args = parser.parse_args()
 
@@ -148,8 +166,15 @@ def main() -> None:
         procs.append(subprocess.Popen([GUNICORN, "-w", "1", *common, "-b", f"127.0.0.1:{up_port}",
                                        "bench_upstream:app"], env=env))
         gv_log = open(tmp / "govern.log", "wb")  # a file: an unread pipe would block the workers' logging
-        procs.append(subprocess.Popen([GUNICORN, "-w", str(args.workers), *common, "-b", f"127.0.0.1:{gv_port}",
-                                       "govern.wsgi:app()"], env=env, cwd=str(ROOT), stderr=gv_log))
+        if args.threads:
+            common[common.index("--threads") + 1] = str(args.threads)
+        if args.server == "granian":
+            server = [str(Path(PY).with_name("granian")), "--interface", "wsgi", "--factory", "--workers",
+                      str(args.workers), "--blocking-threads", str(args.threads or args.connections),
+                      "--host", "127.0.0.1", "--port", str(gv_port), "--log-level", "warning", "govern.wsgi:app"]
+        else:
+            server = [GUNICORN, "-w", str(args.workers), *common, "-b", f"127.0.0.1:{gv_port}", "govern.wsgi:app()"]
+        procs.append(subprocess.Popen(server, env=env, cwd=str(ROOT), stderr=gv_log))
         direct_url = f"{upstream_url}/api/accounts/001"
         proxied_url = f"http://127.0.0.1:{gv_port}/api/v1/named-credentials/bench-api/proxy/accounts/001"
         wait_ready(direct_url)
@@ -163,8 +188,13 @@ def main() -> None:
         warm = max(args.connections * 20, args.requests // 5)
         load(direct_url, {}, warm, args.connections)
         load(proxied_url, auth, warm, args.connections)
+        upstream_pid, govern_pid = procs[0].pid, procs[1].pid
+        cpu_before = process_tree_cpu_s(upstream_pid), process_tree_cpu_s(govern_pid), time.process_time()
         direct = load(direct_url, {}, args.requests, args.connections)
+        cpu_mid = process_tree_cpu_s(upstream_pid), process_tree_cpu_s(govern_pid), time.process_time()
         proxied = load(proxied_url, auth, args.requests, args.connections)
+        cpu_after = process_tree_cpu_s(upstream_pid), process_tree_cpu_s(govern_pid), time.process_time()
+        per_call = lambda a, b, i: (b[i] - a[i]) * 1000 / args.requests  # noqa: E731
 
         print("server: gunicorn gthread (upstream 1 worker; govern %d workers), %d threads each; %d cores; "
               "GOVERN_LOG_LEVEL=%s; load average %s" % (args.workers, args.connections, os.cpu_count() or 0,
@@ -173,6 +203,10 @@ def main() -> None:
         for name, values in (("direct", direct), ("proxied", proxied)):
             print(f"{name:8s} p50={pct(values, 50):.2f} ms  p99={pct(values, 99):.2f} ms  "
                   f"mean={statistics.fmean(values):.2f} ms")
+        print(f"CPU per call, direct run:  client {per_call(cpu_before, cpu_mid, 2):.2f} ms, "
+              f"upstream {per_call(cpu_before, cpu_mid, 0):.2f} ms")
+        print(f"CPU per call, proxied run: client {per_call(cpu_mid, cpu_after, 2):.2f} ms, "
+              f"upstream {per_call(cpu_mid, cpu_after, 0):.2f} ms, govern {per_call(cpu_mid, cpu_after, 1):.2f} ms")
         print(f"overhead_p50_ms={pct(proxied, 50) - pct(direct, 50):.2f} "
               f"overhead_p99_ms={pct(proxied, 99) - pct(direct, 99):.2f}")
     finally:

@@ -6,6 +6,7 @@ import time
 from typing import Any, Mapping
 
 from flask import Flask, g, request
+from flask.sessions import SecureCookieSessionInterface
 
 from govern.config import Settings, instance_secret_key, load_settings
 from govern.logs import CORRELATION_HEADER, accept_correlation_id, bind_correlation_id, configure_logging
@@ -46,6 +47,22 @@ def _configure_flask(app: Flask, settings: Settings, test_config: Mapping[str, A
     )
     if test_config:
         app.config.update(test_config)
+    app.session_interface = _SessionInterface()
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, with the signing serializer built once per key list rather than on
+    every request (every API call opens the session, even without a cookie)."""
+
+    _cached: tuple[tuple, Any] = ((), None)
+
+    def get_signing_serializer(self, app: Flask):
+        keys = (app.secret_key, *(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        cached_keys, serializer = self._cached
+        if cached_keys != keys:
+            serializer = super().get_signing_serializer(app)
+            self._cached = (keys, serializer)
+        return serializer
 
 
 def _install_correlation(app: Flask) -> None:

@@ -9,7 +9,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.routing import PathConverter
 
 from govern.broker.proxy.errors import PayloadTooLarge
-from govern.broker.proxy.headers import forwardable_request_headers
+from govern.broker.proxy.headers import forwardable_environ_headers
 from govern.broker.proxy.service import PROXY_PREFIX, ProxyCall
 from govern.ops.observe import note_caller, operation
 
@@ -54,6 +54,8 @@ def _read_body(limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    if not length and "chunked" not in request.environ.get("HTTP_TRANSFER_ENCODING", "").lower():
+        return b""  # no body announced (most GETs): nothing to read
     chunks, total = [], 0
     stream = request.stream
     while True:
@@ -88,7 +90,7 @@ def _proxy(services, name: str, path: str, op):
     body = _read_body(target.max_body_bytes)
     call = ProxyCall(named_credential=name, method=request.method, raw_path=_raw_remainder(name, path),
                      query=request.environ.get("QUERY_STRING", ""),
-                     headers=forwardable_request_headers(request.headers.items()), body=body, caller=caller,
+                     headers=forwardable_environ_headers(request.environ), body=body, caller=caller,
                      correlation_id=g.correlation_id, idempotency_key=request.headers.get("Idempotency-Key"))
     result = proxy_service.handle(call)
     op.status = result.status

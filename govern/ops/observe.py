@@ -1,5 +1,6 @@
 """Per-operation observation: one place that times a broker or proxy operation, counts its outcome in
-/metrics, binds the operation's fields to every log line written inside it, and writes one summary line.
+/metrics, binds the operation's fields to every log line written inside it, and writes one summary line
+(inside an HTTP request, that line is the request line of govern.app: one line per request).
 
 Labels are bounded (seed practice 17; Prometheus "use labels with bounded cardinality"): `system` and
 `named_credential` are taken from the landscape, never from the request, so a caller asking for
@@ -148,11 +149,15 @@ def _record(services, op: Operation, outcome: str, seconds: float) -> None:
                               else (metrics.proxy_requests, metrics.proxy_latency))
         counter.labels(system=op.system, named_credential=op.named_credential, outcome=outcome).inc()
         histogram.labels(system=op.system, named_credential=op.named_credential).observe(seconds)
-    fields = {**op.fields(outcome), "duration_ms": round(seconds * 1000, 2)}
+    fields = op.fields(outcome)
     if op.status is not None:
         fields["upstream_status"] = op.status
     if has_request_context():
-        g.log_fields = op.fields(outcome)  # the request line (govern.app) carries them too
+        # One line per request: the request line (govern.app) carries the operation's fields, its outcome
+        # and the upstream status, with the whole request's duration.
+        g.log_fields = fields
+        return
+    fields["duration_ms"] = round(seconds * 1000, 2)
     log.info(f"{op.kind} {outcome}", extra=fields)
 
 

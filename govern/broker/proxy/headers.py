@@ -20,5 +20,18 @@ def forwardable_request_headers(headers: Iterable[tuple[str, str]]) -> dict[str,
     return {name: value for name, value in headers if name.lower() in REQUEST_HEADERS}
 
 
+# The same allowlist under the WSGI environ's names: HTTP_ACCEPT_LANGUAGE -> Accept-Language.
+_ENVIRON_NAMES = {"HTTP_" + name.upper().replace("-", "_"): "-".join(part.capitalize() for part in name.split("-"))
+                  for name in REQUEST_HEADERS}
+_ENVIRON_NAMES.update({"CONTENT_TYPE": "Content-Type"})  # WSGI keeps Content-Type without the HTTP_ prefix
+_ENVIRON_NAMES.pop("HTTP_CONTENT_TYPE")
+
+
+def forwardable_environ_headers(environ: Mapping[str, object]) -> dict[str, str]:
+    """`forwardable_request_headers` read straight from a WSGI environ (the proxy's hot path)."""
+    return {header: value for key, header in _ENVIRON_NAMES.items()
+            if isinstance(value := environ.get(key), str) and value}
+
+
 def returnable_response_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {name: value for name, value in headers.items() if name.lower() in RESPONSE_HEADERS}

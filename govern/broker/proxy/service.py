@@ -36,6 +36,7 @@ from govern.logs import CORRELATION_HEADER
 
 log = logging.getLogger("govern.proxy")
 PROXY_PREFIX = "/api/v1/named-credentials"
+SMALL_BODY_BYTES = 64 * 1024  # upstream answers up to this size (by Content-Length) are read whole, not streamed
 
 
 @dataclass(frozen=True)
@@ -169,14 +170,18 @@ class ProxyService:
             raise
         headers = self._response_headers(target, response)
         if keyed:
-            body = response.content
-            response.close()
+            body = _read_all(target, response)
             if response.status_code < 500:
                 self.idempotency.finish(caller, target.named_credential, call.idempotency_key, fp,
                                         StoredResponse(response.status_code, headers, body))
             else:
                 self.idempotency.release(caller, target.named_credential, call.idempotency_key)
             return ProxyResult(response.status_code, headers, body)
+        length = response.headers.get("Content-Length", "")
+        if method != "HEAD" and length.isdigit() and int(length) <= SMALL_BODY_BYTES:
+            # A small answer is read at once: the connection goes back to the pool before the caller reads,
+            # and the server sends one buffer with a Content-Length instead of iterating a stream.
+            return ProxyResult(response.status_code, headers, _read_all(target, response))
         return ProxyResult(response.status_code, headers, _stream(response))
 
     # --- the upstream exchange, with retries ----------------------------------------------------
@@ -272,6 +277,17 @@ def _default_principal(target: Target) -> str | None:
     if len(target.principals) == 1:
         return next(iter(target.principals))
     return "default" if "default" in target.principals else None
+
+
+def _read_all(target: Target, response) -> bytes:
+    try:
+        return response.content
+    except TransportTimeout:
+        raise UpstreamTimeout(f"{target.system} did not finish its answer within {target.timeout:g} s") from None
+    except TransportUnreachable:
+        raise UpstreamUnreachable(f"{target.system} broke off its answer") from None
+    finally:
+        response.close()
 
 
 def _stream(response, chunk: int = 64 * 1024) -> Iterator[bytes]:

@@ -64,21 +64,33 @@ def load_target(sessions, name: str) -> Target:
 
 
 class TargetCache:
+    """Named credential -> Target, kept `ttl` seconds. When an entry expires, one thread reloads it while
+    the others go on with the previous value (a few milliseconds older): no stampede of identical queries.
+    A name never loaded, or one that failed to load, is loaded by the caller itself."""
+
     def __init__(self, sessions, ttl: float = 5.0):
         self.sessions = sessions
         self.ttl = ttl
         self._items: dict[str, tuple[float, Target]] = {}
+        self._loading: set[str] = set()
         self._lock = threading.Lock()
 
     def get(self, name: str) -> Target:
         now = time.monotonic()
-        with self._lock:
-            item = self._items.get(name)
+        item = self._items.get(name)
         if item and item[0] > now:
             return item[1]
-        target = load_target(self.sessions, name)
         with self._lock:
-            self._items[name] = (now + self.ttl, target)
+            if item is not None and name in self._loading:
+                return item[1]  # another thread is reloading it
+            self._loading.add(name)
+        try:
+            target = load_target(self.sessions, name)
+        finally:
+            with self._lock:
+                self._loading.discard(name)
+        with self._lock:
+            self._items[name] = (time.monotonic() + self.ttl, target)
         return target
 
     def clear(self) -> None:

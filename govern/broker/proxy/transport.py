@@ -7,16 +7,21 @@ decides); the response is streamed.
 """
 from __future__ import annotations
 
+import re
+import threading
 from typing import Iterator
 
 import urllib3
 from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, TimeoutError as Urllib3Timeout
 
+
 class TransportTimeout(Exception):
     pass
 
+
 class TransportUnreachable(Exception):
     pass
+
 
 class UpstreamResponse:
     """The few things the proxy reads from an answer; `close()` returns the connection to the pool."""
@@ -53,14 +58,39 @@ class UpstreamResponse:
             self._raw.close()
         self._raw.release_conn()
 
+_ORIGIN = re.compile(r"^(https?://[^/?#]+)(.*)$", re.S)
+
+
 class Urllib3Transport:
+    """One keep-alive connection pool per upstream origin, kept here (not in a PoolManager): the hot path
+    skips the manager's URL parsing and pool-key normalisation, and a pool is never evicted and closed
+    under a call that is using it. Origins are the named credentials' base URLs, so they are few."""
+
     def __init__(self, pool_size: int = 64):
-        self.pool = urllib3.PoolManager(num_pools=32, maxsize=pool_size, block=False, retries=False)
+        self.pool_size = pool_size
+        self._pools: dict[str, urllib3.HTTPConnectionPool] = {}
+        self._lock = threading.Lock()
+
+    def _pool(self, origin: str) -> urllib3.HTTPConnectionPool:
+        pool = self._pools.get(origin)
+        if pool is None:
+            with self._lock:
+                pool = self._pools.get(origin)
+                if pool is None:
+                    pool = urllib3.connection_from_url(origin, maxsize=self.pool_size, block=False, retries=False)
+                    self._pools[origin] = pool
+        return pool
 
     def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float):
+        match = _ORIGIN.match(url)
+        if match is None:  # the proxy only builds http(s) URLs under a named credential's base URL
+            raise TransportUnreachable()
+        origin, rest = match.groups()
+        target = rest if rest.startswith("/") else "/" + rest
         try:
-            raw = self.pool.request(method, url, body=body or None, headers=headers, redirect=False, retries=False,
-                                    preload_content=False, timeout=urllib3.Timeout(connect=timeout, read=timeout))
+            raw = self._pool(origin).urlopen(method, target, body=body or None, headers=headers, redirect=False,
+                                             retries=False, assert_same_host=False, preload_content=False,
+                                             timeout=urllib3.Timeout(connect=timeout, read=timeout))
         except NewConnectionError:  # before timeouts: urllib3 makes it a subclass of ConnectTimeoutError
             raise TransportUnreachable() from None
         except Urllib3Timeout:
@@ -74,4 +104,7 @@ class Urllib3Transport:
         return UpstreamResponse(raw)
 
     def close(self) -> None:
-        self.pool.clear()
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close()
