@@ -1,8 +1,9 @@
 """The proxy's queues: calls held during a maintenance window, and calls that kept failing (dead letters).
 
 Rows hold what is needed to replay the call: method, path, query, allowlisted request headers, body,
-caller, upstream principal, correlation id and Idempotency-Key. Never a credential: the credential
-is injected again at delivery time.
+caller (with the source address and token scopes it was authenticated with), upstream principal,
+correlation id and Idempotency-Key. Never a credential or a token: the credential is injected again at
+delivery time, after the call has been decided again.
 """
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ class QueuedCall(SQLModel, table=True):
     body: bytes = Field(default=b"", sa_column=sa.Column(sa.LargeBinary, nullable=False))
     correlation_id: str = Field(max_length=128, index=True)
     idempotency_key: Optional[str] = Field(default=None, max_length=255)
+    # The caller as authenticated when the call arrived: the call is decided again at delivery.
+    source_ip: Optional[str] = Field(default=None, max_length=64)
+    scopes: Optional[list[str]] = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
     status: str = Field(default="queued", max_length=20, index=True)  # queued | delivered | dead
     attempts: int = 0
     next_attempt_at: dt.datetime = Field(default_factory=utcnow, sa_column=sa.Column(
@@ -54,6 +58,9 @@ class DeadLetter(SQLModel, table=True):
     body: bytes = Field(default=b"", sa_column=sa.Column(sa.LargeBinary, nullable=False))
     correlation_id: str = Field(max_length=128, index=True)
     idempotency_key: Optional[str] = Field(default=None, max_length=255)
+    # The caller as authenticated when the call arrived: the call is decided again at delivery.
+    source_ip: Optional[str] = Field(default=None, max_length=64)
+    scopes: Optional[list[str]] = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
     attempts: int = 0
     last_status: Optional[int] = None
     reason: str = Field(default="", max_length=500)

@@ -43,3 +43,19 @@ def test_no_budget_means_no_counting(env):
 
 def test_seconds_to_end_of_day():
     assert seconds_to_end_of_day(dt.datetime(2026, 1, 1, 23, 59, 30, tzinfo=dt.timezone.utc)) == 30
+
+
+def test_each_retry_is_another_call_against_the_budget(env):
+    env.configure(daily_api_budget=10)
+    env.upstream.fail_next(2, status=503)
+    assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
+    assert env.upstream.count == 3 and env.proxy.budget.used("erp") == 3
+
+
+def test_retries_stop_when_the_budget_is_used_up(env):
+    env.configure(daily_api_budget=2)
+    env.upstream.fail_next(5, status=503)
+    r = env.client.get(env.url("x"), headers=CALLER)
+    assert r.status_code == 503  # the upstream's own answer: govern did not retry past the budget
+    assert env.upstream.count == 2 and env.proxy.budget.used("erp") == 2
+    assert env.client.get(env.url("x"), headers=CALLER).get_json()["code"] == "budget_exhausted"

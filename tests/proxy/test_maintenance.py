@@ -158,3 +158,48 @@ def test_dlq_deliver_runs_the_worker_step_once(env, dlq_cli):
     result = dlq_cli("deliver")
     assert result.exit_code == 0 and "ok: delivered (201)" in result.output
     assert env.upstream.count == 1
+
+
+def test_a_call_no_longer_allowed_at_delivery_goes_to_the_dead_letter_queue_unsent(env):
+    _queue_mode(env)
+    r = env.client.post(env.url("orders"), data="{}", headers={**CALLER, "Content-Type": "application/json",
+                                                               "X-Correlation-ID": "corr-revoked"})
+    assert r.status_code == 202
+    env.decider.allow = False  # e.g. the integration user was suspended while the call waited
+    env.clock.set(AFTER)
+    outcomes = deliver_queued(env.services, AFTER)
+    assert [o.ok for o in outcomes] == [False] and "refused at delivery (forbid-test)" in outcomes[0].detail
+    assert env.upstream.count == 0
+    # Decided again as the caller it came from: same user, source address and token scopes.
+    asked = env.decider.requests[-1]
+    assert asked.caller.integration_user == "order-sync" and asked.caller.source_ip == "127.0.0.1"
+    assert asked.caller.scopes == ("orders.read",) and asked.method == "POST" and asked.path == "/orders"
+    record = env.log.records[-1]
+    assert record["decision"].allowed is False and record["correlation_id"] == "corr-revoked"
+    with env.services.sessions() as s:
+        dead = s.exec(select(DeadLetter)).one()
+        assert dead.reason == "forbid-test" and dead.source_ip == "127.0.0.1" and dead.scopes == ["orders.read"]
+    # Restored: an operator's retry decides again, and now delivers.
+    env.decider.allow = True
+    from govern.broker.proxy.queue import dlq_retry
+
+    assert dlq_retry(env.services, dead.id).ok and env.upstream.count == 1
+
+
+def test_deliveries_count_against_the_daily_budget_and_wait_for_the_next_day(env):
+    _queue_mode(env)
+    env.configure(daily_api_budget=1)
+    for i in range(2):
+        env.client.post(env.url("orders"), data=json.dumps({"n": i}), headers={**CALLER, "Content-Type": "application/json"})
+    env.clock.set(AFTER)
+    outcomes = deliver_queued(env.services, AFTER)
+    assert [o.ok for o in outcomes] == [True, False] and "daily budget" in outcomes[1].detail
+    assert env.upstream.count == 1 and env.proxy.budget.used("erp") == 1
+    with env.services.sessions() as s:
+        waiting = s.exec(select(QueuedCall).where(QueuedCall.status == "queued")).one()
+        assert waiting.attempts == 0  # waiting for the budget is not a failed attempt
+    assert deliver_queued(env.services, AFTER + dt.timedelta(hours=1)) == []  # not due before midnight
+    next_day = dt.datetime(2026, 11, 25, 0, 0, 1, tzinfo=UTC)
+    env.clock.set(next_day)
+    assert [o.ok for o in deliver_queued(env.services, next_day)] == [True]
+    assert json.loads(env.upstream.last().body)["n"] == 1

@@ -4,6 +4,9 @@ move to a dead-letter queue (seed practices 10, 16 and 19).
 `deliver_queued(services, now)` is what a worker loop calls. Each named credential's calls go out in
 the order they arrived; when one fails, the later ones of that credential wait for the next round so
 that order holds. A call that has failed `max_attempts` times moves to `dead_letter`.
+Every delivery is decided again, as the caller it came from: a call that is no longer allowed goes
+straight to `dead_letter` with the deciding rule. A call that finds the daily budget used up waits for
+the next day without counting an attempt.
 """
 from __future__ import annotations
 
@@ -17,7 +20,8 @@ from urllib.parse import unquote
 from sqlmodel import select
 
 from govern.domain.access import AccessRequest, Caller
-from govern.errors import GovernError, NotFound
+from govern.broker.proxy.errors import BudgetExhausted
+from govern.errors import AccessDenied, GovernError, NotFound
 from govern.store.db import session_scope
 from govern.store.proxy_tables import DeadLetter, QueuedCall
 
@@ -48,6 +52,7 @@ def enqueue(services, call, target, path: str, query: str, principal: str | None
                          caller=call.caller.integration_user, principal=principal, method=call.method.upper(),
                          path=path, query=query, headers=dict(call.headers), body=call.body,
                          correlation_id=call.correlation_id, idempotency_key=call.idempotency_key,
+                         source_ip=call.caller.source_ip, scopes=list(call.caller.scopes),
                          next_attempt_at=not_before)
         session.add(row)
         session.flush()
@@ -72,31 +77,48 @@ def queued_status(services, named_credential: str, caller: str, call_id: int) ->
                 "next_attempt_at": row.next_attempt_at.isoformat() if row.status == "queued" else None}
 
 
-def _deliver_one(services, *, caller, named_credential, method, path, query, headers, body, principal, correlation_id,
-                 idempotency_key) -> int:
-    """One delivery; returns the upstream status, raises GovernError when it did not succeed."""
+def _deliver_one(services, row) -> int:
+    """One delivery of a queued call or dead letter; returns the upstream status, raises GovernError when it
+    did not succeed (AccessDenied when the call is no longer allowed, BudgetExhausted when the day's budget is
+    used up).
+
+    The call is decided again first, as the caller it came from (its source address and token scopes as
+    they were when it arrived): an integration user disabled, an assignment expired or a permission set
+    narrowed while the call waited stops it here. The delivery is logged as a decision of its own, and
+    counts against the system's daily budget like any proxied call."""
     from govern.broker.proxy.errors import UpstreamUnreachable
     from govern.broker.proxy.paths import join_under
+    from govern.broker.proxy.resource import salesforce_resource
     from govern.broker.proxy.retry import may_retry
-    from govern.broker.proxy.service import _Outcome
+    from govern.broker.proxy.service import _Outcome, _default_principal
 
     proxy = _proxy(services)
-    target = proxy.target(named_credential)
-    request = AccessRequest(caller=Caller(integration_user=caller, scopes=(), source_ip=""), action="proxy",
-                            named_credential=named_credential, method=method, path=unquote(path),
+    target = proxy.target(row.named_credential)
+    method, headers = row.method, dict(row.headers)
+    resource = salesforce_resource(method, row.path, row.query, row.body, headers.get("Content-Type"))
+    caller = Caller(integration_user=row.caller, scopes=tuple(row.scopes or ()), source_ip=row.source_ip or "")
+    request = AccessRequest(caller=caller, action="proxy", named_credential=row.named_credential, method=method,
+                            path=unquote(row.path), resource_object=resource.object, fields=resource.fields,
                             api_type=target.api_type)
     outcome = _Outcome()
+    decision = None
     started = time.perf_counter()
     try:
+        decision = services.decider.decide(request)
+        if not decision.allowed:
+            rule = decision.rules[0] if decision.rules else "deny:default"
+            raise AccessDenied(decision.reason or "no permission set allows this call any more", rule=rule)
+        principal = decision.principal or _default_principal(target)
+        proxy.budget.consume(target.system, target.daily_api_budget, overdraft=decision.allow_budget_overdraft)
         probe = proxy.breakers.before_call(target.system, target.breaker)
-        url = join_under(target.url, path, query)
-        response = proxy.exchange(target, method, url, dict(headers), body, principal, correlation_id,
-                                  retry_ok=may_retry(method, idempotency_key), outcome=outcome, probe=probe)
+        url = join_under(target.url, row.path, row.query)
+        response = proxy.exchange(target, method, url, headers, row.body, principal, row.correlation_id,
+                                  retry_ok=may_retry(method, row.idempotency_key), outcome=outcome, probe=probe,
+                                  budget_overdraft=decision.allow_budget_overdraft)
         status = response.status_code
         response.close()
     finally:
-        # The decision was taken (and logged) when the call was queued; this records the delivery.
-        proxy._log_decision(request, None, outcome, started, correlation_id)
+        proxy._log_decision(request, decision, outcome, started, row.correlation_id)
     if status >= 500 or status == 429:
         raise UpstreamUnreachable(f"{target.system} answered {status}")
     return status
@@ -127,11 +149,25 @@ def deliver_queued(services, now: dt.datetime | None = None, *, limit: int = 100
                 blocked.add(row.named_credential)  # keep the order: later calls wait for this one
                 continue
             try:
-                status = _deliver_one(services, caller=row.caller, named_credential=row.named_credential,
-                                      method=row.method,
-                                      path=row.path, query=row.query, headers=row.headers, body=row.body,
-                                      principal=row.principal, correlation_id=row.correlation_id,
-                                      idempotency_key=row.idempotency_key)
+                status = _deliver_one(services, row)
+            except AccessDenied as exc:
+                # No longer allowed: retrying cannot help. Kept in the dead-letter queue with the rule, so an
+                # operator sees it and can retry it once the permission is restored (`govern dlq retry`).
+                row.attempts += 1
+                row.last_error = exc.rule
+                _bury(session, row, exc.rule, now)
+                outcomes.append(ItemOutcome(row.id, False, f"refused at delivery ({exc.rule}); "
+                                                           "moved to the dead-letter queue"))
+                continue
+            except BudgetExhausted as exc:
+                # Not a failure of the call: it waits, with the later ones, until the budget resets.
+                wait = int(exc.headers.get("Retry-After", "60"))
+                row.next_attempt_at = now + dt.timedelta(seconds=wait)
+                row.last_error = exc.code
+                session.add(row)
+                blocked.add(row.named_credential)
+                outcomes.append(ItemOutcome(row.id, False, f"waiting {wait} s for the daily budget ({exc.code})"))
+                continue
             except GovernError as exc:
                 row.attempts += 1
                 row.last_error = exc.code
@@ -163,7 +199,7 @@ def _bury(session, row: QueuedCall, reason: str, now: dt.datetime) -> None:
                            caller=row.caller, principal=row.principal, method=row.method, path=row.path,
                            query=row.query, headers=row.headers, body=row.body, correlation_id=row.correlation_id,
                            idempotency_key=row.idempotency_key, attempts=row.attempts, reason=reason,
-                           last_status=row.response_status))
+                           last_status=row.response_status, source_ip=row.source_ip, scopes=row.scopes))
     row.status = "dead"
     session.add(row)
 
@@ -182,15 +218,13 @@ def dlq_retry(services, dead_id: int) -> ItemOutcome:
         if dead is None:
             return ItemOutcome(dead_id, False, "not found")
         try:
-            status = _deliver_one(services, caller=dead.caller, named_credential=dead.named_credential,
-                                  method=dead.method, path=dead.path,
-                                  query=dead.query, headers=dead.headers, body=dead.body, principal=dead.principal,
-                                  correlation_id=dead.correlation_id, idempotency_key=dead.idempotency_key)
+            status = _deliver_one(services, dead)
         except GovernError as exc:
+            reason = exc.rule if isinstance(exc, AccessDenied) else exc.code
             dead.attempts += 1
-            dead.reason = exc.code
+            dead.reason = reason
             session.add(dead)
-            return ItemOutcome(dead_id, False, f"failed again ({exc.code})")
+            return ItemOutcome(dead_id, False, f"failed again ({reason})")
         if dead.queued_call_id:
             original = session.get(QueuedCall, dead.queued_call_id)
             if original is not None:

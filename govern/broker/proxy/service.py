@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from govern.broker.proxy.breaker import CircuitBreakers
 from govern.broker.proxy.budget import DailyBudget
-from govern.broker.proxy.errors import (MaintenanceWindow, NamedCredentialForbids, PathNotAllowed, UpstreamRateLimited,
+from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, NamedCredentialForbids, PathNotAllowed, UpstreamRateLimited,
                                         UpstreamRedirectRefused,
                                         UpstreamTimeout, UpstreamUnreachable)
 from govern.broker.proxy.headers import returnable_response_headers
@@ -163,7 +163,8 @@ class ProxyService:
                     self.breakers.release_probe(target.system)
                 raise
             response = self.exchange(target, method, url, call.headers, call.body, principal, call.correlation_id,
-                                     retry_ok=may_retry(method, call.idempotency_key), outcome=outcome, probe=probe)
+                                     retry_ok=may_retry(method, call.idempotency_key), outcome=outcome, probe=probe,
+                                     budget_overdraft=decision.allow_budget_overdraft)
         except BaseException:
             if keyed:
                 self.idempotency.release(caller, target.named_credential, call.idempotency_key)
@@ -188,8 +189,12 @@ class ProxyService:
 
     def exchange(self, target: Target, method: str, url: str, headers: dict[str, str], body: bytes,
                  principal: str | None, correlation_id: str, *, retry_ok: bool, outcome: _Outcome | None = None,
-                 probe: bool = False):
-        """Send, retrying per the named credential's policy; returns the final requests.Response (open)."""
+                 probe: bool = False, budget_overdraft: bool = False):
+        """Send, retrying per the named credential's policy; returns the final response (open).
+
+        The first attempt has been counted against the daily budget by the caller; every further upstream
+        call (a retry, the retry after a refresh, a followed redirect) is counted here, and when the budget
+        is used up the exchange stops where it is instead of retrying."""
         outcome = outcome or _Outcome()
         policy = target.retry
         attempt = 0
@@ -206,7 +211,7 @@ class ProxyService:
             try:
                 response = self.transport.send(method, url, sent, body, target.timeout)
             except (TransportTimeout, TransportUnreachable) as exc:
-                if retry_ok and attempt + 1 < policy.max_attempts:
+                if retry_ok and attempt + 1 < policy.max_attempts and self._charge(target, budget_overdraft):
                     self.sleep(policy.backoff(attempt, self.random))
                     attempt += 1
                     continue
@@ -216,7 +221,8 @@ class ProxyService:
                 raise UpstreamUnreachable(f"{target.system} cannot be reached") from None
             status = response.status_code
             outcome.upstream_status = status
-            if status == 401 and not refreshed and target.protocol.startswith("oauth2"):
+            if (status == 401 and not refreshed and target.protocol.startswith("oauth2")
+                    and self._charge(target, budget_overdraft)):
                 # An expired or revoked token: invalidate it, refresh once, retry once.
                 response.close()
                 self.injector.invalidate(target, principal)
@@ -228,13 +234,15 @@ class ProxyService:
                 wait = parse_retry_after(response.headers.get("Retry-After"), self.services.clock.now())
                 wait = policy.backoff(attempt, self.random) if wait is None else wait
                 response.close()
-                if retry_ok and attempt + 1 < policy.max_attempts and wait <= policy.max_retry_after:
+                if (retry_ok and attempt + 1 < policy.max_attempts and wait <= policy.max_retry_after
+                        and self._charge(target, budget_overdraft)):
                     self.sleep(wait)
                     attempt += 1
                     continue
                 self.breakers.record_success(target.system, probe)  # it answered: the system is up
                 raise UpstreamRateLimited(target.system, int(math.ceil(max(wait, 1))))
-            if status in RETRYABLE_STATUS and retry_ok and attempt + 1 < policy.max_attempts:
+            if (status in RETRYABLE_STATUS and retry_ok and attempt + 1 < policy.max_attempts
+                    and self._charge(target, budget_overdraft)):
                 response.close()
                 self.sleep(policy.backoff(attempt, self.random))
                 attempt += 1
@@ -245,7 +253,7 @@ class ProxyService:
                     response.close()
                     self.breakers.record_success(target.system, probe)
                     raise UpstreamRedirectRefused(f"{target.system} redirected outside the named credential")
-                if redirects < policy.max_redirects:
+                if redirects < policy.max_redirects and self._charge(target, budget_overdraft):
                     response.close()
                     from urllib.parse import urljoin
 
@@ -259,6 +267,14 @@ class ProxyService:
             else:
                 self.breakers.record_success(target.system, probe)
             return response
+
+    def _charge(self, target: Target, overdraft: bool) -> bool:
+        """Count one more upstream call against the system's daily budget; False when it is used up."""
+        try:
+            self.budget.consume(target.system, target.daily_api_budget, overdraft=overdraft)
+        except BudgetExhausted:
+            return False
+        return True
 
     def _response_headers(self, target: Target, response) -> dict[str, str]:
         headers = returnable_response_headers(response.headers)
