@@ -1,6 +1,6 @@
 """Proxy overhead: proxied latency minus direct latency to the same upstream, p50 and p99, 16 connections.
 
-    /work/venv/bin/python bench/proxy.py [--requests 2000] [--connections 16]
+    /work/venv/bin/python bench/proxy.py [--requests 2000] [--connections 16] [--rate R] [--workers 2]
 
 Starts (all on free ports, all stopped at the end):
 - the upstream: a tiny WSGI app answering a small JSON document, under gunicorn (gthread);
@@ -10,7 +10,16 @@ Starts (all on free ports, all stopped at the end):
   and each proxied call is authenticated (JWT), decided (permission sets + Cedar guardrails) and written
   to the hash-chained decision log.
 Then 16 client threads, each with its own keep-alive connection, send the same GET directly and
-through the proxy. Last line: `overhead_p50_ms=... overhead_p99_ms=...`.
+through the proxy: in a closed loop by default (each connection sends again as soon as it is answered,
+so on a small machine this measures queueing behind the CPU as much as govern's own latency), or paced
+at `--rate` requests/s in all (latency counted from each request's scheduled time).
+The CPU seconds each process used during each run (from /proc) are printed per call.
+Last line: `overhead_p50_ms=... overhead_p99_ms=... govern_cpu_ms_per_call=...`.
+
+    --rate 300         paced instead of closed loop
+    --server granian   govern under granian instead of gunicorn (a comparison only: granian gives the app
+                       no raw request path, so encoded slashes in proxied paths would reach the upstream
+                       decoded; govern ships with gunicorn)
 """
 from __future__ import annotations
 
@@ -95,17 +104,27 @@ def prepare_instance(home: Path, upstream_url: str, log_level: str) -> dict[str,
     return env
 
 
-def load(url: str, headers: dict, total: int, connections: int) -> list[float]:
+def load(url: str, headers: dict, total: int, connections: int, rate: float = 0.0) -> list[float]:
+    """Closed loop (rate 0): each connection sends its next request when the last one is answered.
+    Paced (rate > 0 requests/s in all): each connection sends on a fixed schedule, and latency is counted
+    from the scheduled time, so a server that falls behind is charged for the wait (no coordinated omission)."""
     per_thread = total // connections
     latencies: list[float] = []
     lock = threading.Lock()
     errors = []
+    interval = connections / rate if rate else 0.0
+    t0 = time.perf_counter() + 0.05
 
-    def worker():
+    def worker(index: int):
         session = requests.Session()
         mine = []
-        for _ in range(per_thread):
+        for k in range(per_thread):
             start = time.perf_counter()
+            if interval:
+                start = t0 + (index / connections + k) * interval
+                delay = start - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
             r = session.get(url, headers=headers)
             _ = r.content
             mine.append((time.perf_counter() - start) * 1000)
@@ -114,7 +133,7 @@ def load(url: str, headers: dict, total: int, connections: int) -> list[float]:
         with lock:
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
     for t in threads:
         t.start()
     for t in threads:
@@ -149,6 +168,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for govern")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="requests per second in all, paced over the connections (default: closed loop)")
     parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn", help="govern's HTTP server")
     parser.add_argument("--threads", type=int, default=0, help="gunicorn threads per govern worker (default: --connections)")
     parser.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
@@ -190,9 +211,9 @@ def main() -> None:
         load(proxied_url, auth, warm, args.connections)
         upstream_pid, govern_pid = procs[0].pid, procs[1].pid
         cpu_before = process_tree_cpu_s(upstream_pid), process_tree_cpu_s(govern_pid), time.process_time()
-        direct = load(direct_url, {}, args.requests, args.connections)
+        direct = load(direct_url, {}, args.requests, args.connections, args.rate)
         cpu_mid = process_tree_cpu_s(upstream_pid), process_tree_cpu_s(govern_pid), time.process_time()
-        proxied = load(proxied_url, auth, args.requests, args.connections)
+        proxied = load(proxied_url, auth, args.requests, args.connections, args.rate)
         cpu_after = process_tree_cpu_s(upstream_pid), process_tree_cpu_s(govern_pid), time.process_time()
         per_call = lambda a, b, i: (b[i] - a[i]) * 1000 / args.requests  # noqa: E731
 
@@ -207,8 +228,11 @@ def main() -> None:
               f"upstream {per_call(cpu_before, cpu_mid, 0):.2f} ms")
         print(f"CPU per call, proxied run: client {per_call(cpu_mid, cpu_after, 2):.2f} ms, "
               f"upstream {per_call(cpu_mid, cpu_after, 0):.2f} ms, govern {per_call(cpu_mid, cpu_after, 1):.2f} ms")
+        mode = f"paced at {args.rate:g} requests/s" if args.rate else "closed loop"
+        print(f"mode: {mode}")
         print(f"overhead_p50_ms={pct(proxied, 50) - pct(direct, 50):.2f} "
-              f"overhead_p99_ms={pct(proxied, 99) - pct(direct, 99):.2f}")
+              f"overhead_p99_ms={pct(proxied, 99) - pct(direct, 99):.2f} "
+              f"govern_cpu_ms_per_call={per_call(cpu_mid, cpu_after, 1):.2f}")
     finally:
         for proc in procs:
             proc.terminate()

@@ -30,6 +30,16 @@ def services(require_schema: bool = True) -> Services:
     return found
 
 
+def cli_actor() -> str:
+    """Who ran the command, for the admin action log: `cli:<OS user>`."""
+    import getpass
+
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        return "cli:unknown"
+
+
 def fail(message: str) -> None:
     """One clear line, exit code 2."""
     click.echo(f"error: {message}", err=True)

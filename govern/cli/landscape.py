@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from govern.cli.context import services
+from govern.cli.context import cli_actor, services
 from govern.errors import ValidationFailed
 
 
@@ -14,7 +14,9 @@ from govern.errors import ValidationFailed
 @click.option("--dry-run", is_flag=True, help="print the plan, write nothing")
 @click.option("--prune", is_flag=True, help="also delete entities that the file does not declare")
 def apply_command(path: str, dry_run: bool, prune: bool) -> None:
-    """Validate the whole file, print the change plan, and apply it in one transaction."""
+    """Validate the whole file, print the change plan, and apply it in one transaction.
+
+    An applied change is recorded in the admin action log as `cli:<OS user>`."""
     from govern.landscape import apply_document
 
     if path == "-":
@@ -28,7 +30,7 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
             raise click.exceptions.Exit(2)
         filename = path
     try:
-        plan = apply_document(services().sessions, text, filename, dry_run=dry_run, prune=prune)
+        plan = apply_document(services().sessions, text, filename, dry_run=dry_run, prune=prune, actor=cli_actor())
     except ValidationFailed as exc:
         for err in exc.errors:
             where = f"{err['location']}: {err['path']}: " if err.get("path") else f"{err['location']}: "

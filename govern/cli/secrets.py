@@ -1,12 +1,11 @@
 """`govern secrets put|status|rotate-key|migrate`. Secret values come from stdin or a file, never argv."""
 from __future__ import annotations
 
-import getpass
 import sys
 
 import click
 
-from govern.cli.context import fail, services
+from govern.cli.context import cli_actor, fail, services
 
 
 def register(cli: click.Group) -> None:
@@ -38,7 +37,7 @@ def put(credential: str | None, principal: str | None, user: str | None, field: 
     # Check the target before reading a value, so a typo does not cost a paste.
     service.check_user(user) if user else service.check_credential(credential)
     raw = _read_value(file)
-    actor = f"cli:{_whoami()}"
+    actor = cli_actor()
     if user:
         status = service.put_for_user(user, field, raw, actor=actor)
     else:
@@ -57,13 +56,6 @@ def _read_value(file: str | None) -> bytes:
         return click.prompt("secret value", hide_input=True, prompt_suffix=": ", err=True).encode("utf-8")
     stream = getattr(sys.stdin, "buffer", None)
     return stream.read(64 * 1024 + 3) if stream is not None else sys.stdin.read(64 * 1024 + 3).encode("utf-8")
-
-
-def _whoami() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # noqa: BLE001 - no user name in some containers
-        return "unknown"
 
 
 @secrets.command("status")

@@ -226,3 +226,26 @@ def test_a_concurrent_change_is_a_conflict_not_a_crash(services, dump, monkeypat
     with pytest.raises(Conflict):
         apply_document(services.sessions, BASE, "g.yaml")
     assert dump() == before
+
+
+def test_an_applied_change_is_in_the_admin_action_log_and_a_dry_run_is_not(runner, tmp_path, settings):
+    import getpass
+
+    import sqlalchemy as sa
+
+    from govern.bootstrap import build_services
+    from govern.store.tables import AdminAction
+
+    path = write(tmp_path, BASE)
+    assert runner.invoke(["apply", "-f", path, "--dry-run"]).exit_code == 0
+    assert runner.invoke(["apply", "-f", path]).exit_code == 0
+    assert runner.invoke(["apply", "-f", path]).exit_code == 0  # nothing to change: nothing recorded
+    services = build_services(settings)
+    try:
+        with services.sessions() as s:
+            actions = s.execute(sa.select(AdminAction).where(AdminAction.action == "apply")).scalars().all()
+    finally:
+        services.close()
+    assert len(actions) == 1
+    assert actions[0].actor == f"cli:{getpass.getuser()}" and actions[0].subject == path
+    assert actions[0].after["counts"]["create"] > 0
