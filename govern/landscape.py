@@ -40,6 +40,9 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
                     desired[kind].setdefault(ext_id, spec)
         plan = make_plan(desired, stored.specs, prune=prune)
         plan.dry_run = dry_run
+        left_behind = secrets_left_behind(session, plan, filename)
+        if left_behind:
+            raise ValidationFailed(left_behind)
         if not dry_run and plan.has_changes:
             try:
                 apply_plan(session, plan, stored)
@@ -58,6 +61,43 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
         elif dry_run:
             session.rollback()
     return plan
+
+
+def secrets_left_behind(session, plan: Plan, filename: str) -> list[dict]:
+    """Validation errors for every stored secret whose owner the plan removes (a pruned integration user or
+    credential, or a principal dropped from a credential): a secret must never outlive what it belongs to
+    unseen. The user deletes it first (`govern secrets delete REF`), or keeps its owner in the file."""
+    import sqlalchemy as sa
+
+    from govern.store.tables import SecretRef
+
+    users = {c.id for c in plan.of("delete", "integration_user")}
+    credentials = {c.id for c in plan.of("delete", "credential")}
+    principals: set[tuple[str, str]] = set()
+    for change in plan.of("update", "credential"):
+        if "principals" in change.diff:
+            before, after = change.diff["principals"]
+            removed = {p["name"] for p in before or ()} - {p["name"] for p in after or ()}
+            principals |= {(change.id, name) for name in removed}
+    owners = users | credentials | {owner for owner, _ in principals}
+    if not owners:
+        return []
+    rows = session.execute(sa.select(SecretRef.external_id, SecretRef.owner_kind, SecretRef.owner, SecretRef.principal)
+                           .where(SecretRef.owner.in_(sorted(owners))).order_by(SecretRef.external_id)).all()
+    errors = []
+    for ref, kind, owner, principal in rows:
+        if kind == "integration_user" and owner in users:
+            what, path = f"integration user {owner} would be deleted", f"integration_users.{owner}"
+        elif kind == "credential" and owner in credentials:
+            what, path = f"credential {owner} would be deleted", f"credentials.{owner}"
+        elif kind == "credential" and (owner, principal) in principals:
+            what, path = f"principal {principal} would be removed from credential {owner}", f"credentials.{owner}.principals"
+        else:
+            continue
+        errors.append({"location": filename, "path": path,
+                       "message": f"{what}, but its secret {ref} is still stored; delete the secret first "
+                                  f"(govern secrets delete {ref}) or keep it in the file"})
+    return errors
 
 
 def export_document(sessions) -> str:

@@ -2,6 +2,7 @@
 
     PUT /api/v1/credentials/{id}/secrets/{field}?principal=P    {"value": "..."}
     PUT /api/v1/integration-users/{id}/secrets/{field}          {"value": "..."}
+    DELETE the same two: every stored version, the reference and its rotation history
     GET /api/v1/credentials/{id}/secrets                        metadata only
     GET /api/v1/integration-users/{id}/secrets                  metadata only
 """
@@ -44,6 +45,24 @@ def put_user_secret(user: str, field: str):
     return jsonify(status.as_dict())
 
 
+@bp.delete("/credentials/<credential>/secrets/<field>")
+@require_admin("admin")
+def delete_credential_secret(credential: str, field: str):
+    from govern.secrets.service import secret_ref_name
+
+    ref = secret_ref_name("credential", credential, request.args.get("principal") or None, field)
+    return jsonify(_service().delete(ref, actor=g.admin_user, correlation_id=g.get("correlation_id")))
+
+
+@bp.delete("/integration-users/<user>/secrets/<field>")
+@require_admin("admin")
+def delete_user_secret(user: str, field: str):
+    from govern.secrets.service import secret_ref_name
+
+    ref = secret_ref_name("integration_user", user, None, field)
+    return jsonify(_service().delete(ref, actor=g.admin_user, correlation_id=g.get("correlation_id")))
+
+
 @bp.get("/credentials/<credential>/secrets")
 @require_admin("auditor")
 def list_credential_secrets(credential: str):
@@ -75,9 +94,15 @@ def _openapi() -> dict:
                "parameters": [path_param(param), field], "requestBody": value,
                "responses": {"200": json_response("The new version's metadata", status),
                              **problems(400, 401, 403, 404, 422, 503)}}
+        delete = {"summary": f"Delete a secret of {kind}: every stored version, its reference and rotation history",
+                  "operationId": f"delete{param.title()}Secret", **admin("admin"),
+                  "parameters": [path_param(param), field],
+                  "responses": {"200": json_response("What was deleted (never a value)", {"type": "object"}),
+                                **problems(401, 403, 404, 409, 503)}}
         if param == "credential":
             put["parameters"].append(query_param("principal", "the principal the secret belongs to, if any"))
-        paths[f"/api/v1/{owner}/{{{param}}}/secrets/{{field}}"] = {"put": put}
+            delete["parameters"].append(query_param("principal", "the principal the secret belongs to, if any"))
+        paths[f"/api/v1/{owner}/{{{param}}}/secrets/{{field}}"] = {"put": put, "delete": delete}
         paths[f"/api/v1/{owner}/{{{param}}}/secrets"] = {"get": {
             "summary": f"The secrets of {kind}: metadata only (set on, version), never values",
             "operationId": f"list{param.title()}Secrets", **admin("auditor"),

@@ -1,4 +1,4 @@
-"""`govern secrets put|status|rotate-key|migrate`. Secret values come from stdin or a file, never argv."""
+"""`govern secrets put|delete|status|rotate-key|migrate`. Secret values come from stdin or a file, never argv."""
 from __future__ import annotations
 
 import sys
@@ -56,6 +56,33 @@ def _read_value(file: str | None) -> bytes:
         return click.prompt("secret value", hide_input=True, prompt_suffix=": ", err=True).encode("utf-8")
     stream = getattr(sys.stdin, "buffer", None)
     return stream.read(64 * 1024 + 3) if stream is not None else sys.stdin.read(64 * 1024 + 3).encode("utf-8")
+
+
+@secrets.command("delete")
+@click.argument("refs", nargs=-1, required=True)
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def delete(refs: tuple[str, ...], yes: bool) -> None:
+    """Delete stored secrets by reference (as `govern secrets status` lists them): every version in the store,
+    the reference and its rotation history. Reports each item; exit 1 if any failed."""
+    from govern.errors import GovernError
+    from govern.secrets.service import secret_service
+
+    if not yes:
+        if sys.stdin is None or not sys.stdin.isatty():
+            fail("deleting secrets cannot be undone; pass --yes to confirm")
+        click.confirm(f"Delete {len(refs)} secret(s) and every stored version? This cannot be undone",
+                      abort=True, err=True)
+    service = secret_service(services())
+    actor, failed = cli_actor(), False
+    for ref in refs:
+        try:
+            done = service.delete(ref, actor=actor)
+            click.echo(f"{ref}: deleted (version {done['version']}, {done['rotation_runs']} rotation run(s) removed)")
+        except GovernError as exc:
+            failed = True
+            click.echo(f"{ref}: failed: {exc.detail}")
+    if failed:
+        raise click.exceptions.Exit(1)
 
 
 @secrets.command("status")

@@ -6,8 +6,9 @@ Envelope encryption with AES-256-GCM (NIST SP 800-38D), using the `cryptography`
 - both encryptions take associated data naming the path AND the version, so a row copied onto another
   path or version fails to authenticate instead of decrypting to the wrong secret.
 
-Versions and check-and-set follow the KV v2 model (cas=0: the secret must not exist). Deleting marks the
-rows deleted; version numbers keep counting so an old ciphertext can never be mistaken for a new one.
+Versions and check-and-set follow the KV v2 model (cas=0: the secret must not exist). Deleting erases the
+ciphertexts and wrapped keys and marks the rows deleted; version numbers keep counting so an old
+ciphertext can never be mistaken for a new one.
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ _AAD_LABEL = b"govern/local_secret/v1"
 def associated_data(path: str, version: int) -> bytes:
     """Binds a ciphertext to its row's address; NUL cannot occur in a path, so the encoding is unambiguous."""
     return b"\x00".join((_AAD_LABEL, path.encode("utf-8"), str(version).encode("ascii")))
+
+
+SHREDDED = "-"  # key_id of a deleted row: no key material left
 
 
 class LocalSecretStore:
@@ -93,8 +97,11 @@ class LocalSecretStore:
                                   versions=tuple(r.version for r in rows))
 
     def delete(self, path: str) -> None:
+        """Every version is shredded: ciphertext, nonce and wrapped data key are erased, so nothing is left
+        to decrypt even with the master key. The emptied rows stay so version numbers keep counting."""
         with session_scope(self._sessions) as s:
-            s.execute(sa.update(LocalSecret).where(LocalSecret.path == path).values(deleted=True))
+            s.execute(sa.update(LocalSecret).where(LocalSecret.path == path)
+                      .values(deleted=True, key_id=SHREDDED, wrapped_key=b"", nonce=b"", ciphertext=b""))
 
     def list_paths(self) -> list[str]:
         with self._session() as s:
@@ -132,7 +139,8 @@ class LocalSecretStore:
         current = self.keyring.current
         count = 0
         with session_scope(self._sessions) as s:
-            for row in s.exec(select(LocalSecret).where(LocalSecret.key_id != current.key_id)).all():
+            for row in s.exec(select(LocalSecret).where(LocalSecret.key_id != current.key_id,
+                                                        LocalSecret.deleted == False)).all():  # noqa: E712
                 data_key = self._unwrap(row)
                 row.wrapped_key, row.key_id = self._wrap(row.path, row.version, data_key), current.key_id
                 s.add(row)
@@ -141,7 +149,8 @@ class LocalSecretStore:
 
     def key_usage(self) -> dict[str, int]:
         with self._session() as s:
-            rows = s.execute(sa.select(LocalSecret.key_id, sa.func.count()).group_by(LocalSecret.key_id)).all()
+            rows = s.execute(sa.select(LocalSecret.key_id, sa.func.count()).where(LocalSecret.deleted == False)  # noqa: E712
+                             .group_by(LocalSecret.key_id)).all()
             return {k: n for k, n in rows}
 
     # --- envelope encryption ---------------------------------------------------------------------

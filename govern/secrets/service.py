@@ -123,6 +123,47 @@ class SecretService:
         return self._record(target, self.store.metadata(target.path), actor="system", correlation_id=None,
                             user_secret=None, action="secret.reconcile")
 
+    def delete(self, ref: str, *, actor: str = "system", correlation_id: str | None = None) -> dict:
+        """Delete a stored secret: every version in the store, then its reference, version rows and rotation
+        history. Refused while a rotation of it is under way. An integration user's client secret stops
+        authenticating at once (both hashes are cleared). Recorded as an admin action (never a value).
+
+        The store goes first: if the database step fails, running the same delete again converges."""
+        from govern.errors import Conflict
+        from govern.rotation import machine
+        from govern.store.tables import RotationRun, SecretVersion
+
+        with self.sessions() as s:
+            row = s.exec(select(SecretRef).where(SecretRef.external_id == ref)).first()
+            if row is None:
+                raise NotFound(f"no secret reference {ref!r}")
+            running = s.exec(select(RotationRun.id).where(RotationRun.secret_ref_id == row.id,
+                                                          RotationRun.state.in_(machine.ACTIVE))).first()
+            if running is not None:
+                raise Conflict(f"{ref} is being rotated (run {running}); let the run finish or cancel it first")
+            path = row.path
+        self.store.delete(path)
+        now = self._now()
+        with session_scope(self.sessions) as s:
+            row = s.exec(select(SecretRef).where(SecretRef.external_id == ref)).one()
+            runs = s.exec(select(RotationRun).where(RotationRun.secret_ref_id == row.id)).all()
+            for item in [*runs, *s.exec(select(SecretVersion).where(SecretVersion.secret_ref_id == row.id)).all()]:
+                s.delete(item)
+            if row.owner_kind == "integration_user" and row.field == "client_secret":
+                user = s.exec(select(IntegrationUser).where(IntegrationUser.external_id == row.owner)).first()
+                if user is not None:
+                    user.client_secret_hash = user.previous_client_secret_hash = None
+                    user.previous_secret_expires_at = None
+                    user.updated_at = now
+                    s.add(user)
+            before = {"version": row.current_version, "store": row.store, "rotation_runs": len(runs)}
+            s.flush()
+            s.delete(row)
+            s.add(AdminAction(actor=actor, action="secret.delete", subject_kind="secret_ref", subject=ref,
+                              before=before, after={}, correlation_id=correlation_id))
+        log.info("secret deleted", extra={"ref": ref, "store": self.store.kind})
+        return {"ref": ref, "deleted": True, **before}
+
     # --- queries ---------------------------------------------------------------------------------
 
     def status(self, *, owner_kind: str | None = None, owner: str | None = None) -> list[SecretStatus]:

@@ -4,7 +4,8 @@
 governance.yaml produces (govern.config_as_code.specs). `apply_plan` writes a plan inside the caller's
 transaction: upsert by external id, child rows (principals, grants, assignments) replaced only for
 entities whose children changed, and pruned entities deleted in dependency order. It never reads or
-writes secret references or values: a pruned entity that still has secrets stored is refused.
+writes secret references or values. (A plan that would remove the owner of a stored secret never gets
+here: `govern.landscape.secrets_left_behind` refuses it while validating.)
 """
 from __future__ import annotations
 
@@ -17,9 +18,8 @@ from sqlalchemy.orm import Session
 
 from govern.config_as_code.plan import Plan
 from govern.config_as_code.specs import Landscape, empty_landscape
-from govern.errors import Conflict
 from govern.store.tables import (Assignment, ExternalCredential, IntegrationUser, NamedCredential, PermissionGrant,
-                                 PermissionSet, Principal, SecretRef, System, utcnow)
+                                 PermissionSet, Principal, System, utcnow)
 
 T = {"system": System.__table__, "credential": ExternalCredential.__table__,
      "named_credential": NamedCredential.__table__, "integration_user": IntegrationUser.__table__,
@@ -192,9 +192,8 @@ DELETE_ORDER = ("permission_set", "named_credential", "credential", "integration
 
 
 def apply_plan(session: Session, plan: Plan, stored: Stored) -> None:
-    """Write `plan` in the caller's transaction. Raises Conflict (before writing) if a prune is unsafe."""
+    """Write `plan` in the caller's transaction."""
     deletes = {kind: [c.id for c in plan.of("delete", kind)] for kind in T}
-    _refuse_unsafe_prune(session, deletes)
     ids = stored.ids
     now = utcnow()
     for kind in WRITE_ORDER:
@@ -283,22 +282,6 @@ def _write_assignments(session: Session, plan: Plan, stored: Stored, now) -> Non
         session.execute(sa.update(ASSIGNMENT).where(ASSIGNMENT.c.id == sa.bindparam("_id")), updates)
     if inserts:
         session.execute(sa.insert(ASSIGNMENT), inserts)
-
-
-def _refuse_unsafe_prune(session: Session, deletes: dict[str, list[str]]) -> None:
-    """Secrets outlive config: deleting their owner would orphan them, so the operator removes them first."""
-    owners = [("credential", x) for x in deletes["credential"]] + [("integration_user", x) for x in deletes["integration_user"]]
-    if not owners:
-        return
-    kinds = {"credential": set(deletes["credential"]), "integration_user": set(deletes["integration_user"])}
-    refs = session.execute(sa.select(SecretRef.owner_kind, SecretRef.owner, SecretRef.field)
-                           .where(SecretRef.owner_kind.in_(list(kinds)))).all()
-    blocked = sorted({(kind, owner) for kind, owner, _ in refs if owner in kinds.get(kind, ())})
-    if blocked:
-        names = ", ".join(f"{kind} {owner}" for kind, owner in blocked)
-        raise Conflict(f"prune refused: {names} still has secrets stored; delete them first "
-                       "(govern secrets delete), or keep the entity in the file",
-                       extra={"blocked": [{"kind": k, "id": o} for k, o in blocked]})
 
 
 def _delete(session: Session, deletes: dict[str, list[str]], ids) -> None:

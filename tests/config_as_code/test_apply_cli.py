@@ -84,7 +84,8 @@ def test_prune_refuses_to_delete_an_entity_with_secrets(runner, tmp_path, servic
     before = dump()
     result = runner.invoke(["apply", "-f", write(tmp_path, "apiVersion: govern/v1\n"), "--prune"])
     assert result.exit_code == 2
-    assert "credential erp-cc still has secrets stored" in result.output
+    assert ("credentials.erp-cc: credential erp-cc would be deleted, but its secret "
+            "credential/erp-cc/principal/default/client_secret is still stored") in result.output
     assert dump() == before
 
 
@@ -249,3 +250,45 @@ def test_an_applied_change_is_in_the_admin_action_log_and_a_dry_run_is_not(runne
     assert len(actions) == 1
     assert actions[0].actor == f"cli:{getpass.getuser()}" and actions[0].subject == path
     assert actions[0].after["counts"]["create"] > 0
+
+
+def _with_credentials_block(extra: str) -> str:
+    """BASE with `extra` appended to its credentials list."""
+    head, tail = BASE.split("named_credentials:", 1)
+    return head + extra + "named_credentials:" + tail
+
+
+BASIC_TWO = _with_credentials_block(
+    "  - id: erp-basic\n    system: erp\n    protocol: basic\n"
+    "    principals: [{name: svc, subject: svc-user}, {name: ops, subject: ops-user}]\n")
+BASIC_ONE = BASIC_TWO.replace(", {name: ops, subject: ops-user}", "")
+
+
+def test_removing_a_principal_whose_secret_is_stored_is_refused_until_the_secret_is_deleted(runner, tmp_path, dump):
+    assert runner.invoke(["apply", "-f", write(tmp_path, BASIC_TWO)]).exit_code == 0
+    put = runner.invoke(["secrets", "put", "erp-basic", "--principal", "ops", "--field", "password"], input="ops-pw-1")
+    assert put.exit_code == 0, put.output
+    ref = "credential/erp-basic/principal/ops/password"
+    before = dump()
+    for extra in ([], ["--dry-run"]):
+        refused = runner.invoke(["apply", "-f", write(tmp_path, BASIC_ONE, "one.yaml"), *extra])
+        assert refused.exit_code == 2, refused.output
+        assert (f"credentials.erp-basic.principals: principal ops would be removed from credential erp-basic, "
+                f"but its secret {ref} is still stored; delete the secret first (govern secrets delete {ref}) "
+                f"or keep it in the file") in refused.output
+        assert "nothing was applied" in refused.output
+    assert dump() == before
+    assert runner.invoke(["secrets", "delete", ref, "--yes"]).exit_code == 0
+    applied = runner.invoke(["apply", "-f", write(tmp_path, BASIC_ONE, "one.yaml")])
+    assert applied.exit_code == 0, applied.output
+    assert "~ update credential erp-basic (principals)" in applied.output
+
+
+def test_pruning_a_credential_whose_secret_is_stored_is_refused(runner, tmp_path):
+    assert runner.invoke(["apply", "-f", write(tmp_path, BASIC_TWO)]).exit_code == 0
+    assert runner.invoke(["secrets", "put", "erp-basic", "--principal", "svc", "--field", "password"],
+                         input="svc-pw-1").exit_code == 0
+    refused = runner.invoke(["apply", "-f", write(tmp_path, BASE, "base.yaml"), "--prune"])
+    assert refused.exit_code == 2
+    assert "credentials.erp-basic: credential erp-basic would be deleted, but its secret " \
+           "credential/erp-basic/principal/svc/password is still stored" in refused.output
