@@ -48,7 +48,8 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
                 apply_plan(session, plan, stored)
                 session.flush()
                 # Stored secrets follow their credential's rotation config (govern.rotation.sync).
-                sync_refs(session, utcnow(), credentials=[c.id for c in plan.changes if c.kind == "credential"])
+                sync_refs(session, utcnow(), credentials=[c.id for c in plan.changes if c.kind == "credential"],
+                          users=[c.id for c in plan.changes if c.kind == "integration_user"])
             except IntegrityError:
                 # Another apply (or a console edit) changed the same rows since we read them.
                 raise Conflict("the landscape changed while this apply ran; nothing was written, run it again") from None

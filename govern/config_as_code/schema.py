@@ -190,6 +190,14 @@ class IntegrationUserDoc(Strict):
     ip_ranges: list[Cidr] = Field(default_factory=list)
     scopes: list[Scope] = Field(default_factory=list)
     permission_sets: list[AssignmentDoc] = Field(default_factory=list)  # a bare id is read as {permission_set: id}
+    # The schedule of the user's govern client secret (rotated by govern; both valid during the overlap).
+    rotation: Optional[Rotation] = None
+
+    @model_validator(mode="after")
+    def _rotation_needs_a_client_secret(self):
+        if self.rotation is not None and self.auth != "client_secret_basic":
+            raise ValueError("`rotation` schedules a client secret; a private_key_jwt user's key is its own")
+        return self
 
 
 ObjectAccess = Literal["read", "edit", "none"]

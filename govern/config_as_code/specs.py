@@ -108,6 +108,7 @@ def integration_user_spec(doc: s.IntegrationUserDoc) -> Spec:
         "permission_sets": sorted(({"permission_set": a.permission_set,
                                     "until": a.until.isoformat() if a.until else None}
                                    for a in doc.permission_sets), key=lambda a: a["permission_set"]),
+        "rotation": rotation_spec(doc.rotation),
     }
 
 
@@ -212,6 +213,7 @@ def _integration_user_doc(ext_id: str, spec: Spec) -> dict:
     _put(out, "scopes", spec["scopes"])
     _put(out, "permission_sets", [a["permission_set"] if a["until"] is None else dict(a)
                                   for a in spec["permission_sets"]])
+    _put(out, "rotation", spec["rotation"])
     return out
 
 

@@ -1,6 +1,7 @@
 """A stored secret's rotation settings follow its credential's `rotation` configuration (governance.yaml).
 
-The one source of truth is `ExternalCredential.rotation` (`{"every": "90d" | "cron": "...", "overlap": "24h"}`,
+The one source of truth is `ExternalCredential.rotation` (and `IntegrationUser.rotation` for a user's client
+secret) (`{"every": "90d" | "cron": "...", "overlap": "24h"}`,
 docs/governance-schema.md), together with what the secret is (its owner, field and the credential's
 protocol). `SecretRef.rotator`, `schedule`, `overlap_seconds` and `next_due_at` are a derived copy: the
 runner claims due work with one indexed query on `secret_ref` (`next_due_at <= now ... FOR UPDATE SKIP
@@ -12,8 +13,8 @@ The runner only moves `next_due_at` forward when a rotation finishes (govern.rot
 
 Which rotator a secret gets:
 - an integration user's govern `client_secret` -> `client_secret` (govern checks it; both secrets stay
-  valid during the overlap). Integration users have no schedule in governance.yaml, so these rotate on
-  demand (`govern rotate NAME --commit`) with the default overlap;
+  valid during the overlap), on the user's own `rotation` schedule (`IntegrationUser.rotation`), or on
+  demand (`govern rotate NAME --commit`) when it has none;
 - an OAuth credential's `client_secret` (RFC 6749 section 2.3.1) -> `upstream_client_secret`;
 - anything else (private keys, refresh tokens obtained by consent, passwords, API keys): no automatic
   rotator. With a schedule they are rotated by hand: the worker sends reminders when they are due and
@@ -30,7 +31,7 @@ from sqlmodel import select
 
 from govern.config_as_code.units import parse_duration
 from govern.rotation import machine, schedule as schedules
-from govern.store.tables import ExternalCredential, RotationRun, SecretRef
+from govern.store.tables import ExternalCredential, IntegrationUser, RotationRun, SecretRef
 
 DEFAULT_OVERLAP_SECONDS = 86400
 
@@ -59,7 +60,8 @@ def policy_for(owner_kind: str, field: str, protocol: str | None, rotation: dict
 
 
 def sync_refs(session, now: dt.datetime, *, refs: Iterable[SecretRef] | None = None,
-              credentials: Iterable[str] | None = None, restart: bool = False, rng: Any = None) -> int:
+              credentials: Iterable[str] | None = None, users: Iterable[str] | None = None,
+              restart: bool = False, rng: Any = None) -> int:
     """Bring the rotation settings of `refs` (or of every secret of `credentials`) in line with their
     configuration, in the caller's transaction. Returns how many refs changed.
 
@@ -68,22 +70,31 @@ def sync_refs(session, now: dt.datetime, *, refs: Iterable[SecretRef] | None = N
     active (the run's finish sets it) and cleared when there is no schedule any more."""
     rng = rng if rng is not None else random.SystemRandom()
     if refs is None:
-        names = sorted(set(credentials or ()))
-        if not names:
+        names, user_names = sorted(set(credentials or ())), sorted(set(users or ()))
+        refs = []
+        if names:
+            refs += session.execute(select(SecretRef).where(SecretRef.owner_kind == "credential",
+                                                            SecretRef.owner.in_(names))).scalars().all()
+        if user_names:
+            refs += session.execute(select(SecretRef).where(SecretRef.owner_kind == "integration_user",
+                                                            SecretRef.owner.in_(user_names))).scalars().all()
+        if not refs:
             return 0
-        refs = session.execute(select(SecretRef).where(SecretRef.owner_kind == "credential",
-                                                       SecretRef.owner.in_(names))).scalars().all()
     refs = list(refs)
     owners = sorted({r.owner for r in refs if r.owner_kind == "credential"})
     creds = {c.external_id: c for c in session.execute(
         select(ExternalCredential).where(ExternalCredential.external_id.in_(owners))).scalars()} if owners else {}
+    user_owners = sorted({r.owner for r in refs if r.owner_kind == "integration_user"})
+    user_rotation = dict(session.execute(select(IntegrationUser.external_id, IntegrationUser.rotation).where(
+        IntegrationUser.external_id.in_(user_owners))).all()) if user_owners else {}
     active = set(session.execute(select(RotationRun.secret_ref_id).where(
         RotationRun.secret_ref_id.in_([r.id for r in refs if r.id is not None]),
         RotationRun.state.in_(machine.ACTIVE))).scalars()) if refs else set()
     changed = 0
     for ref in refs:
         cred = creds.get(ref.owner) if ref.owner_kind == "credential" else None
-        want = policy_for(ref.owner_kind, ref.field, cred.protocol if cred else None, cred.rotation if cred else None)
+        rotation = cred.rotation if cred else user_rotation.get(ref.owner) if ref.owner_kind == "integration_user" else None
+        want = policy_for(ref.owner_kind, ref.field, cred.protocol if cred else None, rotation)
         before = (ref.rotator, ref.schedule, ref.overlap_seconds, ref.next_due_at)
         schedule_changed = want.schedule != ref.schedule
         ref.rotator, ref.schedule, ref.overlap_seconds = want.rotator, want.schedule, want.overlap_seconds

@@ -124,6 +124,7 @@ class IntegrationUser(SQLModel, table=True):
     jwks: dict[str, Any] = _json()
     allowed_cidrs: list[str] = _json(list)
     allowed_scopes: list[str] = _json(list)
+    rotation: dict[str, Any] = _json()  # the client secret's schedule: {"every": "90d"} or {"cron": ...}, "overlap"
     last_used_at: dt.datetime | None = _ts()
     created_at: dt.datetime = _created()
     updated_at: dt.datetime = _created()
