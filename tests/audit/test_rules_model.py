@@ -158,3 +158,15 @@ def test_rule_catalogue_is_documented_in_docs():
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "audit.md").read_text()
     assert render(doc) == doc, "regenerate: python -m govern.audit.catalogue_doc docs/audit.md"
+
+
+def test_an_active_users_client_secret_without_a_schedule_is_flagged():
+    model = clean()
+    model.secrets.append(SecretM("integration_user/orders/client_secret", "integration_user", "orders", "client_secret",
+                                 "client_secret", "90d", 86400, NOW - dt.timedelta(days=5)))
+    assert "GOV-ROT-002" not in _ids(model)  # scheduled: fine
+    model.secrets[-1].schedule = None
+    found = [f for f in run_rules(model) if f.rule_id == "GOV-ROT-002"]
+    assert [f.subject for f in found] == ["integration_user/orders/client_secret"]
+    model.users["orders"].status = "suspended"
+    assert "GOV-ROT-002" not in _ids(model)

@@ -121,13 +121,19 @@ def old_secret(model: AuditModel):
 
 
 @rule("GOV-ROT-002", "Rotation not configured", "medium", rationale=S6_ROTATE,
-      remediation="Set `rotation: {every: 90d, overlap: 24h}` on the credential.")
+      remediation="Set `rotation: {every: 90d, overlap: 24h}` on the credential, or on the integration user "
+                  "for its client secret.")
 def rotation_missing(model: AuditModel):
     for s in model.secrets:
         if s.owner_kind == "credential" and not s.schedule:
             cred = model.credentials.get(s.owner)
             if not (cred and (cred.rotation.get("every") or cred.rotation.get("cron"))):
                 yield Hit("secret", s.id, f"secret {s.id} has no rotation schedule", {"owner": s.owner, "field": s.secret_field})
+        elif s.owner_kind == "integration_user" and s.secret_field == "client_secret" and not s.schedule:
+            user = model.users.get(s.owner)
+            if user is not None and user.status == "active":
+                yield Hit("secret", s.id, f"the client secret of {s.owner} has no rotation schedule",
+                          {"owner": s.owner, "field": s.secret_field})
 
 
 @rule("GOV-ROT-003", "Rotation failing", "high", rationale=S6_ROTATE,
