@@ -12,6 +12,16 @@ from govern.config import Settings, instance_secret_key, load_settings
 from govern.logs import CORRELATION_HEADER, accept_correlation_id, bind_correlation_id, configure_logging
 
 log = logging.getLogger("govern.http")
+# Set on every response unless the handler set them (JSON APIs and the console alike).
+SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"))
+UNLOGGED_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+def log_request(method: str, path: str, status: int, started: float, fields: Mapping[str, Any] | None) -> None:
+    """The one line per request: method, path, status, duration, and the operation's fields if any."""
+    if path not in UNLOGGED_PATHS:
+        log.info("request", extra={"method": method, "path": path, "status": status,
+                                   "duration_ms": round((time.perf_counter() - started) * 1000, 2), **(fields or {})})
 
 
 def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settings | None = None, services=None) -> Flask:
@@ -31,6 +41,10 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
 
     register_error_handlers(app)
     _register_blueprints(app)
+    from govern.api.proxy import ProxyEdge
+
+    # The callout proxy is served by its own WSGI edge in front of Flask (govern.api.proxy): the hot path.
+    app.wsgi_app = ProxyEdge(app.wsgi_app, services, max_body=app.config["MAX_CONTENT_LENGTH"])
     return app
 
 
@@ -77,14 +91,11 @@ def _install_correlation(app: Flask) -> None:
         cid = getattr(g, "correlation_id", None)
         if cid:
             response.headers[CORRELATION_HEADER] = cid
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Cache-Control", "no-store")
-        if request.path not in ("/healthz", "/readyz", "/metrics"):
-            log.info("request", extra={
-                "method": request.method, "path": request.path, "status": response.status_code,
-                "duration_ms": round((time.perf_counter() - getattr(g, "started", time.perf_counter())) * 1000, 2),
-                **g.get("log_fields", {}),  # operation, target/source system, outcome (govern.ops.observe)
-            })
+        for name, value in SECURITY_HEADERS:
+            response.headers.setdefault(name, value)
+        # operation, target/source system, outcome: g.log_fields, from govern.ops.observe
+        log_request(request.method, request.path, response.status_code, getattr(g, "started", time.perf_counter()),
+                    g.get("log_fields"))
         return response
 
 

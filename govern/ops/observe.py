@@ -100,8 +100,11 @@ def note_caller(integration_user: str) -> None:
 
 
 @contextmanager
-def operation(services, kind: str, named_credential: str) -> Iterator[Operation]:
+def operation(services, kind: str, named_credential: str, *, summary: dict | None = None) -> Iterator[Operation]:
     """Time one token or proxy operation; count it in /metrics by outcome and log one summary line.
+
+    With `summary`, the summary fields are put there for the caller's own request line instead (the
+    proxy's WSGI edge, which has no Flask request context).
 
     Token outcomes: allowed, denied, not_found, invalid_request, error. Proxy outcomes: success (upstream
     < 400), client_error (upstream 4xx), upstream_error (upstream 5xx), denied, not_found, invalid_request,
@@ -129,7 +132,7 @@ def operation(services, kind: str, named_credential: str) -> Iterator[Operation]
                         op.source_system = labels(services).source_systems.get(op.integration_user)
                     except Exception:  # noqa: BLE001
                         pass
-                _record(services, op, outcome, time.perf_counter() - started)
+                _record(services, op, outcome, time.perf_counter() - started, summary)
     finally:
         _current.reset(token)
 
@@ -142,7 +145,7 @@ def _success_outcome(kind: str, status: int | None) -> str:
     return "client_error" if status < 500 else "upstream_error"
 
 
-def _record(services, op: Operation, outcome: str, seconds: float) -> None:
+def _record(services, op: Operation, outcome: str, seconds: float, summary: dict | None = None) -> None:
     metrics = services.metrics
     if metrics is not None:
         counter, histogram = ((metrics.token_requests, metrics.token_latency) if op.kind == "token"
@@ -152,6 +155,9 @@ def _record(services, op: Operation, outcome: str, seconds: float) -> None:
     fields = op.fields(outcome)
     if op.status is not None:
         fields["upstream_status"] = op.status
+    if summary is not None:
+        summary.update(fields)
+        return
     if has_request_context():
         # One line per request: the request line (govern.app) carries the operation's fields, its outcome
         # and the upstream status, with the whole request's duration.

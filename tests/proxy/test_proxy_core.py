@@ -148,3 +148,37 @@ def test_degraded_mode_for_static_secrets(env):
     r = env.client.get(env.url("x"), headers=CALLER)
     assert r.status_code == 503 and r.get_json()["code"] == "degraded_credential_unavailable"
     assert env.upstream.count == 0
+
+
+def test_the_proxy_edge_answers_like_every_other_route(env, caplog):
+    """Served in front of Flask (govern.api.proxy.ProxyEdge): correlation id, security headers, problem+json."""
+    r = env.client.get(env.url("orders"), headers={**CALLER, "X-Correlation-ID": "edge-1"})
+    assert r.status_code == 200 and r.headers["X-Correlation-ID"] == "edge-1"
+    assert r.headers["X-Content-Type-Options"] == "nosniff" and r.headers["Cache-Control"] == "no-store"
+    made = env.client.get(env.url("orders"), headers=CALLER).headers["X-Correlation-ID"]
+    assert len(made) == 32  # none sent: one is made
+    denied = env.client.get(env.url("orders"), headers={"X-Correlation-ID": "edge-2"})
+    assert denied.status_code == 401 and denied.content_type == "application/problem+json"
+    assert denied.get_json()["correlation_id"] == "edge-2" and denied.get_json()["code"] == "unauthorized"
+    assert denied.get_json()["instance"] == "/api/v1/named-credentials/erp-api/proxy/orders"
+    trace = env.client.open(env.url("orders"), method="TRACE", headers=CALLER)
+    assert trace.status_code == 405 and trace.get_json()["code"] == "method_not_allowed"
+    assert "GET" in trace.headers["Allow"] and env.upstream.count == 2
+    # The queued-call status route next to it is still Flask's.
+    assert env.client.get("/api/v1/named-credentials/erp-api/queued/1", headers=CALLER).status_code == 404
+
+
+def test_an_unexpected_error_is_a_500_problem_without_its_text(env, monkeypatch, caplog):
+    def boom(call):
+        raise RuntimeError("internal detail caller-order-sync must not leak")
+
+    monkeypatch.setattr(env.proxy, "handle", boom)
+    with caplog.at_level("INFO"):
+        r = env.client.get(env.url("orders"), headers={**CALLER, "X-Correlation-ID": "edge-500"})
+    assert r.status_code == 500 and r.content_type == "application/problem+json"
+    assert r.get_json()["code"] == "internal_error" and "internal detail" not in r.get_data(as_text=True)
+    errors = [rec for rec in caplog.records if rec.getMessage() == "unhandled error"]
+    assert errors and errors[0].exc_type == "RuntimeError"
+    line = [rec for rec in caplog.records if rec.getMessage() == "request"][-1]
+    assert line.status == 500 and line.outcome == "error" and line.operation == "proxy"
+
