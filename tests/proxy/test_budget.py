@@ -59,3 +59,11 @@ def test_retries_stop_when_the_budget_is_used_up(env):
     assert r.status_code == 503  # the upstream's own answer: govern did not retry past the budget
     assert env.upstream.count == 2 and env.proxy.budget.used("erp") == 2
     assert env.client.get(env.url("x"), headers=CALLER).get_json()["code"] == "budget_exhausted"
+
+
+def test_a_401_without_budget_for_the_retry_is_handed_back_with_the_token_dropped(env):
+    env.configure(daily_api_budget=1)
+    env.upstream.unauthorized_next(1)
+    r = env.client.get(env.url("x"), headers=CALLER)
+    assert r.status_code == 401 and env.upstream.count == 1  # no budget left for the retry
+    assert env.tokens.invalidations == [("erp-api", "default")]  # the next call starts with a fresh token

@@ -76,3 +76,28 @@ def test_stored_response_holds_no_request_headers_or_credentials(env):
     stored = b"".join(v for v, _ in cache._data.values())
     assert b"upstream-token" not in stored and b"caller-order-sync" not in stored
     assert b"Set-Cookie" not in stored and b"upstream_session" not in stored
+
+
+def test_a_keyed_call_whose_answer_breaks_off_releases_its_key(env, monkeypatch):
+    from govern.broker.proxy.transport import TransportTimeout
+
+    real_send = env.proxy.transport.send
+
+    class BrokenOff:  # headers arrived, then the body timed out
+        def __init__(self, inner):
+            self.inner, self.status_code, self.headers = inner, inner.status_code, inner.headers
+
+        @property
+        def content(self):
+            raise TransportTimeout()
+
+        def close(self):
+            self.inner.close()
+
+    monkeypatch.setattr(env.proxy.transport, "send", lambda *a, **kw: BrokenOff(real_send(*a, **kw)))
+    headers = {**CALLER, "Content-Type": "application/json", "Idempotency-Key": "evt-broken-off"}
+    r = env.client.post(env.url("orders"), data=b"{}", headers=headers)
+    assert r.status_code == 504 and r.get_json()["code"] == "upstream_timeout"
+    monkeypatch.setattr(env.proxy.transport, "send", real_send)
+    again = env.client.post(env.url("orders"), data=b"{}", headers=headers)
+    assert again.status_code == 201  # not 409 "in flight": the failed first attempt let go of the key

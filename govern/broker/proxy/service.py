@@ -18,9 +18,9 @@ from urllib.parse import unquote, urlsplit
 
 from govern.broker.proxy.breaker import CircuitBreakers
 from govern.broker.proxy.budget import DailyBudget
-from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, NamedCredentialForbids, PathNotAllowed, UpstreamRateLimited,
-                                        UpstreamRedirectRefused,
-                                        UpstreamTimeout, UpstreamUnreachable)
+from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, NamedCredentialForbids, PathNotAllowed,
+                                        UpstreamRateLimited, UpstreamRedirectRefused, UpstreamTimeout,
+                                        UpstreamUnreachable)
 from govern.broker.proxy.headers import returnable_response_headers
 from govern.broker.proxy.idempotency import IdempotencyStore, StoredResponse, fingerprint
 from govern.broker.proxy.injection import CredentialInjector
@@ -171,7 +171,11 @@ class ProxyService:
             raise
         headers = self._response_headers(target, response)
         if keyed:
-            body = _read_all(target, response)
+            try:
+                body = _read_all(target, response)
+            except BaseException:
+                self.idempotency.release(caller, target.named_credential, call.idempotency_key)
+                raise
             if response.status_code < 500:
                 self.idempotency.finish(caller, target.named_credential, call.idempotency_key, fp,
                                         StoredResponse(response.status_code, headers, body))
@@ -221,13 +225,14 @@ class ProxyService:
                 raise UpstreamUnreachable(f"{target.system} cannot be reached") from None
             status = response.status_code
             outcome.upstream_status = status
-            if (status == 401 and not refreshed and target.protocol.startswith("oauth2")
-                    and self._charge(target, budget_overdraft)):
-                # An expired or revoked token: invalidate it, refresh once, retry once.
-                response.close()
+            if status == 401 and not refreshed and target.protocol.startswith("oauth2"):
+                # An expired or revoked token: invalidate it, refresh once, retry once (budget permitting;
+                # without budget the 401 goes back, and the next call starts with a fresh token).
                 self.injector.invalidate(target, principal)
-                refreshed = True
-                continue
+                if self._charge(target, budget_overdraft):
+                    response.close()
+                    refreshed = True
+                    continue
             if status == 401 and not target.protocol.startswith("oauth2"):
                 self.injector.invalidate(target, principal)  # a stale static secret: re-read it next time
             if status == 429:
