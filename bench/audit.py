@@ -55,10 +55,11 @@ def seed(url: str, users: int, decisions: int, now: dt.datetime) -> None:
                         "'{}', '{}', '[]', '[]', 'refuse', 1000, now(), now()) RETURNING id", (f"nc-{i}", cred))
             ncs.append(cur.fetchone()[0])
         with cur.copy("COPY integration_user (external_id, name, owner, justification, status, client_auth_method, "
-                      "jwks, allowed_cidrs, allowed_scopes, created_at, updated_at, last_used_at) FROM STDIN") as cp:
+                      "jwks, allowed_cidrs, allowed_scopes, rotation, created_at, updated_at, last_used_at) "
+                      "FROM STDIN") as cp:
             for u in range(users):
                 cp.write_row((f"user-{u}", f"user {u}", "o", "j", "active", "client_secret_basic", "{}",
-                              '["10.0.0.0/24"]', '["read","write"]', now - dt.timedelta(days=100), now, now))
+                              '["10.0.0.0/24"]', '["read","write"]', "{}", now - dt.timedelta(days=100), now, now))
         with cur.copy("COPY permission_set (external_id, description, scopes, api_types, max_token_lifetime_seconds, "
                       "allow_budget_overdraft, system_permissions, source, created_at, updated_at) FROM STDIN") as cp:
             for u in range(users):
