@@ -17,9 +17,9 @@ The CPU seconds each process used during each run (from /proc) are printed per c
 Last line: `overhead_p50_ms=... overhead_p99_ms=... govern_cpu_ms_per_call=...`.
 
     --rate 300         paced instead of closed loop
-    --server granian   govern under granian instead of gunicorn (a comparison only: granian gives the app
-                       no raw request path, so encoded slashes in proxied paths would reach the upstream
-                       decoded; govern ships with gunicorn)
+    --server granian   govern under granian instead of gunicorn (needs `pip install granian`; a comparison
+                       only: granian gives the app no raw request path, so encoded slashes in proxied
+                       paths would reach the upstream decoded; govern ships with gunicorn)
 """
 from __future__ import annotations
 
