@@ -80,6 +80,8 @@ class _SessionInterface(SecureCookieSessionInterface):
 
 
 def _install_correlation(app: Flask) -> None:
+    # govern.api.proxy.ProxyEdge serves the proxy route in front of Flask and does the same with the same
+    # helpers (correlation id, SECURITY_HEADERS, log_request): a new per-request hook here belongs there too.
     @app.before_request
     def _bind():
         g.correlation_id = accept_correlation_id(request.headers.get(CORRELATION_HEADER))
