@@ -203,3 +203,19 @@ def test_deliveries_count_against_the_daily_budget_and_wait_for_the_next_day(env
     env.clock.set(next_day)
     assert [o.ok for o in deliver_queued(env.services, next_day)] == [True]
     assert json.loads(env.upstream.last().body)["n"] == 1
+
+
+def test_a_delivery_refused_by_an_open_breaker_costs_no_budget(env):
+    _queue_mode(env)
+    env.configure(daily_api_budget=10, retry={"max_attempts": 1},
+                  circuit_breaker={"failure_threshold": 1, "reset_timeout_seconds": 3600})
+    for i in range(2):
+        env.client.post(env.url("orders"), data=json.dumps({"n": i}), headers={**CALLER, "Content-Type": "application/json"})
+    env.clock.set(AFTER)
+    env.upstream.fail_next(1, status=503)
+    assert [o.ok for o in deliver_queued(env.services, AFTER)] == [False]  # the 503 opens the breaker
+    assert env.proxy.budget.used("erp") == 1
+    later = AFTER + dt.timedelta(minutes=10)  # past the first retry delay (30 s), well before the reset (1 h)
+    outcomes = deliver_queued(env.services, later)
+    assert [o.ok for o in outcomes] == [False] and "circuit_open" in outcomes[0].detail
+    assert env.proxy.budget.used("erp") == 1 and env.upstream.count == 1

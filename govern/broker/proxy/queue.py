@@ -109,8 +109,13 @@ def _deliver_one(services, row) -> int:
             rule = decision.rules[0] if decision.rules else "deny:default"
             raise AccessDenied(decision.reason or "no permission set allows this call any more", rule=rule)
         principal = decision.principal or _default_principal(target)
-        proxy.budget.consume(target.system, target.daily_api_budget, overdraft=decision.allow_budget_overdraft)
-        probe = proxy.breakers.before_call(target.system, target.breaker)
+        probe = proxy.breakers.before_call(target.system, target.breaker)  # an open breaker costs no budget
+        try:
+            proxy.budget.consume(target.system, target.daily_api_budget, overdraft=decision.allow_budget_overdraft)
+        except GovernError:
+            if probe:
+                proxy.breakers.release_probe(target.system)
+            raise
         url = join_under(target.url, row.path, row.query)
         response = proxy.exchange(target, method, url, headers, row.body, principal, row.correlation_id,
                                   retry_ok=may_retry(method, row.idempotency_key), outcome=outcome, probe=probe,
