@@ -2,7 +2,7 @@
 Cookie never reach the upstream, and the upstream's Set-Cookie never reaches the caller. Pure."""
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from typing import Mapping
 
 REQUEST_HEADERS = {
     "accept", "accept-language", "content-type", "content-language", "idempotency-key", "if-match",
@@ -16,10 +16,6 @@ RESPONSE_HEADERS = {
 }
 
 
-def forwardable_request_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
-    return {name: value for name, value in headers if name.lower() in REQUEST_HEADERS}
-
-
 # The same allowlist under the WSGI environ's names: HTTP_ACCEPT_LANGUAGE -> Accept-Language.
 _ENVIRON_NAMES = {"HTTP_" + name.upper().replace("-", "_"): "-".join(part.capitalize() for part in name.split("-"))
                   for name in REQUEST_HEADERS}
@@ -28,7 +24,7 @@ _ENVIRON_NAMES.pop("HTTP_CONTENT_TYPE")
 
 
 def forwardable_environ_headers(environ: Mapping[str, object]) -> dict[str, str]:
-    """`forwardable_request_headers` read straight from a WSGI environ (the proxy's hot path)."""
+    """The allowlisted request headers, read straight from the WSGI environ (the proxy's hot path)."""
     return {header: value for key, header in _ENVIRON_NAMES.items()
             if isinstance(value := environ.get(key), str) and value}
 

@@ -90,7 +90,7 @@ def _deliver_one(services, row) -> int:
     from govern.broker.proxy.paths import join_under
     from govern.broker.proxy.resource import salesforce_resource
     from govern.broker.proxy.retry import may_retry
-    from govern.broker.proxy.service import _Outcome, _default_principal
+    from govern.broker.proxy.service import _Outcome, _default_principal, raise_if_denied
 
     proxy = _proxy(services)
     target = proxy.target(row.named_credential)
@@ -105,17 +105,9 @@ def _deliver_one(services, row) -> int:
     started = time.perf_counter()
     try:
         decision = services.decider.decide(request)
-        if not decision.allowed:
-            rule = decision.rules[0] if decision.rules else "deny:default"
-            raise AccessDenied(decision.reason or "no permission set allows this call any more", rule=rule)
+        raise_if_denied(decision)
         principal = decision.principal or _default_principal(target)
-        probe = proxy.breakers.before_call(target.system, target.breaker)  # an open breaker costs no budget
-        try:
-            proxy.budget.consume(target.system, target.daily_api_budget, overdraft=decision.allow_budget_overdraft)
-        except GovernError:
-            if probe:
-                proxy.breakers.release_probe(target.system)
-            raise
+        probe = proxy.admit(target, decision.allow_budget_overdraft)
         url = join_under(target.url, row.path, row.query)
         response = proxy.exchange(target, method, url, headers, row.body, principal, row.correlation_id,
                                   retry_ok=may_retry(method, row.idempotency_key), outcome=outcome, probe=probe,

@@ -117,9 +117,7 @@ class ProxyService:
         started = time.perf_counter()
         try:
             decision = self.services.decider.decide(request)
-            if not decision.allowed:
-                rule = decision.rules[0] if decision.rules else "default-deny"
-                raise AccessDenied(decision.reason or "no permission set allows this call", rule=rule)
+            raise_if_denied(decision)
             return self._allowed(call, target, method, path, query, url, decision, outcome)
         finally:
             self._log_decision(request, decision, outcome, started, call.correlation_id)
@@ -155,13 +153,7 @@ class ProxyService:
                 return ProxyResult(stored.status, {**stored.headers, "Idempotent-Replayed": "true"}, stored.body,
                                    replayed=True)
         try:
-            probe = self.breakers.before_call(target.system, target.breaker)
-            try:
-                self.budget.consume(target.system, target.daily_api_budget, overdraft=decision.allow_budget_overdraft)
-            except GovernError:
-                if probe:
-                    self.breakers.release_probe(target.system)
-                raise
+            probe = self.admit(target, decision.allow_budget_overdraft)
             response = self.exchange(target, method, url, call.headers, call.body, principal, call.correlation_id,
                                      retry_ok=may_retry(method, call.idempotency_key), outcome=outcome, probe=probe,
                                      budget_overdraft=decision.allow_budget_overdraft)
@@ -273,6 +265,18 @@ class ProxyService:
                 self.breakers.record_success(target.system, probe)
             return response
 
+    def admit(self, target: Target, overdraft: bool) -> bool:
+        """Before the first upstream attempt: the system's breaker, then its daily budget (an open breaker
+        costs no budget). Returns whether this call is the breaker's half-open probe."""
+        probe = self.breakers.before_call(target.system, target.breaker)
+        try:
+            self.budget.consume(target.system, target.daily_api_budget, overdraft=overdraft)
+        except GovernError:
+            if probe:
+                self.breakers.release_probe(target.system)
+            raise
+        return probe
+
     def _charge(self, target: Target, overdraft: bool) -> bool:
         """Count one more upstream call against the system's daily budget; False when it is used up."""
         try:
@@ -292,6 +296,12 @@ class ProxyService:
             headers["Location"] = f"{PROXY_PREFIX}/{target.named_credential}/proxy/{rest}" + (
                 f"?{absolute.query}" if absolute.query else "")
         return headers
+
+
+def raise_if_denied(decision: AccessDecision) -> None:
+    if not decision.allowed:
+        rule = decision.rules[0] if decision.rules else "deny:default"
+        raise AccessDenied(decision.reason or "no permission set allows this call", rule=rule)
 
 
 def _default_principal(target: Target) -> str | None:
