@@ -35,3 +35,16 @@ def test_canary_api_key_and_tokens_never_leak(env, caplog):
                         for q in s.exec(select(QueuedCall)).all())
     for canary in leaks:
         assert canary not in text
+
+
+def test_a_stored_key_with_a_line_break_is_never_sent_and_never_echoed(env, caplog):
+    """A secret that would split the upstream request (header injection) is refused before any byte is sent."""
+    caplog.set_level(logging.DEBUG)
+    env.configure(protocol="api_key_header", header_name="X-Api-Key")
+    canary = "canary-split-key\r\nX-Injected: yes"
+    env.put_secret("erp-cc", "default", "api_key", canary)
+    r = env.client.get(env.url("x"), headers=CALLER)
+    assert r.status_code == 502 and r.get_json()["code"] == "upstream_request_unsafe"
+    assert env.upstream.count == 0
+    text = caplog.text + r.get_data(as_text=True) + json.dumps(dict(r.headers)) + repr(env.log.records)
+    assert "canary-split-key" not in text and "X-Injected" not in text

@@ -91,6 +91,14 @@ class UpstreamRedirectRefused(GovernError):
     title = "The upstream system redirected outside the named credential"
 
 
+class UnsafeUpstreamRequest(GovernError):
+    """A header (an injected credential, most likely) would split the request: nothing was sent."""
+
+    code = "upstream_request_unsafe"
+    status = 502
+    title = "govern refused to send a request that could be split"
+
+
 class DegradedMode(GovernError):
     """The secret store is down and there is no cached credential: fail at once, do not hang."""
 

@@ -19,8 +19,8 @@ from urllib.parse import unquote, urlsplit
 from govern.broker.proxy.breaker import CircuitBreakers
 from govern.broker.proxy.budget import DailyBudget
 from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, NamedCredentialForbids, PathNotAllowed,
-                                        UpstreamRateLimited, UpstreamRedirectRefused, UpstreamTimeout,
-                                        UpstreamUnreachable)
+                                        UnsafeUpstreamRequest, UpstreamRateLimited, UpstreamRedirectRefused,
+                                        UpstreamTimeout, UpstreamUnreachable)
 from govern.broker.proxy.headers import returnable_response_headers
 from govern.broker.proxy.idempotency import IdempotencyStore, StoredResponse, fingerprint
 from govern.broker.proxy.injection import CredentialInjector
@@ -29,7 +29,7 @@ from govern.broker.proxy.paths import check_query, join_under, normalise_path, p
 from govern.broker.proxy.resource import IDEMPOTENT_METHODS, salesforce_resource
 from govern.broker.proxy.retry import RETRYABLE_STATUS, may_retry, parse_retry_after
 from govern.broker.proxy.targets import Target, TargetCache
-from govern.broker.proxy.transport import TransportTimeout, TransportUnreachable, Urllib3Transport
+from govern.broker.proxy.transport import HttpTransport, InvalidRequest, TransportTimeout, TransportUnreachable
 from govern.domain.access import AccessDecision, AccessRequest, Caller
 from govern.errors import AccessDenied, GovernError
 from govern.logs import CORRELATION_HEADER
@@ -68,7 +68,7 @@ class _Outcome:
 @dataclass
 class ProxyService:
     services: object
-    transport: Urllib3Transport = field(default_factory=Urllib3Transport)
+    transport: HttpTransport = field(default_factory=HttpTransport)
     sleep: Callable[[float], None] = time.sleep
     random: Callable[[], float] = random.random
 
@@ -206,6 +206,10 @@ class ProxyService:
             sent = {**headers, CORRELATION_HEADER: correlation_id, **credential}
             try:
                 response = self.transport.send(method, url, sent, body, target.timeout)
+            except InvalidRequest as exc:
+                if probe:  # nothing reached the upstream: let the next call probe
+                    self.breakers.release_probe(target.system)
+                raise UnsafeUpstreamRequest(str(exc)) from None
             except (TransportTimeout, TransportUnreachable) as exc:
                 if retry_ok and attempt + 1 < policy.max_attempts and self._charge(target, budget_overdraft):
                     self.sleep(policy.backoff(attempt, self.random))

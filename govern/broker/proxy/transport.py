@@ -1,18 +1,34 @@
-"""The upstream HTTP transport behind one seam (the hvac adapter idea).
+"""The upstream HTTP/1.1 transport behind one seam (the hvac adapter idea).
 
-urllib3 directly, not requests: the proxy forwards already-prepared headers and bytes, so requests'
-per-call preparation (cookies, environment merging, hooks) is pure overhead on the hot path.
-A pooled, keep-alive connection manager; redirects and retries are never done here (the proxy
-decides); the response is streamed.
+Keep-alive sockets per origin, requests written as bytes (RFC 9112 section 3), answers parsed by
+httptools (llhttp, the C parser of Node.js). The proxy forwards already-prepared headers and bytes and
+decides redirects and retries itself, so a general client's per-call machinery is pure overhead on the
+hot path: under urllib3 and http.client (header parsing by the email package) the upstream exchange
+was about a third of govern's CPU per proxied call (bench/proxy.py).
+
+What a general client would do and this one must still do:
+- refuse to write a request line or header that could split the request (CR, LF, NUL, bad names);
+- never reuse a connection that the upstream closed, answered HTTP/1.0 without keep-alive or
+  `Connection: close` on, or that was not read to the end of its answer;
+- retry on a fresh connection only when a reused one was found closed before any answer byte, and
+  only for idempotent methods (RFC 9110 section 9.2.2; RFC 9112 section 9.3.1);
+- verify TLS certificates and the host name (the default SSL context);
+- undo a Content-Encoding the upstream applied although asked for identity.
 """
 from __future__ import annotations
 
 import re
+import select
+import socket
+import ssl
 import threading
+import zlib
 from typing import Iterator
+from urllib.parse import urlsplit
 
-import urllib3
-from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, TimeoutError as Urllib3Timeout
+import httptools
+
+from govern import __version__
 
 
 class TransportTimeout(Exception):
@@ -23,88 +39,405 @@ class TransportUnreachable(Exception):
     pass
 
 
+class InvalidRequest(ValueError):
+    """A request line or header that cannot be written safely (it would split the request)."""
+
+
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 section 5.6.2
+_FIELD_VALUE_BAD = re.compile(r"[\r\n\x00]")
+_TARGET = re.compile(r"^/[\x21-\x7e]*$")  # origin-form, already percent-encoded, no spaces or controls
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_BODY_EXPECTED = frozenset({"POST", "PUT", "PATCH"})  # Content-Length: 0 even when empty, as http.client
+_OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding",
+                          "user-agent", "te", "upgrade", "keep-alive", "expect"})
+USER_AGENT = f"govern/{__version__}"
+RECV_BYTES = 64 * 1024
+
+
+class Headers:
+    """Response header fields: case-insensitive `get`/`[]`/`in`, repeated fields joined with ", "
+    (RFC 9110 section 5.3), `items()` in the upstream's spelling."""
+
+    __slots__ = ("_fields", "_index")
+
+    def __init__(self):
+        self._fields: list[tuple[str, str]] = []
+        self._index: dict[str, str] = {}
+
+    def add(self, name: str, value: str) -> None:
+        self._fields.append((name, value))
+        key = name.lower()
+        self._index[key] = f"{self._index[key]}, {value}" if key in self._index else value
+
+    def get(self, name: str, default=None):
+        return self._index.get(name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return self._index[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._index
+
+    def items(self):
+        seen: dict[str, tuple[str, str]] = {}
+        for name, _ in self._fields:
+            seen.setdefault(name.lower(), (name, self._index[name.lower()]))
+        return list(seen.values())
+
+
+class _Exchange:
+    """httptools callbacks for one answer on one connection."""
+
+    def __init__(self):
+        self.headers = Headers()
+        self.parts: list[bytes] = []
+        self.headers_done = False
+        self.complete = False
+        self.status = 0
+        self.keep_alive = False
+        self.parser = None  # set once the parser exists: keep-alive is read at the end of the head
+
+    def on_message_begin(self):
+        self.headers = Headers()
+        self.parts = []
+        self.headers_done = False
+
+    def on_header(self, name: bytes, value: bytes):
+        self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
+
+    def on_headers_complete(self):
+        self.headers_done = True
+        # llhttp forgets the framing flags once the message completes, so ask now (RFC 9112 section 9.3).
+        self.keep_alive = bool(self.parser.should_keep_alive())
+
+    def on_body(self, body: bytes):
+        self.parts.append(body)
+
+    def on_message_complete(self):
+        self.complete = True
+
+
+class _Connection:
+    __slots__ = ("sock", "reused")
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.reused = False
+
+    def idle_and_open(self) -> bool:
+        """An idle keep-alive socket that is readable was closed (or written to) by the upstream."""
+        try:
+            readable, _, _ = select.select([self.sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
 class UpstreamResponse:
     """The few things the proxy reads from an answer; `close()` returns the connection to the pool."""
 
-    def __init__(self, raw: urllib3.HTTPResponse):
-        self._raw = raw
-        self.status_code = raw.status
-        self.headers = raw.headers  # case-insensitive
+    def __init__(self, transport: "HttpTransport", origin: str, conn: _Connection, parser, exchange: _Exchange,
+                 method: str):
+        self._transport = transport
+        self._origin = origin
+        self._conn: _Connection | None = conn
+        self._parser = parser
+        self._exchange = exchange
+        self.status_code = exchange.status
+        self.headers = exchange.headers
         self._content: bytes | None = None
-        self._consumed = False
+        self._no_body = method == "HEAD" or exchange.status in (204, 304)
+        # Neither a length nor chunked framing: the body ends when the upstream closes (RFC 9112 section 6.3).
+        self._until_close = ("content-length" not in self.headers and "transfer-encoding" not in self.headers)
+        encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
+        self._decoder = (zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip")
+                         else zlib.decompressobj() if encoding == "deflate" else None)
+        self._method = method
 
     @property
     def content(self) -> bytes:
         if self._content is None:
-            try:
-                self._content = self._raw.read()
-                self._consumed = True
-            except Urllib3Timeout:
-                raise TransportTimeout() from None
-            except HTTPError:
-                raise TransportUnreachable() from None
+            self._content = b"".join(self.iter_content())
         return self._content
 
-    def iter_content(self, chunk: int = 64 * 1024) -> Iterator[bytes]:
+    def iter_content(self, chunk: int = RECV_BYTES) -> Iterator[bytes]:
         if self._content is not None:
             yield self._content
             return
-        yield from self._raw.stream(chunk)
-        self._consumed = True
+        for part in self._raw_parts():
+            if self._decoder is not None:
+                try:
+                    part = self._decoder.decompress(part)
+                except zlib.error:
+                    self._discard()
+                    raise TransportUnreachable() from None
+            if part:
+                yield part
+        if self._decoder is not None:
+            tail = self._decoder.flush()
+            if tail:
+                yield tail
+
+    def _raw_parts(self) -> Iterator[bytes]:
+        exchange = self._exchange
+        if self._no_body:
+            self._finish()
+            return
+        while True:
+            if exchange.parts:
+                parts, exchange.parts = exchange.parts, []
+                yield from parts
+            if exchange.complete:
+                self._finish()
+                return
+            if self._conn is None:
+                raise TransportUnreachable()
+            data = _recv(self._conn, self._discard)
+            if not data:
+                if self._until_close:
+                    exchange.complete = True
+                    self._discard()  # an answer ended by closing leaves nothing to reuse
+                    continue
+                self._discard()
+                raise TransportUnreachable()  # the upstream broke off its answer
+            try:
+                self._parser.feed_data(data)
+            except httptools.HttpParserError:
+                self._discard()
+                raise TransportUnreachable() from None
+
+    def _finish(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        reusable = (self._exchange.complete and self._method != "HEAD" and not self._until_close
+                    and self._exchange.keep_alive)
+        if reusable:
+            self._transport._release(self._origin, conn)
+        else:
+            conn.close()
+
+    def _discard(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
 
     def close(self) -> None:
-        # A fully read body leaves the connection reusable; a half-read one must not go back to the pool.
-        if not self._consumed:
-            self._raw.close()
-        self._raw.release_conn()
+        # A fully read answer leaves the connection reusable; a half-read one must not go back to the pool.
+        if self._conn is None:
+            return
+        if self._exchange.complete or self._no_body:
+            self._finish()  # the whole answer is off the wire, so the connection is clean
+        else:
+            self._discard()
+
+
+def _recv(conn: _Connection, on_error) -> bytes:
+    try:
+        return conn.sock.recv(RECV_BYTES)
+    except (socket.timeout, TimeoutError):
+        on_error()
+        raise TransportTimeout() from None
+    except OSError:
+        on_error()
+        raise TransportUnreachable() from None
+
+
+class HttpTransport:
+    """One keep-alive socket pool per upstream origin. Origins are the named credentials' base URLs, so
+    they are few; each pool keeps at most `pool_size` idle connections."""
+
+    def __init__(self, pool_size: int = 64, ssl_context: ssl.SSLContext | None = None):
+        self.pool_size = pool_size
+        self._ssl = ssl_context
+        self._idle: dict[str, list[_Connection]] = {}
+        self._origins: dict[str, tuple[str, str, int, str]] = {}
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # --- the pool -------------------------------------------------------------------------------
+
+    def _origin(self, origin: str) -> tuple[str, str, int, str]:
+        known = self._origins.get(origin)
+        if known is None:
+            parts = urlsplit(origin)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise TransportUnreachable()
+            default = 443 if parts.scheme == "https" else 80
+            port = parts.port or default
+            host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+            known = (parts.scheme, parts.hostname, port, host if port == default else f"{host}:{port}")
+            self._origins[origin] = known
+        return known
+
+    def _acquire(self, origin: str) -> _Connection | None:
+        with self._lock:
+            idle = self._idle.get(origin)
+            while idle:
+                conn = idle.pop()
+                if conn.idle_and_open():
+                    conn.reused = True
+                    return conn
+                conn.close()
+        return None
+
+    def _release(self, origin: str, conn: _Connection) -> None:
+        with self._lock:
+            idle = self._idle.setdefault(origin, [])
+            if not self._closed and len(idle) < self.pool_size:
+                idle.append(conn)
+                return
+        conn.close()
+
+    def _connect(self, scheme: str, hostname: str, port: int, timeout: float) -> _Connection:
+        try:
+            sock = socket.create_connection((hostname, port), timeout=timeout)
+        except (socket.timeout, TimeoutError):
+            raise TransportTimeout() from None
+        except OSError:
+            raise TransportUnreachable() from None
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if scheme == "https":
+            context = self._ssl or _default_context()
+            try:
+                sock = context.wrap_socket(sock, server_hostname=hostname)
+            except (socket.timeout, TimeoutError):
+                sock.close()
+                raise TransportTimeout() from None
+            except (ssl.SSLError, OSError):
+                sock.close()
+                raise TransportUnreachable() from None
+        return _Connection(sock)
+
+    # --- one exchange ---------------------------------------------------------------------------
+
+    def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+             timeout: float) -> UpstreamResponse:
+        origin, target = _split(url)
+        scheme, hostname, port, host_header = self._origin(origin)
+        request = _serialise(method, target, host_header, headers, body or b"")
+        conn = self._acquire(origin)
+        while True:
+            reused = conn is not None
+            if conn is None:
+                conn = self._connect(scheme, hostname, port, timeout)
+            conn.sock.settimeout(timeout)
+            try:
+                return self._exchange(origin, conn, method, request)
+            except _ClosedBeforeAnswer:
+                conn.close()
+                if not reused or method not in _IDEMPOTENT:
+                    raise TransportUnreachable() from None
+                conn = None  # a keep-alive race: the upstream closed as we wrote; once more, fresh
+
+    def _exchange(self, origin: str, conn: _Connection, method: str, request: bytes) -> UpstreamResponse:
+        try:
+            conn.sock.sendall(request)
+        except (socket.timeout, TimeoutError):
+            conn.close()
+            raise TransportTimeout() from None
+        except OSError:
+            raise _ClosedBeforeAnswer() from None
+        exchange = _Exchange()
+        parser = httptools.HttpResponseParser(exchange)
+        exchange.parser = parser
+        received = False
+        while True:
+            try:
+                data = conn.sock.recv(RECV_BYTES)
+            except (socket.timeout, TimeoutError):
+                conn.close()
+                raise TransportTimeout() from None
+            except OSError:
+                if not received:
+                    raise _ClosedBeforeAnswer() from None
+                conn.close()
+                raise TransportUnreachable() from None
+            if not data:
+                if not received:
+                    raise _ClosedBeforeAnswer()
+                conn.close()
+                raise TransportUnreachable()
+            received = True
+            try:
+                parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                conn.close()
+                raise TransportUnreachable() from None
+            except httptools.HttpParserError:
+                conn.close()
+                raise TransportUnreachable() from None
+            if exchange.headers_done:
+                status = parser.get_status_code()
+                if 100 <= status < 200:  # an interim answer (103 Early Hints): the final one follows
+                    exchange.headers_done = exchange.complete = False
+                    continue
+                exchange.status = status
+                return UpstreamResponse(self, origin, conn, parser, exchange, method)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pools, self._idle = list(self._idle.values()), {}
+        for idle in pools:
+            for conn in idle:
+                conn.close()
+
+
+class _ClosedBeforeAnswer(Exception):
+    pass
+
+
+_context_lock = threading.Lock()
+_context: ssl.SSLContext | None = None
+
+
+def _default_context() -> ssl.SSLContext:
+    global _context
+    with _context_lock:
+        if _context is None:
+            _context = ssl.create_default_context()  # verifies the certificate chain and the host name
+        return _context
+
 
 _ORIGIN = re.compile(r"^(https?://[^/?#]+)(.*)$", re.S)
 
 
-class Urllib3Transport:
-    """One keep-alive connection pool per upstream origin, kept here (not in a PoolManager): the hot path
-    skips the manager's URL parsing and pool-key normalisation, and a pool is never evicted and closed
-    under a call that is using it. Origins are the named credentials' base URLs, so they are few."""
+def _split(url: str) -> tuple[str, str]:
+    match = _ORIGIN.match(url)
+    if match is None:  # the proxy only builds http(s) URLs under a named credential's base URL
+        raise TransportUnreachable()
+    origin, rest = match.groups()
+    return origin, rest if rest.startswith("/") else "/" + rest
 
-    def __init__(self, pool_size: int = 64):
-        self.pool_size = pool_size
-        self._pools: dict[str, urllib3.HTTPConnectionPool] = {}
-        self._lock = threading.Lock()
 
-    def _pool(self, origin: str) -> urllib3.HTTPConnectionPool:
-        pool = self._pools.get(origin)
-        if pool is None:
-            with self._lock:
-                pool = self._pools.get(origin)
-                if pool is None:
-                    pool = urllib3.connection_from_url(origin, maxsize=self.pool_size, block=False, retries=False)
-                    self._pools[origin] = pool
-        return pool
-
-    def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float):
-        match = _ORIGIN.match(url)
-        if match is None:  # the proxy only builds http(s) URLs under a named credential's base URL
-            raise TransportUnreachable()
-        origin, rest = match.groups()
-        target = rest if rest.startswith("/") else "/" + rest
-        try:
-            raw = self._pool(origin).urlopen(method, target, body=body or None, headers=headers, redirect=False,
-                                             retries=False, assert_same_host=False, preload_content=False,
-                                             timeout=urllib3.Timeout(connect=timeout, read=timeout))
-        except NewConnectionError:  # before timeouts: urllib3 makes it a subclass of ConnectTimeoutError
-            raise TransportUnreachable() from None
-        except Urllib3Timeout:
-            raise TransportTimeout() from None
-        except MaxRetryError as exc:
-            if isinstance(exc.reason, Urllib3Timeout) and not isinstance(exc.reason, NewConnectionError):
-                raise TransportTimeout() from None
-            raise TransportUnreachable() from None
-        except (HTTPError, OSError):
-            raise TransportUnreachable() from None
-        return UpstreamResponse(raw)
-
-    def close(self) -> None:
-        with self._lock:
-            pools, self._pools = list(self._pools.values()), {}
-        for pool in pools:
-            pool.close()
+def _serialise(method: str, target: str, host: str, headers: dict[str, str], body: bytes) -> bytes:
+    """The request head and body as bytes, refusing anything that would split the request."""
+    if not _TOKEN.match(method):
+        raise InvalidRequest("the method is not an HTTP token")
+    if not _TARGET.match(target):
+        raise InvalidRequest("the request target has characters that must be percent-encoded")
+    lines = [f"{method} {target} HTTP/1.1", f"Host: {host}", f"User-Agent: {USER_AGENT}",
+             "Accept-Encoding: identity"]
+    for name, value in headers.items():
+        if not _TOKEN.match(name):
+            raise InvalidRequest("a header name is not an HTTP token")
+        value = str(value)
+        if _FIELD_VALUE_BAD.search(value):
+            raise InvalidRequest(f"the value of header {name} has a line break or NUL")
+        if name.lower() in _OWN_HEADERS:
+            continue  # framing and connection management are the transport's own
+        lines.append(f"{name}: {value}")
+    if body or method in _BODY_EXPECTED:
+        lines.append(f"Content-Length: {len(body)}")
+    try:
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        raise InvalidRequest("a header value has characters outside ISO-8859-1") from None
+    return head + body if body else head
