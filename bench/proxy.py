@@ -171,7 +171,8 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=0.0,
                         help="requests per second in all, paced over the connections (default: closed loop)")
     parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn", help="govern's HTTP server")
-    parser.add_argument("--threads", type=int, default=0, help="gunicorn threads per govern worker (default: --connections)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="threads per govern worker (default: govern.gunicorn_conf's, GOVERN_WEB_THREADS or 8)")
     parser.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
     args = parser.parse_args()
 
@@ -187,14 +188,17 @@ def main() -> None:
         procs.append(subprocess.Popen([GUNICORN, "-w", "1", *common, "-b", f"127.0.0.1:{up_port}",
                                        "bench_upstream:app"], env=env))
         gv_log = open(tmp / "govern.log", "wb")  # a file: an unread pipe would block the workers' logging
-        if args.threads:
-            common[common.index("--threads") + 1] = str(args.threads)
         if args.server == "granian":
+            threads = args.threads or args.connections
             server = [str(Path(PY).with_name("granian")), "--interface", "wsgi", "--factory", "--workers",
-                      str(args.workers), "--blocking-threads", str(args.threads or args.connections),
+                      str(args.workers), "--blocking-threads", str(threads),
                       "--host", "127.0.0.1", "--port", str(gv_port), "--log-level", "warning", "govern.wsgi:app"]
         else:
-            server = [GUNICORN, "-w", str(args.workers), *common, "-b", f"127.0.0.1:{gv_port}", "govern.wsgi:app()"]
+            from govern import gunicorn_conf  # production's settings; reads GOVERN_WEB_THREADS as govern will
+
+            threads = args.threads or gunicorn_conf.threads
+            server = [GUNICORN, "-c", "python:govern.gunicorn_conf", "-w", str(args.workers), "--threads", str(threads),
+                      "-b", f"127.0.0.1:{gv_port}", "--log-level", "warning", "govern.wsgi:app()"]
         procs.append(subprocess.Popen(server, env=env, cwd=str(ROOT), stderr=gv_log))
         direct_url = f"{upstream_url}/api/accounts/001"
         proxied_url = f"http://127.0.0.1:{gv_port}/api/v1/named-credentials/bench-api/proxy/accounts/001"
@@ -217,9 +221,10 @@ def main() -> None:
         cpu_after = process_tree_cpu_s(upstream_pid), process_tree_cpu_s(govern_pid), time.process_time()
         per_call = lambda a, b, i: (b[i] - a[i]) * 1000 / args.requests  # noqa: E731
 
-        print("server: gunicorn gthread (upstream 1 worker; govern %d workers), %d threads each; %d cores; "
-              "GOVERN_LOG_LEVEL=%s; load average %s" % (args.workers, args.connections, os.cpu_count() or 0,
-                                                        args.log_level, " ".join(f"{x:.1f}" for x in os.getloadavg())))
+        print("server: upstream gunicorn gthread 1 worker, %d threads; govern %s %d workers, %d threads each; "
+              "%d cores; GOVERN_LOG_LEVEL=%s; load average %s"
+              % (args.connections, "gunicorn gthread" if args.server == "gunicorn" else "granian", args.workers,
+                 threads, os.cpu_count() or 0, args.log_level, " ".join(f"{x:.1f}" for x in os.getloadavg())))
         print(f"requests per run: {len(direct)} direct, {len(proxied)} proxied, {args.connections} connections")
         for name, values in (("direct", direct), ("proxied", proxied)):
             print(f"{name:8s} p50={pct(values, 50):.2f} ms  p99={pct(values, 99):.2f} ms  "

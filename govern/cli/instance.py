@@ -6,6 +6,7 @@ import secrets
 import sys
 
 import click
+from click.core import ParameterSource
 
 from govern.cli.context import services
 from govern.config import instance_secret_key
@@ -78,16 +79,32 @@ def db_current() -> None:
         raise click.exceptions.Exit(1)
 
 
+def gunicorn_argv(host: str, port: int, workers: int | None = None, threads: int | None = None) -> list[str]:
+    """The gunicorn command line of `govern serve`: govern.gunicorn_conf holds the settings, options given
+    here override it; None leaves the config's (environment's) value."""
+    argv = [sys.executable, "-m", "gunicorn", "-c", "python:govern.gunicorn_conf", "--bind", f"{host}:{port}"]
+    if workers is not None:
+        argv += ["--workers", str(workers)]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    return [*argv, "govern.wsgi:app()"]
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="more than 1 runs gunicorn")
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
+              help="more than 1 runs gunicorn")
+@click.option("--threads", default=None, type=click.IntRange(min=1),
+              help="gunicorn threads per worker  [default: GOVERN_WEB_THREADS, else 8]")
+def serve(host: str, port: int, workers: int, threads: int | None) -> None:
     """Serve the HTTP API and the console (gunicorn with --workers > 1 or in production)."""
     svc = services()  # refuses a database whose schema is missing or behind
     if workers > 1 or svc.settings.production:
-        os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers), "--bind",
-                                   f"{host}:{port}", "--access-logfile", "-", "govern.wsgi:app()"])
+        # An option left out leaves GOVERN_WEB_WORKERS / the config's default in force.
+        given = click.get_current_context().get_parameter_source("workers") != ParameterSource.DEFAULT
+        argv = gunicorn_argv(host, port, workers if given else None, threads)
+        os.execvp(argv[0], argv)
     from govern.app import create_app
 
     app = create_app(services=svc)
