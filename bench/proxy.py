@@ -172,7 +172,7 @@ def main() -> None:
                         help="requests per second in all, paced over the connections (default: closed loop)")
     parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn", help="govern's HTTP server")
     parser.add_argument("--threads", type=int, default=0,
-                        help="threads per govern worker (default: govern.gunicorn_conf's, GOVERN_WEB_THREADS or 8)")
+                        help="threads per govern worker (default: govern.gunicorn_conf's, GOVERN_WEB_THREADS or 16)")
     parser.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
     args = parser.parse_args()
 

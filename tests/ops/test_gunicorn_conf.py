@@ -39,7 +39,7 @@ def web_env(monkeypatch):
 def test_defaults(web_env):
     conf = _fresh_conf()
     assert conf.worker_class == "gthread"
-    assert (conf.workers, conf.threads, conf.bind) == (2, 8, "127.0.0.1:8000")
+    assert (conf.workers, conf.threads, conf.bind) == (2, 16, "127.0.0.1:8000")
     assert conf.accesslog is None
     assert conf.keepalive > 60  # outlives the usual load-balancer idle timeout
 
