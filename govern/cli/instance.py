@@ -96,7 +96,7 @@ def gunicorn_argv(host: str, port: int, workers: int | None = None, threads: int
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="more than 1 runs gunicorn")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
-              help="gunicorn threads per worker  [default: GOVERN_WEB_THREADS, else 8]")
+              help="gunicorn threads per worker  [default: GOVERN_WEB_THREADS, else 16]")
 def serve(host: str, port: int, workers: int, threads: int | None) -> None:
     """Serve the HTTP API and the console (gunicorn with --workers > 1 or in production)."""
     svc = services()  # refuses a database whose schema is missing or behind
