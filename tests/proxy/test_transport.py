@@ -343,3 +343,19 @@ def test_tls_verifies_the_certificate_and_the_host_name(tmp_path):
             HttpTransport(ssl_context=trusting).send("GET", f"https://127.0.0.1:{up.port}/x", {}, b"", 5)
     finally:
         up.stop()
+
+
+def test_endless_headers_are_refused(transport):
+    def endless(conn):
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        try:
+            for i in range(20000):
+                conn.sendall(f"X-Filler-{i}: {'y' * 40}\r\n".encode())
+        except OSError:
+            pass
+        return False
+
+    up = Scripted([endless])
+    with pytest.raises(TransportUnreachable):
+        transport.send("GET", up.url + "/h", {}, b"", 5)
+    up.stop()

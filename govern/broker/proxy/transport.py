@@ -52,6 +52,7 @@ _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connec
                           "user-agent", "te", "upgrade", "keep-alive", "expect"})
 USER_AGENT = f"govern/{__version__}"
 RECV_BYTES = 64 * 1024
+MAX_HEAD_BYTES = 256 * 1024  # an answer's status line and headers (http.client allows 100 lines of 64 KiB)
 
 
 class Headers:
@@ -154,7 +155,8 @@ class UpstreamResponse:
         self._content: bytes | None = None
         self._no_body = method == "HEAD" or exchange.status in (204, 304)
         # Neither a length nor chunked framing: the body ends when the upstream closes (RFC 9112 section 6.3).
-        self._until_close = ("content-length" not in self.headers and "transfer-encoding" not in self.headers)
+        self._until_close = ("content-length" not in self.headers
+                             and "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower())
         encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
         self._decoder = (zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding in ("gzip", "x-gzip")
                          else zlib.decompressobj() if encoding == "deflate" else None)
@@ -347,8 +349,11 @@ class HttpTransport:
         exchange = _Exchange()
         parser = httptools.HttpResponseParser(exchange)
         exchange.parser = parser
-        received = False
+        received = 0
         while True:
+            if received > MAX_HEAD_BYTES:
+                conn.close()
+                raise TransportUnreachable()  # endless headers: not an answer we can forward
             try:
                 data = conn.sock.recv(RECV_BYTES)
             except (socket.timeout, TimeoutError):
@@ -364,7 +369,7 @@ class HttpTransport:
                     raise _ClosedBeforeAnswer()
                 conn.close()
                 raise TransportUnreachable()
-            received = True
+            received += len(data)
             try:
                 parser.feed_data(data)
             except httptools.HttpParserUpgrade:
