@@ -38,3 +38,8 @@ keepalive = 75
 # govern writes one structured JSON line per request itself (govern.app and the proxy edge); gunicorn's
 # access log would be a second line for each, costing CPU and saying nothing more.
 accesslog = None
+
+# gunicorn 27's control socket lives at ~/.gunicorn/gunicorn.ctl: shared by every gunicorn of the same user,
+# not writable on a read-only root filesystem (deploy/k8s), and govern has no use for it (workers are
+# managed with signals by the orchestrator).
+control_socket_disable = True
