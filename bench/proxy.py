@@ -4,7 +4,8 @@
 
 Starts (all on free ports, all stopped at the end):
 - the upstream: a tiny WSGI app answering a small JSON document, under gunicorn (gthread);
-- govern under gunicorn (gthread), `govern.wsgi:app()` with everything real and wired by bootstrap: a
+- govern under gunicorn with production's settings (`-c python:govern.gunicorn_conf`: gthread, 16 threads
+  per worker unless `--threads`), `govern.wsgi:app()` with everything real and wired by bootstrap: a
   prepared SQLite instance with an api_key_header named credential, its key in the local secret store,
   one integration user with a permission set; the caller's govern token comes from `POST /oauth/token`,
   and each proxied call is authenticated (JWT), decided (permission sets + Cedar guardrails) and written
