@@ -359,3 +359,8 @@ def test_endless_headers_are_refused(transport):
     with pytest.raises(TransportUnreachable):
         transport.send("GET", up.url + "/h", {}, b"", 5)
     up.stop()
+
+
+def test_a_base_url_with_a_port_out_of_range_is_unreachable_not_a_crash(transport):
+    with pytest.raises(TransportUnreachable):
+        transport.send("GET", "http://127.0.0.1:99999/x", {}, b"", 1)

@@ -17,6 +17,7 @@ What a general client would do and this one must still do:
 """
 from __future__ import annotations
 
+import functools
 import re
 import select
 import socket
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from govern import __version__
+from govern.broker.proxy.resource import IDEMPOTENT_METHODS
 
 
 class TransportTimeout(Exception):
@@ -46,7 +48,6 @@ class InvalidRequest(ValueError):
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")  # RFC 9110 section 5.6.2
 _FIELD_VALUE_BAD = re.compile(r"[\r\n\x00]")
 _TARGET = re.compile(r"^/[\x21-\x7e]*$")  # origin-form, already percent-encoded, no spaces or controls
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _BODY_EXPECTED = frozenset({"POST", "PUT", "PATCH"})  # Content-Length: 0 even when empty, as http.client
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding",
                           "user-agent", "te", "upgrade", "keep-alive", "expect"})
@@ -119,11 +120,10 @@ class _Exchange:
 
 
 class _Connection:
-    __slots__ = ("sock", "reused")
+    __slots__ = ("sock",)
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
-        self.reused = False
 
     def idle_and_open(self) -> bool:
         """An idle keep-alive socket that is readable was closed (or written to) by the upstream."""
@@ -243,7 +243,7 @@ class UpstreamResponse:
 def _recv(conn: _Connection, on_error) -> bytes:
     try:
         return conn.sock.recv(RECV_BYTES)
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         on_error()
         raise TransportTimeout() from None
     except OSError:
@@ -269,10 +269,14 @@ class HttpTransport:
         known = self._origins.get(origin)
         if known is None:
             parts = urlsplit(origin)
+            try:
+                port = parts.port  # a port out of range is a ValueError
+            except ValueError:
+                raise TransportUnreachable() from None
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise TransportUnreachable()
             default = 443 if parts.scheme == "https" else 80
-            port = parts.port or default
+            port = port or default
             host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
             known = (parts.scheme, parts.hostname, port, host if port == default else f"{host}:{port}")
             self._origins[origin] = known
@@ -284,7 +288,6 @@ class HttpTransport:
             while idle:
                 conn = idle.pop()
                 if conn.idle_and_open():
-                    conn.reused = True
                     return conn
                 conn.close()
         return None
@@ -300,7 +303,7 @@ class HttpTransport:
     def _connect(self, scheme: str, hostname: str, port: int, timeout: float) -> _Connection:
         try:
             sock = socket.create_connection((hostname, port), timeout=timeout)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             raise TransportTimeout() from None
         except OSError:
             raise TransportUnreachable() from None
@@ -309,7 +312,7 @@ class HttpTransport:
             context = self._ssl or _default_context()
             try:
                 sock = context.wrap_socket(sock, server_hostname=hostname)
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 sock.close()
                 raise TransportTimeout() from None
             except (ssl.SSLError, OSError):
@@ -334,14 +337,14 @@ class HttpTransport:
                 return self._exchange(origin, conn, method, request)
             except _ClosedBeforeAnswer:
                 conn.close()
-                if not reused or method not in _IDEMPOTENT:
+                if not reused or method not in IDEMPOTENT_METHODS:
                     raise TransportUnreachable() from None
                 conn = None  # a keep-alive race: the upstream closed as we wrote; once more, fresh
 
     def _exchange(self, origin: str, conn: _Connection, method: str, request: bytes) -> UpstreamResponse:
         try:
             conn.sock.sendall(request)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             conn.close()
             raise TransportTimeout() from None
         except OSError:
@@ -356,7 +359,7 @@ class HttpTransport:
                 raise TransportUnreachable()  # endless headers: not an answer we can forward
             try:
                 data = conn.sock.recv(RECV_BYTES)
-            except (socket.timeout, TimeoutError):
+            except TimeoutError:
                 conn.close()
                 raise TransportTimeout() from None
             except OSError:
@@ -399,16 +402,9 @@ class _ClosedBeforeAnswer(Exception):
     pass
 
 
-_context_lock = threading.Lock()
-_context: ssl.SSLContext | None = None
-
-
+@functools.lru_cache(maxsize=1)
 def _default_context() -> ssl.SSLContext:
-    global _context
-    with _context_lock:
-        if _context is None:
-            _context = ssl.create_default_context()  # verifies the certificate chain and the host name
-        return _context
+    return ssl.create_default_context()  # verifies the certificate chain and the host name
 
 
 _ORIGIN = re.compile(r"^(https?://[^/?#]+)(.*)$", re.S)
