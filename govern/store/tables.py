@@ -357,3 +357,14 @@ class Suppression(SQLModel, table=True):
     expires_at: dt.date
     created_by: Optional[str] = Field(default=None, max_length=200)
     created_at: dt.datetime = _created()
+
+
+class SharedState(SQLModel, table=True):
+    """govern.cache.Cache in the database, for state that a later request may need in another process
+    (connect state, idempotency, breakers, budgets, console lockouts) when no Redis is configured."""
+
+    __tablename__ = "shared_state"
+    key: str = Field(sa_column=sa.Column(sa.String(512), primary_key=True))
+    value: Optional[bytes] = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    count: Optional[int] = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    expires_at: Optional[float] = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True, index=True))

@@ -21,6 +21,12 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     cipher = _LazyCipher(services, lambda: AesGcmCipher.derived_from(instance_secret_key(settings)))
     cache = services.cache
     redis_flight = RedisSingleFlight(cache, lock_ttl=60.0) if getattr(cache, "kind", "") == "redis" else None
+    if redis_flight is None:
+        # Without Redis, sealed tokens stay in each process (a cache hit must not cost a database round trip);
+        # across processes the PostgreSQL row lock below carries a fetched token to the waiting ones.
+        from govern.cache import MemoryCache
+
+        cache = MemoryCache()
     db_flight = None
     if redis_flight is None and services.engine.dialect.name == "postgresql":
         db_flight = DatabaseSingleFlight(services.engine)
