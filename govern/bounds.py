@@ -16,7 +16,7 @@ MAX_JSON_DEPTH = 64
 SQL_BIGINT_MAX = 2 ** 63 - 1  # the largest value an id or offset column (BIGINT) can hold
 _DIGITS = re.compile(r"[0-9]{1,19}")  # 19 digits cover SQL_BIGINT_MAX; more is always out of range
 # A JSON string (possessive, so an unterminated one costs one linear scan) or one bracket.
-_JSON_TOKENS = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.S)
+_JSON_TOKENS = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)
 _OPENERS = frozenset(b"[{")
 
 

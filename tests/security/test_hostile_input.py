@@ -8,8 +8,8 @@ import base64
 
 import pytest
 
-from tests.security.hostile_fixtures import CALLER_IP, USER_SECRET, apply_landscape, caller_token, issue_token  # noqa: F401
 from tests.config_as_code.test_validate import BASE
+from tests.security.hostile_fixtures import CALLER_IP, apply_landscape, caller_token, issue_token  # noqa: F401
 
 YAML = {"Content-Type": "application/yaml"}
 PROBLEM = "application/problem+json"
