@@ -46,7 +46,8 @@ def basic(user: str, secret: str) -> dict:
 def apply_landscape(runner, tmp_path, *, url: str = "http://127.0.0.1:9/api", ranges: str = "10.20.0.0/16"):
     """`govern apply -f` the landscape, then the user's client secret and the API key through `govern secrets put`."""
     path = tmp_path / "governance.yaml"
-    path.write_text(LANDSCAPE.format(url=url, ranges=ranges))
+    quoted = ", ".join(f"'{r.strip()}'" for r in ranges.split(","))  # '::/0' is not a plain YAML scalar
+    path.write_text(LANDSCAPE.format(url=url, ranges=quoted))
     result = runner.invoke(["apply", "-f", str(path)])
     assert result.exit_code == 0, result.output
     put = runner.invoke(["secrets", "put", "--user", "order-sync", "--field", "client_secret"], input=USER_SECRET)
