@@ -78,7 +78,7 @@ def _openapi() -> dict:
             "responses": {"200": json_response("Findings", paged(finding)), **problems(400, 401, 403, 422)}}},
         "/api/v1/findings/{finding_id}": {"get": {
             "summary": "One finding", "operationId": "getFinding", **admin("auditor"),
-            "parameters": [path_param("finding_id", schema={"type": "integer", "minimum": 0})],
+            "parameters": [path_param("finding_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})],
             "responses": {"200": json_response("Finding", finding), **problems(400, 401, 403, 404)}}},
         "/api/v1/audit/runs": {"get": {
             "summary": "Audit runs, newest first", "operationId": "listAuditRuns", **admin("auditor"),

@@ -131,7 +131,7 @@ def _openapi() -> dict:
                        query_param("prune", "delete what the document no longer lists", {"type": "boolean"})],
         "requestBody": {"required": True, "content": {t: {"schema": {"type": "string"}} for t in YAML_TYPES}},
         "responses": {"200": json_response("The plan (applied unless dry_run)", {"$ref": "#/components/schemas/Plan"}),
-                      **problems(400, 401, 403, 409, 415, 422)}}}
+                      **problems(400, 401, 403, 409, 413, 415, 422)}}}
     return paths
 
 
