@@ -57,7 +57,8 @@ class InvalidRequest(ValueError):
 
 # Used with fullmatch: `$` would also match before a trailing "\n", letting "X-Name\n" through.
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2
-_FIELD_VALUE_BAD = re.compile(r"[\r\n\x00]")
+# RFC 9110 section 5.5: no control character but HTAB in a field value (CR, LF and NUL would split it).
+_FIELD_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _TARGET = re.compile(r"/[\x21-\x7e]*")  # origin-form, already percent-encoded, no spaces or controls
 _BODY_EXPECTED = frozenset({"POST", "PUT", "PATCH"})  # Content-Length: 0 even when empty, as http.client
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding",
@@ -113,9 +114,11 @@ class _Exchange:
         self.parser = None  # set once the parser exists: keep-alive is read at the end of the head
 
     def on_message_begin(self):
+        # A final answer may start in the same read that ended an interim one (103), whose end set `complete`.
         self.headers = Headers()
         self.parts = []
         self.headers_done = False
+        self.complete = False
 
     def on_header(self, name: bytes, value: bytes):
         self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
@@ -518,7 +521,7 @@ def _serialise(method: str, target: str, host: str, headers: dict[str, str], bod
             raise InvalidRequest("a header name is not an HTTP token")
         value = str(value)
         if _FIELD_VALUE_BAD.search(value):
-            raise InvalidRequest(f"the value of header {name} has a line break or NUL")
+            raise InvalidRequest(f"the value of header {name} has a line break, NUL or another control character")
         if name.lower() in _OWN_HEADERS:
             continue  # framing and connection management are the transport's own
         lines.append(f"{name}: {value}")
