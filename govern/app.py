@@ -40,6 +40,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     from govern.api.problems import register_error_handlers
 
     register_error_handlers(app)
+    from govern.api import edge
+
+    edge.install(app)  # before the blueprints: their `<int:...>` rules use its converter
     _register_blueprints(app)
     from govern.api.proxy import ProxyEdge
 

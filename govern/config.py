@@ -45,6 +45,10 @@ class Settings:
     alert_webhook_secret: str | None = field(default=None, repr=False)
     policies_dir: Path = Path("./policies")
     access_token_lifetime_seconds: int = 900
+    # The IP guardrail (policies/020_require_ip_restrictions.cedar) and the audit's GOV-NET-002 refuse an
+    # integration user's range with a shorter prefix than these.
+    min_ipv4_prefix: int = 8
+    min_ipv6_prefix: int = 32
     # Optional console single sign-on (OpenID Connect); users must exist already (roles stay in govern).
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
@@ -89,6 +93,8 @@ _ENV_NAMES = {
     "alert_webhook_secret": "GOVERN_ALERT_WEBHOOK_SECRET",
     "policies_dir": "GOVERN_POLICIES_DIR",
     "access_token_lifetime_seconds": "GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS",
+    "min_ipv4_prefix": "GOVERN_MIN_IPV4_PREFIX",
+    "min_ipv6_prefix": "GOVERN_MIN_IPV6_PREFIX",
     "oidc_issuer": "GOVERN_OIDC_ISSUER",
     "oidc_client_id": "GOVERN_OIDC_CLIENT_ID",
     "oidc_client_secret": "GOVERN_OIDC_CLIENT_SECRET",
@@ -125,6 +131,10 @@ def _coerce(name: str, raw: str):
             return int(raw)
         except ValueError:
             raise ConfigurationError(f"{_ENV_NAMES[name]} must be a whole number of seconds") from None
+    if name in ("min_ipv4_prefix", "min_ipv6_prefix"):
+        if not raw.strip().isascii() or not raw.strip().isdigit():
+            raise ConfigurationError(f"{_ENV_NAMES[name]} must be a prefix length (e.g. 8)")
+        return int(raw.strip())
     return raw
 
 
@@ -143,6 +153,10 @@ def check(settings: Settings) -> None:
         raise ConfigurationError("GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS must be between 1 and 86400")
     if settings.secret_store == "vault" and not settings.vault_addr:
         raise ConfigurationError("GOVERN_SECRET_STORE=vault needs GOVERN_VAULT_ADDR")
+    if not 1 <= settings.min_ipv4_prefix <= 32:
+        raise ConfigurationError("GOVERN_MIN_IPV4_PREFIX must be between 1 and 32")
+    if not 1 <= settings.min_ipv6_prefix <= 128:
+        raise ConfigurationError("GOVERN_MIN_IPV6_PREFIX must be between 1 and 128")
     if not settings.production:
         return
     problems = []

@@ -10,6 +10,7 @@ import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
+from govern.api.edge import basic_credentials_readable
 from govern.errors import GovernError
 
 bp = Blueprint("oauth", __name__)
@@ -33,6 +34,10 @@ def _server():
 def token():
     if not request.form.get("grant_type"):
         return jsonify(error="invalid_request", error_description="grant_type is required"), 400
+    if not basic_credentials_readable(request.headers.get("Authorization")):
+        # authlib would fail on credentials that are not base64 of UTF-8 (RFC 7617 section 2) with a 500
+        return (jsonify(error="invalid_client", error_description="the Basic credentials are not base64 of UTF-8"),
+                401, {"WWW-Authenticate": 'Basic realm="govern"'})
     try:
         return _server().create_token_response()
     except GovernError as exc:

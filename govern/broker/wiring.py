@@ -19,7 +19,9 @@ def build_authorization(services) -> None:
     services.extras["broker.signing_keys"] = keys
     services.authenticator = JwtCallerAuthenticator(keys, landscape, services.clock, issuer=settings.issuer,
                                                     trusted_proxies=settings.trusted_proxy_networks)
-    services.decider = CedarPolicyDecider(landscape, services.clock, lambda: load_guardrails(settings.policies_dir))
+    services.decider = CedarPolicyDecider(landscape, services.clock, lambda: load_guardrails(settings.policies_dir),
+                                          min_ipv4_prefix=settings.min_ipv4_prefix,
+                                          min_ipv6_prefix=settings.min_ipv6_prefix)
     services.decision_log = ChainedDecisionLog(services.engine, services.clock)
     # First closer: the log flushes before anything it needs (the engine) is disposed.
     services.extras.setdefault("_closers", []).insert(0, services.decision_log.close)

@@ -96,6 +96,10 @@ def test_a_keyed_call_whose_answer_breaks_off_releases_its_key(env, monkeypatch)
         def content(self):
             raise TransportTimeout()
 
+        def iter_content(self, chunk=0):
+            raise TransportTimeout()
+            yield b""  # a generator, as the transport's
+
         def close(self):
             self.inner.close()
 

@@ -19,8 +19,8 @@ from urllib.parse import unquote, urlsplit
 from govern.broker.proxy.breaker import CircuitBreakers
 from govern.broker.proxy.budget import DailyBudget
 from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, NamedCredentialForbids, PathNotAllowed,
-                                        UnsafeUpstreamRequest, UpstreamRateLimited, UpstreamRedirectRefused,
-                                        UpstreamTimeout, UpstreamUnreachable)
+                                        UnsafeUpstreamRequest, UpstreamAnswerTooLarge, UpstreamRateLimited,
+                                        UpstreamRedirectRefused, UpstreamTimeout, UpstreamUnreachable)
 from govern.broker.proxy.headers import returnable_response_headers
 from govern.broker.proxy.idempotency import IdempotencyStore, StoredResponse, fingerprint
 from govern.broker.proxy.injection import CredentialInjector
@@ -29,7 +29,8 @@ from govern.broker.proxy.paths import check_query, join_under, normalise_path, p
 from govern.broker.proxy.resource import IDEMPOTENT_METHODS, salesforce_resource
 from govern.broker.proxy.retry import RETRYABLE_STATUS, may_retry, parse_retry_after
 from govern.broker.proxy.targets import Target, TargetCache
-from govern.broker.proxy.transport import HttpTransport, InvalidRequest, TransportTimeout, TransportUnreachable
+from govern.broker.proxy.transport import (HttpTransport, InvalidRequest, TransportBodyTooLarge, TransportTimeout,
+                                           TransportUnreachable)
 from govern.domain.access import AccessDecision, AccessRequest, Caller
 from govern.errors import AccessDenied, GovernError
 from govern.logs import CORRELATION_HEADER
@@ -165,10 +166,14 @@ class ProxyService:
         headers = self._response_headers(target, response)
         if keyed:
             try:
-                body = _read_all(target, response)
+                body, rest = _read_up_to(target, response, self.idempotency.max_body)
             except BaseException:
                 self.idempotency.release(caller, target.named_credential, call.idempotency_key)
                 raise
+            if rest is not None:
+                # Too large to keep for a day in the shared store: release the key, pass the answer through.
+                self.idempotency.release(caller, target.named_credential, call.idempotency_key)
+                return ProxyResult(response.status_code, headers, rest)
             if response.status_code < 500:
                 self.idempotency.finish(caller, target.named_credential, call.idempotency_key, fp,
                                         StoredResponse(response.status_code, headers, body))
@@ -317,17 +322,62 @@ def _default_principal(target: Target) -> str | None:
 
 def _read_all(target: Target, response) -> bytes:
     try:
-        return response.content
-    except TransportTimeout:
-        raise UpstreamTimeout(f"{target.system} did not finish its answer within {target.timeout:g} s") from None
-    except TransportUnreachable:
-        raise UpstreamUnreachable(f"{target.system} broke off its answer") from None
+        with _transport_errors(target):
+            return response.content
     finally:
         response.close()
 
 
-def _stream(response, chunk: int = 64 * 1024) -> Iterator[bytes]:
+class _transport_errors:
+    """The transport's failures while an answer is read, as the proxy's problems."""
+
+    def __init__(self, target: Target):
+        self.target = target
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        system = self.target.system
+        if kind is not None and issubclass(kind, TransportTimeout):
+            raise UpstreamTimeout(f"{system} did not finish its answer within {self.target.timeout:g} s") from None
+        if kind is not None and issubclass(kind, TransportUnreachable):
+            raise UpstreamUnreachable(f"{system} broke off its answer") from None
+        if kind is not None and issubclass(kind, TransportBodyTooLarge):
+            raise UpstreamAnswerTooLarge(f"{system} answered more than govern decodes") from None
+        return False
+
+
+def _read_up_to(target: Target, response, limit: int) -> tuple[bytes, Iterator[bytes] | None]:
+    """The whole answer if it has at most `limit` bytes (None for the rest); else what was read and a stream of
+    all of it, which closes the response at its end."""
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > limit:
+        return b"", _stream(response)
+    read, size = [], 0
     try:
-        yield from response.iter_content(chunk)
+        with _transport_errors(target):
+            parts = response.iter_content()
+            for part in parts:
+                read.append(part)
+                size += len(part)
+                if size > limit:
+                    return b"", _stream(response, first=read, parts=parts)
+    except BaseException:
+        response.close()
+        raise
+    response.close()
+    return b"".join(read), None
+
+
+def _stream(response, chunk: int = 64 * 1024, *, first: list[bytes] = (), parts=None) -> Iterator[bytes]:
+    try:
+        yield from first
+        try:
+            yield from (parts if parts is not None else response.iter_content(chunk))
+        except TransportBodyTooLarge:
+            # The head is sent: all that is left is to break the answer off (the caller sees it incomplete).
+            log.warning("upstream answer too large once decoded; broken off")
+            raise
     finally:
         response.close()
