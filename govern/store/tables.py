@@ -357,3 +357,12 @@ class Suppression(SQLModel, table=True):
     expires_at: dt.date
     created_by: Optional[str] = Field(default=None, max_length=200)
     created_at: dt.datetime = _created()
+
+
+class SeenClientAssertion(SQLModel, table=True):
+    """A private_key_jwt client assertion's `jti`, kept until the assertion expires (RFC 7523 section 3,
+    item 7): the unique key makes a second use fail at insert, in every process sharing the database."""
+
+    __tablename__ = "seen_client_assertion"
+    key: str = Field(primary_key=True, max_length=64)  # SHA-256 hex of (client id, jti)
+    expires_at: dt.datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, index=True))
