@@ -29,14 +29,18 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
             click.echo(f"error: cannot read {path}: {exc.strerror}", err=True)
             raise click.exceptions.Exit(2)
         filename = path
+    svc = services()
     try:
-        plan = apply_document(services().sessions, text, filename, dry_run=dry_run, prune=prune, actor=cli_actor())
+        plan = apply_document(svc.sessions, text, filename, dry_run=dry_run, prune=prune, actor=cli_actor(),
+                              production=svc.settings.production)
     except ValidationFailed as exc:
         for err in exc.errors:
             where = f"{err['location']}: {err['path']}: " if err.get("path") else f"{err['location']}: "
             click.echo(f"{where}{err['message']}", err=True)
         click.echo(f"error: {len(exc.errors)} error(s) in {filename}; nothing was applied", err=True)
         raise click.exceptions.Exit(2)
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning['location']}: {warning['path']}: {warning['message']}", err=True)
     for line in plan.lines():
         click.echo(line)
     if dry_run:
