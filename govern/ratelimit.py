@@ -29,6 +29,12 @@ from limits.strategies import FixedWindowRateLimiter
 from govern.cache import CacheUnavailable
 from govern.errors import RateLimited
 
+try:
+    from redis import RedisError
+except ImportError:  # pragma: no cover - redis is a dependency
+    RedisError = StorageError
+_STORAGE_ERRORS = (StorageError, RedisError, OSError)
+
 LIMIT_SETTINGS = {
     "token_requests": "ratelimit_token_requests_per_address",
     "client_failures_pair": "ratelimit_client_failures_per_address_client",
@@ -59,11 +65,16 @@ class Verdict:
 class RateLimits:
     """Named limits over one storage. `test` asks without counting, `hit` counts."""
 
-    def __init__(self, items: dict[str, RateLimitItem], storage, *, wall=time.time):
+    def __init__(self, items: dict[str, RateLimitItem], storage, *, wall=time.time, memo_size: int = 100_000):
         self._items = items
         self._storage = storage
         self._limiter = FixedWindowRateLimiter(storage)
         self._wall = wall
+        # Keys found over their limit, with the time their window ends. A fixed window only resets when it
+        # ends, so until then this process answers from memory: a guesser who keeps going costs no round
+        # trip to Redis (bench/auth_bruteforce.py). Bounded; cleared wholesale when full.
+        self._blocked: dict[tuple, float] = {}
+        self._memo_size = memo_size
 
     @property
     def storage_kind(self) -> str:
@@ -72,17 +83,34 @@ class RateLimits:
     def item(self, name: str) -> RateLimitItem:
         return self._items[name]
 
+    def known_blocked(self, name: str, *key: str) -> Verdict | None:
+        """The refusal this process already knows of (no storage call), or None."""
+        until = self._blocked.get((name, *key))
+        if until is None:
+            return None
+        left = until - self._wall()
+        if left <= 0:
+            self._blocked.pop((name, *key), None)
+            return None
+        return Verdict(False, max(1, math.ceil(left)))
+
     def test(self, name: str, *key: str) -> Verdict:
+        known = self.known_blocked(name, *key)
+        if known is not None:
+            return known
         item = self._items[name]
         if self._call(self._limiter.test, item, *key):
             return Verdict(True)
-        return Verdict(False, self._retry_after(item, key))
+        return self._blocked_until(name, item, key)
 
     def hit(self, name: str, *key: str) -> Verdict:
+        known = self.known_blocked(name, *key)
+        if known is not None:
+            return known  # counting past the limit changes nothing: the window ends when it ends
         item = self._items[name]
         if self._call(self._limiter.hit, item, *key):
             return Verdict(True)
-        return Verdict(False, self._retry_after(item, key))
+        return self._blocked_until(name, item, key)
 
     def untouched(self, name: str, *key: str) -> bool:
         """True when nothing was counted for `key` in the current window."""
@@ -91,16 +119,23 @@ class RateLimits:
         return stats.remaining >= item.amount
 
     def clear(self, name: str, *key: str) -> None:
+        self._blocked.pop((name, *key), None)
         self._call(self._limiter.clear, self._items[name], *key)
 
-    def _retry_after(self, item: RateLimitItem, key) -> int:
-        stats = self._call(self._limiter.get_window_stats, item, *key)
-        return max(1, math.ceil(stats.reset_time - self._wall()))
+    def _blocked_until(self, name: str, item: RateLimitItem, key) -> Verdict:
+        until = self._call(self._storage.get_expiry, item.key_for(*key))
+        now = self._wall()
+        if until <= now:  # the window ended between the two calls
+            until = now + 1
+        if len(self._blocked) >= self._memo_size:
+            self._blocked.clear()
+        self._blocked[(name, *key)] = until
+        return Verdict(False, max(1, math.ceil(until - now)))
 
     def _call(self, fn, *args):
         try:
             return fn(*args)
-        except StorageError:
+        except _STORAGE_ERRORS:
             raise CacheUnavailable("the rate-limit store (Redis) cannot be reached") from None
 
 

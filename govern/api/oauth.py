@@ -47,10 +47,17 @@ def _slow_down(retry_after: int):
 
 @bp.post("/oauth/token")
 def token():
+    from govern.broker.client_authentication import already_limited, claimed_client_id
+
     services = current_app.extensions["govern"]
     try:
-        # Per source address, before anything is parsed, loaded or hashed.
-        verdict = services.rate_limits.hit("token_requests", _source_ip())
+        # Per source address, before anything is parsed, loaded or hashed; a guesser this process already
+        # refused is answered from memory (govern.ratelimit).
+        address = _source_ip()
+        known = already_limited(services.rate_limits, claimed_client_id(request.headers), address)
+        if known is not None:
+            return _slow_down(known.retry_after)
+        verdict = services.rate_limits.hit("token_requests", address)
         if not verdict.allowed:
             return _slow_down(verdict.retry_after)
         if not request.form.get("grant_type"):

@@ -92,6 +92,21 @@ class ClientAuthGuard:
         return client
 
 
+def claimed_client_id(headers) -> str | None:
+    """The client id a Basic Authorization header names (unverified), for the early refusal."""
+    client_id, _ = extract_basic_authorization(headers)
+    return client_id or None
+
+
+def already_limited(limits: RateLimits, client_id: str | None, address: str):
+    """A refusal this process already knows of for this address (or client id and address): answered
+    before the request is parsed further, with no call to the rate-limit store and no hash."""
+    known = limits.known_blocked("client_failures_address", address)
+    if known is None and client_id:
+        known = limits.known_blocked("client_failures_pair", client_id, address)
+    return known
+
+
 def authenticate_client_secret_basic(guard: ClientAuthGuard, source_ip: Callable[[], str]):
     """An authlib client-auth method (query_client, request) -> client, replacing authlib's own."""
 
