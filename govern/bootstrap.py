@@ -31,6 +31,7 @@ class Services:
     upstream_tokens: Any = None  # UpstreamTokenSource
     # name -> callable raising on failure; /readyz runs each one
     metrics: Any = None  # govern.metrics.Metrics
+    rate_limits: Any = None  # govern.ratelimit.RateLimits (authentication limits)
     health_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -49,6 +50,9 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
         cache=overrides.pop("cache", None) or _shared_cache(settings, engine),
         clock=clock or SystemClock(),
     )
+    from govern.ratelimit import build_rate_limits
+
+    services.rate_limits = overrides.pop("rate_limits", None) or build_rate_limits(settings)
 
     def check_database() -> None:
         with engine.connect() as conn:

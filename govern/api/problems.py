@@ -74,6 +74,15 @@ def _console() -> bool:
 
 
 def _console_page(status: int, title: str, detail: str | None = None):
+    from flask import has_request_context
+    from flask.globals import request_ctx
+
     from govern.admin.errors import render_error
 
+    if has_request_context() and request_ctx.url_adapter is None:
+        # The Host could not be routed (e.g. an empty label): the console page cannot build its links,
+        # so answer as the API does rather than fail a second time with a 500.
+        from govern.errors import BadRequest
+
+        return problem_response(BadRequest("the Host header cannot be routed"))
     return render_error(status, title, detail)

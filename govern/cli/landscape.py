@@ -36,8 +36,10 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         _fail(f"{filename}: byte {exc.start} is not UTF-8; nothing was applied")
+    svc = services()
     try:
-        plan = apply_document(services().sessions, text, filename, dry_run=dry_run, prune=prune, actor=cli_actor())
+        plan = apply_document(svc.sessions, text, filename, dry_run=dry_run, prune=prune, actor=cli_actor(),
+                              production=svc.settings.production)
     except (DocumentTooLarge, DocumentTooComplex) as exc:
         _fail(f"{exc.detail}; nothing was applied")
     except ValidationFailed as exc:
@@ -46,6 +48,8 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
             click.echo(f"{where}{err['message']}", err=True)
         click.echo(f"error: {len(exc.errors)} error(s) in {filename}; nothing was applied", err=True)
         raise click.exceptions.Exit(2)
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning['location']}: {warning['path']}: {warning['message']}", err=True)
     for line in plan.lines():
         click.echo(line)
     if dry_run:

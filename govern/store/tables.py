@@ -368,3 +368,12 @@ class SharedState(SQLModel, table=True):
     value: Optional[bytes] = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
     count: Optional[int] = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
     expires_at: Optional[float] = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True, index=True))
+
+
+class SeenClientAssertion(SQLModel, table=True):
+    """A private_key_jwt client assertion's `jti`, kept until the assertion expires (RFC 7523 section 3,
+    item 7): the unique key makes a second use fail at insert, in every process sharing the database."""
+
+    __tablename__ = "seen_client_assertion"
+    key: str = Field(primary_key=True, max_length=64)  # SHA-256 hex of (client id, jti)
+    expires_at: dt.datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, index=True))
