@@ -186,23 +186,15 @@ class UpstreamTokens:
             raise UpstreamNotConfigured(f"credential {target.credential!r} has no token URL")
         scopes = scopes or target.default_scopes
         if target.protocol == "oauth2_client_credentials":
-            form = {"grant_type": "client_credentials"}
-            if target.audience:
-                form["audience"] = target.audience
-            body = self._call(target, self._with_scope(form, scopes), client_auth_required=True)
+            form = [("grant_type", "client_credentials"), *target.params.form(scopes)]
+            body = self._call(target, form, client_auth_required=True)
         elif target.protocol == "oauth2_jwt_bearer":
             body = self._jwt_bearer_grant(target, scopes)
         else:
             body = self._refresh_token_grant(target, scopes)
-        return self._token_from(body, scopes)
+        return self._token_from(target, body, scopes)
 
-    @staticmethod
-    def _with_scope(form: dict[str, str], scopes: tuple[str, ...]) -> dict[str, str]:
-        if scopes:
-            form["scope"] = " ".join(scopes)
-        return form
-
-    def _token_from(self, body: dict[str, Any], scopes: tuple[str, ...]) -> UpstreamToken:
+    def _token_from(self, target: Target, body: dict[str, Any], scopes: tuple[str, ...]) -> UpstreamToken:
         now = self.clock.now()
         try:
             lifetime = int(body.get("expires_in", DEFAULT_LIFETIME))
@@ -225,7 +217,7 @@ class UpstreamTokens:
             raise UpstreamNotConfigured(f"credential {target.credential!r} needs a client id and a principal subject")
         assertion = sign_assertion(key.value, issuer=target.client_id, subject=subject,
                                    audience=target.audience or target.token_url, now=self.clock.now())
-        form = self._with_scope({"grant_type": JWT_BEARER_GRANT, "assertion": assertion}, scopes)
+        form = [("grant_type", JWT_BEARER_GRANT), ("assertion", assertion), *target.params.form(scopes, audience=False)]
         return self._call(target, form, client_auth_required=False)
 
     def _refresh_token_grant(self, target: Target, scopes) -> dict[str, Any]:
@@ -239,7 +231,8 @@ class UpstreamTokens:
             log.warning("reconciling in-doubt refresh attempts", extra={
                 "credential": target.credential, "principal": principal, "attempts": [p.attempt_id for p in pending]})
         attempt = self.journal.start(target.credential, principal, stored.version)
-        form = self._with_scope({"grant_type": "refresh_token", "refresh_token": stored.value.reveal()}, scopes)
+        form = [("grant_type", "refresh_token"), ("refresh_token", stored.value.reveal()),
+                *target.params.form(scopes, audience=False)]
         try:
             body = self._call(target, form, client_auth_required=True)
         except UpstreamInvalidGrant:
@@ -293,9 +286,9 @@ class UpstreamTokens:
 
     def token_request(self, target: Target, form: dict[str, str]) -> dict[str, Any]:
         """One authenticated call to the credential's token endpoint (used by the connect flow's code exchange)."""
-        return self._call(target, form, client_auth_required=True)
+        return self._call(target, list(form.items()), client_auth_required=True)
 
-    def _call(self, target: Target, form: dict[str, str], *, client_auth_required: bool) -> dict[str, Any]:
+    def _call(self, target: Target, form: list[tuple[str, str]], *, client_auth_required: bool) -> dict[str, Any]:
         tried: set[int] = set()
         for fresh in (False, True):
             candidates: list[StoredSecret | None] = (self._client_candidates(target, fresh=fresh)
@@ -306,7 +299,7 @@ class UpstreamTokens:
                 candidates = [None]
             untried = [c for c in candidates if c is None or c.version not in tried]
             for index, secret in enumerate(untried):
-                data, basic = self._authenticate(target, dict(form), secret)
+                data, basic = self._authenticate(target, list(form), secret)
                 answer = self.http.post_form(target.token_url, data, basic_auth=basic, timeout=target.timeout)
                 try:
                     return parse_token_response(answer)
@@ -321,20 +314,19 @@ class UpstreamTokens:
                 break
         raise UpstreamInvalidClient("the upstream refused govern's client authentication (invalid_client)")
 
-    def _authenticate(self, target: Target, form: dict[str, str], secret: StoredSecret | None):
+    def _authenticate(self, target: Target, form: list[tuple[str, str]], secret: StoredSecret | None):
         if secret is None:
             return form, None
         method = target.client_auth_method or "client_secret_basic"
         if method == "client_secret_basic":
             return form, (target.client_id, secret.value.reveal())
         if method == "client_secret_post":
-            form.update(client_id=target.client_id, client_secret=secret.value.reveal())
-            return form, None
+            return form + [("client_id", target.client_id), ("client_secret", secret.value.reveal())], None
         if method == "private_key_jwt":
-            form.update(client_id=target.client_id, client_assertion_type=CLIENT_ASSERTION_TYPE,
-                        client_assertion=sign_assertion(secret.value, issuer=target.client_id, subject=target.client_id,
-                                                        audience=target.token_url, now=self.clock.now()))
-            return form, None
+            assertion = sign_assertion(secret.value, issuer=target.client_id, subject=target.client_id,
+                                       audience=target.token_url, now=self.clock.now())
+            return form + [("client_id", target.client_id), ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+                           ("client_assertion", assertion)], None
         raise UpstreamNotConfigured(f"unknown client authentication method {method!r}")
 
     def _static_token(self, target: Target) -> UpstreamToken:
