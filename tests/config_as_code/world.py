@@ -78,7 +78,7 @@ class World:
     resources: ResourceServer
     doc: dict
     sleeps: list = field(default_factory=list)
-    _token: str | None = None
+    _token: tuple[str, dt.datetime] | None = None
 
     # --- the user's path -----------------------------------------------------------------------------
     def apply(self, doc: dict | None = None):
@@ -115,13 +115,14 @@ class World:
 
     # --- HTTP --------------------------------------------------------------------------------------
     def govern_token(self) -> str:
-        if self._token is None:
+        """A govern access token for the integration user, fetched again when the clock moved past its life."""
+        if self._token is None or abs((self.clock.now() - self._token[1]).total_seconds()) > 300:
             r = self.client.post("/oauth/token", data={"grant_type": "client_credentials",
                                                        "scope": "orders.read items.read"},
                                  headers={"Authorization": _basic(USER, USER_SECRET)})
             assert r.status_code == 200, r.get_data(as_text=True)
-            self._token = r.get_json()["access_token"]
-        return self._token
+            self._token = (r.get_json()["access_token"], self.clock.now())
+        return self._token[0]
 
     def proxy(self, name: str, path: str, method: str = "GET", **kw):
         headers = {"Authorization": f"Bearer {self.govern_token()}", **kw.pop("headers", {})}
