@@ -104,7 +104,8 @@ class ProxyService:
             self._log_decision(request, AccessDecision(False, (refusal.code,), reason=refusal.detail), _Outcome(),
                                time.perf_counter(), call.correlation_id)
             raise
-        resource = salesforce_resource(method, path, query, call.body, call.headers.get("Content-Type"))
+        resource = salesforce_resource(method, path, query, call.body, call.headers.get("Content-Type"),
+                                       base_url=target.url)
         request = AccessRequest(caller=call.caller, action="proxy", named_credential=target.named_credential,
                                 method=method, path=plain_path, resource_object=resource.object,
                                 fields=resource.fields, api_type=target.api_type)
