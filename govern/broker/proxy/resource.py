@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
-_SOBJECT = re.compile(r"^/services/data/v\d+\.\d+/sobjects/([A-Za-z][A-Za-z0-9_]*)(?:/[^/]+)?(?:/.*)?$")
+# Searched, not anchored: a base URL may sit under a path prefix (a gateway's /api) as well as end in the version.
+_SOBJECT = re.compile(r"/services/data/v\d+\.\d+/sobjects/([A-Za-z][A-Za-z0-9_]*)(?:/[^/]+)?(?:/.*)?$")
 WRITE_METHODS = {"POST", "PATCH", "PUT"}
 IDEMPOTENT_METHODS = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 
@@ -31,7 +32,7 @@ def upstream_path(base_url: str | None, path: str) -> str:
 
 def salesforce_resource(method: str, path: str, query: str, body: bytes, content_type: str | None,
                         base_url: str | None = None) -> Resource:
-    match = _SOBJECT.match(unquote(upstream_path(base_url, path)))
+    match = _SOBJECT.search(unquote(upstream_path(base_url, path)))
     if not match:
         return Resource(None, ())
     fields: tuple[str, ...] = ()
