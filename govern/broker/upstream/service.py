@@ -40,6 +40,7 @@ from govern.broker.upstream.targets import Target, resolve_target
 from govern.broker.upstream.token_cache import TokenCache, cache_key, is_fresh, open_token
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
+from govern.domain.token_request import leeway_too_large, refresh_leeway
 from govern.errors import GovernError, SecretConflict, UpstreamUnavailable
 
 log = logging.getLogger("govern.broker.upstream")
@@ -201,9 +202,17 @@ class UpstreamTokens:
         except (TypeError, ValueError):
             lifetime = DEFAULT_LIFETIME
         granted = tuple(str(body["scope"]).split()) if body.get("scope") else scopes
+        expires_at = now + dt.timedelta(seconds=lifetime)
+        leeway = refresh_leeway(lifetime, target.leeway, max_leeway=self.tokens.leeway)
+        if leeway_too_large(lifetime, leeway):
+            log.warning("the refresh leeway leaves less than half of the upstream token's lifetime: most requests "
+                        "will fetch a new token", extra={"named_credential": target.named_credential,
+                                                         "credential": target.credential, "lifetime_seconds": lifetime,
+                                                         "leeway_seconds": leeway})
         return UpstreamToken(access_token=Secret(body["access_token"]), token_type=str(body.get("token_type", "Bearer")),
-                             expires_at=now + dt.timedelta(seconds=lifetime), scopes=granted,
-                             extra={"fetched_at": now.isoformat(), "upstream_status": 200})
+                             expires_at=expires_at, scopes=granted,
+                             extra={"fetched_at": now.isoformat(), "upstream_status": 200,
+                                    "refresh_at": (expires_at - dt.timedelta(seconds=leeway)).isoformat()})
 
     def _jwt_bearer_grant(self, target: Target, scopes) -> dict[str, Any]:
         """RFC 7523 section 2.1: iss = client id, sub = the principal's upstream username, aud = audience or
