@@ -136,6 +136,13 @@ class CredentialDoc(Strict):
     refresh_token_policy: Optional[str] = None
     rotation: Optional[Rotation] = None
 
+    @model_validator(mode="after")
+    def _token_request_fields_need_oauth(self):
+        used = [name for name in ("resource", "token_params", "leeway") if getattr(self, name)]
+        if used and self.protocol not in OAUTH2:
+            raise ValueError(f"{', '.join(used)} apply to OAuth 2.0 token requests; protocol {self.protocol} has none")
+        return self
+
 
 # The runtime's own value objects (govern.domain.resilience): the YAML keys are the keys the proxy reads.
 Retry = RetryPolicy
