@@ -56,7 +56,8 @@ CLIENT_SECRET_TTL = 30.0  # shorter than any rotation overlap; an invalid_client
 
 class UpstreamTokens:
     def __init__(self, *, sessions, secrets: CredentialSecrets, token_cache: TokenCache, http: TokenHttp, clock,
-                 journal: J.RefreshJournalRepo, redis_flight=None, db_flight=None, poll_interval: float = 0.02):
+                 journal: J.RefreshJournalRepo, redis_flight=None, db_flight=None, poll_interval: float = 0.02,
+                 metrics=None):
         self.sessions = sessions
         self.secrets = secrets
         self.tokens = token_cache
@@ -67,6 +68,7 @@ class UpstreamTokens:
         self.db_flight = db_flight
         self.local = LocalLocks()
         self.poll_interval = poll_interval
+        self.metrics = metrics  # govern.metrics.Metrics, or None
         self._memo: dict[tuple, tuple[float, Any]] = {}
         self._memo_lock = threading.Lock()
 
@@ -311,7 +313,10 @@ class UpstreamTokens:
                 data, basic = self._authenticate(target, list(form), secret)
                 answer = self.http.post_form(target.token_url, data, basic_auth=basic, timeout=target.timeout)
                 try:
-                    return parse_token_response(answer)
+                    body = parse_token_response(answer)
+                    if secret is not None and secret is not candidates[0]:
+                        self._previous_secret_used(target, secret, candidates[0])
+                    return body
                 except UpstreamInvalidClient:
                     if secret is None:
                         raise
@@ -322,6 +327,16 @@ class UpstreamTokens:
             if not untried:
                 break
         raise UpstreamInvalidClient("the upstream refused govern's client authentication (invalid_client)")
+
+    def _previous_secret_used(self, target: Target, used: StoredSecret, newest: StoredSecret | None) -> None:
+        """The upstream refused the newest version and took an older one (within the rotation overlap): say so,
+        loudly, so that a wrong new secret is noticed before the overlap ends."""
+        log.warning("the upstream refused the newest client secret version and accepted the previous one; "
+                    "check the new secret before the rotation overlap ends",
+                    extra={"credential": target.credential, "used_version": used.version,
+                           "refused_version": newest.version if newest else None})
+        if self.metrics is not None:
+            self.metrics.previous_secret_used.labels(credential=target.credential).inc()
 
     def _authenticate(self, target: Target, form: list[tuple[str, str]], secret: StoredSecret | None):
         if secret is None:
