@@ -43,7 +43,7 @@ class Settings:
     session_lifetime_seconds: int = 8 * 3600
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = field(default=None, repr=False)
-    policies_dir: Path = Path("./policies")
+    policies_dir: Path | None = None  # None: the instance folder's policies/, else the packaged ones
     access_token_lifetime_seconds: int = 900
     # Optional console single sign-on (OpenID Connect); users must exist already (roles stay in govern).
     oidc_issuer: str | None = None
