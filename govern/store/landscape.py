@@ -202,7 +202,10 @@ def apply_plan(session: Session, plan: Plan, stored: Stored) -> None:
     for kind in WRITE_ORDER:
         table = T[kind]
         creates = plan.of("create", kind)
-        updates = [c for c in plan.of("update", kind) if set(c.diff) - {CHILD_FIELDS.get(kind)}]
+        # Every updated entity gets a new updated_at, also when only its children (grants, assignments,
+        # principals) changed: the broker's snapshot version reads updated_at, and on SQLite rewritten child
+        # rows can reuse the same ids, so count and max(id) alone would not show the change.
+        updates = plan.of("update", kind)
         if creates:
             session.execute(sa.insert(table), [{"external_id": c.id, "created_at": now, "updated_at": now,
                                                 **_columns(kind, c.spec, ids)} for c in creates])
