@@ -87,3 +87,19 @@ def test_a_stored_row_that_does_not_parse_is_an_error_at_load(world):
     r = world.proxy("stock-api", "items/1")
     assert r.status_code == 500 and r.get_json()["code"] == "configuration_error"
     assert world.resources.count == 0
+
+
+def test_export_then_apply_is_a_no_op_for_the_typed_fields(world):
+    from govern.landscape import apply_document, export_document
+
+    _nc(world)["retry"] = {"attempts": 2, "backoff": "250ms", "max_backoff": "2s", "max_retry_after": "3s",
+                           "redirects": 1}
+    _nc(world)["circuit_breaker"] = {"failures": 3, "reset": "90s", "window": "2m"}
+    cred = [c for c in world.doc["credentials"] if c["id"] == "shop-cc"][0]
+    cred.update(resource=["https://a.example/"], token_params={"tenant": "acme"}, leeway="15s")
+    world.doc["systems"][1]["contract"] = {"maintenance_windows": [{"day": "sat", "start": "22:00", "end": "24:00"}]}
+    world.apply()
+    exported = export_document(world.services.sessions)
+    assert "max_retry_after: 3s" in exported and "leeway: 15s" in exported and "end: '24:00'" in exported
+    plan = apply_document(world.services.sessions, exported, "exported.yaml")
+    assert not plan.has_changes, [c.line() for c in plan.changes]
