@@ -62,7 +62,7 @@ class Settings:
     session_lifetime_seconds: int = 8 * 3600
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = field(default=None, repr=False)
-    policies_dir: Path = Path("./policies")
+    policies_dir: Path | None = None  # None: the instance folder's policies/, else the packaged ones
     access_token_lifetime_seconds: int = 900
     # The IP guardrail (policies/020_require_ip_restrictions.cedar) and the audit's GOV-NET-002 refuse an
     # integration user's range with a shorter prefix than these.

@@ -72,7 +72,7 @@ def token():
         log.error("token issuance failed", extra={"code": exc.code})
         status = 503 if exc.status == 503 else 500
         error = "temporarily_unavailable" if status == 503 else "server_error"
-        return jsonify(error=error, error_description=exc.detail), status
+        return jsonify(error=error, error_description=exc.detail), status, exc.headers if status == 503 else {}
 
 
 @bp.get("/oauth/jwks.json")

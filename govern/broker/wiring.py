@@ -8,7 +8,7 @@ def build_authorization(services) -> None:
     from govern.broker.landscape import LandscapeCache
     from govern.broker.signing_keys import SigningKeys
     from govern.policy.decider import CedarPolicyDecider
-    from govern.policy.guardrails import load_guardrails
+    from govern.policy.guardrails import load_guardrails, policies_directory
 
     settings = services.settings
     landscape = LandscapeCache(services.sessions, services.clock)
@@ -19,9 +19,12 @@ def build_authorization(services) -> None:
     services.extras["broker.signing_keys"] = keys
     services.authenticator = JwtCallerAuthenticator(keys, landscape, services.clock, issuer=settings.issuer,
                                                     trusted_proxies=settings.trusted_proxy_networks)
-    services.decider = CedarPolicyDecider(landscape, services.clock, lambda: load_guardrails(settings.policies_dir),
+    services.decider = CedarPolicyDecider(landscape, services.clock,
+                                          lambda: load_guardrails(policies_directory(settings)),
                                           min_ipv4_prefix=settings.min_ipv4_prefix,
                                           min_ipv6_prefix=settings.min_ipv6_prefix)
+    # Not ready while the guardrails cannot be loaded: every token and proxy call would answer 500.
+    services.health_checks["policies"] = lambda: services.decider.guardrails
     services.decision_log = ChainedDecisionLog(services.engine, services.clock)
     # First closer: the log flushes before anything it needs (the engine) is disposed.
     services.extras.setdefault("_closers", []).insert(0, services.decision_log.close)

@@ -46,7 +46,7 @@ class System(SQLModel, table=True):
     rate_limit_per_minute: Optional[int] = None
     daily_api_budget: Optional[int] = None
     api_version_policy: Optional[str] = Field(default=None, max_length=500)
-    maintenance_windows: list[dict[str, Any]] = _json(list)
+    maintenance_windows: list[dict[str, Any]] = _json(list)  # govern.domain.maintenance.MaintenanceWindow items
     runbook_url: Optional[str] = Field(default=None, max_length=1000)
     scopes: list[str] = _json(list)
     contract: dict[str, Any] = _json()  # schema links, error codes, versioning notes
@@ -66,6 +66,9 @@ class ExternalCredential(SQLModel, table=True):
     client_auth_method: Optional[str] = Field(default=None, max_length=50)
     scopes: list[str] = _json(list)
     audience: Optional[str] = Field(default=None, max_length=1000)
+    resource: list[str] = _json(list)  # RFC 8707 resource indicators
+    token_params: dict[str, str] = _json()  # extra token-request form parameters (never secrets)
+    leeway_seconds: Optional[float] = None  # refresh cached tokens this long before expiry; None: the default rule
     header_name: Optional[str] = Field(default=None, max_length=200)
     principal_type: str = Field(default="named", max_length=20)
     refresh_token_policy: Optional[str] = Field(default=None, max_length=50)
@@ -96,8 +99,8 @@ class NamedCredential(SQLModel, table=True):
     api_version: Optional[str] = Field(default=None, max_length=50)
     api_type: str = Field(default="REST", max_length=20)
     timeout_seconds: float = 10.0
-    retry: dict[str, Any] = _json()
-    circuit_breaker: dict[str, Any] = _json()
+    retry: dict[str, Any] = _json()  # govern.domain.resilience.RetryPolicy.stored()
+    circuit_breaker: dict[str, Any] = _json()  # govern.domain.resilience.BreakerPolicy.stored()
     allowed_methods: list[str] = _json(list)
     allowed_paths: list[str] = _json(list)
     during_maintenance: str = Field(default="refuse", max_length=20)  # refuse | queue

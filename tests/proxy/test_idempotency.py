@@ -60,7 +60,7 @@ def test_concurrent_duplicate_while_in_flight_gets_409(env):
 
 
 def test_failed_call_releases_the_key_so_a_retry_can_run(env):
-    env.configure(retry={"max_attempts": 1})
+    env.configure(retry={"attempts": 1})
     env.upstream.fail_next(1, status=500)
     r = env.client.post(env.url("orders"), data="{}", headers={**JSON, "Idempotency-Key": "evt-4"})
     assert r.status_code == 500

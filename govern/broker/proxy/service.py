@@ -24,7 +24,6 @@ from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, Name
 from govern.broker.proxy.headers import returnable_response_headers
 from govern.broker.proxy.idempotency import IdempotencyStore, StoredResponse, fingerprint
 from govern.broker.proxy.injection import CredentialInjector
-from govern.broker.proxy.maintenance import window_end
 from govern.broker.proxy.paths import check_query, join_under, normalise_path, path_matches, same_origin_under
 from govern.broker.proxy.resource import IDEMPOTENT_METHODS, salesforce_resource
 from govern.broker.proxy.retry import RETRYABLE_STATUS, may_retry, parse_retry_after
@@ -32,6 +31,7 @@ from govern.broker.proxy.targets import Target, TargetCache
 from govern.broker.proxy.transport import (HttpTransport, InvalidRequest, TransportBodyTooLarge, TransportTimeout,
                                            TransportUnreachable)
 from govern.domain.access import AccessDecision, AccessRequest, Caller
+from govern.domain.maintenance import window_end
 from govern.errors import AccessDenied, GovernError
 from govern.logs import CORRELATION_HEADER
 
@@ -105,7 +105,8 @@ class ProxyService:
             self._log_decision(request, AccessDecision(False, (refusal.code,), reason=refusal.detail), _Outcome(),
                                time.perf_counter(), call.correlation_id)
             raise
-        resource = salesforce_resource(method, path, query, call.body, call.headers.get("Content-Type"))
+        resource = salesforce_resource(method, path, query, call.body, call.headers.get("Content-Type"),
+                                       base_url=target.url)
         request = AccessRequest(caller=call.caller, action="proxy", named_credential=target.named_credential,
                                 method=method, path=plain_path, resource_object=resource.object,
                                 fields=resource.fields, api_type=target.api_type)
@@ -148,7 +149,7 @@ class ProxyService:
         fp = fingerprint(method, path, query, call.body) if keyed else ""
         caller = call.caller.integration_user
         if keyed:
-            in_flight_ttl = target.timeout * target.retry.max_attempts + target.retry.max_retry_after + 30
+            in_flight_ttl = target.timeout * target.retry.attempts + target.retry.max_retry_after + 30
             stored = self.idempotency.begin(caller, target.named_credential, call.idempotency_key, fp, in_flight_ttl)
             if stored is not None:
                 return ProxyResult(stored.status, {**stored.headers, "Idempotent-Replayed": "true"}, stored.body,
@@ -217,8 +218,8 @@ class ProxyService:
                     self.breakers.release_probe(target.system)
                 raise UnsafeUpstreamRequest(str(exc)) from None
             except (TransportTimeout, TransportUnreachable) as exc:
-                if retry_ok and attempt + 1 < policy.max_attempts and self._charge(target, budget_overdraft):
-                    self.sleep(policy.backoff(attempt, self.random))
+                if retry_ok and attempt + 1 < policy.attempts and self._charge(target, budget_overdraft):
+                    self.sleep(policy.delay(attempt, self.random))
                     attempt += 1
                     continue
                 self.breakers.record_failure(target.system, target.breaker, probe)
@@ -239,19 +240,19 @@ class ProxyService:
                 self.injector.invalidate(target, principal)  # a stale static secret: re-read it next time
             if status == 429:
                 wait = parse_retry_after(response.headers.get("Retry-After"), self.services.clock.now())
-                wait = policy.backoff(attempt, self.random) if wait is None else wait
+                wait = policy.delay(attempt, self.random) if wait is None else wait
                 response.close()
-                if (retry_ok and attempt + 1 < policy.max_attempts and wait <= policy.max_retry_after
+                if (retry_ok and attempt + 1 < policy.attempts and wait <= policy.max_retry_after
                         and self._charge(target, budget_overdraft)):
                     self.sleep(wait)
                     attempt += 1
                     continue
                 self.breakers.record_success(target.system, probe)  # it answered: the system is up
                 raise UpstreamRateLimited(target.system, int(math.ceil(max(wait, 1))))
-            if (status in RETRYABLE_STATUS and retry_ok and attempt + 1 < policy.max_attempts
+            if (status in RETRYABLE_STATUS and retry_ok and attempt + 1 < policy.attempts
                     and self._charge(target, budget_overdraft)):
                 response.close()
-                self.sleep(policy.backoff(attempt, self.random))
+                self.sleep(policy.delay(attempt, self.random))
                 attempt += 1
                 continue
             if 300 <= status < 400 and response.headers.get("Location"):
@@ -260,7 +261,7 @@ class ProxyService:
                     response.close()
                     self.breakers.record_success(target.system, probe)
                     raise UpstreamRedirectRefused(f"{target.system} redirected outside the named credential")
-                if redirects < policy.max_redirects and self._charge(target, budget_overdraft):
+                if redirects < policy.redirects and self._charge(target, budget_overdraft):
                     response.close()
                     from urllib.parse import urljoin
 

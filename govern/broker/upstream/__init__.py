@@ -39,6 +39,7 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
         journal=RefreshJournalRepo(services.sessions, services.clock, f"{socket.gethostname()}:{os.getpid()}"),
         redis_flight=redis_flight,
         db_flight=db_flight,
+        metrics=services.metrics,
     )
 
 

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 
 from govern.broker.upstream.errors import UpstreamNotConfigured
-from govern.broker.upstream.targets import Target
+from govern.broker.upstream.targets import Target, token_settings
 from govern.domain.secret import Secret
 from govern.errors import BadRequest, NotFound, UpstreamError
 from govern.store.db import session_scope
@@ -86,8 +86,8 @@ class ConnectService:
             raise BadRequest("the upstream did not grant access" + (f" ({error})" if error and error.isidentifier() else ""))
         cred, prin = self._load(pending["credential"], pending["principal"])
         target = Target(named_credential="", credential=cred.external_id, protocol=cred.protocol, token_url=cred.token_url,
-                        client_id=cred.client_id, client_auth_method=cred.client_auth_method, audience=cred.audience,
-                        default_scopes=tuple(cred.scopes or ()), header_name=None, principal=prin.name,
+                        client_id=cred.client_id, client_auth_method=cred.client_auth_method,
+                        **token_settings(cred), header_name=None, principal=prin.name,
                         principal_id=prin.id, subject=prin.subject, timeout=10.0)
         body = self.tokens.token_request(target, {"grant_type": "authorization_code", "code": code,
                                                   "redirect_uri": pending["redirect_uri"],

@@ -40,6 +40,7 @@ from govern.broker.upstream.targets import Target, resolve_target
 from govern.broker.upstream.token_cache import TokenCache, cache_key, is_fresh, open_token
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
+from govern.domain.token_request import leeway_too_large, refresh_leeway
 from govern.errors import GovernError, SecretConflict, UpstreamUnavailable
 
 log = logging.getLogger("govern.broker.upstream")
@@ -54,7 +55,8 @@ CLIENT_SECRET_TTL = 30.0  # shorter than any rotation overlap; an invalid_client
 
 class UpstreamTokens:
     def __init__(self, *, sessions, secrets: CredentialSecrets, token_cache: TokenCache, http: TokenHttp, clock,
-                 journal: J.RefreshJournalRepo, redis_flight=None, db_flight=None, poll_interval: float = 0.02):
+                 journal: J.RefreshJournalRepo, redis_flight=None, db_flight=None, poll_interval: float = 0.02,
+                 metrics=None):
         self.sessions = sessions
         self.secrets = secrets
         self.tokens = token_cache
@@ -65,6 +67,7 @@ class UpstreamTokens:
         self.db_flight = db_flight
         self.local = LocalLocks()
         self.poll_interval = poll_interval
+        self.metrics = metrics  # govern.metrics.Metrics, or None
         self._memo: dict[tuple, tuple[float, Any]] = {}
         self._memo_lock = threading.Lock()
 
@@ -185,32 +188,32 @@ class UpstreamTokens:
         # Exactly the granted scopes (the decision's narrowing), never the credential's default scopes: a
         # fallback would widen an empty grant to whatever the credential may hold.
         if target.protocol == "oauth2_client_credentials":
-            form = {"grant_type": "client_credentials"}
-            if target.audience:
-                form["audience"] = target.audience
-            body = self._call(target, self._with_scope(form, scopes), client_auth_required=True)
+            form = [("grant_type", "client_credentials"), *target.params.form(scopes)]
+            body = self._call(target, form, client_auth_required=True)
         elif target.protocol == "oauth2_jwt_bearer":
             body = self._jwt_bearer_grant(target, scopes)
         else:
             body = self._refresh_token_grant(target, scopes)
-        return self._token_from(body, scopes)
+        return self._token_from(target, body, scopes)
 
-    @staticmethod
-    def _with_scope(form: dict[str, str], scopes: tuple[str, ...]) -> dict[str, str]:
-        if scopes:
-            form["scope"] = " ".join(scopes)
-        return form
-
-    def _token_from(self, body: dict[str, Any], scopes: tuple[str, ...]) -> UpstreamToken:
+    def _token_from(self, target: Target, body: dict[str, Any], scopes: tuple[str, ...]) -> UpstreamToken:
         now = self.clock.now()
         try:
             lifetime = int(body.get("expires_in", DEFAULT_LIFETIME))
         except (TypeError, ValueError):
             lifetime = DEFAULT_LIFETIME
         granted = tuple(str(body["scope"]).split()) if body.get("scope") else scopes
+        expires_at = now + dt.timedelta(seconds=lifetime)
+        leeway = refresh_leeway(lifetime, target.leeway, max_leeway=self.tokens.leeway)
+        if leeway_too_large(lifetime, leeway):
+            log.warning("the refresh leeway leaves less than half of the upstream token's lifetime: most requests "
+                        "will fetch a new token", extra={"named_credential": target.named_credential,
+                                                         "credential": target.credential, "lifetime_seconds": lifetime,
+                                                         "leeway_seconds": leeway})
         return UpstreamToken(access_token=Secret(body["access_token"]), token_type=str(body.get("token_type", "Bearer")),
-                             expires_at=now + dt.timedelta(seconds=lifetime), scopes=granted,
-                             extra={"fetched_at": now.isoformat(), "upstream_status": 200})
+                             expires_at=expires_at, scopes=granted,
+                             extra={"fetched_at": now.isoformat(), "upstream_status": 200,
+                                    "refresh_at": (expires_at - dt.timedelta(seconds=leeway)).isoformat()})
 
     def _jwt_bearer_grant(self, target: Target, scopes) -> dict[str, Any]:
         """RFC 7523 section 2.1: iss = client id, sub = the principal's upstream username, aud = audience or
@@ -224,7 +227,7 @@ class UpstreamTokens:
             raise UpstreamNotConfigured(f"credential {target.credential!r} needs a client id and a principal subject")
         assertion = sign_assertion(key.value, issuer=target.client_id, subject=subject,
                                    audience=target.audience or target.token_url, now=self.clock.now())
-        form = self._with_scope({"grant_type": JWT_BEARER_GRANT, "assertion": assertion}, scopes)
+        form = [("grant_type", JWT_BEARER_GRANT), ("assertion", assertion), *target.params.form(scopes, audience=False)]
         return self._call(target, form, client_auth_required=False)
 
     def _refresh_token_grant(self, target: Target, scopes) -> dict[str, Any]:
@@ -238,7 +241,8 @@ class UpstreamTokens:
             log.warning("reconciling in-doubt refresh attempts", extra={
                 "credential": target.credential, "principal": principal, "attempts": [p.attempt_id for p in pending]})
         attempt = self.journal.start(target.credential, principal, stored.version)
-        form = self._with_scope({"grant_type": "refresh_token", "refresh_token": stored.value.reveal()}, scopes)
+        form = [("grant_type", "refresh_token"), ("refresh_token", stored.value.reveal()),
+                *target.params.form(scopes, audience=False)]
         try:
             body = self._call(target, form, client_auth_required=True)
         except UpstreamInvalidGrant:
@@ -292,9 +296,9 @@ class UpstreamTokens:
 
     def token_request(self, target: Target, form: dict[str, str]) -> dict[str, Any]:
         """One authenticated call to the credential's token endpoint (used by the connect flow's code exchange)."""
-        return self._call(target, form, client_auth_required=True)
+        return self._call(target, list(form.items()), client_auth_required=True)
 
-    def _call(self, target: Target, form: dict[str, str], *, client_auth_required: bool) -> dict[str, Any]:
+    def _call(self, target: Target, form: list[tuple[str, str]], *, client_auth_required: bool) -> dict[str, Any]:
         tried: set[int] = set()
         for fresh in (False, True):
             candidates: list[StoredSecret | None] = (self._client_candidates(target, fresh=fresh)
@@ -305,10 +309,13 @@ class UpstreamTokens:
                 candidates = [None]
             untried = [c for c in candidates if c is None or c.version not in tried]
             for index, secret in enumerate(untried):
-                data, basic = self._authenticate(target, dict(form), secret)
+                data, basic = self._authenticate(target, list(form), secret)
                 answer = self.http.post_form(target.token_url, data, basic_auth=basic, timeout=target.timeout)
                 try:
-                    return parse_token_response(answer)
+                    body = parse_token_response(answer)
+                    if secret is not None and secret is not candidates[0]:
+                        self._previous_secret_used(target, secret, candidates[0])
+                    return body
                 except UpstreamInvalidClient:
                     if secret is None:
                         raise
@@ -320,18 +327,27 @@ class UpstreamTokens:
                 break
         raise UpstreamInvalidClient("the upstream refused govern's client authentication (invalid_client)")
 
-    def _authenticate(self, target: Target, form: dict[str, str], secret: StoredSecret | None):
+    def _previous_secret_used(self, target: Target, used: StoredSecret, newest: StoredSecret | None) -> None:
+        """The upstream refused the newest version and took an older one (within the rotation overlap): say so,
+        loudly, so that a wrong new secret is noticed before the overlap ends."""
+        log.warning("the upstream refused the newest client secret version and accepted the previous one; "
+                    "check the new secret before the rotation overlap ends",
+                    extra={"credential": target.credential, "used_version": used.version,
+                           "refused_version": newest.version if newest else None})
+        if self.metrics is not None:
+            self.metrics.previous_secret_used.labels(credential=target.credential).inc()
+
+    def _authenticate(self, target: Target, form: list[tuple[str, str]], secret: StoredSecret | None):
         if secret is None:
             return form, None
         method = target.client_auth_method or "client_secret_basic"
         if method == "client_secret_basic":
             return form, (target.client_id, secret.value.reveal())
         if method == "client_secret_post":
-            form.update(client_id=target.client_id, client_secret=secret.value.reveal())
-            return form, None
+            return form + [("client_id", target.client_id), ("client_secret", secret.value.reveal())], None
         if method == "private_key_jwt":
-            form.update(client_id=target.client_id, client_assertion_type=CLIENT_ASSERTION_TYPE,
-                        client_assertion=sign_assertion(secret.value, issuer=target.client_id, subject=target.client_id,
-                                                        audience=target.token_url, now=self.clock.now()))
-            return form, None
+            assertion = sign_assertion(secret.value, issuer=target.client_id, subject=target.client_id,
+                                       audience=target.token_url, now=self.clock.now())
+            return form + [("client_id", target.client_id), ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+                           ("client_assertion", assertion)], None
         raise UpstreamNotConfigured(f"unknown client authentication method {method!r}")
