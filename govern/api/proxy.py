@@ -21,6 +21,8 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_input_stream
 
+from govern.broker.authenticator import CallerDenied
+from govern.broker.authorization import record_caller_denied
 from govern.broker.proxy.errors import PayloadTooLarge
 from govern.broker.proxy.headers import forwardable_environ_headers
 from govern.broker.proxy.service import PROXY_PREFIX, ProxyCall
@@ -70,7 +72,8 @@ class ProxyEdge:
                 raise MethodNotAllowed(f"the proxy does not forward {method[:20]} requests",
                                        headers={"Allow": ", ".join(sorted(METHODS))})
             with operation(self.services, "proxy", name, summary=fields) as op:
-                result = self.services.extras["proxy"].handle(self._call(environ, name, decoded_rest, correlation_id))
+                call = self._call(environ, name, decoded_rest, correlation_id, started)
+                result = self.services.extras["proxy"].handle(call)
                 op.status = result.status
             status, headers, body = result.status, list(result.headers.items()), result.body
         except GovernError as error:
@@ -89,10 +92,16 @@ class ProxyEdge:
         log_request(method, path, status, started, fields)
         return body  # a stream's generator closes the upstream response when the server closes it
 
-    def _call(self, environ, name: str, decoded_rest: str, correlation_id: str) -> ProxyCall:
-        caller = self.services.authenticator.authenticate(environ.get("HTTP_AUTHORIZATION"),
-                                                          environ.get("REMOTE_ADDR") or "",
-                                                          environ.get("HTTP_X_FORWARDED_FOR"))
+    def _call(self, environ, name: str, decoded_rest: str, correlation_id: str, started: float) -> ProxyCall:
+        try:
+            caller = self.services.authenticator.authenticate(environ.get("HTTP_AUTHORIZATION"),
+                                                              environ.get("REMOTE_ADDR") or "",
+                                                              environ.get("HTTP_X_FORWARDED_FOR"))
+        except CallerDenied as denied:  # suspended, or outside its IP ranges: a decision, on record
+            record_caller_denied(self.services, denied, action="proxy", named_credential=name[:200],
+                                 method=environ["REQUEST_METHOD"][:10],
+                                 path=_raw_remainder(environ, decoded_rest)[:2000], started=started)
+            raise
         note_caller(caller.integration_user)
         target = self.services.extras["proxy"].target(name)
         limit = target.max_body_bytes if self.max_body is None else min(target.max_body_bytes, self.max_body)

@@ -2,7 +2,8 @@
 and the proxy, so both refuse, name the rule and log in exactly the same way.
 
 An allowed decision is returned, not logged: the caller logs it once the upstream status is known
-(`services.decision_log.append(request, decision, upstream_status=..., latency_ms=...)`).
+(`services.decision_log.append(request, decision, upstream_status=..., latency_ms=...)`), as `allow`, or
+as `error` with the error's code when the call failed after the allow.
 """
 from __future__ import annotations
 
@@ -18,6 +19,18 @@ def elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def record_caller_denied(services, denied: CallerDenied, *, action: str, named_credential: str | None,
+                         scopes=(), method: str | None = None, path: str | None = None,
+                         resource_object: str | None = None, api_type: str | None = None,
+                         started: float | None = None) -> None:
+    """Record a refusal of the caller itself (suspended, or outside its IP ranges) before any policy runs."""
+    services.decision_log.append(None, None, integration_user=denied.integration_user, source_ip=denied.source_ip,
+                                 action=action, named_credential=named_credential, scopes_requested=list(scopes),
+                                 method=method, path=path, resource_object=resource_object, api_type=api_type,
+                                 allowed=False, outcome="deny", rules=[denied.rule],
+                                 latency_ms=elapsed_ms(started) if started is not None else None)
+
+
 def authorize(services, *, action: str, named_credential: str, authorization: str | None, peer_ip: str,
               forwarded_for: str | None, scopes: tuple[str, ...] = (), method: str | None = None,
               path: str | None = None, resource_object: str | None = None, fields: tuple[str, ...] = (),
@@ -29,10 +42,9 @@ def authorize(services, *, action: str, named_credential: str, authorization: st
     try:
         caller = services.authenticator.authenticate(authorization, peer_ip, forwarded_for)
     except CallerDenied as denied:
-        decisions.append(None, None, integration_user=denied.integration_user, source_ip=denied.source_ip,
-                         action=action, named_credential=named_credential, scopes_requested=list(scopes),
-                         method=method, path=path, resource_object=resource_object, api_type=api_type,
-                         allowed=False, rules=[denied.rule], latency_ms=elapsed_ms(started))
+        record_caller_denied(services, denied, action=action, named_credential=named_credential, scopes=scopes,
+                             method=method, path=path, resource_object=resource_object, api_type=api_type,
+                             started=started)
         raise
     note_caller(caller.integration_user)  # the source system joins the operation's log lines (govern.ops)
     request = AccessRequest(caller=caller, action=action, named_credential=named_credential, scopes=scopes,
