@@ -51,9 +51,11 @@ def token():
             response.status_code = status
     try:
         _record(response, grant_type or "", started)
-    except DecisionLogUnavailable as exc:
-        response = jsonify(error="temporarily_unavailable", error_description=exc.detail)
-        response.status_code = 503
+    except GovernError as exc:
+        log.error("token request not recorded", extra={"code": exc.code})
+        if response.status_code < 500:  # no token and no refusal goes out unrecorded; a failure stays as it is
+            response = jsonify(error="temporarily_unavailable", error_description=DecisionLogUnavailable.title)
+            response.status_code = 503
     return response
 
 

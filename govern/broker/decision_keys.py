@@ -19,6 +19,7 @@ import time
 import sqlalchemy as sa
 
 from govern.domain.secret import Secret
+from govern.errors import ConfigurationError
 from govern.store.db import session_scope
 from govern.store.tables import DecisionLogKey
 
@@ -66,7 +67,7 @@ class DecisionKeys:
             path = row.secret_path if row is not None else None
         if path is None:
             return None
-        found = bytes.fromhex(self._store().get(path).reveal())
+        found = bytes.fromhex(self._require_store().get(path).reveal())
         self._values[kid] = found
         return found
 
@@ -91,11 +92,18 @@ class DecisionKeys:
                              .order_by(DecisionLogKey.created_at.desc(), DecisionLogKey.kid.desc())
                              .limit(1)).scalar()
 
+    def _require_store(self):
+        store = self._store()
+        if store is None:
+            raise ConfigurationError("govern cannot record decisions without a secret store for the decision "
+                                     "log's key; configure GOVERN_SECRET_STORE (local or vault)")
+        return store
+
     def _create(self) -> str:
         kid = f"dl-{self._clock.now():%Y%m%d}-{secrets.token_hex(4)}"
         value = secrets.token_bytes(32)
         path = SECRET_PREFIX + kid
-        self._store().put(path, Secret(value.hex()), cas=0)
+        self._require_store().put(path, Secret(value.hex()), cas=0)
         with session_scope(self._sessions) as s:
             s.add(DecisionLogKey(kid=kid, secret_path=path, state="active", created_at=self._clock.now()))
         self._values[kid] = value
