@@ -211,8 +211,9 @@ class ChainedDecisionLog:
     def verify(self, anchors: list[dict] = ()) -> ChainReport:
         return verify_log(self._engine, self.keys, anchors)
 
-    def checkpoint(self) -> dict:
-        """Sign the chain's head now (`govern log checkpoint`, the worker); returns the checkpoint."""
+    def checkpoint(self, *, only_if_moved: bool = False) -> dict | None:
+        """Sign the chain's head now (`govern log checkpoint`; every `govern worker` pass with `only_if_moved`,
+        which skips it when no record was written since the newest checkpoint). Returns the checkpoint."""
         kid, key = self.keys.active()
         with self._engine.connect() as conn:
             if conn.dialect.name == "sqlite":
@@ -222,6 +223,12 @@ class ChainedDecisionLog:
             last = conn.execute(sa.select(self._table.c.id, self._table.c.hash)
                                 .order_by(self._table.c.id.desc()).limit(1)).first()
             head_id, head_hash = (last[0], last[1]) if last else (0, GENESIS)
+            if only_if_moved:
+                cps = DecisionCheckpoint.__table__
+                signed = conn.execute(sa.select(sa.func.max(cps.c.head_id))).scalar()
+                if signed is not None and signed >= head_id:
+                    conn.rollback()
+                    return None
             cp = _insert_checkpoint(conn, kid, key, head_id, head_hash, self._clock.now())
             conn.commit()
         return cp

@@ -217,6 +217,20 @@ def test_the_key_rotates_and_old_records_keep_verifying(services, runner):
     assert all(p.startswith("govern/decision-log-keys/") for p in paths)
 
 
+def test_a_worker_pass_signs_the_head_only_when_it_moved(services):
+    from govern.worker import jobs, run_pass
+
+    checkpoint = [job for job in jobs(services, None) if job.name == "decision_checkpoint"]
+    _fill(services.decision_log, 3)
+    [signed] = run_pass(services, checkpoint)
+    assert signed.status == "signed" and "record 3 under key" in signed.detail
+    assert run_pass(services, checkpoint) == []  # nothing written since
+    _fill(services.decision_log, 1)
+    [signed] = run_pass(services, checkpoint)
+    assert "record 4" in signed.detail
+    assert services.decision_log.verify().checkpoints == 3  # the writer's first batch, and the two above
+
+
 def test_export_writes_json_lines_and_resumes_from_a_cursor(services, runner, tmp_path):
     log = _log(services)
     _fill(log, 5)
