@@ -22,11 +22,11 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_input_stream
 
 from govern.broker.authenticator import CallerDenied
-from govern.broker.authorization import record_caller_denied
+from govern.broker.authorization import UNKNOWN_NAMED_CREDENTIAL, record_caller_denied
 from govern.broker.proxy.errors import PayloadTooLarge
 from govern.broker.proxy.headers import forwardable_environ_headers
 from govern.broker.proxy.service import PROXY_PREFIX, ProxyCall
-from govern.errors import GovernError, ValidationFailed
+from govern.errors import GovernError, NotFound, ValidationFailed
 from govern.logs import CORRELATION_HEADER, accept_correlation_id, bind_correlation_id
 from govern.ops.observe import note_caller, operation
 
@@ -103,7 +103,15 @@ class ProxyEdge:
                                  path=_raw_remainder(environ, decoded_rest)[:2000], started=started)
             raise
         note_caller(caller.integration_user)
-        target = self.services.extras["proxy"].target(name)
+        try:
+            target = self.services.extras["proxy"].target(name)
+        except NotFound:  # an identified caller probing for named credentials: a refusal, on record
+            self.services.decision_log.append(
+                None, None, integration_user=caller.integration_user, source_ip=caller.source_ip, action="proxy",
+                named_credential=name[:200], method=environ["REQUEST_METHOD"][:10],
+                path=_raw_remainder(environ, decoded_rest)[:2000], scopes_requested=list(caller.scopes),
+                outcome="deny", rules=[UNKNOWN_NAMED_CREDENTIAL], latency_ms=(time.perf_counter() - started) * 1000)
+            raise
         limit = target.max_body_bytes if self.max_body is None else min(target.max_body_bytes, self.max_body)
         return ProxyCall(named_credential=name, method=environ["REQUEST_METHOD"],
                          raw_path=_raw_remainder(environ, decoded_rest), query=environ.get("QUERY_STRING", ""),

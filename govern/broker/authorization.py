@@ -11,8 +11,11 @@ import time
 
 from govern.broker.authenticator import CallerDenied
 from govern.domain.access import AccessDecision, AccessRequest
-from govern.errors import AccessDenied
+from govern.errors import AccessDenied, NotFound
 from govern.ops.observe import note_caller
+
+
+UNKNOWN_NAMED_CREDENTIAL = "deny:unknown_named_credential"
 
 
 def elapsed_ms(started: float) -> float:
@@ -35,8 +38,9 @@ def authorize(services, *, action: str, named_credential: str, authorization: st
               forwarded_for: str | None, scopes: tuple[str, ...] = (), method: str | None = None,
               path: str | None = None, resource_object: str | None = None, fields: tuple[str, ...] = (),
               api_type: str | None = None, started: float | None = None) -> tuple[AccessRequest, AccessDecision]:
-    """Raise Unauthorized (401, not logged: nobody was identified), NotFound (unknown named credential),
-    or AccessDenied (403, logged with its rule); return the request and the allowing decision."""
+    """Raise Unauthorized (401, not logged: nobody was identified), NotFound (unknown named credential,
+    logged as deny:unknown_named_credential), or AccessDenied (403, logged with its rule); return the request
+    and the allowing decision."""
     started = time.perf_counter() if started is None else started
     decisions = services.decision_log
     try:
@@ -50,7 +54,12 @@ def authorize(services, *, action: str, named_credential: str, authorization: st
     request = AccessRequest(caller=caller, action=action, named_credential=named_credential, scopes=scopes,
                             method=method, path=path, resource_object=resource_object, fields=tuple(fields),
                             api_type=api_type)
-    decision = services.decider.decide(request)
+    try:
+        decision = services.decider.decide(request)
+    except NotFound:  # an identified caller asking for a named credential that does not exist
+        decisions.append(request, None, rules=[UNKNOWN_NAMED_CREDENTIAL], outcome="deny",
+                         latency_ms=elapsed_ms(started))
+        raise
     if not decision.allowed:
         decisions.append(request, decision, latency_ms=elapsed_ms(started))
         raise AccessDenied(f"access denied: {decision.reason}", rule=decision.rules[0],

@@ -91,6 +91,16 @@ def test_caller_level_proxy_refusals_are_recorded(live, tmp_path):
     assert sum(r.outcome == "deny" for r in proxied) == refusals
 
 
+def test_an_identified_caller_asking_for_an_unknown_named_credential_is_on_record(live):
+    token = live.govern_token(scope="orders.read items.read")
+    assert live.proxy(token, "no-such-api", "v1/x").status_code == 404
+    assert live.upstream_token(token, "no-such-api").status_code == 404
+    proxied, asked = live.decisions()[-2:]
+    for record, action in ((proxied, "proxy"), (asked, "token")):
+        assert (record.action, record.outcome, record.rules, record.named_credential, record.integration_user) == (
+            action, "deny", ["deny:unknown_named_credential"], "no-such-api", "order-sync")
+
+
 def test_failed_calls_are_errors_not_allows(live):
     token = live.govern_token(scope="orders.read items.read")
     live.resources.fail_next(1, status=500)
