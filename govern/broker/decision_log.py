@@ -79,6 +79,8 @@ class ChainedDecisionLog:
         self._table = Decision.__table__
         self._writing_since: Any = None  # `at` of the oldest record of the batch being written (for backlog())
         self._sql: dict[str, str] = {}
+        self._write_lock = threading.Lock()
+        self._pg = None  # the writer thread's own PostgreSQL connection (pooled proxy), kept across batches
         self.commits = 0  # batches committed by this process (records / commits: the group commit's sharing)
         atexit.register(self.close)
 
@@ -171,15 +173,20 @@ class ChainedDecisionLog:
                 return
 
     def _commit(self, batch: list[dict]) -> None:
-        """Write the batch; one immediate retry covers a pooled connection the database dropped."""
-        try:
-            self._write(batch)
-        except sa.exc.OperationalError:
-            self._write(batch)
+        """Write the batch; one immediate retry covers a connection the database dropped."""
+        with self._write_lock:  # the writer thread, and appenders after close()
+            try:
+                self._write(batch)
+            except Exception:  # noqa: BLE001 - the transaction was rolled back; one more try, then the error
+                self._write(batch)
 
     def _write(self, batch: list[dict]) -> None:
         # The key is read before the transaction: the local secret store lives in the same (SQLite) database.
         kid, key = self.keys.active()
+        if self._engine.dialect.name == "postgresql":
+            self._write_pg(batch, kid, key)
+            self.commits += 1
+            return
         with self._engine.connect() as conn:
             if conn.dialect.name == "sqlite":
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -207,6 +214,57 @@ class ChainedDecisionLog:
             conn.commit()
         self._checkpointed = True
         self.commits += 1
+
+    def _write_pg(self, batch: list[dict], kid: str, key: bytes) -> None:
+        """The same transaction in two round trips, on a connection the writer keeps: psycopg's pipeline mode
+        sends BEGIN, the lock and the head's read at once, then the inserts, the sequence and COMMIT at once.
+        Each statement reads its own snapshot (READ COMMITTED), so the head is read after the lock is held."""
+        conn = self._pg_connection()
+        try:
+            with conn.pipeline():
+                cur = conn.cursor()
+                cur.execute("BEGIN")
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+                head = conn.cursor()
+                head.execute("SELECT id, hash FROM decision ORDER BY id DESC LIMIT 1")
+                last = head.fetchone()  # the first round trip
+                first_id, prev = (last[0], last[1]) if last else (0, GENESIS)
+                last_id, rows = first_id, []
+                for rec in batch:
+                    last_id += 1
+                    row = dict(rec, id=last_id, prev_hash=prev, key_id=kid)
+                    row["hash"] = prev = record_mac(row, prev, key)
+                    rows.append(_driver_row(row, False))
+                cur.executemany(self._insert_sql(self._engine.dialect), rows)
+                # Ids are assigned here, under the lock; keep the column's sequence in step with them.
+                cur.execute("SELECT setval(pg_get_serial_sequence('decision', 'id'), %s)", (last_id,))
+                every = self._checkpoint_every
+                if not self._checkpointed or (every and last_id // every > first_id // every):
+                    cp = {"key_id": kid, "head_id": last_id, "head_hash": prev, "at": self._clock.now()}
+                    cur.execute("INSERT INTO decision_checkpoint (at, key_id, head_id, head_hash, mac) "
+                                "VALUES (%s, %s, %s, %s, %s)",
+                                (cp["at"], kid, last_id, prev, checkpoint_mac(cp, key)))
+                cur.execute("COMMIT")
+            # Leaving the pipeline waits for every result: an error in any statement raises here.
+        except Exception:
+            self._drop_pg_connection()  # an aborted or broken session: start the next batch on a fresh one
+            raise
+        self._checkpointed = True
+
+    def _pg_connection(self):
+        if self._pg is None:
+            pooled = self._engine.raw_connection()
+            pooled.driver_connection.autocommit = True  # the transaction is spelled out in the pipeline
+            self._pg = pooled
+        return self._pg.driver_connection
+
+    def _drop_pg_connection(self) -> None:
+        pooled, self._pg = self._pg, None
+        if pooled is not None:
+            try:
+                pooled.invalidate()  # closed, not returned to the pool
+            except Exception:  # noqa: BLE001 - it is being thrown away
+                pass
 
     def verify(self, anchors: list[dict] = ()) -> ChainReport:
         return verify_log(self._engine, self.keys, anchors)
@@ -277,6 +335,7 @@ class ChainedDecisionLog:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout=30)
+        self._drop_pg_connection()
         atexit.unregister(self.close)
 
 
