@@ -10,9 +10,17 @@ from __future__ import annotations
 import time
 
 from govern.broker.authenticator import CallerDenied
-from govern.domain.access import AccessDecision, AccessRequest
-from govern.errors import AccessDenied, NotFound
+from govern.domain.access import PROXY_ONLY_RULE, AccessDecision, AccessRequest
+from govern.errors import AccessDenied, GovernError, NotFound
 from govern.ops.observe import note_caller
+
+
+class ProxyOnlyCredential(GovernError):
+    """The token endpoint serves OAuth credentials only: it never hands out a stored static credential."""
+
+    code = "proxy_only_credential"
+    status = 400
+    title = "This named credential is used only through the proxy"
 
 
 UNKNOWN_NAMED_CREDENTIAL = "deny:unknown_named_credential"
@@ -62,6 +70,11 @@ def authorize(services, *, action: str, named_credential: str, authorization: st
         raise
     if not decision.allowed:
         decisions.append(request, decision, latency_ms=elapsed_ms(started))
+        if decision.rules[0] == PROXY_ONLY_RULE:
+            raise ProxyOnlyCredential(
+                f"named credential {named_credential!r} holds a static secret, which never leaves govern; call "
+                f"/api/v1/named-credentials/{named_credential}/proxy/... (govern.client.GovernProxySession)",
+                extra={"rule": PROXY_ONLY_RULE, "proxy": f"/api/v1/named-credentials/{named_credential}/proxy/"})
         raise AccessDenied(f"access denied: {decision.reason}", rule=decision.rules[0],
                            extra={"rules": list(decision.rules)})
     return request, decision

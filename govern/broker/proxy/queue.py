@@ -112,7 +112,8 @@ def _deliver_one(services, row) -> int:
         url = join_under(target.url, row.path, row.query)
         response = proxy.exchange(target, method, url, headers, row.body, principal, row.correlation_id,
                                   retry_ok=may_retry(method, row.idempotency_key), outcome=outcome, probe=probe,
-                                  budget_overdraft=decision.allow_budget_overdraft)
+                                  budget_overdraft=decision.allow_budget_overdraft,
+                                  scopes=decision.scopes_granted)
         status = response.status_code
         response.close()
     except BaseException as exc:

@@ -172,7 +172,8 @@ class ProxyService:
             probe = self.admit(target, decision.allow_budget_overdraft)
             response = self.exchange(target, method, url, call.headers, call.body, principal, call.correlation_id,
                                      retry_ok=may_retry(method, call.idempotency_key), outcome=outcome, probe=probe,
-                                     budget_overdraft=decision.allow_budget_overdraft)
+                                     budget_overdraft=decision.allow_budget_overdraft,
+                                     scopes=decision.scopes_granted)
         except BaseException:
             if keyed:
                 self.idempotency.release(caller, target.named_credential, call.idempotency_key)
@@ -201,7 +202,7 @@ class ProxyService:
 
     def exchange(self, target: Target, method: str, url: str, headers: dict[str, str], body: bytes,
                  principal: str | None, correlation_id: str, *, retry_ok: bool, outcome: _Outcome | None = None,
-                 probe: bool = False, budget_overdraft: bool = False):
+                 probe: bool = False, budget_overdraft: bool = False, scopes: tuple[str, ...] = ()):
         """Send, retrying per the named credential's policy; returns the final response (open).
 
         The first attempt has been counted against the daily budget by the caller; every further upstream
@@ -214,7 +215,7 @@ class ProxyService:
         redirects = 0
         while True:
             try:
-                credential = self.injector.headers(target, principal, force_refresh=refreshed)
+                credential = self.injector.headers(target, principal, scopes, force_refresh=refreshed)
             except GovernError:
                 if probe:  # the probe never reached the upstream: let the next call probe
                     self.breakers.release_probe(target.system)
@@ -240,7 +241,7 @@ class ProxyService:
             if status == 401 and not refreshed and target.protocol.startswith("oauth2"):
                 # An expired or revoked token: invalidate it, refresh once, retry once (budget permitting;
                 # without budget the 401 goes back, and the next call starts with a fresh token).
-                self.injector.invalidate(target, principal)
+                self.injector.invalidate(target, principal, scopes)
                 if self._charge(target, budget_overdraft):
                     response.close()
                     refreshed = True

@@ -45,7 +45,6 @@ from govern.errors import GovernError, SecretConflict, UpstreamUnavailable
 log = logging.getLogger("govern.broker.upstream")
 
 OAUTH_PROTOCOLS = ("oauth2_client_credentials", "oauth2_refresh_token", "oauth2_jwt_bearer")
-STATIC_PROTOCOLS = {"basic": "password", "api_key_header": "api_key", "custom_header": "value"}
 DEFAULT_LIFETIME = 300  # seconds, when the upstream gives no expires_in (RFC 6749 section 5.1 only RECOMMENDS it)
 # A cache miss should add little to the upstream's own latency, so the landscape rows and the client
 # secrets are kept in memory for a few seconds. Refresh tokens are never kept: they are read under the lock.
@@ -96,9 +95,8 @@ class UpstreamTokens:
                 return token
         target = self._remember(("target", named_credential, principal), TARGET_TTL,
                                 lambda: resolve_target(self.sessions, named_credential, principal))
-        if target.protocol in STATIC_PROTOCOLS:
-            return self._static_token(target)
         if target.protocol not in OAUTH_PROTOCOLS:
+            # A static secret (basic, API key, custom header) is never a token: only the proxy injects it.
             raise UpstreamNotConfigured(f"protocol {target.protocol!r} issues no tokens")
         deadline = self.clock.monotonic() + self._wait_budget(target)
         with self.local.hold(key, deadline - self.clock.monotonic()):
@@ -184,7 +182,8 @@ class UpstreamTokens:
     def _fetch(self, target: Target, scopes: tuple[str, ...]) -> UpstreamToken:
         if not target.token_url:
             raise UpstreamNotConfigured(f"credential {target.credential!r} has no token URL")
-        scopes = scopes or target.default_scopes
+        # Exactly the granted scopes (the decision's narrowing), never the credential's default scopes: a
+        # fallback would widen an empty grant to whatever the credential may hold.
         if target.protocol == "oauth2_client_credentials":
             form = {"grant_type": "client_credentials"}
             if target.audience:
@@ -336,19 +335,3 @@ class UpstreamTokens:
                                                         audience=target.token_url, now=self.clock.now()))
             return form, None
         raise UpstreamNotConfigured(f"unknown client authentication method {method!r}")
-
-    def _static_token(self, target: Target) -> UpstreamToken:
-        """basic / api_key_header / custom_header: the stored value itself, never cached outside the vault."""
-        field = STATIC_PROTOCOLS[target.protocol]
-        stored = (self.secrets.current(target.credential, target.principal, field) if target.principal else None) \
-            or self.secrets.current(target.credential, None, field)
-        if stored is None:
-            raise UpstreamNotConfigured(f"credential {target.credential!r} has no {field} in the vault")
-        if target.protocol == "basic":
-            import base64
-
-            user = target.subject or target.client_id or ""
-            raw = base64.b64encode(f"{user}:{stored.value.reveal()}".encode()).decode()
-            return UpstreamToken(Secret(raw), "Basic", None)
-        return UpstreamToken(stored.value, "ApiKey" if field == "api_key" else "Header", None,
-                             extra={"header": target.header_name})
