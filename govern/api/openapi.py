@@ -146,10 +146,10 @@ DOCUMENT: dict = {
 
 def document() -> dict:
     """DOCUMENT with every blueprint's OPENAPI_PATHS merged in (a path defined twice is a bug: it fails loudly)."""
-    from govern.api import breakers, connect, findings, landscape, proxy, rotations, secrets
+    from govern.api import breakers, connect, decisions, findings, landscape, proxy, rotations, secrets
 
     merged = {**DOCUMENT, "paths": dict(DOCUMENT["paths"])}
-    for module in (secrets, proxy, breakers, landscape, findings, rotations, connect):
+    for module in (secrets, proxy, breakers, landscape, findings, rotations, connect, decisions):
         for path, operations in module.OPENAPI_PATHS.items():
             clash = set(merged["paths"].get(path, {})) & set(operations)
             if clash:

@@ -36,7 +36,7 @@ def upstream_token(services, *, named_credential: str, authorization: str | None
                                   scopes=scopes, started=started)
     source = services.upstream_tokens
     if source is None:
-        decisions.append(request, decision, latency_ms=elapsed_ms(started))
+        decisions.append(request, decision, latency_ms=elapsed_ms(started), error_code=UpstreamTokensNotConfigured.code)
         raise UpstreamTokensNotConfigured("no upstream token source is configured on this govern instance")
     try:
         token = source.get_token(named_credential, decision.principal, decision.scopes_granted)
@@ -44,9 +44,10 @@ def upstream_token(services, *, named_credential: str, authorization: str | None
                 token.access_token.reveal().encode(), rejected_token.encode()):
             token = source.get_token(named_credential, decision.principal, decision.scopes_granted,
                                      force_refresh=True)
-    except Exception as exc:  # every outcome is on record, then the error goes on to the edge
+    except Exception as exc:  # every outcome is on record (as an error), then the error goes on to the edge
         status = exc.status if isinstance(exc, GovernError) else 500
-        decisions.append(request, decision, upstream_status=status, latency_ms=elapsed_ms(started))
+        code = exc.code if isinstance(exc, GovernError) else "internal_error"
+        decisions.append(request, decision, upstream_status=status, error_code=code, latency_ms=elapsed_ms(started))
         raise
     decisions.append(request, decision, upstream_status=token.extra.get("upstream_status"),
                      latency_ms=elapsed_ms(started))

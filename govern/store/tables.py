@@ -235,8 +235,36 @@ class Decision(SQLModel, table=True):
     rules: list[str] = _json(list)
     upstream_status: Optional[int] = None
     latency_ms: Optional[float] = None
+    # allow (allowed and carried out), deny (refused), error (allowed, but the call failed: error_code says why)
+    outcome: str = Field(default="deny", max_length=10, index=True)
+    error_code: Optional[str] = Field(default=None, max_length=100)
+    # The HMAC key of `hash` (decision_log_key.kid); none on records written before the chain was keyed.
+    key_id: Optional[str] = Field(default=None, max_length=64)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+
+
+class DecisionLogKey(SQLModel, table=True):
+    """An HMAC-SHA256 key of the decision chain. The key itself is in the secret store at `secret_path`."""
+
+    __tablename__ = "decision_log_key"
+    kid: str = Field(max_length=64, primary_key=True)
+    secret_path: str = Field(max_length=300)
+    state: str = Field(default="active", max_length=10)  # active | retired (still verifies, signs nothing)
+    created_at: dt.datetime = _created()
+
+
+class DecisionCheckpoint(SQLModel, table=True):
+    """A signed statement of the chain's head: record `head_id` (the count: ids are consecutive from 1) had
+    hash `head_hash` at `at`. `mac` is HMAC-SHA256 under `key_id`; a deleted tail shows against it."""
+
+    __tablename__ = "decision_checkpoint"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: dt.datetime = _created()
+    key_id: str = Field(max_length=64)
+    head_id: int = Field(index=True)
+    head_hash: str = Field(max_length=64)
+    mac: str = Field(max_length=64)
 
 
 class SecretRef(SQLModel, table=True):

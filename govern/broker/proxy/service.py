@@ -120,17 +120,33 @@ class ProxyService:
         try:
             decision = self.services.decider.decide(request)
             raise_if_denied(decision)
-            return self._allowed(call, target, method, path, query, url, decision, outcome)
-        finally:
-            self._log_decision(request, decision, outcome, started, call.correlation_id)
-
-    def _log_decision(self, request, decision, outcome, started, correlation_id) -> None:
-        latency = round((time.perf_counter() - started) * 1000, 2)
+            result = self._allowed(call, target, method, path, query, url, decision, outcome)
+        except BaseException as exc:
+            self._log_decision(request, decision, outcome, started, call.correlation_id, error=exc)
+            raise
+        # The answer goes out only once its record is committed; if it cannot be, the call fails instead.
         try:
-            self.services.decision_log.append(request, decision, upstream_status=outcome.upstream_status,
-                                              latency_ms=latency, correlation_id=correlation_id)
-        except Exception as exc:  # the call's answer must not depend on the log's health; the log alerts itself
-            log.error("decision log append failed", extra={"exc_type": type(exc).__name__})
+            self._log_decision(request, decision, outcome, started, call.correlation_id)
+        except BaseException:
+            close = getattr(result.body, "close", None)
+            if close is not None:
+                close()  # a streamed upstream answer: give its connection back
+            raise
+        return result
+
+    def _log_decision(self, request, decision, outcome, started, correlation_id, *,
+                      error: BaseException | str | None = None, action: str | None = None) -> None:
+        """Record the decision (allow, deny, or error when the call failed after an allow); raises
+        DecisionLogUnavailable when the record cannot be committed."""
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        fields = {"upstream_status": outcome.upstream_status, "latency_ms": latency,
+                  "correlation_id": correlation_id}
+        if action is not None:
+            fields["action"] = action
+        if error is not None and decision is not None and decision.allowed:
+            fields["error_code"] = error if isinstance(error, str) else (
+                error.code if isinstance(error, GovernError) else "internal_error")
+        self.services.decision_log.append(request, decision, **fields)
 
     # --- after an allow -------------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ from govern.broker.upstream.targets import Target, token_settings
 from govern.domain.secret import Secret
 from govern.errors import BadRequest, NotFound, UpstreamError
 from govern.store.db import session_scope
-from govern.store.tables import ExternalCredential, Principal
+from govern.store.tables import ExternalCredential, IntegrationUser, Principal
 
 CONNECT_TTL = 600  # seconds: the user has ten minutes to consent (RFC 6749 section 10.12 wants state short-lived)
 
@@ -30,6 +30,7 @@ CONNECT_TTL = 600  # seconds: the user has ten minutes to consent (RFC 6749 sect
 class Connected:
     credential: str
     principal: str
+    integration_user: str | None = None  # a per-user principal's integration user
 
 
 class ConnectService:
@@ -101,7 +102,9 @@ class ConnectService:
         with session_scope(self.sessions) as session:
             row = session.get(Principal, prin.id)
             row.connected_at = self.clock.now()
-        return Connected(cred.external_id, prin.name)
+            user = session.get(IntegrationUser, row.integration_user_id) if row.integration_user_id else None
+            user_id = user.external_id if user is not None else None
+        return Connected(cred.external_id, prin.name, user_id)
 
 
 def _state_key(state: str) -> str:
