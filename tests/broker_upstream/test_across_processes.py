@@ -176,7 +176,7 @@ def test_a_holder_whose_lock_expired_cannot_publish(tmp_path, postgres_url, redi
     from govern.cache import RedisCache
 
     cache = RedisCache(redis_url, redis_prefix)
-    flight = RedisSingleFlight(cache, lock_ttl=30)
+    flight = RedisSingleFlight(cache, lease=30)
     try:
         first = flight.try_acquire("k")
         assert first is not None and flight.try_acquire("k") is None
