@@ -49,7 +49,7 @@ def mark_needs_reconnect(sessions, notify: Callable[[str, dict[str, Any]], None]
             "in_doubt_attempts": in_doubt})
         notify(NEEDS_RECONNECT_EVENT, {
             "credential": credential, "principal": principal, "since": now.isoformat(),
-            "in_doubt_attempts": in_doubt, "runbook": "docs/runbooks/principal-needs-reconnect.md"})
+            "in_doubt_attempts": in_doubt, "runbook": "docs/runbooks/refresh-token-lockout.md"})
     return marked
 
 

@@ -18,9 +18,11 @@ attempt stays in doubt and govern still holds only the old refresh token. Nothin
 recover a token it never received, so govern relies on the upstream's refresh-token grace period (Okta's
 "grace period for token rotation", Auth0's "reuse interval"): the next lock holder sees the unresolved
 attempt, retries with the stored token within the grace period, stores the token it gets and closes the
-in-doubt attempts. If the upstream has no grace period, that retry ends in `upstream_invalid_grant` with
-an alert naming the in-doubt attempt, and the principal must be reconnected. Writing the upstream's raw
-answer somewhere before parsing would not help: the answer that is lost is the one that never arrives.
+in-doubt attempts. The next holder comes within one refresh lease (a few seconds, single_flight.py), well
+inside a typical 30 s grace. If the upstream has no grace period, that retry ends in `invalid_grant`: the
+principal is marked needs-reconnect with one alert naming the in-doubt attempts (reconnect.py), and no
+further upstream call is made for it until it is reconnected. Writing the upstream's raw answer somewhere
+before parsing would not help: the answer that is lost is the one that never arrives.
 """
 from __future__ import annotations
 
