@@ -351,9 +351,10 @@ class RotationService(OperatorActions, Housekeeping):
                     if t.recovered:
                         self._notify("rotation.recovered", run_id, ref.external_id, rotator=run.rotator,
                                      attempts=run.attempts)
+                    new_version = promoted.version if promoted is not None else None
                     return Outcome(ref.external_id, "finished", run_id,
                                    f"version {previous_version or '-'} -> "
-                                   f"{run.pending_version if run.pending_version is not None else '-'}")
+                                   f"{new_version if new_version is not None else '-'}")
 
     def _promote_in_store(self, rotator, ctx: RotationContext) -> "Promotion":
         """The store half of `finish`: copy the staged secret to the secret's own path (it has been set and
