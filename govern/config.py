@@ -44,6 +44,9 @@ class Settings:
     admin_password: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     token_leeway_seconds: int = 60
+    # The cross-process refresh lock is a lease this long, renewed while the upstream call runs: a holder
+    # that dies blocks the others for at most this long (govern.broker.upstream.single_flight).
+    refresh_lease_seconds: int = 5
     issuer: str = "govern"
     # The one URL clients use to reach govern (scheme, host, port, optional path prefix). The token URL a
     # client assertion names (aud), the redirect_uri of principal connections and the metadata URLs are
@@ -110,6 +113,7 @@ _ENV_NAMES = {
     "admin_password": "GOVERN_ADMIN_PASSWORD",
     "log_level": "GOVERN_LOG_LEVEL",
     "token_leeway_seconds": "GOVERN_TOKEN_LEEWAY_SECONDS",
+    "refresh_lease_seconds": "GOVERN_REFRESH_LEASE_SECONDS",
     "issuer": "GOVERN_ISSUER",
     "public_url": "GOVERN_PUBLIC_URL",
     "metrics_token": "GOVERN_METRICS_TOKEN",
@@ -160,7 +164,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
 def _coerce(name: str, raw: str):
     if name == "trusted_proxies":
         return tuple(p.strip() for p in raw.split(",") if p.strip())
-    if name in ("token_leeway_seconds", "session_lifetime_seconds", "access_token_lifetime_seconds"):
+    if name in ("token_leeway_seconds", "session_lifetime_seconds", "access_token_lifetime_seconds",
+                "refresh_lease_seconds"):
         try:
             return int(raw)
         except ValueError:
@@ -207,6 +212,8 @@ def check(settings: Settings) -> None:
             raise ConfigurationError(f"GOVERN_TRUSTED_PROXIES has a malformed CIDR: {cidr!r}") from None
     if not 0 < settings.access_token_lifetime_seconds <= 86400:
         raise ConfigurationError("GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS must be between 1 and 86400")
+    if not 1 <= settings.refresh_lease_seconds <= 300:
+        raise ConfigurationError("GOVERN_REFRESH_LEASE_SECONDS must be between 1 and 300")
     if settings.secret_store == "vault" and not settings.vault_addr:
         raise ConfigurationError("GOVERN_SECRET_STORE=vault needs GOVERN_VAULT_ADDR")
     if not 1 <= settings.min_ipv4_prefix <= 32:

@@ -87,6 +87,9 @@ class Principal(SQLModel, table=True):
     integration_user_id: Optional[int] = Field(default=None, foreign_key="integration_user.id", index=True)
     subject: Optional[str] = Field(default=None, max_length=500)  # upstream username (JWT bearer `sub`)
     connected_at: dt.datetime | None = _ts()
+    # Set when the upstream refused the stored refresh token (invalid_grant): no upstream call is made for
+    # this principal until it is reconnected (govern.broker.upstream.reconnect).
+    needs_reconnect_at: dt.datetime | None = _ts()
     created_at: dt.datetime = _created()
 
 

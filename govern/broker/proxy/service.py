@@ -217,11 +217,11 @@ class ProxyService:
         outcome = outcome or _Outcome()
         policy = target.retry
         attempt = 0
-        refreshed = False
+        refused: str | None = None  # the bearer token the upstream answered 401 to
         redirects = 0
         while True:
             try:
-                credential = self.injector.headers(target, principal, scopes, force_refresh=refreshed)
+                credential = self.injector.headers(target, principal, scopes, rejected=refused)
             except GovernError:
                 if probe:  # the probe never reached the upstream: let the next call probe
                     self.breakers.release_probe(target.system)
@@ -244,13 +244,15 @@ class ProxyService:
                 raise UpstreamUnreachable(f"{target.system} cannot be reached") from None
             status = response.status_code
             outcome.upstream_status = status
-            if status == 401 and not refreshed and target.protocol.startswith("oauth2"):
+            if status == 401 and refused is None and target.protocol.startswith("oauth2"):
                 # An expired or revoked token: invalidate it, refresh once, retry once (budget permitting;
-                # without budget the 401 goes back, and the next call starts with a fresh token).
-                self.injector.invalidate(target, principal, scopes)
+                # without budget the 401 goes back, and the next call starts with a fresh token). By token
+                # identity: only that token is dropped and replaced, so of many calls that met the same 401
+                # one refreshes and the others retry with its result.
+                refused = _bearer(credential) or ""
+                self.injector.invalidate(target, principal, scopes, refused=refused or None)
                 if self._charge(target, budget_overdraft):
                     response.close()
-                    refreshed = True
                     continue
             if status == 401 and not target.protocol.startswith("oauth2"):
                 self.injector.invalidate(target, principal)  # a stale static secret: re-read it next time
@@ -335,6 +337,11 @@ def _default_principal(target: Target) -> str | None:
     if len(target.principals) == 1:
         return next(iter(target.principals))
     return "default" if "default" in target.principals else None
+
+
+def _bearer(credential: dict[str, str]) -> str | None:
+    scheme, _, value = credential.get("Authorization", "").partition(" ")
+    return value if scheme == "Bearer" and value else None
 
 
 def _read_all(target: Target, response) -> bytes:
