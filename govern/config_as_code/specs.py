@@ -8,7 +8,7 @@ leaving out fields that hold their default.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from govern.config_as_code import schema as s
 from govern.config_as_code.units import format_duration, format_size
@@ -126,7 +126,7 @@ def permission_set_spec(doc: s.PermissionSetDoc) -> Spec:
     }
 
 
-SPEC_OF = {"system": system_spec, "credential": credential_spec, "named_credential": named_credential_spec,
+SPEC_OF: dict[str, Callable[[Any], dict[str, Any]]] = {"system": system_spec, "credential": credential_spec, "named_credential": named_credential_spec,
            "integration_user": integration_user_spec, "permission_set": permission_set_spec}
 
 

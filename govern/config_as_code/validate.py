@@ -8,9 +8,10 @@ path such as ``integration_users[3].ip_ranges[0]``. References resolve against t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from govern.config_as_code import schema as s
 from govern.config_as_code.specs import KIND_OF, SPEC_OF, Landscape, empty_landscape
@@ -124,7 +125,7 @@ def _data_path(raw: Any, loc: tuple) -> Path:
     return tuple(out)
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         return f"unknown key {err['loc'][-1]!r}"
@@ -193,7 +194,7 @@ def _user_rules(doc: Located, path: Path, u: s.IntegrationUserDoc) -> None:
         seen.add(a.permission_set)
 
 
-RULES = {"credential": _credential_rules, "integration_user": _user_rules}
+RULES: dict[str, Callable[..., None]] = {"credential": _credential_rules, "integration_user": _user_rules}
 
 
 # --- rules across entities ----------------------------------------------------------------------------
@@ -284,7 +285,8 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
     def principals_of(credential: str) -> set[str] | None:
         if credential in parsed.entities["credential"]:
             index = parsed.entities["credential"][credential][0]
-            return {p.get("name") for p in _raw_list(doc, ("credentials", index, "principals")) if isinstance(p, dict)}
+            return {p["name"] for p in _raw_list(doc, ("credentials", index, "principals"))
+                    if isinstance(p, dict) and isinstance(p.get("name"), str)}
         stored = None if prune else current["credential"].get(credential)
         return {p["name"] for p in stored["principals"]} if stored else None
 
@@ -325,7 +327,7 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
             nc = grant.get("named_credential")
             if not ref(gpath + ("named_credential",), "named_credential", nc) or not isinstance(grant.get("principal"), str):
                 continue
-            credential = credential_of(nc)
+            credential = credential_of(nc) if isinstance(nc, str) else None
             names = principals_of(credential) if isinstance(credential, str) else None
             if names is not None and grant["principal"] not in names:
                 doc.error(gpath + ("principal",), f"credential {credential!r} has no principal {grant['principal']!r}")

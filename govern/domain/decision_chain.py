@@ -58,8 +58,9 @@ def canonical_json(record: Mapping[str, Any], names: tuple[str, ...] | None = No
     if isinstance(fields["at"], dt.datetime):
         fields["at"] = _timestamp(fields["at"])
     for key in _LIST_FIELDS:
-        if isinstance(fields[key], tuple):
-            fields[key] = list(fields[key])
+        value = fields[key]
+        if isinstance(value, tuple):
+            fields[key] = list(value)
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
