@@ -28,7 +28,7 @@ def _source_ip() -> str:
 def _server():
     server = current_app.extensions.get("govern.oauth_server")
     if server is None:
-        from govern.broker.oauth_server import GovernAuthorizationServer
+        from govern.api.oauth_server import GovernAuthorizationServer
         from govern.store.seen_assertions import CacheSeenAssertions, DatabaseSeenAssertions
 
         services = current_app.extensions["govern"]
@@ -105,7 +105,7 @@ def token():
 
 def _record(response, grant_type: str, started: float) -> None:
     """Client id (as claimed), grant, scopes, outcome and rule; never the secret, assertion or token."""
-    from govern.broker.oauth_server import claimed_client_id, token_decision
+    from govern.api.oauth_server import claimed_client_id, token_decision
 
     services = current_app.extensions["govern"]
     body = response.get_json(silent=True) or {}

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import sqlalchemy as sa
-from flask import g, has_request_context
 
 from govern.errors import GovernError
 from govern.logs import correlation, current_correlation_id
@@ -103,8 +102,8 @@ def note_caller(integration_user: str) -> None:
 def operation(services, kind: str, named_credential: str, *, summary: dict | None = None) -> Iterator[Operation]:
     """Time one token or proxy operation; count it in /metrics by outcome and log one summary line.
 
-    With `summary`, the summary fields are put there for the caller's own request line instead (the
-    proxy's WSGI edge, which has no Flask request context).
+    With `summary`, the summary fields are put there for the caller's own request line instead (the HTTP
+    edges: the token route and the proxy's WSGI edge); without it, they are logged as a line of their own.
 
     Token outcomes: allowed, denied, not_found, invalid_request, error. Proxy outcomes: success (upstream
     < 400), client_error (upstream 4xx), upstream_error (upstream 5xx), denied, not_found, invalid_request,
@@ -156,12 +155,9 @@ def _record(services, op: Operation, outcome: str, seconds: float, summary: dict
     if op.status is not None:
         fields["upstream_status"] = op.status
     if summary is not None:
+        # The HTTP edge puts these on its one request line (govern.app, the proxy's WSGI edge), with the
+        # whole request's duration.
         summary.update(fields)
-        return
-    if has_request_context():
-        # One line per request: the request line (govern.app) carries the operation's fields, its outcome
-        # and the upstream status, with the whole request's duration.
-        g.log_fields = fields
         return
     fields["duration_ms"] = round(seconds * 1000, 2)
     log.info(f"{op.kind} {outcome}", extra=fields)
