@@ -68,6 +68,13 @@ class Cache(Protocol):
     def ping(self) -> None: ...
 
 
+class Cipher(Protocol):
+    """Seals data govern keeps at rest outside the secret store (cached tokens, connect state)."""
+
+    def seal(self, data: bytes) -> bytes: ...
+    def open(self, blob: bytes) -> bytes: ...
+
+
 class Notifier(Protocol):
     def notify(self, event: str, payload: dict[str, Any]) -> None: ...
 

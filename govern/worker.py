@@ -5,7 +5,7 @@
 2. `queued_calls`: proxy calls held during a maintenance window, delivered in order, and calls that
    keep failing moved to the dead-letter queue (govern.broker.proxy.queue.deliver_queued);
 3. `signing_keys`: retiring token-signing keys whose tokens have all expired leave the JWKS
-   (services.extras["signing_keys"], govern.rotation.wiring);
+   (services.signing_key_hook, govern.rotation.wiring);
 4. `alerts`: the alert conditions of deploy/prometheus/alerts.yml, posted to the webhook for users
    without Prometheus, once when a condition starts and once when it clears (govern.ops.alerts);
 5. `decision_checkpoint`: a signed checkpoint of the decision chain's head when records were written since
@@ -33,7 +33,7 @@ class Job:
 
 
 def _queued_calls(services: Any, now: dt.datetime) -> list[Outcome]:
-    if "proxy" not in services.extras:
+    if services.proxy is None:
         return []
     from govern.broker.proxy.queue import deliver_queued
 
@@ -42,7 +42,7 @@ def _queued_calls(services: Any, now: dt.datetime) -> list[Outcome]:
 
 
 def _signing_keys(services: Any, now: dt.datetime) -> list[Outcome]:
-    hook = services.extras.get("signing_keys")
+    hook = services.signing_key_hook
     if hook is not None:
         hook.retire_expired()
     return []

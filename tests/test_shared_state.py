@@ -100,3 +100,10 @@ def test_concurrent_increments_lose_nothing(two):
 def test_without_redis_services_share_state_through_the_database(services):
     assert services.cache.kind == "database"
     services.cache.ping()
+
+
+def test_delete_if_deletes_only_the_value_it_was_given(two):
+    a, b, _ = two
+    a.set("tok", b"v1")
+    assert b.delete_if("tok", b"v2") is False and a.get("tok") == b"v1"
+    assert b.delete_if("tok", b"v1") is True and a.get("tok") is None

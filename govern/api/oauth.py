@@ -120,7 +120,7 @@ def _record(response, grant_type: str, started: float) -> None:
 @bp.get("/oauth/jwks.json")
 def jwks():
     services = current_app.extensions["govern"]
-    response = jsonify(services.extras["broker.signing_keys"].jwks())
+    response = jsonify(services.signing_keys.jwks())
     response.headers["Cache-Control"] = "public, max-age=60"
     return response
 

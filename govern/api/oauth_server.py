@@ -196,7 +196,7 @@ class GovernAuthorizationServer(AuthorizationServer):
         self._save_token = self._touch_user
         settings = services.settings
         self.token_url = settings.public_endpoint("/oauth/token")
-        landscape = services.extras["broker.landscape"]
+        landscape = services.landscape
         guard = ClientAuthGuard(rate_limits, lambda: _active_ranges(landscape))
         self.register_grant(GovernClientCredentialsGrant)
         self.register_token_generator("client_credentials", self._generate)
@@ -254,7 +254,7 @@ class GovernAuthorizationServer(AuthorizationServer):
         claims = {"iss": services.settings.issuer, "sub": client.external_id, "aud": AUDIENCE,
                   "iat": now, "nbf": now, "exp": now + lifetime, "jti": secrets.token_urlsafe(16),
                   "client_id": client.external_id, "scope": " ".join(scopes)}
-        keys = services.extras["broker.signing_keys"]
+        keys = services.signing_keys
         return {"access_token": keys.sign(claims), "token_type": "Bearer", "expires_in": lifetime,
                 "scope": " ".join(scopes)}
 

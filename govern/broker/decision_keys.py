@@ -113,5 +113,5 @@ class DecisionKeys:
 
 def init_step(services) -> str:
     """`govern init`: the decision chain's key exists in the secret store."""
-    kid, _ = services.extras["decision_keys"].active()
+    kid, _ = services.decision_keys.active()
     return f"decision log: chain key {kid} in the secret store"

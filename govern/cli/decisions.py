@@ -122,7 +122,7 @@ def log_export(after: int | None, cursor_file: Path | None, output: Path | None,
 @log_group.command("rotate-key")
 def log_rotate_key() -> None:
     """Make a new chain key active; records signed by the previous keys keep verifying."""
-    kid = _services().extras["decision_keys"].rotate()
+    kid = _services().decision_keys.rotate()
     click.echo(f"decision log key rotated: new records are signed with {kid}")
 
 

@@ -32,7 +32,7 @@ def init(admin_user: str) -> None:
     instance_secret_key(settings)
     store_db.upgrade(svc.engine)
     click.echo("database: migrated to the latest schema")
-    for step in svc.extras.get("init_steps", []):
+    for step in svc.init_steps:
         click.echo(step(svc))
     password = settings.admin_password
     generated = False

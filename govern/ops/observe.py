@@ -46,7 +46,7 @@ def _read_labels(sessions) -> Labels:
 
 def labels(services) -> Labels:
     """Built once per landscape snapshot (re-read when the landscape changes), so the hot path adds no query."""
-    landscape = services.extras.get("broker.landscape")
+    landscape = services.landscape
     if landscape is None:
         return _read_labels(services.sessions)
     return landscape.current().derive("ops.labels", lambda: _read_labels(services.sessions))

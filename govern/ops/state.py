@@ -10,7 +10,7 @@ from govern.store.tables import RotationRun, System
 
 
 def add_state_readers(services) -> None:
-    readers = services.extras.get("metric_readers")
+    readers = services.metric_readers
     if readers is None:
         return
     readers.update({

@@ -68,7 +68,7 @@ class RotationService(OperatorActions, Housekeeping):
     def __post_init__(self):
         if self.notifier is None:
             # govern's one notifier (govern.notify), wired by the composition root.
-            self.notifier = self.services.extras.get("notifier")
+            self.notifier = self.services.notifier
         if self.notifier is None:
             from govern.notify import build_notifier
 

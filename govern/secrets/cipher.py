@@ -1,6 +1,6 @@
 """CacheCipher: encrypts data govern caches at rest (for example the broker's cached upstream tokens).
 
-    cipher = services.extras["cache_cipher"]
+    cipher = services.cache_cipher
     blob = cipher.seal(token_bytes)     # store `blob` in the cache (Redis or memory)
     token_bytes = cipher.open(blob)     # raises SecretIntegrityError if the blob was altered
 

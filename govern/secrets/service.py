@@ -324,4 +324,4 @@ def _status(ref: SecretRef) -> SecretStatus:
 
 def secret_service(services) -> SecretService:
     return SecretService(services.sessions, services.secret_store, services.clock,
-                         notifier=services.extras.get("notifier"))
+                         notifier=services.notifier)

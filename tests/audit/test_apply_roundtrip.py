@@ -47,7 +47,7 @@ def apply_example_and_log(services, runner, days_old: int = 120) -> list[AccessR
     with session_scope(services.sessions) as s:
         for u in s.query(IntegrationUser):
             u.created_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days_old)
-    services.extras["broker.landscape"].invalidate()
+    services.landscape.invalidate()
     requests = [_request(*row) for row in USED]
     for i, req in enumerate(requests):
         decision = services.decider.decide(req)
@@ -98,7 +98,7 @@ def test_recommendation_is_accepted_by_apply_and_the_decider_agrees(services, ru
 
     # the apply ran in the CLI's own process state; re-read the landscape now rather than after the
     # decider's re-check interval
-    services.extras["broker.landscape"].invalidate()
+    services.landscape.invalidate()
     for r, was_allowed in before.items():
         d = services.decider.decide(r)
         assert d.allowed == was_allowed, (r, d)

@@ -45,10 +45,10 @@ def test_entities_and_policies_are_built_once_per_landscape(broker_services):
     make_landscape(broker_services.sessions)
     decider = broker_services.decider
     decider.decide(_request("GET", "/x"))
-    snap = broker_services.extras["broker.landscape"].current()
+    snap = broker_services.landscape.current()
     built = dict(snap.derived)
     guardrails = decider.guardrails
     for _ in range(5):
         decider.decide(_request("GET", "/x"))
-    assert broker_services.extras["broker.landscape"].current() is snap
+    assert broker_services.landscape.current() is snap
     assert dict(snap.derived) == built and decider.guardrails is guardrails

@@ -197,7 +197,7 @@ def start_flight(tmp_path: Path, database_url: str, redis_url: str, redis_prefix
     services = build_services(settings)
     gunicorn = None
     try:
-        for step in services.extras.get("init_steps", []):
+        for step in services.init_steps:
             step(services)
         cc.register_client("cc-client", secret=CLIENT_SECRETS["shop-cc"], scope="orders.read")
         grace.register_client("rt-client", secret=CLIENT_SECRETS["shop-rt-grace"], scope="orders.read")

@@ -68,7 +68,7 @@ def test_the_secrets_packages_cipher_seals_cached_tokens(broker_services, fake_u
     from govern.broker.upstream.token_cache import cache_key
     from tests.broker_upstream.conftest import wire_credential
 
-    cipher = broker_services.extras["cache_cipher"]
+    cipher = broker_services.cache_cipher
     assert broker_services.upstream_tokens.tokens.cipher is cipher
     names = wire_credential(broker_services, fake_upstream)
     token = broker_services.upstream_tokens.get_token(names["named_credential"], "default", ("orders.read",))

@@ -89,7 +89,7 @@ class World:
         plan = apply_document(self.services.sessions, text, "governance.yaml")
         # The broker re-validates its snapshot every 2 s and the proxy keeps targets 5 s: let that time pass.
         self.clock.advance(10)
-        self.services.extras["proxy"].targets.clear()
+        self.services.proxy.targets.clear()
         self.services.upstream_tokens._memo.clear()
         return plan
 
@@ -157,7 +157,7 @@ def build_world(settings, upstream: FakeUpstream, resources: ResourceServer, *, 
 
     clock = FakeClock(now)
     services = build_services(settings, clock=clock)
-    proxy = services.extras["proxy"]
+    proxy = services.proxy
     world = World(services, create_app({"TESTING": True}, services=services).test_client(), clock, upstream,
                   resources, copy.deepcopy(doc) if doc else base_document(upstream, resources))
     proxy.sleep = world.sleeps.append  # backoff waits are recorded, not slept

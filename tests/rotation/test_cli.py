@@ -23,7 +23,7 @@ def store(monkeypatch, rsvc, clock, notifier):
     def build(settings, **kw):
         svc = build_services(settings, clock=clock)
         svc.secret_store = shared
-        svc.extras["notifier"] = notifier
+        svc.notifier = notifier
         return svc
 
     monkeypatch.setattr(context, "build_services", build)

@@ -74,7 +74,7 @@ def instance(tmp_path, postgres_url):
            "PYTHONPATH": str(ROOT)}
     env.pop("GOVERN_REDIS_URL", None)
     services = build_services(load_settings({}, home=home, database_url=postgres_url))
-    for step in services.extras.get("init_steps", []):
+    for step in services.init_steps:
         step(services)
     server = make_server("127.0.0.1", 0, create_app({}, services=services), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

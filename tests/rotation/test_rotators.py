@@ -81,7 +81,7 @@ class FakeKeySet:
 
 
 def test_signing_keys_not_configured_is_a_per_item_failure(rsvc):
-    rsvc.extras.pop("signing_keys")  # as in an instance without the authorization server
+    rsvc.signing_key_hook = None  # as in an instance without the authorization server
     add_secret(rsvc, "govern/signing", rotator="signing_keys", owner_kind="govern", initial=None)
     add_secret(rsvc, "other", rotator="static")
     out = {o.secret: o for o in RotationService(rsvc, worker_id="w1").tick()}
@@ -91,7 +91,7 @@ def test_signing_keys_not_configured_is_a_per_item_failure(rsvc):
 
 def test_signing_keys_rotate_through_the_hook(rsvc):
     keys = FakeKeySet()
-    rsvc.extras["signing_keys"] = keys
+    rsvc.signing_key_hook = keys
     add_secret(rsvc, "govern/signing", rotator="signing_keys", owner_kind="govern", initial=None)
     svc = RotationService(rsvc, worker_id="w1")
     assert [o.status for o in svc.tick()] == ["finished"]
@@ -111,7 +111,7 @@ def test_store_key_not_supported_by_the_fake_store(rsvc):
 def test_store_key_delegates_to_the_store_and_cache_cipher(rsvc):
     calls = []
     rsvc.secret_store.rotate_key = lambda: calls.append("store")
-    rsvc.extras["cache_cipher"] = type("C", (), {"rotate": lambda self: calls.append("cache")})()
+    rsvc.cache_cipher = type("C", (), {"rotate": lambda self: calls.append("cache")})()
     rsvc.secret_store.put("some/secret", Secret("v"))
     add_secret(rsvc, "govern/store-key", rotator="store_key", owner_kind="govern", initial=None)
     (o,) = RotationService(rsvc, worker_id="w1").tick()

@@ -41,7 +41,7 @@ class ItemOutcome:
 
 
 def _proxy(services):
-    return services.extras["proxy"]
+    return services.proxy
 
 
 def enqueue(services, call, target, path: str, query: str, principal: str | None, not_before: dt.datetime):

@@ -78,7 +78,7 @@ class ProxyService:
         self.targets = TargetCache(svc.sessions)
         self.injector = CredentialInjector(svc)
         self.breakers = CircuitBreakers(svc.cache, svc.clock)
-        self.budget = DailyBudget(svc.cache, svc.clock, svc.extras.get("notifier"))
+        self.budget = DailyBudget(svc.cache, svc.clock, svc.notifier)
         self.idempotency = IdempotencyStore(svc.cache, sleep=lambda s: self.sleep(s))
 
     # --- the entry point ------------------------------------------------------------------------

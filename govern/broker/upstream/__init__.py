@@ -19,7 +19,7 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     settings = services.settings
     # The secrets package is the one place that encrypts: cached tokens are sealed by its CacheCipher (Vault
     # transit, or AES-256-GCM under the local master key). bootstrap wires it before the broker.
-    cipher = services.extras.get("cache_cipher")
+    cipher = services.cache_cipher
     if cipher is None:
         from govern.errors import ConfigurationError
 
@@ -52,11 +52,11 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
 
 def _notifier(services):
     """govern's one notifier (govern.notify), wired by the composition root in any order."""
-    notifier = services.extras.get("notifier")
+    notifier = services.notifier
     if notifier is None:
         from govern.notify import build_notifier
 
-        notifier = services.extras.setdefault("notifier", build_notifier(services.settings, services.clock))
+        notifier = services.notifier = services.notifier or build_notifier(services.settings, services.clock)
     return notifier
 
 
