@@ -54,6 +54,12 @@ def log_verify(anchor_file: Path | None) -> None:
     record and every gap (a deleted tail, up to the last checkpoint) and exits 1; else `chain intact`."""
     anchors = _read_checkpoints(anchor_file) if anchor_file else []
     report = _services().decision_log.verify(anchors)
+    if report.store_down:
+        click.echo(f"note: {len(report.store_down)} record(s) were written while the secret store was down, "
+                   f"unkeyed ({_ids(report.store_down)}); "
+                   + (f"{len(report.unprotected)} of them are not yet covered by a signed checkpoint "
+                      f"({_ids(report.unprotected)}): run `govern log checkpoint`"
+                      if report.unprotected else "every one is covered by a signed checkpoint"))
     if report.intact:
         click.echo(f"chain intact: {report.records} records, {report.checkpoints} signed checkpoints")
         return
@@ -61,6 +67,22 @@ def log_verify(anchor_file: Path | None) -> None:
     for problem in report.problems:
         click.echo(f"  {problem}")
     raise click.exceptions.Exit(1)
+
+
+def _ids(ids: tuple[int, ...]) -> str:
+    """Record ids as ranges: 3..7, 12."""
+    parts, start, prev = [], None, None
+    for rid in ids:
+        if start is None:
+            start = prev = rid
+        elif rid == prev + 1:
+            prev = rid
+        else:
+            parts.append(f"{start}..{prev}" if prev > start else str(start))
+            start = prev = rid
+    if start is not None:
+        parts.append(f"{start}..{prev}" if prev > start else str(start))
+    return ", ".join(parts)
 
 
 @log_group.command("checkpoint")
