@@ -117,7 +117,7 @@ def main() -> None:
     try:
         engine = make_engine(url)
         upgrade(engine)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         t0 = time.perf_counter()
         seed(url, args.users, args.decisions, now)
         print(f"seeded users={args.users} decisions={args.decisions} in {time.perf_counter() - t0:.1f}s", flush=True)

@@ -10,7 +10,7 @@ import os
 import secrets as _random
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from govern.errors import ConfigurationError
@@ -89,7 +89,7 @@ class Settings:
         """An absolute URL of govern's own, built from GOVERN_PUBLIC_URL (never from a request's Host)."""
         return self.public_url.rstrip("/") + "/" + path.lstrip("/")
 
-    def with_overrides(self, **changes) -> "Settings":
+    def with_overrides(self, **changes) -> Settings:
         return replace(self, **changes)
 
 

@@ -9,7 +9,7 @@ set, counters from all worker processes are aggregated (prometheus_client multip
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -35,7 +35,9 @@ class Metrics:
             "govern_proxy_request_seconds", "Latency of proxied calls.", ["system", "named_credential"],
             buckets=LATENCY_BUCKETS, registry=r)
         self.upstream_refreshes = Counter(
-            "govern_upstream_refresh_total", "Calls to upstream token endpoints by outcome (success, invalid_grant, invalid_client, rate_limited, refused, unreachable, error).", ["system", "credential", "outcome"],
+            "govern_upstream_refresh_total",
+            "Calls to upstream token endpoints by outcome (success, invalid_grant, invalid_client, rate_limited, refused, "
+            "unreachable, error).", ["system", "credential", "outcome"],
             registry=r)
         self.previous_secret_used = Counter(
             "govern_upstream_previous_secret_used_total", "Upstream token requests that succeeded only with the "
@@ -44,7 +46,7 @@ class Metrics:
         # Breaker state, budget use, rotations, the DLQ and the decision-log backlog are read at scrape time
         # (govern/ops/state.py), so that every process reports the shared truth.
 
-    def add_state_collector(self, collector: "StateCollector") -> None:
+    def add_state_collector(self, collector: StateCollector) -> None:
         self.registry.register(collector)
 
     def render(self) -> bytes:
@@ -74,7 +76,7 @@ class StateCollector:
         for name, (doc, labels, read) in self.readers.items():
             try:
                 values = read()
-            except Exception:  # noqa: BLE001 - a broken source must not break the scrape
+            except Exception:  # noqa: BLE001, S112 - a broken source must not break the scrape
                 continue
             family = (CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels) if name.endswith("_total")
                       else GaugeMetricFamily(name, doc, labels=labels))

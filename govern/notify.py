@@ -53,7 +53,7 @@ class WebhookNotifier:
         self.session.trust_env = False
 
     def notify(self, event: str, payload: dict[str, Any]) -> None:
-        now = self.clock.now() if self.clock else dt.datetime.now(dt.timezone.utc)
+        now = self.clock.now() if self.clock else dt.datetime.now(dt.UTC)
         body = json.dumps({"event": event, "payload": payload, "sent_at": now.isoformat()}, default=str).encode()
         timestamp = str(int(now.timestamp()))
         headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,

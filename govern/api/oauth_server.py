@@ -47,7 +47,7 @@ from govern.store.tables import Assignment, IntegrationUser, PermissionSet
 log = logging.getLogger("govern.oauth")
 
 PRIVATE_KEY_JWT = "private_key_jwt"
-CLIENT_SECRET_BASIC = "client_secret_basic"
+CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 - a method name (RFC 6749 section 2.3.1)
 ASSERTION_ALGORITHMS = ("RS256", "ES256")
 
 
@@ -155,7 +155,7 @@ class PrivateKeyJwtAuth(JWTBearerClientAssertion):
     def validate_jti(self, claims, jti):
         if not isinstance(jti, str) or not jti or len(jti) > 512:
             return False
-        expires = dt.datetime.fromtimestamp(float(claims.get("exp", 0)) + self.leeway, dt.timezone.utc)
+        expires = dt.datetime.fromtimestamp(float(claims.get("exp", 0)) + self.leeway, dt.UTC)
         return self._seen.first_use(str(claims["sub"]), jti, max(expires, self._clock.now()))
 
     def process_assertion_claims(self, assertion, resolve_key):

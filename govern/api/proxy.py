@@ -206,7 +206,8 @@ def _openapi() -> dict:
         "/api/v1/named-credentials/{name}/queued/{call_id}": {"get": {
             "summary": "The status of a queued proxied call (the caller's own calls only)",
             "operationId": "getQueuedCall", "security": [{"governAccessToken": []}],
-            "parameters": [path_param("name"), path_param("call_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})],
+            "parameters": [path_param("name"),
+                           path_param("call_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})],
             "responses": {"200": json_response("Queued, delivered or dead",
                                                {"$ref": "#/components/schemas/QueuedCall"}),
                           **problems(401, 403, 404)}}},

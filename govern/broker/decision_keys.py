@@ -24,7 +24,7 @@ from govern.store.db import session_scope
 from govern.store.tables import DecisionLogKey
 
 log = logging.getLogger("govern.decisions")
-SECRET_PREFIX = "govern/decision-log-keys/"
+SECRET_PREFIX = "govern/decision-log-keys/"  # noqa: S105 - a path prefix in the secret store
 
 
 class DecisionKeys:

@@ -25,7 +25,8 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 
@@ -274,7 +275,7 @@ class ChainedDecisionLog:
         if pooled is not None:
             try:
                 pooled.invalidate()  # closed, not returned to the pool
-            except Exception:  # noqa: BLE001 - it is being thrown away
+            except Exception:  # noqa: BLE001, S110 - it is being thrown away
                 pass
 
     def verify(self, anchors: list[dict] = ()) -> ChainReport:
@@ -307,7 +308,8 @@ class ChainedDecisionLog:
         if sql is None:
             quote = dialect.identifier_preparer.quote
             mark = "?" if dialect.paramstyle == "qmark" else "%s"
-            sql = self._sql[dialect.name] = (f"INSERT INTO decision ({', '.join(quote(c) for c in _COLUMNS)}) "
+            # Column names from _COLUMNS (constants), quoted by the dialect; values are bound parameters.
+            sql = self._sql[dialect.name] = (f"INSERT INTO decision ({', '.join(quote(c) for c in _COLUMNS)}) "  # noqa: S608
                                              f"VALUES ({', '.join([mark] * len(_COLUMNS))})")
         return sql
 
@@ -371,14 +373,14 @@ def _driver_row(row: dict, sqlite: bool) -> tuple:
         if col in _JSON_COLUMNS:
             value = json.dumps(list(value))
         elif col == "at" and sqlite:
-            value = value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+            value = value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         out.append(value)
     return tuple(out)
 
 
 def _aware(value):
     if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 

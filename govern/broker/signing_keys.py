@@ -30,7 +30,7 @@ log = logging.getLogger("govern.broker.keys")
 
 ALGORITHM = "RS256"
 RSA_BITS = 2048
-SECRET_PREFIX = "govern/signing-keys/"
+SECRET_PREFIX = "govern/signing-keys/"  # noqa: S105 - a path prefix in the secret store
 
 
 @dataclass(frozen=True)
@@ -215,6 +215,6 @@ def self_test_signing_key(services) -> bool:
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)  # SQLite returns naive datetimes
+        return value.replace(tzinfo=dt.UTC)  # SQLite returns naive datetimes
     return value
 

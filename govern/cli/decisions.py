@@ -122,7 +122,7 @@ def log_export(after: int | None, cursor_file: Path | None, output: Path | None,
         start = int(text)
     start = start or 0
     svc = _services()
-    out = open(output, "a", encoding="utf-8") if output else click.get_text_stream("stdout")
+    out = open(output, "a", encoding="utf-8") if output else click.get_text_stream("stdout")  # noqa: SIM115 - closed below
     last, count = start, 0
     try:
         for rec in iter_records(svc.engine, after=start):

@@ -101,7 +101,7 @@ def serve(host: str, port: int, workers: int, threads: int | None) -> None:
     """Serve the HTTP API and the console (gunicorn with --workers > 1 or in production)."""
     if not os.environ.get("GOVERN_PUBLIC_URL") and os.environ.get("GOVERN_ENV", "development") != "production":
         # Development: govern's public URL is derived once from the bind (production requires it set).
-        shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # noqa: S104 - compared, not bound
         shown = f"[{shown}]" if ":" in shown else shown
         os.environ["GOVERN_PUBLIC_URL"] = f"http://{shown}:{port}"
     svc = services()  # refuses a database whose schema is missing or behind
@@ -109,7 +109,7 @@ def serve(host: str, port: int, workers: int, threads: int | None) -> None:
         # An option left out leaves GOVERN_WEB_WORKERS / the config's default in force.
         given = click.get_current_context().get_parameter_source("workers") != ParameterSource.DEFAULT
         argv = gunicorn_argv(host, port, workers if given else None, threads)
-        os.execvp(argv[0], argv)
+        os.execvp(argv[0], argv)  # noqa: S606 - gunicorn replaces this process; argv is built by govern
     from govern.app import create_app
 
     app = create_app(services=svc)

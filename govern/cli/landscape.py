@@ -47,7 +47,7 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
             where = f"{err['location']}: {err['path']}: " if err.get("path") else f"{err['location']}: "
             click.echo(f"{where}{err['message']}", err=True)
         click.echo(f"error: {len(exc.errors)} error(s) in {filename}; nothing was applied", err=True)
-        raise click.exceptions.Exit(2)
+        raise click.exceptions.Exit(2) from None
     for warning in plan.warnings:
         click.echo(f"warning: {warning['location']}: {warning['path']}: {warning['message']}", err=True)
     for line in plan.lines():

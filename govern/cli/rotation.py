@@ -1,7 +1,6 @@
 """`govern rotate` and `govern worker`: thin edges over govern.rotation.runner.RotationService."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import signal
 import threading

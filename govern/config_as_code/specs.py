@@ -8,7 +8,8 @@ leaving out fields that hold their default.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from govern.config_as_code import schema as s
 from govern.config_as_code.units import format_duration, format_size
@@ -126,8 +127,9 @@ def permission_set_spec(doc: s.PermissionSetDoc) -> Spec:
     }
 
 
-SPEC_OF: dict[str, Callable[[Any], dict[str, Any]]] = {"system": system_spec, "credential": credential_spec, "named_credential": named_credential_spec,
-           "integration_user": integration_user_spec, "permission_set": permission_set_spec}
+SPEC_OF: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "system": system_spec, "credential": credential_spec, "named_credential": named_credential_spec,
+    "integration_user": integration_user_spec, "permission_set": permission_set_spec}
 
 
 # --- back to governance.yaml ------------------------------------------------------------------------

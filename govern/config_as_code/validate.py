@@ -8,7 +8,8 @@ path such as ``integration_users[3].ip_ranges[0]``. References resolve against t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -113,10 +114,7 @@ def _data_path(raw: Any, loc: tuple) -> Path:
     out: list[Any] = []
     node = raw
     for part in loc:
-        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and part in node:
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node) or isinstance(node, dict) and part in node:
             out.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and not part.startswith(("function-", "union[")):
@@ -297,7 +295,7 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
         stored = None if prune else current["named_credential"].get(named_credential)
         return stored["credential"] if stored else None
 
-    for ext_id, (index, _) in parsed.entities["credential"].items():
+    for index, _ in parsed.entities["credential"].values():
         path = ("credentials", index)
         system = _raw(doc, path + ("system",))
         if ref(path + ("system",), "system", system) and system in system_scopes:
@@ -306,10 +304,10 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
             for i, p in enumerate(_raw_list(doc, path + ("principals",))):
                 if isinstance(p, dict):
                     ref(path + ("principals", i, "user"), "integration_user", p.get("user"))
-    for ext_id, (index, _) in parsed.entities["named_credential"].items():
+    for index, _ in parsed.entities["named_credential"].values():
         path = ("named_credentials", index)
         ref(path + ("credential",), "credential", _raw(doc, path + ("credential",)))
-    for ext_id, (index, _) in parsed.entities["integration_user"].items():
+    for index, _ in parsed.entities["integration_user"].values():
         path = ("integration_users", index)
         ref(path + ("source_system",), "system", _raw(doc, path + ("source_system",)))
         scopes(path + ("scopes",), all_scopes, "no system declares it")
@@ -317,7 +315,7 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
             name = a.get("permission_set") if isinstance(a, dict) else a
             ref(path + ("permission_sets", i) + (("permission_set",) if isinstance(a, dict) else ()),
                 "permission_set", name)
-    for ext_id, (index, _) in parsed.entities["permission_set"].items():
+    for index, _ in parsed.entities["permission_set"].values():
         path = ("permission_sets", index)
         scopes(path + ("scopes",), all_scopes, "no system declares it")
         for i, grant in enumerate(_raw_list(doc, path + ("grants",))):

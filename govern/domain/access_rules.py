@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 # One glob implementation for the broker, the proxy and the audit's replay, so that what the audit proves
 # is what the broker enforces.

@@ -19,7 +19,8 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 GENESIS = "0" * 64
 
@@ -46,8 +47,8 @@ def derive_outcome(allowed: bool, upstream_status: int | None, error_code: str |
 
 def _timestamp(value: dt.datetime) -> str:
     if value.tzinfo is None:
-        value = value.replace(tzinfo=dt.timezone.utc)
-    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def canonical_json(record: Mapping[str, Any], names: tuple[str, ...] | None = None) -> bytes:

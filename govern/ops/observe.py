@@ -13,7 +13,8 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 
@@ -22,7 +23,7 @@ from govern.logs import correlation, current_correlation_id
 
 log = logging.getLogger("govern.ops")
 UNKNOWN = "unknown"
-_current: contextvars.ContextVar["Operation | None"] = contextvars.ContextVar("govern_operation", default=None)
+_current: contextvars.ContextVar[Operation | None] = contextvars.ContextVar("govern_operation", default=None)
 
 
 @dataclass
@@ -129,7 +130,7 @@ def operation(services, kind: str, named_credential: str, *, summary: dict | Non
                 if op.integration_user:
                     try:
                         op.source_system = labels(services).source_systems.get(op.integration_user)
-                    except Exception:  # noqa: BLE001
+                    except Exception:  # noqa: BLE001, S110 - a label must never fail the request
                         pass
                 _record(services, op, outcome, time.perf_counter() - started, summary)
     finally:

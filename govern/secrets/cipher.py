@@ -15,7 +15,8 @@ turn into garbage under the other: a blob that cannot be opened raises, and the 
 from __future__ import annotations
 
 import os
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes

@@ -18,7 +18,7 @@ from tests.audit.schema_check import errors as schema_errors
 from tests.audit.test_apply_roundtrip import EXAMPLE, apply_example_and_log
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 
 
 def _log(services, user, ip, nc, method, path, *, allowed, days_ago, count=1):

@@ -18,7 +18,7 @@ def _request(method, path, fields=(), scopes=(), ip="127.0.0.1"):
 
 
 def test_operations_objects_and_fields(broker_services):
-    make_landscape(broker_services.sessions, methods=("GET", "PATCH"), paths=(f"/services/data/*/sobjects/Order/**",))
+    make_landscape(broker_services.sessions, methods=("GET", "PATCH"), paths=("/services/data/*/sobjects/Order/**",))
     with session_scope(broker_services.sessions) as s:
         s.execute(sa.update(PermissionGrant).values(objects={
             "Order": {"read": True, "edit": True, "fields": {"Status": "edit", "Amount": "read"}}}))

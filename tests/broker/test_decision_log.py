@@ -177,7 +177,7 @@ def test_unkeyed_records_from_before_the_upgrade_still_verify_and_a_downgrade_do
     prev = GENESIS
     with services.engine.begin() as conn:
         for i in range(1, 4):  # as the previous version wrote them (plain SHA-256), then backfilled by the migration
-            rec = {"id": i, "at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), "correlation_id": f"old-{i}",
+            rec = {"id": i, "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "correlation_id": f"old-{i}",
                    "action": "token", "scopes_requested": [], "scopes_granted": [], "allowed": True,
                    "rules": ["permit:ps"], "upstream_status": 200}
             rec["hash"] = record_hash(rec, prev)

@@ -27,11 +27,11 @@ class CountingCipher:
 
 class Clock:
     def now(self):
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
 
 
 def _token(value, seconds=3600):
-    return UpstreamToken(Secret(value), "Bearer", dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds))
+    return UpstreamToken(Secret(value), "Bearer", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
 
 
 def test_hits_do_not_decrypt_and_changes_in_the_shared_cache_are_seen():

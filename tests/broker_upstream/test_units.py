@@ -53,7 +53,7 @@ def test_cipher_round_trip_and_tamper():
 
 def test_a_sealed_entry_opens_only_under_its_own_key():
     cipher = local_cipher()
-    token = UpstreamToken(Secret("at_value"), "Bearer", dt.datetime.now(dt.timezone.utc), ("a",),
+    token = UpstreamToken(Secret("at_value"), "Bearer", dt.datetime.now(dt.UTC), ("a",),
                           {"upstream_status": 200, "fetched_at": "x"})
     blob = seal_token(cipher, "k1", token)
     opened = open_token(cipher, "k1", blob)

@@ -24,7 +24,7 @@ CLIENT_ID = "shop-client"
 CLIENT_SECRET = "world-shop-client-secret"
 API_KEY = "world-stock-api-key"
 # A Saturday, 12:00 UTC: the example's Salesforce window is Saturday 22:00-24:00.
-SATURDAY_NOON = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
+SATURDAY_NOON = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
 
 def base_document(upstream: FakeUpstream, resources: ResourceServer) -> dict[str, Any]:

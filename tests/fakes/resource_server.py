@@ -12,7 +12,7 @@ import json
 import socket
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -64,7 +64,7 @@ class ResourceServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "ResourceServer":
+    def start(self) -> ResourceServer:
         self._release.clear()
         self._server = make_server("127.0.0.1", self.port, self._app, threaded=True,
                                    request_handler=_KeepAliveHandler)

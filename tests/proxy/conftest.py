@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from govern.domain.secret import Secret
 from govern.store.db import session_scope
-from govern.store.tables import ExternalCredential, NamedCredential, Principal, SecretRef, System
+from govern.store.tables import ExternalCredential, NamedCredential, SecretRef, System
 from tests.factories import make_landscape
 from tests.fakes.resource_server import ResourceServer
 from tests.fakes.secret_store import MemorySecretStore

@@ -8,7 +8,7 @@ import pytest
 
 from tests.fakes.secret_store import MemorySecretStore
 
-T0 = dt.datetime(2026, 11, 24, 6, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 24, 6, 0, tzinfo=dt.UTC)
 
 
 class StepClock:

@@ -8,7 +8,6 @@ from sqlmodel import select
 
 from govern.store.db import session_scope
 from govern.store.tables import ExternalCredential, RotationRun, SecretRef, SecretVersion, System
-from tests.fakes.secret_store import MemorySecretStore
 from tests.rotation.conftest import add_secret
 
 

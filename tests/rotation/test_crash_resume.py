@@ -134,8 +134,8 @@ def test_a_crash_after_each_step_is_resumed_by_rotate_and_the_latest_version_alw
             assert run.state in machine.ACTIVE, (point, step, run.state)
             if step != "finish":
                 assert latest() == seen[-1]  # the pending secret is staged apart until it is promoted
-            wait_for(lambda: _state(services)[2].claimed_until.replace(tzinfo=dt.timezone.utc)
-                     < dt.datetime.now(dt.timezone.utc), 30, "the dead process's lease ran out")
+            wait_for(lambda: _state(services)[2].claimed_until.replace(tzinfo=dt.UTC)
+                     < dt.datetime.now(dt.UTC), 30, "the dead process's lease ran out")
         resumed = _run(env, "-m", "govern", "rotate", NAME, "--commit")
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert resumed.stdout.startswith("finished"), resumed.stdout

@@ -79,7 +79,7 @@ def test_expired_rows_are_purged_and_only_live_rows_prove_a_replay(govern_instan
 
     class Clock:
         def __init__(self):
-            self.t = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+            self.t = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
         def now(self):
             return self.t

@@ -196,7 +196,7 @@ def deliver_queued(services, now: dt.datetime | None = None, *, limit: int = 100
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _bury(session, row: QueuedCall, reason: str, now: dt.datetime) -> None:
