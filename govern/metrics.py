@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -37,6 +37,16 @@ class Metrics:
         self.upstream_refreshes = Counter(
             "govern_upstream_refresh_total", "Calls to upstream token endpoints by outcome (success, invalid_grant, invalid_client, rate_limited, refused, unreachable, error).", ["system", "credential", "outcome"],
             registry=r)
+        # The proxy's bulkheads (govern.broker.proxy.bulkhead): per process, like the threads they protect.
+        self.proxy_concurrency_limit = Gauge(
+            "govern_proxy_concurrency_limit", "Concurrent upstream calls allowed per system, per govern process.",
+            ["system"], registry=r, multiprocess_mode="max")
+        self.proxy_in_flight = Gauge(
+            "govern_proxy_calls_in_flight", "Proxied upstream calls in flight per system.", ["system"], registry=r,
+            multiprocess_mode="livesum")
+        self.proxy_bulkhead_rejections = Counter(
+            "govern_proxy_bulkhead_rejections_total", "Proxied calls refused because the system's bulkhead was full.",
+            ["system"], registry=r)
         # Breaker state, budget use, rotations, the DLQ and the decision-log backlog are read at scrape time
         # (govern/ops/state.py), so that every process reports the shared truth.
 

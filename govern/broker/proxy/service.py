@@ -2,8 +2,9 @@
 
 Order of the checks, each cheaper than the next and all before any upstream call:
 named credential -> path (SSRF) -> the named credential's own method/path allowlist -> policy decision
--> maintenance window (refuse or queue) -> Idempotency-Key (replay, 409, 422) -> circuit breaker
--> daily budget -> credential injection -> the call, with retries -> breaker and idempotency bookkeeping.
+-> maintenance window (refuse or queue) -> Idempotency-Key (replay, 409, 422) -> the system's bulkhead
+(a slot among its concurrent calls, bulkhead.py) -> circuit breaker -> daily budget -> credential injection
+-> the call, with retries -> breaker and idempotency bookkeeping.
 Every decision is logged with the resource, the upstream status and the latency.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
 from govern.broker.proxy.breaker import CircuitBreakers
+from govern.broker.proxy.bulkhead import DEFAULT_LIMIT, Bulkheads
 from govern.broker.proxy.budget import DailyBudget
 from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, NamedCredentialForbids, PathNotAllowed,
                                         UnsafeUpstreamRequest, UpstreamRateLimited, UpstreamRedirectRefused,
@@ -79,6 +81,9 @@ class ProxyService:
         self.breakers = CircuitBreakers(svc.cache, svc.clock)
         self.budget = DailyBudget(svc.cache, svc.clock, svc.extras.get("notifier"))
         self.idempotency = IdempotencyStore(svc.cache, sleep=lambda s: self.sleep(s))
+        settings = getattr(svc, "settings", None)
+        self.bulkheads = Bulkheads(getattr(settings, "proxy_max_concurrent_calls", DEFAULT_LIMIT),
+                                   metrics=getattr(svc, "metrics", None))
 
     # --- the entry point ------------------------------------------------------------------------
 
@@ -152,12 +157,16 @@ class ProxyService:
             if stored is not None:
                 return ProxyResult(stored.status, {**stored.headers, "Idempotent-Replayed": "true"}, stored.body,
                                    replayed=True)
+        slot = None
         try:
+            slot = self.bulkheads.acquire(target.system, target.max_concurrent_calls)
             probe = self.admit(target, decision.allow_budget_overdraft)
             response = self.exchange(target, method, url, call.headers, call.body, principal, call.correlation_id,
                                      retry_ok=may_retry(method, call.idempotency_key), outcome=outcome, probe=probe,
                                      budget_overdraft=decision.allow_budget_overdraft)
         except BaseException:
+            if slot is not None:
+                slot.release()
             if keyed:
                 self.idempotency.release(caller, target.named_credential, call.idempotency_key)
             raise
@@ -168,6 +177,8 @@ class ProxyService:
             except BaseException:
                 self.idempotency.release(caller, target.named_credential, call.idempotency_key)
                 raise
+            finally:
+                slot.release()
             if response.status_code < 500:
                 self.idempotency.finish(caller, target.named_credential, call.idempotency_key, fp,
                                         StoredResponse(response.status_code, headers, body))
@@ -178,8 +189,11 @@ class ProxyService:
         if method != "HEAD" and length.isdigit() and int(length) <= SMALL_BODY_BYTES:
             # A small answer is read at once: the connection goes back to the pool before the caller reads,
             # and the server sends one buffer with a Content-Length instead of iterating a stream.
-            return ProxyResult(response.status_code, headers, _read_all(target, response))
-        return ProxyResult(response.status_code, headers, _stream(response))
+            try:
+                return ProxyResult(response.status_code, headers, _read_all(target, response))
+            finally:
+                slot.release()
+        return ProxyResult(response.status_code, headers, _stream(response, slot))
 
     # --- the upstream exchange, with retries ----------------------------------------------------
 
@@ -332,8 +346,23 @@ def _read_all(target: Target, response) -> bytes:
         response.close()
 
 
-def _stream(response, chunk: int = 64 * 1024) -> Iterator[bytes]:
-    try:
-        yield from response.iter_content(chunk)
-    finally:
-        response.close()
+class _stream:
+    """A streamed answer: the upstream connection and the bulkhead slot are let go when it is read to the end
+    or closed (a WSGI server closes it even when the client left before the first chunk, which a generator
+    that never started would not notice)."""
+
+    def __init__(self, response, slot=None, chunk: int = 64 * 1024):
+        self._response = response
+        self._slot = slot
+        self._chunk = chunk
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._response.iter_content(self._chunk)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._response.close()
+        if self._slot is not None:
+            self._slot.release()

@@ -37,6 +37,7 @@ class Target:
     system_id: int
     daily_api_budget: int | None
     maintenance_windows: tuple[dict[str, Any], ...]
+    max_concurrent_calls: int | None = None  # the system contract's bulkhead (None: the default)
     principals: dict[str, str | None] = field(default_factory=dict)  # name -> upstream subject
 
 
@@ -59,6 +60,7 @@ def load_target(sessions, name: str) -> Target:
             header_name=cred.header_name, scopes=tuple(cred.scopes or ()), system=system.external_id,
             system_id=system.id, daily_api_budget=system.daily_api_budget,
             maintenance_windows=tuple(system.maintenance_windows or ()),
+            max_concurrent_calls=(system.contract or {}).get("max_concurrent_calls"),
             principals={p.name: p.subject for p in principals},
         )
 
