@@ -36,16 +36,17 @@ def upstream_token(services, *, named_credential: str, authorization: str | None
                                   scopes=scopes, started=started)
     source = services.upstream_tokens
     if source is None:
-        decisions.append(request, decision, latency_ms=elapsed_ms(started))
+        decisions.append(request, decision, latency_ms=elapsed_ms(started), error_code=UpstreamTokensNotConfigured.code)
         raise UpstreamTokensNotConfigured("no upstream token source is configured on this govern instance")
     try:
         # The comparison with the held token is made by the token source, again under its single-flight
         # lock: compared here, outside it, every report that raced the first refresh refreshed once more.
         token = source.get_token(named_credential, decision.principal, decision.scopes_granted,
                                  rejected=rejected_token or None)
-    except Exception as exc:  # every outcome is on record, then the error goes on to the edge
+    except Exception as exc:  # every outcome is on record (as an error), then the error goes on to the edge
         status = exc.status if isinstance(exc, GovernError) else 500
-        decisions.append(request, decision, upstream_status=status, latency_ms=elapsed_ms(started))
+        code = exc.code if isinstance(exc, GovernError) else "internal_error"
+        decisions.append(request, decision, upstream_status=status, error_code=code, latency_ms=elapsed_ms(started))
         raise
     decisions.append(request, decision, upstream_status=token.extra.get("upstream_status"),
                      latency_ms=elapsed_ms(started))

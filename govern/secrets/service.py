@@ -197,6 +197,11 @@ class SecretService:
 
     def _put(self, target: _Target, raw, actor: str, correlation_id: str | None) -> SecretStatus:
         secret = validate_secret_value(raw.reveal() if isinstance(raw, Secret) else raw)
+        if target.field == "private_key":
+            # Parsed and type-checked before anything is written (CLI, API and console alike).
+            from govern.secrets.private_keys import parse_private_key
+
+            secret, _algorithm = parse_private_key(secret)
         path = target.path
         try:
             current = self.store.metadata(path).version

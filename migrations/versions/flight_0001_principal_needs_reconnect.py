@@ -1,13 +1,13 @@
 """principals: needs_reconnect_at, set when the upstream refuses the stored refresh token (issue #16)
 
 Revision ID: flight_0001
-Revises: users_0001
+Revises: declog_0001
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "flight_0001"
-down_revision = "users_0001"
+down_revision = "declog_0001"
 branch_labels = None
 depends_on = None
 

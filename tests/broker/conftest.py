@@ -104,11 +104,15 @@ def ask(client, token, name="erp-api", scope=None, remote="127.0.0.1", headers=N
                        environ_base={"REMOTE_ADDR": remote})
 
 
-def decisions(services):
+def decisions(services, *, oauth: bool = False):
+    """The broker's decision records; those of /oauth/token (action oauth_token) only with `oauth`."""
     import sqlalchemy as sa
 
     from govern.store.tables import Decision
 
     assert services.decision_log.flush()
     with services.sessions() as s:
-        return s.execute(sa.select(Decision).order_by(Decision.id)).scalars().all()
+        query = sa.select(Decision).order_by(Decision.id)
+        if not oauth:
+            query = query.where(Decision.action != "oauth_token")
+        return s.execute(query).scalars().all()

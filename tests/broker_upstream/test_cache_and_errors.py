@@ -30,13 +30,15 @@ def test_scopes_are_part_of_the_key_in_any_order(broker_services, fake_upstream)
 
 
 def test_leeway_refreshes_before_expiry(broker_services, fake_upstream, clock):
-    fake_upstream.access_token_ttl = 90  # leeway is 60 s (settings.token_leeway_seconds)
+    fake_upstream.access_token_ttl = 90  # leeway: min(60 s (settings.token_leeway_seconds), 10% of 90 s) = 9 s
     names = wire_credential(broker_services, fake_upstream)
     src = broker_services.upstream_tokens
     first = src.get_token(names["named_credential"], "default", ("orders.read",))
     clock.advance(20)  # 70 s left: still fresh
     assert src.get_token(names["named_credential"], "default", ("orders.read",)).access_token == first.access_token
-    clock.advance(15)  # 55 s left: inside the leeway
+    clock.advance(60)  # 10 s left: still fresh
+    assert src.get_token(names["named_credential"], "default", ("orders.read",)).access_token == first.access_token
+    clock.advance(2)  # 8 s left: inside the leeway
     second = src.get_token(names["named_credential"], "default", ("orders.read",))
     assert second.access_token != first.access_token and fake_upstream.count() == 2
 

@@ -85,7 +85,9 @@ class CredentialView(ReadOnlyView):
             abort(404)
         field = request.form.get("field") or ""
         principal = request.form.get("principal") or None
-        value = Secret(request.form.get("value") or "")
+        # A private key comes from the multi-line field (a single-line input loses the PEM's line breaks).
+        pem = request.form.get("value_pem") or ""
+        value = Secret(pem if field == "private_key" and pem.strip() else request.form.get("value") or "")
         perform(lambda: commands.set_secret(self.services, actor(), owner_kind="credential", owner=cred.external_id,
                                             field=field, principal=principal, value=value,
                                             correlation_id=correlation()),

@@ -23,6 +23,12 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     cache = services.cache
     lease = float(settings.refresh_lease_seconds)
     redis_flight = RedisSingleFlight(cache, lease=lease) if getattr(cache, "kind", "") == "redis" else None
+    if redis_flight is None:
+        # Without Redis, sealed tokens stay in each process (a cache hit must not cost a database round trip);
+        # across processes the PostgreSQL row lock below carries a fetched token to the waiting ones.
+        from govern.cache import MemoryCache
+
+        cache = MemoryCache()
     db_flight = None
     if redis_flight is None and services.engine.dialect.name == "postgresql":
         db_flight = DatabaseSingleFlight(services.engine)
@@ -35,6 +41,7 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
         journal=RefreshJournalRepo(services.sessions, services.clock, f"{socket.gethostname()}:{os.getpid()}"),
         redis_flight=redis_flight,
         db_flight=db_flight,
+        metrics=services.metrics,
         notify=safe_notifier(lambda: _notifier(services)),
     )
 

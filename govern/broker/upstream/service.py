@@ -44,12 +44,12 @@ from govern.broker.upstream.targets import Target, resolve_target
 from govern.broker.upstream.token_cache import TokenCache, cache_key, is_fresh, open_token, same_token
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
+from govern.domain.token_request import leeway_too_large, refresh_leeway
 from govern.errors import GovernError, SecretConflict, UpstreamUnavailable
 
 log = logging.getLogger("govern.broker.upstream")
 
 OAUTH_PROTOCOLS = ("oauth2_client_credentials", "oauth2_refresh_token", "oauth2_jwt_bearer")
-STATIC_PROTOCOLS = {"basic": "password", "api_key_header": "api_key", "custom_header": "value"}
 DEFAULT_LIFETIME = 300  # seconds, when the upstream gives no expires_in (RFC 6749 section 5.1 only RECOMMENDS it)
 # A cache miss should add little to the upstream's own latency, so the landscape rows and the client
 # secrets are kept in memory for a few seconds. Refresh tokens are never kept: they are read under the lock.
@@ -60,7 +60,7 @@ CLIENT_SECRET_TTL = 30.0  # shorter than any rotation overlap; an invalid_client
 class UpstreamTokens:
     def __init__(self, *, sessions, secrets: CredentialSecrets, token_cache: TokenCache, http: TokenHttp, clock,
                  journal: J.RefreshJournalRepo, redis_flight=None, db_flight=None, poll_interval: float = 0.02,
-                 notify=None):
+                 metrics=None, notify=None):
         self.sessions = sessions
         self.secrets = secrets
         self.tokens = token_cache
@@ -71,6 +71,7 @@ class UpstreamTokens:
         self.db_flight = db_flight
         self.local = LocalLocks()
         self.poll_interval = poll_interval
+        self.metrics = metrics  # govern.metrics.Metrics, or None
         self.notify = notify or (lambda event, payload: None)  # reconnect.safe_notifier(...) in production
         self._memo: dict[tuple, tuple[float, Any]] = {}
         self._memo_lock = threading.Lock()
@@ -113,9 +114,8 @@ class UpstreamTokens:
                 return token
         target = self._remember(("target", named_credential, principal), TARGET_TTL,
                                 lambda: resolve_target(self.sessions, named_credential, principal))
-        if target.protocol in STATIC_PROTOCOLS:
-            return self._static_token(target)
         if target.protocol not in OAUTH_PROTOCOLS:
+            # A static secret (basic, API key, custom header) is never a token: only the proxy injects it.
             raise UpstreamNotConfigured(f"protocol {target.protocol!r} issues no tokens")
         deadline = self.clock.monotonic() + self._wait_budget(target)
         with self.local.hold(key, deadline - self.clock.monotonic()):
@@ -207,34 +207,35 @@ class UpstreamTokens:
     def _fetch(self, target: Target, scopes: tuple[str, ...]) -> UpstreamToken:
         if not target.token_url:
             raise UpstreamNotConfigured(f"credential {target.credential!r} has no token URL")
-        scopes = scopes or target.default_scopes
+        # Exactly the granted scopes (the decision's narrowing), never the credential's default scopes: a
+        # fallback would widen an empty grant to whatever the credential may hold.
         if target.protocol == "oauth2_client_credentials":
-            form = {"grant_type": "client_credentials"}
-            if target.audience:
-                form["audience"] = target.audience
-            body = self._call(target, self._with_scope(form, scopes), client_auth_required=True)
+            form = [("grant_type", "client_credentials"), *target.params.form(scopes)]
+            body = self._call(target, form, client_auth_required=True)
         elif target.protocol == "oauth2_jwt_bearer":
             body = self._jwt_bearer_grant(target, scopes)
         else:
             body = self._refresh_token_grant(target, scopes)
-        return self._token_from(body, scopes)
+        return self._token_from(target, body, scopes)
 
-    @staticmethod
-    def _with_scope(form: dict[str, str], scopes: tuple[str, ...]) -> dict[str, str]:
-        if scopes:
-            form["scope"] = " ".join(scopes)
-        return form
-
-    def _token_from(self, body: dict[str, Any], scopes: tuple[str, ...]) -> UpstreamToken:
+    def _token_from(self, target: Target, body: dict[str, Any], scopes: tuple[str, ...]) -> UpstreamToken:
         now = self.clock.now()
         try:
             lifetime = int(body.get("expires_in", DEFAULT_LIFETIME))
         except (TypeError, ValueError):
             lifetime = DEFAULT_LIFETIME
         granted = tuple(str(body["scope"]).split()) if body.get("scope") else scopes
+        expires_at = now + dt.timedelta(seconds=lifetime)
+        leeway = refresh_leeway(lifetime, target.leeway, max_leeway=self.tokens.leeway)
+        if leeway_too_large(lifetime, leeway):
+            log.warning("the refresh leeway leaves less than half of the upstream token's lifetime: most requests "
+                        "will fetch a new token", extra={"named_credential": target.named_credential,
+                                                         "credential": target.credential, "lifetime_seconds": lifetime,
+                                                         "leeway_seconds": leeway})
         return UpstreamToken(access_token=Secret(body["access_token"]), token_type=str(body.get("token_type", "Bearer")),
-                             expires_at=now + dt.timedelta(seconds=lifetime), scopes=granted,
-                             extra={"fetched_at": now.isoformat(), "upstream_status": 200})
+                             expires_at=expires_at, scopes=granted,
+                             extra={"fetched_at": now.isoformat(), "upstream_status": 200,
+                                    "refresh_at": (expires_at - dt.timedelta(seconds=leeway)).isoformat()})
 
     def _jwt_bearer_grant(self, target: Target, scopes) -> dict[str, Any]:
         """RFC 7523 section 2.1: iss = client id, sub = the principal's upstream username, aud = audience or
@@ -248,7 +249,7 @@ class UpstreamTokens:
             raise UpstreamNotConfigured(f"credential {target.credential!r} needs a client id and a principal subject")
         assertion = sign_assertion(key.value, issuer=target.client_id, subject=subject,
                                    audience=target.audience or target.token_url, now=self.clock.now())
-        form = self._with_scope({"grant_type": JWT_BEARER_GRANT, "assertion": assertion}, scopes)
+        form = [("grant_type", JWT_BEARER_GRANT), ("assertion", assertion), *target.params.form(scopes, audience=False)]
         return self._call(target, form, client_auth_required=False)
 
     def _refresh_token_grant(self, target: Target, scopes) -> dict[str, Any]:
@@ -266,7 +267,8 @@ class UpstreamTokens:
             log.warning("reconciling in-doubt refresh attempts", extra={
                 "credential": target.credential, "principal": principal, "attempts": [p.attempt_id for p in pending]})
         attempt = self.journal.start(target.credential, principal, stored.version)
-        form = self._with_scope({"grant_type": "refresh_token", "refresh_token": stored.value.reveal()}, scopes)
+        form = [("grant_type", "refresh_token"), ("refresh_token", stored.value.reveal()),
+                *target.params.form(scopes, audience=False)]
         try:
             body = self._call(target, form, client_auth_required=True)
         except UpstreamInvalidGrant:
@@ -323,9 +325,9 @@ class UpstreamTokens:
 
     def token_request(self, target: Target, form: dict[str, str]) -> dict[str, Any]:
         """One authenticated call to the credential's token endpoint (used by the connect flow's code exchange)."""
-        return self._call(target, form, client_auth_required=True)
+        return self._call(target, list(form.items()), client_auth_required=True)
 
-    def _call(self, target: Target, form: dict[str, str], *, client_auth_required: bool) -> dict[str, Any]:
+    def _call(self, target: Target, form: list[tuple[str, str]], *, client_auth_required: bool) -> dict[str, Any]:
         tried: set[int] = set()
         for fresh in (False, True):
             candidates: list[StoredSecret | None] = (self._client_candidates(target, fresh=fresh)
@@ -336,10 +338,13 @@ class UpstreamTokens:
                 candidates = [None]
             untried = [c for c in candidates if c is None or c.version not in tried]
             for index, secret in enumerate(untried):
-                data, basic = self._authenticate(target, dict(form), secret)
+                data, basic = self._authenticate(target, list(form), secret)
                 answer = self.http.post_form(target.token_url, data, basic_auth=basic, timeout=target.timeout)
                 try:
-                    return parse_token_response(answer)
+                    body = parse_token_response(answer)
+                    if secret is not None and secret is not candidates[0]:
+                        self._previous_secret_used(target, secret, candidates[0])
+                    return body
                 except UpstreamInvalidClient:
                     if secret is None:
                         raise
@@ -351,37 +356,30 @@ class UpstreamTokens:
                 break
         raise UpstreamInvalidClient("the upstream refused govern's client authentication (invalid_client)")
 
-    def _authenticate(self, target: Target, form: dict[str, str], secret: StoredSecret | None):
+    def _previous_secret_used(self, target: Target, used: StoredSecret, newest: StoredSecret | None) -> None:
+        """The upstream refused the newest version and took an older one (within the rotation overlap): say so,
+        loudly, so that a wrong new secret is noticed before the overlap ends."""
+        log.warning("the upstream refused the newest client secret version and accepted the previous one; "
+                    "check the new secret before the rotation overlap ends",
+                    extra={"credential": target.credential, "used_version": used.version,
+                           "refused_version": newest.version if newest else None})
+        if self.metrics is not None:
+            self.metrics.previous_secret_used.labels(credential=target.credential).inc()
+
+    def _authenticate(self, target: Target, form: list[tuple[str, str]], secret: StoredSecret | None):
         if secret is None:
             return form, None
         method = target.client_auth_method or "client_secret_basic"
         if method == "client_secret_basic":
             return form, (target.client_id, secret.value.reveal())
         if method == "client_secret_post":
-            form.update(client_id=target.client_id, client_secret=secret.value.reveal())
-            return form, None
+            return form + [("client_id", target.client_id), ("client_secret", secret.value.reveal())], None
         if method == "private_key_jwt":
-            form.update(client_id=target.client_id, client_assertion_type=CLIENT_ASSERTION_TYPE,
-                        client_assertion=sign_assertion(secret.value, issuer=target.client_id, subject=target.client_id,
-                                                        audience=target.token_url, now=self.clock.now()))
-            return form, None
+            assertion = sign_assertion(secret.value, issuer=target.client_id, subject=target.client_id,
+                                       audience=target.token_url, now=self.clock.now())
+            return form + [("client_id", target.client_id), ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+                           ("client_assertion", assertion)], None
         raise UpstreamNotConfigured(f"unknown client authentication method {method!r}")
-
-    def _static_token(self, target: Target) -> UpstreamToken:
-        """basic / api_key_header / custom_header: the stored value itself, never cached outside the vault."""
-        field = STATIC_PROTOCOLS[target.protocol]
-        stored = (self.secrets.current(target.credential, target.principal, field) if target.principal else None) \
-            or self.secrets.current(target.credential, None, field)
-        if stored is None:
-            raise UpstreamNotConfigured(f"credential {target.credential!r} has no {field} in the vault")
-        if target.protocol == "basic":
-            import base64
-
-            user = target.subject or target.client_id or ""
-            raw = base64.b64encode(f"{user}:{stored.value.reveal()}".encode()).decode()
-            return UpstreamToken(Secret(raw), "Basic", None)
-        return UpstreamToken(stored.value, "ApiKey" if field == "api_key" else "Header", None,
-                             extra={"header": target.header_name})
 
 
 def _holds(cipher, key: str, sealed: bytes | None, access_token: str) -> bool:
