@@ -43,6 +43,15 @@ def test_set_get_delete_and_expiry_are_seen_by_the_other_process(two):
     assert a.get("gone") is None
 
 
+def test_delete_if_deletes_only_the_value_it_was_given(two):
+    a, b, _ = two
+    a.set("k", b"old")
+    b.set("k", b"new")  # another process replaced it meanwhile
+    assert not a.delete_if("k", b"old") and b.get("k") == b"new"
+    assert a.delete_if("k", b"new") and b.get("k") is None
+    assert not a.delete_if("k", b"new")
+
+
 def test_add_elects_exactly_one_and_an_expired_key_can_be_added_again(two):
     a, b, clock = two
     assert a.add("lock", b"a", ttl=10) is True

@@ -138,10 +138,15 @@ class RotationService(OperatorActions, Housekeeping):
                 except GovernError as exc:
                     out.append(Outcome(ref.external_id, "failed", detail=describe_error(exc)))
                     continue
-                active = s.execute(select(RotationRun.id).where(RotationRun.secret_ref_id == ref.id,
-                                                                RotationRun.state.in_(machine.ACTIVE))).scalar()
-                if active:
-                    out.append(Outcome(ref.external_id, "skipped", active, f"run {active} is already active"))
+                active = s.execute(select(RotationRun).where(RotationRun.secret_ref_id == ref.id,
+                                                             RotationRun.state.in_(machine.ACTIVE))).scalar()
+                if active is not None:
+                    free = active.claimed_until is None or _aware(active.claimed_until) <= self._now()
+                    if free and active.state in claims.RUNNABLE:  # what `rotate NAME --commit` would do
+                        out.append(Outcome(ref.external_id, "would_resume", active.id,
+                                           f"run {active.id} at {machine.next_step(active.state)}; no worker holds it"))
+                    else:
+                        out.append(Outcome(ref.external_id, "skipped", active.id, f"run {active.id} is already active"))
                     continue
                 out.append(Outcome(ref.external_id, "would_rotate",
                                    detail=f"rotator {ref.rotator}, system {system_key(s, ref)}"))

@@ -89,6 +89,7 @@ def system_spec_of(r) -> dict:
         "scopes": list(r["scopes"] or []), "owner": r["owner"], "escalation": r["escalation_contact"],
         "sla": r["sla"] or {}, "rate_limit_per_minute": r["rate_limit_per_minute"],
         "daily_api_budget": r["daily_api_budget"], "api_version_policy": r["api_version_policy"],
+        "max_concurrent_calls": contract.get("max_concurrent_calls"),
         "maintenance_windows": list(r["maintenance_windows"] or []), "runbook": r["runbook_url"],
         "schema_links": list(contract.get("schema_links", [])), "error_codes": dict(contract.get("error_codes", {})),
     }
@@ -160,7 +161,7 @@ def _columns(kind: str, spec: dict, ids: dict[str, dict[str, int]]) -> dict[str,
                 "rate_limit_per_minute": spec["rate_limit_per_minute"], "daily_api_budget": spec["daily_api_budget"],
                 "api_version_policy": spec["api_version_policy"], "maintenance_windows": spec["maintenance_windows"],
                 "runbook_url": spec["runbook"], "scopes": spec["scopes"],
-                "contract": {k: spec[k] for k in ("schema_links", "error_codes") if spec[k]}}
+                "contract": {k: spec[k] for k in ("schema_links", "error_codes", "max_concurrent_calls") if spec.get(k)}}
     if kind == "credential":
         return {"system_id": ids["system"][spec["system"]], "protocol": spec["protocol"], "token_url": spec["token_url"],
                 "authorize_url": spec["authorize_url"], "client_id": spec["client_id"],

@@ -144,6 +144,29 @@ def obs_daily_budget(world):
     _status(world.proxy("stock-api", "items/1"), 429, "budget_exhausted")
 
 
+def obs_max_concurrent_calls(world):
+    # The bulkhead: with one slot taken by a slow call, the next call to the system is refused.
+    import threading
+    import time
+
+    _system(world)["contract"] = {"max_concurrent_calls": 1}
+    world.apply()
+    world.resources.slow_next(1, delay=30.0)
+    token = world.govern_token()
+    done = []
+    slow = threading.Thread(target=lambda: done.append(world.client.application.test_client().get(
+        "/api/v1/named-credentials/stock-api/proxy/items/1", headers={"Authorization": f"Bearer {token}"}).status_code))
+    slow.start()
+    deadline = time.monotonic() + 30
+    while world.resources.count < 1:
+        assert time.monotonic() < deadline, "the slow call never reached the system"
+        time.sleep(0.02)
+    _status(world.proxy("stock-api", "items/1"), 503, "upstream_concurrency_limit")
+    world.resources.release_slow()
+    slow.join(30)
+    assert done == [200]
+
+
 def obs_maintenance(world):
     _system(world)["contract"] = {"maintenance_windows": [{"day": "sat", "start": "11:00", "end": "24:00"}]}
     world.apply()
@@ -593,6 +616,7 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
         "recorded and exported in the contract, but the proxy does not enforce a per-minute rate yet (only "
         "daily_api_budget); shown by GET /api/v1/systems/{id}"),
     "systems.contract.daily_api_budget": Effect(obs_daily_budget),
+    "systems.contract.max_concurrent_calls": Effect(obs_max_concurrent_calls),
     "systems.contract.api_version_policy": _shown("systems", "stock", "contract.api_version_policy", "pinned"),
     "systems.contract.maintenance_windows.day": Effect(obs_maintenance),
     "systems.contract.maintenance_windows.start": Effect(obs_maintenance),

@@ -96,6 +96,10 @@ class ResourceServer:
     def slow_next(self, n: int = 1, delay: float = 5.0) -> None:
         self._push(_Fault("slow", delay=delay), n)
 
+    def release_slow(self) -> None:
+        """Let every slow answer go now (and later ones too, until the next `start`)."""
+        self._release.set()
+
     def redirect_next(self, location: str, n: int = 1, status: int = 302) -> None:
         self._push(_Fault("redirect", status=status, location=location), n)
 
