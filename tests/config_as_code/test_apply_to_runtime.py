@@ -561,6 +561,45 @@ def obs_credential_id(world):
     assert "no-such-credential" in world.apply_errors(world.doc)
 
 
+def obs_api_version_of_document(world):
+    world.doc["apiVersion"] = "govern/v2"
+    assert "apiVersion must be 'govern/v1'" in world.apply_errors(world.doc)
+
+
+def obs_kind_of_document(world):
+    world.doc["kind"] = "Something"
+    assert "kind must be 'Landscape'" in world.apply_errors(world.doc)
+
+
+def obs_breaker_window(world):
+    _nc(world)["retry"] = {"attempts": 1}
+    _nc(world)["circuit_breaker"] = {"failures": 2, "window": "10s"}
+    world.apply()
+    world.resources.fail_next(3)
+    world.proxy("stock-api", "items/1")
+    world.clock.advance(11)  # the first failure has left the window
+    world.proxy("stock-api", "items/1")
+    _status(world.proxy("stock-api", "items/1"), 503)  # the third failure reached the upstream: still closed
+    assert world.resources.count == 3
+    _status(world.proxy("stock-api", "items/1"), 503, "circuit_open")  # two failures within 10 s
+
+
+def obs_principal_subject(world):
+    import base64
+
+    world.doc["credentials"].append({"id": "stock-basic", "system": "stock", "protocol": "basic",
+                                     "principals": [{"name": "svc", "subject": "svc-user"}]})
+    world.doc["named_credentials"].append({"id": "stock-legacy", "credential": "stock-basic",
+                                           "url": world.resources.url + "/legacy"})
+    _pset(world)["grants"].append({"named_credential": "stock-legacy", "principal": "svc", "methods": ["GET"],
+                                   "paths": ["/**"]})
+    world.apply()
+    world.put_secret("stock-basic", "password", "legacy-password", principal="svc")
+    _status(world.proxy("stock-legacy", "items/1"), 200)
+    sent = world.resources.last().headers["Authorization"]
+    assert sent == "Basic " + base64.b64encode(b"svc-user:legacy-password").decode()
+
+
 # --- the table -------------------------------------------------------------------------------------------
 
 def _shown(section: str, ext: str, key: str, value: Any, read=None, resource=None, expected=None):
@@ -577,8 +616,8 @@ def _shown(section: str, ext: str, key: str, value: Any, read=None, resource=Non
 
 
 ROWS: dict[str, Effect | Shown | NotYetObserved] = {
-    "apiVersion": NotYetObserved("the document version is checked at apply only (tests/config_as_code/test_validate.py)"),
-    "kind": NotYetObserved("the document kind is checked at apply only (tests/config_as_code/test_validate.py)"),
+    "apiVersion": Effect(obs_api_version_of_document),
+    "kind": Effect(obs_kind_of_document),
     # systems
     "systems.id": Effect(obs_system_id),
     "systems.name": _shown("systems", "stock", "name", "Stock service"),
@@ -617,9 +656,7 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
         "per_user principals need a connected refresh token per user; covered by tests/broker_upstream "
         "(hand-written rows) and tests/e2e, not from this table"),
     "credentials.principals.name": Effect(obs_principals),
-    "credentials.principals.subject": NotYetObserved(
-        "the subject is the JWT bearer `sub` and the basic-auth user name; this table has no JWT bearer or basic "
-        "credential yet (tests/e2e covers both)"),
+    "credentials.principals.subject": Effect(obs_principal_subject),
     "credentials.principals.user": NotYetObserved("per_user principals: see credentials.principal_type"),
     "credentials.refresh_token_policy": _shown("credentials", "shop-cc", "refresh_token_policy", "expire_after_90d"),
     "credentials.rotation.every": _shown("credentials", "shop-cc", "rotation", {"every": "30d"},
@@ -641,9 +678,7 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
     "named_credentials.retry.redirects": Effect(obs_redirects),
     "named_credentials.circuit_breaker.failures": Effect(obs_breaker_failures),
     "named_credentials.circuit_breaker.reset": Effect(obs_breaker_reset),
-    "named_credentials.circuit_breaker.window": NotYetObserved(
-        "failures are counted in a cache entry whose time to live runs on the cache's own (real) clock, not the "
-        "injected one; observing it would need a sleep"),
+    "named_credentials.circuit_breaker.window": Effect(obs_breaker_window),
     "named_credentials.methods": Effect(obs_nc_methods),
     "named_credentials.paths": Effect(obs_nc_paths),
     "named_credentials.during_maintenance": Effect(obs_during_maintenance),
