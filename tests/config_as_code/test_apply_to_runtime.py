@@ -600,6 +600,63 @@ def obs_principal_subject(world):
     assert sent == "Basic " + base64.b64encode(b"svc-user:legacy-password").decode()
 
 
+def obs_per_user_principals(world):
+    """A per_user credential resolves the calling integration user to its own upstream identity."""
+    from tests.config_as_code.world import CLIENT_SECRET
+
+    world.doc["credentials"].append({"id": "shop-rt", "system": "shop", "protocol": "oauth2_refresh_token",
+                                     "token_url": world.upstream.token_url, "client_id": CLIENT_ID,
+                                     "scopes": ["orders.read"], "principal_type": "per_user",
+                                     "principals": [{"name": "u-sync", "subject": "carol", "user": USER}]})
+    world.doc["named_credentials"].append({"id": "shop-user-orders", "credential": "shop-rt",
+                                           "url": world.resources.url + "/shop"})
+    _pset(world)["grants"].append({"named_credential": "shop-user-orders", "methods": ["GET"], "paths": ["/**"]})
+    world.apply()
+    world.put_secret("shop-rt", "client_secret", CLIENT_SECRET)
+    world.put_secret("shop-rt", "refresh_token", world.upstream.issue_refresh_token(CLIENT_ID, user="carol"),
+                     principal="u-sync")
+    r = world.upstream_token("shop-user-orders")
+    _status(r, 200)
+    assert world.upstream.access_tokens[r.get_json()["access_token"]].user == "carol"
+    assert world.upstream.count("refresh_token") == 1
+
+
+def obs_private_key_jwt_user(world):
+    """auth: private_key_jwt with jwks: govern's /oauth/token accepts the user's signed assertion (RFC 7523
+    section 2.2) and only a key from its jwks."""
+    import uuid
+
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    from tests.fakes.oauth_server import rsa_keypair
+
+    pem, public = rsa_keypair()
+    other_pem, _ = rsa_keypair()
+    world.doc["integration_users"].append({"id": "jwt-sync", "owner": "o@example.com", "justification": "j",
+                                           "review_date": "2099-01-01", "auth": "private_key_jwt",
+                                           "jwks": {"keys": [public]}, "ip_ranges": ["127.0.0.0/8"],
+                                           "scopes": ["orders.read"], "permission_sets": ["shop-reader"]})
+    world.apply()
+
+    def token(key_pem):
+        import time
+
+        now = int(time.time())  # authlib checks the assertion's exp against the wall clock, not govern's clock
+        claims = {"iss": "jwt-sync", "sub": "jwt-sync", "aud": "http://localhost/oauth/token", "iat": now,
+                  "exp": now + 60, "jti": uuid.uuid4().hex}
+        assertion = jwt.encode({"alg": "RS256", "kid": public.get("kid")} if public.get("kid") else {"alg": "RS256"},
+                               claims, RSAKey.import_key(key_pem))
+        return world.client.post("/oauth/token", data={
+            "grant_type": "client_credentials", "scope": "orders.read", "client_id": "jwt-sync",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion})
+
+    r = token(pem)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert token(other_pem).status_code in (400, 401)
+
+
 # --- the table -------------------------------------------------------------------------------------------
 
 def _shown(section: str, ext: str, key: str, value: Any, read=None, resource=None, expected=None):
@@ -652,12 +709,10 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
     "credentials.token_params": Effect(obs_token_params),
     "credentials.leeway": Effect(obs_leeway),
     "credentials.header": Effect(obs_protocol_and_header),
-    "credentials.principal_type": NotYetObserved(
-        "per_user principals need a connected refresh token per user; covered by tests/broker_upstream "
-        "(hand-written rows) and tests/e2e, not from this table"),
+    "credentials.principal_type": Effect(obs_per_user_principals),
     "credentials.principals.name": Effect(obs_principals),
     "credentials.principals.subject": Effect(obs_principal_subject),
-    "credentials.principals.user": NotYetObserved("per_user principals: see credentials.principal_type"),
+    "credentials.principals.user": Effect(obs_per_user_principals),
     "credentials.refresh_token_policy": _shown("credentials", "shop-cc", "refresh_token_policy", "expire_after_90d"),
     "credentials.rotation.every": _shown("credentials", "shop-cc", "rotation", {"every": "30d"},
                                          expected={"every": "30d"}),
@@ -691,9 +746,8 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
     "integration_users.status": Effect(obs_user_status),
     "integration_users.review_date": _shown("integration_users", USER, "review_date", "2099-06-30"),
     "integration_users.source_system": _shown("integration_users", USER, "source_system", "shop"),
-    "integration_users.auth": NotYetObserved(
-        "private_key_jwt callers need a signed client assertion; tests/e2e (jwt-sync) covers it, not this table"),
-    "integration_users.jwks": NotYetObserved("see integration_users.auth"),
+    "integration_users.auth": Effect(obs_private_key_jwt_user),
+    "integration_users.jwks": Effect(obs_private_key_jwt_user),
     "integration_users.ip_ranges": Effect(obs_ip_ranges),
     "integration_users.scopes": Effect(obs_user_scopes),
     "integration_users.permission_sets.permission_set": Effect(obs_assignment),
