@@ -156,3 +156,49 @@ class SecretNotFound(NotFound):
 class SecretConflict(Conflict):
     code = "secret_version_conflict"
     title = "The secret changed since it was read (check-and-set failed)"
+
+
+# --- bounded input (issue #14): refusals of hostile or oversized input, each with its own stable code ---
+
+class InvalidParameter(BadRequest):
+    """A query or path parameter that is not what the API accepts (e.g. an integer out of range, or written
+    with digits other than ASCII 0-9). `errors` lists each parameter with its location."""
+
+    code = "invalid_parameter"
+    title = "A parameter is not valid"
+
+    def __init__(self, errors: list[dict[str, Any]], **kw):
+        self.errors = errors
+        super().__init__("; ".join(f"{e['location']}: {e['message']}" for e in errors), extra={"errors": errors},
+                         **kw)
+
+
+class JsonTooDeep(BadRequest):
+    code = "json_too_deep"
+    title = "The JSON body is nested too deeply"
+
+
+class DocumentTooLarge(GovernError):
+    code = "document_too_large"
+    status = 413
+    title = "The document is too large"
+
+
+class DocumentTooComplex(GovernError):
+    """A YAML document whose aliases, nodes or nesting exceed the loader's limits (e.g. "billion laughs")."""
+
+    code = "document_too_complex"
+    status = 422
+    title = "The document is too complex"
+
+
+class MethodNotAllowed(GovernError):
+    """RFC 9110 section 15.5.6: the answer carries `Allow` with the methods the resource supports."""
+
+    code = "method_not_allowed"
+    status = 405
+    title = "Method Not Allowed"
+
+    def __init__(self, detail: str | None = None, *, allow: list[str] | tuple[str, ...] | set[str], **kw):
+        kw.setdefault("headers", {"Allow": ", ".join(sorted(allow))})
+        super().__init__(detail, **kw)

@@ -6,13 +6,13 @@ while the proxy read `max_attempts`, `base_delay_seconds`, `failure_threshold`, 
 Both spellings are rewritten to the one the runtime now parses strictly.
 
 Revision ID: model_0001
-Revises: users_0001
+Revises: auth_0001
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "model_0001"
-down_revision = "users_0001"
+down_revision = "auth_0001"
 branch_labels = None
 depends_on = None
 

@@ -193,6 +193,13 @@ class FakeUpstream:
             tok = self.access_tokens.get(value)
             return bool(tok and tok.expires_at > time.time())
 
+    def revoke_access_tokens(self) -> int:
+        """Revoke every access token issued so far (the resource endpoints answer 401 to them)."""
+        with self.lock:
+            count = len(self.access_tokens)
+            self.access_tokens.clear()
+            return count
+
     # --- faults and counters --------------------------------------------------------------------------
 
     def inject(self, kind: str, *, grant: str | None = None, times: int | None = 1, delay: float = 0.0,

@@ -145,3 +145,23 @@ class TokenCache:
     def delete(self, key: str) -> None:
         self.opened.discard(key)
         self.cache.delete(key)
+
+    def delete_if_holds(self, key: str, access_token: str) -> bool:
+        """Compare-and-invalidate: drop the entry only while it is still the token `access_token` (the one
+        the upstream refused). A token another request has already put in its place stays: deleting it
+        would make every request that met the same 401 refresh again."""
+        sealed = self.cache.get(key)
+        if sealed is None:
+            return False
+        token = self.opened.get(key, sealed) or open_token(self.cipher, key, sealed)
+        if token is not None and not same_token(token, access_token):
+            return False
+        self.opened.discard(key)
+        return self.cache.delete_if(key, sealed)
+
+
+def same_token(token: UpstreamToken, access_token: str | None) -> bool:
+    """Whether `token` is the access token `access_token` (constant time)."""
+    import hmac
+
+    return access_token is not None and hmac.compare_digest(token.access_token.reveal().encode(), access_token.encode())
