@@ -155,8 +155,12 @@ def build_world(settings, upstream: FakeUpstream, resources: ResourceServer, *, 
     from govern.app import create_app
     from govern.bootstrap import build_services
 
+    from govern.cache import MemoryCache
+
     clock = FakeClock(now)
-    services = build_services(settings, clock=clock)
+    # The in-process cache (one process, as `govern serve` without Redis) on the same injected clock, so that
+    # cache lifetimes (breaker windows, cached tokens) move with the test's time.
+    services = build_services(settings, clock=clock, cache=MemoryCache(clock=clock.monotonic))
     proxy = services.proxy
     world = World(services, create_app({"TESTING": True}, services=services).test_client(), clock, upstream,
                   resources, copy.deepcopy(doc) if doc else base_document(upstream, resources))
