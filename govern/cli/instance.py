@@ -8,7 +8,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from govern.cli.context import services
+from govern.cli.context import fail, services
 from govern.config import instance_secret_key
 
 
@@ -97,9 +97,24 @@ def gunicorn_argv(host: str, port: int, workers: int | None = None, threads: int
               help="more than 1 runs gunicorn")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="gunicorn threads per worker  [default: GOVERN_WEB_THREADS, else 16]")
-def serve(host: str, port: int, workers: int, threads: int | None) -> None:
-    """Serve the HTTP API and the console (gunicorn with --workers > 1 or in production)."""
+@click.option("--with-sandbox", is_flag=True,
+              help="also run `govern sandbox` (a local OAuth server and API; development only)")
+@click.option("--sandbox-port", default=8900, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int, workers: int, threads: int | None, with_sandbox: bool, sandbox_port: int) -> None:
+    """Serve the HTTP API and the console (gunicorn with --workers > 1 or in production).
+
+    With --with-sandbox, the sandbox runs in the same process (development server only); Ctrl-C stops both."""
     svc = services()  # refuses a database whose schema is missing or behind
+    sandbox = None
+    if with_sandbox:
+        from govern.cli.sandbox import NEXT_STEPS, start_sandbox
+        from govern.sandbox import refuse_in_production
+
+        refuse_in_production(svc.settings)
+        if workers > 1:
+            fail("--with-sandbox runs govern's development server: leave out --workers")
+        sandbox = start_sandbox(svc, sandbox_port)
+        click.echo(NEXT_STEPS.format(govern=f"http://{host}:{port}"))
     if workers > 1 or svc.settings.production:
         # An option left out leaves GOVERN_WEB_WORKERS / the config's default in force.
         given = click.get_current_context().get_parameter_source("workers") != ParameterSource.DEFAULT
@@ -108,5 +123,10 @@ def serve(host: str, port: int, workers: int, threads: int | None) -> None:
     from govern.app import create_app
 
     app = create_app(services=svc)
-    click.echo(f"govern serving on http://{host}:{port} (development server)")
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    click.echo(f"govern serving on http://{host}:{port} (development server)"
+               + ("; Ctrl-C stops govern and the sandbox" if sandbox else ""))
+    try:
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+    finally:
+        if sandbox is not None:
+            sandbox.stop()
