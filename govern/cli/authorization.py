@@ -1,4 +1,4 @@
-"""`govern policies validate [DIR]` and `govern log verify`."""
+"""`govern policies validate [DIR]`, `govern log show` and `govern log verify`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,6 +42,36 @@ def policies_validate(directory: Path | None) -> None:
 @click.group("log")
 def log_group() -> None:
     """The tamper-evident decision log."""
+
+
+@log_group.command("show")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000), help="the newest N records")
+@click.option("--user", "integration_user", help="only this integration user's decisions")
+@click.option("--credential", "named_credential", help="only decisions about this named credential")
+def log_show(limit: int, integration_user: str | None, named_credential: str | None) -> None:
+    """The newest decisions, oldest first: id, time, allow or deny, action, user, named credential, call,
+    upstream status and the deciding rules."""
+    import sqlalchemy as sa
+
+    from govern.cli.context import services
+    from govern.store.tables import Decision
+
+    query = sa.select(Decision).order_by(Decision.id.desc()).limit(limit)
+    if integration_user:
+        query = query.where(Decision.integration_user == integration_user)
+    if named_credential:
+        query = query.where(Decision.named_credential == named_credential)
+    with services().sessions() as session:
+        rows = session.execute(query).scalars().all()
+    if not rows:
+        click.echo("no decisions recorded" + (" that match" if integration_user or named_credential else ""))
+        return
+    for row in reversed(rows):
+        call = f"{row.method or ''} {row.path or ''}".strip() or "-"
+        upstream = row.upstream_status if row.upstream_status is not None else "-"
+        click.echo(f"{row.id:>6} {row.at:%Y-%m-%d %H:%M:%S} {'allow' if row.allowed else 'deny ':<5} {row.action:<8} "
+                   f"{row.integration_user or '-'} {row.named_credential or '-'} {call} upstream={upstream} "
+                   f"{','.join(row.rules)}")
 
 
 @log_group.command("verify")
