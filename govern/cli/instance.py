@@ -25,7 +25,7 @@ def init(admin_user: str) -> None:
     from govern.store import db as store_db
     from govern.store.admins import ensure_first_admin
 
-    svc = services(require_schema=False)
+    svc = services(require_schema=False, create=True)
     settings = svc.settings
     settings.home.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.home, 0o700)
