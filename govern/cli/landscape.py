@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import click
 
@@ -17,8 +18,10 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
     """Validate the whole file, print the change plan, and apply it in one transaction.
 
     An applied change is recorded in the admin action log as `cli:<OS user>`."""
-    from govern.landscape import apply_document
+    from govern.cli.progress import progress_bar
+    from govern.landscape import apply_document, apply_steps
 
+    started = time.monotonic()
     if path == "-":
         text, filename = sys.stdin.read(), "<stdin>"
     else:
@@ -29,8 +32,11 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
             click.echo(f"error: cannot read {path}: {exc.strerror}", err=True)
             raise click.exceptions.Exit(2)
         filename = path
+    sessions = services().sessions
     try:
-        plan = apply_document(services().sessions, text, filename, dry_run=dry_run, prune=prune, actor=cli_actor())
+        with progress_bar(apply_steps(dry_run), "dry run" if dry_run else "applying") as advance:
+            plan = apply_document(sessions, text, filename, dry_run=dry_run, prune=prune, actor=cli_actor(),
+                                  progress=advance)
     except ValidationFailed as exc:
         for err in exc.errors:
             where = f"{err['location']}: {err['path']}: " if err.get("path") else f"{err['location']}: "
@@ -41,6 +47,10 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
         click.echo(line)
     if dry_run:
         click.echo("dry run: nothing was written")
+        return
+    counts = plan.counts
+    click.echo(f"applied: {counts['create']} created, {counts['update']} updated, {counts['delete']} deleted "
+               f"in {time.monotonic() - started:.1f} s")
 
 
 @click.command("export")
