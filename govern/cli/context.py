@@ -28,9 +28,18 @@ def services(require_schema: bool = True, *, create: bool = False) -> Services:
         root.meta["govern.services"] = found
         root.call_on_close(found.close)
     if require_schema and not root.meta.get("govern.schema_checked"):
+        import sqlalchemy.exc
+
         from govern.store.db import current_revisions, head_revisions
 
-        if current_revisions(found.engine) != head_revisions(found.engine):
+        try:
+            current = current_revisions(found.engine)
+        except sqlalchemy.exc.OperationalError as exc:
+            reason = str(exc.orig or exc).strip().splitlines()[0][:200]
+            fail(f"cannot reach the database of the instance in {found.settings.home.resolve()} "
+                 f"({describe_database(found.settings.database_url)}): {reason}; check GOVERN_DATABASE_URL "
+                 "and that the database server is running (`govern doctor` checks every part)")
+        if current != head_revisions(found.engine):
             fail(f"the database schema of the instance in {found.settings.home.resolve()} "
                  f"({describe_database(found.settings.database_url)}) is missing or out of date; "
                  "run `govern init` (new instance) or `govern db upgrade`")

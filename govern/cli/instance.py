@@ -104,6 +104,11 @@ def serve(host: str, port: int, workers: int, threads: int | None, with_sandbox:
     """Serve the HTTP API and the console (gunicorn with --workers > 1 or in production).
 
     With --with-sandbox, the sandbox runs in the same process (development server only); Ctrl-C stops both."""
+    if with_sandbox:
+        from govern.config import load_settings
+        from govern.sandbox import refuse_in_production
+
+        refuse_in_production(load_settings())  # before the database is opened
     svc = services()  # refuses a database whose schema is missing or behind
     sandbox = None
     if with_sandbox:

@@ -44,8 +44,8 @@ def start_sandbox(svc, port: int):
 
 
 @click.command("sandbox")
-@click.option("--port", default=8900, show_default=True, type=click.IntRange(1, 65535),
-              help="the port of examples/governance.yaml's sandbox named credentials")
+@click.option("--port", default=8900, show_default=True, type=click.IntRange(0, 65535),
+              help="the port of examples/governance.yaml's sandbox named credentials (0: any free port)")
 def sandbox(port: int) -> None:
     """Run a local OAuth 2.0 server (client credentials, rotating refresh token) and an API (bearer token or
     API key) on 127.0.0.1, storing its secrets into govern. A development tool: refused in production.

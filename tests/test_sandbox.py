@@ -1,0 +1,99 @@
+"""`govern sandbox` (issue #17): its OAuth server and API over a real socket, what it logs, and its refusals."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from govern.sandbox import SandboxSecrets, SandboxServer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def sandbox():
+    lines: list[str] = []
+    generated = SandboxSecrets.generate()
+    server = SandboxServer(generated, port=0, log=lines.append).start()
+    yield server, generated, lines
+    server.stop()
+
+
+def _token(server, generated, **form) -> requests.Response:
+    return requests.post(f"{server.url}/oauth/token", data=form, timeout=10,
+                         auth=(generated.client_id, generated.client_secret.reveal()))
+
+
+def test_client_credentials_refresh_rotation_and_api_key(sandbox):
+    server, generated, lines = sandbox
+    cc = _token(server, generated, grant_type="client_credentials", scope="orders.read")
+    assert cc.status_code == 200, cc.text
+    body = cc.json()
+    assert body["scope"] == "orders.read" and "refresh_token" not in body
+    orders = requests.get(f"{server.url}/api/orders", headers={"Authorization": f"Bearer {body['access_token']}"},
+                          timeout=10)
+    assert orders.status_code == 200 and orders.json()["caller"]["authenticated_by"] == "bearer_token"
+    # RFC 6749 section 6 with rotation: the answer carries a new refresh token and the old one is dead
+    first = _token(server, generated, grant_type="refresh_token", refresh_token=generated.refresh_token.reveal())
+    assert first.status_code == 200, first.text
+    rotated = first.json()["refresh_token"]
+    assert rotated != generated.refresh_token.reveal()
+    who = requests.get(f"{server.url}/api/whoami", headers={"Authorization": f"Bearer {first.json()['access_token']}"},
+                       timeout=10).json()
+    assert who["user"] == "sandbox-user" and who["client_id"] == "govern-sandbox"
+    replay = _token(server, generated, grant_type="refresh_token", refresh_token=generated.refresh_token.reveal())
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert _token(server, generated, grant_type="refresh_token", refresh_token=rotated).status_code == 200
+    # the API key
+    items = requests.get(f"{server.url}/api/items", headers={"X-API-Key": generated.api_key.reveal()}, timeout=10)
+    assert items.status_code == 200 and items.json()["caller"] == {"authenticated_by": "api_key"}
+    assert requests.get(f"{server.url}/api/items", headers={"X-API-Key": "wrong"}, timeout=10).status_code == 401
+    assert requests.get(f"{server.url}/api/items", timeout=10).status_code == 401
+    bad = requests.post(f"{server.url}/oauth/token", data={"grant_type": "client_credentials"},
+                        auth=(generated.client_id, "not-the-secret"), timeout=10)
+    assert bad.status_code == 401 and bad.json()["error"] == "invalid_client"
+    # one line per request, saying what arrived; never a secret or a token
+    assert "sandbox: POST /oauth/token grant_type=client_credentials client_id=govern-sandbox -> 200" in lines
+    assert "sandbox: POST /oauth/token grant_type=refresh_token client_id=govern-sandbox -> 200 (refresh token rotated)" \
+        in lines
+    assert "sandbox: POST /oauth/token grant_type=refresh_token client_id=govern-sandbox -> 400 invalid_grant" in lines
+    assert "sandbox: GET /api/items api_key=valid -> 200" in lines
+    assert "sandbox: GET /api/items api_key=wrong -> 401 invalid_token" in lines
+    logged = "\n".join(lines)
+    for value in (generated.client_secret.reveal(), generated.refresh_token.reveal(), generated.api_key.reveal(),
+                  rotated, body["access_token"], "not-the-secret"):
+        assert value not in logged
+    assert "sbx_" not in repr(generated)
+
+
+def _govern(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GOVERN_")}
+    base.update(env)
+    return subprocess.run([sys.executable, "-m", "govern", *args], cwd=cwd, env=base, capture_output=True, text=True,
+                          stdin=subprocess.DEVNULL, timeout=120)
+
+
+def test_refused_in_production_with_one_line(tmp_path):
+    production = {"GOVERN_ENV": "production", "GOVERN_SECRET_KEY": "k" * 40, "GOVERN_MASTER_KEY": "unused-here",
+                  "GOVERN_DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"}
+    for args in (["sandbox"], ["serve", "--with-sandbox"]):
+        proc = _govern(args, tmp_path, **production)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.stderr.strip() == ("error: govern sandbox is a development tool and does not run with "
+                                       "GOVERN_ENV=production"), (args, proc.stderr)
+        assert proc.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_without_the_example_landscape_it_says_what_to_apply(tmp_path):
+    env = {"GOVERN_ADMIN_PASSWORD": "a-long-enough-password"}
+    assert _govern(["init"], tmp_path, **env).returncode == 0
+    proc = _govern(["sandbox", "--port", "0"], tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == ("error: the landscape has no sandbox-client-credentials, sandbox-refresh-token, "
+                                   "sandbox-api-key: run `govern apply -f examples/governance.yaml` first (it "
+                                   "declares the sandbox)")
