@@ -30,8 +30,10 @@ def apply_steps(dry_run: bool) -> int:
 
 def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: bool = False,
                    prune: bool = False, actor: str | None = None, correlation_id: str | None = None,
-                   progress: Callable[[str], None] | None = None) -> Plan:
+                   production: bool = False, progress: Callable[[str], None] | None = None) -> Plan:
     """Validate `text`, plan against the database, and (unless dry_run) apply in one transaction.
+
+    `production` refuses plain-http upstream URLs; otherwise they come back as `plan.warnings`.
 
     Raises ValidationFailed with every error (each with `file:line:col` and a path) and writes nothing.
     With `actor`, an applied plan is recorded as an AdminAction in the same transaction. `progress` is
@@ -42,7 +44,7 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
     progress("parsed")
     with session_scope(sessions) as session:
         stored = load_current(session)
-        desired = check(parsed, stored.specs, prune=prune)
+        desired = check(parsed, stored.specs, prune=prune, production=production)
         progress("validated")
         for kind, items in stored.specs.items():
             for ext_id, spec in items.items():
@@ -52,6 +54,7 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
                     desired[kind].setdefault(ext_id, spec)
         plan = make_plan(desired, stored.specs, prune=prune)
         plan.dry_run = dry_run
+        plan.warnings = list(parsed.warnings)
         progress("planned")
         left_behind = secrets_left_behind(session, plan, filename)
         if left_behind:

@@ -109,6 +109,11 @@ def serve(host: str, port: int, workers: int, threads: int | None, with_sandbox:
         from govern.sandbox import refuse_in_production
 
         refuse_in_production(load_settings())  # before the database is opened
+    if not os.environ.get("GOVERN_PUBLIC_URL") and os.environ.get("GOVERN_ENV", "development") != "production":
+        # Development: govern's public URL is derived once from the bind (production requires it set).
+        shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        os.environ["GOVERN_PUBLIC_URL"] = f"http://{shown}:{port}"
     svc = services()  # refuses a database whose schema is missing or behind
     sandbox = None
     if with_sandbox:

@@ -51,7 +51,9 @@ def run_audit(services, *, source: str = "db", directory: str | None = None, win
               store: bool = True, progress=None) -> AuditOutcome:
     progress = progress or (lambda step: None)
     now = services.clock.now()
-    policy = AuditPolicy(window_days=window_days)
+    settings = services.settings
+    policy = AuditPolicy(window_days=window_days, guardrail_min_ipv4_prefix=settings.min_ipv4_prefix,
+                         guardrail_min_ipv6_prefix=settings.min_ipv6_prefix)
     imported = None
     if source == "salesforce":
         if not directory:
