@@ -105,10 +105,9 @@ def serve(host: str, port: int, workers: int, threads: int | None, with_sandbox:
 
     With --with-sandbox, the sandbox runs in the same process (development server only); Ctrl-C stops both."""
     if with_sandbox:
-        from govern.config import load_settings
         from govern.sandbox import refuse_in_production
 
-        refuse_in_production(load_settings())  # before the database is opened
+        refuse_in_production(os.environ.get("GOVERN_ENV", "development"))  # before anything is loaded or opened
     if not os.environ.get("GOVERN_PUBLIC_URL") and os.environ.get("GOVERN_ENV", "development") != "production":
         # Development: govern's public URL is derived once from the bind (production requires it set).
         shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
@@ -120,7 +119,7 @@ def serve(host: str, port: int, workers: int, threads: int | None, with_sandbox:
         from govern.cli.sandbox import NEXT_STEPS, start_sandbox
         from govern.sandbox import refuse_in_production
 
-        refuse_in_production(svc.settings)
+        refuse_in_production(svc.settings.env)
         if workers > 1:
             fail("--with-sandbox runs govern's development server: leave out --workers")
         sandbox = start_sandbox(svc, sandbox_port)

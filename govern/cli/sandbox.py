@@ -24,7 +24,7 @@ def start_sandbox(svc, port: int):
     """Refuse production, bind the port, store the generated secrets into govern; return the running server."""
     from govern.sandbox import SandboxSecrets, SandboxServer, provision, refuse_in_production
 
-    refuse_in_production(svc.settings)
+    refuse_in_production(svc.settings.env)
     generated = SandboxSecrets.generate()
     try:
         server = SandboxServer(generated, port=port, log=lambda line: click.echo(line, err=True)).start()
@@ -50,10 +50,11 @@ def sandbox(port: int) -> None:
     """Run a local OAuth 2.0 server (client credentials, rotating refresh token) and an API (bearer token or
     API key) on 127.0.0.1, storing its secrets into govern. A development tool: refused in production.
     Logs one line per request it receives, never a secret. Ctrl-C stops it."""
-    from govern.config import load_settings
+    import os
+
     from govern.sandbox import refuse_in_production
 
-    refuse_in_production(load_settings())  # before anything is opened
+    refuse_in_production(os.environ.get("GOVERN_ENV", "development"))  # before anything is loaded or opened
     server = start_sandbox(services(), port)
     click.echo(NEXT_STEPS.format(govern="http://127.0.0.1:8000"))
     click.echo("sandbox running; Ctrl-C stops it", err=True)

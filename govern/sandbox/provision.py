@@ -41,8 +41,9 @@ class SandboxSecrets:
                 (API_KEY_CREDENTIAL, None, "api_key", self.api_key)]
 
 
-def refuse_in_production(settings) -> None:
-    if settings.production:
+def refuse_in_production(env: str) -> None:
+    """`env`: GOVERN_ENV, given before the rest of the settings is loaded so that this refusal comes first."""
+    if env == "production":
         raise ConfigurationError("govern sandbox is a development tool and does not run with GOVERN_ENV=production")
 
 
