@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICIES = ROOT / "policies"
+POLICIES = ROOT / "govern" / "policy" / "policies"
 
 
 def _govern(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -39,13 +39,13 @@ def _lines(proc: subprocess.CompletedProcess) -> dict[str, str]:
 @pytest.fixture
 def instance(tmp_path) -> Path:
     """A healthy instance made by `govern init` in tmp_path/instance (the default GOVERN_HOME from tmp_path)."""
-    proc = _govern(["init"], tmp_path, GOVERN_ADMIN_PASSWORD="a-long-enough-password", GOVERN_POLICIES_DIR=str(POLICIES))
+    proc = _govern(["init"], tmp_path, GOVERN_ADMIN_PASSWORD="a-long-enough-password")
     assert proc.returncode == 0, proc.stderr
     return tmp_path
 
 
 def test_doctor_on_a_healthy_instance_says_ok_for_each_part(instance):
-    proc = _govern(["doctor"], instance, GOVERN_POLICIES_DIR=str(POLICIES))
+    proc = _govern(["doctor"], instance)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = _lines(proc)
     home = (instance / "instance").resolve()
@@ -63,7 +63,7 @@ def test_doctor_on_a_healthy_instance_says_ok_for_each_part(instance):
 def test_wrong_folder_doctor_names_the_path_and_nothing_is_created(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    proc = _govern(["doctor"], elsewhere, GOVERN_POLICIES_DIR=str(POLICIES))
+    proc = _govern(["doctor"], elsewhere)
     assert proc.returncode == 1
     lines = _lines(proc)
     home = (elsewhere / "instance").resolve()
@@ -95,7 +95,7 @@ def test_database_behind_its_migrations(instance):
         conn.execute(sa.text("UPDATE alembic_version SET version_num = :old WHERE version_num = :head"),
                      {"old": older, "head": head.revision})
     engine.dispose()
-    proc = _govern(["doctor"], instance, GOVERN_POLICIES_DIR=str(POLICIES))
+    proc = _govern(["doctor"], instance)
     assert proc.returncode == 1
     lines = _lines(proc)
     assert lines["database"].startswith("FAIL") and f"schema at {older}" in lines["database"]
@@ -110,7 +110,7 @@ def test_vault_unreachable(instance):
     with socket.socket() as s:  # a port nothing listens on once closed
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = _govern(["doctor"], instance, GOVERN_POLICIES_DIR=str(POLICIES), GOVERN_SECRET_STORE="vault",
+    proc = _govern(["doctor"], instance, GOVERN_SECRET_STORE="vault",
                    GOVERN_VAULT_ADDR=f"http://127.0.0.1:{port}", GOVERN_VAULT_TOKEN="canary-vault-token-7f3a")
     assert proc.returncode == 1
     lines = _lines(proc)

@@ -10,9 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"
-
-
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -115,9 +112,9 @@ def check_redis(settings) -> Check:
 
 
 def check_policies(settings) -> Check:
-    from govern.policy.guardrails import validate_directory
+    from govern.policy.guardrails import policies_directory, validate_directory
 
-    directory = Path(settings.policies_dir).resolve()
+    directory = policies_directory(settings).resolve()
     reports, problems = validate_directory(directory)
     bad = problems + [f"{r.file}: {r.policy_id}: {'; '.join(r.errors)}" for r in reports if not r.ok]
     if bad:
@@ -127,16 +124,19 @@ def check_policies(settings) -> Check:
 
 
 def check_public_url(settings) -> Check:
-    url = getattr(settings, "public_url", None) or os.environ.get("GOVERN_PUBLIC_URL")
-    if not url:
-        return Check("public URL", True, f"not set: clients use {DEFAULT_PUBLIC_URL} (govern serve's default); "
-                                         "set GOVERN_PUBLIC_URL to the URL clients reach govern at")
+    """GOVERN_PUBLIC_URL: the URL clients reach govern at (token endpoint, assertions' audience, callbacks)."""
+    from govern.config import DEVELOPMENT_PUBLIC_URL
+
+    url = settings.public_url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return Check("public URL", False, f"{url!r} is not an http(s) URL", "set GOVERN_PUBLIC_URL to e.g. "
-                                                                           "https://govern.example.com")
+        return Check("public URL", False, f"{url!r} is not an http(s) URL",
+                     "set GOVERN_PUBLIC_URL to the URL clients reach govern at, e.g. https://govern.example.com")
     if settings.production and parts.scheme != "https":
         return Check("public URL", False, f"{url} is not https (production)", "set GOVERN_PUBLIC_URL to an https URL")
+    if url == DEVELOPMENT_PUBLIC_URL and not os.environ.get("GOVERN_PUBLIC_URL"):
+        return Check("public URL", True, f"{url} (the development default, govern serve's address; set "
+                                         "GOVERN_PUBLIC_URL when clients reach govern elsewhere)")
     return Check("public URL", True, url)
 
 
