@@ -98,8 +98,8 @@ def check_secret_store(settings, engine) -> Check:
 
 def check_redis(settings) -> Check:
     if not settings.redis_url:
-        return Check("redis", True, "not configured: an in-process cache (enough for one process; set "
-                                    "GOVERN_REDIS_URL when several processes serve govern)")
+        return Check("redis", True, "not configured: shared state is kept in the database (set GOVERN_REDIS_URL "
+                                    "for Redis when the database should not carry it)")
     from govern.cache import build_cache
 
     where = _redacted_url(settings.redis_url)
