@@ -97,3 +97,24 @@ def test_without_the_example_landscape_it_says_what_to_apply(tmp_path):
     assert proc.stderr.strip() == ("error: the landscape has no sandbox-client-credentials, sandbox-refresh-token, "
                                    "sandbox-api-key: run `govern apply -f examples/governance.yaml` first (it "
                                    "declares the sandbox)")
+
+
+def test_the_example_landscape_applies_whole_with_the_sandbox(runner, services):
+    """examples/governance.yaml, sandbox included, is accepted with no error or warning; its sandbox parts are
+    what `govern sandbox` stores secrets for and what README "Try it" calls."""
+    import sqlalchemy as sa
+
+    from govern.sandbox.provision import SandboxSecrets
+    from govern.store.tables import ExternalCredential, IntegrationUser, NamedCredential
+
+    result = runner.invoke(["apply", "-f", str(ROOT / "examples" / "governance.yaml")])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output and "error" not in result.output
+    with services.sessions() as s:
+        credentials = set(s.execute(sa.select(ExternalCredential.external_id)).scalars())
+        named = {row.external_id: row for row in s.execute(sa.select(NamedCredential)).scalars()}
+        user = s.execute(sa.select(IntegrationUser).where(IntegrationUser.external_id == "sandbox-app")).scalar_one()
+    assert {c for c, *_ in SandboxSecrets.generate().placements()} <= credentials
+    for name in ("sandbox-orders", "sandbox-orders-as-user", "sandbox-items"):
+        assert named[name].url == "http://127.0.0.1:8900"
+    assert user.allowed_cidrs == ["127.0.0.1/32"]
