@@ -118,3 +118,40 @@ def test_the_example_landscape_applies_whole_with_the_sandbox(runner, services):
     for name in ("sandbox-orders", "sandbox-orders-as-user", "sandbox-items"):
         assert named[name].url == "http://127.0.0.1:8900"
     assert user.allowed_cidrs == ["127.0.0.1/32"]
+
+
+def test_govern_sandbox_alone_stores_its_secrets_logs_and_stops_on_ctrl_c(tmp_path):
+    import re
+    import signal
+    import time
+
+    env = {"GOVERN_ADMIN_PASSWORD": "a-long-enough-password"}
+    assert _govern(["init"], tmp_path, **env).returncode == 0
+    assert _govern(["apply", "-f", str(ROOT / "examples" / "governance.yaml")], tmp_path).returncode == 0
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GOVERN_")}
+    out_path, err_path = tmp_path / "out.log", tmp_path / "err.log"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "govern", "sandbox", "--port", "0"], cwd=tmp_path, env=base,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+    try:
+        deadline, url = time.monotonic() + 60, None
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            found = re.search(r"OAuth server and API on (http://127\.0\.0\.1:\d+)", out_path.read_text())
+            url = found.group(1) if found else None
+            time.sleep(0.1)  # polling interval, with a deadline
+        assert url, out_path.read_text() + err_path.read_text()
+        assert requests.get(url + "/", timeout=10).json()["name"] == "govern sandbox"
+        assert requests.get(url + "/api/items", timeout=10).status_code == 401
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+        assert proc.wait(timeout=60) == 0
+    out, err = out_path.read_text(), err_path.read_text()
+    assert "credential/sandbox-api-key/api_key: set on " in out and "next steps" in out
+    assert "sandbox: GET / - -> 200" in err and "sandbox: GET /api/items no credential -> 401 invalid_token" in err
+    assert err.rstrip().endswith("sandbox stopped") and "Traceback" not in err
+    status = _govern(["secrets", "status"], tmp_path).stdout
+    for ref in ("credential/sandbox-client-credentials/client_secret", "credential/sandbox-refresh-token/client_secret",
+                "credential/sandbox-refresh-token/principal/sandbox-user/refresh_token",
+                "credential/sandbox-api-key/api_key"):
+        assert ref in status
+    assert "sbx_" not in out + err + status
