@@ -117,9 +117,7 @@ def serve(host: str, port: int, workers: int, threads: int | None, with_sandbox:
     sandbox = None
     if with_sandbox:
         from govern.cli.sandbox import NEXT_STEPS, start_sandbox
-        from govern.sandbox import refuse_in_production
 
-        refuse_in_production(svc.settings.env)
         if workers > 1:
             fail("--with-sandbox runs govern's development server: leave out --workers")
         sandbox = start_sandbox(svc, sandbox_port)
