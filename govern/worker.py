@@ -77,12 +77,29 @@ def jobs(services: Any, rotation: Any) -> list[Job]:
 
 
 def run_pass(services: Any, job_list: list[Job]) -> list[Outcome]:
-    out: list[Outcome] = []
+    return [o for _, outcomes in run_pass_by_job(services, job_list) for o in outcomes]
+
+
+def run_pass_by_job(services: Any, job_list: list[Job]) -> list[tuple[str, list[Outcome]]]:
+    """One pass: each job's outcomes, in job order; a job that raises is one failed outcome of its own."""
+    out: list[tuple[str, list[Outcome]]] = []
     for job in job_list:
         try:
-            out += job.run(services.clock.now())
+            out.append((job.name, list(job.run(services.clock.now()))))
         except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the others
             error = describe_error(exc)
             log.error("worker job failed", extra={"job": job.name, "exc_type": type(exc).__name__, "error_text": error})
-            out.append(Outcome(f"job {job.name}", "failed", None, error))
+            out.append((job.name, [Outcome(f"job {job.name}", "failed", None, error)]))
     return out
+
+
+def describe_pass(number: int, by_job: list[tuple[str, list[Outcome]]], seconds: float) -> str:
+    """One line saying what a pass did, e.g. `pass 3: rotation 1 rotated; queued_calls nothing; ... (0.21 s)`."""
+    parts = []
+    for name, outcomes in by_job:
+        counts: dict[str, int] = {}
+        for outcome in outcomes:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        parts.append(f"{name} " + (", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing"))
+    failed = sum(1 for _, outcomes in by_job for o in outcomes if o.failed)
+    return f"pass {number}: " + "; ".join(parts) + f"; {failed} failed ({seconds:.2f} s)"

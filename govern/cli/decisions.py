@@ -37,6 +37,10 @@ def log_show(limit, outcome, integration_user, named_credential, action, correla
         _, items = query_decisions(session, outcome=outcome, integration_user=integration_user,
                                    named_credential=named_credential, action=action,
                                    correlation_id=correlation_id, limit=limit, newest_first=True)
+    if not items:
+        filtered = any((outcome, integration_user, named_credential, action, correlation_id))
+        click.echo("no decisions recorded" + (" that match" if filtered else ""))
+        return
     for item in reversed(items):
         target = item["named_credential"] or item["resource_object"] or "-"
         call = f"{item['method'] or ''} {item['path'] or ''}".strip() or "-"

@@ -83,8 +83,8 @@ def test_stale_users_and_denied_spikes_from_the_real_log(services, runner, tmp_p
     found = {(f["rule_id"], f["subject"]): f for f in report["findings"]}
     stale = {s for r, s in found if r == "GOV-STALE-001"}
     # used in the window: erp-order-sync, finance-reconciliation, checkout-payments, warehouse-loader;
-    # 60 days ago: support-case-escalation
-    assert stale == {"hubspot-lead-sync", "reporting-dashboard", "salesforce-invoice-reader"}
+    # 60 days ago: support-case-escalation; never: sandbox-app (the local sandbox's user)
+    assert stale == {"hubspot-lead-sync", "reporting-dashboard", "salesforce-invoice-reader", "sandbox-app"}
     assert "not been used in the last 90 days (created 200 days ago)" in found[("GOV-STALE-001",
                                                                               "reporting-dashboard")]["message"]
     spikes = {s for r, s in found if r == "GOV-BEHAV-001"}
