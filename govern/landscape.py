@@ -6,7 +6,7 @@ external id, idempotent); the plan is applied in one transaction.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import yaml
 from sqlalchemy.exc import IntegrityError

@@ -88,7 +88,8 @@ def test_through_a_pipe_there_is_no_progress_bar(home, tmp_path):
     audit = _piped(["audit", "--out", str(tmp_path / "r.json")], _env(home))
     assert audit.returncode == 0, audit.stderr
     assert audit.stdout == ""
-    assert audit.stderr.splitlines() == [next(l for l in audit.stderr.splitlines() if l.startswith("findings: "))]
+    assert audit.stderr.splitlines() == [next(line for line in audit.stderr.splitlines()
+                                                if line.startswith("findings: "))]
     for text in (proc.stdout, proc.stderr, audit.stderr):
         assert "\r" not in text and "%" not in text and "[#" not in text
 

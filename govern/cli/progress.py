@@ -3,7 +3,7 @@ redirected output gets nothing extra."""
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import click
 

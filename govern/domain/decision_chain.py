@@ -203,10 +203,10 @@ def verify_chain(records: Iterable[Mapping[str, Any]], keys: Callable[[str], byt
                 walk.problems.append((cp["head_id"], f"record {cp['head_id']}: its hash differs from the one "
                                                      f"checkpoint {cp.get('id', '?')} signed (replaced)"))
     covered = max((cp["head_id"] for cp in valid_checkpoints), default=0)
-    degraded = {"store_down": tuple(store_down), "unprotected": tuple(r for r in store_down if r > covered)}
+    down, unprotected = tuple(store_down), tuple(r for r in store_down if r > covered)
     if not walk.problems:
-        return ChainReport(True, count, checkpoints=len(valid_checkpoints), **degraded)
+        return ChainReport(True, count, checkpoints=len(valid_checkpoints), store_down=down, unprotected=unprotected)
     walk.problems.sort(key=lambda p: p[0])
     first_id, first = walk.problems[0]
     return ChainReport(False, count, first_id, first, tuple(p for _, p in walk.problems), len(valid_checkpoints),
-                       **degraded)
+                       store_down=down, unprotected=unprotected)

@@ -27,7 +27,7 @@ class SandboxSecrets:
     api_key: Secret = field(repr=False)
 
     @classmethod
-    def generate(cls) -> "SandboxSecrets":
+    def generate(cls) -> SandboxSecrets:
         from govern.sandbox import CLIENT_ID, REFRESH_TOKEN_USER, SCOPES
 
         return cls(CLIENT_ID, SCOPES, REFRESH_TOKEN_USER, Secret("sbx_cs_" + _random.token_urlsafe(32)),

@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from collections.abc import Callable
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import grants
@@ -120,7 +120,7 @@ class SandboxServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self) -> "SandboxServer":
+    def start(self) -> SandboxServer:
         """Bind now (an OSError if the port is taken), then serve in a daemon thread."""
         self._server = make_server(self.host, self.port, self.app, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port

@@ -33,7 +33,7 @@ class _Compartment:
 class Slot:
     """One held slot; `release` is idempotent (the error path and a closed stream may both call it)."""
 
-    def __init__(self, bulkheads: "Bulkheads", system: str, compartment: _Compartment):
+    def __init__(self, bulkheads: Bulkheads, system: str, compartment: _Compartment):
         self._bulkheads = bulkheads
         self._system = system
         self._compartment = compartment
