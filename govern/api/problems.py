@@ -51,8 +51,11 @@ def register_error_handlers(app: Flask) -> None:
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             allow = {"Allow": ", ".join(sorted(exc.valid_methods))}  # RFC 9110 section 15.5.6
         if _console():
-            body, status = _console_page(exc.code or 500, exc.name,
-                                         exc.description if (exc.code or 500) in (401, 403) else None)
+            page = _console_page(exc.code or 500, exc.name,
+                                 exc.description if (exc.code or 500) in (401, 403) else None)
+            if not isinstance(page, tuple):  # the Host could not be routed: a problem response already
+                return page
+            body, status = page
             return body, status, allow
         problem = _HttpProblem(exc)
         problem.headers.update(allow)

@@ -108,10 +108,6 @@ class CedarPolicyDecider:
         if not candidates:
             return _deny("deny:api_type_not_granted", f"no permission set grants the {api_type} API")
 
-        if request.action == "token" and not nc.issues_tokens:
-            # A static secret (basic, API key, custom header) never leaves govern: only the proxy uses it.
-            return _deny(PROXY_ONLY_RULE, "this named credential holds a static secret; call it through the proxy")
-
         if request.method or request.path:
             candidates = [(ps, g) for ps, g in candidates if _operation_allowed(g, request)]
             if not candidates:
@@ -150,6 +146,10 @@ class CedarPolicyDecider:
                                           api_type, principal)
         if forbids is not None:
             return _deny(*forbids)
+        if request.action == "token" and not nc.issues_tokens:
+            # A static secret (basic, API key, custom header) never leaves govern: only the proxy uses it. Told
+            # only to a caller the grants and guardrails would otherwise allow.
+            return _deny(PROXY_ONLY_RULE, "this named credential holds a static secret; call it through the proxy")
         return AccessDecision(allowed=True, rules=rules, reason="permitted by the permission sets",
                               scopes_granted=granted, principal=principal, max_token_lifetime_seconds=lifetime,
                               allow_budget_overdraft=any(ps.allow_budget_overdraft for ps in permitting))
