@@ -39,7 +39,7 @@ def _upgrade_with_data(url: str) -> None:
                 values = dict(given)
                 for column in inspector.get_columns(table):
                     if (column["name"] not in values and not column["nullable"] and column.get("default") is None
-                            and not column.get("autoincrement") is True and column["name"] != "id"):
+                            and column.get("autoincrement") is not True and column["name"] != "id"):
                         values[column["name"]] = _neutral(column)
                 names = ", ".join(values)
                 marks = ", ".join(f":{n}" for n in values)
