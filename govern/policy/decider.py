@@ -114,9 +114,12 @@ class CedarPolicyDecider:
                 return _deny("deny:operation_not_granted", "no grant covers this method, path, object or fields")
 
         permitting = list(dict.fromkeys(ps for ps, _ in candidates))
-        # Scopes only narrow: the permission sets' scopes, the access token's scopes and the user's allowed
-        # scopes (which may have shrunk since the token was issued) all bound what the upstream token holds.
+        # Scopes only narrow: the permission sets' scopes, the access token's scopes, the user's allowed scopes
+        # (which may have shrunk since the token was issued) and the credential's scopes all bound what the
+        # upstream token holds.
         grantable = {s for ps in permitting for s in ps.scopes} & set(caller.scopes) & set(user.allowed_scopes)
+        if nc.default_scopes:  # and the credential's own scopes bound what govern asks of that upstream
+            grantable &= set(nc.default_scopes)
         if request.scopes:
             if not set(request.scopes) <= grantable:
                 return _deny("deny:scope_outside_grant",

@@ -226,13 +226,15 @@ def obs_client_auth(world):
 
 
 def obs_credential_scopes(world):
-    """Observed at apply only: a credential's scopes must be declared by its system. At runtime the upstream is
-    asked for the decision's granted scopes (the proxy and the token endpoint alike), so the credential's own
-    list no longer reaches a token request when a caller was granted scopes."""
+    """At apply, a credential's scopes must be declared by its system. At runtime they bound what govern asks of
+    the upstream (scopes only narrow): the caller's grant is "items.read orders.read", the credential declares
+    orders.read and orders.admin, so the proxy asks for orders.read alone."""
     _cred(world)["scopes"] = ["orders.read", "orders.admin"]
     assert "orders.admin" in world.apply_errors(world.doc)
     _system(world, "shop")["scopes"].append("orders.admin")
     world.apply()
+    _status(world.proxy("shop-orders", "orders"), 200)
+    assert world.upstream.forms[-1]["scope"] == ["orders.read"]
 
 
 def obs_audience(world):
@@ -427,7 +429,8 @@ def obs_ip_ranges(world):
     _user(world)["ip_ranges"] = ["10.0.0.0/8"]
     world.apply()
     r = _govern_token_status(world)
-    assert r.status_code in (400, 401) and r.get_json()["error"] in ("unauthorized_client", "invalid_client")
+    # Refused before the secret is checked, with the one answer every refusal gets (no enumeration, #14).
+    assert r.status_code == 401 and r.get_json()["error"] == "invalid_client"
 
 
 def obs_user_scopes(world):

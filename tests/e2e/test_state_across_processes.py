@@ -41,6 +41,7 @@ def gunicorn_govern(tmp_path, settings, runner, fake_upstream, resources):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVERN_REDIS")}
     env.update(GOVERN_HOME=str(settings.home), GOVERN_DATABASE_URL=settings.database_url,
+               GOVERN_PUBLIC_URL=f"http://127.0.0.1:{port}",  # the redirect_uri is built from it, never from Host
                GOVERN_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
     log = open(tmp_path / "gunicorn.log", "wb")
     proc = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "--workers", "2", "--worker-class",
