@@ -92,6 +92,22 @@ def test_admin_manages_an_integration_user_end_to_end(browser, live_server, cons
     wait(browser).until(EC.text_to_be_present_in_element((By.ID, "gv-assignments"), "order-sync-ps"))
     screenshot(browser, "integration-user")
 
+    # Suspending asks first; dismissing it changes nothing, accepting it suspends.
+    browser.find_element(By.ID, "gv-suspend").click()
+    wait(browser).until(EC.alert_is_present()).dismiss()
+    with services.sessions() as s:
+        assert s.exec(select(IntegrationUser).where(IntegrationUser.external_id == "invoice-push")).one().status \
+            == "active"
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.ID, "gv-suspend").click()
+    alert = wait(browser).until(EC.alert_is_present())
+    assert "Suspend invoice-push?" in alert.text
+    alert.accept()
+    wait(browser).until(EC.staleness_of(old))
+    with services.sessions() as s:
+        assert s.exec(select(IntegrationUser).where(IntegrationUser.external_id == "invoice-push")).one().status \
+            == "suspended"
+
     with services.sessions() as s:
         user = s.exec(select(IntegrationUser).where(IntegrationUser.external_id == "invoice-push")).one()
         assert user.client_secret_hash and canary not in user.client_secret_hash

@@ -110,7 +110,7 @@ def orphan_set(model: AuditModel):
 
 
 @rule("GOV-BEHAV-001", "Spike in denied requests", "high", rationale=S17, needs_usage=True,
-      remediation="Check the decision log for the day (govern decisions --user U --denied); a spike means a broken "
+      remediation="Check the decision log for the day (govern log show --user U --outcome deny); a spike means a broken "
       "deployment or someone probing with the integration's credentials.")
 def denied_spike(model: AuditModel):
     pol = model.policy
