@@ -272,3 +272,29 @@ def test_405_is_problem_json_with_allow(client, method, path):
     allow = {m.strip() for m in response.headers["Allow"].split(",")}
     assert method not in allow and allow
 
+
+
+# --- console forms: ids posted by the web console -------------------------------------------------------------
+
+@pytest.fixture
+def console_admin(client, services):
+    from govern.store.admins import create_admin
+    from tests.admin.conftest import csrf_from, sign_in
+
+    create_admin(services.sessions, "console-admin", "correct horse battery staple", "admin")
+    assert sign_in(client, "console-admin", "correct horse battery staple").status_code == 302
+    return csrf_from(client.get("/admin/").get_data(as_text=True))
+
+
+def test_control_the_console_answers_an_unknown_id_with_404(client, console_admin):
+    response = client.post("/admin/findings/suppress/", data={"csrf_token": console_admin, "finding": "1"})
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize("value", [BIG, "9223372036854775808", "\u0661", "-1", "1e3", "", " 1"])
+@pytest.mark.parametrize(("url", "field"), [("/admin/findings/suppress/", "finding"),
+                                            ("/admin/secrets/rotate/", "ref"),
+                                            ("/admin/rotations/retry/", "run")])
+def test_console_ids_out_of_range_are_404_not_500(client, console_admin, url, field, value):
+    response = client.post(url, data={"csrf_token": console_admin, field: value})
+    assert response.status_code == 404
