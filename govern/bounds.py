@@ -6,14 +6,16 @@ them, so that a limit means the same thing everywhere.
 - JSON nesting: Python's json module recurses per level and fails with RecursionError near 1,000 levels,
   which is neither a clean refusal nor cheap. `json_depth_exceeds` scans the bytes without parsing.
 - Integers: `int()` accepts Unicode digits ("١٢"), signs, spaces and underscores, and any magnitude;
-  a database column holds at most a signed 64-bit value. `ascii_int` accepts `[0-9]+` only, in range.
+  a row id is an INTEGER column (at most 2^31 - 1 on PostgreSQL), an OFFSET a BIGINT. `ascii_int` accepts
+  `[0-9]+` only, in range.
 """
 from __future__ import annotations
 
 import re
 
 MAX_JSON_DEPTH = 64
-SQL_BIGINT_MAX = 2 ** 63 - 1  # the largest value an id or offset column (BIGINT) can hold
+SQL_BIGINT_MAX = 2 ** 63 - 1  # the largest BIGINT: what an OFFSET or a count can be
+SQL_ID_MAX = 2 ** 31 - 1  # the largest row id: primary keys are INTEGER columns (int4 on PostgreSQL)
 _DIGITS = re.compile(r"[0-9]{1,19}")  # 19 digits cover SQL_BIGINT_MAX; more is always out of range
 # A JSON string (possessive, so an unterminated one costs one linear scan) or one bracket.
 _JSON_TOKENS = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)

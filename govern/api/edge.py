@@ -1,7 +1,7 @@
 """Request shape checks that hold for every Flask route, in one place (issue #14, "bounded input").
 
-- `<int:...>` path parameters are ASCII digits and fit a BIGINT column: a larger id cannot name a row, so
-  it answers 404 like any other unknown id; Unicode digits answer 400.
+- `<int:...>` path parameters are ASCII digits and fit a row id (an INTEGER column): a larger id cannot name
+  a row, so it answers 404 like any other unknown id; Unicode digits answer 400.
 - Query integers go through `int_arg` (ASCII digits, a stated range; 400 `invalid_parameter` otherwise).
 - A JSON body nested deeper than govern.bounds.MAX_JSON_DEPTH answers 400 `json_too_deep` before any view
   parses it (the proxy's own WSGI edge applies the same check).
@@ -16,7 +16,7 @@ from flask import Flask, request
 from werkzeug.exceptions import BadRequest as HttpBadRequest
 from werkzeug.routing import IntegerConverter, ValidationError
 
-from govern.bounds import MAX_JSON_DEPTH, SQL_BIGINT_MAX, ascii_int, json_depth_exceeds
+from govern.bounds import MAX_JSON_DEPTH, SQL_ID_MAX, ascii_int, json_depth_exceeds
 from govern.errors import InvalidParameter, JsonTooDeep
 
 
@@ -27,7 +27,7 @@ class BoundedIntConverter(IntegerConverter):
         if not value.isascii():
             raise HttpBadRequest("a path id is written with the digits 0-9")
         number = super().to_python(value)
-        if number > SQL_BIGINT_MAX:
+        if number > SQL_ID_MAX:
             raise ValidationError()  # no row has this id: the route does not match, 404
         return number
 

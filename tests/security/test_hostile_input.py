@@ -161,11 +161,12 @@ def test_deep_json_through_the_proxy_is_400(client, caller_token):
 def test_control_integers_in_range(client, admin_token):
     assert client.get("/api/v1/findings?limit=10&offset=0", headers=auth(admin_token)).status_code == 200
     assert client.get("/api/v1/systems?limit=500", headers=auth(admin_token)).status_code == 200
-    assert_problem(client.get("/api/v1/findings/9223372036854775807", headers=auth(admin_token)), 404, "not_found")
+    assert_problem(client.get("/api/v1/findings/2147483647", headers=auth(admin_token)), 404, "not_found")
 
 
 BIG = "99999999999999999999999"
-PATH_IDS = [f"/api/v1/findings/{BIG}", "/api/v1/findings/9223372036854775808", f"/api/v1/rotations/{BIG}",
+PATH_IDS = [f"/api/v1/findings/{BIG}", "/api/v1/findings/2147483648", "/api/v1/findings/9223372036854775808",
+            f"/api/v1/rotations/{BIG}", "/api/v1/rotations/2147483648",
             f"/api/v1/named-credentials/erp-api/queued/{BIG}"]
 
 
@@ -291,7 +292,7 @@ def test_control_the_console_answers_an_unknown_id_with_404(client, console_admi
     assert response.status_code == 404
 
 
-@pytest.mark.parametrize("value", [BIG, "9223372036854775808", "\u0661", "-1", "1e3", "", " 1"])
+@pytest.mark.parametrize("value", [BIG, "2147483648", "9223372036854775808", "\u0661", "-1", "1e3", "", " 1"])
 @pytest.mark.parametrize(("url", "field"), [("/admin/findings/suppress/", "finding"),
                                             ("/admin/secrets/rotate/", "ref"),
                                             ("/admin/rotations/retry/", "run")])
