@@ -231,6 +231,26 @@ def test_basic_credentials_elsewhere_are_401_problems(client, route, name):
     assert_problem(response, 401, "unauthorized")
 
 
+BAD_BEARER = {
+    "latin1": "Bearer \xff\xfe\xe9",
+    "admin-prefix-latin1": "Bearer gvn_\xe9\xe9",
+    "jwt-latin1": "Bearer a.\xe9.c",
+    "jwt-bad-base64": "Bearer %%%.e30.c2ln",
+    "jwt-header-not-object": "Bearer WzFd.e30.c2ln",
+    "long": "Bearer " + "a" * 7000,
+    "nul": "Bearer a\x00b.c.d",
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_BEARER))
+@pytest.mark.parametrize("route", ["/api/v1/named-credentials/erp-api/token", "/api/v1/systems",
+                                   "/api/v1/named-credentials/erp-api/proxy/x"])
+def test_bad_bearer_tokens_are_401_problems(client, route, name):
+    method = client.get if route == "/api/v1/systems" else client.post
+    response = method(route, headers={"Authorization": BAD_BEARER[name]})
+    assert_problem(response, 401, "unauthorized")
+
+
 def test_control_proxy_body_with_content_length(client, caller_token):
     response = client.post("/api/v1/named-credentials/erp-api/proxy/orders", data=b'{"n":1}',
                            headers={"Content-Type": "application/json", **auth(caller_token)},
