@@ -20,6 +20,8 @@ _DIGITS = re.compile(r"[0-9]{1,19}")  # 19 digits cover SQL_BIGINT_MAX; more is 
 # A JSON string (possessive, so an unterminated one costs one linear scan) or one bracket.
 _JSON_TOKENS = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)
 _OPENERS = frozenset(b"[{")
+# `\u0000` in a JSON string: PostgreSQL text cannot hold NUL. Not when its backslash is itself escaped (`\\u0000`).
+_JSON_NUL = re.compile(rb'(?<!\\)(?:\\\\)*\\u0000|\x00')
 
 
 def json_depth_exceeds(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -43,6 +45,11 @@ def json_depth_exceeds(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
         elif depth:
             depth -= 1
     return False
+
+
+def json_has_nul(data: bytes) -> bool:
+    """Whether a JSON text carries a NUL character (escaped as \\u0000, or raw)."""
+    return b"\x00" in data or (b"u0000" in data and _JSON_NUL.search(data) is not None)
 
 
 def ascii_int(raw: str | None, *, low: int = 0, high: int = SQL_BIGINT_MAX) -> int | None:

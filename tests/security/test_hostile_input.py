@@ -210,6 +210,7 @@ BAD_BASIC = {
     "bad-padding": "Basic abc",
     "empty": "Basic ",
     "nul-in-secret": "Basic " + base64.b64encode(b"order-sync:\x00").decode(),
+    "nul-in-user": "Basic " + base64.b64encode(b"order-sync\x00:secret").decode(),
     "no-colon": "Basic " + base64.b64encode(b"order-sync").decode(),
 }
 
@@ -271,6 +272,45 @@ def test_bad_content_length_is_400(client, caller_token, length):
     else:
         assert_problem(proxied, 400, "invalid_parameter")
         assert_problem(call("/api/v1/named-credentials/erp-api/token"), 400, "invalid_parameter")
+
+
+# --- NUL characters (PostgreSQL text cannot hold them) ----------------------------------------------------
+
+def test_control_text_parameters_pass(client, admin_token):
+    assert client.get("/api/v1/findings?rule=GOV-NET-001&subject=x", headers=auth(admin_token)).status_code == 200
+
+
+NUL_VECTORS = [
+    ("GET", "/api/v1/findings?rule=%00", None, "query.rule"),
+    ("GET", "/api/v1/findings?subject=a%00b", None, "query.subject"),
+    ("GET", "/api/v1/rotations?secret=%00", None, "query.secret"),
+    ("GET", "/api/v1/systems/erp%00", None, "path"),
+    ("DELETE", "/api/v1/credentials/erp-cc/secrets/api_key?principal=%25%00%C2%BD", None, "query.principal"),
+    ("POST", "/api/v1/rotations", '{"secret": "a\\u0000b"}', "body"),
+    ("POST", "/api/v1/rotations", '{"secret\\u0000": "x"}', "body"),
+    ("POST", "/api/v1/named-credentials/erp-api/token", '{"scope": "orders.read\\u0000"}', "body"),
+]
+
+
+@pytest.mark.parametrize(("method", "url", "body", "location"), NUL_VECTORS)
+def test_nul_characters_are_400_before_the_database(client, admin_token, method, url, body, location):
+    headers = {**auth(admin_token), **({"Content-Type": "application/json"} if body else {})}
+    response = client.open(url, method=method, data=body, headers=headers)
+    assert_problem(response, 400, "invalid_parameter")
+    assert response.get_json()["errors"][0]["location"] == location
+
+
+def test_an_escaped_backslash_before_u0000_is_not_a_nul(client, admin_token):
+    response = client.post("/api/v1/rotations", data='{"secret": "a\\\\u0000b"}',
+                           headers={"Content-Type": "application/json", **auth(admin_token)})
+    assert response.status_code == 404  # read: no secret has that name
+
+
+def test_a_nul_in_yaml_is_a_validation_error(client, admin_token):
+    text = BASE.replace("- id: erp\n", '- id: "erp\\0"\n', 1)
+    response = client.post("/api/v1/apply", data=text, headers={**YAML, **auth(admin_token)})
+    assert_problem(response, 422, "validation_failed")
+    assert "NUL" in response.get_json()["detail"]
 
 
 # --- 405 ------------------------------------------------------------------------------------------------------
