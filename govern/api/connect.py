@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from markupsafe import escape
 
 from govern.api.auth import require_admin
+from govern.errors import InvalidParameter
 
 bp = Blueprint("connect", __name__)
 
@@ -27,7 +28,11 @@ def _service():
 @bp.post("/api/v1/credentials/<credential>/principals/<principal>/connect")
 @require_admin("admin")
 def start(credential: str, principal: str):
-    body = request.get_json(silent=True) or {}
+    body = request.get_json(silent=True)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):  # e.g. a bare number: a 500 (AttributeError) before, found by schemathesis
+        raise InvalidParameter([{"location": "body", "message": "must be a JSON object"}])
     redirect_uri = request.url_root.rstrip("/") + "/oauth/callback"
     login_hint = body.get("login_hint") if isinstance(body.get("login_hint"), str) else None
     result = _service().start(credential, principal, redirect_uri, login_hint=login_hint)

@@ -274,6 +274,16 @@ def test_bad_content_length_is_400(client, caller_token, length):
         assert_problem(call("/api/v1/named-credentials/erp-api/token"), 400, "invalid_parameter")
 
 
+@pytest.mark.parametrize("body", ["126902", "[]", '"text"', "true", "null"])
+def test_a_json_body_that_is_not_an_object_is_a_4xx(client, admin_token, body):
+    headers = {"Content-Type": "application/json", **auth(admin_token)}
+    for url in ("/api/v1/credentials/erp-cc/principals/default/connect", "/api/v1/rotations",
+                "/api/v1/credentials/erp-cc/secrets/api_key"):
+        method = client.put if "/secrets/" in url else client.post
+        response = method(url, data=body, headers=headers)
+        assert 400 <= response.status_code < 500 and response.mimetype == PROBLEM, (url, response.status_code)
+
+
 # --- NUL characters (PostgreSQL text cannot hold them) ----------------------------------------------------
 
 def test_control_text_parameters_pass(client, admin_token):
