@@ -14,13 +14,26 @@ class GovernError(Exception):
     code = "internal_error"
     status = 500
     title = "Internal error"
+    # Seconds a client should wait before retrying a 503 (RFC 9110 sections 10.2.3 and 15.6.4). Every 503
+    # carries it: `headers` adds it unless the error names its own wait.
+    retry_after = 5
 
     def __init__(self, detail: str | None = None, *, extra: dict[str, Any] | None = None,
                  headers: dict[str, str] | None = None):
         self.detail = detail or self.title
         self.extra = dict(extra or {})
-        self.headers = dict(headers or {})
+        self.headers = headers or {}
         super().__init__(self.detail)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.status == 503 and not any(name.lower() == "retry-after" for name in self._headers):
+            return {**self._headers, "Retry-After": str(self.retry_after)}
+        return self._headers
+
+    @headers.setter
+    def headers(self, value: dict[str, str]) -> None:
+        self._headers = dict(value)
 
     def to_problem(self, instance: str | None = None, correlation_id: str | None = None) -> dict[str, Any]:
         """RFC 9457 problem details; `type` is a stable URN built from the code."""

@@ -15,7 +15,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
 
     def monotonic(self) -> float:
         import time
@@ -63,8 +63,16 @@ class Cache(Protocol):
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None: ...
     def add(self, key: str, value: bytes, ttl: float | None = None) -> bool: ...
     def delete(self, key: str) -> None: ...
+    def delete_if(self, key: str, value: bytes) -> bool: ...
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int: ...
     def ping(self) -> None: ...
+
+
+class Cipher(Protocol):
+    """Seals data govern keeps at rest outside the secret store (cached tokens, connect state)."""
+
+    def seal(self, data: bytes) -> bytes: ...
+    def open(self, blob: bytes) -> bytes: ...
 
 
 class Notifier(Protocol):
@@ -94,6 +102,11 @@ class DecisionLog(Protocol):
 
 class UpstreamTokenSource(Protocol):
     def get_token(self, named_credential: str, principal: str | None, scopes: tuple[str, ...] = (),
-                  *, force_refresh: bool = False) -> UpstreamToken: ...
+                  *, force_refresh: bool = False, rejected: str | None = None) -> UpstreamToken:
+        """`rejected`: the access token the upstream refused; replaced only while it is still the held one."""
+        ...
 
-    def invalidate(self, named_credential: str, principal: str | None, scopes: tuple[str, ...] = ()) -> None: ...
+    def invalidate(self, named_credential: str, principal: str | None, scopes: tuple[str, ...] = (),
+                   *, token: str | None = None) -> None:
+        """Drop the cached token; with `token`, only while the cache still holds that access token."""
+        ...

@@ -9,6 +9,10 @@ def test_init_creates_first_admin_once(runner, monkeypatch):
     assert "a-long-enough-password" not in first.output
     second = runner.invoke(["init"])
     assert "none created" in second.output
+    # The decision chain's key is made once, in the secret store, and kept across inits.
+    kids = [line.split()[4] for out in (first.output, second.output) for line in out.splitlines()
+            if line.startswith("decision log: chain key")]
+    assert len(kids) == 2 and kids[0] == kids[1] and kids[0].startswith("dl-")
 
 
 def test_init_prints_one_time_password_when_none_given(runner, monkeypatch):
@@ -44,5 +48,7 @@ def test_commands_before_init_say_what_to_do(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "GOVERN_HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-m", "govern", "export"], env=env, capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: the database schema is missing or out of date; run `govern init` "
-                                   "(new instance) or `govern db upgrade`")
+    assert proc.stderr.strip() == (f"error: no govern instance in {tmp_path.resolve()}: its database "
+                                   f"{tmp_path.resolve()}/govern.db does not exist; run `govern init` to create one "
+                                   "there, or run from your instance's folder (or set GOVERN_HOME)")
+    assert not (tmp_path / "govern.db").exists()

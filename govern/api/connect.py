@@ -6,22 +6,24 @@ govern.broker.upstream.connect.ConnectService.
 """
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, current_app, g, jsonify, request
 from markupsafe import escape
 
 from govern.api.auth import require_admin
-from govern.errors import InvalidParameter
+from govern.errors import GovernError, InvalidParameter
 
 bp = Blueprint("connect", __name__)
 
 
 def _service():
     services = current_app.extensions["govern"]
-    connect = services.extras.get("connect")
+    connect = services.connect
     if connect is None:
         from govern.broker.upstream import build_connect_service
 
-        connect = services.extras["connect"] = build_connect_service(services)
+        connect = services.connect = build_connect_service(services)
     return connect
 
 
@@ -33,7 +35,8 @@ def start(credential: str, principal: str):
         body = {}
     if not isinstance(body, dict):  # e.g. a bare number: a 500 (AttributeError) before, found by schemathesis
         raise InvalidParameter([{"location": "body", "message": "must be a JSON object"}])
-    redirect_uri = request.url_root.rstrip("/") + "/oauth/callback"
+    # From GOVERN_PUBLIC_URL: a forged Host must not choose where the upstream sends the code.
+    redirect_uri = current_app.extensions["govern"].settings.public_endpoint("/oauth/callback")
     login_hint = body.get("login_hint") if isinstance(body.get("login_hint"), str) else None
     result = _service().start(credential, principal, redirect_uri, login_hint=login_hint)
     current_app.logger.info("principal connect started", extra={"credential": credential, "principal": principal,
@@ -43,11 +46,32 @@ def start(credential: str, principal: str):
 
 @bp.get("/oauth/callback")
 def callback():
-    done = _service().finish(request.args.get("state"), request.args.get("code"), request.args.get("error"))
+    started = time.perf_counter()
+    try:
+        done = _service().finish(request.args.get("state"), request.args.get("code"), request.args.get("error"))
+    except GovernError as exc:
+        _record(started, None, outcome="deny" if exc.status < 500 else "error", error=exc)
+        raise
+    _record(started, done, outcome="allow")
     page = (f"<!doctype html><title>govern: connected</title><h1>Connected</h1>"
             f"<p>Principal <b>{escape(done.principal)}</b> of credential <b>{escape(done.credential)}</b> is connected. "
             f"You can close this window.</p>")
     return page, 200, {"Content-Type": "text/html; charset=utf-8"}
+
+
+def _record(started: float, done, *, outcome: str, error: GovernError | None = None) -> None:
+    """A connect is a decision too: the principal's refresh token is stored (allow) or not (deny, error).
+    The external credential is in `resource_object`; the code and the tokens are never recorded."""
+    services = current_app.extensions["govern"]
+    services.decision_log.append(
+        None, None, action="connect", method="GET", path="/oauth/callback", allowed=outcome != "deny",
+        outcome=outcome, principal=done.principal if done else None,
+        resource_object=done.credential if done else None,
+        integration_user=done.integration_user if done else None,
+        rules=["permit:connect"] if error is None else [f"{outcome}:{error.code}"],
+        error_code=error.code if error is not None and outcome == "error" else None,
+        source_ip=services.authenticator.source_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For")),
+        latency_ms=(time.perf_counter() - started) * 1000)
 
 
 _PROBLEM = {"description": "RFC 9457 problem details",

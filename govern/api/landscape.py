@@ -101,7 +101,8 @@ def apply():
     dry_run, prune = _flag("dry_run"), _flag("prune")
     text = request.get_data(as_text=True)
     plan = apply_document(_sessions(), text, "request", dry_run=dry_run, prune=prune, actor=g.admin_user,
-                          correlation_id=getattr(g, "correlation_id", None))
+                          correlation_id=getattr(g, "correlation_id", None),
+                          production=current_app.extensions["govern"].settings.production)
     return jsonify(plan.to_dict())
 
 

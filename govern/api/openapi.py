@@ -42,7 +42,8 @@ DOCUMENT: dict = {
             "responses": {
                 "200": {"description": "A short-lived, scoped access token (a JWT signed by /oauth/jwks.json)",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AccessToken"}}}},
-                "400": _OAUTH_ERROR, "401": _OAUTH_ERROR, "500": _OAUTH_ERROR, "503": _OAUTH_ERROR}}},
+                "400": _OAUTH_ERROR, "401": _OAUTH_ERROR, "429": _OAUTH_ERROR, "500": _OAUTH_ERROR,
+                "503": _OAUTH_ERROR}}},
         "/oauth/jwks.json": {"get": {
             "summary": "govern's public token-signing keys (RFC 7517)", "operationId": "getJwks",
             "responses": {"200": {"description": "JWK Set", "content": {"application/json": {"schema": {
@@ -55,7 +56,12 @@ DOCUMENT: dict = {
         "/api/v1/named-credentials/{name}/token": {"post": {
             "summary": "An upstream access token for the caller's principal of a named credential",
             "description": "Authenticated with a govern access token; decided by the permission sets and the "
-                           "guardrail policies; every decision is logged. Never returns refresh tokens or secrets.",
+                           "guardrail policies; every decision is logged. Never returns refresh tokens or secrets. "
+                           "Serves OAuth credentials only: a named credential holding a static secret (basic, "
+                           "api_key_header, custom_header) answers 400 `proxy_only_credential`; call it through "
+                           "`/api/v1/named-credentials/{name}/proxy/{path}`. The token's scopes are the granted "
+                           "ones (the request's, inside the permission sets, the govern token and the user's "
+                           "allowed scopes); an empty intersection is 403 `deny:no_grantable_scope`.",
             "operationId": "getUpstreamToken",
             "security": [{"governAccessToken": []}],
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
@@ -68,7 +74,10 @@ DOCUMENT: dict = {
             "responses": {
                 "200": {"description": "The upstream token", "content": {"application/json": {"schema": {
                     "$ref": "#/components/schemas/UpstreamToken"}}}},
-                "401": _PROBLEM, "403": _PROBLEM, "404": _PROBLEM, "422": _PROBLEM, "502": _PROBLEM, "503": _PROBLEM}}},
+                # 409 principal_needs_reconnect: the upstream refused the stored refresh token (no upstream call
+                # is made until the principal is reconnected).
+                "400": _PROBLEM, "401": _PROBLEM, "403": _PROBLEM, "404": _PROBLEM, "409": _PROBLEM, "422": _PROBLEM,
+                "502": _PROBLEM, "503": _PROBLEM}}},
         "/api/v1/openapi.json": {"get": {"summary": "This document", "operationId": "getOpenApi",
                                          "responses": {"200": {"description": "OpenAPI 3.1"}}}},
         "/healthz": {"get": {"summary": "Alive", "operationId": "healthz",
@@ -94,7 +103,7 @@ DOCUMENT: dict = {
             "OAuthError": {"type": "object", "required": ["error"], "properties": {
                 "error": {"enum": ["invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
                                    "unsupported_grant_type", "invalid_scope", "server_error",
-                                   "temporarily_unavailable"]},
+                                   "temporarily_unavailable", "slow_down"]},
                 "error_description": {"type": "string"}}},
             "Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {
                 "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
@@ -142,10 +151,10 @@ DOCUMENT: dict = {
 
 def document() -> dict:
     """DOCUMENT with every blueprint's OPENAPI_PATHS merged in (a path defined twice is a bug: it fails loudly)."""
-    from govern.api import breakers, connect, findings, landscape, proxy, rotations, secrets
+    from govern.api import breakers, connect, decisions, findings, landscape, proxy, rotations, secrets
 
     merged = {**DOCUMENT, "paths": dict(DOCUMENT["paths"])}
-    for module in (secrets, proxy, breakers, landscape, findings, rotations, connect):
+    for module in (secrets, proxy, breakers, landscape, findings, rotations, connect, decisions):
         for path, operations in module.OPENAPI_PATHS.items():
             clash = set(merged["paths"].get(path, {})) & set(operations)
             if clash:

@@ -37,7 +37,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(GovernError)
     def _govern_error(error: GovernError):
         if error.status >= 500:
-            log.error("request failed", extra={"code": error.code, "status": error.status})
+            # govern's own error text never quotes a secret (govern.errors); an operator needs it to act.
+            log.error("request failed", extra={"code": error.code, "status": error.status, "detail": error.detail})
         if _console():
             return _console_page(error.status, error.title, error.detail if error.status < 500 else None)
         return problem_response(error)
@@ -59,8 +60,9 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
-        # Log the type only: third-party exception text may quote request data or secrets.
-        log.error("unhandled error", extra={"exc_type": type(exc).__name__})
+        # A 500 is a bug: its message and traceback go to the server log (redacted by govern.logs), never to
+        # the response, which carries only the correlation id to quote.
+        log.error("unhandled error", exc_info=exc, extra={"_with_traceback": True})
         if _console():
             return _console_page(500, "Internal error")
         return problem_response(GovernError("an unexpected error occurred; quote the correlation id when reporting it"))
@@ -72,6 +74,15 @@ def _console() -> bool:
 
 
 def _console_page(status: int, title: str, detail: str | None = None):
+    from flask import has_request_context
+    from flask.globals import request_ctx
+
     from govern.admin.errors import render_error
 
+    if has_request_context() and request_ctx.url_adapter is None:
+        # The Host could not be routed (e.g. an empty label): the console page cannot build its links,
+        # so answer as the API does rather than fail a second time with a 500.
+        from govern.errors import BadRequest
+
+        return problem_response(BadRequest("the Host header cannot be routed"))
     return render_error(status, title, detail)

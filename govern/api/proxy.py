@@ -23,10 +23,12 @@ from werkzeug.wsgi import get_input_stream
 
 from govern.api.edge import content_length
 from govern.bounds import MAX_JSON_DEPTH, SQL_ID_MAX, json_depth_exceeds
+from govern.broker.authenticator import CallerDenied
+from govern.broker.authorization import UNKNOWN_NAMED_CREDENTIAL, record_caller_denied
 from govern.broker.proxy.errors import PayloadTooLarge
 from govern.broker.proxy.headers import forwardable_environ_headers
 from govern.broker.proxy.service import PROXY_PREFIX, ProxyCall
-from govern.errors import GovernError, JsonTooDeep, MethodNotAllowed
+from govern.errors import GovernError, JsonTooDeep, MethodNotAllowed, NotFound
 from govern.logs import CORRELATION_HEADER, accept_correlation_id, bind_correlation_id
 from govern.ops.observe import note_caller, operation
 
@@ -65,7 +67,8 @@ class ProxyEdge:
             if method not in METHODS:
                 raise MethodNotAllowed(f"the proxy does not forward {method[:20]} requests", allow=METHODS)
             with operation(self.services, "proxy", name, summary=fields) as op:
-                result = self.services.extras["proxy"].handle(self._call(environ, name, decoded_rest, correlation_id))
+                call = self._call(environ, name, decoded_rest, correlation_id, started)
+                result = self.services.proxy.handle(call)
                 op.status = result.status
             status, headers, body = result.status, list(result.headers.items()), result.body
         except GovernError as error:
@@ -84,12 +87,26 @@ class ProxyEdge:
         log_request(method, path, status, started, fields)
         return body  # a stream's generator closes the upstream response when the server closes it
 
-    def _call(self, environ, name: str, decoded_rest: str, correlation_id: str) -> ProxyCall:
-        caller = self.services.authenticator.authenticate(environ.get("HTTP_AUTHORIZATION"),
-                                                          environ.get("REMOTE_ADDR") or "",
-                                                          environ.get("HTTP_X_FORWARDED_FOR"))
+    def _call(self, environ, name: str, decoded_rest: str, correlation_id: str, started: float) -> ProxyCall:
+        try:
+            caller = self.services.authenticator.authenticate(environ.get("HTTP_AUTHORIZATION"),
+                                                              environ.get("REMOTE_ADDR") or "",
+                                                              environ.get("HTTP_X_FORWARDED_FOR"))
+        except CallerDenied as denied:  # suspended, or outside its IP ranges: a decision, on record
+            record_caller_denied(self.services, denied, action="proxy", named_credential=name[:200],
+                                 method=environ["REQUEST_METHOD"][:10],
+                                 path=_raw_remainder(environ, decoded_rest)[:2000], started=started)
+            raise
         note_caller(caller.integration_user)
-        target = self.services.extras["proxy"].target(name)
+        try:
+            target = self.services.proxy.target(name)
+        except NotFound:  # an identified caller probing for named credentials: a refusal, on record
+            self.services.decision_log.append(
+                None, None, integration_user=caller.integration_user, source_ip=caller.source_ip, action="proxy",
+                named_credential=name[:200], method=environ["REQUEST_METHOD"][:10],
+                path=_raw_remainder(environ, decoded_rest)[:2000], scopes_requested=list(caller.scopes),
+                outcome="deny", rules=[UNKNOWN_NAMED_CREDENTIAL], latency_ms=(time.perf_counter() - started) * 1000)
+            raise
         limit = target.max_body_bytes if self.max_body is None else min(target.max_body_bytes, self.max_body)
         body = _read_body(environ, limit)
         if _is_json(environ.get("CONTENT_TYPE")) and json_depth_exceeds(body, MAX_JSON_DEPTH):

@@ -9,6 +9,7 @@ leaving out fields that hold their default.
 from __future__ import annotations
 
 from typing import Any
+from collections.abc import Callable
 
 from govern.config_as_code import schema as s
 from govern.config_as_code.units import format_duration, format_size
@@ -55,7 +56,7 @@ def system_spec(doc: s.SystemDoc) -> Spec:
         "name": doc.name or doc.id, "kind": doc.kind, "description": doc.description, "scopes": _set(doc.scopes),
         "owner": c.owner, "escalation": c.escalation, "sla": jsonable(c.sla),
         "rate_limit_per_minute": c.rate_limit_per_minute, "daily_api_budget": c.daily_api_budget,
-        "api_version_policy": c.api_version_policy,
+        "max_concurrent_calls": c.max_concurrent_calls, "api_version_policy": c.api_version_policy,
         "maintenance_windows": sorted((w.model_dump() for w in c.maintenance_windows), key=_day_index),
         "runbook": c.runbook, "schema_links": list(c.schema_links), "error_codes": dict(sorted(c.error_codes.items())),
     }
@@ -79,7 +80,8 @@ def credential_spec(doc: s.CredentialDoc) -> Spec:
     return {
         "system": doc.system, "protocol": doc.protocol, "token_url": doc.token_url, "authorize_url": doc.authorize_url,
         "client_id": doc.client_id, "client_auth": doc.client_auth or default_client_auth(doc.protocol),
-        "scopes": _set(doc.scopes), "audience": doc.audience, "header": doc.header,
+        "scopes": _set(doc.scopes), "audience": doc.audience, "resource": list(doc.resource),
+        "token_params": dict(sorted(doc.token_params.items())), "leeway": doc.leeway, "header": doc.header,
         "principal_type": doc.principal_type,
         "principals": sorted(({"name": p.name, "subject": p.subject,
                                "user": p.user if doc.principal_type == "per_user" else None}
@@ -89,12 +91,10 @@ def credential_spec(doc: s.CredentialDoc) -> Spec:
 
 
 def named_credential_spec(doc: s.NamedCredentialDoc) -> Spec:
-    retry = {k: v for k, v in (("attempts", doc.retry.attempts), ("backoff_seconds", doc.retry.backoff)) if v is not None}
-    breaker = {k: v for k, v in (("failures", doc.circuit_breaker.failures),
-                                 ("reset_seconds", doc.circuit_breaker.reset)) if v is not None}
     return {
         "credential": doc.credential, "url": doc.url, "api_version": doc.api_version, "api_type": doc.api_type,
-        "timeout": float(doc.timeout), "retry": retry, "circuit_breaker": breaker,
+        # Only the keys the file sets, with durations in seconds: the JSON the proxy reads back as the same value.
+        "timeout": float(doc.timeout), "retry": doc.retry.stored(), "circuit_breaker": doc.circuit_breaker.stored(),
         "methods": _set(m.upper() for m in doc.methods), "paths": _set(doc.paths),
         "during_maintenance": doc.during_maintenance, "max_body": doc.max_body,
     }
@@ -127,8 +127,9 @@ def permission_set_spec(doc: s.PermissionSetDoc) -> Spec:
     }
 
 
-SPEC_OF = {"system": system_spec, "credential": credential_spec, "named_credential": named_credential_spec,
-           "integration_user": integration_user_spec, "permission_set": permission_set_spec}
+SPEC_OF: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "system": system_spec, "credential": credential_spec, "named_credential": named_credential_spec,
+    "integration_user": integration_user_spec, "permission_set": permission_set_spec}
 
 
 # --- back to governance.yaml ------------------------------------------------------------------------
@@ -150,6 +151,7 @@ def _system_doc(ext_id: str, spec: Spec) -> dict:
     _put(contract, "sla", spec["sla"])
     _put(contract, "rate_limit_per_minute", spec["rate_limit_per_minute"])
     _put(contract, "daily_api_budget", spec["daily_api_budget"])
+    _put(contract, "max_concurrent_calls", spec.get("max_concurrent_calls"))
     _put(contract, "api_version_policy", spec["api_version_policy"])
     _put(contract, "maintenance_windows", spec["maintenance_windows"])
     _put(contract, "runbook", spec["runbook"])
@@ -164,8 +166,11 @@ def _credential_doc(ext_id: str, spec: Spec) -> dict:
     for key in ("token_url", "authorize_url", "client_id"):
         _put(out, key, spec[key])
     _put(out, "client_auth", spec["client_auth"], default_client_auth(spec["protocol"]))
-    for key in ("scopes", "audience", "header"):
-        _put(out, key, spec[key])
+    for key in ("scopes", "audience", "resource", "token_params"):
+        _put(out, key, spec.get(key))
+    if spec.get("leeway") is not None:
+        out["leeway"] = format_duration(spec["leeway"])
+    _put(out, "header", spec["header"])
     _put(out, "principal_type", spec["principal_type"], "named")
     principals = []
     for p in spec["principals"]:
@@ -179,19 +184,17 @@ def _credential_doc(ext_id: str, spec: Spec) -> dict:
     return out
 
 
+DURATION_KEYS = frozenset({"backoff", "max_backoff", "max_retry_after", "reset", "window"})
+
+
 def _named_credential_doc(ext_id: str, spec: Spec) -> dict:
     out: dict[str, Any] = {"id": ext_id, "credential": spec["credential"], "url": spec["url"]}
     _put(out, "api_version", spec["api_version"])
     _put(out, "api_type", spec["api_type"], "REST")
     _put(out, "timeout", format_duration(spec["timeout"]), "10s")
-    retry = dict(spec["retry"])
-    if "backoff_seconds" in retry:
-        retry["backoff"] = format_duration(retry.pop("backoff_seconds"))
-    _put(out, "retry", retry)
-    breaker = dict(spec["circuit_breaker"])
-    if "reset_seconds" in breaker:
-        breaker["reset"] = format_duration(breaker.pop("reset_seconds"))
-    _put(out, "circuit_breaker", breaker)
+    _put(out, "retry", {k: format_duration(v) if k in DURATION_KEYS else v for k, v in spec["retry"].items()})
+    _put(out, "circuit_breaker", {k: format_duration(v) if k in DURATION_KEYS else v
+                                  for k, v in spec["circuit_breaker"].items()})
     _put(out, "methods", spec["methods"])
     _put(out, "paths", spec["paths"])
     _put(out, "during_maintenance", spec["during_maintenance"], "refuse")

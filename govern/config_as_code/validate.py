@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from collections.abc import Callable
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from govern.config_as_code import schema as s
 from govern.config_as_code.specs import KIND_OF, SPEC_OF, Landscape, empty_landscape
-from govern.config_as_code.yaml_loader import Located, Path, load
+from govern.config_as_code.yaml_loader import Located, Path, load, make_error
 from govern.errors import ValidationFailed
 
 # Keys whose value would be secret material. Secrets go to the secret store, never into the file.
@@ -30,6 +32,7 @@ class Parsed:
     doc: Located
     entities: dict[str, dict[str, tuple[int, Any]]] = field(default_factory=dict)  # kind -> id -> (index, model)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def parse(text: str, filename: str = "<input>") -> Parsed:
@@ -111,10 +114,7 @@ def _data_path(raw: Any, loc: tuple) -> Path:
     out: list[Any] = []
     node = raw
     for part in loc:
-        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and part in node:
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node) or isinstance(node, dict) and part in node:
             out.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and not part.startswith(("function-", "union[")):
@@ -123,7 +123,7 @@ def _data_path(raw: Any, loc: tuple) -> Path:
     return tuple(out)
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         return f"unknown key {err['loc'][-1]!r}"
@@ -192,14 +192,65 @@ def _user_rules(doc: Located, path: Path, u: s.IntegrationUserDoc) -> None:
         seen.add(a.permission_set)
 
 
-RULES = {"credential": _credential_rules, "integration_user": _user_rules}
+RULES: dict[str, Callable[..., None]] = {"credential": _credential_rules, "integration_user": _user_rules}
 
 
 # --- rules across entities ----------------------------------------------------------------------------
 
-def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = False) -> Landscape:
+# --- plain HTTP upstream URLs -------------------------------------------------------------------------
+
+# Where a client secret, a refresh token, an assertion or an injected credential travels.
+UPSTREAM_URL_FIELDS = {"credentials": ("token_url", "authorize_url"), "named_credentials": ("url",)}
+PLAIN_HTTP = ("plain http sends the credential in clear over the network; use https")
+
+
+def _loopback(host: str | None) -> bool:
+    import ipaddress
+
+    if not host:
+        return False
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_urls(doc: Located) -> list[tuple[Path, str, bool]]:
+    """Every http:// upstream URL in the document: (path, url, on a loopback host)."""
+    from urllib.parse import urlsplit
+
+    found = []
+    for section, names in UPSTREAM_URL_FIELDS.items():
+        for index, _ in enumerate(_raw_list(doc, (section,))):
+            for name in names:
+                url = _raw(doc, (section, index, name))
+                if not isinstance(url, str) or urlsplit(url).scheme.lower() != "http":
+                    continue
+                try:
+                    host = urlsplit(url).hostname
+                except ValueError:
+                    host = None
+                found.append(((section, index, name), url, _loopback(host)))
+    return found
+
+
+def check_transport(parsed: Parsed, *, production: bool) -> None:
+    """Production refuses every http:// upstream URL (an error, nothing is applied). Development warns,
+    except for loopback hosts (a sandbox or a test server on this machine: nothing crosses a network)."""
+    for path, _url, loopback in plain_http_urls(parsed.doc):
+        if production:
+            parsed.doc.error(path, f"{PLAIN_HTTP} (refused in production)")
+        elif not loopback:
+            parsed.warnings.append(make_error(parsed.doc, path, f"{PLAIN_HTTP} (refused in production)"))
+
+
+def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = False,
+          production: bool = False) -> Landscape:
     """References and scopes, then the desired landscape. Raises ValidationFailed listing every error."""
     doc = parsed.doc
+    check_transport(parsed, production=production)
     current = current or empty_landscape()
     desired: Landscape = empty_landscape()
     for kind, items in parsed.entities.items():
@@ -232,7 +283,8 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
     def principals_of(credential: str) -> set[str] | None:
         if credential in parsed.entities["credential"]:
             index = parsed.entities["credential"][credential][0]
-            return {p.get("name") for p in _raw_list(doc, ("credentials", index, "principals")) if isinstance(p, dict)}
+            return {p["name"] for p in _raw_list(doc, ("credentials", index, "principals"))
+                    if isinstance(p, dict) and isinstance(p.get("name"), str)}
         stored = None if prune else current["credential"].get(credential)
         return {p["name"] for p in stored["principals"]} if stored else None
 
@@ -243,7 +295,7 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
         stored = None if prune else current["named_credential"].get(named_credential)
         return stored["credential"] if stored else None
 
-    for ext_id, (index, _) in parsed.entities["credential"].items():
+    for index, _ in parsed.entities["credential"].values():
         path = ("credentials", index)
         system = _raw(doc, path + ("system",))
         if ref(path + ("system",), "system", system) and system in system_scopes:
@@ -252,10 +304,10 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
             for i, p in enumerate(_raw_list(doc, path + ("principals",))):
                 if isinstance(p, dict):
                     ref(path + ("principals", i, "user"), "integration_user", p.get("user"))
-    for ext_id, (index, _) in parsed.entities["named_credential"].items():
+    for index, _ in parsed.entities["named_credential"].values():
         path = ("named_credentials", index)
         ref(path + ("credential",), "credential", _raw(doc, path + ("credential",)))
-    for ext_id, (index, _) in parsed.entities["integration_user"].items():
+    for index, _ in parsed.entities["integration_user"].values():
         path = ("integration_users", index)
         ref(path + ("source_system",), "system", _raw(doc, path + ("source_system",)))
         scopes(path + ("scopes",), all_scopes, "no system declares it")
@@ -263,7 +315,7 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
             name = a.get("permission_set") if isinstance(a, dict) else a
             ref(path + ("permission_sets", i) + (("permission_set",) if isinstance(a, dict) else ()),
                 "permission_set", name)
-    for ext_id, (index, _) in parsed.entities["permission_set"].items():
+    for index, _ in parsed.entities["permission_set"].values():
         path = ("permission_sets", index)
         scopes(path + ("scopes",), all_scopes, "no system declares it")
         for i, grant in enumerate(_raw_list(doc, path + ("grants",))):
@@ -273,7 +325,7 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
             nc = grant.get("named_credential")
             if not ref(gpath + ("named_credential",), "named_credential", nc) or not isinstance(grant.get("principal"), str):
                 continue
-            credential = credential_of(nc)
+            credential = credential_of(nc) if isinstance(nc, str) else None
             names = principals_of(credential) if isinstance(credential, str) else None
             if names is not None and grant["principal"] not in names:
                 doc.error(gpath + ("principal",), f"credential {credential!r} has no principal {grant['principal']!r}")
@@ -298,6 +350,6 @@ def _raw_list(doc: Located, path: Path) -> list:
 
 
 def validate_document(text: str, filename: str = "<input>", current: Landscape | None = None, *,
-                      prune: bool = False) -> Landscape:
+                      prune: bool = False, production: bool = False) -> Landscape:
     """parse + check: the desired landscape, or ValidationFailed with every error."""
-    return check(parse(text, filename), current, prune=prune)
+    return check(parse(text, filename), current, prune=prune, production=production)

@@ -1,5 +1,5 @@
 """The integration user's client-secret rule (RFC 6749 section 2.3.1), shared by the token endpoint
-(govern.broker.oauth_server.IntegrationClient.check_client_secret) and the client_secret rotator.
+(govern.api.oauth_server.IntegrationClient.check_client_secret) and the client_secret rotator.
 
 During a rotation's overlap window two secrets are valid: the current one and the previous one until
 `previous_secret_expires_at`. After it, only the current one. A user that is not active has none.
@@ -27,7 +27,7 @@ def secret_matches(presented: str, stored: str | None) -> bool:
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 
@@ -50,3 +50,9 @@ def verify_client_secret(user: Any, presented: str, now: dt.datetime) -> bool:
         return False
     return secret_accepted(presented, user.client_secret_hash, user.previous_client_secret_hash,
                            user.previous_secret_expires_at, now)
+
+
+def spend_dummy_hash(presented: str) -> None:
+    """The same scrypt work as a real check, against no hash: an unknown client id costs what a wrong
+    secret costs, so the two cannot be told apart by timing (govern.broker.client_authentication)."""
+    verify_password(presented, None)

@@ -21,7 +21,7 @@ import threading
 
 import cedarpy
 
-from govern.domain.access import AccessDecision, AccessRequest
+from govern.domain.access import PROXY_ONLY_RULE, AccessDecision, AccessRequest
 from govern.domain.access_rules import (any_path_matches, ip_in_ranges, method_allowed, object_access_allowed,
                                         parse_networks, salesforce_object, shortest_prefix)
 from govern.errors import NotFound
@@ -108,13 +108,19 @@ class CedarPolicyDecider:
         if not candidates:
             return _deny("deny:api_type_not_granted", f"no permission set grants the {api_type} API")
 
+        if request.action == "token" and not nc.issues_tokens:
+            # A static secret (basic, API key, custom header) never leaves govern: only the proxy uses it.
+            return _deny(PROXY_ONLY_RULE, "this named credential holds a static secret; call it through the proxy")
+
         if request.method or request.path:
             candidates = [(ps, g) for ps, g in candidates if _operation_allowed(g, request)]
             if not candidates:
                 return _deny("deny:operation_not_granted", "no grant covers this method, path, object or fields")
 
         permitting = list(dict.fromkeys(ps for ps, _ in candidates))
-        grantable = {s for ps in permitting for s in ps.scopes} & set(caller.scopes)
+        # Scopes only narrow: the permission sets' scopes, the access token's scopes and the user's allowed
+        # scopes (which may have shrunk since the token was issued) all bound what the upstream token holds.
+        grantable = {s for ps in permitting for s in ps.scopes} & set(caller.scopes) & set(user.allowed_scopes)
         if request.scopes:
             if not set(request.scopes) <= grantable:
                 return _deny("deny:scope_outside_grant",
@@ -123,6 +129,11 @@ class CedarPolicyDecider:
             permitting = [ps for ps in permitting if set(ps.scopes) & set(granted)] or permitting
         else:
             granted = tuple(sorted(grantable))
+            if not granted and nc.issues_tokens and (nc.default_scopes or any(ps.scopes for ps in permitting)):
+                # An empty intersection is a denial, never "the credential's default scopes".
+                return _deny("deny:no_grantable_scope",
+                             "no scope is granted by the permission sets, held by the access token and allowed "
+                             "for the integration user")
 
         grant = next(g for ps, g in candidates if ps in permitting)
         if nc.principal_type == "per_user":

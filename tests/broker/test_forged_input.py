@@ -24,7 +24,7 @@ def _claims(clock, **over):
 
 
 def _current_kid(services):
-    return services.extras["broker.signing_keys"].jwks()["keys"][0]["kid"]
+    return services.signing_keys.jwks()["keys"][0]["kid"]
 
 
 def _unauthorized(resp):
@@ -47,7 +47,7 @@ def test_spoofed_forwarded_for_at_token_issuance_is_ignored(broker_client, lands
     resp = broker_client.post("/oauth/token", data={"grant_type": "client_credentials"},
                               headers={**basic("order-sync", "s3cret-client-secret-value"), "X-Forwarded-For": "127.0.0.1"},
                               environ_base={"REMOTE_ADDR": "203.0.113.9"})
-    assert resp.status_code == 400 and resp.get_json()["error"] == "unauthorized_client"
+    assert resp.status_code == 401 and resp.get_json()["error"] == "invalid_client"
 
 
 def test_trusted_proxy_forwarded_for_is_believed_right_to_left(tmp_path, database_url, clock):
@@ -81,7 +81,7 @@ def test_trusted_proxy_forwarded_for_is_believed_right_to_left(tmp_path, databas
                                environ_base={"REMOTE_ADDR": "10.2.2.2"})
 
         assert issue_via_proxy({"X-Forwarded-For": "198.51.100.7"}).status_code == 200
-        assert issue_via_proxy({}).get_json()["error"] == "unauthorized_client"
+        assert issue_via_proxy({}).get_json()["error"] == "invalid_client"
     finally:
         svc.close()
 
@@ -94,7 +94,7 @@ def test_alg_none_is_rejected(broker_client, broker_services, clock, landscape):
 
 def test_hs256_signed_with_the_public_key_is_rejected(broker_client, broker_services, clock, landscape):
     access_token(broker_client)
-    public = broker_services.extras["broker.signing_keys"].jwks()["keys"][0]
+    public = broker_services.signing_keys.jwks()["keys"][0]
     pem = jwk.import_key(public).as_pem(private=False)
     signing_input = f"{_b64({'alg': 'HS256', 'typ': 'JWT', 'kid': public['kid']})}.{_b64(_claims(clock))}"
     mac = hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()
@@ -119,7 +119,7 @@ def test_expired_token_is_rejected(broker_client, clock, landscape):
 
 
 def _signed(services, claims):
-    return services.extras["broker.signing_keys"].sign(claims)
+    return services.signing_keys.sign(claims)
 
 
 def test_wrong_audience_is_rejected(broker_client, broker_services, clock, landscape):

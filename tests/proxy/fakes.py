@@ -11,7 +11,7 @@ from govern.errors import SecretStoreUnavailable, Unauthorized
 
 class FakeClock:
     def __init__(self, now: dt.datetime | None = None):
-        self._now = now or dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)  # a Tuesday
+        self._now = now or dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)  # a Tuesday
 
     def now(self) -> dt.datetime:
         return self._now
@@ -69,23 +69,26 @@ class FakeTokenSource:
         self.store_down = False
         self._lock = threading.Lock()
 
-    def get_token(self, named_credential, principal, scopes=(), *, force_refresh=False):
+    def get_token(self, named_credential, principal, scopes=(), *, force_refresh=False, rejected=None):
         key = (named_credential, principal)
         with self._lock:
-            if key in self.cached and not force_refresh:
-                return self.cached[key]
+            held = self.cached.get(key)
+            if held is not None and not force_refresh and held.access_token.reveal() != rejected:
+                return held
             if self.store_down:
                 raise SecretStoreUnavailable("the (fake) secret store is down")
             self.issued += 1
             token = UpstreamToken(Secret(f"upstream-token-{self.issued}"), "Bearer",
-                                  dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+                                  dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
             self.cached[key] = token
             return token
 
-    def invalidate(self, named_credential, principal, scopes=()):
+    def invalidate(self, named_credential, principal, scopes=(), *, token=None):
         with self._lock:
             self.invalidations.append((named_credential, principal))
-            self.cached.pop((named_credential, principal), None)
+            held = self.cached.get((named_credential, principal))
+            if held is not None and (token is None or held.access_token.reveal() == token):
+                del self.cached[(named_credential, principal)]
 
 
 class RecordingNotifier:
