@@ -6,18 +6,22 @@ them, so that a limit means the same thing everywhere.
 - JSON nesting: Python's json module recurses per level and fails with RecursionError near 1,000 levels,
   which is neither a clean refusal nor cheap. `json_depth_exceeds` scans the bytes without parsing.
 - Integers: `int()` accepts Unicode digits ("١٢"), signs, spaces and underscores, and any magnitude;
-  a database column holds at most a signed 64-bit value. `ascii_int` accepts `[0-9]+` only, in range.
+  a row id is an INTEGER column (at most 2^31 - 1 on PostgreSQL), an OFFSET a BIGINT. `ascii_int` accepts
+  `[0-9]+` only, in range.
 """
 from __future__ import annotations
 
 import re
 
 MAX_JSON_DEPTH = 64
-SQL_BIGINT_MAX = 2 ** 63 - 1  # the largest value an id or offset column (BIGINT) can hold
+SQL_BIGINT_MAX = 2 ** 63 - 1  # the largest BIGINT: what an OFFSET or a count can be
+SQL_ID_MAX = 2 ** 31 - 1  # the largest row id: primary keys are INTEGER columns (int4 on PostgreSQL)
 _DIGITS = re.compile(r"[0-9]{1,19}")  # 19 digits cover SQL_BIGINT_MAX; more is always out of range
 # A JSON string (possessive, so an unterminated one costs one linear scan) or one bracket.
 _JSON_TOKENS = re.compile(rb'"(?:[^"\\]++|\\.)*+"|[\[\]{}]', re.DOTALL)
 _OPENERS = frozenset(b"[{")
+# `\u0000` in a JSON string: PostgreSQL text cannot hold NUL. Not when its backslash is itself escaped (`\\u0000`).
+_JSON_NUL = re.compile(rb'(?<!\\)(?:\\\\)*\\u0000|\x00')
 
 
 def json_depth_exceeds(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
@@ -41,6 +45,11 @@ def json_depth_exceeds(data: bytes | str, limit: int = MAX_JSON_DEPTH) -> bool:
         elif depth:
             depth -= 1
     return False
+
+
+def json_has_nul(data: bytes) -> bool:
+    """Whether a JSON text carries a NUL character (escaped as \\u0000, or raw)."""
+    return b"\x00" in data or (b"u0000" in data and _JSON_NUL.search(data) is not None)
 
 
 def ascii_int(raw: str | None, *, low: int = 0, high: int = SQL_BIGINT_MAX) -> int | None:

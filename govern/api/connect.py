@@ -12,7 +12,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from markupsafe import escape
 
 from govern.api.auth import require_admin
-from govern.errors import GovernError
+from govern.errors import GovernError, InvalidParameter
 
 bp = Blueprint("connect", __name__)
 
@@ -30,7 +30,11 @@ def _service():
 @bp.post("/api/v1/credentials/<credential>/principals/<principal>/connect")
 @require_admin("admin")
 def start(credential: str, principal: str):
-    body = request.get_json(silent=True) or {}
+    body = request.get_json(silent=True)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):  # e.g. a bare number: a 500 (AttributeError) before, found by schemathesis
+        raise InvalidParameter([{"location": "body", "message": "must be a JSON object"}])
     # From GOVERN_PUBLIC_URL: a forged Host must not choose where the upstream sends the code.
     redirect_uri = current_app.extensions["govern"].settings.public_endpoint("/oauth/callback")
     login_hint = body.get("login_hint") if isinstance(body.get("login_hint"), str) else None

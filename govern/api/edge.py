@@ -1,11 +1,13 @@
 """Request shape checks that hold for every Flask route, in one place (issue #14, "bounded input").
 
-- `<int:...>` path parameters are ASCII digits and fit a BIGINT column: a larger id cannot name a row, so
-  it answers 404 like any other unknown id; Unicode digits answer 400.
+- `<int:...>` path parameters are ASCII digits and fit a row id (an INTEGER column): a larger id cannot name
+  a row, so it answers 404 like any other unknown id; Unicode digits answer 400.
 - Query integers go through `int_arg` (ASCII digits, a stated range; 400 `invalid_parameter` otherwise).
 - A JSON body nested deeper than govern.bounds.MAX_JSON_DEPTH answers 400 `json_too_deep` before any view
   parses it (the proxy's own WSGI edge applies the same check).
 - A Content-Length that is not a number of bytes answers 400 (werkzeug would read it as 0).
+- A NUL character in the path, a query parameter, a form field or a JSON string answers 400: no govern value
+  holds one, and PostgreSQL text cannot (it would fail the query with a 500).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from flask import Flask, request
 from werkzeug.exceptions import BadRequest as HttpBadRequest
 from werkzeug.routing import IntegerConverter, ValidationError
 
-from govern.bounds import MAX_JSON_DEPTH, SQL_BIGINT_MAX, ascii_int, json_depth_exceeds
+from govern.bounds import MAX_JSON_DEPTH, SQL_ID_MAX, ascii_int, json_depth_exceeds, json_has_nul
 from govern.errors import InvalidParameter, JsonTooDeep
 
 
@@ -27,7 +29,7 @@ class BoundedIntConverter(IntegerConverter):
         if not value.isascii():
             raise HttpBadRequest("a path id is written with the digits 0-9")
         number = super().to_python(value)
-        if number > SQL_BIGINT_MAX:
+        if number > SQL_ID_MAX:
             raise ValidationError()  # no row has this id: the route does not match, 404
         return number
 
@@ -76,7 +78,29 @@ def install(app: Flask) -> None:
     app.url_map.converters["int"] = BoundedIntConverter
 
     @app.before_request
-    def _bounded_body():
+    def _bounded_request():
         content_length(request.environ)
-        if request.is_json and json_depth_exceeds(request.get_data(cache=True), MAX_JSON_DEPTH):
-            raise JsonTooDeep(f"JSON may nest at most {MAX_JSON_DEPTH} arrays or objects")
+        nul = _nul_location()
+        if request.is_json:
+            body = request.get_data(cache=True)
+            if json_depth_exceeds(body, MAX_JSON_DEPTH):
+                raise JsonTooDeep(f"JSON may nest at most {MAX_JSON_DEPTH} arrays or objects")
+            if nul is None and json_has_nul(body):
+                nul = "body"
+        if nul is not None:
+            raise InvalidParameter([{"location": nul, "message": "must not contain a NUL character"}])
+
+
+def _nul_location() -> str | None:
+    if "\x00" in request.path:
+        return "path"
+    for key, value in request.args.items(multi=True):
+        if "\x00" in key or "\x00" in value:
+            return f"query.{key.replace(chr(0), '')}"
+    # /oauth/token answers in RFC 6749's own format; a NUL there finds no client (govern.broker.oauth_server)
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data") and \
+            request.path != "/oauth/token":
+        for key, value in request.form.items(multi=True):
+            if "\x00" in key or "\x00" in value:
+                return f"form.{key.replace(chr(0), '')}"
+    return None

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, jsonify, request
 from govern.api.auth import require_admin
 from govern.api.edge import int_arg
 from govern.audit.engine import SEVERITIES
-from govern.bounds import SQL_BIGINT_MAX
+from govern.bounds import SQL_BIGINT_MAX, SQL_ID_MAX
 from govern.errors import ValidationFailed
 
 bp = Blueprint("findings", __name__, url_prefix="/api/v1")
@@ -78,7 +78,7 @@ def _openapi() -> dict:
             "responses": {"200": json_response("Findings", paged(finding)), **problems(400, 401, 403, 422)}}},
         "/api/v1/findings/{finding_id}": {"get": {
             "summary": "One finding", "operationId": "getFinding", **admin("auditor"),
-            "parameters": [path_param("finding_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})],
+            "parameters": [path_param("finding_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_ID_MAX})],
             "responses": {"200": json_response("Finding", finding), **problems(400, 401, 403, 404)}}},
         "/api/v1/audit/runs": {"get": {
             "summary": "Audit runs, newest first", "operationId": "listAuditRuns", **admin("auditor"),

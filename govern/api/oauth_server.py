@@ -220,6 +220,8 @@ class GovernAuthorizationServer(AuthorizationServer):
     # --- clients ---------------------------------------------------------------------------------
 
     def _load_client(self, client_id):
+        if not isinstance(client_id, str) or "\x00" in client_id:
+            return None  # from a Basic header or an unverified assertion: no user is named so (PostgreSQL text has no NUL)
         services = self._services
         now = services.clock.now()
         with services.sessions() as s:

@@ -17,6 +17,9 @@ _REJECTED_TOKEN = {
                    "the token it holds, so concurrent reports cause one upstream call (docs/upstream-tokens.md)."}
 _PROBLEM = {"description": "RFC 9457 problem details",
             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+_EDGE_400 = {"description": "Malformed request: a NUL character, JSON nested too deep, a bad Content-Length "
+                             "(RFC 9457 problem details)",
+             "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 _OAUTH_ERROR = {"description": "RFC 6749 section 5.2 error",
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/OAuthError"}}}}
 
@@ -157,6 +160,11 @@ def document() -> dict:
             if clash:
                 raise ValueError(f"{module.__name__} describes {sorted(clash)} {path} again")
             merged["paths"][path] = {**merged["paths"].get(path, {}), **operations}
+    # govern/api/edge.py refuses malformed requests on every route before its view runs (a NUL character,
+    # JSON nested too deep, a Content-Length that is not a number): every operation can answer 400.
+    for path, operations in merged["paths"].items():
+        merged["paths"][path] = {method: {**op, "responses": {**op["responses"], "400": op["responses"].get(
+            "400", _EDGE_400)}} for method, op in operations.items()}
     return merged
 
 

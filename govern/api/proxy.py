@@ -22,7 +22,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_input_stream
 
 from govern.api.edge import content_length
-from govern.bounds import MAX_JSON_DEPTH, SQL_BIGINT_MAX, json_depth_exceeds
+from govern.bounds import MAX_JSON_DEPTH, SQL_ID_MAX, json_depth_exceeds
 from govern.broker.authenticator import CallerDenied
 from govern.broker.authorization import UNKNOWN_NAMED_CREDENTIAL, record_caller_denied
 from govern.broker.proxy.errors import PayloadTooLarge
@@ -207,7 +207,7 @@ def _openapi() -> dict:
             "summary": "The status of a queued proxied call (the caller's own calls only)",
             "operationId": "getQueuedCall", "security": [{"governAccessToken": []}],
             "parameters": [path_param("name"),
-                           path_param("call_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})],
+                           path_param("call_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_ID_MAX})],
             "responses": {"200": json_response("Queued, delivered or dead",
                                                {"$ref": "#/components/schemas/QueuedCall"}),
                           **problems(401, 403, 404)}}},

@@ -10,7 +10,7 @@ from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from govern.api.auth import require_admin
 from govern.api.edge import int_arg
-from govern.bounds import SQL_BIGINT_MAX
+from govern.bounds import SQL_ID_MAX
 from govern.errors import Conflict, ValidationFailed
 from govern.rotation import machine
 from govern.rotation.history import get_run, list_runs
@@ -97,7 +97,7 @@ def _openapi() -> dict:
     from govern.api.spec import admin, items_of, json_body, json_response, path_param, problems, query_param
 
     run = {"$ref": "#/components/schemas/RotationRun"}
-    run_id = [path_param("run_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})]
+    run_id = [path_param("run_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_ID_MAX})]
     paths = {
         "/api/v1/rotations": {
             "get": {"summary": "Rotation runs, newest first", "operationId": "listRotations", **admin("auditor"),

@@ -235,6 +235,9 @@ def _walk(node: yaml.Node, path: list, doc: Located, constructor: yaml.SafeLoade
             key = key_node.value if key_node.tag == _STR else constructor.construct_object(key_node, deep=True)
             if isinstance(key, bool):
                 key = str(key).lower()  # YAML 1.1 reads `on`/`yes` as booleans
+            if isinstance(key, str) and "\x00" in key:
+                doc.error(tuple(path), "NUL characters are not allowed in keys")
+                continue
             if not isinstance(key, (str, int, float)):
                 doc.error(tuple(path), "mapping keys must be plain scalars")
                 continue
@@ -255,5 +258,8 @@ def _walk(node: yaml.Node, path: list, doc: Located, constructor: yaml.SafeLoade
             path.pop()
         return out_list
     if node.tag == _STR:  # most scalars; skip construct_object's bookkeeping
+        if "\x00" in node.value:  # a "\0" escape: no govern value holds NUL, and PostgreSQL text cannot
+            doc.error(tuple(path), "NUL characters are not allowed")
+            return node.value.replace("\x00", "")
         return node.value
     return constructor.construct_object(node, deep=True)

@@ -1,7 +1,7 @@
 """The IP guardrail refuses ranges broader than a minimum prefix, not only 0.0.0.0/0 and ::/0 (issue #14):
 `0.0.0.0/1` opens half of the IPv4 internet. The landscape is applied with `govern apply`, the user's secret set
 with `govern secrets put`, and the guardrail is seen where a user sees it: the answer of `POST /oauth/token` +
-`POST /api/v1/named-credentials/{name}/token`, and the finding of `govern audit` (GOV-NET-002), which must agree.
+a call through `/api/v1/named-credentials/{name}/proxy/...`, and the finding of `govern audit` (GOV-NET-002), which must agree.
 Positive controls: ranges at the minimum and narrower are allowed."""
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ FORBID = "forbid:require-ip-restrictions"
 
 
 def ask_upstream_token(client, remote: str):
+    """A govern token from /oauth/token, then a call through the proxy: both are decided by the policies (the
+    landscape's credential is an API key, used only through the proxy)."""
     token = issue_token(client, remote=remote)
     assert token.status_code == 200, token.get_json()
-    return client.post("/api/v1/named-credentials/erp-api/token", json={},
-                       headers={"Authorization": f"Bearer {token.get_json()['access_token']}"},
-                       environ_base={"REMOTE_ADDR": remote})
+    return client.get("/api/v1/named-credentials/erp-api/proxy/orders",
+                      headers={"Authorization": f"Bearer {token.get_json()['access_token']}"},
+                      environ_base={"REMOTE_ADDR": remote})
 
 
 def decision_of(response) -> str:

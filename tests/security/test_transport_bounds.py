@@ -11,8 +11,13 @@ import zlib
 
 import pytest
 
-from govern.broker.proxy.transport import (HttpTransport, InvalidRequest, TransportBodyTooLarge, TransportTimeout,
-                                           TransportUnreachable)
+from govern.broker.proxy.transport import (
+    HttpTransport,
+    InvalidRequest,
+    TransportBodyTooLarge,
+    TransportTimeout,
+    TransportUnreachable,
+)
 from tests.proxy.test_transport import Scripted, ok
 from tests.security.hostile_fixtures import CALLER_IP, apply_landscape, issue_token
 

@@ -11,6 +11,7 @@ from govern.admin import commands
 from govern.admin.roles import require_role
 from govern.admin.views.actions import actor, parse_date, perform
 from govern.admin.views.base import ReadOnlyView
+from govern.bounds import SQL_ID_MAX, ascii_int
 from govern.store.tables import Finding
 
 SEVERITY_BADGE = {"critical": "danger", "high": "danger", "medium": "warning", "low": "info", "info": "secondary"}
@@ -41,10 +42,8 @@ class FindingView(ReadOnlyView):
     @expose("/suppress/", methods=("POST",))
     def suppress_view(self):
         require_role("admin")
-        try:
-            finding = self.session.get(Finding, int(request.form.get("finding", "")))
-        except ValueError:
-            finding = None
+        key = ascii_int(request.form.get("finding"), high=SQL_ID_MAX)  # else no such row
+        finding = self.session.get(Finding, key) if key is not None else None
         if finding is None:
             abort(404)
         form = request.form

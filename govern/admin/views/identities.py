@@ -10,6 +10,7 @@ from govern.admin import commands
 from govern.admin.roles import require_role
 from govern.admin.views.actions import actor, correlation, parse_date, parse_list, perform
 from govern.admin.views.base import ReadOnlyView, describe_secret, fmt_list, fmt_time, secret_status
+from govern.bounds import SQL_ID_MAX, ascii_int
 from govern.store.tables import (Assignment, Decision, IntegrationUser, NamedCredential, PermissionGrant,
                                  PermissionSet, SecretRef, System)
 
@@ -266,10 +267,8 @@ class SecretRefView(ReadOnlyView):
     def rotate_view(self):
         """Start a rotation run now (operator and admin); a rotation worker executes it."""
         require_role("operator")
-        try:
-            ref = self.session.get(SecretRef, int(request.form.get("ref", "")))
-        except ValueError:
-            ref = None
+        key = ascii_int(request.form.get("ref"), high=SQL_ID_MAX)  # else no such row
+        ref = self.session.get(SecretRef, key) if key is not None else None
         if ref is None:
             abort(404)
         def run():

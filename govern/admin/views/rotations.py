@@ -12,6 +12,7 @@ from govern.admin.roles import has_role, require_role
 from govern.admin.views.actions import actor, perform
 from govern.admin.views.base import ReadOnlyView
 from govern.admin.views.buttons import post_button
+from govern.bounds import SQL_ID_MAX, ascii_int
 from govern.store.tables import RotationRun, SecretRef
 
 _STATE_BADGE = {"finished": "success", "failed": "danger", "parked": "danger", "cancelled": "secondary"}
@@ -56,10 +57,8 @@ class RotationRunView(ReadOnlyView):
     column_default_sort = ("started_at", True)
 
     def _run_or_404(self) -> RotationRun:
-        try:
-            run = self.session.get(RotationRun, int(request.form.get("run", "")))
-        except ValueError:
-            run = None
+        key = ascii_int(request.form.get("run"), high=SQL_ID_MAX)  # else no such row
+        run = self.session.get(RotationRun, key) if key is not None else None
         if run is None:
             abort(404)
         return run

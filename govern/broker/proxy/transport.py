@@ -102,7 +102,12 @@ class Headers:
 
 
 class _Exchange:
-    """httptools callbacks for one answer on one connection."""
+    """httptools callbacks for one answer on one connection.
+
+    Interim answers (1xx) come before the final one and are skipped. Bytes after the final answer's end are
+    not part of it, even when they parse as another answer: they are ignored, and the connection is not
+    reused (`broken`), so an upstream cannot swap in a second answer by sending it in the same packet.
+    """
 
     def __init__(self):
         self.headers = Headers()
@@ -112,27 +117,44 @@ class _Exchange:
         self.status = 0
         self.keep_alive = False
         self.parser = None  # set once the parser exists: keep-alive is read at the end of the head
+        self.head_status = 0
+        self.final = False  # the head being parsed is a final answer's (status 200 or more)
+        self.done = False  # the final answer is complete
+        # llhttp stopped on bytes that are not HTTP after the final head, or bytes followed the final answer:
+        # what was parsed before stands, nothing more is read, and the connection is not reused.
+        self.broken = False
 
     def on_message_begin(self):
+        if self.done:
+            self.broken = True
+            return
         # A final answer may start in the same read that ended an interim one (103), whose end set `complete`.
         self.headers = Headers()
         self.parts = []
-        self.headers_done = False
-        self.complete = False
+        self.headers_done = self.complete = self.final = False
 
     def on_header(self, name: bytes, value: bytes):
-        self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        if not self.done:
+            self.headers.add(name.decode("latin-1"), value.decode("latin-1"))
 
     def on_headers_complete(self):
+        if self.done:
+            return
         self.headers_done = True
+        self.head_status = self.parser.get_status_code()  # read now: a later message would overwrite it
+        self.final = self.head_status >= 200
         # llhttp forgets the framing flags once the message completes, so ask now (RFC 9112 section 9.3).
         self.keep_alive = bool(self.parser.should_keep_alive())
 
     def on_body(self, body: bytes):
-        self.parts.append(body)
+        if not self.done:
+            self.parts.append(body)
 
     def on_message_complete(self):
+        if self.done:
+            return
         self.complete = True
+        self.done = self.final
 
 
 class _Connection:
@@ -233,7 +255,8 @@ class UpstreamResponse:
             if exchange.complete:
                 self._finish()
                 return
-            if self._conn is None:
+            if self._conn is None or exchange.broken:
+                self._discard()
                 raise TransportUnreachable()
             data = _recv(self._conn, self._discard, self._deadline)
             if not data:
@@ -246,15 +269,14 @@ class UpstreamResponse:
             try:
                 self._parser.feed_data(data)
             except httptools.HttpParserError:
-                self._discard()
-                raise TransportUnreachable() from None
+                exchange.broken = True  # the parts parsed before the error are still handed over
 
     def _finish(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
             return
         reusable = (self._exchange.complete and self._method != "HEAD" and not self._until_close
-                    and self._exchange.keep_alive)
+                    and self._exchange.keep_alive and not self._exchange.broken)
         if reusable:
             self._transport._release(self._origin, conn)
         else:
@@ -461,10 +483,14 @@ class HttpTransport:
                 conn.close()
                 raise TransportUnreachable() from None
             except httptools.HttpParserError:
-                conn.close()
-                raise TransportUnreachable() from None
+                # Bytes after a final head that are not HTTP (e.g. a body on a 204) break off the answer there,
+                # whatever the read sizes were: the same bytes read in smaller slices would have stopped first.
+                if not (exchange.headers_done and exchange.final):
+                    conn.close()
+                    raise TransportUnreachable() from None
+                exchange.broken = True
             if exchange.headers_done:
-                status = parser.get_status_code()
+                status = exchange.head_status
                 if 100 <= status < 200:  # an interim answer (103 Early Hints): the final one follows
                     exchange.headers_done = exchange.complete = False
                     continue
