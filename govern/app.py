@@ -40,6 +40,9 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     from govern.api.problems import register_error_handlers
 
     register_error_handlers(app)
+    from govern.api import edge
+
+    edge.install(app)  # before the blueprints: their `<int:...>` rules use its converter
     _register_blueprints(app)
     from govern.api.proxy import ProxyEdge
 
@@ -131,11 +134,11 @@ def _install_correlation(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from govern.api import (breakers, broker, connect, findings, health, landscape, metrics, oauth, openapi,
-                            proxy, rotations, secrets as secrets_api)
+    from govern.api import (breakers, broker, connect, decisions, findings, health, landscape, metrics, oauth,
+                            openapi, proxy, rotations, secrets as secrets_api)
 
     for module in (health, metrics, oauth, broker, openapi, secrets_api, proxy, breakers, landscape, findings,
-                   rotations, connect):
+                   rotations, connect, decisions):
         app.register_blueprint(module.bp)
     from govern.admin import init_admin
 

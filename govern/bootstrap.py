@@ -47,7 +47,7 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
-        cache=overrides.pop("cache", None) or build_cache(settings.redis_url, settings.redis_prefix),
+        cache=overrides.pop("cache", None) or _shared_cache(settings, engine),
         clock=clock or SystemClock(),
     )
     from govern.ratelimit import build_rate_limits
@@ -84,6 +84,16 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
 
     instrument(services)
     return services
+
+
+def _shared_cache(settings: Settings, engine: sa.Engine):
+    """Redis when configured; otherwise the database, so that state a later request needs (connect state,
+    idempotency, breakers, budgets, console lockouts) is shared by every process (govern.store.shared_state)."""
+    if settings.redis_url:
+        return build_cache(settings.redis_url, settings.redis_prefix)
+    from govern.store.shared_state import DatabaseCache
+
+    return DatabaseCache(engine)
 
 
 def _build_metrics(services: Services):

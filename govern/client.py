@@ -11,6 +11,9 @@ credential (`POST /api/v1/named-credentials/{name}/token`). It caches both and r
 before it expires. If the upstream answers 401, it drops the upstream token, gets a fresh one and retries
 the request once. The integration never holds a refresh token or an upstream client secret.
 
+GovernAuth works only for OAuth named credentials: govern never hands out a stored static credential (basic,
+API key, custom header), and GovernAuth raises ProxyOnlyCredentialError for those.
+
 GovernProxySession sends the calls through govern instead (`/api/v1/named-credentials/{name}/proxy/...`),
 so the integration never holds an upstream token either.
 """
@@ -33,6 +36,17 @@ class GovernClientError(Exception):
     def __init__(self, status: int, code: str, detail: str = "", rule: str | None = None):
         self.status, self.code, self.detail, self.rule = status, code, detail, rule
         super().__init__(f"govern answered {status} {code}" + (f": {detail}" if detail else ""))
+
+
+class ProxyOnlyCredentialError(GovernClientError):
+    """The named credential holds a static secret (basic, API key, custom header), which govern never hands
+    out: call the system through govern's proxy with GovernProxySession instead of GovernAuth."""
+
+    def __init__(self, named_credential: str, detail: str = ""):
+        super().__init__(400, "proxy_only_credential",
+                         f"{named_credential!r} holds a static secret that never leaves govern; use "
+                         f"GovernProxySession(..., named_credential={named_credential!r}) instead of GovernAuth")
+        self.named_credential = named_credential
 
 
 class _Cached:
@@ -130,6 +144,8 @@ class GovernTokens:
             # govern no longer accepts our token (signing key rotated, revoked): get a new one, once.
             self._govern = self._fetch_govern_token()
             return self._fetch_upstream_token(named_credential, retried=True, rejected=rejected)
+        if resp.status_code == 400 and _problem_code(resp) == "proxy_only_credential":
+            raise ProxyOnlyCredentialError(named_credential)
         return self._cached(resp)
 
     def _govern_value(self) -> str:
@@ -147,6 +163,14 @@ class GovernTokens:
         expires_in = doc.get("expires_in")
         item.expires_at = self.clock() + (float(expires_in) if expires_in is not None else 300.0)
         return item
+
+
+def _problem_code(resp: requests.Response) -> str | None:
+    try:
+        doc = resp.json()
+    except ValueError:
+        return None
+    return doc.get("code") if isinstance(doc, dict) else None
 
 
 def _error(resp: requests.Response) -> GovernClientError:

@@ -44,6 +44,9 @@ class Settings:
     admin_password: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     token_leeway_seconds: int = 60
+    # The cross-process refresh lock is a lease this long, renewed while the upstream call runs: a holder
+    # that dies blocks the others for at most this long (govern.broker.upstream.single_flight).
+    refresh_lease_seconds: int = 5
     issuer: str = "govern"
     # The one URL clients use to reach govern (scheme, host, port, optional path prefix). The token URL a
     # client assertion names (aud), the redirect_uri of principal connections and the metadata URLs are
@@ -62,8 +65,12 @@ class Settings:
     session_lifetime_seconds: int = 8 * 3600
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = field(default=None, repr=False)
-    policies_dir: Path = Path("./policies")
+    policies_dir: Path | None = None  # None: the instance folder's policies/, else the packaged ones
     access_token_lifetime_seconds: int = 900
+    # The IP guardrail (policies/020_require_ip_restrictions.cedar) and the audit's GOV-NET-002 refuse an
+    # integration user's range with a shorter prefix than these.
+    min_ipv4_prefix: int = 8
+    min_ipv6_prefix: int = 32
     # Optional console single sign-on (OpenID Connect); users must exist already (roles stay in govern).
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
@@ -106,6 +113,7 @@ _ENV_NAMES = {
     "admin_password": "GOVERN_ADMIN_PASSWORD",
     "log_level": "GOVERN_LOG_LEVEL",
     "token_leeway_seconds": "GOVERN_TOKEN_LEEWAY_SECONDS",
+    "refresh_lease_seconds": "GOVERN_REFRESH_LEASE_SECONDS",
     "issuer": "GOVERN_ISSUER",
     "public_url": "GOVERN_PUBLIC_URL",
     "metrics_token": "GOVERN_METRICS_TOKEN",
@@ -121,6 +129,8 @@ _ENV_NAMES = {
     "alert_webhook_secret": "GOVERN_ALERT_WEBHOOK_SECRET",
     "policies_dir": "GOVERN_POLICIES_DIR",
     "access_token_lifetime_seconds": "GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS",
+    "min_ipv4_prefix": "GOVERN_MIN_IPV4_PREFIX",
+    "min_ipv6_prefix": "GOVERN_MIN_IPV6_PREFIX",
     "oidc_issuer": "GOVERN_OIDC_ISSUER",
     "oidc_client_id": "GOVERN_OIDC_CLIENT_ID",
     "oidc_client_secret": "GOVERN_OIDC_CLIENT_SECRET",
@@ -154,11 +164,16 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
 def _coerce(name: str, raw: str):
     if name == "trusted_proxies":
         return tuple(p.strip() for p in raw.split(",") if p.strip())
-    if name in ("token_leeway_seconds", "session_lifetime_seconds", "access_token_lifetime_seconds"):
+    if name in ("token_leeway_seconds", "session_lifetime_seconds", "access_token_lifetime_seconds",
+                "refresh_lease_seconds"):
         try:
             return int(raw)
         except ValueError:
             raise ConfigurationError(f"{_ENV_NAMES[name]} must be a whole number of seconds") from None
+    if name in ("min_ipv4_prefix", "min_ipv6_prefix"):
+        if not raw.strip().isascii() or not raw.strip().isdigit():
+            raise ConfigurationError(f"{_ENV_NAMES[name]} must be a prefix length (e.g. 8)")
+        return int(raw.strip())
     if name == "metrics_enabled":
         if raw.strip().lower() in ("1", "true", "yes", "on"):
             return True
@@ -197,8 +212,14 @@ def check(settings: Settings) -> None:
             raise ConfigurationError(f"GOVERN_TRUSTED_PROXIES has a malformed CIDR: {cidr!r}") from None
     if not 0 < settings.access_token_lifetime_seconds <= 86400:
         raise ConfigurationError("GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS must be between 1 and 86400")
+    if not 1 <= settings.refresh_lease_seconds <= 300:
+        raise ConfigurationError("GOVERN_REFRESH_LEASE_SECONDS must be between 1 and 300")
     if settings.secret_store == "vault" and not settings.vault_addr:
         raise ConfigurationError("GOVERN_SECRET_STORE=vault needs GOVERN_VAULT_ADDR")
+    if not 1 <= settings.min_ipv4_prefix <= 32:
+        raise ConfigurationError("GOVERN_MIN_IPV4_PREFIX must be between 1 and 32")
+    if not 1 <= settings.min_ipv6_prefix <= 128:
+        raise ConfigurationError("GOVERN_MIN_IPV6_PREFIX must be between 1 and 128")
     problem = _public_url_problem(settings.public_url)
     if problem:
         raise ConfigurationError(problem)

@@ -13,6 +13,7 @@ import logging
 import re
 import sys
 import time
+import traceback
 import uuid
 from contextlib import contextmanager
 from typing import Any, Iterator
@@ -34,6 +35,8 @@ _SECRET_PATTERNS = [
 # most log values (paths, names, outcomes) never pay for the four substitutions.
 _SUSPECT = re.compile(r"(?i)bearer|basic|eyJ|-----BEGIN|=")
 REDACTED = "[REDACTED]"
+# Terminal colour codes (werkzeug colours its request lines): never inside a JSON log value.
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def new_correlation_id() -> str:
@@ -117,7 +120,7 @@ class JsonFormatter(logging.Formatter):
             "ts": self._timestamp(record),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": redact_text(record.getMessage()),
+            "msg": redact_text(_ANSI.sub("", record.getMessage())),
             "correlation_id": _correlation_id.get(),
         }
         context = _context.get()
@@ -127,8 +130,12 @@ class JsonFormatter(logging.Formatter):
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = redact(value, key)
         if record.exc_info and record.exc_info[0] is not None:
-            # The exception type only: messages of third-party exceptions may quote request data.
             entry["exc_type"] = record.exc_info[0].__name__
+            if getattr(record, "_with_traceback", False):
+                # Only for a 500 (a bug): its message and traceback, redacted like every other value, so that
+                # an operator can find the cause from the log alone. Never sent to the caller.
+                entry["exc_message"] = redact_text(_ANSI.sub("", str(record.exc_info[1])))[:2000]
+                entry["traceback"] = redact_text("".join(traceback.format_exception(*record.exc_info)))[-8000:]
         return json.dumps(entry, default=str)
 
 

@@ -7,7 +7,9 @@
 3. `signing_keys`: retiring token-signing keys whose tokens have all expired leave the JWKS
    (services.extras["signing_keys"], govern.rotation.wiring);
 4. `alerts`: the alert conditions of deploy/prometheus/alerts.yml, posted to the webhook for users
-   without Prometheus, once when a condition starts and once when it clears (govern.ops.alerts).
+   without Prometheus, once when a condition starts and once when it clears (govern.ops.alerts);
+5. `decision_checkpoint`: a signed checkpoint of the decision chain's head when records were written since
+   the newest one, so a deleted tail shows in `govern log verify` (govern.broker.decision_log).
 A job that raises (an outage, a bug) is logged with its name and reported as one failed item; the other
 jobs still run, and the next pass tries it again (seed practice: each item fails alone, is logged, and
 is counted).
@@ -55,12 +57,22 @@ def _alerts(services: Any, now: dt.datetime) -> list[Outcome]:
             + [Outcome(f"alert {key}", "failed", None, "the webhook could not be reached") for key in report["failed"]])
 
 
+def _decision_checkpoint(services: Any, now: dt.datetime) -> list[Outcome]:
+    log_ = services.decision_log
+    if log_ is None or not hasattr(log_, "checkpoint"):
+        return []
+    cp = log_.checkpoint(only_if_moved=True)
+    return [] if cp is None else [Outcome(f"decision log checkpoint {cp['id']}", "signed", None,
+                                          f"record {cp['head_id']} under key {cp['key_id']}")]
+
+
 def jobs(services: Any, rotation: Any) -> list[Job]:
     """`rotation` is a RotationService (it keeps its worker id and rotator cache across passes)."""
     return [Job("rotation", lambda now: rotation.tick()),
             Job("queued_calls", lambda now: _queued_calls(services, now)),
             Job("signing_keys", lambda now: _signing_keys(services, now)),
-            Job("alerts", lambda now: _alerts(services, now))]
+            Job("alerts", lambda now: _alerts(services, now)),
+            Job("decision_checkpoint", lambda now: _decision_checkpoint(services, now))]
 
 
 def run_pass(services: Any, job_list: list[Job]) -> list[Outcome]:

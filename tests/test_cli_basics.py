@@ -9,6 +9,10 @@ def test_init_creates_first_admin_once(runner, monkeypatch):
     assert "a-long-enough-password" not in first.output
     second = runner.invoke(["init"])
     assert "none created" in second.output
+    # The decision chain's key is made once, in the secret store, and kept across inits.
+    kids = [line.split()[4] for out in (first.output, second.output) for line in out.splitlines()
+            if line.startswith("decision log: chain key")]
+    assert len(kids) == 2 and kids[0] == kids[1] and kids[0].startswith("dl-")
 
 
 def test_init_prints_one_time_password_when_none_given(runner, monkeypatch):

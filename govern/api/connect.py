@@ -6,10 +6,13 @@ govern.broker.upstream.connect.ConnectService.
 """
 from __future__ import annotations
 
+import time
+
 from flask import Blueprint, current_app, g, jsonify, request
 from markupsafe import escape
 
 from govern.api.auth import require_admin
+from govern.errors import GovernError
 
 bp = Blueprint("connect", __name__)
 
@@ -39,11 +42,32 @@ def start(credential: str, principal: str):
 
 @bp.get("/oauth/callback")
 def callback():
-    done = _service().finish(request.args.get("state"), request.args.get("code"), request.args.get("error"))
+    started = time.perf_counter()
+    try:
+        done = _service().finish(request.args.get("state"), request.args.get("code"), request.args.get("error"))
+    except GovernError as exc:
+        _record(started, None, outcome="deny" if exc.status < 500 else "error", error=exc)
+        raise
+    _record(started, done, outcome="allow")
     page = (f"<!doctype html><title>govern: connected</title><h1>Connected</h1>"
             f"<p>Principal <b>{escape(done.principal)}</b> of credential <b>{escape(done.credential)}</b> is connected. "
             f"You can close this window.</p>")
     return page, 200, {"Content-Type": "text/html; charset=utf-8"}
+
+
+def _record(started: float, done, *, outcome: str, error: GovernError | None = None) -> None:
+    """A connect is a decision too: the principal's refresh token is stored (allow) or not (deny, error).
+    The external credential is in `resource_object`; the code and the tokens are never recorded."""
+    services = current_app.extensions["govern"]
+    services.decision_log.append(
+        None, None, action="connect", method="GET", path="/oauth/callback", allowed=outcome != "deny",
+        outcome=outcome, principal=done.principal if done else None,
+        resource_object=done.credential if done else None,
+        integration_user=done.integration_user if done else None,
+        rules=["permit:connect"] if error is None else [f"{outcome}:{error.code}"],
+        error_code=error.code if error is not None and outcome == "error" else None,
+        source_ip=services.authenticator.source_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For")),
+        latency_ms=(time.perf_counter() - started) * 1000)
 
 
 _PROBLEM = {"description": "RFC 9457 problem details",

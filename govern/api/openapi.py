@@ -53,7 +53,12 @@ DOCUMENT: dict = {
         "/api/v1/named-credentials/{name}/token": {"post": {
             "summary": "An upstream access token for the caller's principal of a named credential",
             "description": "Authenticated with a govern access token; decided by the permission sets and the "
-                           "guardrail policies; every decision is logged. Never returns refresh tokens or secrets.",
+                           "guardrail policies; every decision is logged. Never returns refresh tokens or secrets. "
+                           "Serves OAuth credentials only: a named credential holding a static secret (basic, "
+                           "api_key_header, custom_header) answers 400 `proxy_only_credential`; call it through "
+                           "`/api/v1/named-credentials/{name}/proxy/{path}`. The token's scopes are the granted "
+                           "ones (the request's, inside the permission sets, the govern token and the user's "
+                           "allowed scopes); an empty intersection is 403 `deny:no_grantable_scope`.",
             "operationId": "getUpstreamToken",
             "security": [{"governAccessToken": []}],
             "parameters": [{"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}],
@@ -66,7 +71,8 @@ DOCUMENT: dict = {
             "responses": {
                 "200": {"description": "The upstream token", "content": {"application/json": {"schema": {
                     "$ref": "#/components/schemas/UpstreamToken"}}}},
-                "401": _PROBLEM, "403": _PROBLEM, "404": _PROBLEM, "422": _PROBLEM, "502": _PROBLEM, "503": _PROBLEM}}},
+                "400": _PROBLEM, "401": _PROBLEM, "403": _PROBLEM, "404": _PROBLEM, "422": _PROBLEM, "502": _PROBLEM,
+                "503": _PROBLEM}}},
         "/api/v1/openapi.json": {"get": {"summary": "This document", "operationId": "getOpenApi",
                                          "responses": {"200": {"description": "OpenAPI 3.1"}}}},
         "/healthz": {"get": {"summary": "Alive", "operationId": "healthz",
@@ -140,10 +146,10 @@ DOCUMENT: dict = {
 
 def document() -> dict:
     """DOCUMENT with every blueprint's OPENAPI_PATHS merged in (a path defined twice is a bug: it fails loudly)."""
-    from govern.api import breakers, connect, findings, landscape, proxy, rotations, secrets
+    from govern.api import breakers, connect, decisions, findings, landscape, proxy, rotations, secrets
 
     merged = {**DOCUMENT, "paths": dict(DOCUMENT["paths"])}
-    for module in (secrets, proxy, breakers, landscape, findings, rotations, connect):
+    for module in (secrets, proxy, breakers, landscape, findings, rotations, connect, decisions):
         for path, operations in module.OPENAPI_PATHS.items():
             clash = set(merged["paths"].get(path, {})) & set(operations)
             if clash:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from govern.errors import GovernError
 
@@ -37,7 +37,8 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(GovernError)
     def _govern_error(error: GovernError):
         if error.status >= 500:
-            log.error("request failed", extra={"code": error.code, "status": error.status})
+            # govern's own error text never quotes a secret (govern.errors); an operator needs it to act.
+            log.error("request failed", extra={"code": error.code, "status": error.status, "detail": error.detail})
         if _console():
             return _console_page(error.status, error.title, error.detail if error.status < 500 else None)
         return problem_response(error)
@@ -46,14 +47,22 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException):
         if exc.code and 300 <= exc.code < 400:  # routing redirects (e.g. 308 to add a trailing slash)
             return exc
+        allow = {}
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            allow = {"Allow": ", ".join(sorted(exc.valid_methods))}  # RFC 9110 section 15.5.6
         if _console():
-            return _console_page(exc.code or 500, exc.name, exc.description if (exc.code or 500) in (401, 403) else None)
-        return problem_response(_HttpProblem(exc))
+            body, status = _console_page(exc.code or 500, exc.name,
+                                         exc.description if (exc.code or 500) in (401, 403) else None)
+            return body, status, allow
+        problem = _HttpProblem(exc)
+        problem.headers.update(allow)
+        return problem_response(problem)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
-        # Log the type only: third-party exception text may quote request data or secrets.
-        log.error("unhandled error", extra={"exc_type": type(exc).__name__})
+        # A 500 is a bug: its message and traceback go to the server log (redacted by govern.logs), never to
+        # the response, which carries only the correlation id to quote.
+        log.error("unhandled error", exc_info=exc, extra={"_with_traceback": True})
         if _console():
             return _console_page(500, "Internal error")
         return problem_response(GovernError("an unexpected error occurred; quote the correlation id when reporting it"))

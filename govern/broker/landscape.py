@@ -79,6 +79,14 @@ class NamedCredentialView:
     principal_type: str
     named_principals: tuple[str, ...]
     per_user_principals: dict[str, str]  # integration user external id -> principal name
+    protocol: str = ""  # the external credential's protocol: oauth2_* issue tokens, the rest are proxy-only
+    default_scopes: tuple[str, ...] = ()  # the external credential's scopes (never a fallback for a grant)
+
+    @property
+    def issues_tokens(self) -> bool:
+        """Only OAuth credentials have a short-lived token to hand out; a static secret (basic, API key,
+        custom header) is used only by the proxy and never leaves govern."""
+        return self.protocol.startswith("oauth2")
 
 
 @dataclass
@@ -190,6 +198,7 @@ class LandscapeCache:
             ncs[nc.external_id] = NamedCredentialView(
                 external_id=nc.external_id, credential=cred.external_id if cred else "", api_type=nc.api_type or "REST",
                 principal_type=(cred.principal_type if cred else "named") or "named",
+                protocol=(cred.protocol if cred else "") or "", default_scopes=tuple(cred.scopes or ()) if cred else (),
                 named_principals=tuple(p.name for p in plist if p.kind != "per_user"),
                 per_user_principals={users_by_id[p.integration_user_id].external_id: p.name for p in plist
                                      if p.kind == "per_user" and p.integration_user_id in users_by_id})

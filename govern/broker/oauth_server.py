@@ -279,3 +279,49 @@ def _active_ranges(landscape) -> tuple[str, ...]:
     snapshot = landscape.current()
     return snapshot.derive("oauth.active_ranges", lambda: tuple(sorted(
         {c for u in snapshot.users.values() if u.status == "active" for c in u.cidrs})))
+
+
+# --- the decision log's view of a token request ---------------------------------------------------
+
+def claimed_client_id(authorization: str | None, form) -> str | None:
+    """The client id the request claims (RFC 6749 section 2.3.1 Basic user name, the client_id field, or the
+    private_key_jwt assertion's unverified `sub`), for the record only: it says who asked, not who was proven."""
+    import base64
+    import binascii
+    import json
+    from urllib.parse import unquote
+
+    scheme, _, value = (authorization or "").partition(" ")
+    if scheme.lower() == "basic" and value.strip():
+        try:
+            user = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[0]
+            return unquote(user)[:200] or None
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+    if form.get("client_id"):
+        return str(form.get("client_id"))[:200]
+    assertion = form.get("client_assertion") or ""
+    try:
+        payload = assertion.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        sub = claims.get("sub") if isinstance(claims, dict) else None
+        return sub[:200] if isinstance(sub, str) and sub else None
+    except (IndexError, ValueError, UnicodeDecodeError, binascii.Error):
+        return None
+
+
+def token_decision(status: int, body: dict, grant_type: str, requested_scope: str | None) -> dict:
+    """Outcome and rules of a /oauth/token answer: allow (issued), deny (an RFC 6749 section 5.2 refusal),
+    error (govern failed: server_error, temporarily_unavailable)."""
+    requested = list(parse_scopes(requested_scope))
+    grant_rule = f"grant:{grant_type or 'none'}"
+    if status == 200:
+        return {"allowed": True, "outcome": "allow", "rules": [f"permit:{grant_type}", grant_rule],
+                "scopes_requested": requested, "scopes_granted": list(parse_scopes(body.get("scope"))),
+                "upstream_status": None}
+    error = body.get("error") if isinstance(body.get("error"), str) else "invalid_request"
+    if status >= 500:
+        return {"allowed": True, "outcome": "error", "error_code": error[:100], "rules": [grant_rule],
+                "scopes_requested": requested}
+    return {"allowed": False, "outcome": "deny", "rules": [f"deny:{error[:80]}", grant_rule],
+            "scopes_requested": requested}

@@ -1,4 +1,4 @@
-"""`govern policies validate [DIR]` and `govern log verify`."""
+"""`govern policies validate [DIR]` (the decision log's commands are in govern/cli/decisions.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -7,6 +7,8 @@ import click
 
 
 def register(cli: click.Group) -> None:
+    from govern.cli.decisions import log_group
+
     cli.add_command(policies)
     cli.add_command(log_group)
 
@@ -21,9 +23,9 @@ def policies() -> None:
 def policies_validate(directory: Path | None) -> None:
     """Check every policy in DIR (default GOVERN_POLICIES_DIR) against govern's Cedar schema."""
     from govern.config import load_settings
-    from govern.policy.guardrails import validate_directory
+    from govern.policy.guardrails import policies_directory, validate_directory
 
-    directory = directory or load_settings().policies_dir
+    directory = directory or policies_directory(load_settings())
     reports, problems = validate_directory(directory)
     for report in reports:
         if report.ok:
@@ -37,22 +39,3 @@ def policies_validate(directory: Path | None) -> None:
         click.echo(f"{failed} problem(s) in {directory}", err=True)
         raise click.exceptions.Exit(2)
     click.echo(f"{len(reports)} policies valid in {directory}")
-
-
-@click.group("log")
-def log_group() -> None:
-    """The tamper-evident decision log."""
-
-
-@log_group.command("verify")
-def log_verify() -> None:
-    """Walk the hash chain; report the first edited or deleted record (exit 1), or `chain intact`."""
-    from govern.broker.decision_log import verify_log
-    from govern.cli.context import services
-
-    report = verify_log(services().engine)
-    if report.intact:
-        click.echo(f"chain intact: {report.records} records")
-        return
-    click.echo(f"chain broken: {report.problem} ({report.records} records verified before it)")
-    raise click.exceptions.Exit(1)

@@ -49,3 +49,7 @@ class UpstreamToken:
     expires_at: dt.datetime | None
     scopes: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
+
+
+# The rule that refuses a token for a static credential (basic, API key, custom header): proxy only.
+PROXY_ONLY_RULE = "deny:static_credential_proxy_only"

@@ -21,9 +21,9 @@ import threading
 
 import cedarpy
 
-from govern.domain.access import AccessDecision, AccessRequest
+from govern.domain.access import PROXY_ONLY_RULE, AccessDecision, AccessRequest
 from govern.domain.access_rules import (any_path_matches, ip_in_ranges, method_allowed, object_access_allowed,
-                                        parse_networks, salesforce_object)
+                                        parse_networks, salesforce_object, shortest_prefix)
 from govern.errors import NotFound
 
 log = logging.getLogger("govern.policy")
@@ -35,8 +35,9 @@ def _ip(value: str) -> dict:
 
 
 class CedarPolicyDecider:
-    def __init__(self, landscape, clock, guardrails_loader):
+    def __init__(self, landscape, clock, guardrails_loader, *, min_ipv4_prefix: int = 8, min_ipv6_prefix: int = 32):
         self._landscape = landscape
+        self._min_prefix = (min_ipv4_prefix, min_ipv6_prefix)
         self._clock = clock
         self._load = guardrails_loader
         self._guardrails = None
@@ -107,13 +108,19 @@ class CedarPolicyDecider:
         if not candidates:
             return _deny("deny:api_type_not_granted", f"no permission set grants the {api_type} API")
 
+        if request.action == "token" and not nc.issues_tokens:
+            # A static secret (basic, API key, custom header) never leaves govern: only the proxy uses it.
+            return _deny(PROXY_ONLY_RULE, "this named credential holds a static secret; call it through the proxy")
+
         if request.method or request.path:
             candidates = [(ps, g) for ps, g in candidates if _operation_allowed(g, request)]
             if not candidates:
                 return _deny("deny:operation_not_granted", "no grant covers this method, path, object or fields")
 
         permitting = list(dict.fromkeys(ps for ps, _ in candidates))
-        grantable = {s for ps in permitting for s in ps.scopes} & set(caller.scopes)
+        # Scopes only narrow: the permission sets' scopes, the access token's scopes and the user's allowed
+        # scopes (which may have shrunk since the token was issued) all bound what the upstream token holds.
+        grantable = {s for ps in permitting for s in ps.scopes} & set(caller.scopes) & set(user.allowed_scopes)
         if request.scopes:
             if not set(request.scopes) <= grantable:
                 return _deny("deny:scope_outside_grant",
@@ -122,6 +129,11 @@ class CedarPolicyDecider:
             permitting = [ps for ps in permitting if set(ps.scopes) & set(granted)] or permitting
         else:
             granted = tuple(sorted(grantable))
+            if not granted and nc.issues_tokens and (nc.default_scopes or any(ps.scopes for ps in permitting)):
+                # An empty intersection is a denial, never "the credential's default scopes".
+                return _deny("deny:no_grantable_scope",
+                             "no scope is granted by the permission sets, held by the access token and allowed "
+                             "for the integration user")
 
         grant = next(g for ps, g in candidates if ps in permitting)
         if nc.principal_type == "per_user":
@@ -159,6 +171,8 @@ class CedarPolicyDecider:
                                  "attrs": {
                                      "status": user.status,
                                      "cidrs": [_ip(str(n)) for n in parse_networks(tuple(user.cidrs))],
+                                     "shortest_ipv4_prefix": shortest_prefix(user.cidrs, 4),
+                                     "shortest_ipv6_prefix": shortest_prefix(user.cidrs, 6),
                                      "allowed_scopes": list(user.allowed_scopes),
                                      "system_permissions": sorted({p for ps in live for p in ps.system_permissions}),
                                      "grant_scopes": sorted({s for ps in live for s in ps.scopes}),
@@ -189,6 +203,8 @@ class CedarPolicyDecider:
             "fields": list(request.fields),
             "api_type": api_type,
             "principal": principal or "",
+            "min_ipv4_prefix": self._min_prefix[0],
+            "min_ipv6_prefix": self._min_prefix[1],
         }
         return self._evaluate(guardrails, snap, today, request, user, nc, context)
 

@@ -46,7 +46,7 @@ class System(SQLModel, table=True):
     rate_limit_per_minute: Optional[int] = None
     daily_api_budget: Optional[int] = None
     api_version_policy: Optional[str] = Field(default=None, max_length=500)
-    maintenance_windows: list[dict[str, Any]] = _json(list)
+    maintenance_windows: list[dict[str, Any]] = _json(list)  # govern.domain.maintenance.MaintenanceWindow items
     runbook_url: Optional[str] = Field(default=None, max_length=1000)
     scopes: list[str] = _json(list)
     contract: dict[str, Any] = _json()  # schema links, error codes, versioning notes
@@ -66,6 +66,9 @@ class ExternalCredential(SQLModel, table=True):
     client_auth_method: Optional[str] = Field(default=None, max_length=50)
     scopes: list[str] = _json(list)
     audience: Optional[str] = Field(default=None, max_length=1000)
+    resource: list[str] = _json(list)  # RFC 8707 resource indicators
+    token_params: dict[str, str] = _json()  # extra token-request form parameters (never secrets)
+    leeway_seconds: Optional[float] = None  # refresh cached tokens this long before expiry; None: the default rule
     header_name: Optional[str] = Field(default=None, max_length=200)
     principal_type: str = Field(default="named", max_length=20)
     refresh_token_policy: Optional[str] = Field(default=None, max_length=50)
@@ -84,6 +87,9 @@ class Principal(SQLModel, table=True):
     integration_user_id: Optional[int] = Field(default=None, foreign_key="integration_user.id", index=True)
     subject: Optional[str] = Field(default=None, max_length=500)  # upstream username (JWT bearer `sub`)
     connected_at: dt.datetime | None = _ts()
+    # Set when the upstream refused the stored refresh token (invalid_grant): no upstream call is made for
+    # this principal until it is reconnected (govern.broker.upstream.reconnect).
+    needs_reconnect_at: dt.datetime | None = _ts()
     created_at: dt.datetime = _created()
 
 
@@ -96,8 +102,8 @@ class NamedCredential(SQLModel, table=True):
     api_version: Optional[str] = Field(default=None, max_length=50)
     api_type: str = Field(default="REST", max_length=20)
     timeout_seconds: float = 10.0
-    retry: dict[str, Any] = _json()
-    circuit_breaker: dict[str, Any] = _json()
+    retry: dict[str, Any] = _json()  # govern.domain.resilience.RetryPolicy.stored()
+    circuit_breaker: dict[str, Any] = _json()  # govern.domain.resilience.BreakerPolicy.stored()
     allowed_methods: list[str] = _json(list)
     allowed_paths: list[str] = _json(list)
     during_maintenance: str = Field(default="refuse", max_length=20)  # refuse | queue
@@ -232,8 +238,36 @@ class Decision(SQLModel, table=True):
     rules: list[str] = _json(list)
     upstream_status: Optional[int] = None
     latency_ms: Optional[float] = None
+    # allow (allowed and carried out), deny (refused), error (allowed, but the call failed: error_code says why)
+    outcome: str = Field(default="deny", max_length=10, index=True)
+    error_code: Optional[str] = Field(default=None, max_length=100)
+    # The HMAC key of `hash` (decision_log_key.kid); none on records written before the chain was keyed.
+    key_id: Optional[str] = Field(default=None, max_length=64)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+
+
+class DecisionLogKey(SQLModel, table=True):
+    """An HMAC-SHA256 key of the decision chain. The key itself is in the secret store at `secret_path`."""
+
+    __tablename__ = "decision_log_key"
+    kid: str = Field(max_length=64, primary_key=True)
+    secret_path: str = Field(max_length=300)
+    state: str = Field(default="active", max_length=10)  # active | retired (still verifies, signs nothing)
+    created_at: dt.datetime = _created()
+
+
+class DecisionCheckpoint(SQLModel, table=True):
+    """A signed statement of the chain's head: record `head_id` (the count: ids are consecutive from 1) had
+    hash `head_hash` at `at`. `mac` is HMAC-SHA256 under `key_id`; a deleted tail shows against it."""
+
+    __tablename__ = "decision_checkpoint"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    at: dt.datetime = _created()
+    key_id: str = Field(max_length=64)
+    head_id: int = Field(index=True)
+    head_hash: str = Field(max_length=64)
+    mac: str = Field(max_length=64)
 
 
 class SecretRef(SQLModel, table=True):
@@ -357,6 +391,17 @@ class Suppression(SQLModel, table=True):
     expires_at: dt.date
     created_by: Optional[str] = Field(default=None, max_length=200)
     created_at: dt.datetime = _created()
+
+
+class SharedState(SQLModel, table=True):
+    """govern.cache.Cache in the database, for state that a later request may need in another process
+    (connect state, idempotency, breakers, budgets, console lockouts) when no Redis is configured."""
+
+    __tablename__ = "shared_state"
+    key: str = Field(sa_column=sa.Column(sa.String(512), primary_key=True))
+    value: Optional[bytes] = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    count: Optional[int] = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    expires_at: Optional[float] = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True, index=True))
 
 
 class SeenClientAssertion(SQLModel, table=True):

@@ -1,13 +1,13 @@
 """seen_client_assertion: single-use private_key_jwt assertions (jti) across processes without Redis
 
 Revision ID: auth_0001
-Revises: users_0001
+Revises: state_0001
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "auth_0001"
-down_revision = "users_0001"
+down_revision = "state_0001"
 branch_labels = None
 depends_on = None
 

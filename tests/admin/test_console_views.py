@@ -59,6 +59,22 @@ def test_decisions_are_searchable_by_correlation_id(client, console_users, clock
     assert "corr-bbb" in html and "corr-aaa" not in html
 
 
+def test_decisions_show_their_outcome_and_error(client, console_users, clock, services):
+    from govern.store.db import session_scope
+    from govern.store.tables import Decision
+
+    with session_scope(services.sessions) as s:
+        for i, (outcome, code) in enumerate((("allow", None), ("deny", None), ("error", "upstream_not_configured"))):
+            s.add(Decision(correlation_id=f"corr-{outcome}", integration_user="order-sync", action="proxy",
+                           allowed=outcome != "deny", outcome=outcome, error_code=code, named_credential="erp-api",
+                           prev_hash=str(i), hash=f"h{i}"))
+    sign_in(client, console_users["auditor"])
+    html = client.get("/admin/decisions/").get_data(as_text=True)
+    assert '<span class="badge badge-success">allow</span>' in html
+    assert '<span class="badge badge-danger">deny</span>' in html
+    assert '<span class="badge badge-warning">error</span> <code>upstream_not_configured</code>' in html
+
+
 def test_no_page_loads_anything_from_another_origin(client, console_users, clock, landscape):
     import re
 

@@ -40,14 +40,14 @@ class FakeUpstreamTokens:
         self.calls: list[tuple] = []
         self.lock = threading.Lock()
 
-    def get_token(self, named_credential, principal, scopes=(), *, force_refresh=False):
+    def get_token(self, named_credential, principal, scopes=(), *, force_refresh=False, rejected=None):
         with self.lock:
             self.calls.append((named_credential, principal, tuple(scopes)))
         return UpstreamToken(access_token=Secret(UPSTREAM_TOKEN), token_type="Bearer",
                              expires_at=self.clock.now() + dt.timedelta(hours=1), scopes=tuple(scopes),
                              extra={"upstream_status": 200, "refresh_token": "never-returned"})
 
-    def invalidate(self, named_credential, principal, scopes=()):
+    def invalidate(self, named_credential, principal, scopes=(), *, token=None):
         pass
 
 
@@ -104,11 +104,15 @@ def ask(client, token, name="erp-api", scope=None, remote="127.0.0.1", headers=N
                        environ_base={"REMOTE_ADDR": remote})
 
 
-def decisions(services):
+def decisions(services, *, oauth: bool = False):
+    """The broker's decision records; those of /oauth/token (action oauth_token) only with `oauth`."""
     import sqlalchemy as sa
 
     from govern.store.tables import Decision
 
     assert services.decision_log.flush()
     with services.sessions() as s:
-        return s.execute(sa.select(Decision).order_by(Decision.id)).scalars().all()
+        query = sa.select(Decision).order_by(Decision.id)
+        if not oauth:
+            query = query.where(Decision.action != "oauth_token")
+        return s.execute(query).scalars().all()

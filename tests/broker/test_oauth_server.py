@@ -178,10 +178,11 @@ def test_a_replayed_assertion_is_refused_by_another_process_through_redis(settin
 
     shared = settings.with_overrides(redis_url=redis_url, redis_prefix=redis_prefix)
     instances = []
+    store = MemorySecretStore()  # one secret store, as two processes share one vault
     try:
         for _ in range(2):
             svc = build_services(shared, clock=clock)
-            svc.secret_store = MemorySecretStore()
+            svc.secret_store = store
             instances.append(svc)
         key = _jwt_user(instances[0])
         a, b = (create_app({"TESTING": True}, services=svc).test_client() for svc in instances)

@@ -131,14 +131,18 @@ class Live:
                                 headers={"Authorization": f"Bearer {govern_token}", **kw.pop("headers", {})},
                                 timeout=30, **kw)
 
-    def decisions(self):
+    def decisions(self, *, oauth: bool = False):
+        """The broker's decision records; those of /oauth/token (action oauth_token) only with `oauth`."""
         import sqlalchemy as sa
 
         from govern.store.tables import Decision
 
         assert self.services.decision_log.flush()
         with self.services.sessions() as s:
-            return s.execute(sa.select(Decision).order_by(Decision.id)).scalars().all()
+            query = sa.select(Decision).order_by(Decision.id)
+            if not oauth:
+                query = query.where(Decision.action != "oauth_token")
+            return s.execute(query).scalars().all()
 
 
 def put_secret(runner, args: list[str], value: str) -> None:

@@ -51,6 +51,8 @@ def test_worker_once_runs_each_job(worker_cli, env):  # noqa: F811
     signing, calls = _states(env.services)
     assert calls == ["delivered"] and env.upstream.count == 1
     assert signing[first] == "retired"
+    delivery = env.log.records[-1]  # the delivery is a decision of its own
+    assert (delivery["action"], delivery["upstream_status"], delivery.get("error_code")) == ("proxy_delivery", 201, None)
 
 
 def test_a_failing_job_fails_alone(worker_cli, env, monkeypatch, caplog):  # noqa: F811

@@ -8,10 +8,15 @@ from markupsafe import Markup, escape
 from govern.admin.views.base import ReadOnlyView, fmt_list
 
 
+_BADGES = {"allow": "badge-success", "deny": "badge-danger", "error": "badge-warning"}
+
+
 def _outcome(view, context, model, name):
-    if model.allowed:
-        return Markup('<span class="badge badge-success">allow</span>')
-    return Markup('<span class="badge badge-danger">deny</span>')
+    outcome = model.outcome or ("allow" if model.allowed else "deny")
+    badge = Markup(f'<span class="badge {_BADGES.get(outcome, "badge-secondary")}">{escape(outcome)}</span>')
+    if model.error_code:
+        badge += Markup(f' <code>{escape(model.error_code)}</code>')
+    return badge
 
 
 def _change(view, context, model, name):
@@ -22,16 +27,18 @@ def _change(view, context, model, name):
 
 
 class DecisionView(ReadOnlyView):
-    column_list = ("at", "correlation_id", "integration_user", "action", "named_credential", "method", "path",
-                   "allowed", "rules", "upstream_status", "latency_ms")
-    column_details_list = column_list + ("principal", "resource_object", "api_type", "scopes_requested",
-                                         "scopes_granted", "source_ip", "prev_hash", "hash")
-    column_labels = {"at": "Time (UTC)", "allowed": "Outcome", "integration_user": "User",
-                     "named_credential": "Credential", "latency_ms": "Latency (ms)", "upstream_status": "Upstream"}
+    column_list = ("id", "at", "correlation_id", "integration_user", "action", "named_credential", "method", "path",
+                   "outcome", "rules", "upstream_status", "latency_ms")
+    column_details_list = column_list + ("allowed", "error_code", "principal", "resource_object", "api_type",
+                                         "scopes_requested", "scopes_granted", "source_ip", "key_id", "prev_hash",
+                                         "hash")
+    column_labels = {"at": "Time (UTC)", "outcome": "Outcome", "allowed": "Allowed by policy",
+                     "integration_user": "User", "named_credential": "Credential", "latency_ms": "Latency (ms)",
+                     "upstream_status": "Upstream", "error_code": "Error", "key_id": "Chain key"}
     column_searchable_list = ("correlation_id", "integration_user", "named_credential", "path")
-    column_filters = ("at", "allowed", "integration_user", "named_credential", "correlation_id", "action",
-                      "upstream_status")
-    column_formatters = {"allowed": _outcome, "rules": fmt_list, "scopes_requested": fmt_list,
+    column_filters = ("at", "outcome", "allowed", "integration_user", "named_credential", "correlation_id", "action",
+                      "upstream_status", "error_code")
+    column_formatters = {"outcome": _outcome, "rules": fmt_list, "scopes_requested": fmt_list,
                          "scopes_granted": fmt_list}
     column_default_sort = ("at", True)
 

@@ -101,9 +101,10 @@ def _principal_secrets(view, context, model, name):
 
 
 class PrincipalView(ReadOnlyView):
-    column_list = ("credential_id", "name", "kind", "subject", "connected_at", "secrets")
+    column_list = ("credential_id", "name", "kind", "subject", "connected_at", "needs_reconnect_at", "secrets")
     column_details_list = column_list + ("integration_user_id", "created_at")
-    column_labels = {"credential_id": "Credential", "secrets": "Secrets (write-only)"}
+    column_labels = {"credential_id": "Credential", "secrets": "Secrets (write-only)",
+                     "needs_reconnect_at": "Needs reconnect since"}
     column_searchable_list = ("name", "subject")
     column_filters = ("kind",)
     column_formatters = {"credential_id": _credential_name, "secrets": _principal_secrets}

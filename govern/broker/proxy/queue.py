@@ -29,6 +29,7 @@ log = logging.getLogger("govern.proxy.queue")
 MAX_ATTEMPTS = 5
 BASE_DELAY = 30.0
 MAX_DELAY = 3600.0
+DELIVERY_ACTION = "proxy_delivery"  # the decision log's action for a queued call's delivery (decided again)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ def _deliver_one(services, row) -> int:
     proxy = _proxy(services)
     target = proxy.target(row.named_credential)
     method, headers = row.method, dict(row.headers)
-    resource = salesforce_resource(method, row.path, row.query, row.body, headers.get("Content-Type"))
+    resource = salesforce_resource(method, row.path, row.query, row.body, headers.get("Content-Type"),
+                                   base_url=target.url)
     caller = Caller(integration_user=row.caller, scopes=tuple(row.scopes or ()), source_ip=row.source_ip or "")
     request = AccessRequest(caller=caller, action="proxy", named_credential=row.named_credential, method=method,
                             path=unquote(row.path), resource_object=resource.object, fields=resource.fields,
@@ -111,12 +113,18 @@ def _deliver_one(services, row) -> int:
         url = join_under(target.url, row.path, row.query)
         response = proxy.exchange(target, method, url, headers, row.body, principal, row.correlation_id,
                                   retry_ok=may_retry(method, row.idempotency_key), outcome=outcome, probe=probe,
-                                  budget_overdraft=decision.allow_budget_overdraft)
+                                  budget_overdraft=decision.allow_budget_overdraft,
+                                  scopes=decision.scopes_granted)
         status = response.status_code
         response.close()
-    finally:
-        proxy._log_decision(request, decision, outcome, started, row.correlation_id)
-    if status >= 500 or status == 429:
+    except BaseException as exc:
+        proxy._log_decision(request, decision, outcome, started, row.correlation_id, error=exc,
+                            action=DELIVERY_ACTION)
+        raise
+    failed = status >= 500 or status == 429
+    proxy._log_decision(request, decision, outcome, started, row.correlation_id, action=DELIVERY_ACTION,
+                        error=UpstreamUnreachable.code if failed else None)
+    if failed:
         raise UpstreamUnreachable(f"{target.system} answered {status}")
     return status
 

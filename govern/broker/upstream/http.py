@@ -5,12 +5,15 @@ token fields or an error of govern's tree (RFC 6749 section 5.1 success, section
 """
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from govern.broker.upstream.errors import UpstreamInvalidClient, UpstreamInvalidGrant
 from govern.errors import RateLimited, UpstreamError, UpstreamUnavailable
+
+log = logging.getLogger("govern.broker.upstream")
 
 
 @dataclass(frozen=True)
@@ -48,10 +51,12 @@ class RequestsTokenHttp:
         try:
             resp = self._session().post(url, data=data, auth=basic_auth, timeout=timeout,
                                         headers={"Accept": "application/json"}, allow_redirects=False)
-        except requests.Timeout:
+        except requests.Timeout as exc:
+            _log_cause("did not answer in time", url, exc)
             raise UpstreamUnavailable("the upstream token endpoint did not answer in time") from None
-        except requests.RequestException:
+        except requests.RequestException as exc:
             # The connection failed or dropped: the request may or may not have been processed.
+            _log_cause("cannot be reached", url, exc)
             raise UpstreamUnavailable("the upstream token endpoint cannot be reached") from None
         try:
             body = resp.json()
@@ -90,3 +95,11 @@ def _retry_after(headers: dict[str, str]) -> int:
             except ValueError:
                 return 30  # an HTTP date: do not parse it, be conservative
     return 30
+
+
+def _log_cause(what: str, url: str, exc: BaseException) -> None:
+    """The operator's half of an upstream_unavailable: the cause (DNS, refused, TLS, timeout), never the form
+    (it carries the client secret or the refresh token); requests' messages name the host and the reason."""
+    origin = url.split("?", 1)[0]
+    log.warning(f"upstream token endpoint {what}", extra={
+        "url": origin, "cause": type(exc).__name__, "cause_detail": str(exc)[:500]})

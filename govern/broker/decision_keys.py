@@ -1,0 +1,117 @@
+"""The decision chain's HMAC keys: 256-bit random keys in the secret store, named by a key id.
+
+The `decision_log_key` table names each key and where its value lives; the value itself is only in the
+secret store (`govern/decision-log-keys/<kid>`). One key is active and signs new records and checkpoints;
+after `rotate` the previous ones are retired: they sign nothing more, but the records they signed keep
+verifying. The key is created at `govern init` or at the first record, whichever comes first; two
+processes racing to create it make two keys, both valid (the newest signs).
+
+Keys are cached in the process once read, so the log keeps working while the secret store is down
+(degraded mode); an active key made by another process is picked up within `reload_interval`.
+"""
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+
+import sqlalchemy as sa
+
+from govern.domain.secret import Secret
+from govern.errors import ConfigurationError
+from govern.store.db import session_scope
+from govern.store.tables import DecisionLogKey
+
+log = logging.getLogger("govern.decisions")
+SECRET_PREFIX = "govern/decision-log-keys/"
+
+
+class DecisionKeys:
+    def __init__(self, sessions, secret_store_provider, clock, *, reload_interval: float = 10.0):
+        self._sessions = sessions
+        self._store = secret_store_provider  # a callable: the store is wired by govern.secrets
+        self._clock = clock
+        self._reload_interval = reload_interval
+        self._lock = threading.Lock()
+        self._values: dict[str, bytes] = {}
+        self._active: str | None = None
+        self._active_at = float("-inf")
+
+    def active(self) -> tuple[str, bytes]:
+        """The key that signs now (created if there is none)."""
+        kid = self._active
+        if kid is None or time.monotonic() - self._active_at >= self._reload_interval:
+            with self._lock:
+                if self._active is None or time.monotonic() - self._active_at >= self._reload_interval:
+                    self._active = self._newest_active() or self._create()
+                    self._active_at = time.monotonic()
+                kid = self._active
+        return kid, self.value(kid)
+
+    def value(self, kid: str) -> bytes:
+        found = self._values.get(kid)
+        if found is None:
+            found = self.get(kid)
+            if found is None:
+                raise LookupError(f"no decision log key {kid!r}")
+        return found
+
+    def get(self, kid: str) -> bytes | None:
+        """The key's value, or None for a key govern never made (a forged key id)."""
+        found = self._values.get(kid)
+        if found is not None:
+            return found
+        with self._sessions() as s:
+            row = s.get(DecisionLogKey, kid)
+            path = row.secret_path if row is not None else None
+        if path is None:
+            return None
+        found = bytes.fromhex(self._require_store().get(path).reveal())
+        self._values[kid] = found
+        return found
+
+    def rotate(self) -> str:
+        """Make a new key active; the previous ones are retired (they still verify what they signed)."""
+        with self._lock:
+            with session_scope(self._sessions) as s:
+                for row in s.execute(sa.select(DecisionLogKey).where(DecisionLogKey.state == "active")).scalars():
+                    row.state = "retired"
+            self._active = self._create()
+            self._active_at = time.monotonic()
+            return self._active
+
+    def listing(self) -> list[dict]:
+        with self._sessions() as s:
+            rows = s.execute(sa.select(DecisionLogKey).order_by(DecisionLogKey.created_at)).scalars().all()
+            return [{"kid": r.kid, "state": r.state, "created_at": r.created_at} for r in rows]
+
+    def _newest_active(self) -> str | None:
+        with self._sessions() as s:
+            return s.execute(sa.select(DecisionLogKey.kid).where(DecisionLogKey.state == "active")
+                             .order_by(DecisionLogKey.created_at.desc(), DecisionLogKey.kid.desc())
+                             .limit(1)).scalar()
+
+    def _require_store(self):
+        store = self._store()
+        if store is None:
+            raise ConfigurationError("govern cannot record decisions without a secret store for the decision "
+                                     "log's key; configure GOVERN_SECRET_STORE (local or vault)")
+        return store
+
+    def _create(self) -> str:
+        kid = f"dl-{self._clock.now():%Y%m%d}-{secrets.token_hex(4)}"
+        value = secrets.token_bytes(32)
+        path = SECRET_PREFIX + kid
+        self._require_store().put(path, Secret(value.hex()), cas=0)
+        with session_scope(self._sessions) as s:
+            s.add(DecisionLogKey(kid=kid, secret_path=path, state="active", created_at=self._clock.now()))
+        self._values[kid] = value
+        log.info("decision log key created", extra={"kid": kid})
+        return kid
+
+
+def init_step(services) -> str:
+    """`govern init`: the decision chain's key exists in the secret store."""
+    kid, _ = services.extras["decision_keys"].active()
+    return f"decision log: chain key {kid} in the secret store"

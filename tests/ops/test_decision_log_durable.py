@@ -1,0 +1,141 @@
+"""Issue #16 "An answer is not sent before its record is durable", end to end with real processes: the
+landscape from `govern apply`, the secrets from `govern secrets put` (the CLI as a subprocess), govern under
+gunicorn (2 workers x 16 threads) on PostgreSQL, a fake upstream. 200 proxied calls are answered, then every
+gunicorn process is SIGKILLed: all 200 decision records are there, each under its call's correlation id, and
+`govern log verify` finds the chain intact."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from tests.fakes.resource_server import ResourceServer
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+USER_SECRET = "durable-log-user-client-secret"
+API_KEY = "durable-log-upstream-api-key"
+CALLS = 200
+
+LANDSCAPE = """\
+apiVersion: govern/v1
+kind: Landscape
+systems:
+  - {{id: stock, name: Stock, kind: inventory, scopes: [items.read]}}
+credentials:
+  - {{id: stock-key, system: stock, protocol: api_key_header, header: X-Api-Key, principals: [{{name: default}}]}}
+named_credentials:
+  - {{id: stock-api, credential: stock-key, url: "{url}", methods: [GET], paths: ["/v1/**"]}}
+integration_users:
+  - id: stock-sync
+    name: Stock sync
+    owner: stock-team@example.com
+    justification: Reads stock for the durable decision log test.
+    review_date: 2099-01-01
+    ip_ranges: [127.0.0.0/8]
+    scopes: [items.read]
+    permission_sets: [stock-reader]
+permission_sets:
+  - id: stock-reader
+    scopes: [items.read]
+    api_types: [REST]
+    grants:
+      - {{named_credential: stock-api, principal: default, methods: [GET], paths: ["/v1/items/**"]}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _govern(env, *args, input: str | None = None) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "govern", *args], cwd=ROOT, env=env, input=input, text=True,
+                          capture_output=True, timeout=120)
+    assert done.returncode == 0, (args, done.stdout, done.stderr)
+    return done
+
+
+def test_acknowledged_calls_survive_a_sigkill_of_every_gunicorn_process(tmp_path, postgres_url):
+    upstream = ResourceServer().start()
+    home = tmp_path / "instance"
+    home.mkdir()
+    env = {**os.environ, "GOVERN_HOME": str(home), "GOVERN_DATABASE_URL": postgres_url,
+           "GOVERN_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+    gunicorn = None
+    try:
+        (tmp_path / "governance.yaml").write_text(LANDSCAPE.format(url=upstream.url))
+        _govern(env, "apply", "-f", str(tmp_path / "governance.yaml"))
+        _govern(env, "secrets", "put", "--user", "stock-sync", "--field", "client_secret", input=USER_SECRET)
+        _govern(env, "secrets", "put", "stock-key", "--field", "api_key", input=API_KEY)
+
+        port = _free_port()
+        log = open(tmp_path / "gunicorn.log", "wb")
+        gunicorn = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "--workers", "2",
+                                     "--worker-class", "gthread", "--threads", "16", "--bind", f"127.0.0.1:{port}",
+                                     "govern.wsgi:app()"], cwd=str(ROOT), env=env, stdout=log, stderr=log,
+                                    start_new_session=True)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not come up"
+            time.sleep(0.1)
+        resp = requests.post(base + "/oauth/token", data={"grant_type": "client_credentials", "scope": "items.read"},
+                             auth=("stock-sync", USER_SECRET), timeout=30)
+        assert resp.status_code == 200, resp.text
+        token = resp.json()["access_token"]
+
+        acknowledged: list[str] = []
+        lock = threading.Lock()
+
+        def calls(worker: int) -> None:
+            with requests.Session() as http:
+                for i in range(CALLS // 20):
+                    cid = f"durable-{worker}-{i}"
+                    r = http.get(f"{base}/api/v1/named-credentials/stock-api/proxy/v1/items/{worker}-{i}",
+                                 headers={"Authorization": f"Bearer {token}", "X-Correlation-ID": cid}, timeout=60)
+                    if r.status_code == 200:
+                        with lock:
+                            acknowledged.append(cid)
+
+        threads = [threading.Thread(target=calls, args=(w,)) for w in range(20)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        assert len(acknowledged) == CALLS
+        os.killpg(gunicorn.pid, signal.SIGKILL)  # no shutdown hook, no atexit: what is not committed is lost
+        gunicorn.wait(30)
+        gunicorn = None
+
+        engine = sa.create_engine(postgres_url)
+        try:
+            with engine.connect() as conn:
+                rows = conn.execute(sa.text("SELECT correlation_id, outcome, upstream_status FROM decision "
+                                            "WHERE action = 'proxy'")).all()
+        finally:
+            engine.dispose()
+        assert len(rows) == CALLS
+        assert sorted(r.correlation_id for r in rows) == sorted(acknowledged)
+        assert {(r.outcome, r.upstream_status) for r in rows} == {("allow", 200)}
+        verified = _govern(env, "log", "verify")
+        assert f"chain intact: {CALLS + 1} records" in verified.stdout  # and the /oauth/token issuance
+        assert API_KEY not in verified.stdout + (tmp_path / "gunicorn.log").read_text(errors="replace")
+    finally:
+        if gunicorn is not None:
+            os.killpg(gunicorn.pid, signal.SIGKILL)
+            gunicorn.wait(30)
+        upstream.stop()
