@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 
 def create_private_database(base_url: str) -> tuple[str, Callable[[], None]]:

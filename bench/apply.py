@@ -59,7 +59,7 @@ def generate(seed: int = 7) -> str:
         for k, api in enumerate(("REST", "Bulk")):
             out += [f"  - id: nc-{i:04d}-{k}", f"    credential: cred-{i:04d}", f"    url: https://sys-{i:04d}.example.com/api",
                     "    api_version: v2", f"    api_type: {api}", "    timeout: 15s", "    retry: {attempts: 3, backoff: 200ms}",
-                    "    methods: [GET, POST, PATCH]", f"    paths: [\"/v2/objects/**\", \"/v2/query/**\"]"]
+                    "    methods: [GET, POST, PATCH]", "    paths: [\"/v2/objects/**\", \"/v2/query/**\"]"]
     out.append("permission_sets:")
     for j in range(PERMISSION_SETS):
         i = j % SYSTEMS

@@ -44,8 +44,9 @@ def seed(url: str, users: int, decisions: int, now: dt.datetime) -> None:
                     "VALUES ('erp','erp','erp','', '{}','[]','[]','{}', now(), now(), 'o', 'e', 'r', 1000) RETURNING id")
         sys_id = cur.fetchone()[0]
         cur.execute("INSERT INTO external_credential (external_id, system_id, protocol, scopes, principal_type, rotation,"
-                    " created_at, updated_at) VALUES ('erp-cc', %s, 'oauth2_client_credentials', '[]', 'named', "
-                    "'{\"every\": \"90d\"}', now(), now()) RETURNING id", (sys_id,))
+                    " resource, token_params, created_at, updated_at) VALUES ('erp-cc', %s, "
+                    "'oauth2_client_credentials', '[]', 'named', '{\"every\": \"90d\"}', '[]', '{}', now(), now()) "
+                    "RETURNING id", (sys_id,))
         cred = cur.fetchone()[0]
         ncs = []
         for i in range(20):
@@ -117,7 +118,7 @@ def main() -> None:
     try:
         engine = make_engine(url)
         upgrade(engine)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         t0 = time.perf_counter()
         seed(url, args.users, args.decisions, now)
         print(f"seeded users={args.users} decisions={args.decisions} in {time.perf_counter() - t0:.1f}s", flush=True)

@@ -37,7 +37,7 @@ def main() -> None:
     try:
         engine = make_engine(url)
         upgrade(engine)
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         seed(url, args.users, args.decisions, now)
         if args.history_months > 1:
             # a longer history: move each record back by 0..N-1 months, so only 1/N lies in the window

@@ -130,7 +130,7 @@ def main() -> None:
     try:
         settings = load_settings({}, home=home, database_url=database_url)
         services = build_services(settings)
-        for step in services.extras.get("init_steps", []):  # as `govern init` does: keys, first material
+        for step in services.init_steps:  # as `govern init` does: keys, first material
             step(services)
         make_landscape(services.sessions, user=USER, client_secret=SECRET, cidrs=("10.0.0.0/8",))
         services.close()

@@ -167,7 +167,7 @@ def main() -> None:
         settings = load_settings(store_env, home=home, database_url=database_url, redis_url=redis_url,
                                  redis_prefix=redis_prefix)
         services = build_services(settings)
-        for step in services.extras.get("init_steps", []):  # as `govern init` does: keys, first material
+        for step in services.init_steps:  # as `govern init` does: keys, first material
             step(services)
         secrets = CredentialSecrets(services.sessions, services.secret_store, services.clock)
         for tag in ("hit", "miss"):
@@ -247,7 +247,7 @@ def main() -> None:
         ratio = hit_rps / bare_rps
         p50, p99 = pct(hit_lat, 50), pct(hit_lat, 99)
         miss_added = statistics.median(miss) - statistics.median(direct)
-        print(f"store={services.secret_store.kind} cache_cipher={services.extras['cache_cipher'].mode} "
+        print(f"store={services.secret_store.kind} cache_cipher={services.cache_cipher.mode} "
               f"load_average={' '.join(f'{x:.1f}' for x in os.getloadavg())} log_level={args.log_level} database={args.database} redis={bool(redis_url)} "
               f"workers={args.workers}x{args.threads} connections={args.connections} seconds={args.seconds}")
         print(f"bare /healthz: {bare_rps:.0f} req/s ({bare_err} errors)")

@@ -103,7 +103,7 @@ def main() -> None:
     gunicorn = services = None
     try:
         services = build_services(load_settings({}, home=home, database_url=database_url))
-        for step in services.extras.get("init_steps", []):  # as `govern init` does: keys, first material
+        for step in services.init_steps:  # as `govern init` does: keys, first material
             step(services)
         make_landscape(services.sessions, token_url=upstream.token_url, client_id="hit-client",
                        url=upstream.url + "/api", user="sync-hit", client_secret=USER_SECRET)

@@ -90,7 +90,7 @@ def prepare_instance(home: Path, upstream_url: str, log_level: str) -> dict[str,
     services = build_services(load_settings({k: v for k, v in env.items() if k.startswith("GOVERN_")}))
     try:
         upgrade(services.engine)
-        for step in services.extras.get("init_steps", []):
+        for step in services.init_steps:
             step(services)
         make_landscape(services.sessions, system="bench-erp", credential="bench-key", protocol="api_key_header",
                        named_credential="bench-api", url=f"{upstream_url}/api", user="bench-sync",

@@ -119,7 +119,7 @@ def main() -> None:
         sessions = make_session_factory(engine)
         store = vault_store(addr, token)
         t0 = time.perf_counter()
-        due = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+        due = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
         with session_scope(sessions) as s:
             for i in range(args.secrets):
                 path = f"bench/static-{i}"

@@ -5,38 +5,68 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from govern.cache import build_cache
 from govern.config import Settings
-from govern.ports import Clock, SystemClock
+from govern.ports import (Cache, CallerAuthenticator, Cipher, Clock, DecisionLog, Notifier, PolicyDecider, SecretStore,
+                          SystemClock, UpstreamTokenSource)
 from govern.store.db import make_engine, make_session_factory
+
+if TYPE_CHECKING:  # the concrete collaborators' types; the composition root may know them all
+    from govern.broker.decision_keys import DecisionKeys
+    from govern.broker.landscape import LandscapeCache
+    from govern.broker.proxy.service import ProxyService
+    from govern.broker.signing_keys import SigningKeys
+    from govern.broker.upstream.connect import ConnectService
+    from govern.metrics import Metrics
+    from govern.ratelimit import RateLimits
+    from govern.rotation.wiring import SigningKeyHook
 
 
 @dataclass
 class Services:
+    """What the composition root built, each collaborator under its own name and type (no string-keyed
+    bag: a key spelled two ways cannot name two objects). The packages' wire functions set their part."""
+
     settings: Settings
     engine: sa.Engine
     sessions: sessionmaker[Session]
-    cache: Any
+    cache: Cache
     clock: Clock
-    secret_store: Any = None  # govern.ports.SecretStore, wired by govern.secrets
+    secret_store: SecretStore | None = None  # wired by govern.secrets
+    cache_cipher: Cipher | None = None  # govern.secrets.cipher.CacheCipher: the one place that encrypts caches
     # The broker's seams (govern.ports): wired by govern.broker; the API and the proxy use them.
-    authenticator: Any = None  # CallerAuthenticator
-    decider: Any = None  # PolicyDecider
-    decision_log: Any = None  # DecisionLog
-    upstream_tokens: Any = None  # UpstreamTokenSource
+    authenticator: CallerAuthenticator | None = None
+    decider: PolicyDecider | None = None
+    decision_log: DecisionLog | None = None
+    upstream_tokens: UpstreamTokenSource | None = None
+    landscape: LandscapeCache | None = None  # the one snapshot of the landscape the decider reads
+    signing_keys: SigningKeys | None = None  # govern's own token-signing key set (the authorization server)
+    decision_keys: DecisionKeys | None = None  # the decision chain's HMAC keys
+    proxy: ProxyService | None = None
+    connect: ConnectService | None = None  # built on first use by the connect edge
+    notifier: Notifier | None = None
+    signing_key_hook: SigningKeyHook | None = None  # rotation's view of signing_keys (govern.rotation.wiring)
+    metrics: Metrics | None = None
+    rate_limits: RateLimits | None = None  # authentication limits
+    metric_readers: dict[str, Any] = field(default_factory=dict)
     # name -> callable raising on failure; /readyz runs each one
-    metrics: Any = None  # govern.metrics.Metrics
-    rate_limits: Any = None  # govern.ratelimit.RateLimits (authentication limits)
     health_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
+    init_steps: list[Callable[[Services], str]] = field(default_factory=list)  # what `govern init` runs
+    closers: list[Callable[[], None]] = field(default_factory=list)  # run by close(), in order
+    # Test and deployment seams, set through build_services(**overrides):
+    policy_validator: Callable[..., Any] | None = None  # the console's policies page
+    circuit_breaker_states: Callable[[], list[dict[str, Any]]] | None = None  # the dashboard's breakers
+    policies_dir: str | None = None
+    postgres_admin_url: str | None = None  # the postgres_role rotator's admin connection
 
     def close(self) -> None:
-        for closer in self.extras.get("_closers", []):
+        for closer in self.closers:
             closer()
         self.engine.dispose()
 
@@ -62,7 +92,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
     services.metrics = _build_metrics(services)
     services.health_checks["cache"] = services.cache.ping
     secret_store = overrides.pop("secret_store", None)  # tests may pass a fake
-    services.extras.update(overrides)
+    for name, value in overrides.items():  # a misspelt override fails here, not later as a missing collaborator
+        if name not in Services.__dataclass_fields__:
+            raise TypeError(f"build_services() got an unknown override {name!r}")
+        setattr(services, name, value)
     from govern.secrets import wire as wire_secrets
 
     wire_secrets(services, store=secret_store)
@@ -75,8 +108,8 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
     from govern.broker.proxy import build_proxy
     from govern.notify import build_notifier
 
-    services.extras.setdefault("notifier", build_notifier(settings, services.clock))
-    services.extras.setdefault("proxy", build_proxy(services))
+    services.notifier = services.notifier or build_notifier(settings, services.clock)
+    services.proxy = services.proxy or build_proxy(services)
     from govern.rotation.wiring import wire_rotation
 
     wire_rotation(services)
@@ -112,7 +145,7 @@ def _build_metrics(services: Services):
     collector = StateCollector(readers)
     metrics.add_state_collector(collector)
     metrics._state_collectors = [collector]
-    services.extras["metric_readers"] = readers
+    services.metric_readers = readers
     return metrics
 
 

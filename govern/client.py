@@ -22,7 +22,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
 import requests
 from requests.auth import AuthBase
@@ -52,7 +53,7 @@ class ProxyOnlyCredentialError(GovernClientError):
 class _Cached:
     def __init__(self):
         self.value: str | None = None
-        self.token_type = "Bearer"
+        self.token_type = "Bearer"  # noqa: S105 - a token type
         self.expires_at = 0.0
 
     def fresh(self, now: float, skew: float) -> bool:

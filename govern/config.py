@@ -10,7 +10,7 @@ import os
 import secrets as _random
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 from govern.errors import ConfigurationError
@@ -47,6 +47,9 @@ class Settings:
     # The cross-process refresh lock is a lease this long, renewed while the upstream call runs: a holder
     # that dies blocks the others for at most this long (govern.broker.upstream.single_flight).
     refresh_lease_seconds: int = 5
+    # The proxy's bulkhead: concurrent upstream calls per system and process, unless the system's contract
+    # sets `max_concurrent_calls` (govern.broker.proxy.bulkhead).
+    proxy_max_concurrent_calls: int = 32
     issuer: str = "govern"
     # The one URL clients use to reach govern (scheme, host, port, optional path prefix). The token URL a
     # client assertion names (aud), the redirect_uri of principal connections and the metadata URLs are
@@ -89,7 +92,7 @@ class Settings:
         """An absolute URL of govern's own, built from GOVERN_PUBLIC_URL (never from a request's Host)."""
         return self.public_url.rstrip("/") + "/" + path.lstrip("/")
 
-    def with_overrides(self, **changes) -> "Settings":
+    def with_overrides(self, **changes) -> Settings:
         return replace(self, **changes)
 
 
@@ -114,6 +117,7 @@ _ENV_NAMES = {
     "log_level": "GOVERN_LOG_LEVEL",
     "token_leeway_seconds": "GOVERN_TOKEN_LEEWAY_SECONDS",
     "refresh_lease_seconds": "GOVERN_REFRESH_LEASE_SECONDS",
+    "proxy_max_concurrent_calls": "GOVERN_PROXY_MAX_CONCURRENT_CALLS",
     "issuer": "GOVERN_ISSUER",
     "public_url": "GOVERN_PUBLIC_URL",
     "metrics_token": "GOVERN_METRICS_TOKEN",
@@ -165,7 +169,7 @@ def _coerce(name: str, raw: str):
     if name == "trusted_proxies":
         return tuple(p.strip() for p in raw.split(",") if p.strip())
     if name in ("token_leeway_seconds", "session_lifetime_seconds", "access_token_lifetime_seconds",
-                "refresh_lease_seconds"):
+                "refresh_lease_seconds", "proxy_max_concurrent_calls"):
         try:
             return int(raw)
         except ValueError:
@@ -214,6 +218,8 @@ def check(settings: Settings) -> None:
         raise ConfigurationError("GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS must be between 1 and 86400")
     if not 1 <= settings.refresh_lease_seconds <= 300:
         raise ConfigurationError("GOVERN_REFRESH_LEASE_SECONDS must be between 1 and 300")
+    if not 1 <= settings.proxy_max_concurrent_calls <= 10000:
+        raise ConfigurationError("GOVERN_PROXY_MAX_CONCURRENT_CALLS must be between 1 and 10000")
     if settings.secret_store == "vault" and not settings.vault_addr:
         raise ConfigurationError("GOVERN_SECRET_STORE=vault needs GOVERN_VAULT_ADDR")
     if not 1 <= settings.min_ipv4_prefix <= 32:

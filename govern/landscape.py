@@ -6,6 +6,8 @@ external id, idempotent); the plan is applied in one transaction.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import yaml
 from sqlalchemy.exc import IntegrityError
 
@@ -14,27 +16,36 @@ from govern.config_as_code.specs import to_document
 from govern.config_as_code.validate import check, parse
 from govern.errors import Conflict, ValidationFailed
 from govern.store.db import session_scope
-from govern.store.landscape import apply_plan, load_current
+from govern.store.landscape import WRITE_STEPS, apply_plan, load_current
 from govern.rotation.sync import sync_refs
 from govern.store.tables import AdminAction, utcnow
 
 EXPORT_HEADER = "# governance.yaml written by `govern export`: no secret values; set them with `govern secrets put`.\n"
 
 
+def apply_steps(dry_run: bool) -> int:
+    """How many steps apply_document reports to its `progress` callback (a progress bar's length)."""
+    return 3 if dry_run else 4 + WRITE_STEPS
+
+
 def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: bool = False,
                    prune: bool = False, actor: str | None = None, correlation_id: str | None = None,
-                   production: bool = False) -> Plan:
+                   production: bool = False, progress: Callable[[str], None] | None = None) -> Plan:
     """Validate `text`, plan against the database, and (unless dry_run) apply in one transaction.
 
     `production` refuses plain-http upstream URLs; otherwise they come back as `plan.warnings`.
 
     Raises ValidationFailed with every error (each with `file:line:col` and a path) and writes nothing.
-    With `actor`, an applied plan is recorded as an AdminAction in the same transaction.
+    With `actor`, an applied plan is recorded as an AdminAction in the same transaction. `progress` is
+    called once per step done, with the step's name (apply_steps(dry_run) times when nothing fails).
     """
+    progress = progress or (lambda step: None)
     parsed = parse(text, filename)  # YAML syntax errors raise here, before touching the database
+    progress("parsed")
     with session_scope(sessions) as session:
         stored = load_current(session)
         desired = check(parsed, stored.specs, prune=prune, production=production)
+        progress("validated")
         for kind, items in stored.specs.items():
             for ext_id, spec in items.items():
                 # Entities the file does not mention stay as they are (a landscape may span several files),
@@ -44,12 +55,13 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
         plan = make_plan(desired, stored.specs, prune=prune)
         plan.dry_run = dry_run
         plan.warnings = list(parsed.warnings)
+        progress("planned")
         left_behind = secrets_left_behind(session, plan, filename)
         if left_behind:
             raise ValidationFailed(left_behind)
         if not dry_run and plan.has_changes:
             try:
-                apply_plan(session, plan, stored)
+                apply_plan(session, plan, stored, progress=progress)
                 session.flush()
                 # Stored secrets follow their credential's rotation config (govern.rotation.sync).
                 sync_refs(session, utcnow(), credentials=[c.id for c in plan.changes if c.kind == "credential"],
@@ -63,6 +75,7 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
                                         after={"counts": plan.counts, "prune": prune,
                                                "changes": [c.line() for c in plan.changes[:500]]},
                                         correlation_id=correlation_id))
+            progress("recorded")
         elif dry_run:
             session.rollback()
     return plan

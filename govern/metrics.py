@@ -9,9 +9,9 @@ set, counters from all worker processes are aggregated (prometheus_client multip
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -35,16 +35,28 @@ class Metrics:
             "govern_proxy_request_seconds", "Latency of proxied calls.", ["system", "named_credential"],
             buckets=LATENCY_BUCKETS, registry=r)
         self.upstream_refreshes = Counter(
-            "govern_upstream_refresh_total", "Calls to upstream token endpoints by outcome (success, invalid_grant, invalid_client, rate_limited, refused, unreachable, error).", ["system", "credential", "outcome"],
+            "govern_upstream_refresh_total",
+            "Calls to upstream token endpoints by outcome (success, invalid_grant, invalid_client, rate_limited, refused, "
+            "unreachable, error).", ["system", "credential", "outcome"],
             registry=r)
         self.previous_secret_used = Counter(
             "govern_upstream_previous_secret_used_total", "Upstream token requests that succeeded only with the "
             "previous version of a client secret or key (the new one was refused): a wrong new secret, or a "
             "rotation the upstream has not taken yet.", ["credential"], registry=r)
+        # The proxy's bulkheads (govern.broker.proxy.bulkhead): per process, like the threads they protect.
+        self.proxy_concurrency_limit = Gauge(
+            "govern_proxy_concurrency_limit", "Concurrent upstream calls allowed per system, per govern process.",
+            ["system"], registry=r, multiprocess_mode="max")
+        self.proxy_in_flight = Gauge(
+            "govern_proxy_calls_in_flight", "Proxied upstream calls in flight per system.", ["system"], registry=r,
+            multiprocess_mode="livesum")
+        self.proxy_bulkhead_rejections = Counter(
+            "govern_proxy_bulkhead_rejections_total", "Proxied calls refused because the system's bulkhead was full.",
+            ["system"], registry=r)
         # Breaker state, budget use, rotations, the DLQ and the decision-log backlog are read at scrape time
         # (govern/ops/state.py), so that every process reports the shared truth.
 
-    def add_state_collector(self, collector: "StateCollector") -> None:
+    def add_state_collector(self, collector: StateCollector) -> None:
         self.registry.register(collector)
 
     def render(self) -> bytes:
@@ -74,7 +86,7 @@ class StateCollector:
         for name, (doc, labels, read) in self.readers.items():
             try:
                 values = read()
-            except Exception:  # noqa: BLE001 - a broken source must not break the scrape
+            except Exception:  # noqa: BLE001, S112 - a broken source must not break the scrape
                 continue
             family = (CounterMetricFamily(name.removesuffix("_total"), doc, labels=labels) if name.endswith("_total")
                       else GaugeMetricFamily(name, doc, labels=labels))

@@ -1,6 +1,6 @@
 """Alerts (seed practice 17): a webhook signed with HMAC-SHA256, or the log when no webhook is set.
 
-The one notifier of govern (`services.extras["notifier"]`): the proxy's API-budget alerts and the
+The one notifier of govern (`services.notifier`): the proxy's API-budget alerts and the
 rotation jobs' failed/parked/recovered/reminder events both go through it. Delivery failures are logged
 and never raised: an alert must never break the work that raised it. Payloads carry names, states and
 redacted errors, never a secret value.
@@ -53,7 +53,7 @@ class WebhookNotifier:
         self.session.trust_env = False
 
     def notify(self, event: str, payload: dict[str, Any]) -> None:
-        now = self.clock.now() if self.clock else dt.datetime.now(dt.timezone.utc)
+        now = self.clock.now() if self.clock else dt.datetime.now(dt.UTC)
         body = json.dumps({"event": event, "payload": payload, "sent_at": now.isoformat()}, default=str).encode()
         timestamp = str(int(now.timestamp()))
         headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: timestamp,

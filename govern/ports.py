@@ -15,7 +15,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> dt.datetime:
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
 
     def monotonic(self) -> float:
         import time
@@ -66,6 +66,13 @@ class Cache(Protocol):
     def delete_if(self, key: str, value: bytes) -> bool: ...
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int: ...
     def ping(self) -> None: ...
+
+
+class Cipher(Protocol):
+    """Seals data govern keeps at rest outside the secret store (cached tokens, connect state)."""
+
+    def seal(self, data: bytes) -> bytes: ...
+    def open(self, blob: bytes) -> bytes: ...
 
 
 class Notifier(Protocol):

@@ -5,7 +5,7 @@
 2. `queued_calls`: proxy calls held during a maintenance window, delivered in order, and calls that
    keep failing moved to the dead-letter queue (govern.broker.proxy.queue.deliver_queued);
 3. `signing_keys`: retiring token-signing keys whose tokens have all expired leave the JWKS
-   (services.extras["signing_keys"], govern.rotation.wiring);
+   (services.signing_key_hook, govern.rotation.wiring);
 4. `alerts`: the alert conditions of deploy/prometheus/alerts.yml, posted to the webhook for users
    without Prometheus, once when a condition starts and once when it clears (govern.ops.alerts);
 5. `decision_checkpoint`: a signed checkpoint of the decision chain's head when records were written since
@@ -19,7 +19,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from govern.rotation.support import Outcome, describe_error
 
@@ -33,7 +34,7 @@ class Job:
 
 
 def _queued_calls(services: Any, now: dt.datetime) -> list[Outcome]:
-    if "proxy" not in services.extras:
+    if services.proxy is None:
         return []
     from govern.broker.proxy.queue import deliver_queued
 
@@ -42,7 +43,7 @@ def _queued_calls(services: Any, now: dt.datetime) -> list[Outcome]:
 
 
 def _signing_keys(services: Any, now: dt.datetime) -> list[Outcome]:
-    hook = services.extras.get("signing_keys")
+    hook = services.signing_key_hook
     if hook is not None:
         hook.retire_expired()
     return []
@@ -76,12 +77,29 @@ def jobs(services: Any, rotation: Any) -> list[Job]:
 
 
 def run_pass(services: Any, job_list: list[Job]) -> list[Outcome]:
-    out: list[Outcome] = []
+    return [o for _, outcomes in run_pass_by_job(services, job_list) for o in outcomes]
+
+
+def run_pass_by_job(services: Any, job_list: list[Job]) -> list[tuple[str, list[Outcome]]]:
+    """One pass: each job's outcomes, in job order; a job that raises is one failed outcome of its own."""
+    out: list[tuple[str, list[Outcome]]] = []
     for job in job_list:
         try:
-            out += job.run(services.clock.now())
+            out.append((job.name, list(job.run(services.clock.now()))))
         except Exception as exc:  # noqa: BLE001 - one job's failure must not stop the others
             error = describe_error(exc)
             log.error("worker job failed", extra={"job": job.name, "exc_type": type(exc).__name__, "error_text": error})
-            out.append(Outcome(f"job {job.name}", "failed", None, error))
+            out.append((job.name, [Outcome(f"job {job.name}", "failed", None, error)]))
     return out
+
+
+def describe_pass(number: int, by_job: list[tuple[str, list[Outcome]]], seconds: float) -> str:
+    """One line saying what a pass did, e.g. `pass 3: rotation 1 rotated; queued_calls nothing; ... (0.21 s)`."""
+    parts = []
+    for name, outcomes in by_job:
+        counts: dict[str, int] = {}
+        for outcome in outcomes:
+            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        parts.append(f"{name} " + (", ".join(f"{n} {status}" for status, n in counts.items()) or "nothing"))
+    failed = sum(1 for _, outcomes in by_job for o in outcomes if o.failed)
+    return f"pass {number}: " + "; ".join(parts) + f"; {failed} failed ({seconds:.2f} s)"

@@ -47,7 +47,7 @@ class OpenBao:
         self.process: subprocess.Popen | None = None
         self._log = None
 
-    def start(self, deadline_seconds: float = 30.0) -> "OpenBao":
+    def start(self, deadline_seconds: float = 30.0) -> OpenBao:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.workdir / "bao.log", "ab")
         env = {**os.environ, "HOME": str(self.workdir), "BAO_DEV_ROOT_TOKEN_ID": self.token}

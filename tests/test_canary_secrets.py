@@ -13,7 +13,8 @@ import io
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa

@@ -48,5 +48,7 @@ def test_commands_before_init_say_what_to_do(tmp_path):
     env = {"PATH": "/usr/bin:/bin", "GOVERN_HOME": str(tmp_path)}
     proc = subprocess.run([sys.executable, "-m", "govern", "export"], env=env, capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("error: the database schema is missing or out of date; run `govern init` "
-                                   "(new instance) or `govern db upgrade`")
+    assert proc.stderr.strip() == (f"error: no govern instance in {tmp_path.resolve()}: its database "
+                                   f"{tmp_path.resolve()}/govern.db does not exist; run `govern init` to create one "
+                                   "there, or run from your instance's folder (or set GOVERN_HOME)")
+    assert not (tmp_path / "govern.db").exists()

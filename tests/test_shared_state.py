@@ -43,6 +43,15 @@ def test_set_get_delete_and_expiry_are_seen_by_the_other_process(two):
     assert a.get("gone") is None
 
 
+def test_delete_if_deletes_only_the_value_it_was_given(two):
+    a, b, _ = two
+    a.set("k", b"old")
+    b.set("k", b"new")  # another process replaced it meanwhile
+    assert not a.delete_if("k", b"old") and b.get("k") == b"new"
+    assert a.delete_if("k", b"new") and b.get("k") is None
+    assert not a.delete_if("k", b"new")
+
+
 def test_add_elects_exactly_one_and_an_expired_key_can_be_added_again(two):
     a, b, clock = two
     assert a.add("lock", b"a", ttl=10) is True
@@ -100,3 +109,10 @@ def test_concurrent_increments_lose_nothing(two):
 def test_without_redis_services_share_state_through_the_database(services):
     assert services.cache.kind == "database"
     services.cache.ping()
+
+
+def test_delete_if_deletes_only_the_value_it_was_given(two):
+    a, b, _ = two
+    a.set("tok", b"v1")
+    assert b.delete_if("tok", b"v2") is False and a.get("tok") == b"v1"
+    assert b.delete_if("tok", b"v1") is True and a.get("tok") is None

@@ -1,7 +1,7 @@
 """The dashboard at /admin: per-system health, findings by severity with their trend, rotations due and failed.
 
 Circuit-breaker state comes from the proxy when this build has it (`govern.broker.proxy.breaker_states`,
-or a callable in services.extras["circuit_breaker_states"]; either returns [{"system", "state", ...}]);
+or a callable in services.circuit_breaker_states; either returns [{"system", "state", ...}]);
 otherwise the page says "n/a" rather than guessing. Budget used today counts upstream calls in the
 decision log since UTC midnight against the system's declared daily budget.
 """
@@ -38,7 +38,7 @@ class DashboardView(ConsoleAccess, AdminIndexView):
                            due=due, failed=failed, breaker_states=breaker_states, fmt_time=fmt_time)
 
     def _breaker_states(self) -> dict[str, str] | None:
-        source = self.services.extras.get("circuit_breaker_states")
+        source = self.services.circuit_breaker_states
         if source is None:
             try:
                 from govern.broker.proxy import breaker_states

@@ -33,7 +33,7 @@ class SignedIn:
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
         return None
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def sign_in(sessions, username: str, password: str, now: dt.datetime) -> SignedIn | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import time
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, g, request
 
 from govern.broker.token_service import upstream_token
 from govern.domain.access_rules import parse_scopes
@@ -45,8 +45,14 @@ def named_credential_token(name: str):
     started = time.perf_counter()
     services = current_app.extensions["govern"]
     scopes, rejected = token_request()
-    with operation(services, "token", name):
-        body = upstream_token(services, named_credential=name, authorization=request.headers.get("Authorization"),
-                              peer_ip=request.remote_addr or "", forwarded_for=request.headers.get("X-Forwarded-For"),
-                              scopes=scopes, started=started, rejected_token=rejected)
+    fields: dict = {}
+    try:
+        with operation(services, "token", name, summary=fields):
+            body = upstream_token(services, named_credential=name, authorization=request.headers.get("Authorization"),
+                                  peer_ip=request.remote_addr or "",
+                                  forwarded_for=request.headers.get("X-Forwarded-For"),
+                                  scopes=scopes, started=started, rejected_token=rejected)
+    finally:
+        # One line per request: the request line (govern.app) carries the operation's fields.
+        g.log_fields = fields
     return current_app.response_class(json.dumps(body), mimetype="application/json")

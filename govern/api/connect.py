@@ -19,11 +19,11 @@ bp = Blueprint("connect", __name__)
 
 def _service():
     services = current_app.extensions["govern"]
-    connect = services.extras.get("connect")
+    connect = services.connect
     if connect is None:
         from govern.broker.upstream import build_connect_service
 
-        connect = services.extras["connect"] = build_connect_service(services)
+        connect = services.connect = build_connect_service(services)
     return connect
 
 

@@ -29,7 +29,7 @@ def _source_ip() -> str:
 def _server():
     server = current_app.extensions.get("govern.oauth_server")
     if server is None:
-        from govern.broker.oauth_server import GovernAuthorizationServer
+        from govern.api.oauth_server import GovernAuthorizationServer
         from govern.store.seen_assertions import CacheSeenAssertions, DatabaseSeenAssertions
 
         services = current_app.extensions["govern"]
@@ -143,7 +143,7 @@ def token():
 
 def _record(response, grant_type: str, started: float) -> None:
     """Client id (as claimed), grant, scopes, outcome and rule; never the secret, assertion or token."""
-    from govern.broker.oauth_server import claimed_client_id, token_decision
+    from govern.api.oauth_server import claimed_client_id, token_decision
 
     services = current_app.extensions["govern"]
     body = response.get_json(silent=True) or {}
@@ -158,7 +158,7 @@ def _record(response, grant_type: str, started: float) -> None:
 @bp.get("/oauth/jwks.json")
 def jwks():
     services = current_app.extensions["govern"]
-    response = jsonify(services.extras["broker.signing_keys"].jwks())
+    response = jsonify(services.signing_keys.jwks())
     response.headers["Cache-Control"] = "public, max-age=60"
     return response
 

@@ -71,8 +71,10 @@ DOCUMENT: dict = {
             "responses": {
                 "200": {"description": "The upstream token", "content": {"application/json": {"schema": {
                     "$ref": "#/components/schemas/UpstreamToken"}}}},
-                "400": _PROBLEM, "401": _PROBLEM, "403": _PROBLEM, "404": _PROBLEM, "422": _PROBLEM, "502": _PROBLEM,
-                "503": _PROBLEM}}},
+                # 409 principal_needs_reconnect: the upstream refused the stored refresh token (no upstream call
+                # is made until the principal is reconnected).
+                "400": _PROBLEM, "401": _PROBLEM, "403": _PROBLEM, "404": _PROBLEM, "409": _PROBLEM, "422": _PROBLEM,
+                "502": _PROBLEM, "503": _PROBLEM}}},
         "/api/v1/openapi.json": {"get": {"summary": "This document", "operationId": "getOpenApi",
                                          "responses": {"200": {"description": "OpenAPI 3.1"}}}},
         "/healthz": {"get": {"summary": "Alive", "operationId": "healthz",

@@ -68,7 +68,7 @@ class ProxyEdge:
                 raise MethodNotAllowed(f"the proxy does not forward {method[:20]} requests", allow=METHODS)
             with operation(self.services, "proxy", name, summary=fields) as op:
                 call = self._call(environ, name, decoded_rest, correlation_id, started)
-                result = self.services.extras["proxy"].handle(call)
+                result = self.services.proxy.handle(call)
                 op.status = result.status
             status, headers, body = result.status, list(result.headers.items()), result.body
         except GovernError as error:
@@ -99,7 +99,7 @@ class ProxyEdge:
             raise
         note_caller(caller.integration_user)
         try:
-            target = self.services.extras["proxy"].target(name)
+            target = self.services.proxy.target(name)
         except NotFound:  # an identified caller probing for named credentials: a refusal, on record
             self.services.decision_log.append(
                 None, None, integration_user=caller.integration_user, source_ip=caller.source_ip, action="proxy",
@@ -206,7 +206,8 @@ def _openapi() -> dict:
         "/api/v1/named-credentials/{name}/queued/{call_id}": {"get": {
             "summary": "The status of a queued proxied call (the caller's own calls only)",
             "operationId": "getQueuedCall", "security": [{"governAccessToken": []}],
-            "parameters": [path_param("name"), path_param("call_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})],
+            "parameters": [path_param("name"),
+                           path_param("call_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})],
             "responses": {"200": json_response("Queued, delivered or dead",
                                                {"$ref": "#/components/schemas/QueuedCall"}),
                           **problems(401, 403, 404)}}},

@@ -1,4 +1,5 @@
-"""/api/v1/rotations: rotation history, start now, retry, confirm a manual set, acknowledge. Views parse, call the service, map errors.
+"""/api/v1/rotations: rotation history, start now, retry, confirm a manual set, acknowledge. Views parse, call the
+service, map errors.
 
 Starting and retrying only queue the work (202): a worker (`govern worker`) runs the steps, so an HTTP
 request never holds a lease on a target system.

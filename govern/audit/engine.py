@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterable, Iterator
 
 from govern.audit.model import AuditModel, Location
 
@@ -94,13 +95,16 @@ def fingerprint(source: str, rule_id: str, subject_kind: str, subject: str) -> s
     return hashlib.sha256(raw).hexdigest()[:40]
 
 
-def run_rules(model: AuditModel, only: Iterable[str] | None = None) -> list[Finding]:
-    """Run the catalogue (or `only` these ids) and return findings, most severe first."""
+def run_rules(model: AuditModel, only: Iterable[str] | None = None, progress=None) -> list[Finding]:
+    """Run the catalogue (or `only` these ids) and return findings, most severe first. `progress(rule_id)`,
+    when given, is called once per rule of the catalogue, run or skipped."""
     selected = catalogue()
     model.cache.clear()  # the model may have changed since the last run
     wanted = set(only) if only else None
     out: dict[str, Finding] = {}
     for r in selected.values():
+        if progress is not None:
+            progress(r.id)
         if wanted is not None and r.id not in wanted:
             continue
         if r.needs_usage and not model.usage_loaded:

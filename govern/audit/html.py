@@ -49,13 +49,13 @@ def _trend_chart(trend: list[dict]) -> str:
     def xy(i: int, v: int) -> tuple[int, int]:
         return int(left + pad + i * step), int(base - height * v / top)
 
-    points = " ".join("%d,%d" % xy(i, v) for i, v in enumerate(totals))
+    points = " ".join("{},{}".format(*xy(i, v)) for i, v in enumerate(totals))
     axis = (f'<line x1="{left}" y1="{base}" x2="{right}" y2="{base}" stroke="#bbb"/>'
             f'<line x1="{left}" y1="{base - height}" x2="{left}" y2="{base}" stroke="#bbb"/>'
             f'<text x="{left - 6}" y="{base + 4}" font-size="11" text-anchor="end">0</text>'
             f'<text x="{left - 6}" y="{base - height + 4}" font-size="11" text-anchor="end">{top}</text>')
     marks = []
-    for i, (t, v) in enumerate(zip(trend, totals)):
+    for i, (t, v) in enumerate(zip(trend, totals, strict=True)):
         x, y = xy(i, v)
         marks.append(f'<circle cx="{x}" cy="{y}" r="3.5" fill="#1c7ed6"><title>run {t["run_id"]}: {v} open, '
                      f'+{t["new"]} new, -{t["resolved"]} resolved, {t["reopened"]} reopened</title></circle>')

@@ -109,7 +109,7 @@ def permits(sets: list[dict[str, Any]], user_scopes: list[str], p: RequestPatter
 def _too_young(model: AuditModel, u: UserM) -> bool:
     if u.created_at is None:
         return False
-    created = u.created_at if u.created_at.tzinfo else u.created_at.replace(tzinfo=dt.timezone.utc)
+    created = u.created_at if u.created_at.tzinfo else u.created_at.replace(tzinfo=dt.UTC)
     return created > model.now - dt.timedelta(days=model.policy.window_days)
 
 

@@ -3,7 +3,8 @@ Settings, custom metadata, or Apex code"). Only the *kind* of match is reported,
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 SECRET_KEY = re.compile(r"(secret|passw(or)?d|passwd|pwd|token|api[_-]?key|apikey|private[_-]?key|access[_-]?key|"
                         r"credential|signature)", re.I)

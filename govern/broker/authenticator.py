@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -119,7 +119,7 @@ class JwtCallerAuthenticator:
         aud = claims.get("aud")
         if not (aud == self._audience or (isinstance(aud, list) and self._audience in aud)):
             raise Unauthorized("the access token is meant for another audience")
-        return dt.datetime.fromtimestamp(claims["exp"], dt.timezone.utc)
+        return dt.datetime.fromtimestamp(claims["exp"], dt.UTC)
 
 
 def _bearer(authorization: str | None) -> str:

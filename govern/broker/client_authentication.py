@@ -9,7 +9,7 @@ One attempt, in this order, so that the expensive step comes last:
 2. The client is loaded; the source address must lie in its ranges (before the secret or signature).
 3. Only then is the secret hashed (scrypt) or the assertion's signature verified.
 
-Every refusal is the same invalid_client answer (govern.broker.oauth_server), whatever the reason: an
+Every refusal is the same invalid_client answer (govern.api.oauth_server), whatever the reason: an
 unknown client id, a suspended user, an address outside the ranges, a wrong secret. A client secret is
 hashed, with the client's hash or a dummy of the same cost, exactly when the source address lies inside
 some active integration user's ranges: how long an answer takes depends on the address alone, so it
@@ -18,7 +18,7 @@ cannot tell which client ids exist.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from authlib.oauth2.rfc6749 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import InvalidClientError

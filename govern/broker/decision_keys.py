@@ -24,7 +24,7 @@ from govern.store.db import session_scope
 from govern.store.tables import DecisionLogKey
 
 log = logging.getLogger("govern.decisions")
-SECRET_PREFIX = "govern/decision-log-keys/"
+SECRET_PREFIX = "govern/decision-log-keys/"  # noqa: S105 - a path prefix in the secret store
 
 
 class DecisionKeys:
@@ -113,5 +113,5 @@ class DecisionKeys:
 
 def init_step(services) -> str:
     """`govern init`: the decision chain's key exists in the secret store."""
-    kid, _ = services.extras["decision_keys"].active()
+    kid, _ = services.decision_keys.active()
     return f"decision log: chain key {kid} in the secret store"

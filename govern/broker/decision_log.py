@@ -25,13 +25,14 @@ import logging
 import queue
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 
-from govern.domain.decision_chain import (GENESIS, HASHED_FIELDS, ChainReport, checkpoint_mac, derive_outcome,
-                                          record_mac, verify_chain)
-from govern.errors import GovernError
+from govern.domain.decision_chain import (GENESIS, HASHED_FIELDS, STORE_DOWN_KEY_ID, ChainReport, checkpoint_mac,
+                                          derive_outcome, record_digest, record_mac, verify_chain)
+from govern.errors import GovernError, SecretStoreUnavailable
 from govern.logs import current_correlation_id, new_correlation_id
 from govern.store.tables import Decision, DecisionCheckpoint
 
@@ -180,9 +181,20 @@ class ChainedDecisionLog:
             except Exception:  # noqa: BLE001 - the transaction was rolled back; one more try, then the error
                 self._write(batch)
 
+    def _chain_key(self) -> tuple[str, bytes | None]:
+        """The active key, or (STORE_DOWN_KEY_ID, None) while the secret store cannot be read: a process
+        that starts during a vault outage still records every decision (and answers), unkeyed until the
+        store is back (docs/decision-log.md)."""
+        try:
+            return self.keys.active()
+        except SecretStoreUnavailable:
+            log.warning("decision records written without the chain key: the secret store is down",
+                        extra={"alert": "decision_log_unkeyed"})
+            return STORE_DOWN_KEY_ID, None
+
     def _write(self, batch: list[dict]) -> None:
         # The key is read before the transaction: the local secret store lives in the same (SQLite) database.
-        kid, key = self.keys.active()
+        kid, key = self._chain_key()
         if self._engine.dialect.name == "postgresql":
             self._write_pg(batch, kid, key)
             self.commits += 1
@@ -201,7 +213,7 @@ class ChainedDecisionLog:
             for rec in batch:
                 last_id += 1
                 row = dict(rec, id=last_id, prev_hash=prev, key_id=kid)
-                row["hash"] = prev = record_mac(row, prev, key)
+                row["hash"] = prev = record_mac(row, prev, key) if key is not None else record_digest(row, prev)
                 rows.append(_driver_row(row, sqlite))
             # The driver's executemany, not the ORM: this is the log's whole cost per record.
             conn.exec_driver_sql(self._insert_sql(conn.dialect), rows)
@@ -209,13 +221,13 @@ class ChainedDecisionLog:
                 # Ids are assigned here, under the lock; keep the column's sequence in step with them.
                 conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('decision', 'id'), :v)"), {"v": last_id})
             every = self._checkpoint_every
-            if not self._checkpointed or (every and last_id // every > first_id // every):
+            if key is not None and (not self._checkpointed or (every and last_id // every > first_id // every)):
                 _insert_checkpoint(conn, kid, key, last_id, prev, self._clock.now())
             conn.commit()
         self._checkpointed = True
         self.commits += 1
 
-    def _write_pg(self, batch: list[dict], kid: str, key: bytes) -> None:
+    def _write_pg(self, batch: list[dict], kid: str, key: bytes | None) -> None:
         """The same transaction in two round trips, on a connection the writer keeps: psycopg's pipeline mode
         sends BEGIN, the lock and the head's read at once, then the inserts, the sequence and COMMIT at once.
         Each statement reads its own snapshot (READ COMMITTED), so the head is read after the lock is held."""
@@ -233,13 +245,13 @@ class ChainedDecisionLog:
                 for rec in batch:
                     last_id += 1
                     row = dict(rec, id=last_id, prev_hash=prev, key_id=kid)
-                    row["hash"] = prev = record_mac(row, prev, key)
+                    row["hash"] = prev = record_mac(row, prev, key) if key is not None else record_digest(row, prev)
                     rows.append(_driver_row(row, False))
                 cur.executemany(self._insert_sql(self._engine.dialect), rows)
                 # Ids are assigned here, under the lock; keep the column's sequence in step with them.
                 cur.execute("SELECT setval(pg_get_serial_sequence('decision', 'id'), %s)", (last_id,))
                 every = self._checkpoint_every
-                if not self._checkpointed or (every and last_id // every > first_id // every):
+                if key is not None and (not self._checkpointed or (every and last_id // every > first_id // every)):
                     cp = {"key_id": kid, "head_id": last_id, "head_hash": prev, "at": self._clock.now()}
                     cur.execute("INSERT INTO decision_checkpoint (at, key_id, head_id, head_hash, mac) "
                                 "VALUES (%s, %s, %s, %s, %s)",
@@ -263,7 +275,7 @@ class ChainedDecisionLog:
         if pooled is not None:
             try:
                 pooled.invalidate()  # closed, not returned to the pool
-            except Exception:  # noqa: BLE001 - it is being thrown away
+            except Exception:  # noqa: BLE001, S110 - it is being thrown away
                 pass
 
     def verify(self, anchors: list[dict] = ()) -> ChainReport:
@@ -296,7 +308,8 @@ class ChainedDecisionLog:
         if sql is None:
             quote = dialect.identifier_preparer.quote
             mark = "?" if dialect.paramstyle == "qmark" else "%s"
-            sql = self._sql[dialect.name] = (f"INSERT INTO decision ({', '.join(quote(c) for c in _COLUMNS)}) "
+            # Column names from _COLUMNS (constants), quoted by the dialect; values are bound parameters.
+            sql = self._sql[dialect.name] = (f"INSERT INTO decision ({', '.join(quote(c) for c in _COLUMNS)}) "  # noqa: S608
                                              f"VALUES ({', '.join([mark] * len(_COLUMNS))})")
         return sql
 
@@ -360,14 +373,14 @@ def _driver_row(row: dict, sqlite: bool) -> tuple:
         if col in _JSON_COLUMNS:
             value = json.dumps(list(value))
         elif col == "at" and sqlite:
-            value = value.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")
+            value = value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
         out.append(value)
     return tuple(out)
 
 
 def _aware(value):
     if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 

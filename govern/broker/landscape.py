@@ -144,7 +144,7 @@ class LandscapeCache:
         self._lock = threading.Lock()
         self._query = _version_query()
 
-    def recheck(self, min_interval: float = 0.5) -> "Landscape":
+    def recheck(self, min_interval: float = 0.5) -> Landscape:
         """Re-validate now (at most once per `min_interval`): for a user or named credential created a
         moment ago, which the snapshot cannot know yet."""
         now = self._clock.monotonic()

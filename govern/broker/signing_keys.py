@@ -30,7 +30,7 @@ log = logging.getLogger("govern.broker.keys")
 
 ALGORITHM = "RS256"
 RSA_BITS = 2048
-SECRET_PREFIX = "govern/signing-keys/"
+SECRET_PREFIX = "govern/signing-keys/"  # noqa: S105 - a path prefix in the secret store
 
 
 @dataclass(frozen=True)
@@ -201,20 +201,20 @@ class SigningKeys:
 
 def rotate_signing_key(services) -> str:
     """Rotate govern's token-signing key (called by the rotation jobs). Returns the new key id."""
-    return services.extras["broker.signing_keys"].rotate()
+    return services.signing_keys.rotate()
 
 
 def retire_expired_signing_keys(services) -> None:
     """Retire the keys past the lifetime of the tokens they signed (called by every worker pass)."""
-    services.extras["broker.signing_keys"].retire_expired()
+    services.signing_keys.retire_expired()
 
 
 def self_test_signing_key(services) -> bool:
-    return services.extras["broker.signing_keys"].self_test()
+    return services.signing_keys.self_test()
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)  # SQLite returns naive datetimes
+        return value.replace(tzinfo=dt.UTC)  # SQLite returns naive datetimes
     return value
 

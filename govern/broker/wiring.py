@@ -16,8 +16,8 @@ def build_authorization(services) -> None:
     keys = SigningKeys(services.sessions, lambda: services.secret_store, services.clock,
                        token_lifetime_seconds=settings.access_token_lifetime_seconds,
                        leeway_seconds=settings.token_leeway_seconds)
-    services.extras["broker.landscape"] = landscape
-    services.extras["broker.signing_keys"] = keys
+    services.landscape = landscape
+    services.signing_keys = keys
     services.authenticator = JwtCallerAuthenticator(keys, landscape, services.clock, issuer=settings.issuer,
                                                     trusted_proxies=settings.trusted_proxy_networks)
     services.decider = CedarPolicyDecider(landscape, services.clock,
@@ -27,8 +27,8 @@ def build_authorization(services) -> None:
     # Not ready while the guardrails cannot be loaded: every token and proxy call would answer 500.
     services.health_checks["policies"] = lambda: services.decider.guardrails
     decision_keys = DecisionKeys(services.sessions, lambda: services.secret_store, services.clock)
-    services.extras["decision_keys"] = decision_keys
-    services.extras.setdefault("init_steps", []).append(init_step)
+    services.decision_keys = decision_keys
+    services.init_steps.append(init_step)
     services.decision_log = ChainedDecisionLog(services.engine, services.clock, decision_keys)
     # First closer: the log flushes before anything it needs (the engine) is disposed.
-    services.extras.setdefault("_closers", []).insert(0, services.decision_log.close)
+    services.closers.insert(0, services.decision_log.close)

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     except GovernError as exc:  # raised outside a command (while loading settings)
         _fail(exc.detail)
     except click.exceptions.UsageError as exc:
-        _fail(f"{exc.format_message()} (see: govern {exc.ctx.command_path.partition(' ')[2] + ' ' if exc.ctx and ' ' in exc.ctx.command_path else ''}--help)")
+        sub = exc.ctx.command_path.partition(" ")[2] + " " if exc.ctx and " " in exc.ctx.command_path else ""
+        _fail(f"{exc.format_message()} (see: govern {sub}--help)")
     except click.exceptions.Abort:
         click.echo("error: aborted", err=True)
         sys.exit(1)

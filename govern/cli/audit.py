@@ -70,11 +70,14 @@ def audit(ctx, fmt, out, fail_on, window, source, recommend, directory):
     if ctx.invoked_subcommand is not None:
         return
     from govern.audit.engine import at_or_above
-    from govern.store.audit_service import run_audit
+    from govern.cli.progress import progress_bar
+    from govern.store.audit_service import audit_steps, run_audit
 
     if source == "salesforce" and not directory:
         fail("--source salesforce needs a DIR")
-    outcome = run_audit(services(), source=source, directory=directory, window_days=_window(window))
+    window_days, svc = _window(window), services()
+    with progress_bar(audit_steps(), "auditing") as advance:
+        outcome = run_audit(svc, source=source, directory=directory, window_days=window_days, progress=advance)
     text = _render(outcome.report, fmt, str(directory) if directory else None)
     if out:
         with open(out, "w", encoding="utf-8") as fh:
@@ -124,7 +127,10 @@ def suppressions():
     svc = services()
     today = svc.clock.now().date()
     with session_scope(svc.sessions) as session:
-        for s in list_suppressions(session):
+        rows = list_suppressions(session)
+        if not rows:
+            click.echo("no suppressions")
+        for s in rows:
             state = "active" if s.expires_at >= today else "expired"
             click.echo(f"{s.external_id}\t{s.rule_id}\t{s.subject}\t{s.owner}\t{s.ticket}\t{s.expires_at}\t{state}")
 

@@ -6,28 +6,55 @@ import click
 from govern.bootstrap import Services, build_services
 from govern.config import load_settings
 from govern.logs import configure_logging
+from govern.store.db import describe_database, sqlite_path
 
 
-def services(require_schema: bool = True) -> Services:
-    """The Services for this invocation. Unless `require_schema` is False (init, db), refuse to run
-    against a database whose schema is missing or behind the migrations, with one clear line."""
+def services(require_schema: bool = True, *, create: bool = False) -> Services:
+    """The Services for this invocation. Only `govern init` passes `create`: any other command run where no
+    instance is (a missing SQLite file) stops with one line naming the instance it looked for, and creates
+    nothing. Unless `require_schema` is False (init, db), refuse to run against a database whose schema is
+    missing or behind the migrations, again naming the instance."""
     ctx = click.get_current_context()
     root = ctx.find_root()
     found = root.meta.get("govern.services")
     if found is None:
         settings = load_settings()
+        if not create:
+            missing = missing_instance(settings)
+            if missing:
+                fail(missing)
         configure_logging(settings.log_level if settings.log_level.upper() != "INFO" else "WARNING")
         found = build_services(settings)
         root.meta["govern.services"] = found
         root.call_on_close(found.close)
     if require_schema and not root.meta.get("govern.schema_checked"):
+        import sqlalchemy.exc
+
         from govern.store.db import current_revisions, head_revisions
 
-        if current_revisions(found.engine) != head_revisions(found.engine):
-            fail("the database schema is missing or out of date; run `govern init` (new instance) "
-                 "or `govern db upgrade`")
+        try:
+            current = current_revisions(found.engine)
+        except sqlalchemy.exc.OperationalError as exc:
+            reason = str(exc.orig or exc).strip().splitlines()[0][:200]
+            fail(f"cannot reach the database of the instance in {found.settings.home.resolve()} "
+                 f"({describe_database(found.settings.database_url)}): {reason}; check GOVERN_DATABASE_URL "
+                 "and that the database server is running (`govern doctor` checks every part)")
+        if current != head_revisions(found.engine):
+            fail(f"the database schema of the instance in {found.settings.home.resolve()} "
+                 f"({describe_database(found.settings.database_url)}) is missing or out of date; "
+                 "run `govern init` (new instance) or `govern db upgrade`")
         root.meta["govern.schema_checked"] = True
     return found
+
+
+def missing_instance(settings) -> str | None:
+    """One line saying where no instance was found, or None. Only a SQLite file can be checked without
+    connecting (and connecting would create it); other databases are checked through their schema."""
+    path = sqlite_path(settings.database_url)
+    if path is None or path.exists():
+        return None
+    return (f"no govern instance in {settings.home.resolve()}: its database {path} does not exist; run "
+            "`govern init` to create one there, or run from your instance's folder (or set GOVERN_HOME)")
 
 
 def cli_actor() -> str:

@@ -37,6 +37,10 @@ def log_show(limit, outcome, integration_user, named_credential, action, correla
         _, items = query_decisions(session, outcome=outcome, integration_user=integration_user,
                                    named_credential=named_credential, action=action,
                                    correlation_id=correlation_id, limit=limit, newest_first=True)
+    if not items:
+        filtered = any((outcome, integration_user, named_credential, action, correlation_id))
+        click.echo("no decisions recorded" + (" that match" if filtered else ""))
+        return
     for item in reversed(items):
         target = item["named_credential"] or item["resource_object"] or "-"
         call = f"{item['method'] or ''} {item['path'] or ''}".strip() or "-"
@@ -54,6 +58,12 @@ def log_verify(anchor_file: Path | None) -> None:
     record and every gap (a deleted tail, up to the last checkpoint) and exits 1; else `chain intact`."""
     anchors = _read_checkpoints(anchor_file) if anchor_file else []
     report = _services().decision_log.verify(anchors)
+    if report.store_down:
+        click.echo(f"note: {len(report.store_down)} record(s) were written while the secret store was down, "
+                   f"unkeyed ({_ids(report.store_down)}); "
+                   + (f"{len(report.unprotected)} of them are not yet covered by a signed checkpoint "
+                      f"({_ids(report.unprotected)}): run `govern log checkpoint`"
+                      if report.unprotected else "every one is covered by a signed checkpoint"))
     if report.intact:
         click.echo(f"chain intact: {report.records} records, {report.checkpoints} signed checkpoints")
         return
@@ -61,6 +71,22 @@ def log_verify(anchor_file: Path | None) -> None:
     for problem in report.problems:
         click.echo(f"  {problem}")
     raise click.exceptions.Exit(1)
+
+
+def _ids(ids: tuple[int, ...]) -> str:
+    """Record ids as ranges: 3..7, 12."""
+    parts, start, prev = [], None, None
+    for rid in ids:
+        if start is None:
+            start = prev = rid
+        elif rid == prev + 1:
+            prev = rid
+        else:
+            parts.append(f"{start}..{prev}" if prev > start else str(start))
+            start = prev = rid
+    if start is not None:
+        parts.append(f"{start}..{prev}" if prev > start else str(start))
+    return ", ".join(parts)
 
 
 @log_group.command("checkpoint")
@@ -100,7 +126,7 @@ def log_export(after: int | None, cursor_file: Path | None, output: Path | None,
         start = int(text)
     start = start or 0
     svc = _services()
-    out = open(output, "a", encoding="utf-8") if output else click.get_text_stream("stdout")
+    out = open(output, "a", encoding="utf-8") if output else click.get_text_stream("stdout")  # noqa: SIM115 - closed below
     last, count = start, 0
     try:
         for rec in iter_records(svc.engine, after=start):
@@ -122,7 +148,7 @@ def log_export(after: int | None, cursor_file: Path | None, output: Path | None,
 @log_group.command("rotate-key")
 def log_rotate_key() -> None:
     """Make a new chain key active; records signed by the previous keys keep verifying."""
-    kid = _services().extras["decision_keys"].rotate()
+    kid = _services().decision_keys.rotate()
     click.echo(f"decision log key rotated: new records are signed with {kid}")
 
 

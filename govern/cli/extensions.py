@@ -5,7 +5,8 @@ import click
 
 
 def register(cli: click.Group) -> None:
-    from govern.cli import audit, authorization, connect, dlq, landscape, rotation, secrets as secrets_cli
+    from govern.cli import (audit, authorization, connect, dlq, doctor, landscape, rotation, sandbox,
+                            secrets as secrets_cli)
 
-    for module in (secrets_cli, landscape, authorization, dlq, audit, rotation, connect):
+    for module in (secrets_cli, landscape, authorization, dlq, audit, rotation, connect, sandbox, doctor):
         module.register(cli)

@@ -8,7 +8,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from govern.cli.context import services
+from govern.cli.context import fail, services
 from govern.config import instance_secret_key
 
 
@@ -25,14 +25,14 @@ def init(admin_user: str) -> None:
     from govern.store import db as store_db
     from govern.store.admins import ensure_first_admin
 
-    svc = services(require_schema=False)
+    svc = services(require_schema=False, create=True)
     settings = svc.settings
     settings.home.mkdir(parents=True, exist_ok=True)
     os.chmod(settings.home, 0o700)
     instance_secret_key(settings)
     store_db.upgrade(svc.engine)
     click.echo("database: migrated to the latest schema")
-    for step in svc.extras.get("init_steps", []):
+    for step in svc.init_steps:
         click.echo(step(svc))
     password = settings.admin_password
     generated = False
@@ -97,21 +97,43 @@ def gunicorn_argv(host: str, port: int, workers: int | None = None, threads: int
               help="more than 1 runs gunicorn")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
               help="gunicorn threads per worker  [default: GOVERN_WEB_THREADS, else 16]")
-def serve(host: str, port: int, workers: int, threads: int | None) -> None:
-    """Serve the HTTP API and the console (gunicorn with --workers > 1 or in production)."""
+@click.option("--with-sandbox", is_flag=True,
+              help="also run `govern sandbox` (a local OAuth server and API; development only)")
+@click.option("--sandbox-port", default=8900, show_default=True, type=click.IntRange(1, 65535))
+def serve(host: str, port: int, workers: int, threads: int | None, with_sandbox: bool, sandbox_port: int) -> None:
+    """Serve the HTTP API and the console (gunicorn with --workers > 1 or in production).
+
+    With --with-sandbox, the sandbox runs in the same process (development server only); Ctrl-C stops both."""
+    if with_sandbox:
+        from govern.sandbox import refuse_in_production
+
+        refuse_in_production(os.environ.get("GOVERN_ENV", "development"))  # before anything is loaded or opened
     if not os.environ.get("GOVERN_PUBLIC_URL") and os.environ.get("GOVERN_ENV", "development") != "production":
         # Development: govern's public URL is derived once from the bind (production requires it set).
-        shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # noqa: S104 - compared, not bound
         shown = f"[{shown}]" if ":" in shown else shown
         os.environ["GOVERN_PUBLIC_URL"] = f"http://{shown}:{port}"
     svc = services()  # refuses a database whose schema is missing or behind
+    sandbox = None
+    if with_sandbox:
+        from govern.cli.sandbox import NEXT_STEPS, start_sandbox
+
+        if workers > 1:
+            fail("--with-sandbox runs govern's development server: leave out --workers")
+        sandbox = start_sandbox(svc, sandbox_port)
+        click.echo(NEXT_STEPS.format(govern=f"http://{host}:{port}"))
     if workers > 1 or svc.settings.production:
         # An option left out leaves GOVERN_WEB_WORKERS / the config's default in force.
         given = click.get_current_context().get_parameter_source("workers") != ParameterSource.DEFAULT
         argv = gunicorn_argv(host, port, workers if given else None, threads)
-        os.execvp(argv[0], argv)
+        os.execvp(argv[0], argv)  # noqa: S606 - gunicorn replaces this process; argv is built by govern
     from govern.app import create_app
 
     app = create_app(services=svc)
-    click.echo(f"govern serving on http://{host}:{port} (development server)")
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    click.echo(f"govern serving on http://{host}:{port} (development server)"
+               + ("; Ctrl-C stops govern and the sandbox" if sandbox else ""))
+    try:
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+    finally:
+        if sandbox is not None:
+            sandbox.stop()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import NoReturn
 
 import click
@@ -19,8 +20,10 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
 
     An applied change is recorded in the admin action log as `cli:<OS user>`."""
     from govern.config_as_code.yaml_loader import MAX_DOCUMENT_BYTES
-    from govern.landscape import apply_document
+    from govern.cli.progress import progress_bar
+    from govern.landscape import apply_document, apply_steps
 
+    started = time.monotonic()
     filename = "<stdin>" if path == "-" else path
     try:
         if path == "-":
@@ -38,8 +41,9 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
         _fail(f"{filename}: byte {exc.start} is not UTF-8; nothing was applied")
     svc = services()
     try:
-        plan = apply_document(svc.sessions, text, filename, dry_run=dry_run, prune=prune, actor=cli_actor(),
-                              production=svc.settings.production)
+        with progress_bar(apply_steps(dry_run), "dry run" if dry_run else "applying") as advance:
+            plan = apply_document(svc.sessions, text, filename, dry_run=dry_run, prune=prune, actor=cli_actor(),
+                                  production=svc.settings.production, progress=advance)
     except (DocumentTooLarge, DocumentTooComplex) as exc:
         _fail(f"{exc.detail}; nothing was applied")
     except ValidationFailed as exc:
@@ -47,13 +51,17 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
             where = f"{err['location']}: {err['path']}: " if err.get("path") else f"{err['location']}: "
             click.echo(f"{where}{err['message']}", err=True)
         click.echo(f"error: {len(exc.errors)} error(s) in {filename}; nothing was applied", err=True)
-        raise click.exceptions.Exit(2)
+        raise click.exceptions.Exit(2) from None
     for warning in plan.warnings:
         click.echo(f"warning: {warning['location']}: {warning['path']}: {warning['message']}", err=True)
     for line in plan.lines():
         click.echo(line)
     if dry_run:
         click.echo("dry run: nothing was written")
+        return
+    counts = plan.counts
+    click.echo(f"applied: {counts['create']} created, {counts['update']} updated, {counts['delete']} deleted "
+               f"in {time.monotonic() - started:.1f} s")
 
 
 def _read_bounded(stream, limit: int) -> bytes | None:

@@ -1,7 +1,6 @@
 """`govern rotate` and `govern worker`: thin edges over govern.rotation.runner.RotationService."""
 from __future__ import annotations
 
-import datetime as dt
 import json
 import signal
 import threading
@@ -96,6 +95,9 @@ def rotate_history(name: str | None, limit: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(runs, indent=2, default=str))
         return
+    if not runs:
+        click.echo(f"no rotation runs{f' for {name}' if name else ''} yet (`govern rotate --due` shows what is due)")
+        return
     for r in runs:
         steps = ",".join(f"{s['step']}:{s['outcome']}" for s in r["steps"])
         click.echo(f"{r['id']:>6} {r['secret']:<40} {r['state']:<22} attempts={r['attempts']} "
@@ -123,14 +125,21 @@ def worker(once: bool, interval: str) -> None:
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     failed = False
     try:
-        from govern.worker import jobs, run_pass
+        import time
+
+        from govern.worker import describe_pass, jobs, run_pass_by_job
 
         svc = _service()
         job_list = jobs(svc.services, svc)
-        click.echo(f"worker {svc.worker_id} started; a pass every {pause:g}s", err=True)
+        click.echo(f"worker {svc.worker_id} started; " + ("one pass" if once else f"a pass every {pause:g}s"), err=True)
+        passes = 0
         while not stop.is_set():
             # Each job fails alone (logged, reported as a failed item); an outage is retried next pass.
-            failed = _report(run_pass(svc.services, job_list)) or failed
+            started = time.monotonic()
+            by_job = run_pass_by_job(svc.services, job_list)
+            passes += 1
+            failed = _report([o for _, outcomes in by_job for o in outcomes]) or failed
+            click.echo(describe_pass(passes, by_job, time.monotonic() - started), err=True)
             if once:
                 break
             stop.wait(pause)

@@ -99,7 +99,7 @@ def status() -> None:
         for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(4)]
     for row in table:
-        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
 @secrets.command("rotate-key")

@@ -83,6 +83,8 @@ class Contract(Strict):
     sla: dict[str, Any] = Field(default_factory=dict)
     rate_limit_per_minute: Optional[Annotated[int, Field(ge=0)]] = None
     daily_api_budget: Optional[Annotated[int, Field(ge=0)]] = None
+    # The proxy's bulkhead for this system: concurrent upstream calls per govern process.
+    max_concurrent_calls: Optional[Annotated[int, Field(ge=1, le=10000)]] = None
     api_version_policy: Optional[str] = None
     maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
     runbook: Optional[str] = None

@@ -9,6 +9,7 @@ leaving out fields that hold their default.
 from __future__ import annotations
 
 from typing import Any
+from collections.abc import Callable
 
 from govern.config_as_code import schema as s
 from govern.config_as_code.units import format_duration, format_size
@@ -55,7 +56,7 @@ def system_spec(doc: s.SystemDoc) -> Spec:
         "name": doc.name or doc.id, "kind": doc.kind, "description": doc.description, "scopes": _set(doc.scopes),
         "owner": c.owner, "escalation": c.escalation, "sla": jsonable(c.sla),
         "rate_limit_per_minute": c.rate_limit_per_minute, "daily_api_budget": c.daily_api_budget,
-        "api_version_policy": c.api_version_policy,
+        "max_concurrent_calls": c.max_concurrent_calls, "api_version_policy": c.api_version_policy,
         "maintenance_windows": sorted((w.model_dump() for w in c.maintenance_windows), key=_day_index),
         "runbook": c.runbook, "schema_links": list(c.schema_links), "error_codes": dict(sorted(c.error_codes.items())),
     }
@@ -126,8 +127,9 @@ def permission_set_spec(doc: s.PermissionSetDoc) -> Spec:
     }
 
 
-SPEC_OF = {"system": system_spec, "credential": credential_spec, "named_credential": named_credential_spec,
-           "integration_user": integration_user_spec, "permission_set": permission_set_spec}
+SPEC_OF: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "system": system_spec, "credential": credential_spec, "named_credential": named_credential_spec,
+    "integration_user": integration_user_spec, "permission_set": permission_set_spec}
 
 
 # --- back to governance.yaml ------------------------------------------------------------------------
@@ -149,6 +151,7 @@ def _system_doc(ext_id: str, spec: Spec) -> dict:
     _put(contract, "sla", spec["sla"])
     _put(contract, "rate_limit_per_minute", spec["rate_limit_per_minute"])
     _put(contract, "daily_api_budget", spec["daily_api_budget"])
+    _put(contract, "max_concurrent_calls", spec.get("max_concurrent_calls"))
     _put(contract, "api_version_policy", spec["api_version_policy"])
     _put(contract, "maintenance_windows", spec["maintenance_windows"])
     _put(contract, "runbook", spec["runbook"])

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from collections.abc import Callable
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from govern.config_as_code import schema as s
 from govern.config_as_code.specs import KIND_OF, SPEC_OF, Landscape, empty_landscape
@@ -112,10 +114,7 @@ def _data_path(raw: Any, loc: tuple) -> Path:
     out: list[Any] = []
     node = raw
     for part in loc:
-        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            out.append(part)
-            node = node[part]
-        elif isinstance(node, dict) and part in node:
+        if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node) or isinstance(node, dict) and part in node:
             out.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and not part.startswith(("function-", "union[")):
@@ -124,7 +123,7 @@ def _data_path(raw: Any, loc: tuple) -> Path:
     return tuple(out)
 
 
-def _message(err: dict) -> str:
+def _message(err: ErrorDetails) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
         return f"unknown key {err['loc'][-1]!r}"
@@ -193,7 +192,7 @@ def _user_rules(doc: Located, path: Path, u: s.IntegrationUserDoc) -> None:
         seen.add(a.permission_set)
 
 
-RULES = {"credential": _credential_rules, "integration_user": _user_rules}
+RULES: dict[str, Callable[..., None]] = {"credential": _credential_rules, "integration_user": _user_rules}
 
 
 # --- rules across entities ----------------------------------------------------------------------------
@@ -284,7 +283,8 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
     def principals_of(credential: str) -> set[str] | None:
         if credential in parsed.entities["credential"]:
             index = parsed.entities["credential"][credential][0]
-            return {p.get("name") for p in _raw_list(doc, ("credentials", index, "principals")) if isinstance(p, dict)}
+            return {p["name"] for p in _raw_list(doc, ("credentials", index, "principals"))
+                    if isinstance(p, dict) and isinstance(p.get("name"), str)}
         stored = None if prune else current["credential"].get(credential)
         return {p["name"] for p in stored["principals"]} if stored else None
 
@@ -295,7 +295,7 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
         stored = None if prune else current["named_credential"].get(named_credential)
         return stored["credential"] if stored else None
 
-    for ext_id, (index, _) in parsed.entities["credential"].items():
+    for index, _ in parsed.entities["credential"].values():
         path = ("credentials", index)
         system = _raw(doc, path + ("system",))
         if ref(path + ("system",), "system", system) and system in system_scopes:
@@ -304,10 +304,10 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
             for i, p in enumerate(_raw_list(doc, path + ("principals",))):
                 if isinstance(p, dict):
                     ref(path + ("principals", i, "user"), "integration_user", p.get("user"))
-    for ext_id, (index, _) in parsed.entities["named_credential"].items():
+    for index, _ in parsed.entities["named_credential"].values():
         path = ("named_credentials", index)
         ref(path + ("credential",), "credential", _raw(doc, path + ("credential",)))
-    for ext_id, (index, _) in parsed.entities["integration_user"].items():
+    for index, _ in parsed.entities["integration_user"].values():
         path = ("integration_users", index)
         ref(path + ("source_system",), "system", _raw(doc, path + ("source_system",)))
         scopes(path + ("scopes",), all_scopes, "no system declares it")
@@ -315,7 +315,7 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
             name = a.get("permission_set") if isinstance(a, dict) else a
             ref(path + ("permission_sets", i) + (("permission_set",) if isinstance(a, dict) else ()),
                 "permission_set", name)
-    for ext_id, (index, _) in parsed.entities["permission_set"].items():
+    for index, _ in parsed.entities["permission_set"].values():
         path = ("permission_sets", index)
         scopes(path + ("scopes",), all_scopes, "no system declares it")
         for i, grant in enumerate(_raw_list(doc, path + ("grants",))):
@@ -325,7 +325,7 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
             nc = grant.get("named_credential")
             if not ref(gpath + ("named_credential",), "named_credential", nc) or not isinstance(grant.get("principal"), str):
                 continue
-            credential = credential_of(nc)
+            credential = credential_of(nc) if isinstance(nc, str) else None
             names = principals_of(credential) if isinstance(credential, str) else None
             if names is not None and grant["principal"] not in names:
                 doc.error(gpath + ("principal",), f"credential {credential!r} has no principal {grant['principal']!r}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 # One glob implementation for the broker, the proxy and the audit's replay, so that what the audit proves
 # is what the broker enforces.
@@ -95,8 +95,8 @@ def _ip_in_ranges(ip: str, cidrs: tuple[str, ...]) -> bool:
         addr = ipaddress.ip_address(ip)
     except ValueError:
         return False
-    if getattr(addr, "ipv4_mapped", None):
-        addr = addr.ipv4_mapped
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
     return any(addr.version == net.version and addr in net for net in parse_networks(cidrs))
 
 

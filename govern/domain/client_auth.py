@@ -1,5 +1,5 @@
 """The integration user's client-secret rule (RFC 6749 section 2.3.1), shared by the token endpoint
-(govern.broker.oauth_server.IntegrationClient.check_client_secret) and the client_secret rotator.
+(govern.api.oauth_server.IntegrationClient.check_client_secret) and the client_secret rotator.
 
 During a rotation's overlap window two secrets are valid: the current one and the previous one until
 `previous_secret_expires_at`. After it, only the current one. A user that is not active has none.
@@ -27,7 +27,7 @@ def secret_matches(presented: str, stored: str | None) -> bool:
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 

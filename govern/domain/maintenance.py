@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any, Iterable, Literal
+from typing import Annotated, Any, Literal
+from collections.abc import Iterable
 
 from pydantic import BeforeValidator
 
@@ -42,7 +43,7 @@ class MaintenanceWindow(Value):
 
     def occurrence(self, date: dt.date) -> tuple[dt.datetime, dt.datetime]:
         """The window's [start, end) in UTC when it starts on `date`."""
-        midnight = dt.datetime.combine(date, dt.time(0, 0), tzinfo=dt.timezone.utc)
+        midnight = dt.datetime.combine(date, dt.time(0, 0), tzinfo=dt.UTC)
         start = midnight + dt.timedelta(minutes=_minutes(self.start))
         end = midnight + dt.timedelta(minutes=_minutes(self.end))
         if end <= start:
@@ -51,7 +52,7 @@ class MaintenanceWindow(Value):
 
     def end_if_inside(self, now: dt.datetime) -> dt.datetime | None:
         """The end of this window if `now` falls in it, else None."""
-        now = now.astimezone(dt.timezone.utc)
+        now = now.astimezone(dt.UTC)
         for back in (0, 1):  # started today, or yesterday and runs past midnight
             date = (now - dt.timedelta(days=back)).date()
             if DAYS[date.weekday()] != self.day:

@@ -10,7 +10,8 @@ Breaker: Nygard, "Release It!"; Fowler, "CircuitBreaker".
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Callable, TypeVar
+from typing import Annotated, Any, TypeVar
+from collections.abc import Callable
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError
 

@@ -28,6 +28,7 @@ def verify_postgres_password(password: str, verifier: str | None, role: str) -> 
         client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
         return hmac.compare_digest(hashlib.sha256(client_key).digest(), stored)
     if verifier.startswith("md5") and len(verifier) == 35:
-        expected = "md5" + hashlib.md5((password + role).encode("utf-8")).hexdigest()
+        # PostgreSQL's legacy md5 verifier format, read to check a stored role password; govern never writes it.
+        expected = "md5" + hashlib.md5((password + role).encode("utf-8"), usedforsecurity=False).hexdigest()
         return hmac.compare_digest(expected, verifier)
     return False

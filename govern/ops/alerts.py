@@ -163,7 +163,7 @@ def check_alerts(services, now: dt.datetime | None = None, thresholds: Threshold
     """Evaluate the conditions and notify: each condition once when it starts to hold, and once when it clears.
     Returns {"sent": [keys], "resolved": [keys], "failed": [keys]} (a failed send is retried next time)."""
     now = now or services.clock.now()
-    notifier = services.extras["notifier"]
+    notifier = services.notifier
     cache = services.cache
     conditions = evaluate(read_state(services, now, thresholds), thresholds)
     raw = cache.get(ACTIVE_INDEX)

@@ -13,17 +13,17 @@ import logging
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import sqlalchemy as sa
-from flask import g, has_request_context
 
 from govern.errors import GovernError
 from govern.logs import correlation, current_correlation_id
 
 log = logging.getLogger("govern.ops")
 UNKNOWN = "unknown"
-_current: contextvars.ContextVar["Operation | None"] = contextvars.ContextVar("govern_operation", default=None)
+_current: contextvars.ContextVar[Operation | None] = contextvars.ContextVar("govern_operation", default=None)
 
 
 @dataclass
@@ -47,7 +47,7 @@ def _read_labels(sessions) -> Labels:
 
 def labels(services) -> Labels:
     """Built once per landscape snapshot (re-read when the landscape changes), so the hot path adds no query."""
-    landscape = services.extras.get("broker.landscape")
+    landscape = services.landscape
     if landscape is None:
         return _read_labels(services.sessions)
     return landscape.current().derive("ops.labels", lambda: _read_labels(services.sessions))
@@ -103,8 +103,8 @@ def note_caller(integration_user: str) -> None:
 def operation(services, kind: str, named_credential: str, *, summary: dict | None = None) -> Iterator[Operation]:
     """Time one token or proxy operation; count it in /metrics by outcome and log one summary line.
 
-    With `summary`, the summary fields are put there for the caller's own request line instead (the
-    proxy's WSGI edge, which has no Flask request context).
+    With `summary`, the summary fields are put there for the caller's own request line instead (the HTTP
+    edges: the token route and the proxy's WSGI edge); without it, they are logged as a line of their own.
 
     Token outcomes: allowed, denied, not_found, invalid_request, error. Proxy outcomes: success (upstream
     < 400), client_error (upstream 4xx), upstream_error (upstream 5xx), denied, not_found, invalid_request,
@@ -130,7 +130,7 @@ def operation(services, kind: str, named_credential: str, *, summary: dict | Non
                 if op.integration_user:
                     try:
                         op.source_system = labels(services).source_systems.get(op.integration_user)
-                    except Exception:  # noqa: BLE001
+                    except Exception:  # noqa: BLE001, S110 - a label must never fail the request
                         pass
                 _record(services, op, outcome, time.perf_counter() - started, summary)
     finally:
@@ -156,12 +156,9 @@ def _record(services, op: Operation, outcome: str, seconds: float, summary: dict
     if op.status is not None:
         fields["upstream_status"] = op.status
     if summary is not None:
+        # The HTTP edge puts these on its one request line (govern.app, the proxy's WSGI edge), with the
+        # whole request's duration.
         summary.update(fields)
-        return
-    if has_request_context():
-        # One line per request: the request line (govern.app) carries the operation's fields, its outcome
-        # and the upstream status, with the whole request's duration.
-        g.log_fields = fields
         return
     fields["duration_ms"] = round(seconds * 1000, 2)
     log.info(f"{op.kind} {outcome}", extra=fields)

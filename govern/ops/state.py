@@ -10,7 +10,7 @@ from govern.store.tables import RotationRun, System
 
 
 def add_state_readers(services) -> None:
-    readers = services.extras.get("metric_readers")
+    readers = services.metric_readers
     if readers is None:
         return
     readers.update({
@@ -22,6 +22,9 @@ def add_state_readers(services) -> None:
             "Finished rotation runs by rotator and outcome (finished, parked, cancelled); dry runs excluded.",
             ["rotator", "outcome"], lambda: rotations(services.sessions)),
         "govern_dlq_depth": ("Proxied calls in the dead-letter queue.", [], lambda: dlq_depth(services.sessions)),
+        "govern_principals_needing_reconnect": (
+            "Principals whose stored refresh token the upstream refused (no upstream call until reconnected).",
+            ["credential"], lambda: principals_needing_reconnect(services.sessions)),
         "govern_decision_log_queue_depth": ("Decision records of this process waiting to be written.", [],
                                             lambda: {(): float(_backlog(services)[0])}),
         "govern_decision_log_lag_seconds": ("Age of this process's oldest decision record not yet written.", [],
@@ -54,6 +57,18 @@ def rotations(sessions) -> dict[tuple, float]:
                          .where(RotationRun.state.in_(sorted(TERMINAL)), RotationRun.dry_run.is_(False))
                          .group_by(RotationRun.rotator, RotationRun.state)).all()
     return {(rotator, state): float(n) for rotator, state, n in rows}
+
+
+def principals_needing_reconnect(sessions) -> dict[tuple, float]:
+    """Per credential; a credential whose principals are all fine reports 0, so the series exists."""
+    from govern.store.tables import ExternalCredential, Principal
+
+    with sessions() as s:
+        rows = s.execute(sa.select(ExternalCredential.external_id, sa.func.count(Principal.needs_reconnect_at))
+                         .join(Principal, Principal.credential_id == ExternalCredential.id)
+                         .where(ExternalCredential.protocol == "oauth2_refresh_token")
+                         .group_by(ExternalCredential.external_id)).all()
+    return {(credential,): float(n) for credential, n in rows}
 
 
 def dlq_depth(sessions) -> dict[tuple, float]:

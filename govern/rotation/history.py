@@ -15,7 +15,7 @@ def aware(value):
     import datetime as dt
 
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 

@@ -14,7 +14,7 @@ failures the run is parked (terminal) and an alert is sent.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 CREATED, PENDING, AWAITING, SET, TESTED = "created", "pending", "awaiting_confirmation", "set", "tested"

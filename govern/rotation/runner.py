@@ -10,7 +10,8 @@ import datetime as dt
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -68,7 +69,7 @@ class RotationService(OperatorActions, Housekeeping):
     def __post_init__(self):
         if self.notifier is None:
             # govern's one notifier (govern.notify), wired by the composition root.
-            self.notifier = self.services.extras.get("notifier")
+            self.notifier = self.services.notifier
         if self.notifier is None:
             from govern.notify import build_notifier
 
@@ -137,10 +138,15 @@ class RotationService(OperatorActions, Housekeeping):
                 except GovernError as exc:
                     out.append(Outcome(ref.external_id, "failed", detail=describe_error(exc)))
                     continue
-                active = s.execute(select(RotationRun.id).where(RotationRun.secret_ref_id == ref.id,
-                                                                RotationRun.state.in_(machine.ACTIVE))).scalar()
-                if active:
-                    out.append(Outcome(ref.external_id, "skipped", active, f"run {active} is already active"))
+                active = s.execute(select(RotationRun).where(RotationRun.secret_ref_id == ref.id,
+                                                             RotationRun.state.in_(machine.ACTIVE))).scalar()
+                if active is not None:
+                    free = active.claimed_until is None or _aware(active.claimed_until) <= self._now()
+                    if free and active.state in claims.RUNNABLE:  # what `rotate NAME --commit` would do
+                        out.append(Outcome(ref.external_id, "would_resume", active.id,
+                                           f"run {active.id} at {machine.next_step(active.state)}; no worker holds it"))
+                    else:
+                        out.append(Outcome(ref.external_id, "skipped", active.id, f"run {active.id} is already active"))
                     continue
                 out.append(Outcome(ref.external_id, "would_rotate",
                                    detail=f"rotator {ref.rotator}, system {system_key(s, ref)}"))
@@ -242,7 +248,7 @@ class RotationService(OperatorActions, Housekeeping):
             return run, s.get(SecretRef, run.secret_ref_id)
 
     def _persist(self, run: RotationRun, t: machine.Transition, *, pending_version: int | None = None,
-                 finish: SecretRef | None = None, promoted: "Promotion | None" = None, error: str | None = None,
+                 finish: SecretRef | None = None, promoted: Promotion | None = None, error: str | None = None,
                  release: bool = False) -> None:
         """Write the transition with one fenced UPDATE. `run` is this worker's in-memory copy: while the
         lease is ours nobody else writes the row, and the fence makes a lost lease fail loudly."""
@@ -271,7 +277,7 @@ class RotationService(OperatorActions, Housekeeping):
         for key, value in values.items():
             setattr(run, key, value)
 
-    def _promote(self, s, run: RotationRun, ref: SecretRef, now: dt.datetime, promoted: "Promotion") -> None:
+    def _promote(self, s, run: RotationRun, ref: SecretRef, now: dt.datetime, promoted: Promotion) -> None:
         """promoted -> current, current -> previous (valid for the overlap window), and every older previous
         -> revoked (a target keeps one previous secret: the set of this run replaced it), in the finish
         transaction. So only versions that still work are `previous`, however many rotations overlap."""
@@ -356,7 +362,7 @@ class RotationService(OperatorActions, Housekeeping):
                                    f"version {previous_version or '-'} -> "
                                    f"{new_version if new_version is not None else '-'}")
 
-    def _promote_in_store(self, rotator, ctx: RotationContext) -> "Promotion":
+    def _promote_in_store(self, rotator, ctx: RotationContext) -> Promotion:
         """The store half of `finish`: copy the staged secret to the secret's own path (it has been set and
         tested, so from now on the latest version there works), and revoke at the target the previous
         versions it supersedes. Idempotent: a copy a crashed attempt already made is found and reused."""
@@ -509,4 +515,4 @@ class RotationService(OperatorActions, Housekeeping):
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

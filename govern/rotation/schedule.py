@@ -43,7 +43,7 @@ def validate(schedule: str) -> None:
 
 def next_due(schedule: str, after: dt.datetime, rng: Random | None = None) -> dt.datetime:
     """The next due time strictly after `after` (UTC), plus up to 10% of the period (at most an hour) of jitter."""
-    after = after.astimezone(dt.timezone.utc)
+    after = after.astimezone(dt.UTC)
     if is_interval(schedule):
         period = parse_interval(schedule)
         base = after + period
@@ -54,7 +54,7 @@ def next_due(schedule: str, after: dt.datetime, rng: Random | None = None) -> dt
         it = croniter(schedule, after)
         base = it.get_next(dt.datetime)
         period = it.get_next(dt.datetime) - base
-        base = base.astimezone(dt.timezone.utc)
+        base = base.astimezone(dt.UTC)
     if rng is None:
         return base
     jitter = rng.uniform(0.0, min(MAX_JITTER_SECONDS, period.total_seconds() * 0.1))

@@ -53,7 +53,7 @@ class Outcome:
     """One item of a batch report."""
 
     secret: str
-    status: str  # finished | awaiting_confirmation | retrying | parked | skipped | failed | would_rotate
+    status: str  # finished | awaiting_confirmation | retrying | parked | skipped | failed | would_rotate | would_resume
     run_id: int | None = None
     detail: str = ""
 

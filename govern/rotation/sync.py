@@ -25,7 +25,8 @@ from __future__ import annotations
 import datetime as dt
 import random
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from sqlmodel import select
 
@@ -112,5 +113,5 @@ def sync_refs(session, now: dt.datetime, *, refs: Iterable[SecretRef] | None = N
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)  # SQLite returns naive datetimes
+        return value.replace(tzinfo=dt.UTC)  # SQLite returns naive datetimes
     return value

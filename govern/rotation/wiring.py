@@ -1,11 +1,11 @@
 """Connect the rotators to the real parts, once, from the composition root (govern.bootstrap).
 
-- `services.extras["signing_keys"]`: govern's token-signing key set (govern.broker.signing_keys), seen
+- `services.signing_key_hook`: govern's token-signing key set (govern.broker.signing_keys), seen
   through the small interface the signing_keys rotator and the worker use (rotate, retire_expired,
   self_test). Only when the authorization server is wired.
 The other rotators need no wiring: store_key calls the secret store's own `rotate_key()` (the same call
 as `govern secrets rotate-key`), client_secret uses govern.domain.client_auth (the token endpoint's
-rule), and alerts go through `services.extras["notifier"]` (govern.notify).
+rule), and alerts go through `services.notifier` (govern.notify).
 """
 from __future__ import annotations
 
@@ -35,5 +35,5 @@ class SigningKeyHook:
 
 
 def wire_rotation(services: Any) -> None:
-    if "broker.signing_keys" in services.extras:
-        services.extras.setdefault("signing_keys", SigningKeyHook(services))
+    if services.signing_keys is not None and services.signing_key_hook is None:
+        services.signing_key_hook = SigningKeyHook(services)

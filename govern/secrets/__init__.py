@@ -5,7 +5,7 @@ default) and `VaultSecretStore` (vault.py, HashiCorp Vault / OpenBao KV v2). `Ca
 encrypts cached data at rest. `SecretService` (service.py) records which secret belongs to what.
 
 The composition root calls `wire(services)`: it sets `services.secret_store`,
-`services.extras["cache_cipher"]`, the "secret_store" readiness check, and the init step that creates
+`services.cache_cipher`, the "secret_store" readiness check, and the init step that creates
 the local key file.
 """
 from __future__ import annotations
@@ -63,9 +63,9 @@ def init_step(services: Any) -> str:
 def wire(services: Any, store: Any = None) -> None:
     store = store or build_secret_store(services.settings, services.sessions, clock=services.clock)
     services.secret_store = store
-    services.extras["cache_cipher"] = build_cache_cipher(services.settings, store)
+    services.cache_cipher = build_cache_cipher(services.settings, store)
     services.health_checks["secret_store"] = store.ping
-    services.extras.setdefault("init_steps", []).append(init_step)
+    services.init_steps.append(init_step)
     closer = getattr(store, "close", None)
     if closer is not None:
-        services.extras.setdefault("_closers", []).append(closer)
+        services.closers.append(closer)

@@ -1,6 +1,6 @@
 """CacheCipher: encrypts data govern caches at rest (for example the broker's cached upstream tokens).
 
-    cipher = services.extras["cache_cipher"]
+    cipher = services.cache_cipher
     blob = cipher.seal(token_bytes)     # store `blob` in the cache (Redis or memory)
     token_bytes = cipher.open(blob)     # raises SecretIntegrityError if the blob was altered
 
@@ -15,7 +15,8 @@ turn into garbage under the other: a blob that cannot be opened raises, and the 
 from __future__ import annotations
 
 import os
-from typing import Callable, Protocol
+from typing import Protocol
+from collections.abc import Callable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import sqlalchemy as sa
 from cryptography.exceptions import InvalidTag
@@ -112,7 +112,7 @@ class LocalSecretStore:
         """The database answers and the master keys load (a key file with loose permissions fails here)."""
         with self._session() as s:
             s.execute(sa.text("SELECT 1"))
-        self.keyring
+        _ = self.keyring  # loads (and so checks) the master keys
 
     # --- key rotation ----------------------------------------------------------------------------
 
@@ -238,7 +238,7 @@ def _check_path(path: str) -> None:
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
+        return value.replace(tzinfo=dt.UTC)
     return value
 
 

@@ -1,9 +1,9 @@
 """A private key is parsed before it is stored, and its type checked against the algorithm govern signs
 with. A credential has no algorithm setting of its own: govern.broker.upstream.assertions signs RS256
-with an RSA key and ES256 with an EC key (the RFC 8725 allow-list), so the key's type names it. RS256 needs an RSA key of at least 2048 bits (RFC 7518 section
-3.3), ES256 an EC key on P-256 (section 3.4). Anything else (a public key, a certificate, an encrypted
-key, Ed25519, another curve, a short RSA key, a lone BEGIN line) is refused with a clear message and
-nothing is stored.
+with an RSA key and ES256 with an EC key (the RFC 8725 allow-list), so the key's type names it. RS256 needs
+an RSA key of at least 2048 bits (RFC 7518 section 3.3), ES256 an EC key on P-256 (section 3.4). Anything
+else (a public key, a certificate, an encrypted key, Ed25519, another curve, a short RSA key, a lone BEGIN
+line) is refused with a clear message and nothing is stored.
 
 The stored form is canonical PKCS#8 PEM. A PEM whose line breaks were lost on the way (a single-line
 form field turns them into spaces) is read too: base64 ignores the whitespace between the armour lines.

@@ -317,11 +317,11 @@ class SecretService:
 def _status(ref: SecretRef) -> SecretStatus:
     set_at = ref.set_at
     if set_at is not None and set_at.tzinfo is None:
-        set_at = set_at.replace(tzinfo=dt.timezone.utc)
+        set_at = set_at.replace(tzinfo=dt.UTC)
     return SecretStatus(ref=ref.external_id, owner_kind=ref.owner_kind, owner=ref.owner, principal=ref.principal,
                         field=ref.field, store=ref.store, version=ref.current_version, set_at=set_at)
 
 
 def secret_service(services) -> SecretService:
     return SecretService(services.sessions, services.secret_store, services.clock,
-                         notifier=services.extras.get("notifier"))
+                         notifier=services.notifier)

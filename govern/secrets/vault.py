@@ -17,7 +17,8 @@ import base64
 import datetime as dt
 import logging
 import threading
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
+from collections.abc import Callable
 
 import hvac
 import hvac.exceptions as hx
@@ -99,7 +100,7 @@ class VaultSecretStore:
         self._token_lock = threading.Lock()  # one login/renewal at a time across request threads
 
     @classmethod
-    def from_settings(cls, settings, *, clock: Clock | None = None, timeout: float = 5.0) -> "VaultSecretStore":
+    def from_settings(cls, settings, *, clock: Clock | None = None, timeout: float = 5.0) -> VaultSecretStore:
         client = hvac.Client(url=settings.vault_addr, namespace=settings.vault_namespace or None, timeout=timeout)
         return cls(client, auth_from_settings(settings), mount=settings.vault_mount, clock=clock)
 
@@ -151,7 +152,8 @@ class VaultSecretStore:
         while pending:
             prefix = pending.pop()
             try:
-                resp = self._call(lambda: self.client.secrets.kv.v2.list_secrets(path=prefix, mount_point=self.mount))
+                resp = self._call(lambda prefix=prefix: self.client.secrets.kv.v2.list_secrets(path=prefix,
+                                                                                                mount_point=self.mount))
             except SecretNotFound:
                 continue
             for key in resp["data"].get("keys", []):
@@ -166,7 +168,7 @@ class VaultSecretStore:
     def close(self) -> None:
         try:
             self.client.adapter.close()
-        except Exception:  # noqa: BLE001 - closing is best effort
+        except Exception:  # noqa: BLE001, S110 - closing is best effort
             pass
 
     # --- govern's own token ----------------------------------------------------------------------
@@ -301,4 +303,4 @@ def _parse_time(value: str | None) -> dt.datetime | None:
         parsed = dt.datetime.fromisoformat(head + (f".{frac}" if frac else ""))
     except ValueError:
         return None
-    return parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.replace(tzinfo=dt.UTC)

@@ -55,7 +55,7 @@ def user_for_token(session: Session, token: str) -> AdminUser | None:
     if row is None:
         return None
     expires = row.expires_at
-    if expires is not None and expires.replace(tzinfo=expires.tzinfo or dt.timezone.utc) <= utcnow():
+    if expires is not None and expires.replace(tzinfo=expires.tzinfo or dt.UTC) <= utcnow():
         return None
     user = session.get(AdminUser, row.admin_user_id)
     return None if user is None or user.disabled else user

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections import defaultdict
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -19,7 +18,7 @@ from govern.store.tables import (Assignment, Decision, ExternalCredential, Integ
 
 def _aware(t):
     if t is not None and t.tzinfo is None:
-        return t.replace(tzinfo=dt.timezone.utc)
+        return t.replace(tzinfo=dt.UTC)
     return t
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from govern.audit.engine import run_rules
+from govern.audit.engine import catalogue, run_rules
 from govern.audit.model import AuditModel, AuditPolicy
 from govern.audit.report import build_report
 from govern.audit.rightsizing import governance_yaml, recommendations
@@ -42,8 +42,14 @@ def import_salesforce(directory: str | Path, now: dt.datetime) -> ImportResult:
     return import_directory(path, now)
 
 
+def audit_steps() -> int:
+    """How many steps run_audit reports to its `progress` callback: loading, each rule, right-sizing, recording."""
+    return len(catalogue()) + 3
+
+
 def run_audit(services, *, source: str = "db", directory: str | None = None, window_days: int = 30,
-              store: bool = True) -> AuditOutcome:
+              store: bool = True, progress=None) -> AuditOutcome:
+    progress = progress or (lambda step: None)
     now = services.clock.now()
     settings = services.settings
     policy = AuditPolicy(window_days=window_days, guardrail_min_ipv4_prefix=settings.min_ipv4_prefix,
@@ -60,8 +66,10 @@ def run_audit(services, *, source: str = "db", directory: str | None = None, win
         with session_scope(services.sessions) as session:
             model = load_model(session, now, policy)
         source_name = "govern"
-    findings = run_rules(model)
+    progress("loaded")
+    findings = run_rules(model, progress=progress)
     recs, rightsizing = _rightsizing(model)
+    progress("right-sized")
     recommendation = governance_yaml(model, recs) if recs else None
     run_info, history = None, []
     if store:
@@ -70,6 +78,7 @@ def run_audit(services, *, source: str = "db", directory: str | None = None, win
             run = record_run(session, source_name, findings, now, extra)
             run_info = {"id": run.id, "new": run.new, "resolved": run.resolved, "reopened": run.reopened}
             history = trend(session, source_name)
+    progress("recorded")
     imports = [dataclasses.asdict(o) for o in imported.outcomes] if imported else []
     report = build_report(source=source_name, generated_at=now.isoformat(), window_days=window_days, findings=findings,
                           run=run_info, trend=history, rightsizing=rightsizing, imports=imports)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Optional
 
-import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from govern.store.tables import _created, _json, _ts

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -35,6 +35,24 @@ def make_engine(url: str, **kw) -> sa.Engine:
     kw.setdefault("pool_size", 5)
     kw.setdefault("max_overflow", 10)
     return sa.create_engine(url, **kw)
+
+
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    if not database_url.startswith("sqlite"):
+        return None
+    path = database_url.split("sqlite:///", 1)[-1].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def describe_database(database_url: str) -> str:
+    """The database URL without its password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(database_url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown by its scheme only
+        return database_url.split(":", 1)[0] + ":..."
 
 
 def make_session_factory(engine: sa.Engine) -> sessionmaker[Session]:

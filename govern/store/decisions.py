@@ -36,5 +36,5 @@ def _item(row) -> dict:
     item = dict(row)
     at = item["at"]
     if isinstance(at, dt.datetime):
-        item["at"] = (at if at.tzinfo else at.replace(tzinfo=dt.timezone.utc)).isoformat()
+        item["at"] = (at if at.tzinfo else at.replace(tzinfo=dt.UTC)).isoformat()
     return item

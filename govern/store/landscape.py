@@ -89,6 +89,7 @@ def system_spec_of(r) -> dict:
         "scopes": list(r["scopes"] or []), "owner": r["owner"], "escalation": r["escalation_contact"],
         "sla": r["sla"] or {}, "rate_limit_per_minute": r["rate_limit_per_minute"],
         "daily_api_budget": r["daily_api_budget"], "api_version_policy": r["api_version_policy"],
+        "max_concurrent_calls": contract.get("max_concurrent_calls"),
         "maintenance_windows": list(r["maintenance_windows"] or []), "runbook": r["runbook_url"],
         "schema_links": list(contract.get("schema_links", [])), "error_codes": dict(contract.get("error_codes", {})),
     }
@@ -160,7 +161,7 @@ def _columns(kind: str, spec: dict, ids: dict[str, dict[str, int]]) -> dict[str,
                 "rate_limit_per_minute": spec["rate_limit_per_minute"], "daily_api_budget": spec["daily_api_budget"],
                 "api_version_policy": spec["api_version_policy"], "maintenance_windows": spec["maintenance_windows"],
                 "runbook_url": spec["runbook"], "scopes": spec["scopes"],
-                "contract": {k: spec[k] for k in ("schema_links", "error_codes") if spec[k]}}
+                "contract": {k: spec[k] for k in ("schema_links", "error_codes", "max_concurrent_calls") if spec.get(k)}}
     if kind == "credential":
         return {"system_id": ids["system"][spec["system"]], "protocol": spec["protocol"], "token_url": spec["token_url"],
                 "authorize_url": spec["authorize_url"], "client_id": spec["client_id"],
@@ -191,11 +192,13 @@ def _columns(kind: str, spec: dict, ids: dict[str, dict[str, int]]) -> dict[str,
 CHILD_FIELDS = {"credential": "principals", "integration_user": "permission_sets", "permission_set": "grants"}
 # Write order: what an entity references is written before it.
 WRITE_ORDER = ("system", "integration_user", "credential", "named_credential", "permission_set")
+WRITE_STEPS = len(WRITE_ORDER) + 3  # each kind, grants, assignments, deletes
 DELETE_ORDER = ("permission_set", "named_credential", "credential", "integration_user", "system")
 
 
-def apply_plan(session: Session, plan: Plan, stored: Stored) -> None:
-    """Write `plan` in the caller's transaction."""
+def apply_plan(session: Session, plan: Plan, stored: Stored, progress=None) -> None:
+    """Write `plan` in the caller's transaction; `progress(step)` after each of the WRITE_STEPS steps."""
+    progress = progress or (lambda step: None)
     deletes = {kind: [c.id for c in plan.of("delete", kind)] for kind in T}
     ids = stored.ids
     now = utcnow()
@@ -215,9 +218,13 @@ def apply_plan(session: Session, plan: Plan, stored: Stored) -> None:
                             [{"_id": ids[kind][c.id], "updated_at": now, **_columns(kind, c.spec, ids)} for c in updates])
         if kind == "credential":
             _write_principals(session, plan, stored, now)
+        progress(f"wrote {kind}s")
     _write_grants(session, plan, ids)
+    progress("wrote grants")
     _write_assignments(session, plan, stored, now)
+    progress("wrote assignments")
     _delete(session, deletes, ids)
+    progress("deleted")
 
 
 def _changed_children(plan: Plan, kind: str) -> list:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import sqlalchemy as sa
 
@@ -94,6 +94,14 @@ class DatabaseCache:
 
     def delete(self, key: str) -> None:
         self._run(lambda conn: conn.execute(sa.delete(_T).where(_T.c.key == key)))
+
+    def delete_if(self, key: str, value: bytes) -> bool:
+        """Delete the key only while it still holds `value` (compare-and-delete); True when deleted."""
+        def write(conn):
+            gone = conn.execute(sa.delete(_T).where(_T.c.key == key, _T.c.value == value).returning(_T.c.key)).first()
+            return gone is not None
+
+        return bool(self._run(write))
 
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         """Like Redis INCRBY with EXPIRE NX: the expiry is set when the counter is created, not extended."""

@@ -1,7 +1,7 @@
 """Tables of the upstream token broker: the refresh journal and the single-flight lock rows.
 
 Neither table ever holds a token in clear. `upstream_token_lock.sealed_token` holds a cached upstream
-access token only when it is sealed with the shared cache cipher (see govern.broker.upstream.cipher).
+access token only when it is sealed with the shared cache cipher (govern.secrets.cipher.CacheCipher).
 """
 from __future__ import annotations
 

@@ -39,13 +39,14 @@ def _rename(value, keys: dict, new: set) -> dict:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("external_credential", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("resource", sa.JSON(), nullable=False, server_default=sa.text("'[]'")))
-        batch_op.add_column(sa.Column("token_params", sa.JSON(), nullable=False, server_default=sa.text("'{}'")))
-        batch_op.add_column(sa.Column("leeway_seconds", sa.Float(), nullable=True))
-    with op.batch_alter_table("external_credential", schema=None) as batch_op:
-        batch_op.alter_column("resource", server_default=None)
-        batch_op.alter_column("token_params", server_default=None)
+    # Plain ADD COLUMN (SQLite supports it with a constant default), not batch mode: batch mode copies and drops
+    # the table on SQLite, which fails with foreign keys on once named credentials reference it. The server
+    # defaults stay for the same reason (dropping one is a table rebuild on SQLite).
+    op.add_column("external_credential", sa.Column("resource", sa.JSON(), nullable=False,
+                                                   server_default=sa.text("'[]'")))
+    op.add_column("external_credential", sa.Column("token_params", sa.JSON(), nullable=False,
+                                                   server_default=sa.text("'{}'")))
+    op.add_column("external_credential", sa.Column("leeway_seconds", sa.Float(), nullable=True))
 
     table = sa.table("named_credential", sa.column("id", sa.Integer), sa.column("retry", sa.JSON),
                      sa.column("circuit_breaker", sa.JSON))

@@ -12,7 +12,7 @@ ROLES = ("admin", "operator", "auditor")
 
 class SettableClock:
     def __init__(self, now: dt.datetime | None = None):
-        self.current = now or dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.timezone.utc)
+        self.current = now or dt.datetime(2026, 1, 5, 9, 0, tzinfo=dt.UTC)
 
     def now(self) -> dt.datetime:
         return self.current

@@ -78,7 +78,7 @@ def test_dashboard_shows_circuit_breaker_states_when_the_proxy_reports_them(clie
     make_landscape(services.sessions)
     make_landscape(services.sessions, system="wh", credential="wh-cc", named_credential="wh-api", user="wh-load",
                    permission_set="wh-ps")
-    services.extras["circuit_breaker_states"] = lambda: [{"system": "erp", "state": "open"},
+    services.circuit_breaker_states = lambda: [{"system": "erp", "state": "open"},
                                                          {"system": "wh", "state": "closed"}]
     sign_in(client, console_users["auditor"])
     html = client.get("/admin/").get_data(as_text=True)
@@ -92,7 +92,7 @@ def test_breaker_states_that_cannot_be_read_show_na(client, console_users, clock
     def broken():
         raise RuntimeError("cache down")
 
-    services.extras["circuit_breaker_states"] = broken
+    services.circuit_breaker_states = broken
     sign_in(client, console_users["auditor"])
     html = client.get("/admin/").get_data(as_text=True)
     assert 'title="no circuit-breaker state is available from this instance">n/a' in html

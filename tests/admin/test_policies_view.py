@@ -18,13 +18,13 @@ def test_policy_files_with_their_validation_state(client, console_users, clock, 
     folder.mkdir()
     (folder / "010_ok.cedar").write_text('@id("ok") forbid(principal, action, resource) when { false };')
     (folder / "020_bad.cedar").write_text("this is not cedar")
-    services.extras["policies_dir"] = folder
+    services.policies_dir = folder
     sign_in(client, console_users["auditor"])
 
     html = client.get("/admin/policies/").get_data(as_text=True)
     assert "010_ok.cedar" in html and "020_bad.cedar" in html
 
-    services.extras["policy_validator"] = lambda directory: (
+    services.policy_validator = lambda directory: (
         [Report("010_ok.cedar", "ok"), Report("020_bad.cedar", "?", ["does not parse"])], [])
     html = client.get("/admin/policies/").get_data(as_text=True)
     assert html.count(">valid<") == 1 and html.count(">invalid<") == 1

@@ -46,17 +46,17 @@ def apply_example_and_log(services, runner, days_old: int = 120) -> list[AccessR
     assert result.exit_code == 0, result.output
     with session_scope(services.sessions) as s:
         for u in s.query(IntegrationUser):
-            u.created_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days_old)
-    services.extras["broker.landscape"].invalidate()
+            u.created_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=days_old)
+    services.landscape.invalidate()
     requests = [_request(*row) for row in USED]
     for i, req in enumerate(requests):
         decision = services.decider.decide(req)
         assert decision.allowed, (req, decision)
         for day in range(3):  # the same calls on several days of the window
             services.decision_log.append(req, decision,
-                                         at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=day + 1, minutes=i))
+                                         at=dt.datetime.now(dt.UTC) - dt.timedelta(days=day + 1, minutes=i))
     # the log began before the window (a record of no user): absence of use in the window means something
-    services.decision_log.append(None, None, at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=45),
+    services.decision_log.append(None, None, at=dt.datetime.now(dt.UTC) - dt.timedelta(days=45),
                                  correlation_id="log-began", allowed=False, rules=["deny:default"])
     assert services.decision_log.flush()
     return requests
@@ -98,7 +98,7 @@ def test_recommendation_is_accepted_by_apply_and_the_decider_agrees(services, ru
 
     # the apply ran in the CLI's own process state; re-read the landscape now rather than after the
     # decider's re-check interval
-    services.extras["broker.landscape"].invalidate()
+    services.landscape.invalidate()
     for r, was_allowed in before.items():
         d = services.decider.decide(r)
         assert d.allowed == was_allowed, (r, d)

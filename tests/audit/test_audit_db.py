@@ -9,9 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from govern.audit.report import to_sarif
 from govern.store.db import session_scope
-from govern.store.tables import Decision, IntegrationUser, PermissionGrant, PermissionSet
+from govern.store.tables import Decision, IntegrationUser
 from tests.audit.schema_check import errors as schema_errors
 from tests.factories import make_landscape
 
@@ -21,7 +20,7 @@ CORPUS = Path(__file__).parent / "corpus"
 
 def _decision(user, nc, method, path, allowed=True, at=None, scopes=("orders.read",), api="REST", principal="default"):
     h = uuid.uuid4().hex + uuid.uuid4().hex
-    return Decision(at=at or dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1), correlation_id=h[:16],
+    return Decision(at=at or dt.datetime.now(dt.UTC) - dt.timedelta(days=1), correlation_id=h[:16],
                     integration_user=user, action="proxy", named_credential=nc, principal=principal, method=method,
                     path=path, api_type=api, scopes_requested=list(scopes), scopes_granted=list(scopes),
                     allowed=allowed, rules=[], prev_hash=h[64:] or h[:64], hash=h[:64])
@@ -32,13 +31,13 @@ def _landscape(services):
                    methods=("GET", "POST", "DELETE"), paths=("/orders/*", "/invoices/**"), api_types=("REST", "SOAP"))
     with session_scope(services.sessions) as s:
         u = s.query(IntegrationUser).filter_by(external_id="order-sync").one()
-        u.created_at = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=120)
+        u.created_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=120)
         for i in range(40):
             s.add(_decision("order-sync", "erp-api", "GET", f"/orders/{i}"))
         s.add(_decision("order-sync", "erp-api", "DELETE", "/admin/x", allowed=False))
         # the log began before the window, so the window's absence of use is evidence
         s.add(_decision(None, "erp-api", "GET", "/", allowed=False,
-                        at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=60)))
+                        at=dt.datetime.now(dt.UTC) - dt.timedelta(days=60)))
 
 
 def test_rightsizing_replay_denies_nothing_used_and_removes_the_unused(services, runner, tmp_path):
@@ -144,7 +143,7 @@ def test_trend_and_suppression_expiry_reopens(services, runner, tmp_path):
     from govern.audit.engine import run_rules
     from govern.audit.salesforce.importer import import_directory
 
-    now = dt.datetime(2026, 11, 24, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 24, tzinfo=dt.UTC)
     findings = lambda: run_rules(import_directory(CORPUS, now).model)  # noqa: E731
     with session_scope(services.sessions) as s:
         first = record_run(s, "salesforce", findings(), now)

@@ -18,7 +18,7 @@ from tests.audit.schema_check import errors as schema_errors
 from tests.audit.test_apply_roundtrip import EXAMPLE, apply_example_and_log
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = dt.datetime.now(dt.timezone.utc)
+NOW = dt.datetime.now(dt.UTC)
 
 
 def _log(services, user, ip, nc, method, path, *, allowed, days_ago, count=1):
@@ -83,8 +83,8 @@ def test_stale_users_and_denied_spikes_from_the_real_log(services, runner, tmp_p
     found = {(f["rule_id"], f["subject"]): f for f in report["findings"]}
     stale = {s for r, s in found if r == "GOV-STALE-001"}
     # used in the window: erp-order-sync, finance-reconciliation, checkout-payments, warehouse-loader;
-    # 60 days ago: support-case-escalation
-    assert stale == {"hubspot-lead-sync", "reporting-dashboard", "salesforce-invoice-reader"}
+    # 60 days ago: support-case-escalation; never: sandbox-app (the local sandbox's user)
+    assert stale == {"hubspot-lead-sync", "reporting-dashboard", "salesforce-invoice-reader", "sandbox-app"}
     assert "not been used in the last 90 days (created 200 days ago)" in found[("GOV-STALE-001",
                                                                               "reporting-dashboard")]["message"]
     spikes = {s for r, s in found if r == "GOV-BEHAV-001"}

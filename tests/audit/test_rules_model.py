@@ -10,7 +10,7 @@ from govern.audit.model import (AssignmentM, AuditModel, CredentialM, GrantM, Na
                                 PrincipalM, RequestPattern, SecretM, SecretVersionM, SystemM, UsageM, UserM)
 from tests.audit.test_salesforce_import import SF_NEGATIVE, SF_POSITIVE
 
-NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 OLD = NOW - dt.timedelta(days=200)
 
 

@@ -18,7 +18,7 @@ UPSTREAM_TOKEN = "upstream-access-token-canary-7f3a"
 
 class FakeClock:
     def __init__(self):
-        self._now = dt.datetime.now(dt.timezone.utc)
+        self._now = dt.datetime.now(dt.UTC)
         self._mono = 1000.0
 
     def now(self):

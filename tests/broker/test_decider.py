@@ -18,7 +18,7 @@ def _request(method, path, fields=(), scopes=(), ip="127.0.0.1"):
 
 
 def test_operations_objects_and_fields(broker_services):
-    make_landscape(broker_services.sessions, methods=("GET", "PATCH"), paths=(f"/services/data/*/sobjects/Order/**",))
+    make_landscape(broker_services.sessions, methods=("GET", "PATCH"), paths=("/services/data/*/sobjects/Order/**",))
     with session_scope(broker_services.sessions) as s:
         s.execute(sa.update(PermissionGrant).values(objects={
             "Order": {"read": True, "edit": True, "fields": {"Status": "edit", "Amount": "read"}}}))
@@ -45,10 +45,10 @@ def test_entities_and_policies_are_built_once_per_landscape(broker_services):
     make_landscape(broker_services.sessions)
     decider = broker_services.decider
     decider.decide(_request("GET", "/x"))
-    snap = broker_services.extras["broker.landscape"].current()
+    snap = broker_services.landscape.current()
     built = dict(snap.derived)
     guardrails = decider.guardrails
     for _ in range(5):
         decider.decide(_request("GET", "/x"))
-    assert broker_services.extras["broker.landscape"].current() is snap
+    assert broker_services.landscape.current() is snap
     assert dict(snap.derived) == built and decider.guardrails is guardrails

@@ -25,7 +25,7 @@ T = Decision.__table__
 
 
 def _log(services, **kw):
-    return ChainedDecisionLog(services.engine, FakeClock(), services.extras["decision_keys"], **kw)
+    return ChainedDecisionLog(services.engine, FakeClock(), services.decision_keys, **kw)
 
 
 def _fill(log, n, prefix="c"):
@@ -60,7 +60,7 @@ def test_records_are_keyed_and_chained_from_the_genesis(services):
     assert [r.id for r in rows] == list(range(1, 21))  # committed by the time append returned: no flush
     assert rows[0].prev_hash == GENESIS
     assert all(b.prev_hash == a.hash for a, b in zip(rows, rows[1:]))
-    assert {r.key_id for r in rows} == {services.extras["decision_keys"].active()[0]}
+    assert {r.key_id for r in rows} == {services.decision_keys.active()[0]}
     assert [r.outcome for r in rows[:2]] == ["allow", "deny"]
     assert log.verify().intact
     log.close()
@@ -177,7 +177,7 @@ def test_unkeyed_records_from_before_the_upgrade_still_verify_and_a_downgrade_do
     prev = GENESIS
     with services.engine.begin() as conn:
         for i in range(1, 4):  # as the previous version wrote them (plain SHA-256), then backfilled by the migration
-            rec = {"id": i, "at": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc), "correlation_id": f"old-{i}",
+            rec = {"id": i, "at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "correlation_id": f"old-{i}",
                    "action": "token", "scopes_requested": [], "scopes_granted": [], "allowed": True,
                    "rules": ["permit:ps"], "upstream_status": 200}
             rec["hash"] = record_hash(rec, prev)
@@ -199,12 +199,12 @@ def test_unkeyed_records_from_before_the_upgrade_still_verify_and_a_downgrade_do
 def test_the_key_rotates_and_old_records_keep_verifying(services, runner):
     log = _log(services)
     _fill(log, 3)
-    old = services.extras["decision_keys"].active()[0]
+    old = services.decision_keys.active()[0]
     result = runner.invoke(["log", "rotate-key"])
     assert result.exit_code == 0
     new = result.output.strip().rsplit(" ", 1)[-1]
     assert new != old
-    services.extras["decision_keys"].rotate()  # this process's writer signs with a new key now
+    services.decision_keys.rotate()  # this process's writer signs with a new key now
     _fill(log, 3, prefix="d")
     log.close()
     with services.engine.connect() as conn:

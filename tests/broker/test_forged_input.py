@@ -24,7 +24,7 @@ def _claims(clock, **over):
 
 
 def _current_kid(services):
-    return services.extras["broker.signing_keys"].jwks()["keys"][0]["kid"]
+    return services.signing_keys.jwks()["keys"][0]["kid"]
 
 
 def _unauthorized(resp):
@@ -94,7 +94,7 @@ def test_alg_none_is_rejected(broker_client, broker_services, clock, landscape):
 
 def test_hs256_signed_with_the_public_key_is_rejected(broker_client, broker_services, clock, landscape):
     access_token(broker_client)
-    public = broker_services.extras["broker.signing_keys"].jwks()["keys"][0]
+    public = broker_services.signing_keys.jwks()["keys"][0]
     pem = jwk.import_key(public).as_pem(private=False)
     signing_input = f"{_b64({'alg': 'HS256', 'typ': 'JWT', 'kid': public['kid']})}.{_b64(_claims(clock))}"
     mac = hmac.new(pem, signing_input.encode(), hashlib.sha256).digest()
@@ -119,7 +119,7 @@ def test_expired_token_is_rejected(broker_client, clock, landscape):
 
 
 def _signed(services, claims):
-    return services.extras["broker.signing_keys"].sign(claims)
+    return services.signing_keys.sign(claims)
 
 
 def test_wrong_audience_is_rejected(broker_client, broker_services, clock, landscape):

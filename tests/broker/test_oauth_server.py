@@ -26,7 +26,7 @@ def _oauth_error(resp, status, error):
 
 
 def _claims(services, token):
-    key = services.extras["broker.signing_keys"]
+    key = services.signing_keys
     header = jwt.decode(token, jwk.KeySet.import_key_set(key.jwks()), algorithms=["RS256"])
     return header.header, header.claims
 

@@ -77,7 +77,7 @@ def test_expired_assignment_is_denied_and_logged(broker_client, broker_services,
 
     with session_scope(broker_services.sessions) as s:
         s.execute(sa.update(Assignment).values(expires_at=dt.date.today() - dt.timedelta(days=1)))
-    broker_services.extras["broker.landscape"].invalidate()
+    broker_services.landscape.invalidate()
     _denied(ask(broker_client, token), "deny:assignment_expired")
     [rec] = decisions(broker_services)
     assert rec.rules == ["deny:assignment_expired"]
@@ -92,7 +92,7 @@ def test_guardrail_forbid_wins_over_the_permission_set(broker_client, broker_ser
     token = access_token(broker_client)
     with session_scope(broker_services.sessions) as s:
         s.execute(sa.update(PermissionSet).values(system_permissions=["ApiEnabled", "ModifyAllData"]))
-    broker_services.extras["broker.landscape"].invalidate()
+    broker_services.landscape.invalidate()
     _denied(ask(broker_client, token), "forbid:no-admin-equivalent-grants")
     [rec] = decisions(broker_services)
     assert rec.rules == ["forbid:no-admin-equivalent-grants"] and not rec.allowed
@@ -145,7 +145,7 @@ def test_database_outage_keeps_the_last_snapshot_briefly_then_fails_closed(broke
                                                                             landscape):
     token = access_token(broker_client)
     assert ask(broker_client, token).status_code == 200
-    broker_services.extras["broker.landscape"]._query = sa.text("SELECT * FROM no_such_table")  # the DB "fails"
+    broker_services.landscape._query = sa.text("SELECT * FROM no_such_table")  # the DB "fails"
     clock.advance(3)
     assert ask(broker_client, token).status_code == 200  # degraded: the last snapshot, younger than max_age
     clock.advance(60)

@@ -18,7 +18,7 @@ from tests.fakes.secret_store import MemorySecretStore
 class FakeClock:
     def __init__(self):
         self.offset = 0.0
-        self._base = dt.datetime.now(dt.timezone.utc)
+        self._base = dt.datetime.now(dt.UTC)
         import time
 
         self._mono = time.monotonic

@@ -124,6 +124,17 @@ class Flight:
         return subprocess.run([sys.executable, "-m", "govern", *args], input=input, env=self.env, cwd=str(ROOT),
                               capture_output=True, text=True, timeout=120)
 
+    def govern_here(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        """The same command line run in this process (the set-up runs several: a process each costs seconds)."""
+        from click.testing import CliRunner
+
+        from govern.cli import _register, cli
+
+        _register()
+        env = {k: v for k, v in self.env.items() if k.startswith("GOVERN_")}
+        result = CliRunner().invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+        return subprocess.CompletedProcess(args, result.exit_code, result.output, "")
+
     def govern_token(self) -> str:
         resp = requests.post(self.base + "/oauth/token", data={"grant_type": "client_credentials",
                                                                "scope": "orders.read"},
@@ -197,7 +208,7 @@ def start_flight(tmp_path: Path, database_url: str, redis_url: str, redis_prefix
     services = build_services(settings)
     gunicorn = None
     try:
-        for step in services.extras.get("init_steps", []):
+        for step in services.init_steps:
             step(services)
         cc.register_client("cc-client", secret=CLIENT_SECRETS["shop-cc"], scope="orders.read")
         grace.register_client("rt-client", secret=CLIENT_SECRETS["shop-rt-grace"], scope="orders.read")
@@ -205,14 +216,14 @@ def start_flight(tmp_path: Path, database_url: str, redis_url: str, redis_prefix
         flight = Flight("", env, services, cc, grace, strict, alerts, None)  # type: ignore[arg-type]
         path = tmp_path / "governance.yaml"
         path.write_text(LANDSCAPE.format(cc=cc.url, grace=grace.url, strict=strict.url))
-        done = flight.govern("apply", "-f", str(path))
+        done = flight.govern_here("apply", "-f", str(path))
         assert done.returncode == 0, done.stdout + done.stderr
         puts = [(["--user", "order-sync"], "client_secret", USER_SECRET)]
         puts += [([cred], "client_secret", value) for cred, value in CLIENT_SECRETS.items()]
         puts += [(["shop-rt-grace", "--principal", "alice"], "refresh_token", grace.issue_refresh_token("rt-client", "alice")),
                  (["shop-rt-strict", "--principal", "bob"], "refresh_token", strict.issue_refresh_token("rt-client", "bob"))]
         for args, fld, value in puts:
-            done = flight.govern("secrets", "put", *args, "--field", fld, input=value)
+            done = flight.govern_here("secrets", "put", *args, "--field", fld, input=value)
             assert done.returncode == 0, done.stdout + done.stderr
         port = free_port()
         log = open(tmp_path / "gunicorn.log", "wb")

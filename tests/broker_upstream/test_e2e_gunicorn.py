@@ -50,7 +50,7 @@ def test_200_http_requests_over_4_gunicorn_workers_make_one_upstream_call(tmp_pa
     gunicorn = None
     try:
         assert svc.secret_store is not None, "bootstrap wires a secret store shared by processes"
-        for step in svc.extras.get("init_steps", []):
+        for step in svc.init_steps:
             step(svc)
         names = make_landscape(svc.sessions, token_url=fake_upstream.token_url, url=fake_upstream.url + "/api",
                                client_secret=USER_SECRET)

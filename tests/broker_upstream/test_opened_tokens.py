@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from govern.broker.upstream.cipher import AesGcmCipher
 from govern.broker.upstream.token_cache import OpenedTokens, TokenCache
 from govern.cache import MemoryCache
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
+from govern.secrets.cipher import CacheCipher
+from govern.secrets.keys import KeyRing, new_key
 
 
 class CountingCipher:
     def __init__(self):
-        self.inner = AesGcmCipher.random()
+        self.inner = CacheCipher(keyring=KeyRing([new_key()]))
         self.opens = 0
 
     def seal(self, data):
@@ -26,11 +27,11 @@ class CountingCipher:
 
 class Clock:
     def now(self):
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
 
 
 def _token(value, seconds=3600):
-    return UpstreamToken(Secret(value), "Bearer", dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds))
+    return UpstreamToken(Secret(value), "Bearer", dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds))
 
 
 def test_hits_do_not_decrypt_and_changes_in_the_shared_cache_are_seen():

@@ -167,12 +167,17 @@ def test_sigkill_mid_refresh_recovers_within_the_grace_or_needs_reconnect_withou
     assert cred.status_code == 200, cred.text
     (bob,) = cred.json()["principals"]
     assert bob["needs_reconnect"] is True and bob["needs_reconnect_since"]
+    metrics = requests.get(flight.base + "/metrics", timeout=30).text
+    assert 'govern_principals_needing_reconnect{credential="shop-rt-strict"} 1.0' in metrics
+    assert 'govern_principals_needing_reconnect{credential="shop-rt-grace"} 0.0' in metrics
 
     # Reconnecting (a new refresh token through the CLI) clears it, with one "recovered" alert.
     done = flight.govern("secrets", "put", "shop-rt-strict", "--principal", "bob", "--field", "refresh_token",
                          input=flight.strict.issue_refresh_token("rt-client", "bob"))
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(flight.alerts.named("alert.principal_reconnected")) == 1
+    metrics = requests.get(flight.base + "/metrics", timeout=30).text
+    assert 'govern_principals_needing_reconnect{credential="shop-rt-strict"} 0.0' in metrics
     resp = flight.token(govern, "strict-orders")
     assert resp.status_code == 200, resp.text
     assert flight.strict.count("refresh_token") == 3

@@ -5,13 +5,15 @@ import datetime as dt
 
 import pytest
 
-from govern.broker.upstream.cipher import AesGcmCipher, CacheCipherError
 from govern.broker.upstream.errors import UpstreamInvalidClient, UpstreamInvalidGrant
 from govern.broker.upstream.http import HttpAnswer, parse_token_response
 from govern.broker.upstream.token_cache import open_token, seal_token
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
 from govern.errors import RateLimited, UpstreamError, UpstreamUnavailable
+from govern.secrets.cipher import CacheCipher
+from govern.secrets.errors import SecretIntegrityError
+from govern.secrets.keys import KeyRing, new_key
 
 
 @pytest.mark.parametrize("answer,error", [
@@ -35,19 +37,23 @@ def test_retry_after_is_passed_on():
     assert err.value.headers == {"Retry-After": "12"} and err.value.extra["retry_after"] == 12
 
 
+def local_cipher() -> CacheCipher:
+    return CacheCipher(keyring=KeyRing([new_key()]))
+
+
 def test_cipher_round_trip_and_tamper():
-    cipher = AesGcmCipher.derived_from("instance-key")
+    cipher = local_cipher()
     blob = cipher.seal(b"hello")
     assert b"hello" not in blob and cipher.open(blob) == b"hello"
-    with pytest.raises(CacheCipherError):
+    with pytest.raises(SecretIntegrityError):
         cipher.open(blob[:-1] + bytes([blob[-1] ^ 1]))
-    with pytest.raises(CacheCipherError):
-        AesGcmCipher.derived_from("another-instance").open(blob)
+    with pytest.raises(SecretIntegrityError):
+        local_cipher().open(blob)  # another instance's master key
 
 
 def test_a_sealed_entry_opens_only_under_its_own_key():
-    cipher = AesGcmCipher.random()
-    token = UpstreamToken(Secret("at_value"), "Bearer", dt.datetime.now(dt.timezone.utc), ("a",),
+    cipher = local_cipher()
+    token = UpstreamToken(Secret("at_value"), "Bearer", dt.datetime.now(dt.UTC), ("a",),
                           {"upstream_status": 200, "fetched_at": "x"})
     blob = seal_token(cipher, "k1", token)
     opened = open_token(cipher, "k1", blob)
@@ -57,22 +63,16 @@ def test_a_sealed_entry_opens_only_under_its_own_key():
     assert open_token(cipher, "k1", b"garbage") is None
 
 
-def test_the_secrets_packages_cipher_is_used_when_wired(broker_services, fake_upstream):
+def test_the_secrets_packages_cipher_seals_cached_tokens(broker_services, fake_upstream):
+    """One place encrypts (govern.secrets): the broker's cache holds only what its CacheCipher sealed."""
+    from govern.broker.upstream.token_cache import cache_key
     from tests.broker_upstream.conftest import wire_credential
 
-    sealed = []
-
-    class Recording:
-        inner = AesGcmCipher.random()
-
-        def seal(self, data):
-            sealed.append(1)
-            return self.inner.seal(data)
-
-        def open(self, data):
-            return self.inner.open(data)
-
-    broker_services.extras["cache_cipher"] = Recording()  # wired after the broker, as a merge may order it
+    cipher = broker_services.cache_cipher
+    assert broker_services.upstream_tokens.tokens.cipher is cipher
     names = wire_credential(broker_services, fake_upstream)
-    broker_services.upstream_tokens.get_token(names["named_credential"], "default", ("orders.read",))
-    assert sealed
+    token = broker_services.upstream_tokens.get_token(names["named_credential"], "default", ("orders.read",))
+    key = cache_key(names["named_credential"], "default", ("orders.read",))
+    sealed = broker_services.upstream_tokens.tokens.cache.get(key)
+    assert sealed and token.access_token.reveal().encode() not in sealed
+    assert open_token(cipher, key, sealed).access_token.reveal() == token.access_token.reveal()

@@ -101,7 +101,7 @@ def test_pagination_walks_every_item_once(applied, client, auditor_token):
         cursor = body["next_cursor"]
         if not cursor:
             break
-    assert seen == sorted(seen) and len(seen) == len(set(seen)) == 9
+    assert seen == sorted(seen) and len(seen) == len(set(seen)) == 10  # the example's users, sandbox-app included
     assert client.get("/api/v1/systems?limit=0", headers=auth(auditor_token)).status_code == 400
     assert client.get("/api/v1/systems?cursor=%%%", headers=auth(auditor_token)).status_code == 400
 
@@ -113,7 +113,7 @@ def test_credentials_show_secret_metadata_never_values(applied, client, auditor_
     with session_scope(services.sessions) as s:
         s.add(SecretRef(external_id="credential/erp-oauth/principal/default/client_secret", owner_kind="credential",
                         owner="erp-oauth", principal="default", field="client_secret", path="govern/erp-oauth/default",
-                        current_version=3, set_at=dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.timezone.utc)))
+                        current_version=3, set_at=dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC)))
     body = client.get("/api/v1/credentials/erp-oauth", headers=auth(auditor_token)).get_json()
     assert body["principals"][0]["name"] == "default"
     (secret,) = body["secrets"]

@@ -14,7 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import pytest
 from pydantic import BaseModel
@@ -143,6 +144,29 @@ def obs_daily_budget(world):
     _status(world.proxy("stock-api", "items/1"), 429, "budget_exhausted")
 
 
+def obs_max_concurrent_calls(world):
+    # The bulkhead: with one slot taken by a slow call, the next call to the system is refused.
+    import threading
+    import time
+
+    _system(world)["contract"] = {"max_concurrent_calls": 1}
+    world.apply()
+    world.resources.slow_next(1, delay=30.0)
+    token = world.govern_token()
+    done = []
+    slow = threading.Thread(target=lambda: done.append(world.client.application.test_client().get(
+        "/api/v1/named-credentials/stock-api/proxy/items/1", headers={"Authorization": f"Bearer {token}"}).status_code))
+    slow.start()
+    deadline = time.monotonic() + 30
+    while world.resources.count < 1:
+        assert time.monotonic() < deadline, "the slow call never reached the system"
+        time.sleep(0.02)
+    _status(world.proxy("stock-api", "items/1"), 503, "upstream_concurrency_limit")
+    world.resources.release_slow()
+    slow.join(30)
+    assert done == [200]
+
+
 def obs_maintenance(world):
     _system(world)["contract"] = {"maintenance_windows": [{"day": "sat", "start": "11:00", "end": "24:00"}]}
     world.apply()
@@ -202,10 +226,13 @@ def obs_client_auth(world):
 
 
 def obs_credential_scopes(world):
-    _cred(world)["scopes"] = ["orders.read", "orders.write"]
+    """Observed at apply only: a credential's scopes must be declared by its system. At runtime the upstream is
+    asked for the decision's granted scopes (the proxy and the token endpoint alike), so the credential's own
+    list no longer reaches a token request when a caller was granted scopes."""
+    _cred(world)["scopes"] = ["orders.read", "orders.admin"]
+    assert "orders.admin" in world.apply_errors(world.doc)
+    _system(world, "shop")["scopes"].append("orders.admin")
     world.apply()
-    _status(world.proxy("shop-orders", "orders"), 200)
-    assert world.upstream.forms[-1]["scope"] == ["orders.read orders.write"]
 
 
 def obs_audience(world):
@@ -562,6 +589,103 @@ def obs_credential_id(world):
     assert "no-such-credential" in world.apply_errors(world.doc)
 
 
+def obs_api_version_of_document(world):
+    world.doc["apiVersion"] = "govern/v2"
+    assert "apiVersion must be 'govern/v1'" in world.apply_errors(world.doc)
+
+
+def obs_kind_of_document(world):
+    world.doc["kind"] = "Something"
+    assert "kind must be 'Landscape'" in world.apply_errors(world.doc)
+
+
+def obs_breaker_window(world):
+    _nc(world)["retry"] = {"attempts": 1}
+    _nc(world)["circuit_breaker"] = {"failures": 2, "window": "10s"}
+    world.apply()
+    world.resources.fail_next(3)
+    world.proxy("stock-api", "items/1")
+    world.clock.advance(11)  # the first failure has left the window
+    world.proxy("stock-api", "items/1")
+    _status(world.proxy("stock-api", "items/1"), 503)  # the third failure reached the upstream: still closed
+    assert world.resources.count == 3
+    _status(world.proxy("stock-api", "items/1"), 503, "circuit_open")  # two failures within 10 s
+
+
+def obs_principal_subject(world):
+    import base64
+
+    world.doc["credentials"].append({"id": "stock-basic", "system": "stock", "protocol": "basic",
+                                     "principals": [{"name": "svc", "subject": "svc-user"}]})
+    world.doc["named_credentials"].append({"id": "stock-legacy", "credential": "stock-basic",
+                                           "url": world.resources.url + "/legacy"})
+    _pset(world)["grants"].append({"named_credential": "stock-legacy", "principal": "svc", "methods": ["GET"],
+                                   "paths": ["/**"]})
+    world.apply()
+    world.put_secret("stock-basic", "password", "legacy-password", principal="svc")
+    _status(world.proxy("stock-legacy", "items/1"), 200)
+    sent = world.resources.last().headers["Authorization"]
+    assert sent == "Basic " + base64.b64encode(b"svc-user:legacy-password").decode()
+
+
+def obs_per_user_principals(world):
+    """A per_user credential resolves the calling integration user to its own upstream identity."""
+    from tests.config_as_code.world import CLIENT_SECRET
+
+    world.doc["credentials"].append({"id": "shop-rt", "system": "shop", "protocol": "oauth2_refresh_token",
+                                     "token_url": world.upstream.token_url, "client_id": CLIENT_ID,
+                                     "scopes": ["orders.read"], "principal_type": "per_user",
+                                     "principals": [{"name": "u-sync", "subject": "carol", "user": USER}]})
+    world.doc["named_credentials"].append({"id": "shop-user-orders", "credential": "shop-rt",
+                                           "url": world.resources.url + "/shop"})
+    _pset(world)["grants"].append({"named_credential": "shop-user-orders", "methods": ["GET"], "paths": ["/**"]})
+    world.apply()
+    world.put_secret("shop-rt", "client_secret", CLIENT_SECRET)
+    world.put_secret("shop-rt", "refresh_token", world.upstream.issue_refresh_token(CLIENT_ID, user="carol"),
+                     principal="u-sync")
+    r = world.upstream_token("shop-user-orders")
+    _status(r, 200)
+    assert world.upstream.access_tokens[r.get_json()["access_token"]].user == "carol"
+    assert world.upstream.count("refresh_token") == 1
+
+
+def obs_private_key_jwt_user(world):
+    """auth: private_key_jwt with jwks: govern's /oauth/token accepts the user's signed assertion (RFC 7523
+    section 2.2) and only a key from its jwks."""
+    import uuid
+
+    from joserfc import jwt
+    from joserfc.jwk import RSAKey
+
+    from tests.fakes.oauth_server import rsa_keypair
+
+    pem, public = rsa_keypair()
+    other_pem, _ = rsa_keypair()
+    world.doc["integration_users"].append({"id": "jwt-sync", "owner": "o@example.com", "justification": "j",
+                                           "review_date": "2099-01-01", "auth": "private_key_jwt",
+                                           "jwks": {"keys": [public]}, "ip_ranges": ["127.0.0.0/8"],
+                                           "scopes": ["orders.read"], "permission_sets": ["shop-reader"]})
+    world.apply()
+
+    def token(key_pem):
+        import time
+
+        now = int(time.time())  # authlib checks the assertion's exp against the wall clock, not govern's clock
+        audience = world.services.settings.public_url.rstrip("/") + "/oauth/token"  # govern's one public URL
+        claims = {"iss": "jwt-sync", "sub": "jwt-sync", "aud": audience, "iat": now,
+                  "exp": now + 60, "jti": uuid.uuid4().hex}
+        assertion = jwt.encode({"alg": "RS256", "kid": public.get("kid")} if public.get("kid") else {"alg": "RS256"},
+                               claims, RSAKey.import_key(key_pem))
+        return world.client.post("/oauth/token", data={
+            "grant_type": "client_credentials", "scope": "orders.read", "client_id": "jwt-sync",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion})
+
+    r = token(pem)
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert token(other_pem).status_code in (400, 401)
+
+
 # --- the table -------------------------------------------------------------------------------------------
 
 def _shown(section: str, ext: str, key: str, value: Any, read=None, resource=None, expected=None):
@@ -578,8 +702,8 @@ def _shown(section: str, ext: str, key: str, value: Any, read=None, resource=Non
 
 
 ROWS: dict[str, Effect | Shown | NotYetObserved] = {
-    "apiVersion": NotYetObserved("the document version is checked at apply only (tests/config_as_code/test_validate.py)"),
-    "kind": NotYetObserved("the document kind is checked at apply only (tests/config_as_code/test_validate.py)"),
+    "apiVersion": Effect(obs_api_version_of_document),
+    "kind": Effect(obs_kind_of_document),
     # systems
     "systems.id": Effect(obs_system_id),
     "systems.name": _shown("systems", "stock", "name", "Stock service"),
@@ -593,6 +717,7 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
         "recorded and exported in the contract, but the proxy does not enforce a per-minute rate yet (only "
         "daily_api_budget); shown by GET /api/v1/systems/{id}"),
     "systems.contract.daily_api_budget": Effect(obs_daily_budget),
+    "systems.contract.max_concurrent_calls": Effect(obs_max_concurrent_calls),
     "systems.contract.api_version_policy": _shown("systems", "stock", "contract.api_version_policy", "pinned"),
     "systems.contract.maintenance_windows.day": Effect(obs_maintenance),
     "systems.contract.maintenance_windows.start": Effect(obs_maintenance),
@@ -614,14 +739,10 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
     "credentials.token_params": Effect(obs_token_params),
     "credentials.leeway": Effect(obs_leeway),
     "credentials.header": Effect(obs_protocol_and_header),
-    "credentials.principal_type": NotYetObserved(
-        "per_user principals need a connected refresh token per user; covered by tests/broker_upstream "
-        "(hand-written rows) and tests/e2e, not from this table"),
+    "credentials.principal_type": Effect(obs_per_user_principals),
     "credentials.principals.name": Effect(obs_principals),
-    "credentials.principals.subject": NotYetObserved(
-        "the subject is the JWT bearer `sub` and the basic-auth user name; this table has no JWT bearer or basic "
-        "credential yet (tests/e2e covers both)"),
-    "credentials.principals.user": NotYetObserved("per_user principals: see credentials.principal_type"),
+    "credentials.principals.subject": Effect(obs_principal_subject),
+    "credentials.principals.user": Effect(obs_per_user_principals),
     "credentials.refresh_token_policy": _shown("credentials", "shop-cc", "refresh_token_policy", "expire_after_90d"),
     "credentials.rotation.every": _shown("credentials", "shop-cc", "rotation", {"every": "30d"},
                                          expected={"every": "30d"}),
@@ -642,9 +763,7 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
     "named_credentials.retry.redirects": Effect(obs_redirects),
     "named_credentials.circuit_breaker.failures": Effect(obs_breaker_failures),
     "named_credentials.circuit_breaker.reset": Effect(obs_breaker_reset),
-    "named_credentials.circuit_breaker.window": NotYetObserved(
-        "failures are counted in a cache entry whose time to live runs on the cache's own (real) clock, not the "
-        "injected one; observing it would need a sleep"),
+    "named_credentials.circuit_breaker.window": Effect(obs_breaker_window),
     "named_credentials.methods": Effect(obs_nc_methods),
     "named_credentials.paths": Effect(obs_nc_paths),
     "named_credentials.during_maintenance": Effect(obs_during_maintenance),
@@ -657,9 +776,8 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
     "integration_users.status": Effect(obs_user_status),
     "integration_users.review_date": _shown("integration_users", USER, "review_date", "2099-06-30"),
     "integration_users.source_system": _shown("integration_users", USER, "source_system", "shop"),
-    "integration_users.auth": NotYetObserved(
-        "private_key_jwt callers need a signed client assertion; tests/e2e (jwt-sync) covers it, not this table"),
-    "integration_users.jwks": NotYetObserved("see integration_users.auth"),
+    "integration_users.auth": Effect(obs_private_key_jwt_user),
+    "integration_users.jwks": Effect(obs_private_key_jwt_user),
     "integration_users.ip_ranges": Effect(obs_ip_ranges),
     "integration_users.scopes": Effect(obs_user_scopes),
     "integration_users.permission_sets.permission_set": Effect(obs_assignment),

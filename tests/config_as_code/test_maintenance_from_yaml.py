@@ -10,7 +10,7 @@ import pytest
 from govern.domain.maintenance import MaintenanceWindow, window_end
 from tests.config_as_code.world import find
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 SAT_2359 = dt.datetime(2026, 11, 28, 23, 59, tzinfo=UTC)
 SUN_0000 = dt.datetime(2026, 11, 29, 0, 0, tzinfo=UTC)
 

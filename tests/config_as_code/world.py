@@ -24,7 +24,7 @@ CLIENT_ID = "shop-client"
 CLIENT_SECRET = "world-shop-client-secret"
 API_KEY = "world-stock-api-key"
 # A Saturday, 12:00 UTC: the example's Salesforce window is Saturday 22:00-24:00.
-SATURDAY_NOON = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
+SATURDAY_NOON = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
 
 def base_document(upstream: FakeUpstream, resources: ResourceServer) -> dict[str, Any]:
@@ -89,7 +89,7 @@ class World:
         plan = apply_document(self.services.sessions, text, "governance.yaml")
         # The broker re-validates its snapshot every 2 s and the proxy keeps targets 5 s: let that time pass.
         self.clock.advance(10)
-        self.services.extras["proxy"].targets.clear()
+        self.services.proxy.targets.clear()
         self.services.upstream_tokens._memo.clear()
         return plan
 
@@ -155,9 +155,13 @@ def build_world(settings, upstream: FakeUpstream, resources: ResourceServer, *, 
     from govern.app import create_app
     from govern.bootstrap import build_services
 
+    from govern.cache import MemoryCache
+
     clock = FakeClock(now)
-    services = build_services(settings, clock=clock)
-    proxy = services.extras["proxy"]
+    # The in-process cache (one process, as `govern serve` without Redis) on the same injected clock, so that
+    # cache lifetimes (breaker windows, cached tokens) move with the test's time.
+    services = build_services(settings, clock=clock, cache=MemoryCache(clock=clock.monotonic))
+    proxy = services.proxy
     world = World(services, create_app({"TESTING": True}, services=services).test_client(), clock, upstream,
                   resources, copy.deepcopy(doc) if doc else base_document(upstream, resources))
     proxy.sleep = world.sleeps.append  # backoff waits are recorded, not slept

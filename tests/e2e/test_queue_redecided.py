@@ -30,14 +30,14 @@ def _set(live, *, window: list[dict] | None = None, user_status: str | None = No
                       .values(during_maintenance="queue"))
         if user_status is not None:
             s.execute(sa.update(IntegrationUser).where(IntegrationUser.external_id == "order-sync")
-                      .values(status=user_status, updated_at=dt.datetime.now(dt.timezone.utc)))
-    live.services.extras["proxy"].targets.clear()
-    live.services.extras["broker.landscape"].invalidate()
+                      .values(status=user_status, updated_at=dt.datetime.now(dt.UTC)))
+    live.services.proxy.targets.clear()
+    live.services.landscape.invalidate()
 
 
 def test_a_queued_call_is_decided_again_at_delivery(live):
     token = live.govern_token(scope="items.read")
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     _set(live, window=_window_around(now))
     queued = live.proxy(token, "stock-api", "v1/items/7", headers={"X-Correlation-ID": "queued-then-suspended"})
     assert queued.status_code == 202, queued.text

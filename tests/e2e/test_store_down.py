@@ -37,7 +37,7 @@ def test_store_down_then_back(live_vault):
 
     # With the vault store the cached tokens are sealed by Vault's transit engine: serving them with the
     # store down works only because each process keeps the tokens it already opened (token_cache.OpenedTokens).
-    assert live.services.extras["cache_cipher"].mode == "transit"
+    assert live.services.cache_cipher.mode == "transit"
     bao.stop()
     # 1. A cached token is still served, by the token endpoint and through the proxy.
     again = live.upstream_token(token, "shop-orders")

@@ -12,7 +12,7 @@ import json
 import socket
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
@@ -64,7 +64,7 @@ class ResourceServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "ResourceServer":
+    def start(self) -> ResourceServer:
         self._release.clear()
         self._server = make_server("127.0.0.1", self.port, self._app, threaded=True,
                                    request_handler=_KeepAliveHandler)
@@ -95,6 +95,10 @@ class ResourceServer:
 
     def slow_next(self, n: int = 1, delay: float = 5.0) -> None:
         self._push(_Fault("slow", delay=delay), n)
+
+    def release_slow(self) -> None:
+        """Let every slow answer go now (and later ones too, until the next `start`)."""
+        self._release.set()
 
     def redirect_next(self, location: str, n: int = 1, status: int = 302) -> None:
         self._push(_Fault("redirect", status=status, location=location), n)

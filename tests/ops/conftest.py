@@ -48,7 +48,7 @@ def ops_env(settings, fake_upstream, resources):
         nc.url = resources.url + "/api"
         nc.retry = {"attempts": 1}
         nc.circuit_breaker = {"failures": 2, "reset": 300}
-    services.extras["proxy"].sleep = lambda seconds: None
+    services.proxy.sleep = lambda seconds: None
     app = create_app({"TESTING": True}, services=services)
     yield OpsEnv(services, app.test_client(), names, fake_upstream, resources)
     services.close()

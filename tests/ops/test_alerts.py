@@ -90,7 +90,7 @@ def receiver():
 
 
 def test_check_alerts_posts_signed_webhooks_once_per_condition(services, receiver):
-    services.extras["notifier"] = WebhookNotifier(receiver.url, WEBHOOK_SECRET)
+    services.notifier = WebhookNotifier(receiver.url, WEBHOOK_SECRET)
     now = utcnow()
     with session_scope(services.sessions) as s:
         ref = SecretRef(external_id="db-password", owner_kind="static", owner="db", field="secret",
@@ -123,13 +123,13 @@ def test_a_failed_send_is_retried_on_the_next_check(services, receiver):
         def notify(self, event, payload):
             raise ConnectionError("webhook down")
 
-    services.extras["notifier"] = Broken()
+    services.notifier = Broken()
     now = utcnow()
     with session_scope(services.sessions) as s:
         s.add(SecretRef(external_id="k", owner_kind="static", owner="k", field="secret", path="static/k/secret",
                         next_due_at=now - dt.timedelta(days=2)))
     assert check_alerts(services, now)["failed"] == ["secrets_overdue"]
-    services.extras["notifier"] = WebhookNotifier(receiver.url, WEBHOOK_SECRET)
+    services.notifier = WebhookNotifier(receiver.url, WEBHOOK_SECRET)
     assert check_alerts(services, now)["sent"] == ["secrets_overdue"]
 
 

@@ -11,7 +11,7 @@ from tests.broker.conftest import FakeClock
 def test_backlog_counts_unwritten_records_and_their_age(services):
     clock = FakeClock()
     # The writer lingers: nothing is written until flush() wakes it, and the appenders wait for their commit.
-    log = ChainedDecisionLog(services.engine, clock, services.extras["decision_keys"], linger_seconds=60)
+    log = ChainedDecisionLog(services.engine, clock, services.decision_keys, linger_seconds=60)
     appenders = [threading.Thread(target=log.append, kwargs=dict(action="token", named_credential="erp-api",
                                                                  allowed=False, rules=["default-deny"]))
                  for _ in range(3)]

@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from govern.domain.secret import Secret
 from govern.store.db import session_scope
-from govern.store.tables import ExternalCredential, NamedCredential, Principal, SecretRef, System
+from govern.store.tables import ExternalCredential, NamedCredential, SecretRef, System
 from tests.factories import make_landscape
 from tests.fakes.resource_server import ResourceServer
 from tests.fakes.secret_store import MemorySecretStore
@@ -42,7 +42,7 @@ class Env:
 
     @property
     def proxy(self):
-        return self.services.extras["proxy"]
+        return self.services.proxy
 
     def url(self, path: str, name: str = "erp-api") -> str:
         return f"/api/v1/named-credentials/{name}/proxy/{path}"
@@ -89,7 +89,7 @@ def build_env(settings, upstream, *, cache=None) -> Env:
     services.upstream_tokens = tokens = FakeTokenSource()
     services.secret_store = store = MemorySecretStore()
     notifier = RecordingNotifier()
-    proxy = services.extras["proxy"]
+    proxy = services.proxy
     sleeps: list = []
     proxy.sleep = sleeps.append
     proxy.random = lambda: 1.0  # the largest full-jitter wait, so tests can compute it

@@ -11,7 +11,7 @@ from govern.errors import SecretStoreUnavailable, Unauthorized
 
 class FakeClock:
     def __init__(self, now: dt.datetime | None = None):
-        self._now = now or dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc)  # a Tuesday
+        self._now = now or dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)  # a Tuesday
 
     def now(self) -> dt.datetime:
         return self._now
@@ -79,7 +79,7 @@ class FakeTokenSource:
                 raise SecretStoreUnavailable("the (fake) secret store is down")
             self.issued += 1
             token = UpstreamToken(Secret(f"upstream-token-{self.issued}"), "Bearer",
-                                  dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+                                  dt.datetime.now(dt.UTC) + dt.timedelta(hours=1))
             self.cached[key] = token
             return token
 

@@ -42,7 +42,7 @@ def test_no_budget_means_no_counting(env):
 
 
 def test_seconds_to_end_of_day():
-    assert seconds_to_end_of_day(dt.datetime(2026, 1, 1, 23, 59, 30, tzinfo=dt.timezone.utc)) == 30
+    assert seconds_to_end_of_day(dt.datetime(2026, 1, 1, 23, 59, 30, tzinfo=dt.UTC)) == 30
 
 
 def test_each_retry_is_another_call_against_the_budget(env):

@@ -14,7 +14,7 @@ from govern.broker.proxy.queue import MAX_ATTEMPTS, deliver_queued
 from govern.store.proxy_tables import DeadLetter, QueuedCall
 from tests.proxy.conftest import API_KEY, CALLER, use_api_key
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 WINDOW = [{"day": "tue", "start": "11:00", "end": "13:00"}]  # the fake clock is Tuesday 12:00 UTC
 AFTER = dt.datetime(2026, 11, 24, 13, 0, 1, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import pytest
 
 from tests.fakes.secret_store import MemorySecretStore
 
-T0 = dt.datetime(2026, 11, 24, 6, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2026, 11, 24, 6, 0, tzinfo=dt.UTC)
 
 
 class StepClock:
@@ -46,15 +46,15 @@ def notifier():
     return RecordingNotifier()
 
 
-def build(settings, clock, notifier, store=None, *, real_store: bool = False, **extras):
+def build(settings, clock, notifier, store=None, *, real_store: bool = False, **overrides):
     """Services for rotation tests: the in-memory fake store, or with `real_store` the product's store
     from the settings (the LocalSecretStore on the test database, shared by every process using it)."""
     from govern.bootstrap import build_services
 
-    svc = build_services(settings, clock=clock, **extras)
+    svc = build_services(settings, clock=clock, **overrides)
     if not real_store:
         svc.secret_store = store or MemorySecretStore()
-    svc.extras["notifier"] = notifier
+    svc.notifier = notifier
     return svc
 
 

@@ -14,7 +14,7 @@ from tests.rotation.test_runner_static import FlakyRotator
 def api(services, admin_token, clock, notifier):
     services.secret_store = MemorySecretStore()
     services.clock = clock
-    services.extras["notifier"] = notifier
+    services.notifier = notifier
     return services
 
 

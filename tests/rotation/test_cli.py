@@ -8,7 +8,6 @@ from sqlmodel import select
 
 from govern.store.db import session_scope
 from govern.store.tables import ExternalCredential, RotationRun, SecretRef, SecretVersion, System
-from tests.fakes.secret_store import MemorySecretStore
 from tests.rotation.conftest import add_secret
 
 
@@ -23,7 +22,7 @@ def store(monkeypatch, rsvc, clock, notifier):
     def build(settings, **kw):
         svc = build_services(settings, clock=clock)
         svc.secret_store = shared
-        svc.extras["notifier"] = notifier
+        svc.notifier = notifier
         return svc
 
     monkeypatch.setattr(context, "build_services", build)

@@ -74,7 +74,7 @@ def instance(tmp_path, postgres_url):
            "PYTHONPATH": str(ROOT)}
     env.pop("GOVERN_REDIS_URL", None)
     services = build_services(load_settings({}, home=home, database_url=postgres_url))
-    for step in services.extras.get("init_steps", []):
+    for step in services.init_steps:
         step(services)
     server = make_server("127.0.0.1", 0, create_app({}, services=services), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -134,8 +134,12 @@ def test_a_crash_after_each_step_is_resumed_by_rotate_and_the_latest_version_alw
             assert run.state in machine.ACTIVE, (point, step, run.state)
             if step != "finish":
                 assert latest() == seen[-1]  # the pending secret is staged apart until it is promoted
-            wait_for(lambda: _state(services)[2].claimed_until.replace(tzinfo=dt.timezone.utc)
-                     < dt.datetime.now(dt.timezone.utc), 30, "the dead process's lease ran out")
+            wait_for(lambda: _state(services)[2].claimed_until.replace(tzinfo=dt.UTC)
+                     < dt.datetime.now(dt.UTC), 30, "the dead process's lease ran out")
+        if step == "create_pending":  # once: the dry run says what --commit will do
+            planned = _run(env, "-m", "govern", "rotate", NAME)
+            assert planned.returncode == 0 and "would_resume" in planned.stdout, planned.stdout + planned.stderr
+            assert "run 1 at set" in planned.stdout, planned.stdout
         resumed = _run(env, "-m", "govern", "rotate", NAME, "--commit")
         assert resumed.returncode == 0, resumed.stdout + resumed.stderr
         assert resumed.stdout.startswith("finished"), resumed.stdout

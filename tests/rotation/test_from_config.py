@@ -49,7 +49,7 @@ def _ref(services, name) -> SecretRef:
 
 
 def _aware(value):
-    return value.replace(tzinfo=dt.timezone.utc) if value is not None and value.tzinfo is None else value
+    return value.replace(tzinfo=dt.UTC) if value is not None and value.tzinfo is None else value
 
 
 def test_apply_put_move_clock_rotate(cli, services, clock, tmp_path):

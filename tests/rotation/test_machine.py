@@ -7,7 +7,7 @@ import pytest
 
 from govern.rotation import machine as m
 
-T = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+T = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 def test_happy_path_visits_the_four_steps():

@@ -53,19 +53,19 @@ def test_webhook_failure_never_breaks_the_run(rsvc):
 
 
 def test_interval_and_cron_schedules_in_utc():
-    after = dt.datetime(2026, 1, 31, 10, 30, tzinfo=dt.timezone.utc)
+    after = dt.datetime(2026, 1, 31, 10, 30, tzinfo=dt.UTC)
     assert schedule.next_due("90d", after) == after + dt.timedelta(days=90)
     assert schedule.next_due("12h", after) == after + dt.timedelta(hours=12)
-    assert schedule.next_due("0 3 1 * *", after) == dt.datetime(2026, 2, 1, 3, 0, tzinfo=dt.timezone.utc)
+    assert schedule.next_due("0 3 1 * *", after) == dt.datetime(2026, 2, 1, 3, 0, tzinfo=dt.UTC)
     cet = dt.timezone(dt.timedelta(hours=1))
-    assert schedule.next_due("0 3 * * *", after.astimezone(cet)) == dt.datetime(2026, 2, 1, 3, 0, tzinfo=dt.timezone.utc)
+    assert schedule.next_due("0 3 * * *", after.astimezone(cet)) == dt.datetime(2026, 2, 1, 3, 0, tzinfo=dt.UTC)
     for bad in ("0d", "soon", "61 * * * *"):
         with pytest.raises(ValidationFailed):
             schedule.next_due(bad, after)
 
 
 def test_jitter_is_bounded_and_injected():
-    after = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    after = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
     class Max:
         def uniform(self, a, b):

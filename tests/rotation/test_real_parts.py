@@ -76,7 +76,7 @@ def test_store_key_rotation_rewraps_the_local_store(settings):
         other = LocalSecretStore(services.sessions, lambda: build_keyring(settings))
         assert other.get("app/one").reveal() == "value-one"  # another process, with the key list loaded
         before = store.keyring.current.key_id
-        sealed = services.extras["cache_cipher"].seal(b"cached")
+        sealed = services.cache_cipher.seal(b"cached")
         add_secret(services, "govern/store-key", rotator="store_key", owner_kind="govern", initial=None,
                    due_at=services.clock.now())
         assert [o.status for o in RotationService(services, worker_id="w1").tick()] == ["finished"]
@@ -84,7 +84,7 @@ def test_store_key_rotation_rewraps_the_local_store(settings):
         assert after != before and store.key_usage() == {after: 2}
         assert store.get("app/two").reveal() == "value-two"
         assert other.get("app/one").reveal() == "value-one"  # it re-reads the key list on an unknown key id
-        cipher = services.extras["cache_cipher"]
+        cipher = services.cache_cipher
         assert cipher.open(sealed) == b"cached"  # the old key stays for reading
         assert cipher.open(cipher.seal(b"fresh")) == b"fresh"
     finally:

@@ -36,8 +36,8 @@ def _load_user(services, name):
 
 def test_client_secret_both_valid_during_overlap_then_only_new(rsvc, clock):
     _user(rsvc, "erp-sync", "old-secret-value")
-    ref_id = add_secret(rsvc, "iu/erp-sync/client_secret", rotator="client_secret", owner_kind="integration_user",
-                        owner="erp-sync", initial="old-secret-value", overlap=3600)
+    add_secret(rsvc, "iu/erp-sync/client_secret", rotator="client_secret", owner_kind="integration_user",
+               owner="erp-sync", initial="old-secret-value", overlap=3600)
     svc = RotationService(rsvc, worker_id="w1")
     assert [o.status for o in svc.tick()] == ["finished"]
     new = rsvc.secret_store.get("rotation-test/iu/erp-sync/client_secret").reveal()
@@ -61,9 +61,9 @@ def test_client_secret_rule_refuses_inactive_users():
         previous_client_secret_hash = None
         previous_secret_expires_at = None
 
-    assert not verify_client_secret(U(), "s3cret", dt.datetime.now(dt.timezone.utc))
+    assert not verify_client_secret(U(), "s3cret", dt.datetime.now(dt.UTC))
     U.status = "active"
-    assert verify_client_secret(U(), "s3cret", dt.datetime.now(dt.timezone.utc))
+    assert verify_client_secret(U(), "s3cret", dt.datetime.now(dt.UTC))
 
 
 # --- signing keys and store keys -------------------------------------------------------------------
@@ -81,7 +81,7 @@ class FakeKeySet:
 
 
 def test_signing_keys_not_configured_is_a_per_item_failure(rsvc):
-    rsvc.extras.pop("signing_keys")  # as in an instance without the authorization server
+    rsvc.signing_key_hook = None  # as in an instance without the authorization server
     add_secret(rsvc, "govern/signing", rotator="signing_keys", owner_kind="govern", initial=None)
     add_secret(rsvc, "other", rotator="static")
     out = {o.secret: o for o in RotationService(rsvc, worker_id="w1").tick()}
@@ -91,7 +91,7 @@ def test_signing_keys_not_configured_is_a_per_item_failure(rsvc):
 
 def test_signing_keys_rotate_through_the_hook(rsvc):
     keys = FakeKeySet()
-    rsvc.extras["signing_keys"] = keys
+    rsvc.signing_key_hook = keys
     add_secret(rsvc, "govern/signing", rotator="signing_keys", owner_kind="govern", initial=None)
     svc = RotationService(rsvc, worker_id="w1")
     assert [o.status for o in svc.tick()] == ["finished"]
@@ -111,7 +111,7 @@ def test_store_key_not_supported_by_the_fake_store(rsvc):
 def test_store_key_delegates_to_the_store_and_cache_cipher(rsvc):
     calls = []
     rsvc.secret_store.rotate_key = lambda: calls.append("store")
-    rsvc.extras["cache_cipher"] = type("C", (), {"rotate": lambda self: calls.append("cache")})()
+    rsvc.cache_cipher = type("C", (), {"rotate": lambda self: calls.append("cache")})()
     rsvc.secret_store.put("some/secret", Secret("v"))
     add_secret(rsvc, "govern/store-key", rotator="store_key", owner_kind="govern", initial=None)
     (o,) = RotationService(rsvc, worker_id="w1").tick()
@@ -173,7 +173,7 @@ def test_upstream_refusing_the_new_secret_fails_the_test_and_keeps_current(rsvc)
         (o,) = RotationService(rsvc, worker_id="w1").tick()
     assert o.status == "retrying" and "refused the new secret (401)" in o.detail
     order = ordered_secrets(rsvc.sessions, rsvc.secret_store, "credential/erp-oauth/client_secret",
-                            dt.datetime.now(dt.timezone.utc))
+                            dt.datetime.now(dt.UTC))
     assert [s.reveal() for s in order] == ["upstream-old"]
 
 

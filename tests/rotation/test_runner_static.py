@@ -85,7 +85,7 @@ def test_crash_at_any_step_is_resumed_by_the_next_worker(rsvc, clock, point, cra
         assert [o.status for o in outcomes] == ["finished"]
     assert run.state == machine.FINISHED
     assert _versions(rsvc, ref_id) == {1: "previous", 2: "current"}  # no stray version from the retry
-    assert rsvc.secret_store.metadata(f"rotation-test/s1").version == 2
+    assert rsvc.secret_store.metadata("rotation-test/s1").version == 2
 
 
 class FlakyRotator:

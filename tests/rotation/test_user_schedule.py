@@ -34,8 +34,8 @@ def test_the_user_schedule_drives_its_client_secret(runner, tmp_path, services):
                          input="user-secret-1").exit_code == 0
     ref = _ref(services)
     assert (ref.rotator, ref.schedule, ref.overlap_seconds) == ("client_secret", "30d", 12 * 3600)
-    set_at = ref.set_at if ref.set_at.tzinfo else ref.set_at.replace(tzinfo=dt.timezone.utc)
-    due = ref.next_due_at if ref.next_due_at.tzinfo else ref.next_due_at.replace(tzinfo=dt.timezone.utc)
+    set_at = ref.set_at if ref.set_at.tzinfo else ref.set_at.replace(tzinfo=dt.UTC)
+    due = ref.next_due_at if ref.next_due_at.tzinfo else ref.next_due_at.replace(tzinfo=dt.UTC)
     assert dt.timedelta(days=30) <= due - set_at <= dt.timedelta(days=30, hours=1)  # plus jitter
 
     exported = runner.invoke(["export"]).output
@@ -45,7 +45,7 @@ def test_the_user_schedule_drives_its_client_secret(runner, tmp_path, services):
     # Due: `govern rotate --due` (a dry run) lists it with the client_secret rotator.
     with session_scope(services.sessions) as s:
         s.execute(sa.update(SecretRef).where(SecretRef.external_id == REF)
-                  .values(next_due_at=dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)))
+                  .values(next_due_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)))
     due_run = runner.invoke(["rotate", "--due"])
     assert REF in due_run.output and "dry run" in due_run.output.lower(), due_run.output
 

@@ -38,7 +38,7 @@ def test_worker_once_runs_each_job(worker_cli, env):  # noqa: F811
     r = env.client.post(env.url("orders"), data=json.dumps({"n": 1}),
                         headers={**CALLER, "Content-Type": "application/json"})
     assert r.status_code == 202
-    keys = env.services.extras["broker.signing_keys"]
+    keys = env.services.signing_keys
     first = keys.rotate()
     keys.rotate()  # `first` now retires once the tokens it signed have expired
     add_secret(env.services, "a")
@@ -87,7 +87,7 @@ def test_worker_pass_posts_alerts_once_then_resolves(services):
             self.events.append((event, payload))
 
     recorder = Recorder()
-    services.extras["notifier"] = recorder
+    services.notifier = recorder
     with session_scope(services.sessions) as s:
         s.add(SecretRef(external_id="credential/x/client_secret", owner_kind="credential", owner="x",
                         field="client_secret", path="credential/x/client_secret",

@@ -30,7 +30,7 @@ def test_four_workers_rotate_each_secret_exactly_once(tmp_path, postgres_url, pg
     # Due a minute ago in real time: the worker processes use the system clock.
     import datetime as dt
 
-    due = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    due = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1)
     names = [f"static-{i}" for i in range(40)]
     for name in names:
         add_secret(services, name, due_at=due)

@@ -35,5 +35,5 @@ def test_tampered_and_foreign_blobs_are_refused():
 
 
 def test_services_offer_a_cache_cipher(services):
-    cipher = services.extras["cache_cipher"]
+    cipher = services.cache_cipher
     assert cipher.open(cipher.seal(b"abc")) == b"abc"

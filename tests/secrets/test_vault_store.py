@@ -22,7 +22,7 @@ class FakeClock:
         self.t = 1000.0
 
     def now(self):
-        return dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(seconds=self.t)
+        return dt.datetime(2026, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=self.t)
 
     def monotonic(self):
         return self.t

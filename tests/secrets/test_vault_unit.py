@@ -53,7 +53,7 @@ class FakeClock:
     def now(self):
         import datetime as dt
 
-        return dt.datetime.now(dt.timezone.utc)
+        return dt.datetime.now(dt.UTC)
 
     def monotonic(self):
         return self.t

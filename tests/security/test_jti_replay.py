@@ -19,8 +19,7 @@ def _two_instances(govern_instance):
     """Two govern processes' worth of services and apps over one database, no Redis (the default)."""
     first_services, first = govern_instance()
     second_services, second = govern_instance()
-    assert "redis" not in (first_services.cache.kind, second_services.cache.kind)
-    assert first_services.settings.redis_url is None
+    assert first_services.cache.kind == second_services.cache.kind == "database"  # no Redis
     assert first_services.engine is not second_services.engine
     return first, second
 
@@ -80,7 +79,7 @@ def test_expired_rows_are_purged_and_only_live_rows_prove_a_replay(govern_instan
 
     class Clock:
         def __init__(self):
-            self.t = dt.datetime(2026, 12, 1, tzinfo=dt.timezone.utc)
+            self.t = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 
         def now(self):
             return self.t

@@ -19,7 +19,7 @@ def _json_block(view, context, model, name):
     value = getattr(model, name)
     if not value:
         return Markup('<span class="gv-muted">none</span>')
-    return Markup(f"<pre class='mb-0'>{escape(json.dumps(value, indent=2, sort_keys=True, default=str))}</pre>")
+    return Markup(f"<pre class='mb-0'>{escape(json.dumps(value, indent=2, sort_keys=True, default=str))}</pre>")  # noqa: S704 - values escaped
 
 
 def _system_name(view, context, model, name):

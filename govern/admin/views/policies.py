@@ -2,7 +2,7 @@
 change through review in git, never through the console.
 
 Validation uses the policy package's validator when this build has one (`govern.policy.guardrails.
-validate_directory`, or a callable in services.extras["policy_validator"] taking the folder and returning
+validate_directory`, or a callable in services.policy_validator taking the folder and returning
 (reports with .file and .errors, folder-level problems)); otherwise each file is marked "unavailable".
 """
 from __future__ import annotations
@@ -20,13 +20,13 @@ POLICY_SUFFIXES = (".cedar", ".cedarschema", ".json", ".yaml", ".yml")
 def policies_dir(services) -> Path:
     from govern.policy.guardrails import policies_directory
 
-    configured = services.extras.get("policies_dir")
+    configured = services.policies_dir
     return Path(configured) if configured else policies_directory(services.settings)
 
 
 def _validator(services):
-    if services.extras.get("policy_validator") is not None:
-        return services.extras["policy_validator"]
+    if services.policy_validator is not None:
+        return services.policy_validator
     try:
         from govern.policy.guardrails import validate_directory
     except ImportError:

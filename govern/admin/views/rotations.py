@@ -18,7 +18,7 @@ _STATE_BADGE = {"finished": "success", "failed": "danger", "parked": "danger", "
 
 
 def _state(view, context, model, name):
-    return Markup(f'<span class="badge badge-{_STATE_BADGE.get(model.state, "info")}">{escape(model.state)}</span>')
+    return Markup(f'<span class="badge badge-{_STATE_BADGE.get(model.state, "info")}">{escape(model.state)}</span>')  # noqa: S704 - values escaped
 
 
 def _secret(view, context, model, name):
@@ -28,7 +28,7 @@ def _secret(view, context, model, name):
 
 def _steps(view, context, model, name):
     # Steps hold step names, times and outcomes written by the rotation service, never values.
-    return Markup(f"<pre class='mb-0'>{escape(json.dumps(model.steps or [], indent=2, default=str))}</pre>")
+    return Markup(f"<pre class='mb-0'>{escape(json.dumps(model.steps or [], indent=2, default=str))}</pre>")  # noqa: S704 - values escaped
 
 
 def _run_actions(view, context, model, name):
@@ -40,7 +40,7 @@ def _run_actions(view, context, model, name):
     if not acknowledged:
         parts.append(post_button(url_for(".acknowledge_view"), "Acknowledge", {"run": model.id},
                                  css="btn-outline-secondary", element_id=f"gv-ack-{model.id}"))
-    return Markup("".join(parts))
+    return Markup("".join(parts))  # noqa: S704 - reviewed: every interpolated value is escaped or a constant
 
 
 class RotationRunView(ReadOnlyView):

@@ -18,7 +18,7 @@ def _days(model: AuditModel, when: dt.datetime | None) -> int | None:
     if when is None:
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
+        when = when.replace(tzinfo=dt.UTC)
     return (model.now - when).days
 
 
@@ -34,7 +34,7 @@ def stale_user(model: AuditModel):
         usage = model.usage.get(u.id)
         seen = (u.last_used_at, usage.last_at if usage else None, model.last_allowed_at.get(u.id))
         last = max([t for t in seen if t is not None], default=None,
-                   key=lambda t: t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc))
+                   key=lambda t: t if t.tzinfo else t.replace(tzinfo=dt.UTC))
         if last is not None:
             idle = _days(model, last)
             if idle is not None and idle > limit:
@@ -129,7 +129,7 @@ def rotation_missing(model: AuditModel):
             cred = model.credentials.get(s.owner)
             if not (cred and (cred.rotation.get("every") or cred.rotation.get("cron"))):
                 yield Hit("secret", s.id, f"secret {s.id} has no rotation schedule", {"owner": s.owner, "field": s.secret_field})
-        elif s.owner_kind == "integration_user" and s.secret_field == "client_secret" and not s.schedule:
+        elif s.owner_kind == "integration_user" and s.secret_field == "client_secret" and not s.schedule:  # noqa: S105 - a field name
             user = model.users.get(s.owner)
             if user is not None and user.status == "active":
                 yield Hit("secret", s.id, f"the client secret of {s.owner} has no rotation schedule",
@@ -158,11 +158,11 @@ def overlap_open(model: AuditModel):
             if ends is None and current and current[0].created_at:
                 ends = current[0].created_at + dt.timedelta(seconds=s.overlap_seconds)
             over = _days(model, ends)
-            if ends is not None and over is not None and ends.replace(tzinfo=ends.tzinfo or dt.timezone.utc) < model.now:
+            if ends is not None and over is not None and ends.replace(tzinfo=ends.tzinfo or dt.UTC) < model.now:
                 yield Hit("secret", s.id, f"previous version {v.version} of {s.id} is still valid after the overlap",
                           {"version": v.version, "overlap_ended": ends.isoformat()})
     for u in model.users.values():
         ends = u.previous_secret_expires_at
-        if u.has_previous_secret and (ends is None or ends.replace(tzinfo=ends.tzinfo or dt.timezone.utc) < model.now):
+        if u.has_previous_secret and (ends is None or ends.replace(tzinfo=ends.tzinfo or dt.UTC) < model.now):
             yield Hit("integration_user", u.id, f"previous client secret of {u.id} is still accepted",
                       {"previous_secret_expires_at": ends.isoformat() if ends else None})

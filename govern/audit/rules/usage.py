@@ -76,7 +76,8 @@ def unused_scope(model: AuditModel):
                                                         **item.detail})
 
 
-@rule("GOV-USAGE-003", "Unused methods, paths, objects or object permissions in a grant", "low", rationale=S7_MIN, needs_usage=True,
+@rule("GOV-USAGE-003", "Unused methods, paths, objects or object permissions in a grant", "low", rationale=S7_MIN,
+      needs_usage=True,
       remediation="Narrow the grant's methods and path patterns to those used (see the right-sized set).")
 def unused_methods_paths(model: AuditModel):
     for rec, item in _unused(model, {"methods", "paths", "objects", "object_permissions"}):

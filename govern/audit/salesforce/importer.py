@@ -96,7 +96,7 @@ def kind_of(path: Path) -> tuple[str | None, str]:
 
 def import_directory(root: str | os.PathLike, now: dt.datetime | None = None) -> ImportResult:
     root = Path(root)
-    model = AuditModel(source="salesforce", now=now or dt.datetime.now(dt.timezone.utc))
+    model = AuditModel(source="salesforce", now=now or dt.datetime.now(dt.UTC))
     result = ImportResult(model)
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()

@@ -22,7 +22,7 @@ class Node:
     line: int
     text: str = ""
     attrs: dict[str, str] = field(default_factory=dict)
-    children: list["Node"] = field(default_factory=list)
+    children: list[Node] = field(default_factory=list)
 
     def child_text(self, tag: str, default: str | None = None) -> str | None:
         for c in self.children:
@@ -30,10 +30,10 @@ class Node:
                 return c.text
         return default
 
-    def find(self, tag: str) -> "Node | None":
+    def find(self, tag: str) -> Node | None:
         return next((c for c in self.children if c.tag == tag), None)
 
-    def all(self, tag: str) -> list["Node"]:
+    def all(self, tag: str) -> list[Node]:
         return [c for c in self.children if c.tag == tag]
 
     def flag(self, tag: str) -> bool:

@@ -10,7 +10,7 @@ def build_proxy(services) -> Any:
     from govern.broker.proxy.service import ProxyService
 
     proxy = ProxyService(services)
-    services.extras.setdefault("_closers", []).append(proxy.transport.close)
+    services.closers.append(proxy.transport.close)
     return proxy
 
 

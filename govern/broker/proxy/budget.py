@@ -17,8 +17,8 @@ ALERT_RATIO = 0.8
 
 
 def seconds_to_end_of_day(now: dt.datetime) -> int:
-    now = now.astimezone(dt.timezone.utc)
-    end = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(0), tzinfo=dt.timezone.utc)
+    now = now.astimezone(dt.UTC)
+    end = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(0), tzinfo=dt.UTC)
     return max(1, int((end - now).total_seconds() + 0.999))
 
 
@@ -30,7 +30,7 @@ class DailyBudget:
         self.background = background
 
     def _key(self, system: str, now: dt.datetime) -> str:
-        return f"proxy:budget:{system}:{now.astimezone(dt.timezone.utc).date().isoformat()}"
+        return f"proxy:budget:{system}:{now.astimezone(dt.UTC).date().isoformat()}"
 
     def used(self, system: str) -> int:
         return int(self.cache.get(self._key(system, self.clock.now())) or 0)
@@ -47,7 +47,7 @@ class DailyBudget:
             self.cache.incr(key, -1, ttl=ttl)
             raise BudgetExhausted(system, budget, ttl)
         if count >= budget * ALERT_RATIO:
-            day = now.astimezone(dt.timezone.utc).date().isoformat()
+            day = now.astimezone(dt.UTC).date().isoformat()
             if self.cache.add(f"proxy:budget-alert:{system}:{day}", b"1", ttl=ttl + 60):
                 self._alert(system, budget, count, day)
         return count

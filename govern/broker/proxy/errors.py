@@ -136,3 +136,16 @@ class IdempotencyKeyReused(ValidationFailed):
     def __init__(self):
         super().__init__([{"location": "header.Idempotency-Key",
                            "message": "this key was already used with a different method, path or body"}])
+
+
+class BulkheadFull(GovernError):
+    """Every slot for calls to this system is taken in this govern process (the bulkhead): a slow system
+    must not hold every thread, so the call is refused after a short wait instead of queueing behind it."""
+
+    code = "upstream_concurrency_limit"
+    status = 503
+    title = "Too many calls to the upstream system are in flight"
+
+    def __init__(self, system: str, limit: int, retry_after: int = 1):
+        super().__init__(f"{system} already has {limit} calls in flight from this govern process; retry shortly",
+                         extra={"system": system, "limit": limit}, headers={"Retry-After": str(max(1, retry_after))})

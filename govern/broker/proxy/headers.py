@@ -2,7 +2,7 @@
 Cookie never reach the upstream, and the upstream's Set-Cookie never reaches the caller. Pure."""
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 REQUEST_HEADERS = {
     "accept", "accept-language", "content-type", "content-language", "idempotency-key", "if-match",

@@ -16,7 +16,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass
-from typing import Callable
+from collections.abc import Callable
 
 from govern.broker.proxy.errors import IdempotencyInFlight, IdempotencyKeyReused
 

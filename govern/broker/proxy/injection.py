@@ -6,7 +6,8 @@ By protocol of the external credential:
 - api_key_header: header `header_name` with the `api_key` secret;
 - custom_header: header `header_name` with the `value` secret.
 Secrets are found through the SecretRef rows `govern secrets put` writes (`credential/<credential>/<field>`,
-or `credential/<credential>/principal/<principal>/<field>`) and read from the secret store at `SecretRef.path`. A store that is down, with nothing cached, is DegradedMode.
+or `credential/<credential>/principal/<principal>/<field>`) and read from the secret store at `SecretRef.path`.
+A store that is down, with nothing cached, is DegradedMode.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 from govern.domain.maintenance import DAYS, MaintenanceWindow  # noqa: F401 - re-exported
 from govern.domain.maintenance import window_end as _window_end

@@ -41,7 +41,7 @@ class ItemOutcome:
 
 
 def _proxy(services):
-    return services.extras["proxy"]
+    return services.proxy
 
 
 def enqueue(services, call, target, path: str, query: str, principal: str | None, not_before: dt.datetime):
@@ -196,7 +196,7 @@ def deliver_queued(services, now: dt.datetime | None = None, *, limit: int = 100
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _bury(session, row: QueuedCall, reason: str, now: dt.datetime) -> None:

@@ -2,8 +2,9 @@
 
 Order of the checks, each cheaper than the next and all before any upstream call:
 named credential -> path (SSRF) -> the named credential's own method/path allowlist -> policy decision
--> maintenance window (refuse or queue) -> Idempotency-Key (replay, 409, 422) -> circuit breaker
--> daily budget -> credential injection -> the call, with retries -> breaker and idempotency bookkeeping.
+-> maintenance window (refuse or queue) -> Idempotency-Key (replay, 409, 422) -> the system's bulkhead
+(a slot among its concurrent calls, bulkhead.py) -> circuit breaker -> daily budget -> credential injection
+-> the call, with retries -> breaker and idempotency bookkeeping.
 Every decision is logged with the resource, the upstream status and the latency.
 """
 from __future__ import annotations
@@ -13,10 +14,11 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
 from govern.broker.proxy.breaker import CircuitBreakers
+from govern.broker.proxy.bulkhead import DEFAULT_LIMIT, Bulkheads
 from govern.broker.proxy.budget import DailyBudget
 from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, NamedCredentialForbids, PathNotAllowed,
                                         UnsafeUpstreamRequest, UpstreamAnswerTooLarge, UpstreamRateLimited,
@@ -78,8 +80,11 @@ class ProxyService:
         self.targets = TargetCache(svc.sessions)
         self.injector = CredentialInjector(svc)
         self.breakers = CircuitBreakers(svc.cache, svc.clock)
-        self.budget = DailyBudget(svc.cache, svc.clock, svc.extras.get("notifier"))
+        self.budget = DailyBudget(svc.cache, svc.clock, svc.notifier)
         self.idempotency = IdempotencyStore(svc.cache, sleep=lambda s: self.sleep(s))
+        settings = getattr(svc, "settings", None)
+        self.bulkheads = Bulkheads(getattr(settings, "proxy_max_concurrent_calls", DEFAULT_LIMIT),
+                                   metrics=getattr(svc, "metrics", None))
 
     # --- the entry point ------------------------------------------------------------------------
 
@@ -170,13 +175,20 @@ class ProxyService:
             if stored is not None:
                 return ProxyResult(stored.status, {**stored.headers, "Idempotent-Replayed": "true"}, stored.body,
                                    replayed=True)
+        slot = None
         try:
+            slot = self.bulkheads.acquire(target.system, target.max_concurrent_calls)
             probe = self.admit(target, decision.allow_budget_overdraft)
             response = self.exchange(target, method, url, call.headers, call.body, principal, call.correlation_id,
                                      retry_ok=may_retry(method, call.idempotency_key), outcome=outcome, probe=probe,
                                      budget_overdraft=decision.allow_budget_overdraft,
                                      scopes=decision.scopes_granted)
+            # Every way of reading the answer ends by closing it (read whole, or streamed to the end or
+            # closed by the server): that is when the slot is given back.
+            response = _ReleasingResponse(response, slot)
         except BaseException:
+            if slot is not None:
+                slot.release()
             if keyed:
                 self.idempotency.release(caller, target.named_credential, call.idempotency_key)
             raise
@@ -394,7 +406,45 @@ def _read_up_to(target: Target, response, limit: int) -> tuple[bytes, Iterator[b
     return b"".join(read), None
 
 
-def _stream(response, chunk: int = 64 * 1024, *, first: list[bytes] = (), parts=None) -> Iterator[bytes]:
+class _ReleasingResponse:
+    """The upstream response, whose close() also gives back the call's bulkhead slot (once)."""
+
+    def __init__(self, response, slot):
+        self._response = response
+        self._slot = slot
+
+    def __getattr__(self, name):
+        return getattr(self._response, name)
+
+    def close(self) -> None:
+        try:
+            self._response.close()
+        finally:
+            self._slot.release()
+
+
+class _Stream:
+    """A streamed answer that closes the upstream response when it is read to the end, or when the WSGI
+    server closes it, even if the client left before the first chunk (a generator that never started
+    would not run its `finally`, and would keep the connection and the bulkhead slot)."""
+
+    def __init__(self, chunks: Iterator[bytes], response):
+        self._chunks = chunks
+        self._response = response
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._chunks
+
+    def close(self) -> None:
+        self._chunks.close()
+        self._response.close()
+
+
+def _stream(response, chunk: int = 64 * 1024, *, first: list[bytes] = (), parts=None) -> _Stream:
+    return _Stream(_chunks(response, chunk, first=first, parts=parts), response)
+
+
+def _chunks(response, chunk: int, *, first: list[bytes] = (), parts=None) -> Iterator[bytes]:
     try:
         yield from first
         try:

@@ -36,6 +36,7 @@ class Target:
     system_id: int
     daily_api_budget: int | None
     maintenance_windows: tuple[MaintenanceWindow, ...]
+    max_concurrent_calls: int | None = None  # the system contract's bulkhead (None: the default)
     principals: dict[str, str | None] = field(default_factory=dict)  # name -> upstream subject
 
 
@@ -60,6 +61,7 @@ def load_target(sessions, name: str) -> Target:
             system_id=system.id, daily_api_budget=system.daily_api_budget,
             maintenance_windows=tuple(parse_stored(list[MaintenanceWindow], system.maintenance_windows,
                                                    f"system {system.external_id}: maintenance_windows")),
+            max_concurrent_calls=(system.contract or {}).get("max_concurrent_calls"),
             principals={p.name: p.subject for p in principals},
         )
 

@@ -30,7 +30,7 @@ import ssl
 import threading
 import time
 import zlib
-from typing import Iterator
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import httptools
@@ -165,7 +165,7 @@ class _Connection:
 class UpstreamResponse:
     """The few things the proxy reads from an answer; `close()` returns the connection to the pool."""
 
-    def __init__(self, transport: "HttpTransport", origin: str, conn: _Connection, parser, exchange: _Exchange,
+    def __init__(self, transport: HttpTransport, origin: str, conn: _Connection, parser, exchange: _Exchange,
                  method: str, deadline: float):
         self._transport = transport
         self._deadline = deadline

@@ -9,17 +9,21 @@ from govern.broker.upstream.service import UpstreamTokens
 
 def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     """Wire the broker from the composition root's Services."""
-    from govern.broker.upstream.cipher import AesGcmCipher
     from govern.broker.upstream.http import RequestsTokenHttp
     from govern.broker.upstream.journal import RefreshJournalRepo
     from govern.broker.upstream.reconnect import safe_notifier
     from govern.broker.upstream.secret_refs import CredentialSecrets
     from govern.broker.upstream.single_flight import DatabaseSingleFlight, RedisSingleFlight
     from govern.broker.upstream.token_cache import TokenCache
-    from govern.config import instance_secret_key
 
     settings = services.settings
-    cipher = _LazyCipher(services, lambda: AesGcmCipher.derived_from(instance_secret_key(settings)))
+    # The secrets package is the one place that encrypts: cached tokens are sealed by its CacheCipher (Vault
+    # transit, or AES-256-GCM under the local master key). bootstrap wires it before the broker.
+    cipher = services.cache_cipher
+    if cipher is None:
+        from govern.errors import ConfigurationError
+
+        raise ConfigurationError("the upstream token cache needs the secrets package's cache cipher")
     cache = services.cache
     lease = float(settings.refresh_lease_seconds)
     redis_flight = RedisSingleFlight(cache, lease=lease) if getattr(cache, "kind", "") == "redis" else None
@@ -48,33 +52,12 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
 
 def _notifier(services):
     """govern's one notifier (govern.notify), wired by the composition root in any order."""
-    notifier = services.extras.get("notifier")
+    notifier = services.notifier
     if notifier is None:
         from govern.notify import build_notifier
 
-        notifier = services.extras.setdefault("notifier", build_notifier(services.settings, services.clock))
+        notifier = services.notifier = services.notifier or build_notifier(services.settings, services.clock)
     return notifier
-
-
-class _LazyCipher:
-    """The secrets package's `extras["cache_cipher"]` when it is wired (in any order in the composition root),
-    else the instance-key AES-GCM cipher. Chosen on first use, then fixed for the life of the process."""
-
-    def __init__(self, services, fallback):
-        self._services = services
-        self._fallback = fallback
-        self._cipher = None
-
-    def _get(self):
-        if self._cipher is None:
-            self._cipher = self._services.extras.get("cache_cipher") or self._fallback()
-        return self._cipher
-
-    def seal(self, data: bytes) -> bytes:
-        return self._get().seal(data)
-
-    def open(self, data: bytes) -> bytes:
-        return self._get().open(data)
 
 
 def build_connect_service(services):

@@ -137,7 +137,7 @@ def _within_overlap(expires_at: dt.datetime | None, set_at: dt.datetime | None, 
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 __all__ = ["CredentialSecrets", "StoredSecret", "ref_external_id", "SecretConflict"]

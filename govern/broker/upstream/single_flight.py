@@ -24,7 +24,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
+from collections.abc import Iterator
 
 import sqlalchemy as sa
 
@@ -122,7 +122,7 @@ class RedisSingleFlight:
                 try:
                     if not self.renew(flight):
                         return
-                except Exception:  # noqa: BLE001 - Redis down: the fenced publish refuses a lapsed lease anyway
+                except Exception:  # noqa: BLE001, S112 - Redis down: the fenced publish refuses a lapsed lease anyway
                     continue
 
         thread = threading.Thread(target=beat, name="refresh-lease-heartbeat", daemon=True)

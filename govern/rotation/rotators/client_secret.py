@@ -69,7 +69,7 @@ class ClientSecretRotator(StoredSecretRotator):
             user = self._user(s, ctx)
             expires = user.previous_secret_expires_at
             if expires is not None and expires.tzinfo is None:
-                expires = expires.replace(tzinfo=dt.timezone.utc)
+                expires = expires.replace(tzinfo=dt.UTC)
             if user.previous_client_secret_hash and (expires is None or expires <= ctx.now):
                 user.previous_client_secret_hash = None
                 user.previous_secret_expires_at = None

@@ -1,5 +1,5 @@
-"""govern's own token-signing keys. The key set lives with the authorization server (services.extras
-["signing_keys"], an object with rotate() and retire_expired()); the JWKS keeps a retired key until the
+"""govern's own token-signing keys. The key set lives with the authorization server (services.signing_key_hook,
+an object with rotate() and retire_expired()); the JWKS keeps a retired key until the
 tokens it signed have expired, which is what retire_expired() decides. Without the hook this rotator
 reports "not configured" for its item instead of failing the batch."""
 from __future__ import annotations
@@ -8,9 +8,9 @@ from govern.rotation.rotators.base import NotConfigured, RotationContext, Rotati
 
 
 def _hook(ctx: RotationContext):
-    hook = ctx.services.extras.get("signing_keys")
+    hook = ctx.services.signing_key_hook
     if hook is None or not hasattr(hook, "rotate"):
-        raise NotConfigured("no signing-key set is configured (services.extras['signing_keys'])")
+        raise NotConfigured("no signing-key set is configured (services.signing_key_hook)")
     return hook
 
 

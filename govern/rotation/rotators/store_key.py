@@ -1,6 +1,6 @@
 """The secret store's own encryption key. The store does the work (`rotate_key()`, e.g. the local
 AES-GCM store re-wrapping data keys under a new master key; Vault transit `rotate`); cached data
-encrypted by govern is then re-encrypted through services.extras["cache_cipher"].rotate() if present.
+encrypted by govern is then re-encrypted through services.cache_cipher.rotate() if present.
 A store without rotate_key() reports "not supported by this store" for its item."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ class StoreKeyRotator:
 
     def set(self, ctx: RotationContext) -> bool:
         ctx.store.rotate_key()
-        cipher = ctx.services.extras.get("cache_cipher")
+        cipher = ctx.services.cache_cipher
         if cipher is not None and hasattr(cipher, "rotate"):
             cipher.rotate()
         return True

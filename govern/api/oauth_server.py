@@ -47,7 +47,7 @@ from govern.store.tables import Assignment, IntegrationUser, PermissionSet
 log = logging.getLogger("govern.oauth")
 
 PRIVATE_KEY_JWT = "private_key_jwt"
-CLIENT_SECRET_BASIC = "client_secret_basic"
+CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 - a method name (RFC 6749 section 2.3.1)
 ASSERTION_ALGORITHMS = ("RS256", "ES256")
 
 
@@ -155,7 +155,7 @@ class PrivateKeyJwtAuth(JWTBearerClientAssertion):
     def validate_jti(self, claims, jti):
         if not isinstance(jti, str) or not jti or len(jti) > 512:
             return False
-        expires = dt.datetime.fromtimestamp(float(claims.get("exp", 0)) + self.leeway, dt.timezone.utc)
+        expires = dt.datetime.fromtimestamp(float(claims.get("exp", 0)) + self.leeway, dt.UTC)
         return self._seen.first_use(str(claims["sub"]), jti, max(expires, self._clock.now()))
 
     def process_assertion_claims(self, assertion, resolve_key):
@@ -196,7 +196,7 @@ class GovernAuthorizationServer(AuthorizationServer):
         self._save_token = self._touch_user
         settings = services.settings
         self.token_url = settings.public_endpoint("/oauth/token")
-        landscape = services.extras["broker.landscape"]
+        landscape = services.landscape
         guard = ClientAuthGuard(rate_limits, lambda: _active_ranges(landscape))
         self.register_grant(GovernClientCredentialsGrant)
         self.register_token_generator("client_credentials", self._generate)
@@ -254,7 +254,7 @@ class GovernAuthorizationServer(AuthorizationServer):
         claims = {"iss": services.settings.issuer, "sub": client.external_id, "aud": AUDIENCE,
                   "iat": now, "nbf": now, "exp": now + lifetime, "jti": secrets.token_urlsafe(16),
                   "client_id": client.external_id, "scope": " ".join(scopes)}
-        keys = services.extras["broker.signing_keys"]
+        keys = services.signing_keys
         return {"access_token": keys.sign(claims), "token_type": "Bearer", "expires_in": lifetime,
                 "scope": " ".join(scopes)}
 
