@@ -27,7 +27,8 @@ def test_docker_compose_config_is_valid():
     if cmd is None:
         need("docker compose", "neither `docker compose` nor docker-compose is installed")
     env = {**os.environ, "POSTGRES_PASSWORD": "p", "GOVERN_VAULT_TOKEN": "t", "GOVERN_SECRET_KEY": "k" * 40,
-           "GOVERN_ADMIN_PASSWORD": "a-long-admin-password"}
+           "GOVERN_ADMIN_PASSWORD": "a-long-admin-password", "GOVERN_PUBLIC_URL": "https://govern.example.com",
+           "GOVERN_METRICS_TOKEN": "m" * 32}
     run = subprocess.run([*cmd, "-f", str(ROOT / "deploy" / "docker-compose.yml"), "config", "-q"],
                          capture_output=True, text=True, env=env)
     assert run.returncode == 0, run.stderr

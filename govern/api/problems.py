@@ -72,20 +72,15 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def _console() -> bool:
-    """The web console (/admin) shows HTML error pages; everything else gets problem+json."""
-    return request.path == "/admin" or request.path.startswith("/admin/")
+    """The web console (/admin) shows HTML error pages; everything else gets problem+json. A request whose
+    Host could not be routed (e.g. an empty label) has no URL adapter, so a console page could not build its
+    links: it gets problem+json too, rather than a second failure and a 500."""
+    from flask.globals import request_ctx
+
+    return (request.path == "/admin" or request.path.startswith("/admin/")) and request_ctx.url_adapter is not None
 
 
 def _console_page(status: int, title: str, detail: str | None = None):
-    from flask import has_request_context
-    from flask.globals import request_ctx
-
     from govern.admin.errors import render_error
 
-    if has_request_context() and request_ctx.url_adapter is None:
-        # The Host could not be routed (e.g. an empty label): the console page cannot build its links,
-        # so answer as the API does rather than fail a second time with a 500.
-        from govern.errors import BadRequest
-
-        return problem_response(BadRequest("the Host header cannot be routed"))
     return render_error(status, title, detail)

@@ -429,7 +429,7 @@ def obs_ip_ranges(world):
     _user(world)["ip_ranges"] = ["10.0.0.0/8"]
     world.apply()
     r = _govern_token_status(world)
-    # Refused before the secret is checked, with the one answer every refusal gets (no enumeration, #14).
+    # One answer for every refusal, the address one included (docs/security.md "Client authentication").
     assert r.status_code == 401 and r.get_json()["error"] == "invalid_client"
 
 

@@ -40,9 +40,9 @@ def gunicorn_govern(tmp_path, settings, runner, fake_upstream, resources):
     store_secrets(runner, refresh_token, bob_pem)
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVERN_REDIS")}
+    # The redirect_uri comes from GOVERN_PUBLIC_URL (never from Host): the address govern is served at.
     env.update(GOVERN_HOME=str(settings.home), GOVERN_DATABASE_URL=settings.database_url,
-               GOVERN_PUBLIC_URL=f"http://127.0.0.1:{port}",  # the redirect_uri is built from it, never from Host
-               GOVERN_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
+               GOVERN_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT), GOVERN_PUBLIC_URL=f"http://127.0.0.1:{port}")
     log = open(tmp_path / "gunicorn.log", "wb")
     proc = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "--workers", "2", "--worker-class",
                              "gthread", "--threads", "4", "--bind", f"127.0.0.1:{port}", "govern.wsgi:app()"],

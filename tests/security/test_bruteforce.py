@@ -9,6 +9,7 @@ import pytest
 
 from tests.security.auth_landscape import (FAR_SECRET, SECRET, applied, assertion, govern_instance,  # noqa: F401
                                            oauth_error, token_with_assertion, token_with_secret)
+from tests.security.auth_landscape import basic as basic_header
 
 LIMITS = {
     "ratelimit_client_failures_per_address_client": "3/15minutes",
@@ -100,6 +101,37 @@ def test_a_guesser_is_stopped_per_client_and_address_and_then_costs_no_hash(inst
     assert scrypt_calls == []
     # Positive control: the client, from another allowed address, gets in at once.
     assert token_with_secret(client, remote="10.1.0.5").status_code == 200
+
+
+def test_a_known_guesser_is_answered_before_flask_with_a_correlation_id(instance, scrypt_calls):
+    """Once refused, a guesser is answered by the WSGI edge: same OAuth shape, correlation id echoed,
+    security headers set, no hash, and no decision-log row per flood request."""
+    services, client = instance
+    for _ in range(4):
+        token_with_secret(client, secret="guess", remote="10.1.0.55")
+    assert services.decision_log.flush()
+    recorded = _decision_count(services)
+    scrypt_calls.clear()
+    for _ in range(10):
+        resp = client.post("/oauth/token", data={"grant_type": "client_credentials"},
+                           headers={**basic_header("order-sync", "guess"), "X-Correlation-ID": "corr-edge-1"},
+                           environ_base={"REMOTE_ADDR": "10.1.0.55"})
+        oauth_error(resp, 429, "slow_down")
+        assert resp.headers["X-Correlation-ID"] == "corr-edge-1"
+        assert resp.headers["X-Content-Type-Options"] == "nosniff" and int(resp.headers["Retry-After"]) > 0
+    assert scrypt_calls == []
+    assert services.decision_log.flush()
+    assert _decision_count(services) == recorded
+    assert token_with_secret(client, remote="10.1.0.56").status_code == 200  # positive control
+
+
+def _decision_count(services) -> int:
+    import sqlalchemy as sa
+
+    from govern.store.tables import Decision
+
+    with services.sessions() as s:
+        return s.execute(sa.select(sa.func.count()).select_from(Decision)).scalar_one()
 
 
 def test_one_address_guessing_across_client_ids_is_stopped(instance, scrypt_calls):
