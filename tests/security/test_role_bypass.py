@@ -23,7 +23,7 @@ MANAGEMENT = [
     ("GET", "/api/v1/integration-users", "auditor"), ("GET", "/api/v1/integration-users/order-sync", "auditor"),
     ("GET", "/api/v1/permission-sets", "auditor"), ("GET", "/api/v1/permission-sets/reader", "auditor"),
     ("GET", "/api/v1/findings", "auditor"), ("GET", "/api/v1/findings/1", "auditor"),
-    ("GET", "/api/v1/audit/runs", "auditor"),
+    ("GET", "/api/v1/audit/runs", "auditor"), ("GET", "/api/v1/decisions", "auditor"),
     ("GET", "/api/v1/breakers", "auditor"), ("GET", "/api/v1/systems/erp/breaker", "auditor"),
     ("GET", "/api/v1/rotations", "auditor"), ("GET", "/api/v1/rotations/1", "auditor"),
     ("GET", "/api/v1/credentials/erp-cc/secrets", "auditor"),
