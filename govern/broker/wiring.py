@@ -21,7 +21,8 @@ def build_authorization(services) -> None:
     services.authenticator = JwtCallerAuthenticator(keys, landscape, services.clock, issuer=settings.issuer,
                                                     trusted_proxies=settings.trusted_proxy_networks)
     services.decider = CedarPolicyDecider(landscape, services.clock, lambda: load_guardrails(settings.policies_dir))
-    decision_keys = DecisionKeys(services.sessions, lambda: services.secret_store, services.clock)
+    decision_keys = DecisionKeys(services.sessions, lambda: services.secret_store, services.clock,
+                                 cache=services.cache, cipher_provider=lambda: services.extras.get("cache_cipher"))
     services.extras["decision_keys"] = decision_keys
     services.extras.setdefault("init_steps", []).append(init_step)
     services.decision_log = ChainedDecisionLog(services.engine, services.clock, decision_keys)
