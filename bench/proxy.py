@@ -85,7 +85,7 @@ def prepare_instance(home: Path, upstream_url: str, log_level: str) -> dict[str,
 
     home.mkdir(parents=True)
     env = {**os.environ, "GOVERN_HOME": str(home), "GOVERN_DATABASE_URL": f"sqlite:///{home / 'govern.db'}",
-           "GOVERN_LOG_LEVEL": log_level, "GOVERN_POLICIES_DIR": str(ROOT / "policies"), "PYTHONPATH": str(ROOT)}
+           "GOVERN_LOG_LEVEL": log_level, "PYTHONPATH": str(ROOT)}
     env.pop("GOVERN_REDIS_URL", None)
     services = build_services(load_settings({k: v for k, v in env.items() if k.startswith("GOVERN_")}))
     try:

@@ -40,12 +40,44 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     from govern.api.problems import register_error_handlers
 
     register_error_handlers(app)
+    from govern.api import edge
+
+    edge.install(app)  # before the blueprints: their `<int:...>` rules use its converter
     _register_blueprints(app)
     from govern.api.proxy import ProxyEdge
 
     # The callout proxy is served by its own WSGI edge in front of Flask (govern.api.proxy): the hot path.
     app.wsgi_app = ProxyEdge(app.wsgi_app, services, max_body=app.config["MAX_CONTENT_LENGTH"])
+    app.wsgi_app = TrustedForwardedProto(app.wsgi_app, settings.trusted_proxy_networks)
     return app
+
+
+class TrustedForwardedProto:
+    """Behind a TLS-terminating proxy, X-Forwarded-Proto sets the request's scheme, but only when the socket
+    peer is a trusted proxy (GOVERN_TRUSTED_PROXIES); from anyone else the header is dropped. The host is
+    never taken from X-Forwarded-Host or Host for anything govern builds: GOVERN_PUBLIC_URL names it."""
+
+    def __init__(self, wsgi_app, trusted):
+        self.wsgi_app = wsgi_app
+        self._trusted = tuple(trusted)
+
+    def __call__(self, environ, start_response):
+        proto = environ.pop("HTTP_X_FORWARDED_PROTO", None)
+        if proto and self._trusted and _peer_trusted(environ.get("REMOTE_ADDR", ""), self._trusted):
+            nearest = proto.split(",")[-1].strip().lower()  # the value the nearest (trusted) proxy wrote
+            if nearest in ("http", "https"):
+                environ["wsgi.url_scheme"] = nearest
+        return self.wsgi_app(environ, start_response)
+
+
+def _peer_trusted(peer: str, networks) -> bool:
+    import ipaddress
+
+    try:
+        addr = ipaddress.ip_address(peer)
+    except ValueError:
+        return False
+    return any(addr.version == n.version and addr in n for n in networks)
 
 
 def _configure_flask(app: Flask, settings: Settings, test_config: Mapping[str, Any] | None) -> None:

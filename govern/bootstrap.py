@@ -31,6 +31,7 @@ class Services:
     upstream_tokens: Any = None  # UpstreamTokenSource
     # name -> callable raising on failure; /readyz runs each one
     metrics: Any = None  # govern.metrics.Metrics
+    rate_limits: Any = None  # govern.ratelimit.RateLimits (authentication limits)
     health_checks: dict[str, Callable[[], None]] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -46,9 +47,12 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
-        cache=overrides.pop("cache", None) or build_cache(settings.redis_url, settings.redis_prefix),
+        cache=overrides.pop("cache", None) or _shared_cache(settings, engine),
         clock=clock or SystemClock(),
     )
+    from govern.ratelimit import build_rate_limits
+
+    services.rate_limits = overrides.pop("rate_limits", None) or build_rate_limits(settings)
 
     def check_database() -> None:
         with engine.connect() as conn:
@@ -80,6 +84,16 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
 
     instrument(services)
     return services
+
+
+def _shared_cache(settings: Settings, engine: sa.Engine):
+    """Redis when configured; otherwise the database, so that state a later request needs (connect state,
+    idempotency, breakers, budgets, console lockouts) is shared by every process (govern.store.shared_state)."""
+    if settings.redis_url:
+        return build_cache(settings.redis_url, settings.redis_prefix)
+    from govern.store.shared_state import DatabaseCache
+
+    return DatabaseCache(engine)
 
 
 def _build_metrics(services: Services):

@@ -52,6 +52,14 @@ class MemoryCache:
         with self._lock:
             self._data.pop(key, None)
 
+    def delete_if(self, key: str, value: bytes) -> bool:
+        """Delete `key` only while it still holds exactly `value` (compare-and-delete)."""
+        with self._lock:
+            if self._live(key) != value:
+                return False
+            del self._data[key]
+            return True
+
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         with self._lock:
             current = self._live(key)
@@ -73,6 +81,7 @@ class RedisCache:
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._prefix = prefix
         self._errors = (redis.RedisError, OSError)
+        self._delete_if = None
 
     @property
     def client(self):
@@ -98,6 +107,13 @@ class RedisCache:
 
     def delete(self, key: str) -> None:
         self._call(self._redis.delete, self.key(key))
+
+    def delete_if(self, key: str, value: bytes) -> bool:
+        """Delete `key` only while it still holds exactly `value` (compare-and-delete, one Lua script)."""
+        if self._delete_if is None:
+            self._delete_if = self._redis.register_script(
+                "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0")
+        return bool(self._call(self._delete_if, keys=[self.key(key)], args=[value]))
 
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
         pipe = self._redis.pipeline()

@@ -11,10 +11,15 @@ import secrets as _random
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Mapping
+from urllib.parse import urlsplit
 
 from govern.errors import ConfigurationError
 
 ENVIRONMENTS = ("development", "production")
+DEVELOPMENT_PUBLIC_URL = "http://127.0.0.1:8000"
+RATE_LIMIT_FIELDS = ("ratelimit_client_failures_per_address_client", "ratelimit_client_failures_per_address",
+                     "ratelimit_client_failures_per_client", "ratelimit_token_requests_per_address",
+                     "ratelimit_console_failures_per_account", "ratelimit_console_failures_per_account_address")
 SECRET_STORES = ("local", "vault")
 
 
@@ -39,12 +44,33 @@ class Settings:
     admin_password: str | None = field(default=None, repr=False)
     log_level: str = "INFO"
     token_leeway_seconds: int = 60
+    # The cross-process refresh lock is a lease this long, renewed while the upstream call runs: a holder
+    # that dies blocks the others for at most this long (govern.broker.upstream.single_flight).
+    refresh_lease_seconds: int = 5
     issuer: str = "govern"
+    # The one URL clients use to reach govern (scheme, host, port, optional path prefix). The token URL a
+    # client assertion names (aud), the redirect_uri of principal connections and the metadata URLs are
+    # built from it, never from a request's Host. Required (https) in production.
+    public_url: str = DEVELOPMENT_PUBLIC_URL
+    # Bearer token that /metrics requires when set; required in production unless metrics_enabled is off.
+    metrics_token: str | None = field(default=None, repr=False)
+    metrics_enabled: bool = True
+    # Rate limits, in the `limits` library's notation ("N per period", e.g. "10/15minutes").
+    ratelimit_client_failures_per_address_client: str = "10/15minutes"
+    ratelimit_client_failures_per_address: str = "50/15minutes"
+    ratelimit_client_failures_per_client: str = "100/15minutes"
+    ratelimit_token_requests_per_address: str = "600/minute"
+    ratelimit_console_failures_per_account: str = "20/15minutes"
+    ratelimit_console_failures_per_account_address: str = "5/15minutes"
     session_lifetime_seconds: int = 8 * 3600
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = field(default=None, repr=False)
-    policies_dir: Path = Path("./policies")
+    policies_dir: Path | None = None  # None: the instance folder's policies/, else the packaged ones
     access_token_lifetime_seconds: int = 900
+    # The IP guardrail (policies/020_require_ip_restrictions.cedar) and the audit's GOV-NET-002 refuse an
+    # integration user's range with a shorter prefix than these.
+    min_ipv4_prefix: int = 8
+    min_ipv6_prefix: int = 32
     # Optional console single sign-on (OpenID Connect); users must exist already (roles stay in govern).
     oidc_issuer: str | None = None
     oidc_client_id: str | None = None
@@ -58,6 +84,10 @@ class Settings:
     @property
     def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         return tuple(ipaddress.ip_network(c, strict=False) for c in self.trusted_proxies)
+
+    def public_endpoint(self, path: str) -> str:
+        """An absolute URL of govern's own, built from GOVERN_PUBLIC_URL (never from a request's Host)."""
+        return self.public_url.rstrip("/") + "/" + path.lstrip("/")
 
     def with_overrides(self, **changes) -> "Settings":
         return replace(self, **changes)
@@ -83,12 +113,24 @@ _ENV_NAMES = {
     "admin_password": "GOVERN_ADMIN_PASSWORD",
     "log_level": "GOVERN_LOG_LEVEL",
     "token_leeway_seconds": "GOVERN_TOKEN_LEEWAY_SECONDS",
+    "refresh_lease_seconds": "GOVERN_REFRESH_LEASE_SECONDS",
     "issuer": "GOVERN_ISSUER",
+    "public_url": "GOVERN_PUBLIC_URL",
+    "metrics_token": "GOVERN_METRICS_TOKEN",
+    "metrics_enabled": "GOVERN_METRICS_ENABLED",
+    "ratelimit_client_failures_per_address_client": "GOVERN_RATELIMIT_CLIENT_FAILURES_PER_ADDRESS_CLIENT",
+    "ratelimit_client_failures_per_address": "GOVERN_RATELIMIT_CLIENT_FAILURES_PER_ADDRESS",
+    "ratelimit_client_failures_per_client": "GOVERN_RATELIMIT_CLIENT_FAILURES_PER_CLIENT",
+    "ratelimit_token_requests_per_address": "GOVERN_RATELIMIT_TOKEN_REQUESTS_PER_ADDRESS",
+    "ratelimit_console_failures_per_account": "GOVERN_RATELIMIT_CONSOLE_FAILURES_PER_ACCOUNT",
+    "ratelimit_console_failures_per_account_address": "GOVERN_RATELIMIT_CONSOLE_FAILURES_PER_ACCOUNT_ADDRESS",
     "session_lifetime_seconds": "GOVERN_SESSION_LIFETIME_SECONDS",
     "alert_webhook_url": "GOVERN_ALERT_WEBHOOK_URL",
     "alert_webhook_secret": "GOVERN_ALERT_WEBHOOK_SECRET",
     "policies_dir": "GOVERN_POLICIES_DIR",
     "access_token_lifetime_seconds": "GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS",
+    "min_ipv4_prefix": "GOVERN_MIN_IPV4_PREFIX",
+    "min_ipv6_prefix": "GOVERN_MIN_IPV6_PREFIX",
     "oidc_issuer": "GOVERN_OIDC_ISSUER",
     "oidc_client_id": "GOVERN_OIDC_CLIENT_ID",
     "oidc_client_secret": "GOVERN_OIDC_CLIENT_SECRET",
@@ -109,6 +151,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
     for path_field in ("home", "policies_dir"):
         if path_field in values:
             values[path_field] = Path(values[path_field])
+    if "public_url" in values:
+        values["public_url"] = str(values["public_url"]).strip().rstrip("/")
     settings = Settings(**values)
     if not settings.database_url:
         db_path = (settings.home / "govern.db").resolve()
@@ -120,12 +164,39 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides) -> Sett
 def _coerce(name: str, raw: str):
     if name == "trusted_proxies":
         return tuple(p.strip() for p in raw.split(",") if p.strip())
-    if name in ("token_leeway_seconds", "session_lifetime_seconds", "access_token_lifetime_seconds"):
+    if name in ("token_leeway_seconds", "session_lifetime_seconds", "access_token_lifetime_seconds",
+                "refresh_lease_seconds"):
         try:
             return int(raw)
         except ValueError:
             raise ConfigurationError(f"{_ENV_NAMES[name]} must be a whole number of seconds") from None
+    if name in ("min_ipv4_prefix", "min_ipv6_prefix"):
+        if not raw.strip().isascii() or not raw.strip().isdigit():
+            raise ConfigurationError(f"{_ENV_NAMES[name]} must be a prefix length (e.g. 8)")
+        return int(raw.strip())
+    if name == "metrics_enabled":
+        if raw.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigurationError("GOVERN_METRICS_ENABLED must be true or false")
+    if name == "public_url":
+        return raw.strip().rstrip("/")
     return raw
+
+
+def _public_url_problem(url: str) -> str | None:
+    """What is wrong with GOVERN_PUBLIC_URL, if anything: an absolute http(s) URL with a host, no query."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        return "GOVERN_PUBLIC_URL is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "GOVERN_PUBLIC_URL must be an absolute http(s) URL such as https://govern.example.com"
+    if parts.query or parts.fragment or parts.username or parts.password:
+        return "GOVERN_PUBLIC_URL must not carry credentials, a query or a fragment"
+    return None
 
 
 def check(settings: Settings) -> None:
@@ -141,8 +212,19 @@ def check(settings: Settings) -> None:
             raise ConfigurationError(f"GOVERN_TRUSTED_PROXIES has a malformed CIDR: {cidr!r}") from None
     if not 0 < settings.access_token_lifetime_seconds <= 86400:
         raise ConfigurationError("GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS must be between 1 and 86400")
+    if not 1 <= settings.refresh_lease_seconds <= 300:
+        raise ConfigurationError("GOVERN_REFRESH_LEASE_SECONDS must be between 1 and 300")
     if settings.secret_store == "vault" and not settings.vault_addr:
         raise ConfigurationError("GOVERN_SECRET_STORE=vault needs GOVERN_VAULT_ADDR")
+    if not 1 <= settings.min_ipv4_prefix <= 32:
+        raise ConfigurationError("GOVERN_MIN_IPV4_PREFIX must be between 1 and 32")
+    if not 1 <= settings.min_ipv6_prefix <= 128:
+        raise ConfigurationError("GOVERN_MIN_IPV6_PREFIX must be between 1 and 128")
+    problem = _public_url_problem(settings.public_url)
+    if problem:
+        raise ConfigurationError(problem)
+    for name in RATE_LIMIT_FIELDS:
+        _check_rate_limit(name, getattr(settings, name))
     if not settings.production:
         return
     problems = []
@@ -159,8 +241,25 @@ def check(settings: Settings) -> None:
         problems.append("GOVERN_MASTER_KEY must be set for the local secret store (no key file in production)")
     if settings.oidc_issuer and not settings.oidc_issuer.startswith("https://"):
         problems.append("GOVERN_OIDC_ISSUER must use https")
+    if settings.public_url == DEVELOPMENT_PUBLIC_URL or not settings.public_url.startswith("https://"):
+        problems.append("GOVERN_PUBLIC_URL must be set to govern's public https URL (the issuer's and the "
+                        "token endpoint's base; never taken from a request's Host)")
+    if settings.metrics_enabled and (not settings.metrics_token or len(settings.metrics_token) < 16):
+        problems.append("GOVERN_METRICS_TOKEN must be set to at least 16 characters "
+                        "(or GOVERN_METRICS_ENABLED=false when metrics are served elsewhere)")
     if problems:
         raise ConfigurationError("refusing to start in production: " + "; ".join(problems))
+
+
+def _check_rate_limit(name: str, value: str) -> None:
+    from limits import parse_many
+
+    try:
+        items = parse_many(value)
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise ConfigurationError(f"{_ENV_NAMES[name]} must be a rate such as 10/minute or 10/15minutes")
 
 
 def instance_secret_key(settings: Settings) -> str:

@@ -14,13 +14,26 @@ class GovernError(Exception):
     code = "internal_error"
     status = 500
     title = "Internal error"
+    # Seconds a client should wait before retrying a 503 (RFC 9110 sections 10.2.3 and 15.6.4). Every 503
+    # carries it: `headers` adds it unless the error names its own wait.
+    retry_after = 5
 
     def __init__(self, detail: str | None = None, *, extra: dict[str, Any] | None = None,
                  headers: dict[str, str] | None = None):
         self.detail = detail or self.title
         self.extra = dict(extra or {})
-        self.headers = dict(headers or {})
+        self.headers = headers or {}
         super().__init__(self.detail)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        if self.status == 503 and not any(name.lower() == "retry-after" for name in self._headers):
+            return {**self._headers, "Retry-After": str(self.retry_after)}
+        return self._headers
+
+    @headers.setter
+    def headers(self, value: dict[str, str]) -> None:
+        self._headers = dict(value)
 
     def to_problem(self, instance: str | None = None, correlation_id: str | None = None) -> dict[str, Any]:
         """RFC 9457 problem details; `type` is a stable URN built from the code."""
@@ -143,3 +156,49 @@ class SecretNotFound(NotFound):
 class SecretConflict(Conflict):
     code = "secret_version_conflict"
     title = "The secret changed since it was read (check-and-set failed)"
+
+
+# --- bounded input (issue #14): refusals of hostile or oversized input, each with its own stable code ---
+
+class InvalidParameter(BadRequest):
+    """A query or path parameter that is not what the API accepts (e.g. an integer out of range, or written
+    with digits other than ASCII 0-9). `errors` lists each parameter with its location."""
+
+    code = "invalid_parameter"
+    title = "A parameter is not valid"
+
+    def __init__(self, errors: list[dict[str, Any]], **kw):
+        self.errors = errors
+        super().__init__("; ".join(f"{e['location']}: {e['message']}" for e in errors), extra={"errors": errors},
+                         **kw)
+
+
+class JsonTooDeep(BadRequest):
+    code = "json_too_deep"
+    title = "The JSON body is nested too deeply"
+
+
+class DocumentTooLarge(GovernError):
+    code = "document_too_large"
+    status = 413
+    title = "The document is too large"
+
+
+class DocumentTooComplex(GovernError):
+    """A YAML document whose aliases, nodes or nesting exceed the loader's limits (e.g. "billion laughs")."""
+
+    code = "document_too_complex"
+    status = 422
+    title = "The document is too complex"
+
+
+class MethodNotAllowed(GovernError):
+    """RFC 9110 section 15.5.6: the answer carries `Allow` with the methods the resource supports."""
+
+    code = "method_not_allowed"
+    status = 405
+    title = "Method Not Allowed"
+
+    def __init__(self, detail: str | None = None, *, allow: list[str] | tuple[str, ...] | set[str], **kw):
+        kw.setdefault("headers", {"Allow": ", ".join(sorted(allow))})
+        super().__init__(detail, **kw)

@@ -22,8 +22,11 @@ EXPORT_HEADER = "# governance.yaml written by `govern export`: no secret values;
 
 
 def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: bool = False,
-                   prune: bool = False, actor: str | None = None, correlation_id: str | None = None) -> Plan:
+                   prune: bool = False, actor: str | None = None, correlation_id: str | None = None,
+                   production: bool = False) -> Plan:
     """Validate `text`, plan against the database, and (unless dry_run) apply in one transaction.
+
+    `production` refuses plain-http upstream URLs; otherwise they come back as `plan.warnings`.
 
     Raises ValidationFailed with every error (each with `file:line:col` and a path) and writes nothing.
     With `actor`, an applied plan is recorded as an AdminAction in the same transaction.
@@ -31,7 +34,7 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
     parsed = parse(text, filename)  # YAML syntax errors raise here, before touching the database
     with session_scope(sessions) as session:
         stored = load_current(session)
-        desired = check(parsed, stored.specs, prune=prune)
+        desired = check(parsed, stored.specs, prune=prune, production=production)
         for kind, items in stored.specs.items():
             for ext_id, spec in items.items():
                 # Entities the file does not mention stay as they are (a landscape may span several files),
@@ -40,6 +43,7 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
                     desired[kind].setdefault(ext_id, spec)
         plan = make_plan(desired, stored.specs, prune=prune)
         plan.dry_run = dry_run
+        plan.warnings = list(parsed.warnings)
         left_behind = secrets_left_behind(session, plan, filename)
         if left_behind:
             raise ValidationFailed(left_behind)

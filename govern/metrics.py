@@ -37,6 +37,10 @@ class Metrics:
         self.upstream_refreshes = Counter(
             "govern_upstream_refresh_total", "Calls to upstream token endpoints by outcome (success, invalid_grant, invalid_client, rate_limited, refused, unreachable, error).", ["system", "credential", "outcome"],
             registry=r)
+        self.previous_secret_used = Counter(
+            "govern_upstream_previous_secret_used_total", "Upstream token requests that succeeded only with the "
+            "previous version of a client secret or key (the new one was refused): a wrong new secret, or a "
+            "rotation the upstream has not taken yet.", ["credential"], registry=r)
         # Breaker state, budget use, rotations, the DLQ and the decision-log backlog are read at scrape time
         # (govern/ops/state.py), so that every process reports the shared truth.
 

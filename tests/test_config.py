@@ -23,6 +23,7 @@ def test_production_accepts_safe_settings(tmp_path):
     s = load_settings({
         "GOVERN_HOME": str(tmp_path), "GOVERN_ENV": "production", "GOVERN_SECRET_KEY": "k" * 40,
         "GOVERN_DATABASE_URL": "postgresql://db/govern", "GOVERN_MASTER_KEY": "x",
+        "GOVERN_PUBLIC_URL": "https://govern.example.com", "GOVERN_METRICS_TOKEN": "m" * 32,
     })
     assert s.production
 

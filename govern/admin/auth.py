@@ -30,11 +30,8 @@ bp = Blueprint("console_auth", __name__, url_prefix="/admin", template_folder="t
 
 SESSION_KEY = "console"
 REFUSED = "Sign-in failed. Check the username and password, or wait a moment and try again."
+LIMITED = "Too many failed sign-ins for this account from here. Try again in {minutes} minute(s)."
 _UNSAFE = ("POST", "PUT", "PATCH", "DELETE")
-# Per-address limit on failed sign-ins, so guessing across many usernames is slowed too (the per-user
-# backoff and lockout live in govern.admin.signin).
-ADDRESS_FAILURE_LIMIT = 30
-ADDRESS_WINDOW_SECONDS = 15 * 60
 _OPEN_ENDPOINTS = ("console_auth.login", "console_auth.static", "admin.static")
 
 
@@ -118,17 +115,38 @@ def login():
     username = (request.form.get("username") or "").strip()[:200]
     password = request.form.get("password") or ""
     services = _services()
-    address_key = f"console-login-failures:{request.remote_addr}"
-    failures = int(services.cache.get(address_key) or 0)
-    user = None
-    if failures < ADDRESS_FAILURE_LIMIT:
-        user = sign_in(services.sessions, username, password, services.clock.now())
+    address = _source_ip(services)
+    account = username.lower()
+    # Failed sign-ins are limited per (account, address), and per account; once the looser per-account
+    # limit is used up, only an address with no failure for that account gets a password check. So a
+    # guesser is stopped, and cannot lock the real admin (at another address) or every admin (behind
+    # one proxy address) out. See docs/security.md "Rate limits".
+    limits = services.rate_limits
+    verdict = limits.test("console_failures_pair", account, address)
+    if verdict.allowed:
+        account_wide = limits.test("console_failures_account", account)
+        if not account_wide.allowed and not limits.untouched("console_failures_pair", account, address):
+            verdict = account_wide
+    if not verdict.allowed:
+        minutes = max(1, -(-verdict.retry_after // 60))
+        response = current_app.make_response((render_template(
+            "govern_admin/login.html", next=next_url, username=username, error=LIMITED.format(minutes=minutes),
+            error_code="rate_limited", sso=bool(current_app.extensions.get("govern_sso"))), 429))
+        response.headers["Retry-After"] = str(verdict.retry_after)
+        return response
+    user = sign_in(services.sessions, username, password, services.clock.now())
     if user is None:
-        services.cache.incr(address_key, ttl=ADDRESS_WINDOW_SECONDS)
+        limits.hit("console_failures_pair", account, address)
+        limits.hit("console_failures_account", account)
         return render_template("govern_admin/login.html", next=next_url, username=username, error=REFUSED,
                                sso=bool(current_app.extensions.get("govern_sso"))), 401
     start_session(user, method="password")
     return redirect(next_url)
+
+
+def _source_ip(services) -> str:
+    """The client's address: X-Forwarded-For only from GOVERN_TRUSTED_PROXIES (as the API does)."""
+    return services.authenticator.source_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For"))
 
 
 def start_session(user, *, method: str) -> None:

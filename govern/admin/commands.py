@@ -41,7 +41,7 @@ def _apply_user(services, actor: str, doc: dict[str, Any], action: str, before: 
 
     text = yaml.safe_dump({"apiVersion": API_VERSION, "kind": "Landscape", "integration_users": [doc]},
                           sort_keys=False)
-    plan = apply_document(services.sessions, text, f"console:{action}")
+    plan = apply_document(services.sessions, text, f"console:{action}", production=services.settings.production)
     changes = [c for c in plan.changes if c.kind == "integration_user" and c.id == doc["id"]]
     if changes:
         change = changes[0]

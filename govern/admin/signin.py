@@ -1,7 +1,11 @@
-"""Console sign-in: scrypt password check, exponential backoff, then lockout.
+"""Console sign-in: scrypt password check.
 
-No Flask here: the route in govern.admin.auth parses the form and calls `sign_in`. Every refusal
-looks the same to the caller (unknown user, wrong password, disabled, backing off, locked), so the
+No Flask here: the route in govern.admin.auth parses the form, applies the failed-sign-in rate limits
+(per account and per (account, address), govern.ratelimit) and calls `sign_in`. The account itself is
+no longer locked for everyone after a few failures: that let one person lock any admin out (issue #14).
+A `locked_until` still set from before is honoured until it passes.
+
+Every refusal looks the same to the caller (unknown user, wrong password, disabled, locked), so the
 response never reveals whether a user exists (OWASP ASVS V2.2.1), and every path spends one scrypt
 evaluation so timing does not tell them apart either.
 """
@@ -16,9 +20,7 @@ from govern.domain.passwords import verify_password
 from govern.store.db import session_scope
 from govern.store.tables import AdminUser
 
-LOCK_AFTER = 5  # failures before the long lockout
-LOCK_FOR = dt.timedelta(minutes=15)
-MAX_BACKOFF_SECONDS = 60
+LOCK_AFTER = 5  # an account locked before issue #14 (locked_until with this many failures) stays locked
 
 
 @dataclass(frozen=True)
@@ -26,15 +28,6 @@ class SignedIn:
     id: int
     username: str
     role: str
-
-
-def backoff_for(failures: int) -> dt.timedelta:
-    """Delay imposed after `failures` consecutive failures: 1, 2, 4, 8 s, then the 15-minute lockout."""
-    if failures <= 0:
-        return dt.timedelta(0)
-    if failures >= LOCK_AFTER:
-        return LOCK_FOR
-    return dt.timedelta(seconds=min(2 ** (failures - 1), MAX_BACKOFF_SECONDS))
 
 
 def _aware(value: dt.datetime | None) -> dt.datetime | None:
@@ -56,8 +49,7 @@ def sign_in(sessions, username: str, password: str, now: dt.datetime) -> SignedI
             verify_password(password, None)
             return None
         if not verify_password(password, user.password_hash):
-            user.failed_attempts = (user.failed_attempts or 0) + 1
-            user.locked_until = now + backoff_for(user.failed_attempts)
+            user.failed_attempts = (user.failed_attempts or 0) + 1  # shown to admins; locks nothing
             return None
         user.failed_attempts = 0
         user.locked_until = None

@@ -34,7 +34,9 @@ def install(app, settings) -> None:
 @bp.get("/")
 def start():
     client = current_app.extensions["govern_sso"]
-    return client.authorize_redirect(url_for(".callback", _external=True))
+    # The callback URL comes from GOVERN_PUBLIC_URL, never from this request's Host.
+    settings = current_app.extensions["govern"].settings
+    return client.authorize_redirect(settings.public_endpoint(url_for(".callback")))
 
 
 @bp.get("/callback")

@@ -31,7 +31,8 @@ def _service():
 @require_admin("admin")
 def start(credential: str, principal: str):
     body = request.get_json(silent=True) or {}
-    redirect_uri = request.url_root.rstrip("/") + "/oauth/callback"
+    # From GOVERN_PUBLIC_URL: a forged Host must not choose where the upstream sends the code.
+    redirect_uri = current_app.extensions["govern"].settings.public_endpoint("/oauth/callback")
     login_hint = body.get("login_hint") if isinstance(body.get("login_hint"), str) else None
     result = _service().start(credential, principal, redirect_uri, login_hint=login_hint)
     current_app.logger.info("principal connect started", extra={"credential": credential, "principal": principal,

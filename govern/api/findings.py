@@ -4,7 +4,9 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from govern.api.auth import require_admin
+from govern.api.edge import int_arg
 from govern.audit.engine import SEVERITIES
+from govern.bounds import SQL_BIGINT_MAX
 from govern.errors import ValidationFailed
 
 bp = Blueprint("findings", __name__, url_prefix="/api/v1")
@@ -12,19 +14,7 @@ STATUSES = ("open", "resolved", "suppressed")
 
 
 def _page() -> tuple[int, int]:
-    errors = []
-    try:
-        limit = int(request.args.get("limit", 50))
-        offset = int(request.args.get("offset", 0))
-    except ValueError:
-        raise ValidationFailed([{"location": "query", "message": "limit and offset must be integers"}]) from None
-    if not 1 <= limit <= 500:
-        errors.append({"location": "limit", "message": "must be between 1 and 500"})
-    if offset < 0:
-        errors.append({"location": "offset", "message": "must be 0 or more"})
-    if errors:
-        raise ValidationFailed(errors)
-    return limit, offset
+    return int_arg("limit", 50, 1, 500), int_arg("offset", 0, 0, SQL_BIGINT_MAX)
 
 
 @bp.get("/findings")
@@ -71,7 +61,7 @@ def _openapi() -> dict:
     from govern.api.spec import admin, json_response, path_param, problems, query_param
 
     page = [query_param("limit", "1 to 500", {"type": "integer", "minimum": 1, "maximum": 500}),
-            query_param("offset", "0 or more", {"type": "integer", "minimum": 0})]
+            query_param("offset", "0 or more", {"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})]
 
     def paged(item: dict) -> dict:
         return {"type": "object", "required": ["total", "limit", "offset", "items"],
@@ -85,15 +75,15 @@ def _openapi() -> dict:
             "parameters": [query_param("severity", "", {"enum": list(SEVERITIES)}),
                            query_param("status", "", {"enum": list(STATUSES)}),
                            query_param("rule", "rule id"), query_param("subject", "subject id"), *page],
-            "responses": {"200": json_response("Findings", paged(finding)), **problems(401, 403, 422)}}},
+            "responses": {"200": json_response("Findings", paged(finding)), **problems(400, 401, 403, 422)}}},
         "/api/v1/findings/{finding_id}": {"get": {
             "summary": "One finding", "operationId": "getFinding", **admin("auditor"),
-            "parameters": [path_param("finding_id", schema={"type": "integer"})],
-            "responses": {"200": json_response("Finding", finding), **problems(401, 403, 404)}}},
+            "parameters": [path_param("finding_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})],
+            "responses": {"200": json_response("Finding", finding), **problems(400, 401, 403, 404)}}},
         "/api/v1/audit/runs": {"get": {
             "summary": "Audit runs, newest first", "operationId": "listAuditRuns", **admin("auditor"),
             "parameters": page,
-            "responses": {"200": json_response("Runs", paged({"type": "object"})), **problems(401, 403, 422)}}},
+            "responses": {"200": json_response("Runs", paged({"type": "object"})), **problems(400, 401, 403)}}},
     }
 
 

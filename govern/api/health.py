@@ -27,4 +27,4 @@ def readyz():
             log.warning("readiness check failed", extra={"check": name, "exc_type": type(exc).__name__})
     ready = all(v == "ok" for v in checks.values())
     body = {"status": "ready" if ready else "degraded", "checks": checks}
-    return jsonify(body), 200 if ready else 503
+    return jsonify(body), 200 if ready else 503, {} if ready else {"Retry-After": "5"}

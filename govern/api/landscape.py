@@ -12,6 +12,7 @@ import binascii
 from flask import Blueprint, current_app, g, jsonify, request
 
 from govern.api.auth import require_admin
+from govern.api.edge import int_arg
 from govern.errors import BadRequest, GovernError, NotFound
 
 bp = Blueprint("landscape", __name__, url_prefix="/api/v1")
@@ -47,10 +48,7 @@ def _decode(cursor: str | None) -> str | None:
 def _limit() -> int:
     from govern.store.landscape_query import MAX_LIMIT
 
-    raw = request.args.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
-    return int(raw)
+    return int_arg("limit", 100, 1, MAX_LIMIT)
 
 
 def _list(kind: str):
@@ -103,7 +101,8 @@ def apply():
     dry_run, prune = _flag("dry_run"), _flag("prune")
     text = request.get_data(as_text=True)
     plan = apply_document(_sessions(), text, "request", dry_run=dry_run, prune=prune, actor=g.admin_user,
-                          correlation_id=getattr(g, "correlation_id", None))
+                          correlation_id=getattr(g, "correlation_id", None),
+                          production=current_app.extensions["govern"].settings.production)
     return jsonify(plan.to_dict())
 
 
@@ -116,7 +115,7 @@ def _openapi() -> dict:
         name = "".join(part.title() for part in kind.split("_"))
         paths[f"/api/v1/{resource}"] = {"get": {
             "summary": f"List {resource.replace('-', ' ')} (paged)", "operationId": f"list{name}s", **admin("auditor"),
-            "parameters": [query_param("limit", "page size", {"type": "integer", "minimum": 1}),
+            "parameters": [query_param("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 500}),
                            query_param("cursor", "next_cursor of the previous page")],
             "responses": {"200": json_response("A page", {
                 "type": "object", "required": ["items", "next_cursor"],
@@ -133,7 +132,7 @@ def _openapi() -> dict:
                        query_param("prune", "delete what the document no longer lists", {"type": "boolean"})],
         "requestBody": {"required": True, "content": {t: {"schema": {"type": "string"}} for t in YAML_TYPES}},
         "responses": {"200": json_response("The plan (applied unless dry_run)", {"$ref": "#/components/schemas/Plan"}),
-                      **problems(400, 401, 403, 409, 415, 422)}}}
+                      **problems(400, 401, 403, 409, 413, 415, 422)}}}
     return paths
 
 

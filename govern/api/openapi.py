@@ -39,7 +39,8 @@ DOCUMENT: dict = {
             "responses": {
                 "200": {"description": "A short-lived, scoped access token (a JWT signed by /oauth/jwks.json)",
                         "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AccessToken"}}}},
-                "400": _OAUTH_ERROR, "401": _OAUTH_ERROR, "500": _OAUTH_ERROR, "503": _OAUTH_ERROR}}},
+                "400": _OAUTH_ERROR, "401": _OAUTH_ERROR, "429": _OAUTH_ERROR, "500": _OAUTH_ERROR,
+                "503": _OAUTH_ERROR}}},
         "/oauth/jwks.json": {"get": {
             "summary": "govern's public token-signing keys (RFC 7517)", "operationId": "getJwks",
             "responses": {"200": {"description": "JWK Set", "content": {"application/json": {"schema": {
@@ -97,7 +98,7 @@ DOCUMENT: dict = {
             "OAuthError": {"type": "object", "required": ["error"], "properties": {
                 "error": {"enum": ["invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
                                    "unsupported_grant_type", "invalid_scope", "server_error",
-                                   "temporarily_unavailable"]},
+                                   "temporarily_unavailable", "slow_down"]},
                 "error_description": {"type": "string"}}},
             "Problem": {"type": "object", "required": ["type", "title", "status", "code"], "properties": {
                 "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},

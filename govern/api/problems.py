@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from govern.errors import GovernError
 
@@ -47,9 +47,16 @@ def register_error_handlers(app: Flask) -> None:
     def _http_error(exc: HTTPException):
         if exc.code and 300 <= exc.code < 400:  # routing redirects (e.g. 308 to add a trailing slash)
             return exc
+        allow = {}
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            allow = {"Allow": ", ".join(sorted(exc.valid_methods))}  # RFC 9110 section 15.5.6
         if _console():
-            return _console_page(exc.code or 500, exc.name, exc.description if (exc.code or 500) in (401, 403) else None)
-        return problem_response(_HttpProblem(exc))
+            body, status = _console_page(exc.code or 500, exc.name,
+                                         exc.description if (exc.code or 500) in (401, 403) else None)
+            return body, status, allow
+        problem = _HttpProblem(exc)
+        problem.headers.update(allow)
+        return problem_response(problem)
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
@@ -67,6 +74,15 @@ def _console() -> bool:
 
 
 def _console_page(status: int, title: str, detail: str | None = None):
+    from flask import has_request_context
+    from flask.globals import request_ctx
+
     from govern.admin.errors import render_error
 
+    if has_request_context() and request_ctx.url_adapter is None:
+        # The Host could not be routed (e.g. an empty label): the console page cannot build its links,
+        # so answer as the API does rather than fail a second time with a 500.
+        from govern.errors import BadRequest
+
+        return problem_response(BadRequest("the Host header cannot be routed"))
     return render_error(status, title, detail)

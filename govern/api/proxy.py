@@ -21,12 +21,14 @@ from flask import Blueprint, current_app, jsonify, request
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_input_stream
 
+from govern.api.edge import content_length
+from govern.bounds import MAX_JSON_DEPTH, SQL_BIGINT_MAX, json_depth_exceeds
 from govern.broker.authenticator import CallerDenied
 from govern.broker.authorization import UNKNOWN_NAMED_CREDENTIAL, record_caller_denied
 from govern.broker.proxy.errors import PayloadTooLarge
 from govern.broker.proxy.headers import forwardable_environ_headers
 from govern.broker.proxy.service import PROXY_PREFIX, ProxyCall
-from govern.errors import GovernError, NotFound, ValidationFailed
+from govern.errors import GovernError, JsonTooDeep, MethodNotAllowed, NotFound
 from govern.logs import CORRELATION_HEADER, accept_correlation_id, bind_correlation_id
 from govern.ops.observe import note_caller, operation
 
@@ -37,12 +39,6 @@ CHUNK = 64 * 1024
 PROBLEM_JSON = "application/problem+json"
 # The name is one non-empty segment (as Flask's default converter); the rest may be anything, even empty.
 _ROUTE = re.compile(r"^" + re.escape(PROXY_PREFIX) + r"/([^/]+)/proxy/(.*)$", re.S)
-
-
-class MethodNotAllowed(GovernError):
-    code = "method_not_allowed"
-    status = 405
-    title = "Method Not Allowed"
 
 
 class ProxyEdge:
@@ -69,8 +65,7 @@ class ProxyEdge:
         fields: dict = {}
         try:
             if method not in METHODS:
-                raise MethodNotAllowed(f"the proxy does not forward {method[:20]} requests",
-                                       headers={"Allow": ", ".join(sorted(METHODS))})
+                raise MethodNotAllowed(f"the proxy does not forward {method[:20]} requests", allow=METHODS)
             with operation(self.services, "proxy", name, summary=fields) as op:
                 call = self._call(environ, name, decoded_rest, correlation_id, started)
                 result = self.services.extras["proxy"].handle(call)
@@ -113,9 +108,12 @@ class ProxyEdge:
                 outcome="deny", rules=[UNKNOWN_NAMED_CREDENTIAL], latency_ms=(time.perf_counter() - started) * 1000)
             raise
         limit = target.max_body_bytes if self.max_body is None else min(target.max_body_bytes, self.max_body)
+        body = _read_body(environ, limit)
+        if _is_json(environ.get("CONTENT_TYPE")) and json_depth_exceeds(body, MAX_JSON_DEPTH):
+            raise JsonTooDeep(f"JSON may nest at most {MAX_JSON_DEPTH} arrays or objects")
         return ProxyCall(named_credential=name, method=environ["REQUEST_METHOD"],
                          raw_path=_raw_remainder(environ, decoded_rest), query=environ.get("QUERY_STRING", ""),
-                         headers=forwardable_environ_headers(environ), body=_read_body(environ, limit),
+                         headers=forwardable_environ_headers(environ), body=body,
                          caller=caller, correlation_id=correlation_id,
                          idempotency_key=environ.get("HTTP_IDEMPOTENCY_KEY"))
 
@@ -125,6 +123,12 @@ def _problem(error: GovernError, path: str, correlation_id: str):
         log.error("request failed", extra={"code": error.code, "status": error.status})
     body = json.dumps(error.to_problem(instance=path, correlation_id=correlation_id), default=str).encode()
     return error.status, [("Content-Type", PROBLEM_JSON), *error.headers.items()], body
+
+
+def _is_json(content_type: str | None) -> bool:
+    """application/json and every +json type, as werkzeug's `is_json`."""
+    mimetype = (content_type or "").split(";", 1)[0].strip().lower()
+    return mimetype == "application/json" or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
 
 def _raw_remainder(environ, decoded_rest: str) -> str:
@@ -141,15 +145,12 @@ def _raw_remainder(environ, decoded_rest: str) -> str:
 def _read_body(environ, limit: int) -> bytes:
     """The request body, up to `limit` bytes (413 beyond); a body announced by neither Content-Length nor
     chunked transfer encoding is empty (as werkzeug reads it)."""
-    raw_length = environ.get("CONTENT_LENGTH") or ""
+    length = content_length(environ)  # 400 unless a number of bytes
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-    if not raw_length and not chunked:
+    if not length and not chunked:
         return b""
-    if raw_length:
-        if not raw_length.strip().isdigit():
-            raise ValidationFailed([{"location": "header.Content-Length", "message": "not a number of bytes"}])
-        if int(raw_length) > limit:
-            raise PayloadTooLarge(f"the body is larger than {limit} bytes")
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"the body is larger than {limit} bytes")
     stream = get_input_stream(environ)
     chunks, total = [], 0
     while True:
@@ -205,7 +206,7 @@ def _openapi() -> dict:
         "/api/v1/named-credentials/{name}/queued/{call_id}": {"get": {
             "summary": "The status of a queued proxied call (the caller's own calls only)",
             "operationId": "getQueuedCall", "security": [{"governAccessToken": []}],
-            "parameters": [path_param("name"), path_param("call_id", schema={"type": "integer"})],
+            "parameters": [path_param("name"), path_param("call_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})],
             "responses": {"200": json_response("Queued, delivered or dead",
                                                {"$ref": "#/components/schemas/QueuedCall"}),
                           **problems(401, 403, 404)}}},

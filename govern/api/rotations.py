@@ -8,6 +8,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request, url_for
 
 from govern.api.auth import require_admin
+from govern.api.edge import int_arg
+from govern.bounds import SQL_BIGINT_MAX
 from govern.errors import Conflict, ValidationFailed
 from govern.rotation import machine
 from govern.rotation.history import get_run, list_runs
@@ -25,17 +27,6 @@ def _service():
     return RotationService(_services(), worker_id=f"api:{getattr(g, 'admin_user', '?')}")
 
 
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name, str(default))
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValidationFailed([{"location": f"query.{name}", "message": "must be an integer"}]) from None
-    if not low <= value <= high:
-        raise ValidationFailed([{"location": f"query.{name}", "message": f"must be between {low} and {high}"}])
-    return value
-
-
 def _json(run: dict) -> dict:
     out = dict(run)
     for key in ("next_attempt_at", "claimed_until", "started_at", "finished_at"):
@@ -51,8 +42,8 @@ def list_rotations():
     if state and state not in machine.ACTIVE | machine.TERMINAL:
         raise ValidationFailed([{"location": "query.state", "message": "unknown state"}])
     runs = list_runs(_services().sessions, secret=request.args.get("secret"), state=state,
-                     rotator=request.args.get("rotator"), limit=_int_arg("limit", 50, 1, 500),
-                     offset=_int_arg("offset", 0, 0, 10**9))
+                     rotator=request.args.get("rotator"), limit=int_arg("limit", 50, 1, 500),
+                     offset=int_arg("offset", 0, 0, 10**9))
     return jsonify(items=[_json(r) for r in runs])
 
 
@@ -105,15 +96,16 @@ def _openapi() -> dict:
     from govern.api.spec import admin, items_of, json_body, json_response, path_param, problems, query_param
 
     run = {"$ref": "#/components/schemas/RotationRun"}
-    run_id = [path_param("run_id", schema={"type": "integer"})]
+    run_id = [path_param("run_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})]
     paths = {
         "/api/v1/rotations": {
             "get": {"summary": "Rotation runs, newest first", "operationId": "listRotations", **admin("auditor"),
                     "parameters": [query_param("secret", "the secret's external id"),
                                    query_param("state", "run state"), query_param("rotator", "rotator name"),
-                                   query_param("limit", "1 to 500", {"type": "integer"}),
-                                   query_param("offset", "0 or more", {"type": "integer"})],
-                    "responses": {"200": json_response("Runs", items_of(run)), **problems(401, 403, 422)}},
+                                   query_param("limit", "1 to 500", {"type": "integer", "minimum": 1, "maximum": 500}),
+                                   query_param("offset", "0 or more",
+                                               {"type": "integer", "minimum": 0, "maximum": 10**9})],
+                    "responses": {"200": json_response("Runs", items_of(run)), **problems(400, 401, 403, 422)}},
             "post": {"summary": "Start rotating a secret now (queued for the worker)", "operationId": "startRotation",
                      **admin("operator"),
                      "requestBody": json_body({"type": "object", "required": ["secret"],
@@ -122,14 +114,14 @@ def _openapi() -> dict:
                                    **problems(401, 403, 404, 409, 422)}}},
         "/api/v1/rotations/{run_id}": {"get": {
             "summary": "One rotation run with its steps", "operationId": "getRotation", **admin("auditor"),
-            "parameters": run_id, "responses": {"200": json_response("Run", run), **problems(401, 403, 404)}}},
+            "parameters": run_id, "responses": {"200": json_response("Run", run), **problems(400, 401, 403, 404)}}},
     }
     for action, summary, status in (("retry", "Queue a failed or parked run again", "202"),
                                      ("confirm", "Confirm a manually set secret of a run", "202"),
                                      ("acknowledge", "Acknowledge a parked or failed run", "200")):
         paths[f"/api/v1/rotations/{{run_id}}/{action}"] = {"post": {
             "summary": summary, "operationId": f"{action}Rotation", **admin("operator"), "parameters": run_id,
-            "responses": {status: json_response("Run", run), **problems(401, 403, 404, 409)}}}
+            "responses": {status: json_response("Run", run), **problems(400, 401, 403, 404, 409)}}}
     return paths
 
 

@@ -225,8 +225,11 @@ class AuditPolicy:
     stale_days: int = 90
     secret_max_age_days: int = 90
     max_token_lifetime_seconds: int = 3600
-    min_ipv4_prefix: int = 16
+    min_ipv4_prefix: int = 16  # advice: broader ranges are findings
     min_ipv6_prefix: int = 48
+    # What the IP guardrail refuses (GOVERN_MIN_IPV4_PREFIX / _IPV6_): never looser than the advice above
+    guardrail_min_ipv4_prefix: int = 8
+    guardrail_min_ipv6_prefix: int = 32
     min_salesforce_api_version: float = 31.0  # versions 21.0-30.0 are retired (Summer '25)
     denied_spike_min: int = 20
     denied_spike_factor: float = 3.0

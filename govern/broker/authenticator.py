@@ -20,6 +20,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.util import urlsafe_b64decode
 
+from govern.bounds import json_depth_exceeds
 from govern.domain.access import Caller
 from govern.domain.access_rules import IPNetwork, ip_in_ranges, parse_scopes, resolve_source_ip
 from govern.errors import AccessDenied, Unauthorized
@@ -131,7 +132,10 @@ def _bearer(authorization: str | None) -> str:
 
 def _unverified_header(token: str) -> dict:
     try:
-        header = json.loads(urlsafe_b64decode(token.split(".", 1)[0].encode()))
+        raw = urlsafe_b64decode(token.split(".", 1)[0].encode())
+        if json_depth_exceeds(raw):
+            raise ValueError("nested too deeply")
+        header = json.loads(raw)
     except (ValueError, TypeError):
         raise Unauthorized("the access token is malformed") from None
     if not isinstance(header, dict):

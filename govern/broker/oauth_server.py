@@ -4,10 +4,12 @@
 - Client authentication: client_secret_basic (section 2.3.1), verified against the user's scrypt
   hash, and also the previous hash while `previous_secret_expires_at` lies ahead (the rotation
   overlap); or private_key_jwt (RFC 7523 section 2.2, OIDC Core section 9) against the user's
-  registered JWKS, with single-use `jti` (replays are refused through the shared cache, so across
-  processes too when Redis is configured).
-- Only active users authenticate; suspended and retired users get invalid_client. The source IP must
-  lie in the user's ranges (unauthorized_client otherwise).
+  registered JWKS, with single-use `jti` (replays are refused in Redis when it is configured, otherwise in
+  the database: across processes either way; govern.store.seen_assertions).
+- The assertion's audience must be govern's token URL built from GOVERN_PUBLIC_URL (or the public URL, or
+  GOVERN_ISSUER), never from the request's Host.
+- Rate limits, the address check before the secret, and one answer for every refusal:
+  govern.broker.client_authentication. Only active users authenticate, and only from inside their ranges.
 - Scopes: the requested ones must be within the user's allowed scopes (invalid_scope); none requested
   means all allowed scopes (section 3.3).
 - The access token is a JWT (RFC 9068 profile) signed by govern's rotatable key set (signing_keys),
@@ -24,16 +26,19 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import ClientMixin
-from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError, UnauthorizedClientError
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
+from authlib.oauth2.rfc7523.client import ASSERTION_TYPE
 from flask import request as flask_request
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from govern.broker.authenticator import AUDIENCE
+from govern.broker.client_authentication import REFUSED, ClientAuthGuard, authenticate_client_secret_basic
 from govern.domain.access_rules import ip_in_ranges, parse_scopes
 from govern.domain.client_auth import secret_accepted
 from govern.store.db import session_scope
@@ -92,13 +97,8 @@ class IntegrationClient(ClientMixin):
 class GovernClientCredentialsGrant(ClientCredentialsGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = [CLIENT_SECRET_BASIC, PRIVATE_KEY_JWT]
 
-    def validate_token_request(self):
-        super().validate_token_request()
-        client: IntegrationClient = self.request.client
-        source_ip = self.server.source_ip()
-        if not ip_in_ranges(source_ip, client.cidrs):
-            log.info("token refused: source address outside ranges", extra={"integration_user": client.external_id})
-            raise UnauthorizedClientError("the source address is not allowed for this client")
+    # The source address is checked during client authentication, before the secret or the signature
+    # (govern.broker.client_authentication): a client from outside its ranges never gets this far.
 
     def validate_requested_scope(self):
         requested = parse_scopes(self.request.payload.scope)
@@ -108,25 +108,55 @@ class GovernClientCredentialsGrant(ClientCredentialsGrant):
 
 
 class PrivateKeyJwtAuth(JWTBearerClientAssertion):
-    """RFC 7523 client authentication; registered under its OIDC name, private_key_jwt."""
+    """RFC 7523 client authentication; registered under its OIDC name, private_key_jwt.
+
+    Its audiences are fixed at start from settings: govern's token URL and public URL (GOVERN_PUBLIC_URL),
+    and GOVERN_ISSUER. A request's Host never names an accepted audience."""
 
     CLIENT_AUTH_METHOD = PRIVATE_KEY_JWT
 
-    def __init__(self, issuer: str, cache, clock, leeway: int = 60):
+    def __init__(self, audiences: list[str], seen, clock, guard: ClientAuthGuard, source_ip, leeway: int = 60):
         super().__init__(validate_jti=True, leeway=leeway)
-        self._issuer = issuer
-        self._cache = cache
+        self._audiences = audiences
+        self._seen = seen
         self._clock = clock
+        self._guard = guard
+        self._source_ip = source_ip
 
     def get_audiences(self):
-        audiences = [flask_request.base_url, self._issuer]
-        if self._issuer.startswith("http"):
-            audiences.append(self._issuer.rstrip("/") + "/oauth/token")
-        return audiences
+        return list(self._audiences)
+
+    def __call__(self, query_client, request):
+        """authlib's, with the guard around it: limits first, then the address, then the signature."""
+        data = request.form
+        assertion = data.get("client_assertion")
+        if data.get("client_assertion_type") != ASSERTION_TYPE or not assertion:
+            return None
+        _, claims = self.extract_assertion(assertion)
+        client_id = claims.get("sub")
+        if not isinstance(client_id, str) or not client_id:
+            raise InvalidClientError(description=REFUSED, status_code=401)
+        address = self._source_ip()
+        self._guard.before_attempt(client_id, address)
+        client = query_client(client_id)
+        if client is None or not ip_in_ranges(address, client.cidrs):
+            reason = "unknown or inactive client" if client is None else "source address outside ranges"
+            raise self._guard.failed(client_id, address, reason)
+        try:
+            key = self.resolve_client_public_key(client)
+            request.client = client
+            self.process_assertion_claims(assertion, key)
+        except InvalidClientError as exc:
+            raise self._guard.failed(client_id, address, exc.description or "invalid client assertion") from None
+        if not client.check_endpoint_auth_method(self.CLIENT_AUTH_METHOD, "token"):
+            raise self._guard.failed(client_id, address, "client registered for another method")
+        return client
 
     def validate_jti(self, claims, jti):
-        ttl = max(1.0, float(claims.get("exp", 0)) - self._clock.now().timestamp() + self.leeway)
-        return self._cache.add(f"oauth:jti:{claims['sub']}:{jti}", b"1", ttl=ttl)
+        if not isinstance(jti, str) or not jti or len(jti) > 512:
+            return False
+        expires = dt.datetime.fromtimestamp(float(claims.get("exp", 0)) + self.leeway, dt.timezone.utc)
+        return self._seen.first_use(str(claims["sub"]), jti, max(expires, self._clock.now()))
 
     def process_assertion_claims(self, assertion, resolve_key):
         """As authlib's, but with an explicit algorithm allow-list (RFC 8725 section 3.1): no HMAC, no none."""
@@ -149,8 +179,14 @@ class PrivateKeyJwtAuth(JWTBearerClientAssertion):
             raise InvalidClientError(description="the client's registered keys cannot be used") from None
 
 
+def assertion_audiences(settings) -> list[str]:
+    """RFC 7523 section 3 item 3: the token endpoint URL identifies govern as the audience."""
+    audiences = [settings.public_endpoint("/oauth/token"), settings.public_url, settings.issuer]
+    return list(dict.fromkeys(a for a in audiences if a))
+
+
 class GovernAuthorizationServer(AuthorizationServer):
-    def __init__(self, services, source_ip):
+    def __init__(self, services, source_ip, *, rate_limits, seen_assertions):
         super().__init__()
         # authlib logs issued tokens at debug level; govern never logs a token at any level.
         logging.getLogger("authlib").setLevel(logging.WARNING)
@@ -159,13 +195,26 @@ class GovernAuthorizationServer(AuthorizationServer):
         self._query_client = self._load_client
         self._save_token = self._touch_user
         settings = services.settings
+        self.token_url = settings.public_endpoint("/oauth/token")
+        landscape = services.extras["broker.landscape"]
+        guard = ClientAuthGuard(rate_limits, lambda: _active_ranges(landscape))
         self.register_grant(GovernClientCredentialsGrant)
         self.register_token_generator("client_credentials", self._generate)
-        self.register_client_auth_method(PRIVATE_KEY_JWT, PrivateKeyJwtAuth(settings.issuer, services.cache, services.clock))
+        self.register_client_auth_method(CLIENT_SECRET_BASIC, authenticate_client_secret_basic(guard, source_ip))
+        self.register_client_auth_method(PRIVATE_KEY_JWT, PrivateKeyJwtAuth(
+            assertion_audiences(settings), seen_assertions, services.clock, guard, source_ip,
+            leeway=settings.token_leeway_seconds))
+
+    def create_oauth2_request(self, request):
+        """authlib's request, but its URI is the configured token URL, not one rebuilt from Host and scheme
+        (a forged Host made authlib's transport check fail with a 500)."""
+        return _TokenEndpointRequest(flask_request, self.token_url)
 
     def handle_error_response(self, request, error):
         if error.error == "invalid_client":
-            error.status_code = 401  # RFC 6749 5.2: govern always names the scheme it accepts
+            # RFC 6749 5.2: govern always names the scheme it accepts; one answer for every reason.
+            error.status_code = 401
+            error.description = REFUSED
         return super().handle_error_response(request, error)
 
     # --- clients ---------------------------------------------------------------------------------
@@ -208,6 +257,28 @@ class GovernAuthorizationServer(AuthorizationServer):
         keys = services.extras["broker.signing_keys"]
         return {"access_token": keys.sign(claims), "token_type": "Bearer", "expires_in": lifetime,
                 "scope": " ".join(scopes)}
+
+
+class _TokenEndpointRequest(FlaskOAuth2Request):
+    """authlib's Flask request with the configured token URL as its URI. authlib's constructor checks
+    transport security on request.url, which is rebuilt from the Host header: a forged Host made that a
+    500. Transport is govern's configuration instead (GOVERN_PUBLIC_URL must be https in production)."""
+
+    def __init__(self, request, token_url: str):  # noqa: D107 - the attributes of OAuth2Request.__init__
+        self.method = request.method
+        self.uri = token_url
+        self.headers = request.headers
+        self._body = None
+        self._request = request
+        self.payload = FlaskOAuth2Payload(request)
+        self.client = self.auth_method = self.user = None
+        self.authorization_code = self.refresh_token = self.credential = self._scope = None
+
+
+def _active_ranges(landscape) -> tuple[str, ...]:
+    snapshot = landscape.current()
+    return snapshot.derive("oauth.active_ranges", lambda: tuple(sorted(
+        {c for u in snapshot.users.values() if u.status == "active" for c in u.cidrs})))
 
 
 # --- the decision log's view of a token request ---------------------------------------------------

@@ -7,13 +7,13 @@ the source IP, the correlation id (bound by the HTTP edge), the latency and the 
 cache hit).
 
 A caller whose upstream answered 401 sends the refused token back as `rejected_token`. If it is still the
-token govern holds, govern forces one refresh (single flight: concurrent reports cause one upstream call);
-if govern already holds another one, that one is returned without an upstream call. So a caller can only
+token govern holds, govern refreshes once (single flight: the comparison is repeated under the lock, so
+concurrent reports across processes cause one upstream call); if govern already holds another one, that
+one is returned without an upstream call. So a caller can only
 make govern replace the token govern itself handed out, never make it call the upstream at will.
 """
 from __future__ import annotations
 
-import hmac
 import time
 
 from govern.broker.authorization import authorize, elapsed_ms
@@ -39,11 +39,10 @@ def upstream_token(services, *, named_credential: str, authorization: str | None
         decisions.append(request, decision, latency_ms=elapsed_ms(started), error_code=UpstreamTokensNotConfigured.code)
         raise UpstreamTokensNotConfigured("no upstream token source is configured on this govern instance")
     try:
-        token = source.get_token(named_credential, decision.principal, decision.scopes_granted)
-        if rejected_token and token.token_type.lower() == "bearer" and hmac.compare_digest(
-                token.access_token.reveal().encode(), rejected_token.encode()):
-            token = source.get_token(named_credential, decision.principal, decision.scopes_granted,
-                                     force_refresh=True)
+        # The comparison with the held token is made by the token source, again under its single-flight
+        # lock: compared here, outside it, every report that raced the first refresh refreshed once more.
+        token = source.get_token(named_credential, decision.principal, decision.scopes_granted,
+                                 rejected=rejected_token or None)
     except Exception as exc:  # every outcome is on record (as an error), then the error goes on to the edge
         status = exc.status if isinstance(exc, GovernError) else 500
         code = exc.code if isinstance(exc, GovernError) else "internal_error"

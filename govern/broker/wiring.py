@@ -9,7 +9,7 @@ def build_authorization(services) -> None:
     from govern.broker.landscape import LandscapeCache
     from govern.broker.signing_keys import SigningKeys
     from govern.policy.decider import CedarPolicyDecider
-    from govern.policy.guardrails import load_guardrails
+    from govern.policy.guardrails import load_guardrails, policies_directory
 
     settings = services.settings
     landscape = LandscapeCache(services.sessions, services.clock)
@@ -20,7 +20,12 @@ def build_authorization(services) -> None:
     services.extras["broker.signing_keys"] = keys
     services.authenticator = JwtCallerAuthenticator(keys, landscape, services.clock, issuer=settings.issuer,
                                                     trusted_proxies=settings.trusted_proxy_networks)
-    services.decider = CedarPolicyDecider(landscape, services.clock, lambda: load_guardrails(settings.policies_dir))
+    services.decider = CedarPolicyDecider(landscape, services.clock,
+                                          lambda: load_guardrails(policies_directory(settings)),
+                                          min_ipv4_prefix=settings.min_ipv4_prefix,
+                                          min_ipv6_prefix=settings.min_ipv6_prefix)
+    # Not ready while the guardrails cannot be loaded: every token and proxy call would answer 500.
+    services.health_checks["policies"] = lambda: services.decider.guardrails
     decision_keys = DecisionKeys(services.sessions, lambda: services.secret_store, services.clock,
                                  cache=services.cache, cipher_provider=lambda: services.extras.get("cache_cipher"))
     services.extras["decision_keys"] = decision_keys

@@ -23,9 +23,9 @@ def policies() -> None:
 def policies_validate(directory: Path | None) -> None:
     """Check every policy in DIR (default GOVERN_POLICIES_DIR) against govern's Cedar schema."""
     from govern.config import load_settings
-    from govern.policy.guardrails import validate_directory
+    from govern.policy.guardrails import policies_directory, validate_directory
 
-    directory = directory or load_settings().policies_dir
+    directory = directory or policies_directory(load_settings())
     reports, problems = validate_directory(directory)
     for report in reports:
         if report.ok:

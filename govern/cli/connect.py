@@ -30,9 +30,9 @@ def connect(credential: str, principal: str, govern_url: str, login_hint: str | 
     from govern.broker.upstream import build_connect_service
 
     svc = services()
-    if getattr(svc.cache, "kind", "") != "redis":
-        fail("connecting from the command line needs the server's shared cache: set GOVERN_REDIS_URL "
-             "(or use POST /api/v1/credentials/{credential}/principals/{principal}/connect)")
+    if getattr(svc.cache, "kind", "") == "memory":
+        fail("connecting from the command line needs the server's shared state (the database, or Redis with "
+             "GOVERN_REDIS_URL); this instance keeps it in one process")
     redirect_uri = govern_url.rstrip("/") + "/oauth/callback"
     result = build_connect_service(svc).start(credential, principal, redirect_uri, login_hint=login_hint)
     click.echo(f"Open this URL within {result['expires_in'] // 60} minutes to connect principal {principal!r} "

@@ -99,6 +99,11 @@ def gunicorn_argv(host: str, port: int, workers: int | None = None, threads: int
               help="gunicorn threads per worker  [default: GOVERN_WEB_THREADS, else 16]")
 def serve(host: str, port: int, workers: int, threads: int | None) -> None:
     """Serve the HTTP API and the console (gunicorn with --workers > 1 or in production)."""
+    if not os.environ.get("GOVERN_PUBLIC_URL") and os.environ.get("GOVERN_ENV", "development") != "production":
+        # Development: govern's public URL is derived once from the bind (production requires it set).
+        shown = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        os.environ["GOVERN_PUBLIC_URL"] = f"http://{shown}:{port}"
     svc = services()  # refuses a database whose schema is missing or behind
     if workers > 1 or svc.settings.production:
         # An option left out leaves GOVERN_WEB_WORKERS / the config's default in force.

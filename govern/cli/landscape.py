@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 
 from govern.cli.context import cli_actor, services
-from govern.errors import ValidationFailed
+from govern.errors import DocumentTooComplex, DocumentTooLarge, ValidationFailed
 
 
 @click.command("apply")
@@ -17,30 +18,53 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
     """Validate the whole file, print the change plan, and apply it in one transaction.
 
     An applied change is recorded in the admin action log as `cli:<OS user>`."""
+    from govern.config_as_code.yaml_loader import MAX_DOCUMENT_BYTES
     from govern.landscape import apply_document
 
-    if path == "-":
-        text, filename = sys.stdin.read(), "<stdin>"
-    else:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-        except OSError as exc:
-            click.echo(f"error: cannot read {path}: {exc.strerror}", err=True)
-            raise click.exceptions.Exit(2)
-        filename = path
+    filename = "<stdin>" if path == "-" else path
     try:
-        plan = apply_document(services().sessions, text, filename, dry_run=dry_run, prune=prune, actor=cli_actor())
+        if path == "-":
+            raw = _read_bounded(sys.stdin.buffer, MAX_DOCUMENT_BYTES)
+        else:
+            with open(path, "rb") as handle:
+                raw = _read_bounded(handle, MAX_DOCUMENT_BYTES)
+    except OSError as exc:
+        _fail(f"cannot read {path}: {exc.strerror}")
+    if raw is None:
+        _fail(f"{filename}: the document is larger than {MAX_DOCUMENT_BYTES} bytes; nothing was applied")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        _fail(f"{filename}: byte {exc.start} is not UTF-8; nothing was applied")
+    svc = services()
+    try:
+        plan = apply_document(svc.sessions, text, filename, dry_run=dry_run, prune=prune, actor=cli_actor(),
+                              production=svc.settings.production)
+    except (DocumentTooLarge, DocumentTooComplex) as exc:
+        _fail(f"{exc.detail}; nothing was applied")
     except ValidationFailed as exc:
         for err in exc.errors:
             where = f"{err['location']}: {err['path']}: " if err.get("path") else f"{err['location']}: "
             click.echo(f"{where}{err['message']}", err=True)
         click.echo(f"error: {len(exc.errors)} error(s) in {filename}; nothing was applied", err=True)
         raise click.exceptions.Exit(2)
+    for warning in plan.warnings:
+        click.echo(f"warning: {warning['location']}: {warning['path']}: {warning['message']}", err=True)
     for line in plan.lines():
         click.echo(line)
     if dry_run:
         click.echo("dry run: nothing was written")
+
+
+def _read_bounded(stream, limit: int) -> bytes | None:
+    """At most `limit` bytes of `stream`; None if it holds more (the rest is never read into memory)."""
+    raw = stream.read(limit + 1)
+    return None if len(raw) > limit else raw
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    raise click.exceptions.Exit(2)
 
 
 @click.command("export")

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import re
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from govern.config_as_code.units import parse_duration, parse_size
+from govern.domain.maintenance import HHMM, MaintenanceWindow  # noqa: F401 - one shape, YAML to runtime
+from govern.domain.resilience import BreakerPolicy, RetryPolicy
+from govern.domain.token_request import ExtraParams, Resources
 
 API_VERSION = "govern/v1"
 ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,199}$"
@@ -52,14 +54,6 @@ def _str_keys(value: Any) -> Any:
     return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
 
 
-def _hhmm(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):  # YAML 1.1 reads 02:00 as base-60 120
-        value = f"{value // 60:02d}:{value % 60:02d}"
-    if not isinstance(value, str) or not re.match(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$", value):
-        raise ValueError("expected a UTC time HH:MM")
-    return value
-
-
 def _cron(value: str) -> str:
     from croniter import croniter
 
@@ -70,7 +64,6 @@ def _cron(value: str) -> str:
 
 Duration = Annotated[float, BeforeValidator(_duration)]
 Cidr = Annotated[str, BeforeValidator(_cidr)]
-HHMM = Annotated[str, BeforeValidator(_hhmm)]
 Method = Annotated[str, AfterValidator(lambda m: _enum(m.upper(), METHODS, "method"))]
 
 
@@ -82,12 +75,6 @@ def _enum(value: str, allowed, what: str) -> str:
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class MaintenanceWindow(Strict):
-    day: Literal[DAYS]  # type: ignore[valid-type]
-    start: HHMM
-    end: HHMM
 
 
 class Contract(Strict):
@@ -140,21 +127,26 @@ class CredentialDoc(Strict):
     client_auth: Optional[Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]] = None
     scopes: list[Scope] = Field(default_factory=list)
     audience: Optional[str] = None
+    resource: Resources = ()  # RFC 8707 resource indicators, each sent as a `resource` form parameter
+    token_params: ExtraParams = Field(default_factory=dict)  # further token-request form parameters, no secrets
+    leeway: Optional[Duration] = None  # refresh a cached token this long before it expires (default: see docs)
     header: Optional[str] = None
     principal_type: Literal["named", "per_user"] = "named"
     principals: list[PrincipalDoc] = Field(default_factory=list)
     refresh_token_policy: Optional[str] = None
     rotation: Optional[Rotation] = None
 
+    @model_validator(mode="after")
+    def _token_request_fields_need_oauth(self):
+        used = [name for name in ("resource", "token_params", "leeway") if getattr(self, name)]
+        if used and self.protocol not in OAUTH2:
+            raise ValueError(f"{', '.join(used)} apply to OAuth 2.0 token requests; protocol {self.protocol} has none")
+        return self
 
-class Retry(Strict):
-    attempts: Optional[Annotated[int, Field(ge=0, le=20)]] = None
-    backoff: Optional[Duration] = None
 
-
-class CircuitBreaker(Strict):
-    failures: Optional[Annotated[int, Field(ge=1)]] = None
-    reset: Optional[Duration] = None
+# The runtime's own value objects (govern.domain.resilience): the YAML keys are the keys the proxy reads.
+Retry = RetryPolicy
+CircuitBreaker = BreakerPolicy
 
 
 class NamedCredentialDoc(Strict):
@@ -164,8 +156,8 @@ class NamedCredentialDoc(Strict):
     api_version: Optional[str] = None
     api_type: Literal[API_TYPES] = "REST"  # type: ignore[valid-type]
     timeout: Duration = 10.0
-    retry: Retry = Field(default_factory=Retry)
-    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    circuit_breaker: BreakerPolicy = Field(default_factory=BreakerPolicy)
     methods: list[Method] = Field(default_factory=list)
     paths: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     during_maintenance: Literal["refuse", "queue"] = "refuse"

@@ -79,7 +79,8 @@ def credential_spec(doc: s.CredentialDoc) -> Spec:
     return {
         "system": doc.system, "protocol": doc.protocol, "token_url": doc.token_url, "authorize_url": doc.authorize_url,
         "client_id": doc.client_id, "client_auth": doc.client_auth or default_client_auth(doc.protocol),
-        "scopes": _set(doc.scopes), "audience": doc.audience, "header": doc.header,
+        "scopes": _set(doc.scopes), "audience": doc.audience, "resource": list(doc.resource),
+        "token_params": dict(sorted(doc.token_params.items())), "leeway": doc.leeway, "header": doc.header,
         "principal_type": doc.principal_type,
         "principals": sorted(({"name": p.name, "subject": p.subject,
                                "user": p.user if doc.principal_type == "per_user" else None}
@@ -89,12 +90,10 @@ def credential_spec(doc: s.CredentialDoc) -> Spec:
 
 
 def named_credential_spec(doc: s.NamedCredentialDoc) -> Spec:
-    retry = {k: v for k, v in (("attempts", doc.retry.attempts), ("backoff_seconds", doc.retry.backoff)) if v is not None}
-    breaker = {k: v for k, v in (("failures", doc.circuit_breaker.failures),
-                                 ("reset_seconds", doc.circuit_breaker.reset)) if v is not None}
     return {
         "credential": doc.credential, "url": doc.url, "api_version": doc.api_version, "api_type": doc.api_type,
-        "timeout": float(doc.timeout), "retry": retry, "circuit_breaker": breaker,
+        # Only the keys the file sets, with durations in seconds: the JSON the proxy reads back as the same value.
+        "timeout": float(doc.timeout), "retry": doc.retry.stored(), "circuit_breaker": doc.circuit_breaker.stored(),
         "methods": _set(m.upper() for m in doc.methods), "paths": _set(doc.paths),
         "during_maintenance": doc.during_maintenance, "max_body": doc.max_body,
     }
@@ -164,8 +163,11 @@ def _credential_doc(ext_id: str, spec: Spec) -> dict:
     for key in ("token_url", "authorize_url", "client_id"):
         _put(out, key, spec[key])
     _put(out, "client_auth", spec["client_auth"], default_client_auth(spec["protocol"]))
-    for key in ("scopes", "audience", "header"):
-        _put(out, key, spec[key])
+    for key in ("scopes", "audience", "resource", "token_params"):
+        _put(out, key, spec.get(key))
+    if spec.get("leeway") is not None:
+        out["leeway"] = format_duration(spec["leeway"])
+    _put(out, "header", spec["header"])
     _put(out, "principal_type", spec["principal_type"], "named")
     principals = []
     for p in spec["principals"]:
@@ -179,19 +181,17 @@ def _credential_doc(ext_id: str, spec: Spec) -> dict:
     return out
 
 
+DURATION_KEYS = frozenset({"backoff", "max_backoff", "max_retry_after", "reset", "window"})
+
+
 def _named_credential_doc(ext_id: str, spec: Spec) -> dict:
     out: dict[str, Any] = {"id": ext_id, "credential": spec["credential"], "url": spec["url"]}
     _put(out, "api_version", spec["api_version"])
     _put(out, "api_type", spec["api_type"], "REST")
     _put(out, "timeout", format_duration(spec["timeout"]), "10s")
-    retry = dict(spec["retry"])
-    if "backoff_seconds" in retry:
-        retry["backoff"] = format_duration(retry.pop("backoff_seconds"))
-    _put(out, "retry", retry)
-    breaker = dict(spec["circuit_breaker"])
-    if "reset_seconds" in breaker:
-        breaker["reset"] = format_duration(breaker.pop("reset_seconds"))
-    _put(out, "circuit_breaker", breaker)
+    _put(out, "retry", {k: format_duration(v) if k in DURATION_KEYS else v for k, v in spec["retry"].items()})
+    _put(out, "circuit_breaker", {k: format_duration(v) if k in DURATION_KEYS else v
+                                  for k, v in spec["circuit_breaker"].items()})
     _put(out, "methods", spec["methods"])
     _put(out, "paths", spec["paths"])
     _put(out, "during_maintenance", spec["during_maintenance"], "refuse")

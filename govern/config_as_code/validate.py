@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from govern.config_as_code import schema as s
 from govern.config_as_code.specs import KIND_OF, SPEC_OF, Landscape, empty_landscape
-from govern.config_as_code.yaml_loader import Located, Path, load
+from govern.config_as_code.yaml_loader import Located, Path, load, make_error
 from govern.errors import ValidationFailed
 
 # Keys whose value would be secret material. Secrets go to the secret store, never into the file.
@@ -30,6 +30,7 @@ class Parsed:
     doc: Located
     entities: dict[str, dict[str, tuple[int, Any]]] = field(default_factory=dict)  # kind -> id -> (index, model)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
 
 
 def parse(text: str, filename: str = "<input>") -> Parsed:
@@ -197,9 +198,60 @@ RULES = {"credential": _credential_rules, "integration_user": _user_rules}
 
 # --- rules across entities ----------------------------------------------------------------------------
 
-def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = False) -> Landscape:
+# --- plain HTTP upstream URLs -------------------------------------------------------------------------
+
+# Where a client secret, a refresh token, an assertion or an injected credential travels.
+UPSTREAM_URL_FIELDS = {"credentials": ("token_url", "authorize_url"), "named_credentials": ("url",)}
+PLAIN_HTTP = ("plain http sends the credential in clear over the network; use https")
+
+
+def _loopback(host: str | None) -> bool:
+    import ipaddress
+
+    if not host:
+        return False
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def plain_http_urls(doc: Located) -> list[tuple[Path, str, bool]]:
+    """Every http:// upstream URL in the document: (path, url, on a loopback host)."""
+    from urllib.parse import urlsplit
+
+    found = []
+    for section, names in UPSTREAM_URL_FIELDS.items():
+        for index, _ in enumerate(_raw_list(doc, (section,))):
+            for name in names:
+                url = _raw(doc, (section, index, name))
+                if not isinstance(url, str) or urlsplit(url).scheme.lower() != "http":
+                    continue
+                try:
+                    host = urlsplit(url).hostname
+                except ValueError:
+                    host = None
+                found.append(((section, index, name), url, _loopback(host)))
+    return found
+
+
+def check_transport(parsed: Parsed, *, production: bool) -> None:
+    """Production refuses every http:// upstream URL (an error, nothing is applied). Development warns,
+    except for loopback hosts (a sandbox or a test server on this machine: nothing crosses a network)."""
+    for path, _url, loopback in plain_http_urls(parsed.doc):
+        if production:
+            parsed.doc.error(path, f"{PLAIN_HTTP} (refused in production)")
+        elif not loopback:
+            parsed.warnings.append(make_error(parsed.doc, path, f"{PLAIN_HTTP} (refused in production)"))
+
+
+def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = False,
+          production: bool = False) -> Landscape:
     """References and scopes, then the desired landscape. Raises ValidationFailed listing every error."""
     doc = parsed.doc
+    check_transport(parsed, production=production)
     current = current or empty_landscape()
     desired: Landscape = empty_landscape()
     for kind, items in parsed.entities.items():
@@ -298,6 +350,6 @@ def _raw_list(doc: Located, path: Path) -> list:
 
 
 def validate_document(text: str, filename: str = "<input>", current: Landscape | None = None, *,
-                      prune: bool = False) -> Landscape:
+                      prune: bool = False, production: bool = False) -> Landscape:
     """parse + check: the desired landscape, or ValidationFailed with every error."""
-    return check(parse(text, filename), current, prune=prune)
+    return check(parse(text, filename), current, prune=prune, production=production)

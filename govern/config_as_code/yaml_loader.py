@@ -4,6 +4,11 @@ PyYAML's composer gives nodes with start marks; we walk them ourselves so that e
 (a tuple of keys and list indexes, e.g. ``("integration_users", 3, "ip_ranges", 0)``) maps to its
 1-based (line, column). Validation errors then point at `file:line:col`. Duplicate mapping keys, which
 PyYAML silently overwrites, are errors here (YAML 1.2 section 3.2.1.1: keys are unique).
+
+The composed node graph is measured before it is turned into data (issue #14): aliases make it a DAG whose
+expansion can grow exponentially ("billion laughs", also through `<<` merge keys) or a cycle (`&a [*a]`).
+The limits are on the document's size in bytes, its alias references, its nodes counted as expanded, and its
+nesting depth; each refusal names the limit (DocumentTooLarge, DocumentTooComplex).
 """
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from govern.errors import ValidationFailed
+from govern.errors import DocumentTooComplex, DocumentTooLarge, ValidationFailed
 
 try:  # the libyaml parser is several times faster on large landscapes
     _Base = yaml.CSafeLoader
@@ -20,6 +25,23 @@ except AttributeError:  # pragma: no cover - libyaml missing
     _Base = yaml.SafeLoader
 
 _STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+
+# The 100x-volume landscape of bench/apply.py (10,000 users) is 4.9 MB and 442,511 nodes: these leave room.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+MAX_NODES = 4_000_000  # counted as expanded: a node reached through n aliases counts n + 1 times
+MAX_ALIASES = 100_000
+MAX_DEPTH = 64
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bytes: int = MAX_DOCUMENT_BYTES
+    max_nodes: int = MAX_NODES
+    max_aliases: int = MAX_ALIASES
+    max_depth: int = MAX_DEPTH
+
+
+DEFAULT_LIMITS = Limits()
 
 
 class _Loader(_Base):  # type: ignore[misc, valid-type]
@@ -115,8 +137,18 @@ def make_error(doc: Located, path: Path, message: str) -> dict[str, Any]:
             "path": format_path(path), "message": message}
 
 
-def load(text: str, filename: str = "<input>") -> Located:
-    """Parse one YAML document. A syntax error raises ValidationFailed with its `file:line:col`."""
+def check_size(text: str | bytes, filename: str = "<input>", limits: Limits = DEFAULT_LIMITS) -> None:
+    """Refuse a document larger than `limits.max_bytes` (measured in UTF-8 bytes) before parsing it."""
+    size = len(text) if isinstance(text, bytes) else len(text.encode("utf-8", "surrogatepass"))
+    if size > limits.max_bytes:
+        raise DocumentTooLarge(f"{filename}: the document is {size} bytes; at most {limits.max_bytes} are accepted")
+
+
+def load(text: str, filename: str = "<input>", limits: Limits = DEFAULT_LIMITS) -> Located:
+    """Parse one YAML document. A syntax error raises ValidationFailed with its `file:line:col`; a document
+    beyond `limits` raises DocumentTooLarge or DocumentTooComplex, before it is expanded."""
+    if len(text) > limits.max_bytes // 4:  # a str of this many characters may hold 4 bytes each
+        check_size(text, filename, limits)
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
@@ -135,6 +167,7 @@ def load(text: str, filename: str = "<input>") -> Located:
     if node is None:
         doc.data = {}
         return doc
+    _measure(node, filename, limits)
     constructor = yaml.SafeLoader("")  # only its scalar constructors are used
     try:
         doc.data = _walk(node, [], doc, constructor)
@@ -144,6 +177,53 @@ def load(text: str, filename: str = "<input>") -> Located:
         raise ValidationFailed([{"location": f"{filename}:{line}:{col}", "file": filename, "line": line,
                                  "column": col, "path": "", "message": f"YAML error: {exc.problem}"}]) from None
     return doc
+
+
+def _children(node: yaml.Node) -> list:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    return []
+
+
+def _measure(root: yaml.Node, filename: str, limits: Limits) -> None:
+    """Walk the node graph once (each distinct node once) and refuse it if expanding it would exceed `limits`.
+
+    A node met again after it was measured is an alias reference; a node met again while it is being
+    measured is its own ancestor (a recursive alias). Iterative, so depth costs no Python stack.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+    aliases = 0
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)]
+
+    def refuse(message: str, node: yaml.Node):
+        mark = node.start_mark
+        raise DocumentTooComplex(f"{filename}:{mark.line + 1}:{mark.column + 1}: {message}")
+
+    while stack:
+        node, depth, leaving = stack.pop()
+        key = id(node)
+        if leaving:
+            open_nodes.discard(key)
+            size = 1 + sum(sizes[id(child)] for child in _children(node))
+            if size > limits.max_nodes:
+                refuse(f"expanding its aliases gives more than {limits.max_nodes} nodes", node)
+            sizes[key] = size
+            continue
+        if key in sizes:
+            aliases += 1
+            if aliases > limits.max_aliases:
+                refuse(f"more than {limits.max_aliases} alias references", node)
+            continue
+        if key in open_nodes:
+            refuse("an alias refers to a node that contains it (a recursive alias)", node)
+        if depth > limits.max_depth:
+            refuse(f"nested deeper than {limits.max_depth} levels", node)
+        open_nodes.add(key)
+        stack.append((node, depth, True))
+        stack.extend((child, depth + 1, False) for child in _children(node))
 
 
 def _walk(node: yaml.Node, path: list, doc: Located, constructor: yaml.SafeLoader) -> Any:

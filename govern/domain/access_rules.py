@@ -63,6 +63,27 @@ def parse_networks(cidrs: tuple[str, ...]) -> tuple[IPNetwork, ...]:
     return tuple(nets)
 
 
+def shortest_prefix(cidrs: Sequence[str], version: int) -> int:
+    """The shortest prefix length among `cidrs` of IP `version`; one more than the longest possible (33 or
+    129) when there is none. A malformed range counts as allowing nothing (as in `parse_networks`)."""
+    lengths = [net.prefixlen for net in parse_networks(tuple(cidrs)) if net.version == version]
+    return min(lengths, default=33 if version == 4 else 129)
+
+
+def broad_ranges(cidrs: Sequence[str], min_ipv4_prefix: int, min_ipv6_prefix: int) -> list[str]:
+    """The ranges of `cidrs` with a prefix shorter than the minimum of their IP version: `0.0.0.0/1` opens
+    half of the IPv4 space and is as broad, for a guardrail, as `0.0.0.0/0`."""
+    broad = []
+    for cidr in cidrs:
+        try:
+            net = ipaddress.ip_network(cidr.strip(), strict=False)
+        except ValueError:
+            continue
+        if net.prefixlen < (min_ipv4_prefix if net.version == 4 else min_ipv6_prefix):
+            broad.append(cidr)
+    return broad
+
+
 def ip_in_ranges(ip: str, cidrs: Sequence[str]) -> bool:
     """True when `ip` lies inside one of `cidrs`. An empty list allows nothing (deny by default)."""
     return _ip_in_ranges(ip, tuple(cidrs))

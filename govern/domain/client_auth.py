@@ -50,3 +50,9 @@ def verify_client_secret(user: Any, presented: str, now: dt.datetime) -> bool:
         return False
     return secret_accepted(presented, user.client_secret_hash, user.previous_client_secret_hash,
                            user.previous_secret_expires_at, now)
+
+
+def spend_dummy_hash(presented: str) -> None:
+    """The same scrypt work as a real check, against no hash: an unknown client id costs what a wrong
+    secret costs, so the two cannot be told apart by timing (govern.broker.client_authentication)."""
+    verify_password(presented, None)

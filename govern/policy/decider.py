@@ -23,7 +23,7 @@ import cedarpy
 
 from govern.domain.access import PROXY_ONLY_RULE, AccessDecision, AccessRequest
 from govern.domain.access_rules import (any_path_matches, ip_in_ranges, method_allowed, object_access_allowed,
-                                        parse_networks, salesforce_object)
+                                        parse_networks, salesforce_object, shortest_prefix)
 from govern.errors import NotFound
 
 log = logging.getLogger("govern.policy")
@@ -35,8 +35,9 @@ def _ip(value: str) -> dict:
 
 
 class CedarPolicyDecider:
-    def __init__(self, landscape, clock, guardrails_loader):
+    def __init__(self, landscape, clock, guardrails_loader, *, min_ipv4_prefix: int = 8, min_ipv6_prefix: int = 32):
         self._landscape = landscape
+        self._min_prefix = (min_ipv4_prefix, min_ipv6_prefix)
         self._clock = clock
         self._load = guardrails_loader
         self._guardrails = None
@@ -170,6 +171,8 @@ class CedarPolicyDecider:
                                  "attrs": {
                                      "status": user.status,
                                      "cidrs": [_ip(str(n)) for n in parse_networks(tuple(user.cidrs))],
+                                     "shortest_ipv4_prefix": shortest_prefix(user.cidrs, 4),
+                                     "shortest_ipv6_prefix": shortest_prefix(user.cidrs, 6),
                                      "allowed_scopes": list(user.allowed_scopes),
                                      "system_permissions": sorted({p for ps in live for p in ps.system_permissions}),
                                      "grant_scopes": sorted({s for ps in live for s in ps.scopes}),
@@ -200,6 +203,8 @@ class CedarPolicyDecider:
             "fields": list(request.fields),
             "api_type": api_type,
             "principal": principal or "",
+            "min_ipv4_prefix": self._min_prefix[0],
+            "min_ipv6_prefix": self._min_prefix[1],
         }
         return self._evaluate(guardrails, snap, today, request, user, nc, context)
 

@@ -92,6 +92,20 @@ def validate_directory(directory: Path) -> tuple[list[PolicyReport], list[str]]:
     return reports, problems
 
 
+PACKAGED_POLICIES = Path(__file__).resolve().parent / "policies"
+
+
+def policies_directory(settings) -> Path:
+    """Where the guardrails are: GOVERN_POLICIES_DIR (relative to the instance folder), else the instance
+    folder's own `policies/` if it has one, else the copy shipped inside the package. Never the working
+    directory: a server started from another folder must decide on the same policies, or not start."""
+    if settings.policies_dir is not None:
+        configured = Path(settings.policies_dir)
+        return configured if configured.is_absolute() else Path(settings.home) / configured
+    own = Path(settings.home) / "policies"
+    return own if own.is_dir() else PACKAGED_POLICIES
+
+
 def load_guardrails(directory: Path) -> Guardrails:
     """Parse and validate the policies once; refuse to decide on policies that do not validate."""
     directory = Path(directory)

@@ -24,18 +24,21 @@ def is_postgres(session: Session) -> bool:
     return session.get_bind().dialect.name == "postgresql"
 
 
-def _claimable(now: dt.datetime):
+def _claimable(now: dt.datetime, *, ignore_backoff: bool = False):
     return sa.and_(
         RotationRun.state.in_(RUNNABLE),
+        sa.true() if ignore_backoff else
         sa.or_(RotationRun.next_attempt_at.is_(None), RotationRun.next_attempt_at <= now),
         sa.or_(RotationRun.claimed_until.is_(None), RotationRun.claimed_until < now),
     )
 
 
 def claim_next(session: Session, worker: str, now: dt.datetime, lease: dt.timedelta,
-               only: int | None = None) -> int | None:
-    """Claim one runnable run (or the run `only`) for `worker`; the caller commits."""
-    cond = _claimable(now)
+               only: int | None = None, *, ignore_backoff: bool = False) -> int | None:
+    """Claim one runnable run (or the run `only`) for `worker`; the caller commits. A run still leased to
+    a live worker is never claimed; `ignore_backoff` (an operator asking for this run by name) does not
+    wait for a failed step's retry time."""
+    cond = _claimable(now, ignore_backoff=ignore_backoff)
     if only is not None:
         cond = sa.and_(cond, RotationRun.id == only)
     values = {"claimed_by": worker, "claimed_until": now + lease}

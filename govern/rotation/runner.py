@@ -18,11 +18,12 @@ from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session as SQLModelSession
 from sqlmodel import select
 
-from govern.errors import GovernError, NotFound
+from govern.errors import GovernError, NotFound, SecretNotFound
 from govern.rotation import claims, machine, schedule
 from govern.rotation.housekeeping import Housekeeping
 from govern.rotation.operator import OperatorActions
 from govern.rotation.rotators import RotationContext, load_rotator
+from govern.rotation.rotators.base import staging_path
 from govern.rotation.support import (  # noqa: F401 - re-exported for callers
     LostLease,
     Outcome,
@@ -37,6 +38,15 @@ from govern.store.rotation_tables import RotationSystemCap
 from govern.store.tables import RotationRun, SecretRef, SecretVersion
 
 log = logging.getLogger("govern.rotation")
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """What the finish step did in the store: the version the staged secret became at the secret's own
+    path, and the superseded previous versions it revoked at the target."""
+
+    version: int | None
+    retired: tuple[int, ...]
 
 
 @dataclass
@@ -210,10 +220,11 @@ class RotationService(OperatorActions, Housekeeping):
         return run.id, ""
 
     # --- executing --------------------------------------------------------------------------------
-    def claim(self, only: int | None = None) -> int | None:
+    def claim(self, only: int | None = None, *, ignore_backoff: bool = False) -> int | None:
         """Claim a run and read it (with its secret) in the same transaction, for `execute`."""
         with self._session() as s:
-            run_id = claims.claim_next(s, self.worker_id, self._now(), self.lease, only=only)
+            run_id = claims.claim_next(s, self.worker_id, self._now(), self.lease, only=only,
+                                       ignore_backoff=ignore_backoff)
             if run_id is not None:
                 s.expire_all()
                 run = s.get(RotationRun, run_id)
@@ -231,7 +242,8 @@ class RotationService(OperatorActions, Housekeeping):
             return run, s.get(SecretRef, run.secret_ref_id)
 
     def _persist(self, run: RotationRun, t: machine.Transition, *, pending_version: int | None = None,
-                 finish: SecretRef | None = None, error: str | None = None, release: bool = False) -> None:
+                 finish: SecretRef | None = None, promoted: "Promotion | None" = None, error: str | None = None,
+                 release: bool = False) -> None:
         """Write the transition with one fenced UPDATE. `run` is this worker's in-memory copy: while the
         lease is ours nobody else writes the row, and the fence makes a lost lease fail loudly."""
         now = self._now()
@@ -252,27 +264,34 @@ class RotationService(OperatorActions, Housekeeping):
                             .where(RotationRun.id == run.id, RotationRun.claimed_by == self.worker_id).values(**values))
             if res.rowcount != 1:
                 raise LostLease()
-            if pending_version is not None and not s.execute(select(SecretVersion.id).where(
-                    SecretVersion.secret_ref_id == run.secret_ref_id, SecretVersion.version == pending_version)).scalar():
-                s.add(SecretVersion(secret_ref_id=run.secret_ref_id, version=pending_version, stage="pending",
-                                    created_at=now))
+            # The pending version is staged apart (rotators.base.staging_path): it gets a secret_version row
+            # only when it is promoted to the secret's own path, so the rows describe that path truly.
             if finish is not None:
-                self._promote(s, run, finish, now)
+                self._promote(s, run, finish, now, promoted or Promotion(None, ()))
         for key, value in values.items():
             setattr(run, key, value)
 
-    def _promote(self, s, run: RotationRun, ref: SecretRef, now: dt.datetime) -> None:
-        """pending -> current, current -> previous (valid for the overlap window), in the finish transaction."""
+    def _promote(self, s, run: RotationRun, ref: SecretRef, now: dt.datetime, promoted: "Promotion") -> None:
+        """promoted -> current, current -> previous (valid for the overlap window), and every older previous
+        -> revoked (a target keeps one previous secret: the set of this run replaced it), in the finish
+        transaction. So only versions that still work are `previous`, however many rotations overlap."""
         values: dict[str, Any] = {"set_at": now,
                                   "next_due_at": schedule.next_due(ref.schedule, now, self.rng) if ref.schedule else None}
-        if run.pending_version is not None:
+        if promoted.version is not None:
             sv = update(SecretVersion)
+            older = sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.stage == "previous",
+                             SecretVersion.version != promoted.version)
+            # Revoked at the target by the finish step; one whose revocation failed expires now instead,
+            # so no reader tries it and the worker's revoke_expired retries it.
+            s.execute(older.where(SecretVersion.version.in_(promoted.retired)).values(stage="revoked"))
+            s.execute(older.where(SecretVersion.version.not_in(promoted.retired)).values(expires_at=now))
             s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.stage == "current",
-                               SecretVersion.version != run.pending_version)
+                               SecretVersion.version != promoted.version)
                       .values(stage="previous", expires_at=now + dt.timedelta(seconds=ref.overlap_seconds)))
-            s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.version == run.pending_version)
-                      .values(stage="current", expires_at=None))
-            values["current_version"] = run.pending_version
+            if s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.version == promoted.version)
+                         .values(stage="current", expires_at=None)).rowcount == 0:
+                s.add(SecretVersion(secret_ref_id=ref.id, version=promoted.version, stage="current", created_at=now))
+            values["current_version"] = promoted.version
         s.execute(update(SecretRef)
                   .where(SecretRef.id == ref.id).values(**values))
         for key, value in values.items():
@@ -293,9 +312,15 @@ class RotationService(OperatorActions, Housekeeping):
                                       pending_version=run.pending_version)
                 started = self._now()
                 rotator = None
+                promoted = None
                 try:
                     rotator = self._rotator(run.rotator)
                     result = getattr(rotator, step)(ctx)
+                    if step == "set" and result is not False and getattr(rotator, "single_secret", False):
+                        # The target now accepts only the new secret: the secret's own path follows at once.
+                        self._copy_staged(ctx)
+                    if step == "finish":
+                        promoted = self._promote_in_store(rotator, ctx)
                 except Exception as exc:  # noqa: BLE001 - each item fails alone, with a redacted reason
                     return self._fail(run, ref, rotator, ctx, step, started, exc)
                 ended = self._now()
@@ -305,26 +330,87 @@ class RotationService(OperatorActions, Housekeeping):
                                       awaiting=(step == "set" and result is False))
                 try:
                     self._persist(run, t, pending_version=result if step == "create_pending" else None,
-                                  finish=ref if step == "finish" else None,
+                                  finish=ref if step == "finish" else None, promoted=promoted,
                                   release=t.state in machine.TERMINAL or t.state == machine.AWAITING)
                 except LostLease:
                     return Outcome(ref.external_id, "skipped", run_id, "lease lost to another worker")
+                if promoted is not None and promoted.version is not None:
+                    self._drop_staged(ctx)
                 log.info("rotation step done", extra={"run_id": run_id, "secret_name": ref.external_id, "step": step,
                                                        "state": t.state})
                 if self.hook:
                     self.hook("after_step", run_id, step)
                 if t.state == machine.AWAITING:
                     self._notify("rotation.reminder", run_id, ref.external_id, rotator=run.rotator,
-                                 detail="the new secret must be set at the target by an operator; "
+                                 staged_path=staging_path(ref.path),
+                                 detail="the new secret (staged in the secret store at "
+                                        f"{staging_path(ref.path)}) must be set at the target by an operator; "
                                         f"then run: govern rotate confirm {run_id}")
                     return Outcome(ref.external_id, machine.AWAITING, run_id, "waiting for an operator to confirm")
                 if t.state == machine.FINISHED:
                     if t.recovered:
                         self._notify("rotation.recovered", run_id, ref.external_id, rotator=run.rotator,
                                      attempts=run.attempts)
+                    new_version = promoted.version if promoted is not None else None
                     return Outcome(ref.external_id, "finished", run_id,
                                    f"version {previous_version or '-'} -> "
-                                   f"{run.pending_version if run.pending_version is not None else '-'}")
+                                   f"{new_version if new_version is not None else '-'}")
+
+    def _promote_in_store(self, rotator, ctx: RotationContext) -> "Promotion":
+        """The store half of `finish`: copy the staged secret to the secret's own path (it has been set and
+        tested, so from now on the latest version there works), and revoke at the target the previous
+        versions it supersedes. Idempotent: a copy a crashed attempt already made is found and reused."""
+        if ctx.pending_version is None:
+            return Promotion(None, ())
+        version = self._copy_staged(ctx)
+        with self._session() as s:
+            superseded = list(s.execute(select(SecretVersion.version).where(
+                SecretVersion.secret_ref_id == ctx.ref.id, SecretVersion.stage == "previous",
+                SecretVersion.version != version)).scalars())
+        retired = []
+        for old in superseded:
+            try:
+                rotator.revoke_previous(ctx, old)
+                retired.append(old)
+            except Exception as exc:  # noqa: BLE001 - retried by revoke_expired; the rotation still finishes
+                log.warning("revoking a superseded version failed", extra={
+                    "secret_name": ctx.ref.external_id, "version": old, "error_text": describe_error(exc)})
+        return Promotion(version, tuple(retired))
+
+    def _copy_staged(self, ctx: RotationContext) -> int:
+        """Write the staged secret as the newest version at the secret's own path (check-and-set), unless
+        it already is (a crashed attempt copied it). Returns that version."""
+        store, path = ctx.store, ctx.ref.path
+        value = ctx.pending()
+        try:
+            latest = store.metadata(path).version
+        except SecretNotFound:
+            latest = 0
+        if latest and latest != ctx.ref.current_version and store.get(path, version=latest).reveal() == value.reveal():
+            return latest
+        return store.put(path, value, cas=latest).version
+
+    def _restore_current(self, ctx: RotationContext) -> None:
+        """After a rollback: if the secret's own path was already following a single-secret target, write
+        the current secret (the one the target is back on) as its newest version again."""
+        current = ctx.current()
+        if current is None:
+            return
+        try:
+            latest = ctx.store.metadata(ctx.ref.path).version
+        except SecretNotFound:
+            return
+        if latest != ctx.ref.current_version and ctx.store.get(ctx.ref.path, version=latest).reveal() != current.reveal():
+            ctx.store.put(ctx.ref.path, current, cas=latest)
+
+    def _drop_staged(self, ctx: RotationContext) -> None:
+        """The staged copy is not needed once promoted (a copy left by a crash is recognised as the current
+        secret by the next create_pending, and replaced)."""
+        try:
+            ctx.store.delete(staging_path(ctx.ref.path))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("the staged secret was not deleted", extra={"secret_name": ctx.ref.external_id,
+                                                                    "exc_type": type(exc).__name__})
 
     def _fail(self, run, ref, rotator, ctx, step, started, exc) -> Outcome:
         error = describe_error(exc)
@@ -332,6 +418,8 @@ class RotationService(OperatorActions, Housekeeping):
         if t.rollback and rotator is not None and hasattr(rotator, "rollback"):
             try:
                 rotator.rollback(ctx)
+                if getattr(rotator, "single_secret", False):
+                    self._restore_current(ctx)
             except Exception as rb_exc:  # noqa: BLE001
                 t.record["rollback_error"] = describe_error(rb_exc)
         try:
@@ -357,10 +445,31 @@ class RotationService(OperatorActions, Housekeeping):
             return s.get(SecretRef, ref_id).external_id
 
     def rotate(self, ref_id: int, *, force: bool) -> Outcome:
+        """Start a run for the secret, or resume its active run when no live worker holds it (its worker
+        died and the lease ran out, or it waits for a retry). By name (`force`) a retry's backoff is not
+        waited for: the operator asked for this rotation now."""
         run_id, why = self.start(ref_id, force=force, claim=True)
-        if run_id is None:
+        if run_id is not None:
+            return self.execute(run_id)
+        with self._session() as s:
+            active = s.execute(select(RotationRun).where(RotationRun.secret_ref_id == ref_id,
+                                                         RotationRun.state.in_(machine.ACTIVE))).scalar_one_or_none()
+        if active is None:
             return Outcome(self._name(ref_id), "skipped", None, why)
-        return self.execute(run_id)
+        if self.claim(only=active.id, ignore_backoff=force) is not None:
+            log.info("resuming rotation run", extra={"run_id": active.id, "state": active.state})
+            outcome = self.execute(active.id)
+            outcome.detail = f"resumed at {machine.next_step(active.state)}" + (
+                f"; {outcome.detail}" if outcome.detail else "")
+            return outcome
+        if active.state == machine.AWAITING:
+            why = f"run {active.id} waits for an operator: govern rotate confirm {active.id}"
+        elif active.claimed_until is not None and _aware(active.claimed_until) > self._now():
+            why = (f"run {active.id} is being run by {active.claimed_by} (lease until "
+                   f"{_aware(active.claimed_until).isoformat()})")
+        else:
+            why = f"run {active.id} is already active (next attempt at {active.next_attempt_at})"
+        return Outcome(self._name(ref_id), "skipped", active.id, why)
 
     def run_due(self) -> list[Outcome]:
         return [self.rotate(ref.id, force=False) for ref in self.due()]
@@ -397,3 +506,7 @@ class RotationService(OperatorActions, Housekeeping):
             out += self.revoke_expired()
             self.send_reminders()
         return out
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)

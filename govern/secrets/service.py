@@ -95,10 +95,11 @@ def secret_ref_name(owner_kind: str, owner: str, principal: str | None, field: s
 
 
 class SecretService:
-    def __init__(self, sessions: sessionmaker[Session], store: SecretStore, clock=None):
+    def __init__(self, sessions: sessionmaker[Session], store: SecretStore, clock=None, notifier=None):
         self.sessions = sessions
         self.store = store
         self.clock = clock
+        self.notifier = notifier
 
     # --- commands --------------------------------------------------------------------------------
 
@@ -106,7 +107,14 @@ class SecretService:
                            principal: str | None = None, actor: str = "system",
                            correlation_id: str | None = None) -> SecretStatus:
         target = self._credential_target(credential, principal, field)
-        return self._put(target, raw, actor, correlation_id)
+        status = self._put(target, raw, actor, correlation_id)
+        if principal and field == "refresh_token":
+            # A new refresh token is a reconnect: the broker may call the upstream for this principal again.
+            from govern.broker.upstream.reconnect import clear_needs_reconnect, safe_notifier
+
+            clear_needs_reconnect(self.sessions, safe_notifier(lambda: self.notifier), self._now(),
+                                  credential=credential, principal=principal)
+        return status
 
     def put_for_user(self, user: str, field: str, raw: bytes | str | Secret, *, actor: str = "system",
                      correlation_id: str | None = None) -> SecretStatus:
@@ -189,6 +197,11 @@ class SecretService:
 
     def _put(self, target: _Target, raw, actor: str, correlation_id: str | None) -> SecretStatus:
         secret = validate_secret_value(raw.reveal() if isinstance(raw, Secret) else raw)
+        if target.field == "private_key":
+            # Parsed and type-checked before anything is written (CLI, API and console alike).
+            from govern.secrets.private_keys import parse_private_key
+
+            secret, _algorithm = parse_private_key(secret)
         path = target.path
         try:
             current = self.store.metadata(path).version
@@ -310,4 +323,5 @@ def _status(ref: SecretRef) -> SecretStatus:
 
 
 def secret_service(services) -> SecretService:
-    return SecretService(services.sessions, services.secret_store, services.clock)
+    return SecretService(services.sessions, services.secret_store, services.clock,
+                         notifier=services.extras.get("notifier"))

@@ -45,7 +45,9 @@ def import_salesforce(directory: str | Path, now: dt.datetime) -> ImportResult:
 def run_audit(services, *, source: str = "db", directory: str | None = None, window_days: int = 30,
               store: bool = True) -> AuditOutcome:
     now = services.clock.now()
-    policy = AuditPolicy(window_days=window_days)
+    settings = services.settings
+    policy = AuditPolicy(window_days=window_days, guardrail_min_ipv4_prefix=settings.min_ipv4_prefix,
+                         guardrail_min_ipv6_prefix=settings.min_ipv6_prefix)
     imported = None
     if source == "salesforce":
         if not directory:

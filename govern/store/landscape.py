@@ -103,7 +103,8 @@ def credential_spec_of(r, system_names: dict[int, str], principals: list[dict]) 
     return {
         "system": system_names[r["system_id"]], "protocol": r["protocol"], "token_url": r["token_url"],
         "authorize_url": r["authorize_url"], "client_id": r["client_id"], "client_auth": r["client_auth_method"],
-        "scopes": list(r["scopes"] or []), "audience": r["audience"], "header": r["header_name"],
+        "scopes": list(r["scopes"] or []), "audience": r["audience"], "resource": list(r["resource"] or []),
+        "token_params": dict(r["token_params"] or {}), "leeway": r["leeway_seconds"], "header": r["header_name"],
         "principal_type": r["principal_type"], "principals": principals,
         "refresh_token_policy": r["refresh_token_policy"], "rotation": r["rotation"] or {},
     }
@@ -164,6 +165,7 @@ def _columns(kind: str, spec: dict, ids: dict[str, dict[str, int]]) -> dict[str,
         return {"system_id": ids["system"][spec["system"]], "protocol": spec["protocol"], "token_url": spec["token_url"],
                 "authorize_url": spec["authorize_url"], "client_id": spec["client_id"],
                 "client_auth_method": spec["client_auth"], "scopes": spec["scopes"], "audience": spec["audience"],
+                "resource": spec["resource"], "token_params": spec["token_params"], "leeway_seconds": spec["leeway"],
                 "header_name": spec["header"], "principal_type": spec["principal_type"],
                 "refresh_token_policy": spec["refresh_token_policy"], "rotation": spec["rotation"]}
     if kind == "named_credential":
@@ -200,7 +202,10 @@ def apply_plan(session: Session, plan: Plan, stored: Stored) -> None:
     for kind in WRITE_ORDER:
         table = T[kind]
         creates = plan.of("create", kind)
-        updates = [c for c in plan.of("update", kind) if set(c.diff) - {CHILD_FIELDS.get(kind)}]
+        # Every updated entity gets a new updated_at, also when only its children (grants, assignments,
+        # principals) changed: the broker's snapshot version reads updated_at, and on SQLite rewritten child
+        # rows can reuse the same ids, so count and max(id) alone would not show the change.
+        updates = plan.of("update", kind)
         if creates:
             session.execute(sa.insert(table), [{"external_id": c.id, "created_at": now, "updated_at": now,
                                                 **_columns(kind, c.spec, ids)} for c in creates])

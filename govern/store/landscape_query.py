@@ -70,7 +70,10 @@ def _credentials(session, rows):
     principals: dict[int, list[dict]] = {}
     for p in principal_rows:
         principals.setdefault(p["credential_id"], []).append(
-            {**L.principal_of(p, users), "connected_at": p["connected_at"].isoformat() if p["connected_at"] else None})
+            {**L.principal_of(p, users), "connected_at": p["connected_at"].isoformat() if p["connected_at"] else None,
+             # The upstream refused its refresh token: no upstream call until it is reconnected (issue #16).
+             "needs_reconnect": p["needs_reconnect_at"] is not None,
+             "needs_reconnect_since": p["needs_reconnect_at"].isoformat() if p["needs_reconnect_at"] else None})
     secrets = _secret_metadata(session, "credential", [r["external_id"] for r in rows])
     return [{"id": r["external_id"], **L.credential_spec_of(r, systems, principals.get(r["id"], [])),
              "secrets": secrets.get(r["external_id"], [])} for r in rows]

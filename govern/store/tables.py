@@ -46,7 +46,7 @@ class System(SQLModel, table=True):
     rate_limit_per_minute: Optional[int] = None
     daily_api_budget: Optional[int] = None
     api_version_policy: Optional[str] = Field(default=None, max_length=500)
-    maintenance_windows: list[dict[str, Any]] = _json(list)
+    maintenance_windows: list[dict[str, Any]] = _json(list)  # govern.domain.maintenance.MaintenanceWindow items
     runbook_url: Optional[str] = Field(default=None, max_length=1000)
     scopes: list[str] = _json(list)
     contract: dict[str, Any] = _json()  # schema links, error codes, versioning notes
@@ -66,6 +66,9 @@ class ExternalCredential(SQLModel, table=True):
     client_auth_method: Optional[str] = Field(default=None, max_length=50)
     scopes: list[str] = _json(list)
     audience: Optional[str] = Field(default=None, max_length=1000)
+    resource: list[str] = _json(list)  # RFC 8707 resource indicators
+    token_params: dict[str, str] = _json()  # extra token-request form parameters (never secrets)
+    leeway_seconds: Optional[float] = None  # refresh cached tokens this long before expiry; None: the default rule
     header_name: Optional[str] = Field(default=None, max_length=200)
     principal_type: str = Field(default="named", max_length=20)
     refresh_token_policy: Optional[str] = Field(default=None, max_length=50)
@@ -84,6 +87,9 @@ class Principal(SQLModel, table=True):
     integration_user_id: Optional[int] = Field(default=None, foreign_key="integration_user.id", index=True)
     subject: Optional[str] = Field(default=None, max_length=500)  # upstream username (JWT bearer `sub`)
     connected_at: dt.datetime | None = _ts()
+    # Set when the upstream refused the stored refresh token (invalid_grant): no upstream call is made for
+    # this principal until it is reconnected (govern.broker.upstream.reconnect).
+    needs_reconnect_at: dt.datetime | None = _ts()
     created_at: dt.datetime = _created()
 
 
@@ -96,8 +102,8 @@ class NamedCredential(SQLModel, table=True):
     api_version: Optional[str] = Field(default=None, max_length=50)
     api_type: str = Field(default="REST", max_length=20)
     timeout_seconds: float = 10.0
-    retry: dict[str, Any] = _json()
-    circuit_breaker: dict[str, Any] = _json()
+    retry: dict[str, Any] = _json()  # govern.domain.resilience.RetryPolicy.stored()
+    circuit_breaker: dict[str, Any] = _json()  # govern.domain.resilience.BreakerPolicy.stored()
     allowed_methods: list[str] = _json(list)
     allowed_paths: list[str] = _json(list)
     during_maintenance: str = Field(default="refuse", max_length=20)  # refuse | queue
@@ -385,3 +391,23 @@ class Suppression(SQLModel, table=True):
     expires_at: dt.date
     created_by: Optional[str] = Field(default=None, max_length=200)
     created_at: dt.datetime = _created()
+
+
+class SharedState(SQLModel, table=True):
+    """govern.cache.Cache in the database, for state that a later request may need in another process
+    (connect state, idempotency, breakers, budgets, console lockouts) when no Redis is configured."""
+
+    __tablename__ = "shared_state"
+    key: str = Field(sa_column=sa.Column(sa.String(512), primary_key=True))
+    value: Optional[bytes] = Field(default=None, sa_column=sa.Column(sa.LargeBinary, nullable=True))
+    count: Optional[int] = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    expires_at: Optional[float] = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True, index=True))
+
+
+class SeenClientAssertion(SQLModel, table=True):
+    """A private_key_jwt client assertion's `jti`, kept until the assertion expires (RFC 7523 section 3,
+    item 7): the unique key makes a second use fail at insert, in every process sharing the database."""
+
+    __tablename__ = "seen_client_assertion"
+    key: str = Field(primary_key=True, max_length=64)  # SHA-256 hex of (client id, jti)
+    expires_at: dt.datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, index=True))

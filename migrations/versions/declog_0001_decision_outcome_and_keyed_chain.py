@@ -6,13 +6,13 @@ upstream answered 5xx, "allow" otherwise; their key_id stays NULL (they stay ver
 SHA-256, as they were written).
 
 Revision ID: declog_0001
-Revises: users_0001
+Revises: model_0001
 """
 from alembic import op
 import sqlalchemy as sa
 
 revision = "declog_0001"
-down_revision = "users_0001"
+down_revision = "model_0001"
 branch_labels = None
 depends_on = None
 

@@ -40,14 +40,14 @@ class FakeUpstreamTokens:
         self.calls: list[tuple] = []
         self.lock = threading.Lock()
 
-    def get_token(self, named_credential, principal, scopes=(), *, force_refresh=False):
+    def get_token(self, named_credential, principal, scopes=(), *, force_refresh=False, rejected=None):
         with self.lock:
             self.calls.append((named_credential, principal, tuple(scopes)))
         return UpstreamToken(access_token=Secret(UPSTREAM_TOKEN), token_type="Bearer",
                              expires_at=self.clock.now() + dt.timedelta(hours=1), scopes=tuple(scopes),
                              extra={"upstream_status": 200, "refresh_token": "never-returned"})
 
-    def invalidate(self, named_credential, principal, scopes=()):
+    def invalidate(self, named_credential, principal, scopes=(), *, token=None):
         pass
 
 

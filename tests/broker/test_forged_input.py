@@ -47,7 +47,7 @@ def test_spoofed_forwarded_for_at_token_issuance_is_ignored(broker_client, lands
     resp = broker_client.post("/oauth/token", data={"grant_type": "client_credentials"},
                               headers={**basic("order-sync", "s3cret-client-secret-value"), "X-Forwarded-For": "127.0.0.1"},
                               environ_base={"REMOTE_ADDR": "203.0.113.9"})
-    assert resp.status_code == 400 and resp.get_json()["error"] == "unauthorized_client"
+    assert resp.status_code == 401 and resp.get_json()["error"] == "invalid_client"
 
 
 def test_trusted_proxy_forwarded_for_is_believed_right_to_left(tmp_path, database_url, clock):
@@ -81,7 +81,7 @@ def test_trusted_proxy_forwarded_for_is_believed_right_to_left(tmp_path, databas
                                environ_base={"REMOTE_ADDR": "10.2.2.2"})
 
         assert issue_via_proxy({"X-Forwarded-For": "198.51.100.7"}).status_code == 200
-        assert issue_via_proxy({}).get_json()["error"] == "unauthorized_client"
+        assert issue_via_proxy({}).get_json()["error"] == "invalid_client"
     finally:
         svc.close()
 

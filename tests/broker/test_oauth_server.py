@@ -84,7 +84,8 @@ def test_previous_secret_works_only_during_the_rotation_overlap(broker_client, b
 
 
 def test_source_ip_is_checked_at_issuance(broker_client, landscape):
-    _oauth_error(issue(broker_client, remote="203.0.113.9"), 400, "unauthorized_client")
+    # The same answer as a wrong secret (the address is checked first, and a refusal names no reason).
+    _oauth_error(issue(broker_client, remote="203.0.113.9"), 401, "invalid_client")
 
 
 def test_protocol_errors_use_rfc6749_codes(broker_client, landscape):
@@ -113,7 +114,7 @@ def _jwt_user(services):
     return key
 
 
-def _assertion(key, jti=None, aud="http://localhost/oauth/token", sub="order-sync"):
+def _assertion(key, jti=None, aud="http://127.0.0.1:8000/oauth/token", sub="order-sync"):
     now = int(time.time())  # authlib checks the assertion's exp against the real clock
     claims = {"iss": sub, "sub": sub, "aud": aud, "iat": now, "exp": now + 60, "jti": jti or uuid.uuid4().hex}
     return jwt.encode({"alg": "RS256", "kid": "client-key-1"}, claims, key)
@@ -146,7 +147,7 @@ def test_private_key_jwt_refuses_other_keys_audiences_and_basic_auth(broker_clie
 
 def test_authorization_server_metadata(broker_client):
     meta = broker_client.get("/.well-known/oauth-authorization-server").get_json()
-    assert meta["token_endpoint"] == "http://localhost/oauth/token" and meta["jwks_uri"].endswith("/oauth/jwks.json")
+    assert meta["token_endpoint"] == "http://127.0.0.1:8000/oauth/token" and meta["jwks_uri"].endswith("/oauth/jwks.json")
     assert meta["grant_types_supported"] == ["client_credentials"]
     assert set(meta["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "private_key_jwt"}
 
@@ -160,7 +161,7 @@ def test_private_key_jwt_refuses_hmac_assertions_even_with_a_registered_oct_key(
     with session_scope(broker_services.sessions) as s:
         s.execute(sa.update(IntegrationUser).values(jwks={"keys": [oct_jwk, key.as_dict(private=False)]}))
     now = int(time.time())
-    claims = {"iss": "order-sync", "sub": "order-sync", "aud": "http://localhost/oauth/token", "iat": now,
+    claims = {"iss": "order-sync", "sub": "order-sync", "aud": "http://127.0.0.1:8000/oauth/token", "iat": now,
               "exp": now + 60, "jti": uuid.uuid4().hex}
     forged = jwt.encode({"alg": "HS256", "kid": "client-key-1"}, claims, jwk.OctKey.import_key(secret),
                         algorithms=["HS256"])

@@ -6,7 +6,7 @@ from pathlib import Path
 from govern.domain.access_rules import (object_access_allowed, path_matches, resolve_source_ip,
                                         salesforce_object, ip_in_ranges)
 
-REPO_POLICIES = Path(__file__).resolve().parents[2] / "policies"
+REPO_POLICIES = Path(__file__).resolve().parents[2] / "govern" / "policy" / "policies"
 
 
 def test_shipped_policies_validate(runner):

@@ -176,7 +176,7 @@ def test_a_holder_whose_lock_expired_cannot_publish(tmp_path, postgres_url, redi
     from govern.cache import RedisCache
 
     cache = RedisCache(redis_url, redis_prefix)
-    flight = RedisSingleFlight(cache, lock_ttl=30)
+    flight = RedisSingleFlight(cache, lease=30)
     try:
         first = flight.try_acquire("k")
         assert first is not None and flight.try_acquire("k") is None
@@ -212,3 +212,34 @@ def test_row_lock_waiters_time_out_with_upstream_timeout(postgres_url):
             assert again.sealed is None
     finally:
         engine.dispose()
+
+
+@pytest.mark.redis
+def test_a_lease_is_renewed_while_its_holder_works_and_lapses_when_it_stops(redis_url, redis_prefix):
+    """The refresh lock is a short lease: the heartbeat keeps it past its length while the holder lives;
+    once nobody renews it (the holder died), it frees itself within one lease."""
+    import redis
+
+    from govern.broker.upstream.single_flight import RedisSingleFlight
+    from govern.cache import RedisCache
+
+    cache = RedisCache(redis_url, redis_prefix)
+    flight = RedisSingleFlight(cache, lease=0.6)
+    renewals = []
+    renew = flight.renew
+    flight.renew = lambda f: renewals.append(1) or renew(f)
+    try:
+        held = flight.try_acquire("k")
+        with flight.heartbeat(held):
+            _wait_for(lambda: len(renewals) >= 5)  # more than one whole lease has gone by
+            assert flight.is_locked("k") and flight.try_acquire("k") is None and not held.lost.is_set()
+        # No release and no heartbeat any more: like a SIGKILLed holder.
+        _wait_for(lambda: not flight.is_locked("k"))
+        successor = flight.try_acquire("k")
+        assert successor is not None
+        assert not flight.renew(held) and held.lost.is_set()  # the dead holder cannot take it back
+        assert not flight.publish(held, b"stale", 10) and flight.publish(successor, b"fresh", 10)
+    finally:
+        client = redis.Redis.from_url(redis_url)
+        for key in client.scan_iter(match=redis_prefix + "*"):
+            client.delete(key)

@@ -30,13 +30,15 @@ def test_scopes_are_part_of_the_key_in_any_order(broker_services, fake_upstream)
 
 
 def test_leeway_refreshes_before_expiry(broker_services, fake_upstream, clock):
-    fake_upstream.access_token_ttl = 90  # leeway is 60 s (settings.token_leeway_seconds)
+    fake_upstream.access_token_ttl = 90  # leeway: min(60 s (settings.token_leeway_seconds), 10% of 90 s) = 9 s
     names = wire_credential(broker_services, fake_upstream)
     src = broker_services.upstream_tokens
     first = src.get_token(names["named_credential"], "default", ("orders.read",))
     clock.advance(20)  # 70 s left: still fresh
     assert src.get_token(names["named_credential"], "default", ("orders.read",)).access_token == first.access_token
-    clock.advance(15)  # 55 s left: inside the leeway
+    clock.advance(60)  # 10 s left: still fresh
+    assert src.get_token(names["named_credential"], "default", ("orders.read",)).access_token == first.access_token
+    clock.advance(2)  # 8 s left: inside the leeway
     second = src.get_token(names["named_credential"], "default", ("orders.read",))
     assert second.access_token != first.access_token and fake_upstream.count() == 2
 
@@ -96,17 +98,30 @@ def test_slow_upstream_is_bounded_by_the_named_credentials_timeout(broker_servic
         broker_services.upstream_tokens.get_token(names["named_credential"], "default", ("orders.read",))
 
 
-def test_invalid_grant_has_its_own_code_and_an_alert_line(broker_services, fake_upstream, caplog):
+def test_invalid_grant_marks_the_principal_needs_reconnect_with_one_alert(broker_services, fake_upstream, caplog):
+    from govern.store.tables import Principal
+
+    events = []
+    broker_services.upstream_tokens.notify = lambda event, payload: events.append((event, payload))
     names = wire_credential(broker_services, fake_upstream, protocol="oauth2_refresh_token")
     put_secret(broker_services, names["credential"], "default", "refresh_token", "rt-revoked-upstream")
     with pytest.raises(UpstreamInvalidGrant) as err:
         broker_services.upstream_tokens.get_token(names["named_credential"], "default", ("orders.read",))
     problem = err.value.to_problem()
-    assert problem["code"] == "upstream_invalid_grant" and "rt-revoked" not in str(problem)
-    alerts = [r for r in caplog.records if getattr(r, "alert", None) == "upstream_invalid_grant"]
+    assert (problem["code"], problem["status"]) == ("principal_needs_reconnect", 409)
+    assert "rt-revoked" not in str(problem)
+    alerts = [r for r in caplog.records if getattr(r, "alert", None) == "principal_needs_reconnect"]
     assert alerts and "rt-revoked" not in alerts[0].getMessage()
+    assert [e for e, _ in events] == ["alert.principal_needs_reconnect"] and "rt-revoked" not in str(events)
+    calls = fake_upstream.count("refresh_token")
+    for _ in range(3):  # no further upstream call until it is reconnected, and no second alert
+        with pytest.raises(UpstreamInvalidGrant) as again:
+            broker_services.upstream_tokens.get_token(names["named_credential"], "default", ("orders.read",))
+        assert again.value.code == "principal_needs_reconnect"
+    assert fake_upstream.count("refresh_token") == calls and len(events) == 1
     with broker_services.sessions() as s:
         assert [r.state for r in s.execute(sa.select(RefreshJournal)).scalars()] == ["failed"]
+        assert s.execute(sa.select(Principal.needs_reconnect_at)).scalar() is not None
 
 
 def test_waiters_time_out_cleanly(broker_services, fake_upstream):

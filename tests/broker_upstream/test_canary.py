@@ -41,7 +41,7 @@ def test_no_secret_in_logs_errors_or_database(broker_services, fake_upstream):
         with broker_services.engine.connect() as conn:
             for table in ("refresh_journal", "secret_ref", "secret_version", "upstream_token_lock"):
                 text += repr([tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {table}"))])
-        assert "reconciling in-doubt" in govern_lines and "upstream_invalid_grant" in govern_lines
+        assert "reconciling in-doubt" in govern_lines and "principal_needs_reconnect" in govern_lines
         for value in [CLIENT_SECRET, *seen]:
             assert value not in text
     finally:

@@ -12,7 +12,9 @@ from govern.store.tables import ExternalCredential, Principal
 from tests.broker_upstream.conftest import wire_credential
 from tests.fakes.secret_store import MemorySecretStore
 
-CALLBACK = "http://localhost/oauth/callback"
+# From GOVERN_PUBLIC_URL (the development default), whatever Host the test client sends.
+PUBLIC = "http://127.0.0.1:8000"
+CALLBACK = f"{PUBLIC}/oauth/callback"
 
 
 @pytest.fixture
@@ -43,7 +45,7 @@ def test_connect_flow_stores_the_refresh_token_and_marks_the_principal(services,
     # The browser goes to the upstream, consents, and is sent back to govern's callback.
     back = requests.get(url, allow_redirects=False).headers["Location"]
     assert back.startswith(CALLBACK)
-    page = client.get(back[len("http://localhost"):])
+    page = client.get(back[len(PUBLIC):])
     assert page.status_code == 200 and b"Connected" in page.data
     assert fake_upstream.count("authorization_code") == 1
     stored = services.secret_store.get(f"credential/{names['credential']}/default/refresh_token").reveal()
@@ -54,7 +56,7 @@ def test_connect_flow_stores_the_refresh_token_and_marks_the_principal(services,
     token = services.upstream_tokens.get_token(names["named_credential"], "default", ("orders.read",))
     assert fake_upstream.access_tokens[token.access_token.reveal()].user == "dana"
     # The callback cannot be replayed.
-    assert client.get(back[len("http://localhost"):]).status_code == 400
+    assert client.get(back[len(PUBLIC):]).status_code == 400
 
 
 def test_connect_needs_an_admin_token(client, connect_env):

@@ -112,8 +112,20 @@ def test_no_new_refresh_token_keeps_the_stored_one(broker_services, fake_upstrea
     assert broker_services.secret_store.get(ref.path).reveal() == old
 
 
+def _with_overlap(services, credential: str, overlap: str) -> None:
+    import sqlalchemy as sa
+
+    from govern.store.db import session_scope
+    from govern.store.tables import ExternalCredential
+
+    with session_scope(services.sessions) as s:
+        s.execute(sa.update(ExternalCredential).where(ExternalCredential.external_id == credential)
+                  .values(rotation={"every": "90d", "overlap": overlap}))
+
+
 def test_client_secret_rotation_overlap_falls_back_to_the_previous_secret(broker_services, fake_upstream):
     names = wire_credential(broker_services, fake_upstream, secret="old-secret")
+    _with_overlap(broker_services, names["credential"], "24h")  # without one the previous secret is never tried
     # The rotation helper staged a new current secret the upstream does not know yet.
     put_secret(broker_services, names["credential"], None, "client_secret", "new-secret-not-yet-live")
     token = broker_services.upstream_tokens.get_token(names["named_credential"], "default", ("orders.read",))

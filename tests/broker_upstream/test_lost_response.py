@@ -43,7 +43,8 @@ def test_without_a_grace_period_the_lock_out_is_reported_not_hidden(broker_servi
         src.get_token(names["named_credential"], "default", ("orders.read",))
     with pytest.raises(UpstreamInvalidGrant):
         src.get_token(names["named_credential"], "default", ("orders.read",))
-    assert _journal(broker_services) == [("in_doubt", "no_answer"), ("failed", "invalid_grant")]
+    # Both closed: the attempt in doubt is answered by the refusal too (its token is dead).
+    assert _journal(broker_services) == [("failed", "invalid_grant"), ("failed", "invalid_grant")]
 
 
 def test_a_rotated_token_in_the_vault_is_used_even_if_its_row_was_not_recorded(broker_services, fake_upstream):

@@ -23,3 +23,22 @@ def dump(services):
             return {t: [tuple(r) for r in conn.execute(sa.text(f"SELECT * FROM {t} ORDER BY id"))] for t in TABLES}
 
     return _dump
+
+
+@pytest.fixture
+def resources():
+    from tests.fakes.resource_server import ResourceServer
+
+    server = ResourceServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def world(settings, fake_upstream, resources):
+    """govern wired as `govern serve` wires it, the landscape applied from YAML (tests/config_as_code/world.py)."""
+    from tests.config_as_code.world import build_world
+
+    built = build_world(settings, fake_upstream, resources)
+    yield built
+    built.services.close()

@@ -207,8 +207,11 @@ def start_live(tmp_path, settings, runner, upstream, resources, monkeypatch, **o
     refresh_token, bob_pem = seed_upstream(upstream)
     apply_landscape(runner, tmp_path, upstream, resources, user_jwk)
     store_secrets(runner, refresh_token, bob_pem)
-    services = build_services(settings.with_overrides(**overrides))
-    base, server = serve(create_app({}, services=services))
+    # The port is known once bound; govern's public URL (the assertion audience) is that address.
+    holder = {}
+    base, server = serve(lambda environ, start_response: holder["app"](environ, start_response))
+    services = build_services(settings.with_overrides(public_url=base, **overrides))
+    holder["app"] = create_app({}, services=services)
     return Live(base, services, upstream, resources, runner, user_pem, refresh_token, extra={"server": server})
 
 

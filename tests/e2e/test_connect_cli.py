@@ -43,12 +43,6 @@ def test_connect_from_the_cli_then_the_callback_stores_a_working_refresh_token(l
     assert "code=" not in (connected.path or "")
 
 
-def test_connect_without_a_shared_cache_says_so(live):
-    result = live.runner.invoke(["credentials", "connect", "shop-rt", "alice", "--govern-url", live.base])
-    assert result.exit_code == 2
-    assert "GOVERN_REDIS_URL" in result.output
-
-
 def test_connect_an_unknown_principal_is_one_line(live_redis):
     result = live_redis.runner.invoke(["credentials", "connect", "shop-rt", "nobody", "--govern-url", live_redis.base])
     assert result.exit_code == 2 and result.output.strip().startswith("error:")

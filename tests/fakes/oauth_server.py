@@ -138,6 +138,7 @@ class FakeUpstream:
         self.access_tokens: dict[str, _Token] = {}
         self.refresh_tokens: dict[str, _Token] = {}
         self.codes: dict[str, _Code] = {}
+        self.forms: list[dict[str, list[str]]] = []  # the token requests' form fields, without secrets
         self.used_jti: set[str] = set()
         self.counts: collections.Counter[str] = collections.Counter()
         self.committed: collections.Counter[str] = collections.Counter()
@@ -191,6 +192,13 @@ class FakeUpstream:
         with self.lock:
             tok = self.access_tokens.get(value)
             return bool(tok and tok.expires_at > time.time())
+
+    def revoke_access_tokens(self) -> int:
+        """Revoke every access token issued so far (the resource endpoints answer 401 to them)."""
+        with self.lock:
+            count = len(self.access_tokens)
+            self.access_tokens.clear()
+            return count
 
     # --- faults and counters --------------------------------------------------------------------------
 
@@ -376,6 +384,9 @@ class FakeUpstream:
                 request._jwt_sub = _unverified_sub(request.form.get("assertion", ""))
             with upstream.lock:
                 upstream.counts[grant] += 1
+                # What arrived, repeated parameters kept (RFC 8707 `resource`); secret fields left out.
+                upstream.forms.append({k: v for k, v in request.form.to_dict(flat=False).items()
+                                       if k not in ("client_secret", "client_assertion", "assertion", "refresh_token")})
             fault = upstream._take_fault(grant)
             if fault is not None:
                 if fault.delay:

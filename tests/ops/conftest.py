@@ -46,8 +46,8 @@ def ops_env(settings, fake_upstream, resources):
         nc = s.execute(sa.select(NamedCredential).where(
             NamedCredential.external_id == names["named_credential"])).scalar_one()
         nc.url = resources.url + "/api"
-        nc.retry = {"max_attempts": 1}
-        nc.circuit_breaker = {"failure_threshold": 2, "reset_timeout_seconds": 300}
+        nc.retry = {"attempts": 1}
+        nc.circuit_breaker = {"failures": 2, "reset": 300}
     services.extras["proxy"].sleep = lambda seconds: None
     app = create_app({"TESTING": True}, services=services)
     yield OpsEnv(services, app.test_client(), names, fake_upstream, resources)

@@ -105,7 +105,7 @@ def env(settings, upstream):
     environment = build_env(settings, upstream)
     make_landscape(environment.services.sessions, url=upstream.url + "/api", methods=("GET", "POST", "PUT", "PATCH",
                                                                                        "DELETE"))
-    environment.configure(retry={"max_attempts": 3, "base_delay_seconds": 0.1, "max_delay_seconds": 1},
+    environment.configure(retry={"attempts": 3, "backoff": 0.1, "max_backoff": 1},
                           timeout_seconds=2.0)
     yield environment
     environment.services.close()

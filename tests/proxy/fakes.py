@@ -69,11 +69,12 @@ class FakeTokenSource:
         self.store_down = False
         self._lock = threading.Lock()
 
-    def get_token(self, named_credential, principal, scopes=(), *, force_refresh=False):
+    def get_token(self, named_credential, principal, scopes=(), *, force_refresh=False, rejected=None):
         key = (named_credential, principal)
         with self._lock:
-            if key in self.cached and not force_refresh:
-                return self.cached[key]
+            held = self.cached.get(key)
+            if held is not None and not force_refresh and held.access_token.reveal() != rejected:
+                return held
             if self.store_down:
                 raise SecretStoreUnavailable("the (fake) secret store is down")
             self.issued += 1
@@ -82,10 +83,12 @@ class FakeTokenSource:
             self.cached[key] = token
             return token
 
-    def invalidate(self, named_credential, principal, scopes=()):
+    def invalidate(self, named_credential, principal, scopes=(), *, token=None):
         with self._lock:
             self.invalidations.append((named_credential, principal))
-            self.cached.pop((named_credential, principal), None)
+            held = self.cached.get((named_credential, principal))
+            if held is not None and (token is None or held.access_token.reveal() == token):
+                del self.cached[(named_credential, principal)]
 
 
 class RecordingNotifier:

@@ -77,7 +77,7 @@ def test_a_failing_call_holds_later_ones_back_and_ends_in_the_dead_letter_queue(
     _queue_mode(env)
     for i in range(2):
         env.client.post(env.url("orders"), data=json.dumps({"n": i}), headers={**CALLER, "Content-Type": "application/json"})
-    env.configure(retry={"max_attempts": 1}, circuit_breaker={"failure_threshold": 100})
+    env.configure(retry={"attempts": 1}, circuit_breaker={"failures": 100})
     env.upstream.fail_next(MAX_ATTEMPTS, status=500)
     now = AFTER
     for attempt in range(MAX_ATTEMPTS):
@@ -109,7 +109,7 @@ def dlq_cli(env, monkeypatch):
 def _bury_one(env, n=0):
     _queue_mode(env)
     env.client.post(env.url("orders"), data=json.dumps({"n": n}), headers={**CALLER, "Content-Type": "application/json"})
-    env.configure(retry={"max_attempts": 1}, circuit_breaker={"failure_threshold": 100})
+    env.configure(retry={"attempts": 1}, circuit_breaker={"failures": 100})
     env.upstream.fail_next(MAX_ATTEMPTS, status=503)
     now = AFTER
     for _ in range(MAX_ATTEMPTS):
@@ -207,8 +207,8 @@ def test_deliveries_count_against_the_daily_budget_and_wait_for_the_next_day(env
 
 def test_a_delivery_refused_by_an_open_breaker_costs_no_budget(env):
     _queue_mode(env)
-    env.configure(daily_api_budget=10, retry={"max_attempts": 1},
-                  circuit_breaker={"failure_threshold": 1, "reset_timeout_seconds": 3600})
+    env.configure(daily_api_budget=10, retry={"attempts": 1},
+                  circuit_breaker={"failures": 1, "reset": 3600})
     for i in range(2):
         env.client.post(env.url("orders"), data=json.dumps({"n": i}), headers={**CALLER, "Content-Type": "application/json"})
     env.clock.set(AFTER)

@@ -6,8 +6,8 @@ from tests.proxy.conftest import CALLER
 
 
 def test_system_down_opens_the_breaker_then_fast_503_then_half_open_recovery(env, admin_token_for):
-    env.configure(circuit_breaker={"failure_threshold": 3, "reset_timeout_seconds": 30},
-                  retry={"max_attempts": 1})
+    env.configure(circuit_breaker={"failures": 3, "reset": 30},
+                  retry={"attempts": 1})
     env.upstream.stop()
     for _ in range(3):
         r = env.client.get(env.url("x"), headers=CALLER)
@@ -31,7 +31,7 @@ def test_system_down_opens_the_breaker_then_fast_503_then_half_open_recovery(env
 
 
 def test_a_failed_half_open_probe_opens_the_circuit_again(env):
-    env.configure(circuit_breaker={"failure_threshold": 1, "reset_timeout_seconds": 10}, retry={"max_attempts": 1})
+    env.configure(circuit_breaker={"failures": 1, "reset": 10}, retry={"attempts": 1})
     env.upstream.fail_next(2, status=503)
     assert env.client.get(env.url("x"), headers=CALLER).status_code == 503
     assert env.client.get(env.url("x"), headers=CALLER).get_json()["code"] == "circuit_open"
@@ -53,7 +53,7 @@ def test_breaker_api_needs_an_admin_token(env):
 
 
 def test_timeout_is_retried_then_a_clean_504(env):
-    env.configure(timeout_seconds=0.3, retry={"max_attempts": 2, "base_delay_seconds": 0.1})
+    env.configure(timeout_seconds=0.3, retry={"attempts": 2, "backoff": 0.1})
     env.upstream.slow_next(2, delay=5)
     r = env.client.get(env.url("x"), headers=CALLER)
     assert r.status_code == 504 and r.mimetype == "application/problem+json"
@@ -70,16 +70,16 @@ def test_timeout_then_success_on_retry(env):
 
 
 def test_timeout_is_per_named_credential(env):
-    env.configure(timeout_seconds=0.3, retry={"max_attempts": 1})
+    env.configure(timeout_seconds=0.3, retry={"attempts": 1})
     env.upstream.slow_next(1, delay=1.0)
     assert env.client.get(env.url("x"), headers=CALLER).status_code == 504
-    env.configure(timeout_seconds=3.0, retry={"max_attempts": 1})
+    env.configure(timeout_seconds=3.0, retry={"attempts": 1})
     env.upstream.slow_next(1, delay=0.5)
     assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
 
 
 def test_5xx_backoff_is_exponential_with_full_jitter(env):
-    env.configure(retry={"max_attempts": 4, "base_delay_seconds": 0.5, "max_delay_seconds": 1.5})
+    env.configure(retry={"attempts": 4, "backoff": 0.5, "max_backoff": 1.5})
     env.upstream.fail_next(3, status=502)
     env.proxy.random = iter([0.5, 1.0, 1.0]).__next__
     assert env.client.get(env.url("x"), headers=CALLER).status_code == 200

@@ -16,7 +16,7 @@ def test_two_instances_share_the_budget_and_the_breaker(settings, upstream, redi
     try:
         assert a.services.cache.kind == "redis"
         make_landscape(a.services.sessions, url=upstream.url + "/api", daily_api_budget=3)
-        a.configure(retry={"max_attempts": 1}, circuit_breaker={"failure_threshold": 2, "reset_timeout_seconds": 60})
+        a.configure(retry={"attempts": 1}, circuit_breaker={"failures": 2, "reset": 60})
         assert a.client.get(a.url("x"), headers=CALLER).status_code == 200
         assert b.client.get(b.url("x"), headers=CALLER).status_code == 200
         assert a.client.get(a.url("x"), headers=CALLER).status_code == 200

@@ -116,7 +116,7 @@ def test_same_origin_redirect_is_followed_only_when_allowed(env):
     env.upstream.redirect_next("/api/moved")
     r = env.client.get(env.url("x"), headers=CALLER)
     assert r.status_code == 302 and r.headers["Location"] == "/api/v1/named-credentials/erp-api/proxy/moved"
-    env.configure(retry={"max_redirects": 2})
+    env.configure(retry={"redirects": 2})
     env.upstream.redirect_next("/api/moved")
     r = env.client.get(env.url("x"), headers=CALLER)
     assert r.status_code == 200 and env.upstream.last().path == "/api/moved"

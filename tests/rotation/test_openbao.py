@@ -8,6 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from govern.domain.client_auth import verify_client_secret
+from govern.errors import SecretNotFound
 from govern.rotation import machine
 from govern.rotation.runner import RotationService
 from govern.secrets.service import secret_service
@@ -45,12 +46,18 @@ def test_client_secret_rotation_on_openbao_survives_a_crash(openbao, settings, c
         first = RotationService(services, worker_id="w1", hook=crash_before_recording_set)
         with pytest.raises(Crash):
             first.rotate(ref_id, force=True)
-        assert store.metadata(status.ref).versions == (1, 2)  # the pending version is in OpenBao
+        # The pending version is in OpenBao, staged apart: the latest version at the secret's path is still
+        # the one that works.
+        assert store.metadata(status.ref).versions == (1,)
+        assert store.metadata("_pending/" + status.ref).versions == (1,)
+        assert store.get(status.ref).reveal() == "old-client-secret-value"
         clock.advance(seconds=121)  # the dead worker's lease runs out
         (outcome,) = RotationService(services, worker_id="w2").drain()
         assert outcome.status == "finished", outcome
 
         assert store.metadata(status.ref).versions == (1, 2)  # resumed, not written twice
+        with pytest.raises(SecretNotFound):
+            store.metadata("_pending/" + status.ref)  # the staged copy is gone once promoted
         new = store.get(status.ref).reveal()
         assert new != "old-client-secret-value"
         with session_scope(services.sessions) as s:

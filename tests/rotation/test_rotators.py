@@ -193,7 +193,10 @@ def test_manual_set_waits_for_confirmation(rsvc, notifier, clock):
         svc.tick()
         assert notifier.names() == ["rotation.reminder", "rotation.reminder"]
         # The operator puts the new secret in place at the system, then confirms.
-        accepted.add(rsvc.secret_store.get("rotation-test/credential/crm/client_secret").reveal())
+        # It is staged apart, so readers of the secret's own path keep the working one meanwhile.
+        assert notifier.events[0][1]["staged_path"] == "_pending/rotation-test/credential/crm/client_secret"
+        assert rsvc.secret_store.get("rotation-test/credential/crm/client_secret").reveal() == "upstream-old"
+        accepted.add(rsvc.secret_store.get("_pending/rotation-test/credential/crm/client_secret").reveal())
         out = svc.confirm(o.run_id, "ops@example")
         assert out.status == "finished"
     with session_scope(rsvc.sessions) as s:

@@ -85,7 +85,9 @@ class CredentialView(ReadOnlyView):
             abort(404)
         field = request.form.get("field") or ""
         principal = request.form.get("principal") or None
-        value = Secret(request.form.get("value") or "")
+        # A private key comes from the multi-line field (a single-line input loses the PEM's line breaks).
+        pem = request.form.get("value_pem") or ""
+        value = Secret(pem if field == "private_key" and pem.strip() else request.form.get("value") or "")
         perform(lambda: commands.set_secret(self.services, actor(), owner_kind="credential", owner=cred.external_id,
                                             field=field, principal=principal, value=value,
                                             correlation_id=correlation()),
@@ -99,9 +101,10 @@ def _principal_secrets(view, context, model, name):
 
 
 class PrincipalView(ReadOnlyView):
-    column_list = ("credential_id", "name", "kind", "subject", "connected_at", "secrets")
+    column_list = ("credential_id", "name", "kind", "subject", "connected_at", "needs_reconnect_at", "secrets")
     column_details_list = column_list + ("integration_user_id", "created_at")
-    column_labels = {"credential_id": "Credential", "secrets": "Secrets (write-only)"}
+    column_labels = {"credential_id": "Credential", "secrets": "Secrets (write-only)",
+                     "needs_reconnect_at": "Needs reconnect since"}
     column_searchable_list = ("name", "subject")
     column_filters = ("kind",)
     column_formatters = {"credential_id": _credential_name, "secrets": _principal_secrets}

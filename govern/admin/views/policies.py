@@ -18,14 +18,10 @@ POLICY_SUFFIXES = (".cedar", ".cedarschema", ".json", ".yaml", ".yml")
 
 
 def policies_dir(services) -> Path:
-    configured = services.extras.get("policies_dir") or getattr(services.settings, "policies_dir", None)
-    if configured:
-        return Path(configured)
-    # The instance's own folder first, then the repository's `policies/` (reviewed in git).
-    for candidate in (services.settings.home / "policies", Path.cwd() / "policies"):
-        if candidate.is_dir():
-            return candidate
-    return services.settings.home / "policies"
+    from govern.policy.guardrails import policies_directory
+
+    configured = services.extras.get("policies_dir")
+    return Path(configured) if configured else policies_directory(services.settings)
 
 
 def _validator(services):

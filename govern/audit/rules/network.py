@@ -6,6 +6,7 @@ import ipaddress
 from govern.audit.engine import Hit, rule
 from govern.audit.model import AuditModel
 from govern.audit.secret_scan import safe_url
+from govern.domain.access_rules import broad_ranges as ranges_broader_than
 
 S7_IP = '§7 Apply the Principle of Least Privilege: "Restrict IP ranges for Connected Apps"'
 S7_SCOPE = '§7: "Scope OAuth tokens to required object/field access"'
@@ -35,6 +36,14 @@ def _scope_holders(model: AuditModel):
         yield "connected_app", app.id, app.scopes, app.element_lines.get("scopes", app.location)
 
 
+def _malformed(cidr: str) -> bool:
+    try:
+        ipaddress.ip_network(cidr.strip(), strict=False)
+    except ValueError:
+        return True
+    return False
+
+
 def _ipv4_range_size(start: str, end: str) -> int:
     try:
         return int(ipaddress.ip_address(end)) - int(ipaddress.ip_address(start)) + 1
@@ -56,22 +65,23 @@ def no_ip_restriction(model: AuditModel):
 
 
 @rule("GOV-NET-002", "IP range too broad", "high", rationale=S7_IP,
-      remediation="Narrow the range to the integration's egress addresses (IPv4 /16 or narrower, IPv6 /48 or narrower).")
+      remediation="Narrow the range to the integration's egress addresses (IPv4 /16 or narrower, IPv6 /48 or narrower). "
+      "A range broader than the IP guardrail's minimum (GOVERN_MIN_IPV4_PREFIX, default /8; GOVERN_MIN_IPV6_PREFIX, "
+      "default /32) already has every request of the user refused (forbid:require-ip-restrictions).")
 def broad_ranges(model: AuditModel):
     pol = model.policy
+    # The advice is never looser than the guardrail: whatever the guardrail refuses is a finding too.
+    advice = (max(pol.min_ipv4_prefix, pol.guardrail_min_ipv4_prefix),
+              max(pol.min_ipv6_prefix, pol.guardrail_min_ipv6_prefix))
     for u in model.users.values():
-        broad = []
-        for cidr in u.allowed_cidrs:
-            try:
-                net = ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                broad.append(cidr)
-                continue
-            limit = pol.min_ipv4_prefix if net.version == 4 else pol.min_ipv6_prefix
-            if net.prefixlen < limit:
-                broad.append(cidr)
+        broad = [c for c in u.allowed_cidrs if _malformed(c)] + ranges_broader_than(u.allowed_cidrs, *advice)
         if broad:
-            yield Hit("integration_user", u.id, f"{u.id} allows {', '.join(broad)}", {"ranges": broad})
+            refused = ranges_broader_than(u.allowed_cidrs, pol.guardrail_min_ipv4_prefix, pol.guardrail_min_ipv6_prefix)
+            evidence = {"ranges": broad}
+            if refused:
+                evidence["refused_by_guardrail"] = refused
+            yield Hit("integration_user", u.id, f"{u.id} allows {', '.join(broad)}"
+                      + (" (the IP guardrail refuses its requests)" if refused else ""), evidence)
     for ps in model.permission_sets.values():
         broad = [f"{s}-{e}" for s, e in ps.login_ip_ranges if _ipv4_range_size(s, e) > 2 ** (32 - pol.min_ipv4_prefix)]
         if broad:

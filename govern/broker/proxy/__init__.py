@@ -18,7 +18,7 @@ def breaker_states(services) -> list[dict[str, Any]]:
     """Every system's circuit state, for the API and for metrics (`state` is closed, open or half_open)."""
     from sqlmodel import select
 
-    from govern.broker.proxy.breaker import BreakerConfig
+    from govern.domain.resilience import BreakerPolicy, parse_stored
     from govern.store.tables import ExternalCredential, NamedCredential, System
 
     states = []
@@ -28,7 +28,8 @@ def breaker_states(services) -> list[dict[str, Any]]:
             cfg_row = session.exec(select(NamedCredential).join(
                 ExternalCredential, NamedCredential.credential_id == ExternalCredential.id).where(
                 ExternalCredential.system_id == system.id)).first()
-            cfg = BreakerConfig.from_config(cfg_row.circuit_breaker if cfg_row else None)
+            cfg = parse_stored(BreakerPolicy, cfg_row.circuit_breaker if cfg_row else None,
+                               f"named credential {cfg_row.external_id if cfg_row else '-'}: circuit_breaker")
             state = CircuitBreakers(services.cache, services.clock).state(system.external_id, cfg)
             states.append({"id": system.id, **state})
     return states

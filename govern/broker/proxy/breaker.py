@@ -3,34 +3,21 @@
 State lives in the shared cache (Redis across processes, memory in one process) so every govern
 process sees the same circuit. Time comes from the injected clock.
 
-- closed: calls pass; failures within `window_seconds` are counted; at `failure_threshold` it opens.
-- open: calls fail fast with CircuitOpen until `reset_timeout_seconds` have passed.
+The settings are govern.domain.resilience.BreakerPolicy (governance.yaml's `circuit_breaker:`).
+- closed: calls pass; failures within `window` seconds are counted; at `failures` it opens.
+- open: calls fail fast with CircuitOpen until `reset` seconds have passed.
 - half-open: one probe call is let through (a cache `add` elects it across processes); success
   closes the circuit, failure opens it again.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from govern.broker.proxy.errors import CircuitOpen
+from govern.domain.resilience import BreakerPolicy
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
-
-
-@dataclass(frozen=True)
-class BreakerConfig:
-    failure_threshold: int = 5
-    reset_timeout: float = 30.0
-    window: float = 60.0
-
-    @classmethod
-    def from_config(cls, cfg: dict[str, Any] | None) -> "BreakerConfig":
-        cfg = cfg or {}
-        return cls(failure_threshold=max(1, int(cfg.get("failure_threshold", cls.failure_threshold))),
-                   reset_timeout=float(cfg.get("reset_timeout_seconds", cls.reset_timeout)),
-                   window=float(cfg.get("window_seconds", cls.window)))
 
 
 class CircuitBreakers:
@@ -48,17 +35,17 @@ class CircuitBreakers:
         raw = self.cache.get(self._k(system, "open"))
         return json.loads(raw) if raw else None
 
-    def state(self, system: str, cfg: BreakerConfig) -> dict[str, Any]:
+    def state(self, system: str, cfg: BreakerPolicy) -> dict[str, Any]:
         opened = self._opened(system)
         failures = int(self.cache.get(self._k(system, "failures")) or 0)
         if not opened:
             return {"system": system, "state": CLOSED, "failures": failures, "retry_after": 0}
-        remaining = opened["at"] + cfg.reset_timeout - self._now()
+        remaining = opened["at"] + cfg.reset - self._now()
         if remaining > 0:
             return {"system": system, "state": OPEN, "failures": failures, "retry_after": int(remaining + 0.999)}
         return {"system": system, "state": HALF_OPEN, "failures": failures, "retry_after": 0}
 
-    def before_call(self, system: str, cfg: BreakerConfig) -> bool:
+    def before_call(self, system: str, cfg: BreakerPolicy) -> bool:
         """Raise CircuitOpen, or return True when this call is the half-open probe."""
         current = self.state(system, cfg)
         if current["state"] == CLOSED:
@@ -66,7 +53,7 @@ class CircuitBreakers:
         if current["state"] == OPEN:
             raise CircuitOpen(system, current["retry_after"])
         # half-open: exactly one probe at a time, across processes.
-        if self.cache.add(self._k(system, "probe"), b"1", ttl=max(cfg.reset_timeout, 1.0)):
+        if self.cache.add(self._k(system, "probe"), b"1", ttl=max(cfg.reset, 1.0)):
             return True
         raise CircuitOpen(system, 1)
 
@@ -80,16 +67,16 @@ class CircuitBreakers:
             self.cache.delete(self._k(system, "failures"))
             self.cache.delete(self._k(system, "probe"))
 
-    def record_failure(self, system: str, cfg: BreakerConfig, probe: bool) -> None:
+    def record_failure(self, system: str, cfg: BreakerPolicy, probe: bool) -> None:
         if probe:
             self._open(system, cfg)
             self.cache.delete(self._k(system, "probe"))
             return
         count = self.cache.incr(self._k(system, "failures"), 1, ttl=cfg.window)
-        if count >= cfg.failure_threshold and not self._opened(system):
+        if count >= cfg.failures and not self._opened(system):
             self._open(system, cfg)
 
-    def _open(self, system: str, cfg: BreakerConfig) -> None:
+    def _open(self, system: str, cfg: BreakerPolicy) -> None:
         # Keep the record a while past the reset timeout so half-open is observable, then let it lapse.
         self.cache.set(self._k(system, "open"), json.dumps({"at": self._now()}).encode(),
-                       ttl=cfg.reset_timeout * 10 + 3600)
+                       ttl=cfg.reset * 10 + 3600)

@@ -91,6 +91,14 @@ class UpstreamRedirectRefused(GovernError):
     title = "The upstream system redirected outside the named credential"
 
 
+class UpstreamAnswerTooLarge(GovernError):
+    """The upstream's answer, once its Content-Encoding is undone, exceeds the transport's limit (a gzip bomb)."""
+
+    code = "upstream_answer_too_large"
+    status = 502
+    title = "The upstream system's answer is too large once decoded"
+
+
 class UnsafeUpstreamRequest(GovernError):
     """A header (an injected credential, most likely) would split the request: nothing was sent."""
 

@@ -4,6 +4,10 @@ The first response is stored (with a TTL) under (caller, named credential, key) 
 fingerprint of method + path + query + body. A duplicate replays it; a duplicate while the first is
 still in flight gets 409 after a short wait; the same key with a different request gets 422.
 Only the upstream's status, allowlisted headers and body are stored, never request headers.
+
+Only answers of at most `max_body` bytes (MAX_STORED_BYTES) are stored: the store is shared (Redis) and
+keeps entries for a day. A larger answer releases the key and is passed through as it streams, so a retry
+with the same key calls the upstream again (docs/proxy.md).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from typing import Callable
 from govern.broker.proxy.errors import IdempotencyInFlight, IdempotencyKeyReused
 
 DEFAULT_TTL = 24 * 3600
+MAX_STORED_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -36,9 +41,11 @@ def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
 
 class IdempotencyStore:
     def __init__(self, cache, *, ttl: float = DEFAULT_TTL, wait: float = 0.5,
-                 sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic):
+                 sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
+                 max_body: int = MAX_STORED_BYTES):
         self.cache = cache
         self.ttl = ttl
+        self.max_body = max_body
         self.wait = wait
         self.sleep = sleep
         self.monotonic = monotonic

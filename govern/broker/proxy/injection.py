@@ -47,12 +47,13 @@ class CredentialInjector:
         self._lock = threading.Lock()
 
     def headers(self, target: Target, principal: str | None, scopes: tuple[str, ...] = (), *,
-                force_refresh: bool = False) -> dict[str, str]:
+                rejected: str | None = None) -> dict[str, str]:
         """`scopes`: the decision's granted scopes; the upstream token is asked for exactly these (cached per
-        scope set), never for the credential's own scopes."""
+        scope set), never for the credential's own scopes. `rejected`: the bearer token the upstream just
+        refused (see UpstreamTokens.get_token)."""
         protocol = target.protocol
         if protocol.startswith("oauth2"):
-            token = self._token(target, principal, scopes, force_refresh)
+            token = self._token(target, principal, scopes, rejected)
             return {"Authorization": f"Bearer {token.reveal()}"}
         field = FIELD_BY_PROTOCOL.get(protocol)
         if field is None:
@@ -68,21 +69,24 @@ class CredentialInjector:
             raise CredentialMissing(f"{target.credential} has no header_name")
         return {target.header_name: secret.reveal()}
 
-    def invalidate(self, target: Target, principal: str | None, scopes: tuple[str, ...] = ()) -> None:
+    def invalidate(self, target: Target, principal: str | None, scopes: tuple[str, ...] = (), *,
+                   refused: str | None = None) -> None:
+        """`refused`: the bearer token the upstream refused; the cached token is dropped only while it is
+        still that one (a newer token another call already got stays)."""
         if target.protocol.startswith("oauth2"):
             if self.services.upstream_tokens is not None:
-                self.services.upstream_tokens.invalidate(target.named_credential, principal, scopes)
+                self.services.upstream_tokens.invalidate(target.named_credential, principal, scopes, token=refused)
             return
         with self._lock:  # the next call re-reads the store (the secret may just have been rotated)
             self._secrets.clear()
             self._paths.clear()
 
-    def _token(self, target: Target, principal: str | None, scopes: tuple[str, ...], force_refresh: bool) -> Secret:
+    def _token(self, target: Target, principal: str | None, scopes: tuple[str, ...], rejected: str | None) -> Secret:
         source = self.services.upstream_tokens
         if source is None:
             raise CredentialMissing("no upstream token source is configured")
         try:
-            token = source.get_token(target.named_credential, principal, scopes, force_refresh=force_refresh)
+            token = source.get_token(target.named_credential, principal, scopes, rejected=rejected)
         except SecretStoreUnavailable:
             raise DegradedMode("the secret store is down and no cached upstream token exists") from None
         return token.access_token

@@ -96,7 +96,8 @@ def _deliver_one(services, row) -> int:
     proxy = _proxy(services)
     target = proxy.target(row.named_credential)
     method, headers = row.method, dict(row.headers)
-    resource = salesforce_resource(method, row.path, row.query, row.body, headers.get("Content-Type"))
+    resource = salesforce_resource(method, row.path, row.query, row.body, headers.get("Content-Type"),
+                                   base_url=target.url)
     caller = Caller(integration_user=row.caller, scopes=tuple(row.scopes or ()), source_ip=row.source_ip or "")
     request = AccessRequest(caller=caller, action="proxy", named_credential=row.named_credential, method=method,
                             path=unquote(row.path), resource_object=resource.object, fields=resource.fields,

@@ -1,16 +1,19 @@
 """What a proxied call touches, for least-privilege checks (seed practice 7).
 
 Salesforce REST paths name an object (`/services/data/vNN.N/sobjects/{Object}[/{id}]`); the fields
-are the JSON body's keys for writes and the `fields=` query parameter for reads. Pure.
+are the JSON body's keys for writes and the `fields=` query parameter for reads. The object is read from
+the whole upstream path, the named credential's base path included: a base URL that already ends in
+`/services/data/vNN.N` must not hide the object from the grant's object permissions. Pure.
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, unquote, urlsplit
 
-_SOBJECT = re.compile(r"^/services/data/v\d+\.\d+/sobjects/([A-Za-z][A-Za-z0-9_]*)(?:/[^/]+)?(?:/.*)?$")
+# Searched, not anchored: a base URL may sit under a path prefix (a gateway's /api) as well as end in the version.
+_SOBJECT = re.compile(r"/services/data/v\d+\.\d+/sobjects/([A-Za-z][A-Za-z0-9_]*)(?:/[^/]+)?(?:/.*)?$")
 WRITE_METHODS = {"POST", "PATCH", "PUT"}
 IDEMPOTENT_METHODS = {"GET", "HEAD", "OPTIONS", "PUT", "DELETE"}
 
@@ -21,8 +24,15 @@ class Resource:
     fields: tuple[str, ...]
 
 
-def salesforce_resource(method: str, path: str, query: str, body: bytes, content_type: str | None) -> Resource:
-    match = _SOBJECT.match(unquote(path))
+def upstream_path(base_url: str | None, path: str) -> str:
+    """The path the upstream sees: the base URL's path, then the caller's path (as join_under builds it)."""
+    base = urlsplit(base_url).path.rstrip("/") if base_url else ""
+    return base + path
+
+
+def salesforce_resource(method: str, path: str, query: str, body: bytes, content_type: str | None,
+                        base_url: str | None = None) -> Resource:
+    match = _SOBJECT.search(unquote(upstream_path(base_url, path)))
     if not match:
         return Resource(None, ())
     fields: tuple[str, ...] = ()

@@ -19,18 +19,19 @@ from urllib.parse import unquote, urlsplit
 from govern.broker.proxy.breaker import CircuitBreakers
 from govern.broker.proxy.budget import DailyBudget
 from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, NamedCredentialForbids, PathNotAllowed,
-                                        UnsafeUpstreamRequest, UpstreamRateLimited, UpstreamRedirectRefused,
-                                        UpstreamTimeout, UpstreamUnreachable)
+                                        UnsafeUpstreamRequest, UpstreamAnswerTooLarge, UpstreamRateLimited,
+                                        UpstreamRedirectRefused, UpstreamTimeout, UpstreamUnreachable)
 from govern.broker.proxy.headers import returnable_response_headers
 from govern.broker.proxy.idempotency import IdempotencyStore, StoredResponse, fingerprint
 from govern.broker.proxy.injection import CredentialInjector
-from govern.broker.proxy.maintenance import window_end
 from govern.broker.proxy.paths import check_query, join_under, normalise_path, path_matches, same_origin_under
 from govern.broker.proxy.resource import IDEMPOTENT_METHODS, salesforce_resource
 from govern.broker.proxy.retry import RETRYABLE_STATUS, may_retry, parse_retry_after
 from govern.broker.proxy.targets import Target, TargetCache
-from govern.broker.proxy.transport import HttpTransport, InvalidRequest, TransportTimeout, TransportUnreachable
+from govern.broker.proxy.transport import (HttpTransport, InvalidRequest, TransportBodyTooLarge, TransportTimeout,
+                                           TransportUnreachable)
 from govern.domain.access import AccessDecision, AccessRequest, Caller
+from govern.domain.maintenance import window_end
 from govern.errors import AccessDenied, GovernError
 from govern.logs import CORRELATION_HEADER
 
@@ -104,7 +105,8 @@ class ProxyService:
             self._log_decision(request, AccessDecision(False, (refusal.code,), reason=refusal.detail), _Outcome(),
                                time.perf_counter(), call.correlation_id)
             raise
-        resource = salesforce_resource(method, path, query, call.body, call.headers.get("Content-Type"))
+        resource = salesforce_resource(method, path, query, call.body, call.headers.get("Content-Type"),
+                                       base_url=target.url)
         request = AccessRequest(caller=call.caller, action="proxy", named_credential=target.named_credential,
                                 method=method, path=plain_path, resource_object=resource.object,
                                 fields=resource.fields, api_type=target.api_type)
@@ -163,7 +165,7 @@ class ProxyService:
         fp = fingerprint(method, path, query, call.body) if keyed else ""
         caller = call.caller.integration_user
         if keyed:
-            in_flight_ttl = target.timeout * target.retry.max_attempts + target.retry.max_retry_after + 30
+            in_flight_ttl = target.timeout * target.retry.attempts + target.retry.max_retry_after + 30
             stored = self.idempotency.begin(caller, target.named_credential, call.idempotency_key, fp, in_flight_ttl)
             if stored is not None:
                 return ProxyResult(stored.status, {**stored.headers, "Idempotent-Replayed": "true"}, stored.body,
@@ -181,10 +183,14 @@ class ProxyService:
         headers = self._response_headers(target, response)
         if keyed:
             try:
-                body = _read_all(target, response)
+                body, rest = _read_up_to(target, response, self.idempotency.max_body)
             except BaseException:
                 self.idempotency.release(caller, target.named_credential, call.idempotency_key)
                 raise
+            if rest is not None:
+                # Too large to keep for a day in the shared store: release the key, pass the answer through.
+                self.idempotency.release(caller, target.named_credential, call.idempotency_key)
+                return ProxyResult(response.status_code, headers, rest)
             if response.status_code < 500:
                 self.idempotency.finish(caller, target.named_credential, call.idempotency_key, fp,
                                         StoredResponse(response.status_code, headers, body))
@@ -211,11 +217,11 @@ class ProxyService:
         outcome = outcome or _Outcome()
         policy = target.retry
         attempt = 0
-        refreshed = False
+        refused: str | None = None  # the bearer token the upstream answered 401 to
         redirects = 0
         while True:
             try:
-                credential = self.injector.headers(target, principal, scopes, force_refresh=refreshed)
+                credential = self.injector.headers(target, principal, scopes, rejected=refused)
             except GovernError:
                 if probe:  # the probe never reached the upstream: let the next call probe
                     self.breakers.release_probe(target.system)
@@ -228,8 +234,8 @@ class ProxyService:
                     self.breakers.release_probe(target.system)
                 raise UnsafeUpstreamRequest(str(exc)) from None
             except (TransportTimeout, TransportUnreachable) as exc:
-                if retry_ok and attempt + 1 < policy.max_attempts and self._charge(target, budget_overdraft):
-                    self.sleep(policy.backoff(attempt, self.random))
+                if retry_ok and attempt + 1 < policy.attempts and self._charge(target, budget_overdraft):
+                    self.sleep(policy.delay(attempt, self.random))
                     attempt += 1
                     continue
                 self.breakers.record_failure(target.system, target.breaker, probe)
@@ -238,31 +244,33 @@ class ProxyService:
                 raise UpstreamUnreachable(f"{target.system} cannot be reached") from None
             status = response.status_code
             outcome.upstream_status = status
-            if status == 401 and not refreshed and target.protocol.startswith("oauth2"):
+            if status == 401 and refused is None and target.protocol.startswith("oauth2"):
                 # An expired or revoked token: invalidate it, refresh once, retry once (budget permitting;
-                # without budget the 401 goes back, and the next call starts with a fresh token).
-                self.injector.invalidate(target, principal, scopes)
+                # without budget the 401 goes back, and the next call starts with a fresh token). By token
+                # identity: only that token is dropped and replaced, so of many calls that met the same 401
+                # one refreshes and the others retry with its result.
+                refused = _bearer(credential) or ""
+                self.injector.invalidate(target, principal, scopes, refused=refused or None)
                 if self._charge(target, budget_overdraft):
                     response.close()
-                    refreshed = True
                     continue
             if status == 401 and not target.protocol.startswith("oauth2"):
                 self.injector.invalidate(target, principal)  # a stale static secret: re-read it next time
             if status == 429:
                 wait = parse_retry_after(response.headers.get("Retry-After"), self.services.clock.now())
-                wait = policy.backoff(attempt, self.random) if wait is None else wait
+                wait = policy.delay(attempt, self.random) if wait is None else wait
                 response.close()
-                if (retry_ok and attempt + 1 < policy.max_attempts and wait <= policy.max_retry_after
+                if (retry_ok and attempt + 1 < policy.attempts and wait <= policy.max_retry_after
                         and self._charge(target, budget_overdraft)):
                     self.sleep(wait)
                     attempt += 1
                     continue
                 self.breakers.record_success(target.system, probe)  # it answered: the system is up
                 raise UpstreamRateLimited(target.system, int(math.ceil(max(wait, 1))))
-            if (status in RETRYABLE_STATUS and retry_ok and attempt + 1 < policy.max_attempts
+            if (status in RETRYABLE_STATUS and retry_ok and attempt + 1 < policy.attempts
                     and self._charge(target, budget_overdraft)):
                 response.close()
-                self.sleep(policy.backoff(attempt, self.random))
+                self.sleep(policy.delay(attempt, self.random))
                 attempt += 1
                 continue
             if 300 <= status < 400 and response.headers.get("Location"):
@@ -271,7 +279,7 @@ class ProxyService:
                     response.close()
                     self.breakers.record_success(target.system, probe)
                     raise UpstreamRedirectRefused(f"{target.system} redirected outside the named credential")
-                if redirects < policy.max_redirects and self._charge(target, budget_overdraft):
+                if redirects < policy.redirects and self._charge(target, budget_overdraft):
                     response.close()
                     from urllib.parse import urljoin
 
@@ -331,19 +339,69 @@ def _default_principal(target: Target) -> str | None:
     return "default" if "default" in target.principals else None
 
 
+def _bearer(credential: dict[str, str]) -> str | None:
+    scheme, _, value = credential.get("Authorization", "").partition(" ")
+    return value if scheme == "Bearer" and value else None
+
+
 def _read_all(target: Target, response) -> bytes:
     try:
-        return response.content
-    except TransportTimeout:
-        raise UpstreamTimeout(f"{target.system} did not finish its answer within {target.timeout:g} s") from None
-    except TransportUnreachable:
-        raise UpstreamUnreachable(f"{target.system} broke off its answer") from None
+        with _transport_errors(target):
+            return response.content
     finally:
         response.close()
 
 
-def _stream(response, chunk: int = 64 * 1024) -> Iterator[bytes]:
+class _transport_errors:
+    """The transport's failures while an answer is read, as the proxy's problems."""
+
+    def __init__(self, target: Target):
+        self.target = target
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        system = self.target.system
+        if kind is not None and issubclass(kind, TransportTimeout):
+            raise UpstreamTimeout(f"{system} did not finish its answer within {self.target.timeout:g} s") from None
+        if kind is not None and issubclass(kind, TransportUnreachable):
+            raise UpstreamUnreachable(f"{system} broke off its answer") from None
+        if kind is not None and issubclass(kind, TransportBodyTooLarge):
+            raise UpstreamAnswerTooLarge(f"{system} answered more than govern decodes") from None
+        return False
+
+
+def _read_up_to(target: Target, response, limit: int) -> tuple[bytes, Iterator[bytes] | None]:
+    """The whole answer if it has at most `limit` bytes (None for the rest); else what was read and a stream of
+    all of it, which closes the response at its end."""
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > limit:
+        return b"", _stream(response)
+    read, size = [], 0
     try:
-        yield from response.iter_content(chunk)
+        with _transport_errors(target):
+            parts = response.iter_content()
+            for part in parts:
+                read.append(part)
+                size += len(part)
+                if size > limit:
+                    return b"", _stream(response, first=read, parts=parts)
+    except BaseException:
+        response.close()
+        raise
+    response.close()
+    return b"".join(read), None
+
+
+def _stream(response, chunk: int = 64 * 1024, *, first: list[bytes] = (), parts=None) -> Iterator[bytes]:
+    try:
+        yield from first
+        try:
+            yield from (parts if parts is not None else response.iter_content(chunk))
+        except TransportBodyTooLarge:
+            # The head is sent: all that is left is to break the answer off (the caller sees it incomplete).
+            log.warning("upstream answer too large once decoded; broken off")
+            raise
     finally:
         response.close()

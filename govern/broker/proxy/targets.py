@@ -8,13 +8,12 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlmodel import select
 
-from govern.broker.proxy.breaker import BreakerConfig
 from govern.broker.proxy.errors import NamedCredentialNotFound
-from govern.broker.proxy.retry import RetryPolicy
+from govern.domain.maintenance import MaintenanceWindow
+from govern.domain.resilience import BreakerPolicy, RetryPolicy, parse_stored
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,7 @@ class Target:
     api_type: str
     timeout: float
     retry: RetryPolicy
-    breaker: BreakerConfig
+    breaker: BreakerPolicy
     allowed_methods: tuple[str, ...]
     allowed_paths: tuple[str, ...]
     during_maintenance: str
@@ -36,7 +35,7 @@ class Target:
     system: str
     system_id: int
     daily_api_budget: int | None
-    maintenance_windows: tuple[dict[str, Any], ...]
+    maintenance_windows: tuple[MaintenanceWindow, ...]
     principals: dict[str, str | None] = field(default_factory=dict)  # name -> upstream subject
 
 
@@ -52,13 +51,15 @@ def load_target(sessions, name: str) -> Target:
         principals = session.exec(select(Principal).where(Principal.credential_id == cred.id)).all()
         return Target(
             named_credential=nc.external_id, url=nc.url, api_type=nc.api_type, timeout=float(nc.timeout_seconds),
-            retry=RetryPolicy.from_config(nc.retry), breaker=BreakerConfig.from_config(nc.circuit_breaker),
+            retry=parse_stored(RetryPolicy, nc.retry, f"named credential {nc.external_id}: retry"),
+            breaker=parse_stored(BreakerPolicy, nc.circuit_breaker, f"named credential {nc.external_id}: circuit_breaker"),
             allowed_methods=tuple(m.upper() for m in nc.allowed_methods or ()),
             allowed_paths=tuple(nc.allowed_paths or ()), during_maintenance=nc.during_maintenance,
             max_body_bytes=int(nc.max_body_bytes), credential=cred.external_id, protocol=cred.protocol,
             header_name=cred.header_name, scopes=tuple(cred.scopes or ()), system=system.external_id,
             system_id=system.id, daily_api_budget=system.daily_api_budget,
-            maintenance_windows=tuple(system.maintenance_windows or ()),
+            maintenance_windows=tuple(parse_stored(list[MaintenanceWindow], system.maintenance_windows,
+                                                   f"system {system.external_id}: maintenance_windows")),
             principals={p.name: p.subject for p in principals},
         )
 

@@ -12,6 +12,7 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     from govern.broker.upstream.cipher import AesGcmCipher
     from govern.broker.upstream.http import RequestsTokenHttp
     from govern.broker.upstream.journal import RefreshJournalRepo
+    from govern.broker.upstream.reconnect import safe_notifier
     from govern.broker.upstream.secret_refs import CredentialSecrets
     from govern.broker.upstream.single_flight import DatabaseSingleFlight, RedisSingleFlight
     from govern.broker.upstream.token_cache import TokenCache
@@ -20,7 +21,14 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     settings = services.settings
     cipher = _LazyCipher(services, lambda: AesGcmCipher.derived_from(instance_secret_key(settings)))
     cache = services.cache
-    redis_flight = RedisSingleFlight(cache, lock_ttl=60.0) if getattr(cache, "kind", "") == "redis" else None
+    lease = float(settings.refresh_lease_seconds)
+    redis_flight = RedisSingleFlight(cache, lease=lease) if getattr(cache, "kind", "") == "redis" else None
+    if redis_flight is None:
+        # Without Redis, sealed tokens stay in each process (a cache hit must not cost a database round trip);
+        # across processes the PostgreSQL row lock below carries a fetched token to the waiting ones.
+        from govern.cache import MemoryCache
+
+        cache = MemoryCache()
     db_flight = None
     if redis_flight is None and services.engine.dialect.name == "postgresql":
         db_flight = DatabaseSingleFlight(services.engine)
@@ -33,7 +41,19 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
         journal=RefreshJournalRepo(services.sessions, services.clock, f"{socket.gethostname()}:{os.getpid()}"),
         redis_flight=redis_flight,
         db_flight=db_flight,
+        metrics=services.metrics,
+        notify=safe_notifier(lambda: _notifier(services)),
     )
+
+
+def _notifier(services):
+    """govern's one notifier (govern.notify), wired by the composition root in any order."""
+    notifier = services.extras.get("notifier")
+    if notifier is None:
+        from govern.notify import build_notifier
+
+        notifier = services.extras.setdefault("notifier", build_notifier(services.settings, services.clock))
+    return notifier
 
 
 class _LazyCipher:

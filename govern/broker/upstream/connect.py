@@ -3,7 +3,8 @@
 `start` makes the authorize URL. The state and the PKCE verifier stay on the server, sealed in the cache
 for a short time (never in the browser), under a hash of the state. `finish` takes them back exactly once,
 exchanges the code at the token endpoint (with the credential's client authentication), stores the refresh
-token in the vault (SecretRef + SecretVersion, check-and-set) and sets Principal.connected_at.
+token in the vault (SecretRef + SecretVersion, check-and-set), sets Principal.connected_at and clears
+`needs_reconnect_at` (govern.broker.upstream.reconnect), with one "reconnected" alert if it was set.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from urllib.parse import urlencode
 import sqlalchemy as sa
 
 from govern.broker.upstream.errors import UpstreamNotConfigured
-from govern.broker.upstream.targets import Target
+from govern.broker.upstream.reconnect import clear_needs_reconnect
+from govern.broker.upstream.targets import Target, token_settings
 from govern.domain.secret import Secret
 from govern.errors import BadRequest, NotFound, UpstreamError
 from govern.store.db import session_scope
@@ -87,8 +89,8 @@ class ConnectService:
             raise BadRequest("the upstream did not grant access" + (f" ({error})" if error and error.isidentifier() else ""))
         cred, prin = self._load(pending["credential"], pending["principal"])
         target = Target(named_credential="", credential=cred.external_id, protocol=cred.protocol, token_url=cred.token_url,
-                        client_id=cred.client_id, client_auth_method=cred.client_auth_method, audience=cred.audience,
-                        default_scopes=tuple(cred.scopes or ()), header_name=None, principal=prin.name,
+                        client_id=cred.client_id, client_auth_method=cred.client_auth_method,
+                        **token_settings(cred), header_name=None, principal=prin.name,
                         principal_id=prin.id, subject=prin.subject, timeout=10.0)
         body = self.tokens.token_request(target, {"grant_type": "authorization_code", "code": code,
                                                   "redirect_uri": pending["redirect_uri"],
@@ -104,6 +106,8 @@ class ConnectService:
             row.connected_at = self.clock.now()
             user = session.get(IntegrationUser, row.integration_user_id) if row.integration_user_id else None
             user_id = user.external_id if user is not None else None
+        clear_needs_reconnect(self.sessions, getattr(self.tokens, "notify", None), self.clock.now(),
+                              credential=cred.external_id, principal=prin.name)
         return Connected(cred.external_id, prin.name, user_id)
 
 

@@ -37,3 +37,15 @@ class UpstreamInvalidClient(UpstreamError):
 class UpstreamNotConfigured(NotFound):
     code = "upstream_not_configured"
     title = "The named credential cannot be used for tokens"
+
+
+class PrincipalNeedsReconnect(UpstreamInvalidGrant):
+    """The upstream refused the principal's stored refresh token (`invalid_grant`), so govern has stopped
+    calling the upstream for it: retrying cannot help, only a person reconnecting the principal can
+    (`/api/v1/credentials/{credential}/principals/{principal}/connect`, or `govern secrets put ... --field
+    refresh_token`). 409: the request conflicts with the principal's state, unlike a 503 it must not be
+    retried by the caller. A subclass of UpstreamInvalidGrant, so code that handled that keeps working."""
+
+    code = "principal_needs_reconnect"
+    status = 409
+    title = "The principal must be reconnected"

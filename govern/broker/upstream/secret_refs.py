@@ -5,7 +5,8 @@ written by `govern secrets put` (named by govern.secrets.service.secret_ref_name
 this module creates itself (`credential/<credential>/<principal or "-">/<field>`). Fields: client_secret,
 private_key, refresh_token, password, api_key, value.
 During a rotation overlap a secret has SecretVersion rows staged `current` and `previous`:
-`candidates` lists the versions newest first so a caller can fall back on invalid_client. The
+`candidates` lists the versions newest first so a caller can fall back on invalid_client; the previous
+version only while the credential's `rotation.overlap` lasts. The
 upstream_client_secret rotator's `ordered_secrets` is this same list (govern.rotation.rotators.upstream).
 """
 from __future__ import annotations
@@ -61,15 +62,29 @@ class CredentialSecrets:
                 return []
             staged = session.execute(sa.select(SecretVersion).where(
                 SecretVersion.secret_ref_id == ref.id, SecretVersion.stage.in_(("current", "previous")))).scalars().all()
+            overlap = self._overlap(session, credential)
+            set_at = _aware(ref.set_at) if ref.set_at else None
         now = self.clock.now()
         current = [v.version for v in staged if v.stage == "current"]
-        # Only the newest previous version: the one a rotation overlap keeps alive (older ones are history).
+        # Only the newest previous version, and only while the credential's rotation overlap lasts: until the
+        # expiry a rotation run gave it, or (a version replaced with `govern secrets put`) `overlap` after the
+        # new one was set. Without an overlap the previous version is never tried: a wrong new secret must fail,
+        # not be masked by the old one.
         previous = sorted((v for v in staged if v.stage == "previous"
-                           and (v.expires_at is None or _aware(v.expires_at) > now)), key=lambda v: -v.version)[:1]
+                           and _within_overlap(v.expires_at, set_at, overlap, now)), key=lambda v: -v.version)[:1]
         versions = sorted(current, reverse=True)[:1] + [v.version for v in previous if v.version not in current]
         if not versions:
             versions = [ref.current_version or self.store.metadata(ref.path).version]
         return [StoredSecret(ref.id, ref.path, v, self.store.get(ref.path, version=v)) for v in versions]
+
+    @staticmethod
+    def _overlap(session, credential: str) -> float | None:
+        from govern.config_as_code.units import parse_duration
+        from govern.store.tables import ExternalCredential
+
+        rotation = session.execute(sa.select(ExternalCredential.rotation).where(
+            ExternalCredential.external_id == credential)).scalar_one_or_none() or {}
+        return parse_duration(rotation["overlap"]) if rotation.get("overlap") else None
 
     def current(self, credential: str, principal: str | None, field: str) -> StoredSecret | None:
         if field == "refresh_token":
@@ -112,6 +127,13 @@ class CredentialSecrets:
             ref.current_version = meta.version
             ref.set_at = self.clock.now()
             return meta.version
+
+
+def _within_overlap(expires_at: dt.datetime | None, set_at: dt.datetime | None, overlap: float | None,
+                    now: dt.datetime) -> bool:
+    if expires_at is not None:
+        return _aware(expires_at) > now
+    return overlap is not None and set_at is not None and set_at + dt.timedelta(seconds=overlap) > now
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

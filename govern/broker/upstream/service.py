@@ -18,9 +18,11 @@ attempt stays in doubt and govern still holds only the old refresh token. Nothin
 recover a token it never received, so govern relies on the upstream's refresh-token grace period (Okta's
 "grace period for token rotation", Auth0's "reuse interval"): the next lock holder sees the unresolved
 attempt, retries with the stored token within the grace period, stores the token it gets and closes the
-in-doubt attempts. If the upstream has no grace period, that retry ends in `upstream_invalid_grant` with
-an alert naming the in-doubt attempt, and the principal must be reconnected. Writing the upstream's raw
-answer somewhere before parsing would not help: the answer that is lost is the one that never arrives.
+in-doubt attempts. The next holder comes within one refresh lease (a few seconds, single_flight.py), well
+inside a typical 30 s grace. If the upstream has no grace period, that retry ends in `invalid_grant`: the
+principal is marked needs-reconnect with one alert naming the in-doubt attempts (reconnect.py), and no
+further upstream call is made for it until it is reconnected. Writing the upstream's raw answer somewhere
+before parsing would not help: the answer that is lost is the one that never arrives.
 """
 from __future__ import annotations
 
@@ -32,14 +34,17 @@ from typing import Any
 
 from govern.broker.upstream import journal as J
 from govern.broker.upstream.assertions import CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT, sign_assertion
-from govern.broker.upstream.errors import UpstreamInvalidClient, UpstreamInvalidGrant, UpstreamNotConfigured, UpstreamTimeout
+from govern.broker.upstream import reconnect
+from govern.broker.upstream.errors import (PrincipalNeedsReconnect, UpstreamInvalidClient, UpstreamInvalidGrant,
+                                           UpstreamNotConfigured, UpstreamTimeout)
 from govern.broker.upstream.http import TokenHttp, parse_token_response
 from govern.broker.upstream.secret_refs import CredentialSecrets, StoredSecret
 from govern.broker.upstream.single_flight import LocalLocks
 from govern.broker.upstream.targets import Target, resolve_target
-from govern.broker.upstream.token_cache import TokenCache, cache_key, is_fresh, open_token
+from govern.broker.upstream.token_cache import TokenCache, cache_key, is_fresh, open_token, same_token
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
+from govern.domain.token_request import leeway_too_large, refresh_leeway
 from govern.errors import GovernError, SecretConflict, UpstreamUnavailable
 
 log = logging.getLogger("govern.broker.upstream")
@@ -54,7 +59,8 @@ CLIENT_SECRET_TTL = 30.0  # shorter than any rotation overlap; an invalid_client
 
 class UpstreamTokens:
     def __init__(self, *, sessions, secrets: CredentialSecrets, token_cache: TokenCache, http: TokenHttp, clock,
-                 journal: J.RefreshJournalRepo, redis_flight=None, db_flight=None, poll_interval: float = 0.02):
+                 journal: J.RefreshJournalRepo, redis_flight=None, db_flight=None, poll_interval: float = 0.02,
+                 metrics=None, notify=None):
         self.sessions = sessions
         self.secrets = secrets
         self.tokens = token_cache
@@ -65,6 +71,8 @@ class UpstreamTokens:
         self.db_flight = db_flight
         self.local = LocalLocks()
         self.poll_interval = poll_interval
+        self.metrics = metrics  # govern.metrics.Metrics, or None
+        self.notify = notify or (lambda event, payload: None)  # reconnect.safe_notifier(...) in production
         self._memo: dict[tuple, tuple[float, Any]] = {}
         self._memo_lock = threading.Lock()
 
@@ -86,12 +94,23 @@ class UpstreamTokens:
     # --- the port ---------------------------------------------------------------------------------------
 
     def get_token(self, named_credential: str, principal: str | None, scopes: tuple[str, ...] = (),
-                  *, force_refresh: bool = False) -> UpstreamToken:
+                  *, force_refresh: bool = False, rejected: str | None = None) -> UpstreamToken:
+        """`rejected`: the access token the upstream just refused (a caller's `rejected_token`, the proxy's
+        401). The cached token is replaced only while it is still that one, and that is checked again under
+        the single-flight lock: of many requests that met the same refusal, one refreshes and the others
+        get its result. `force_refresh` refreshes unless another caller stored a token since this call began."""
         scopes = tuple(sorted(set(scopes)))
         key = cache_key(named_credential, principal, scopes)
+        started = self.clock.now()
+
+        def usable(token: UpstreamToken | None) -> bool:
+            if token is None or (rejected is not None and same_token(token, rejected)):
+                return False
+            return not force_refresh or self._newer(token, started)
+
         if not force_refresh:
             token = self.tokens.get(key)
-            if token is not None:
+            if usable(token):
                 return token
         target = self._remember(("target", named_credential, principal), TARGET_TTL,
                                 lambda: resolve_target(self.sessions, named_credential, principal))
@@ -100,25 +119,32 @@ class UpstreamTokens:
             raise UpstreamNotConfigured(f"protocol {target.protocol!r} issues no tokens")
         deadline = self.clock.monotonic() + self._wait_budget(target)
         with self.local.hold(key, deadline - self.clock.monotonic()):
-            if not force_refresh:
-                token = self.tokens.get(key)
-                if token is not None:
-                    return token
+            token = self.tokens.get(key)
+            if usable(token):
+                return token
             if self.redis_flight is not None:
-                return self._via_redis(key, target, scopes, deadline, force_refresh)
+                return self._via_redis(key, target, scopes, deadline, usable)
             if self.db_flight is not None:
-                return self._via_row_lock(key, target, scopes, deadline, force_refresh)
+                return self._via_row_lock(key, target, scopes, deadline, usable)
             token = self._fetch(target, scopes)
             self.tokens.put(key, token)
             return token
 
-    def invalidate(self, named_credential: str, principal: str | None, scopes: tuple[str, ...] = ()) -> None:
-        """Forget the cached token (e.g. the upstream answered 401 with it). Without Redis, other processes'
-        in-memory copies live on until they expire; the shared row is cleared."""
+    def invalidate(self, named_credential: str, principal: str | None, scopes: tuple[str, ...] = (),
+                   *, token: str | None = None) -> None:
+        """Forget the cached token (e.g. the upstream answered 401 with it). With `token` (the access token
+        that was refused), only while the cache still holds that token: a newer one another request has
+        stored meanwhile stays. Without Redis, other processes' in-memory copies live on until they expire;
+        the shared row is cleared."""
         key = cache_key(named_credential, principal, tuple(sorted(set(scopes))))
-        self.tokens.delete(key)
+        if token is None:
+            self.tokens.delete(key)
+            if self.db_flight is not None:
+                self.db_flight.forget(key)
+            return
+        self.tokens.delete_if_holds(key, token)
         if self.db_flight is not None:
-            self.db_flight.forget(key)
+            self.db_flight.forget_if(key, lambda sealed: _holds(self.tokens.cipher, key, sealed, token))
 
     # --- single flight across processes ---------------------------------------------------------------
 
@@ -126,34 +152,35 @@ class UpstreamTokens:
         # one upstream call, one fallback secret, vault and database round trips
         return 2 * target.timeout + 5
 
-    def _via_redis(self, key, target, scopes, deadline, force_refresh) -> UpstreamToken:
-        started_waiting = self.clock.now()
+    def _via_redis(self, key, target, scopes, deadline, usable) -> UpstreamToken:
         while True:
             flight = self.redis_flight.try_acquire(key)
             if flight is not None:
                 try:
-                    token = self.tokens.get(key)
-                    if token is None or (force_refresh and not self._newer(token, started_waiting)):
-                        token = self._fetch(target, scopes)
-                        value, ttl = self.tokens.seal(key, token)
-                        if not self.redis_flight.publish(flight, value, ttl):
-                            log.warning("upstream token not cached: the single-flight lock expired during the call",
-                                        extra={"named_credential": target.named_credential})
-                        else:
-                            self.tokens.remember(key, value, token)
-                    return token
+                    with self.redis_flight.heartbeat(flight):
+                        token = self.tokens.get(key)
+                        if not usable(token):
+                            token = self._fetch(target, scopes)
+                            value, ttl = self.tokens.seal(key, token)
+                            if not self.redis_flight.publish(flight, value, ttl):
+                                log.warning("upstream token not cached: the refresh lease was lost during the call",
+                                            extra={"named_credential": target.named_credential})
+                            else:
+                                self.tokens.remember(key, value, token)
+                        return token
                 finally:
                     self.redis_flight.release(flight)
-            # Someone else is fetching: wait for their result, or for the lock to free up.
+            # Someone else is fetching: wait for their result, or for the lease to free up (a dead holder's
+            # lease runs out within one lease).
             while self.redis_flight.is_locked(key):
                 token = self.tokens.get(key)
-                if token is not None and (not force_refresh or self._newer(token, started_waiting)):
+                if usable(token):
                     return token
                 if self.clock.monotonic() >= deadline:
                     raise UpstreamTimeout("timed out waiting for another process to fetch the upstream token")
                 time.sleep(self.poll_interval)
             token = self.tokens.get(key)
-            if token is not None and (not force_refresh or self._newer(token, started_waiting)):
+            if usable(token):
                 return token
             if self.clock.monotonic() >= deadline:
                 raise UpstreamTimeout("timed out waiting for another process to fetch the upstream token")
@@ -162,13 +189,11 @@ class UpstreamTokens:
         fetched = token.extra.get("fetched_at")
         return bool(fetched) and dt.datetime.fromisoformat(fetched) >= since
 
-    def _via_row_lock(self, key, target, scopes, deadline, force_refresh) -> UpstreamToken:
-        started_waiting = self.clock.now()
+    def _via_row_lock(self, key, target, scopes, deadline, usable) -> UpstreamToken:
         with self.db_flight.hold(key, deadline - self.clock.monotonic()) as flight:
             if flight.sealed:
                 token = open_token(self.tokens.cipher, key, flight.sealed)
-                if token is not None and is_fresh(token, self.clock.now(), self.tokens.leeway) and (
-                        not force_refresh or self._newer(token, started_waiting)):
+                if token is not None and is_fresh(token, self.clock.now(), self.tokens.leeway) and usable(token):
                     self.tokens.put(key, token)
                     return token
             token = self._fetch(target, scopes)
@@ -185,32 +210,32 @@ class UpstreamTokens:
         # Exactly the granted scopes (the decision's narrowing), never the credential's default scopes: a
         # fallback would widen an empty grant to whatever the credential may hold.
         if target.protocol == "oauth2_client_credentials":
-            form = {"grant_type": "client_credentials"}
-            if target.audience:
-                form["audience"] = target.audience
-            body = self._call(target, self._with_scope(form, scopes), client_auth_required=True)
+            form = [("grant_type", "client_credentials"), *target.params.form(scopes)]
+            body = self._call(target, form, client_auth_required=True)
         elif target.protocol == "oauth2_jwt_bearer":
             body = self._jwt_bearer_grant(target, scopes)
         else:
             body = self._refresh_token_grant(target, scopes)
-        return self._token_from(body, scopes)
+        return self._token_from(target, body, scopes)
 
-    @staticmethod
-    def _with_scope(form: dict[str, str], scopes: tuple[str, ...]) -> dict[str, str]:
-        if scopes:
-            form["scope"] = " ".join(scopes)
-        return form
-
-    def _token_from(self, body: dict[str, Any], scopes: tuple[str, ...]) -> UpstreamToken:
+    def _token_from(self, target: Target, body: dict[str, Any], scopes: tuple[str, ...]) -> UpstreamToken:
         now = self.clock.now()
         try:
             lifetime = int(body.get("expires_in", DEFAULT_LIFETIME))
         except (TypeError, ValueError):
             lifetime = DEFAULT_LIFETIME
         granted = tuple(str(body["scope"]).split()) if body.get("scope") else scopes
+        expires_at = now + dt.timedelta(seconds=lifetime)
+        leeway = refresh_leeway(lifetime, target.leeway, max_leeway=self.tokens.leeway)
+        if leeway_too_large(lifetime, leeway):
+            log.warning("the refresh leeway leaves less than half of the upstream token's lifetime: most requests "
+                        "will fetch a new token", extra={"named_credential": target.named_credential,
+                                                         "credential": target.credential, "lifetime_seconds": lifetime,
+                                                         "leeway_seconds": leeway})
         return UpstreamToken(access_token=Secret(body["access_token"]), token_type=str(body.get("token_type", "Bearer")),
-                             expires_at=now + dt.timedelta(seconds=lifetime), scopes=granted,
-                             extra={"fetched_at": now.isoformat(), "upstream_status": 200})
+                             expires_at=expires_at, scopes=granted,
+                             extra={"fetched_at": now.isoformat(), "upstream_status": 200,
+                                    "refresh_at": (expires_at - dt.timedelta(seconds=leeway)).isoformat()})
 
     def _jwt_bearer_grant(self, target: Target, scopes) -> dict[str, Any]:
         """RFC 7523 section 2.1: iss = client id, sub = the principal's upstream username, aud = audience or
@@ -224,7 +249,7 @@ class UpstreamTokens:
             raise UpstreamNotConfigured(f"credential {target.credential!r} needs a client id and a principal subject")
         assertion = sign_assertion(key.value, issuer=target.client_id, subject=subject,
                                    audience=target.audience or target.token_url, now=self.clock.now())
-        form = self._with_scope({"grant_type": JWT_BEARER_GRANT, "assertion": assertion}, scopes)
+        form = [("grant_type", JWT_BEARER_GRANT), ("assertion", assertion), *target.params.form(scopes, audience=False)]
         return self._call(target, form, client_auth_required=False)
 
     def _refresh_token_grant(self, target: Target, scopes) -> dict[str, Any]:
@@ -232,21 +257,29 @@ class UpstreamTokens:
         stored = self.secrets.current(target.credential, target.principal, "refresh_token")
         if stored is None:
             raise UpstreamNotConfigured(f"principal {principal!r} of {target.credential!r} is not connected")
+        # Read fresh under the lock (not from the target memo): another process may have just marked it.
+        if reconnect.needs_reconnect_since(self.sessions, target.principal_id) is not None:
+            raise PrincipalNeedsReconnect(f"the upstream refused the refresh token of principal {principal!r}; "
+                                          "reconnect it")
         # We hold the single-flight lock: any unresolved attempt is not running any more, so it is in doubt.
         pending = self.journal.unresolved(target.credential, principal)
         if pending:
             log.warning("reconciling in-doubt refresh attempts", extra={
                 "credential": target.credential, "principal": principal, "attempts": [p.attempt_id for p in pending]})
         attempt = self.journal.start(target.credential, principal, stored.version)
-        form = self._with_scope({"grant_type": "refresh_token", "refresh_token": stored.value.reveal()}, scopes)
+        form = [("grant_type", "refresh_token"), ("refresh_token", stored.value.reveal()),
+                *target.params.form(scopes, audience=False)]
         try:
             body = self._call(target, form, client_auth_required=True)
         except UpstreamInvalidGrant:
+            # Closed, every one: the attempts in doubt are answered too (their token is dead).
             self.journal.finish(attempt, J.FAILED, error="invalid_grant")
-            log.error("upstream refused the stored refresh token: reconnect the principal", extra={
-                "alert": "upstream_invalid_grant", "credential": target.credential, "principal": principal,
-                "in_doubt_attempts": [p.attempt_id for p in pending]})
-            raise UpstreamInvalidGrant(
+            self.journal.resolve([p.id for p in pending], J.FAILED, error="invalid_grant")
+            if target.principal_id is not None:
+                reconnect.mark_needs_reconnect(self.sessions, self.notify, self.clock.now(),
+                                               principal_id=target.principal_id, credential=target.credential,
+                                               principal=principal, in_doubt=[p.attempt_id for p in pending])
+            raise PrincipalNeedsReconnect(
                 f"the upstream refused the refresh token of principal {principal!r}; reconnect it") from None
         except UpstreamUnavailable:
             # No answer, or a dropped connection: the upstream may have rotated the token.
@@ -292,9 +325,9 @@ class UpstreamTokens:
 
     def token_request(self, target: Target, form: dict[str, str]) -> dict[str, Any]:
         """One authenticated call to the credential's token endpoint (used by the connect flow's code exchange)."""
-        return self._call(target, form, client_auth_required=True)
+        return self._call(target, list(form.items()), client_auth_required=True)
 
-    def _call(self, target: Target, form: dict[str, str], *, client_auth_required: bool) -> dict[str, Any]:
+    def _call(self, target: Target, form: list[tuple[str, str]], *, client_auth_required: bool) -> dict[str, Any]:
         tried: set[int] = set()
         for fresh in (False, True):
             candidates: list[StoredSecret | None] = (self._client_candidates(target, fresh=fresh)
@@ -305,10 +338,13 @@ class UpstreamTokens:
                 candidates = [None]
             untried = [c for c in candidates if c is None or c.version not in tried]
             for index, secret in enumerate(untried):
-                data, basic = self._authenticate(target, dict(form), secret)
+                data, basic = self._authenticate(target, list(form), secret)
                 answer = self.http.post_form(target.token_url, data, basic_auth=basic, timeout=target.timeout)
                 try:
-                    return parse_token_response(answer)
+                    body = parse_token_response(answer)
+                    if secret is not None and secret is not candidates[0]:
+                        self._previous_secret_used(target, secret, candidates[0])
+                    return body
                 except UpstreamInvalidClient:
                     if secret is None:
                         raise
@@ -320,18 +356,32 @@ class UpstreamTokens:
                 break
         raise UpstreamInvalidClient("the upstream refused govern's client authentication (invalid_client)")
 
-    def _authenticate(self, target: Target, form: dict[str, str], secret: StoredSecret | None):
+    def _previous_secret_used(self, target: Target, used: StoredSecret, newest: StoredSecret | None) -> None:
+        """The upstream refused the newest version and took an older one (within the rotation overlap): say so,
+        loudly, so that a wrong new secret is noticed before the overlap ends."""
+        log.warning("the upstream refused the newest client secret version and accepted the previous one; "
+                    "check the new secret before the rotation overlap ends",
+                    extra={"credential": target.credential, "used_version": used.version,
+                           "refused_version": newest.version if newest else None})
+        if self.metrics is not None:
+            self.metrics.previous_secret_used.labels(credential=target.credential).inc()
+
+    def _authenticate(self, target: Target, form: list[tuple[str, str]], secret: StoredSecret | None):
         if secret is None:
             return form, None
         method = target.client_auth_method or "client_secret_basic"
         if method == "client_secret_basic":
             return form, (target.client_id, secret.value.reveal())
         if method == "client_secret_post":
-            form.update(client_id=target.client_id, client_secret=secret.value.reveal())
-            return form, None
+            return form + [("client_id", target.client_id), ("client_secret", secret.value.reveal())], None
         if method == "private_key_jwt":
-            form.update(client_id=target.client_id, client_assertion_type=CLIENT_ASSERTION_TYPE,
-                        client_assertion=sign_assertion(secret.value, issuer=target.client_id, subject=target.client_id,
-                                                        audience=target.token_url, now=self.clock.now()))
-            return form, None
+            assertion = sign_assertion(secret.value, issuer=target.client_id, subject=target.client_id,
+                                       audience=target.token_url, now=self.clock.now())
+            return form + [("client_id", target.client_id), ("client_assertion_type", CLIENT_ASSERTION_TYPE),
+                           ("client_assertion", assertion)], None
         raise UpstreamNotConfigured(f"unknown client authentication method {method!r}")
+
+
+def _holds(cipher, key: str, sealed: bytes | None, access_token: str) -> bool:
+    token = open_token(cipher, key, sealed) if sealed else None
+    return token is None or same_token(token, access_token)

@@ -2,12 +2,20 @@
 
 Three layers, cheapest first:
 - in one process, a lock per key, so threads queue instead of polling;
-- across processes with Redis, a lock `SET key token NX PX ttl` whose value is a fencing token from `INCR`
-  (Kleppmann's fencing, applied to the cache write): the result is published only by a Lua script that
-  checks the lock still holds our fence, so a holder whose lock expired mid-call cannot overwrite a newer
-  result. Waiters poll the cache for the result until a deadline;
+- across processes with Redis, a short lease `SET key token NX PX lease` (settings.refresh_lease_seconds, a
+  few seconds) whose value is a fencing token from `INCR` (Kleppmann's fencing, applied to the cache
+  write). While the upstream call is in flight a heartbeat thread renews the lease (a Lua script that
+  extends it only while it still holds our fence), so a live holder keeps it however slow the upstream
+  is, and a holder that died (SIGKILL, a lost host) blocks the others for at most one lease. The result
+  is published only by a Lua script that checks the lease still holds our fence, so a holder whose lease
+  lapsed (a paused process) cannot overwrite a newer result. Waiters poll the cache for the result until
+  a deadline. A lease of 60 s was what locked principals out: a dead holder kept the lock past the
+  upstream's refresh-token grace period;
 - across processes with only PostgreSQL, `SELECT ... FOR UPDATE` on a row per key (upstream_token_lock);
   waiters block on the row lock (bounded by `lock_timeout`), then read the sealed result from the row.
+  A row lock needs no lease: PostgreSQL releases it when the holder's connection ends, and the kernel
+  closes that connection when the holder dies. The result is written in the transaction that holds the
+  lock, so it is fenced by construction.
 """
 from __future__ import annotations
 
@@ -15,7 +23,7 @@ import datetime as dt
 import threading
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterator
 
 import sqlalchemy as sa
@@ -53,6 +61,10 @@ _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
 """
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
+return 0
+"""
 _FENCED_SET = """
 if redis.call('get', KEYS[1]) ~= ARGV[1] then return 0 end
 if tonumber(ARGV[3]) > 0 then redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3])
@@ -65,16 +77,18 @@ return 1
 class RedisFlight:
     key: str
     fence: str
+    lost: threading.Event = field(default_factory=threading.Event)  # a renewal found the lease gone
 
 
 class RedisSingleFlight:
     """Every Redis call goes through RedisCache._call, which turns Redis errors into CacheUnavailable (503)."""
 
-    def __init__(self, redis_cache, lock_ttl: float):
+    def __init__(self, redis_cache, lease: float = 5.0):
         self.cache = redis_cache  # govern.cache.RedisCache: its client, key prefix and error mapping
-        self.lock_ttl = lock_ttl
+        self.lease = lease
         client = redis_cache.client
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
         self._fenced_set = client.register_script(_FENCED_SET)
         self._call = redis_cache._call
 
@@ -83,14 +97,44 @@ class RedisSingleFlight:
 
     def try_acquire(self, key: str) -> RedisFlight | None:
         fence = str(self.cache.incr("fence:" + key)) + ":" + uuid.uuid4().hex[:8]
-        ok = self._call(self.cache.client.set, self._lock_key(key), fence, nx=True, px=int(self.lock_ttl * 1000))
+        ok = self._call(self.cache.client.set, self._lock_key(key), fence, nx=True, px=int(self.lease * 1000))
         return RedisFlight(key, fence) if ok else None
 
     def is_locked(self, key: str) -> bool:
         return bool(self._call(self.cache.client.exists, self._lock_key(key)))
 
+    def renew(self, flight: RedisFlight) -> bool:
+        """Extend our lease by one lease, only while it still holds our fence."""
+        ok = bool(self._call(self._renew, keys=[self._lock_key(flight.key)],
+                             args=[flight.fence, int(self.lease * 1000)]))
+        if not ok:
+            flight.lost.set()
+        return ok
+
+    @contextmanager
+    def heartbeat(self, flight: RedisFlight) -> Iterator[RedisFlight]:
+        """Renew the lease every third of a lease until the block ends (a daemon thread: a process that
+        dies takes its heartbeat with it, and the lease runs out on its own)."""
+        stop = threading.Event()
+
+        def beat():
+            while not stop.wait(self.lease / 3):
+                try:
+                    if not self.renew(flight):
+                        return
+                except Exception:  # noqa: BLE001 - Redis down: the fenced publish refuses a lapsed lease anyway
+                    continue
+
+        thread = threading.Thread(target=beat, name="refresh-lease-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield flight
+        finally:
+            stop.set()
+            thread.join()
+
     def publish(self, flight: RedisFlight, value: bytes, ttl: float | None) -> bool:
-        """Write the cache entry only while we still hold the lock (fenced)."""
+        """Write the cache entry only while we still hold the lease (fenced)."""
         px = int(ttl * 1000) if ttl else 0
         return bool(self._call(self._fenced_set, keys=[self._lock_key(flight.key), self.cache.key(flight.key)],
                                args=[flight.fence, value, px]))
@@ -124,6 +168,16 @@ class DatabaseSingleFlight:
         with self.engine.begin() as conn:
             conn.execute(sa.text("UPDATE upstream_token_lock SET sealed_token = NULL, expires_at = NULL WHERE key = :k"),
                          {"k": key})
+
+    def forget_if(self, key: str, refused) -> None:
+        """Drop the sealed result only if `refused(sealed)` (compare-and-invalidate). A row locked by a
+        holder is being refreshed right now: its result replaces the refused one anyway, so it is skipped."""
+        with self.engine.begin() as conn:
+            row = conn.execute(sa.text("SELECT sealed_token FROM upstream_token_lock WHERE key = :k "
+                                       "FOR UPDATE SKIP LOCKED"), {"k": key}).first()
+            if row is not None and row[0] is not None and refused(bytes(row[0])):
+                conn.execute(sa.text("UPDATE upstream_token_lock SET sealed_token = NULL, expires_at = NULL "
+                                     "WHERE key = :k"), {"k": key})
 
     @contextmanager
     def hold(self, key: str, timeout: float) -> Iterator[RowLockFlight]:

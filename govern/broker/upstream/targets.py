@@ -11,6 +11,9 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from govern.broker.upstream.errors import UpstreamNotConfigured
+from govern.config_as_code.units import parse_duration
+from govern.domain.resilience import parse_stored
+from govern.domain.token_request import TokenRequestParams
 from govern.errors import NotFound
 from govern.store.tables import ExternalCredential, IntegrationUser, NamedCredential, Principal
 
@@ -23,13 +26,33 @@ class Target:
     token_url: str | None
     client_id: str | None
     client_auth_method: str | None
-    audience: str | None
-    default_scopes: tuple[str, ...]
+    params: TokenRequestParams  # default scopes, audience, RFC 8707 resources, extra form parameters
+    leeway: float | None  # the credential's own refresh leeway (None: the default rule)
+    rotation_overlap: float | None  # seconds a previous client secret stays usable after a new one (None: never)
     header_name: str | None
     principal: str | None  # the Principal row's name (addresses its secrets)
     principal_id: int | None
     subject: str | None
     timeout: float
+
+    @property
+    def audience(self) -> str | None:
+        return self.params.audience
+
+    @property
+    def default_scopes(self) -> tuple[str, ...]:
+        return self.params.scopes
+
+
+def token_settings(cred: ExternalCredential) -> dict:
+    """The credential row's token-request settings as Target fields; a row that does not parse is an error."""
+    params = parse_stored(TokenRequestParams, {"scopes": list(cred.scopes or ()), "audience": cred.audience,
+                                               "resource": list(cred.resource or ()),
+                                               "extra": dict(cred.token_params or {})},
+                          f"credential {cred.external_id}: token request parameters")
+    overlap = (cred.rotation or {}).get("overlap")
+    return {"params": params, "leeway": cred.leeway_seconds,
+            "rotation_overlap": parse_duration(overlap) if overlap else None}
 
 
 def resolve_target(sessions, named_credential: str, principal: str | None) -> Target:
@@ -57,6 +80,6 @@ def resolve_target(sessions, named_credential: str, principal: str | None) -> Ta
                 prin = named[0]
         return Target(named_credential=nc.external_id, credential=cred.external_id, protocol=cred.protocol,
                       token_url=cred.token_url, client_id=cred.client_id, client_auth_method=cred.client_auth_method,
-                      audience=cred.audience, default_scopes=tuple(cred.scopes or ()), header_name=cred.header_name,
+                      **token_settings(cred), header_name=cred.header_name,
                       principal=prin.name if prin else None, principal_id=prin.id if prin else None,
                       subject=prin.subject if prin else None, timeout=float(nc.timeout_seconds or 10.0))

@@ -1,7 +1,8 @@
 """The upstream token cache, keyed by (named credential, principal, sorted scopes), sealed at rest.
 
-A token is fresh while `expires_at - leeway > now` (settings.token_leeway_seconds); a stale one is never
-returned. Entries expire from the cache when the token expires.
+A token is fresh until its `refresh_at`: its expiry minus a leeway of min(settings.token_leeway_seconds,
+10% of its lifetime), or the credential's own `leeway:` (govern.domain.token_request.refresh_leeway); a stale
+one is never returned. Entries expire from the cache when the token expires.
 
 Opened tokens are remembered per process (`OpenedTokens`), so a cache hit does not decrypt again. With the
 vault store the cipher is Vault's transit engine, and decrypting on every hit was a Vault round trip per
@@ -48,7 +49,14 @@ def open_token(cipher, key: str, sealed: bytes) -> UpstreamToken | None:
 
 
 def is_fresh(token: UpstreamToken, now: dt.datetime, leeway: float) -> bool:
-    return token.expires_at is None or token.expires_at - dt.timedelta(seconds=leeway) > now
+    """Before the token's own `refresh_at` (its expiry minus the leeway chosen for its lifetime when it was
+    fetched, govern.domain.token_request.refresh_leeway); tokens cached without one use `leeway`."""
+    if token.expires_at is None:
+        return True
+    refresh_at = token.extra.get("refresh_at")
+    if refresh_at:
+        return dt.datetime.fromisoformat(refresh_at) > now
+    return token.expires_at - dt.timedelta(seconds=leeway) > now
 
 
 class OpenedTokens:
@@ -137,3 +145,23 @@ class TokenCache:
     def delete(self, key: str) -> None:
         self.opened.discard(key)
         self.cache.delete(key)
+
+    def delete_if_holds(self, key: str, access_token: str) -> bool:
+        """Compare-and-invalidate: drop the entry only while it is still the token `access_token` (the one
+        the upstream refused). A token another request has already put in its place stays: deleting it
+        would make every request that met the same 401 refresh again."""
+        sealed = self.cache.get(key)
+        if sealed is None:
+            return False
+        token = self.opened.get(key, sealed) or open_token(self.cipher, key, sealed)
+        if token is not None and not same_token(token, access_token):
+            return False
+        self.opened.discard(key)
+        return self.cache.delete_if(key, sealed)
+
+
+def same_token(token: UpstreamToken, access_token: str | None) -> bool:
+    """Whether `token` is the access token `access_token` (constant time)."""
+    import hmac
+
+    return access_token is not None and hmac.compare_digest(token.access_token.reveal().encode(), access_token.encode())

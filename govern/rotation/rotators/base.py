@@ -33,6 +33,17 @@ class NotSupported(GovernError):
     title = "Not supported by this secret store"
 
 
+STAGING_PREFIX = "_pending/"
+
+
+def staging_path(path: str) -> str:
+    """Where a rotation stages its pending version: apart from the secret's own path, so that a reader of
+    the latest version at `path` (govern, or an integration reading the vault directly) never gets a secret
+    that has not been set and tested at the target yet. The runner copies it to `path` when the run
+    finishes (govern.rotation.runner, `finish`)."""
+    return STAGING_PREFIX + path
+
+
 @dataclass(frozen=True)
 class SecretRefView:
     """A detached copy of the SecretRef row (rotators never touch ORM objects)."""
@@ -66,9 +77,10 @@ class RotationContext:
         return store
 
     def pending(self) -> Secret:
+        """The staged secret: `pending_version` is a version at staging_path(ref.path)."""
         if self.pending_version is None:
             raise GovernError("the run has no pending version")
-        return self.store.get(self.ref.path, version=self.pending_version)
+        return self.store.get(staging_path(self.ref.path), version=self.pending_version)
 
     def current(self) -> Secret | None:
         if not self.ref.current_version:
@@ -115,17 +127,20 @@ class StoredSecretRotator:
         return Secret(_random.token_urlsafe(32))
 
     def create_pending(self, ctx: RotationContext) -> int | None:
-        """Idempotent through check-and-set: a version newer than the current one is a pending version
-        that a crashed attempt already wrote, so it is reused instead of writing another."""
+        """Stage a new value at staging_path(ref.path), never at the secret's own path. Idempotent: a staged
+        value that is not the current secret is one a crashed attempt already wrote, so it is reused instead
+        of writing another (check-and-set, so two writers cannot both stage)."""
         store = ctx.store
-        current = ctx.ref.current_version or 0
+        staging = staging_path(ctx.ref.path)
         try:
-            latest = store.metadata(ctx.ref.path).version
+            latest = store.metadata(staging).version
         except SecretNotFound:
             latest = 0
-        if latest > current:
-            return latest
-        return store.put(ctx.ref.path, self.generate(ctx), cas=latest).version
+        if latest:
+            current = ctx.current()
+            if current is None or store.get(staging, version=latest).reveal() != current.reveal():
+                return latest
+        return store.put(staging, self.generate(ctx), cas=latest).version
 
     def set(self, ctx: RotationContext) -> bool:
         return True

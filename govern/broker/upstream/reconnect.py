@@ -1,0 +1,91 @@
+"""A principal that needs reconnecting: the upstream refused its stored refresh token (RFC 6749 section
+5.2 `invalid_grant`: revoked, expired, or rotated away when an answer was lost and the upstream has no
+grace period).
+
+Nothing govern can do without a person brings such a principal back, and every further refresh with the
+dead token is an upstream call that only adds to the upstream's failed-login count. So govern marks it
+(`Principal.needs_reconnect_at`, persisted, so every process and every restart sees it), sends one alert,
+and from then on answers `principal_needs_reconnect` (409) without calling the upstream, until the
+principal is reconnected (the connect flow, or `govern secrets put CREDENTIAL --principal P --field
+refresh_token`), which clears the mark and sends one "recovered" alert.
+
+Both changes are conditional UPDATEs, so of many processes that see the same refusal (or the same
+reconnect) exactly one wins and sends the alert.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any, Callable
+
+import sqlalchemy as sa
+
+from govern.store.db import session_scope
+from govern.store.tables import ExternalCredential, Principal
+
+log = logging.getLogger("govern.broker.upstream")
+NEEDS_RECONNECT_EVENT = "alert.principal_needs_reconnect"
+RECONNECTED_EVENT = "alert.principal_reconnected"
+
+
+def needs_reconnect_since(sessions, principal_id: int | None) -> dt.datetime | None:
+    """When the principal was marked, or None (read fresh: another process may have marked it)."""
+    if principal_id is None:
+        return None
+    with sessions() as session:
+        return session.execute(sa.select(Principal.needs_reconnect_at).where(Principal.id == principal_id)).scalar()
+
+
+def mark_needs_reconnect(sessions, notify: Callable[[str, dict[str, Any]], None], now: dt.datetime, *,
+                         principal_id: int, credential: str, principal: str, in_doubt: list[str]) -> bool:
+    """Mark the principal; True (and one alert) for the process that marked it first."""
+    with session_scope(sessions) as session:
+        marked = session.execute(sa.update(Principal).where(
+            Principal.id == principal_id, Principal.needs_reconnect_at.is_(None)).values(needs_reconnect_at=now)
+            .execution_options(synchronize_session=False)).rowcount == 1
+    if marked:
+        log.error("upstream refused the stored refresh token: the principal must be reconnected", extra={
+            "alert": "principal_needs_reconnect", "credential": credential, "principal": principal,
+            "in_doubt_attempts": in_doubt})
+        notify(NEEDS_RECONNECT_EVENT, {
+            "credential": credential, "principal": principal, "since": now.isoformat(),
+            "in_doubt_attempts": in_doubt, "runbook": "docs/runbooks/refresh-token-lockout.md"})
+    return marked
+
+
+def clear_needs_reconnect(sessions, notify: Callable[[str, dict[str, Any]], None] | None, now: dt.datetime, *,
+                          credential: str, principal: str) -> bool:
+    """The principal has a new refresh token: clear the mark; True (and one alert) if it was set."""
+    with session_scope(sessions) as session:
+        cred_id = session.execute(sa.select(ExternalCredential.id).where(
+            ExternalCredential.external_id == credential)).scalar()
+        if cred_id is None:
+            return False
+        row = session.execute(sa.select(Principal.id, Principal.needs_reconnect_at).where(
+            Principal.credential_id == cred_id, Principal.name == principal)).first()
+        if row is None or row[1] is None:
+            return False
+        cleared = session.execute(sa.update(Principal).where(
+            Principal.id == row[0], Principal.needs_reconnect_at.is_not(None)).values(needs_reconnect_at=None)
+            .execution_options(synchronize_session=False)).rowcount == 1
+        since = row[1]
+    if cleared:
+        log.info("principal reconnected", extra={"credential": credential, "principal": principal})
+        if notify is not None:
+            notify(RECONNECTED_EVENT, {"credential": credential, "principal": principal,
+                                       "since": since.isoformat() if since else None, "at": now.isoformat()})
+    return cleared
+
+
+def safe_notifier(get_notifier: Callable[[], Any]) -> Callable[[str, dict[str, Any]], None]:
+    """An alert must never break the request that raised it (govern.notify's rule)."""
+
+    def notify(event: str, payload: dict[str, Any]) -> None:
+        try:
+            notifier = get_notifier()
+            if notifier is not None:
+                notifier.notify(event, payload)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("notifier failed", extra={"event": event, "exc_type": type(exc).__name__})
+
+    return notify

@@ -1,0 +1,721 @@
+"""Every field of the governance.yaml schema, and how its effect is seen over HTTP after applying it (#15).
+
+The schema is walked (pydantic models, nested ones included); each leaf field needs a row here:
+- `Effect`: apply a document that sets the field, then observe the difference over HTTP (the proxy, the token
+  endpoints, /oauth/token, the fake upstream OAuth server's and resource server's records);
+- `Shown`: a descriptive field whose only effect is to be recorded and shown: applied, then read back from the
+  management API (`GET /api/v1/{resource}/{id}`), which the console and `govern export` show too;
+- `NotYetObserved`: the field has a runtime effect this table does not observe yet; the test is skipped with
+  that reason, plainly, so nobody reads it as covered.
+A schema field without a row fails `test_every_schema_field_has_a_row`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import typing
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pytest
+from pydantic import BaseModel
+
+from govern.config_as_code import schema as s
+from tests.config_as_code.world import API_KEY, CLIENT_ID, USER, find
+
+
+@dataclass(frozen=True)
+class Effect:
+    observe: Callable[[Any], None]
+
+
+@dataclass(frozen=True)
+class Shown:
+    set: Callable[[dict], None]  # change the document
+    resource: str  # management API collection
+    ext_id: str
+    read: Callable[[dict], Any]  # the value read back
+    expected: Any
+
+
+@dataclass(frozen=True)
+class NotYetObserved:
+    reason: str
+
+
+# --- walking the schema --------------------------------------------------------------------------------
+
+def _models_in(annotation) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found = []
+    for arg in typing.get_args(annotation):
+        found += _models_in(arg)
+    return found
+
+
+def schema_fields() -> set[str]:
+    paths: set[str] = set()
+
+    def walk(model: type[BaseModel], prefix: str) -> None:
+        for name, info in model.model_fields.items():
+            nested = _models_in(info.annotation)
+            if nested:
+                for sub in nested:
+                    walk(sub, f"{prefix}.{name}")
+            else:
+                paths.add(f"{prefix}.{name}")
+
+    for section, model in s.SECTIONS.items():
+        walk(model, section)
+    return paths | {key for key in s.TOP_LEVEL if key not in s.SECTIONS}
+
+
+# --- helpers for the observations ---------------------------------------------------------------------
+
+def _nc(world, name="stock-api"):
+    return find(world.doc, "named_credentials", name)
+
+
+def _cred(world, name="shop-cc"):
+    return find(world.doc, "credentials", name)
+
+
+def _grant(world, index=1):
+    return find(world.doc, "permission_sets", "shop-reader")["grants"][index]
+
+
+def _pset(world):
+    return find(world.doc, "permission_sets", "shop-reader")
+
+
+def _user(world):
+    return find(world.doc, "integration_users", USER)
+
+
+def _system(world, name="stock"):
+    return find(world.doc, "systems", name)
+
+
+def _status(response, status, code=None):
+    assert response.status_code == status, response.get_data(as_text=True)
+    if code:
+        assert response.get_json()["code"] == code, response.get_json()
+
+
+def _govern_token_status(world, scope="orders.read"):
+    from tests.config_as_code.world import USER_SECRET, _basic
+
+    return world.client.post("/oauth/token", data={"grant_type": "client_credentials", "scope": scope},
+                             headers={"Authorization": _basic(USER, USER_SECRET)})
+
+
+def _admin(world) -> dict:
+    from govern.store.admins import create_admin, issue_token
+
+    create_admin(world.services.sessions, "table-admin", "correct horse battery staple", "admin")
+    return {"Authorization": f"Bearer {issue_token(world.services.sessions, 'table-admin')}"}
+
+
+def _salesforce(world):
+    """stock-api pointing at a Salesforce-shaped base path, its grant with object permissions."""
+    _nc(world)["url"] = world.resources.url + "/services/data/v61.0"
+    _grant(world)["methods"] = ["GET", "POST", "PUT"]
+
+
+# --- the observations -------------------------------------------------------------------------------------
+
+def obs_system_id(world):
+    # Breakers, budgets and maintenance are per system: the circuit of `stock` opens, `shop` stays closed.
+    _nc(world)["retry"] = {"attempts": 1}
+    _nc(world)["circuit_breaker"] = {"failures": 1}
+    world.apply()
+    world.resources.fail_next(1)
+    world.proxy("stock-api", "items/1")
+    _status(world.proxy("stock-api", "items/1"), 503, "circuit_open")
+    assert world.proxy("stock-api", "items/1").get_json()["system"] == "stock"
+    _status(world.proxy("shop-orders", "orders"), 200)
+
+
+def obs_daily_budget(world):
+    _system(world)["contract"] = {"daily_api_budget": 1}
+    world.apply()
+    _status(world.proxy("stock-api", "items/1"), 200)
+    _status(world.proxy("stock-api", "items/1"), 429, "budget_exhausted")
+
+
+def obs_maintenance(world):
+    _system(world)["contract"] = {"maintenance_windows": [{"day": "sat", "start": "11:00", "end": "24:00"}]}
+    world.apply()
+    r = world.proxy("stock-api", "items/1")
+    _status(r, 503, "maintenance_window")
+    midnight = world.clock.now().replace(hour=0, minute=0, second=0) + dt.timedelta(days=1)
+    assert r.headers["Retry-After"] == str(int((midnight - world.clock.now()).total_seconds()))
+
+
+def obs_system_scopes(world):
+    _cred(world)["scopes"] = ["orders.read", "not.offered"]
+    assert "not.offered" in world.apply_errors(world.doc)
+
+
+def obs_credential_system(world):
+    # The credential's system decides whose budget a call spends.
+    _system(world, "shop")["contract"] = {"daily_api_budget": 1}
+    world.apply()
+    _status(world.proxy("shop-orders", "orders"), 200)
+    _status(world.proxy("shop-orders", "orders"), 429, "budget_exhausted")
+    _status(world.proxy("stock-api", "items/1"), 200)
+
+
+def obs_protocol_and_header(world):
+    _status(world.proxy("stock-api", "items/1"), 200)
+    assert world.resources.last().headers["X-Api-Key"] == API_KEY
+    _cred(world, "stock-key")["header"] = "X-Other-Key"
+    world.apply()
+    _status(world.proxy("stock-api", "items/1"), 200)
+    assert world.resources.last().headers["X-Other-Key"] == API_KEY
+
+
+def obs_token_url(world):
+    _status(world.upstream_token(), 200)
+    assert world.upstream.count("client_credentials") == 1
+    _cred(world)["token_url"] = world.resources.url + "/not-a-token-endpoint"
+    world.apply()
+    _status(world.upstream_token("shop-orders", "orders.read"), 200)  # still cached
+    world.clock.advance(3600)
+    assert world.upstream_token().status_code >= 500 and world.upstream.count("client_credentials") == 1
+
+
+def obs_client_id(world):
+    _cred(world)["client_id"] = "someone-else"
+    world.apply()
+    _status(world.upstream_token(), 502, "upstream_invalid_client")
+
+
+def obs_client_auth(world):
+    world.upstream.register_client(CLIENT_ID, secret="world-shop-client-secret", auth_method="client_secret_post",
+                                   scope="orders.read orders.write")
+    _status(world.upstream_token(), 502, "upstream_invalid_client")  # basic, refused by a post-only client
+    _cred(world)["client_auth"] = "client_secret_post"
+    world.apply()
+    _status(world.upstream_token(), 200)
+    assert world.upstream.forms[-1]["client_id"] == [CLIENT_ID]
+
+
+def obs_credential_scopes(world):
+    _cred(world)["scopes"] = ["orders.read", "orders.write"]
+    world.apply()
+    _status(world.proxy("shop-orders", "orders"), 200)
+    assert world.upstream.forms[-1]["scope"] == ["orders.read orders.write"]
+
+
+def obs_audience(world):
+    _cred(world)["audience"] = "https://api.shop.example"
+    world.apply()
+    _status(world.upstream_token(), 200)
+    assert world.upstream.forms[-1]["audience"] == ["https://api.shop.example"]
+
+
+def obs_resource(world):
+    _cred(world)["resource"] = ["https://a.example/", "https://b.example/"]
+    world.apply()
+    _status(world.upstream_token(), 200)
+    assert world.upstream.forms[-1]["resource"] == ["https://a.example/", "https://b.example/"]
+
+
+def obs_token_params(world):
+    _cred(world)["token_params"] = {"tenant": "acme"}
+    world.apply()
+    _status(world.upstream_token(), 200)
+    assert world.upstream.forms[-1]["tenant"] == ["acme"]
+
+
+def obs_leeway(world):
+    world.upstream.client_ttls[CLIENT_ID] = 60
+    _cred(world)["leeway"] = "50s"
+    world.apply()
+    _status(world.upstream_token(), 200)
+    world.clock.advance(11)
+    _status(world.upstream_token(), 200)
+    assert world.upstream.count("client_credentials") == 2  # default leeway (6 s) would have served it
+
+
+def obs_principals(world):
+    # Grants name principals: one the credential does not have is refused at apply.
+    _cred(world, "stock-key")["principals"] = [{"name": "other"}]
+    assert "has no principal 'default'" in world.apply_errors(world.doc)
+
+
+def obs_rotation_overlap(world):
+    _cred(world)["rotation"] = {"every": "90d", "overlap": "24h"}
+    world.apply()
+    world.put_secret("shop-cc", "client_secret", "a-wrong-new-secret")
+    _status(world.upstream_token(), 200)  # the previous secret, within the overlap
+    world.clock.advance(25 * 3600)
+    _status(world.upstream_token(), 502, "upstream_invalid_client")
+
+
+def obs_authorize_url(world):
+    doc = world.doc
+    doc["credentials"].append({"id": "shop-rt", "system": "shop", "protocol": "oauth2_refresh_token",
+                               "token_url": world.upstream.token_url, "authorize_url": world.upstream.authorize_url,
+                               "client_id": CLIENT_ID, "principals": [{"name": "alice", "subject": "alice"}]})
+    world.apply()
+    r = world.client.post("/api/v1/credentials/shop-rt/principals/alice/connect", headers=_admin(world),
+                          json={"redirect_uri": "http://127.0.0.1/oauth/callback"})
+    assert r.status_code in (200, 201), r.get_data(as_text=True)
+    assert world.upstream.authorize_url in r.get_data(as_text=True)
+
+
+def obs_nc_credential(world):
+    _nc(world, "shop-orders")["credential"] = "stock-key"
+    world.apply()
+    _status(world.proxy("shop-orders", "orders"), 200)
+    assert world.resources.last().headers["X-Api-Key"] == API_KEY
+
+
+def obs_url(world):
+    _nc(world)["url"] = world.resources.url + "/elsewhere"
+    world.apply()
+    _status(world.proxy("stock-api", "items/1"), 200)
+    assert world.resources.last().path == "/elsewhere/items/1"
+
+
+def obs_api_type(world):
+    _nc(world)["api_type"] = "Bulk"
+    world.apply()
+    _status(world.proxy("stock-api", "items/1"), 403, "access_denied")  # the permission set allows REST only
+
+
+def obs_timeout(world):
+    _nc(world)["timeout"] = "300ms"
+    _nc(world)["retry"] = {"attempts": 1}
+    world.apply()
+    world.resources.slow_next(1, delay=5.0)
+    _status(world.proxy("stock-api", "items/1"), 504, "upstream_timeout")
+
+
+def obs_attempts(world):
+    _nc(world)["retry"] = {"attempts": 1}
+    world.apply()
+    world.resources.fail_next(1)
+    world.proxy("stock-api", "items/1")
+    assert world.resources.count == 1
+
+
+def obs_backoff(world):
+    _nc(world)["retry"] = {"attempts": 2, "backoff": "700ms"}
+    world.apply()
+    world.resources.fail_next(1)
+    _status(world.proxy("stock-api", "items/1"), 200)
+    assert world.sleeps == [0.7]
+
+
+def obs_max_backoff(world):
+    _nc(world)["retry"] = {"attempts": 3, "backoff": "1s", "max_backoff": "1500ms"}
+    world.apply()
+    world.resources.fail_next(2)
+    _status(world.proxy("stock-api", "items/1"), 200)
+    assert world.sleeps == [1.0, 1.5]
+
+
+def obs_max_retry_after(world):
+    _nc(world)["retry"] = {"max_retry_after": "2s"}
+    world.apply()
+    world.resources.rate_limit_next(1, retry_after="3")
+    r = world.proxy("stock-api", "items/1")
+    _status(r, 429, "upstream_rate_limited")
+    assert r.headers["Retry-After"] == "3" and world.sleeps == []
+    _nc(world)["retry"] = {}
+    world.apply()
+    world.resources.rate_limit_next(1, retry_after="3")
+    _status(world.proxy("stock-api", "items/1"), 200)
+    assert world.sleeps == [3.0]
+
+
+def obs_redirects(world):
+    _nc(world)["retry"] = {"redirects": 1}
+    world.apply()
+    world.resources.redirect_next(world.resources.url + "/stock/items/2")
+    _status(world.proxy("stock-api", "items/1"), 200)
+    assert world.resources.last().path == "/stock/items/2"
+
+
+def obs_breaker_failures(world):
+    _nc(world)["retry"] = {"attempts": 1}
+    _nc(world)["circuit_breaker"] = {"failures": 2}
+    world.apply()
+    world.resources.fail_next(2)
+    world.proxy("stock-api", "items/1")
+    world.proxy("stock-api", "items/1")
+    _status(world.proxy("stock-api", "items/1"), 503, "circuit_open")
+
+
+def obs_breaker_reset(world):
+    _nc(world)["retry"] = {"attempts": 1}
+    _nc(world)["circuit_breaker"] = {"failures": 1, "reset": "2m"}
+    world.apply()
+    world.resources.fail_next(1)
+    world.proxy("stock-api", "items/1")
+    assert world.proxy("stock-api", "items/1").headers["Retry-After"] == "120"
+    world.clock.advance(121)
+    _status(world.proxy("stock-api", "items/1"), 200)
+
+
+def obs_nc_methods(world):
+    _nc(world)["methods"] = ["POST"]
+    world.apply()
+    _status(world.proxy("stock-api", "items/1"), 403, "named_credential_forbids")
+
+
+def obs_nc_paths(world):
+    _nc(world)["paths"] = ["/orders/**"]
+    world.apply()
+    _status(world.proxy("stock-api", "items/1"), 403, "named_credential_forbids")
+
+
+def obs_during_maintenance(world):
+    _system(world)["contract"] = {"maintenance_windows": [{"day": "sat", "start": "11:00", "end": "13:00"}]}
+    _nc(world)["during_maintenance"] = "queue"
+    world.apply()
+    r = world.proxy("stock-api", "items", "PUT", data=b"{}", headers={"Content-Type": "application/json",
+                                                                     "Idempotency-Key": "k-1"})
+    assert r.status_code == 202, r.get_data(as_text=True)
+    assert world.resources.count == 0
+
+
+def obs_max_body(world):
+    _nc(world)["max_body"] = "1KB"
+    world.apply()
+    _status(world.proxy("stock-api", "items", "POST", data=b"x" * 2048, headers={"Content-Type": "text/plain"}), 413)
+
+
+def obs_user_status(world):
+    _user(world)["status"] = "suspended"
+    world.apply()
+    assert _govern_token_status(world).status_code in (400, 401)
+
+
+def obs_ip_ranges(world):
+    _status(_govern_token_status(world), 200)
+    _user(world)["ip_ranges"] = ["10.0.0.0/8"]
+    world.apply()
+    r = _govern_token_status(world)
+    assert r.status_code in (400, 401) and r.get_json()["error"] == "unauthorized_client"
+
+
+def obs_user_scopes(world):
+    _user(world)["scopes"] = ["items.read"]
+    world.apply()
+    assert _govern_token_status(world, "orders.read").status_code == 400  # invalid_scope
+
+
+def obs_assignment(world):
+    _user(world)["permission_sets"] = []
+    world.apply()
+    _status(world.upstream_token(), 403, "access_denied")
+
+
+def obs_assignment_until(world):
+    _user(world)["permission_sets"] = [{"permission_set": "shop-reader", "until": "2026-11-27"}]
+    world.apply()
+    _status(world.upstream_token(), 403, "access_denied")  # the clock says 2026-11-28
+
+
+def obs_pset_scopes(world):
+    _pset(world)["scopes"] = ["items.read"]
+    world.apply()
+    _status(world.upstream_token(scope="orders.read"), 403, "access_denied")
+
+
+def obs_api_types(world):
+    _pset(world)["api_types"] = ["Bulk"]
+    world.apply()
+    _status(world.proxy("stock-api", "items/1"), 403, "access_denied")
+
+
+def obs_max_token_lifetime(world):
+    _pset(world)["max_token_lifetime"] = "5m"
+    world.apply()
+    r = _govern_token_status(world)
+    assert r.status_code == 200 and r.get_json()["expires_in"] == 300
+
+
+def obs_overdraft(world):
+    _system(world)["contract"] = {"daily_api_budget": 1}
+    _pset(world)["overdraft"] = True
+    world.apply()
+    _status(world.proxy("stock-api", "items/1"), 200)
+    _status(world.proxy("stock-api", "items/1"), 200)
+
+
+def obs_system_permissions(world):
+    _pset(world)["system_permissions"] = ["ModifyAllData"]
+    world.apply()
+    r = world.upstream_token()
+    _status(r, 403, "access_denied")
+    assert r.get_json()["rule"].startswith("forbid:")
+
+
+def obs_grant_named_credential(world):
+    _pset(world)["grants"] = [_grant(world, 0)]
+    world.apply()
+    _status(world.proxy("stock-api", "items/1"), 403, "access_denied")
+
+
+def obs_grant_principal(world):
+    _grant(world)["principal"] = "nobody"
+    assert "has no principal 'nobody'" in world.apply_errors(world.doc)
+
+
+def obs_grant_methods(world):
+    _grant(world)["methods"] = ["POST"]
+    world.apply()
+    _status(world.proxy("stock-api", "items/1"), 403, "access_denied")
+
+
+def obs_grant_paths(world):
+    _grant(world)["paths"] = ["/orders/**"]
+    world.apply()
+    _status(world.proxy("stock-api", "items/1"), 403, "access_denied")
+
+
+def _objects(world, perms: dict):
+    _salesforce(world)
+    _grant(world)["objects"] = {"Account": perms}
+    world.apply()
+
+
+def obs_objects_read(world):
+    _objects(world, {"create": True})
+    _status(world.proxy("stock-api", "sobjects/Account/001"), 403, "access_denied")
+    _objects(world, {"read": True})
+    _status(world.proxy("stock-api", "sobjects/Account/001"), 200)
+
+
+def _write(world, method="POST", body=b'{"Name": "A"}'):
+    return world.proxy("stock-api", "sobjects/Account" + ("/001" if method != "POST" else ""), method, data=body,
+                       headers={"Content-Type": "application/json"})
+
+
+def obs_objects_create(world):
+    _objects(world, {"read": True, "fields": {"Name": "edit"}})
+    _status(_write(world), 403, "access_denied")
+    _objects(world, {"read": True, "create": True, "fields": {"Name": "edit"}})
+    _status(_write(world), 201)
+
+
+def obs_objects_edit(world):
+    _objects(world, {"read": True, "fields": {"Name": "edit"}})
+    _status(_write(world, "PUT"), 403, "access_denied")
+    _objects(world, {"edit": True, "fields": {"Name": "edit"}})
+    _status(_write(world, "PUT"), 200)
+
+
+def obs_objects_delete(world):
+    _grant(world)["methods"] = ["GET", "DELETE"]
+    _nc(world)["methods"] = ["GET", "DELETE"]
+    _objects(world, {"read": True})
+    _grant(world)["methods"] = ["GET", "DELETE"]
+    world.apply()
+    _status(world.proxy("stock-api", "sobjects/Account/001", "DELETE"), 403, "access_denied")
+    _grant(world)["objects"] = {"Account": {"delete": True}}
+    world.apply()
+    _status(world.proxy("stock-api", "sobjects/Account/001", "DELETE"), 200)
+
+
+def obs_objects_view_all(world):
+    _objects(world, {"view_all": True})
+    _status(world.proxy("stock-api", "sobjects/Account/001"), 200)
+    _status(_write(world, "PUT", b"{}"), 403, "access_denied")
+
+
+def obs_objects_modify_all(world):
+    _objects(world, {"modify_all": True})
+    _status(_write(world, "PUT", b"{}"), 200)
+
+
+def obs_objects_fields(world):
+    _objects(world, {"read": True, "edit": True, "fields": {"Name": "read"}})
+    _status(_write(world, "PUT"), 403, "access_denied")
+    _objects(world, {"read": True, "edit": True, "fields": {"Name": "edit"}})
+    _status(_write(world, "PUT"), 200)
+
+
+def obs_user_id(world):
+    # The integration user's id is its govern client id.
+    _status(_govern_token_status(world), 200)
+
+
+def obs_permission_set_id(world):
+    _user(world)["permission_sets"] = ["missing-set"]
+    assert "missing-set" in world.apply_errors(world.doc)
+
+
+def obs_nc_id(world):
+    _status(world.proxy("stock-api", "items/1"), 200)
+    _status(world.proxy("no-such-nc", "items/1"), 404)
+
+
+def obs_credential_id(world):
+    _nc(world)["credential"] = "no-such-credential"
+    assert "no-such-credential" in world.apply_errors(world.doc)
+
+
+# --- the table -------------------------------------------------------------------------------------------
+
+def _shown(section: str, ext: str, key: str, value: Any, read=None, resource=None, expected=None):
+    def setter(doc, section=section, ext=ext, key=key, value=value):
+        item = find(doc, section, ext)
+        parts = key.split(".")
+        for part in parts[:-1]:
+            item = item.setdefault(part, {})
+        item[parts[-1]] = value
+
+    return Shown(setter, resource or section.replace("_", "-"), ext,
+                 read or (lambda body, key=key: body[key.split(".")[-1]]),
+                 value if expected is None else expected)
+
+
+ROWS: dict[str, Effect | Shown | NotYetObserved] = {
+    "apiVersion": NotYetObserved("the document version is checked at apply only (tests/config_as_code/test_validate.py)"),
+    "kind": NotYetObserved("the document kind is checked at apply only (tests/config_as_code/test_validate.py)"),
+    # systems
+    "systems.id": Effect(obs_system_id),
+    "systems.name": _shown("systems", "stock", "name", "Stock service"),
+    "systems.kind": _shown("systems", "stock", "kind", "warehouse"),
+    "systems.description": _shown("systems", "stock", "description", "Items in stock."),
+    "systems.scopes": Effect(obs_system_scopes),
+    "systems.contract.owner": _shown("systems", "stock", "contract.owner", "stock-team@example.com"),
+    "systems.contract.escalation": _shown("systems", "stock", "contract.escalation", "oncall@example.com"),
+    "systems.contract.sla": _shown("systems", "stock", "contract.sla", {"uptime": "99.9%"}),
+    "systems.contract.rate_limit_per_minute": NotYetObserved(
+        "recorded and exported in the contract, but the proxy does not enforce a per-minute rate yet (only "
+        "daily_api_budget); shown by GET /api/v1/systems/{id}"),
+    "systems.contract.daily_api_budget": Effect(obs_daily_budget),
+    "systems.contract.api_version_policy": _shown("systems", "stock", "contract.api_version_policy", "pinned"),
+    "systems.contract.maintenance_windows.day": Effect(obs_maintenance),
+    "systems.contract.maintenance_windows.start": Effect(obs_maintenance),
+    "systems.contract.maintenance_windows.end": Effect(obs_maintenance),
+    "systems.contract.runbook": _shown("systems", "stock", "contract.runbook", "https://runbooks.example/stock"),
+    "systems.contract.schema_links": _shown("systems", "stock", "contract.schema_links", ["https://schemas.example/"]),
+    "systems.contract.error_codes": _shown("systems", "stock", "contract.error_codes", {"429": "slow down"}),
+    # credentials
+    "credentials.id": Effect(obs_credential_id),
+    "credentials.system": Effect(obs_credential_system),
+    "credentials.protocol": Effect(obs_protocol_and_header),
+    "credentials.token_url": Effect(obs_token_url),
+    "credentials.authorize_url": Effect(obs_authorize_url),
+    "credentials.client_id": Effect(obs_client_id),
+    "credentials.client_auth": Effect(obs_client_auth),
+    "credentials.scopes": Effect(obs_credential_scopes),
+    "credentials.audience": Effect(obs_audience),
+    "credentials.resource": Effect(obs_resource),
+    "credentials.token_params": Effect(obs_token_params),
+    "credentials.leeway": Effect(obs_leeway),
+    "credentials.header": Effect(obs_protocol_and_header),
+    "credentials.principal_type": NotYetObserved(
+        "per_user principals need a connected refresh token per user; covered by tests/broker_upstream "
+        "(hand-written rows) and tests/e2e, not from this table"),
+    "credentials.principals.name": Effect(obs_principals),
+    "credentials.principals.subject": NotYetObserved(
+        "the subject is the JWT bearer `sub` and the basic-auth user name; this table has no JWT bearer or basic "
+        "credential yet (tests/e2e covers both)"),
+    "credentials.principals.user": NotYetObserved("per_user principals: see credentials.principal_type"),
+    "credentials.refresh_token_policy": _shown("credentials", "shop-cc", "refresh_token_policy", "expire_after_90d"),
+    "credentials.rotation.every": _shown("credentials", "shop-cc", "rotation", {"every": "30d"},
+                                         expected={"every": "30d"}),
+    "credentials.rotation.cron": _shown("credentials", "shop-cc", "rotation", {"cron": "0 3 1 * *"},
+                                        expected={"cron": "0 3 1 * *"}),
+    "credentials.rotation.overlap": Effect(obs_rotation_overlap),
+    # named credentials
+    "named_credentials.id": Effect(obs_nc_id),
+    "named_credentials.credential": Effect(obs_nc_credential),
+    "named_credentials.url": Effect(obs_url),
+    "named_credentials.api_version": _shown("named_credentials", "stock-api", "api_version", "v2"),
+    "named_credentials.api_type": Effect(obs_api_type),
+    "named_credentials.timeout": Effect(obs_timeout),
+    "named_credentials.retry.attempts": Effect(obs_attempts),
+    "named_credentials.retry.backoff": Effect(obs_backoff),
+    "named_credentials.retry.max_backoff": Effect(obs_max_backoff),
+    "named_credentials.retry.max_retry_after": Effect(obs_max_retry_after),
+    "named_credentials.retry.redirects": Effect(obs_redirects),
+    "named_credentials.circuit_breaker.failures": Effect(obs_breaker_failures),
+    "named_credentials.circuit_breaker.reset": Effect(obs_breaker_reset),
+    "named_credentials.circuit_breaker.window": NotYetObserved(
+        "failures are counted in a cache entry whose time to live runs on the cache's own (real) clock, not the "
+        "injected one; observing it would need a sleep"),
+    "named_credentials.methods": Effect(obs_nc_methods),
+    "named_credentials.paths": Effect(obs_nc_paths),
+    "named_credentials.during_maintenance": Effect(obs_during_maintenance),
+    "named_credentials.max_body": Effect(obs_max_body),
+    # integration users
+    "integration_users.id": Effect(obs_user_id),
+    "integration_users.name": _shown("integration_users", USER, "name", "Order sync"),
+    "integration_users.owner": _shown("integration_users", USER, "owner", "someone@example.com"),
+    "integration_users.justification": _shown("integration_users", USER, "justification", "Because."),
+    "integration_users.status": Effect(obs_user_status),
+    "integration_users.review_date": _shown("integration_users", USER, "review_date", "2099-06-30"),
+    "integration_users.source_system": _shown("integration_users", USER, "source_system", "shop"),
+    "integration_users.auth": NotYetObserved(
+        "private_key_jwt callers need a signed client assertion; tests/e2e (jwt-sync) covers it, not this table"),
+    "integration_users.jwks": NotYetObserved("see integration_users.auth"),
+    "integration_users.ip_ranges": Effect(obs_ip_ranges),
+    "integration_users.scopes": Effect(obs_user_scopes),
+    "integration_users.permission_sets.permission_set": Effect(obs_assignment),
+    "integration_users.permission_sets.until": Effect(obs_assignment_until),
+    "integration_users.rotation.every": _shown("integration_users", USER, "rotation", {"every": "30d"},
+                                               expected={"every": "30d"}),
+    "integration_users.rotation.cron": _shown("integration_users", USER, "rotation", {"cron": "0 3 1 * *"},
+                                              expected={"cron": "0 3 1 * *"}),
+    "integration_users.rotation.overlap": NotYetObserved(
+        "the user's previous govern client secret stays valid for the overlap after a rotation run; covered by "
+        "tests/rotation/test_user_schedule.py, not over HTTP here"),
+    # permission sets
+    "permission_sets.id": Effect(obs_permission_set_id),
+    "permission_sets.description": _shown("permission_sets", "shop-reader", "description", "Reads orders."),
+    "permission_sets.scopes": Effect(obs_pset_scopes),
+    "permission_sets.api_types": Effect(obs_api_types),
+    "permission_sets.max_token_lifetime": Effect(obs_max_token_lifetime),
+    "permission_sets.overdraft": Effect(obs_overdraft),
+    "permission_sets.system_permissions": Effect(obs_system_permissions),
+    "permission_sets.grants.named_credential": Effect(obs_grant_named_credential),
+    "permission_sets.grants.principal": Effect(obs_grant_principal),
+    "permission_sets.grants.methods": Effect(obs_grant_methods),
+    "permission_sets.grants.paths": Effect(obs_grant_paths),
+    "permission_sets.grants.objects.read": Effect(obs_objects_read),
+    "permission_sets.grants.objects.create": Effect(obs_objects_create),
+    "permission_sets.grants.objects.edit": Effect(obs_objects_edit),
+    "permission_sets.grants.objects.delete": Effect(obs_objects_delete),
+    "permission_sets.grants.objects.view_all": Effect(obs_objects_view_all),
+    "permission_sets.grants.objects.modify_all": Effect(obs_objects_modify_all),
+    "permission_sets.grants.objects.fields": Effect(obs_objects_fields),
+}
+
+
+def test_every_schema_field_has_a_row():
+    fields = schema_fields()
+    missing = sorted(fields - set(ROWS))
+    stale = sorted(set(ROWS) - fields)
+    assert not missing, f"schema fields without a row in ROWS: {missing}"
+    assert not stale, f"rows for fields the schema no longer has: {stale}"
+
+
+@pytest.mark.parametrize("path", sorted(p for p, r in ROWS.items() if isinstance(r, Effect)))
+def test_effect_is_observed_over_http(world, path):
+    ROWS[path].observe(world)
+
+
+@pytest.mark.parametrize("path", sorted(p for p, r in ROWS.items() if isinstance(r, NotYetObserved)))
+def test_not_yet_observed(path):
+    pytest.skip(f"not yet observed: {ROWS[path].reason}")
+
+
+def test_descriptive_fields_are_recorded_and_shown(world):
+    shown = {p: r for p, r in ROWS.items() if isinstance(r, Shown)}
+    # one apply per row: the rotation rows set the same key (every, then cron)
+    headers = _admin(world)
+    for path, row in sorted(shown.items()):
+        row.set(world.doc)
+        world.apply()
+        body = world.client.get(f"/api/v1/{row.resource}/{row.ext_id}", headers=headers).get_json()
+        assert row.read(body) == row.expected, (path, body)

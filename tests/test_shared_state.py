@@ -1,0 +1,102 @@
+"""govern.store.shared_state.DatabaseCache: the Cache port's semantics (those of RedisCache) on the database
+backend under test, and across two engines (two processes' views of one database)."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from govern.store.db import make_engine
+from govern.store.shared_state import DatabaseCache
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def two(database_url):
+    clock = Clock()
+    engines = [make_engine(database_url), make_engine(database_url)]
+    yield DatabaseCache(engines[0], clock), DatabaseCache(engines[1], clock), clock
+    for engine in engines:
+        engine.dispose()
+
+
+def test_set_get_delete_and_expiry_are_seen_by_the_other_process(two):
+    a, b, clock = two
+    assert b.get("k") is None
+    a.set("k", b"v1", ttl=10)
+    assert b.get("k") == b"v1"
+    b.set("k", b"v2")  # no ttl: kept
+    clock.now += 100
+    assert a.get("k") == b"v2"
+    a.set("k", b"v3", ttl=5)
+    clock.now += 5
+    assert b.get("k") is None
+    a.set("gone", b"x")
+    b.delete("gone")
+    assert a.get("gone") is None
+
+
+def test_add_elects_exactly_one_and_an_expired_key_can_be_added_again(two):
+    a, b, clock = two
+    assert a.add("lock", b"a", ttl=10) is True
+    assert b.add("lock", b"b", ttl=10) is False
+    assert b.get("lock") == b"a"
+    clock.now += 10
+    assert b.add("lock", b"b", ttl=10) is True
+    assert a.get("lock") == b"b"
+
+
+def test_incr_counts_across_processes_and_keeps_its_first_expiry(two):
+    a, b, clock = two
+    assert a.incr("n", ttl=10) == 1
+    assert b.incr("n", 4, ttl=10) == 5
+    assert a.incr("n", -1, ttl=10) == 4
+    assert b.get("n") == b"4"
+    clock.now += 9
+    assert a.incr("n", ttl=10) == 5  # not extended by later increments (Redis EXPIRE NX)
+    clock.now += 1
+    assert b.get("n") is None
+    assert b.incr("n", ttl=10) == 1
+
+
+def test_concurrent_adds_elect_one_winner(two):
+    a, b, _ = two
+    wins = []
+    barrier = threading.Barrier(16)
+
+    def race(cache, i):
+        barrier.wait()
+        if cache.add("race", str(i).encode(), ttl=60):
+            wins.append(i)
+
+    threads = [threading.Thread(target=race, args=((a, b)[i % 2], i)) for i in range(16)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert len(wins) == 1
+
+
+def test_concurrent_increments_lose_nothing(two):
+    a, b, _ = two
+    barrier = threading.Barrier(8)
+
+    def bump(cache):
+        barrier.wait()
+        for _ in range(25):
+            cache.incr("total", ttl=600)
+
+    threads = [threading.Thread(target=bump, args=((a, b)[i % 2],)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert a.get("total") == b"200"
+
+
+def test_without_redis_services_share_state_through_the_database(services):
+    assert services.cache.kind == "database"
+    services.cache.ping()
