@@ -49,7 +49,8 @@ def test_vault_down_serves_cached_tokens_and_refuses_refreshes_cleanly(settings,
         ready = client.get("/readyz")
         assert ready.status_code == 503
         assert ready.get_json() == {"status": "degraded",
-                                    "checks": {"database": "ok", "cache": "ok", "secret_store": "unavailable"}}
+                                    "checks": {"database": "ok", "cache": "ok", "policies": "ok",
+                                               "secret_store": "unavailable"}}
 
         again = ask(client, caller, scope="orders.read")
         assert again.status_code == 200, again.get_json()
