@@ -4,6 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify, request
 
 from govern.api.auth import require_admin
+from govern.api.edge import int_arg
+from govern.bounds import SQL_BIGINT_MAX
 from govern.domain.decision_chain import OUTCOMES
 from govern.errors import ValidationFailed
 
@@ -17,21 +19,17 @@ def list_decisions():
     from govern.store.decisions import query_decisions
 
     outcome = request.args.get("outcome")
-    errors = []
     if outcome and outcome not in OUTCOMES:
-        errors.append({"location": "outcome", "message": f"must be one of {', '.join(OUTCOMES)}"})
-    after = request.args.get("after")
-    if after is not None and not after.isdigit():
-        errors.append({"location": "after", "message": "must be a record id (0 or more)"})
-    if errors:
-        raise ValidationFailed(errors)
+        raise ValidationFailed([{"location": "outcome", "message": f"must be one of {', '.join(OUTCOMES)}"}])
+    after = int_arg("after", -1, 0, SQL_BIGINT_MAX)
+    after = None if after < 0 else after
     limit, offset = _page()
     args = request.args
     with current_app.extensions["govern"].sessions() as session:
         total, items = query_decisions(session, outcome=outcome, integration_user=args.get("integration_user"),
                                        named_credential=args.get("named_credential"), action=args.get("action"),
                                        correlation_id=args.get("correlation_id"),
-                                       after=int(after) if after is not None else None, limit=limit, offset=offset,
+                                       after=after, limit=limit, offset=offset,
                                        newest_first=after is None)
     return jsonify({"total": total, "limit": limit, "offset": offset, "items": items})
 
@@ -65,10 +63,11 @@ def _openapi() -> dict:
                        query_param("named_credential", "named credential"), query_param("action", "action"),
                        query_param("correlation_id", "one request's records"),
                        query_param("after", "records with an id above this one, oldest first (a cursor)",
-                                   {"type": "integer", "minimum": 0}),
+                                   {"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX}),
                        query_param("limit", "1 to 500", {"type": "integer", "minimum": 1, "maximum": 500}),
-                       query_param("offset", "0 or more", {"type": "integer", "minimum": 0})],
-        "responses": {"200": json_response("Decisions", paged), **problems(401, 403, 422)}}}}
+                       query_param("offset", "0 or more", {"type": "integer", "minimum": 0,
+                                                          "maximum": SQL_BIGINT_MAX})],
+        "responses": {"200": json_response("Decisions", paged), **problems(400, 401, 403, 422)}}}}
 
 
 # Merged by govern/api/openapi.py.
