@@ -1,7 +1,7 @@
 """Read models for the dashboard, computed with SQL aggregates over the decision, finding, secret and
 rotation tables. No Flask here; `now` comes from the services' clock.
 
-Success: an allowed decision whose upstream call (if any) did not fail with a 5xx. p95 latency uses the
+Success: a decision whose outcome is allow (allowed, and neither a govern error nor an upstream 5xx). p95 latency uses the
 nearest-rank method (the value at rank ceil(0.95 n) of the sorted latencies), selected with ORDER BY and
 OFFSET so it runs the same on SQLite and PostgreSQL.
 """
@@ -41,8 +41,7 @@ class SystemStats:
 
 
 def _success():
-    return sa.and_(Decision.allowed.is_(True),
-                   sa.or_(Decision.upstream_status.is_(None), Decision.upstream_status < 500))
+    return Decision.outcome == "allow"  # allowed and carried out: not refused, and no error nor upstream 5xx
 
 
 def _system_join(query):

@@ -19,13 +19,10 @@ def list_decisions():
     from govern.store.decisions import query_decisions
 
     outcome = request.args.get("outcome")
-    errors = []
     if outcome and outcome not in OUTCOMES:
-        errors.append({"location": "outcome", "message": f"must be one of {', '.join(OUTCOMES)}"})
-    if errors:
-        raise ValidationFailed(errors)
+        raise ValidationFailed([{"location": "outcome", "message": f"must be one of {', '.join(OUTCOMES)}"}])
     after = int_arg("after", -1, 0, SQL_BIGINT_MAX)
-    after = None if after < 0 else after  # absent: newest first
+    after = None if after < 0 else after
     limit, offset = _page()
     args = request.args
     with current_app.extensions["govern"].sessions() as session:
@@ -68,7 +65,8 @@ def _openapi() -> dict:
                        query_param("after", "records with an id above this one, oldest first (a cursor)",
                                    {"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX}),
                        query_param("limit", "1 to 500", {"type": "integer", "minimum": 1, "maximum": 500}),
-                       query_param("offset", "0 or more", {"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})],
+                       query_param("offset", "0 or more", {"type": "integer", "minimum": 0,
+                                                          "maximum": SQL_BIGINT_MAX})],
         "responses": {"200": json_response("Decisions", paged), **problems(400, 401, 403, 422)}}}}
 
 

@@ -296,10 +296,11 @@ def claimed_client_id(authorization: str | None, form) -> str | None:
     scheme, _, value = (authorization or "").partition(" ")
     if scheme.lower() == "basic" and value.strip():
         try:
-            user = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[0]
-            return unquote(user)[:200] or None
+            user, colon, _ = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError, ValueError):
             return None
+        # Without the colon the whole value might be a secret sent alone: nothing is recorded then.
+        return (unquote(user)[:200] or None) if colon else None
     if form.get("client_id"):
         return str(form.get("client_id"))[:200]
     assertion = form.get("client_assertion") or ""

@@ -6,8 +6,10 @@ after `rotate` the previous ones are retired: they sign nothing more, but the re
 verifying. The key is created at `govern init` or at the first record, whichever comes first; two
 processes racing to create it make two keys, both valid (the newest signs).
 
-Keys are cached in the process once read, so the log keeps working while the secret store is down
-(degraded mode); an active key made by another process is picked up within `reload_interval`.
+Keys are kept in the process once read, and in the shared cache sealed by the cache cipher (as cached
+upstream tokens are), so the log keeps working while the secret store is down, also in a process started
+during the outage (degraded mode); an active key made by another process is picked up within
+`reload_interval`.
 """
 from __future__ import annotations
 
@@ -19,18 +21,23 @@ import time
 import sqlalchemy as sa
 
 from govern.domain.secret import Secret
-from govern.errors import ConfigurationError
+from govern.errors import ConfigurationError, SecretStoreUnavailable
 from govern.store.db import session_scope
 from govern.store.tables import DecisionLogKey
 
 log = logging.getLogger("govern.decisions")
 SECRET_PREFIX = "govern/decision-log-keys/"  # noqa: S105 - a path prefix in the secret store
+CACHE_PREFIX = "decision-log-key:"
+CACHE_TTL_SECONDS = 7 * 24 * 3600  # refreshed whenever a process reads the key from the secret store
 
 
 class DecisionKeys:
-    def __init__(self, sessions, secret_store_provider, clock, *, reload_interval: float = 10.0):
+    def __init__(self, sessions, secret_store_provider, clock, *, cache=None, cipher_provider=None,
+                 reload_interval: float = 10.0):
         self._sessions = sessions
         self._store = secret_store_provider  # a callable: the store is wired by govern.secrets
+        self._cache = cache
+        self._cipher = cipher_provider or (lambda: None)
         self._clock = clock
         self._reload_interval = reload_interval
         self._lock = threading.Lock()
@@ -67,9 +74,38 @@ class DecisionKeys:
             path = row.secret_path if row is not None else None
         if path is None:
             return None
-        found = bytes.fromhex(self._require_store().get(path).reveal())
+        try:
+            found = bytes.fromhex(self._require_store().get(path).reveal())
+        except SecretStoreUnavailable:
+            found = self._cached(kid)
+            if found is None:
+                raise
+            log.warning("secret store down: the decision log key comes from the shared cache", extra={"kid": kid})
+        else:
+            self._keep(kid, found)
         self._values[kid] = found
         return found
+
+    def _cached(self, kid: str) -> bytes | None:
+        cipher, blob = self._cipher(), self._cache.get(CACHE_PREFIX + kid) if self._cache is not None else None
+        if cipher is None or blob is None:
+            return None
+        try:
+            return cipher.open(blob)
+        except Exception as exc:  # noqa: BLE001 - an unreadable copy is as good as none
+            log.warning("the cached decision log key cannot be opened", extra={"kid": kid,
+                                                                               "exc_type": type(exc).__name__})
+            return None
+
+    def _keep(self, kid: str, value: bytes) -> None:
+        cipher = self._cipher()
+        if cipher is None or self._cache is None:
+            return
+        try:
+            self._cache.set(CACHE_PREFIX + kid, cipher.seal(value), CACHE_TTL_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - only the degraded mode depends on it
+            log.warning("the decision log key could not be cached", extra={"kid": kid,
+                                                                           "exc_type": type(exc).__name__})
 
     def rotate(self) -> str:
         """Make a new key active; the previous ones are retired (they still verify what they signed)."""
@@ -107,6 +143,7 @@ class DecisionKeys:
         with session_scope(self._sessions) as s:
             s.add(DecisionLogKey(kid=kid, secret_path=path, state="active", created_at=self._clock.now()))
         self._values[kid] = value
+        self._keep(kid, value)
         log.info("decision log key created", extra={"kid": kid})
         return kid
 

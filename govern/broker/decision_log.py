@@ -122,10 +122,11 @@ class ChainedDecisionLog:
         self._ensure_writer()
         self._queue.put(pending)
         if not pending.done.wait(self._commit_timeout):
+            # The record may still be committed later: then the log shows a decision whose answer was a 503,
+            # never the other way round.
             log.error("decision log: a record was not committed in time",
                       extra={"timeout_seconds": self._commit_timeout})
-            raise DecisionLogUnavailable("the decision could not be recorded in time; nothing was answered "
-                                         "without its record, retry later")
+            raise DecisionLogUnavailable("the decision could not be recorded in time; retry later")
         if pending.error is not None:
             raise DecisionLogUnavailable("the decision could not be recorded; retry later") from None
 
@@ -199,27 +200,20 @@ class ChainedDecisionLog:
             self._write_pg(batch, kid, key)
             self.commits += 1
             return
-        with self._engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            elif conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+        with self._engine.connect() as conn:  # SQLite: the database write lock is the chain lock
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
             last = conn.execute(sa.select(self._table.c.id, self._table.c.hash)
                                 .order_by(self._table.c.id.desc()).limit(1)).first()
             first_id, prev = (last[0], last[1]) if last else (0, GENESIS)
             last_id = first_id
             rows = []
-            sqlite = conn.dialect.name == "sqlite"
             for rec in batch:
                 last_id += 1
                 row = dict(rec, id=last_id, prev_hash=prev, key_id=kid)
                 row["hash"] = prev = record_mac(row, prev, key) if key is not None else record_digest(row, prev)
-                rows.append(_driver_row(row, sqlite))
+                rows.append(_driver_row(row, True))
             # The driver's executemany, not the ORM: this is the log's whole cost per record.
             conn.exec_driver_sql(self._insert_sql(conn.dialect), rows)
-            if conn.dialect.name == "postgresql":
-                # Ids are assigned here, under the lock; keep the column's sequence in step with them.
-                conn.execute(sa.text("SELECT setval(pg_get_serial_sequence('decision', 'id'), :v)"), {"v": last_id})
             every = self._checkpoint_every
             if key is not None and (not self._checkpointed or (every and last_id // every > first_id // every)):
                 _insert_checkpoint(conn, kid, key, last_id, prev, self._clock.now())

@@ -26,7 +26,8 @@ def build_authorization(services) -> None:
                                           min_ipv6_prefix=settings.min_ipv6_prefix)
     # Not ready while the guardrails cannot be loaded: every token and proxy call would answer 500.
     services.health_checks["policies"] = lambda: services.decider.guardrails
-    decision_keys = DecisionKeys(services.sessions, lambda: services.secret_store, services.clock)
+    decision_keys = DecisionKeys(services.sessions, lambda: services.secret_store, services.clock,
+                                 cache=services.cache, cipher_provider=lambda: services.cache_cipher)
     services.decision_keys = decision_keys
     services.init_steps.append(init_step)
     services.decision_log = ChainedDecisionLog(services.engine, services.clock, decision_keys)

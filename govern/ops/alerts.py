@@ -100,7 +100,7 @@ def read_state(services, now: dt.datetime, thresholds: Thresholds = Thresholds()
     calls: dict[str, list[int]] = {}
     with services.sessions() as s:
         rows = s.execute(sa.select(Decision.named_credential, sa.func.count(),
-                                   sa.func.sum(sa.case((Decision.upstream_status >= 500, 1), else_=0)))
+                                   sa.func.sum(sa.case((Decision.outcome == "error", 1), else_=0)))
                          .where(Decision.at >= now - thresholds.window, Decision.allowed.is_(True),
                                 Decision.action.in_(("token", "proxy")))
                          .group_by(Decision.named_credential)).all()

@@ -15,6 +15,10 @@ from govern.store.tables import (Assignment, Decision, ExternalCredential, Integ
                                  PermissionGrant, PermissionSet, Principal, RotationRun, SecretRef, SecretVersion,
                                  System)
 
+# Decision records that are not calls through a named credential: a govern token issued (whose scopes are the
+# user's whole allowance, not what it used) and a principal connected. They do not count as request patterns.
+NOT_CALLS = ("oauth_token", "connect")
+
 
 def _aware(t):
     if t is not None and t.tzinfo is None:
@@ -123,7 +127,7 @@ def _load_usage(session: Session, model: AuditModel) -> None:
     scopes_text = sa.cast(d.scopes_granted, sa.Text)
     shapes = sa.select(d.integration_user, d.named_credential, d.method, d.path, d.resource_object, d.api_type,
                        scopes_text.label("scopes"), sa.func.count().label("n"), sa.func.max(d.at).label("last")) \
-        .where(in_window, d.allowed.is_(True), d.integration_user.is_not(None)) \
+        .where(in_window, d.allowed.is_(True), d.integration_user.is_not(None), d.action.not_in(NOT_CALLS)) \
         .group_by(d.integration_user, d.named_credential, d.method, d.path, d.resource_object, d.api_type, scopes_text)
     for row in session.execute(shapes):
         u = get(row.integration_user)
@@ -148,7 +152,8 @@ def _load_usage(session: Session, model: AuditModel) -> None:
             u.denied_by_day[when] = u.denied_by_day.get(when, 0) + row.n
             u.denied += row.n
     principals = sa.select(d.integration_user, d.named_credential, d.principal, sa.func.count().label("n")) \
-        .where(in_window, d.allowed.is_(True), d.principal.is_not(None), d.integration_user.is_not(None)) \
+        .where(in_window, d.allowed.is_(True), d.principal.is_not(None), d.integration_user.is_not(None),
+               d.action.not_in(NOT_CALLS)) \
         .group_by(d.integration_user, d.named_credential, d.principal)
     for row in session.execute(principals):
         get(row.integration_user).principals[(row.named_credential, row.principal)] = row.n

@@ -14,6 +14,7 @@ def seed_decisions(services, now, *, named_credential="erp-api", count=20):
             s.add(Decision(at=now - dt.timedelta(minutes=5 + i * 30), correlation_id=f"{named_credential}-c{i}",
                            integration_user="order-sync", action="call", named_credential=named_credential,
                            allowed=(i != 3), upstream_status=502 if i == 7 else (None if i == 3 else 200),
+                           outcome="deny" if i == 3 else "error" if i == 7 else "allow",
                            latency_ms=float((i + 1) * 10), prev_hash=f"{named_credential}{i}",
                            hash=f"{named_credential}-h{i}"))
 

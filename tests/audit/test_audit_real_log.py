@@ -158,3 +158,18 @@ def test_a_log_younger_than_the_window_judges_nobody(services, runner, tmp_path)
                                          for r in report["rightsizing"] if r["user"] != "data-migration-2026")
     assert not any(f["rule_id"].startswith("GOV-USAGE-00") and f["rule_id"] != "GOV-USAGE-005"
                    or f["rule_id"] in ("GOV-STALE-002", "GOV-API-001", "GOV-API-002") for f in report["findings"])
+
+
+def test_token_issuance_and_connect_records_are_not_request_patterns(services):
+    """An issued govern token's scopes are the user's whole allowance, not what it used (issue #16 records it)."""
+    from govern.store.audit_loader import load_model
+
+    _log(services, "u1", "127.0.0.1", "erp-api", "GET", "/orders", allowed=True, days_ago=1)
+    services.decision_log.append(None, None, action="oauth_token", integration_user="u1", allowed=True,
+                                 scopes_granted=["orders.read", "orders.write"], rules=["permit:client_credentials"])
+    services.decision_log.append(None, None, action="connect", integration_user="u1", principal="alice",
+                                 allowed=True, rules=["permit:connect"])
+    with services.sessions() as s:
+        usage = load_model(s, NOW + dt.timedelta(minutes=1)).usage["u1"]
+    assert [(p.named_credential, p.path) for p in usage.patterns] == [("erp-api", "/orders")]
+    assert usage.principals == {}

@@ -48,7 +48,13 @@ def test_oauth_token_issuance_and_refusal_are_recorded_without_secrets(live):
                                                              "scope": "orders.write"},
                             auth=("order-sync", USER_SECRET), timeout=30)
     assert unknown.status_code == 400 and unknown.json()["error"] == "invalid_scope"
-    issued, bad_secret, bad_scope = live.decisions(oauth=True)[-3:]
+    import base64
+
+    lone = requests.post(live.base + "/oauth/token", data={"grant_type": "client_credentials"}, timeout=30,
+                         headers={"Authorization": "Basic " + base64.b64encode(b"lone-secret-value").decode()})
+    assert lone.status_code in (400, 401)
+    issued, bad_secret, bad_scope, no_colon = live.decisions(oauth=True)[-4:]
+    assert (no_colon.outcome, no_colon.integration_user) == ("deny", None)  # a lone value might be a secret
     assert (issued.action, issued.outcome, issued.allowed, issued.integration_user) == (
         "oauth_token", "allow", True, "order-sync")
     assert issued.rules == ["permit:client_credentials", "grant:client_credentials"]
@@ -59,7 +65,7 @@ def test_oauth_token_issuance_and_refusal_are_recorded_without_secrets(live):
     assert (bad_scope.outcome, bad_scope.rules[0], bad_scope.scopes_requested) == (
         "deny", "deny:invalid_scope", ["orders.write"])
     everything = _everything(live)
-    for secret in (USER_SECRET, "not-the-secret-value", token):
+    for secret in (USER_SECRET, "not-the-secret-value", "lone-secret-value", token):
         assert secret not in everything
 
 

@@ -1,6 +1,7 @@
-"""Degraded mode and the keyed decision chain: a process that starts while the secret store is down still
-answers and records every decision (unkeyed, `store-down`); the next signed checkpoint protects them, and
-`govern log verify` says which records were written so and which no checkpoint covers yet."""
+"""Degraded mode and the keyed decision chain. A process that starts while the secret store is down reads the
+chain key from its sealed copy in the shared cache (govern.broker.decision_keys). When that copy cannot be had
+either (flushed, or its seal cannot be opened), the process still answers and records every decision, unkeyed
+(`store-down`); the next signed checkpoint protects them, and `govern log verify` names them."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -21,6 +22,17 @@ class DownStore:
         return down
 
 
+def _forget_the_key(services):
+    """A process that never read the key, with no sealed copy of it in the shared cache."""
+    from govern.broker.decision_keys import CACHE_PREFIX
+
+    keys = services.decision_log.keys
+    for kid in list(keys._values):
+        services.cache.delete(CACHE_PREFIX + kid)
+    keys._values.clear()
+    keys._active = None
+
+
 def _append(services, n, start=0):
     for i in range(n):
         services.decision_log.append(None, None, integration_user=f"u{start + i}", action="token",
@@ -32,8 +44,7 @@ def test_records_written_while_the_store_is_down_verify_and_are_named(services, 
     _append(services, 3)  # keyed, with the first checkpoint
     assert services.decision_log.flush()
     real = services.secret_store
-    services.decision_log.keys._values.clear()  # a process that never read the key
-    services.decision_log.keys._active = None
+    _forget_the_key(services)
     services.secret_store = DownStore()
     _append(services, 4, start=3)
     assert services.decision_log.flush()
@@ -57,8 +68,7 @@ def test_an_edited_store_down_record_before_a_checkpoint_is_a_break(services, ru
     _append(services, 2)
     assert services.decision_log.flush()
     real = services.secret_store
-    services.decision_log.keys._values.clear()
-    services.decision_log.keys._active = None
+    _forget_the_key(services)
     services.secret_store = DownStore()
     _append(services, 2, start=2)
     assert services.decision_log.flush()

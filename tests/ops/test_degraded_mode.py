@@ -55,6 +55,8 @@ def test_vault_down_serves_cached_tokens_and_refuses_refreshes_cleanly(settings,
         again = ask(client, caller, scope="orders.read")
         assert again.status_code == 200, again.get_json()
         assert again.get_json()["access_token"] == cached_token
+        # Its decision is on record, keyed: the chain key comes from the shared cache, sealed (issue #16).
+        assert services.decision_log.verify().intact
 
         refresh = ask(client, caller, scope="orders.write")
         assert refresh.status_code == 503
