@@ -157,7 +157,7 @@ def main() -> None:
         injector.start()
         outs = (tmp / "wrk_token.txt", tmp / "wrk_proxy.txt")
         gens = [run_wrk(instance.base, s, seconds=seconds, connections=args.connections, background=True, out=o)
-                for s, o in zip((tok_script, proxy_script), outs)]
+                for s, o in zip((tok_script, proxy_script), outs, strict=True)]
         for g in gens:
             g.wait()
         stop.set()
@@ -176,7 +176,7 @@ def main() -> None:
         answered = sum(r["answers"] for r in results)
         explained = other = 0
         rest: dict[str, int] = {}
-        for name, r in zip(("token", "proxy"), results):
+        for name, r in zip(("token", "proxy"), results, strict=True):
             e, o, rs = classify(r["counts"])
             explained, other = explained + e, other + o
             for k, v in rs.items():
