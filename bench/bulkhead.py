@@ -16,7 +16,8 @@ connection: `POST /api/v1/named-credentials/bh-fast/token` and `GET .../bh-fast/
    again at once); after 6 s (the first 5 s calls in flight), the same probe again; then the slow load stops.
 p50s are hey's. The slow system's answers are counted by status (hey) and the decision log's error codes
 (how many got 503 `upstream_concurrency_limit`).
-`--limit N` sets GOVERN_PROXY_MAX_CONCURRENT_CALLS (default: govern's, 32 per process).
+`--limit N` sets GOVERN_PROXY_MAX_CONCURRENT_CALLS (default: govern's, 32 per process); `--threads N` sets
+GOVERN_WEB_THREADS (default: govern's, 16 per worker).
 Last line: `token_p50_ratio=X other_system_p50_ratio=Y` (loaded p50 / unloaded p50; goal: within 2x).
 """
 from __future__ import annotations
@@ -64,6 +65,7 @@ def parse_hey(text: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0, help="GOVERN_PROXY_MAX_CONCURRENT_CALLS (default: govern's)")
+    ap.add_argument("--threads", type=int, default=0, help="GOVERN_WEB_THREADS per worker (default: govern's, 16)")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each probe")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
@@ -81,6 +83,8 @@ def main() -> None:
     slow_load = None
     try:
         extra = {"GOVERN_PROXY_MAX_CONCURRENT_CALLS": str(args.limit)} if args.limit else {}
+        if args.threads:
+            extra["GOVERN_WEB_THREADS"] = str(args.threads)
         instance = Instance(tmp, env_extra=extra)
         for tag, rs in (("slow", slow_rs), ("fast", fast_rs)):
             make_landscape(instance.services.sessions, system=f"{tag}-erp", credential=f"bh-{tag}-cc",
@@ -91,8 +95,6 @@ def main() -> None:
             instance.put_secret(f"bh-{tag}-cc", None, "client_secret", f"{tag}-upstream-secret")
         slow_rs.slow_next(1_000_000, delay=5.0)
         instance.start(workers=2)
-        from govern import gunicorn_conf
-
         progress(f"govern up at {instance.base}")
         tok_fast, _ = instance.govern_token("fast-sync")
         tok_slow, _ = instance.govern_token("slow-sync")
@@ -127,7 +129,7 @@ def main() -> None:
                 "SELECT coalesce(error_code, outcome), count(*) FROM decision WHERE named_credential = 'bh-slow' "
                 "AND action = 'proxy' GROUP BY 1")).all())
         limit = args.limit or int(os.environ.get("GOVERN_PROXY_MAX_CONCURRENT_CALLS", "32"))
-        print(f"govern: 2 gunicorn workers x {gunicorn_conf.threads} threads; per-system limit {limit} per process; "
+        print(f"govern: 2 gunicorn workers x {args.threads or 16} threads; per-system limit {limit} per process; "
               f"{os.cpu_count()} cores; load average unloaded probe {' '.join(f'{x:.2f}' for x in load0)}, "
               f"loaded probe {' '.join(f'{x:.2f}' for x in load1)}")
         for name, r0, r1 in (("token (cache hit)", tok0, tok1), ("other system proxy", fast0, fast1)):
