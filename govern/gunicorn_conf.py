@@ -24,10 +24,12 @@ def _positive_int(name: str, default: int) -> int:
 
 # The proxy and the token endpoint wait on upstream systems for up to their timeout; with threads, a worker
 # keeps serving other requests while some of them wait, where a sync worker would be blocked by one.
-# 16 threads: a thread is held for the whole upstream wait, and in bench/proxy.py (16 connections) 16 gave
-# a lower p50 than 8 at the same CPU per call, since gunicorn does not spread connections evenly over workers.
+# 64 threads: a thread is held for the whole upstream wait, so the threads must outnumber what one slow system
+# may hold (its bulkhead, GOVERN_PROXY_MAX_CONCURRENT_CALLS, 32 per process by default) with room left for
+# token issuance and the other systems. With 16, a system answering in 5 s under 100 concurrent calls held
+# every thread and slowed calls to other systems 1,290x; with 64 they stayed within 1.2x (bench/bulkhead.py).
 worker_class = "gthread"
-threads = _positive_int("GOVERN_WEB_THREADS", 16)
+threads = _positive_int("GOVERN_WEB_THREADS", 64)
 workers = _positive_int("GOVERN_WEB_WORKERS", 2)
 bind = os.environ.get("GOVERN_WEB_BIND", "").strip() or "127.0.0.1:8000"
 

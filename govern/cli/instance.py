@@ -96,7 +96,7 @@ def gunicorn_argv(host: str, port: int, workers: int | None = None, threads: int
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1),
               help="more than 1 runs gunicorn")
 @click.option("--threads", default=None, type=click.IntRange(min=1),
-              help="gunicorn threads per worker  [default: GOVERN_WEB_THREADS, else 16]")
+              help="gunicorn threads per worker  [default: GOVERN_WEB_THREADS, else 64]")
 @click.option("--with-sandbox", is_flag=True,
               help="also run `govern sandbox` (a local OAuth server and API; development only)")
 @click.option("--sandbox-port", default=8900, show_default=True, type=click.IntRange(1, 65535))

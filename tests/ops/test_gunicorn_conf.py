@@ -39,7 +39,8 @@ def web_env(monkeypatch):
 def test_defaults(web_env):
     conf = _fresh_conf()
     assert conf.worker_class == "gthread"
-    assert (conf.workers, conf.threads, conf.bind) == (2, 16, "127.0.0.1:8000")
+    # 64 threads: more than twice the default per-system bulkhead (32), so one slow system cannot hold them all
+    assert (conf.workers, conf.threads, conf.bind) == (2, 64, "127.0.0.1:8000")
     assert conf.accesslog is None
     assert conf.keepalive > 60  # outlives the usual load-balancer idle timeout
 
