@@ -93,8 +93,13 @@ class ClientAuthGuard:
 
 
 def claimed_client_id(headers) -> str | None:
-    """The client id a Basic Authorization header names (unverified), for the early refusal."""
-    client_id, _ = extract_basic_authorization(headers)
+    """The client id a Basic Authorization header names (unverified), for the early refusal; None for a header
+    that is not readable Basic credentials (authlib raises on `Basic ` and on bytes that are not UTF-8: the
+    edge answers those 401 itself)."""
+    try:
+        client_id, _ = extract_basic_authorization(headers)
+    except (ValueError, TypeError):  # UnicodeDecodeError and binascii.Error are ValueErrors
+        return None
     return client_id or None
 
 
