@@ -65,7 +65,7 @@ def parse_hey(text: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0, help="GOVERN_PROXY_MAX_CONCURRENT_CALLS (default: govern's)")
-    ap.add_argument("--threads", type=int, default=0, help="GOVERN_WEB_THREADS per worker (default: govern's, 16)")
+    ap.add_argument("--threads", type=int, default=0, help="GOVERN_WEB_THREADS per worker (default: govern's, 64)")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each probe")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
@@ -129,7 +129,9 @@ def main() -> None:
                 "SELECT coalesce(error_code, outcome), count(*) FROM decision WHERE named_credential = 'bh-slow' "
                 "AND action = 'proxy' GROUP BY 1")).all())
         limit = args.limit or int(os.environ.get("GOVERN_PROXY_MAX_CONCURRENT_CALLS", "32"))
-        print(f"govern: 2 gunicorn workers x {args.threads or 16} threads; per-system limit {limit} per process; "
+        from govern import gunicorn_conf  # the threads govern runs with when --threads is not given
+
+        print(f"govern: 2 gunicorn workers x {args.threads or gunicorn_conf.threads} threads; per-system limit {limit} per process; "
               f"{os.cpu_count()} cores; load average unloaded probe {' '.join(f'{x:.2f}' for x in load0)}, "
               f"loaded probe {' '.join(f'{x:.2f}' for x in load1)}")
         for name, r0, r1 in (("token (cache hit)", tok0, tok1), ("other system proxy", fast0, fast1)):
