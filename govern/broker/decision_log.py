@@ -115,6 +115,7 @@ class ChainedDecisionLog:
             record["latency_ms"] = round(float(record["latency_ms"]), 3)
         if record["path"] and len(record["path"]) > 2000:
             record["path"] = record["path"][:2000]
+        _storable(record)
         if self._closed:
             self._commit([record])  # after shutdown: synchronously
             return
@@ -344,6 +345,17 @@ class ChainedDecisionLog:
             self._thread.join(timeout=30)
         self._drop_pg_connection()
         atexit.unregister(self.close)
+
+
+def _storable(record: dict[str, Any]) -> None:
+    """Text a caller chose (a claimed client id, a scope, a path) is recorded as it came, but a NUL cannot be
+    stored in a PostgreSQL text column: it is written as the visible `\\x00`, so the record (and the answer
+    that waits for it) does not fail."""
+    for key, value in record.items():
+        if isinstance(value, str) and "\x00" in value:
+            record[key] = value.replace("\x00", "\\x00")
+        elif isinstance(value, list) and any(isinstance(v, str) and "\x00" in v for v in value):
+            record[key] = [v.replace("\x00", "\\x00") if isinstance(v, str) else v for v in value]
 
 
 _COLUMNS = HASHED_FIELDS + ("prev_hash", "hash")
