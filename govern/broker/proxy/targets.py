@@ -31,7 +31,6 @@ class Target:
     credential: str
     protocol: str
     header_name: str | None
-    scopes: tuple[str, ...]
     system: str
     system_id: int
     daily_api_budget: int | None
@@ -57,7 +56,7 @@ def load_target(sessions, name: str) -> Target:
             allowed_methods=tuple(m.upper() for m in nc.allowed_methods or ()),
             allowed_paths=tuple(nc.allowed_paths or ()), during_maintenance=nc.during_maintenance,
             max_body_bytes=int(nc.max_body_bytes), credential=cred.external_id, protocol=cred.protocol,
-            header_name=cred.header_name, scopes=tuple(cred.scopes or ()), system=system.external_id,
+            header_name=cred.header_name, system=system.external_id,
             system_id=system.id, daily_api_budget=system.daily_api_budget,
             maintenance_windows=tuple(parse_stored(list[MaintenanceWindow], system.maintenance_windows,
                                                    f"system {system.external_id}: maintenance_windows")),
