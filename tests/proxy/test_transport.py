@@ -1,5 +1,6 @@
-"""The proxy's upstream HTTP/1.1 transport against scripted upstreams on real sockets: framing, keep-alive
-and its races, encodings, interim answers, timeouts, TLS verification, and requests that would split."""
+"""The proxy's upstream HTTP/1.1 transport (urllib3 with govern's bounds) against scripted upstreams on real
+sockets: framing, keep-alive and its races, encodings, interim answers, timeouts, TLS verification, and
+requests that would split."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,8 +11,9 @@ import threading
 import time
 
 import pytest
+import urllib3.connectionpool
 
-from govern.broker.proxy.transport import HttpTransport, _Connection, InvalidRequest, TransportTimeout, TransportUnreachable
+from govern.broker.proxy.transport import InvalidRequest, TransportTimeout, TransportUnreachable, Urllib3Transport
 
 
 class Scripted:
@@ -41,31 +43,46 @@ class Scripted:
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn):
+        try:
+            self._exchanges(conn)
+        except OSError:
+            pass  # the client reset the connection (it closed with an answer unread)
+        finally:
+            conn.close()
+
+    def _exchanges(self, conn):
         buffer = b""
-        with conn:
-            while self.replies:
-                while b"\r\n\r\n" not in buffer:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buffer += data
-                head, _, buffer = buffer.partition(b"\r\n\r\n")
-                length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                               if line.lower().startswith(b"content-length:")), 0)
-                while len(buffer) < length:
-                    buffer += conn.recv(65536)
-                body, buffer = buffer[:length], buffer[length:]
-                self.requests.append(head + b"\r\n\r\n" + body)
-                reply = self.replies.pop(0)
-                if callable(reply):
-                    if reply(conn) is False:
-                        return
-                else:
-                    conn.sendall(reply)
+        while self.replies:
+            while b"\r\n\r\n" not in buffer:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                buffer += data
+            head, _, buffer = buffer.partition(b"\r\n\r\n")
+            length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length:")), 0)
+            while len(buffer) < length:
+                buffer += conn.recv(65536)
+            body, buffer = buffer[:length], buffer[length:]
+            self.requests.append(head + b"\r\n\r\n" + body)
+            reply = self.replies.pop(0)
+            if callable(reply):
+                if reply(conn) is False:
+                    return
+            else:
+                conn.sendall(reply)
 
     def stop(self):
         self._stopped = True
         self._listener.close()
+
+
+def read_whole(response) -> bytes:
+    """The answer's body, read to its end (only then may its connection go back to the pool), then closed."""
+    try:
+        return response.content
+    finally:
+        response.close()
 
 
 def ok(body: bytes = b'{"ok":true}', extra: str = "") -> bytes:
@@ -75,7 +92,7 @@ def ok(body: bytes = b'{"ok":true}', extra: str = "") -> bytes:
 
 @pytest.fixture
 def transport():
-    t = HttpTransport()
+    t = Urllib3Transport()
     yield t
     t.close()
 
@@ -114,7 +131,7 @@ def test_chunked_and_until_close_bodies_are_read_whole(transport):
     r = transport.send("GET", up.url + "/u", {}, b"", 5)
     assert r.content == b"all of it"
     r.close()
-    assert transport._idle.get(up.url) == []  # an answer ended by closing leaves nothing to reuse
+    assert transport.open_connections(up.url) == 0  # an answer ended by closing leaves nothing to reuse
     up.stop()
 
 
@@ -128,13 +145,13 @@ def test_a_truncated_body_is_unreachable_and_the_connection_is_dropped(transport
     with pytest.raises(TransportUnreachable):
         r.content
     r.close()
-    assert not transport._idle.get(up.url)
+    assert transport.open_connections(up.url) == 0
     up.stop()
 
 
 def test_a_connection_the_upstream_closed_is_not_reused(transport):
     up = Scripted([ok(extra="Connection: close\r\n"), ok(b"fresh")])
-    transport.send("GET", up.url + "/a", {}, b"", 5).close()
+    read_whole(transport.send("GET", up.url + "/a", {}, b"", 5))
     r = transport.send("GET", up.url + "/b", {}, b"", 5)
     assert r.content == b"fresh" and up.connections == 2
     r.close()
@@ -143,8 +160,8 @@ def test_a_connection_the_upstream_closed_is_not_reused(transport):
 
 def test_http_1_0_answers_are_not_kept_alive(transport):
     up = Scripted([b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"])
-    transport.send("GET", up.url + "/a", {}, b"", 5).close()
-    transport.send("GET", up.url + "/b", {}, b"", 5).close()
+    read_whole(transport.send("GET", up.url + "/a", {}, b"", 5))
+    read_whole(transport.send("GET", up.url + "/b", {}, b"", 5))
     assert up.connections == 2
     up.stop()
 
@@ -153,32 +170,85 @@ def _close_after_reading(conn):
     return False  # reads the request, then closes without an answer
 
 
-def test_a_keep_alive_race_is_retried_once_on_a_fresh_connection_for_idempotent_methods_only(transport,
-                                                                                              monkeypatch):
-    # The upstream closes the kept-alive connection just as the next request is written: the close
-    # arrives after the pool's check, as in the real race.
-    monkeypatch.setattr(_Connection, "idle_and_open", lambda self: True)
-    up = Scripted([ok(), _close_after_reading, ok(b"retried")])
-    transport.send("GET", up.url + "/a", {}, b"", 5).close()
-    r = transport.send("GET", up.url + "/b", {}, b"", 5)
-    assert r.content == b"retried" and up.connections == 2
-    r.close()
-    up.stop()
-
+@pytest.mark.parametrize("method", ["POST", "GET"])
+def test_a_request_the_upstream_closed_on_is_not_sent_again(transport, monkeypatch, method):
+    # The upstream closes the kept-alive connection just as the next request is written: the close arrives
+    # after the pool's check, as in the real race. The request may have been processed, so the transport
+    # never sends it again (RFC 9112 section 9.3.1); the proxy's retry policy decides for idempotent calls.
+    monkeypatch.setattr(urllib3.connectionpool, "is_connection_dropped", lambda conn: False)
     up = Scripted([ok(), _close_after_reading, ok(b"must not be sent twice")])
-    transport.send("GET", up.url + "/a", {}, b"", 5).close()
+    read_whole(transport.send("GET", up.url + "/a", {}, b"", 5))
     with pytest.raises(TransportUnreachable):
-        transport.send("POST", up.url + "/orders", {}, b"{}", 5)  # RFC 9112 9.3.1: never retried blindly
+        transport.send(method, up.url + "/orders", {}, b"{}", 5)
     assert len(up.requests) == 2 and up.connections == 1
+    assert up.requests[1].startswith(method.encode() + b" /orders ")
     up.stop()
 
 
-def test_a_pooled_connection_found_closed_is_replaced_before_writing(transport):
-    up = Scripted([ok(extra="Connection: keep-alive\r\n"), ok(b"new")])
-    transport.send("GET", up.url + "/a", {}, b"", 5).close()
-    transport._idle[up.url][0].sock.shutdown(socket.SHUT_RD)  # now readable (EOF) in the pool
-    r = transport.send("POST", up.url + "/b", {}, b"{}", 5)
-    assert r.content == b"new" and up.connections == 2
+class ClosesAfterEachAnswer:
+    """An upstream that answers one request per connection and then closes it, without `Connection: close`
+    (so the answer looks reusable). Records each request's body."""
+
+    def __init__(self):
+        self.bodies: list[bytes] = []
+        self.closed = threading.Semaphore(0)
+        self.connections = 0
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(16)
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                while len(body) < length:
+                    body += conn.recv(65536)
+                self.bodies.append(body)
+                conn.sendall(ok(b"done"))
+            self.closed.release()
+
+    def stop(self):
+        self._listener.close()
+
+
+def test_a_post_is_sent_once_when_the_upstream_closes_after_each_answer(transport):
+    up = ClosesAfterEachAnswer()
+    for n in range(5):
+        r = transport.send("POST", up.url + "/orders", {}, f'{{"n":{n}}}'.encode(), 5)
+        assert (r.status_code, r.content) == (200, b"done")
+        r.close()
+        assert up.closed.acquire(timeout=5)  # the upstream has closed that connection before the next call
+    assert up.bodies == [f'{{"n":{n}}}'.encode() for n in range(5)]  # each once, in order
+    assert up.connections == 5
+    up.stop()
+
+
+def test_a_connection_not_read_to_the_end_is_not_reused(transport):
+    big = b"x" * 300_000
+    up = Scripted([ok(big), ok(b"next"), ok(big), ok(b"reused")])
+    r = transport.send("GET", up.url + "/big", {}, b"", 5)
+    next(r.iter_content(1024))  # a first part only
+    r.close()
+    r = transport.send("GET", up.url + "/next", {}, b"", 5)
+    assert r.content == b"next" and up.connections == 2  # a fresh connection: the half-read one was closed
+    r.close()
+    r = transport.send("GET", up.url + "/big", {}, b"", 5)
+    assert r.content == big  # control: read to the end, the connection goes back to the pool
+    r.close()
+    r = transport.send("GET", up.url + "/again", {}, b"", 5)
+    assert r.content == b"reused" and up.connections == 2
     r.close()
     up.stop()
 
@@ -195,10 +265,23 @@ def test_head_and_204_have_no_body(transport):
 
 
 def test_interim_answers_are_skipped(transport):
-    up = Scripted([b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + ok(b"final")])
+    interim = (b"HTTP/1.1 102 Processing\r\n\r\n"
+               b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\n")
+    up = Scripted([interim + ok(b"final"), ok(b"next")])
     r = transport.send("GET", up.url + "/e", {}, b"", 5)
     assert (r.status_code, r.content) == (200, b"final") and "Link" not in r.headers
     r.close()
+    r = transport.send("GET", up.url + "/n", {}, b"", 5)  # the final answer was not left on the connection
+    assert (r.status_code, r.content) == (200, b"next") and up.connections == 1
+    r.close()
+    up.stop()
+
+
+def test_a_protocol_switch_never_asked_for_is_unreachable(transport):
+    up = Scripted([b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"])
+    with pytest.raises(TransportUnreachable):
+        transport.send("GET", up.url + "/ws", {}, b"", 5)
+    assert transport.open_connections(up.url) == 0
     up.stop()
 
 
@@ -332,15 +415,15 @@ def test_tls_verifies_the_certificate_and_the_host_name(tmp_path):
     up = TlsUpstream(cert_file, key_file)
     try:
         trusting = ssl.create_default_context(cafile=str(cert_file))
-        t = HttpTransport(ssl_context=trusting)
+        t = Urllib3Transport(ssl_context=trusting)
         r = t.send("GET", f"https://localhost:{up.port}/x", {}, b"", 5)
         assert r.content == b"over tls"
         r.close()
         t.close()
         with pytest.raises(TransportUnreachable):  # the default context does not trust a self-signed upstream
-            HttpTransport().send("GET", f"https://localhost:{up.port}/x", {}, b"", 5)
+            Urllib3Transport().send("GET", f"https://localhost:{up.port}/x", {}, b"", 5)
         with pytest.raises(TransportUnreachable):  # trusted certificate, wrong name
-            HttpTransport(ssl_context=trusting).send("GET", f"https://127.0.0.1:{up.port}/x", {}, b"", 5)
+            Urllib3Transport(ssl_context=trusting).send("GET", f"https://127.0.0.1:{up.port}/x", {}, b"", 5)
     finally:
         up.stop()
 

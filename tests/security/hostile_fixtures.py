@@ -43,11 +43,16 @@ def basic(user: str, secret: str) -> dict:
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{secret}".encode()).decode()}
 
 
-def apply_landscape(runner, tmp_path, *, url: str = "http://127.0.0.1:9/api", ranges: str = "10.20.0.0/16"):
-    """`govern apply -f` the landscape, then the user's client secret and the API key through `govern secrets put`."""
+def apply_landscape(runner, tmp_path, *, url: str = "http://127.0.0.1:9/api", ranges: str = "10.20.0.0/16",
+                    timeout: str | None = None):
+    """`govern apply -f` the landscape, then the user's client secret and the API key through `govern secrets put`.
+    `timeout` is the named credential's (a duration such as "1s"; its default otherwise)."""
     path = tmp_path / "governance.yaml"
     quoted = ", ".join(f"'{r.strip()}'" for r in ranges.split(","))  # '::/0' is not a plain YAML scalar
-    path.write_text(LANDSCAPE.format(url=url, ranges=quoted))
+    landscape = LANDSCAPE.format(url=url, ranges=quoted)
+    if timeout is not None:
+        landscape = landscape.replace("    methods: [GET,", f"    timeout: {timeout}\n    methods: [GET,", 1)
+    path.write_text(landscape)
     result = runner.invoke(["apply", "-f", str(path)])
     assert result.exit_code == 0, result.output
     put = runner.invoke(["secrets", "put", "--user", "order-sync", "--field", "client_secret"], input=USER_SECRET)

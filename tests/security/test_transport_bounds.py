@@ -1,9 +1,10 @@
-"""The proxy's upstream transport under a hostile upstream or hostile header values, on real sockets
-(issue #14, "transport"): request splitting through a trailing line feed, gzip and deflate bombs, oversized
-answers to calls with an Idempotency-Key, more connections than the origin's cap, and upstreams that dribble
-bytes to outlive a per-recv timeout. Each group has a positive control."""
+"""The proxy's upstream transport (urllib3 with govern's bounds) under a hostile upstream or hostile header
+values, on real sockets (issue #14, "transport"): request splitting through a trailing line feed, gzip and
+deflate bombs, oversized answers to calls with an Idempotency-Key, more connections than the origin's cap,
+and upstreams that dribble bytes to outlive a per-read timeout. Each group has a positive control."""
 from __future__ import annotations
 
+import functools
 import gzip
 import socket
 import threading
@@ -12,13 +13,13 @@ import zlib
 import pytest
 
 from govern.broker.proxy.transport import (
-    HttpTransport,
     InvalidRequest,
     TransportBodyTooLarge,
     TransportTimeout,
     TransportUnreachable,
+    Urllib3Transport,
 )
-from tests.proxy.test_transport import Scripted, ok
+from tests.proxy.test_transport import Scripted, ok, read_whole
 from tests.security.hostile_fixtures import CALLER_IP, apply_landscape, issue_token
 
 MiB = 1024 * 1024
@@ -26,11 +27,12 @@ MiB = 1024 * 1024
 
 @pytest.fixture
 def transport():
-    t = HttpTransport()
+    t = Urllib3Transport()
     yield t
     t.close()
 
 
+@functools.lru_cache(maxsize=8)
 def compressed(encoding: str, size: int) -> bytes:
     zeros = b"\0" * size
     return gzip.compress(zeros, 9) if encoding == "gzip" else zlib.compress(zeros, 9)
@@ -89,7 +91,7 @@ def test_request_line_with_a_trailing_line_feed_is_refused(transport, method, pa
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 def test_control_a_compressed_answer_is_decoded(encoding):
-    t = HttpTransport(max_decoded_bytes=MiB)
+    t = Urllib3Transport(max_decoded_bytes=MiB)
     up = Scripted([encoded_answer(encoding, compressed(encoding, MiB))])  # exactly the limit
     r = t.send("GET", up.url + "/z", {}, b"", 5)
     assert r.content == b"\0" * MiB
@@ -101,9 +103,9 @@ def test_control_a_compressed_answer_is_decoded(encoding):
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
 @pytest.mark.parametrize("read", ["content", "iter_content"])
 def test_a_compression_bomb_is_refused_once_past_the_limit(encoding, read):
-    t = HttpTransport(max_decoded_bytes=MiB)
+    t = Urllib3Transport(max_decoded_bytes=MiB)
     bomb = compressed(encoding, 64 * MiB)  # about 64 KiB on the wire
-    up = Scripted([encoded_answer(encoding, bomb)])
+    up = Scripted([encoded_answer(encoding, bomb), ok(b"next")])
     r = t.send("GET", up.url + "/z", {}, b"", 5)
     seen = 0
     with pytest.raises(TransportBodyTooLarge):
@@ -113,7 +115,21 @@ def test_a_compression_bomb_is_refused_once_past_the_limit(encoding, read):
             seen += len(part)
     assert seen <= MiB  # never more than the limit was handed out
     r.close()
-    assert t.open_connections(up.url) == 0  # the half-read connection was dropped, not pooled
+    # Whether or not the bomb's bytes were all off the wire, the next answer is whole and its own.
+    assert read_whole(t.send("GET", up.url + "/next", {}, b"", 5)) == b"next"
+    t.close()
+    up.stop()
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+def test_a_bomb_cut_off_mid_body_closes_its_connection(encoding):
+    t = Urllib3Transport(max_decoded_bytes=MiB)
+    up = Scripted([encoded_answer(encoding, compressed(encoding, 128 * MiB))])  # about 128 KiB on the wire: more than one read
+    r = t.send("GET", up.url + "/z", {}, b"", 5)
+    with pytest.raises(TransportBodyTooLarge):
+        r.content  # noqa: B018
+    r.close()
+    assert t.open_connections(up.url) == 0  # half-read: dropped, not pooled
     t.close()
     up.stop()
 
@@ -132,7 +148,7 @@ def head_then_wait(release: threading.Event):
 
 
 def test_control_connections_are_reused_under_the_cap():
-    t = HttpTransport(max_connections=2)
+    t = Urllib3Transport(max_connections=2)
     up = Scripted([ok(), ok(), ok()])
     for _ in range(3):
         r = t.send("GET", up.url + "/x", {}, b"", 5)
@@ -144,7 +160,7 @@ def test_control_connections_are_reused_under_the_cap():
 
 
 def test_the_cap_counts_busy_connections_and_a_waiting_call_gets_the_freed_one():
-    t = HttpTransport(max_connections=2)
+    t = Urllib3Transport(max_connections=2)
     release = threading.Event()
     up = Scripted([head_then_wait(release), head_then_wait(release), ok(b"third")])
     first = t.send("GET", up.url + "/a", {}, b"", 10)
@@ -174,7 +190,7 @@ def test_the_cap_counts_busy_connections_and_a_waiting_call_gets_the_freed_one()
 
 
 def test_a_failed_connect_frees_its_slot():
-    t = HttpTransport(max_connections=1)
+    t = Urllib3Transport(max_connections=1)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens here once closed
@@ -200,14 +216,35 @@ def dribble(head: bytes, stop: threading.Event, every: float = 0.05):
 
 @pytest.mark.parametrize("head", [b"HTTP/1.1 200 OK\r\nX-Slow: ", b"HTTP/1.1 200 OK\r\nX-Slow: a\r\nX-",
                                   b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n",
-                                  b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n"])
+                                  b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100000\r\n",
+                                  b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 100000\r\n\r\n",
+                                  b"HTTP/1.1 103 Early Hints\r\n\r\n"])  # (a 1xx then 'x...': not HTTP)
 def test_an_upstream_that_dribbles_bytes_cannot_outlive_the_deadline(transport, head):
     stop = threading.Event()
     up = Scripted([dribble(head, stop)])
     try:
-        with pytest.raises(TransportTimeout):
+        with pytest.raises((TransportTimeout, TransportUnreachable)) as caught:
             r = transport.send("GET", up.url + "/slow", {}, b"", 0.5)
             r.content  # noqa: B018
+        if not head.startswith(b"HTTP/1.1 103"):
+            assert caught.type is TransportTimeout
+    finally:
+        stop.set()
+        up.stop()
+
+
+def test_a_byte_every_200_ms_ends_in_a_timeout_after_one_second(transport):
+    """The bound as issue #14 states it: headers, then one body byte every 0.2 s, each well inside any
+    per-read timeout, against a 1 s deadline for the attempt."""
+    stop = threading.Event()
+    up = Scripted([dribble(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", stop, every=0.2)])
+    r = transport.send("GET", up.url + "/slow", {}, b"", 1)
+    assert r.status_code == 200  # the head came at once
+    try:
+        with pytest.raises(TransportTimeout):
+            r.content  # noqa: B018
+        r.close()
+        assert transport.open_connections(up.url) == 0  # the half-read connection was closed, not pooled
     finally:
         stop.set()
         up.stop()
@@ -258,6 +295,44 @@ def test_a_proxied_compression_bomb_is_502(proxied, encoding):
     response = call("GET", "orders")
     assert response.status_code == 502 and response.mimetype == "application/problem+json"
     assert response.get_json()["code"] == "upstream_answer_too_large"
+
+
+@pytest.fixture
+def proxied_1s(runner, tmp_path, client):
+    """As `proxied`, with the named credential's `timeout: 1s`."""
+    up = Scripted([])
+    apply_landscape(runner, tmp_path, url=up.url + "/api", timeout="1s")
+    response = issue_token(client)
+    assert response.status_code == 200, response.get_json()
+    headers = {"Authorization": f"Bearer {response.get_json()['access_token']}", "Content-Type": "application/json"}
+
+    def call(method: str, path: str, **kw):
+        return client.open(f"/api/v1/named-credentials/erp-api/proxy/{path}", method=method, headers=headers,
+                           environ_base={"REMOTE_ADDR": CALLER_IP}, **kw)
+
+    yield up, call
+    up.stop()
+
+
+def test_control_a_timely_answer_within_one_second(proxied_1s):
+    up, call = proxied_1s
+    up.replies.append(ok())
+    response = call("POST", "orders", data=b"{}")
+    assert response.status_code == 200 and response.data == b'{"ok":true}'
+
+
+@pytest.mark.parametrize("head", [b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n", b"HTTP/1.1 200 OK\r\nX-Slow: "])
+def test_a_proxied_upstream_dribbling_a_byte_every_200_ms_is_504(proxied_1s, head):
+    up, call = proxied_1s
+    stop = threading.Event()
+    up.replies.append(dribble(head, stop, every=0.2))
+    try:
+        response = call("POST", "orders", data=b"{}")  # a POST without Idempotency-Key: one attempt, no retry
+    finally:
+        stop.set()
+    assert response.status_code == 504 and response.mimetype == "application/problem+json"
+    assert response.get_json()["code"] == "upstream_timeout"
+    assert len(up.requests) == 1
 
 
 def sized(n: int, chunked: bool = False) -> bytes:

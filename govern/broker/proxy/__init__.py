@@ -7,18 +7,9 @@ from govern.broker.proxy.breaker import CircuitBreakers
 
 
 def build_proxy(services) -> Any:
-    import os
-
     from govern.broker.proxy.service import ProxyService
 
-    if os.environ.get("GOVERN_PROXY_TRANSPORT", "httptools") == "urllib3":
-        # A measurement switch (bench/proxy.py --transport urllib3), not a product setting: the default
-        # transport is the one the proxy's bounds and tests are written for.
-        from govern.broker.proxy.transport_urllib3 import Urllib3Transport
-
-        proxy = ProxyService(services, transport=Urllib3Transport())
-    else:
-        proxy = ProxyService(services)
+    proxy = ProxyService(services)
     services.closers.append(proxy.transport.close)
     return proxy
 

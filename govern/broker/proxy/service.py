@@ -30,8 +30,8 @@ from govern.broker.proxy.paths import check_query, join_under, normalise_path, p
 from govern.broker.proxy.resource import IDEMPOTENT_METHODS, salesforce_resource
 from govern.broker.proxy.retry import RETRYABLE_STATUS, may_retry, parse_retry_after
 from govern.broker.proxy.targets import Target, TargetCache
-from govern.broker.proxy.transport import (HttpTransport, InvalidRequest, TransportBodyTooLarge, TransportTimeout,
-                                           TransportUnreachable)
+from govern.broker.proxy.transport import (InvalidRequest, TransportBodyTooLarge, TransportTimeout,
+                                           TransportUnreachable, Urllib3Transport)
 from govern.domain.access import AccessDecision, AccessRequest, Caller
 from govern.domain.maintenance import window_end
 from govern.errors import AccessDenied, GovernError
@@ -71,7 +71,7 @@ class _Outcome:
 @dataclass
 class ProxyService:
     services: object
-    transport: HttpTransport = field(default_factory=HttpTransport)
+    transport: Urllib3Transport = field(default_factory=Urllib3Transport)
     sleep: Callable[[float], None] = time.sleep
     random: Callable[[], float] = random.random
 
