@@ -80,6 +80,8 @@ def join_under(base_url: str, path: str, query: str = "") -> str:
 def check_query(query: str) -> str:
     if _CONTROL.search(query) or " " in query or "#" in query:
         raise _refuse("control characters in the query")
+    if _BAD_PERCENT.search(query):  # the transport would have to re-encode every "%" of it (transport.py)
+        raise _refuse("malformed percent-encoding in the query")
     return query
 
 

@@ -62,7 +62,10 @@ class InvalidRequest(ValueError):
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 section 5.6.2
 # RFC 9110 section 5.5: no control character but HTAB in a field value (CR, LF and NUL would split it).
 _FIELD_VALUE_BAD = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_TARGET = re.compile(r"/[\x21-\x7e]*")  # origin-form, already percent-encoded, no spaces or controls
+# origin-form (RFC 9112 section 3.2.1): visible ASCII, no fragment ("#"), every "%" an escape. urllib3
+# percent-encodes what RFC 3986 leaves out ("[", "|", '"', ...) and upper-cases escapes; a stray "%" would
+# make it encode every "%" of the target, so it is refused instead.
+_TARGET = re.compile(r"/(?:[\x21\x22\x24\x26-\x7e]|%[0-9A-Fa-f]{2})*")
 _OWN_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "accept-encoding",
                           "user-agent", "te", "upgrade", "keep-alive", "expect"})
 USER_AGENT = f"govern/{__version__}"
@@ -79,7 +82,7 @@ def request_fields(method: str, target: str, headers: Mapping[str, str]) -> dict
     if not _TOKEN.fullmatch(method):
         raise InvalidRequest("the method is not an HTTP token")
     if not _TARGET.fullmatch(target):
-        raise InvalidRequest("the request target has characters that must be percent-encoded")
+        raise InvalidRequest("the request target is not origin-form (a space, control, fragment or stray %)")
     fields = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
     for name, value in headers.items():
         if not _TOKEN.fullmatch(name):
