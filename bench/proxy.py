@@ -175,8 +175,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0,
                         help="threads per govern worker (default: govern.gunicorn_conf's, GOVERN_WEB_THREADS or 16)")
     parser.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
-    parser.add_argument("--transport", choices=("httptools", "urllib3"), default="httptools",
-                        help="the proxy's upstream transport (GOVERN_PROXY_TRANSPORT), to compare the two")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="govern-bench-proxy-"))
@@ -186,7 +184,6 @@ def main() -> None:
         up_port, gv_port = free_port(), free_port()
         upstream_url = f"http://127.0.0.1:{up_port}"
         env = prepare_instance(tmp / "instance", upstream_url, args.log_level)
-        env["GOVERN_PROXY_TRANSPORT"] = args.transport
         common = ["-k", "gthread", "--threads", str(args.connections), "--log-level", "warning",
                   "--keep-alive", "30", "--chdir", str(tmp)]
         procs.append(subprocess.Popen([GUNICORN, "-w", "1", *common, "-b", f"127.0.0.1:{up_port}",
@@ -238,7 +235,7 @@ def main() -> None:
         print(f"CPU per call, proxied run: client {per_call(cpu_mid, cpu_after, 2):.2f} ms, "
               f"upstream {per_call(cpu_mid, cpu_after, 0):.2f} ms, govern {per_call(cpu_mid, cpu_after, 1):.2f} ms")
         mode = f"paced at {args.rate:g} requests/s" if args.rate else "closed loop"
-        print(f"mode: {mode}; transport: {args.transport}")
+        print(f"mode: {mode}")
         print(f"overhead_p50_ms={pct(proxied, 50) - pct(direct, 50):.2f} "
               f"overhead_p99_ms={pct(proxied, 99) - pct(direct, 99):.2f} "
               f"govern_cpu_ms_per_call={per_call(cpu_mid, cpu_after, 1):.2f}")

@@ -50,6 +50,10 @@ class Settings:
     # The proxy's bulkhead: concurrent upstream calls per system and process, unless the system's contract
     # sets `max_concurrent_calls` (govern.broker.proxy.bulkhead).
     proxy_max_concurrent_calls: int = 32
+    # The proxy's upstream transport (govern.broker.proxy.transport): connections open to one upstream origin,
+    # idle and in use; and the size a compressed answer may reach once decoded (a gzip bomb stops there).
+    proxy_max_connections_per_origin: int = 64
+    proxy_max_decoded_bytes: int = 32 * 1024 * 1024
     issuer: str = "govern"
     # The one URL clients use to reach govern (scheme, host, port, optional path prefix). The token URL a
     # client assertion names (aud), the redirect_uri of principal connections and the metadata URLs are
@@ -118,6 +122,8 @@ _ENV_NAMES = {
     "token_leeway_seconds": "GOVERN_TOKEN_LEEWAY_SECONDS",
     "refresh_lease_seconds": "GOVERN_REFRESH_LEASE_SECONDS",
     "proxy_max_concurrent_calls": "GOVERN_PROXY_MAX_CONCURRENT_CALLS",
+    "proxy_max_connections_per_origin": "GOVERN_PROXY_MAX_CONNECTIONS_PER_ORIGIN",
+    "proxy_max_decoded_bytes": "GOVERN_PROXY_MAX_DECODED_BYTES",
     "issuer": "GOVERN_ISSUER",
     "public_url": "GOVERN_PUBLIC_URL",
     "metrics_token": "GOVERN_METRICS_TOKEN",
@@ -174,6 +180,10 @@ def _coerce(name: str, raw: str):
             return int(raw)
         except ValueError:
             raise ConfigurationError(f"{_ENV_NAMES[name]} must be a whole number of seconds") from None
+    if name in ("proxy_max_connections_per_origin", "proxy_max_decoded_bytes"):
+        if not raw.strip().isascii() or not raw.strip().isdigit():
+            raise ConfigurationError(f"{_ENV_NAMES[name]} must be a whole number")
+        return int(raw.strip())
     if name in ("min_ipv4_prefix", "min_ipv6_prefix"):
         if not raw.strip().isascii() or not raw.strip().isdigit():
             raise ConfigurationError(f"{_ENV_NAMES[name]} must be a prefix length (e.g. 8)")
@@ -220,6 +230,10 @@ def check(settings: Settings) -> None:
         raise ConfigurationError("GOVERN_REFRESH_LEASE_SECONDS must be between 1 and 300")
     if not 1 <= settings.proxy_max_concurrent_calls <= 10000:
         raise ConfigurationError("GOVERN_PROXY_MAX_CONCURRENT_CALLS must be between 1 and 10000")
+    if not 1 <= settings.proxy_max_connections_per_origin <= 10000:
+        raise ConfigurationError("GOVERN_PROXY_MAX_CONNECTIONS_PER_ORIGIN must be between 1 and 10000")
+    if not 64 * 1024 <= settings.proxy_max_decoded_bytes <= 1024 ** 3:
+        raise ConfigurationError("GOVERN_PROXY_MAX_DECODED_BYTES must be between 65536 (64 KiB) and 1073741824 (1 GiB)")
     if settings.secret_store == "vault" and not settings.vault_addr:
         raise ConfigurationError("GOVERN_SECRET_STORE=vault needs GOVERN_VAULT_ADDR")
     if not 1 <= settings.min_ipv4_prefix <= 32:

@@ -33,10 +33,27 @@ def test_production_accepts_safe_settings(tmp_path):
     {"GOVERN_SECRET_STORE": "s3"},
     {"GOVERN_TRUSTED_PROXIES": "10.0.0.0/33"},
     {"GOVERN_TOKEN_LEEWAY_SECONDS": "soon"},
+    {"GOVERN_PROXY_MAX_CONNECTIONS_PER_ORIGIN": "0"},
+    {"GOVERN_PROXY_MAX_CONNECTIONS_PER_ORIGIN": "many"},
+    {"GOVERN_PROXY_MAX_DECODED_BYTES": "1024"},
+    {"GOVERN_PROXY_MAX_DECODED_BYTES": "32MiB"},
 ])
 def test_malformed_settings_are_refused(tmp_path, env):
     with pytest.raises(ConfigurationError):
         load_settings({"GOVERN_HOME": str(tmp_path), **env})
+
+
+def test_the_proxy_transport_bounds_come_from_the_settings(tmp_path):
+    from govern.bootstrap import build_services
+
+    services = build_services(load_settings({"GOVERN_HOME": str(tmp_path),
+                                             "GOVERN_PROXY_MAX_CONNECTIONS_PER_ORIGIN": "3",
+                                             "GOVERN_PROXY_MAX_DECODED_BYTES": "65536"}))
+    try:
+        transport = services.proxy.transport
+        assert (transport.max_connections, transport.max_decoded_bytes) == (3, 65536)
+    finally:
+        services.close()
 
 
 def test_cli_reports_config_error_in_one_line(tmp_path, monkeypatch):

@@ -8,8 +8,13 @@ from govern.broker.proxy.breaker import CircuitBreakers
 
 def build_proxy(services) -> Any:
     from govern.broker.proxy.service import ProxyService
+    from govern.broker.proxy.transport import MAX_CONNECTIONS, MAX_DECODED_BYTES, Urllib3Transport
 
-    proxy = ProxyService(services)
+    settings = getattr(services, "settings", None)
+    transport = Urllib3Transport(
+        max_connections=getattr(settings, "proxy_max_connections_per_origin", MAX_CONNECTIONS),
+        max_decoded_bytes=getattr(settings, "proxy_max_decoded_bytes", MAX_DECODED_BYTES))
+    proxy = ProxyService(services, transport=transport)
     services.closers.append(proxy.transport.close)
     return proxy
 
