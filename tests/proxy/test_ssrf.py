@@ -128,3 +128,17 @@ def test_refusals_are_logged_as_decisions(env):
     record = env.log.records[-1]
     assert record["decision"].allowed is False and record["decision"].rules == ("path_not_allowed",)
     assert record["request"].path == "%2e%2e/admin" and record["upstream_status"] is None
+
+
+@pytest.mark.parametrize("query", ["q=100%", "a=%zz", "a=%4", "a=%41%"])
+def test_a_query_with_a_stray_percent_is_refused_before_any_upstream_call(env, query):
+    # urllib3 would re-encode every "%" of such a query, so "%41%" would reach the upstream as "%2541%25".
+    r = env.client.get(env.url("accounts") + "?" + query, headers=CALLER)
+    assert r.status_code == 400 and r.get_json()["code"] == "path_not_allowed"
+    assert env.upstream.count == 0
+
+
+def test_a_query_reaches_the_upstream_as_rfc_3986_writes_it(env):
+    r = env.client.get(env.url("accounts") + "?filter[name]=a%2fb&x=%7E|y", headers=CALLER)
+    assert r.status_code == 200
+    assert env.upstream.last().query == "filter%5Bname%5D=a%2Fb&x=%7E%7Cy"
