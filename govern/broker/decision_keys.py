@@ -19,6 +19,7 @@ import threading
 import time
 
 import sqlalchemy as sa
+from sqlmodel import col
 
 from govern.domain.secret import Secret
 from govern.errors import ConfigurationError, SecretStoreUnavailable
@@ -111,7 +112,7 @@ class DecisionKeys:
         """Make a new key active; the previous ones are retired (they still verify what they signed)."""
         with self._lock:
             with session_scope(self._sessions) as s:
-                for row in s.execute(sa.select(DecisionLogKey).where(DecisionLogKey.state == "active")).scalars():
+                for row in s.execute(sa.select(DecisionLogKey).where(col(DecisionLogKey.state) == "active")).scalars():
                     row.state = "retired"
             self._active = self._create()
             self._active_at = time.monotonic()
@@ -119,13 +120,13 @@ class DecisionKeys:
 
     def listing(self) -> list[dict]:
         with self._sessions() as s:
-            rows = s.execute(sa.select(DecisionLogKey).order_by(DecisionLogKey.created_at)).scalars().all()
+            rows = s.execute(sa.select(DecisionLogKey).order_by(col(DecisionLogKey.created_at))).scalars().all()
             return [{"kid": r.kid, "state": r.state, "created_at": r.created_at} for r in rows]
 
     def _newest_active(self) -> str | None:
         with self._sessions() as s:
-            return s.execute(sa.select(DecisionLogKey.kid).where(DecisionLogKey.state == "active")
-                             .order_by(DecisionLogKey.created_at.desc(), DecisionLogKey.kid.desc())
+            return s.execute(sa.select(col(DecisionLogKey.kid)).where(col(DecisionLogKey.state) == "active")
+                             .order_by(col(DecisionLogKey.created_at).desc(), col(DecisionLogKey.kid).desc())
                              .limit(1)).scalar()
 
     def _require_store(self):

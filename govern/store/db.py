@@ -5,10 +5,13 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 from collections.abc import Iterator
+from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.engine import CursorResult, Result
 from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import SQLModel
 
 from govern.errors import ConfigurationError
 
@@ -73,6 +76,33 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+class _Row(Protocol):
+    id: int | None
+
+
+def row_id(row: _Row) -> int:
+    """The primary key of a row read from the database (or flushed to it). The tables type `id` as optional
+    because a new object has none until it is flushed."""
+    if row.id is None:
+        raise ValueError(f"{type(row).__name__} has no id: it was never flushed")
+    return row.id
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Table behind a table model, for Core statements. (SQLModel sets `__table__` on each table model
+    but does not declare it, so the type checker cannot see it.)"""
+    table = sa.inspect(model).local_table
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table
+
+
+def rows_matched(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched. Session.execute is typed as returning a plain Result,
+    but a DML statement's result is a CursorResult, which has the count."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def migrations_dir() -> Path:

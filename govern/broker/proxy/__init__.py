@@ -25,7 +25,7 @@ def build_proxy(services) -> Any:
 
 def breaker_states(services) -> list[dict[str, Any]]:
     """Every system's circuit state, for the API and for metrics (`state` is closed, open or half_open)."""
-    from sqlmodel import select
+    from sqlmodel import col, select
 
     from govern.domain.resilience import BreakerPolicy, parse_stored
     from govern.store.tables import ExternalCredential, NamedCredential, System
@@ -35,7 +35,7 @@ def breaker_states(services) -> list[dict[str, Any]]:
         rows = session.exec(select(System).order_by(System.external_id)).all()
         for system in rows:
             cfg_row = session.exec(select(NamedCredential).join(
-                ExternalCredential, NamedCredential.credential_id == ExternalCredential.id).where(
+                ExternalCredential, col(NamedCredential.credential_id) == col(ExternalCredential.id)).where(
                 ExternalCredential.system_id == system.id)).first()
             cfg = parse_stored(BreakerPolicy, cfg_row.circuit_breaker if cfg_row else None,
                                f"named credential {cfg_row.external_id if cfg_row else '-'}: circuit_breaker")

@@ -15,7 +15,7 @@ import base64
 import threading
 import time
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from govern.broker.proxy.errors import CredentialMissing, DegradedMode
 from govern.broker.proxy.targets import Target
@@ -129,8 +129,8 @@ class CredentialInjector:
                 # rotation worker may write refs under another external-id scheme.
                 query = select(SecretRef).where(
                     SecretRef.owner_kind == "credential", SecretRef.owner == credential, SecretRef.field == field,
-                    SecretRef.principal.is_(None) if owner_principal is None
-                    else SecretRef.principal == owner_principal).order_by(SecretRef.id.desc())
+                    col(SecretRef.principal).is_(None) if owner_principal is None
+                    else col(SecretRef.principal) == owner_principal).order_by(col(SecretRef.id).desc())
                 with self.services.sessions() as session:
                     ref = session.exec(query).first()
                 path = ref.path if ref else None

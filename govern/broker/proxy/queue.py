@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from govern.domain.access import AccessRequest, Caller
 from govern.broker.proxy.errors import BudgetExhausted
@@ -143,7 +143,7 @@ def deliver_queued(services, now: dt.datetime | None = None, *, limit: int = 100
     blocked: set[str] = set()
     with services.sessions() as session:
         query = (select(QueuedCall).where(QueuedCall.status == "queued")
-                 .order_by(QueuedCall.id).limit(limit))
+                 .order_by(col(QueuedCall.id)).limit(limit))
         if services.engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         rows = session.exec(query).all()
@@ -213,7 +213,7 @@ def _bury(session, row: QueuedCall, reason: str, now: dt.datetime) -> None:
 
 def dlq_list(services) -> list[DeadLetter]:
     with services.sessions() as session:
-        return list(session.exec(select(DeadLetter).order_by(DeadLetter.id)).all())
+        return list(session.exec(select(DeadLetter).order_by(col(DeadLetter.id))).all())
 
 
 def dlq_retry(services, dead_id: int) -> ItemOutcome:

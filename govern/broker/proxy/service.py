@@ -14,7 +14,8 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from typing import Any, Protocol
 from urllib.parse import unquote, urlsplit
 
 from govern.broker.proxy.breaker import CircuitBreakers
@@ -59,8 +60,29 @@ class ProxyCall:
 class ProxyResult:
     status: int
     headers: dict[str, str]
-    body: bytes | Iterator[bytes]
+    body: bytes | Iterable[bytes]
     replayed: bool = False
+
+
+class UpstreamAnswer(Protocol):
+    """What the proxy reads from an upstream answer; `close()` gives the connection back."""
+
+    status_code: int
+    headers: Any  # case-insensitive lookup: transport.Headers, or urllib3's HTTPHeaderDict
+
+    @property
+    def content(self) -> bytes: ...
+    def iter_content(self, chunk: int = ...) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """The proxy's HTTP client: transport.HttpTransport, or transport_urllib3.Urllib3Transport (a measurement
+    switch, see build_proxy)."""
+
+    def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+             timeout: float) -> UpstreamAnswer: ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -70,8 +92,8 @@ class _Outcome:
 
 @dataclass
 class ProxyService:
-    services: object
-    transport: HttpTransport = field(default_factory=HttpTransport)
+    services: Any  # govern.bootstrap.Services
+    transport: Transport = field(default_factory=HttpTransport)
     sleep: Callable[[float], None] = time.sleep
     random: Callable[[], float] = random.random
 
@@ -384,7 +406,7 @@ class _transport_errors:
         return False
 
 
-def _read_up_to(target: Target, response, limit: int) -> tuple[bytes, Iterator[bytes] | None]:
+def _read_up_to(target: Target, response, limit: int) -> tuple[bytes, Iterable[bytes] | None]:
     """The whole answer if it has at most `limit` bytes (None for the rest); else what was read and a stream of
     all of it, which closes the response at its end."""
     length = response.headers.get("Content-Length", "")
@@ -428,11 +450,11 @@ class _Stream:
     server closes it, even if the client left before the first chunk (a generator that never started
     would not run its `finally`, and would keep the connection and the bulkhead slot)."""
 
-    def __init__(self, chunks: Iterator[bytes], response):
+    def __init__(self, chunks: Generator[bytes, None, None], response):
         self._chunks = chunks
         self._response = response
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Generator[bytes, None, None]:
         return self._chunks
 
     def close(self) -> None:
@@ -440,11 +462,11 @@ class _Stream:
         self._response.close()
 
 
-def _stream(response, chunk: int = 64 * 1024, *, first: list[bytes] = (), parts=None) -> _Stream:
+def _stream(response, chunk: int = 64 * 1024, *, first: Sequence[bytes] = (), parts=None) -> _Stream:
     return _Stream(_chunks(response, chunk, first=first, parts=parts), response)
 
 
-def _chunks(response, chunk: int, *, first: list[bytes] = (), parts=None) -> Iterator[bytes]:
+def _chunks(response, chunk: int, *, first: Sequence[bytes] = (), parts=None) -> Generator[bytes, None, None]:
     try:
         yield from first
         try:

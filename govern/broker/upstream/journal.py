@@ -11,6 +11,7 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
+from sqlmodel import col
 
 from govern.store.db import session_scope
 from govern.store.upstream_tables import RefreshJournal
@@ -28,8 +29,8 @@ class RefreshJournalRepo:
         """Attempts that never reached a known outcome (started by a dead worker, or in doubt)."""
         with self.sessions() as session:
             return list(session.execute(sa.select(RefreshJournal).where(
-                RefreshJournal.credential == credential, RefreshJournal.principal == principal,
-                RefreshJournal.state.in_((STARTED, IN_DOUBT))).order_by(RefreshJournal.id)).scalars())
+                col(RefreshJournal.credential) == credential, col(RefreshJournal.principal) == principal,
+                col(RefreshJournal.state).in_((STARTED, IN_DOUBT))).order_by(col(RefreshJournal.id))).scalars())
 
     def start(self, credential: str, principal: str, old_version: int | None) -> str:
         attempt = uuid.uuid4().hex
@@ -41,7 +42,7 @@ class RefreshJournalRepo:
 
     def finish(self, attempt: str, state: str, *, new_version: int | None = None, error: str | None = None) -> None:
         with session_scope(self.sessions) as session:
-            row = session.execute(sa.select(RefreshJournal).where(RefreshJournal.attempt_id == attempt)).scalar_one()
+            row = session.execute(sa.select(RefreshJournal).where(col(RefreshJournal.attempt_id) == attempt)).scalar_one()
             row.state = state
             row.new_version = new_version
             row.error = error
@@ -52,7 +53,7 @@ class RefreshJournalRepo:
         if not ids:
             return
         with session_scope(self.sessions) as session:
-            for row in session.execute(sa.select(RefreshJournal).where(RefreshJournal.id.in_(ids))).scalars():
+            for row in session.execute(sa.select(RefreshJournal).where(col(RefreshJournal.id).in_(ids))).scalars():
                 row.state = state
                 row.error = error
                 row.finished_at = row.finished_at or self.clock.now()

@@ -15,10 +15,11 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlmodel import col
 
 from govern.domain.secret import Secret
 from govern.errors import ConfigurationError, SecretConflict
-from govern.store.db import session_scope
+from govern.store.db import row_id, session_scope
 from govern.store.tables import SecretRef, SecretVersion
 
 
@@ -47,9 +48,9 @@ class CredentialSecrets:
     def _ref(self, session, credential: str, principal: str | None, field: str) -> SecretRef | None:
         """Found by its columns, not its external id, so rows written under another path scheme are found too."""
         query = sa.select(SecretRef).where(
-            SecretRef.owner_kind == "credential", SecretRef.owner == credential, SecretRef.field == field,
-            SecretRef.principal.is_(None) if principal is None else SecretRef.principal == principal)
-        return session.execute(query.order_by(SecretRef.set_at.desc().nulls_last(), SecretRef.id.desc())
+            col(SecretRef.owner_kind) == "credential", col(SecretRef.owner) == credential, col(SecretRef.field) == field,
+            col(SecretRef.principal).is_(None) if principal is None else col(SecretRef.principal) == principal)
+        return session.execute(query.order_by(col(SecretRef.set_at).desc().nulls_last(), col(SecretRef.id).desc())
                                .limit(1)).scalar_one_or_none()
 
     def candidates(self, credential: str, principal: str | None, field: str) -> list[StoredSecret]:
@@ -61,7 +62,8 @@ class CredentialSecrets:
             if ref is None:
                 return []
             staged = session.execute(sa.select(SecretVersion).where(
-                SecretVersion.secret_ref_id == ref.id, SecretVersion.stage.in_(("current", "previous")))).scalars().all()
+                col(SecretVersion.secret_ref_id) == ref.id,
+                col(SecretVersion.stage).in_(("current", "previous")))).scalars().all()
             overlap = self._overlap(session, credential)
             set_at = _aware(ref.set_at) if ref.set_at else None
         now = self.clock.now()
@@ -75,15 +77,15 @@ class CredentialSecrets:
         versions = sorted(current, reverse=True)[:1] + [v.version for v in previous if v.version not in current]
         if not versions:
             versions = [ref.current_version or self.store.metadata(ref.path).version]
-        return [StoredSecret(ref.id, ref.path, v, self.store.get(ref.path, version=v)) for v in versions]
+        return [StoredSecret(row_id(ref), ref.path, v, self.store.get(ref.path, version=v)) for v in versions]
 
     @staticmethod
     def _overlap(session, credential: str) -> float | None:
         from govern.config_as_code.units import parse_duration
         from govern.store.tables import ExternalCredential
 
-        rotation = session.execute(sa.select(ExternalCredential.rotation).where(
-            ExternalCredential.external_id == credential)).scalar_one_or_none() or {}
+        rotation = session.execute(sa.select(col(ExternalCredential.rotation)).where(
+            col(ExternalCredential.external_id) == credential)).scalar_one_or_none() or {}
         return parse_duration(rotation["overlap"]) if rotation.get("overlap") else None
 
     def current(self, credential: str, principal: str | None, field: str) -> StoredSecret | None:
@@ -101,7 +103,7 @@ class CredentialSecrets:
             ref = self._ref(session, credential, principal, field)
             if ref is None:
                 return None
-            ref_id, path = ref.id, ref.path
+            ref_id, path = row_id(ref), ref.path
         version = self.store.metadata(path).version
         return StoredSecret(ref_id, path, version, self.store.get(path, version=version))
 
@@ -121,9 +123,9 @@ class CredentialSecrets:
                 session.add(ref)
                 session.flush()
             for old in session.execute(sa.select(SecretVersion).where(
-                    SecretVersion.secret_ref_id == ref.id, SecretVersion.stage.in_(("current", "previous")))).scalars():
+                    col(SecretVersion.secret_ref_id) == ref.id, col(SecretVersion.stage).in_(("current", "previous")))).scalars():
                 old.stage = "previous" if old.stage == "current" else "revoked"
-            session.add(SecretVersion(secret_ref_id=ref.id, version=meta.version, stage="current"))
+            session.add(SecretVersion(secret_ref_id=row_id(ref), version=meta.version, stage="current"))
             ref.current_version = meta.version
             ref.set_at = self.clock.now()
             return meta.version

@@ -46,13 +46,13 @@ def role_accepts(admin_url: str, role: str, password: Secret) -> bool:
     params = conninfo_to_dict(admin_url)
     params.update(user=role, password=password.reveal(), connect_timeout=10)
     try:
-        with psycopg.connect(make_conninfo(**params)) as conn:
+        with psycopg.connect(make_conninfo("", **params)) as conn:
             conn.execute("SELECT 1")
     except psycopg.OperationalError:
         return False
     with psycopg.connect(admin_url, connect_timeout=10) as conn:
         row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
-    return bool(row) and verify_postgres_password(password.reveal(), row[0], role)
+    return row is not None and verify_postgres_password(password.reveal(), row[0], role)
 
 
 class PostgresRoleRotator(StoredSecretRotator):
