@@ -18,6 +18,8 @@ import json
 import logging
 from typing import Any
 
+import requests
+
 log = logging.getLogger("govern.notify")
 SIGNATURE_HEADER = "X-Govern-Signature"
 TIMESTAMP_HEADER = "X-Govern-Timestamp"
@@ -43,8 +45,6 @@ class LogNotifier:
 
 class WebhookNotifier:
     def __init__(self, url: str, secret: str, *, timeout: float = 5.0, clock=None, session=None):
-        import requests
-
         self.url = url
         self._secret = secret
         self.timeout = timeout

@@ -23,6 +23,10 @@ import datetime as dt
 import logging
 import secrets
 from dataclasses import dataclass, field
+import base64
+import binascii
+import json
+from urllib.parse import unquote
 
 import sqlalchemy as sa
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -288,11 +292,6 @@ def _active_ranges(landscape) -> tuple[str, ...]:
 def claimed_client_id(authorization: str | None, form) -> str | None:
     """The client id the request claims (RFC 6749 section 2.3.1 Basic user name, the client_id field, or the
     private_key_jwt assertion's unverified `sub`), for the record only: it says who asked, not who was proven."""
-    import base64
-    import binascii
-    import json
-    from urllib.parse import unquote
-
     scheme, _, value = (authorization or "").partition(" ")
     if scheme.lower() == "basic" and value.strip():
         try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from typing import Any
+import datetime as dt
 
 from sqlmodel import col, select
 
@@ -12,8 +13,6 @@ from govern.store.tables import RotationRun, SecretRef
 
 def aware(value):
     """SQLite hands back naive datetimes for timezone-aware columns; every value govern writes is UTC."""
-    import datetime as dt
-
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     return value

@@ -37,6 +37,7 @@ from govern.rotation.support import (  # noqa: F401 - re-exported for callers
 from govern.store.db import row_id, rows_matched, session_scope
 from govern.store.rotation_tables import RotationSystemCap
 from govern.store.tables import RotationRun, SecretRef, SecretVersion
+from govern.notify import build_notifier
 
 log = logging.getLogger("govern.rotation")
 
@@ -71,8 +72,6 @@ class RotationService(OperatorActions, Housekeeping):
             # govern's one notifier (govern.notify), wired by the composition root.
             self.notifier = self.services.notifier
         if self.notifier is None:
-            from govern.notify import build_notifier
-
             self.notifier = build_notifier(self.services.settings, self.services.clock)
 
     # --- helpers ----------------------------------------------------------------------------------

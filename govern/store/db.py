@@ -9,9 +9,9 @@ from typing import Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.engine import CursorResult, Result
+from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, Session as SQLModelSession
 
 from govern.errors import ConfigurationError
 
@@ -50,8 +50,6 @@ def sqlite_path(database_url: str) -> Path | None:
 
 def describe_database(database_url: str) -> str:
     """The database URL without its password."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(database_url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown by its scheme only
@@ -59,8 +57,6 @@ def describe_database(database_url: str) -> str:
 
 
 def make_session_factory(engine: sa.Engine) -> sessionmaker[Session]:
-    from sqlmodel import Session as SQLModelSession
-
     return sessionmaker(bind=engine, class_=SQLModelSession, expire_on_commit=False)
 
 

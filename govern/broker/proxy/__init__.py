@@ -1,21 +1,22 @@
 """The callout proxy: calls by named credential with the credential injected (see service.py)."""
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from sqlmodel import col, select
+
 from govern.broker.proxy.breaker import CircuitBreakers
+from govern.broker.proxy.service import ProxyService
+from govern.broker.proxy.transport_urllib3 import Urllib3Transport
+from govern.domain.resilience import BreakerPolicy, parse_stored
+from govern.store.tables import ExternalCredential, NamedCredential, System
 
 
 def build_proxy(services) -> Any:
-    import os
-
-    from govern.broker.proxy.service import ProxyService
-
     if os.environ.get("GOVERN_PROXY_TRANSPORT", "httptools") == "urllib3":
         # A measurement switch (bench/proxy.py --transport urllib3), not a product setting: the default
         # transport is the one the proxy's bounds and tests are written for.
-        from govern.broker.proxy.transport_urllib3 import Urllib3Transport
-
         proxy = ProxyService(services, transport=Urllib3Transport())
     else:
         proxy = ProxyService(services)
@@ -25,11 +26,6 @@ def build_proxy(services) -> Any:
 
 def breaker_states(services) -> list[dict[str, Any]]:
     """Every system's circuit state, for the API and for metrics (`state` is closed, open or half_open)."""
-    from sqlmodel import col, select
-
-    from govern.domain.resilience import BreakerPolicy, parse_stored
-    from govern.store.tables import ExternalCredential, NamedCredential, System
-
     states = []
     with services.sessions() as session:
         rows = session.exec(select(System).order_by(System.external_id)).all()

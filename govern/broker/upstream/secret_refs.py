@@ -20,7 +20,8 @@ from sqlmodel import col
 from govern.domain.secret import Secret
 from govern.errors import ConfigurationError, SecretConflict
 from govern.store.db import row_id, session_scope
-from govern.store.tables import SecretRef, SecretVersion
+from govern.store.tables import SecretRef, SecretVersion, ExternalCredential
+from govern.config_as_code.units import parse_duration
 
 
 def ref_external_id(credential: str, principal: str | None, field: str) -> str:
@@ -81,9 +82,6 @@ class CredentialSecrets:
 
     @staticmethod
     def _overlap(session, credential: str) -> float | None:
-        from govern.config_as_code.units import parse_duration
-        from govern.store.tables import ExternalCredential
-
         rotation = session.execute(sa.select(col(ExternalCredential.rotation)).where(
             col(ExternalCredential.external_id) == credential)).scalar_one_or_none() or {}
         return parse_duration(rotation["overlap"]) if rotation.get("overlap") else None

@@ -15,6 +15,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
+import hmac
 
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
@@ -162,6 +163,4 @@ class TokenCache:
 
 def same_token(token: UpstreamToken, access_token: str | None) -> bool:
     """Whether `token` is the access token `access_token` (constant time)."""
-    import hmac
-
     return access_token is not None and hmac.compare_digest(token.access_token.reveal().encode(), access_token.encode())

@@ -18,12 +18,14 @@ import datetime as dt
 from typing import Any
 
 from sqlmodel import select
+import requests
 
 from govern.domain.secret import Secret
 from govern.errors import NotFound
 from govern.rotation.rotators.base import NotConfigured, RotationContext, RotationTestFailed, StoredSecretRotator
 from govern.store.db import session_scope
 from govern.store.tables import ExternalCredential, SecretRef
+from govern.broker.upstream.secret_refs import CredentialSecrets
 
 
 def _credential(ctx: RotationContext) -> ExternalCredential:
@@ -40,8 +42,6 @@ def _set_config(cred: ExternalCredential) -> dict[str, Any]:
 
 
 def _http():
-    import requests
-
     return requests
 
 
@@ -105,8 +105,6 @@ def ordered_secrets(sessions, store, secret_ref: str, now: dt.datetime) -> list[
 
     Exactly what the upstream token client tries (govern.broker.upstream.secret_refs.CredentialSecrets
     .candidates, which this calls), so a rotation test and the broker can never disagree."""
-    from govern.broker.upstream.secret_refs import CredentialSecrets
-
     with session_scope(sessions) as s:
         ref = s.execute(select(SecretRef).where(SecretRef.external_id == secret_ref)).scalar_one_or_none()
         if ref is None:
