@@ -45,6 +45,7 @@ from govern.broker.authenticator import AUDIENCE
 from govern.broker.client_authentication import REFUSED, ClientAuthGuard, authenticate_client_secret_basic
 from govern.domain.access_rules import ip_in_ranges, parse_scopes
 from govern.domain.client_auth import secret_accepted
+from govern.ports import Clock
 from govern.store.db import session_scope
 from govern.store.tables import Assignment, IntegrationUser, PermissionSet
 
@@ -119,7 +120,7 @@ class PrivateKeyJwtAuth(JWTBearerClientAssertion):
 
     CLIENT_AUTH_METHOD = PRIVATE_KEY_JWT
 
-    def __init__(self, audiences: list[str], seen, clock, guard: ClientAuthGuard, source_ip, leeway: int = 60):
+    def __init__(self, audiences: list[str], seen, clock: Clock, guard: ClientAuthGuard, source_ip, leeway: int = 60):
         super().__init__(validate_jti=True, leeway=leeway)
         self._audiences = audiences
         self._seen = seen

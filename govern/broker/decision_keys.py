@@ -23,6 +23,7 @@ from sqlmodel import col
 
 from govern.domain.secret import Secret
 from govern.errors import ConfigurationError, SecretStoreUnavailable
+from govern.ports import Clock
 from govern.store.db import session_scope
 from govern.store.tables import DecisionLogKey
 
@@ -33,7 +34,7 @@ CACHE_TTL_SECONDS = 7 * 24 * 3600  # refreshed whenever a process reads the key 
 
 
 class DecisionKeys:
-    def __init__(self, sessions, secret_store_provider, clock, *, cache=None, cipher_provider=None,
+    def __init__(self, sessions, secret_store_provider, clock: Clock, *, cache=None, cipher_provider=None,
                  reload_interval: float = 10.0):
         self._sessions = sessions
         self._store = secret_store_provider  # a callable: the store is wired by govern.secrets

@@ -34,6 +34,7 @@ from govern.domain.decision_chain import (GENESIS, HASHED_FIELDS, STORE_DOWN_KEY
                                           derive_outcome, record_digest, record_mac, verify_chain)
 from govern.errors import GovernError, SecretStoreUnavailable
 from govern.logs import current_correlation_id, new_correlation_id
+from govern.ports import Clock
 from govern.store.db import table_of
 from govern.store.tables import Decision, DecisionCheckpoint
 
@@ -63,7 +64,7 @@ class _Pending:
 
 
 class ChainedDecisionLog:
-    def __init__(self, engine: sa.Engine, clock, keys, *, batch_size: int = 500, linger_seconds: float = 0.0,
+    def __init__(self, engine: sa.Engine, clock: Clock, keys, *, batch_size: int = 500, linger_seconds: float = 0.0,
                  commit_timeout: float = 30.0, checkpoint_every: int = 1000):
         self._engine = engine
         self._clock = clock

@@ -24,6 +24,7 @@ from sqlmodel import col
 
 from govern.domain.secret import Secret
 from govern.errors import ConfigurationError
+from govern.ports import Clock
 from govern.store.broker_tables import SigningKey
 from govern.store.db import session_scope
 
@@ -43,7 +44,7 @@ class _PublicKey:
 
 
 class SigningKeys:
-    def __init__(self, sessions, secret_store_provider, clock, *, token_lifetime_seconds: int, leeway_seconds: int = 60,
+    def __init__(self, sessions, secret_store_provider, clock: Clock, *, token_lifetime_seconds: int, leeway_seconds: int = 60,
                  reload_interval: float = 5.0):
         self._sessions = sessions
         # A callable: the secret store is wired by govern.secrets, possibly after the broker.

@@ -38,6 +38,7 @@ from govern.store.db import row_id, rows_matched, session_scope
 from govern.store.rotation_tables import RotationSystemCap
 from govern.store.tables import RotationRun, SecretRef, SecretVersion
 from govern.notify import build_notifier
+from govern.ports import Notifier
 
 log = logging.getLogger("govern.rotation")
 
@@ -59,7 +60,7 @@ class RotationService(OperatorActions, Housekeeping):
     lease: dt.timedelta = dt.timedelta(seconds=120)
     reminder_every: dt.timedelta = dt.timedelta(hours=24)
     rng: Any = None  # random.Random-like, for jitter; None: no jitter
-    notifier: Any = None
+    notifier: Notifier | None = None
     # Test seam: called as hook(point, run_id, step); "after_step" fires once a step is persisted and
     # "before_persist" after the target was touched but before the state was written.
     hook: Callable[[str, int, str], None] | None = None
@@ -101,6 +102,8 @@ class RotationService(OperatorActions, Housekeeping):
         return load_rotator(name, self._rotators)
 
     def _notify(self, event: str, run_id: int | None, secret: str, **payload: Any) -> None:
+        if self.notifier is None:  # __post_init__ always sets one
+            return
         try:
             self.notifier.notify(event, {"run_id": run_id, "secret_ref": secret, "at": self._now().isoformat(), **payload})
         except Exception as exc:  # noqa: BLE001 - notifications never break the run

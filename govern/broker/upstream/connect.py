@@ -20,9 +20,12 @@ from sqlmodel import col
 
 from govern.broker.upstream.errors import UpstreamNotConfigured
 from govern.broker.upstream.reconnect import clear_needs_reconnect
+from govern.broker.upstream.secret_refs import CredentialSecrets
+from govern.broker.upstream.service import UpstreamTokens
 from govern.broker.upstream.targets import Target, token_settings
 from govern.domain.secret import Secret
 from govern.errors import BadRequest, NotFound, UpstreamError
+from govern.ports import Cache, Cipher, Clock
 from govern.store.db import session_scope
 from govern.store.tables import ExternalCredential, IntegrationUser, Principal
 
@@ -37,7 +40,8 @@ class Connected:
 
 
 class ConnectService:
-    def __init__(self, *, sessions, cache, cipher, secrets, tokens, clock, ttl: int = CONNECT_TTL):
+    def __init__(self, *, sessions, cache: Cache, cipher: Cipher, secrets: CredentialSecrets, tokens: UpstreamTokens,
+                 clock: Clock, ttl: int = CONNECT_TTL):
         self.sessions = sessions
         self.cache = cache
         self.cipher = cipher

@@ -13,6 +13,7 @@ import uuid
 import sqlalchemy as sa
 from sqlmodel import col
 
+from govern.ports import Clock
 from govern.store.db import session_scope
 from govern.store.upstream_tables import RefreshJournal
 
@@ -20,7 +21,7 @@ STARTED, SUCCEEDED, FAILED, IN_DOUBT = "started", "succeeded", "failed", "in_dou
 
 
 class RefreshJournalRepo:
-    def __init__(self, sessions, clock, worker: str):
+    def __init__(self, sessions, clock: Clock, worker: str):
         self.sessions = sessions
         self.clock = clock
         self.worker = worker

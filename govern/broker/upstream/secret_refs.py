@@ -12,6 +12,8 @@ upstream_client_secret rotator's `ordered_secrets` is this same list (govern.rot
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import cast
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -19,6 +21,7 @@ from sqlmodel import col
 
 from govern.domain.secret import Secret
 from govern.errors import ConfigurationError, SecretConflict
+from govern.ports import Clock, SecretStore
 from govern.store.db import row_id, session_scope
 from govern.store.tables import SecretRef, SecretVersion, ExternalCredential
 from govern.config_as_code.units import parse_duration
@@ -37,14 +40,16 @@ class StoredSecret:
 
 
 class CredentialSecrets:
-    def __init__(self, sessions, store, clock):
+    def __init__(self, sessions, store: SecretStore | Callable[[], SecretStore | None] | None, clock: Clock):
         self.sessions = sessions
         self._store = store  # the store, or a callable returning it (wired later by the secrets package)
         self.clock = clock
 
     @property
-    def store(self):
-        return self._store() if callable(self._store) and not hasattr(self._store, "put") else self._store
+    def store(self) -> SecretStore | None:
+        if callable(self._store) and not hasattr(self._store, "put"):
+            return self._store()
+        return cast("SecretStore | None", self._store)
 
     def _ref(self, session, credential: str, principal: str | None, field: str) -> SecretRef | None:
         """Found by its columns, not its external id, so rows written under another path scheme are found too."""
@@ -109,15 +114,18 @@ class CredentialSecrets:
                 expected_version: int | None) -> int:
         """Store a new version with check-and-set against `expected_version` (0/None: must not exist yet),
         then stage it `current` and the one it replaces `previous`. Raises SecretConflict if it moved."""
+        store = self.store
+        if store is None:
+            raise ConfigurationError("no secret store is configured")
         with self.sessions() as session:  # read, and close, before the store is called: no transaction is held
             ref = self._ref(session, credential, principal, field)  # open across it (the local store writes too)
             path = ref.path if ref is not None else ref_external_id(credential, principal, field)
-        meta = self.store.put(path, value, cas=expected_version or 0)
+        meta = store.put(path, value, cas=expected_version or 0)
         with session_scope(self.sessions) as session:
             ref = self._ref(session, credential, principal, field)
             if ref is None:
                 ref = SecretRef(external_id=path, owner_kind="credential", owner=credential, principal=principal,
-                                field=field, store=getattr(self.store, "kind", "local"), path=path)
+                                field=field, store=getattr(store, "kind", "local"), path=path)
                 session.add(ref)
                 session.flush()
             for old in session.execute(sa.select(SecretVersion).where(

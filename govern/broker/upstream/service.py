@@ -47,6 +47,7 @@ from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
 from govern.domain.token_request import leeway_too_large, refresh_leeway
 from govern.errors import GovernError, SecretConflict, UpstreamUnavailable
+from govern.ports import Cipher, Clock
 from govern.store.db import row_id
 
 log = logging.getLogger("govern.broker.upstream")
@@ -60,7 +61,7 @@ CLIENT_SECRET_TTL = 30.0  # shorter than any rotation overlap; an invalid_client
 
 
 class UpstreamTokens:
-    def __init__(self, *, sessions, secrets: CredentialSecrets, token_cache: TokenCache, http: TokenHttp, clock,
+    def __init__(self, *, sessions, secrets: CredentialSecrets, token_cache: TokenCache, http: TokenHttp, clock: Clock,
                  journal: J.RefreshJournalRepo, redis_flight=None, db_flight=None, poll_interval: float = 0.02,
                  metrics=None, notify=None):
         self.sessions = sessions
@@ -394,6 +395,6 @@ def _token_url(target: Target) -> str:
     return target.token_url
 
 
-def _holds(cipher, key: str, sealed: bytes | None, access_token: str) -> bool:
+def _holds(cipher: Cipher, key: str, sealed: bytes | None, access_token: str) -> bool:
     token = open_token(cipher, key, sealed) if sealed else None
     return token is None or same_token(token, access_token)

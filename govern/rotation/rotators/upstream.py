@@ -15,6 +15,7 @@ The test step asks the credential's token endpoint for a client_credentials toke
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from sqlmodel import select
@@ -22,6 +23,7 @@ import requests
 
 from govern.domain.secret import Secret
 from govern.errors import NotFound
+from govern.ports import SecretStore
 from govern.rotation.rotators.base import NotConfigured, RotationContext, RotationTestFailed, StoredSecretRotator
 from govern.store.db import session_scope
 from govern.store.tables import ExternalCredential, SecretRef
@@ -100,7 +102,7 @@ class UpstreamClientSecretRotator(StoredSecretRotator):
             raise RotationTestFailed(f"revocation endpoint answered {resp.status_code}")
 
 
-def ordered_secrets(sessions, store, secret_ref: str, now: dt.datetime) -> list[Secret]:
+def ordered_secrets(sessions, store: SecretStore, secret_ref: str, now: dt.datetime) -> list[Secret]:
     """The secrets to try, in order: current first, then the previous one while its overlap lasts.
 
     Exactly what the upstream token client tries (govern.broker.upstream.secret_refs.CredentialSecrets
@@ -111,9 +113,12 @@ def ordered_secrets(sessions, store, secret_ref: str, now: dt.datetime) -> list[
             raise NotFound(f"no secret named {secret_ref}")
         owner, principal, field_name = ref.owner, ref.principal, ref.field
 
-    class _At:
+    class _At:  # a Clock stopped at `now`
         def now(self) -> dt.datetime:
             return now
+
+        def monotonic(self) -> float:
+            return time.monotonic()
 
     found = CredentialSecrets(sessions, store, _At()).candidates(owner, principal, field_name)
     return [s.value for s in found]
