@@ -5,15 +5,17 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 from collections.abc import Iterator
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import SQLModel, Session as SQLModelSession
 
 from govern.errors import ConfigurationError
+
+if TYPE_CHECKING:  # sqlmodel is imported when sessions are made: govern --help loads this module, not sqlmodel
+    from sqlmodel import SQLModel
 
 
 def make_engine(url: str, **kw) -> sa.Engine:
@@ -57,6 +59,8 @@ def describe_database(database_url: str) -> str:
 
 
 def make_session_factory(engine: sa.Engine) -> sessionmaker[Session]:
+    from sqlmodel import Session as SQLModelSession
+
     return sessionmaker(bind=engine, class_=SQLModelSession, expire_on_commit=False)
 
 
