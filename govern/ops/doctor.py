@@ -9,12 +9,13 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from govern.store.db import current_revisions, describe_database, head_revisions, make_engine, sqlite_path
-from govern.secrets.vault import VaultSecretStore
-from govern.secrets.keys import key_file_path, load_keyring
 from govern.cache import build_cache
-from govern.policy.guardrails import policies_directory, validate_directory
 from govern.config import DEVELOPMENT_PUBLIC_URL
+from govern.policy.guardrails import policies_directory, validate_directory
+from govern.secrets.keys import key_file_path, load_keyring
+from govern.secrets.vault import VaultSecretStore
+from govern.store.db import current_revisions, describe_database, head_revisions, make_engine, sqlite_path
+
 
 @dataclass(frozen=True)
 class Check:
