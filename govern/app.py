@@ -1,7 +1,7 @@
 """create_app(): the Flask application factory, in steps. Nothing is created at import time."""
 from __future__ import annotations
 
-import logging
+import ipaddress
 import time
 from typing import Any
 from collections.abc import Mapping
@@ -9,28 +9,22 @@ from collections.abc import Mapping
 from flask import Flask, g, request
 from flask.sessions import SecureCookieSessionInterface
 
+from govern.admin import init_admin
+from govern.api import (breakers, broker, connect, decisions, edge, findings, health, landscape, metrics, oauth,
+                        openapi, proxy, rotations, secrets as secrets_api)
+from govern.api.conventions import SECURITY_HEADERS, log_request
+from govern.api.oauth import TokenEdge
+from govern.api.problems import register_error_handlers
+from govern.api.proxy import ProxyEdge
+from govern.bootstrap import build_services
 from govern.config import Settings, instance_secret_key, load_settings
 from govern.logs import CORRELATION_HEADER, accept_correlation_id, bind_correlation_id, configure_logging
-
-log = logging.getLogger("govern.http")
-# Set on every response unless the handler set them (JSON APIs and the console alike).
-SECURITY_HEADERS = (("X-Content-Type-Options", "nosniff"), ("Cache-Control", "no-store"))
-UNLOGGED_PATHS = ("/healthz", "/readyz", "/metrics")
-
-
-def log_request(method: str, path: str, status: int, started: float, fields: Mapping[str, Any] | None) -> None:
-    """The one line per request: method, path, status, duration, and the operation's fields if any."""
-    if path not in UNLOGGED_PATHS:
-        log.info("request", extra={"method": method, "path": path, "status": status,
-                                   "duration_ms": round((time.perf_counter() - started) * 1000, 2), **(fields or {})})
 
 
 def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settings | None = None, services=None) -> Flask:
     settings = settings or (services.settings if services else load_settings())
     configure_logging(settings.log_level)
     if services is None:
-        from govern.bootstrap import build_services
-
         services = build_services(settings)
 
     app = Flask("govern", instance_path=str(settings.home.resolve()), instance_relative_config=True)
@@ -38,19 +32,11 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     app.extensions["govern"] = services
     _install_correlation(app)
 
-    from govern.api.problems import register_error_handlers
-
     register_error_handlers(app)
-    from govern.api import edge
-
     edge.install(app)  # before the blueprints: their `<int:...>` rules use its converter
     _register_blueprints(app)
-    from govern.api.proxy import ProxyEdge
-
     # The callout proxy is served by its own WSGI edge in front of Flask (govern.api.proxy): the hot path.
     app.wsgi_app = ProxyEdge(app.wsgi_app, services, max_body=app.config["MAX_CONTENT_LENGTH"])
-    from govern.api.oauth import TokenEdge
-
     # A guesser already refused at /oauth/token is answered before Flask (govern.api.oauth.TokenEdge).
     app.wsgi_app = TokenEdge(app.wsgi_app, services)
     app.wsgi_app = TrustedForwardedProto(app.wsgi_app, settings.trusted_proxy_networks)
@@ -76,8 +62,6 @@ class TrustedForwardedProto:
 
 
 def _peer_trusted(peer: str, networks) -> bool:
-    import ipaddress
-
     try:
         addr = ipaddress.ip_address(peer)
     except ValueError:
@@ -139,12 +123,7 @@ def _install_correlation(app: Flask) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from govern.api import (breakers, broker, connect, decisions, findings, health, landscape, metrics, oauth,
-                            openapi, proxy, rotations, secrets as secrets_api)
-
     for module in (health, metrics, oauth, broker, openapi, secrets_api, proxy, breakers, landscape, findings,
                    rotations, connect, decisions):
         app.register_blueprint(module.bp)
-    from govern.admin import init_admin
-
     init_admin(app)  # the web console at /admin

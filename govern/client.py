@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterable
 
 import requests
 from requests.auth import AuthBase
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -121,9 +123,6 @@ class GovernTokens:
         return self._cached(resp)
 
     def _client_assertion(self) -> str:
-        from joserfc import jwt
-        from joserfc.jwk import ECKey, RSAKey
-
         try:
             key, alg = RSAKey.import_key(self._private_key), "RS256"
         except Exception:  # noqa: BLE001 - not RSA: try EC

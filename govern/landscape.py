@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import yaml
 from sqlalchemy.exc import IntegrityError
+import sqlalchemy as sa
 
 from govern.config_as_code.plan import Plan, make_plan
 from govern.config_as_code.specs import to_document
@@ -18,7 +19,7 @@ from govern.errors import Conflict, ValidationFailed
 from govern.store.db import session_scope
 from govern.store.landscape import WRITE_STEPS, apply_plan, load_current
 from govern.rotation.sync import sync_refs
-from govern.store.tables import AdminAction, utcnow
+from govern.store.tables import AdminAction, utcnow, SecretRef
 
 EXPORT_HEADER = "# governance.yaml written by `govern export`: no secret values; set them with `govern secrets put`.\n"
 
@@ -85,10 +86,6 @@ def secrets_left_behind(session, plan: Plan, filename: str) -> list[dict]:
     """Validation errors for every stored secret whose owner the plan removes (a pruned integration user or
     credential, or a principal dropped from a credential): a secret must never outlive what it belongs to
     unseen. The user deletes it first (`govern secrets delete REF`), or keeps its owner in the file."""
-    import sqlalchemy as sa
-
-    from govern.store.tables import SecretRef
-
     users = {c.id for c in plan.of("delete", "integration_user")}
     credentials = {c.id for c in plan.of("delete", "credential")}
     principals: set[tuple[str, str]] = set()

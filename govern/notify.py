@@ -18,6 +18,10 @@ import json
 import logging
 from typing import Any
 
+import requests
+
+from govern.ports import Clock, Notifier
+
 log = logging.getLogger("govern.notify")
 SIGNATURE_HEADER = "X-Govern-Signature"
 TIMESTAMP_HEADER = "X-Govern-Timestamp"
@@ -43,8 +47,6 @@ class LogNotifier:
 
 class WebhookNotifier:
     def __init__(self, url: str, secret: str, *, timeout: float = 5.0, clock=None, session=None):
-        import requests
-
         self.url = url
         self._secret = secret
         self.timeout = timeout
@@ -67,7 +69,7 @@ class WebhookNotifier:
             log.error("alert webhook refused", extra={"event": event, "status": response.status_code})
 
 
-def build_notifier(settings, clock=None):
+def build_notifier(settings, clock: Clock | None = None) -> Notifier:
     if settings.alert_webhook_url:
         if not settings.alert_webhook_secret:
             log.warning("GOVERN_ALERT_WEBHOOK_URL is set without GOVERN_ALERT_WEBHOOK_SECRET; alerts go to the log")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
+import time
 
 from govern.domain.secret import Secret
 
@@ -18,8 +19,6 @@ class SystemClock:
         return dt.datetime.now(dt.UTC)
 
     def monotonic(self) -> float:
-        import time
-
         return time.monotonic()
 
 

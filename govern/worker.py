@@ -23,6 +23,8 @@ from typing import Any
 from collections.abc import Callable
 
 from govern.rotation.support import Outcome, describe_error
+from govern.broker.proxy import queue
+from govern.ops.alerts import check_alerts
 
 log = logging.getLogger("govern.worker")
 
@@ -36,10 +38,8 @@ class Job:
 def _queued_calls(services: Any, now: dt.datetime) -> list[Outcome]:
     if services.proxy is None:
         return []
-    from govern.broker.proxy.queue import deliver_queued
-
     return [Outcome(f"queued call {item.id}", "delivered" if item.ok else "failed", None, item.detail)
-            for item in deliver_queued(services, now)]
+            for item in queue.deliver_queued(services, now)]
 
 
 def _signing_keys(services: Any, now: dt.datetime) -> list[Outcome]:
@@ -50,8 +50,6 @@ def _signing_keys(services: Any, now: dt.datetime) -> list[Outcome]:
 
 
 def _alerts(services: Any, now: dt.datetime) -> list[Outcome]:
-    from govern.ops.alerts import check_alerts
-
     report = check_alerts(services, now)
     return ([Outcome(f"alert {key}", "sent", None, "") for key in report["sent"]]
             + [Outcome(f"alert {key}", "resolved", None, "") for key in report["resolved"]]

@@ -5,18 +5,18 @@ SQLAlchemy session; every write goes through a domain service and is recorded in
 """
 from __future__ import annotations
 
+from flask_admin import Admin
+from flask_admin.theme import Bootstrap4Theme
+from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.orm import scoped_session, sessionmaker
+
+from govern.admin import auth, sso
+from govern.admin.dashboard import DashboardView
+from govern.admin.roles import current_user, has_role
+from govern.admin.views import build_views
+
 
 def init_admin(app) -> None:
-    from flask_admin import Admin
-    from flask_admin.theme import Bootstrap4Theme
-    from flask_wtf.csrf import CSRFProtect
-    from sqlalchemy.orm import scoped_session, sessionmaker
-
-    from govern.admin import auth, sso
-    from govern.admin.dashboard import DashboardView
-    from govern.admin.roles import current_user, has_role
-    from govern.admin.views import build_views
-
     services = app.extensions["govern"]
     # CSRF is checked for /admin only (auth.install); the bearer-token API has no cookies to ride on.
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)

@@ -18,16 +18,21 @@ import yaml
 
 from govern.admin import journal
 from govern.domain.secret import Secret
-from govern.errors import NotFound
+from govern.errors import NotFound, Conflict
 from govern.store.db import session_scope
+from govern.config_as_code.specs import to_document
+from govern.store.landscape import load_current
+from govern.config_as_code.schema import API_VERSION
+from govern.landscape import apply_document
+from govern.secrets.service import secret_service
+from govern.rotation.runner import RotationService
+from govern.store.tables import SecretRef
+from govern.store.audit_runs import add_suppression
 
 USER_FIELDS = ("name", "owner", "justification", "review_date", "source_system", "ip_ranges", "scopes")
 
 
 def _current_user_doc(sessions, user: str) -> dict[str, Any] | None:
-    from govern.config_as_code.specs import to_document
-    from govern.store.landscape import load_current
-
     with sessions() as session:
         spec = load_current(session).specs["integration_user"].get(user)
     if spec is None:
@@ -36,9 +41,6 @@ def _current_user_doc(sessions, user: str) -> dict[str, Any] | None:
 
 
 def _apply_user(services, actor: str, doc: dict[str, Any], action: str, before: dict[str, Any] | None):
-    from govern.config_as_code.schema import API_VERSION
-    from govern.landscape import apply_document
-
     text = yaml.safe_dump({"apiVersion": API_VERSION, "kind": "Landscape", "integration_users": [doc]},
                           sort_keys=False)
     plan = apply_document(services.sessions, text, f"console:{action}", production=services.settings.production)
@@ -58,8 +60,6 @@ def _apply_user(services, actor: str, doc: dict[str, Any], action: str, before: 
 
 def save_integration_user(services, actor: str, user: str, fields: dict[str, Any], *, create: bool):
     """Create a user, or change the given fields of an existing one (status and assignments are kept)."""
-    from govern.errors import Conflict
-
     current = _current_user_doc(services.sessions, user)
     if create and current is not None:
         raise Conflict(f"integration user {user!r} exists already")
@@ -111,8 +111,6 @@ def _ps(item) -> str:
 def set_secret(services, actor: str, *, owner_kind: str, owner: str, field: str, value: Secret,
                principal: str | None = None, correlation_id: str | None = None):
     """Write a secret through the secret service (it records the AdminAction: version, never the value)."""
-    from govern.secrets.service import secret_service
-
     service = secret_service(services)
     if owner_kind == "integration_user":
         return service.put_for_user(owner, field, value, actor=actor, correlation_id=correlation_id)
@@ -121,15 +119,11 @@ def set_secret(services, actor: str, *, owner_kind: str, owner: str, field: str,
 
 
 def _rotation(services):
-    from govern.rotation.runner import RotationService
-
     return RotationService(services)
 
 
 def rotate_now(services, actor: str, ref_id: int) -> tuple[int | None, str]:
     """Start a rotation run for one secret now (a worker executes it). Returns (run id, why not)."""
-    from govern.store.tables import SecretRef
-
     run_id, why = _rotation(services).start(ref_id, force=True)
     with session_scope(services.sessions) as s:
         ref = s.get(SecretRef, ref_id)
@@ -158,8 +152,6 @@ def acknowledge_rotation(services, actor: str, run_id: int) -> None:
 def suppress_finding(services, actor: str, *, rule_id: str, subject: str, owner: str, justification: str,
                      ticket: str, until: dt.date):
     """Accept the risk of one finding until a date, through the audit store's validated `add_suppression`."""
-    from govern.store.audit_runs import add_suppression
-
     with session_scope(services.sessions) as s:
         row = add_suppression(s, rule_id, subject, owner, justification, ticket, until,
                               services.clock.now().date(), created_by=actor)

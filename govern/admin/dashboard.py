@@ -12,6 +12,7 @@ from flask_admin import AdminIndexView, expose
 from govern.admin import stats, svg
 from govern.admin.roles import ConsoleAccess
 from govern.admin.views.base import fmt_time
+from govern.broker.proxy import breaker_states
 
 
 class DashboardView(ConsoleAccess, AdminIndexView):
@@ -40,10 +41,6 @@ class DashboardView(ConsoleAccess, AdminIndexView):
     def _breaker_states(self) -> dict[str, str] | None:
         source = self.services.circuit_breaker_states
         if source is None:
-            try:
-                from govern.broker.proxy import breaker_states
-            except ImportError:
-                return None
             source = lambda: breaker_states(self.services)  # noqa: E731
         try:
             return {item["system"]: item["state"] for item in source()}

@@ -10,8 +10,12 @@ from __future__ import annotations
 import logging
 
 from flask import Blueprint, current_app, flash, redirect, url_for
+from authlib.integrations.flask_client import OAuth
+from authlib.integrations.base_client.errors import OAuthError
+from joserfc.errors import JoseError
 
 from govern.admin.signin import user_for_claims
+from govern.admin.auth import start_session
 
 log = logging.getLogger("govern.admin")
 bp = Blueprint("console_sso", __name__, url_prefix="/admin/login/sso")
@@ -21,8 +25,6 @@ REFUSED = "Single sign-on did not sign you in. Your account may not exist in gov
 def install(app, settings) -> None:
     if not (settings.oidc_issuer and settings.oidc_client_id and settings.oidc_client_secret):
         return
-    from authlib.integrations.flask_client import OAuth
-
     oauth = OAuth(app)
     oauth.register("govern_oidc", client_id=settings.oidc_client_id, client_secret=settings.oidc_client_secret,
                    server_metadata_url=settings.oidc_issuer.rstrip("/") + "/.well-known/openid-configuration",
@@ -41,11 +43,6 @@ def start():
 
 @bp.get("/callback")
 def callback():
-    from authlib.integrations.base_client.errors import OAuthError
-    from joserfc.errors import JoseError
-
-    from govern.admin.auth import start_session
-
     services = current_app.extensions["govern"]
     client = current_app.extensions["govern_sso"]
     try:

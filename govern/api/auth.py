@@ -6,6 +6,7 @@ from functools import wraps
 from flask import current_app, g, request
 
 from govern.errors import Forbidden, Unauthorized
+from govern.store.admins import user_for_token
 
 ROLE_RANK = {"auditor": 0, "operator": 1, "admin": 2}
 
@@ -24,8 +25,6 @@ def require_admin(role: str = "auditor"):
     def decorator(view):
         @wraps(view)
         def wrapper(*args, **kwargs):
-            from govern.store.admins import user_for_token
-
             token = bearer_token()
             if not token or not token.startswith("gvn_"):
                 raise Unauthorized("a management API token is required (govern admin token USER)")

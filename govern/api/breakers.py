@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, jsonify
 from govern.api.auth import require_admin
 from govern.broker.proxy import breaker_states
 from govern.errors import NotFound
+from govern.api.spec import admin, items_of, json_response, path_param, problems
 
 bp = Blueprint("breakers", __name__)
 
@@ -26,8 +27,6 @@ def system_breaker(system: str):
 
 
 def _openapi() -> dict:
-    from govern.api.spec import admin, items_of, json_response, path_param, problems
-
     state = {"$ref": "#/components/schemas/BreakerState"}
     return {
         "/api/v1/breakers": {"get": {"summary": "Every system's circuit-breaker state", "operationId": "listBreakers",

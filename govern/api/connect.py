@@ -13,6 +13,7 @@ from markupsafe import escape
 
 from govern.api.auth import require_admin
 from govern.errors import GovernError, InvalidParameter
+from govern.broker.upstream import build_connect_service
 
 bp = Blueprint("connect", __name__)
 
@@ -21,8 +22,6 @@ def _service():
     services = current_app.extensions["govern"]
     connect = services.connect
     if connect is None:
-        from govern.broker.upstream import build_connect_service
-
         connect = services.connect = build_connect_service(services)
     return connect
 

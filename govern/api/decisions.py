@@ -8,6 +8,9 @@ from govern.api.edge import int_arg
 from govern.bounds import SQL_BIGINT_MAX
 from govern.domain.decision_chain import OUTCOMES
 from govern.errors import ValidationFailed
+from govern.api.findings import _page
+from govern.store.decisions import query_decisions
+from govern.api.spec import admin, json_response, problems, query_param
 
 bp = Blueprint("decisions", __name__, url_prefix="/api/v1")
 
@@ -15,9 +18,6 @@ bp = Blueprint("decisions", __name__, url_prefix="/api/v1")
 @bp.get("/decisions")
 @require_admin("auditor")
 def list_decisions():
-    from govern.api.findings import _page
-    from govern.store.decisions import query_decisions
-
     outcome = request.args.get("outcome")
     if outcome and outcome not in OUTCOMES:
         raise ValidationFailed([{"location": "outcome", "message": f"must be one of {', '.join(OUTCOMES)}"}])
@@ -35,8 +35,6 @@ def list_decisions():
 
 
 def _openapi() -> dict:
-    from govern.api.spec import admin, json_response, problems, query_param
-
     decision = {"type": "object", "required": ["id", "at", "action", "outcome", "rules"], "properties": {
         "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
         "correlation_id": {"type": "string"}, "integration_user": {"type": ["string", "null"]},

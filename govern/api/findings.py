@@ -8,6 +8,8 @@ from govern.api.edge import int_arg
 from govern.audit.engine import SEVERITIES
 from govern.bounds import SQL_BIGINT_MAX, SQL_ID_MAX
 from govern.errors import ValidationFailed
+from govern.store import audit_runs
+from govern.api.spec import admin, json_response, path_param, problems, query_param
 
 bp = Blueprint("findings", __name__, url_prefix="/api/v1")
 STATUSES = ("open", "resolved", "suppressed")
@@ -20,8 +22,6 @@ def _page() -> tuple[int, int]:
 @bp.get("/findings")
 @require_admin("auditor")
 def list_findings():
-    from govern.store.audit_runs import query_findings
-
     severity, status = request.args.get("severity"), request.args.get("status")
     errors = []
     if severity and severity not in SEVERITIES:
@@ -32,7 +32,7 @@ def list_findings():
         raise ValidationFailed(errors)
     limit, offset = _page()
     with current_app.extensions["govern"].sessions() as session:
-        total, items = query_findings(session, severity=severity, rule=request.args.get("rule"), status=status,
+        total, items = audit_runs.query_findings(session, severity=severity, rule=request.args.get("rule"), status=status,
                                       subject=request.args.get("subject"), limit=limit, offset=offset)
     return jsonify({"total": total, "limit": limit, "offset": offset, "items": items})
 
@@ -40,26 +40,20 @@ def list_findings():
 @bp.get("/findings/<int:finding_id>")
 @require_admin("auditor")
 def get_finding(finding_id: int):
-    from govern.store.audit_runs import get_finding as load
-
     with current_app.extensions["govern"].sessions() as session:
-        return jsonify(load(session, finding_id))
+        return jsonify(audit_runs.get_finding(session, finding_id))
 
 
 @bp.get("/audit/runs")
 @require_admin("auditor")
 def list_runs():
-    from govern.store.audit_runs import list_runs as load
-
     limit, offset = _page()
     with current_app.extensions["govern"].sessions() as session:
-        total, items = load(session, limit, offset)
+        total, items = audit_runs.list_runs(session, limit, offset)
     return jsonify({"total": total, "limit": limit, "offset": offset, "items": items})
 
 
 def _openapi() -> dict:
-    from govern.api.spec import admin, json_response, path_param, problems, query_param
-
     page = [query_param("limit", "1 to 500", {"type": "integer", "minimum": 1, "maximum": 500}),
             query_param("offset", "0 or more", {"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX})]
 

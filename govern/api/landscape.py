@@ -14,6 +14,10 @@ from flask import Blueprint, current_app, g, jsonify, request
 from govern.api.auth import require_admin
 from govern.api.edge import int_arg
 from govern.errors import BadRequest, GovernError, NotFound
+from govern.store.landscape_query import MAX_LIMIT, page
+from govern.store.db import session_scope
+from govern.landscape import apply_document
+from govern.api.spec import admin, json_response, path_param, problems, query_param
 
 bp = Blueprint("landscape", __name__, url_prefix="/api/v1")
 
@@ -46,15 +50,10 @@ def _decode(cursor: str | None) -> str | None:
 
 
 def _limit() -> int:
-    from govern.store.landscape_query import MAX_LIMIT
-
     return int_arg("limit", 100, 1, MAX_LIMIT)
 
 
 def _list(kind: str):
-    from govern.store.db import session_scope
-    from govern.store.landscape_query import page
-
     limit, after = _limit(), _decode(request.args.get("cursor"))
     with session_scope(_sessions()) as session:
         items, next_after = page(session, kind, limit=limit, after=after)
@@ -62,9 +61,6 @@ def _list(kind: str):
 
 
 def _get(kind: str, ext_id: str):
-    from govern.store.db import session_scope
-    from govern.store.landscape_query import page
-
     with session_scope(_sessions()) as session:
         items, _ = page(session, kind, limit=1, only=ext_id)
     if not items:
@@ -94,8 +90,6 @@ def _flag(name: str) -> bool:
 @require_admin("admin")
 def apply():
     """POST /api/v1/apply: body is governance.yaml (application/yaml). Returns the plan; 422 lists every error."""
-    from govern.landscape import apply_document
-
     if request.mimetype not in YAML_TYPES:
         raise UnsupportedMediaType("send the governance.yaml document as application/yaml")
     dry_run, prune = _flag("dry_run"), _flag("prune")
@@ -107,8 +101,6 @@ def apply():
 
 
 def _openapi() -> dict:
-    from govern.api.spec import admin, json_response, path_param, problems, query_param
-
     paths: dict = {}
     for resource, kind in RESOURCES.items():
         item = {"type": "object", "description": f"A {kind.replace('_', ' ')} (secret values are never included)"}

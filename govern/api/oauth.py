@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import logging
 import time
+import json
 
 from flask import Blueprint, current_app, jsonify, request
 
 from govern.api.edge import basic_credentials_readable
 from govern.broker.decision_log import DecisionLogUnavailable
 from govern.errors import GovernError
+from govern.api import oauth_server
+from govern.api.oauth_server import GovernAuthorizationServer, token_decision
+from govern.store.seen_assertions import CacheSeenAssertions, DatabaseSeenAssertions
+from govern.broker.client_authentication import already_limited, claimed_client_id
+from govern.api.conventions import SECURITY_HEADERS, log_request
+from govern.logs import CORRELATION_HEADER, accept_correlation_id, bind_correlation_id
+from govern.broker.signing_keys import ALGORITHM
 
 bp = Blueprint("oauth", __name__)
 log = logging.getLogger("govern.oauth")
@@ -29,9 +37,6 @@ def _source_ip() -> str:
 def _server():
     server = current_app.extensions.get("govern.oauth_server")
     if server is None:
-        from govern.api.oauth_server import GovernAuthorizationServer
-        from govern.store.seen_assertions import CacheSeenAssertions, DatabaseSeenAssertions
-
         services = current_app.extensions["govern"]
         # Single-use assertions across processes: in Redis when configured, else in the shared database.
         seen = (CacheSeenAssertions(services.cache, services.clock) if services.cache.kind == "redis"
@@ -63,8 +68,6 @@ class TokenEdge:
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO") != "/oauth/token" or environ.get("REQUEST_METHOD") != "POST":
             return self.inner(environ, start_response)
-        from govern.broker.client_authentication import already_limited, claimed_client_id
-
         services = self.services
         address = services.authenticator.source_ip(environ.get("REMOTE_ADDR") or "",
                                                    environ.get("HTTP_X_FORWARDED_FOR"))
@@ -76,12 +79,6 @@ class TokenEdge:
 
     @staticmethod
     def _slow_down(environ, start_response, retry_after: int):
-        import json
-        import time
-
-        from govern.app import SECURITY_HEADERS, log_request
-        from govern.logs import CORRELATION_HEADER, accept_correlation_id, bind_correlation_id
-
         started = time.perf_counter()
         correlation_id = accept_correlation_id(environ.get("HTTP_X_CORRELATION_ID"))
         bind_correlation_id(correlation_id)
@@ -143,14 +140,12 @@ def token():
 
 def _record(response, grant_type: str, started: float) -> None:
     """Client id (as claimed), grant, scopes, outcome and rule; never the secret, assertion or token."""
-    from govern.api.oauth_server import claimed_client_id, token_decision
-
     services = current_app.extensions["govern"]
     body = response.get_json(silent=True) or {}
     fields = token_decision(response.status_code, body, grant_type[:50], request.form.get("scope"))
     services.decision_log.append(
         None, None, action="oauth_token", method="POST", path="/oauth/token",
-        integration_user=claimed_client_id(request.headers.get("Authorization"), request.form),
+        integration_user=oauth_server.claimed_client_id(request.headers.get("Authorization"), request.form),
         source_ip=services.authenticator.source_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For")),
         latency_ms=(time.perf_counter() - started) * 1000, **fields)
 
@@ -167,8 +162,6 @@ def jwks():
 def metadata():
     """RFC 8414 section 2. The issuer is GOVERN_ISSUER; endpoint URLs are absolute, built from
     GOVERN_PUBLIC_URL (never from this request's Host)."""
-    from govern.broker.signing_keys import ALGORITHM
-
     settings = current_app.extensions["govern"].settings
     return jsonify({
         "issuer": settings.issuer,

@@ -23,6 +23,10 @@ import datetime as dt
 import logging
 import secrets
 from dataclasses import dataclass, field
+import base64
+import binascii
+import json
+from urllib.parse import unquote
 
 import sqlalchemy as sa
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -41,6 +45,7 @@ from govern.broker.authenticator import AUDIENCE
 from govern.broker.client_authentication import REFUSED, ClientAuthGuard, authenticate_client_secret_basic
 from govern.domain.access_rules import ip_in_ranges, parse_scopes
 from govern.domain.client_auth import secret_accepted
+from govern.ports import Clock
 from govern.store.db import session_scope
 from govern.store.tables import Assignment, IntegrationUser, PermissionSet
 
@@ -115,7 +120,7 @@ class PrivateKeyJwtAuth(JWTBearerClientAssertion):
 
     CLIENT_AUTH_METHOD = PRIVATE_KEY_JWT
 
-    def __init__(self, audiences: list[str], seen, clock, guard: ClientAuthGuard, source_ip, leeway: int = 60):
+    def __init__(self, audiences: list[str], seen, clock: Clock, guard: ClientAuthGuard, source_ip, leeway: int = 60):
         super().__init__(validate_jti=True, leeway=leeway)
         self._audiences = audiences
         self._seen = seen
@@ -288,11 +293,6 @@ def _active_ranges(landscape) -> tuple[str, ...]:
 def claimed_client_id(authorization: str | None, form) -> str | None:
     """The client id the request claims (RFC 6749 section 2.3.1 Basic user name, the client_id field, or the
     private_key_jwt assertion's unverified `sub`), for the record only: it says who asked, not who was proven."""
-    import base64
-    import binascii
-    import json
-    from urllib.parse import unquote
-
     scheme, _, value = (authorization or "").partition(" ")
     if scheme.lower() == "basic" and value.strip():
         try:

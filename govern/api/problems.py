@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, request
+from flask import Flask, g, request, json, make_response
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from flask.globals import request_ctx
 
 from govern.errors import GovernError
+from govern.admin.errors import render_error
 
 log = logging.getLogger("govern.http")
 PROBLEM_JSON = "application/problem+json"
 
 
 def problem_response(error: GovernError):
-    from flask import json, make_response
-
     body = error.to_problem(instance=request.path, correlation_id=getattr(g, "correlation_id", None))
     response = make_response(json.dumps(body), error.status)
     response.mimetype = PROBLEM_JSON
@@ -75,12 +75,8 @@ def _console() -> bool:
     """The web console (/admin) shows HTML error pages; everything else gets problem+json. A request whose
     Host could not be routed (e.g. an empty label) has no URL adapter, so a console page could not build its
     links: it gets problem+json too, rather than a second failure and a 500."""
-    from flask.globals import request_ctx
-
     return (request.path == "/admin" or request.path.startswith("/admin/")) and request_ctx.url_adapter is not None
 
 
 def _console_page(status: int, title: str, detail: str | None = None):
-    from govern.admin.errors import render_error
-
     return render_error(status, title, detail)

@@ -27,10 +27,13 @@ from govern.broker.authenticator import CallerDenied
 from govern.broker.authorization import UNKNOWN_NAMED_CREDENTIAL, record_caller_denied
 from govern.broker.proxy.errors import PayloadTooLarge
 from govern.broker.proxy.headers import forwardable_environ_headers
-from govern.broker.proxy.service import PROXY_PREFIX, ProxyCall
+from govern.broker.proxy.call import PROXY_PREFIX, ProxyCall
 from govern.errors import GovernError, JsonTooDeep, MethodNotAllowed, NotFound
 from govern.logs import CORRELATION_HEADER, accept_correlation_id, bind_correlation_id
 from govern.ops.observe import note_caller, operation
+from govern.api.conventions import SECURITY_HEADERS, log_request
+from govern.broker.proxy.queue import queued_status
+from govern.api.spec import json_response, path_param, problems
 
 log = logging.getLogger("govern.http")
 bp = Blueprint("proxy", __name__)
@@ -56,8 +59,6 @@ class ProxyEdge:
         return self._serve(environ, start_response, match.group(1), match.group(2))
 
     def _serve(self, environ, start_response, name: str, decoded_rest: str):
-        from govern.app import SECURITY_HEADERS, log_request
-
         started = time.perf_counter()
         method, path = environ["REQUEST_METHOD"], environ.get("PATH_INFO", "")
         correlation_id = accept_correlation_id(environ.get("HTTP_X_CORRELATION_ID"))
@@ -170,16 +171,12 @@ def _services():
 
 @bp.get(f"{PROXY_PREFIX}/<name>/queued/<int:call_id>")
 def queued(name: str, call_id: int):
-    from govern.broker.proxy.queue import queued_status
-
     caller = _services().authenticator.authenticate(request.headers.get("Authorization"), request.remote_addr or "",
                                                     request.headers.get("X-Forwarded-For"))
     return jsonify(queued_status(_services(), name, caller.integration_user, call_id))
 
 
 def _openapi() -> dict:
-    from govern.api.spec import json_response, path_param, problems
-
     call = {"summary": "Call the named credential's system with the credential injected (the callout proxy)",
             "description": "Authenticated with a govern access token. The path is resolved under the named "
                            "credential's base URL; paths that escape it answer 400 path_not_allowed. Responses are "

@@ -14,6 +14,8 @@ from govern.bounds import SQL_ID_MAX
 from govern.errors import Conflict, ValidationFailed
 from govern.rotation import machine
 from govern.rotation.history import get_run, list_runs
+from govern.rotation.runner import RotationService
+from govern.api.spec import admin, items_of, json_body, json_response, path_param, problems, query_param
 
 bp = Blueprint("rotations", __name__, url_prefix="/api/v1/rotations")
 
@@ -23,8 +25,6 @@ def _services():
 
 
 def _service():
-    from govern.rotation.runner import RotationService
-
     return RotationService(_services(), worker_id=f"api:{getattr(g, 'admin_user', '?')}")
 
 
@@ -94,8 +94,6 @@ def acknowledge_rotation(run_id: int):
 
 
 def _openapi() -> dict:
-    from govern.api.spec import admin, items_of, json_body, json_response, path_param, problems, query_param
-
     run = {"$ref": "#/components/schemas/RotationRun"}
     run_id = [path_param("run_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_ID_MAX})]
     paths = {

@@ -12,13 +12,13 @@ from flask import Blueprint, current_app, g, jsonify, request
 
 from govern.api.auth import require_admin
 from govern.errors import ValidationFailed
+from govern.secrets.service import secret_service, secret_ref_name
+from govern.api.spec import admin, items_of, json_body, json_response, path_param, problems, query_param
 
 bp = Blueprint("secrets", __name__, url_prefix="/api/v1")
 
 
 def _service():
-    from govern.secrets.service import secret_service
-
     return secret_service(current_app.extensions["govern"])
 
 
@@ -48,8 +48,6 @@ def put_user_secret(user: str, field: str):
 @bp.delete("/credentials/<credential>/secrets/<field>")
 @require_admin("admin")
 def delete_credential_secret(credential: str, field: str):
-    from govern.secrets.service import secret_ref_name
-
     ref = secret_ref_name("credential", credential, request.args.get("principal") or None, field)
     return jsonify(_service().delete(ref, actor=g.admin_user, correlation_id=g.get("correlation_id")))
 
@@ -57,8 +55,6 @@ def delete_credential_secret(credential: str, field: str):
 @bp.delete("/integration-users/<user>/secrets/<field>")
 @require_admin("admin")
 def delete_user_secret(user: str, field: str):
-    from govern.secrets.service import secret_ref_name
-
     ref = secret_ref_name("integration_user", user, None, field)
     return jsonify(_service().delete(ref, actor=g.admin_user, correlation_id=g.get("correlation_id")))
 
@@ -80,8 +76,6 @@ def list_user_secrets(user: str):
 
 
 def _openapi() -> dict:
-    from govern.api.spec import admin, items_of, json_body, json_response, path_param, problems, query_param
-
     status = {"$ref": "#/components/schemas/SecretStatus"}
     value = json_body({"type": "object", "required": ["value"], "additionalProperties": False,
                        "properties": {"value": {"type": "string", "writeOnly": True}}})

@@ -3,42 +3,21 @@
 Every rule carries an id (GOV-AREA-NNN), a title, a severity, a rationale citing the seed practice it
 enforces (section number and words), remediation text, and yields hits with evidence. The engine turns
 hits into Findings with a stable fingerprint (source + rule + subject), which keys trend and suppression.
+The rules register themselves in govern.audit.registry, which they import instead of this module.
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
+from govern.audit import rules  # noqa: F401 - importing the package registers every rule
 from govern.audit.model import AuditModel, Location
+from govern.audit.registry import CATALOGUE, SEVERITIES, SEVERITY_RANK, Hit, Rule, at_or_above, rule
 
-SEVERITIES = ("critical", "high", "medium", "low", "info")
-SEVERITY_RANK = {s: i for i, s in enumerate(reversed(SEVERITIES))}  # info=0 .. critical=4
-
-
-def at_or_above(severity: str, threshold: str) -> bool:
-    return SEVERITY_RANK[severity] >= SEVERITY_RANK[threshold]
-
-
-@dataclass(frozen=True)
-class Hit:
-    subject_kind: str
-    subject: str
-    message: str
-    evidence: dict[str, Any] = field(default_factory=dict)
-    location: Location | None = None
-
-
-@dataclass(frozen=True)
-class Rule:
-    id: str
-    title: str
-    severity: str
-    rationale: str
-    remediation: str
-    check: Callable[[AuditModel], Iterable[Hit]]
-    needs_usage: bool = False  # runs only when the model carries the decision log's aggregates
+__all__ = ["CATALOGUE", "SEVERITIES", "SEVERITY_RANK", "Finding", "Hit", "Rule", "at_or_above", "catalogue",
+           "fingerprint", "iter_hits", "rule", "run_rules"]
 
 
 @dataclass
@@ -67,26 +46,7 @@ class Finding:
         }
 
 
-CATALOGUE: dict[str, Rule] = {}
-
-
-def rule(id: str, title: str, severity: str, *, rationale: str, remediation: str, needs_usage: bool = False):
-    """Register a rule function in the catalogue."""
-    if severity not in SEVERITIES:
-        raise ValueError(f"{id}: unknown severity {severity}")
-
-    def decorator(fn: Callable[[AuditModel], Iterable[Hit]]):
-        if id in CATALOGUE:
-            raise ValueError(f"duplicate rule id {id}")
-        CATALOGUE[id] = Rule(id, title, severity, rationale, remediation, fn, needs_usage)
-        return fn
-
-    return decorator
-
-
 def catalogue() -> dict[str, Rule]:
-    from govern.audit import rules  # noqa: F401  (importing registers every rule)
-
     return CATALOGUE
 
 

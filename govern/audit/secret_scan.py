@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 SECRET_KEY = re.compile(r"(secret|passw(or)?d|passwd|pwd|token|api[_-]?key|apikey|private[_-]?key|access[_-]?key|"
                         r"credential|signature)", re.I)
@@ -67,8 +68,6 @@ def scan(config: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
 
 def safe_url(url: str) -> str:
     """A URL fit for a report: no userinfo, no query, and no path when the URL itself looks like a secret."""
-    from urllib.parse import urlsplit
-
     try:
         parts = urlsplit(url.strip())
     except ValueError:

@@ -24,6 +24,7 @@ from govern.bounds import json_depth_exceeds
 from govern.domain.access import Caller
 from govern.domain.access_rules import IPNetwork, ip_in_ranges, parse_scopes, resolve_source_ip
 from govern.errors import AccessDenied, Unauthorized
+from govern.ports import Clock
 
 ALLOWED_ALGORITHMS = ("RS256",)
 AUDIENCE = "govern"
@@ -51,7 +52,7 @@ def check_user_may_act(user, source_ip: str) -> None:
 
 
 class JwtCallerAuthenticator:
-    def __init__(self, keys, landscape, clock, *, issuer: str, trusted_proxies: Sequence[IPNetwork] = (),
+    def __init__(self, keys, landscape, clock: Clock, *, issuer: str, trusted_proxies: Sequence[IPNetwork] = (),
                  audience: str = AUDIENCE, leeway_seconds: int = 0, verified_cache_size: int = 10_000):
         self._keys = keys
         self._landscape = landscape

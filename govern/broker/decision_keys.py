@@ -19,9 +19,11 @@ import threading
 import time
 
 import sqlalchemy as sa
+from sqlmodel import col
 
 from govern.domain.secret import Secret
 from govern.errors import ConfigurationError, SecretStoreUnavailable
+from govern.ports import Clock
 from govern.store.db import session_scope
 from govern.store.tables import DecisionLogKey
 
@@ -32,7 +34,7 @@ CACHE_TTL_SECONDS = 7 * 24 * 3600  # refreshed whenever a process reads the key 
 
 
 class DecisionKeys:
-    def __init__(self, sessions, secret_store_provider, clock, *, cache=None, cipher_provider=None,
+    def __init__(self, sessions, secret_store_provider, clock: Clock, *, cache=None, cipher_provider=None,
                  reload_interval: float = 10.0):
         self._sessions = sessions
         self._store = secret_store_provider  # a callable: the store is wired by govern.secrets
@@ -111,7 +113,7 @@ class DecisionKeys:
         """Make a new key active; the previous ones are retired (they still verify what they signed)."""
         with self._lock:
             with session_scope(self._sessions) as s:
-                for row in s.execute(sa.select(DecisionLogKey).where(DecisionLogKey.state == "active")).scalars():
+                for row in s.execute(sa.select(DecisionLogKey).where(col(DecisionLogKey.state) == "active")).scalars():
                     row.state = "retired"
             self._active = self._create()
             self._active_at = time.monotonic()
@@ -119,13 +121,13 @@ class DecisionKeys:
 
     def listing(self) -> list[dict]:
         with self._sessions() as s:
-            rows = s.execute(sa.select(DecisionLogKey).order_by(DecisionLogKey.created_at)).scalars().all()
+            rows = s.execute(sa.select(DecisionLogKey).order_by(col(DecisionLogKey.created_at))).scalars().all()
             return [{"kid": r.kid, "state": r.state, "created_at": r.created_at} for r in rows]
 
     def _newest_active(self) -> str | None:
         with self._sessions() as s:
-            return s.execute(sa.select(DecisionLogKey.kid).where(DecisionLogKey.state == "active")
-                             .order_by(DecisionLogKey.created_at.desc(), DecisionLogKey.kid.desc())
+            return s.execute(sa.select(col(DecisionLogKey.kid)).where(col(DecisionLogKey.state) == "active")
+                             .order_by(col(DecisionLogKey.created_at).desc(), col(DecisionLogKey.kid).desc())
                              .limit(1)).scalar()
 
     def _require_store(self):

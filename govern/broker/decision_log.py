@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 from typing import Any
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import sqlalchemy as sa
 
@@ -34,6 +34,8 @@ from govern.domain.decision_chain import (GENESIS, HASHED_FIELDS, STORE_DOWN_KEY
                                           derive_outcome, record_digest, record_mac, verify_chain)
 from govern.errors import GovernError, SecretStoreUnavailable
 from govern.logs import current_correlation_id, new_correlation_id
+from govern.ports import Clock
+from govern.store.db import table_of
 from govern.store.tables import Decision, DecisionCheckpoint
 
 log = logging.getLogger("govern.decisions")
@@ -62,7 +64,7 @@ class _Pending:
 
 
 class ChainedDecisionLog:
-    def __init__(self, engine: sa.Engine, clock, keys, *, batch_size: int = 500, linger_seconds: float = 0.0,
+    def __init__(self, engine: sa.Engine, clock: Clock, keys, *, batch_size: int = 500, linger_seconds: float = 0.0,
                  commit_timeout: float = 30.0, checkpoint_every: int = 1000):
         self._engine = engine
         self._clock = clock
@@ -77,7 +79,7 @@ class ChainedDecisionLog:
         self._closed = False
         self._checkpointed = False  # this writer has written its first checkpoint
         self._wake = threading.Event()  # set by flush/close: stop lingering
-        self._table = Decision.__table__
+        self._table = table_of(Decision)
         self._writing_since: Any = None  # `at` of the oldest record of the batch being written (for backlog())
         self._sql: dict[str, str] = {}
         self._write_lock = threading.Lock()
@@ -273,7 +275,7 @@ class ChainedDecisionLog:
             except Exception:  # noqa: BLE001, S110 - it is being thrown away
                 pass
 
-    def verify(self, anchors: list[dict] = ()) -> ChainReport:
+    def verify(self, anchors: Sequence[dict] = ()) -> ChainReport:
         return verify_log(self._engine, self.keys, anchors)
 
     def checkpoint(self, *, only_if_moved: bool = False) -> dict | None:
@@ -289,7 +291,7 @@ class ChainedDecisionLog:
                                 .order_by(self._table.c.id.desc()).limit(1)).first()
             head_id, head_hash = (last[0], last[1]) if last else (0, GENESIS)
             if only_if_moved:
-                cps = DecisionCheckpoint.__table__
+                cps = table_of(DecisionCheckpoint)
                 signed = conn.execute(sa.select(sa.func.max(cps.c.head_id))).scalar()
                 if signed is not None and signed >= head_id:
                     conn.rollback()
@@ -365,7 +367,7 @@ _JSON_COLUMNS = frozenset(("scopes_requested", "scopes_granted", "rules"))
 def _insert_checkpoint(conn, kid: str, key: bytes, head_id: int, head_hash: str, at: dt.datetime) -> dict:
     cp = {"key_id": kid, "head_id": head_id, "head_hash": head_hash, "at": at}
     cp["mac"] = checkpoint_mac(cp, key)
-    result = conn.execute(sa.insert(DecisionCheckpoint.__table__).values(**cp))
+    result = conn.execute(sa.insert(table_of(DecisionCheckpoint)).values(**cp))
     cp["id"] = result.inserted_primary_key[0]
     return cp
 
@@ -392,7 +394,7 @@ def _aware(value):
 
 def iter_records(engine: sa.Engine, batch: int = 1000, after: int = 0) -> Iterator[dict]:
     """Every decision record after id `after`, in id order, read in batches (keyset pagination): constant memory."""
-    table = Decision.__table__
+    table = table_of(Decision)
     cols = [table.c[name] for name in HASHED_FIELDS] + [table.c.prev_hash, table.c.hash]
     last = after
     while True:
@@ -408,13 +410,13 @@ def iter_records(engine: sa.Engine, batch: int = 1000, after: int = 0) -> Iterat
 
 
 def checkpoints(engine: sa.Engine) -> list[dict]:
-    table = DecisionCheckpoint.__table__
+    table = table_of(DecisionCheckpoint)
     with engine.connect() as conn:
         rows = conn.execute(sa.select(table).order_by(table.c.id)).mappings().all()
     return [dict(r, at=_aware(r["at"])) for r in rows]
 
 
-def verify_log(engine: sa.Engine, keys=None, anchors: list[dict] = ()) -> ChainReport:
+def verify_log(engine: sa.Engine, keys=None, anchors: Sequence[dict] = ()) -> ChainReport:
     """Verify every record and checkpoint (and `anchors`: checkpoints exported earlier and kept elsewhere)."""
     lookup = (lambda kid: None) if keys is None else keys.get
     return verify_chain(iter_records(engine), lookup, [*checkpoints(engine), *anchors])

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from joserfc import jwk, jwt
+from sqlmodel import col
 
 from govern.domain.secret import Secret
 from govern.errors import ConfigurationError
+from govern.ports import Clock
 from govern.store.broker_tables import SigningKey
 from govern.store.db import session_scope
 
@@ -42,7 +44,7 @@ class _PublicKey:
 
 
 class SigningKeys:
-    def __init__(self, sessions, secret_store_provider, clock, *, token_lifetime_seconds: int, leeway_seconds: int = 60,
+    def __init__(self, sessions, secret_store_provider, clock: Clock, *, token_lifetime_seconds: int, leeway_seconds: int = 60,
                  reload_interval: float = 5.0):
         self._sessions = sessions
         # A callable: the secret store is wired by govern.secrets, possibly after the broker.
@@ -64,8 +66,8 @@ class SigningKeys:
         now = self._clock.now()
         with session_scope(self._sessions) as s:
             self._retire_expired(s, now)
-            rows = s.execute(sa.select(SigningKey).where(SigningKey.state.in_(("active", "retiring")))
-                             .order_by(SigningKey.created_at.desc(), SigningKey.id.desc())).scalars().all()
+            rows = s.execute(sa.select(SigningKey).where(col(SigningKey.state).in_(("active", "retiring")))
+                             .order_by(col(SigningKey.created_at).desc(), col(SigningKey.id).desc())).scalars().all()
             public = {r.kid: _PublicKey(r.kid, jwk.import_key(r.public_jwk), dict(r.public_jwk),
                                         _aware(r.retire_after)) for r in rows}
             active = [r for r in rows if r.state == "active"]
@@ -75,8 +77,8 @@ class SigningKeys:
             self._signer = None  # another process rotated: sign with the new key from now on
 
     def _retire_expired(self, s, now: dt.datetime) -> None:
-        due = s.execute(sa.select(SigningKey).where(SigningKey.state == "retiring",
-                                                    SigningKey.retire_after <= now)).scalars().all()
+        due = s.execute(sa.select(SigningKey).where(col(SigningKey.state) == "retiring",
+                                                    col(SigningKey.retire_after) <= now)).scalars().all()
         for row in due:
             row.state, row.retired_at = "retired", now
             store = self._secret_store_provider()
@@ -134,8 +136,8 @@ class SigningKeys:
         with self._lock:
             if self._signer is None:
                 with session_scope(self._sessions) as s:
-                    row = s.execute(sa.select(SigningKey).where(SigningKey.state == "active")
-                                    .order_by(SigningKey.created_at.desc(), SigningKey.id.desc())).scalars().first()
+                    row = s.execute(sa.select(SigningKey).where(col(SigningKey.state) == "active")
+                                    .order_by(col(SigningKey.created_at).desc(), col(SigningKey.id).desc())).scalars().first()
                     if row is None:
                         row = self._create(s)
                     kid, path = row.kid, row.secret_path
@@ -168,7 +170,7 @@ class SigningKeys:
         now = self._clock.now()
         with self._lock:
             with session_scope(self._sessions) as s:
-                for row in s.execute(sa.select(SigningKey).where(SigningKey.state == "active")).scalars():
+                for row in s.execute(sa.select(SigningKey).where(col(SigningKey.state) == "active")).scalars():
                     row.state = "retiring"
                     row.retire_after = now + dt.timedelta(seconds=self._max_lifetime + self._leeway)
                 new = self._create(s)

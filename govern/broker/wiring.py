@@ -1,16 +1,16 @@
 """Builds the broker's authorization side and sets it on Services (called by govern.bootstrap only)."""
 from __future__ import annotations
 
+from govern.broker.authenticator import JwtCallerAuthenticator
+from govern.broker.decision_keys import DecisionKeys, init_step
+from govern.broker.decision_log import ChainedDecisionLog
+from govern.broker.landscape import LandscapeCache
+from govern.broker.signing_keys import SigningKeys
+from govern.policy.decider import CedarPolicyDecider
+from govern.policy.guardrails import load_guardrails, policies_directory
+
 
 def build_authorization(services) -> None:
-    from govern.broker.authenticator import JwtCallerAuthenticator
-    from govern.broker.decision_keys import DecisionKeys, init_step
-    from govern.broker.decision_log import ChainedDecisionLog
-    from govern.broker.landscape import LandscapeCache
-    from govern.broker.signing_keys import SigningKeys
-    from govern.policy.decider import CedarPolicyDecider
-    from govern.policy.guardrails import load_guardrails, policies_directory
-
     settings = services.settings
     landscape = LandscapeCache(services.sessions, services.clock)
     keys = SigningKeys(services.sessions, lambda: services.secret_store, services.clock,

@@ -11,6 +11,7 @@ import ipaddress
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from croniter import croniter
 
 from govern.config_as_code.units import parse_duration, parse_size
 from govern.domain.maintenance import HHMM, MaintenanceWindow  # noqa: F401 - one shape, YAML to runtime
@@ -55,8 +56,6 @@ def _str_keys(value: Any) -> Any:
 
 
 def _cron(value: str) -> str:
-    from croniter import croniter
-
     if not croniter.is_valid(value):
         raise ValueError(f"{value!r} is not a valid cron expression")
     return value

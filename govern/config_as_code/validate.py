@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable
+import ipaddress
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -205,8 +207,6 @@ PLAIN_HTTP = ("plain http sends the credential in clear over the network; use ht
 
 
 def _loopback(host: str | None) -> bool:
-    import ipaddress
-
     if not host:
         return False
     if host.lower() == "localhost" or host.lower().endswith(".localhost"):
@@ -219,8 +219,6 @@ def _loopback(host: str | None) -> bool:
 
 def plain_http_urls(doc: Located) -> list[tuple[Path, str, bool]]:
     """Every http:// upstream URL in the document: (path, url, on a loopback host)."""
-    from urllib.parse import urlsplit
-
     found = []
     for section, names in UPSTREAM_URL_FIELDS.items():
         for index, _ in enumerate(_raw_list(doc, (section,))):

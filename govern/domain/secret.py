@@ -5,6 +5,10 @@ find in review.
 """
 from __future__ import annotations
 
+import hmac
+
+from govern.errors import ValidationFailed
+
 MAX_SECRET_BYTES = 64 * 1024
 
 
@@ -31,8 +35,6 @@ class Secret:
         return "**********"
 
     def __eq__(self, other: object) -> bool:
-        import hmac
-
         return isinstance(other, Secret) and hmac.compare_digest(self._value.encode(), other._value.encode())
 
     def __hash__(self) -> int:
@@ -53,8 +55,6 @@ class Secret:
 
 def validate_secret_value(raw: bytes | str) -> Secret:
     """Refuse empty and oversized secrets (the rule, in one place)."""
-    from govern.errors import ValidationFailed
-
     data = raw.encode("utf-8") if isinstance(raw, str) else raw
     if data.endswith(b"\r\n"):
         data = data[:-2]

@@ -4,11 +4,11 @@
 """
 from __future__ import annotations
 
+from govern.ops.observe import InstrumentedTokenHttp
+from govern.ops.state import add_state_readers
+
 
 def instrument(services) -> None:
-    from govern.ops.observe import InstrumentedTokenHttp
-    from govern.ops.state import add_state_readers
-
     add_state_readers(services)
     tokens = services.upstream_tokens
     if tokens is not None and getattr(tokens, "http", None) is not None:

@@ -14,6 +14,15 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import sqlalchemy as sa
+
+from govern.broker.proxy import breaker_states
+from govern.ops import state
+from govern.ops.observe import labels
+from govern.rotation.machine import PARKED
+from govern.store import state_metrics
+from govern.store.tables import Decision, RotationRun, SecretRef
+
 log = logging.getLogger("govern.ops.alerts")
 ACTIVE_INDEX = "ops:alerts:active"
 
@@ -54,8 +63,8 @@ def evaluate(readings: Readings, thresholds: Thresholds = Thresholds()) -> list[
             out.append(Condition(f"failure_rate:{system}", "alert.failure_rate", {
                 "system": system, "calls": calls, "failed": failed, "ratio": round(failed / calls, 3),
                 "window_seconds": int(thresholds.window.total_seconds()), "runbook": "docs/runbooks/upstream-down.md"}))
-    for system, state in sorted(readings.breakers.items()):
-        if state == "open":
+    for system, circuit in sorted(readings.breakers.items()):
+        if circuit == "open":
             out.append(Condition(f"circuit_open:{system}", "alert.circuit_open", {
                 "system": system, "runbook": "docs/runbooks/upstream-down.md"}))
     if readings.dlq_depth > thresholds.dlq_depth:
@@ -89,13 +98,6 @@ def decide(conditions: list[Condition], active: set[str]) -> tuple[list[Conditio
 
 
 def read_state(services, now: dt.datetime, thresholds: Thresholds = Thresholds()) -> Readings:
-    import sqlalchemy as sa
-
-    from govern.ops import state
-    from govern.ops.observe import labels
-    from govern.store import state_metrics
-    from govern.store.tables import Decision
-
     systems = labels(services).named_credentials
     calls: dict[str, list[int]] = {}
     with services.sessions() as s:
@@ -130,17 +132,10 @@ def _safe(read, default):
 
 
 def _breakers(services):
-    from govern.broker.proxy import breaker_states
-
     return breaker_states(services)
 
 
 def _parked(sessions) -> list[str]:
-    import sqlalchemy as sa
-
-    from govern.rotation.machine import PARKED
-    from govern.store.tables import RotationRun, SecretRef
-
     with sessions() as s:
         rows = s.execute(sa.select(SecretRef.external_id, RotationRun.steps)
                          .join(SecretRef, SecretRef.id == RotationRun.secret_ref_id)

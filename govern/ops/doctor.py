@@ -9,6 +9,14 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from govern.cache import build_cache
+from govern.config import DEVELOPMENT_PUBLIC_URL
+from govern.policy.guardrails import policies_directory, validate_directory
+from govern.secrets.keys import key_file_path, load_keyring
+from govern.secrets.vault import VaultSecretStore
+from govern.store.db import current_revisions, describe_database, head_revisions, make_engine, sqlite_path
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -42,8 +50,6 @@ def check_instance(settings) -> Check:
 
 def check_database(settings) -> tuple[Check, object | None]:
     """The check, and an engine when the database answered (for the local store's check)."""
-    from govern.store.db import current_revisions, describe_database, head_revisions, make_engine, sqlite_path
-
     where = describe_database(settings.database_url)
     path = sqlite_path(settings.database_url)
     if path is not None and not path.exists():
@@ -66,8 +72,6 @@ def check_database(settings) -> tuple[Check, object | None]:
 
 def check_secret_store(settings, engine) -> Check:
     if settings.secret_store == "vault":
-        from govern.secrets.vault import VaultSecretStore
-
         where = f"vault at {settings.vault_addr} (mount {settings.vault_mount!r})"
         try:
             store = VaultSecretStore.from_settings(settings, timeout=3.0)
@@ -80,8 +84,6 @@ def check_secret_store(settings, engine) -> Check:
                          "start Vault/OpenBao there, or set GOVERN_VAULT_ADDR and its credentials "
                          "(GOVERN_VAULT_TOKEN or GOVERN_VAULT_ROLE_ID/GOVERN_VAULT_SECRET_ID) to the right server")
         return Check("secret store", True, f"{where}: reachable, govern's token valid")
-    from govern.secrets.keys import key_file_path, load_keyring
-
     source = "GOVERN_MASTER_KEY" if settings.master_key else str(key_file_path(settings.home.resolve()))
     try:
         keyring = load_keyring(settings.master_key, settings.home, create=False)
@@ -99,8 +101,6 @@ def check_redis(settings) -> Check:
     if not settings.redis_url:
         return Check("redis", True, "not configured: shared state is kept in the database (set GOVERN_REDIS_URL "
                                     "for Redis when the database should not carry it)")
-    from govern.cache import build_cache
-
     where = _redacted_url(settings.redis_url)
     try:
         build_cache(settings.redis_url, settings.redis_prefix).ping()
@@ -111,8 +111,6 @@ def check_redis(settings) -> Check:
 
 
 def check_policies(settings) -> Check:
-    from govern.policy.guardrails import policies_directory, validate_directory
-
     directory = policies_directory(settings).resolve()
     reports, problems = validate_directory(directory)
     bad = problems + [f"{r.file}: {r.policy_id}: {'; '.join(r.errors)}" for r in reports if not r.ok]
@@ -124,8 +122,6 @@ def check_policies(settings) -> Check:
 
 def check_public_url(settings) -> Check:
     """GOVERN_PUBLIC_URL: the URL clients reach govern at (token endpoint, assertions' audience, callbacks)."""
-    from govern.config import DEVELOPMENT_PUBLIC_URL
-
     url = settings.public_url
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from govern.errors import GovernError
 from govern.logs import correlation, current_correlation_id
+from govern.store.tables import ExternalCredential, IntegrationUser, NamedCredential, System
 
 log = logging.getLogger("govern.ops")
 UNKNOWN = "unknown"
@@ -34,8 +35,6 @@ class Labels:
 
 
 def _read_labels(sessions) -> Labels:
-    from govern.store.tables import ExternalCredential, IntegrationUser, NamedCredential, System
-
     with sessions() as s:
         ncs = s.execute(sa.select(NamedCredential.external_id, System.external_id, ExternalCredential.external_id)
                         .join(ExternalCredential, ExternalCredential.id == NamedCredential.credential_id)

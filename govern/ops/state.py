@@ -6,7 +6,12 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from govern.store.tables import RotationRun, System
+from govern.store.tables import RotationRun, System, ExternalCredential, Principal
+from govern.broker.proxy import breaker_states
+from govern.metrics import BREAKER_STATES
+from govern.broker.proxy.budget import DailyBudget
+from govern.rotation.machine import TERMINAL
+from govern.store.proxy_tables import DeadLetter
 
 
 def add_state_readers(services) -> None:
@@ -33,15 +38,10 @@ def add_state_readers(services) -> None:
 
 
 def breakers(services) -> dict[tuple, float]:
-    from govern.broker.proxy import breaker_states
-    from govern.metrics import BREAKER_STATES
-
     return {(b["system"],): float(BREAKER_STATES.get(b["state"], 0)) for b in breaker_states(services)}
 
 
 def budgets(services) -> dict[tuple, float]:
-    from govern.broker.proxy.budget import DailyBudget
-
     counter = DailyBudget(services.cache, services.clock, background=False)
     with services.sessions() as s:
         rows = s.execute(sa.select(System.external_id, System.daily_api_budget)
@@ -50,8 +50,6 @@ def budgets(services) -> dict[tuple, float]:
 
 
 def rotations(sessions) -> dict[tuple, float]:
-    from govern.rotation.machine import TERMINAL
-
     with sessions() as s:
         rows = s.execute(sa.select(RotationRun.rotator, RotationRun.state, sa.func.count())
                          .where(RotationRun.state.in_(sorted(TERMINAL)), RotationRun.dry_run.is_(False))
@@ -61,8 +59,6 @@ def rotations(sessions) -> dict[tuple, float]:
 
 def principals_needing_reconnect(sessions) -> dict[tuple, float]:
     """Per credential; a credential whose principals are all fine reports 0, so the series exists."""
-    from govern.store.tables import ExternalCredential, Principal
-
     with sessions() as s:
         rows = s.execute(sa.select(ExternalCredential.external_id, sa.func.count(Principal.needs_reconnect_at))
                          .join(Principal, Principal.credential_id == ExternalCredential.id)
@@ -72,8 +68,6 @@ def principals_needing_reconnect(sessions) -> dict[tuple, float]:
 
 
 def dlq_depth(sessions) -> dict[tuple, float]:
-    from govern.store.proxy_tables import DeadLetter
-
     with sessions() as s:
         return {(): float(s.execute(sa.select(sa.func.count()).select_from(DeadLetter)).scalar_one())}
 

@@ -25,6 +25,7 @@ from govern.domain.access import PROXY_ONLY_RULE, AccessDecision, AccessRequest
 from govern.domain.access_rules import (any_path_matches, ip_in_ranges, method_allowed, object_access_allowed,
                                         parse_networks, salesforce_object, shortest_prefix)
 from govern.errors import NotFound
+from govern.ports import Clock
 
 log = logging.getLogger("govern.policy")
 MEMO_MAX = 50_000
@@ -35,7 +36,7 @@ def _ip(value: str) -> dict:
 
 
 class CedarPolicyDecider:
-    def __init__(self, landscape, clock, guardrails_loader, *, min_ipv4_prefix: int = 8, min_ipv6_prefix: int = 32):
+    def __init__(self, landscape, clock: Clock, guardrails_loader, *, min_ipv4_prefix: int = 8, min_ipv6_prefix: int = 32):
         self._landscape = landscape
         self._min_prefix = (min_ipv4_prefix, min_ipv6_prefix)
         self._clock = clock

@@ -11,10 +11,11 @@ import datetime as dt
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
-from sqlmodel import select
+from sqlmodel import col, select
 
 from govern.rotation import machine
 from govern.rotation.support import update
+from govern.store.db import rows_matched
 from govern.store.tables import RotationRun
 
 RUNNABLE = (machine.CREATED, machine.PENDING, machine.SET, machine.TESTED)
@@ -26,10 +27,10 @@ def is_postgres(session: Session) -> bool:
 
 def _claimable(now: dt.datetime, *, ignore_backoff: bool = False):
     return sa.and_(
-        RotationRun.state.in_(RUNNABLE),
+        col(RotationRun.state).in_(RUNNABLE),
         sa.true() if ignore_backoff else
-        sa.or_(RotationRun.next_attempt_at.is_(None), RotationRun.next_attempt_at <= now),
-        sa.or_(RotationRun.claimed_until.is_(None), RotationRun.claimed_until < now),
+        sa.or_(col(RotationRun.next_attempt_at).is_(None), col(RotationRun.next_attempt_at) <= now),
+        sa.or_(col(RotationRun.claimed_until).is_(None), col(RotationRun.claimed_until) < now),
     )
 
 
@@ -40,20 +41,20 @@ def claim_next(session: Session, worker: str, now: dt.datetime, lease: dt.timede
     wait for a failed step's retry time."""
     cond = _claimable(now, ignore_backoff=ignore_backoff)
     if only is not None:
-        cond = sa.and_(cond, RotationRun.id == only)
+        cond = sa.and_(cond, col(RotationRun.id) == only)
     values = {"claimed_by": worker, "claimed_until": now + lease}
     if is_postgres(session):
-        stmt = (select(RotationRun.id).where(cond).order_by(RotationRun.next_attempt_at, RotationRun.id)
+        stmt = (select(col(RotationRun.id)).where(cond).order_by(col(RotationRun.next_attempt_at), col(RotationRun.id))
                 .limit(1).with_for_update(skip_locked=True))
         run_id = session.execute(stmt).scalar_one_or_none()
         if run_id is None:
             return None
-        session.execute(update(RotationRun).where(RotationRun.id == run_id).values(**values))
+        session.execute(update(RotationRun).where(col(RotationRun.id) == run_id).values(**values))
         return run_id
-    candidates = session.execute(select(RotationRun.id).where(cond).order_by(RotationRun.id).limit(10)).scalars().all()
+    candidates = session.execute(select(col(RotationRun.id)).where(cond).order_by(col(RotationRun.id)).limit(10)).scalars().all()
     for run_id in candidates:
-        res = session.execute(update(RotationRun).where(RotationRun.id == run_id, cond).values(**values))
-        if res.rowcount == 1:
+        res = session.execute(update(RotationRun).where(col(RotationRun.id) == run_id, cond).values(**values))
+        if rows_matched(res) == 1:
             return run_id
     return None
 

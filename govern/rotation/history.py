@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 from typing import Any
+import datetime as dt
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from govern.errors import NotFound
 from govern.store.db import session_scope
@@ -12,8 +13,6 @@ from govern.store.tables import RotationRun, SecretRef
 
 def aware(value):
     """SQLite hands back naive datetimes for timezone-aware columns; every value govern writes is UTC."""
-    import datetime as dt
-
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=dt.UTC)
     return value
@@ -30,14 +29,14 @@ def _row(run: RotationRun, ref: SecretRef) -> dict[str, Any]:
 def list_runs(sessions, *, secret: str | None = None, state: str | None = None, rotator: str | None = None,
               limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
     with session_scope(sessions) as s:
-        stmt = select(RotationRun, SecretRef).join(SecretRef, SecretRef.id == RotationRun.secret_ref_id)
+        stmt = select(RotationRun, SecretRef).join(SecretRef, col(SecretRef.id) == col(RotationRun.secret_ref_id))
         if secret:
             stmt = stmt.where(SecretRef.external_id == secret)
         if state:
             stmt = stmt.where(RotationRun.state == state)
         if rotator:
             stmt = stmt.where(RotationRun.rotator == rotator)
-        stmt = stmt.order_by(RotationRun.id.desc()).limit(limit).offset(offset)
+        stmt = stmt.order_by(col(RotationRun.id).desc()).limit(limit).offset(offset)
         return [_row(run, ref) for run, ref in s.execute(stmt).all()]
 
 
@@ -46,4 +45,4 @@ def get_run(sessions, run_id: int) -> dict[str, Any]:
         run = s.get(RotationRun, run_id)
         if run is None:
             raise NotFound(f"no rotation run {run_id}")
-        return _row(run, s.get(SecretRef, run.secret_ref_id))
+        return _row(run, s.get_one(SecretRef, run.secret_ref_id))

@@ -2,19 +2,31 @@
 A mixin of RotationService (govern.rotation.runner)."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from govern.errors import Conflict, NotFound
 from govern.rotation import machine
 from govern.rotation.support import Outcome, update
+from govern.store.db import rows_matched
 from govern.store.tables import RotationRun
 
 log = logging.getLogger("govern.rotation")
 
 
 class OperatorActions:
+    # Supplied by RotationService (govern.rotation.runner), the one class this mixes into.
+    _now: Callable[[], dt.datetime]
+    _session: Callable[[], AbstractContextManager[Session]]
+    claim: Callable[..., int | None]
+    execute: Callable[[int], Outcome]
+
     def confirm(self, run_id: int, by: str, *, run_now: bool = True) -> Outcome:
         """An operator says the manually set secret is in place. With `run_now`, test and finish it now;
         otherwise a worker does."""
@@ -27,10 +39,10 @@ class OperatorActions:
                 t = machine.confirmed(run.state, now, by)
             except ValueError:
                 raise Conflict(f"run {run_id} is {run.state}, not awaiting confirmation") from None
-            res = s.execute(update(RotationRun).where(RotationRun.id == run_id, RotationRun.state == machine.AWAITING)
+            res = s.execute(update(RotationRun).where(col(RotationRun.id) == run_id, col(RotationRun.state) == machine.AWAITING)
                             .values(state=t.state, steps=[*(run.steps or []), t.record], next_attempt_at=now,
                                     claimed_until=None))
-            if res.rowcount != 1:
+            if rows_matched(res) != 1:
                 raise Conflict(f"run {run_id} was confirmed meanwhile")
         if not run_now or self.claim(only=run_id) is None:
             return Outcome(str(run_id), "set", run_id, "confirmed; a worker will test and finish it")
@@ -57,10 +69,10 @@ class OperatorActions:
                                    "create_pending")
                 state = machine.resume_state(failed_step)
                 rec = {"step": "retry", "by": by, "at": now.isoformat(), "outcome": "ok"}
-                res = s.execute(update(RotationRun).where(RotationRun.id == run_id, RotationRun.state == machine.PARKED)
+                res = s.execute(update(RotationRun).where(col(RotationRun.id) == run_id, col(RotationRun.state) == machine.PARKED)
                                 .values(state=state, attempts=0, next_attempt_at=now, claimed_until=None,
                                         finished_at=None, steps=[*(run.steps or []), rec]))
-                if res.rowcount != 1:
+                if rows_matched(res) != 1:
                     raise Conflict(f"run {run_id} changed meanwhile")
         except IntegrityError:
             raise Conflict("another run of this secret is active") from None

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import Session as SQLModelSession
-from sqlmodel import select
+from sqlmodel import col, select
 
 from govern.errors import GovernError, NotFound, SecretNotFound
 from govern.rotation import claims, machine, schedule
@@ -34,9 +34,11 @@ from govern.rotation.support import (  # noqa: F401 - re-exported for callers
     update,
     view,
 )
-from govern.store.db import session_scope
+from govern.store.db import row_id, rows_matched, session_scope
 from govern.store.rotation_tables import RotationSystemCap
 from govern.store.tables import RotationRun, SecretRef, SecretVersion
+from govern.notify import build_notifier
+from govern.ports import Notifier
 
 log = logging.getLogger("govern.rotation")
 
@@ -58,7 +60,7 @@ class RotationService(OperatorActions, Housekeeping):
     lease: dt.timedelta = dt.timedelta(seconds=120)
     reminder_every: dt.timedelta = dt.timedelta(hours=24)
     rng: Any = None  # random.Random-like, for jitter; None: no jitter
-    notifier: Any = None
+    notifier: Notifier | None = None
     # Test seam: called as hook(point, run_id, step); "after_step" fires once a step is persisted and
     # "before_persist" after the target was touched but before the state was written.
     hook: Callable[[str, int, str], None] | None = None
@@ -71,15 +73,13 @@ class RotationService(OperatorActions, Housekeeping):
             # govern's one notifier (govern.notify), wired by the composition root.
             self.notifier = self.services.notifier
         if self.notifier is None:
-            from govern.notify import build_notifier
-
             self.notifier = build_notifier(self.services.settings, self.services.clock)
 
     # --- helpers ----------------------------------------------------------------------------------
     def _now(self) -> dt.datetime:
         return self.services.clock.now()
 
-    def _session(self):
+    def _session(self) -> AbstractContextManager[Session]:
         return session_scope(self._pinned_sessions or self.services.sessions)
 
     @contextmanager
@@ -102,6 +102,8 @@ class RotationService(OperatorActions, Housekeeping):
         return load_rotator(name, self._rotators)
 
     def _notify(self, event: str, run_id: int | None, secret: str, **payload: Any) -> None:
+        if self.notifier is None:  # __post_init__ always sets one
+            return
         try:
             self.notifier.notify(event, {"run_id": run_id, "secret_ref": secret, "at": self._now().isoformat(), **payload})
         except Exception as exc:  # noqa: BLE001 - notifications never break the run
@@ -118,12 +120,12 @@ class RotationService(OperatorActions, Housekeeping):
     def due(self, now: dt.datetime | None = None) -> list[SecretRef]:
         now = now or self._now()
         with self._session() as s:
-            active = select(RotationRun.secret_ref_id).where(RotationRun.state.in_(machine.ACTIVE))
+            active = select(col(RotationRun.secret_ref_id)).where(col(RotationRun.state).in_(machine.ACTIVE))
             # Secrets rotated by hand (a schedule, no rotator) are listed too: the report says so.
             return list(s.execute(select(SecretRef).where(
-                sa.or_(SecretRef.rotator.is_not(None), SecretRef.schedule.is_not(None)),
-                SecretRef.next_due_at.is_not(None), SecretRef.next_due_at <= now,
-                SecretRef.id.not_in(active)).order_by(SecretRef.next_due_at, SecretRef.id)).scalars())
+                sa.or_(col(SecretRef.rotator).is_not(None), col(SecretRef.schedule).is_not(None)),
+                col(SecretRef.next_due_at).is_not(None), col(SecretRef.next_due_at) <= now,
+                col(SecretRef.id).not_in(active)).order_by(col(SecretRef.next_due_at), col(SecretRef.id))).scalars())
 
     def plan(self, refs: list[SecretRef]) -> list[Outcome]:
         """Dry run: what would happen per item. Reads only."""
@@ -139,7 +141,7 @@ class RotationService(OperatorActions, Housekeeping):
                     out.append(Outcome(ref.external_id, "failed", detail=describe_error(exc)))
                     continue
                 active = s.execute(select(RotationRun).where(RotationRun.secret_ref_id == ref.id,
-                                                             RotationRun.state.in_(machine.ACTIVE))).scalar()
+                                                             col(RotationRun.state).in_(machine.ACTIVE))).scalar()
                 if active is not None:
                     free = active.claimed_until is None or _aware(active.claimed_until) <= self._now()
                     if free and active.state in claims.RUNNABLE:  # what `rotate NAME --commit` would do
@@ -172,13 +174,14 @@ class RotationService(OperatorActions, Housekeeping):
         """Pick any due secret no other worker is starting (SKIP LOCKED), create its run and claim it.
         Returns (run_id, why not, secret id); (None, "", None) when nothing is due."""
         now = self._now()
+        ref: SecretRef | None = None
         try:
             with self._session() as s:
-                stmt = (select(SecretRef).where(SecretRef.rotator.is_not(None), SecretRef.next_due_at.is_not(None),
-                                                SecretRef.next_due_at <= now)
-                        .order_by(SecretRef.next_due_at, SecretRef.id).limit(1))
+                stmt = (select(SecretRef).where(col(SecretRef.rotator).is_not(None), col(SecretRef.next_due_at).is_not(None),
+                                                col(SecretRef.next_due_at) <= now)
+                        .order_by(col(SecretRef.next_due_at), col(SecretRef.id)).limit(1))
                 if skip:
-                    stmt = stmt.where(SecretRef.id.not_in(skip))
+                    stmt = stmt.where(col(SecretRef.id).not_in(skip))
                 if claims.is_postgres(s):
                     stmt = stmt.with_for_update(skip_locked=True)
                 ref = s.execute(stmt).scalar_one_or_none()
@@ -187,42 +190,44 @@ class RotationService(OperatorActions, Housekeeping):
                 run_id, why = self._create_run(s, ref, now, due_only=True, claim=True)
                 return run_id, why, ref.id
         except IntegrityError:
-            return None, "another run is already active", ref.id
+            return None, "another run is already active", ref.id if ref is not None else None
 
     def _create_run(self, s, ref: SecretRef, now: dt.datetime, *, due_only: bool, claim: bool) -> tuple[int | None, str]:
-        cond = [SecretRef.id == ref.id]
+        if not ref.rotator:
+            return None, "no rotator configured (rotated by hand)"
+        cond: list[sa.ColumnElement[bool]] = [col(SecretRef.id) == ref.id]
         if due_only:
-            cond += [SecretRef.next_due_at.is_not(None), SecretRef.next_due_at <= now]
+            cond += [col(SecretRef.next_due_at).is_not(None), col(SecretRef.next_due_at) <= now]
         # First the row (serialises workers per secret, and takes SQLite's write lock), then the system.
-        if s.execute(update(SecretRef)
-                     .where(*cond).values(next_due_at=None)).rowcount != 1:
+        if rows_matched(s.execute(update(SecretRef)
+                        .where(*cond).values(next_due_at=None))) != 1:
             s.rollback()
             return None, "not due (already taken)"
         key = system_key(s, ref)
         claims.lock_system(s, key)
         # Not forced, the unique index is the guard (IntegrityError); forced, say which run.
         active = not due_only and s.execute(select(RotationRun.id).where(
-            RotationRun.secret_ref_id == ref.id, RotationRun.state.in_(machine.ACTIVE))).scalar()
+            col(RotationRun.secret_ref_id) == ref.id, col(RotationRun.state).in_(machine.ACTIVE))).scalar()
         if active:
             s.rollback()
             return None, f"run {active} is already active"
         busy, cap = s.execute(select(
             select(sa.func.count()).select_from(RotationRun).where(
-                RotationRun.system_key == key, RotationRun.state.in_(machine.ACTIVE)).scalar_subquery(),
+                col(RotationRun.system_key) == key, col(RotationRun.state).in_(machine.ACTIVE)).scalar_subquery(),
             select(RotationSystemCap.max_concurrent).where(RotationSystemCap.system_key == key).scalar_subquery(),
         )).one()
         cap = cap or 1
         if busy >= cap:
             s.rollback()  # keeps next_due_at: it is started when the system is free
             return None, f"system {key} is at its concurrency cap ({cap})"
-        run = RotationRun(secret_ref_id=ref.id, rotator=ref.rotator, state=machine.CREATED, system_key=key,
+        run = RotationRun(secret_ref_id=row_id(ref), rotator=ref.rotator, state=machine.CREATED, system_key=key,
                           next_attempt_at=now, started_at=now, steps=[])
         if claim:
             run.claimed_by, run.claimed_until = self.worker_id, now + self.lease
         s.add(run)
         s.flush()
         if claim:
-            self._claimed[run.id] = (run, ref)
+            self._claimed[row_id(run)] = (run, ref)
         return run.id, ""
 
     # --- executing --------------------------------------------------------------------------------
@@ -233,8 +238,8 @@ class RotationService(OperatorActions, Housekeeping):
                                        ignore_backoff=ignore_backoff)
             if run_id is not None:
                 s.expire_all()
-                run = s.get(RotationRun, run_id)
-                self._claimed[run_id] = (run, s.get(SecretRef, run.secret_ref_id))
+                run = s.get_one(RotationRun, run_id)
+                self._claimed[run_id] = (run, s.get_one(SecretRef, run.secret_ref_id))
             return run_id
 
     def _load(self, run_id: int) -> tuple[RotationRun, SecretRef]:
@@ -245,7 +250,7 @@ class RotationService(OperatorActions, Housekeeping):
             run = s.get(RotationRun, run_id)
             if run is None:
                 raise NotFound(f"no rotation run {run_id}")
-            return run, s.get(SecretRef, run.secret_ref_id)
+            return run, s.get_one(SecretRef, run.secret_ref_id)
 
     def _persist(self, run: RotationRun, t: machine.Transition, *, pending_version: int | None = None,
                  finish: SecretRef | None = None, promoted: Promotion | None = None, error: str | None = None,
@@ -267,8 +272,8 @@ class RotationService(OperatorActions, Housekeeping):
             values["pending_version"] = pending_version
         with self._session() as s:
             res = s.execute(update(RotationRun)
-                            .where(RotationRun.id == run.id, RotationRun.claimed_by == self.worker_id).values(**values))
-            if res.rowcount != 1:
+                            .where(col(RotationRun.id) == run.id, col(RotationRun.claimed_by) == self.worker_id).values(**values))
+            if rows_matched(res) != 1:
                 raise LostLease()
             # The pending version is staged apart (rotators.base.staging_path): it gets a secret_version row
             # only when it is promoted to the secret's own path, so the rows describe that path truly.
@@ -285,21 +290,21 @@ class RotationService(OperatorActions, Housekeeping):
                                   "next_due_at": schedule.next_due(ref.schedule, now, self.rng) if ref.schedule else None}
         if promoted.version is not None:
             sv = update(SecretVersion)
-            older = sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.stage == "previous",
-                             SecretVersion.version != promoted.version)
+            older = sv.where(col(SecretVersion.secret_ref_id) == ref.id, col(SecretVersion.stage) == "previous",
+                             col(SecretVersion.version) != promoted.version)
             # Revoked at the target by the finish step; one whose revocation failed expires now instead,
             # so no reader tries it and the worker's revoke_expired retries it.
-            s.execute(older.where(SecretVersion.version.in_(promoted.retired)).values(stage="revoked"))
-            s.execute(older.where(SecretVersion.version.not_in(promoted.retired)).values(expires_at=now))
-            s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.stage == "current",
-                               SecretVersion.version != promoted.version)
+            s.execute(older.where(col(SecretVersion.version).in_(promoted.retired)).values(stage="revoked"))
+            s.execute(older.where(col(SecretVersion.version).not_in(promoted.retired)).values(expires_at=now))
+            s.execute(sv.where(col(SecretVersion.secret_ref_id) == ref.id, col(SecretVersion.stage) == "current",
+                               col(SecretVersion.version) != promoted.version)
                       .values(stage="previous", expires_at=now + dt.timedelta(seconds=ref.overlap_seconds)))
-            if s.execute(sv.where(SecretVersion.secret_ref_id == ref.id, SecretVersion.version == promoted.version)
+            if s.execute(sv.where(col(SecretVersion.secret_ref_id) == ref.id, col(SecretVersion.version) == promoted.version)
                          .values(stage="current", expires_at=None)).rowcount == 0:
-                s.add(SecretVersion(secret_ref_id=ref.id, version=promoted.version, stage="current", created_at=now))
+                s.add(SecretVersion(secret_ref_id=row_id(ref), version=promoted.version, stage="current", created_at=now))
             values["current_version"] = promoted.version
         s.execute(update(SecretRef)
-                  .where(SecretRef.id == ref.id).values(**values))
+                  .where(col(SecretRef.id) == ref.id).values(**values))
         for key, value in values.items():
             setattr(ref, key, value)
 
@@ -441,14 +446,14 @@ class RotationService(OperatorActions, Housekeeping):
 
     def _release(self, run, ref) -> Outcome:
         with self._session() as s:
-            s.execute(update(RotationRun).where(RotationRun.id == run.id, RotationRun.claimed_by == self.worker_id)
+            s.execute(update(RotationRun).where(col(RotationRun.id) == run.id, col(RotationRun.claimed_by) == self.worker_id)
                       .values(claimed_until=None))
         return Outcome(ref.external_id, run.state, run.id)
 
     # --- batch entry points -----------------------------------------------------------------------
     def _name(self, ref_id: int) -> str:
         with self._session() as s:
-            return s.get(SecretRef, ref_id).external_id
+            return s.get_one(SecretRef, ref_id).external_id
 
     def rotate(self, ref_id: int, *, force: bool) -> Outcome:
         """Start a run for the secret, or resume its active run when no live worker holds it (its worker
@@ -459,12 +464,12 @@ class RotationService(OperatorActions, Housekeeping):
             return self.execute(run_id)
         with self._session() as s:
             active = s.execute(select(RotationRun).where(RotationRun.secret_ref_id == ref_id,
-                                                         RotationRun.state.in_(machine.ACTIVE))).scalar_one_or_none()
+                                                         col(RotationRun.state).in_(machine.ACTIVE))).scalar_one_or_none()
         if active is None:
             return Outcome(self._name(ref_id), "skipped", None, why)
         if self.claim(only=active.id, ignore_backoff=force) is not None:
             log.info("resuming rotation run", extra={"run_id": active.id, "state": active.state})
-            outcome = self.execute(active.id)
+            outcome = self.execute(row_id(active))
             outcome.detail = f"resumed at {machine.next_step(active.state)}" + (
                 f"; {outcome.detail}" if outcome.detail else "")
             return outcome
@@ -478,7 +483,7 @@ class RotationService(OperatorActions, Housekeeping):
         return Outcome(self._name(ref_id), "skipped", active.id, why)
 
     def run_due(self) -> list[Outcome]:
-        return [self.rotate(ref.id, force=False) for ref in self.due()]
+        return [self.rotate(row_id(ref), force=False) for ref in self.due()]
 
     def drain(self, limit: int | None = None) -> list[Outcome]:
         """Claim and execute runnable runs (new, retrying, or abandoned by a dead worker) until none is left."""

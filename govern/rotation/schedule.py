@@ -9,6 +9,8 @@ import datetime as dt
 import re
 from typing import Protocol
 
+from croniter import croniter
+
 from govern.errors import ValidationFailed
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -35,8 +37,6 @@ def validate(schedule: str) -> None:
     if is_interval(schedule):
         parse_interval(schedule)
         return
-    from croniter import croniter
-
     if not croniter.is_valid(schedule):
         raise ValidationFailed([{"location": "schedule", "message": f"neither an interval nor a cron expression: {schedule!r}"}])
 
@@ -49,8 +49,6 @@ def next_due(schedule: str, after: dt.datetime, rng: Random | None = None) -> dt
         base = after + period
     else:
         validate(schedule)
-        from croniter import croniter
-
         it = croniter(schedule, after)
         base = it.get_next(dt.datetime)
         period = it.get_next(dt.datetime) - base

@@ -7,11 +7,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import select
+import sqlalchemy as sa
+from sqlmodel import SQLModel, col, select
 
 from govern.errors import GovernError
 from govern.logs import redact_text
 from govern.rotation.rotators import SecretRefView
+from govern.store.db import row_id
 from govern.store.tables import ExternalCredential, SecretRef, System
 
 
@@ -32,7 +34,7 @@ def default_worker_id() -> str:
 
 
 def view(ref: SecretRef) -> SecretRefView:
-    return SecretRefView(id=ref.id, external_id=ref.external_id, owner_kind=ref.owner_kind, owner=ref.owner,
+    return SecretRefView(id=row_id(ref), external_id=ref.external_id, owner_kind=ref.owner_kind, owner=ref.owner,
                          principal=ref.principal, field=ref.field, path=ref.path,
                          current_version=ref.current_version, rotator=ref.rotator or "",
                          overlap_seconds=ref.overlap_seconds)
@@ -41,7 +43,8 @@ def view(ref: SecretRef) -> SecretRefView:
 def system_key(session, ref: SecretRef) -> str:
     """The system a secret's rotation touches: a credential's System, otherwise `owner_kind:owner`."""
     if ref.owner_kind == "credential":
-        row = session.execute(select(System.external_id).join(ExternalCredential, ExternalCredential.system_id == System.id)
+        row = session.execute(select(col(System.external_id))
+                              .join(ExternalCredential, col(ExternalCredential.system_id) == col(System.id))
                               .where(ExternalCredential.external_id == ref.owner)).scalar_one_or_none()
         if row:
             return f"system:{row}"
@@ -65,8 +68,6 @@ class Outcome:
         return {"secret": self.secret, "status": self.status, "run_id": self.run_id, "detail": self.detail}
 
 
-def update(model):
+def update(model: type[SQLModel]) -> sa.Update:
     """A bulk UPDATE that leaves the session's objects alone (the runner keeps its own copies)."""
-    import sqlalchemy as sa
-
     return sa.update(model).execution_options(synchronize_session=False)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Iterable
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from govern.config_as_code.units import parse_duration
 from govern.rotation import machine, schedule as schedules
@@ -75,22 +75,22 @@ def sync_refs(session, now: dt.datetime, *, refs: Iterable[SecretRef] | None = N
         refs = []
         if names:
             refs += session.execute(select(SecretRef).where(SecretRef.owner_kind == "credential",
-                                                            SecretRef.owner.in_(names))).scalars().all()
+                                                            col(SecretRef.owner).in_(names))).scalars().all()
         if user_names:
             refs += session.execute(select(SecretRef).where(SecretRef.owner_kind == "integration_user",
-                                                            SecretRef.owner.in_(user_names))).scalars().all()
+                                                            col(SecretRef.owner).in_(user_names))).scalars().all()
         if not refs:
             return 0
     refs = list(refs)
     owners = sorted({r.owner for r in refs if r.owner_kind == "credential"})
     creds = {c.external_id: c for c in session.execute(
-        select(ExternalCredential).where(ExternalCredential.external_id.in_(owners))).scalars()} if owners else {}
+        select(ExternalCredential).where(col(ExternalCredential.external_id).in_(owners))).scalars()} if owners else {}
     user_owners = sorted({r.owner for r in refs if r.owner_kind == "integration_user"})
     user_rotation = dict(session.execute(select(IntegrationUser.external_id, IntegrationUser.rotation).where(
-        IntegrationUser.external_id.in_(user_owners))).all()) if user_owners else {}
+        col(IntegrationUser.external_id).in_(user_owners))).all()) if user_owners else {}
     active = set(session.execute(select(RotationRun.secret_ref_id).where(
-        RotationRun.secret_ref_id.in_([r.id for r in refs if r.id is not None]),
-        RotationRun.state.in_(machine.ACTIVE))).scalars()) if refs else set()
+        col(RotationRun.secret_ref_id).in_([r.id for r in refs if r.id is not None]),
+        col(RotationRun.state).in_(machine.ACTIVE))).scalars()) if refs else set()
     changed = 0
     for ref in refs:
         cred = creds.get(ref.owner) if ref.owner_kind == "credential" else None

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from govern.broker.signing_keys import rotate_signing_key, retire_expired_signing_keys, self_test_signing_key
+
 
 class SigningKeyHook:
     """Delegates to govern.broker.signing_keys; looked up at call time, so a re-wired key set is used."""
@@ -19,18 +21,12 @@ class SigningKeyHook:
         self._services = services
 
     def rotate(self) -> str:
-        from govern.broker.signing_keys import rotate_signing_key
-
         return rotate_signing_key(self._services)
 
     def retire_expired(self) -> None:
-        from govern.broker.signing_keys import retire_expired_signing_keys
-
         retire_expired_signing_keys(self._services)
 
     def self_test(self) -> bool:
-        from govern.broker.signing_keys import self_test_signing_key
-
         return self_test_signing_key(self._services)
 
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from govern.domain.secret import Secret
 from govern.errors import ConfigurationError, NotFound
+from govern.sandbox import CLIENT_ID, REFRESH_TOKEN_USER, SCOPES
+from govern.secrets.service import secret_service
 
 CLIENT_CREDENTIALS = "sandbox-client-credentials"
 REFRESH_TOKEN_CREDENTIAL = "sandbox-refresh-token"
@@ -28,8 +30,6 @@ class SandboxSecrets:
 
     @classmethod
     def generate(cls) -> SandboxSecrets:
-        from govern.sandbox import CLIENT_ID, REFRESH_TOKEN_USER, SCOPES
-
         return cls(CLIENT_ID, SCOPES, REFRESH_TOKEN_USER, Secret("sbx_cs_" + _random.token_urlsafe(32)),
                    Secret("sbx_rt_" + _random.token_urlsafe(32)), Secret("sbx_key_" + _random.token_urlsafe(32)))
 
@@ -50,8 +50,6 @@ def refuse_in_production(env: str) -> None:
 def provision(services, sandbox_secrets: SandboxSecrets, *, actor: str) -> list[str]:
     """Store every sandbox secret into govern's secret store; return one status line per secret (no value).
     A landscape without the sandbox's credentials is a ConfigurationError naming the file to apply."""
-    from govern.secrets.service import secret_service
-
     service = secret_service(services)
     missing = []
     for credential in dict.fromkeys(c for c, *_ in sandbox_secrets.placements()):

@@ -13,11 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 from govern.config import Settings
+from govern.secrets.keys import load_keyring, key_file_path
+from govern.secrets.vault import VaultSecretStore
+from govern.secrets.local import LocalSecretStore
+from govern.secrets.cipher import CacheCipher
 
 
 def build_keyring(settings: Settings, *, create: bool | None = None):
-    from govern.secrets.keys import load_keyring
-
     # Development instances get a key file on first use (like the session key); production needs
     # GOVERN_MASTER_KEY (govern.config.check refuses to start without it).
     return load_keyring(settings.master_key, settings.home,
@@ -26,17 +28,11 @@ def build_keyring(settings: Settings, *, create: bool | None = None):
 
 def build_secret_store(settings: Settings, sessions, *, clock=None):
     if settings.secret_store == "vault":
-        from govern.secrets.vault import VaultSecretStore
-
         return VaultSecretStore.from_settings(settings, clock=clock)
-    from govern.secrets.local import LocalSecretStore
-
     return LocalSecretStore(sessions, lambda: build_keyring(settings))
 
 
 def build_cache_cipher(settings: Settings, store):
-    from govern.secrets.cipher import CacheCipher
-
     keyring = (lambda: store.keyring) if getattr(store, "kind", None) == "local" else (lambda: build_keyring(settings))
     if getattr(store, "kind", None) == "vault":
         return CacheCipher(keyring=keyring, transit=store.transit, transit_available=store.transit.available)
@@ -49,8 +45,6 @@ def init_step(services: Any) -> str:
     if settings.secret_store == "vault":
         services.secret_store.ping()
         return f"secret store: vault at {settings.vault_addr} (mount {settings.vault_mount!r}) reachable"
-    from govern.secrets.keys import key_file_path
-
     if settings.master_key:
         build_keyring(settings)
         return "secret store: local, master keys from GOVERN_MASTER_KEY"

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from govern.secrets.errors import SecretIntegrityError
 from govern.secrets.keys import KeyRing, MasterKey
+from govern.errors import ConfigurationError
 
 _TRANSIT = b"t1:"
 _LOCAL = b"l1:"
@@ -91,8 +92,6 @@ class CacheCipher:
     def _keys(self) -> KeyRing:
         if self._keyring is None:
             if self._keyring_source is None:
-                from govern.errors import ConfigurationError
-
                 raise ConfigurationError("the cache cipher needs the transit engine or a local master key")
             self._keyring = self._keyring_source()
         return self._keyring

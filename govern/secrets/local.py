@@ -24,10 +24,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import select
 
 from govern.domain.secret import Secret
-from govern.errors import SecretConflict, SecretNotFound, SecretStoreUnavailable
+from govern.errors import SecretConflict, SecretNotFound, SecretStoreUnavailable, ValidationFailed
 from govern.ports import SecretMetadata
 from govern.secrets.errors import SecretIntegrityError
-from govern.secrets.keys import KeyRing
+from govern.secrets.keys import KeyRing, new_key
 from govern.store.db import session_scope
 from govern.store.tables import LocalSecret, utcnow
 
@@ -122,8 +122,6 @@ class LocalSecretStore:
 
         `govern secrets rotate-key` and the store_key rotator both call this. The previous key stays in
         the list for decryption (other processes may still read with it until they reload the list)."""
-        from govern.secrets.keys import new_key
-
         previous = self.keyring.current
         if not rewrap_only:
             self.keyring.add_first(new_key())
@@ -231,8 +229,6 @@ def _wrap_aad(path: str, version: int, key_id: str) -> bytes:
 
 def _check_path(path: str) -> None:
     if not path or "\x00" in path or len(path) > 500:
-        from govern.errors import ValidationFailed
-
         raise ValidationFailed("a secret path must be 1-500 characters without NUL")
 
 

@@ -15,6 +15,7 @@ from sqlmodel import select
 from govern.errors import GovernError, SecretNotFound
 from govern.store.db import session_scope
 from govern.store.tables import SecretRef, utcnow
+from govern.secrets.service import SecretService
 
 log = logging.getLogger("govern.secrets.migrate")
 
@@ -58,8 +59,6 @@ def _move_one(local, vault, sessions, path: str, version: int) -> ItemResult:
 
 
 def _point_ref_at_vault(sessions, path: str, meta, mount: str | None) -> None:
-    from govern.secrets.service import SecretService
-
     with session_scope(sessions) as s:
         ref = s.exec(select(SecretRef).where(SecretRef.external_id == path)).first()
         if ref is None:  # a secret put directly into the store (not through govern): nothing to re-point

@@ -19,13 +19,18 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import select
 
 from govern.domain.secret import Secret, validate_secret_value
-from govern.errors import GovernError, NotFound, SecretNotFound, ValidationFailed
+from govern.errors import GovernError, NotFound, SecretNotFound, ValidationFailed, Conflict
 from govern.ports import SecretMetadata, SecretStore
 from govern.rotation.sync import sync_refs
 from govern.secrets.errors import SecretRecordingFailed
 from govern.store.db import session_scope
 from govern.store.tables import (AdminAction, ExternalCredential, IntegrationUser, Principal, SecretRef,
                                  SecretVersion, utcnow)
+from govern.broker.upstream.reconnect import clear_needs_reconnect, safe_notifier
+from govern.rotation import machine
+from govern.store.tables import RotationRun
+from govern.secrets.private_keys import parse_private_key
+from govern.domain.client_auth import hash_client_secret
 
 log = logging.getLogger("govern.secrets")
 
@@ -110,8 +115,6 @@ class SecretService:
         status = self._put(target, raw, actor, correlation_id)
         if principal and field == "refresh_token":
             # A new refresh token is a reconnect: the broker may call the upstream for this principal again.
-            from govern.broker.upstream.reconnect import clear_needs_reconnect, safe_notifier
-
             clear_needs_reconnect(self.sessions, safe_notifier(lambda: self.notifier), self._now(),
                                   credential=credential, principal=principal)
         return status
@@ -137,10 +140,6 @@ class SecretService:
         authenticating at once (both hashes are cleared). Recorded as an admin action (never a value).
 
         The store goes first: if the database step fails, running the same delete again converges."""
-        from govern.errors import Conflict
-        from govern.rotation import machine
-        from govern.store.tables import RotationRun, SecretVersion
-
         with self.sessions() as s:
             row = s.exec(select(SecretRef).where(SecretRef.external_id == ref)).first()
             if row is None:
@@ -199,8 +198,6 @@ class SecretService:
         secret = validate_secret_value(raw.reveal() if isinstance(raw, Secret) else raw)
         if target.field == "private_key":
             # Parsed and type-checked before anything is written (CLI, API and console alike).
-            from govern.secrets.private_keys import parse_private_key
-
             secret, _algorithm = parse_private_key(secret)
         path = target.path
         try:
@@ -266,8 +263,6 @@ class SecretService:
     @staticmethod
     def _set_user_secret_hash(s: Session, user: str, secret: Secret, now: dt.datetime) -> None:
         # The broker authenticates integration users against a hash; the value itself stays in the vault.
-        from govern.domain.client_auth import hash_client_secret
-
         row = s.exec(select(IntegrationUser).where(IntegrationUser.external_id == user)).one()
         row.client_secret_hash = hash_client_secret(secret.reveal())
         row.client_secret_set_at = now

@@ -8,7 +8,7 @@ from fnmatch import fnmatchcase
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from govern.audit.engine import SEVERITIES, Finding as FindingResult
+from govern.audit.engine import SEVERITIES, Finding as FindingResult, catalogue
 from govern.errors import NotFound, ValidationFailed
 from govern.store.tables import AuditRun, Finding, Suppression
 
@@ -86,8 +86,6 @@ def trend(session: Session, source: str, limit: int = 20) -> list[dict]:
 
 def add_suppression(session: Session, rule_id: str, subject: str, owner: str, justification: str, ticket: str,
                     until: dt.date, today: dt.date, created_by: str | None = None) -> Suppression:
-    from govern.audit.engine import catalogue
-
     errors = []
     if rule_id not in catalogue():
         errors.append({"location": "rule", "message": f"unknown rule {rule_id}"})
@@ -110,8 +108,6 @@ def list_suppressions(session: Session) -> list[Suppression]:
 
 
 def finding_dict(row: Finding, source: str | None = None) -> dict:
-    from govern.audit.engine import catalogue
-
     rule = catalogue().get(row.rule_id)
     evidence = dict(row.evidence or {})
     location = evidence.pop("_location", None)

@@ -5,12 +5,17 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from govern.errors import ConfigurationError
+
+if TYPE_CHECKING:  # sqlmodel is imported when sessions are made: govern --help loads this module, not sqlmodel
+    from sqlmodel import SQLModel
 
 
 def make_engine(url: str, **kw) -> sa.Engine:
@@ -47,8 +52,6 @@ def sqlite_path(database_url: str) -> Path | None:
 
 def describe_database(database_url: str) -> str:
     """The database URL without its password."""
-    from sqlalchemy.engine import make_url
-
     try:
         return make_url(database_url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown by its scheme only
@@ -73,6 +76,33 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+class _Row(Protocol):
+    id: int | None
+
+
+def row_id(row: _Row) -> int:
+    """The primary key of a row read from the database (or flushed to it). The tables type `id` as optional
+    because a new object has none until it is flushed."""
+    if row.id is None:
+        raise ValueError(f"{type(row).__name__} has no id: it was never flushed")
+    return row.id
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Table behind a table model, for Core statements. (SQLModel sets `__table__` on each table model
+    but does not declare it, so the type checker cannot see it.)"""
+    table = sa.inspect(model).local_table
+    if not isinstance(table, sa.Table):
+        raise TypeError(f"{model.__name__} is not a table model")
+    return table
+
+
+def rows_matched(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched. Session.execute is typed as returning a plain Result,
+    but a DML statement's result is a CursorResult, which has the count."""
+    return cast("CursorResult[Any]", result).rowcount
 
 
 def migrations_dir() -> Path:

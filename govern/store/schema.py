@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from sqlmodel import SQLModel
 
+import govern.store.broker_tables  # noqa: F401
+import govern.store.proxy_tables  # noqa: F401
+import govern.store.rotation_tables  # noqa: F401
+import govern.store.tables
+import govern.store.upstream_tables  # noqa: F401
+
 
 def metadata():
-    import govern.store.tables  # noqa: F401
-    import govern.store.broker_tables  # noqa: F401
-    import govern.store.proxy_tables  # noqa: F401
-    import govern.store.rotation_tables  # noqa: F401
-    import govern.store.upstream_tables  # noqa: F401
-
     return SQLModel.metadata

@@ -11,6 +11,7 @@ import threading
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
+from govern.ports import Cache, Clock
 from govern.store.tables import SeenClientAssertion
 
 _TABLE = SeenClientAssertion.__table__
@@ -19,7 +20,7 @@ _TABLE = SeenClientAssertion.__table__
 class DatabaseSeenAssertions:
     """`first_use(client_id, jti, expires_at)` is True exactly once per (client id, jti) while unexpired."""
 
-    def __init__(self, engine: sa.Engine, clock, *, purge_every_seconds: float = 60.0):
+    def __init__(self, engine: sa.Engine, clock: Clock, *, purge_every_seconds: float = 60.0):
         self._engine = engine
         self._clock = clock
         self._purge_every = purge_every_seconds
@@ -73,7 +74,7 @@ class DatabaseSeenAssertions:
 class CacheSeenAssertions:
     """The same contract on the shared cache (Redis SET NX with a TTL), when Redis is configured."""
 
-    def __init__(self, cache, clock):
+    def __init__(self, cache: Cache, clock: Clock):
         self._cache = cache
         self._clock = clock
 

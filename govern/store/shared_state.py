@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from govern.cache import CacheUnavailable
 from govern.store.tables import SharedState
@@ -35,9 +36,9 @@ class DatabaseCache:
         self._clock = clock
         dialect = engine.dialect.name
         if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
+            insert = postgresql.insert
         elif dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
+            insert = sqlite.insert
         else:  # pragma: no cover - govern supports these two
             raise ValueError(f"no upsert for the {dialect} dialect")
         self._insert = insert

@@ -1,17 +1,17 @@
 """The console's views, in menu order. Each is readable by every role; writes are explicit, role-checked actions."""
 from __future__ import annotations
 
+from govern.admin.views.activity import AdminActionView, DecisionView
+from govern.admin.views.findings import FindingView, SuppressionView
+from govern.admin.views.identities import (AssignmentView, GrantView, IntegrationUserView, PermissionSetView,
+                                           RotationScheduleView, SecretRefView)
+from govern.admin.views.landscape import CredentialView, NamedCredentialView, PrincipalView, SystemView
+from govern.admin.views.policies import PoliciesView
+from govern.admin.views.rotations import RotationRunView
+from govern.store import tables as t
+
 
 def build_views(db, services) -> list:
-    from govern.admin.views.activity import AdminActionView, DecisionView
-    from govern.admin.views.findings import FindingView, SuppressionView
-    from govern.admin.views.identities import (AssignmentView, GrantView, IntegrationUserView, PermissionSetView,
-                                               RotationScheduleView, SecretRefView)
-    from govern.admin.views.landscape import CredentialView, NamedCredentialView, PrincipalView, SystemView
-    from govern.admin.views.policies import PoliciesView
-    from govern.admin.views.rotations import RotationRunView
-    from govern.store import tables as t
-
     # Endpoints carry a console_ prefix: flask-admin makes each view a blueprint, and the API's blueprints
     # ("secrets", "rotations", "findings", ...) own the bare names.
     def view(cls, model, name, endpoint, category=None):

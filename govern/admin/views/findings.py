@@ -13,6 +13,7 @@ from govern.admin.views.actions import actor, parse_date, perform
 from govern.admin.views.base import ReadOnlyView
 from govern.bounds import SQL_ID_MAX, ascii_int
 from govern.store.tables import Finding
+from govern.errors import ValidationFailed
 
 SEVERITY_BADGE = {"critical": "danger", "high": "danger", "medium": "warning", "low": "info", "info": "secondary"}
 
@@ -57,8 +58,6 @@ class FindingView(ReadOnlyView):
 
 
 def _missing_until():
-    from govern.errors import ValidationFailed
-
     raise ValidationFailed([{"location": "until", "message": "is required"}])
 
 

@@ -7,12 +7,15 @@ from markupsafe import Markup, escape
 from sqlmodel import select
 
 from govern.admin import commands
-from govern.admin.roles import require_role
+from govern.admin.roles import require_role, has_role
 from govern.admin.views.actions import actor, correlation, parse_date, parse_list, perform
 from govern.admin.views.base import ReadOnlyView, describe_secret, fmt_list, fmt_time, secret_status
 from govern.bounds import SQL_ID_MAX, ascii_int
 from govern.store.tables import (Assignment, Decision, IntegrationUser, NamedCredential, PermissionGrant,
                                  PermissionSet, SecretRef, System)
+from govern.domain.secret import Secret
+from govern.admin.views.buttons import post_button
+from govern.errors import Conflict
 
 _STATUS_BADGE = {"active": "success", "suspended": "warning", "retired": "secondary"}
 
@@ -169,8 +172,6 @@ class IntegrationUserView(ReadOnlyView):
     @expose("/set-secret/", methods=("POST",))
     def set_secret_view(self):
         """Set the user's client secret through the secret service: admin only. The value is never echoed."""
-        from govern.domain.secret import Secret
-
         require_role("admin")
         user = self._user_or_404(request.form.get("user"))
         value = Secret(request.form.get("value") or "")
@@ -239,9 +240,6 @@ def _owner_secret(view, context, model, name):
 
 
 def _rotate_button(view, context, model, name):
-    from govern.admin.roles import has_role
-    from govern.admin.views.buttons import post_button
-
     if not model.rotator:
         return Markup('<span class="gv-muted">no rotator</span>')
     if not has_role("operator"):
@@ -274,8 +272,6 @@ class SecretRefView(ReadOnlyView):
         def run():
             run_id, why = commands.rotate_now(self.services, actor(), ref.id)
             if run_id is None:
-                from govern.errors import Conflict
-
                 raise Conflict(f"{ref.external_id} was not started: {why}")
             return run_id
 

@@ -13,6 +13,8 @@ from govern.admin.roles import require_role
 from govern.admin.views.actions import actor, correlation, perform
 from govern.admin.views.base import ReadOnlyView, fmt_list, secret_status, secrets_markup
 from govern.store.tables import ExternalCredential, Principal, System
+from govern.secrets.service import credential_fields
+from govern.domain.secret import Secret
 
 
 def _json_block(view, context, model, name):
@@ -65,8 +67,6 @@ class CredentialView(ReadOnlyView):
     def render(self, template, **kwargs):
         model = kwargs.get("model")
         if template == self.details_template and model is not None:
-            from govern.secrets.service import credential_fields
-
             kwargs["secret_fields"] = credential_fields(model.protocol, model.client_auth_method)
             kwargs["principals"] = self.session.execute(
                 select(Principal.name).where(Principal.credential_id == model.id).order_by(Principal.name)).scalars().all()
@@ -76,8 +76,6 @@ class CredentialView(ReadOnlyView):
     @expose("/set-secret/", methods=("POST",))
     def set_secret_view(self):
         """Write one secret field through the secret service: admin only. The value is never echoed back."""
-        from govern.domain.secret import Secret
-
         require_role("admin")
         cred = self.session.execute(select(ExternalCredential).where(
             ExternalCredential.external_id == (request.form.get("credential") or ""))).scalars().first()

@@ -13,13 +13,12 @@ from pathlib import Path
 from flask_admin import BaseView, expose
 
 from govern.admin.roles import ConsoleAccess
+from govern.policy.guardrails import policies_directory, validate_directory
 
 POLICY_SUFFIXES = (".cedar", ".cedarschema", ".json", ".yaml", ".yml")
 
 
 def policies_dir(services) -> Path:
-    from govern.policy.guardrails import policies_directory
-
     configured = services.policies_dir
     return Path(configured) if configured else policies_directory(services.settings)
 
@@ -27,10 +26,6 @@ def policies_dir(services) -> Path:
 def _validator(services):
     if services.policy_validator is not None:
         return services.policy_validator
-    try:
-        from govern.policy.guardrails import validate_directory
-    except ImportError:
-        return None
     return validate_directory
 
 

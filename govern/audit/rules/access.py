@@ -1,7 +1,7 @@
 """Dangerous access (seed section 7, "Apply the Principle of Least Privilege")."""
 from __future__ import annotations
 
-from govern.audit.engine import Hit, rule
+from govern.audit.registry import Hit, rule
 from govern.audit.model import AuditModel, PermissionSetM
 
 S7_ADMIN = '§7 Apply the Principle of Least Privilege: "Create dedicated integration users (not admin accounts)"'

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from govern.audit.engine import Hit, rule
+from govern.audit.registry import Hit, rule
 from govern.audit.model import AuditModel, Location
 from govern.audit.secret_scan import safe_url, scan
 

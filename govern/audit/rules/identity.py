@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from govern.audit.engine import Hit, rule
+from govern.audit.registry import Hit, rule
 from govern.audit.model import AuditModel
 
 SHARED = 'Anti-patterns: "Shared integration user — Cannot audit or attribute actions. Separate integration users per system"'

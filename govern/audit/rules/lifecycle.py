@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from govern.audit.engine import Hit, rule
+from govern.audit.registry import Hit, rule
 from govern.audit.model import AuditModel
 
 S17_REVIEW = '§17 Monitor Proactively: "Regular review cadence (weekly integration health review)"'

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from govern.audit.engine import Hit, rule
+from govern.audit.registry import Hit, rule
 from govern.audit.model import AuditModel
 from govern.audit.secret_scan import safe_url
 from govern.domain.access_rules import broad_ranges as ranges_broader_than

@@ -4,7 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 
-from govern.audit.engine import Hit, rule
+from govern.audit.registry import Hit, rule
 from govern.audit.model import AuditModel
 from govern.audit.rightsizing import recommendations
 

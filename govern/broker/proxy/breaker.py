@@ -16,12 +16,13 @@ from typing import Any
 
 from govern.broker.proxy.errors import CircuitOpen
 from govern.domain.resilience import BreakerPolicy
+from govern.ports import Cache, Clock
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
 class CircuitBreakers:
-    def __init__(self, cache, clock):
+    def __init__(self, cache: Cache, clock: Clock):
         self.cache = cache
         self.clock = clock
 

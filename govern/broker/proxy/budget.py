@@ -11,6 +11,7 @@ import logging
 import threading
 
 from govern.broker.proxy.errors import BudgetExhausted
+from govern.ports import Cache, Clock, Notifier
 
 log = logging.getLogger("govern.proxy.budget")
 ALERT_RATIO = 0.8
@@ -23,7 +24,7 @@ def seconds_to_end_of_day(now: dt.datetime) -> int:
 
 
 class DailyBudget:
-    def __init__(self, cache, clock, notifier=None, *, background: bool = True):
+    def __init__(self, cache: Cache, clock: Clock, notifier: Notifier | None = None, *, background: bool = True):
         self.cache = cache
         self.clock = clock
         self.notifier = notifier

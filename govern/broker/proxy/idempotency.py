@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from collections.abc import Callable
 
 from govern.broker.proxy.errors import IdempotencyInFlight, IdempotencyKeyReused
+from govern.ports import Cache
 
 DEFAULT_TTL = 24 * 3600
 MAX_STORED_BYTES = 1024 * 1024
@@ -40,7 +41,7 @@ def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
 
 
 class IdempotencyStore:
-    def __init__(self, cache, *, ttl: float = DEFAULT_TTL, wait: float = 0.5,
+    def __init__(self, cache: Cache, *, ttl: float = DEFAULT_TTL, wait: float = 0.5,
                  sleep: Callable[[float], None] = time.sleep, monotonic: Callable[[], float] = time.monotonic,
                  max_body: int = MAX_STORED_BYTES):
         self.cache = cache

@@ -15,20 +15,20 @@ import base64
 import threading
 import time
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from govern.broker.proxy.errors import CredentialMissing, DegradedMode
 from govern.broker.proxy.targets import Target
 from govern.domain.secret import Secret
 from govern.errors import SecretNotFound, SecretStoreUnavailable
+from govern.secrets.service import secret_ref_name
+from govern.store.tables import SecretRef
 
 FIELD_BY_PROTOCOL = {"basic": "password", "api_key_header": "api_key", "custom_header": "value"}
 
 
 def secret_ref_id(credential: str, principal: str | None, field: str) -> str:
     """The name `govern secrets put` gives the secret (govern.secrets.service.secret_ref_name)."""
-    from govern.secrets.service import secret_ref_name
-
     return secret_ref_name("credential", credential, principal, field)
 
 
@@ -113,8 +113,6 @@ class CredentialInjector:
             raise CredentialMissing(f"the {field} of {target.credential} is not stored") from None
 
     def _path(self, credential: str, principal: str | None, field: str) -> str:
-        from govern.store.tables import SecretRef
-
         wanted = [(principal, secret_ref_id(credential, principal, field))]
         if principal:
             wanted.append((None, secret_ref_id(credential, None, field)))
@@ -129,8 +127,8 @@ class CredentialInjector:
                 # rotation worker may write refs under another external-id scheme.
                 query = select(SecretRef).where(
                     SecretRef.owner_kind == "credential", SecretRef.owner == credential, SecretRef.field == field,
-                    SecretRef.principal.is_(None) if owner_principal is None
-                    else SecretRef.principal == owner_principal).order_by(SecretRef.id.desc())
+                    col(SecretRef.principal).is_(None) if owner_principal is None
+                    else col(SecretRef.principal) == owner_principal).order_by(col(SecretRef.id).desc())
                 with self.services.sessions() as session:
                     ref = session.exec(query).first()
                 path = ref.path if ref else None

@@ -17,7 +17,7 @@ from govern.domain.paths import path_matches  # noqa: F401 - the one glob implem
 
 import re
 import unicodedata
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urljoin
 
 from govern.broker.proxy.errors import PathNotAllowed
 
@@ -87,8 +87,6 @@ def check_query(query: str) -> str:
 
 def same_origin_under(base_url: str, location: str) -> bool:
     """Is a redirect Location (absolute or relative) on the base's origin and under its path?"""
-    from urllib.parse import urljoin
-
     base = urlsplit(base_url)
     target = urlsplit(urljoin(base_url.rstrip("/") + "/", location))
     base_path = base.path.rstrip("/")

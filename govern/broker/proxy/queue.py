@@ -17,13 +17,18 @@ import time
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from govern.domain.access import AccessRequest, Caller
-from govern.broker.proxy.errors import BudgetExhausted
+from govern.broker.proxy.errors import BudgetExhausted, UpstreamUnreachable
 from govern.errors import AccessDenied, GovernError, NotFound
 from govern.store.db import session_scope
 from govern.store.proxy_tables import DeadLetter, QueuedCall
+from govern.broker.proxy.call import PROXY_PREFIX, ProxyResult, UpstreamOutcome, default_principal, raise_if_denied
+from govern.broker.proxy.paths import join_under
+from govern.broker.proxy.resource import salesforce_resource
+from govern.broker.proxy.retry import may_retry
+from govern.broker.proxy.maintenance import window_end
 
 log = logging.getLogger("govern.proxy.queue")
 MAX_ATTEMPTS = 5
@@ -46,8 +51,6 @@ def _proxy(services):
 
 def enqueue(services, call, target, path: str, query: str, principal: str | None, not_before: dt.datetime):
     """Persist the call (never its credential) and answer 202 with where to poll."""
-    from govern.broker.proxy.service import PROXY_PREFIX, ProxyResult
-
     with session_scope(services.sessions) as session:
         row = QueuedCall(named_credential=target.named_credential, system=target.system,
                          caller=call.caller.integration_user, principal=principal, method=call.method.upper(),
@@ -87,12 +90,6 @@ def _deliver_one(services, row) -> int:
     they were when it arrived): an integration user disabled, an assignment expired or a permission set
     narrowed while the call waited stops it here. The delivery is logged as a decision of its own, and
     counts against the system's daily budget like any proxied call."""
-    from govern.broker.proxy.errors import UpstreamUnreachable
-    from govern.broker.proxy.paths import join_under
-    from govern.broker.proxy.resource import salesforce_resource
-    from govern.broker.proxy.retry import may_retry
-    from govern.broker.proxy.service import _Outcome, _default_principal, raise_if_denied
-
     proxy = _proxy(services)
     target = proxy.target(row.named_credential)
     method, headers = row.method, dict(row.headers)
@@ -102,13 +99,13 @@ def _deliver_one(services, row) -> int:
     request = AccessRequest(caller=caller, action="proxy", named_credential=row.named_credential, method=method,
                             path=unquote(row.path), resource_object=resource.object, fields=resource.fields,
                             api_type=target.api_type)
-    outcome = _Outcome()
+    outcome = UpstreamOutcome()
     decision = None
     started = time.perf_counter()
     try:
         decision = services.decider.decide(request)
         raise_if_denied(decision)
-        principal = decision.principal or _default_principal(target)
+        principal = decision.principal or default_principal(target)
         probe = proxy.admit(target, decision.allow_budget_overdraft)
         url = join_under(target.url, row.path, row.query)
         response = proxy.exchange(target, method, url, headers, row.body, principal, row.correlation_id,
@@ -130,8 +127,6 @@ def _deliver_one(services, row) -> int:
 
 
 def _in_window(services, named_credential: str, now: dt.datetime) -> bool:
-    from govern.broker.proxy.maintenance import window_end
-
     target = _proxy(services).target(named_credential)
     return window_end(target.maintenance_windows, now) is not None
 
@@ -143,7 +138,7 @@ def deliver_queued(services, now: dt.datetime | None = None, *, limit: int = 100
     blocked: set[str] = set()
     with services.sessions() as session:
         query = (select(QueuedCall).where(QueuedCall.status == "queued")
-                 .order_by(QueuedCall.id).limit(limit))
+                 .order_by(col(QueuedCall.id)).limit(limit))
         if services.engine.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)
         rows = session.exec(query).all()
@@ -213,7 +208,7 @@ def _bury(session, row: QueuedCall, reason: str, now: dt.datetime) -> None:
 
 def dlq_list(services) -> list[DeadLetter]:
     with services.sessions() as session:
-        return list(session.exec(select(DeadLetter).order_by(DeadLetter.id)).all())
+        return list(session.exec(select(DeadLetter).order_by(col(DeadLetter.id))).all())
 
 
 def dlq_retry(services, dead_id: int) -> ItemOutcome:

@@ -14,10 +14,13 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from collections.abc import Callable, Iterator
-from urllib.parse import unquote, urlsplit
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from typing import Any, Protocol
+from urllib.parse import unquote, urljoin, urlsplit
 
 from govern.broker.proxy.breaker import CircuitBreakers
+from govern.broker.proxy.call import (PROXY_PREFIX, ProxyCall, ProxyResult, UpstreamOutcome, default_principal,
+                                      raise_if_denied)
 from govern.broker.proxy.bulkhead import DEFAULT_LIMIT, Bulkheads
 from govern.broker.proxy.budget import DailyBudget
 from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, NamedCredentialForbids, PathNotAllowed,
@@ -32,46 +35,41 @@ from govern.broker.proxy.retry import RETRYABLE_STATUS, may_retry, parse_retry_a
 from govern.broker.proxy.targets import Target, TargetCache
 from govern.broker.proxy.transport import (InvalidRequest, TransportBodyTooLarge, TransportTimeout,
                                            TransportUnreachable, Urllib3Transport)
-from govern.domain.access import AccessDecision, AccessRequest, Caller
+from govern.domain.access import AccessDecision, AccessRequest
 from govern.domain.maintenance import window_end
-from govern.errors import AccessDenied, GovernError
+from govern.broker.proxy.queue import enqueue
+from govern.errors import ConfigurationError, GovernError
 from govern.logs import CORRELATION_HEADER
 
 log = logging.getLogger("govern.proxy")
-PROXY_PREFIX = "/api/v1/named-credentials"
 SMALL_BODY_BYTES = 64 * 1024  # upstream answers up to this size (by Content-Length) are read whole, not streamed
 
 
-@dataclass(frozen=True)
-class ProxyCall:
-    named_credential: str
-    method: str
-    raw_path: str  # the remainder after /proxy/, still percent-encoded as received
-    query: str
-    headers: dict[str, str]  # already allowlisted
-    body: bytes
-    caller: Caller
-    correlation_id: str
-    idempotency_key: str | None = None
+class UpstreamAnswer(Protocol):
+    """What the proxy reads from an upstream answer; `close()` gives the connection back."""
+
+    status_code: int
+    headers: Any  # case-insensitive lookup: transport.Headers, or urllib3's HTTPHeaderDict
+
+    @property
+    def content(self) -> bytes: ...
+    def iter_content(self, chunk: int = ...) -> Iterator[bytes]: ...
+    def close(self) -> None: ...
 
 
-@dataclass
-class ProxyResult:
-    status: int
-    headers: dict[str, str]
-    body: bytes | Iterator[bytes]
-    replayed: bool = False
+class Transport(Protocol):
+    """The proxy's HTTP client: transport.HttpTransport, or transport_urllib3.Urllib3Transport (a measurement
+    switch, see build_proxy)."""
 
-
-@dataclass
-class _Outcome:
-    upstream_status: int | None = None
+    def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+             timeout: float) -> UpstreamAnswer: ...
+    def close(self) -> None: ...
 
 
 @dataclass
 class ProxyService:
-    services: object
-    transport: Urllib3Transport = field(default_factory=Urllib3Transport)
+    services: Any  # govern.bootstrap.Services
+    transport: Transport = field(default_factory=Urllib3Transport)
     sleep: Callable[[float], None] = time.sleep
     random: Callable[[], float] = random.random
 
@@ -107,7 +105,7 @@ class ProxyService:
             # Refused before policy: still a decision, so that auditors see SSRF attempts.
             request = AccessRequest(caller=call.caller, action="proxy", named_credential=target.named_credential,
                                     method=method, path=call.raw_path[:2000], api_type=target.api_type)
-            self._log_decision(request, AccessDecision(False, (refusal.code,), reason=refusal.detail), _Outcome(),
+            self._log_decision(request, AccessDecision(False, (refusal.code,), reason=refusal.detail), UpstreamOutcome(),
                                time.perf_counter(), call.correlation_id)
             raise
         resource = salesforce_resource(method, path, query, call.body, call.headers.get("Content-Type"),
@@ -116,10 +114,8 @@ class ProxyService:
                                 method=method, path=plain_path, resource_object=resource.object,
                                 fields=resource.fields, api_type=target.api_type)
         if self.services.decider is None or self.services.decision_log is None:
-            from govern.errors import ConfigurationError
-
             raise ConfigurationError("the proxy needs a policy decider and a decision log")
-        outcome = _Outcome()
+        outcome = UpstreamOutcome()
         decision: AccessDecision | None = None
         started = time.perf_counter()
         try:
@@ -156,13 +152,11 @@ class ProxyService:
     # --- after an allow -------------------------------------------------------------------------
 
     def _allowed(self, call, target, method, path, query, url, decision, outcome) -> ProxyResult:
-        principal = decision.principal or _default_principal(target)
+        principal = decision.principal or default_principal(target)
         end = window_end(target.maintenance_windows, self.services.clock.now())
         if end is not None:
             wait = int(math.ceil((end - self.services.clock.now()).total_seconds()))
             if target.during_maintenance == "queue":
-                from govern.broker.proxy.queue import enqueue
-
                 return enqueue(self.services, call, target, path, query, principal, end)
             raise MaintenanceWindow(target.system, wait)
 
@@ -219,14 +213,14 @@ class ProxyService:
     # --- the upstream exchange, with retries ----------------------------------------------------
 
     def exchange(self, target: Target, method: str, url: str, headers: dict[str, str], body: bytes,
-                 principal: str | None, correlation_id: str, *, retry_ok: bool, outcome: _Outcome | None = None,
+                 principal: str | None, correlation_id: str, *, retry_ok: bool, outcome: UpstreamOutcome | None = None,
                  probe: bool = False, budget_overdraft: bool = False, scopes: tuple[str, ...] = ()):
         """Send, retrying per the named credential's policy; returns the final response (open).
 
         The first attempt has been counted against the daily budget by the caller; every further upstream
         call (a retry, the retry after a refresh, a followed redirect) is counted here, and when the budget
         is used up the exchange stops where it is instead of retrying."""
-        outcome = outcome or _Outcome()
+        outcome = outcome or UpstreamOutcome()
         policy = target.retry
         attempt = 0
         refused: str | None = None  # the bearer token the upstream answered 401 to
@@ -293,8 +287,6 @@ class ProxyService:
                     raise UpstreamRedirectRefused(f"{target.system} redirected outside the named credential")
                 if redirects < policy.redirects and self._charge(target, budget_overdraft):
                     response.close()
-                    from urllib.parse import urljoin
-
                     url = urljoin(url, location)
                     redirects += 1
                     if status == 303:
@@ -330,25 +322,11 @@ class ProxyService:
         headers = returnable_response_headers(response.headers)
         location = response.headers.get("Location")
         if location and same_origin_under(target.url, location):
-            from urllib.parse import urljoin
-
             absolute = urlsplit(urljoin(target.url.rstrip("/") + "/", location))
             rest = absolute.path[len(urlsplit(target.url).path.rstrip("/")):].lstrip("/")
             headers["Location"] = f"{PROXY_PREFIX}/{target.named_credential}/proxy/{rest}" + (
                 f"?{absolute.query}" if absolute.query else "")
         return headers
-
-
-def raise_if_denied(decision: AccessDecision) -> None:
-    if not decision.allowed:
-        rule = decision.rules[0] if decision.rules else "deny:default"
-        raise AccessDenied(decision.reason or "no permission set allows this call", rule=rule)
-
-
-def _default_principal(target: Target) -> str | None:
-    if len(target.principals) == 1:
-        return next(iter(target.principals))
-    return "default" if "default" in target.principals else None
 
 
 def _bearer(credential: dict[str, str]) -> str | None:
@@ -384,7 +362,7 @@ class _transport_errors:
         return False
 
 
-def _read_up_to(target: Target, response, limit: int) -> tuple[bytes, Iterator[bytes] | None]:
+def _read_up_to(target: Target, response, limit: int) -> tuple[bytes, Iterable[bytes] | None]:
     """The whole answer if it has at most `limit` bytes (None for the rest); else what was read and a stream of
     all of it, which closes the response at its end."""
     length = response.headers.get("Content-Length", "")
@@ -428,11 +406,11 @@ class _Stream:
     server closes it, even if the client left before the first chunk (a generator that never started
     would not run its `finally`, and would keep the connection and the bulkhead slot)."""
 
-    def __init__(self, chunks: Iterator[bytes], response):
+    def __init__(self, chunks: Generator[bytes, None, None], response):
         self._chunks = chunks
         self._response = response
 
-    def __iter__(self) -> Iterator[bytes]:
+    def __iter__(self) -> Generator[bytes, None, None]:
         return self._chunks
 
     def close(self) -> None:
@@ -440,11 +418,11 @@ class _Stream:
         self._response.close()
 
 
-def _stream(response, chunk: int = 64 * 1024, *, first: list[bytes] = (), parts=None) -> _Stream:
+def _stream(response, chunk: int = 64 * 1024, *, first: Sequence[bytes] = (), parts=None) -> _Stream:
     return _Stream(_chunks(response, chunk, first=first, parts=parts), response)
 
 
-def _chunks(response, chunk: int, *, first: list[bytes] = (), parts=None) -> Iterator[bytes]:
+def _chunks(response, chunk: int, *, first: Sequence[bytes] = (), parts=None) -> Generator[bytes, None, None]:
     try:
         yield from first
         try:

@@ -31,6 +31,7 @@ import re
 import ssl
 import threading
 import time
+from typing import cast
 from collections.abc import Iterator, Mapping
 from urllib.parse import urlsplit
 
@@ -126,11 +127,11 @@ class _TimeLeft(urllib3.Timeout):
         return time.monotonic()
 
     @property
-    def connect_timeout(self) -> float:  # type: ignore[override]
+    def connect_timeout(self) -> float:
         return _left(self.deadline)
 
     @property
-    def read_timeout(self) -> float:  # type: ignore[override]
+    def read_timeout(self) -> float:
         return _left(self.deadline)
 
 
@@ -308,9 +309,10 @@ class Urllib3Transport:
         with self._lock:
             pool = self._pools.get(origin)
             if pool is None:
-                common = dict(maxsize=self.max_connections, block=True, retries=False)
-                pool = (_TlsPool(parts.hostname, port, ssl_context=self._ssl or _default_context(), **common)
-                        if parts.scheme == "https" else _Pool(parts.hostname, port, **common))
+                pool = (_TlsPool(parts.hostname, port, ssl_context=self._ssl or _default_context(),
+                                 maxsize=self.max_connections, block=True, retries=False)
+                        if parts.scheme == "https"
+                        else _Pool(parts.hostname, port, maxsize=self.max_connections, block=True, retries=False))
                 self._pools[origin] = pool
         return pool
 
@@ -325,7 +327,9 @@ class Urllib3Transport:
         try:
             raw = pool.urlopen(method, target, body=body or None, headers=fields, retries=False, redirect=False,
                                assert_same_host=False, preload_content=False, decode_content=True,
-                               release_conn=False, pool_timeout=_left(deadline), timeout=_TimeLeft(deadline))
+                               release_conn=False,
+                               pool_timeout=_left(deadline),  # type: ignore[arg-type]  # a float works; the stub says int
+                               timeout=_TimeLeft(deadline))
         except EmptyPoolError:
             raise TransportTimeout() from None  # every connection to this origin stayed busy
         except NewConnectionError:  # before the timeout: urllib3 makes it a kind of connect timeout
@@ -340,7 +344,7 @@ class Urllib3Transport:
             raw.close()
             raw.release_conn()
             raise TransportUnreachable()
-        return UpstreamResponse(raw, self.max_decoded_bytes)
+        return UpstreamResponse(cast(urllib3.HTTPResponse, raw), self.max_decoded_bytes)  # preload_content=False
 
     def open_connections(self, origin: str) -> int:
         """Connections to `origin` in use, and idle ones whose socket is open."""

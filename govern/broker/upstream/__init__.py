@@ -5,24 +5,25 @@ import os
 import socket
 
 from govern.broker.upstream.service import UpstreamTokens
+from govern.broker.upstream.http import RequestsTokenHttp
+from govern.broker.upstream.journal import RefreshJournalRepo
+from govern.broker.upstream.reconnect import safe_notifier
+from govern.broker.upstream.secret_refs import CredentialSecrets
+from govern.broker.upstream.single_flight import DatabaseSingleFlight, RedisSingleFlight
+from govern.broker.upstream.token_cache import TokenCache
+from govern.errors import ConfigurationError
+from govern.cache import MemoryCache
+from govern.notify import build_notifier
+from govern.broker.upstream.connect import ConnectService
 
 
 def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     """Wire the broker from the composition root's Services."""
-    from govern.broker.upstream.http import RequestsTokenHttp
-    from govern.broker.upstream.journal import RefreshJournalRepo
-    from govern.broker.upstream.reconnect import safe_notifier
-    from govern.broker.upstream.secret_refs import CredentialSecrets
-    from govern.broker.upstream.single_flight import DatabaseSingleFlight, RedisSingleFlight
-    from govern.broker.upstream.token_cache import TokenCache
-
     settings = services.settings
     # The secrets package is the one place that encrypts: cached tokens are sealed by its CacheCipher (Vault
     # transit, or AES-256-GCM under the local master key). bootstrap wires it before the broker.
     cipher = services.cache_cipher
     if cipher is None:
-        from govern.errors import ConfigurationError
-
         raise ConfigurationError("the upstream token cache needs the secrets package's cache cipher")
     cache = services.cache
     lease = float(settings.refresh_lease_seconds)
@@ -30,8 +31,6 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     if redis_flight is None:
         # Without Redis, sealed tokens stay in each process (a cache hit must not cost a database round trip);
         # across processes the PostgreSQL row lock below carries a fetched token to the waiting ones.
-        from govern.cache import MemoryCache
-
         cache = MemoryCache()
     db_flight = None
     if redis_flight is None and services.engine.dialect.name == "postgresql":
@@ -54,15 +53,11 @@ def _notifier(services):
     """govern's one notifier (govern.notify), wired by the composition root in any order."""
     notifier = services.notifier
     if notifier is None:
-        from govern.notify import build_notifier
-
         notifier = services.notifier = services.notifier or build_notifier(services.settings, services.clock)
     return notifier
 
 
 def build_connect_service(services):
-    from govern.broker.upstream.connect import ConnectService
-
     tokens = services.upstream_tokens
     return ConnectService(sessions=services.sessions, cache=services.cache, cipher=tokens.tokens.cipher,
                           secrets=tokens.secrets, tokens=tokens, clock=services.clock)

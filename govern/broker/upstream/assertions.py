@@ -5,6 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, RSAKey
+from joserfc import jwt
+
 from govern.domain.secret import Secret
 from govern.errors import ConfigurationError
 
@@ -14,9 +18,6 @@ ASSERTION_LIFETIME = 120  # seconds: short, RFC 7523 section 3 item 4 ("exp" lim
 
 
 def _key(private_key: Secret):
-    from joserfc.errors import JoseError
-    from joserfc.jwk import ECKey, RSAKey
-
     pem = private_key.reveal()
     for cls, alg in ((RSAKey, "RS256"), (ECKey, "ES256")):
         try:
@@ -28,8 +29,6 @@ def _key(private_key: Secret):
 
 def sign_assertion(private_key: Secret, *, issuer: str, subject: str, audience: str, now: dt.datetime,
                    lifetime: int = ASSERTION_LIFETIME) -> str:
-    from joserfc import jwt
-
     key, alg = _key(private_key)
     iat = int(now.timestamp())
     claims = {"iss": issuer, "sub": subject, "aud": audience, "iat": iat, "exp": iat + lifetime,

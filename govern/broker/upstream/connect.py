@@ -16,12 +16,16 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 import sqlalchemy as sa
+from sqlmodel import col
 
 from govern.broker.upstream.errors import UpstreamNotConfigured
 from govern.broker.upstream.reconnect import clear_needs_reconnect
+from govern.broker.upstream.secret_refs import CredentialSecrets
+from govern.broker.upstream.service import UpstreamTokens
 from govern.broker.upstream.targets import Target, token_settings
 from govern.domain.secret import Secret
 from govern.errors import BadRequest, NotFound, UpstreamError
+from govern.ports import Cache, Cipher, Clock
 from govern.store.db import session_scope
 from govern.store.tables import ExternalCredential, IntegrationUser, Principal
 
@@ -36,7 +40,8 @@ class Connected:
 
 
 class ConnectService:
-    def __init__(self, *, sessions, cache, cipher, secrets, tokens, clock, ttl: int = CONNECT_TTL):
+    def __init__(self, *, sessions, cache: Cache, cipher: Cipher, secrets: CredentialSecrets, tokens: UpstreamTokens,
+                 clock: Clock, ttl: int = CONNECT_TTL):
         self.sessions = sessions
         self.cache = cache
         self.cipher = cipher
@@ -48,11 +53,11 @@ class ConnectService:
     def _load(self, credential: str, principal: str) -> tuple[ExternalCredential, Principal]:
         with self.sessions() as session:
             cred = session.execute(sa.select(ExternalCredential).where(
-                ExternalCredential.external_id == credential)).scalar_one_or_none()
+                col(ExternalCredential.external_id) == credential)).scalar_one_or_none()
             if cred is None:
                 raise NotFound(f"no credential {credential!r}")
             prin = session.execute(sa.select(Principal).where(
-                Principal.credential_id == cred.id, Principal.name == principal)).scalar_one_or_none()
+                col(Principal.credential_id) == cred.id, col(Principal.name) == principal)).scalar_one_or_none()
             if prin is None:
                 raise NotFound(f"credential {credential!r} has no principal {principal!r}")
             return cred, prin
@@ -102,7 +107,7 @@ class ConnectService:
         self.secrets.replace(cred.external_id, prin.name, "refresh_token", Secret(refresh),
                              expected_version=current.version if current else None)
         with session_scope(self.sessions) as session:
-            row = session.get(Principal, prin.id)
+            row = session.get_one(Principal, prin.id)
             row.connected_at = self.clock.now()
             user = session.get(IntegrationUser, row.integration_user_id) if row.integration_user_id else None
             user_id = user.external_id if user is not None else None

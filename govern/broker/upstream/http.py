@@ -10,6 +10,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import requests
+
 from govern.broker.upstream.errors import UpstreamInvalidClient, UpstreamInvalidGrant
 from govern.errors import RateLimited, UpstreamError, UpstreamUnavailable
 
@@ -37,8 +39,6 @@ class RequestsTokenHttp:
         self._local = threading.local()
 
     def _session(self):
-        import requests
-
         s = getattr(self._local, "session", None)
         if s is None:
             s = self._local.session = requests.Session()
@@ -46,8 +46,6 @@ class RequestsTokenHttp:
         return s
 
     def post_form(self, url, data, *, basic_auth, timeout):
-        import requests
-
         try:
             resp = self._session().post(url, data=data, auth=basic_auth, timeout=timeout,
                                         headers={"Accept": "application/json"}, allow_redirects=False)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import uuid
 
 import sqlalchemy as sa
+from sqlmodel import col
 
+from govern.ports import Clock
 from govern.store.db import session_scope
 from govern.store.upstream_tables import RefreshJournal
 
@@ -19,7 +21,7 @@ STARTED, SUCCEEDED, FAILED, IN_DOUBT = "started", "succeeded", "failed", "in_dou
 
 
 class RefreshJournalRepo:
-    def __init__(self, sessions, clock, worker: str):
+    def __init__(self, sessions, clock: Clock, worker: str):
         self.sessions = sessions
         self.clock = clock
         self.worker = worker
@@ -28,8 +30,8 @@ class RefreshJournalRepo:
         """Attempts that never reached a known outcome (started by a dead worker, or in doubt)."""
         with self.sessions() as session:
             return list(session.execute(sa.select(RefreshJournal).where(
-                RefreshJournal.credential == credential, RefreshJournal.principal == principal,
-                RefreshJournal.state.in_((STARTED, IN_DOUBT))).order_by(RefreshJournal.id)).scalars())
+                col(RefreshJournal.credential) == credential, col(RefreshJournal.principal) == principal,
+                col(RefreshJournal.state).in_((STARTED, IN_DOUBT))).order_by(col(RefreshJournal.id))).scalars())
 
     def start(self, credential: str, principal: str, old_version: int | None) -> str:
         attempt = uuid.uuid4().hex
@@ -41,7 +43,7 @@ class RefreshJournalRepo:
 
     def finish(self, attempt: str, state: str, *, new_version: int | None = None, error: str | None = None) -> None:
         with session_scope(self.sessions) as session:
-            row = session.execute(sa.select(RefreshJournal).where(RefreshJournal.attempt_id == attempt)).scalar_one()
+            row = session.execute(sa.select(RefreshJournal).where(col(RefreshJournal.attempt_id) == attempt)).scalar_one()
             row.state = state
             row.new_version = new_version
             row.error = error
@@ -52,7 +54,7 @@ class RefreshJournalRepo:
         if not ids:
             return
         with session_scope(self.sessions) as session:
-            for row in session.execute(sa.select(RefreshJournal).where(RefreshJournal.id.in_(ids))).scalars():
+            for row in session.execute(sa.select(RefreshJournal).where(col(RefreshJournal.id).in_(ids))).scalars():
                 row.state = state
                 row.error = error
                 row.finished_at = row.finished_at or self.clock.now()

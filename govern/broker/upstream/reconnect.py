@@ -20,8 +20,9 @@ from typing import Any
 from collections.abc import Callable
 
 import sqlalchemy as sa
+from sqlmodel import col
 
-from govern.store.db import session_scope
+from govern.store.db import rows_matched, session_scope
 from govern.store.tables import ExternalCredential, Principal
 
 log = logging.getLogger("govern.broker.upstream")
@@ -34,16 +35,16 @@ def needs_reconnect_since(sessions, principal_id: int | None) -> dt.datetime | N
     if principal_id is None:
         return None
     with sessions() as session:
-        return session.execute(sa.select(Principal.needs_reconnect_at).where(Principal.id == principal_id)).scalar()
+        return session.execute(sa.select(col(Principal.needs_reconnect_at)).where(col(Principal.id) == principal_id)).scalar()
 
 
 def mark_needs_reconnect(sessions, notify: Callable[[str, dict[str, Any]], None], now: dt.datetime, *,
                          principal_id: int, credential: str, principal: str, in_doubt: list[str]) -> bool:
     """Mark the principal; True (and one alert) for the process that marked it first."""
     with session_scope(sessions) as session:
-        marked = session.execute(sa.update(Principal).where(
-            Principal.id == principal_id, Principal.needs_reconnect_at.is_(None)).values(needs_reconnect_at=now)
-            .execution_options(synchronize_session=False)).rowcount == 1
+        marked = rows_matched(session.execute(sa.update(Principal).where(
+            col(Principal.id) == principal_id, col(Principal.needs_reconnect_at).is_(None)).values(needs_reconnect_at=now)
+            .execution_options(synchronize_session=False))) == 1
     if marked:
         log.error("upstream refused the stored refresh token: the principal must be reconnected", extra={
             "alert": "principal_needs_reconnect", "credential": credential, "principal": principal,
@@ -58,17 +59,17 @@ def clear_needs_reconnect(sessions, notify: Callable[[str, dict[str, Any]], None
                           credential: str, principal: str) -> bool:
     """The principal has a new refresh token: clear the mark; True (and one alert) if it was set."""
     with session_scope(sessions) as session:
-        cred_id = session.execute(sa.select(ExternalCredential.id).where(
-            ExternalCredential.external_id == credential)).scalar()
+        cred_id = session.execute(sa.select(col(ExternalCredential.id)).where(
+            col(ExternalCredential.external_id) == credential)).scalar()
         if cred_id is None:
             return False
-        row = session.execute(sa.select(Principal.id, Principal.needs_reconnect_at).where(
-            Principal.credential_id == cred_id, Principal.name == principal)).first()
+        row = session.execute(sa.select(col(Principal.id), col(Principal.needs_reconnect_at)).where(
+            col(Principal.credential_id) == cred_id, col(Principal.name) == principal)).first()
         if row is None or row[1] is None:
             return False
-        cleared = session.execute(sa.update(Principal).where(
-            Principal.id == row[0], Principal.needs_reconnect_at.is_not(None)).values(needs_reconnect_at=None)
-            .execution_options(synchronize_session=False)).rowcount == 1
+        cleared = rows_matched(session.execute(sa.update(Principal).where(
+            col(Principal.id) == row[0], col(Principal.needs_reconnect_at).is_not(None)).values(needs_reconnect_at=None)
+            .execution_options(synchronize_session=False))) == 1
         since = row[1]
     if cleared:
         log.info("principal reconnected", extra={"credential": credential, "principal": principal})

@@ -12,14 +12,19 @@ upstream_client_secret rotator's `ordered_secrets` is this same list (govern.rot
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import cast
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlmodel import col
 
 from govern.domain.secret import Secret
 from govern.errors import ConfigurationError, SecretConflict
-from govern.store.db import session_scope
-from govern.store.tables import SecretRef, SecretVersion
+from govern.ports import Clock, SecretStore
+from govern.store.db import row_id, session_scope
+from govern.store.tables import SecretRef, SecretVersion, ExternalCredential
+from govern.config_as_code.units import parse_duration
 
 
 def ref_external_id(credential: str, principal: str | None, field: str) -> str:
@@ -35,21 +40,23 @@ class StoredSecret:
 
 
 class CredentialSecrets:
-    def __init__(self, sessions, store, clock):
+    def __init__(self, sessions, store: SecretStore | Callable[[], SecretStore | None] | None, clock: Clock):
         self.sessions = sessions
         self._store = store  # the store, or a callable returning it (wired later by the secrets package)
         self.clock = clock
 
     @property
-    def store(self):
-        return self._store() if callable(self._store) and not hasattr(self._store, "put") else self._store
+    def store(self) -> SecretStore | None:
+        if callable(self._store) and not hasattr(self._store, "put"):
+            return self._store()
+        return cast("SecretStore | None", self._store)
 
     def _ref(self, session, credential: str, principal: str | None, field: str) -> SecretRef | None:
         """Found by its columns, not its external id, so rows written under another path scheme are found too."""
         query = sa.select(SecretRef).where(
-            SecretRef.owner_kind == "credential", SecretRef.owner == credential, SecretRef.field == field,
-            SecretRef.principal.is_(None) if principal is None else SecretRef.principal == principal)
-        return session.execute(query.order_by(SecretRef.set_at.desc().nulls_last(), SecretRef.id.desc())
+            col(SecretRef.owner_kind) == "credential", col(SecretRef.owner) == credential, col(SecretRef.field) == field,
+            col(SecretRef.principal).is_(None) if principal is None else col(SecretRef.principal) == principal)
+        return session.execute(query.order_by(col(SecretRef.set_at).desc().nulls_last(), col(SecretRef.id).desc())
                                .limit(1)).scalar_one_or_none()
 
     def candidates(self, credential: str, principal: str | None, field: str) -> list[StoredSecret]:
@@ -61,7 +68,8 @@ class CredentialSecrets:
             if ref is None:
                 return []
             staged = session.execute(sa.select(SecretVersion).where(
-                SecretVersion.secret_ref_id == ref.id, SecretVersion.stage.in_(("current", "previous")))).scalars().all()
+                col(SecretVersion.secret_ref_id) == ref.id,
+                col(SecretVersion.stage).in_(("current", "previous")))).scalars().all()
             overlap = self._overlap(session, credential)
             set_at = _aware(ref.set_at) if ref.set_at else None
         now = self.clock.now()
@@ -75,15 +83,12 @@ class CredentialSecrets:
         versions = sorted(current, reverse=True)[:1] + [v.version for v in previous if v.version not in current]
         if not versions:
             versions = [ref.current_version or self.store.metadata(ref.path).version]
-        return [StoredSecret(ref.id, ref.path, v, self.store.get(ref.path, version=v)) for v in versions]
+        return [StoredSecret(row_id(ref), ref.path, v, self.store.get(ref.path, version=v)) for v in versions]
 
     @staticmethod
     def _overlap(session, credential: str) -> float | None:
-        from govern.config_as_code.units import parse_duration
-        from govern.store.tables import ExternalCredential
-
-        rotation = session.execute(sa.select(ExternalCredential.rotation).where(
-            ExternalCredential.external_id == credential)).scalar_one_or_none() or {}
+        rotation = session.execute(sa.select(col(ExternalCredential.rotation)).where(
+            col(ExternalCredential.external_id) == credential)).scalar_one_or_none() or {}
         return parse_duration(rotation["overlap"]) if rotation.get("overlap") else None
 
     def current(self, credential: str, principal: str | None, field: str) -> StoredSecret | None:
@@ -101,7 +106,7 @@ class CredentialSecrets:
             ref = self._ref(session, credential, principal, field)
             if ref is None:
                 return None
-            ref_id, path = ref.id, ref.path
+            ref_id, path = row_id(ref), ref.path
         version = self.store.metadata(path).version
         return StoredSecret(ref_id, path, version, self.store.get(path, version=version))
 
@@ -109,21 +114,24 @@ class CredentialSecrets:
                 expected_version: int | None) -> int:
         """Store a new version with check-and-set against `expected_version` (0/None: must not exist yet),
         then stage it `current` and the one it replaces `previous`. Raises SecretConflict if it moved."""
+        store = self.store
+        if store is None:
+            raise ConfigurationError("no secret store is configured")
         with self.sessions() as session:  # read, and close, before the store is called: no transaction is held
             ref = self._ref(session, credential, principal, field)  # open across it (the local store writes too)
             path = ref.path if ref is not None else ref_external_id(credential, principal, field)
-        meta = self.store.put(path, value, cas=expected_version or 0)
+        meta = store.put(path, value, cas=expected_version or 0)
         with session_scope(self.sessions) as session:
             ref = self._ref(session, credential, principal, field)
             if ref is None:
                 ref = SecretRef(external_id=path, owner_kind="credential", owner=credential, principal=principal,
-                                field=field, store=getattr(self.store, "kind", "local"), path=path)
+                                field=field, store=getattr(store, "kind", "local"), path=path)
                 session.add(ref)
                 session.flush()
             for old in session.execute(sa.select(SecretVersion).where(
-                    SecretVersion.secret_ref_id == ref.id, SecretVersion.stage.in_(("current", "previous")))).scalars():
+                    col(SecretVersion.secret_ref_id) == ref.id, col(SecretVersion.stage).in_(("current", "previous")))).scalars():
                 old.stage = "previous" if old.stage == "current" else "revoked"
-            session.add(SecretVersion(secret_ref_id=ref.id, version=meta.version, stage="current"))
+            session.add(SecretVersion(secret_ref_id=row_id(ref), version=meta.version, stage="current"))
             ref.current_version = meta.version
             ref.set_at = self.clock.now()
             return meta.version

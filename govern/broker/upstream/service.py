@@ -30,7 +30,8 @@ import datetime as dt
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeGuard
 
 from govern.broker.upstream import journal as J
 from govern.broker.upstream.assertions import CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT, sign_assertion
@@ -46,6 +47,8 @@ from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
 from govern.domain.token_request import leeway_too_large, refresh_leeway
 from govern.errors import GovernError, SecretConflict, UpstreamUnavailable
+from govern.ports import Cipher, Clock
+from govern.store.db import row_id
 
 log = logging.getLogger("govern.broker.upstream")
 
@@ -58,7 +61,7 @@ CLIENT_SECRET_TTL = 30.0  # shorter than any rotation overlap; an invalid_client
 
 
 class UpstreamTokens:
-    def __init__(self, *, sessions, secrets: CredentialSecrets, token_cache: TokenCache, http: TokenHttp, clock,
+    def __init__(self, *, sessions, secrets: CredentialSecrets, token_cache: TokenCache, http: TokenHttp, clock: Clock,
                  journal: J.RefreshJournalRepo, redis_flight=None, db_flight=None, poll_interval: float = 0.02,
                  metrics=None, notify=None):
         self.sessions = sessions
@@ -103,7 +106,7 @@ class UpstreamTokens:
         key = cache_key(named_credential, principal, scopes)
         started = self.clock.now()
 
-        def usable(token: UpstreamToken | None) -> bool:
+        def usable(token: UpstreamToken | None) -> TypeGuard[UpstreamToken]:
             if token is None or (rejected is not None and same_token(token, rejected)):
                 return False
             return not force_refresh or self._newer(token, started)
@@ -152,7 +155,8 @@ class UpstreamTokens:
         # one upstream call, one fallback secret, vault and database round trips
         return 2 * target.timeout + 5
 
-    def _via_redis(self, key, target, scopes, deadline, usable) -> UpstreamToken:
+    def _via_redis(self, key: str, target: Target, scopes: tuple[str, ...], deadline: float,
+                   usable: Callable[[UpstreamToken | None], TypeGuard[UpstreamToken]]) -> UpstreamToken:
         while True:
             flight = self.redis_flight.try_acquire(key)
             if flight is not None:
@@ -187,7 +191,7 @@ class UpstreamTokens:
 
     def _newer(self, token: UpstreamToken, since: dt.datetime) -> bool:
         fetched = token.extra.get("fetched_at")
-        return bool(fetched) and dt.datetime.fromisoformat(fetched) >= since
+        return isinstance(fetched, str) and bool(fetched) and dt.datetime.fromisoformat(fetched) >= since
 
     def _via_row_lock(self, key, target, scopes, deadline, usable) -> UpstreamToken:
         with self.db_flight.hold(key, deadline - self.clock.monotonic()) as flight:
@@ -248,7 +252,7 @@ class UpstreamTokens:
         if not subject or not target.client_id:
             raise UpstreamNotConfigured(f"credential {target.credential!r} needs a client id and a principal subject")
         assertion = sign_assertion(key.value, issuer=target.client_id, subject=subject,
-                                   audience=target.audience or target.token_url, now=self.clock.now())
+                                   audience=target.audience or _token_url(target), now=self.clock.now())
         form = [("grant_type", JWT_BEARER_GRANT), ("assertion", assertion), *target.params.form(scopes, audience=False)]
         return self._call(target, form, client_auth_required=False)
 
@@ -274,7 +278,7 @@ class UpstreamTokens:
         except UpstreamInvalidGrant:
             # Closed, every one: the attempts in doubt are answered too (their token is dead).
             self.journal.finish(attempt, J.FAILED, error="invalid_grant")
-            self.journal.resolve([p.id for p in pending], J.FAILED, error="invalid_grant")
+            self.journal.resolve([row_id(p) for p in pending], J.FAILED, error="invalid_grant")
             if target.principal_id is not None:
                 reconnect.mark_needs_reconnect(self.sessions, self.notify, self.clock.now(),
                                                principal_id=target.principal_id, credential=target.credential,
@@ -293,7 +297,7 @@ class UpstreamTokens:
             raise
         new_version = self._store_rotated(target, stored, body.get("refresh_token"), attempt)
         self.journal.finish(attempt, J.SUCCEEDED, new_version=new_version)
-        self.journal.resolve([p.id for p in pending], J.FAILED, error="reconciled")
+        self.journal.resolve([row_id(p) for p in pending], J.FAILED, error="reconciled")
         return body
 
     def _store_rotated(self, target: Target, stored: StoredSecret, new: Any, attempt: str) -> int | None:
@@ -339,7 +343,7 @@ class UpstreamTokens:
             untried = [c for c in candidates if c is None or c.version not in tried]
             for index, secret in enumerate(untried):
                 data, basic = self._authenticate(target, list(form), secret)
-                answer = self.http.post_form(target.token_url, data, basic_auth=basic, timeout=target.timeout)
+                answer = self.http.post_form(_token_url(target), data, basic_auth=basic, timeout=target.timeout)
                 try:
                     body = parse_token_response(answer)
                     if secret is not None and secret is not candidates[0]:
@@ -369,6 +373,8 @@ class UpstreamTokens:
     def _authenticate(self, target: Target, form: list[tuple[str, str]], secret: StoredSecret | None):
         if secret is None:
             return form, None
+        if not target.client_id:  # _call authenticates only a credential with a client id
+            raise UpstreamNotConfigured(f"credential {target.credential!r} has no client id")
         method = target.client_auth_method or "client_secret_basic"
         if method == "client_secret_basic":
             return form, (target.client_id, secret.value.reveal())
@@ -376,12 +382,19 @@ class UpstreamTokens:
             return form + [("client_id", target.client_id), ("client_secret", secret.value.reveal())], None
         if method == "private_key_jwt":
             assertion = sign_assertion(secret.value, issuer=target.client_id, subject=target.client_id,
-                                       audience=target.token_url, now=self.clock.now())
+                                       audience=_token_url(target), now=self.clock.now())
             return form + [("client_id", target.client_id), ("client_assertion_type", CLIENT_ASSERTION_TYPE),
                            ("client_assertion", assertion)], None
         raise UpstreamNotConfigured(f"unknown client authentication method {method!r}")
 
 
-def _holds(cipher, key: str, sealed: bytes | None, access_token: str) -> bool:
+def _token_url(target: Target) -> str:
+    """The token URL, once _fetch has checked there is one."""
+    if not target.token_url:
+        raise UpstreamNotConfigured(f"credential {target.credential!r} has no token URL")
+    return target.token_url
+
+
+def _holds(cipher: Cipher, key: str, sealed: bytes | None, access_token: str) -> bool:
     token = open_token(cipher, key, sealed) if sealed else None
     return token is None or same_token(token, access_token)

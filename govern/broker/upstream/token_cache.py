@@ -15,10 +15,12 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
+import hmac
 
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
 from govern.errors import GovernError
+from govern.ports import Cache, Cipher, Clock
 
 
 def cache_key(named_credential: str, principal: str | None, scopes: tuple[str, ...]) -> str:
@@ -27,7 +29,7 @@ def cache_key(named_credential: str, principal: str | None, scopes: tuple[str, .
     return "upstream-token:" + hashlib.sha256(raw.encode()).hexdigest()[:40]
 
 
-def seal_token(cipher, key: str, token: UpstreamToken) -> bytes:
+def seal_token(cipher: Cipher, key: str, token: UpstreamToken) -> bytes:
     doc = {"k": key, "access_token": token.access_token.reveal(), "token_type": token.token_type,
            "expires_at": token.expires_at.isoformat() if token.expires_at else None,
            "scopes": list(token.scopes),
@@ -36,7 +38,7 @@ def seal_token(cipher, key: str, token: UpstreamToken) -> bytes:
     return cipher.seal(json.dumps(doc).encode())
 
 
-def open_token(cipher, key: str, sealed: bytes) -> UpstreamToken | None:
+def open_token(cipher: Cipher, key: str, sealed: bytes) -> UpstreamToken | None:
     try:
         doc = json.loads(cipher.open(sealed))
     except (GovernError, ValueError):
@@ -104,7 +106,7 @@ class OpenedTokens:
 
 
 class TokenCache:
-    def __init__(self, cache, cipher, clock, leeway_seconds: float, *, opened: OpenedTokens | None = None):
+    def __init__(self, cache: Cache, cipher: Cipher, clock: Clock, leeway_seconds: float, *, opened: OpenedTokens | None = None):
         self.cache = cache
         self.cipher = cipher
         self.clock = clock
@@ -162,6 +164,4 @@ class TokenCache:
 
 def same_token(token: UpstreamToken, access_token: str | None) -> bool:
     """Whether `token` is the access token `access_token` (constant time)."""
-    import hmac
-
     return access_token is not None and hmac.compare_digest(token.access_token.reveal().encode(), access_token.encode())

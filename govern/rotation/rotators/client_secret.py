@@ -9,6 +9,7 @@ work during the overlap (govern.domain.client_auth.verify_client_secret is the r
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 from sqlmodel import select
 
@@ -24,8 +25,6 @@ class ClientSecretRotator(StoredSecretRotator):
     name = "client_secret"
 
     def generate(self, ctx: RotationContext) -> Secret:
-        import secrets
-
         return Secret("gvs_" + secrets.token_urlsafe(32))
 
     def _user(self, s, ctx: RotationContext) -> IntegrationUser:

@@ -17,6 +17,10 @@ from __future__ import annotations
 
 import os
 
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
 from govern.domain.scram import verify_postgres_password
 from govern.domain.secret import Secret
 from govern.rotation.rotators.base import NotConfigured, RotationContext, RotationTestFailed, StoredSecretRotator
@@ -30,9 +34,6 @@ def _admin_url(ctx: RotationContext) -> str:
 
 
 def set_role_password(admin_url: str, role: str, password: Secret) -> None:
-    import psycopg
-    from psycopg import sql
-
     with psycopg.connect(admin_url, autocommit=True, connect_timeout=10) as conn:
         conn.execute("SET password_encryption = 'scram-sha-256'")
         conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(role), sql.Literal(password.reveal())))
@@ -40,19 +41,16 @@ def set_role_password(admin_url: str, role: str, password: Secret) -> None:
 
 def role_accepts(admin_url: str, role: str, password: Secret) -> bool:
     """True when `role` can log in with `password` (connect + verifier check, see the module docstring)."""
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
     params = conninfo_to_dict(admin_url)
     params.update(user=role, password=password.reveal(), connect_timeout=10)
     try:
-        with psycopg.connect(make_conninfo(**params)) as conn:
+        with psycopg.connect(make_conninfo("", **params)) as conn:
             conn.execute("SELECT 1")
     except psycopg.OperationalError:
         return False
     with psycopg.connect(admin_url, connect_timeout=10) as conn:
         row = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (role,)).fetchone()
-    return bool(row) and verify_postgres_password(password.reveal(), row[0], role)
+    return row is not None and verify_postgres_password(password.reveal(), row[0], role)
 
 
 class PostgresRoleRotator(StoredSecretRotator):

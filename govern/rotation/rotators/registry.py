@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 from typing import Any
+import importlib
 
 from govern.errors import NotFound
 
@@ -42,8 +43,6 @@ def load_rotator(name: str, cache: dict[str, Any] | None = None) -> Any:
         if target is None:
             raise NotFound(f"no rotator named {name!r}")
         module, _, attr = target.partition(":")
-        import importlib
-
         obj = getattr(importlib.import_module(module), attr)()
     if cache is not None:
         cache[name] = obj

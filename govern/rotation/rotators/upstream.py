@@ -15,15 +15,19 @@ The test step asks the credential's token endpoint for a client_credentials toke
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from sqlmodel import select
+import requests
 
 from govern.domain.secret import Secret
 from govern.errors import NotFound
+from govern.ports import SecretStore
 from govern.rotation.rotators.base import NotConfigured, RotationContext, RotationTestFailed, StoredSecretRotator
 from govern.store.db import session_scope
 from govern.store.tables import ExternalCredential, SecretRef
+from govern.broker.upstream.secret_refs import CredentialSecrets
 
 
 def _credential(ctx: RotationContext) -> ExternalCredential:
@@ -40,8 +44,6 @@ def _set_config(cred: ExternalCredential) -> dict[str, Any]:
 
 
 def _http():
-    import requests
-
     return requests
 
 
@@ -100,22 +102,23 @@ class UpstreamClientSecretRotator(StoredSecretRotator):
             raise RotationTestFailed(f"revocation endpoint answered {resp.status_code}")
 
 
-def ordered_secrets(sessions, store, secret_ref: str, now: dt.datetime) -> list[Secret]:
+def ordered_secrets(sessions, store: SecretStore, secret_ref: str, now: dt.datetime) -> list[Secret]:
     """The secrets to try, in order: current first, then the previous one while its overlap lasts.
 
     Exactly what the upstream token client tries (govern.broker.upstream.secret_refs.CredentialSecrets
     .candidates, which this calls), so a rotation test and the broker can never disagree."""
-    from govern.broker.upstream.secret_refs import CredentialSecrets
-
     with session_scope(sessions) as s:
         ref = s.execute(select(SecretRef).where(SecretRef.external_id == secret_ref)).scalar_one_or_none()
         if ref is None:
             raise NotFound(f"no secret named {secret_ref}")
         owner, principal, field_name = ref.owner, ref.principal, ref.field
 
-    class _At:
+    class _At:  # a Clock stopped at `now`
         def now(self) -> dt.datetime:
             return now
+
+        def monotonic(self) -> float:
+            return time.monotonic()
 
     found = CredentialSecrets(sessions, store, _At()).candidates(owner, principal, field_name)
     return [s.value for s in found]
