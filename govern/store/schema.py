@@ -7,6 +7,7 @@ from sqlmodel import SQLModel
 def metadata():
     import govern.store.tables  # noqa: F401
     import govern.store.broker_tables  # noqa: F401
+    import govern.store.landscape_version  # noqa: F401
     import govern.store.proxy_tables  # noqa: F401
     import govern.store.rotation_tables  # noqa: F401
     import govern.store.upstream_tables  # noqa: F401
