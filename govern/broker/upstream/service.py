@@ -316,7 +316,11 @@ class UpstreamTokens:
         version = self.landscape.version
         if fresh:
             self._client_secrets.forget(key)
-        return list(self._client_secrets.get(version, key, lambda: self.secrets.candidates(target.credential, None, field)))
+        found = self._client_secrets.get(version, key, lambda: self.secrets.candidates(target.credential, None, field))
+        if len(found) > 1:
+            # A previous version is in its rotation overlap, which ends with time, not with a write: not kept.
+            self._client_secrets.forget(key)
+        return list(found)
 
     def token_request(self, target: Target, form: dict[str, str]) -> dict[str, Any]:
         """One authenticated call to the credential's token endpoint (used by the connect flow's code exchange)."""
