@@ -24,11 +24,13 @@ from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
 from sqlmodel import Field, SQLModel
 
-# What govern.broker.landscape loads, plus where secret values are found (a put or a rotation must reach
-# the proxy's and the upstream token source's secret memos within the same bound).
+# What govern.broker.landscape loads, plus where secret versions are recorded (a put or a rotation must reach
+# the proxy's and the upstream token source's secret memos within the same bound). Every put records its
+# version in secret_ref/secret_version after the store holds the value, whichever the store; the local
+# store's own rows (local_secret) are not listed: govern's signing and decision keys live there too.
 LANDSCAPE_TABLES = frozenset({
     "system", "external_credential", "principal", "named_credential", "integration_user", "permission_set",
-    "permission_grant", "assignment", "secret_ref", "secret_version", "local_secret",
+    "permission_grant", "assignment", "secret_ref", "secret_version",
 })
 # Columns no snapshot reads, written on hot paths.
 BOOKKEEPING: dict[str, frozenset[str]] = {"integration_user": frozenset({"last_used_at"})}
