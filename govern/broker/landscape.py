@@ -37,6 +37,9 @@ from govern.store.tables import (Assignment, ExternalCredential, IntegrationUser
 
 
 log = logging.getLogger("govern.broker.landscape")
+# The bound: a landscape write committed by any process is seen by every request that starts this many seconds
+# later, in every process (docs/operations.md, "One snapshot"; tests/e2e/test_one_snapshot.py).
+CHECK_INTERVAL = 0.5
 
 
 class LandscapeUnavailable(GovernError):
@@ -153,7 +156,7 @@ class LandscapeCache:
     used for up to `degraded_for` seconds (seed practice 2, degraded mode), then every caller gets
     LandscapeUnavailable (fail closed)."""
 
-    def __init__(self, sessions: sessionmaker[Session], clock: Clock, *, check_interval: float = 0.5,
+    def __init__(self, sessions: sessionmaker[Session], clock: Clock, *, check_interval: float = CHECK_INTERVAL,
                  degraded_for: float = 60.0):
         self._sessions = sessions
         self._clock = clock
