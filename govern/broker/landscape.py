@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
+from sqlmodel import col
 
 from govern.broker.proxy.errors import NamedCredentialNotFound
 from govern.broker.proxy.targets import Target as ProxyTarget
@@ -130,7 +131,7 @@ class Landscape:
                 found = self.derived.get(key)
                 if found is None:
                     found = self.derived[key] = build()
-        return found  # type: ignore[no-any-return]
+        return found
 
     def proxy_target(self, name: str) -> ProxyTarget:
         target = self.proxy_targets.get(name)
@@ -223,15 +224,15 @@ class LandscapeCache:
             return snap
 
     def _build(self, s: Session, version: int) -> Landscape:
-        systems = {y.id: y for y in s.execute(sa.select(System)).scalars()}
-        creds = {c.id: c for c in s.execute(sa.select(ExternalCredential)).scalars()}
-        users_by_id = {u.id: u for u in s.execute(sa.select(IntegrationUser)).scalars()}
+        systems: dict[int | None, System] = {y.id: y for y in s.execute(sa.select(System)).scalars()}
+        creds: dict[int | None, ExternalCredential] = {c.id: c for c in s.execute(sa.select(ExternalCredential)).scalars()}
+        users_by_id: dict[int | None, IntegrationUser] = {u.id: u for u in s.execute(sa.select(IntegrationUser)).scalars()}
         principals: dict[int, list[Principal]] = {}
         for p in s.execute(sa.select(Principal)).scalars():
             principals.setdefault(p.credential_id, []).append(p)
         ncs: dict[str, NamedCredentialView] = {}
-        nc_by_id: dict[int, str] = {}
-        user_names = {i: u.external_id for i, u in users_by_id.items()}
+        nc_by_id: dict[int | None, str] = {}
+        user_names = {i: u.external_id for i, u in users_by_id.items() if i is not None}
         proxy_targets: dict[str, ProxyTarget] = {}
         upstream: dict[str, UpstreamEntry] = {}
         broken: dict[str, GovernError] = {}
@@ -254,27 +255,27 @@ class LandscapeCache:
                                      if p.kind == "per_user" and p.integration_user_id in users_by_id})
             nc_by_id[nc.id] = nc.external_id
         grants: dict[int, list[GrantView]] = {}
-        for g in s.execute(sa.select(PermissionGrant).order_by(PermissionGrant.position, PermissionGrant.id)).scalars():
+        for g in s.execute(sa.select(PermissionGrant).order_by(col(PermissionGrant.position), col(PermissionGrant.id))).scalars():
             if g.named_credential_id not in nc_by_id:
                 continue
             grants.setdefault(g.permission_set_id, []).append(GrantView(
                 named_credential=nc_by_id[g.named_credential_id], principal=g.principal,
                 methods=tuple(m.upper() for m in (g.methods or ())), paths=tuple(g.paths or ()),
                 objects=dict(g.objects or {})))
-        psets: dict[int, PermissionSetView] = {}
-        for p in s.execute(sa.select(PermissionSet)).scalars():
-            psets[p.id] = PermissionSetView(
-                external_id=p.external_id, scopes=tuple(p.scopes or ()), api_types=tuple(p.api_types or ()),
-                max_token_lifetime_seconds=int(p.max_token_lifetime_seconds),
-                system_permissions=tuple(p.system_permissions or ()), grants=tuple(grants.get(p.id, ())),
-                allow_budget_overdraft=bool(p.allow_budget_overdraft))
+        psets: dict[int | None, PermissionSetView] = {}
+        for ps in s.execute(sa.select(PermissionSet)).scalars():
+            psets[ps.id] = PermissionSetView(
+                external_id=ps.external_id, scopes=tuple(ps.scopes or ()), api_types=tuple(ps.api_types or ()),
+                max_token_lifetime_seconds=int(ps.max_token_lifetime_seconds),
+                system_permissions=tuple(ps.system_permissions or ()), grants=tuple(grants.get(ps.id or 0, ())),
+                allow_budget_overdraft=bool(ps.allow_budget_overdraft))
         assignments: dict[str, list[AssignmentView]] = {}
         for a in s.execute(sa.select(Assignment)).scalars():
             user = users_by_id.get(a.integration_user_id)
             if user is None or a.permission_set_id not in psets:
                 continue
             assignments.setdefault(user.external_id, []).append(AssignmentView(psets[a.permission_set_id], a.expires_at))
-        users = {u.external_id: UserView(id=u.id, external_id=u.external_id, status=u.status,
+        users = {u.external_id: UserView(id=u.id or 0, external_id=u.external_id, status=u.status,
                                          cidrs=tuple(u.allowed_cidrs or ()), allowed_scopes=tuple(u.allowed_scopes or ()))
                  for u in users_by_id.values()}
         return Landscape(version=version, users=users,

@@ -47,7 +47,7 @@ class LandscapeVersion(SQLModel, table=True):
     version: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
 
 
-_TABLE: sa.Table = LandscapeVersion.__table__  # type: ignore[assignment]
+_TABLE: sa.Table = SQLModel.metadata.tables[LandscapeVersion.__tablename__]
 _READ = sa.select(_TABLE.c.version).where(_TABLE.c.id == ROW_ID)
 _BUMP = sa.update(_TABLE).where(_TABLE.c.id == ROW_ID).values(version=_TABLE.c.version + 1)
 # Commits in this process that bumped the version: a snapshot in this process re-checks at once when it moves,
