@@ -248,8 +248,10 @@ class GovernAuthorizationServer(AuthorizationServer):
 
     def _touch_user(self, token, request):
         with session_scope(self._services.sessions) as s:
+            # Bookkeeping no snapshot reads: it must not move the landscape version (govern.store.landscape_version).
             s.execute(sa.update(IntegrationUser).where(IntegrationUser.external_id == request.client.external_id)
-                      .values(last_used_at=self._services.clock.now()))
+                      .values(last_used_at=self._services.clock.now())
+                      .execution_options(landscape_unchanged=True))
 
     # --- tokens ----------------------------------------------------------------------------------
 

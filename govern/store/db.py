@@ -61,6 +61,9 @@ def describe_database(database_url: str) -> str:
 def make_session_factory(engine: sa.Engine) -> sessionmaker[Session]:
     from sqlmodel import Session as SQLModelSession
 
+    from govern.store import landscape_version
+
+    landscape_version.install()  # every landscape write moves the stored version in its own transaction
     return sessionmaker(bind=engine, class_=SQLModelSession, expire_on_commit=False)
 
 

@@ -142,12 +142,16 @@ def test_per_user_principal_resolves_to_the_callers_own(broker_client, broker_se
 
 
 def test_database_outage_keeps_the_last_snapshot_briefly_then_fails_closed(broker_client, broker_services, clock,
-                                                                            landscape):
+                                                                            landscape, monkeypatch):
     token = access_token(broker_client)
     assert ask(broker_client, token).status_code == 200
-    broker_services.landscape._query = sa.text("SELECT * FROM no_such_table")  # the DB "fails"
+
+    def unreadable(connection):
+        raise sa.exc.OperationalError("SELECT version FROM landscape_version", {}, Exception("database is down"))
+
+    monkeypatch.setattr("govern.store.landscape_version.read_version", unreadable)  # the DB "fails"
     clock.advance(3)
-    assert ask(broker_client, token).status_code == 200  # degraded: the last snapshot, younger than max_age
+    assert ask(broker_client, token).status_code == 200  # degraded: the last snapshot, read less than 60 s ago
     clock.advance(60)
     resp = ask(broker_client, token)
     assert resp.status_code == 503 and resp.get_json()["code"] == "landscape_unavailable"

@@ -83,7 +83,6 @@ def test_a_stored_row_that_does_not_parse_is_an_error_at_load(world):
     with session_scope(world.services.sessions) as s:
         s.execute(sa.update(NamedCredential).where(NamedCredential.external_id == "stock-api")
                   .values(retry={"max_attempts": 1}))
-    world.services.proxy.targets.clear()
     r = world.proxy("stock-api", "items/1")
     assert r.status_code == 500 and r.get_json()["code"] == "configuration_error"
     assert world.resources.count == 0

@@ -82,15 +82,12 @@ class World:
 
     # --- the user's path -----------------------------------------------------------------------------
     def apply(self, doc: dict | None = None):
-        """Apply governance.yaml text through the apply service; the runtime sees it at its next re-check."""
+        """Apply governance.yaml text through the apply service; this process's snapshot sees it at once (the
+        apply moved the stored landscape version in its transaction)."""
         from govern.landscape import apply_document
 
         text = yaml.safe_dump(doc or self.doc, sort_keys=False)
         plan = apply_document(self.services.sessions, text, "governance.yaml")
-        # The broker re-validates its snapshot every 2 s and the proxy keeps targets 5 s: let that time pass.
-        self.clock.advance(10)
-        self.services.proxy.targets.clear()
-        self.services.upstream_tokens._memo.clear()
         return plan
 
     def apply_errors(self, doc: dict) -> str:

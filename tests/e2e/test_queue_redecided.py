@@ -31,8 +31,6 @@ def _set(live, *, window: list[dict] | None = None, user_status: str | None = No
         if user_status is not None:
             s.execute(sa.update(IntegrationUser).where(IntegrationUser.external_id == "order-sync")
                       .values(status=user_status, updated_at=dt.datetime.now(dt.UTC)))
-    live.services.proxy.targets.clear()
-    live.services.landscape.invalidate()
 
 
 def test_a_queued_call_is_decided_again_at_delivery(live):

@@ -63,7 +63,6 @@ class Env:
             sys_row = s.get(System, cred.system_id)
             for k, v in sys_fields.items():
                 setattr(sys_row, k, v)
-        self.proxy.targets.clear()
 
     def put_secret(self, credential: str, principal: str | None, field: str, value: str) -> None:
         from govern.secrets.service import secret_ref_name

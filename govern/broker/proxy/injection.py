@@ -12,13 +12,13 @@ A store that is down, with nothing cached, is DegradedMode.
 from __future__ import annotations
 
 import base64
-import threading
-import time
+from functools import partial
 
 from sqlmodel import col, select
 
 from govern.broker.proxy.errors import CredentialMissing, DegradedMode
 from govern.broker.proxy.targets import Target
+from govern.broker.version_memo import VersionMemo
 from govern.domain.secret import Secret
 from govern.errors import SecretNotFound, SecretStoreUnavailable
 from govern.secrets.service import secret_ref_name
@@ -33,19 +33,22 @@ def secret_ref_id(credential: str, principal: str | None, field: str) -> str:
 
 
 class CredentialInjector:
-    """`secret_ttl`: a static secret (password, API key, header value) read from the store is kept in memory
-    this long. Without it every proxied call was a secret-store read (a Vault round trip with the vault
-    store, a database read and decryption with the local one). 30 s, like the upstream token source's
-    client secrets: shorter than any rotation overlap, so the old value still works until it is re-read;
-    a 401 from the upstream drops it at once."""
+    """A static secret (password, API key, header value) read from the store, and where it is stored, are kept
+    in memory for one landscape version (govern.broker.version_memo): without it every proxied call was a
+    secret-store read (a Vault round trip with the vault store, a database read and decryption with the
+    local one). A put, a rotation or a delete moves the stored landscape version, so the next call after the
+    snapshot's bound reads the new value; a 401 from the upstream drops them at once."""
 
-    def __init__(self, services, ref_ttl: float = 30.0, secret_ttl: float = 30.0):
+    def __init__(self, services):
         self.services = services
-        self.ref_ttl = ref_ttl
-        self.secret_ttl = secret_ttl
-        self._paths: dict[str, tuple[float, str | None]] = {}
-        self._secrets: dict[str, tuple[float, Secret]] = {}
-        self._lock = threading.Lock()
+        self._paths: VersionMemo[str, str | None] = VersionMemo()
+        self._secrets: VersionMemo[str, Secret] = VersionMemo()
+
+    def _version(self) -> int:
+        landscape = self.services.landscape
+        if landscape is None:
+            raise CredentialMissing("the proxy needs the landscape snapshot")
+        return int(landscape.version)
 
     def headers(self, target: Target, principal: str | None, scopes: tuple[str, ...] = (), *,
                 rejected: str | None = None) -> dict[str, str]:
@@ -78,9 +81,9 @@ class CredentialInjector:
             if self.services.upstream_tokens is not None:
                 self.services.upstream_tokens.invalidate(target.named_credential, principal, scopes, token=refused)
             return
-        with self._lock:  # the next call re-reads the store (the secret may just have been rotated)
-            self._secrets.clear()
-            self._paths.clear()
+        # the next call re-reads the store (the secret may just have been rotated)
+        self._secrets.forget()
+        self._paths.forget()
 
     def _token(self, target: Target, principal: str | None, scopes: tuple[str, ...], rejected: str | None) -> Secret:
         source = self.services.upstream_tokens
@@ -96,44 +99,32 @@ class CredentialInjector:
         store = self.services.secret_store
         if store is None:
             raise CredentialMissing("no secret store is configured")
-        path = self._path(target.credential, principal, field)
-        now = time.monotonic()
-        with self._lock:
-            kept = self._secrets.get(path)
-        if kept is not None and kept[0] > now:
-            return kept[1]
+        version = self._version()
+        path = self._path(version, target.credential, principal, field)
         try:
-            secret = store.get(path)
-            with self._lock:
-                self._secrets[path] = (now + self.secret_ttl, secret)
-            return secret
+            return self._secrets.get(version, path, lambda: store.get(path))
         except SecretStoreUnavailable:
             raise DegradedMode("the secret store is down; the credential cannot be read") from None
         except SecretNotFound:
             raise CredentialMissing(f"the {field} of {target.credential} is not stored") from None
 
-    def _path(self, credential: str, principal: str | None, field: str) -> str:
+    def _path(self, version: int, credential: str, principal: str | None, field: str) -> str:
         wanted = [(principal, secret_ref_id(credential, principal, field))]
         if principal:
             wanted.append((None, secret_ref_id(credential, None, field)))
-        now = time.monotonic()
         for owner_principal, ext_id in wanted:
-            with self._lock:
-                cached = self._paths.get(ext_id)
-            if cached and cached[0] > now:
-                path = cached[1]
-            else:
-                # By columns, like the upstream token source (secret_refs.py): `govern secrets put` and the
-                # rotation worker may write refs under another external-id scheme.
-                query = select(SecretRef).where(
-                    SecretRef.owner_kind == "credential", SecretRef.owner == credential, SecretRef.field == field,
-                    col(SecretRef.principal).is_(None) if owner_principal is None
-                    else col(SecretRef.principal) == owner_principal).order_by(col(SecretRef.id).desc())
-                with self.services.sessions() as session:
-                    ref = session.exec(query).first()
-                path = ref.path if ref else None
-                with self._lock:
-                    self._paths[ext_id] = (now + self.ref_ttl, path)
+            path = self._paths.get(version, ext_id, partial(self._stored_path, credential, owner_principal, field))
             if path:
                 return path
         raise CredentialMissing(f"no secret reference for the {field} of {credential}")
+
+    def _stored_path(self, credential: str, principal: str | None, field: str) -> str | None:
+        # By columns, like the upstream token source (secret_refs.py): `govern secrets put` and the
+        # rotation worker may write refs under another external-id scheme.
+        query = select(SecretRef).where(
+            SecretRef.owner_kind == "credential", SecretRef.owner == credential, SecretRef.field == field,
+            col(SecretRef.principal).is_(None) if principal is None
+            else col(SecretRef.principal) == principal).order_by(col(SecretRef.id).desc())
+        with self.services.sessions() as session:
+            ref = session.exec(query).first()
+        return ref.path if ref else None

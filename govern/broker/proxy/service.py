@@ -23,7 +23,8 @@ from govern.broker.proxy.call import (PROXY_PREFIX, ProxyCall, ProxyResult, Upst
                                       raise_if_denied)
 from govern.broker.proxy.bulkhead import DEFAULT_LIMIT, Bulkheads
 from govern.broker.proxy.budget import DailyBudget
-from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, NamedCredentialForbids, PathNotAllowed,
+from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, NamedCredentialForbids,
+                                        NamedCredentialNotFound, PathNotAllowed,
                                         UnsafeUpstreamRequest, UpstreamAnswerTooLarge, UpstreamRateLimited,
                                         UpstreamRedirectRefused, UpstreamTimeout, UpstreamUnreachable)
 from govern.broker.proxy.headers import returnable_response_headers
@@ -32,7 +33,7 @@ from govern.broker.proxy.injection import CredentialInjector
 from govern.broker.proxy.paths import check_query, join_under, normalise_path, path_matches, same_origin_under
 from govern.broker.proxy.resource import IDEMPOTENT_METHODS, salesforce_resource
 from govern.broker.proxy.retry import RETRYABLE_STATUS, may_retry, parse_retry_after
-from govern.broker.proxy.targets import Target, TargetCache
+from govern.broker.proxy.targets import Target
 from govern.broker.proxy.transport import (InvalidRequest, TransportBodyTooLarge, TransportTimeout,
                                            TransportUnreachable, Urllib3Transport)
 from govern.domain.access import AccessDecision, AccessRequest
@@ -58,8 +59,7 @@ class UpstreamAnswer(Protocol):
 
 
 class Transport(Protocol):
-    """The proxy's HTTP client: transport.HttpTransport, or transport_urllib3.Urllib3Transport (a measurement
-    switch, see build_proxy)."""
+    """The proxy's HTTP client: transport.Urllib3Transport (tests may hand in another)."""
 
     def send(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
              timeout: float) -> UpstreamAnswer: ...
@@ -75,7 +75,6 @@ class ProxyService:
 
     def __post_init__(self):
         svc = self.services
-        self.targets = TargetCache(svc.sessions)
         self.injector = CredentialInjector(svc)
         self.breakers = CircuitBreakers(svc.cache, svc.clock)
         self.budget = DailyBudget(svc.cache, svc.clock, svc.notifier)
@@ -87,10 +86,17 @@ class ProxyService:
     # --- the entry point ------------------------------------------------------------------------
 
     def target(self, name: str) -> Target:
-        return self.targets.get(name)
+        """The named credential's Target, from the process's one landscape snapshot (govern.broker.landscape)."""
+        landscape = self.services.landscape
+        if landscape is None:
+            raise ConfigurationError("the proxy needs the landscape snapshot")
+        try:
+            return landscape.current().proxy_target(name)
+        except NamedCredentialNotFound:  # created a moment ago by another process? look once more
+            return landscape.recheck().proxy_target(name)
 
     def handle(self, call: ProxyCall) -> ProxyResult:
-        target = self.targets.get(call.named_credential)
+        target = self.target(call.named_credential)
         method = call.method.upper()
         try:
             path = normalise_path(call.raw_path)

@@ -35,8 +35,11 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     db_flight = None
     if redis_flight is None and services.engine.dialect.name == "postgresql":
         db_flight = DatabaseSingleFlight(services.engine)
+    if services.landscape is None:
+        raise ConfigurationError("the upstream token source reads the landscape snapshot; wire the broker first")
     return UpstreamTokens(
         sessions=services.sessions,
+        landscape=services.landscape,
         secrets=CredentialSecrets(services.sessions, lambda: services.secret_store, services.clock),
         token_cache=TokenCache(cache, cipher, services.clock, settings.token_leeway_seconds),
         http=http or RequestsTokenHttp(),

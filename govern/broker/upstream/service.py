@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from govern.broker.upstream import journal as J
 from govern.broker.upstream.assertions import CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT, sign_assertion
@@ -41,30 +40,35 @@ from govern.broker.upstream.errors import (PrincipalNeedsReconnect, UpstreamInva
 from govern.broker.upstream.http import TokenHttp, parse_token_response
 from govern.broker.upstream.secret_refs import CredentialSecrets, StoredSecret
 from govern.broker.upstream.single_flight import LocalLocks
-from govern.broker.upstream.targets import Target, resolve_target
+from govern.broker.upstream.targets import Target
 from govern.broker.upstream.token_cache import TokenCache, cache_key, is_fresh, open_token, same_token
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
 from govern.domain.token_request import leeway_too_large, refresh_leeway
-from govern.errors import GovernError, SecretConflict, UpstreamUnavailable
+from govern.broker.version_memo import VersionMemo
+from govern.errors import GovernError, NotFound, SecretConflict, UpstreamUnavailable
 from govern.ports import Cipher, Clock
 from govern.store.db import row_id
+
+if TYPE_CHECKING:
+    from govern.broker.landscape import LandscapeCache
 
 log = logging.getLogger("govern.broker.upstream")
 
 OAUTH_PROTOCOLS = ("oauth2_client_credentials", "oauth2_refresh_token", "oauth2_jwt_bearer")
 DEFAULT_LIFETIME = 300  # seconds, when the upstream gives no expires_in (RFC 6749 section 5.1 only RECOMMENDS it)
-# A cache miss should add little to the upstream's own latency, so the landscape rows and the client
-# secrets are kept in memory for a few seconds. Refresh tokens are never kept: they are read under the lock.
-TARGET_TTL = 10.0
-CLIENT_SECRET_TTL = 30.0  # shorter than any rotation overlap; an invalid_client re-reads the vault at once
+# A cache miss should add little to the upstream's own latency: the landscape comes from the process's one
+# snapshot (govern.broker.landscape), and client secrets are kept in memory for the snapshot's version, so a
+# new secret version (which moves the stored landscape version) is a miss. Refresh tokens are never kept:
+# they are read under the lock.
 
 
 class UpstreamTokens:
-    def __init__(self, *, sessions, secrets: CredentialSecrets, token_cache: TokenCache, http: TokenHttp, clock: Clock,
-                 journal: J.RefreshJournalRepo, redis_flight=None, db_flight=None, poll_interval: float = 0.02,
-                 metrics=None, notify=None):
+    def __init__(self, *, sessions, landscape: LandscapeCache, secrets: CredentialSecrets, token_cache: TokenCache,
+                 http: TokenHttp, clock: Clock, journal: J.RefreshJournalRepo, redis_flight=None, db_flight=None,
+                 poll_interval: float = 0.02, metrics=None, notify=None):
         self.sessions = sessions
+        self.landscape = landscape
         self.secrets = secrets
         self.tokens = token_cache
         self.http = http
@@ -76,23 +80,14 @@ class UpstreamTokens:
         self.poll_interval = poll_interval
         self.metrics = metrics  # govern.metrics.Metrics, or None
         self.notify = notify or (lambda event, payload: None)  # reconnect.safe_notifier(...) in production
-        self._memo: dict[tuple, tuple[float, Any]] = {}
-        self._memo_lock = threading.Lock()
+        # Client secret candidates by (credential, field), for one landscape version (see VersionMemo).
+        self._client_secrets: VersionMemo[tuple[str, str], list[StoredSecret]] = VersionMemo()
 
-    def _remember(self, key: tuple, ttl: float, load):
-        now = self.clock.monotonic()
-        with self._memo_lock:
-            hit = self._memo.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        value = load()
-        with self._memo_lock:
-            self._memo[key] = (now + ttl, value)
-        return value
-
-    def _forget(self, key: tuple) -> None:
-        with self._memo_lock:
-            self._memo.pop(key, None)
+    def _target(self, named_credential: str, principal: str | None) -> Target:
+        try:
+            return self.landscape.current().upstream_target(named_credential, principal)
+        except NotFound:  # created a moment ago by another process? look once more
+            return self.landscape.recheck().upstream_target(named_credential, principal)
 
     # --- the port ---------------------------------------------------------------------------------------
 
@@ -115,8 +110,7 @@ class UpstreamTokens:
             token = self.tokens.get(key)
             if usable(token):
                 return token
-        target = self._remember(("target", named_credential, principal), TARGET_TTL,
-                                lambda: resolve_target(self.sessions, named_credential, principal))
+        target = self._target(named_credential, principal)
         if target.protocol not in OAUTH_PROTOCOLS:
             # A static secret (basic, API key, custom header) is never a token: only the proxy injects it.
             raise UpstreamNotConfigured(f"protocol {target.protocol!r} issues no tokens")
@@ -322,10 +316,15 @@ class UpstreamTokens:
     def _client_candidates(self, target: Target, *, fresh: bool = False) -> list[StoredSecret | None]:
         method = target.client_auth_method or "client_secret_basic"
         field = "private_key" if method == "private_key_jwt" else "client_secret"
-        key = ("client", target.credential, field)
+        key = (target.credential, field)
+        version = self.landscape.version
         if fresh:
-            self._forget(key)
-        return list(self._remember(key, CLIENT_SECRET_TTL, lambda: self.secrets.candidates(target.credential, None, field)))
+            self._client_secrets.forget(key)
+        found = self._client_secrets.get(version, key, lambda: self.secrets.candidates(target.credential, None, field))
+        if len(found) > 1:
+            # A previous version is in its rotation overlap, which ends with time, not with a write: not kept.
+            self._client_secrets.forget(key)
+        return list(found)
 
     def token_request(self, target: Target, form: dict[str, str]) -> dict[str, Any]:
         """One authenticated call to the credential's token endpoint (used by the connect flow's code exchange)."""

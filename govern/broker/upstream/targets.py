@@ -1,4 +1,5 @@
-"""Resolving a named credential and a principal name to what a token request needs (one database read).
+"""Resolving a named credential and a principal name to what a token request needs, from the landscape
+snapshot (govern.broker.landscape): no database read.
 
 Per-user principals (ExternalCredential.principal_type "per_user") resolve to the calling integration
 user's own upstream identity: `principal` may name the Principal row, or the integration user whose
@@ -6,16 +7,15 @@ Principal row (Principal.integration_user_id) belongs to this credential.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-
-import sqlalchemy as sa
+from typing import Any
 
 from govern.broker.upstream.errors import UpstreamNotConfigured
 from govern.config_as_code.units import parse_duration
 from govern.domain.resilience import parse_stored
 from govern.domain.token_request import TokenRequestParams
-from govern.errors import NotFound
-from govern.store.tables import ExternalCredential, IntegrationUser, NamedCredential, Principal
+from govern.store.tables import ExternalCredential, NamedCredential, Principal
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Target:
         return self.params.scopes
 
 
-def token_settings(cred: ExternalCredential) -> dict:
+def token_settings(cred: ExternalCredential) -> dict[str, Any]:
     """The credential row's token-request settings as Target fields; a row that does not parse is an error."""
     params = parse_stored(TokenRequestParams, {"scopes": list(cred.scopes or ()), "audience": cred.audience,
                                                "resource": list(cred.resource or ()),
@@ -55,31 +55,62 @@ def token_settings(cred: ExternalCredential) -> dict:
             "rotation_overlap": parse_duration(overlap) if overlap else None}
 
 
-def resolve_target(sessions, named_credential: str, principal: str | None) -> Target:
-    with sessions() as session:
-        row = session.execute(sa.select(NamedCredential, ExternalCredential)
-                              .join(ExternalCredential, ExternalCredential.id == NamedCredential.credential_id)
-                              .where(NamedCredential.external_id == named_credential)).first()
-        if row is None:
-            raise NotFound(f"no named credential {named_credential!r}")
-        nc, cred = row
-        prin = None
+@dataclass(frozen=True)
+class PrincipalEntry:
+    id: int
+    name: str
+    kind: str  # named | per_user
+    subject: str | None
+    user: str | None  # a per-user principal's integration user (external id)
+
+
+@dataclass(frozen=True)
+class UpstreamEntry:
+    """One named credential as the token source reads it, with every principal of its credential: built when
+    the landscape snapshot loads (govern.broker.landscape), resolved per request without a database read."""
+
+    named_credential: str
+    credential: str
+    principal_type: str
+    protocol: str
+    token_url: str | None
+    client_id: str | None
+    client_auth_method: str | None
+    settings: dict[str, Any]  # token_settings(): params, leeway, rotation_overlap
+    header_name: str | None
+    timeout: float
+    principals: tuple[PrincipalEntry, ...]
+
+    def resolve(self, principal: str | None) -> Target:
+        """`principal` names a principal of the credential or, for per-user credentials, the integration user
+        whose principal it is; none: the credential's one named principal, if it has exactly one."""
+        found: PrincipalEntry | None = None
         if principal:
-            prin = session.execute(sa.select(Principal).where(
-                Principal.credential_id == cred.id, Principal.name == principal)).scalar_one_or_none()
-            if prin is None and cred.principal_type == "per_user":
-                prin = session.execute(sa.select(Principal).join(
-                    IntegrationUser, IntegrationUser.id == Principal.integration_user_id).where(
-                    Principal.credential_id == cred.id, IntegrationUser.external_id == principal)).scalar_one_or_none()
-            if prin is None:
-                raise UpstreamNotConfigured(f"credential {cred.external_id!r} has no principal {principal!r}")
+            found = next((p for p in self.principals if p.name == principal), None)
+            if found is None and self.principal_type == "per_user":
+                found = next((p for p in self.principals if p.user == principal), None)
+            if found is None:
+                raise UpstreamNotConfigured(f"credential {self.credential!r} has no principal {principal!r}")
         else:
-            named = session.execute(sa.select(Principal).where(
-                Principal.credential_id == cred.id, Principal.kind == "named")).scalars().all()
+            named = [p for p in self.principals if p.kind == "named"]
             if len(named) == 1:
-                prin = named[0]
-        return Target(named_credential=nc.external_id, credential=cred.external_id, protocol=cred.protocol,
-                      token_url=cred.token_url, client_id=cred.client_id, client_auth_method=cred.client_auth_method,
-                      **token_settings(cred), header_name=cred.header_name,
-                      principal=prin.name if prin else None, principal_id=prin.id if prin else None,
-                      subject=prin.subject if prin else None, timeout=float(nc.timeout_seconds or 10.0))
+                found = named[0]
+        return Target(named_credential=self.named_credential, credential=self.credential, protocol=self.protocol,
+                      token_url=self.token_url, client_id=self.client_id, client_auth_method=self.client_auth_method,
+                      **self.settings, header_name=self.header_name,
+                      principal=found.name if found else None, principal_id=found.id if found else None,
+                      subject=found.subject if found else None, timeout=self.timeout)
+
+
+def upstream_entry(nc: NamedCredential, cred: ExternalCredential, principals: Iterable[Principal],
+                   users: Mapping[int, str]) -> UpstreamEntry:
+    """`users`: integration user id -> external id. Raises ConfigurationError for a stored setting that does
+    not parse."""
+    return UpstreamEntry(
+        named_credential=nc.external_id, credential=cred.external_id, principal_type=cred.principal_type,
+        protocol=cred.protocol, token_url=cred.token_url, client_id=cred.client_id,
+        client_auth_method=cred.client_auth_method, settings=token_settings(cred), header_name=cred.header_name,
+        timeout=float(nc.timeout_seconds or 10.0),
+        principals=tuple(PrincipalEntry(id=p.id or 0, name=p.name, kind=p.kind, subject=p.subject,
+                                        user=users.get(p.integration_user_id) if p.integration_user_id else None)
+                         for p in principals))

@@ -1,0 +1,106 @@
+"""Benchmark the one landscape snapshot (issue #15): what checking the stored landscape version costs, and what
+a rebuild costs, on SQLite and PostgreSQL, with the 100x landscape of bench/apply.py applied.
+
+For each backend: a fresh database (a temporary SQLite file; a private PostgreSQL database govern_bench_<random>,
+dropped at the end), migrated, the landscape applied with `govern.landscape.apply_document`, then
+- `check`: one version check as LandscapeCache does it (a pooled session, one primary-key read), N times;
+- `hit`: LandscapeCache.current() inside the check interval (no database), N times;
+- `rebuild`: loading the whole snapshot (users, assignments, permission sets, grants, named credentials with their
+  proxy Targets and upstream entries), 5 times.
+Medians and 99th percentiles of one run; the load average is printed, since the machine is shared.
+
+    python bench/snapshot.py [--pg postgresql://postgres@127.0.0.1:5432/test] [--checks 5000]
+
+Last line: check_us_sqlite=... check_us_postgres=... hit_us=... rebuild_ms_sqlite=... rebuild_ms_postgres=...
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench._pg import create_private_database  # noqa: E402
+from bench.apply import generate  # noqa: E402
+
+
+def _quantiles(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    return statistics.median(ordered), ordered[int(len(ordered) * 0.99) - 1]
+
+
+def measure(url: str, text: str, checks: int) -> dict[str, float]:
+    from govern.broker.landscape import LandscapeCache
+    from govern.landscape import apply_document
+    from govern.ports import SystemClock
+    from govern.store import landscape_version
+    from govern.store.db import make_engine, make_session_factory, upgrade
+
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        sessions = make_session_factory(engine)
+        started = time.perf_counter()
+        apply_document(sessions, text, "bench.yaml")
+        print(f"  applied in {time.perf_counter() - started:.1f} s")
+        check = []
+        for _ in range(checks):
+            t = time.perf_counter()
+            with sessions() as s:
+                landscape_version.read_version(s.connection())
+            check.append((time.perf_counter() - t) * 1e6)
+        cache = LandscapeCache(sessions, SystemClock(), check_interval=3600)
+        rebuild = []
+        for _ in range(5):
+            t = time.perf_counter()
+            with sessions() as s:
+                snap = cache._build(s, landscape_version.read_version(s.connection()))
+            rebuild.append((time.perf_counter() - t) * 1e3)
+        cache.current()
+        hit = []
+        for _ in range(checks):
+            t = time.perf_counter()
+            cache.current()
+            hit.append((time.perf_counter() - t) * 1e6)
+        print(f"  snapshot: {len(snap.users)} users, {len(snap.permission_sets)} permission sets, "
+              f"{len(snap.proxy_targets)} proxy targets, {len(snap.upstream)} upstream entries")
+        (cm, c99), (hm, h99) = _quantiles(check), _quantiles(hit)
+        print(f"  version check: median {cm:.0f} us, p99 {c99:.0f} us ({checks} reads)")
+        print(f"  snapshot hit (no read): median {hm:.2f} us, p99 {h99:.2f} us")
+        print(f"  rebuild: median {statistics.median(rebuild):.0f} ms (min {min(rebuild):.0f}, max {max(rebuild):.0f})")
+        return {"check_us": cm, "hit_us": hm, "rebuild_ms": statistics.median(rebuild)}
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--checks", type=int, default=5000)
+    args = parser.parse_args()
+    text = generate()
+    print(f"load average at start: {os.getloadavg()[0]:.1f} (cores: {os.cpu_count()})")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        print("SQLite (file, WAL):")
+        results["sqlite"] = measure(f"sqlite:///{tmp}/bench.db", text, args.checks)
+    pg_url, drop = create_private_database(args.pg)
+    try:
+        print("PostgreSQL (local, TCP):")
+        results["postgres"] = measure(pg_url, text, args.checks)
+    finally:
+        drop()
+    print(f"load average at end: {os.getloadavg()[0]:.1f}")
+    print(f"check_us_sqlite={results['sqlite']['check_us']:.0f} check_us_postgres={results['postgres']['check_us']:.0f} "
+          f"hit_us={results['sqlite']['hit_us']:.2f} rebuild_ms_sqlite={results['sqlite']['rebuild_ms']:.0f} "
+          f"rebuild_ms_postgres={results['postgres']['rebuild_ms']:.0f}")
+
+
+if __name__ == "__main__":
+    main()
