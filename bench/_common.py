@@ -296,3 +296,12 @@ def hey_fixed_rate(url: str, *, rate: int, seconds: int, headers: dict[str, str]
         raise SystemExit(f"error: hey printed no answers for {url}")
     q = statistics.quantiles(latencies, n=100, method="inclusive")
     return Load("hey", len(latencies) / elapsed, len(latencies), statistics.median(latencies), q[98], errors, cpu)
+
+
+def py_spy(pids: list[int], seconds: int, out_dir: Path, *, rate: int = 250) -> list[subprocess.Popen]:
+    """Start `py-spy record --format raw --gil` (samples of the thread holding the GIL: where CPU goes) on each pid for `seconds` (collapsed stacks, one file per pid)."""
+    binary = str(Path(PY).with_name("py-spy"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return [subprocess.Popen([binary, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(rate),
+                              "--format", "raw", "--gil", "-o", str(out_dir / f"worker-{pid}.txt")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import requests
 
-from _common import (USER_SECRET, CpuMeter, Load, OpenBaoKv, ROOT, load_average, progress, start_gunicorn, stop,
-                     uptime, wrk)
+from _common import (USER_SECRET, CpuMeter, Load, OpenBaoKv, ROOT, load_average, progress, py_spy, start_gunicorn,
+                     stop, uptime, wrk)
 
 
 def main() -> None:
@@ -53,6 +53,8 @@ def main() -> None:
     ap.add_argument("--redis", action="store_true")
     ap.add_argument("--vault", action="store_true", help="an OpenBao dev server (transit mounted) as the secret store")
     ap.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
+    ap.add_argument("--profile", type=Path, help="also run py-spy (raw collapsed stacks) on each worker during one "
+                                                 "more cache-hit token run, into this directory")
     args = ap.parse_args()
     # `timeout` and kill send SIGTERM: turn it into an exit, so that the finally block stops gunicorn.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
@@ -157,6 +159,12 @@ def main() -> None:
                                        tmp=tmp, headers={"X-Vault-Token": anchor.token}))
         hit_calls = upstream.count("client_credentials") - calls_before
 
+        if args.profile:
+            progress(f"py-spy on the workers during {args.seconds} s of cache-hit token load")
+            spies = py_spy([p for p in meter.pids if p != gunicorn.pid], args.seconds + 1, args.profile)
+            token_load("hit", args.seconds, args.connections)
+            for spy in spies:
+                spy.wait(60)
         progress("the miss path, one connection")
         basic = base64.b64encode(b"miss-client:miss-upstream-secret").decode()
         direct = wrk(upstream.token_url, seconds=args.miss_seconds, connections=1, method="POST", tmp=tmp,

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import requests
 
-from _common import (USER_SECRET, CpuMeter, Load, ROOT, free_port, hey_fixed_rate, load_average, progress,
+from _common import (USER_SECRET, CpuMeter, Load, ROOT, free_port, hey_fixed_rate, load_average, progress, py_spy,
                      start_gunicorn, start_nginx, stop, uptime, wait_http, wrk)
 
 API_KEY = "bench-api-key-value"
@@ -109,6 +109,8 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=300, help="requests/s of the one-connection overhead runs")
     ap.add_argument("--rate-seconds", type=int, default=10)
     ap.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
+    ap.add_argument("--profile", type=Path, help="also run py-spy (raw collapsed stacks) on each worker during one "
+                                                 "more proxied run, into this directory")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
 
@@ -152,6 +154,12 @@ def main() -> None:
             runs["direct"].append(wrk(direct_url, seconds=args.seconds, connections=args.connections,
                                       headers={"X-Api-Key": API_KEY}, tmp=tmp))
             runs["nginx"].append(wrk(anchor_url, seconds=args.seconds, connections=args.connections, tmp=tmp))
+        if args.profile:
+            progress(f"py-spy on the workers during {args.seconds} s of proxied load")
+            spies = py_spy([p for p in meter.pids if p != gunicorn.pid], args.seconds + 1, args.profile)
+            wrk(proxied_url, seconds=args.seconds, connections=args.connections, headers=auth, tmp=tmp)
+            for spy in spies:
+                spy.wait(60)
         progress(f"one connection at {args.rate} req/s: direct, proxied, nginx proxy")
         fixed = {
             "direct": hey_fixed_rate(direct_url, rate=args.rate, seconds=args.rate_seconds,
