@@ -49,6 +49,10 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
 
     # The callout proxy is served by its own WSGI edge in front of Flask (govern.api.proxy): the hot path.
     app.wsgi_app = ProxyEdge(app.wsgi_app, services, max_body=app.config["MAX_CONTENT_LENGTH"])
+    from govern.api.broker import TokenRouteEdge
+
+    # So is a JSON upstream-token request (govern.api.broker): the cache-hit path, near /healthz's cost.
+    app.wsgi_app = TokenRouteEdge(app.wsgi_app, services, max_body=app.config["MAX_CONTENT_LENGTH"])
     from govern.api.oauth import TokenEdge
 
     # A guesser already refused at /oauth/token is answered before Flask (govern.api.oauth.TokenEdge).

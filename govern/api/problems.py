@@ -23,6 +23,14 @@ def problem_response(error: GovernError):
     return response
 
 
+def problem_parts(error: GovernError, path: str, correlation_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body of the problem+json answer, for the WSGI edges in front of Flask."""
+    import json
+
+    body = json.dumps(error.to_problem(instance=path, correlation_id=correlation_id), default=str).encode()
+    return error.status, [("Content-Type", PROBLEM_JSON), *error.headers.items()], body
+
+
 class _HttpProblem(GovernError):
     def __init__(self, exc: HTTPException):
         self.code = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
