@@ -106,18 +106,46 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def thread_seconds(pids: list[int]) -> dict[tuple[int, int], float]:
+    """utime + stime of every thread of each process (/proc/<pid>/task/<tid>/stat)."""
+    out = {}
+    for pid in pids:
+        try:
+            tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[(pid, int(task.name))] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 class CpuMeter:
-    """CPU seconds a fixed set of processes used between start() and stop()."""
+    """CPU seconds a fixed set of processes used between start() and stop(); `split` says how much of it
+    the processes' main threads used (in a gthread worker: gunicorn's event loop, accepting, polling and
+    handing connections to the thread pool) and how much the busiest other thread used."""
 
     def __init__(self, root_pid: int):
         self.pids = process_tree(root_pid)
         self._before = 0.0
+        self._threads: dict[tuple[int, int], float] = {}
+        self.split: tuple[float, float] = (0.0, 0.0)
 
     def start(self) -> None:
+        self._threads = thread_seconds(self.pids)
         self._before = cpu_seconds(self.pids)
 
     def stop(self) -> float:
-        return cpu_seconds(self.pids) - self._before
+        used = cpu_seconds(self.pids) - self._before
+        after = thread_seconds(self.pids)
+        delta = {k: v - self._threads.get(k, 0.0) for k, v in after.items()}
+        main = sum(v for (pid, tid), v in delta.items() if pid == tid)
+        busiest = max((v for (pid, tid), v in delta.items() if pid != tid), default=0.0)
+        self.split = (main, busiest)
+        return used
 
 
 # ---------------------------------------------------------------------------------------------------- servers
@@ -207,9 +235,17 @@ class Load:
     p99_ms: float
     errors: int
     cpu_s: float = 0.0  # CPU of the metered processes during the run, if any
+    main_thread_s: float = 0.0  # of which their main threads (gunicorn's event loop)
+    busiest_thread_s: float = 0.0  # and the busiest other thread (e.g. the decision log's writer)
 
     def cpu_ms_per_request(self) -> float:
         return self.cpu_s * 1000 / self.requests if self.requests else float("nan")
+
+    def cpu_line(self) -> str:
+        if not self.cpu_s:
+            return ""
+        return (f"  govern CPU {self.cpu_ms_per_request():.3f} ms/req (main threads {self.main_thread_s / self.cpu_s:.0%}, "
+                f"busiest other thread {self.busiest_thread_s / self.cpu_s:.0%})")
 
     def line(self) -> str:
         return (f"{self.rps:8.0f} req/s  p50 {self.p50_ms:6.2f} ms  p99 {self.p99_ms:6.2f} ms  "
@@ -245,7 +281,10 @@ def wrk(url: str, *, seconds: int, connections: int, threads: int = 1, method: s
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     cpu = meter.stop() if meter else 0.0
     script.unlink()
-    return parse_wrk(out, cpu)
+    load = parse_wrk(out, cpu)
+    if meter:
+        load.main_thread_s, load.busiest_thread_s = meter.split
+    return load
 
 
 def parse_wrk(text: str, cpu_s: float = 0.0) -> Load:
@@ -295,13 +334,16 @@ def hey_fixed_rate(url: str, *, rate: int, seconds: int, headers: dict[str, str]
     if not latencies:
         raise SystemExit(f"error: hey printed no answers for {url}")
     q = statistics.quantiles(latencies, n=100, method="inclusive")
-    return Load("hey", len(latencies) / elapsed, len(latencies), statistics.median(latencies), q[98], errors, cpu)
+    load = Load("hey", len(latencies) / elapsed, len(latencies), statistics.median(latencies), q[98], errors, cpu)
+    if meter:
+        load.main_thread_s, load.busiest_thread_s = meter.split
+    return load
 
 
 def py_spy(pids: list[int], seconds: int, out_dir: Path, *, rate: int = 250) -> list[subprocess.Popen]:
-    """Start `py-spy record --format raw --gil` (samples of the thread holding the GIL: where CPU goes) on each pid for `seconds` (collapsed stacks, one file per pid)."""
+    """Start `py-spy record --format raw` (active threads only: py-spy leaves idle ones out) on each pid for `seconds` (collapsed stacks, one file per pid)."""
     binary = str(Path(PY).with_name("py-spy"))
     out_dir.mkdir(parents=True, exist_ok=True)
     return [subprocess.Popen([binary, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(rate),
-                              "--format", "raw", "--gil", "-o", str(out_dir / f"worker-{pid}.txt")],
+                              "--format", "raw", "-o", str(out_dir / f"worker-{pid}.txt")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for pid in pids]

@@ -201,11 +201,10 @@ def main() -> None:
         for name, label in (("healthz", "govern GET /healthz"), ("token", "cache-hit token   "),
                             ("openbao", "OpenBao KV v2 read")):
             for r in runs[name]:
-                extra = f"  govern CPU {r.cpu_ms_per_request():.3f} ms/req" if r.cpu_s else ""
-                print(f"{label}  {r.line()}{extra}")
+                print(f"{label}  {r.line()}{r.cpu_line()}")
         print(f"cache-hit token: {hit_calls} upstream calls during the rounds")
         print(f"one connection: upstream's own token call {direct.line()}")
-        print(f"one connection: cache-hit token            {hit_one.line()}  govern CPU {hit_one.cpu_ms_per_request():.3f} ms/req")
+        print(f"one connection: cache-hit token            {hit_one.line()}{hit_one.cpu_line()}")
         print(f"one connection: cache-miss token           {miss.line()}")
         print(f"load average at the end: {load_average()}")
         print(f"token_over_healthz={token_rps / healthz_rps:.2f} token_over_openbao={token_rps / bao_rps:.2f} "

@@ -185,11 +185,9 @@ def main() -> None:
         for name, label in (("healthz", "govern GET /healthz"), ("proxied", "govern proxy      "),
                             ("direct", "upstream direct   "), ("nginx", "nginx proxy       ")):
             for r in runs[name]:
-                extra = f"  govern CPU {r.cpu_ms_per_request():.3f} ms/req" if r.cpu_s else ""
-                print(f"{label}  {r.line()}{extra}")
+                print(f"{label}  {r.line()}{r.cpu_line()}")
         for name, r in fixed.items():
-            extra = f"  govern CPU {r.cpu_ms_per_request():.3f} ms/req" if r.cpu_s else ""
-            print(f"1 connection at {args.rate}/s, {name:8s} {r.line()}{extra}")
+            print(f"1 connection at {args.rate}/s, {name:8s} {r.line()}{r.cpu_line()}")
         print(f"load average at the end: {load_average()}")
         over50 = fixed["proxied"].p50_ms - fixed["direct"].p50_ms
         over99 = fixed["proxied"].p99_ms - fixed["direct"].p99_ms
