@@ -17,7 +17,10 @@ import re
 import time
 
 from flask import Blueprint, current_app, g, request
+from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_input_stream
+
+from govern.api.problems import problem_parts
 
 from govern.bounds import MAX_JSON_DEPTH, ascii_int, json_depth_exceeds, json_has_nul
 from govern.broker.token_service import upstream_token
@@ -124,7 +127,6 @@ class TokenRouteEdge:
         return length is not None and length <= self.max_body
 
     def _serve(self, environ, start_response, name: str):
-        from govern.api.problems import problem_parts
         from govern.app import SECURITY_HEADERS, log_request
 
         started = time.perf_counter()
@@ -152,8 +154,6 @@ class TokenRouteEdge:
                 GovernError("an unexpected error occurred; quote the correlation id when reporting it"),
                 path, correlation_id)
         headers += [(CORRELATION_HEADER, correlation_id), *SECURITY_HEADERS, ("Content-Length", str(len(body)))]
-        from werkzeug.http import HTTP_STATUS_CODES
-
         start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'Unknown')}", headers)
         log_request("POST", path, status, started, fields)
         return [body]
