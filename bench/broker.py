@@ -1,128 +1,60 @@
-"""Token broker throughput and latency under gunicorn (issue #4, `bench/broker.py`).
+"""Token broker throughput, latency and CPU under gunicorn, driven by wrk (issues #4 and #20, `bench/broker.py`).
 
-    /work/venv/bin/python bench/broker.py [--workers 4] [--seconds 5] [--connections 32]
-                                          [--database sqlite|postgres] [--redis]
+    python bench/broker.py [--workers 2] [--threads N] [--seconds 5] [--rounds 2] [--connections 32]
+                           [--database sqlite|postgres] [--redis] [--vault] [--log-level INFO]
 
 Starts, on free ports, and stops at the end: the fake authlib upstream (tests/fakes/oauth_server.py, in a
-thread of this process) and govern under gunicorn (gthread) on a prepared instance (a migrated SQLite file,
-or a private PostgreSQL database; Redis with a private key prefix when --redis).
+thread of this process), govern under gunicorn with production's settings (govern.gunicorn_conf) on a
+prepared instance (a migrated SQLite file or a private PostgreSQL database; Redis with a private key prefix
+when --redis; OpenBao as the secret store when --vault), and an OpenBao dev server as the anchor.
 
-Measures, in one run with the same app and server settings:
-- `ratio`: cache-hit token issuance throughput / a bare endpoint's (`GET /healthz`), 32 connections;
-- `p50_ms`, `p99_ms`: cache-hit token issuance latency at 32 connections;
-- `miss_added_p50_ms`: p50 of a cache-miss token request (sequential) minus the p50 of the upstream's own
-  token call (the same fake, called directly, sequential). The miss credential's upstream tokens live 30 s,
-  less than the 60 s leeway, so each of its requests is a miss.
-
-Every part is the real one, wired by bootstrap as `govern serve` does: `POST /oauth/token` for the govern token,
-then `POST /api/v1/named-credentials/{name}/token` (authenticate, Cedar decision, decision log, upstream token).
-It replaces bench/authz_hot_path.py, which measured the same endpoint against `/healthz` with a stand-in
-upstream token source.
-Last line: `ratio=... p50_ms=... p99_ms=... miss_added_p50_ms=...`.
+The load is wrk's (closed loop, one wrk thread, --latency), never Python's: a `requests` client spent more
+CPU per call than govern (issue #20). Measured in one run, in alternating rounds so that the machine's drift
+hits each alike:
+- govern's `GET /healthz` throughput (the same server's ceiling for a request that does nothing);
+- cache-hit token issuance, `POST /api/v1/named-credentials/{name}/token` with a govern bearer token:
+  throughput, p50/p99, and govern's CPU per request (utime+stime of the gunicorn master and workers from
+  /proc/<pid>/stat, before and after);
+- the anchor: an OpenBao KV v2 read (`GET /v1/secret/data/bench`, X-Vault-Token) at the same connections;
+- the miss path on one connection: a cache-miss token request (its upstream tokens live 30 s, less than the
+  credential's own 60 s leeway, so every request is a miss) against the upstream's own token call.
+Every part of govern is the real one, wired by bootstrap as `govern serve` does.
+Last line: `token_over_healthz=... token_over_openbao=... govern_cpu_ms_per_token=... p50_ms=... p99_ms=...
+miss_added_p50_ms=... ...`.
 """
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import shutil
 import signal
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 import uuid
 from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-PY = sys.executable
-GUNICORN = str(Path(PY).with_name("gunicorn"))
-USER_SECRET = "bench-user-client-secret-value"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"error: {what} did not come up in {timeout:.0f}s")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
-def run_load(call, connections: int, seconds: float) -> tuple[float, list[float], int]:
-    """`connections` threads, each with its own keep-alive Session, calling for `seconds`."""
-    latencies: list[list[float]] = [[] for _ in range(connections)]
-    errors = [0] * connections
-    barrier = threading.Barrier(connections + 1)
-    stop_at = [0.0]
-
-    def worker(i: int) -> None:
-        session = requests.Session()
-        barrier.wait()
-        while time.perf_counter() < stop_at[0]:
-            t0 = time.perf_counter()
-            resp = call(session)
-            latencies[i].append((time.perf_counter() - t0) * 1000)
-            if resp.status_code != 200:
-                errors[i] += 1
-
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(connections)]
-    [t.start() for t in threads]
-    stop_at[0] = time.perf_counter() + seconds
-    barrier.wait()
-    started = time.perf_counter()
-    [t.join() for t in threads]
-    elapsed = time.perf_counter() - started
-    flat = [x for per in latencies for x in per]
-    return len(flat) / elapsed, flat, sum(errors)
-
-
-def sequential(call, n: int) -> list[float]:
-    session = requests.Session()
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        resp = call(session)
-        out.append((time.perf_counter() - t0) * 1000)
-        if resp.status_code != 200:
-            raise SystemExit(f"error: a sequential request answered {resp.status_code}: {resp.text[:200]}")
-    return out
-
-
-def progress(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+from _common import (USER_SECRET, CpuMeter, Load, OpenBaoKv, ROOT, load_average, progress, py_spy, start_gunicorn,
+                     stop, uptime, wrk)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--workers", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=8, help="gthread threads per worker")
-    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=0, help="gthread threads per worker (default: govern.gunicorn_conf's)")
+    ap.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
+    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of /healthz, token and OpenBao")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--misses", type=int, default=200)
+    ap.add_argument("--miss-seconds", type=int, default=3, help="length of the one-connection miss-path runs")
     ap.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
     ap.add_argument("--redis", action="store_true")
     ap.add_argument("--vault", action="store_true", help="an OpenBao dev server (transit mounted) as the secret store")
     ap.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
+    ap.add_argument("--profile", type=Path, help="also run py-spy (raw collapsed stacks) on each worker during one "
+                                                 "more cache-hit token run, into this directory")
     args = ap.parse_args()
     # `timeout` and kill send SIGTERM: turn it into an exit, so that the finally block stops gunicorn.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
@@ -153,17 +85,16 @@ def main() -> None:
     engine.dispose()
 
     upstream = FakeUpstream().start()
-    gunicorn = None
-    services = None
-    bao = None
+    gunicorn = services = store_bao = anchor = None
     store_env: dict[str, str] = {}
     try:
         if args.vault:
             from tests.fixtures_openbao import OpenBao, bao_binary
 
-            bao = OpenBao(bao_binary(), tmp / "openbao").start()
-            bao.client().sys.enable_secrets_engine("transit", path="transit")  # cached tokens sealed by Vault
-            store_env = {"GOVERN_SECRET_STORE": "vault", "GOVERN_VAULT_ADDR": bao.addr, "GOVERN_VAULT_TOKEN": bao.token}
+            store_bao = OpenBao(bao_binary(), tmp / "openbao-store").start()
+            store_bao.client().sys.enable_secrets_engine("transit", path="transit")  # cached tokens sealed by Vault
+            store_env = {"GOVERN_SECRET_STORE": "vault", "GOVERN_VAULT_ADDR": store_bao.addr,
+                         "GOVERN_VAULT_TOKEN": store_bao.token}
         settings = load_settings(store_env, home=home, database_url=database_url, redis_url=redis_url,
                                  redis_prefix=redis_prefix)
         services = build_services(settings)
@@ -177,24 +108,27 @@ def main() -> None:
                            permission_set=f"ps-{tag}", ps_scopes=("orders.read",))
             upstream.register_client(f"{tag}-client", secret=f"{tag}-upstream-secret", scope="orders.read")
             secrets.replace(f"erp-{tag}-cc", None, "client_secret", Secret(f"{tag}-upstream-secret"), expected_version=None)
-        upstream.client_ttls["miss-client"] = 30  # below the 60 s leeway: every request for it is a miss
+        # The miss credential's own refresh leeway (60 s) exceeds its tokens' life (30 s): each request is a miss.
+        upstream.client_ttls["miss-client"] = 30
+        import sqlalchemy as sa
 
-        port = free_port()
+        from govern.store.db import session_scope
+        from govern.store.tables import ExternalCredential
+
+        with session_scope(services.sessions) as db:
+            db.execute(sa.update(ExternalCredential).where(ExternalCredential.external_id == "erp-miss-cc")
+                       .values(leeway_seconds=60))
+
         env = {**os.environ, "GOVERN_HOME": str(home), "GOVERN_DATABASE_URL": database_url,
                "GOVERN_LOG_LEVEL": args.log_level, "PYTHONPATH": str(ROOT)}
         if redis_url:
             env.update(GOVERN_REDIS_URL=redis_url, GOVERN_REDIS_PREFIX=redis_prefix)
         env.update(store_env)
-        app_spec = "govern.wsgi:app()"
-        # A file, not a pipe: an unread pipe fills up and blocks the workers' logging.
-        gunicorn_log = open(tmp / "gunicorn.log", "wb")
-        gunicorn = subprocess.Popen([GUNICORN, "--workers", str(args.workers), "--worker-class", "gthread",
-                                     "--threads", str(args.threads), "--bind", f"127.0.0.1:{port}",
-                                     "--log-level", "warning", app_spec], cwd=str(ROOT), env=env,
-                                    stdout=subprocess.DEVNULL, stderr=gunicorn_log, start_new_session=True)
-        base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: requests.get(base + "/healthz", timeout=1).status_code == 200, 60, "govern under gunicorn")
+        gunicorn, base = start_gunicorn("govern.wsgi:app()", env, tmp / "gunicorn.log", workers=args.workers,
+                                        threads=args.threads or None)
         progress("govern up")
+        anchor = OpenBaoKv(tmp / "openbao-anchor")
+        progress("OpenBao anchor up")
 
         tokens = {}
         for tag in ("hit", "miss"):
@@ -203,71 +137,89 @@ def main() -> None:
             if resp.status_code != 200:
                 raise SystemExit(f"error: /oauth/token answered {resp.status_code}: {resp.text[:300]}")
             tokens[tag] = resp.json()["access_token"]
-        path = base + "/api/v1/named-credentials/erp-{}/token"
 
-        def ask(tag):
-            url, headers = path.format(tag), {"Authorization": f"Bearer {tokens[tag]}"}
-            return lambda s: s.post(url, json={"scope": "orders.read"}, headers=headers, timeout=30)
+        def token_load(tag: str, seconds: int, connections: int, meter: CpuMeter | None = None) -> Load:
+            return wrk(f"{base}/api/v1/named-credentials/erp-{tag}/token", seconds=seconds, connections=connections,
+                       method="POST", body=json.dumps({"scope": "orders.read"}), tmp=tmp, meter=meter,
+                       headers={"Authorization": f"Bearer {tokens[tag]}", "Content-Type": "application/json"})
 
-        # Warm up on fresh connections (each one may land on another worker), so every worker has cached the hit token.
+        meter = CpuMeter(gunicorn.pid)
+        # Warm up with many connections (each may land on another worker), so every worker holds the hit token.
         progress("warming up")
-        warm = ask("hit")
-        run_load(lambda s: warm(requests), args.connections, 2.0)
+        token_load("hit", 2, args.connections)
+        wrk(base + "/healthz", seconds=1, connections=args.connections, tmp=tmp)
         calls_before = upstream.count("client_credentials")
-        progress("measuring throughput")
-        # Alternate the two loads in short rounds, so that drift in the machine's load hits both alike.
-        bare_n = hit_n = 0.0
-        bare_err = hit_err = 0
-        hit_lat: list[float] = []
-        rounds = 4
-        for _ in range(rounds):
-            rps, _, err = run_load(lambda s: s.get(base + "/healthz", timeout=30), args.connections, args.seconds / rounds)
-            bare_n, bare_err = bare_n + rps, bare_err + err
-            rps, lat, err = run_load(ask("hit"), args.connections, args.seconds / rounds)
-            hit_n, hit_err = hit_n + rps, hit_err + err
-            hit_lat += lat
-        bare_rps, hit_rps = bare_n / rounds, hit_n / rounds
+        runs: dict[str, list[Load]] = {"healthz": [], "token": [], "openbao": []}
+        for i in range(args.rounds):
+            progress(f"round {i + 1} of {args.rounds}: /healthz, cache-hit token, OpenBao KV read")
+            runs["healthz"].append(wrk(base + "/healthz", seconds=args.seconds, connections=args.connections,
+                                       tmp=tmp, meter=meter))
+            runs["token"].append(token_load("hit", args.seconds, args.connections, meter))
+            runs["openbao"].append(wrk(anchor.addr + anchor.path, seconds=args.seconds, connections=args.connections,
+                                       tmp=tmp, headers={"X-Vault-Token": anchor.token}))
         hit_calls = upstream.count("client_credentials") - calls_before
 
-        warnings = [line for line in (tmp / "gunicorn.log").read_text(errors="replace").splitlines() if '"level": "' in line]
-        if warnings:
-            progress(f"{len(warnings)} log lines from govern; the first: {warnings[0][:300]}")
-        if bare_err or hit_err:
-            raise SystemExit(f"error: {bare_err} bare and {hit_err} token requests failed")
-        progress("measuring the miss path")
-        direct = sequential(lambda s: s.post(upstream.token_url, data={"grant_type": "client_credentials"},
-                                             auth=("miss-client", "miss-upstream-secret"), timeout=30), args.misses)
-        hit_seq = sequential(ask("hit"), args.misses)
+        if args.profile:
+            progress(f"py-spy on the workers during {args.seconds} s of cache-hit token load")
+            spies = py_spy([p for p in meter.pids if p != gunicorn.pid], args.seconds + 1, args.profile)
+            token_load("hit", args.seconds, args.connections)
+            for spy in spies:
+                spy.wait(60)
+        progress("the miss path, one connection")
+        basic = base64.b64encode(b"miss-client:miss-upstream-secret").decode()
+        direct = wrk(upstream.token_url, seconds=args.miss_seconds, connections=1, method="POST", tmp=tmp,
+                     body="grant_type=client_credentials",
+                     headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"})
+        hit_one = token_load("hit", args.miss_seconds, 1, meter)
         before = upstream.count("client_credentials")
-        miss = sequential(ask("miss"), args.misses)
+        miss = token_load("miss", args.miss_seconds, 1)
         miss_calls = upstream.count("client_credentials") - before
-        if miss_calls < args.misses:
-            raise SystemExit(f"error: only {miss_calls} of {args.misses} miss requests reached the upstream")
 
-        ratio = hit_rps / bare_rps
-        p50, p99 = pct(hit_lat, 50), pct(hit_lat, 99)
-        miss_added = statistics.median(miss) - statistics.median(direct)
-        print(f"store={services.secret_store.kind} cache_cipher={services.cache_cipher.mode} "
-              f"load_average={' '.join(f'{x:.1f}' for x in os.getloadavg())} log_level={args.log_level} database={args.database} redis={bool(redis_url)} "
-              f"workers={args.workers}x{args.threads} connections={args.connections} seconds={args.seconds}")
-        print(f"bare /healthz: {bare_rps:.0f} req/s ({bare_err} errors)")
-        print(f"cache-hit token: {hit_rps:.0f} req/s ({hit_err} errors, {hit_calls} upstream calls), "
-              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-        print(f"upstream's own token call p50 {statistics.median(direct):.2f} ms; cache-miss token request p50 "
-              f"{statistics.median(miss):.2f} ms; cache-hit token request p50 (sequential) {statistics.median(hit_seq):.2f} ms")
-        print(f"ratio={ratio:.2f} p50_ms={p50:.2f} p99_ms={p99:.2f} miss_added_p50_ms={miss_added:.2f}")
+        warnings = [line for line in (tmp / "gunicorn.log").read_text(errors="replace").splitlines()
+                    if '"level": "' in line and '"level": "info"' not in line.lower()
+                    and "refresh leeway leaves less than half" not in line]  # the miss credential's, on purpose
+        if warnings:
+            progress(f"{len(warnings)} warning lines from govern; the first: {warnings[0][:300]}")
+        failed = {name: sum(r.errors for r in rs) for name, rs in runs.items()}
+        failed.update(direct=direct.errors, hit_one=hit_one.errors, miss=miss.errors)
+        if any(failed.values()):
+            raise SystemExit(f"error: failed answers: {failed}")
+        if miss_calls < miss.requests:
+            raise SystemExit(f"error: only {miss_calls} of {miss.requests} miss requests reached the upstream")
+
+        def mean(name: str, attr: str) -> float:
+            return sum(getattr(r, attr) for r in runs[name]) / len(runs[name])
+
+        healthz_rps, token_rps, bao_rps = mean("healthz", "rps"), mean("token", "rps"), mean("openbao", "rps")
+        cpu_token = sum(r.cpu_s for r in runs["token"]) * 1000 / sum(r.requests for r in runs["token"])
+        cpu_healthz = sum(r.cpu_s for r in runs["healthz"]) * 1000 / sum(r.requests for r in runs["healthz"])
+        p50, p99 = mean("token", "p50_ms"), mean("token", "p99_ms")
+        print(f"uptime: {uptime()}")
+        print(f"store={services.secret_store.kind} cache_cipher={services.cache_cipher.mode} log_level={args.log_level} "
+              f"database={args.database} redis={bool(redis_url)} workers={args.workers} threads={args.threads or 'conf'} "
+              f"connections={args.connections} seconds={args.seconds}x{args.rounds} cores={os.cpu_count()}")
+        for name, label in (("healthz", "govern GET /healthz"), ("token", "cache-hit token   "),
+                            ("openbao", "OpenBao KV v2 read")):
+            for r in runs[name]:
+                print(f"{label}  {r.line()}{r.cpu_line()}")
+        print(f"cache-hit token: {hit_calls} upstream calls during the rounds")
+        print(f"one connection: upstream's own token call {direct.line()}")
+        print(f"one connection: cache-hit token            {hit_one.line()}{hit_one.cpu_line()}")
+        print(f"one connection: cache-miss token           {miss.line()}")
+        print(f"load average at the end: {load_average()}")
+        print(f"token_over_healthz={token_rps / healthz_rps:.2f} token_over_openbao={token_rps / bao_rps:.2f} "
+              f"govern_cpu_ms_per_token={cpu_token:.3f} govern_cpu_ms_per_healthz={cpu_healthz:.3f} "
+              f"token_rps={token_rps:.0f} healthz_rps={healthz_rps:.0f} openbao_rps={bao_rps:.0f} "
+              f"p50_ms={p50:.2f} p99_ms={p99:.2f} miss_added_p50_ms={miss.p50_ms - direct.p50_ms:.2f}")
     finally:
-        if gunicorn is not None:
-            os.killpg(gunicorn.pid, signal.SIGTERM)
-            try:
-                gunicorn.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(gunicorn.pid, signal.SIGKILL)
+        stop(gunicorn, group=True)
         upstream.stop()
+        if anchor is not None:
+            anchor.stop()
         if services is not None:
             services.close()
-        if bao is not None:
-            bao.stop()
+        if store_bao is not None:
+            store_bao.stop()
         if redis_url:
             import redis
 

@@ -1,78 +1,72 @@
-"""Proxy overhead: proxied latency minus direct latency to the same upstream, p50 and p99, 16 connections.
+"""Proxy throughput, latency, overhead and CPU, driven by wrk and hey (issues #4 and #20, `bench/proxy.py`).
 
-    /work/venv/bin/python bench/proxy.py [--requests 2000] [--connections 16] [--rate R] [--workers 2]
+    python bench/proxy.py [--workers 2] [--threads N] [--seconds 5] [--rounds 2] [--connections 16]
+                          [--rate 300] [--rate-seconds 10] [--log-level INFO]
 
-Starts (all on free ports, all stopped at the end):
-- the upstream: a tiny WSGI app answering a small JSON document, under gunicorn (gthread);
-- govern under gunicorn with production's settings (`-c python:govern.gunicorn_conf`: gthread, 16 threads
-  per worker unless `--threads`), `govern.wsgi:app()` with everything real and wired by bootstrap: a
-  prepared SQLite instance with an api_key_header named credential, its key in the local secret store,
-  one integration user with a permission set; the caller's govern token comes from `POST /oauth/token`,
-  and each proxied call is authenticated (JWT), decided (permission sets + Cedar guardrails) and written
-  to the hash-chained decision log.
-Then 16 client threads, each with its own keep-alive connection, send the same GET directly and
-through the proxy: in a closed loop by default (each connection sends again as soon as it is answered,
-so on a small machine this measures queueing behind the CPU as much as govern's own latency), or paced
-at `--rate` requests/s in all (latency counted from each request's scheduled time).
-The CPU seconds each process used during each run (from /proc) are printed per call.
-Last line: `overhead_p50_ms=... overhead_p99_ms=... govern_cpu_ms_per_call=...`.
-
-    --rate 300         paced instead of closed loop
-    --server granian   govern under granian instead of gunicorn (needs `pip install granian`; a comparison
-                       only: granian gives the app no raw request path, so encoded slashes in proxied
-                       paths would reach the upstream decoded; govern ships with gunicorn)
+Starts, on free ports, and stops at the end:
+- the upstream: nginx (Debian's, foreground, generated config in a temp dir) answering a small JSON document
+  on `/api/accounts/...` only when the request carries the right `X-Api-Key` (else 401), so that every
+  figure below also proves the key was injected. A C upstream keeps the upstream's own CPU small: on two
+  cores a Python upstream would take a share of the CPU govern needs;
+- the anchor: the same nginx proxying to that upstream with the key injected (`proxy_set_header`), over
+  keep-alive upstream connections;
+- govern under gunicorn with production's settings (govern.gunicorn_conf), everything real and wired by
+  bootstrap: a prepared SQLite instance with an api_key_header named credential, its key in the local secret
+  store, one integration user with a permission set; the caller's govern token comes from `POST /oauth/token`,
+  and each proxied call is authenticated (JWT), decided and written to the hash-chained decision log.
+Measured in one run (wrk closed loop, one wrk thread, --latency; rounds alternate so drift hits each alike):
+govern's `GET /healthz`, the proxied `GET .../proxy/accounts/001` (with govern's CPU per call from
+/proc/<pid>/stat of the gunicorn master and workers), the upstream directly, and nginx's proxy. Then the
+overhead at a fixed rate on one connection (hey -c 1 -q RATE): proxied minus direct, p50 and p99, and
+nginx's proxy minus direct for comparison.
+Last line: `proxy_over_healthz=... proxy_over_nginx=... govern_cpu_ms_per_call=... overhead_p50_ms=...
+overhead_p99_ms=... ...`.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import shutil
-import socket
-import statistics
-import subprocess
+import signal
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
-PY = sys.executable
-GUNICORN = str(Path(PY).with_name("gunicorn"))
-USER_SECRET = "bench-user-client-secret-value"
+from _common import (USER_SECRET, CpuMeter, Load, ROOT, free_port, hey_fixed_rate, load_average, progress, py_spy,
+                     start_gunicorn, start_nginx, stop, uptime, wait_http, wrk)
+
 API_KEY = "bench-api-key-value"
+BODY = '{"id": "001", "name": "Acme", "status": "ok", "items": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]}'
 
-UPSTREAM_APP = '''
-import json
-BODY = json.dumps({"id": "001", "name": "Acme", "status": "ok", "items": list(range(20))}).encode()
-def app(environ, start_response):
-    start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))])
-    return [BODY]
-'''
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, deadline_s: float = 30.0, headers=None) -> None:
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1, headers=headers).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"not ready: {url}")
+SERVERS = """
+    server {{
+        listen 127.0.0.1:{up_port};
+        location /api/ {{
+            if ($http_x_api_key != "{key}") {{ return 401; }}
+            default_type application/json;
+            return 200 '{body}';
+        }}
+    }}
+    upstream bench_upstream {{
+        server 127.0.0.1:{up_port};
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{anchor_port};
+        location /api/ {{
+            proxy_pass http://bench_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header X-Api-Key "{key}";
+        }}
+    }}
+"""
 
 
 def prepare_instance(home: Path, upstream_url: str, log_level: str) -> dict[str, str]:
     """A migrated instance with the landscape and the API key stored, as `govern init` + apply + secrets put."""
-    sys.path.insert(0, str(ROOT))
     import sqlalchemy as sa
 
     from govern.bootstrap import build_services
@@ -105,148 +99,108 @@ def prepare_instance(home: Path, upstream_url: str, log_level: str) -> dict[str,
     return env
 
 
-def load(url: str, headers: dict, total: int, connections: int, rate: float = 0.0) -> list[float]:
-    """Closed loop (rate 0): each connection sends its next request when the last one is answered.
-    Paced (rate > 0 requests/s in all): each connection sends on a fixed schedule, and latency is counted
-    from the scheduled time, so a server that falls behind is charged for the wait (no coordinated omission)."""
-    per_thread = total // connections
-    latencies: list[float] = []
-    lock = threading.Lock()
-    errors = []
-    interval = connections / rate if rate else 0.0
-    t0 = time.perf_counter() + 0.05
-
-    def worker(index: int):
-        session = requests.Session()
-        mine = []
-        for k in range(per_thread):
-            start = time.perf_counter()
-            if interval:
-                start = t0 + (index / connections + k) * interval
-                delay = start - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            r = session.get(url, headers=headers)
-            _ = r.content
-            mine.append((time.perf_counter() - start) * 1000)
-            if r.status_code != 200:
-                errors.append(r.status_code)
-        with lock:
-            latencies.extend(mine)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(connections)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise SystemExit(f"{len(errors)} non-200 answers, e.g. {errors[:3]}")
-    return latencies
-
-
-def process_tree_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its children (gunicorn's master and workers), from /proc."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo.extend(int(c) for c in (task / "children").read_text().split())
-        except (OSError, ValueError):
-            continue
-    return total
-
-
-def pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if q < 100 else max(values)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--requests", type=int, default=2000)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers for govern")
-    parser.add_argument("--rate", type=float, default=0.0,
-                        help="requests per second in all, paced over the connections (default: closed loop)")
-    parser.add_argument("--server", choices=("gunicorn", "granian"), default="gunicorn", help="govern's HTTP server")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="threads per govern worker (default: govern.gunicorn_conf's, GOVERN_WEB_THREADS or 16)")
-    parser.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
-    args = parser.parse_args()
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workers", type=int, default=2, help="gunicorn workers for govern")
+    ap.add_argument("--threads", type=int, default=0, help="threads per worker (default: govern.gunicorn_conf's)")
+    ap.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--connections", type=int, default=16)
+    ap.add_argument("--rate", type=int, default=300, help="requests/s of the one-connection overhead runs")
+    ap.add_argument("--rate-seconds", type=int, default=10)
+    ap.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
+    ap.add_argument("--profile", type=Path, help="also run py-spy (raw collapsed stacks) on each worker during one "
+                                                 "more proxied run, into this directory")
+    args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
 
     tmp = Path(tempfile.mkdtemp(prefix="govern-bench-proxy-"))
-    procs = []
+    nginx = gunicorn = None
     try:
-        (tmp / "bench_upstream.py").write_text(UPSTREAM_APP)
-        up_port, gv_port = free_port(), free_port()
+        up_port, anchor_port = free_port(), free_port()
         upstream_url = f"http://127.0.0.1:{up_port}"
-        env = prepare_instance(tmp / "instance", upstream_url, args.log_level)
-        common = ["-k", "gthread", "--threads", str(args.connections), "--log-level", "warning",
-                  "--keep-alive", "30", "--chdir", str(tmp)]
-        procs.append(subprocess.Popen([GUNICORN, "-w", "1", *common, "-b", f"127.0.0.1:{up_port}",
-                                       "bench_upstream:app"], env=env))
-        gv_log = open(tmp / "govern.log", "wb")  # a file: an unread pipe would block the workers' logging
-        if args.server == "granian":
-            threads = args.threads or args.connections
-            server = [str(Path(PY).with_name("granian")), "--interface", "wsgi", "--factory", "--workers",
-                      str(args.workers), "--blocking-threads", str(threads),
-                      "--host", "127.0.0.1", "--port", str(gv_port), "--log-level", "warning", "govern.wsgi:app"]
-        else:
-            from govern import gunicorn_conf  # production's settings; reads GOVERN_WEB_THREADS as govern will
-
-            threads = args.threads or gunicorn_conf.threads
-            server = [GUNICORN, "-c", "python:govern.gunicorn_conf", "-w", str(args.workers), "--threads", str(threads),
-                      "-b", f"127.0.0.1:{gv_port}", "--log-level", "warning", "govern.wsgi:app()"]
-        procs.append(subprocess.Popen(server, env=env, cwd=str(ROOT), stderr=gv_log))
+        nginx = start_nginx(tmp / "nginx", SERVERS.format(up_port=up_port, anchor_port=anchor_port, key=API_KEY,
+                                                          body=BODY))
         direct_url = f"{upstream_url}/api/accounts/001"
-        proxied_url = f"http://127.0.0.1:{gv_port}/api/v1/named-credentials/bench-api/proxy/accounts/001"
-        wait_ready(direct_url)
-        wait_ready(f"http://127.0.0.1:{gv_port}/healthz")
-        resp = requests.post(f"http://127.0.0.1:{gv_port}/oauth/token", auth=("bench-sync", USER_SECRET),
+        anchor_url = f"http://127.0.0.1:{anchor_port}/api/accounts/001"
+        wait_http(direct_url, what="nginx", proc=nginx)
+        if requests.get(direct_url, timeout=5).status_code != 401:
+            raise SystemExit("error: the upstream answered without the API key")
+        env = prepare_instance(tmp / "instance", upstream_url, args.log_level)
+        gunicorn, base = start_gunicorn("govern.wsgi:app()", env, tmp / "govern.log", workers=args.workers,
+                                        threads=args.threads or None)
+        progress("nginx and govern up")
+        proxied_url = f"{base}/api/v1/named-credentials/bench-api/proxy/accounts/001"
+        resp = requests.post(f"{base}/oauth/token", auth=("bench-sync", USER_SECRET),
                              data={"grant_type": "client_credentials", "scope": "orders.read"}, timeout=30)
         if resp.status_code != 200:
             raise SystemExit(f"error: /oauth/token answered {resp.status_code}: {resp.text[:300]}")
         auth = {"Authorization": f"Bearer {resp.json()['access_token']}"}
+        for url, headers in ((direct_url, {"X-Api-Key": API_KEY}), (anchor_url, {}), (proxied_url, auth)):
+            resp = requests.get(url, headers=headers, timeout=10)
+            if resp.status_code != 200 or resp.json().get("id") != "001":
+                raise SystemExit(f"error: {url} answered {resp.status_code}: {resp.text[:300]}")
 
-        warm = max(args.connections * 20, args.requests // 5)
-        load(direct_url, {}, warm, args.connections)
-        load(proxied_url, auth, warm, args.connections)
-        upstream_pid, govern_pid = procs[0].pid, procs[1].pid
-        cpu_before = process_tree_cpu_s(upstream_pid), process_tree_cpu_s(govern_pid), time.process_time()
-        direct = load(direct_url, {}, args.requests, args.connections, args.rate)
-        cpu_mid = process_tree_cpu_s(upstream_pid), process_tree_cpu_s(govern_pid), time.process_time()
-        proxied = load(proxied_url, auth, args.requests, args.connections, args.rate)
-        cpu_after = process_tree_cpu_s(upstream_pid), process_tree_cpu_s(govern_pid), time.process_time()
-        per_call = lambda a, b, i: (b[i] - a[i]) * 1000 / args.requests  # noqa: E731
+        meter = CpuMeter(gunicorn.pid)
+        progress("warming up")
+        wrk(proxied_url, seconds=2, connections=args.connections, headers=auth, tmp=tmp)
+        runs: dict[str, list[Load]] = {"healthz": [], "proxied": [], "direct": [], "nginx": []}
+        for i in range(args.rounds):
+            progress(f"round {i + 1} of {args.rounds}: /healthz, proxied, direct, nginx proxy")
+            runs["healthz"].append(wrk(base + "/healthz", seconds=args.seconds, connections=args.connections,
+                                       tmp=tmp, meter=meter))
+            runs["proxied"].append(wrk(proxied_url, seconds=args.seconds, connections=args.connections,
+                                       headers=auth, tmp=tmp, meter=meter))
+            runs["direct"].append(wrk(direct_url, seconds=args.seconds, connections=args.connections,
+                                      headers={"X-Api-Key": API_KEY}, tmp=tmp))
+            runs["nginx"].append(wrk(anchor_url, seconds=args.seconds, connections=args.connections, tmp=tmp))
+        if args.profile:
+            progress(f"py-spy on the workers during {args.seconds} s of proxied load")
+            spies = py_spy([p for p in meter.pids if p != gunicorn.pid], args.seconds + 1, args.profile)
+            wrk(proxied_url, seconds=args.seconds, connections=args.connections, headers=auth, tmp=tmp)
+            for spy in spies:
+                spy.wait(60)
+        progress(f"one connection at {args.rate} req/s: direct, proxied, nginx proxy")
+        fixed = {
+            "direct": hey_fixed_rate(direct_url, rate=args.rate, seconds=args.rate_seconds,
+                                     headers={"X-Api-Key": API_KEY}),
+            "proxied": hey_fixed_rate(proxied_url, rate=args.rate, seconds=args.rate_seconds, headers=auth,
+                                      meter=meter),
+            "nginx": hey_fixed_rate(anchor_url, rate=args.rate, seconds=args.rate_seconds),
+        }
+        failed = {name: sum(r.errors for r in rs) for name, rs in runs.items()}
+        failed.update({f"fixed_{name}": r.errors for name, r in fixed.items()})
+        if any(failed.values()):
+            raise SystemExit(f"error: failed answers: {failed}")
 
-        print("server: upstream gunicorn gthread 1 worker, %d threads; govern %s %d workers, %d threads each; "
-              "%d cores; GOVERN_LOG_LEVEL=%s; load average %s"
-              % (args.connections, "gunicorn gthread" if args.server == "gunicorn" else "granian", args.workers,
-                 threads, os.cpu_count() or 0, args.log_level, " ".join(f"{x:.1f}" for x in os.getloadavg())))
-        print(f"requests per run: {len(direct)} direct, {len(proxied)} proxied, {args.connections} connections")
-        for name, values in (("direct", direct), ("proxied", proxied)):
-            print(f"{name:8s} p50={pct(values, 50):.2f} ms  p99={pct(values, 99):.2f} ms  "
-                  f"mean={statistics.fmean(values):.2f} ms")
-        print(f"CPU per call, direct run:  client {per_call(cpu_before, cpu_mid, 2):.2f} ms, "
-              f"upstream {per_call(cpu_before, cpu_mid, 0):.2f} ms")
-        print(f"CPU per call, proxied run: client {per_call(cpu_mid, cpu_after, 2):.2f} ms, "
-              f"upstream {per_call(cpu_mid, cpu_after, 0):.2f} ms, govern {per_call(cpu_mid, cpu_after, 1):.2f} ms")
-        mode = f"paced at {args.rate:g} requests/s" if args.rate else "closed loop"
-        print(f"mode: {mode}")
-        print(f"overhead_p50_ms={pct(proxied, 50) - pct(direct, 50):.2f} "
-              f"overhead_p99_ms={pct(proxied, 99) - pct(direct, 99):.2f} "
-              f"govern_cpu_ms_per_call={per_call(cpu_mid, cpu_after, 1):.2f}")
+        def mean(name: str) -> float:
+            return sum(r.rps for r in runs[name]) / len(runs[name])
+
+        cpu_call = sum(r.cpu_s for r in runs["proxied"]) * 1000 / sum(r.requests for r in runs["proxied"])
+        cpu_healthz = sum(r.cpu_s for r in runs["healthz"]) * 1000 / sum(r.requests for r in runs["healthz"])
+        print(f"uptime: {uptime()}")
+        print(f"govern: gunicorn gthread {args.workers} workers, threads={args.threads or 'conf'}, "
+              f"GOVERN_LOG_LEVEL={args.log_level}; upstream and anchor: nginx, 1 worker; {os.cpu_count()} cores; "
+              f"{args.connections} connections, {args.seconds} s x {args.rounds} rounds")
+        for name, label in (("healthz", "govern GET /healthz"), ("proxied", "govern proxy      "),
+                            ("direct", "upstream direct   "), ("nginx", "nginx proxy       ")):
+            for r in runs[name]:
+                print(f"{label}  {r.line()}{r.cpu_line()}")
+        for name, r in fixed.items():
+            print(f"1 connection at {args.rate}/s, {name:8s} {r.line()}{r.cpu_line()}")
+        print(f"load average at the end: {load_average()}")
+        over50 = fixed["proxied"].p50_ms - fixed["direct"].p50_ms
+        over99 = fixed["proxied"].p99_ms - fixed["direct"].p99_ms
+        print(f"proxy_over_healthz={mean('proxied') / mean('healthz'):.2f} "
+              f"proxy_over_nginx={mean('proxied') / mean('nginx'):.2f} "
+              f"govern_cpu_ms_per_call={cpu_call:.3f} govern_cpu_ms_per_healthz={cpu_healthz:.3f} "
+              f"proxy_rps={mean('proxied'):.0f} healthz_rps={mean('healthz'):.0f} nginx_proxy_rps={mean('nginx'):.0f} "
+              f"overhead_p50_ms={over50:.2f} overhead_p99_ms={over99:.2f} "
+              f"nginx_overhead_p50_ms={fixed['nginx'].p50_ms - fixed['direct'].p50_ms:.2f} "
+              f"nginx_overhead_p99_ms={fixed['nginx'].p99_ms - fixed['direct'].p99_ms:.2f}")
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(gunicorn, group=True)
+        stop(nginx, group=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -13,6 +13,7 @@ from govern.admin import init_admin
 from govern.api import (breakers, broker, connect, decisions, edge, findings, health, landscape, metrics, oauth,
                         openapi, proxy, rotations, secrets as secrets_api)
 from govern.api.conventions import SECURITY_HEADERS, log_request
+from govern.api.broker import TokenRouteEdge
 from govern.api.oauth import TokenEdge
 from govern.api.problems import register_error_handlers
 from govern.api.proxy import ProxyEdge
@@ -37,6 +38,8 @@ def create_app(test_config: Mapping[str, Any] | None = None, *, settings: Settin
     _register_blueprints(app)
     # The callout proxy is served by its own WSGI edge in front of Flask (govern.api.proxy): the hot path.
     app.wsgi_app = ProxyEdge(app.wsgi_app, services, max_body=app.config["MAX_CONTENT_LENGTH"])
+    # So is a JSON upstream-token request (govern.api.broker): the cache-hit path, near /healthz's cost.
+    app.wsgi_app = TokenRouteEdge(app.wsgi_app, services, max_body=app.config["MAX_CONTENT_LENGTH"])
     # A guesser already refused at /oauth/token is answered before Flask (govern.api.oauth.TokenEdge).
     app.wsgi_app = TokenEdge(app.wsgi_app, services)
     app.wsgi_app = TrustedForwardedProto(app.wsgi_app, settings.trusted_proxy_networks)

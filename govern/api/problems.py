@@ -1,6 +1,7 @@
 """Every HTTP error is application/problem+json (RFC 9457) with a stable code; never a stack trace."""
 from __future__ import annotations
 
+import json as stdjson
 import logging
 
 from flask import Flask, g, request, json, make_response
@@ -21,6 +22,12 @@ def problem_response(error: GovernError):
     for name, value in error.headers.items():
         response.headers[name] = value
     return response
+
+
+def problem_parts(error: GovernError, path: str, correlation_id: str) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Status, headers and body of the problem+json answer, for the WSGI edges in front of Flask."""
+    body = stdjson.dumps(error.to_problem(instance=path, correlation_id=correlation_id), default=str).encode()
+    return error.status, [("Content-Type", PROBLEM_JSON), *error.headers.items()], body
 
 
 class _HttpProblem(GovernError):

@@ -36,23 +36,31 @@ class CircuitBreakers:
         raw = self.cache.get(self._k(system, "open"))
         return json.loads(raw) if raw else None
 
+    def _remaining(self, opened: dict, cfg: BreakerPolicy) -> float:
+        """Seconds the circuit stays open; zero or less: half-open."""
+        return opened["at"] + cfg.reset - self._now()
+
     def state(self, system: str, cfg: BreakerPolicy) -> dict[str, Any]:
         opened = self._opened(system)
         failures = int(self.cache.get(self._k(system, "failures")) or 0)
         if not opened:
             return {"system": system, "state": CLOSED, "failures": failures, "retry_after": 0}
-        remaining = opened["at"] + cfg.reset - self._now()
+        remaining = self._remaining(opened, cfg)
         if remaining > 0:
             return {"system": system, "state": OPEN, "failures": failures, "retry_after": int(remaining + 0.999)}
         return {"system": system, "state": HALF_OPEN, "failures": failures, "retry_after": 0}
 
     def before_call(self, system: str, cfg: BreakerPolicy) -> bool:
-        """Raise CircuitOpen, or return True when this call is the half-open probe."""
-        current = self.state(system, cfg)
-        if current["state"] == CLOSED:
+        """Raise CircuitOpen, or return True when this call is the half-open probe.
+
+        Decided from the `open` record alone, as state() decides: the failure count only informs a reader
+        (GET /api/v1/breakers), and reading it too cost every proxied call a second shared-cache read."""
+        opened = self._opened(system)
+        if not opened:
             return False
-        if current["state"] == OPEN:
-            raise CircuitOpen(system, current["retry_after"])
+        remaining = self._remaining(opened, cfg)
+        if remaining > 0:
+            raise CircuitOpen(system, int(remaining + 0.999))
         # half-open: exactly one probe at a time, across processes.
         if self.cache.add(self._k(system, "probe"), b"1", ttl=max(cfg.reset, 1.0)):
             return True
