@@ -7,7 +7,6 @@ import re
 import sys
 
 import click
-import yaml
 
 from govern.cli.context import fail, services
 
@@ -85,6 +84,8 @@ def audit(ctx, fmt, out, fail_on, window, source, recommend, directory):
     else:
         click.echo(text)
     if recommend and outcome.recommendation is not None:
+        import yaml
+
         with open(recommend, "w", encoding="utf-8") as fh:
             yaml.safe_dump(outcome.recommendation, fh, sort_keys=False)
     summary = outcome.report["summary"]

@@ -1,12 +1,15 @@
 """Shared CLI plumbing: settings and services built once per invocation through the composition root."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from govern.bootstrap import Services, build_services
-from govern.config import load_settings
-from govern.logs import configure_logging
-from govern.store.db import describe_database, sqlite_path
+if TYPE_CHECKING:
+    from govern.bootstrap import Services
+
+# The imports below sit inside the functions on purpose: `govern --help` and completion must not pay for
+# SQLAlchemy, the adapters and the broker (bench/cli.py measures it; tests/test_cli_startup.py guards it).
 
 
 def services(require_schema: bool = True, *, create: bool = False) -> Services:
@@ -18,6 +21,10 @@ def services(require_schema: bool = True, *, create: bool = False) -> Services:
     root = ctx.find_root()
     found = root.meta.get("govern.services")
     if found is None:
+        from govern.bootstrap import build_services
+        from govern.config import load_settings
+        from govern.logs import configure_logging
+
         settings = load_settings()
         if not create:
             missing = missing_instance(settings)
@@ -30,7 +37,7 @@ def services(require_schema: bool = True, *, create: bool = False) -> Services:
     if require_schema and not root.meta.get("govern.schema_checked"):
         import sqlalchemy.exc
 
-        from govern.store.db import current_revisions, head_revisions
+        from govern.store.db import current_revisions, describe_database, head_revisions
 
         try:
             current = current_revisions(found.engine)
@@ -50,6 +57,8 @@ def services(require_schema: bool = True, *, create: bool = False) -> Services:
 def missing_instance(settings) -> str | None:
     """One line saying where no instance was found, or None. Only a SQLite file can be checked without
     connecting (and connecting would create it); other databases are checked through their schema."""
+    from govern.store.db import sqlite_path
+
     path = sqlite_path(settings.database_url)
     if path is None or path.exists():
         return None

@@ -9,7 +9,6 @@ import click
 from click.core import ParameterSource
 
 from govern.cli.context import fail, services
-from govern.config import instance_secret_key
 
 
 def register(cli: click.Group) -> None:
@@ -22,6 +21,7 @@ def register(cli: click.Group) -> None:
 @click.option("--admin-user", default="admin", show_default=True, help="username of the first admin")
 def init(admin_user: str) -> None:
     """Create the instance: database schema (through the migrations), secret-store key, first admin."""
+    from govern.config import instance_secret_key
     from govern.store import db as store_db
     from govern.store.admins import ensure_first_admin
 
