@@ -80,3 +80,37 @@ def fail(message: str) -> None:
     """One clear line, exit code 2."""
     click.echo(f"error: {message}", err=True)
     raise click.exceptions.Exit(2)
+
+
+def json_option(command):
+    """`--json`: the command's report as one JSON document on stdout (stable keys; an empty list is `[]`),
+    nothing else on stdout and no progress bar."""
+    return click.option("--json", "as_json", is_flag=True,
+                        help="print one JSON document on stdout instead of text (an empty result is [])")(command)
+
+
+def echo_json(document) -> None:
+    import json
+
+    click.echo(json.dumps(document, indent=2, default=str))
+
+
+def output_option(help: str, **kw):
+    """`-o/--output FILE`, the one spelling of the output flag; the older `--out` keeps working, hidden from
+    --help. The command receives `output`."""
+    import functools
+
+    def decorate(command):
+        @functools.wraps(command)
+        def merged(*args, **kwargs):
+            legacy = kwargs.pop("legacy_out", None)
+            if legacy is not None:
+                if kwargs.get("output") not in (None, legacy):
+                    raise click.UsageError("give -o/--output once (--out is its old spelling)")
+                kwargs["output"] = legacy
+            return command(*args, **kwargs)
+
+        merged = click.option("--out", "legacy_out", hidden=True, **kw)(merged)
+        return click.option("-o", "--output", "output", help=help, **kw)(merged)
+
+    return decorate

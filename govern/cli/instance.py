@@ -8,7 +8,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from govern.cli.context import fail, services
+from govern.cli.context import echo_json, fail, json_option, services
 
 
 def register(cli: click.Group) -> None:
@@ -68,13 +68,17 @@ def db_upgrade(revision: str) -> None:
 
 
 @db.command("current")
-def db_current() -> None:
+@json_option
+def db_current(as_json: bool) -> None:
     """Show the schema revision, and whether migrations are pending."""
     from govern.store import db as store_db
 
     svc = services(require_schema=False)
     current, heads = store_db.current_revisions(svc.engine), store_db.head_revisions(svc.engine)
-    click.echo(f"current: {', '.join(sorted(current)) or 'none'}; head: {', '.join(sorted(heads))}")
+    if as_json:
+        echo_json({"current": sorted(current), "head": sorted(heads), "up_to_date": current == heads})
+    else:
+        click.echo(f"current: {', '.join(sorted(current)) or 'none'}; head: {', '.join(sorted(heads))}")
     if current != heads:
         raise click.exceptions.Exit(1)
 

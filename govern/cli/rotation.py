@@ -1,13 +1,12 @@
 """`govern rotate` and `govern worker`: thin edges over govern.rotation.runner.RotationService."""
 from __future__ import annotations
 
-import json
 import signal
 import threading
 
 import click
 
-from govern.cli.context import services
+from govern.cli.context import echo_json, json_option, services
 from govern.errors import ValidationFailed
 
 
@@ -48,7 +47,8 @@ def rotate() -> None:
 @click.argument("name", required=False)
 @click.option("--due", is_flag=True, help="Every secret whose schedule is due.")
 @click.option("--commit", is_flag=True, help="Really rotate; without it nothing is written.")
-def rotate_run(name: str | None, due: bool, commit: bool) -> None:
+@json_option
+def rotate_run(name: str | None, due: bool, commit: bool, as_json: bool) -> None:
     """Rotate NAME, or every due secret with --due."""
     if bool(name) == bool(due):
         raise ValidationFailed("give either a secret NAME or --due")
@@ -56,9 +56,15 @@ def rotate_run(name: str | None, due: bool, commit: bool) -> None:
     refs = svc.due() if due else [svc.find_ref(name)]
     if not commit:
         outcomes = svc.plan(refs)
-        click.echo(f"dry run: {len(outcomes)} item(s); nothing was changed (add --commit)")
     else:
         outcomes = [svc.rotate(ref.id, force=not due) for ref in refs]
+    if as_json:
+        echo_json({"dry_run": not commit, "items": [{**o.as_dict(), "failed": o.failed} for o in outcomes]})
+        if any(o.failed for o in outcomes):
+            raise click.exceptions.Exit(1)
+        return
+    if not commit:
+        click.echo(f"dry run: {len(outcomes)} item(s); nothing was changed (add --commit)")
     failed = _report(outcomes)
     if not outcomes:
         click.echo("nothing is due")
@@ -86,14 +92,14 @@ def rotate_retry(run_id: int) -> None:
 @rotate.command("history")
 @click.argument("name", required=False)
 @click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def rotate_history(name: str | None, limit: int, as_json: bool) -> None:
     """Past and current rotation runs, newest first."""
     from govern.rotation.history import list_runs
 
     runs = list_runs(services().sessions, secret=name, limit=limit)
     if as_json:
-        click.echo(json.dumps(runs, indent=2, default=str))
+        echo_json(runs)
         return
     if not runs:
         click.echo(f"no rotation runs{f' for {name}' if name else ''} yet (`govern rotate --due` shows what is due)")

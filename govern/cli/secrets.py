@@ -5,7 +5,7 @@ import sys
 
 import click
 
-from govern.cli.context import cli_actor, fail, services
+from govern.cli.context import cli_actor, echo_json, fail, json_option, services
 
 
 def register(cli: click.Group) -> None:
@@ -86,11 +86,15 @@ def delete(refs: tuple[str, ...], yes: bool) -> None:
 
 
 @secrets.command("status")
-def status() -> None:
+@json_option
+def status(as_json: bool) -> None:
     """Every secret reference: ref, store, version, set on. Never a value."""
     from govern.secrets.service import secret_service
 
     rows = secret_service(services()).status()
+    if as_json:
+        echo_json([r.as_dict() for r in rows])
+        return
     if not rows:
         click.echo("no secrets recorded")
         return
