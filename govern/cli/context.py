@@ -21,7 +21,6 @@ def services(require_schema: bool = True, *, create: bool = False) -> Services:
     root = ctx.find_root()
     found = root.meta.get("govern.services")
     if found is None:
-        from govern.bootstrap import build_services
         from govern.config import load_settings
         from govern.logs import configure_logging
 
@@ -52,6 +51,14 @@ def services(require_schema: bool = True, *, create: bool = False) -> Services:
                  "run `govern init` (new instance) or `govern db upgrade`")
         root.meta["govern.schema_checked"] = True
     return found
+
+
+def build_services(settings) -> Services:
+    """The composition root's `build_services`, imported when a command first needs it (tests replace
+    this name to hand the CLI their own Services)."""
+    from govern.bootstrap import build_services as build
+
+    return build(settings)
 
 
 def missing_instance(settings) -> str | None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from govern.cli.completion import entity_ids
 from govern.cli.context import output_option, services
 
 
@@ -19,7 +20,7 @@ def contract() -> None:
 
 
 @contract.command("export")
-@click.argument("system")
+@click.argument("system", shell_complete=entity_ids("system"))
 @click.option("--format", "fmt", type=click.Choice(["md", "json", "both"]), default="both", show_default=True)
 @output_option("folder to write SYSTEM.md / SYSTEM.json into (default stdout)", type=click.Path(file_okay=False))
 def export(system: str, fmt: str, output: str | None) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from govern.cli.completion import entity_ids
 from govern.cli.context import echo_json, json_option
 from govern.domain.decision_chain import OUTCOMES
 
@@ -25,8 +26,9 @@ def _services():
 @log_group.command("show")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="newest N records")
 @click.option("--outcome", type=click.Choice(OUTCOMES), help="only allowed, denied or failed decisions")
-@click.option("--user", "integration_user", help="integration user (or claimed OAuth client id)")
-@click.option("--credential", "named_credential", help="named credential")
+@click.option("--user", "integration_user", help="integration user (or claimed OAuth client id)",
+              shell_complete=entity_ids("integration_user"))
+@click.option("--credential", "named_credential", help="named credential", shell_complete=entity_ids("named_credential"))
 @click.option("--action", help="token, proxy, proxy_delivery, oauth_token, connect")
 @click.option("--correlation-id", help="one request's records")
 @json_option

@@ -6,6 +6,7 @@ import threading
 
 import click
 
+from govern.cli.completion import entity_ids
 from govern.cli.context import echo_json, json_option, services
 from govern.errors import ValidationFailed
 
@@ -44,7 +45,7 @@ def rotate() -> None:
 
 
 @rotate.command("run")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=entity_ids("secret"))
 @click.option("--due", is_flag=True, help="Every secret whose schedule is due.")
 @click.option("--commit", is_flag=True, help="Really rotate; without it nothing is written.")
 @json_option
@@ -90,7 +91,7 @@ def rotate_retry(run_id: int) -> None:
 
 
 @rotate.command("history")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=entity_ids("secret"))
 @click.option("--limit", default=50, show_default=True)
 @json_option
 def rotate_history(name: str | None, limit: int, as_json: bool) -> None:
