@@ -16,15 +16,15 @@ def instance(tmp_path_factory):
     return folder
 
 
-def _complete(cwd, line: str, shell: str = "bash", **env) -> tuple[list[str], str]:
+def _complete(cwd, line: str, dialect: str = "bash", **env) -> tuple[list[str], str]:
     """What Tab offers at the end of `line` (a trailing space starts a new word)."""
     words = line.split(" ")
     # bash and zsh pass the index of the word being completed; fish passes that word itself
-    cword = words[-1] if shell == "fish" else str(len(words) - 1)
-    proc = govern([], cwd, _GOVERN_COMPLETE=f"{shell}_complete", COMP_WORDS=line, COMP_CWORD=cword, **env)
+    cword = words[-1] if dialect == "fish" else str(len(words) - 1)
+    proc = govern([], cwd, _GOVERN_COMPLETE=f"{dialect}_complete", COMP_WORDS=line, COMP_CWORD=cword, **env)
     assert proc.returncode == 0 and proc.stderr == "", proc.stderr
     rows = [row for row in proc.stdout.splitlines() if row]  # nothing to offer is one empty line
-    if shell == "bash":  # one `type,value` per line
+    if dialect == "bash":  # one `type,value` per line
         return [row.split(",", 1)[1] for row in rows], proc.stdout
     return rows, proc.stdout
 
@@ -46,9 +46,9 @@ def test_tab_offers_the_ids_of_the_instance(instance, line, expected):
 
 
 def test_zsh_and_fish_get_the_same_ids(instance):
-    _, zsh = _complete(instance, "govern contract export sn", shell="zsh")
+    _, zsh = _complete(instance, "govern contract export sn", dialect="zsh")
     assert zsh.splitlines() == ["plain", "snowflake", "_"]  # type, value, help ("_": none)
-    _, fish = _complete(instance, "govern contract export sn", shell="fish")
+    _, fish = _complete(instance, "govern contract export sn", dialect="fish")
     assert fish.splitlines() == ["plain,snowflake"]
 
 

@@ -83,7 +83,9 @@ def test_lists_carry_their_fields_and_never_a_secret(instance):
     assert [s["step"] for s in history[0]["steps"]][:1] == ["create_pending"]
     show = outputs["show"] = _json(["log", "show"], instance)
     assert [(d["action"], d["outcome"], d["integration_user"]) for d in show] == [("oauth_token", "allow", "sandbox-app")]
-    assert show[0]["id"] and show[0]["at"] and show[0]["correlation_id"]
+    from govern.store.decisions import FIELDS
+
+    assert set(show[0]) == set(FIELDS) and show[0]["id"] and show[0]["at"] and show[0]["correlation_id"]
     verify = outputs["verify"] = _json(["log", "verify"], instance)
     assert verify["intact"] is True and verify["records"] == 1
     assert _json(["dlq", "list"], instance) == []

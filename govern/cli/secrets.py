@@ -21,7 +21,8 @@ def secrets() -> None:
 @secrets.command("put")
 @click.argument("credential", required=False, shell_complete=entity_ids("credential"))
 @click.option("--principal", help="the credential's principal the secret belongs to", shell_complete=principals)
-@click.option("--user", "user", shell_complete=entity_ids("integration_user"), help="an integration user (its govern client secret) instead of a credential")
+@click.option("--user", "user", shell_complete=entity_ids("integration_user"),
+              help="an integration user (its govern client secret) instead of a credential")
 @click.option("--field", required=True, help="client_secret, private_key, refresh_token, password, api_key or value")
 @click.option("--file", "file", type=click.Path(dir_okay=False, allow_dash=True),
               help="read the value from this file ('-' or absent: stdin)")
