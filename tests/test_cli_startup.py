@@ -49,3 +49,35 @@ def test_the_completion_script_loads_no_heavy_library():
     proc = subprocess.run([sys.executable, "-c", probe, ",".join(HEAVY)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_schema_check_without_alembic_agrees_with_alembic(database_url, tmp_path):
+    """The CLI reads the stamped revision and the scripts' heads itself (start-up time); Alembic must agree,
+    on a migrated database and on one with no schema yet."""
+    from govern.store.db import (current_revisions, head_revisions, make_engine, script_heads, stamped_revisions)
+
+    engine = make_engine(database_url)
+    try:
+        assert script_heads() == head_revisions(engine)
+        assert stamped_revisions(engine) == current_revisions(engine) == head_revisions(engine)
+    finally:
+        engine.dispose()
+    empty = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        assert stamped_revisions(empty) == current_revisions(empty) == set()
+    finally:
+        empty.dispose()
+
+
+def test_a_script_whose_revisions_are_not_literals_defers_to_alembic(tmp_path, monkeypatch):
+    from govern.store.db import migrations_dir, script_heads
+
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    for script in (migrations_dir() / "versions").glob("*.py"):
+        (versions / script.name).write_text(script.read_text())
+    (tmp_path / "env.py").write_text("")
+    monkeypatch.setenv("GOVERN_MIGRATIONS_DIR", str(tmp_path))
+    assert script_heads() is not None
+    (versions / "zz_computed.py").write_text('revision = "zz" + "1"\ndown_revision = "flight_0001"\n')
+    assert script_heads() is None

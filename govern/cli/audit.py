@@ -126,7 +126,7 @@ def suppressions(as_json):
     from govern.store.audit_runs import list_suppressions
     from govern.store.db import session_scope
 
-    svc = services()
+    svc = services(store_only=True)
     today = svc.clock.now().date()
     with session_scope(svc.sessions) as session:
         rows = list_suppressions(session)

@@ -12,15 +12,16 @@ if TYPE_CHECKING:
 # SQLAlchemy, the adapters and the broker (bench/cli.py measures it; tests/test_cli_startup.py guards it).
 
 
-def services(require_schema: bool = True, *, create: bool = False) -> Services:
+def services(require_schema: bool = True, *, create: bool = False, store_only: bool = False) -> Services:
     """The Services for this invocation. Only `govern init` passes `create`: any other command run where no
     instance is (a missing SQLite file) stops with one line naming the instance it looked for, and creates
     nothing. Unless `require_schema` is False (init, db), refuse to run against a database whose schema is
-    missing or behind the migrations, again naming the instance."""
+    missing or behind the migrations, again naming the instance. `store_only`: a command that only reads the
+    database gets the engine, sessions, cache and clock, and nothing else is imported or wired."""
     ctx = click.get_current_context()
     root = ctx.find_root()
     found = root.meta.get("govern.services")
-    if found is None:
+    if found is None or (root.meta.get("govern.store_only") and not store_only):
         from govern.config import load_settings
         from govern.logs import configure_logging
 
@@ -30,22 +31,22 @@ def services(require_schema: bool = True, *, create: bool = False) -> Services:
             if missing:
                 fail(missing)
         configure_logging(settings.log_level if settings.log_level.upper() != "INFO" else "WARNING")
-        found = build_services(settings)
-        root.meta["govern.services"] = found
+        found = build_store_services(settings) if store_only else build_services(settings)
+        root.meta["govern.services"], root.meta["govern.store_only"] = found, store_only
         root.call_on_close(found.close)
     if require_schema and not root.meta.get("govern.schema_checked"):
         import sqlalchemy.exc
 
-        from govern.store.db import current_revisions, describe_database, head_revisions
+        from govern.store.db import describe_database, head_revisions, script_heads, stamped_revisions
 
         try:
-            current = current_revisions(found.engine)
+            current = stamped_revisions(found.engine)
         except sqlalchemy.exc.OperationalError as exc:
             reason = str(exc.orig or exc).strip().splitlines()[0][:200]
             fail(f"cannot reach the database of the instance in {found.settings.home.resolve()} "
                  f"({describe_database(found.settings.database_url)}): {reason}; check GOVERN_DATABASE_URL "
                  "and that the database server is running (`govern doctor` checks every part)")
-        if current != head_revisions(found.engine):
+        if current != (script_heads() or head_revisions(found.engine)):
             fail(f"the database schema of the instance in {found.settings.home.resolve()} "
                  f"({describe_database(found.settings.database_url)}) is missing or out of date; "
                  "run `govern init` (new instance) or `govern db upgrade`")
@@ -57,6 +58,12 @@ def build_services(settings) -> Services:
     """The composition root's `build_services`, imported when a command first needs it (tests replace
     this name to hand the CLI their own Services)."""
     from govern.bootstrap import build_services as build
+
+    return build(settings)
+
+
+def build_store_services(settings) -> Services:
+    from govern.bootstrap import build_store_services as build
 
     return build(settings)
 

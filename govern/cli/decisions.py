@@ -17,10 +17,10 @@ def log_group() -> None:
     """The tamper-evident decision log."""
 
 
-def _services():
+def _services(**kw):
     from govern.cli.context import services
 
-    return services()
+    return services(**kw)
 
 
 @log_group.command("show")
@@ -36,7 +36,7 @@ def log_show(limit, outcome, integration_user, named_credential, action, correla
     """The newest decisions, oldest first: id, time, outcome, action, who, what, upstream status, rules."""
     from govern.store.decisions import query_decisions
 
-    svc = _services()
+    svc = _services(store_only=True)
     with svc.sessions() as session:
         _, items = query_decisions(session, outcome=outcome, integration_user=integration_user,
                                    named_credential=named_credential, action=action,

@@ -18,7 +18,7 @@ def list_(as_json: bool) -> None:
     """Every dead-lettered call: id, named credential, method, path, attempts, last status, correlation id."""
     from govern.broker.proxy.queue import dlq_list
 
-    items = dlq_list(services())
+    items = dlq_list(services(store_only=True))
     if as_json:
         # Metadata only: the call's headers and body stay in the queue (they may carry a caller's data).
         echo_json([{"id": i.id, "named_credential": i.named_credential, "system": i.system, "caller": i.caller,

@@ -73,7 +73,7 @@ def db_current(as_json: bool) -> None:
     """Show the schema revision, and whether migrations are pending."""
     from govern.store import db as store_db
 
-    svc = services(require_schema=False)
+    svc = services(require_schema=False, store_only=True)
     current, heads = store_db.current_revisions(svc.engine), store_db.head_revisions(svc.engine)
     if as_json:
         echo_json({"current": sorted(current), "head": sorted(heads), "up_to_date": current == heads})

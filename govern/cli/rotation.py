@@ -98,7 +98,7 @@ def rotate_history(name: str | None, limit: int, as_json: bool) -> None:
     """Past and current rotation runs, newest first."""
     from govern.rotation.history import list_runs
 
-    runs = list_runs(services().sessions, secret=name, limit=limit)
+    runs = list_runs(services(store_only=True).sessions, secret=name, limit=limit)
     if as_json:
         echo_json(runs)
         return

@@ -93,7 +93,7 @@ def status(as_json: bool) -> None:
     """Every secret reference: ref, store, version, set on. Never a value."""
     from govern.secrets.service import secret_service
 
-    rows = secret_service(services()).status()
+    rows = secret_service(services(store_only=True)).status()
     if as_json:
         echo_json([r.as_dict() for r in rows])
         return
