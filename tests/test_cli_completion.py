@@ -38,6 +38,8 @@ def _complete(cwd, line: str, dialect: str = "bash", **env) -> tuple[list[str], 
     ("govern log show --user erp", ["erp-order-sync"]),
     ("govern credentials connect salesforce-per-user ", ["case-escalation", "lead-sync"]),
     ("govern rotate history ", ["credential/sandbox-client-credentials/client_secret"]),
+    ("govern rotate ", ["confirm", "history", "retry", "run", "credential/sandbox-client-credentials/client_secret"]),
+    ("govern rotate h", ["history"]),
     ("govern secrets delete cred", ["credential/sandbox-client-credentials/client_secret"]),
     ("govern contract export nothing-starts-so", []),
 ])

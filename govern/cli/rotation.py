@@ -17,9 +17,15 @@ class _RotateGroup(click.Group):
     name is handed to the default `run` command."""
 
     def parse_args(self, ctx, args):
+        if not args and ctx.resilient_parsing:  # completing the first word: see shell_complete
+            return super().parse_args(ctx, args)
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+    def shell_complete(self, ctx, incomplete):
+        """The first word is a subcommand or the NAME of the default `run`: offer both."""
+        return [*super().shell_complete(ctx, incomplete), *entity_ids("secret")(ctx, self, incomplete)]
 
 
 def _service(**kw):
