@@ -3,6 +3,7 @@ else there, no progress bar), stable keys, `[]` for an empty list. Each run is a
 instance made by `govern init` + `govern apply -f examples/governance.yaml`."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 
@@ -81,6 +82,8 @@ def test_lists_carry_their_fields_and_never_a_secret(instance):
     history = outputs["history"] = _json(["rotate", "history"], instance)
     assert [(r["id"], r["secret"], r["state"]) for r in history] == [(run_id, ref, "awaiting_confirmation")]
     assert [s["step"] for s in history[0]["steps"]][:1] == ["create_pending"]
+    assert dt.datetime.fromisoformat(history[0]["started_at"]).tzinfo is not None
+    assert "T" in history[0]["started_at"]  # ISO 8601, like every other time in these documents
     show = outputs["show"] = _json(["log", "show"], instance)
     assert [(d["action"], d["outcome"], d["integration_user"]) for d in show] == [("oauth_token", "allow", "sandbox-app")]
     from govern.store.decisions import FIELDS

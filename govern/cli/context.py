@@ -104,9 +104,14 @@ def json_option(command):
 
 
 def echo_json(document) -> None:
+    """Dates and times as ISO 8601 (`2026-12-06T12:28:33+00:00`), whatever the service handed over."""
     import json
 
-    click.echo(json.dumps(document, indent=2, default=str))
+    def plain(value):
+        isoformat = getattr(value, "isoformat", None)
+        return isoformat() if callable(isoformat) else str(value)
+
+    click.echo(json.dumps(document, indent=2, default=plain))
 
 
 def output_option(help: str, **kw):
