@@ -119,6 +119,17 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
     return services
 
 
+def build_store_services(settings: Settings, *, clock: Clock | None = None) -> Services:
+    """The database part of `build_services` only: settings, engine, sessions, the shared cache and the clock.
+
+    For command-line reports that read the store and nothing else (`govern secrets status`, `govern log show`):
+    wiring the secret store, the broker, the proxy, rotation and the metrics costs a second or more of imports
+    on every run, for collaborators such a command never calls (bench/cli.py)."""
+    engine = make_engine(settings.database_url)
+    return Services(settings=settings, engine=engine, sessions=make_session_factory(engine),
+                    cache=_shared_cache(settings, engine), clock=clock or SystemClock())
+
+
 def _shared_cache(settings: Settings, engine: sa.Engine):
     """Redis when configured; otherwise the database, so that state a later request needs (connect state,
     idempotency, breakers, budgets, console lockouts) is shared by every process (govern.store.shared_state)."""

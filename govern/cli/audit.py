@@ -7,9 +7,8 @@ import re
 import sys
 
 import click
-import yaml
 
-from govern.cli.context import fail, services
+from govern.cli.context import echo_json, fail, json_option, output_option, services
 
 FORMATS = ("json", "html", "csv", "sarif")
 SEVERITY_CHOICES = ("critical", "high", "medium", "low", "info")
@@ -34,7 +33,7 @@ def _render(report: dict, fmt: str, base: str | None) -> str:
     return html.to_html(report)
 
 
-_VALUE_OPTIONS = {"--format", "--out", "--fail-on", "--window", "--source", "--recommend", "--dir"}
+_VALUE_OPTIONS = {"--format", "-o", "--output", "--out", "--fail-on", "--window", "--source", "--recommend", "--dir"}
 
 
 class _AuditGroup(click.Group):
@@ -57,7 +56,7 @@ class _AuditGroup(click.Group):
 
 @click.group("audit", cls=_AuditGroup, invoke_without_command=True)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="json")
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), help="write the report here (default stdout)")
+@output_option("write the report to FILE (default stdout)", type=click.Path(dir_okay=False, writable=True))
 @click.option("--fail-on", type=click.Choice(SEVERITY_CHOICES), help="exit 1 when an open finding is at/above this")
 @click.option("--window", default="30d", show_default=True, help="usage window for right-sizing")
 @click.option("--source", type=click.Choice(("db", "salesforce")), default="db", show_default=True)
@@ -65,7 +64,7 @@ class _AuditGroup(click.Group):
               help="write the right-sized permission sets as governance.yaml")
 @click.option("--dir", "directory", type=click.Path(file_okay=False), help="metadata directory (--source salesforce)")
 @click.pass_context
-def audit(ctx, fmt, out, fail_on, window, source, recommend, directory):
+def audit(ctx, fmt, output, fail_on, window, source, recommend, directory):
     """Run the least-privilege audit and write a report (JSON, HTML, CSV or SARIF)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -79,12 +78,14 @@ def audit(ctx, fmt, out, fail_on, window, source, recommend, directory):
     with progress_bar(audit_steps(), "auditing") as advance:
         outcome = run_audit(svc, source=source, directory=directory, window_days=window_days, progress=advance)
     text = _render(outcome.report, fmt, str(directory) if directory else None)
-    if out:
-        with open(out, "w", encoding="utf-8") as fh:
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
     else:
         click.echo(text)
     if recommend and outcome.recommendation is not None:
+        import yaml
+
         with open(recommend, "w", encoding="utf-8") as fh:
             yaml.safe_dump(outcome.recommendation, fh, sort_keys=False)
     summary = outcome.report["summary"]
@@ -119,15 +120,22 @@ def suppress(rule, subject, owner, justification, ticket, until):
 
 
 @audit.command("suppressions")
-def suppressions():
+@json_option
+def suppressions(as_json):
     """List suppressions; expired ones no longer hide their findings."""
     from govern.store.audit_runs import list_suppressions
     from govern.store.db import session_scope
 
-    svc = services()
+    svc = services(store_only=True)
     today = svc.clock.now().date()
     with session_scope(svc.sessions) as session:
         rows = list_suppressions(session)
+        if as_json:
+            echo_json([{"id": s.external_id, "rule": s.rule_id, "subject": s.subject, "owner": s.owner,
+                        "justification": s.justification, "ticket": s.ticket, "created_by": s.created_by,
+                        "expires_at": s.expires_at.isoformat(),
+                        "state": "active" if s.expires_at >= today else "expired"} for s in rows])
+            return
         if not rows:
             click.echo("no suppressions")
         for s in rows:

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from govern.cli.context import echo_json, json_option
+
 
 def register(cli: click.Group) -> None:
     from govern.cli.decisions import log_group
@@ -20,13 +22,22 @@ def policies() -> None:
 
 @policies.command("validate")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
-def policies_validate(directory: Path | None) -> None:
+@json_option
+def policies_validate(directory: Path | None, as_json: bool) -> None:
     """Check every policy in DIR (default GOVERN_POLICIES_DIR) against govern's Cedar schema."""
     from govern.config import load_settings
     from govern.policy.guardrails import policies_directory, validate_directory
 
     directory = directory or policies_directory(load_settings())
     reports, problems = validate_directory(directory)
+    failed = len(problems) + sum(1 for r in reports if not r.ok)
+    if as_json:
+        echo_json({"directory": str(directory), "valid": not failed, "problems": list(problems),
+                   "policies": [{"id": r.policy_id, "file": str(r.file), "ok": r.ok, "errors": list(r.errors)}
+                                for r in reports]})
+        if failed:
+            raise click.exceptions.Exit(2)
+        return
     for report in reports:
         if report.ok:
             click.echo(f"{report.policy_id}: OK ({report.file})")
@@ -34,7 +45,6 @@ def policies_validate(directory: Path | None) -> None:
             click.echo(f"{report.policy_id}: ERROR ({report.file}): {'; '.join(report.errors)}")
     for problem in problems:
         click.echo(f"error: {problem}", err=True)
-    failed = len(problems) + sum(1 for r in reports if not r.ok)
     if failed:
         click.echo(f"{failed} problem(s) in {directory}", err=True)
         raise click.exceptions.Exit(2)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import click
 
+from govern.cli.completion import entity_ids, principals
 from govern.cli.context import fail, services
 
 
@@ -20,8 +21,8 @@ def credentials() -> None:
 
 
 @credentials.command("connect")
-@click.argument("credential")
-@click.argument("principal")
+@click.argument("credential", shell_complete=entity_ids("credential"))
+@click.argument("principal", shell_complete=principals)
 @click.option("--govern-url", envvar="GOVERN_PUBLIC_URL", required=True,
               help="govern's public base URL; the upstream redirects to <URL>/oauth/callback (env GOVERN_PUBLIC_URL)")
 @click.option("--login-hint", default=None, help="passed on to the upstream's authorize page (RFC 7636 login_hint)")

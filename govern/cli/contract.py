@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from govern.cli.context import services
+from govern.cli.completion import entity_ids
+from govern.cli.context import output_option, services
 
 
 def register(cli: click.Group) -> None:
@@ -19,11 +20,11 @@ def contract() -> None:
 
 
 @contract.command("export")
-@click.argument("system")
+@click.argument("system", shell_complete=entity_ids("system"))
 @click.option("--format", "fmt", type=click.Choice(["md", "json", "both"]), default="both", show_default=True)
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="folder to write SYSTEM.md / SYSTEM.json into")
-def export(system: str, fmt: str, out_dir: str | None) -> None:
-    """Write SYSTEM's contract; to stdout unless --out is given."""
+@output_option("folder to write SYSTEM.md / SYSTEM.json into (default stdout)", type=click.Path(file_okay=False))
+def export(system: str, fmt: str, output: str | None) -> None:
+    """Write SYSTEM's contract; to stdout unless -o/--output is given."""
     from govern.domain.contract import render_markdown
     from govern.store.contracts import load_contract
 
@@ -33,8 +34,8 @@ def export(system: str, fmt: str, out_dir: str | None) -> None:
         outputs["md"] = render_markdown(data)
     if fmt in ("json", "both"):
         outputs["json"] = json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
-    if out_dir:
-        folder = Path(out_dir)
+    if output:
+        folder = Path(output)
         folder.mkdir(parents=True, exist_ok=True)
         for ext, text in outputs.items():
             (folder / f"{system}.{ext}").write_text(text)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from govern.cli.completion import entity_ids
+from govern.cli.context import echo_json, json_option
 from govern.domain.decision_chain import OUTCOMES
 
 
@@ -15,28 +17,33 @@ def log_group() -> None:
     """The tamper-evident decision log."""
 
 
-def _services():
+def _services(**kw):
     from govern.cli.context import services
 
-    return services()
+    return services(**kw)
 
 
 @log_group.command("show")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000), help="newest N records")
 @click.option("--outcome", type=click.Choice(OUTCOMES), help="only allowed, denied or failed decisions")
-@click.option("--user", "integration_user", help="integration user (or claimed OAuth client id)")
-@click.option("--credential", "named_credential", help="named credential")
+@click.option("--user", "integration_user", help="integration user (or claimed OAuth client id)",
+              shell_complete=entity_ids("integration_user"))
+@click.option("--credential", "named_credential", help="named credential", shell_complete=entity_ids("named_credential"))
 @click.option("--action", help="token, proxy, proxy_delivery, oauth_token, connect")
 @click.option("--correlation-id", help="one request's records")
-def log_show(limit, outcome, integration_user, named_credential, action, correlation_id) -> None:
+@json_option
+def log_show(limit, outcome, integration_user, named_credential, action, correlation_id, as_json) -> None:
     """The newest decisions, oldest first: id, time, outcome, action, who, what, upstream status, rules."""
     from govern.store.decisions import query_decisions
 
-    svc = _services()
+    svc = _services(store_only=True)
     with svc.sessions() as session:
         _, items = query_decisions(session, outcome=outcome, integration_user=integration_user,
                                    named_credential=named_credential, action=action,
                                    correlation_id=correlation_id, limit=limit, newest_first=True)
+    if as_json:
+        echo_json(list(reversed(items)))
+        return
     if not items:
         filtered = any((outcome, integration_user, named_credential, action, correlation_id))
         click.echo("no decisions recorded" + (" that match" if filtered else ""))
@@ -53,11 +60,19 @@ def log_show(limit, outcome, integration_user, named_credential, action, correla
 @log_group.command("verify")
 @click.option("--anchor", "anchor_file", type=click.Path(dir_okay=False, path_type=Path),
               help="checkpoints exported earlier (`govern log checkpoint -o FILE`), kept outside the database")
-def log_verify(anchor_file: Path | None) -> None:
+@json_option
+def log_verify(anchor_file: Path | None, as_json: bool) -> None:
     """Check every record's MAC and link, and the chain against the signed checkpoints. Names every edited
     record and every gap (a deleted tail, up to the last checkpoint) and exits 1; else `chain intact`."""
     anchors = _read_checkpoints(anchor_file) if anchor_file else []
     report = _services().decision_log.verify(anchors)
+    if as_json:
+        echo_json({"intact": report.intact, "records": report.records, "checkpoints": report.checkpoints,
+                    "problems": list(report.problems), "store_down": list(report.store_down),
+                    "unprotected": list(report.unprotected)})
+        if not report.intact:
+            raise click.exceptions.Exit(1)
+        return
     if report.store_down:
         click.echo(f"note: {len(report.store_down)} record(s) were written while the secret store was down, "
                    f"unkeyed ({_ids(report.store_down)}); "

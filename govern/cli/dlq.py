@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from govern.cli.context import services
+from govern.cli.context import echo_json, json_option, services
 
 
 @click.group("dlq")
@@ -13,11 +13,19 @@ def dlq() -> None:
 
 
 @dlq.command("list")
-def list_() -> None:
+@json_option
+def list_(as_json: bool) -> None:
     """Every dead-lettered call: id, named credential, method, path, attempts, last status, correlation id."""
     from govern.broker.proxy.queue import dlq_list
 
-    items = dlq_list(services())
+    items = dlq_list(services(store_only=True))
+    if as_json:
+        # Metadata only: the call's headers and body stay in the queue (they may carry a caller's data).
+        echo_json([{"id": i.id, "named_credential": i.named_credential, "system": i.system, "caller": i.caller,
+                    "principal": i.principal, "method": i.method, "path": i.path, "attempts": i.attempts,
+                    "last_status": i.last_status, "reason": i.reason, "correlation_id": i.correlation_id,
+                    "created_at": i.created_at.isoformat()} for i in items])
+        return
     if not items:
         click.echo("the dead-letter queue is empty")
         return

@@ -8,8 +8,7 @@ import sys
 import click
 from click.core import ParameterSource
 
-from govern.cli.context import fail, services
-from govern.config import instance_secret_key
+from govern.cli.context import echo_json, fail, json_option, services
 
 
 def register(cli: click.Group) -> None:
@@ -22,6 +21,7 @@ def register(cli: click.Group) -> None:
 @click.option("--admin-user", default="admin", show_default=True, help="username of the first admin")
 def init(admin_user: str) -> None:
     """Create the instance: database schema (through the migrations), secret-store key, first admin."""
+    from govern.config import instance_secret_key
     from govern.store import db as store_db
     from govern.store.admins import ensure_first_admin
 
@@ -68,13 +68,17 @@ def db_upgrade(revision: str) -> None:
 
 
 @db.command("current")
-def db_current() -> None:
+@json_option
+def db_current(as_json: bool) -> None:
     """Show the schema revision, and whether migrations are pending."""
     from govern.store import db as store_db
 
-    svc = services(require_schema=False)
+    svc = services(require_schema=False, store_only=True)
     current, heads = store_db.current_revisions(svc.engine), store_db.head_revisions(svc.engine)
-    click.echo(f"current: {', '.join(sorted(current)) or 'none'}; head: {', '.join(sorted(heads))}")
+    if as_json:
+        echo_json({"current": sorted(current), "head": sorted(heads), "up_to_date": current == heads})
+    else:
+        click.echo(f"current: {', '.join(sorted(current)) or 'none'}; head: {', '.join(sorted(heads))}")
     if current != heads:
         raise click.exceptions.Exit(1)
 

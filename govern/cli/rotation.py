@@ -1,13 +1,13 @@
 """`govern rotate` and `govern worker`: thin edges over govern.rotation.runner.RotationService."""
 from __future__ import annotations
 
-import json
 import signal
 import threading
 
 import click
 
-from govern.cli.context import services
+from govern.cli.completion import entity_ids
+from govern.cli.context import echo_json, json_option, services
 from govern.errors import ValidationFailed
 
 
@@ -17,9 +17,15 @@ class _RotateGroup(click.Group):
     name is handed to the default `run` command."""
 
     def parse_args(self, ctx, args):
+        if not args and ctx.resilient_parsing:  # completing the first word: see shell_complete
+            return super().parse_args(ctx, args)
         if not args or (args[0] not in self.commands and args[0] not in ("--help", "-h")):
             args = ["run", *args]
         return super().parse_args(ctx, args)
+
+    def shell_complete(self, ctx, incomplete):
+        """The first word is a subcommand or the NAME of the default `run`: offer both."""
+        return [*super().shell_complete(ctx, incomplete), *entity_ids("secret")(ctx, self, incomplete)]
 
 
 def _service(**kw):
@@ -45,10 +51,11 @@ def rotate() -> None:
 
 
 @rotate.command("run")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=entity_ids("secret"))
 @click.option("--due", is_flag=True, help="Every secret whose schedule is due.")
 @click.option("--commit", is_flag=True, help="Really rotate; without it nothing is written.")
-def rotate_run(name: str | None, due: bool, commit: bool) -> None:
+@json_option
+def rotate_run(name: str | None, due: bool, commit: bool, as_json: bool) -> None:
     """Rotate NAME, or every due secret with --due."""
     if bool(name) == bool(due):
         raise ValidationFailed("give either a secret NAME or --due")
@@ -56,9 +63,15 @@ def rotate_run(name: str | None, due: bool, commit: bool) -> None:
     refs = svc.due() if due else [svc.find_ref(name)]
     if not commit:
         outcomes = svc.plan(refs)
-        click.echo(f"dry run: {len(outcomes)} item(s); nothing was changed (add --commit)")
     else:
         outcomes = [svc.rotate(ref.id, force=not due) for ref in refs]
+    if as_json:
+        echo_json({"dry_run": not commit, "items": [{**o.as_dict(), "failed": o.failed} for o in outcomes]})
+        if any(o.failed for o in outcomes):
+            raise click.exceptions.Exit(1)
+        return
+    if not commit:
+        click.echo(f"dry run: {len(outcomes)} item(s); nothing was changed (add --commit)")
     failed = _report(outcomes)
     if not outcomes:
         click.echo("nothing is due")
@@ -84,16 +97,16 @@ def rotate_retry(run_id: int) -> None:
 
 
 @rotate.command("history")
-@click.argument("name", required=False)
+@click.argument("name", required=False, shell_complete=entity_ids("secret"))
 @click.option("--limit", default=50, show_default=True)
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def rotate_history(name: str | None, limit: int, as_json: bool) -> None:
     """Past and current rotation runs, newest first."""
     from govern.rotation.history import list_runs
 
-    runs = list_runs(services().sessions, secret=name, limit=limit)
+    runs = list_runs(services(store_only=True).sessions, secret=name, limit=limit)
     if as_json:
-        click.echo(json.dumps(runs, indent=2, default=str))
+        echo_json(runs)
         return
     if not runs:
         click.echo(f"no rotation runs{f' for {name}' if name else ''} yet (`govern rotate --due` shows what is due)")

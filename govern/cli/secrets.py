@@ -5,7 +5,8 @@ import sys
 
 import click
 
-from govern.cli.context import cli_actor, fail, services
+from govern.cli.completion import entity_ids, principals
+from govern.cli.context import cli_actor, echo_json, fail, json_option, services
 
 
 def register(cli: click.Group) -> None:
@@ -18,9 +19,10 @@ def secrets() -> None:
 
 
 @secrets.command("put")
-@click.argument("credential", required=False)
-@click.option("--principal", help="the credential's principal the secret belongs to")
-@click.option("--user", "user", help="an integration user (its govern client secret) instead of a credential")
+@click.argument("credential", required=False, shell_complete=entity_ids("credential"))
+@click.option("--principal", help="the credential's principal the secret belongs to", shell_complete=principals)
+@click.option("--user", "user", shell_complete=entity_ids("integration_user"),
+              help="an integration user (its govern client secret) instead of a credential")
 @click.option("--field", required=True, help="client_secret, private_key, refresh_token, password, api_key or value")
 @click.option("--file", "file", type=click.Path(dir_okay=False, allow_dash=True),
               help="read the value from this file ('-' or absent: stdin)")
@@ -59,7 +61,7 @@ def _read_value(file: str | None) -> bytes:
 
 
 @secrets.command("delete")
-@click.argument("refs", nargs=-1, required=True)
+@click.argument("refs", nargs=-1, required=True, shell_complete=entity_ids("secret"))
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 def delete(refs: tuple[str, ...], yes: bool) -> None:
     """Delete stored secrets by reference (as `govern secrets status` lists them): every version in the store,
@@ -86,11 +88,15 @@ def delete(refs: tuple[str, ...], yes: bool) -> None:
 
 
 @secrets.command("status")
-def status() -> None:
+@json_option
+def status(as_json: bool) -> None:
     """Every secret reference: ref, store, version, set on. Never a value."""
     from govern.secrets.service import secret_service
 
-    rows = secret_service(services()).status()
+    rows = secret_service(services(store_only=True)).status()
+    if as_json:
+        echo_json([r.as_dict() for r in rows])
+        return
     if not rows:
         click.echo("no secrets recorded")
         return

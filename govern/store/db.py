@@ -146,3 +146,41 @@ def head_revisions(engine: sa.Engine) -> set[str]:
     from alembic.script import ScriptDirectory
 
     return set(ScriptDirectory.from_config(alembic_config(engine)).get_heads())
+
+
+# The two below answer what current_revisions and head_revisions answer, without importing Alembic or the
+# migration scripts: every CLI command checks the schema first, and those imports cost about 0.2 s of a
+# command that reads one table (bench/cli.py). tests/test_cli_startup.py compares them with Alembic's answers.
+
+def stamped_revisions(engine: sa.Engine) -> set[str]:
+    """The revisions stamped in Alembic's version table (none when the table does not exist)."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return set()
+        return {row[0] for row in conn.execute(sa.text("SELECT version_num FROM alembic_version"))}
+
+
+def script_heads() -> set[str] | None:
+    """The head revisions of the migration scripts, read from each script's `revision` and `down_revision`
+    literals; None when a script does not declare them as plain literals (then ask Alembic)."""
+    import ast
+
+    revisions, parents = set(), set()
+    for script in sorted((migrations_dir() / "versions").glob("*.py")):
+        declared = {}
+        for node in ast.parse(script.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                for target in targets:
+                    if isinstance(target, ast.Name) and target.id in ("revision", "down_revision", "depends_on",
+                                                                      "branch_labels"):
+                        try:
+                            declared[target.id] = ast.literal_eval(node.value) if node.value is not None else None
+                        except ValueError:
+                            return None
+        if not isinstance(declared.get("revision"), str) or declared.get("depends_on") or declared.get("branch_labels"):
+            return None
+        revisions.add(declared["revision"])
+        down = declared.get("down_revision")
+        parents.update([down] if isinstance(down, str) else (down or ()))
+    return (revisions - parents) or None

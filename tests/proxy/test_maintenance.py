@@ -97,7 +97,7 @@ def test_a_failing_call_holds_later_ones_back_and_ends_in_the_dead_letter_queue(
 def dlq_cli(env, monkeypatch):
     from govern.cli import cli, dlq
 
-    monkeypatch.setattr(dlq, "services", lambda: env.services)
+    monkeypatch.setattr(dlq, "services", lambda **kw: env.services)
     dlq.register(cli) if "dlq" not in cli.commands else None
 
     def invoke(*args):

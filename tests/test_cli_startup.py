@@ -1,0 +1,83 @@
+"""Issue #17, fast start: `govern --help` and every `govern <command> --help` load none of the heavy
+libraries (the CLI imports them inside the commands). A test of structure, not of time: bench/cli.py times it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("sqlalchemy", "sqlmodel", "alembic", "flask", "werkzeug", "authlib", "joserfc", "cryptography", "hvac",
+         "pydantic", "redis", "yaml", "cedarpy", "requests", "prometheus_client")
+
+PROBE = """
+import json, sys
+import click
+from govern.cli import _register, cli, main
+
+def paths(command, prefix):
+    yield prefix
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            yield from paths(sub, [*prefix, name])
+
+helped = []
+_register()
+for path in [[]] + list(paths(cli, []))[1:]:
+    try:
+        main([*path, "--help"])
+    except SystemExit as exc:
+        assert exc.code == 0, (path, exc.code)
+    helped.append(" ".join(path))
+loaded = sorted({m.split(".")[0] for m in sys.modules} & set(json.loads(sys.argv[1])))
+print(json.dumps({"helped": helped, "loaded": loaded}))
+"""
+
+
+def test_help_of_govern_and_of_every_command_loads_no_heavy_library():
+    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(HEAVY)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"", "apply", "secrets status", "audit suppressions", "log verify", "rotate history", "dlq list",
+            "doctor"} <= set(result["helped"])
+    assert result["loaded"] == []
+
+
+def test_the_completion_script_loads_no_heavy_library():
+    probe = ("import os, sys\nos.environ['_GOVERN_COMPLETE'] = 'bash_source'\nfrom govern.cli import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1].split(','))))")
+    proc = subprocess.run([sys.executable, "-c", probe, ",".join(HEAVY)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_schema_check_without_alembic_agrees_with_alembic(database_url, tmp_path):
+    """The CLI reads the stamped revision and the scripts' heads itself (start-up time); Alembic must agree,
+    on a migrated database and on one with no schema yet."""
+    from govern.store.db import (current_revisions, head_revisions, make_engine, script_heads, stamped_revisions)
+
+    engine = make_engine(database_url)
+    try:
+        assert script_heads() == head_revisions(engine)
+        assert stamped_revisions(engine) == current_revisions(engine) == head_revisions(engine)
+    finally:
+        engine.dispose()
+    empty = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    try:
+        assert stamped_revisions(empty) == current_revisions(empty) == set()
+    finally:
+        empty.dispose()
+
+
+def test_a_script_whose_revisions_are_not_literals_defers_to_alembic(tmp_path, monkeypatch):
+    from govern.store.db import migrations_dir, script_heads
+
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    for script in (migrations_dir() / "versions").glob("*.py"):
+        (versions / script.name).write_text(script.read_text())
+    (tmp_path / "env.py").write_text("")
+    monkeypatch.setenv("GOVERN_MIGRATIONS_DIR", str(tmp_path))
+    assert script_heads() is not None
+    (versions / "zz_computed.py").write_text('revision = "zz" + "1"\ndown_revision = "flight_0001"\n')
+    assert script_heads() is None
