@@ -47,10 +47,10 @@ def _run_actions(view, context, model, name):
 class RotationRunView(ReadOnlyView):
     """Rotation history. Operators retry or acknowledge parked runs (govern.rotation.runner.RotationService)."""
 
-    column_list = ("started_at", "secret_ref_id", "rotator", "state", "dry_run", "attempts", "pending_version",
-                   "next_attempt_at", "finished_at", "error", "actions")
-    column_details_list = column_list + ("claimed_by", "claimed_until", "steps")
-    column_labels = {"secret_ref_id": "Secret", "started_at": "Started (UTC)"}
+    column_list = ("started_at", "secret_ref_id", "state", "attempts", "error", "actions")
+    column_details_list = column_list + ("rotator", "dry_run", "pending_version", "next_attempt_at", "finished_at",
+                                         "claimed_by", "claimed_until", "steps")
+    column_labels = {"secret_ref_id": "Secret", "started_at": "Started"}
     column_searchable_list = ("rotator", "state")
     column_filters = ("state", "rotator", "started_at", "dry_run")
     column_formatters = {"state": _state, "secret_ref_id": _secret, "steps": _steps, "actions": _run_actions}
