@@ -40,7 +40,7 @@ const out = [];
 document.querySelectorAll('table').forEach((t, i) => {
   const box = t.parentElement;
   if (t.scrollWidth > box.clientWidth + 1 || box.scrollWidth > box.clientWidth + 1)
-    out.push([t.id || t.className || ('table ' + i), t.scrollWidth, box.clientWidth]);
+    out.push([t.id || (t.closest('[id]') || {}).id || t.className, Math.max(t.scrollWidth, box.scrollWidth), box.clientWidth]);
 });
 const doc = document.documentElement;
 if (doc.scrollWidth > doc.clientWidth + 1) out.push(['page', doc.scrollWidth, doc.clientWidth]);
@@ -50,7 +50,7 @@ _AXE_RUN = """
 const done = arguments[arguments.length - 1];
 axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations
   .filter(v => v.impact === 'serious' || v.impact === 'critical')
-  .map(v => [v.id, v.impact, v.nodes.length, v.nodes.slice(0, 300).map(n => n.target.join(' ') + (
+  .map(v => [v.id, v.impact, v.nodes.length, v.nodes.slice(0, 3).map(n => n.target.join(' ') + (
     v.id === 'color-contrast' && n.any[0] ? ` ${n.any[0].data.fgColor} on ${n.any[0].data.bgColor}` : ''))])));
 """
 

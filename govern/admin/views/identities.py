@@ -245,8 +245,9 @@ def _rotate_button(view, context, model, name):
         return Markup('<span class="gv-muted">no rotator</span>')
     if not has_role("operator"):
         return model.rotator
-    return post_button(url_for(".rotate_view"), "Rotate now", {"ref": model.id},
-                       element_id=f"gv-rotate-{model.id}", confirm="Start a rotation of this secret now?")
+    return post_button(url_for(".rotate_view"), "Rotate now", {"ref": model.id}, element_id=f"gv-rotate-{model.id}",
+                       confirm=f"Rotate {model.external_id} now? A new value is made and the current one is "
+                               "retired after the overlap.")
 
 
 class SecretRefView(ReadOnlyView):

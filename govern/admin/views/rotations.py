@@ -36,11 +36,16 @@ def _run_actions(view, context, model, name):
     if model.state != "parked" or not has_role("operator"):
         return ""
     acknowledged = any(step.get("step") == "acknowledge" for step in (model.steps or []))
+    ref = view.session.get(SecretRef, model.secret_ref_id)
+    secret = ref.external_id if ref else f"secret {model.secret_ref_id}"
     parts = [post_button(url_for(".retry_view"), "Retry", {"run": model.id}, css="btn-outline-primary mr-1",
-                         element_id=f"gv-retry-{model.id}")]
+                         element_id=f"gv-retry-{model.id}",
+                         confirm=f"Retry rotation run {model.id} of {secret}? A worker starts it again.")]
     if not acknowledged:
         parts.append(post_button(url_for(".acknowledge_view"), "Acknowledge", {"run": model.id},
-                                 css="btn-outline-secondary", element_id=f"gv-ack-{model.id}"))
+                                 css="btn-outline-secondary", element_id=f"gv-ack-{model.id}",
+                                 confirm=f"Acknowledge the parked rotation run {model.id} of {secret}? "
+                                         "It stops being reported as failed."))
     return Markup("".join(parts))  # noqa: S704 - reviewed: every interpolated value is escaped or a constant
 
 
