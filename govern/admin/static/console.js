@@ -25,9 +25,40 @@
     }
   }
 
-  if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", neutralise);
-  } else {
+  function labelFilters() {
+    // flask-admin's bs4_filters.js builds each active filter's operation and value fields with no label;
+    // name them after the filter (the text of its remove button), so a screen reader can tell them apart.
+    var rows = document.querySelectorAll("table.filters tr");
+    for (var i = 0; i < rows.length; i++) {
+      var button = rows[i].querySelector(".remove-filter");
+      if (!button) { continue; }
+      var name = button.textContent.replace("\u00d7", "").trim();
+      var fields = rows[i].querySelectorAll("select, input");
+      for (var j = 0; j < fields.length; j++) {
+        var field = fields[j];
+        if (field.type === "hidden" || field.hasAttribute("aria-label")) { continue; }
+        var what = field.classList.contains("filter-op") ? "condition" : "value";
+        field.setAttribute("aria-label", name + " filter " + what);
+      }
+    }
+    var closers = document.querySelectorAll(".select2-search-choice-close:not([aria-label])");
+    for (var k = 0; k < closers.length; k++) {
+      closers[k].setAttribute("aria-label", "Remove this value");
+    }
+  }
+
+  function start() {
     neutralise();
+    labelFilters();
+    var filters = document.querySelector("table.filters");
+    if (filters && window.MutationObserver) {
+      new MutationObserver(labelFilters).observe(filters, {childList: true, subtree: true});
+    }
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
   }
 }());
