@@ -10,7 +10,7 @@ from flask_admin.theme import Bootstrap4Theme
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import scoped_session, sessionmaker
 
-from govern.admin import auth, sso
+from govern.admin import auth, lockdown, sso
 from govern.admin.dashboard import DashboardView
 from govern.admin.roles import current_user, has_role
 from govern.admin.views import build_views
@@ -24,6 +24,7 @@ def init_admin(app) -> None:
     csrf = CSRFProtect(app)
     auth.install(app, csrf)
     app.register_blueprint(auth.bp)
+    lockdown.install(app)
     sso.install(app, services.settings)
     app.jinja_env.globals["console_user"] = current_user
     app.jinja_env.globals["can"] = has_role

@@ -1,7 +1,9 @@
 """Read models for the dashboard, computed with SQL aggregates over the decision, finding, secret and
 rotation tables. No Flask here; `now` comes from the services' clock.
 
-Success: a decision whose outcome is allow (allowed, and neither a govern error nor an upstream 5xx). p95 latency uses the
+Success: a decision whose outcome is allow (allowed, and neither a govern error nor an upstream 5xx); a denial
+(outcome deny: policy refused it) is not a failure (outcome error: allowed, but govern or the upstream failed), and the
+three are counted apart. p95 latency uses the
 nearest-rank method (the value at rank ceil(0.95 n) of the sorted latencies), selected with ORDER BY and
 OFFSET so it runs the same on SQLite and PostgreSQL.
 """
@@ -13,10 +15,12 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 from sqlmodel import select
 
-from govern.store.tables import (Decision, ExternalCredential, Finding, NamedCredential, RotationRun, SecretRef,
-                                 System)
+from govern.store.tables import (Decision, ExternalCredential, Finding, NamedCredential, Principal, RotationRun,
+                                 SecretRef, System)
 
 SEVERITIES = ("critical", "high", "medium", "low", "info")
+BUDGET_ATTENTION = 0.8  # a system that used more than 80 % of its daily API budget needs attention
+FAILURE_ATTENTION = 0.05  # ... and one where more than 5 % of the last 24 hours' decisions failed
 FAILED_RUN_STATES = ("failed", "parked")
 
 
@@ -26,6 +30,8 @@ class SystemStats:
     name: str
     volume_24h: int = 0
     successes_24h: int = 0
+    denials_24h: int = 0
+    failures_24h: int = 0
     p95_ms: float | None = None
     hourly: list[int] = field(default_factory=lambda: [0] * 24)
     calls_today: int = 0
@@ -36,8 +42,20 @@ class SystemStats:
         return self.successes_24h / self.volume_24h if self.volume_24h else None
 
     @property
+    def failure_rate(self) -> float | None:
+        return self.failures_24h / self.volume_24h if self.volume_24h else None
+
+    @property
     def budget_used(self) -> float | None:
         return self.calls_today / self.daily_budget if self.daily_budget else None
+
+    @property
+    def budget_attention(self) -> bool:
+        return self.budget_used is not None and self.budget_used > BUDGET_ATTENTION
+
+    @property
+    def failure_attention(self) -> bool:
+        return self.failure_rate is not None and self.failure_rate > FAILURE_ATTENTION
 
 
 def _success():
@@ -63,10 +81,14 @@ def system_stats(session, now: dt.datetime) -> list[SystemStats]:
     stats = {s.external_id: SystemStats(s.external_id, s.name or s.external_id, daily_budget=s.daily_api_budget)
              for s in systems}
     ok = sa.func.sum(sa.case((_success(), 1), else_=0))
-    rows = session.execute(_system_join(select(System.external_id, sa.func.count(), ok))
+    denied = sa.func.sum(sa.case((Decision.outcome == "deny", 1), else_=0))
+    failed = sa.func.sum(sa.case((Decision.outcome == "error", 1), else_=0))
+    rows = session.execute(_system_join(select(System.external_id, sa.func.count(), ok, denied, failed))
                            .where(Decision.at >= since).group_by(System.external_id)).all()
-    for system, count, successes in rows:
-        stats[system].volume_24h, stats[system].successes_24h = int(count), int(successes or 0)
+    for system, count, successes, denials, failures in rows:
+        row = stats[system]
+        row.volume_24h, row.successes_24h = int(count), int(successes or 0)
+        row.denials_24h, row.failures_24h = int(denials or 0), int(failures or 0)
     dialect = session.get_bind().dialect.name
     bucket = _hour_bucket(dialect, Decision.at).label("bucket")
     hours = [(since + dt.timedelta(hours=i + 1)).strftime("%Y-%m-%d %H") for i in range(24)]
@@ -141,3 +163,14 @@ def failed_rotations(session, limit: int = 10) -> list[tuple[RotationRun, str]]:
                            .where(RotationRun.state.in_(FAILED_RUN_STATES))
                            .order_by(RotationRun.started_at.desc()).limit(limit)).all()
     return [(run, ref) for run, ref in rows]
+
+
+def principals_needing_reconnect(session) -> int:
+    """Per-user principals whose upstream grant was revoked or expired: someone has to connect them again."""
+    return int(session.execute(select(sa.func.count()).select_from(Principal)
+                               .where(Principal.needs_reconnect_at.is_not(None))).scalar_one())
+
+
+def overdue_rotations(session, now: dt.datetime) -> int:
+    return int(session.execute(select(sa.func.count()).select_from(SecretRef)
+                               .where(SecretRef.next_due_at.is_not(None), SecretRef.next_due_at < now)).scalar_one())

@@ -14,6 +14,7 @@ from tests.conftest import need
 CHROMIUM = os.environ.get("GOVERN_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("GOVERN_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+ISOLATED = "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
 
 
 @pytest.fixture
@@ -40,8 +41,11 @@ def browser():
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={profile}"):
+                "--no-first-run", "--window-size=1400,1000", f"--user-data-dir={profile}",
+                # Every host but govern's is refused: a page that needs anything from outside shows it.
+                f"--host-resolver-rules={ISOLATED}"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP violations, failed requests
     try:
         driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     except Exception as exc:  # noqa: BLE001

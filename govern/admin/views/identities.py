@@ -64,8 +64,7 @@ class IntegrationUserView(ReadOnlyView):
 
     details_template = "govern_admin/integration_user.html"
     list_template = "govern_admin/integration_user_list.html"
-    column_list = ("external_id", "name", "owner", "status", "review_date", "client_auth_method", "client_secret",
-                   "allowed_scopes", "last_used_at")
+    column_list = ("external_id", "owner", "status", "review_date", "client_secret", "last_used_at")
     column_details_list = ("external_id", "name", "owner", "justification", "status", "review_date",
                            "source_system_id", "client_auth_method", "client_secret", "allowed_cidrs",
                            "allowed_scopes", "last_used_at", "created_at", "updated_at")
@@ -195,9 +194,9 @@ def _form_values(user: IntegrationUser | None, session) -> dict:
 
 class PermissionSetView(ReadOnlyView):
     details_template = "govern_admin/permission_set.html"
-    column_list = ("external_id", "description", "scopes", "api_types", "max_token_lifetime_seconds",
-                   "allow_budget_overdraft", "source")
-    column_details_list = column_list + ("system_permissions", "created_at", "updated_at")
+    column_list = ("external_id", "description", "scopes", "max_token_lifetime_seconds")
+    column_details_list = column_list + ("api_types", "allow_budget_overdraft", "source", "system_permissions",
+                                         "created_at", "updated_at")
     column_labels = {"external_id": "Id", "max_token_lifetime_seconds": "Max token lifetime (s)",
                      "allow_budget_overdraft": "Budget overdraft"}
     column_searchable_list = ("external_id", "description")
@@ -244,18 +243,18 @@ def _rotate_button(view, context, model, name):
         return Markup('<span class="gv-muted">no rotator</span>')
     if not has_role("operator"):
         return model.rotator
-    return post_button(url_for(".rotate_view"), "Rotate now", {"ref": model.id},
-                       element_id=f"gv-rotate-{model.id}", confirm="Start a rotation of this secret now?")
+    return post_button(url_for(".rotate_view"), "Rotate now", {"ref": model.id}, element_id=f"gv-rotate-{model.id}",
+                       confirm=f"Rotate {model.external_id} now? A new value is made and the current one is "
+                               "retired after the overlap.")
 
 
 class SecretRefView(ReadOnlyView):
     """Where each secret lives and when it was set. Values are never read by the console."""
 
-    column_list = ("owner_kind", "owner", "principal", "field", "status", "store", "schedule", "next_due_at",
-                   "rotate")
+    column_list = ("owner", "principal", "field", "status", "next_due_at", "rotate")
     column_details_list = ("external_id", "owner_kind", "owner", "principal", "field", "status", "store", "mount",
                            "path", "rotator", "schedule", "overlap_seconds", "next_due_at", "created_at")
-    column_labels = {"status": "Value (write-only)", "rotate": "Rotation"}
+    column_labels = {"status": "Value (write-only)", "rotate": "Rotation", "next_due_at": "Next rotation"}
     column_searchable_list = ("external_id", "owner", "field")
     column_filters = ("owner_kind", "store", "field", "next_due_at")
     column_formatters = {"status": _owner_secret, "rotate": _rotate_button}
@@ -284,9 +283,8 @@ class SecretRefView(ReadOnlyView):
 class RotationScheduleView(SecretRefView):
     """Secrets that have a rotator, soonest due first: the rotation schedule, with "Rotate now" for operators."""
 
-    column_list = ("next_due_at", "owner_kind", "owner", "principal", "field", "rotator", "schedule", "status",
-                   "rotate")
-    column_labels = {"status": "Current version", "rotate": "Rotation", "next_due_at": "Next due (UTC)"}
+    column_list = ("next_due_at", "owner", "field", "rotator", "schedule", "rotate")
+    column_labels = {"status": "Current version", "rotate": "Rotation", "next_due_at": "Next due"}
     column_default_sort = ("next_due_at", False)
 
     def get_query(self):

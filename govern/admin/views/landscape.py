@@ -35,9 +35,10 @@ def _credential_name(view, context, model, name):
 
 
 class SystemView(ReadOnlyView):
-    column_list = ("external_id", "name", "kind", "owner", "escalation_contact", "rate_limit_per_minute",
-                   "daily_api_budget", "api_version_policy", "runbook_url")
-    column_details_list = column_list + ("description", "sla", "maintenance_windows", "scopes", "contract",
+    # The list is for finding a system and its owner; the contract's details are on the system's page.
+    column_list = ("external_id", "name", "kind", "owner", "daily_api_budget")
+    column_details_list = column_list + ("escalation_contact", "rate_limit_per_minute", "api_version_policy",
+                                         "runbook_url", "description", "sla", "maintenance_windows", "scopes", "contract",
                                          "created_at", "updated_at")
     column_labels = {"external_id": "Id", "rate_limit_per_minute": "Rate limit / min", "daily_api_budget": "Daily budget",
                      "runbook_url": "Runbook"}
@@ -53,8 +54,7 @@ def _credential_secrets(view, context, model, name):
 
 class CredentialView(ReadOnlyView):
     details_template = "govern_admin/credential.html"
-    column_list = ("external_id", "system_id", "protocol", "client_id", "client_auth_method", "principal_type",
-                   "secrets")
+    column_list = ("external_id", "system_id", "protocol", "principal_type", "secrets")
     column_details_list = ("external_id", "system_id", "protocol", "token_url", "authorize_url", "client_id",
                            "client_auth_method", "scopes", "audience", "header_name", "principal_type",
                            "refresh_token_policy", "rotation", "secrets", "created_at", "updated_at")
@@ -99,20 +99,19 @@ def _principal_secrets(view, context, model, name):
 
 
 class PrincipalView(ReadOnlyView):
-    column_list = ("credential_id", "name", "kind", "subject", "connected_at", "needs_reconnect_at", "secrets")
-    column_details_list = column_list + ("integration_user_id", "created_at")
+    column_list = ("credential_id", "name", "kind", "needs_reconnect_at", "secrets")
+    column_details_list = column_list + ("subject", "connected_at", "integration_user_id", "created_at")
     column_labels = {"credential_id": "Credential", "secrets": "Secrets (write-only)",
                      "needs_reconnect_at": "Needs reconnect since"}
     column_searchable_list = ("name", "subject")
-    column_filters = ("kind",)
+    column_filters = ("kind", "needs_reconnect_at")
     column_formatters = {"credential_id": _credential_name, "secrets": _principal_secrets}
 
 
 class NamedCredentialView(ReadOnlyView):
-    column_list = ("external_id", "credential_id", "url", "api_version", "api_type", "timeout_seconds",
-                   "allowed_methods", "during_maintenance")
-    column_details_list = column_list + ("allowed_paths", "retry", "circuit_breaker", "max_body_bytes",
-                                         "created_at", "updated_at")
+    column_list = ("external_id", "credential_id", "url", "api_version", "allowed_methods")
+    column_details_list = column_list + ("api_type", "timeout_seconds", "during_maintenance", "allowed_paths",
+                                         "retry", "circuit_breaker", "max_body_bytes", "created_at", "updated_at")
     column_labels = {"external_id": "Id", "credential_id": "Credential", "timeout_seconds": "Timeout (s)"}
     column_searchable_list = ("external_id", "url")
     column_filters = ("api_type", "during_maintenance")

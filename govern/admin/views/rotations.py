@@ -36,21 +36,26 @@ def _run_actions(view, context, model, name):
     if model.state != "parked" or not has_role("operator"):
         return ""
     acknowledged = any(step.get("step") == "acknowledge" for step in (model.steps or []))
+    ref = view.session.get(SecretRef, model.secret_ref_id)
+    secret = ref.external_id if ref else f"secret {model.secret_ref_id}"
     parts = [post_button(url_for(".retry_view"), "Retry", {"run": model.id}, css="btn-outline-primary mr-1",
-                         element_id=f"gv-retry-{model.id}")]
+                         element_id=f"gv-retry-{model.id}",
+                         confirm=f"Retry rotation run {model.id} of {secret}? A worker starts it again.")]
     if not acknowledged:
         parts.append(post_button(url_for(".acknowledge_view"), "Acknowledge", {"run": model.id},
-                                 css="btn-outline-secondary", element_id=f"gv-ack-{model.id}"))
+                                 css="btn-outline-secondary", element_id=f"gv-ack-{model.id}",
+                                 confirm=f"Acknowledge the parked rotation run {model.id} of {secret}? "
+                                         "It stops being reported as failed."))
     return Markup("".join(parts))  # noqa: S704 - reviewed: every interpolated value is escaped or a constant
 
 
 class RotationRunView(ReadOnlyView):
     """Rotation history. Operators retry or acknowledge parked runs (govern.rotation.runner.RotationService)."""
 
-    column_list = ("started_at", "secret_ref_id", "rotator", "state", "dry_run", "attempts", "pending_version",
-                   "next_attempt_at", "finished_at", "error", "actions")
-    column_details_list = column_list + ("claimed_by", "claimed_until", "steps")
-    column_labels = {"secret_ref_id": "Secret", "started_at": "Started (UTC)"}
+    column_list = ("started_at", "secret_ref_id", "state", "attempts", "error", "actions")
+    column_details_list = column_list + ("rotator", "dry_run", "pending_version", "next_attempt_at", "finished_at",
+                                         "claimed_by", "claimed_until", "steps")
+    column_labels = {"secret_ref_id": "Secret", "started_at": "Started"}
     column_searchable_list = ("rotator", "state")
     column_filters = ("state", "rotator", "started_at", "dry_run")
     column_formatters = {"state": _state, "secret_ref_id": _secret, "steps": _steps, "actions": _run_actions}
