@@ -219,3 +219,17 @@ def test_a_delivery_refused_by_an_open_breaker_costs_no_budget(env):
     outcomes = deliver_queued(env.services, later)
     assert [o.ok for o in outcomes] == [False] and "circuit_open" in outcomes[0].detail
     assert env.proxy.budget.used("erp") == 1 and env.upstream.count == 1
+
+
+def test_dlq_list_json_carries_each_dead_letter_and_no_call_content(env, dlq_cli):
+    assert json.loads(dlq_cli("list", "--json").stdout) == []
+    dead_id = _bury_one(env)
+    result = dlq_cli("list", "--json")
+    assert result.exit_code == 0, result.output
+    (item,) = json.loads(result.stdout)
+    assert set(item) == {"id", "named_credential", "system", "caller", "principal", "method", "path", "attempts",
+                         "last_status", "reason", "correlation_id", "created_at"}
+    assert (item["id"], item["named_credential"], item["method"], item["path"], item["reason"]) == (
+        dead_id, "erp-api", "POST", "/orders", "upstream_unavailable")
+    assert item["attempts"] == MAX_ATTEMPTS and item["correlation_id"]
+    assert API_KEY not in result.stdout and '"n"' not in result.stdout  # neither the injected key nor the body
