@@ -28,6 +28,7 @@ class Hit:
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
     location: Location | None = None
+    severity: str | None = None  # this hit's own severity, when a rule grades its hits (else the rule's)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def run_rules(model: AuditModel, only: Iterable[str] | None = None, progress=Non
                 continue
             # a hit without a place of its own points where its subject was declared
             location = hit.location or model.locate(hit.subject_kind, hit.subject)
-            out[fp] = Finding(r.id, r.severity, r.title, hit.subject_kind, hit.subject, hit.message, hit.evidence,
+            out[fp] = Finding(r.id, hit.severity or r.severity, r.title, hit.subject_kind, hit.subject, hit.message, hit.evidence,
                               r.remediation, r.rationale, location, fp, source=source)
     return sorted(out.values(), key=lambda f: (-SEVERITY_RANK[f.severity], f.rule_id, f.subject))
 

@@ -232,6 +232,7 @@ class AuditPolicy:
     # What the IP guardrail refuses (GOVERN_MIN_IPV4_PREFIX / _IPV6_): never looser than the advice above
     guardrail_min_ipv4_prefix: int = 8
     guardrail_min_ipv6_prefix: int = 32
+    certificate_warning_days: int = 30  # a certificate expiring sooner is a finding (GOV-SECRET-006)
     min_salesforce_api_version: float = 31.0  # versions 21.0-30.0 are retired (Summer '25)
     denied_spike_min: int = 20
     denied_spike_factor: float = 3.0
