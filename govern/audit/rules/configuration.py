@@ -20,7 +20,7 @@ VERSION = re.compile(r"v?(\d+)(?:\.(\d+))?$")
 
 
 @rule("GOV-SECRET-001", "Secret-looking value outside the vault", "critical", rationale=S6_VAULT,
-      remediation="Move the value into the secret store (govern secrets put, or a Salesforce External Credential "
+      remediation="Move the value into the secret store (`govern secrets put CREDENTIAL --field F`, or a Salesforce External Credential "
       "principal), rotate it, since it was exposed, and remove it from config and version control.")
 def secret_outside_vault(model: AuditModel):
     holders = [("system", s.id, s.config, None) for s in model.systems.values()]
