@@ -20,8 +20,8 @@ VERSION = re.compile(r"v?(\d+)(?:\.(\d+))?$")
 
 
 @rule("GOV-SECRET-001", "Secret-looking value outside the vault", "critical", rationale=S6_VAULT,
-      remediation="Move the value into the secret store (`govern secrets put CREDENTIAL --field F`, or a Salesforce External Credential "
-      "principal), rotate it, since it was exposed, and remove it from config and version control.")
+      remediation="Move the value into the secret store (`govern secrets put CREDENTIAL --field F`, or a Salesforce "
+      "External Credential principal), rotate it, since it was exposed, and remove it from config and version control.")
 def secret_outside_vault(model: AuditModel):
     holders = [("system", s.id, s.config, None) for s in model.systems.values()]
     holders += [("credential", c.id, c.config, c.location) for c in model.credentials.values()]
