@@ -23,7 +23,10 @@ def build_report(*, source: str, generated_at: str, window_days: int, findings: 
         "schema": SCHEMA_VERSION, "generated_at": generated_at, "source": source, "window_days": window_days,
         "sources": sources or [{"name": source, "kind": source}],
         "summary": {**{s: sum(1 for f in open_ if f.severity == s) for s in SEVERITIES},
-                    "suppressed": sum(1 for f in findings if f.status == "suppressed"), "total": len(findings)},
+                    "suppressed": sum(1 for f in findings if f.status == "suppressed"), "total": len(findings),
+                    "by_rule": _by_rule(findings),
+                    "files": {k: sum(int(src.get(f"files_{k}", 0)) for src in sources or [])
+                              for k in ("imported", "skipped", "failed")}},
         "run": run or {"id": None, "new": [], "resolved": [], "reopened": []},
         "trend": trend or [],
         "rules": [{"id": r.id, "title": r.title, "severity": r.severity, "rationale": r.rationale,
@@ -32,6 +35,15 @@ def build_report(*, source: str, generated_at: str, window_days: int, findings: 
         "rightsizing": rightsizing or [],
         "imports": imports or [],
     }
+
+
+def _by_rule(findings: list[Finding]) -> dict[str, dict[str, int]]:
+    """rule id -> severity -> how many findings (open and suppressed) of that rule have that severity."""
+    out: dict[str, dict[str, int]] = {}
+    for f in findings:
+        out.setdefault(f.rule_id, {}).setdefault(f.severity, 0)
+        out[f.rule_id][f.severity] += 1
+    return out
 
 
 def to_json(report: dict[str, Any]) -> str:

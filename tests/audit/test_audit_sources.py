@@ -153,3 +153,39 @@ def test_console_findings_list_shows_the_source(services, runner, client, tmp_pa
     sign_in(client, "auditor-user", "correct horse battery staple")
     page = client.get("/admin/findings/?sort=0").get_data(as_text=True)
     assert "Source" in page and "org-b" in page
+
+
+def test_html_report_shows_each_finding_once_by_source_file_and_subject(services, runner, shared, tmp_path,
+                                                                        monkeypatch):
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.chdir(root)
+    assert runner.invoke(["apply", "-f", "examples/governance.yaml"]).exit_code == 0
+    assert runner.invoke(["import", "salesforce", str(shared), "--name", "acme-prod"]).exit_code == 0
+    out = tmp_path / "r.json"
+    assert runner.invoke(["audit", "--out", str(out)]).exit_code == 0
+    report = json.loads(out.read_text())
+    html = runner.invoke(["audit", "report", "--format", "html"]).output
+    # each finding once: one row per fingerprint, and nothing else repeats a row
+    rows = re.findall(r'<tr id="f-([0-9a-f]+)">', html)
+    assert sorted(rows) == sorted(f["fingerprint"] for f in report["findings"])
+    # grouped: a section per source, the files under it, the subjects under each file
+    assert "<h2>Source govern</h2>" in html and "<h2>Source acme-prod</h2>" in html
+    assert html.index("<h2>Source govern</h2>") < html.index("<h3>File <code>examples/governance.yaml</code></h3>") \
+        < html.index("<h2>Source acme-prod</h2>")
+    a_file = next(f["location"]["file"] for f in report["findings"] if f["source"] == "acme-prod")
+    assert f"<h3>File <code>{a_file}</code></h3>" in html
+    user = next(f["subject"] for f in report["findings"] if f["subject_kind"] == "integration_user")
+    assert f'<h4 id="user-{user}">Integration user {user}</h4>' in html
+    assert '<h4 id="permission_set-crm-admin-backfill">Permission set crm-admin-backfill</h4>' in html
+    # the summary: sources with the files imported and skipped, counts by rule and severity
+    src = next(s for s in report["sources"] if s["name"] == "acme-prod")
+    assert f'{src["files_imported"]} imported, {src["files_skipped"]} skipped, {src["files_failed"]} failed' in html
+    assert src["files_skipped"] == 2 and "<td><code>README.md</code></td><td>skipped</td>" in html
+    by_rule = report["summary"]["by_rule"]
+    assert sum(n for sev in by_rule.values() for n in sev.values()) == len(report["findings"])
+    assert report["summary"]["files"] == {"imported": src["files_imported"], "skipped": 2, "failed": 0}
+    n = by_rule["GOV-ACCESS-004"]
+    assert f"<td>{sum(n.values())}</td></tr>" in html.split("<code>GOV-ACCESS-004</code>", 1)[1].split("</tr>", 1)[0] \
+        + "</tr>"
