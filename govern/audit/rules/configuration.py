@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 from govern.audit.engine import Hit, rule
 from govern.audit.model import AuditModel, Location
@@ -79,12 +80,24 @@ def app_without_certificate(model: AuditModel):
                       {"certificate": False}, app.location)
 
 
+def weaknesses(described: dict[str, Any]) -> list[str]:
+    """Why a described certificate's key or signature is weak (NIST SP 800-131A: RSA and DSA under 2048 bits,
+    EC under 256 bits, SHA-1 and MD5 signatures), or nothing."""
+    out = []
+    if (described.get("signature_hash") or "").lower() in ("md5", "sha1"):
+        out.append(f"signed with {described['signature_hash']}")
+    size, kind = described.get("key_size") or 0, described.get("key_type")
+    if kind in ("rsa", "dsa") and size < 2048:
+        out.append(f"{kind.upper()} key of {size} bits")
+    if kind == "ec" and size < 256:
+        out.append(f"EC key of {size} bits")
+    return out
+
+
 @rule("GOV-SECRET-005", "Expired or weak certificate", "high", rationale=S6_VAULT,
       remediation="Issue a new key pair (RSA 2048+ or EC P-256, SHA-256 signature), upload the certificate and rotate "
       "the JWT signing key.")
 def bad_certificate(model: AuditModel):
-    from govern.audit.salesforce.certificates import weaknesses
-
     for app in model.connected_apps.values():
         c = app.certificate
         if not c:

@@ -49,17 +49,3 @@ def describe_certificate(text: str) -> dict[str, Any]:
         algo = None
     return {"not_after": cert.not_valid_after_utc.isoformat(), "signature_hash": algo.name if algo else None,
             "key_type": key_type, "key_size": size, "subject": cert.subject.rfc4514_string()}
-
-
-def weaknesses(described: dict[str, Any]) -> list[str]:
-    """Why a described certificate's key or signature is weak (NIST SP 800-131A: RSA and DSA under 2048 bits,
-    EC under 256 bits, SHA-1 and MD5 signatures), or nothing."""
-    out = []
-    if (described.get("signature_hash") or "").lower() in ("md5", "sha1"):
-        out.append(f"signed with {described['signature_hash']}")
-    size, kind = described.get("key_size") or 0, described.get("key_type")
-    if kind in ("rsa", "dsa") and size < 2048:
-        out.append(f"{kind.upper()} key of {size} bits")
-    if kind == "ec" and size < 256:
-        out.append(f"EC key of {size} bits")
-    return out
