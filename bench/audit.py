@@ -79,17 +79,17 @@ def seed(url: str, users: int, decisions: int, now: dt.datetime) -> None:
             for u in range(users):
                 cp.write_row((uid[f"user-{u}"], pid[f"ps-{u}"], now))
         with cur.copy("COPY decision (at, correlation_id, integration_user, action, named_credential, principal, "
-                      "method, path, api_type, scopes_requested, scopes_granted, allowed, rules, prev_hash, hash) "
+                      "method, path, api_type, scopes_requested, scopes_granted, allowed, outcome, rules, prev_hash, hash) "
                       "FROM STDIN") as cp:
             for i in range(decisions):
                 u = rnd.randrange(users)
                 allowed = rnd.random() > 0.02
                 cp.write_row((now - dt.timedelta(minutes=rnd.randrange(60 * 24 * 29)), f"c{i}", f"user-{u}", "proxy",
                               f"nc-{u % 20}", "default", "GET", f"/orders/{rnd.randrange(5)}", "REST", '["read"]',
-                              '["read"]', allowed, "[]", f"{i:064x}", f"{i + 1:064x}"))
+                              '["read"]', allowed, "allow" if allowed else "deny", "[]", f"{i:064x}", f"{i + 1:064x}"))
             # the log began before the usage window (else the audit judges nobody on unused grants)
             cp.write_row((now - dt.timedelta(days=40), "log-began", None, "proxy", None, None, None, None, None, "[]",
-                          "[]", False, "[]", f"{decisions:064x}", f"{decisions + 1:064x}"))
+                          "[]", False, "deny", "[]", f"{decisions:064x}", f"{decisions + 1:064x}"))
         conn.commit()
         cur.execute("ANALYZE")
 

@@ -6,7 +6,9 @@ external id, idempotent); the plan is applied in one transaction.
 """
 from __future__ import annotations
 
+from govern.config_as_code.specs import SECTION_OF
 from collections.abc import Callable
+from pathlib import Path
 
 import yaml
 from sqlalchemy.exc import IntegrityError
@@ -17,7 +19,7 @@ from govern.config_as_code.specs import to_document
 from govern.config_as_code.validate import check, parse
 from govern.errors import Conflict, ValidationFailed
 from govern.store.db import session_scope
-from govern.store.landscape import WRITE_STEPS, apply_plan, load_current
+from govern.store.landscape import WRITE_STEPS, apply_plan, load_current, record_locations
 from govern.rotation.sync import sync_refs
 from govern.store.tables import AdminAction, utcnow, SecretRef
 
@@ -79,7 +81,27 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
             progress("recorded")
         elif dry_run:
             session.rollback()
+        if not dry_run and filename not in NOT_FILES:
+            record_locations(session, entity_lines(parsed))
     return plan
+
+
+# Names apply_document is given for text that came from no file (stdin, the HTTP API): no location to record.
+NOT_FILES = ("<input>", "<stdin>", "request")
+
+
+def entity_lines(parsed) -> dict[str, dict[str, tuple[str, int]]]:
+    """kind -> external id -> (file, line of its list item) for every valid entity of the document."""
+    file = parsed.doc.filename
+    try:  # inside the working directory (a repository checkout): relative to it, as SARIF's %SRCROOT% expects
+        file = Path(file).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        file = str(Path(file).resolve())
+    out: dict[str, dict[str, tuple[str, int]]] = {}
+    for kind, items in parsed.entities.items():
+        out[kind] = {ext_id: (file, parsed.doc.where((SECTION_OF[kind], index))[0])
+                     for ext_id, (index, model) in items.items() if model is not None}
+    return out
 
 
 def secrets_left_behind(session, plan: Plan, filename: str) -> list[dict]:

@@ -32,8 +32,9 @@ def list_findings():
         raise ValidationFailed(errors)
     limit, offset = _page()
     with current_app.extensions["govern"].sessions() as session:
-        total, items = audit_runs.query_findings(session, severity=severity, rule=request.args.get("rule"), status=status,
-                                      subject=request.args.get("subject"), limit=limit, offset=offset)
+        total, items = audit_runs.query_findings(session, severity=severity, rule=request.args.get("rule"),
+                                                 status=status, subject=request.args.get("subject"),
+                                                 source=request.args.get("source"), limit=limit, offset=offset)
     return jsonify({"total": total, "limit": limit, "offset": offset, "items": items})
 
 
@@ -68,7 +69,8 @@ def _openapi() -> dict:
             "summary": "Audit findings, filtered", "operationId": "listFindings", **admin("auditor"),
             "parameters": [query_param("severity", "", {"enum": list(SEVERITIES)}),
                            query_param("status", "", {"enum": list(STATUSES)}),
-                           query_param("rule", "rule id"), query_param("subject", "subject id"), *page],
+                           query_param("rule", "rule id"), query_param("subject", "subject id"),
+                           query_param("source", "source name: govern, or an imported org's"), *page],
             "responses": {"200": json_response("Findings", paged(finding)), **problems(400, 401, 403, 422)}}},
         "/api/v1/findings/{finding_id}": {"get": {
             "summary": "One finding", "operationId": "getFinding", **admin("auditor"),

@@ -135,7 +135,8 @@ DOCUMENT: dict = {
             "Finding": {"type": "object", "required": ["id", "rule_id", "severity"], "properties": {
                 "id": {"type": "integer"}, "rule_id": {"type": "string"},
                 "severity": {"enum": ["critical", "high", "medium", "low", "info"]}, "status": {"type": "string"},
-                "subject_kind": {"type": "string"}, "subject": {"type": "string"}, "title": {"type": "string"}}},
+                "subject_kind": {"type": "string"}, "subject": {"type": "string"}, "title": {"type": "string"},
+                "source": {"type": ["string", "null"]}}},
             "RotationRun": {"type": "object", "required": ["id", "secret", "state"], "properties": {
                 "id": {"type": "integer"}, "secret": {"type": "string"}, "rotator": {"type": "string"},
                 "state": {"type": "string"}, "system": {"type": ["string", "null"]}, "attempts": {"type": "integer"},

@@ -1,7 +1,9 @@
-"""Render the rule catalogue as the markdown table in docs/audit.md.
+"""Render the rule catalogue in docs/audit.md: a summary table, then one section per rule anchored by its id in
+lower case (`docs/audit.md#gov-access-001`, the SARIF rules' helpUri) with its practice and remediation.
 Regenerate with `python -m govern.audit.catalogue_doc docs/audit.md` (a test keeps the two in step)."""
 from __future__ import annotations
 
+from govern.audit.report import rule_anchor
 import sys
 from pathlib import Path
 
@@ -13,7 +15,10 @@ BEGIN, END = "<!-- rules:begin -->", "<!-- rules:end -->"
 def table() -> str:
     rows = ["| id | severity | title | practice |", "|---|---|---|---|"]
     for r in catalogue().values():
-        rows.append(f"| `{r.id}` | {r.severity} | {r.title} | {r.rationale.replace('|', '/')} |")
+        rows.append(f"| [`{r.id}`](#{rule_anchor(r.id)}) | {r.severity} | {r.title} | {r.rationale.replace('|', '/')} |")
+    for r in catalogue().values():
+        rows += ["", f'<a id="{rule_anchor(r.id)}"></a>', "", f"### {r.id}: {r.title}", "",
+                 f"Severity: **{r.severity}**. Practice: {r.rationale}", "", f"Remediation: {r.remediation}"]
     return "\n".join(rows)
 
 

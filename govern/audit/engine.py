@@ -35,6 +35,7 @@ class Finding:
     fingerprint: str
     status: str = "open"  # open | suppressed
     suppression: dict[str, Any] | None = None
+    source: str = ""  # the audited source's name (AuditModel.name)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +44,7 @@ class Finding:
             "message": self.message, "evidence": self.evidence, "remediation": self.remediation,
             "rationale": self.rationale, "status": self.status, "suppression": self.suppression,
             "location": {"file": self.location.file, "line": self.location.line} if self.location else None,
+            "source": self.source,
         }
 
 
@@ -62,6 +64,7 @@ def run_rules(model: AuditModel, only: Iterable[str] | None = None, progress=Non
     model.cache.clear()  # the model may have changed since the last run
     wanted = set(only) if only else None
     out: dict[str, Finding] = {}
+    source = model.name or model.source
     for r in selected.values():
         if progress is not None:
             progress(r.id)
@@ -70,11 +73,13 @@ def run_rules(model: AuditModel, only: Iterable[str] | None = None, progress=Non
         if r.needs_usage and not model.usage_loaded:
             continue
         for hit in r.check(model):
-            fp = fingerprint(model.source, r.id, hit.subject_kind, hit.subject)
+            fp = fingerprint(source, r.id, hit.subject_kind, hit.subject)
             if fp in out:  # one finding per rule and subject; keep the first evidence
                 continue
-            out[fp] = Finding(r.id, r.severity, r.title, hit.subject_kind, hit.subject, hit.message, hit.evidence,
-                              r.remediation, r.rationale, hit.location, fp)
+            # a hit without a place of its own points where its subject was declared
+            location = hit.location or model.locate(hit.subject_kind, hit.subject)
+            out[fp] = Finding(r.id, hit.severity or r.severity, r.title, hit.subject_kind, hit.subject, hit.message, hit.evidence,
+                              r.remediation, r.rationale, location, fp, source=source)
     return sorted(out.values(), key=lambda f: (-SEVERITY_RANK[f.severity], f.rule_id, f.subject))
 
 

@@ -1,5 +1,6 @@
 """The HTML audit report: one self-contained file (inline CSS, charts as server-drawn inline SVG, no
-external URLs), with a severity summary, the trend, a section per integration user and remediation."""
+external URLs): a summary (severities, sources with the files imported and skipped, counts by rule and severity),
+the trend, then each finding once, by source, file and subject, with its remediation."""
 from __future__ import annotations
 
 from collections import defaultdict
@@ -74,7 +75,7 @@ def _rows(findings: list[dict]) -> str:
         loc = f.get("location")
         where = f'<br><code>{escape(loc["file"])}:{loc["line"]}</code>' if loc else ""
         status = "" if f["status"] == "open" else f' <span class="muted">({escape(f["status"])})</span>'
-        out.append(f'<tr><td>{_badge(f["severity"])}</td><td><code>{escape(f["rule_id"])}</code><br>'
+        out.append(f'<tr id="{escape(_anchor(f))}"><td>{_badge(f["severity"])}</td><td><code>{escape(f["rule_id"])}</code><br>'
                    f'{escape(f["title"])}{status}</td><td>{escape(f["message"])}{where}</td>'
                    f'<td>{escape(f["remediation"])}</td></tr>')
     return "".join(out)
@@ -85,14 +86,91 @@ def _table(findings: list[dict]) -> str:
             f'<th>remediation</th></tr>{_rows(findings)}</table>')
 
 
+def _subject_group(f: dict) -> tuple[str, str]:
+    """(heading, anchor) of the entity a finding is about: its integration user, else its subject's entity (a grant
+    `set#0` belongs to `set`)."""
+    user = f["evidence"].get("user") if isinstance(f.get("evidence"), dict) else None
+    if f["subject_kind"] == "integration_user" and not user:
+        user = f["subject"].split("/")[0]
+    if user:
+        return f"Integration user {user}", f"user-{user}"
+    head = f["subject"].split("#")[0]
+    kind = f["subject_kind"].replace("_", " ")
+    return f"{kind[:1].upper()}{kind[1:]} {head}", f"{f['subject_kind']}-{head}"
+
+
+def _anchor(f: dict) -> str:
+    return f"f-{f['fingerprint']}"
+
+
+def _sources(report: dict[str, Any], findings: list[dict]) -> str:
+    rows = []
+    for src in report.get("sources") or [{"name": report["source"], "kind": report["source"]}]:
+        n = sum(1 for f in findings if f.get("source", src["name"]) == src["name"])
+        files = "" if src.get("kind") != "salesforce" else (
+            f'{src.get("files_imported", 0)} imported, {src.get("files_skipped", 0)} skipped, '
+            f'{src.get("files_failed", 0)} failed')
+        where = src.get("root") or src.get("directory") or ""
+        rows.append(f'<tr><td>{escape(src["name"])}</td><td>{escape(src.get("kind", ""))}</td>'
+                    f'<td><code>{escape(where)}</code></td><td>{files}</td><td>{n}</td></tr>')
+    return ('<h3>Sources</h3><table><tr><th>source</th><th>kind</th><th>directory</th><th>files</th>'
+            f'<th>findings</th></tr>{"".join(rows)}</table>')
+
+
+def _skipped(report: dict[str, Any]) -> str:
+    rows = [f'<tr><td>{escape(i.get("source", ""))}</td><td><code>{escape(i["file"])}</code></td>'
+            f'<td>{escape(i["status"])}</td><td>{escape(i.get("message") or "")}</td></tr>'
+            for i in report.get("imports") or [] if i["status"] != "imported"]
+    if not rows:
+        return ""
+    return ('<details><summary>Files not imported</summary><table><tr><th>source</th><th>file</th><th>status</th>'
+            f'<th>why</th></tr>{"".join(rows)}</table></details>')
+
+
+def _by_rule(report: dict[str, Any], findings: list[dict]) -> str:
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for f in findings:
+        counts[f["rule_id"]][f["severity"]] += 1
+    titles = {r["id"]: r["title"] for r in report["rules"]}
+    head = "".join(f"<th>{s}</th>" for s in SEVERITIES)
+    rows = "".join(f'<tr><td><code>{escape(rule)}</code> {escape(titles.get(rule, ""))}</td>'
+                   + "".join(f"<td>{counts[rule].get(s, '') or ''}</td>" for s in SEVERITIES)
+                   + f"<td>{sum(counts[rule].values())}</td></tr>" for rule in sorted(counts))
+    return f"<h3>Findings by rule and severity</h3><table><tr><th>rule</th>{head}<th>total</th></tr>{rows}</table>"
+
+
+def _grouped(report: dict[str, Any], findings: list[dict]) -> list[str]:
+    """Each finding once: by source, then by the file it is in (findings without a file last), then by subject."""
+    tree: dict[str, dict[str, dict[tuple[str, str], list[dict]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for f in findings:
+        loc = f.get("location")
+        tree[f.get("source") or report["source"]][loc["file"] if loc else ""][_subject_group(f)].append(f)
+    order = [s["name"] for s in report.get("sources") or []]
+    parts, used_ids = [], set()
+    for source in sorted(tree, key=lambda s: (order.index(s) if s in order else len(order), s)):
+        files = tree[source]
+        parts.append(f'<section><h2>Source {escape(source)}</h2>')
+        for file in sorted(files, key=lambda x: (x == "", x)):
+            parts.append(f'<h3>{"Not from a file" if not file else "File <code>" + escape(file) + "</code>"}</h3>')
+            for (heading, anchor) in sorted(files[file]):
+                group = sorted(files[file][(heading, anchor)],
+                               key=lambda f: ((f.get("location") or {}).get("line", 0), SEVERITIES.index(f["severity"])))
+                ident = f' id="{escape(anchor)}"' if anchor not in used_ids else ""
+                used_ids.add(anchor)
+                parts.append(f"<h4{ident}>{escape(heading)}</h4>{_table(group)}")
+                if anchor.startswith("user-"):
+                    for rec in report["rightsizing"]:
+                        if f"user-{rec['user']}" == anchor and rec.get("proof"):
+                            p = rec["proof"]
+                            parts.append(f'<p>Right-sizing: {len(rec["unused"])} unused grants; replaying '
+                                         f'{p["replayed_requests"]} requests against the recommendation denies '
+                                         f'{p["would_deny"]}.</p>')
+        parts.append("</section>")
+    return parts
+
+
 def to_html(report: dict[str, Any]) -> str:
-    by_user: dict[str, list[dict]] = defaultdict(list)
-    others = []
-    for f in report["findings"]:
-        user = f["evidence"].get("user") if isinstance(f.get("evidence"), dict) else None
-        if f["subject_kind"] == "integration_user" and not user:
-            user = f["subject"].split("/")[0]
-        (by_user[user] if user else others).append(f)
+    findings = report["findings"]
     run = report["run"]
     parts = [f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>govern audit '
              f'({escape(report["source"])})</title><style>{CSS}</style></head><body>',
@@ -101,28 +179,15 @@ def to_html(report: dict[str, Any]) -> str:
              f'</p><section><h2>Summary</h2>{_bar_chart(report["summary"])}'
              f'<p>{report["summary"]["total"]} findings, {report["summary"]["suppressed"]} suppressed. Since the last '
              f'run: {len(run.get("new", []))} new, {len(run.get("resolved", []))} resolved, '
-             f'{len(run.get("reopened", []))} reopened.</p></section>',
+             f'{len(run.get("reopened", []))} reopened.</p>{_sources(report, findings)}{_skipped(report)}'
+             f'{_by_rule(report, findings)}</section>',
              f'<section><h2>Trend</h2>{_trend_chart(report["trend"])}</section>']
-    serious = [f for f in report["findings"] if f["severity"] in ("critical", "high") and f["status"] == "open"]
-    if serious:  # what to fix first, whichever section it belongs to below
-        parts.append(f'<section><h2>Critical and high findings</h2>{_table(serious)}</section>')
-    if by_user:
-        def worst(fs):
-            return min(SEVERITIES.index(f["severity"]) for f in fs)
-        links = "".join(f'<li><a href="#user-{escape(u)}">{escape(u)}</a> {_badge(SEVERITIES[worst(by_user[u])])} '
-                        f'<span class="muted">{len(by_user[u])}</span></li>' for u in sorted(by_user))
-        parts.append(f'<nav><h2>Integration users</h2><ul>{links}</ul></nav>')
-    for user in sorted(by_user):
-        parts.append(f'<section id="user-{escape(user)}"><h2>Integration user {escape(user)}</h2>'
-                     f'{_table(by_user[user])}')
-        for rec in report["rightsizing"]:
-            if rec["user"] == user and rec.get("proof"):
-                p = rec["proof"]
-                parts.append(f'<p>Right-sizing: {len(rec["unused"])} unused grants; replaying {p["replayed_requests"]} '
-                             f'requests against the recommendation denies {p["would_deny"]}.</p>')
-        parts.append("</section>")
-    if others:
-        parts.append(f'<section><h2>Landscape and metadata</h2>{_table(others)}</section>')
+    serious = [f for f in findings if f["severity"] in ("critical", "high") and f["status"] == "open"]
+    if serious:  # what to fix first: links to the findings below, each of which is shown once
+        links = "".join(f'<li>{_badge(f["severity"])} <a href="#{escape(_anchor(f))}"><code>{escape(f["rule_id"])}'
+                        f'</code> {escape(f["subject"])}</a></li>' for f in serious)
+        parts.append(f'<nav><h2>Fix first: {len(serious)} critical and high findings</h2><ul>{links}</ul></nav>')
+    parts += _grouped(report, findings)
     parts.append("<section><h2>Rules</h2><table><tr><th>rule</th><th>severity</th><th>rationale</th>"
                  "<th>remediation</th></tr>" + "".join(
                      f'<tr><td><code>{escape(r["id"])}</code> {escape(r["title"])}</td><td>{_badge(r["severity"])}</td>'

@@ -29,6 +29,7 @@ class SystemM:
     daily_api_budget: int | None = None
     api_version_policy: str | None = None
     config: dict[str, Any] = field(default_factory=dict)  # free-form config values (contract, sla)
+    location: Location | None = None
 
 
 @dataclass
@@ -141,6 +142,7 @@ class UserM:
     previous_secret_expires_at: dt.datetime | None = None
     has_previous_secret: bool = False
     assignments: list[AssignmentM] = field(default_factory=list)
+    location: Location | None = None
 
 
 @dataclass
@@ -230,6 +232,7 @@ class AuditPolicy:
     # What the IP guardrail refuses (GOVERN_MIN_IPV4_PREFIX / _IPV6_): never looser than the advice above
     guardrail_min_ipv4_prefix: int = 8
     guardrail_min_ipv6_prefix: int = 32
+    certificate_warning_days: int = 30  # a certificate expiring sooner is a finding (GOV-SECRET-006)
     min_salesforce_api_version: float = 31.0  # versions 21.0-30.0 are retired (Summer '25)
     denied_spike_min: int = 20
     denied_spike_factor: float = 3.0
@@ -237,8 +240,9 @@ class AuditPolicy:
 
 @dataclass
 class AuditModel:
-    source: str  # govern | salesforce
+    source: str  # govern | salesforce: the kind of source, which the rules read
     now: dt.datetime
+    name: str = ""  # the source's name: govern, or an imported org's (findings and fingerprints carry it)
     policy: AuditPolicy = field(default_factory=AuditPolicy)
     systems: dict[str, SystemM] = field(default_factory=dict)
     credentials: dict[str, CredentialM] = field(default_factory=dict)
@@ -288,6 +292,26 @@ class AuditModel:
                     index.setdefault(a.permission_set, set()).add(u.id)
             self.cache["users_of"] = index
         return sorted(index.get(ps_id, ()))
+
+    def locate(self, subject_kind: str, subject: str) -> Location | None:
+        """Where the entity a finding is about was declared: the subject's own entity, else the entity its
+        id starts with (`user/set#grant` is about the user's grant). None when nothing recorded a place."""
+        if subject_kind == "metadata_file":
+            return Location(subject, 1)
+        head = subject.split("#", 1)[0]
+        first = head.split("/", 1)[0]
+        by_kind = {"system": self.systems, "credential": self.credentials, "named_credential": self.named_credentials,
+                   "integration_user": self.users, "permission_set": self.permission_sets,
+                   "profile": self.permission_sets, "connected_app": self.connected_apps}
+        tables: list[dict[str, Any]] = [by_kind[subject_kind]] if subject_kind in by_kind else []
+        tables += [self.users, self.permission_sets, self.named_credentials, self.credentials, self.systems,
+                   self.connected_apps]
+        for key in (head, first):
+            for table in tables:
+                entity = table.get(key)
+                if entity is not None and getattr(entity, "location", None) is not None:
+                    return entity.location
+        return None
 
     def system_of_named_credential(self, nc_id: str | None) -> str | None:
         nc = self.named_credentials.get(nc_id or "")

@@ -26,6 +26,7 @@ class Hit:
     message: str
     evidence: dict[str, Any] = field(default_factory=dict)
     location: Location | None = None
+    severity: str | None = None  # this hit's own severity, when a rule grades its hits (else the rule's)
 
 
 @dataclass(frozen=True)

@@ -39,8 +39,15 @@ def is_reference(value: str) -> bool:
     return v.startswith(("{!$Credential.", "{!$credential.", "vault:", "secret://")) or v.startswith("${")
 
 
+# What a kept model (govern.audit.model_codec) holds in place of a secret-looking value: the kind, never the value.
+REDACTED = re.compile(r"\[redacted:([a-z_]+)\]")
+
+
 def value_kind(value: str) -> str | None:
     """The kind of secret a string looks like, or None."""
+    marker = REDACTED.search(value)
+    if marker:
+        return marker.group(1)
     for kind, pattern in VALUE_PATTERNS:
         if pattern.search(value):
             return kind
@@ -52,8 +59,7 @@ def scan(config: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
     if isinstance(config, dict):
         for key, value in config.items():
             where = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, str) and value.strip() and SECRET_KEY.search(str(key)) and \
-                    not NOT_SECRET_KEY.search(str(key)) and not is_reference(value):
+            if isinstance(value, str) and _secret_named(str(key), value):
                 yield where, "secret_named_key"
             elif isinstance(value, (dict, list)):
                 yield from scan(value, where)
@@ -64,6 +70,34 @@ def scan(config: Any, prefix: str = "") -> Iterator[tuple[str, str]]:
             yield from scan(value, f"{prefix}[{i}]")
     elif isinstance(config, str) and (kind := value_kind(config)):
         yield prefix, kind
+
+
+def _secret_named(key: str, value: str) -> bool:
+    return bool(value.strip() and SECRET_KEY.search(key) and not NOT_SECRET_KEY.search(key) and not is_reference(value))
+
+
+def redact_config(config: Any, key: str = "") -> Any:
+    """`config` with every value that `scan` reports replaced by a marker naming its kind; `scan` reports the
+    same places and kinds on the result."""
+    if isinstance(config, dict):
+        return {k: redact_config(v, str(k)) for k, v in config.items()}
+    if isinstance(config, list):
+        return [redact_config(v) for v in config]
+    if isinstance(config, str):
+        if _secret_named(key, config):
+            return "[redacted:secret_named_key]"
+        kind = value_kind(config)
+        if kind:
+            return f"[redacted:{kind}]"
+    return config
+
+
+def redact_url(url: str) -> str:
+    """A URL without a secret-looking part: its safe form followed by the marker, else unchanged."""
+    kind = value_kind(url)
+    if not kind or REDACTED.search(url):
+        return url
+    return f"{safe_url(url)}#[redacted:{kind}]"
 
 
 def safe_url(url: str) -> str:

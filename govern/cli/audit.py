@@ -1,4 +1,4 @@
-"""`govern audit`, `govern audit suppress|suppressions`, `govern import salesforce DIR`."""
+"""`govern audit`, `govern audit report`, `govern audit suppress|suppressions`, `govern import salesforce|list|remove`."""
 from __future__ import annotations
 
 import datetime as dt
@@ -21,7 +21,7 @@ def _window(value: str) -> int:
     return int(m.group(1))
 
 
-def _render(report: dict, fmt: str, base: str | None) -> str:
+def _render(report: dict, fmt: str) -> str:
     from govern.audit import html, report as rep
 
     if fmt == "json":
@@ -29,8 +29,16 @@ def _render(report: dict, fmt: str, base: str | None) -> str:
     if fmt == "csv":
         return rep.to_csv(report)
     if fmt == "sarif":
-        return json.dumps(rep.to_sarif(report, base), indent=2, default=str)
+        return json.dumps(rep.to_sarif(report), indent=2, default=str)
     return html.to_html(report)
+
+
+def _write(text: str, out: str | None) -> None:
+    if out:
+        with open(out, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        click.echo(text)
 
 
 _VALUE_OPTIONS = {"--format", "-o", "--output", "--out", "--fail-on", "--window", "--source", "--recommend", "--dir"}
@@ -59,30 +67,25 @@ class _AuditGroup(click.Group):
 @output_option("write the report to FILE (default stdout)", type=click.Path(dir_okay=False, writable=True))
 @click.option("--fail-on", type=click.Choice(SEVERITY_CHOICES), help="exit 1 when an open finding is at/above this")
 @click.option("--window", default="30d", show_default=True, help="usage window for right-sizing")
-@click.option("--source", type=click.Choice(("db", "salesforce")), default="db", show_default=True)
+@click.option("--source", help="audit only this source: govern, or an imported org's name (default: every source)")
 @click.option("--recommend", type=click.Path(dir_okay=False, writable=True),
               help="write the right-sized permission sets as governance.yaml")
-@click.option("--dir", "directory", type=click.Path(file_okay=False), help="metadata directory (--source salesforce)")
+@click.option("--dir", "directory", type=click.Path(file_okay=False),
+              help="audit this Salesforce metadata directory alone, without importing it")
 @click.pass_context
 def audit(ctx, fmt, output, fail_on, window, source, recommend, directory):
-    """Run the least-privilege audit and write a report (JSON, HTML, CSV or SARIF)."""
+    """Audit every source (govern's landscape and each imported org), store the run, and write its report
+    (JSON, HTML, CSV or SARIF). `govern audit report` renders a stored run again."""
     if ctx.invoked_subcommand is not None:
         return
     from govern.audit.engine import at_or_above
     from govern.cli.progress import progress_bar
-    from govern.store.audit_service import audit_steps, run_audit
+    from govern.store.audit_service import audit_steps, run_audit, source_names
 
-    if source == "salesforce" and not directory:
-        fail("--source salesforce needs a DIR")
     window_days, svc = _window(window), services()
-    with progress_bar(audit_steps(), "auditing") as advance:
+    with progress_bar(audit_steps(len(source_names(svc, source, directory))), "auditing") as advance:
         outcome = run_audit(svc, source=source, directory=directory, window_days=window_days, progress=advance)
-    text = _render(outcome.report, fmt, str(directory) if directory else None)
-    if output:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    else:
-        click.echo(text)
+    _write(_render(outcome.report, fmt), output)
     if recommend and outcome.recommendation is not None:
         import yaml
 
@@ -94,6 +97,17 @@ def audit(ctx, fmt, output, fail_on, window, source, recommend, directory):
     if fail_on and any(f["status"] == "open" and at_or_above(f["severity"], fail_on)
                        for f in outcome.report["findings"]):
         sys.exit(1)
+
+
+@audit.command("report")
+@click.argument("run", required=False, type=click.IntRange(1, 2**63 - 1))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="json", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), help="write here (default stdout)")
+def report(run, fmt, output):
+    """Render a stored audit run (the latest by default) without auditing again."""
+    from govern.store.audit_service import stored_report
+
+    _write(_render(stored_report(services(), run), fmt), output)
 
 
 @audit.command("suppress")
@@ -150,22 +164,62 @@ def import_group():
 
 @import_group.command("salesforce")
 @click.argument("directory", type=click.Path(file_okay=False))
-def import_salesforce(directory):
-    """Import Salesforce metadata (DX source or metadata API format), audit it and store the run."""
-    from govern.store.audit_service import run_audit
+@click.option("--name", help="the org's name as an audit source (default: the directory's name); "
+                             "replaces the previous import of that name")
+def import_salesforce(directory, name):
+    """Import Salesforce metadata (DX source or metadata API format) and keep it as an audit source."""
+    from pathlib import Path
 
-    outcome = run_audit(services(), source="salesforce", directory=directory)
-    result = outcome.import_result
+    from govern.store.audit_service import import_salesforce as read
+    from govern.store.audit_sources import check_name, save_import
+    from govern.store.db import session_scope
+
+    name = check_name(Path(directory).resolve().name if name is None else name)
+    svc = services()
+    result = read(directory, svc.clock.now())
     for o in result.outcomes:
         if o.status == "error":
             click.echo(f"error\t{o.message}", err=True)
         else:
-            click.echo(f"{o.status}\t{o.kind or '-'}\t{o.file}" + (f"\tunknown elements: {o.unknown}" if o.unknown else ""))
-    summary = outcome.report["summary"]
-    click.echo(f"imported={result.imported} failed={result.errors} findings={summary['total']} "
-               f"run={outcome.report['run']['id']}")
+            click.echo(f"{o.status}\t{o.kind or '-'}\t{o.file}" + (f"\t{o.message}" if o.message else "")
+                       + (f"\tunknown elements: {o.unknown}" if o.unknown else ""))
     if result.imported == 0:
         fail(f"nothing could be imported from {directory}")
+    with session_scope(svc.sessions) as session:
+        row = save_import(session, name, directory, result, svc.clock.now())
+        click.echo(f"source={row.name} imported={row.files_imported} skipped={row.files_skipped} "
+                   f"failed={row.files_failed} (`govern audit` audits it)")
+
+
+@import_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="one JSON document")
+def import_list(as_json):
+    """List the imported orgs that `govern audit` audits."""
+    from govern.store.audit_sources import describe, list_imports
+    from govern.store.db import session_scope
+
+    with session_scope(services().sessions) as session:
+        rows = [describe(r) for r in list_imports(session)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no imported orgs")
+    for r in rows:
+        click.echo(f"{r['name']}\t{r['kind']}\t{r['imported_at']}\timported={r['files_imported']} "
+                   f"skipped={r['files_skipped']} failed={r['files_failed']}\t{r['directory']}")
+
+
+@import_group.command("remove")
+@click.argument("name")
+def import_remove(name):
+    """Forget an imported org and its findings (stored runs keep their reports)."""
+    from govern.store.audit_sources import remove_import
+    from govern.store.db import session_scope
+
+    with session_scope(services().sessions) as session:
+        gone = remove_import(session, name)
+    click.echo(f"removed {name} and its {gone} finding(s)")
 
 
 def register(cli: click.Group) -> None:

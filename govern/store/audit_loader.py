@@ -8,7 +8,7 @@ import json
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from govern.audit.model import (AssignmentM, AuditModel, AuditPolicy, CredentialM, GrantM, NamedCredentialM,
+from govern.audit.model import (AssignmentM, AuditModel, AuditPolicy, CredentialM, GrantM, Location, NamedCredentialM,
                                 ObjectPerm, PermissionSetM, PrincipalM, RequestPattern, SecretM, SecretVersionM,
                                 SystemM, UsageM, UserM)
 from govern.store.tables import (Assignment, Decision, ExternalCredential, IntegrationUser, NamedCredential,
@@ -36,20 +36,25 @@ def _objects(raw: dict) -> dict[str, ObjectPerm]:
     return out
 
 
+def _where(row) -> Location | None:
+    """The governance.yaml file and line `govern apply` read the entity from, if it came from a file."""
+    return Location(row.source_file, row.source_line or 1) if row.source_file else None
+
+
 def load_model(session: Session, now: dt.datetime, policy: AuditPolicy | None = None) -> AuditModel:
     model = AuditModel(source="govern", now=now, policy=policy or AuditPolicy())
     systems = {s.id: s for s in session.execute(sa.select(System)).scalars()}
     for s in systems.values():
         model.systems[s.external_id] = SystemM(s.external_id, s.kind, s.owner, s.escalation_contact, s.runbook_url,
                                                s.daily_api_budget, s.api_version_policy,
-                                               {"contract": s.contract, "sla": s.sla})
+                                               {"contract": s.contract, "sla": s.sla}, location=_where(s))
     creds = {c.id: c for c in session.execute(sa.select(ExternalCredential)).scalars()}
     users = {u.id: u for u in session.execute(sa.select(IntegrationUser)).scalars()}
     for c in creds.values():
         model.credentials[c.external_id] = CredentialM(
             c.external_id, systems[c.system_id].external_id if c.system_id in systems else None, c.protocol,
             c.principal_type, list(c.scopes or []), c.refresh_token_policy, dict(c.rotation or {}),
-            config={"client_id": c.client_id, "token_url": c.token_url, "audience": c.audience})
+            config={"client_id": c.client_id, "token_url": c.token_url, "audience": c.audience}, location=_where(c))
     for p in session.execute(sa.select(Principal)).scalars():
         cred = creds.get(p.credential_id)
         if cred:
@@ -60,12 +65,14 @@ def load_model(session: Session, now: dt.datetime, policy: AuditPolicy | None = 
         model.named_credentials[n.external_id] = NamedCredentialM(
             n.external_id, creds[n.credential_id].external_id if n.credential_id in creds else None, n.url,
             n.api_version, n.api_type, list(n.allowed_methods or []), list(n.allowed_paths or []),
-            config={"retry": n.retry, "circuit_breaker": n.circuit_breaker}, created_at=_aware(n.created_at))
+            config={"retry": n.retry, "circuit_breaker": n.circuit_breaker}, created_at=_aware(n.created_at),
+            location=_where(n))
     sets = {p.id: p for p in session.execute(sa.select(PermissionSet)).scalars()}
     for p in sets.values():
         model.permission_sets[p.external_id] = PermissionSetM(
             p.external_id, description=p.description, scopes=list(p.scopes or []), api_types=list(p.api_types or []),
-            max_token_lifetime_seconds=p.max_token_lifetime_seconds, system_permissions=list(p.system_permissions or []))
+            max_token_lifetime_seconds=p.max_token_lifetime_seconds, system_permissions=list(p.system_permissions or []),
+            location=_where(p))
     for g in session.execute(sa.select(PermissionGrant).order_by(PermissionGrant.permission_set_id,
                                                                  PermissionGrant.position)).scalars():
         ps = sets.get(g.permission_set_id)
@@ -79,7 +86,8 @@ def load_model(session: Session, now: dt.datetime, policy: AuditPolicy | None = 
             systems[u.source_system_id].external_id if u.source_system_id in systems else None, u.client_auth_method,
             dict(u.jwks or {}),
             list(u.allowed_cidrs or []), list(u.allowed_scopes or []), _aware(u.created_at), _aware(u.last_used_at),
-            _aware(u.client_secret_set_at), _aware(u.previous_secret_expires_at), bool(u.previous_client_secret_hash))
+            _aware(u.client_secret_set_at), _aware(u.previous_secret_expires_at), bool(u.previous_client_secret_hash),
+            location=_where(u))
     for a in session.execute(sa.select(Assignment)).scalars():
         if a.integration_user_id in users and a.permission_set_id in sets:
             model.users[users[a.integration_user_id].external_id].assignments.append(

@@ -25,16 +25,17 @@ def _suppression_for(sups: list[Suppression], f: FindingResult) -> Suppression |
 
 
 def record_run(session: Session, source: str, findings: list[FindingResult], now: dt.datetime,
-               extra_counts: dict | None = None) -> AuditRun:
-    """Store one run; mark suppressed findings; compare with the findings of the previous run of this source."""
+               extra_counts: dict | None = None, sources: list[str] | None = None) -> AuditRun:
+    """Store one run of `sources` (default: just `source`, the run's label); mark suppressed findings; compare
+    with the findings these sources had: what is no longer found is resolved, other sources' findings stay."""
     today = now.date()
+    sources = sources or [source]
     sups = active_suppressions(session, today)
-    run = AuditRun(started_at=now, source=source)
+    run = AuditRun(started_at=now, source=source[:50], sources=sources)
     session.add(run)
     session.flush()
-    source_runs = sa.select(AuditRun.id).where(AuditRun.source == source)
     existing = {f.external_id: f for f in session.execute(
-        sa.select(Finding).where(Finding.last_run_id.in_(source_runs))).scalars()}
+        sa.select(Finding).where(Finding.source.in_(sources))).scalars()}
     source_fps = set(existing)
     missing = [f.fingerprint for f in findings if f.fingerprint not in existing]
     for i in range(0, len(missing), 500):  # rows last seen by another source's run (rare), in a few queries
@@ -58,6 +59,7 @@ def record_run(session: Session, source: str, findings: list[FindingResult], now
             # fixed then back, or its suppression expired: the finding reopens
             reopened.append(f.fingerprint)
         row.rule_id, row.severity, row.subject_kind, row.subject = f.rule_id, f.severity, f.subject_kind, f.subject[:500]
+        row.source = (f.source or source)[:200]
         row.title = f.message[:500]
         row.evidence = {**f.evidence, "_location": f.as_dict()["location"], "_suppression": f.suppression}
         row.remediation = f.remediation[:4000]
@@ -77,9 +79,15 @@ def record_run(session: Session, source: str, findings: list[FindingResult], now
     return run
 
 
-def trend(session: Session, source: str, limit: int = 20) -> list[dict]:
-    rows = session.execute(sa.select(AuditRun).where(AuditRun.source == source)
-                           .order_by(AuditRun.id.desc()).limit(limit)).scalars()
+def trend(session: Session, sources: str | list[str], limit: int = 20) -> list[dict]:
+    """The last `limit` runs that audited any of `sources`, oldest first."""
+    wanted = {sources} if isinstance(sources, str) else set(sources)
+    rows = []
+    for r in session.execute(sa.select(AuditRun).order_by(AuditRun.id.desc()).limit(limit * 10)).scalars():
+        if wanted & set(r.sources or [r.source]):
+            rows.append(r)
+            if len(rows) == limit:
+                break
     return [{"run_id": r.id, "at": r.started_at.isoformat(), "counts": r.counts, "new": len(r.new or []),
              "resolved": len(r.resolved or []), "reopened": len(r.reopened or [])} for r in reversed(list(rows))]
 
@@ -107,6 +115,25 @@ def list_suppressions(session: Session) -> list[Suppression]:
     return list(session.execute(sa.select(Suppression).order_by(Suppression.expires_at)).scalars())
 
 
+def load_report(session: Session, run_id: int | None = None) -> dict:
+    """The stored report of run `run_id`, or of the latest run that stored one."""
+    # JSON null and SQL NULL both mean "no report" (runs stored before reports were): checked here, not in SQL
+    if run_id is not None:
+        run = session.get(AuditRun, run_id)
+        if run is None or not run.report:
+            raise NotFound(f"no audit run {run_id} with a stored report")
+    else:
+        runs = session.execute(sa.select(AuditRun).order_by(AuditRun.id.desc()).limit(100)).scalars()
+        run = next((r for r in runs if r.report), None)
+        if run is None:
+            raise NotFound("no audit run with a stored report yet; run `govern audit` first")
+    return dict(run.report or {})
+
+
+def count_runs(session: Session) -> int:
+    return session.execute(sa.select(sa.func.count()).select_from(AuditRun)).scalar_one()
+
+
 def finding_dict(row: Finding, source: str | None = None) -> dict:
     rule = catalogue().get(row.rule_id)
     evidence = dict(row.evidence or {})
@@ -121,8 +148,11 @@ def finding_dict(row: Finding, source: str | None = None) -> dict:
             "resolved_at": row.resolved_at.isoformat() if row.resolved_at else None, "source": source}
 
 
-def query_findings(session: Session, *, severity=None, rule=None, status=None, subject=None, limit=50, offset=0):
-    q = sa.select(Finding, AuditRun.source).join(AuditRun, AuditRun.id == Finding.last_run_id, isouter=True)
+def query_findings(session: Session, *, severity=None, rule=None, status=None, subject=None, source=None, limit=50,
+                   offset=0):
+    q = sa.select(Finding, Finding.source)
+    if source:
+        q = q.where(Finding.source == source)
     if severity:
         q = q.where(Finding.severity == severity)
     if rule:
@@ -137,8 +167,7 @@ def query_findings(session: Session, *, severity=None, rule=None, status=None, s
 
 
 def get_finding(session: Session, finding_id: int) -> dict:
-    row = session.execute(sa.select(Finding, AuditRun.source).join(AuditRun, AuditRun.id == Finding.last_run_id,
-                                                                   isouter=True).where(Finding.id == finding_id)).first()
+    row = session.execute(sa.select(Finding, Finding.source).where(Finding.id == finding_id)).first()
     if row is None:
         raise NotFound(f"finding {finding_id} does not exist")
     return finding_dict(*row)
@@ -147,6 +176,6 @@ def get_finding(session: Session, finding_id: int) -> dict:
 def list_runs(session: Session, limit=50, offset=0):
     total = session.execute(sa.select(sa.func.count()).select_from(AuditRun)).scalar_one()
     rows = session.execute(sa.select(AuditRun).order_by(AuditRun.id.desc()).limit(limit).offset(offset)).scalars()
-    return total, [{"id": r.id, "source": r.source, "started_at": r.started_at.isoformat(),
+    return total, [{"id": r.id, "source": r.source, "sources": r.sources or [r.source], "started_at": r.started_at.isoformat(),
                     "finished_at": r.finished_at.isoformat() if r.finished_at else None, "counts": r.counts,
                     "new": r.new, "resolved": r.resolved, "reopened": r.reopened} for r in rows]

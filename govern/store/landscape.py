@@ -227,6 +227,20 @@ def apply_plan(session: Session, plan: Plan, stored: Stored, progress=None) -> N
     progress("deleted")
 
 
+def record_locations(session: Session, locations: dict[str, dict[str, tuple[str, int]]]) -> None:
+    """Remember the file and line each entity was applied from (findings on it point there in SARIF). Only rows
+    whose location moved are written; `updated_at` stays, as the landscape itself did not change."""
+    for kind, where in locations.items():
+        table = T[kind]
+        if not where:
+            continue
+        rows = session.execute(sa.select(table.c.external_id, table.c.id, table.c.source_file, table.c.source_line))
+        moved = [{"_id": row_id, "source_file": where[ext][0][:1000], "source_line": where[ext][1]}
+                 for ext, row_id, file, line in rows if ext in where and (file, line) != where[ext]]
+        if moved:
+            session.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")), moved)
+
+
 def _changed_children(plan: Plan, kind: str) -> list:
     child = CHILD_FIELDS[kind]
     return [c for c in plan.changes if c.kind == kind and

@@ -37,6 +37,8 @@ class System(SQLModel, table=True):
     __tablename__ = "system"
     id: Optional[int] = Field(default=None, primary_key=True)
     external_id: str = Field(max_length=200, unique=True, index=True)
+    source_file: Optional[str] = Field(default=None, max_length=1000)  # where `govern apply` read it
+    source_line: Optional[int] = None
     name: str = Field(default="", max_length=300)
     kind: str = Field(default="generic", max_length=50)
     description: str = Field(default="", max_length=2000)
@@ -58,6 +60,8 @@ class ExternalCredential(SQLModel, table=True):
     __tablename__ = "external_credential"
     id: Optional[int] = Field(default=None, primary_key=True)
     external_id: str = Field(max_length=200, unique=True, index=True)
+    source_file: Optional[str] = Field(default=None, max_length=1000)  # where `govern apply` read it
+    source_line: Optional[int] = None
     system_id: int = Field(foreign_key="system.id", index=True)
     protocol: str = Field(max_length=50)
     token_url: Optional[str] = Field(default=None, max_length=1000)
@@ -97,6 +101,8 @@ class NamedCredential(SQLModel, table=True):
     __tablename__ = "named_credential"
     id: Optional[int] = Field(default=None, primary_key=True)
     external_id: str = Field(max_length=200, unique=True, index=True)
+    source_file: Optional[str] = Field(default=None, max_length=1000)  # where `govern apply` read it
+    source_line: Optional[int] = None
     credential_id: int = Field(foreign_key="external_credential.id", index=True)
     url: str = Field(max_length=1000)
     api_version: Optional[str] = Field(default=None, max_length=50)
@@ -116,6 +122,8 @@ class IntegrationUser(SQLModel, table=True):
     __tablename__ = "integration_user"
     id: Optional[int] = Field(default=None, primary_key=True)
     external_id: str = Field(max_length=200, unique=True, index=True)
+    source_file: Optional[str] = Field(default=None, max_length=1000)  # where `govern apply` read it
+    source_line: Optional[int] = None
     name: str = Field(default="", max_length=300)
     owner: Optional[str] = Field(default=None, max_length=300)
     justification: Optional[str] = Field(default=None, max_length=2000)
@@ -140,6 +148,8 @@ class PermissionSet(SQLModel, table=True):
     __tablename__ = "permission_set"
     id: Optional[int] = Field(default=None, primary_key=True)
     external_id: str = Field(max_length=200, unique=True, index=True)
+    source_file: Optional[str] = Field(default=None, max_length=1000)  # where `govern apply` read it
+    source_line: Optional[int] = None
     description: str = Field(default="", max_length=2000)
     scopes: list[str] = _json(list)
     api_types: list[str] = _json(list)
@@ -359,6 +369,9 @@ class AuditRun(SQLModel, table=True):
     new: list[str] = _json(list)
     resolved: list[str] = _json(list)
     reopened: list[str] = _json(list)
+    sources: list[str] = _json(list, nullable=True)  # the sources this run audited (govern, imported org names)
+    # the report document of this run (govern.audit.report.build_report), rendered on demand by `govern audit report`
+    report: Optional[dict[str, Any]] = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
 
 
 class Finding(SQLModel, table=True):
@@ -377,6 +390,26 @@ class Finding(SQLModel, table=True):
     last_seen_at: dt.datetime = _created()
     resolved_at: dt.datetime | None = _ts()
     last_run_id: Optional[int] = Field(default=None, foreign_key="audit_run.id")
+    source: Optional[str] = Field(default=None, max_length=200, index=True)  # govern, or an imported org's name
+
+
+class SalesforceImport(SQLModel, table=True):
+    """An imported Salesforce org (`govern import salesforce DIR --name ORG`): its audit model, kept so that
+    every `govern audit` audits it again. The model holds no secret value (govern.audit.model_codec redacts)."""
+
+    __tablename__ = "salesforce_import"
+    id: Optional[int] = Field(default=None, primary_key=True)
+    name: str = Field(max_length=200, unique=True, index=True)
+    directory: str = Field(default="", max_length=2000)
+    # the directory relative to the working directory of the import, when inside it (a repository checkout):
+    # SARIF then points at its files under %SRCROOT%; otherwise under a base named after the org
+    root: Optional[str] = Field(default=None, max_length=2000)
+    imported_at: dt.datetime = _created()
+    files_imported: int = 0
+    files_skipped: int = 0
+    files_failed: int = 0
+    files: list[dict[str, Any]] = _json(list)  # per file: file, kind, status (imported|skipped|error), message
+    model: dict[str, Any] = _json()
 
 
 class Suppression(SQLModel, table=True):

@@ -96,7 +96,8 @@ def test_json_report_matches_documented_schema(services, runner, tmp_path):
     assert schema_errors(schema, {"schema": "nope"})  # the checker can fail
 
 
-def test_sarif_structure_and_salesforce_locations(services, runner, tmp_path):
+def test_sarif_structure_and_salesforce_locations(services, runner, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
     out = tmp_path / "r.sarif"
     result = runner.invoke(["audit", "--source", "salesforce", str(CORPUS), "--format", "sarif", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -110,7 +111,10 @@ def test_sarif_structure_and_salesforce_locations(services, runner, tmp_path):
         assert res["ruleId"] in ids and ids[res["ruleIndex"]] == res["ruleId"]
         assert res["level"] in ("error", "warning", "note", "none") and res["message"]["text"]
         phys = res["locations"][0]["physicalLocation"]
-        assert (CORPUS / phys["artifactLocation"]["uri"]).is_file() and phys["region"]["startLine"] >= 1
+        art = phys["artifactLocation"]
+        # the corpus is inside the working directory: its files are under %SRCROOT%, never an absolute path
+        assert art["uriBaseId"] == "%SRCROOT%" and not Path(art["uri"]).is_absolute()
+        assert (Path.cwd() / art["uri"]).is_file() and phys["region"]["startLine"] >= 1
 
 
 def test_fail_on_gate_and_bad_arguments(services, runner, tmp_path):
@@ -122,8 +126,8 @@ def test_fail_on_gate_and_bad_arguments(services, runner, tmp_path):
     bad = runner.invoke(["audit", "--window", "soon"])
     assert bad.exit_code == 2 and "--window" in bad.output
     assert runner.invoke(["audit", "--format", "pdf"]).exit_code == 2
-    no_dir = runner.invoke(["audit", "--source", "salesforce"])
-    assert no_dir.exit_code == 2 and no_dir.output.strip() == "error: --source salesforce needs a DIR"
+    no_dir = runner.invoke(["audit", "--source", "salesforce"])  # no org imported under that name
+    assert no_dir.exit_code == 2 and no_dir.output.strip() == "error: no source named 'salesforce'; the sources are: govern"
     missing = runner.invoke(["audit", "--source", "salesforce", str(tmp_path / "nowhere")])
     assert missing.exit_code == 2 and "is not a directory" in missing.output
 
@@ -176,14 +180,16 @@ def test_suppress_cli(services, runner):
 def test_import_salesforce_cli(services, runner, tmp_path):
     result = runner.invoke(["import", "salesforce", str(CORPUS.parent / "broken")])
     assert result.exit_code == 0
-    assert "imported=1 failed=2" in result.output and "Broken.permissionset-meta.xml:4" in result.output
+    assert "source=broken imported=1 skipped=0 failed=2" in result.output
+    assert "Broken.permissionset-meta.xml:4" in result.output
     empty = tmp_path / "empty"
     empty.mkdir()
     assert runner.invoke(["import", "salesforce", str(empty)]).exit_code == 2
 
 
 def test_findings_api(services, runner, client, admin_token, tmp_path):
-    assert runner.invoke(["import", "salesforce", str(CORPUS)]).exit_code == 0
+    assert runner.invoke(["import", "salesforce", str(CORPUS), "--name", "salesforce"]).exit_code == 0
+    assert runner.invoke(["audit", "--source", "salesforce", "--out", str(tmp_path / "r.json")]).exit_code == 0
     auth = {"Authorization": f"Bearer {admin_token}"}
     assert client.get("/api/v1/findings").status_code == 401
     page = client.get("/api/v1/findings?severity=critical&limit=2", headers=auth).get_json()
@@ -212,8 +218,13 @@ def test_metadata_secrets_never_reach_reports_database_or_console(services, runn
         result = runner.invoke(["audit", "--source", "salesforce", str(CORPUS), "--format", fmt, "--out", str(out)])
         outputs += [out.read_text(), result.output]
     outputs.append(runner.invoke(["import", "salesforce", str(CORPUS)]).output)
+    result = runner.invoke(["audit", "--format", "sarif"])  # the kept org, audited from the database
+    outputs.append(result.output)
+    assert result.exit_code == 0 and "GOV-SECRET-001" in result.output
+    for fmt in ("json", "csv", "sarif", "html"):
+        outputs.append(runner.invoke(["audit", "report", "--format", fmt]).output)
     with services.engine.connect() as conn:
-        for table in ("finding", "audit_run"):
+        for table in ("finding", "audit_run", "salesforce_import"):
             outputs += [repr(row) for row in conn.execute(sa.text(f"SELECT * FROM {table}"))]
     text = "\n".join(outputs)
     assert "GOV-SECRET-001" in text  # the secrets were found ...

@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 
 from govern.audit.engine import catalogue, run_rules
-from govern.audit.model import (AssignmentM, AuditModel, CredentialM, GrantM, NamedCredentialM, PermissionSetM,
+from govern.audit.model import (AssignmentM, AuditModel, ConnectedAppM, CredentialM, GrantM, NamedCredentialM, PermissionSetM,
                                 PrincipalM, RequestPattern, SecretM, SecretVersionM, SystemM, UsageM, UserM)
 from tests.audit.test_salesforce_import import SF_NEGATIVE, SF_POSITIVE
 
@@ -102,8 +102,17 @@ MUTATIONS = {
     "GOV-GOV-005": lambda m: setattr(_u(m), "owner", None),
     "GOV-SECRET-001": lambda m: m.systems["erp"].config.update({"contract": {"api_password": "hunter2"}}),
     "GOV-SECRET-002": lambda m: setattr(m.credentials["erp-cc"], "protocol", "basic"),
-    "GOV-VER-001": lambda m: setattr(m.named_credentials["erp-api"], "api_version", None),
+    # only Salesforce's platform API versions are judged: the crm named credential, not the ERP's
+    "GOV-VER-001": lambda m: setattr(m.named_credentials["crm-api"], "api_version", None),
     "GOV-VER-002": lambda m: setattr(m.named_credentials["crm-api"], "api_version", "v29.0"),
+    "GOV-DATA-001": lambda m: m.permission_sets["crm-ps"].system_permissions.append("DataExport"),
+    "GOV-LOG-001": lambda m: m.permission_sets["crm-ps"].system_permissions.append("ViewEventLogFiles"),
+    "GOV-IDSEC-001": lambda m: m.permission_sets["crm-ps"].system_permissions.append("FreezeUsers"),
+    "GOV-ORG-001": lambda m: m.permission_sets["crm-ps"].system_permissions.append("ConnectOrgToEnvironmentHub"),
+    "GOV-EMAIL-001": lambda m: m.permission_sets["crm-ps"].system_permissions.append("EmailMass"),
+    "GOV-SECRET-006": lambda m: m.connected_apps.__setitem__("app", ConnectedAppM("app", certificate={
+        "not_after": (NOW + dt.timedelta(days=10)).isoformat(), "signature_hash": "sha256", "key_type": "rsa",
+        "key_size": 2048})),
 }
 
 

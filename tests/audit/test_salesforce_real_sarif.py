@@ -34,6 +34,7 @@ def test_sarif_locations_point_at_the_offending_element(runner, tmp_path):
     checked = set()
     for r in results:
         loc = r["locations"][0]["physicalLocation"]
+        assert loc["artifactLocation"]["uriBaseId"] == "SALESFORCE_SALESFORCE"  # REAL is outside the working directory
         lines = (REAL / loc["artifactLocation"]["uri"]).read_text(encoding="utf-8").splitlines()
         text = lines[loc["region"]["startLine"] - 1]
         if r["ruleId"] in EXPECTED_LINE:

@@ -31,12 +31,12 @@ class FindingView(ReadOnlyView):
     """Findings come from audit runs; an admin may accept a finding's risk until a date (a suppression)."""
 
     details_template = "govern_admin/finding.html"
-    column_list = ("severity", "rule_id", "title", "subject_kind", "subject", "status", "first_seen_at",
+    column_list = ("severity", "rule_id", "title", "source", "subject_kind", "subject", "status", "first_seen_at",
                    "last_seen_at")
     column_details_list = column_list + ("external_id", "evidence", "remediation", "resolved_at")
     column_labels = {"rule_id": "Rule", "subject_kind": "Kind"}
     column_searchable_list = ("rule_id", "title", "subject")
-    column_filters = ("severity", "status", "rule_id", "subject_kind", "first_seen_at")
+    column_filters = ("severity", "status", "rule_id", "source", "subject_kind", "first_seen_at")
     column_formatters = {"severity": _severity, "evidence": _evidence}
     column_default_sort = ("last_seen_at", True)
 

@@ -12,9 +12,9 @@ S7_SCOPE = '§7: "Scope OAuth tokens to required object/field access"'
 ADMIN_EQUIVALENT = frozenset({
     "ModifyAllData", "ViewAllData", "ManageUsers", "AuthorApex", "CustomizeApplication", "ModifyMetadata",
     "AssignPermissionSets", "ManageProfilesPermissionsets", "ManageInternalUsers", "ManageRoles", "ManageSharing",
-    "ResetPasswords", "ManageIpAddresses", "ManageEncryptionKeys", "ManageAuthProviders", "ManageRemoteAccess",
-    "ManageCertificates", "ManageLoginAccessPolicies", "ManageSessionPermissionSets",
-})
+    "ResetPasswords", "ManageIpAddresses", "ManageAuthProviders", "ManageRemoteAccess",
+    "ManageCertificates", "ManageSessionPermissionSets",
+})  # ManageEncryptionKeys and ManageLoginAccessPolicies: GOV-IDSEC-001 (govern.audit.rules.privileges)
 # Dangerous, though not admin-equivalent, for a non-human integration identity.
 DANGEROUS = frozenset({
     "ViewSetup", "ViewAllUsers", "ViewAllProfiles", "ExportReport", "ManageDataIntegrations", "BulkApiHardDelete",
@@ -95,8 +95,35 @@ def toxic(model: AuditModel):
                       {"combinations": combos, "permission_sets": [a.permission_set for a in user.assignments]})
 
 
+# Standard objects that hold personal, financial or account data (Salesforce object reference); View All or
+# Modify All on one of them exposes every customer's records, whatever the sharing model says.
+SENSITIVE_OBJECTS = frozenset({
+    "Account", "Contact", "Lead", "Opportunity", "Case", "User", "Contract", "Order", "Quote", "Individual", "Asset",
+    "Invoice", "Payment", "PaymentMethod", "CardPaymentMethod", "DigitalWallet", "ContactPointEmail",
+    "ContactPointPhone", "ContactPointAddress", "Task", "Event", "EmailMessage", "ContentVersion", "ContentDocument",
+    "Document", "Attachment", "Note", "Entitlement", "ServiceContract", "PersonAccount", "Consent",
+})
+
+
+def broad_access_severity(broad: dict[str, list[str]]) -> str:
+    """View All / Modify All grows with the number and the sensitivity of the objects: one custom object read in
+    full is low, sensitive objects or many objects are high, Modify All on several sensitive ones is critical."""
+    sensitive = [o for o in broad if o in SENSITIVE_OBJECTS]
+    modify = [o for o, kinds in broad.items() if "modify_all" in kinds]
+    if len(broad) >= 10 or (len([o for o in modify if o in SENSITIVE_OBJECTS]) >= 3):
+        return "critical"
+    if sensitive or len(broad) >= 5:
+        return "high"
+    if len(broad) >= 2 or modify:
+        return "medium"
+    return "low"
+
+
 @rule("GOV-ACCESS-004", "Object-level View All or Modify All", "high", rationale=S7_SCOPE,
-      remediation="Clear viewAllRecords/modifyAllRecords; rely on sharing and grant read/edit on the objects needed.")
+      remediation="Clear viewAllRecords/modifyAllRecords; rely on sharing and grant read/edit on the objects needed. "
+      "The finding's severity grows with the objects covered: low for one non-sensitive object read in full, high "
+      "for sensitive objects (Account, Contact, Case...) or five objects and more, critical for ten objects or Modify "
+      "All on three sensitive ones.")
 def view_all_modify_all(model: AuditModel):
     for ps in model.permission_sets.values():
         objects = dict(ps.objects)
@@ -105,9 +132,13 @@ def view_all_modify_all(model: AuditModel):
         broad = {name: [k for k in ("view_all", "modify_all") if getattr(perm, k)] for name, perm in objects.items()
                  if perm.view_all or perm.modify_all}
         if broad:
-            first = next(iter(sorted(broad)))
-            yield Hit("permission_set", ps.id, f"{ps.id} has View All/Modify All on {', '.join(sorted(broad))}",
-                      {"objects": broad, "assigned_to": model.users_of(ps.id)}, objects[first].location or ps.location)
+            severity = broad_access_severity(broad)
+            sensitive = sorted(o for o in broad if o in SENSITIVE_OBJECTS)
+            first = (sensitive or sorted(broad))[0]
+            yield Hit("permission_set", ps.id, f"{ps.id} has View All/Modify All on {len(broad)} object(s): "
+                      f"{', '.join(sorted(broad))}", {"objects": broad, "sensitive_objects": sensitive,
+                                                      "assigned_to": model.users_of(ps.id)},
+                      objects[first].location or ps.location, severity=severity)
 
 
 @rule("GOV-ACCESS-005", "Grant without method or path restriction", "medium", rationale=S7_SCOPE,

@@ -2,7 +2,10 @@
 (seed §6, §11, §18, §20 and the anti-patterns "Storing credentials in code", "No runbooks")."""
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+import datetime as dt
 import re
+from typing import Any
 
 from govern.audit.registry import Hit, rule
 from govern.audit.model import AuditModel, Location
@@ -16,12 +19,11 @@ S18_RATE = '§18: "Rate limits — Throttling expectations"; anti-pattern "Ignor
 S20 = '§20 Maintain Integration Runbooks: "Every production integration should have a runbook"'
 OWNER = 'Anti-patterns: "No monitoring or owner"; §1 "Start with the Business Requirement"'
 VERSION = re.compile(r"v?(\d+)(?:\.(\d+))?$")
-URL_VERSION = re.compile(r"/v(\d+)(?:\.(\d+))?(?:/|$)")
 
 
 @rule("GOV-SECRET-001", "Secret-looking value outside the vault", "critical", rationale=S6_VAULT,
-      remediation="Move the value into the secret store (govern secrets put, or a Salesforce External Credential "
-      "principal), rotate it, since it was exposed, and remove it from config and version control.")
+      remediation="Move the value into the secret store (`govern secrets put CREDENTIAL --field F`, or a Salesforce "
+      "External Credential principal), rotate it, since it was exposed, and remove it from config and version control.")
 def secret_outside_vault(model: AuditModel):
     holders = [("system", s.id, s.config, None) for s in model.systems.values()]
     holders += [("credential", c.id, c.config, c.location) for c in model.credentials.values()]
@@ -79,7 +81,18 @@ def app_without_certificate(model: AuditModel):
                       {"certificate": False}, app.location)
 
 
-WEAK_HASHES = {"md5", "sha1"}
+def weaknesses(described: dict[str, Any]) -> list[str]:
+    """Why a described certificate's key or signature is weak (NIST SP 800-131A: RSA and DSA under 2048 bits,
+    EC under 256 bits, SHA-1 and MD5 signatures), or nothing."""
+    out = []
+    if (described.get("signature_hash") or "").lower() in ("md5", "sha1"):
+        out.append(f"signed with {described['signature_hash']}")
+    size, kind = described.get("key_size") or 0, described.get("key_type")
+    if kind in ("rsa", "dsa") and size < 2048:
+        out.append(f"{kind.upper()} key of {size} bits")
+    if kind == "ec" and size < 256:
+        out.append(f"EC key of {size} bits")
+    return out
 
 
 @rule("GOV-SECRET-005", "Expired or weak certificate", "high", rationale=S6_VAULT,
@@ -96,13 +109,24 @@ def bad_certificate(model: AuditModel):
         else:
             if c["not_after"] < model.now.isoformat():
                 problems.append(f"expired {c['not_after'][:10]}")
-            if (c.get("signature_hash") or "").lower() in WEAK_HASHES:
-                problems.append(f"signed with {c['signature_hash']}")
-            if c.get("key_type") == "rsa" and (c.get("key_size") or 0) < 2048:
-                problems.append(f"RSA key of {c['key_size']} bits")
+            problems += weaknesses(c)
         if problems:
             yield Hit("connected_app", f"{app.id}#cert", f"certificate of connected app {app.id}: {'; '.join(problems)}",
                       {"certificate": c, "problems": problems}, app.element_lines.get("certificate", app.location))
+
+
+@rule("GOV-SECRET-006", "Certificate near expiry", "medium", rationale=S6_VAULT,
+      remediation="Issue a new key pair before the certificate expires, upload the new certificate next to the old "
+      "one, switch the JWT signing key, then remove the old certificate (a staged rotation, no downtime).")
+def certificate_near_expiry(model: AuditModel):
+    soon = (model.now + dt.timedelta(days=model.policy.certificate_warning_days)).isoformat()
+    for app in model.connected_apps.values():
+        c = app.certificate
+        if c and not c.get("error") and model.now.isoformat() <= c["not_after"] < soon:
+            yield Hit("connected_app", f"{app.id}#cert-expiry", f"certificate of connected app {app.id} expires "
+                      f"{c['not_after'][:10]}", {"not_after": c["not_after"],
+                                                 "warning_days": model.policy.certificate_warning_days},
+                      app.element_lines.get("certificate", app.location))
 
 
 def _contract(rule_id: str, attr: str, what: str):
@@ -142,36 +166,56 @@ def _version(text: str | None) -> float | None:
     return float(f"{m.group(1)}.{m.group(2) or 0}")
 
 
+# Salesforce's platform API carries its version in the path: /services/data/v61.0, /services/async/61.0 (Bulk 1.0),
+# /services/Soap/u/61.0. Other Salesforce hosts (api.status.salesforce.com/v1, a Heroku app) have versions of their
+# own that say nothing about the platform's retired versions.
+PLATFORM_VERSION = re.compile(r"/services/(?:data/v|async/|Soap/[a-zA-Z]/)(\d+)(?:\.(\d+))?(?:/|$)")
+PLATFORM_HOST = re.compile(r"(?:[\w-]+\.)*(?:my\.salesforce\.com|force\.com|salesforce\.mil|"
+                           r"(?:login|test|[a-z]{2,4}\d+)\.salesforce\.com)", re.I)
+
+
+def salesforce_platform(url: str) -> bool:
+    """Whether `url` is Salesforce's platform API (an org's My Domain, login, or an instance), whose versions
+    Salesforce retires; another service on a salesforce.com host is not."""
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+    except ValueError:
+        return False
+    return bool(PLATFORM_HOST.fullmatch(host)) or bool(re.match(r"/services/(?:data|async|Soap)(?:/|$)", parts.path))
+
+
+def platform_version(nc) -> float | None:
+    """The platform API version a named credential pins: its api_version (govern), or the one in its URL."""
+    m = PLATFORM_VERSION.search(nc.url)
+    return _version(nc.api_version) or (float(f"{m.group(1)}.{m.group(2) or 0}") if m else None)
+
+
 @rule("GOV-VER-001", "Unpinned API version", "medium", rationale=S11,
-      remediation="Pin the upstream API version on the named credential (api_version: v61.0).")
+      remediation="Pin the Salesforce API version on the named credential (api_version: v61.0 in governance.yaml, "
+      "or /services/data/v61.0 in the endpoint).")
 def unpinned(model: AuditModel):
     for nc in model.named_credentials.values():
-        if model.source == "salesforce":
-            # only Salesforce's own APIs carry a version in the path; other endpoints cannot be judged
-            if "/services/data" in nc.url and not URL_VERSION.search(nc.url):
-                yield Hit("named_credential", f"{nc.id}#version", f"{nc.id} calls the Salesforce API without a version",
-                          {"url": safe_url(nc.url)}, nc.location)
-        elif not nc.api_version and not URL_VERSION.search(nc.url):
-            yield Hit("named_credential", f"{nc.id}#version", f"{nc.id} does not pin an API version",
-                      {"url": safe_url(nc.url)})
+        if not salesforce_platform(nc.url):
+            continue  # only Salesforce's platform versions are known and retired; other APIs cannot be judged
+        if model.source == "salesforce" and "/services/" not in nc.url:
+            continue  # a metadata endpoint at the org's root: the Apex callout path carries the version
+        if platform_version(nc) is None:
+            yield Hit("named_credential", f"{nc.id}#version", f"{nc.id} calls the Salesforce API without a version",
+                      {"url": safe_url(nc.url)}, nc.element_lines.get("endpoint", nc.location))
 
 
 @rule("GOV-VER-002", "Deprecated API version", "high", rationale=S11,
       remediation="Upgrade to a supported API version (Salesforce retired versions 21.0 to 30.0) and re-test.")
 def deprecated(model: AuditModel):
     for nc in model.named_credentials.values():
-        cred = model.credentials.get(nc.credential or "")
-        system = model.systems.get(cred.system or "") if cred else None
-        # only Salesforce's version numbering is known; other APIs' "v1" is not comparable
-        salesforce = (system is not None and system.kind == "salesforce") or "salesforce.com" in nc.url or \
-            "/services/data" in nc.url
-        if not salesforce:
+        if not salesforce_platform(nc.url):
             continue
-        m = URL_VERSION.search(nc.url)
-        v = _version(nc.api_version) or (float(f"{m.group(1)}.{m.group(2) or 0}") if m else None)
+        v = platform_version(nc)
         if v is not None and v < model.policy.min_salesforce_api_version:
             yield Hit("named_credential", f"{nc.id}#deprecated", f"{nc.id} pins retired API version {v}",
-                      {"api_version": v, "minimum": model.policy.min_salesforce_api_version}, nc.location)
+                      {"api_version": v, "minimum": model.policy.min_salesforce_api_version},
+                      nc.element_lines.get("endpoint", nc.location))
 
 
 @rule("GOV-META-001", "Unknown metadata element", "info", rationale='§10 Handle Partial Failures: unknown input is kept '

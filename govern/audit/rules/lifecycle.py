@@ -105,7 +105,7 @@ def inactive_with_access(model: AuditModel):
 
 
 @rule("GOV-ROT-001", "Secret older than policy", "high", rationale=S6_ROTATE,
-      remediation="Rotate the secret (govern rotate NAME --commit) and schedule rotation.")
+      remediation="Rotate the secret (`govern rotate run NAME --commit`) and schedule rotation.")
 def old_secret(model: AuditModel):
     limit = model.policy.secret_max_age_days
     for s in model.secrets:
@@ -137,7 +137,8 @@ def rotation_missing(model: AuditModel):
 
 
 @rule("GOV-ROT-003", "Rotation failing", "high", rationale=S6_ROTATE,
-      remediation="Read the rotation run's steps (govern rotate NAME), fix the cause and re-run it.")
+      remediation="Read the rotation run's steps (`govern rotate history NAME`), fix the cause and retry it "
+      "(`govern rotate retry RUN_ID`).")
 def rotation_failing(model: AuditModel):
     for s in model.secrets:
         if s.last_rotation_state in ("failed", "parked"):

@@ -57,7 +57,8 @@ def unreachable_soap_bulk(model: AuditModel):
 
 
 @rule("GOV-USAGE-001", "Unused named-credential grant", "medium", rationale=S7_MIN, needs_usage=True,
-      remediation="Apply the right-sized permission set (govern audit --recommend), which drops the unused grant.")
+      remediation="Apply the right-sized permission set (`govern audit --recommend FILE`, then `govern apply -f FILE`), "
+      "which drops the unused grant.")
 def unused_grant(model: AuditModel):
     for rec, item in _unused(model, {"named_credential"}):
         d = item.detail
@@ -110,7 +111,7 @@ def orphan_set(model: AuditModel):
 
 
 @rule("GOV-BEHAV-001", "Spike in denied requests", "high", rationale=S17, needs_usage=True,
-      remediation="Check the decision log for the day (govern log show --user U --outcome deny); a spike means a broken "
+      remediation="Check the decision log for the day (`govern log show --user U --outcome deny`); a spike means a broken "
       "deployment or someone probing with the integration's credentials.")
 def denied_spike(model: AuditModel):
     pol = model.policy

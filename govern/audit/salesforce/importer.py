@@ -94,6 +94,19 @@ def kind_of(path: Path) -> tuple[str | None, str]:
     return KINDS.get(suffix.lower()), unquote(base)
 
 
+def skip_reason(path: Path) -> str:
+    """Why a file that is not one of KINDS was skipped, in words a reviewer can check."""
+    name = path.name
+    if name == "package.xml":
+        return "package manifest: it lists components and grants nothing"
+    if name.startswith("."):
+        return "hidden file"
+    if name.endswith("-meta.xml"):
+        suffix = name[: -len("-meta.xml")].rpartition(".")[2]
+        return f"metadata type {suffix!r} is not access-related (govern reads {', '.join(sorted(KINDS))})"
+    return f"not access metadata ({path.suffix or 'no extension'}; govern reads {', '.join(sorted(KINDS))})"
+
+
 def import_directory(root: str | os.PathLike, now: dt.datetime | None = None) -> ImportResult:
     root = Path(root)
     model = AuditModel(source="salesforce", now=now or dt.datetime.now(dt.UTC))
@@ -102,8 +115,7 @@ def import_directory(root: str | os.PathLike, now: dt.datetime | None = None) ->
         rel = path.relative_to(root).as_posix()
         kind, name = kind_of(path)
         if kind is None:
-            if path.name == "package.xml" or path.suffix in (".xml", ""):
-                result.outcomes.append(FileOutcome(rel, None, "skipped", "not an access-related metadata type"))
+            result.outcomes.append(FileOutcome(rel, None, "skipped", skip_reason(path)))
             continue
         try:
             node = parse(path.read_bytes())
