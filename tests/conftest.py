@@ -18,7 +18,11 @@ from pathlib import Path
 import pytest
 
 PG_BASE_URL = os.environ.get("GOVERN_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("GOVERN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# Under pytest-xdist each worker gets its own Redis database (gw0 -> 1, gw1 -> 2, ...), so leases, rate-limit
+# counters and caches of tests running at the same time never meet; PostgreSQL databases are already per test.
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+_REDIS_DB = int(_XDIST_WORKER[2:]) + 1 if _XDIST_WORKER.startswith("gw") else 0
+REDIS_URL = os.environ.get("GOVERN_TEST_REDIS_URL", f"redis://127.0.0.1:6379/{_REDIS_DB}")
 REQUIRE_SERVICES = os.environ.get("GOVERN_TEST_REQUIRE_SERVICES") == "1"
 BACKEND = os.environ.get("GOVERN_TEST_DATABASE", "sqlite")
 
