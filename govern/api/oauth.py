@@ -143,8 +143,7 @@ class TokenEdge:
 
 @bp.post("/oauth/token")
 @api.validate(resp=Responses(HTTP_200=(AccessToken, AccessToken.__doc__), HTTP_400=_OAUTH_ERROR,
-                             HTTP_401=_OAUTH_ERROR, HTTP_429=_OAUTH_ERROR, HTTP_500=_OAUTH_ERROR,
-                             HTTP_503=_OAUTH_ERROR),
+                             HTTP_401=_OAUTH_ERROR, HTTP_429=_OAUTH_ERROR, HTTP_503=_OAUTH_ERROR),
               security=[{"clientSecretBasic": []}, {}], operation_id="issueAccessToken")
 # authlib reads the form (RFC 6749 errors, not problem+json): the model describes it
 @openapi_extra(requestBody={"required": True, "content": {FORM: {"schema": TokenForm.model_json_schema()}}})

@@ -20,6 +20,7 @@ from typing import Any
 
 from flask import Blueprint, Flask, current_app, jsonify
 
+from govern.api.auth import ROLE_RANK
 from govern.api.spec import FORM, PROBLEM_JSON, _REASONS, api, responses
 from govern.bounds import SQL_ID_MAX
 
@@ -115,7 +116,8 @@ def finish(spec: dict, app: Flask) -> dict:
                 op["security"] = [{"adminToken": []}]
                 op["x-govern-role"] = role
                 op["responses"].setdefault("401", _problem(401))
-                op["responses"].setdefault("403", _problem(403))
+                if ROLE_RANK[role] > min(ROLE_RANK.values()):  # a valid token below the role
+                    op["responses"].setdefault("403", _problem(403))
             if extra:
                 _merge(op, copy.deepcopy(extra))
     for operations in spec["paths"].values():
