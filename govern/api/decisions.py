@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from govern.api.auth import require_admin
 from govern.api.spec import Paged, api, one_of, query_int, responses, validated_query
-from govern.bounds import SQL_BIGINT_MAX
+from govern.bounds import SQL_ID_MAX
 from govern.domain.decision_chain import OUTCOMES
 
 bp = Blueprint("decisions", __name__, url_prefix="/api/v1")
@@ -57,7 +57,8 @@ class DecisionQuery(Paged):
     named_credential: str | None = None
     action: str | None = None
     correlation_id: str | None = Field(None, description="one request's records")
-    after: query_int(0, SQL_BIGINT_MAX) | None = Field(  # type: ignore[valid-type]
+    # a record id is an INTEGER column: a larger cursor names no record (PostgreSQL would refuse the comparison)
+    after: query_int(0, SQL_ID_MAX) | None = Field(  # type: ignore[valid-type]
         None, description="records with an id above this one, oldest first (a cursor)")
 
 
