@@ -1,44 +1,45 @@
 """Circuit-breaker state per system, for operators (admin tokens)."""
 from __future__ import annotations
 
+from typing import Literal
+
 from flask import Blueprint, current_app, jsonify
+from pydantic import BaseModel, ConfigDict
 
 from govern.api.auth import require_admin
+from govern.api.spec import api, responses
 from govern.broker.proxy import breaker_states
 from govern.errors import NotFound
-from govern.api.spec import admin, items_of, json_response, path_param, problems
 
 bp = Blueprint("breakers", __name__)
 
 
+class BreakerState(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: int | None = None
+    system: str
+    state: Literal["closed", "open", "half_open"]
+
+
+class BreakerStates(BaseModel):
+    items: list[BreakerState]
+
+
 @bp.get("/api/v1/breakers")
 @require_admin("auditor")
+@api.validate(resp=responses(200, BreakerStates), operation_id="listBreakers")
 def list_breakers():
+    """Every system's circuit-breaker state"""
     return jsonify(items=breaker_states(current_app.extensions["govern"]))
 
 
 @bp.get("/api/v1/systems/<system>/breaker")
 @require_admin("auditor")
+@api.validate(resp=responses(200, BreakerState, 404), operation_id="getBreaker",
+              path_parameter_descriptions={"system": "the system's external id or numeric id"})
 def system_breaker(system: str):
+    """One system's circuit-breaker state"""
     for state in breaker_states(current_app.extensions["govern"]):
         if state["system"] == system or str(state["id"]) == system:
             return jsonify(state)
     raise NotFound("no system with that id")
-
-
-def _openapi() -> dict:
-    state = {"$ref": "#/components/schemas/BreakerState"}
-    return {
-        "/api/v1/breakers": {"get": {"summary": "Every system's circuit-breaker state", "operationId": "listBreakers",
-                                     **admin("auditor"),
-                                     "responses": {"200": json_response("Breakers", items_of(state)),
-                                                   **problems(401, 403)}}},
-        "/api/v1/systems/{system}/breaker": {"get": {
-            "summary": "One system's circuit-breaker state", "operationId": "getBreaker", **admin("auditor"),
-            "parameters": [path_param("system", "the system's external id or numeric id")],
-            "responses": {"200": json_response("Breaker", state), **problems(401, 403, 404)}}},
-    }
-
-
-# Merged by govern/api/openapi.py.
-OPENAPI_PATHS: dict = _openapi()

@@ -17,12 +17,13 @@ import re
 import time
 
 from flask import Blueprint, current_app, g, request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_input_stream
 
 from govern.api.conventions import SECURITY_HEADERS, log_request
 from govern.api.problems import problem_parts
-
+from govern.api.spec import api, openapi_extra, raise_validation, responses, validated_json
 from govern.bounds import MAX_JSON_DEPTH, ascii_int, json_depth_exceeds, json_has_nul
 from govern.broker.token_service import upstream_token
 from govern.domain.access_rules import parse_scopes
@@ -34,16 +35,51 @@ bp = Blueprint("broker", __name__, url_prefix="/api/v1")
 log = logging.getLogger("govern.http")
 # The name is one non-empty segment, as Flask's default converter matches it.
 _ROUTE = re.compile(r"^/api/v1/named-credentials/([^/]+)/token$")
+_REJECTED = ("An upstream token the upstream refused (401). govern fetches a new one only if this is still the token "
+             "it holds, so concurrent reports cause one upstream call (docs/upstream-tokens.md).")
 
 
-def parse_token_body(body) -> tuple[tuple[str, ...], str | None]:
-    """`scope` (a space-delimited string or a list) and `rejected_token` from a decoded JSON body.
+class TokenRequest(BaseModel):
+    """`scope`: space-delimited or a list; none means the permission sets' scopes."""
+
+    scope: str | list[str] | None = None
+    rejected_token: str | None = Field(None, description=_REJECTED, json_schema_extra={"writeOnly": True})
+
+
+class TokenRequestForm(BaseModel):
+    scope: str | None = Field(None, description="space-delimited")
+    rejected_token: str | None = Field(None, description=_REJECTED, json_schema_extra={"writeOnly": True})
+
+
+class UpstreamToken(BaseModel):
+    """An upstream access token; never a refresh token or a secret."""
+
+    model_config = ConfigDict(extra="forbid")
+    access_token: str
+    token_type: str
+    expires_in: int | None = None
+    scope: str | None = None
+
+
+def token_request() -> tuple[tuple[str, ...], str | None]:
+    """`scope` and `rejected_token` from the JSON body or the form fields, as TokenRequest read them.
 
     `rejected_token` is the upstream token the caller just saw refused with a 401: govern then fetches a new
     one, but only if that token is still the one it holds (see token_service.upstream_token)."""
-    if body is not None and not isinstance(body, dict):
-        raise ValidationFailed([{"location": "body", "message": "must be a JSON object"}])
-    return _checked((body or {}).get("scope"), (body or {}).get("rejected_token"))
+    body = validated_json()
+    if body is None:
+        return (), None
+    return parse_scopes(body.scope), body.rejected_token or None
+
+
+def parse_token_body(body) -> tuple[tuple[str, ...], str | None]:
+    """`scope` and `rejected_token` from a decoded JSON body, read by TokenRequest with the same errors as the
+    Flask view's validation (govern.api.spec): TokenRouteEdge and the view answer alike."""
+    try:
+        parsed = TokenRequest.model_validate({} if body is None else body)
+    except ValidationError as error:
+        raise_validation(error, "body")
+    return parse_scopes(parsed.scope), parsed.rejected_token or None
 
 
 def _loads(data: bytes):
@@ -51,23 +87,6 @@ def _loads(data: bytes):
         return json.loads(data) if data else None
     except ValueError:
         raise ValidationFailed([{"location": "body", "message": "is not valid JSON"}]) from None
-
-
-def _checked(raw, rejected) -> tuple[tuple[str, ...], str | None]:
-    if raw is not None and not (isinstance(raw, str) or (isinstance(raw, list) and all(isinstance(s, str) for s in raw))):
-        raise ValidationFailed([{"location": "scope", "message": "must be a space-delimited string or a list of strings"}])
-    if rejected is not None and not isinstance(rejected, str):
-        raise ValidationFailed([{"location": "rejected_token", "message": "must be a string"}])
-    return parse_scopes(raw), rejected or None
-
-
-def token_request() -> tuple[tuple[str, ...], str | None]:
-    """The request's `scope` and `rejected_token`, from a JSON body or form fields (the Flask view's)."""
-    if request.is_json:
-        return parse_token_body(_loads(request.get_data(cache=False)))
-    if request.mimetype == "application/x-www-form-urlencoded":
-        return _checked(request.form.get("scope"), request.form.get("rejected_token"))
-    return _checked(None, None)
 
 
 def issue(services, name: str, environ, scopes: tuple[str, ...], rejected: str | None, started: float,
@@ -81,7 +100,20 @@ def issue(services, name: str, environ, scopes: tuple[str, ...], rejected: str |
 
 
 @bp.post("/named-credentials/<name>/token")
+@api.validate(json=TokenRequest, form=TokenRequestForm, security={"governAccessToken": []},
+              resp=responses(200, UpstreamToken, 401, 403, 404, 409, 422, 502, 503, description="The upstream token"),
+              operation_id="getUpstreamToken")
+@openapi_extra(requestBody={"required": False})
 def named_credential_token(name: str):
+    """An upstream access token for the caller's principal of a named credential
+
+    Authenticated with a govern access token; decided by the permission sets and the guardrail policies; every
+    decision is logged. Never returns refresh tokens or secrets. Serves OAuth credentials only: a named credential
+    holding a static secret (basic, api_key_header, custom_header) answers 400 `proxy_only_credential`; call it
+    through `/api/v1/named-credentials/{name}/proxy/{path}`. The token's scopes are the granted ones (the
+    request's, inside the permission sets, the govern token and the user's allowed scopes); an empty intersection
+    is 403 `deny:no_grantable_scope`. 409 `principal_needs_reconnect`: the upstream refused the stored refresh
+    token (no upstream call is made until the principal is reconnected)."""
     started = time.perf_counter()
     services = current_app.extensions["govern"]
     scopes, rejected = token_request()

@@ -10,12 +10,31 @@ import time
 
 from flask import Blueprint, current_app, g, jsonify, request
 from markupsafe import escape
+from pydantic import BaseModel, Field
 
 from govern.api.auth import require_admin
-from govern.errors import GovernError, InvalidParameter
 from govern.broker.upstream import build_connect_service
+from govern.api.spec import api, openapi_extra, responses, validated_json, validated_query
+from govern.errors import GovernError
 
 bp = Blueprint("connect", __name__)
+
+
+class ConnectRequest(BaseModel):
+    login_hint: str | None = Field(None, description="passed to the upstream's authorize page")
+
+
+class AuthorizeUrl(BaseModel):
+    """The URL to open in a browser; state and verifier stay in govern."""
+
+    authorize_url: str
+    expires_in: int
+
+
+class Callback(BaseModel):
+    code: str | None = None
+    state: str | None = None
+    error: str | None = None
 
 
 def _service():
@@ -28,15 +47,14 @@ def _service():
 
 @bp.post("/api/v1/credentials/<credential>/principals/<principal>/connect")
 @require_admin("admin")
+@api.validate(json=ConnectRequest, resp=responses(200, AuthorizeUrl, 404, 422), operation_id="connectPrincipal")
+@openapi_extra(requestBody={"required": False})
 def start(credential: str, principal: str):
-    body = request.get_json(silent=True)
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):  # e.g. a bare number: a 500 (AttributeError) before, found by schemathesis
-        raise InvalidParameter([{"location": "body", "message": "must be a JSON object"}])
+    """Start connecting a principal (authorization code with PKCE, RFC 7636 S256)"""
+    body = validated_json() or ConnectRequest()
     # From GOVERN_PUBLIC_URL: a forged Host must not choose where the upstream sends the code.
     redirect_uri = current_app.extensions["govern"].settings.public_endpoint("/oauth/callback")
-    login_hint = body.get("login_hint") if isinstance(body.get("login_hint"), str) else None
+    login_hint = body.login_hint
     result = _service().start(credential, principal, redirect_uri, login_hint=login_hint)
     current_app.logger.info("principal connect started", extra={"credential": credential, "principal": principal,
                                                                 "actor": g.admin_user})
@@ -44,10 +62,16 @@ def start(credential: str, principal: str):
 
 
 @bp.get("/oauth/callback")
+@api.validate(query=Callback, resp=responses(200, None, 400, 502, 503,
+                                             description="A small HTML page saying the principal is connected"),
+              operation_id="connectCallback")
+@openapi_extra(responses={"200": {"content": {"text/html": {"schema": {"type": "string"}}}}})
 def callback():
+    """The upstream's redirect after consent: exchanges the code and stores the refresh token"""
     started = time.perf_counter()
+    query = validated_query()
     try:
-        done = _service().finish(request.args.get("state"), request.args.get("code"), request.args.get("error"))
+        done = _service().finish(query.state, query.code, query.error)
     except GovernError as exc:
         _record(started, None, outcome="deny" if exc.status < 500 else "error", error=exc)
         raise
@@ -71,33 +95,3 @@ def _record(started: float, done, *, outcome: str, error: GovernError | None = N
         error_code=error.code if error is not None and outcome == "error" else None,
         source_ip=services.authenticator.source_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For")),
         latency_ms=(time.perf_counter() - started) * 1000)
-
-
-_PROBLEM = {"description": "RFC 9457 problem details",
-            "content": {"application/problem+json": {"schema": {"type": "object"}}}}
-
-# For govern/api/openapi.py (the authz half's document): `DOCUMENT["paths"].update(connect.OPENAPI_PATHS)`.
-OPENAPI_PATHS: dict = {
-    "/api/v1/credentials/{credential}/principals/{principal}/connect": {"post": {
-        "summary": "Start connecting a principal (authorization code with PKCE, RFC 7636 S256)",
-        "operationId": "connectPrincipal",
-        "security": [{"adminToken": []}],
-        "parameters": [{"name": "credential", "in": "path", "required": True, "schema": {"type": "string"}},
-                       {"name": "principal", "in": "path", "required": True, "schema": {"type": "string"}}],
-        "requestBody": {"required": False, "content": {"application/json": {"schema": {
-            "type": "object", "properties": {"login_hint": {"type": "string"}}}}}},
-        "responses": {
-            "200": {"description": "The URL to open in a browser; state and verifier stay in govern",
-                    "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["authorize_url", "expires_in"],
-                        "properties": {"authorize_url": {"type": "string"}, "expires_in": {"type": "integer"}}}}}},
-            "401": _PROBLEM, "403": _PROBLEM, "404": _PROBLEM}}},
-    "/oauth/callback": {"get": {
-        "summary": "The upstream's redirect after consent: exchanges the code and stores the refresh token",
-        "operationId": "connectCallback",
-        "parameters": [{"name": n, "in": "query", "required": False, "schema": {"type": "string"}}
-                       for n in ("code", "state", "error")],
-        "responses": {"200": {"description": "A small HTML page saying the principal is connected",
-                              "content": {"text/html": {}}},
-                      "400": _PROBLEM, "502": _PROBLEM, "503": _PROBLEM}}},
-}

@@ -1,72 +1,77 @@
 """GET /api/v1/decisions: the decision log, filtered and paged, newest first (auditor role)."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from govern.store.decisions import query_decisions
+import datetime as dt
+from typing import Literal
+
+from flask import Blueprint, current_app, jsonify
+from pydantic import BaseModel, ConfigDict, Field
 
 from govern.api.auth import require_admin
-from govern.api.edge import int_arg
-from govern.bounds import SQL_BIGINT_MAX
+from govern.api.spec import Paged, api, one_of, query_int, responses, validated_query
+from govern.bounds import SQL_ID_MAX
 from govern.domain.decision_chain import OUTCOMES
-from govern.errors import ValidationFailed
-from govern.api.findings import _page
-from govern.store.decisions import query_decisions
-from govern.api.spec import admin, json_response, problems, query_param
 
 bp = Blueprint("decisions", __name__, url_prefix="/api/v1")
 
 
+class Decision(BaseModel):
+    """One decision record (the hash chains it to the one before)."""
+
+    model_config = ConfigDict(extra="allow")
+    id: int
+    at: dt.datetime
+    correlation_id: str | None = None
+    integration_user: str | None = None
+    action: str = Field(description="token, proxy, proxy_delivery, oauth_token or connect")
+    named_credential: str | None = None
+    principal: str | None = None
+    method: str | None = None
+    path: str | None = None
+    resource_object: str | None = None
+    api_type: str | None = None
+    scopes_requested: list[str] = []
+    scopes_granted: list[str] = []
+    source_ip: str | None = None
+    allowed: bool | None = None
+    outcome: Literal[OUTCOMES] = Field(  # type: ignore[valid-type]
+        description="allow: allowed and carried out; deny: refused; error: allowed, but it failed (error_code says why)")
+    error_code: str | None = None
+    rules: list[str]
+    upstream_status: int | None = None
+    latency_ms: float | None = None
+    key_id: str | None = None
+    hash: str | None = None
+
+
+class Decisions(BaseModel):
+    total: int
+    limit: int
+    offset: int
+    items: list[Decision]
+
+
+class DecisionQuery(Paged):
+    outcome: one_of(OUTCOMES) = None  # type: ignore[valid-type]
+    integration_user: str | None = Field(None, description="integration user or claimed OAuth client id")
+    named_credential: str | None = None
+    action: str | None = None
+    correlation_id: str | None = Field(None, description="one request's records")
+    # a record id is an INTEGER column: a larger cursor names no record (PostgreSQL would refuse the comparison)
+    after: query_int(0, SQL_ID_MAX) | None = Field(  # type: ignore[valid-type]
+        None, description="records with an id above this one, oldest first (a cursor)")
+
+
 @bp.get("/decisions")
 @require_admin("auditor")
+@api.validate(query=DecisionQuery, resp=responses(200, Decisions, 422), operation_id="listDecisions")
 def list_decisions():
-    outcome = request.args.get("outcome")
-    if outcome and outcome not in OUTCOMES:
-        raise ValidationFailed([{"location": "outcome", "message": f"must be one of {', '.join(OUTCOMES)}"}])
-    after = int_arg("after", -1, 0, SQL_BIGINT_MAX)
-    after = None if after < 0 else after
-    limit, offset = _page()
-    args = request.args
+    """Decision records, newest first (oldest first after a cursor)"""
+    query = validated_query()
     with current_app.extensions["govern"].sessions() as session:
-        total, items = query_decisions(session, outcome=outcome, integration_user=args.get("integration_user"),
-                                       named_credential=args.get("named_credential"), action=args.get("action"),
-                                       correlation_id=args.get("correlation_id"),
-                                       after=after, limit=limit, offset=offset,
-                                       newest_first=after is None)
-    return jsonify({"total": total, "limit": limit, "offset": offset, "items": items})
-
-
-def _openapi() -> dict:
-    decision = {"type": "object", "required": ["id", "at", "action", "outcome", "rules"], "properties": {
-        "id": {"type": "integer"}, "at": {"type": "string", "format": "date-time"},
-        "correlation_id": {"type": "string"}, "integration_user": {"type": ["string", "null"]},
-        "action": {"type": "string", "description": "token, proxy, proxy_delivery, oauth_token or connect"},
-        "named_credential": {"type": ["string", "null"]}, "principal": {"type": ["string", "null"]},
-        "method": {"type": ["string", "null"]}, "path": {"type": ["string", "null"]},
-        "resource_object": {"type": ["string", "null"]}, "api_type": {"type": ["string", "null"]},
-        "scopes_requested": {"type": "array", "items": {"type": "string"}},
-        "scopes_granted": {"type": "array", "items": {"type": "string"}},
-        "source_ip": {"type": ["string", "null"]}, "allowed": {"type": "boolean"},
-        "outcome": {"enum": list(OUTCOMES), "description": "allow: allowed and carried out; deny: refused; "
-                                                           "error: allowed, but it failed (error_code says why)"},
-        "error_code": {"type": ["string", "null"]}, "rules": {"type": "array", "items": {"type": "string"}},
-        "upstream_status": {"type": ["integer", "null"]}, "latency_ms": {"type": ["number", "null"]},
-        "key_id": {"type": ["string", "null"]}, "hash": {"type": "string"}}}
-    paged = {"type": "object", "required": ["total", "limit", "offset", "items"],
-             "properties": {"total": {"type": "integer"}, "limit": {"type": "integer"},
-                            "offset": {"type": "integer"}, "items": {"type": "array", "items": decision}}}
-    return {"/api/v1/decisions": {"get": {
-        "summary": "Decision records, newest first (oldest first after a cursor)", "operationId": "listDecisions",
-        **admin("auditor"),
-        "parameters": [query_param("outcome", "", {"enum": list(OUTCOMES)}),
-                       query_param("integration_user", "integration user or claimed OAuth client id"),
-                       query_param("named_credential", "named credential"), query_param("action", "action"),
-                       query_param("correlation_id", "one request's records"),
-                       query_param("after", "records with an id above this one, oldest first (a cursor)",
-                                   {"type": "integer", "minimum": 0, "maximum": SQL_BIGINT_MAX}),
-                       query_param("limit", "1 to 500", {"type": "integer", "minimum": 1, "maximum": 500}),
-                       query_param("offset", "0 or more", {"type": "integer", "minimum": 0,
-                                                          "maximum": SQL_BIGINT_MAX})],
-        "responses": {"200": json_response("Decisions", paged), **problems(400, 401, 403, 422)}}}}
-
-
-# Merged by govern/api/openapi.py.
-OPENAPI_PATHS: dict = _openapi()
+        total, items = query_decisions(session, outcome=query.outcome, integration_user=query.integration_user,
+                                       named_credential=query.named_credential, action=query.action,
+                                       correlation_id=query.correlation_id, after=query.after, limit=query.limit,
+                                       offset=query.offset, newest_first=query.after is None)
+    return jsonify({"total": total, "limit": query.limit, "offset": query.offset, "items": items})

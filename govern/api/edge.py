@@ -2,7 +2,8 @@
 
 - `<int:...>` path parameters are ASCII digits and fit a row id (an INTEGER column): a larger id cannot name
   a row, so it answers 404 like any other unknown id; Unicode digits answer 400.
-- Query integers go through `int_arg` (ASCII digits, a stated range; 400 `invalid_parameter` otherwise).
+- Query integers are read by the routes' models with govern.api.spec.query_int (ASCII digits, a stated range;
+  400 `invalid_parameter` otherwise).
 - A JSON body nested deeper than govern.bounds.MAX_JSON_DEPTH answers 400 `json_too_deep` before any view
   parses it (the proxy's own WSGI edge applies the same check).
 - A Content-Length that is not a number of bytes answers 400 (werkzeug would read it as 0).
@@ -32,18 +33,6 @@ class BoundedIntConverter(IntegerConverter):
         if number > SQL_ID_MAX:
             raise ValidationError()  # no row has this id: the route does not match, 404
         return number
-
-
-def int_arg(name: str, default: int, low: int, high: int) -> int:
-    """The query parameter `name` as an integer in [low, high] (ASCII digits only), or `default` if absent."""
-    raw = request.args.get(name)
-    if raw is None:
-        return default
-    value = ascii_int(raw, low=low, high=high)
-    if value is None:
-        raise InvalidParameter([{"location": f"query.{name}",
-                                 "message": f"must be an integer from {low} to {high} (digits 0-9)"}])
-    return value
 
 
 def content_length(environ) -> int | None:

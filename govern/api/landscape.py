@@ -6,18 +6,22 @@ is opaque; pass back `next_cursor`). Secret values are never returned, only thei
 """
 from __future__ import annotations
 
+from govern.store.landscape_query import page
+from govern.store.db import session_scope
+from govern.landscape import apply_document
 import base64
 import binascii
 
+from typing import Annotated, Any
+
 from flask import Blueprint, current_app, g, jsonify, request
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from govern.api.auth import require_admin
-from govern.api.edge import int_arg
+from govern.api.spec import INVALID_PARAMETER, api, openapi_extra, query_int, responses, validated_query
 from govern.errors import BadRequest, GovernError, NotFound
-from govern.store.landscape_query import MAX_LIMIT, page
-from govern.store.db import session_scope
-from govern.landscape import apply_document
-from govern.api.spec import admin, json_response, path_param, problems, query_param
+from govern.store.landscape_query import MAX_LIMIT
 
 bp = Blueprint("landscape", __name__, url_prefix="/api/v1")
 
@@ -26,10 +30,63 @@ RESOURCES = {"systems": "system", "credentials": "credential", "named-credential
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 
 
+def _flag(value: Any) -> Any:
+    if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+        return value.lower() in ("true", "1")
+    if isinstance(value, bool):
+        return value
+    raise PydanticCustomError(INVALID_PARAMETER, "must be true or false")
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+
+
 class UnsupportedMediaType(GovernError):
     code = "unsupported_media_type"
     status = 415
     title = "Unsupported media type"
+
+
+class LandscapeItem(BaseModel):
+    """A landscape object as the API shows it: its settings, never a secret value (only its metadata)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class LandscapePage(BaseModel):
+    items: list[LandscapeItem]
+    next_cursor: str | None = Field(description="pass back as ?cursor= for the next page; null on the last")
+
+
+class PageQuery(BaseModel):
+    limit: query_int(1, MAX_LIMIT) = 100  # type: ignore[valid-type]
+    cursor: str | None = Field(None, description="next_cursor of the previous page")
+
+
+class Change(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    kind: str
+    id: str
+    action: str
+
+
+class Plan(BaseModel):
+    """What apply did (or, with dry_run, would do)."""
+
+    model_config = ConfigDict(extra="allow")
+    dry_run: bool
+    prune: bool
+    applied: bool
+    counts: dict[str, Any] = {}
+    warnings: list[dict[str, Any]] = []
+    changes: list[Change]
+    unchanged: dict[str, list[str]] = {}
+    summary: str = ""
+
+
+class ApplyQuery(BaseModel):
+    dry_run: Flag = Field(False, description="plan only")
+    prune: Flag = Field(False, description="delete what the document no longer lists")
 
 
 def _sessions():
@@ -49,14 +106,10 @@ def _decode(cursor: str | None) -> str | None:
         raise BadRequest("cursor is not valid; pass back next_cursor unchanged") from None
 
 
-def _limit() -> int:
-    return int_arg("limit", 100, 1, MAX_LIMIT)
-
-
 def _list(kind: str):
-    limit, after = _limit(), _decode(request.args.get("cursor"))
+    query = validated_query()
     with session_scope(_sessions()) as session:
-        items, next_after = page(session, kind, limit=limit, after=after)
+        items, next_after = page(session, kind, limit=query.limit, after=_decode(query.cursor))
     return jsonify(items=items, next_cursor=_encode(next_after))
 
 
@@ -70,63 +123,44 @@ def _get(kind: str, ext_id: str):
 
 def _register_reads() -> None:
     for resource, kind in RESOURCES.items():
-        bp.add_url_rule(f"/{resource}", f"list_{kind}", require_admin("auditor")(lambda kind=kind: _list(kind)),
-                        methods=["GET"])
-        bp.add_url_rule(f"/{resource}/<ext_id>", f"get_{kind}",
-                        require_admin("auditor")(lambda ext_id, kind=kind: _get(kind, ext_id)), methods=["GET"])
+        words, name = resource.replace("-", " "), "".join(part.title() for part in kind.split("_"))
+
+        def list_view(kind=kind):
+            return _list(kind)
+
+        def get_view(ext_id: str, kind=kind):
+            return _get(kind, ext_id)
+
+        list_view.__doc__ = f"List {words} (paged)"
+        get_view.__doc__ = f"One {kind.replace('_', ' ')} by external id"
+        list_view.__name__, get_view.__name__ = f"list_{kind}", f"get_{kind}"
+        listed = api.validate(query=PageQuery, resp=responses(200, LandscapePage, 400),
+                              operation_id=f"list{name}s")(list_view)
+        got = api.validate(resp=responses(200, LandscapeItem, 404), operation_id=f"get{name}",
+                           path_parameter_descriptions={"ext_id": "external id"})(get_view)
+        bp.add_url_rule(f"/{resource}", f"list_{kind}", require_admin("auditor")(listed), methods=["GET"])
+        bp.add_url_rule(f"/{resource}/<ext_id>", f"get_{kind}", require_admin("auditor")(got), methods=["GET"])
 
 
 _register_reads()
 
 
-def _flag(name: str) -> bool:
-    value = request.args.get(name, "false").lower()
-    if value not in ("true", "false", "1", "0"):
-        raise BadRequest(f"{name} must be true or false")
-    return value in ("true", "1")
-
-
 @bp.post("/apply")
 @require_admin("admin")
+@api.validate(query=ApplyQuery, resp=responses(200, Plan, 409, 413, 415, 422,
+                                               description="The plan (applied unless dry_run)"),
+              operation_id="applyLandscape")
+@openapi_extra(requestBody={"required": True, "content": {t: {"schema": {"type": "string"}} for t in YAML_TYPES}})
 def apply():
-    """POST /api/v1/apply: body is governance.yaml (application/yaml). Returns the plan; 422 lists every error."""
+    """Apply a governance.yaml document (config as code); answers the plan
+
+    The body is the document as application/yaml; 422 lists every error in it at once."""
     if request.mimetype not in YAML_TYPES:
         raise UnsupportedMediaType("send the governance.yaml document as application/yaml")
-    dry_run, prune = _flag("dry_run"), _flag("prune")
+    query = validated_query()
+    dry_run, prune = query.dry_run, query.prune
     text = request.get_data(as_text=True)
     plan = apply_document(_sessions(), text, "request", dry_run=dry_run, prune=prune, actor=g.admin_user,
                           correlation_id=getattr(g, "correlation_id", None),
                           production=current_app.extensions["govern"].settings.production)
     return jsonify(plan.to_dict())
-
-
-def _openapi() -> dict:
-    paths: dict = {}
-    for resource, kind in RESOURCES.items():
-        item = {"type": "object", "description": f"A {kind.replace('_', ' ')} (secret values are never included)"}
-        name = "".join(part.title() for part in kind.split("_"))
-        paths[f"/api/v1/{resource}"] = {"get": {
-            "summary": f"List {resource.replace('-', ' ')} (paged)", "operationId": f"list{name}s", **admin("auditor"),
-            "parameters": [query_param("limit", "page size", {"type": "integer", "minimum": 1, "maximum": 500}),
-                           query_param("cursor", "next_cursor of the previous page")],
-            "responses": {"200": json_response("A page", {
-                "type": "object", "required": ["items", "next_cursor"],
-                "properties": {"items": {"type": "array", "items": item},
-                               "next_cursor": {"type": ["string", "null"]}}}), **problems(400, 401, 403)}}}
-        paths[f"/api/v1/{resource}/{{ext_id}}"] = {"get": {
-            "summary": f"One {kind.replace('_', ' ')} by external id", "operationId": f"get{name}",
-            **admin("auditor"), "parameters": [path_param("ext_id", "external id")],
-            "responses": {"200": json_response("Found", item), **problems(401, 403, 404)}}}
-    paths["/api/v1/apply"] = {"post": {
-        "summary": "Apply a governance.yaml document (config as code); answers the plan",
-        "operationId": "applyLandscape", **admin("admin"),
-        "parameters": [query_param("dry_run", "plan only", {"type": "boolean"}),
-                       query_param("prune", "delete what the document no longer lists", {"type": "boolean"})],
-        "requestBody": {"required": True, "content": {t: {"schema": {"type": "string"}} for t in YAML_TYPES}},
-        "responses": {"200": json_response("The plan (applied unless dry_run)", {"$ref": "#/components/schemas/Plan"}),
-                      **problems(400, 401, 403, 409, 413, 415, 422)}}}
-    return paths
-
-
-# Merged by govern/api/openapi.py.
-OPENAPI_PATHS: dict = _openapi()

@@ -11,9 +11,13 @@ import logging
 import time
 import json
 
+from typing import Any, Literal
+
 from flask import Blueprint, current_app, jsonify, request
+from pydantic import BaseModel, ConfigDict, Field
 
 from govern.api.edge import basic_credentials_readable
+from govern.api.spec import FORM, Responses, api, openapi_extra
 from govern.broker.decision_log import DecisionLogUnavailable
 from govern.errors import GovernError
 from govern.api import oauth_server
@@ -27,6 +31,50 @@ from govern.broker.signing_keys import ALGORITHM
 bp = Blueprint("oauth", __name__)
 log = logging.getLogger("govern.oauth")
 SLOW_DOWN = "too many attempts; retry after the number of seconds in Retry-After"
+
+
+class TokenForm(BaseModel):
+    """RFC 6749 section 4.4.2 (client_credentials), with client_secret_basic or private_key_jwt (RFC 7523)."""
+
+    grant_type: Literal["client_credentials"]
+    scope: str | None = Field(None, description="space-delimited; within the user's allowed scopes")
+    client_assertion_type: Literal["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"] | None = None
+    client_assertion: str | None = Field(None, description="private_key_jwt (RFC 7523)")
+
+
+class AccessToken(BaseModel):
+    """A short-lived, scoped access token (a JWT signed by /oauth/jwks.json)."""
+
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+    scope: str | None = None
+
+
+class OAuthError(BaseModel):
+    """RFC 6749 section 5.2 error."""
+
+    error: Literal["invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
+                   "unsupported_grant_type", "invalid_scope", "server_error", "temporarily_unavailable", "slow_down"]
+    error_description: str | None = None
+
+
+class JWKSet(BaseModel):
+    """RFC 7517 section 5."""
+
+    keys: list[dict[str, Any]]
+
+
+class ServerMetadata(BaseModel):
+    """RFC 8414 section 2."""
+
+    model_config = ConfigDict(extra="allow")
+    issuer: str
+    token_endpoint: str
+    jwks_uri: str
+
+
+_OAUTH_ERROR = (OAuthError, "RFC 6749 section 5.2 error")
 
 
 def _source_ip() -> str:
@@ -91,8 +139,15 @@ class TokenEdge:
 
 
 @bp.post("/oauth/token")
+@api.validate(resp=Responses(HTTP_200=(AccessToken, AccessToken.__doc__), HTTP_400=_OAUTH_ERROR,
+                             HTTP_401=_OAUTH_ERROR, HTTP_429=_OAUTH_ERROR, HTTP_503=_OAUTH_ERROR),
+              security=[{"clientSecretBasic": []}, {}], operation_id="issueAccessToken")
+# authlib reads the form (RFC 6749 errors, not problem+json): the model describes it
+@openapi_extra(requestBody={"required": True, "content": {FORM: {"schema": TokenForm.model_json_schema()}}})
 def token():
-    """Issue a token; the issuance or refusal is recorded in the decision log before the answer goes out.
+    """Issue a govern access token (RFC 6749 client_credentials grant)
+
+    The issuance or refusal is recorded in the decision log before the answer goes out.
 
     Requests the rate limits refuse (429 slow_down) are answered before anything is parsed or hashed and are
     not recorded one by one, so that a flood can neither burn CPU nor fill the decision log; they are counted
@@ -151,7 +206,9 @@ def _record(response, grant_type: str, started: float) -> None:
 
 
 @bp.get("/oauth/jwks.json")
+@api.validate(resp=Responses(HTTP_200=(JWKSet, "JWK Set")), operation_id="getJwks")
 def jwks():
+    """govern's public token-signing keys (RFC 7517)"""
     services = current_app.extensions["govern"]
     response = jsonify(services.signing_keys.jwks())
     response.headers["Cache-Control"] = "public, max-age=60"
@@ -159,8 +216,11 @@ def jwks():
 
 
 @bp.get("/.well-known/oauth-authorization-server")
+@api.validate(resp=Responses(HTTP_200=(ServerMetadata, "metadata")), operation_id="getOAuthMetadata")
 def metadata():
-    """RFC 8414 section 2. The issuer is GOVERN_ISSUER; endpoint URLs are absolute, built from
+    """Authorization server metadata (RFC 8414)
+
+    The issuer is GOVERN_ISSUER; endpoint URLs are absolute, built from
     GOVERN_PUBLIC_URL (never from this request's Host)."""
     settings = current_app.extensions["govern"].settings
     return jsonify({

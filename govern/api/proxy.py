@@ -12,17 +12,24 @@ rules see what was on the wire.
 """
 from __future__ import annotations
 
+from govern.broker.proxy.queue import queued_status
+from govern.api.spec import _REASONS
 import json
 import logging
 import re
 import time
 
+import datetime as dt
+from typing import Literal
+
 from flask import Blueprint, current_app, jsonify, request
+from pydantic import BaseModel
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_input_stream
 
 from govern.api.edge import content_length
-from govern.bounds import MAX_JSON_DEPTH, SQL_ID_MAX, json_depth_exceeds
+from govern.api.spec import api, responses
+from govern.bounds import MAX_JSON_DEPTH, json_depth_exceeds
 from govern.broker.authenticator import CallerDenied
 from govern.broker.authorization import UNKNOWN_NAMED_CREDENTIAL, record_caller_denied
 from govern.broker.proxy.errors import PayloadTooLarge
@@ -32,8 +39,6 @@ from govern.errors import GovernError, JsonTooDeep, MethodNotAllowed, NotFound
 from govern.logs import CORRELATION_HEADER, accept_correlation_id, bind_correlation_id
 from govern.ops.observe import note_caller, operation
 from govern.api.conventions import SECURITY_HEADERS, log_request
-from govern.broker.proxy.queue import queued_status
-from govern.api.spec import json_response, path_param, problems
 
 log = logging.getLogger("govern.http")
 bp = Blueprint("proxy", __name__)
@@ -169,47 +174,55 @@ def _services():
     return current_app.extensions["govern"]
 
 
+class QueuedCall(BaseModel):
+    """A proxied call queued for later delivery (the system was in maintenance or busy)."""
+
+    id: int
+    status: Literal["queued", "delivering", "delivered", "dead"]
+    attempts: int | None = None
+    response_status: int | None = None
+    last_status: int | None = None
+    next_attempt_at: dt.datetime | None = None
+
+
 @bp.get(f"{PROXY_PREFIX}/<name>/queued/<int:call_id>")
+@api.validate(resp=responses(200, QueuedCall, 401, 403, 404, description="Queued, delivered or dead"),
+              security={"governAccessToken": []}, operation_id="getQueuedCall")
 def queued(name: str, call_id: int):
+    """The status of a queued proxied call (the caller's own calls only)"""
     caller = _services().authenticator.authenticate(request.headers.get("Authorization"), request.remote_addr or "",
                                                     request.headers.get("X-Forwarded-For"))
     return jsonify(queued_status(_services(), name, caller.integration_user, call_id))
 
 
-def _openapi() -> dict:
+PASS_THROUGH_STATUSES = (400, 401, 403, 404, 409, 413, 429, 502, 503, 504)
+
+
+def pass_through_operations(problem_ref: str) -> dict:
+    """The proxy route in the OpenAPI document. ProxyEdge serves it in front of Flask, so spectree does not see
+    it; its body and answers are the upstream's (any media type), which no pydantic model describes."""
+    problem = {"content": {PROBLEM_JSON: {"schema": {"$ref": problem_ref}}}}
     call = {"summary": "Call the named credential's system with the credential injected (the callout proxy)",
             "description": "Authenticated with a govern access token. The path is resolved under the named "
                            "credential's base URL; paths that escape it answer 400 path_not_allowed. Responses are "
                            "the upstream's, streamed; govern's own failures are problem+json. With an "
                            "Idempotency-Key, a retried call is answered from the first attempt.",
             "security": [{"governAccessToken": []}],
-            "parameters": [path_param("name", "the named credential"),
-                           path_param("path", "the path under the named credential's base URL"),
+            "parameters": [{"name": "name", "in": "path", "required": True, "description": "the named credential",
+                            "schema": {"type": "string"}},
+                           {"name": "path", "in": "path", "required": True,
+                            "description": "the path under the named credential's base URL",
+                            "schema": {"type": "string"}},
                            {"name": "Idempotency-Key", "in": "header", "required": False,
                             "schema": {"type": "string"}}],
             "responses": {"default": {"description": "The upstream's response, passed through"},
-                          "202": json_response("Queued for later delivery (the system is in maintenance or busy)",
-                                               {"$ref": "#/components/schemas/QueuedCall"}),
-                          **problems(400, 401, 403, 404, 409, 413, 429, 502, 503, 504)}}
-    body = {"required": False, "content": {"*/*": {"schema": {}}}}
-    ops = {}
+                          "202": {"description": QueuedCall.__doc__, "content": {"application/json": {
+                              "schema": {"$ref": "#/components/schemas/QueuedCall"}}}},
+                          **{str(status): {"description": f"{_REASONS[status]} (RFC 9457 problem details)",
+                                           **problem} for status in PASS_THROUGH_STATUSES}}}
+    operations = {}
     for method in ("get", "post", "put", "patch", "delete"):
-        op = {**call, "operationId": f"proxy{method.title()}"}
+        operations[method] = {**call, "operationId": f"proxy{method.title()}"}
         if method in ("post", "put", "patch"):
-            op["requestBody"] = body
-        ops[method] = op
-    return {
-        "/api/v1/named-credentials/{name}/proxy/{path}": ops,
-        "/api/v1/named-credentials/{name}/queued/{call_id}": {"get": {
-            "summary": "The status of a queued proxied call (the caller's own calls only)",
-            "operationId": "getQueuedCall", "security": [{"governAccessToken": []}],
-            "parameters": [path_param("name"),
-                           path_param("call_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_ID_MAX})],
-            "responses": {"200": json_response("Queued, delivered or dead",
-                                               {"$ref": "#/components/schemas/QueuedCall"}),
-                          **problems(401, 403, 404)}}},
-    }
-
-
-# Merged by govern/api/openapi.py (the proxy route is served by ProxyEdge, not by a Flask rule).
-OPENAPI_PATHS: dict = _openapi()
+            operations[method]["requestBody"] = {"required": False, "content": {"*/*": {"schema": {}}}}
+    return {f"{PROXY_PREFIX}/{{name}}/proxy/{{path}}": operations}

@@ -6,18 +6,54 @@ request never holds a lease on a target system.
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request, url_for
+import datetime as dt
+from typing import Any
+
+from flask import Blueprint, current_app, g, jsonify, url_for
+from pydantic import BaseModel, ConfigDict, Field
 
 from govern.api.auth import require_admin
-from govern.api.edge import int_arg
-from govern.bounds import SQL_ID_MAX
-from govern.errors import Conflict, ValidationFailed
+from govern.api.spec import api, one_of, query_int, responses, validated_json, validated_query
+from govern.errors import Conflict
 from govern.rotation import machine
 from govern.rotation.history import get_run, list_runs
 from govern.rotation.runner import RotationService
-from govern.api.spec import admin, items_of, json_body, json_response, path_param, problems, query_param
 
 bp = Blueprint("rotations", __name__, url_prefix="/api/v1/rotations")
+
+
+class RotationRun(BaseModel):
+    """One rotation run with its steps."""
+
+    model_config = ConfigDict(extra="allow")
+    id: int
+    secret: str
+    rotator: str | None = None
+    state: str
+    system: str | None = None
+    attempts: int = 0
+    pending_version: int | None = None
+    steps: list[Any] = []
+    error: str | None = None
+    next_attempt_at: dt.datetime | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+
+class RotationRuns(BaseModel):
+    items: list[RotationRun]
+
+
+class RotationQuery(BaseModel):
+    secret: str | None = Field(None, description="the secret's external id")
+    state: one_of(sorted(machine.ACTIVE | machine.TERMINAL)) = Field(None, description="run state")  # type: ignore[valid-type]
+    rotator: str | None = Field(None, description="rotator name")
+    limit: query_int(1, 500) = 50  # type: ignore[valid-type]
+    offset: query_int(0, 10**9) = 0  # type: ignore[valid-type]
+
+
+class StartRotation(BaseModel):
+    secret: str = Field(min_length=1, description="the name of a secret")
 
 
 def _services():
@@ -38,30 +74,32 @@ def _json(run: dict) -> dict:
 
 @bp.get("")
 @require_admin("auditor")
+@api.validate(query=RotationQuery, resp=responses(200, RotationRuns, 422), operation_id="listRotations")
 def list_rotations():
-    state = request.args.get("state")
-    if state and state not in machine.ACTIVE | machine.TERMINAL:
-        raise ValidationFailed([{"location": "query.state", "message": "unknown state"}])
-    runs = list_runs(_services().sessions, secret=request.args.get("secret"), state=state,
-                     rotator=request.args.get("rotator"), limit=int_arg("limit", 50, 1, 500),
-                     offset=int_arg("offset", 0, 0, 10**9))
+    """Rotation runs, newest first"""
+    query = validated_query()
+    runs = list_runs(_services().sessions, secret=query.secret, state=query.state, rotator=query.rotator,
+                     limit=query.limit, offset=query.offset)
     return jsonify(items=[_json(r) for r in runs])
 
 
 @bp.get("/<int:run_id>")
 @require_admin("auditor")
+@api.validate(resp=responses(200, RotationRun, 404), operation_id="getRotation")
 def show_rotation(run_id: int):
+    """One rotation run with its steps"""
     return jsonify(_json(get_run(_services().sessions, run_id)))
 
 
 @bp.post("")
 @require_admin("operator")
+@api.validate(json=StartRotation, resp=responses(202, RotationRun, 404, 409, 422,
+                                                 description="Queued; Location names the run"),
+              operation_id="startRotation")
 def start_rotation():
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("secret"), str) or not body["secret"]:
-        raise ValidationFailed([{"location": "body.secret", "message": "the name of a secret is required"}])
+    """Start rotating a secret now (queued for the worker)"""
     svc = _service()
-    ref = svc.find_ref(body["secret"])
+    ref = svc.find_ref(validated_json().secret)
     run_id, why = svc.start(ref.id, force=True)
     if run_id is None:
         raise Conflict(why)
@@ -73,7 +111,9 @@ def start_rotation():
 
 @bp.post("/<int:run_id>/retry")
 @require_admin("operator")
+@api.validate(resp=responses(202, RotationRun, 404, 409), operation_id="retryRotation")
 def retry_rotation(run_id: int):
+    """Queue a failed or parked run again"""
     svc = _service()
     svc.requeue(run_id, by=g.admin_user)
     return jsonify(_json(get_run(_services().sessions, run_id))), 202
@@ -81,48 +121,17 @@ def retry_rotation(run_id: int):
 
 @bp.post("/<int:run_id>/confirm")
 @require_admin("operator")
+@api.validate(resp=responses(202, RotationRun, 404, 409), operation_id="confirmRotation")
 def confirm_rotation(run_id: int):
+    """Confirm a manually set secret of a run"""
     _service().confirm(run_id, by=g.admin_user, run_now=False)
     return jsonify(_json(get_run(_services().sessions, run_id))), 202
 
 
 @bp.post("/<int:run_id>/acknowledge")
 @require_admin("operator")
+@api.validate(resp=responses(200, RotationRun, 404, 409), operation_id="acknowledgeRotation")
 def acknowledge_rotation(run_id: int):
+    """Acknowledge a parked or failed run"""
     _service().acknowledge(run_id, by=g.admin_user)
     return jsonify(_json(get_run(_services().sessions, run_id)))
-
-
-def _openapi() -> dict:
-    run = {"$ref": "#/components/schemas/RotationRun"}
-    run_id = [path_param("run_id", schema={"type": "integer", "minimum": 0, "maximum": SQL_ID_MAX})]
-    paths = {
-        "/api/v1/rotations": {
-            "get": {"summary": "Rotation runs, newest first", "operationId": "listRotations", **admin("auditor"),
-                    "parameters": [query_param("secret", "the secret's external id"),
-                                   query_param("state", "run state"), query_param("rotator", "rotator name"),
-                                   query_param("limit", "1 to 500", {"type": "integer", "minimum": 1, "maximum": 500}),
-                                   query_param("offset", "0 or more",
-                                               {"type": "integer", "minimum": 0, "maximum": 10**9})],
-                    "responses": {"200": json_response("Runs", items_of(run)), **problems(400, 401, 403, 422)}},
-            "post": {"summary": "Start rotating a secret now (queued for the worker)", "operationId": "startRotation",
-                     **admin("operator"),
-                     "requestBody": json_body({"type": "object", "required": ["secret"],
-                                               "properties": {"secret": {"type": "string"}}}),
-                     "responses": {"202": json_response("Queued; Location names the run", run),
-                                   **problems(401, 403, 404, 409, 422)}}},
-        "/api/v1/rotations/{run_id}": {"get": {
-            "summary": "One rotation run with its steps", "operationId": "getRotation", **admin("auditor"),
-            "parameters": run_id, "responses": {"200": json_response("Run", run), **problems(400, 401, 403, 404)}}},
-    }
-    for action, summary, status in (("retry", "Queue a failed or parked run again", "202"),
-                                     ("confirm", "Confirm a manually set secret of a run", "202"),
-                                     ("acknowledge", "Acknowledge a parked or failed run", "200")):
-        paths[f"/api/v1/rotations/{{run_id}}/{action}"] = {"post": {
-            "summary": summary, "operationId": f"{action}Rotation", **admin("operator"), "parameters": run_id,
-            "responses": {status: json_response("Run", run), **problems(400, 401, 403, 404, 409)}}}
-    return paths
-
-
-# Merged by govern/api/openapi.py.
-OPENAPI_PATHS: dict = _openapi()

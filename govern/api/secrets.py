@@ -8,14 +8,53 @@
 """
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+from govern.secrets.service import secret_ref_name, secret_service
+import datetime as dt
+from typing import Literal
+
+from flask import Blueprint, current_app, g, jsonify
+from pydantic import BaseModel, ConfigDict, Field
 
 from govern.api.auth import require_admin
-from govern.errors import ValidationFailed
-from govern.secrets.service import secret_service, secret_ref_name
-from govern.api.spec import admin, items_of, json_body, json_response, path_param, problems, query_param
+from govern.api.spec import api, responses, validated_json, validated_query
 
 bp = Blueprint("secrets", __name__, url_prefix="/api/v1")
+_FIELD = {"field": "the secret's field, e.g. client_secret or refresh_token"}
+
+
+class SecretValue(BaseModel):
+    """The value to store; it is never returned, logged or echoed in an error."""
+
+    model_config = ConfigDict(extra="forbid")
+    value: str = Field(json_schema_extra={"writeOnly": True})
+
+
+class PrincipalQuery(BaseModel):
+    principal: str | None = Field(None, description="the principal the secret belongs to, if any")
+
+
+class SecretStatus(BaseModel):
+    """A secret's metadata: where it is and which version, never its value."""
+
+    ref: str | None = None
+    owner_kind: Literal["credential", "integration_user"]
+    owner: str
+    principal: str | None = None
+    field: str
+    store: str | None = None
+    version: int | None = None
+    set_at: dt.datetime | None = None
+    status: str = Field(description='e.g. "set on 2026-01-02, version 3"')
+
+
+class SecretStatuses(BaseModel):
+    items: list[SecretStatus]
+
+
+class Deleted(BaseModel):
+    """What was deleted (never a value)."""
+
+    model_config = ConfigDict(extra="allow")
 
 
 def _service():
@@ -23,45 +62,59 @@ def _service():
 
 
 def _value() -> str:
-    # Parsed here, in one place; the value is never echoed in an error.
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict) or not isinstance(body.get("value"), str):
-        raise ValidationFailed([{"location": "body.value", "message": 'send a JSON object {"value": "<secret>"}'}])
-    return body["value"]
+    return validated_json().value
+
+
+def _principal() -> str | None:
+    return validated_query().principal or None
 
 
 @bp.put("/credentials/<credential>/secrets/<field>")
 @require_admin("admin")
+@api.validate(query=PrincipalQuery, json=SecretValue, resp=responses(200, SecretStatus, 404, 422, 503),
+              operation_id="putCredentialSecret", path_parameter_descriptions=_FIELD)
 def put_credential_secret(credential: str, field: str):
-    status = _service().put_for_credential(credential, field, _value(), principal=request.args.get("principal") or None,
+    """Set a secret of an external credential (write-only: the value is never returned)"""
+    status = _service().put_for_credential(credential, field, _value(), principal=_principal(),
                                            actor=g.admin_user, correlation_id=g.get("correlation_id"))
     return jsonify(status.as_dict())
 
 
 @bp.put("/integration-users/<user>/secrets/<field>")
 @require_admin("admin")
+@api.validate(json=SecretValue, resp=responses(200, SecretStatus, 404, 422, 503), operation_id="putUserSecret",
+              path_parameter_descriptions=_FIELD)
 def put_user_secret(user: str, field: str):
+    """Set a secret of an integration user (write-only: the value is never returned)"""
     status = _service().put_for_user(user, field, _value(), actor=g.admin_user, correlation_id=g.get("correlation_id"))
     return jsonify(status.as_dict())
 
 
 @bp.delete("/credentials/<credential>/secrets/<field>")
 @require_admin("admin")
+@api.validate(query=PrincipalQuery, resp=responses(200, Deleted, 404, 409, 503), operation_id="deleteCredentialSecret",
+              path_parameter_descriptions=_FIELD)
 def delete_credential_secret(credential: str, field: str):
-    ref = secret_ref_name("credential", credential, request.args.get("principal") or None, field)
+    """Delete a secret of an external credential: every stored version, its reference and rotation history"""
+    ref = secret_ref_name("credential", credential, _principal(), field)
     return jsonify(_service().delete(ref, actor=g.admin_user, correlation_id=g.get("correlation_id")))
 
 
 @bp.delete("/integration-users/<user>/secrets/<field>")
 @require_admin("admin")
+@api.validate(resp=responses(200, Deleted, 404, 409, 503), operation_id="deleteUserSecret",
+              path_parameter_descriptions=_FIELD)
 def delete_user_secret(user: str, field: str):
+    """Delete a secret of an integration user: every stored version, its reference and rotation history"""
     ref = secret_ref_name("integration_user", user, None, field)
     return jsonify(_service().delete(ref, actor=g.admin_user, correlation_id=g.get("correlation_id")))
 
 
 @bp.get("/credentials/<credential>/secrets")
 @require_admin("auditor")
+@api.validate(resp=responses(200, SecretStatuses, 404), operation_id="listCredentialSecrets")
 def list_credential_secrets(credential: str):
+    """The secrets of an external credential: metadata only (set on, version), never values"""
     service = _service()
     service.check_credential(credential)
     return jsonify(items=[s.as_dict() for s in service.status(owner_kind="credential", owner=credential)])
@@ -69,41 +122,9 @@ def list_credential_secrets(credential: str):
 
 @bp.get("/integration-users/<user>/secrets")
 @require_admin("auditor")
+@api.validate(resp=responses(200, SecretStatuses, 404), operation_id="listUserSecrets")
 def list_user_secrets(user: str):
+    """The secrets of an integration user: metadata only (set on, version), never values"""
     service = _service()
     service.check_user(user)
     return jsonify(items=[s.as_dict() for s in service.status(owner_kind="integration_user", owner=user)])
-
-
-def _openapi() -> dict:
-    status = {"$ref": "#/components/schemas/SecretStatus"}
-    value = json_body({"type": "object", "required": ["value"], "additionalProperties": False,
-                       "properties": {"value": {"type": "string", "writeOnly": True}}})
-    field = path_param("field", "the secret's field, e.g. client_secret or refresh_token")
-    paths = {}
-    for owner, param, kind in (("credentials", "credential", "an external credential"),
-                               ("integration-users", "user", "an integration user")):
-        put = {"summary": f"Set a secret of {kind} (write-only: the value is never returned)",
-               "operationId": f"put{param.title()}Secret", **admin("admin"),
-               "parameters": [path_param(param), field], "requestBody": value,
-               "responses": {"200": json_response("The new version's metadata", status),
-                             **problems(400, 401, 403, 404, 422, 503)}}
-        delete = {"summary": f"Delete a secret of {kind}: every stored version, its reference and rotation history",
-                  "operationId": f"delete{param.title()}Secret", **admin("admin"),
-                  "parameters": [path_param(param), field],
-                  "responses": {"200": json_response("What was deleted (never a value)", {"type": "object"}),
-                                **problems(401, 403, 404, 409, 503)}}
-        if param == "credential":
-            put["parameters"].append(query_param("principal", "the principal the secret belongs to, if any"))
-            delete["parameters"].append(query_param("principal", "the principal the secret belongs to, if any"))
-        paths[f"/api/v1/{owner}/{{{param}}}/secrets/{{field}}"] = {"put": put, "delete": delete}
-        paths[f"/api/v1/{owner}/{{{param}}}/secrets"] = {"get": {
-            "summary": f"The secrets of {kind}: metadata only (set on, version), never values",
-            "operationId": f"list{param.title()}Secrets", **admin("auditor"),
-            "parameters": [path_param(param)],
-            "responses": {"200": json_response("Secret metadata", items_of(status)), **problems(401, 403, 404)}}}
-    return paths
-
-
-# Merged by govern/api/openapi.py.
-OPENAPI_PATHS: dict = _openapi()
