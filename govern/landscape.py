@@ -6,22 +6,21 @@ external id, idempotent); the plan is applied in one transaction.
 """
 from __future__ import annotations
 
-from govern.config_as_code.specs import SECTION_OF
 from collections.abc import Callable
 from pathlib import Path
 
+import sqlalchemy as sa
 import yaml
 from sqlalchemy.exc import IntegrityError
-import sqlalchemy as sa
 
 from govern.config_as_code.plan import Plan, make_plan
-from govern.config_as_code.specs import to_document
+from govern.config_as_code.specs import SECTION_OF, to_document
 from govern.config_as_code.validate import check, parse
 from govern.errors import Conflict, ValidationFailed
+from govern.rotation.sync import sync_refs
 from govern.store.db import session_scope
 from govern.store.landscape import WRITE_STEPS, apply_plan, load_current, record_locations
-from govern.rotation.sync import sync_refs
-from govern.store.tables import AdminAction, utcnow, SecretRef
+from govern.store.tables import AdminAction, SecretRef, utcnow
 
 EXPORT_HEADER = "# governance.yaml written by `govern export`: no secret values; set them with `govern secrets put`.\n"
 

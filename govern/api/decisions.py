@@ -1,7 +1,6 @@
 """GET /api/v1/decisions: the decision log, filtered and paged, newest first (auditor role)."""
 from __future__ import annotations
 
-from govern.store.decisions import query_decisions
 import datetime as dt
 from typing import Literal
 
@@ -12,6 +11,7 @@ from govern.api.auth import require_admin
 from govern.api.spec import Paged, api, one_of, query_int, responses, validated_query
 from govern.bounds import SQL_ID_MAX
 from govern.domain.decision_chain import OUTCOMES
+from govern.store.decisions import query_decisions
 
 bp = Blueprint("decisions", __name__, url_prefix="/api/v1")
 

@@ -6,12 +6,8 @@ is opaque; pass back `next_cursor`). Secret values are never returned, only thei
 """
 from __future__ import annotations
 
-from govern.store.landscape_query import page
-from govern.store.db import session_scope
-from govern.landscape import apply_document
 import base64
 import binascii
-
 from typing import Annotated, Any
 
 from flask import Blueprint, current_app, g, jsonify, request
@@ -21,7 +17,9 @@ from pydantic_core import PydanticCustomError
 from govern.api.auth import require_admin
 from govern.api.spec import INVALID_PARAMETER, api, openapi_extra, query_int, responses, validated_query
 from govern.errors import BadRequest, GovernError, NotFound
-from govern.store.landscape_query import MAX_LIMIT
+from govern.landscape import apply_document
+from govern.store.db import session_scope
+from govern.store.landscape_query import MAX_LIMIT, page
 
 bp = Blueprint("landscape", __name__, url_prefix="/api/v1")
 

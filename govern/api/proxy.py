@@ -12,14 +12,11 @@ rules see what was on the wire.
 """
 from __future__ import annotations
 
-from govern.broker.proxy.queue import queued_status
-from govern.api.spec import _REASONS
+import datetime as dt
 import json
 import logging
 import re
 import time
-
-import datetime as dt
 from typing import Literal
 
 from flask import Blueprint, current_app, jsonify, request
@@ -27,18 +24,19 @@ from pydantic import BaseModel
 from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_input_stream
 
+from govern.api.conventions import SECURITY_HEADERS, log_request
 from govern.api.edge import content_length
-from govern.api.spec import api, responses
+from govern.api.spec import _REASONS, api, responses
 from govern.bounds import MAX_JSON_DEPTH, json_depth_exceeds
 from govern.broker.authenticator import CallerDenied
 from govern.broker.authorization import UNKNOWN_NAMED_CREDENTIAL, record_caller_denied
+from govern.broker.proxy.call import PROXY_PREFIX, ProxyCall
 from govern.broker.proxy.errors import PayloadTooLarge
 from govern.broker.proxy.headers import forwardable_environ_headers
-from govern.broker.proxy.call import PROXY_PREFIX, ProxyCall
+from govern.broker.proxy.queue import queued_status
 from govern.errors import GovernError, JsonTooDeep, MethodNotAllowed, NotFound
 from govern.logs import CORRELATION_HEADER, accept_correlation_id, bind_correlation_id
 from govern.ops.observe import note_caller, operation
-from govern.api.conventions import SECURITY_HEADERS, log_request
 
 log = logging.getLogger("govern.http")
 bp = Blueprint("proxy", __name__)

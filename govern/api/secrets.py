@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-from govern.secrets.service import secret_ref_name, secret_service
 import datetime as dt
 from typing import Literal
 
@@ -17,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from govern.api.auth import require_admin
 from govern.api.spec import api, responses, validated_json, validated_query
+from govern.secrets.service import secret_ref_name, secret_service
 
 bp = Blueprint("secrets", __name__, url_prefix="/api/v1")
 _FIELD = {"field": "the secret's field, e.g. client_secret or refresh_token"}

@@ -3,11 +3,11 @@ lower case (`docs/audit.md#gov-access-001`, the SARIF rules' helpUri) with its p
 Regenerate with `python -m govern.audit.catalogue_doc docs/audit.md` (a test keeps the two in step)."""
 from __future__ import annotations
 
-from govern.audit.report import rule_anchor
 import sys
 from pathlib import Path
 
 from govern.audit.engine import catalogue
+from govern.audit.report import rule_anchor
 
 BEGIN, END = "<!-- rules:begin -->", "<!-- rules:end -->"
 

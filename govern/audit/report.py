@@ -2,11 +2,11 @@
 (https://docs.oasis-open.org/sarif/sarif/v2.1.0/sarif-v2.1.0.html). HTML is in govern.audit.html."""
 from __future__ import annotations
 
-from pathlib import PurePosixPath
-from importlib.metadata import PackageNotFoundError, version
 import csv
 import io
 import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import PurePosixPath
 from typing import Any
 
 from govern.audit.engine import SEVERITIES, Finding, catalogue

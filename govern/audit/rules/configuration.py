@@ -2,13 +2,13 @@
 (seed §6, §11, §18, §20 and the anti-patterns "Storing credentials in code", "No runbooks")."""
 from __future__ import annotations
 
-from urllib.parse import urlsplit
 import datetime as dt
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
-from govern.audit.registry import Hit, rule
 from govern.audit.model import AuditModel, Location
+from govern.audit.registry import Hit, rule
 from govern.audit.secret_scan import safe_url, scan
 
 S6_VAULT = '§6 Use Named Credentials: "Never store credentials in Custom Settings, custom metadata, or Apex code"'
