@@ -278,7 +278,10 @@ def wrk(url: str, *, seconds: int, connections: int, threads: int = 1, method: s
            "--latency", "-s", str(script), url]
     if meter:
         meter.start()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"error: wrk exited {done.returncode}: {done.stderr.strip() or done.stdout.strip()}")
+    out = done.stdout
     cpu = meter.stop() if meter else 0.0
     script.unlink()
     load = parse_wrk(out, cpu)
