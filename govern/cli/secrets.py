@@ -91,9 +91,9 @@ def delete(refs: tuple[str, ...], yes: bool) -> None:
 @json_option
 def status(as_json: bool) -> None:
     """Every secret reference: ref, store, version, set on. Never a value."""
-    from govern.secrets.service import secret_service
+    from govern.store.secret_status import secret_statuses
 
-    rows = secret_service(services(store_only=True)).status()
+    rows = secret_statuses(services(store_only=True).sessions)
     if as_json:
         echo_json([r.as_dict() for r in rows])
         return

@@ -24,6 +24,7 @@ from govern.ports import SecretMetadata, SecretStore
 from govern.rotation.sync import sync_refs
 from govern.secrets.errors import SecretRecordingFailed
 from govern.store.db import session_scope
+from govern.store.secret_status import SecretStatus, secret_statuses
 from govern.store.tables import (AdminAction, ExternalCredential, IntegrationUser, Principal, SecretRef,
                                  SecretVersion, utcnow)
 from govern.broker.upstream.reconnect import clear_needs_reconnect, safe_notifier
@@ -54,27 +55,6 @@ def credential_fields(protocol: str, client_auth_method: str | None) -> tuple[st
 # Fields that belong to one upstream identity, so they need a principal.
 PER_PRINCIPAL_FIELDS = ("refresh_token",)
 USER_FIELDS = ("client_secret",)
-
-
-@dataclass(frozen=True)
-class SecretStatus:
-    ref: str
-    owner_kind: str
-    owner: str
-    principal: str | None
-    field: str
-    store: str
-    version: int | None
-    set_at: dt.datetime | None
-
-    def describe(self) -> str:
-        when = self.set_at.strftime("%Y-%m-%d %H:%M UTC") if self.set_at else "never"
-        return f"set on {when}, version {self.version}"
-
-    def as_dict(self) -> dict:
-        return {"ref": self.ref, "owner_kind": self.owner_kind, "owner": self.owner, "principal": self.principal,
-                "field": self.field, "store": self.store, "version": self.version,
-                "set_at": self.set_at.isoformat() if self.set_at else None, "status": self.describe()}
 
 
 @dataclass(frozen=True)
@@ -174,13 +154,7 @@ class SecretService:
     # --- queries ---------------------------------------------------------------------------------
 
     def status(self, *, owner_kind: str | None = None, owner: str | None = None) -> list[SecretStatus]:
-        with self.sessions() as s:
-            query = select(SecretRef).order_by(SecretRef.external_id)
-            if owner_kind:
-                query = query.where(SecretRef.owner_kind == owner_kind)
-            if owner:
-                query = query.where(SecretRef.owner == owner)
-            return [_status(r) for r in s.exec(query).all()]
+        return secret_statuses(self.sessions, owner_kind=owner_kind, owner=owner)
 
     def check_credential(self, credential: str) -> None:
         with self.sessions() as s:
