@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable
@@ -13,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from govern.cache import build_cache
 from govern.config import Settings
-from govern.ports import (Cache, CallerAuthenticator, Cipher, Clock, DecisionLog, Notifier, PolicyDecider, SecretStore,
-                          SystemClock, UpstreamTokenSource)
+from govern.ports import (Cache, CallerAuthenticator, Cipher, Clock, DecisionLog, Notifier, PolicyDecider, RotationRepository,
+                          SecretStore, SystemClock, UpstreamTokenSource)
 from govern.store.db import make_engine, make_session_factory
 
 if TYPE_CHECKING:  # the concrete collaborators' types; the composition root may know them all
@@ -52,6 +53,8 @@ class Services:
     connect: ConnectService | None = None  # built on first use by the connect edge
     notifier: Notifier | None = None
     signing_key_hook: SigningKeyHook | None = None  # rotation's view of signing_keys (govern.rotation.wiring)
+    # A new repository of rotation runs per rotation service (each pins its own connection for a worker pass).
+    rotation_repository: Callable[[], RotationRepository] | None = None
     metrics: Metrics | None = None
     rate_limits: RateLimits | None = None  # authentication limits
     metric_readers: dict[str, Any] = field(default_factory=dict)
@@ -111,7 +114,10 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
     services.notifier = services.notifier or build_notifier(settings, services.clock)
     services.proxy = services.proxy or build_proxy(services)
     from govern.rotation.wiring import wire_rotation
+    from govern.store.rotation_runs import SqlRotationRepository
 
+    if services.rotation_repository is None:
+        services.rotation_repository = functools.partial(SqlRotationRepository, services.engine, services.sessions)
     wire_rotation(services)
     from govern.ops import instrument
 

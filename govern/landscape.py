@@ -18,6 +18,7 @@ from govern.config_as_code.specs import SECTION_OF, to_document
 from govern.config_as_code.validate import check, parse
 from govern.errors import Conflict, ValidationFailed
 from govern.rotation.sync import sync_refs
+from govern.store.rotation_refs import SqlRotationSettingsRows
 from govern.store.db import session_scope
 from govern.store.landscape import WRITE_STEPS, apply_plan, load_current, record_locations
 from govern.store.tables import AdminAction, SecretRef, utcnow
@@ -66,7 +67,8 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
                 apply_plan(session, plan, stored, progress=progress)
                 session.flush()
                 # Stored secrets follow their credential's rotation config (govern.rotation.sync).
-                sync_refs(session, utcnow(), credentials=[c.id for c in plan.changes if c.kind == "credential"],
+                sync_refs(SqlRotationSettingsRows(session), utcnow(),
+                          credentials=[c.id for c in plan.changes if c.kind == "credential"],
                           users=[c.id for c in plan.changes if c.kind == "integration_user"])
             except IntegrityError:
                 # Another apply (or a console edit) changed the same rows since we read them.

@@ -109,3 +109,106 @@ class UpstreamTokenSource(Protocol):
                    *, token: str | None = None) -> None:
         """Drop the cached token; with `token`, only while the cache still holds that access token."""
         ...
+
+
+# --- Rotation's seams (govern.store.rotation_runs and rotation_refs implement them; govern.rotation uses them) --
+
+from contextlib import AbstractContextManager  # noqa: E402
+from collections.abc import Callable, Iterable  # noqa: E402
+
+from govern.domain.rotation import (  # noqa: E402
+    ClientSecretHashes,
+    CredentialRotationTarget,
+    Finish,
+    RefRotationInputs,
+    RefRotationSettings,
+    Reminder,
+    RunChange,
+    RunRecord,
+    SecretRefView,
+    Started,
+)
+
+
+class RotationRepository(Protocol):
+    """Rotation runs, the secrets they rotate and the rows their rotators change, one transaction per call.
+
+    Every write that races another worker is conditional (a claim, a fenced step, a due date taken) and
+    says whether it won. `pinned()` keeps one connection for a worker's pass."""
+
+    def pinned(self) -> AbstractContextManager[None]: ...
+
+    # secrets
+    def find_ref(self, name: str) -> SecretRefView:
+        """Raise NotFound when no secret has that name."""
+        ...
+
+    def ref_name(self, ref_id: int) -> str: ...
+    def due_refs(self, now: dt.datetime) -> list[SecretRefView]: ...
+    def system_key(self, ref: SecretRefView) -> str: ...
+    def active_run(self, ref_id: int) -> RunRecord | None: ...
+
+    # starting and claiming
+    def create_run(self, ref_id: int, now: dt.datetime, *, due_only: bool, worker: str | None,
+                   lease_until: dt.datetime | None) -> Started:
+        """Create the run of one secret (leased to `worker` when given); Started.why says why not."""
+        ...
+
+    def create_next_due(self, now: dt.datetime, skip: set[int], worker: str, lease_until: dt.datetime) -> Started | None:
+        """Create and lease the run of any due secret no other worker is starting; None when nothing is due."""
+        ...
+
+    def claim(self, worker: str, now: dt.datetime, lease_until: dt.datetime, *, only: int | None = None,
+              ignore_backoff: bool = False) -> tuple[RunRecord, SecretRefView] | None: ...
+
+    def load(self, run_id: int) -> tuple[RunRecord, SecretRefView]:
+        """Raise NotFound when there is no such run."""
+        ...
+
+    # executing
+    def save_step(self, run_id: int, worker: str, change: RunChange, finish: Finish | None = None) -> bool:
+        """Write a step's transition while `worker` holds the run (and the finish, in the same transaction).
+        False: the lease was lost to another worker, nothing was written."""
+        ...
+
+    def release(self, run_id: int, worker: str) -> None: ...
+    def previous_versions(self, ref_id: int, other_than: int) -> list[int]: ...
+
+    # operator actions
+    def confirm_run(self, run_id: int, state: str, record: dict[str, Any], now: dt.datetime) -> bool: ...
+
+    def requeue_run(self, run_id: int, state: str, record: dict[str, Any], now: dt.datetime) -> bool:
+        """Raise Conflict when another run of the secret is active."""
+        ...
+
+    def append_step(self, run_id: int, record: dict[str, Any], *, state: str) -> bool: ...
+
+    # housekeeping
+    def revoke_next_expired(self, now: dt.datetime,
+                            revoke: Callable[[SecretRefView, int], dt.datetime | None]) -> bool:
+        """Take one previous version whose overlap is over (locked while `revoke` runs). `revoke` returns None
+        when it revoked the version, else when to try again. False when none is left."""
+        ...
+
+    def take_reminders(self, now: dt.datetime, next_at: dt.datetime) -> list[Reminder]:
+        """Runs awaiting an operator and secrets rotated by hand whose reminder is due; each moved to `next_at`."""
+        ...
+
+    # what the rotators change at govern itself or read of the landscape
+    def client_secret_hashes(self, user: str) -> ClientSecretHashes: ...
+
+    def replace_client_secret(self, user: str, *, expected_hash: str | None, new_hash: str,
+                              previous_expires_at: dt.datetime, now: dt.datetime) -> bool: ...
+
+    def restore_previous_client_secret(self, user: str, *, expected_hash: str | None) -> bool: ...
+    def clear_previous_client_secret(self, user: str, *, expected_previous_hash: str) -> bool: ...
+    def rotation_credential(self, external_id: str) -> CredentialRotationTarget: ...
+
+
+class RotationSettingsRows(Protocol):
+    """The stored secrets' derived rotation settings, in the caller's transaction (govern.rotation.sync)."""
+
+    def load(self, *, ref_ids: Iterable[int] = (), credentials: Iterable[str] = (),
+             users: Iterable[str] = ()) -> list[RefRotationInputs]: ...
+
+    def save(self, settings: RefRotationSettings) -> None: ...

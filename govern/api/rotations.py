@@ -16,7 +16,7 @@ from govern.api.auth import require_admin
 from govern.api.spec import api, one_of, query_int, responses, validated_json, validated_query
 from govern.errors import Conflict
 from govern.rotation import machine
-from govern.rotation.history import get_run, list_runs
+from govern.store.rotation_history import get_run, list_runs
 from govern.rotation.runner import RotationService
 
 bp = Blueprint("rotations", __name__, url_prefix="/api/v1/rotations")

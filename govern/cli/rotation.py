@@ -102,7 +102,7 @@ def rotate_retry(run_id: int) -> None:
 @json_option
 def rotate_history(name: str | None, limit: int, as_json: bool) -> None:
     """Past and current rotation runs, newest first."""
-    from govern.rotation.history import list_runs
+    from govern.store.rotation_history import list_runs
 
     runs = list_runs(services(store_only=True).sessions, secret=name, limit=limit)
     if as_json:

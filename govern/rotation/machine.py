@@ -17,10 +17,20 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-CREATED, PENDING, AWAITING, SET, TESTED = "created", "pending", "awaiting_confirmation", "set", "tested"
-FINISHED, PARKED, CANCELLED = "finished", "parked", "cancelled"
-TERMINAL = frozenset({FINISHED, PARKED, CANCELLED})
-ACTIVE = frozenset({CREATED, PENDING, AWAITING, SET, TESTED})
+# The states are domain values (govern.domain.rotation), shared with the repository that stores runs.
+from govern.domain.rotation import (  # noqa: F401 - re-exported: govern.rotation.machine.PARKED etc.
+    ACTIVE,
+    AWAITING,
+    CANCELLED,
+    CREATED,
+    FINISHED,
+    PARKED,
+    PENDING,
+    RUNNABLE,
+    SET,
+    TERMINAL,
+    TESTED,
+)
 
 STEP_FOR_STATE = {CREATED: "create_pending", PENDING: "set", SET: "test", TESTED: "finish"}
 STATE_AFTER_STEP = {"create_pending": PENDING, "set": SET, "test": TESTED, "finish": FINISHED}

@@ -5,25 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-from sqlmodel import col
-
-from govern.errors import Conflict, NotFound
+from govern.errors import Conflict
+from govern.ports import RotationRepository
 from govern.rotation import machine
-from govern.rotation.support import Outcome, update
-from govern.store.db import rows_matched
-from govern.store.tables import RotationRun
+from govern.rotation.support import Outcome
 
 log = logging.getLogger("govern.rotation")
 
 
 class OperatorActions:
     # Supplied by RotationService (govern.rotation.runner), the one class this mixes into.
+    repo: RotationRepository
     _now: Callable[[], dt.datetime]
-    _session: Callable[[], AbstractContextManager[Session]]
     claim: Callable[..., int | None]
     execute: Callable[[int], Outcome]
 
@@ -31,19 +25,13 @@ class OperatorActions:
         """An operator says the manually set secret is in place. With `run_now`, test and finish it now;
         otherwise a worker does."""
         now = self._now()
-        with self._session() as s:
-            run = s.get(RotationRun, run_id)
-            if run is None:
-                raise NotFound(f"no rotation run {run_id}")
-            try:
-                t = machine.confirmed(run.state, now, by)
-            except ValueError:
-                raise Conflict(f"run {run_id} is {run.state}, not awaiting confirmation") from None
-            res = s.execute(update(RotationRun).where(col(RotationRun.id) == run_id, col(RotationRun.state) == machine.AWAITING)
-                            .values(state=t.state, steps=[*(run.steps or []), t.record], next_attempt_at=now,
-                                    claimed_until=None))
-            if rows_matched(res) != 1:
-                raise Conflict(f"run {run_id} was confirmed meanwhile")
+        run, _ = self.repo.load(run_id)
+        try:
+            t = machine.confirmed(run.state, now, by)
+        except ValueError:
+            raise Conflict(f"run {run_id} is {run.state}, not awaiting confirmation") from None
+        if not self.repo.confirm_run(run_id, t.state, t.record, now):
+            raise Conflict(f"run {run_id} was confirmed meanwhile")
         if not run_now or self.claim(only=run_id) is None:
             return Outcome(str(run_id), "set", run_id, "confirmed; a worker will test and finish it")
         return self.execute(run_id)
@@ -58,32 +46,18 @@ class OperatorActions:
     def requeue(self, run_id: int, by: str) -> None:
         """Put a parked run back at the step that failed, for the next worker."""
         now = self._now()
-        try:
-            with self._session() as s:
-                run = s.get(RotationRun, run_id)
-                if run is None:
-                    raise NotFound(f"no rotation run {run_id}")
-                if run.state != machine.PARKED:
-                    raise Conflict(f"run {run_id} is {run.state}; only parked runs can be retried")
-                failed_step = next((r["step"] for r in reversed(run.steps or []) if r.get("outcome") == "failed"),
-                                   "create_pending")
-                state = machine.resume_state(failed_step)
-                rec = {"step": "retry", "by": by, "at": now.isoformat(), "outcome": "ok"}
-                res = s.execute(update(RotationRun).where(col(RotationRun.id) == run_id, col(RotationRun.state) == machine.PARKED)
-                                .values(state=state, attempts=0, next_attempt_at=now, claimed_until=None,
-                                        finished_at=None, steps=[*(run.steps or []), rec]))
-                if rows_matched(res) != 1:
-                    raise Conflict(f"run {run_id} changed meanwhile")
-        except IntegrityError:
-            raise Conflict("another run of this secret is active") from None
+        run, _ = self.repo.load(run_id)
+        if run.state != machine.PARKED:
+            raise Conflict(f"run {run_id} is {run.state}; only parked runs can be retried")
+        failed_step = next((r["step"] for r in reversed(run.steps) if r.get("outcome") == "failed"), "create_pending")
+        rec = {"step": "retry", "by": by, "at": now.isoformat(), "outcome": "ok"}
+        if not self.repo.requeue_run(run_id, machine.resume_state(failed_step), rec, now):
+            raise Conflict(f"run {run_id} changed meanwhile")
 
     def acknowledge(self, run_id: int, by: str) -> None:
-        with self._session() as s:
-            run = s.get(RotationRun, run_id)
-            if run is None:
-                raise NotFound(f"no rotation run {run_id}")
-            if run.state != machine.PARKED:
-                raise Conflict(f"run {run_id} is {run.state}; only parked runs are acknowledged")
-            rec = {"step": "acknowledge", "by": by, "at": self._now().isoformat(), "outcome": "ok"}
-            run.steps = [*(run.steps or []), rec]
-
+        run, _ = self.repo.load(run_id)
+        if run.state != machine.PARKED:
+            raise Conflict(f"run {run_id} is {run.state}; only parked runs are acknowledged")
+        rec = {"step": "acknowledge", "by": by, "at": self._now().isoformat(), "outcome": "ok"}
+        if not self.repo.append_step(run_id, rec, state=machine.PARKED):
+            raise Conflict(f"run {run_id} changed meanwhile")

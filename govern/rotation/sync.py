@@ -28,11 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 from collections.abc import Iterable
 
-from sqlmodel import col, select
-
 from govern.config_as_code.units import parse_duration
-from govern.rotation import machine, schedule as schedules
-from govern.store.tables import ExternalCredential, IntegrationUser, RotationRun, SecretRef
+from govern.domain.rotation import RefRotationSettings, aware
+from govern.ports import RotationSettingsRows
+from govern.rotation import schedule as schedules
 
 DEFAULT_OVERLAP_SECONDS = 86400
 
@@ -60,58 +59,29 @@ def policy_for(owner_kind: str, field: str, protocol: str | None, rotation: dict
                      overlap_seconds=int(parse_duration(overlap)) if overlap else DEFAULT_OVERLAP_SECONDS)
 
 
-def sync_refs(session, now: dt.datetime, *, refs: Iterable[SecretRef] | None = None,
-              credentials: Iterable[str] | None = None, users: Iterable[str] | None = None,
-              restart: bool = False, rng: Any = None) -> int:
-    """Bring the rotation settings of `refs` (or of every secret of `credentials`) in line with their
-    configuration, in the caller's transaction. Returns how many refs changed.
+def sync_refs(rows: RotationSettingsRows, now: dt.datetime, *, ref_ids: Iterable[int] = (),
+              credentials: Iterable[str] = (), users: Iterable[str] = (), restart: bool = False, rng: Any = None) -> int:
+    """Bring the rotation settings of the secrets `ref_ids` (and of every secret of `credentials` and `users`)
+    in line with their configuration, in the transaction of `rows` (govern.store.rotation_refs, over the
+    caller's session). Returns how many refs changed.
 
     `next_due_at` is recomputed when the schedule changed, or with `restart` (a new value was just put):
     from `now` on a restart, else from when the current value was set. It is left alone while a run is
     active (the run's finish sets it) and cleared when there is no schedule any more."""
     rng = rng if rng is not None else random.SystemRandom()
-    if refs is None:
-        names, user_names = sorted(set(credentials or ())), sorted(set(users or ()))
-        refs = []
-        if names:
-            refs += session.execute(select(SecretRef).where(SecretRef.owner_kind == "credential",
-                                                            col(SecretRef.owner).in_(names))).scalars().all()
-        if user_names:
-            refs += session.execute(select(SecretRef).where(SecretRef.owner_kind == "integration_user",
-                                                            col(SecretRef.owner).in_(user_names))).scalars().all()
-        if not refs:
-            return 0
-    refs = list(refs)
-    owners = sorted({r.owner for r in refs if r.owner_kind == "credential"})
-    creds = {c.external_id: c for c in session.execute(
-        select(ExternalCredential).where(col(ExternalCredential.external_id).in_(owners))).scalars()} if owners else {}
-    user_owners = sorted({r.owner for r in refs if r.owner_kind == "integration_user"})
-    user_rotation = dict(session.execute(select(IntegrationUser.external_id, IntegrationUser.rotation).where(
-        col(IntegrationUser.external_id).in_(user_owners))).all()) if user_owners else {}
-    active = set(session.execute(select(RotationRun.secret_ref_id).where(
-        col(RotationRun.secret_ref_id).in_([r.id for r in refs if r.id is not None]),
-        col(RotationRun.state).in_(machine.ACTIVE))).scalars()) if refs else set()
     changed = 0
-    for ref in refs:
-        cred = creds.get(ref.owner) if ref.owner_kind == "credential" else None
-        rotation = cred.rotation if cred else user_rotation.get(ref.owner) if ref.owner_kind == "integration_user" else None
-        want = policy_for(ref.owner_kind, ref.field, cred.protocol if cred else None, rotation)
-        before = (ref.rotator, ref.schedule, ref.overlap_seconds, ref.next_due_at)
-        schedule_changed = want.schedule != ref.schedule
-        ref.rotator, ref.schedule, ref.overlap_seconds = want.rotator, want.schedule, want.overlap_seconds
-        if ref.id not in active:
+    for ref in rows.load(ref_ids=ref_ids, credentials=credentials, users=users):
+        want = policy_for(ref.owner_kind, ref.field, ref.protocol, ref.rotation)
+        next_due_at = ref.next_due_at
+        if not ref.run_active:
             if want.schedule is None:
-                ref.next_due_at = None
-            elif restart or schedule_changed or ref.next_due_at is None:
-                base = now if restart else (_aware(ref.set_at) or now)
-                ref.next_due_at = schedules.next_due(want.schedule, base, rng)
-        if (ref.rotator, ref.schedule, ref.overlap_seconds, ref.next_due_at) != before:
-            session.add(ref)
+                next_due_at = None
+            elif restart or want.schedule != ref.schedule or next_due_at is None:
+                base = now if restart else (aware(ref.set_at) or now)
+                next_due_at = schedules.next_due(want.schedule, base, rng)
+        after = RefRotationSettings(ref.ref_id, want.rotator, want.schedule, want.overlap_seconds, next_due_at)
+        if (after.rotator, after.schedule, after.overlap_seconds, after.next_due_at) != (
+                ref.rotator, ref.schedule, ref.overlap_seconds, ref.next_due_at):
+            rows.save(after)
             changed += 1
     return changed
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)  # SQLite returns naive datetimes
-    return value

@@ -22,8 +22,9 @@ from govern.domain.secret import Secret, validate_secret_value
 from govern.errors import GovernError, NotFound, SecretNotFound, ValidationFailed, Conflict
 from govern.ports import SecretMetadata, SecretStore
 from govern.rotation.sync import sync_refs
+from govern.store.rotation_refs import SqlRotationSettingsRows
 from govern.secrets.errors import SecretRecordingFailed
-from govern.store.db import session_scope
+from govern.store.db import row_id, session_scope
 from govern.store.secret_status import SecretStatus, secret_statuses
 from govern.store.tables import (AdminAction, ExternalCredential, IntegrationUser, Principal, SecretRef,
                                  SecretVersion, utcnow)
@@ -200,7 +201,7 @@ class SecretService:
                 s.flush()
                 self._record_versions(s, ref.id, meta)
                 # Rotator, schedule and due date follow the credential's rotation config (one rule, there).
-                sync_refs(s, now, refs=[ref], restart=action == "secret.put")
+                sync_refs(SqlRotationSettingsRows(s), now, ref_ids=[row_id(ref)], restart=action == "secret.put")
                 if user_secret is not None:
                     self._set_user_secret_hash(s, target.owner, user_secret, now)
                 s.add(AdminAction(actor=actor, action=action, subject_kind="secret_ref", subject=target.path,

@@ -95,7 +95,7 @@ def test_apply_put_move_clock_rotate(cli, services, clock, tmp_path):
     # The broker's ordered list: the new secret first, the old one as fallback during the overlap.
     from govern.rotation.rotators.upstream import ordered_secrets
 
-    order = [s.reveal() for s in ordered_secrets(services.sessions, services.secret_store, ERP_REF, clock.now())]
+    order = [s.reveal() for s in ordered_secrets(services, ERP_REF, clock.now())]
     assert order[1:] == ["erp-old-secret-value"] and order[0] == seen[-1][1]
     out = _ok(cli.invoke(["rotate", "--due"]))
     assert ERP_REF not in out and "stripe-restricted-key" in out  # rotated by hand: due until someone does

@@ -85,7 +85,7 @@ def test_finished_rotation_is_rescheduled_with_jitter(rsvc):
             return b / 2
 
     RotationService(rsvc, worker_id="w1", rng=Half()).tick()
-    from govern.rotation.history import aware
+    from govern.domain.rotation import aware
     from govern.store.tables import SecretRef
 
     with session_scope(rsvc.sessions) as s:

@@ -154,10 +154,10 @@ def test_upstream_http_set_then_token_test_and_ordered_fallback(rsvc, clock):
         assert o.status == "finished", o
         manage = [r for r in up.requests if r["path"] == "/manage"]
         assert len(manage) == 1 and manage[0]["headers"]["Idempotency-Key"].startswith("govern-rotation-")
-    order = [s.reveal() for s in ordered_secrets(rsvc.sessions, rsvc.secret_store, "credential/erp-oauth/client_secret", clock.now())]
+    order = [s.reveal() for s in ordered_secrets(rsvc, "credential/erp-oauth/client_secret", clock.now())]
     assert order[1] == "upstream-old" and order[0] in accepted and len(order) == 2
     clock.advance(seconds=601)
-    assert len(ordered_secrets(rsvc.sessions, rsvc.secret_store, "credential/erp-oauth/client_secret", clock.now())) == 1
+    assert len(ordered_secrets(rsvc, "credential/erp-oauth/client_secret", clock.now())) == 1
     with session_scope(rsvc.sessions) as s:
         assert s.execute(select(RotationRun.system_key)).scalar_one() == "system:sys-erp-oauth"
 
@@ -172,7 +172,7 @@ def test_upstream_refusing_the_new_secret_fails_the_test_and_keeps_current(rsvc)
                    owner="erp-oauth", initial="upstream-old")
         (o,) = RotationService(rsvc, worker_id="w1").tick()
     assert o.status == "retrying" and "refused the new secret (401)" in o.detail
-    order = ordered_secrets(rsvc.sessions, rsvc.secret_store, "credential/erp-oauth/client_secret",
+    order = ordered_secrets(rsvc, "credential/erp-oauth/client_secret",
                             dt.datetime.now(dt.UTC))
     assert [s.reveal() for s in order] == ["upstream-old"]
 

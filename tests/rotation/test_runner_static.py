@@ -10,7 +10,7 @@ from govern.rotation import machine
 from govern.rotation.runner import RotationService
 from govern.store.db import session_scope
 from govern.store.tables import RotationRun, SecretRef, SecretVersion
-from govern.rotation.history import aware
+from govern.domain.rotation import aware
 from tests.rotation.conftest import T0, add_secret
 
 

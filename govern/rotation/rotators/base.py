@@ -11,8 +11,10 @@ import secrets as _random
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from govern.domain.rotation import SecretRefView
 from govern.domain.secret import Secret
 from govern.errors import GovernError, SecretNotFound
+from govern.ports import RotationRepository
 
 
 class RotationTestFailed(GovernError):
@@ -44,25 +46,9 @@ def staging_path(path: str) -> str:
     return STAGING_PREFIX + path
 
 
-@dataclass(frozen=True)
-class SecretRefView:
-    """A detached copy of the SecretRef row (rotators never touch ORM objects)."""
-
-    id: int
-    external_id: str
-    owner_kind: str
-    owner: str
-    principal: str | None
-    field: str
-    path: str
-    current_version: int | None
-    rotator: str
-    overlap_seconds: int
-
-
 @dataclass
 class RotationContext:
-    ref: SecretRefView
+    ref: SecretRefView  # govern.domain.rotation
     run_id: int | None
     services: Any  # govern.bootstrap.Services
     now: dt.datetime
@@ -75,6 +61,15 @@ class RotationContext:
         if store is None:
             raise NotConfigured("no secret store is configured (GOVERN_SECRET_STORE)")
         return store
+
+    @property
+    def records(self) -> RotationRepository:
+        """The rows a rotator reads or changes at govern itself (an integration user's client secret, a
+        credential's settings), one transaction per call (services.rotation_repository, the composition root)."""
+        factory = self.services.rotation_repository
+        if factory is None:
+            raise NotConfigured("rotation has no repository (services.rotation_repository)")
+        return factory()
 
     def pending(self) -> Secret:
         """The staged secret: `pending_version` is a version at staging_path(ref.path)."""

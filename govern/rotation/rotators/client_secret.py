@@ -11,14 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from sqlmodel import select
-
 from govern.domain.client_auth import hash_client_secret, secret_matches, verify_client_secret
 from govern.domain.secret import Secret
-from govern.errors import NotFound
 from govern.rotation.rotators.base import RotationContext, RotationTestFailed, StoredSecretRotator
-from govern.store.db import session_scope
-from govern.store.tables import IntegrationUser
 
 
 class ClientSecretRotator(StoredSecretRotator):
@@ -27,48 +22,37 @@ class ClientSecretRotator(StoredSecretRotator):
     def generate(self, ctx: RotationContext) -> Secret:
         return Secret("gvs_" + secrets.token_urlsafe(32))
 
-    def _user(self, s, ctx: RotationContext) -> IntegrationUser:
-        user = s.execute(select(IntegrationUser).where(IntegrationUser.external_id == ctx.ref.owner)).scalar_one_or_none()
-        if user is None:
-            raise NotFound(f"no integration user {ctx.ref.owner}")
-        return user
-
     def set(self, ctx: RotationContext) -> bool:
         pending = ctx.pending().reveal()
-        with session_scope(ctx.services.sessions) as s:
-            user = self._user(s, ctx)
-            if secret_matches(pending, user.client_secret_hash):
-                return True  # already set by an attempt that crashed afterwards
-            user.previous_client_secret_hash = user.client_secret_hash
-            user.previous_secret_expires_at = ctx.now + dt.timedelta(seconds=ctx.ref.overlap_seconds)
-            user.client_secret_hash = hash_client_secret(pending)
-            user.client_secret_set_at = ctx.now
-            user.updated_at = ctx.now
+        records = ctx.records
+        user = records.client_secret_hashes(ctx.ref.owner)
+        if secret_matches(pending, user.client_secret_hash):
+            return True  # already set by an attempt that crashed afterwards
+        if not records.replace_client_secret(ctx.ref.owner, expected_hash=user.client_secret_hash,
+                                             new_hash=hash_client_secret(pending),
+                                             previous_expires_at=ctx.now + dt.timedelta(seconds=ctx.ref.overlap_seconds),
+                                             now=ctx.now):
+            # Someone else changed the secret meanwhile (a put): the step fails and is retried from what is there.
+            raise RotationTestFailed(f"integration user {ctx.ref.owner}: the client secret changed meanwhile")
         return True
 
     def test(self, ctx: RotationContext) -> None:
-        with session_scope(ctx.services.sessions) as s:
-            user = self._user(s, ctx)
-            if not verify_client_secret(user, ctx.pending().reveal(), ctx.now):
-                raise RotationTestFailed(f"integration user {ctx.ref.owner} does not accept the new secret")
-            current = ctx.current()
-            if current is not None and ctx.ref.overlap_seconds > 0 and not verify_client_secret(user, current.reveal(), ctx.now):
-                raise RotationTestFailed(f"integration user {ctx.ref.owner} no longer accepts the current secret")
+        user = ctx.records.client_secret_hashes(ctx.ref.owner)
+        if not verify_client_secret(user, ctx.pending().reveal(), ctx.now):
+            raise RotationTestFailed(f"integration user {ctx.ref.owner} does not accept the new secret")
+        current = ctx.current()
+        if current is not None and ctx.ref.overlap_seconds > 0 and not verify_client_secret(user, current.reveal(), ctx.now):
+            raise RotationTestFailed(f"integration user {ctx.ref.owner} no longer accepts the current secret")
 
     def rollback(self, ctx: RotationContext) -> None:
-        with session_scope(ctx.services.sessions) as s:
-            user = self._user(s, ctx)
-            if secret_matches(ctx.pending().reveal(), user.client_secret_hash) and user.previous_client_secret_hash:
-                user.client_secret_hash = user.previous_client_secret_hash
-                user.previous_client_secret_hash = None
-                user.previous_secret_expires_at = None
+        records = ctx.records
+        user = records.client_secret_hashes(ctx.ref.owner)
+        if secret_matches(ctx.pending().reveal(), user.client_secret_hash) and user.previous_client_secret_hash:
+            records.restore_previous_client_secret(ctx.ref.owner, expected_hash=user.client_secret_hash)
 
     def revoke_previous(self, ctx: RotationContext, version: int | None) -> None:
-        with session_scope(ctx.services.sessions) as s:
-            user = self._user(s, ctx)
-            expires = user.previous_secret_expires_at
-            if expires is not None and expires.tzinfo is None:
-                expires = expires.replace(tzinfo=dt.UTC)
-            if user.previous_client_secret_hash and (expires is None or expires <= ctx.now):
-                user.previous_client_secret_hash = None
-                user.previous_secret_expires_at = None
+        records = ctx.records
+        user = records.client_secret_hashes(ctx.ref.owner)
+        expires = user.previous_secret_expires_at
+        if user.previous_client_secret_hash and (expires is None or expires <= ctx.now):
+            records.clear_previous_client_secret(ctx.ref.owner, expected_previous_hash=user.previous_client_secret_hash)

@@ -18,27 +18,19 @@ import datetime as dt
 import time
 from typing import Any
 
-from sqlmodel import select
 import requests
 
+from govern.domain.rotation import CredentialRotationTarget
 from govern.domain.secret import Secret
-from govern.errors import NotFound
-from govern.ports import SecretStore
 from govern.rotation.rotators.base import NotConfigured, RotationContext, RotationTestFailed, StoredSecretRotator
-from govern.store.db import session_scope
-from govern.store.tables import ExternalCredential, SecretRef
 from govern.broker.upstream.secret_refs import CredentialSecrets
 
 
-def _credential(ctx: RotationContext) -> ExternalCredential:
-    with session_scope(ctx.services.sessions) as s:
-        cred = s.execute(select(ExternalCredential).where(ExternalCredential.external_id == ctx.ref.owner)).scalar_one_or_none()
-        if cred is None:
-            raise NotFound(f"no external credential {ctx.ref.owner}")
-        return cred
+def _credential(ctx: RotationContext) -> CredentialRotationTarget:
+    return ctx.records.rotation_credential(ctx.ref.owner)
 
 
-def _set_config(cred: ExternalCredential) -> dict[str, Any]:
+def _set_config(cred: CredentialRotationTarget) -> dict[str, Any]:
     raw = (cred.rotation or {}).get("set", "manual")
     return {"kind": raw} if isinstance(raw, str) else dict(raw)
 
@@ -102,16 +94,12 @@ class UpstreamClientSecretRotator(StoredSecretRotator):
             raise RotationTestFailed(f"revocation endpoint answered {resp.status_code}")
 
 
-def ordered_secrets(sessions, store: SecretStore, secret_ref: str, now: dt.datetime) -> list[Secret]:
+def ordered_secrets(services: Any, secret_ref: str, now: dt.datetime) -> list[Secret]:
     """The secrets to try, in order: current first, then the previous one while its overlap lasts.
 
     Exactly what the upstream token client tries (govern.broker.upstream.secret_refs.CredentialSecrets
     .candidates, which this calls), so a rotation test and the broker can never disagree."""
-    with session_scope(sessions) as s:
-        ref = s.execute(select(SecretRef).where(SecretRef.external_id == secret_ref)).scalar_one_or_none()
-        if ref is None:
-            raise NotFound(f"no secret named {secret_ref}")
-        owner, principal, field_name = ref.owner, ref.principal, ref.field
+    ref = services.rotation_repository().find_ref(secret_ref)
 
     class _At:  # a Clock stopped at `now`
         def now(self) -> dt.datetime:
@@ -120,5 +108,5 @@ def ordered_secrets(sessions, store: SecretStore, secret_ref: str, now: dt.datet
         def monotonic(self) -> float:
             return time.monotonic()
 
-    found = CredentialSecrets(sessions, store, _At()).candidates(owner, principal, field_name)
+    found = CredentialSecrets(services.sessions, services.secret_store, _At()).candidates(ref.owner, ref.principal, ref.field)
     return [s.value for s in found]

@@ -2,20 +2,14 @@
 from __future__ import annotations
 
 from typing import Any
-import datetime as dt
 
+from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col, select
 
+from govern.domain.rotation import aware
 from govern.errors import NotFound
 from govern.store.db import session_scope
 from govern.store.tables import RotationRun, SecretRef
-
-
-def aware(value):
-    """SQLite hands back naive datetimes for timezone-aware columns; every value govern writes is UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
 
 
 def _row(run: RotationRun, ref: SecretRef) -> dict[str, Any]:
@@ -26,8 +20,8 @@ def _row(run: RotationRun, ref: SecretRef) -> dict[str, Any]:
             "started_at": aware(run.started_at), "finished_at": aware(run.finished_at)}
 
 
-def list_runs(sessions, *, secret: str | None = None, state: str | None = None, rotator: str | None = None,
-              limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+def list_runs(sessions: sessionmaker[Session], *, secret: str | None = None, state: str | None = None,
+              rotator: str | None = None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
     with session_scope(sessions) as s:
         stmt = select(RotationRun, SecretRef).join(SecretRef, col(SecretRef.id) == col(RotationRun.secret_ref_id))
         if secret:
@@ -40,7 +34,7 @@ def list_runs(sessions, *, secret: str | None = None, state: str | None = None, 
         return [_row(run, ref) for run, ref in s.execute(stmt).all()]
 
 
-def get_run(sessions, run_id: int) -> dict[str, Any]:
+def get_run(sessions: sessionmaker[Session], run_id: int) -> dict[str, Any]:
     with session_scope(sessions) as s:
         run = s.get(RotationRun, run_id)
         if run is None:
