@@ -113,12 +113,14 @@ def build_services(settings: Settings, *, clock: Clock | None = None, **override
 
     services.notifier = services.notifier or build_notifier(settings, services.clock)
     services.proxy = services.proxy or build_proxy(services)
+    from govern.broker.signing_keys import retire_expired_signing_keys, rotate_signing_key, self_test_signing_key
     from govern.rotation.wiring import wire_rotation
     from govern.store.rotation_runs import SqlRotationRepository
 
     if services.rotation_repository is None:
         services.rotation_repository = functools.partial(SqlRotationRepository, services.engine, services.sessions)
-    wire_rotation(services)
+    wire_rotation(services, rotate=rotate_signing_key, retire_expired=retire_expired_signing_keys,
+                  self_test=self_test_signing_key)
     from govern.ops import instrument
 
     instrument(services)

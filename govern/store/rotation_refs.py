@@ -5,6 +5,7 @@ caller holding a SecretRef of that session sees the new settings."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -37,8 +38,9 @@ class SqlRotationSettingsRows:
         creds = {c.external_id: (c.protocol, c.rotation) for c in s.execute(select(ExternalCredential).where(
             col(ExternalCredential.external_id).in_(cred_owners))).scalars()} if cred_owners else {}
         user_owners = sorted({r.owner for r in refs.values() if r.owner_kind == "integration_user"})
-        user_rotation = dict(s.execute(select(IntegrationUser.external_id, IntegrationUser.rotation).where(
-            col(IntegrationUser.external_id).in_(user_owners))).tuples().all()) if user_owners else {}
+        user_rotation: dict[str, dict[str, Any]] = dict(s.execute(
+            select(IntegrationUser.external_id, IntegrationUser.rotation)
+            .where(col(IntegrationUser.external_id).in_(user_owners))).tuples().all()) if user_owners else {}
         active = set(s.execute(select(RotationRun.secret_ref_id).where(
             col(RotationRun.secret_ref_id).in_(list(refs)), col(RotationRun.state).in_(ACTIVE))).scalars())
         out = []

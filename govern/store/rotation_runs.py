@@ -385,7 +385,7 @@ class SqlRotationRepository:
     def _set_user(self, user: str, cond: sa.ColumnElement[bool], **values: Any) -> bool:
         with self._session() as s:
             self._user(s, user)
-            res = s.execute(_update(IntegrationUser).where(IntegrationUser.external_id == user, cond).values(**values))
+            res = s.execute(_update(IntegrationUser).where(col(IntegrationUser.external_id) == user, cond).values(**values))
             return rows_matched(res) == 1
 
     @staticmethod

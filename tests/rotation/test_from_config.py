@@ -93,7 +93,7 @@ def test_apply_put_move_clock_rotate(cli, services, clock, tmp_path):
     assert _aware(erp.next_due_at) >= clock.now() + dt.timedelta(days=90)
 
     # The broker's ordered list: the new secret first, the old one as fallback during the overlap.
-    from govern.rotation.rotators.upstream import ordered_secrets
+    from tests.rotation.secret_order import ordered_secrets
 
     order = [s.reveal() for s in ordered_secrets(services, ERP_REF, clock.now())]
     assert order[1:] == ["erp-old-secret-value"] and order[0] == seen[-1][1]

@@ -10,7 +10,7 @@ from govern.domain.client_auth import hash_client_secret, verify_client_secret
 from govern.domain.secret import Secret
 from govern.rotation import machine
 from govern.rotation.rotators import rotator_names
-from govern.rotation.rotators.upstream import ordered_secrets
+from tests.rotation.secret_order import ordered_secrets
 from govern.rotation.runner import RotationService
 from govern.store.db import session_scope
 from govern.store.tables import ExternalCredential, IntegrationUser, RotationRun, System

@@ -1,8 +1,7 @@
 """Upstream OAuth client secrets (RFC 6749 section 2.3.1), kept as an ordered list of versions.
 
 While the overlap lasts the credential has two usable secrets: `current` (tried first) and `previous`
-(the fallback). `ordered_secrets` is what the upstream token client reads (it calls the broker's
-CredentialSecrets.candidates).
+(the fallback), which the upstream token client tries in that order (the broker's CredentialSecrets.candidates).
 
 How the new secret reaches the upstream system is pluggable, from ExternalCredential.rotation["set"]:
 - {"kind": "http", "url": ..., "auth_secret_path": optional store path of a bearer token,
@@ -14,16 +13,12 @@ The test step asks the credential's token endpoint for a client_credentials toke
 """
 from __future__ import annotations
 
-import datetime as dt
-import time
 from typing import Any
 
 import requests
 
 from govern.domain.rotation import CredentialRotationTarget
-from govern.domain.secret import Secret
 from govern.rotation.rotators.base import NotConfigured, RotationContext, RotationTestFailed, StoredSecretRotator
-from govern.broker.upstream.secret_refs import CredentialSecrets
 
 
 def _credential(ctx: RotationContext) -> CredentialRotationTarget:
@@ -93,20 +88,3 @@ class UpstreamClientSecretRotator(StoredSecretRotator):
         if resp.status_code >= 300 and resp.status_code != 404:
             raise RotationTestFailed(f"revocation endpoint answered {resp.status_code}")
 
-
-def ordered_secrets(services: Any, secret_ref: str, now: dt.datetime) -> list[Secret]:
-    """The secrets to try, in order: current first, then the previous one while its overlap lasts.
-
-    Exactly what the upstream token client tries (govern.broker.upstream.secret_refs.CredentialSecrets
-    .candidates, which this calls), so a rotation test and the broker can never disagree."""
-    ref = services.rotation_repository().find_ref(secret_ref)
-
-    class _At:  # a Clock stopped at `now`
-        def now(self) -> dt.datetime:
-            return now
-
-        def monotonic(self) -> float:
-            return time.monotonic()
-
-    found = CredentialSecrets(services.sessions, services.secret_store, _At()).candidates(ref.owner, ref.principal, ref.field)
-    return [s.value for s in found]
