@@ -45,16 +45,19 @@ class RotationService(Claiming, OperatorActions, Housekeeping):
     # Test seam: called as hook(point, run_id, step); "after_step" fires once a step is persisted and
     # "before_persist" after the target was touched but before the state was written.
     hook: Callable[[str, int, str], None] | None = None
-    # The runs and secrets (govern.store.rotation_runs by default, from services.rotation_repository).
-    repo: RotationRepository = None  # type: ignore[assignment]  # set in __post_init__
+    # The runs and secrets; by default a new one from services.rotation_repository (govern.store.rotation_runs).
+    repository: RotationRepository | None = None
+    repo: RotationRepository = field(init=False)
     _rotators: dict[str, Any] = field(default_factory=dict)
     _claimed: dict[int, tuple[RunRecord, SecretRefView]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.repo is None:
-            if self.services.rotation_repository is None:
-                raise TypeError("services.rotation_repository is not wired (govern.bootstrap.build_services)")
+        if self.repository is not None:
+            self.repo = self.repository
+        elif self.services.rotation_repository is not None:
             self.repo = self.services.rotation_repository()
+        else:
+            raise TypeError("services.rotation_repository is not wired (govern.bootstrap.build_services)")
         if self.notifier is None:
             # govern's one notifier (govern.notify), wired by the composition root.
             self.notifier = self.services.notifier

@@ -9,7 +9,7 @@ LOCKED`), which a join through the credential's JSON could not serve. The copy i
 `sync_refs`, which the two places that change either side call in their own transaction:
 - `SecretService` when a secret is put (a new value: the schedule restarts from now);
 - `govern.landscape.apply_document` when an apply creates, updates or deletes credentials.
-The runner only moves `next_due_at` forward when a rotation finishes (govern.rotation.runner._promote).
+The runner only moves `next_due_at` forward when a rotation finishes (the finish step, written by govern.store.rotation_runs).
 
 Which rotator a secret gets:
 - an integration user's govern `client_secret` -> `client_secret` (govern checks it; both secrets stay

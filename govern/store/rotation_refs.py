@@ -5,12 +5,13 @@ caller holding a SecretRef of that session sees the new settings."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from govern.domain.rotation import ACTIVE, RefRotationInputs, RefRotationSettings, aware
+from govern.ports import RotationSettingsRows
 from govern.store.tables import ExternalCredential, IntegrationUser, RotationRun, SecretRef
 
 
@@ -61,3 +62,7 @@ class SqlRotationSettingsRows:
         ref.rotator, ref.schedule = settings.rotator, settings.schedule
         ref.overlap_seconds, ref.next_due_at = settings.overlap_seconds, settings.next_due_at
         self._session.add(ref)
+
+
+if TYPE_CHECKING:  # mypy checks the adapter against its port
+    _PORT: type[RotationSettingsRows] = SqlRotationSettingsRows

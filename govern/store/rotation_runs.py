@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +22,7 @@ from sqlmodel import SQLModel, col, select
 
 from govern.domain import rotation as r
 from govern.errors import Conflict, NotFound
+from govern.ports import RotationRepository
 from govern.store.db import row_id, rows_matched, session_scope
 from govern.store.rotation_tables import RotationSystemCap
 from govern.store.tables import ExternalCredential, IntegrationUser, RotationRun, SecretRef, SecretVersion, System
@@ -420,3 +421,7 @@ class SqlRotationRepository:
                                               token_url=cred.token_url, scopes=tuple(cred.scopes or ()),
                                               client_auth_method=cred.client_auth_method,
                                               rotation=dict(cred.rotation or {}))
+
+
+if TYPE_CHECKING:  # mypy checks the adapter against its port
+    _PORT: type[RotationRepository] = SqlRotationRepository

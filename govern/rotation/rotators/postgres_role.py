@@ -56,7 +56,7 @@ def role_accepts(admin_url: str, role: str, password: Secret) -> bool:
 class PostgresRoleRotator(StoredSecretRotator):
     name = "postgres_role"
     # A role has one password: once `set` ran, only the new one works, so the runner copies it to the
-    # secret's own path in the same step (runner._copy_staged) instead of waiting for `finish`.
+    # secret's own path in the same step (govern.rotation.steps.copy_staged) instead of waiting for `finish`.
     single_secret = True
 
     def set(self, ctx: RotationContext) -> bool:
