@@ -92,3 +92,21 @@ def test_confirm_a_manual_set_over_http(client, api, operator_token):
     assert resp.get_json()["steps"][-1] == {**resp.get_json()["steps"][-1], "step": "confirm", "by": "op"}
     again = client.post(f"/api/v1/rotations/{o.run_id}/confirm", headers=_h(op))
     assert again.status_code == 409
+
+
+def test_retry_of_a_parked_run_is_refused_while_a_newer_run_is_active(client, api, operator_token):
+    op, aud = operator_token
+    add_secret(api, "s1", rotator="flaky")
+    svc = RotationService(api, worker_id="w", policy=machine.RetryPolicy(max_attempts=1))
+    svc._rotators["flaky"] = FlakyRotator(fail_times=1)
+    (parked,) = svc.tick()
+    assert parked.status == "parked"
+    newer = client.post("/api/v1/rotations", json={"secret": "s1"}, headers=_h(op))
+    assert newer.status_code == 202 and newer.get_json()["id"] != parked.run_id
+    resp = client.post(f"/api/v1/rotations/{parked.run_id}/retry", headers=_h(op))
+    assert resp.status_code == 409 and resp.content_type == "application/problem+json"
+    assert resp.get_json()["detail"] == "another run of this secret is active"
+    shown = client.get(f"/api/v1/rotations/{parked.run_id}", headers=_h(aud)).get_json()
+    assert shown["state"] == machine.PARKED and shown["steps"][-1]["step"] != "retry"  # nothing was written
+    ack = client.post(f"/api/v1/rotations/{newer.get_json()['id']}/acknowledge", headers=_h(op))
+    assert ack.status_code == 409 and "only parked runs are acknowledged" in ack.get_json()["detail"]
