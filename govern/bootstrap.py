@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from govern.cache import build_cache
 from govern.config import Settings
-from govern.ports import (Cache, CallerAuthenticator, Cipher, Clock, DecisionLog, Notifier, PolicyDecider, RotationRepository,
-                          SecretStore, SystemClock, UpstreamTokenSource)
+from govern.ports import (Cache, CallerAuthenticator, Cipher, Clock, DecisionLog, Notifier, PolicyDecider, SecretStore,
+                          SystemClock, UpstreamTokenSource)
+from govern.ports import RotationRepository
 from govern.store.db import make_engine, make_session_factory
 
 if TYPE_CHECKING:  # the concrete collaborators' types; the composition root may know them all
