@@ -113,6 +113,8 @@ class PermissionSetM:
     grants: list[GrantM] = field(default_factory=list)
     login_ip_ranges: list[tuple[str, str]] = field(default_factory=list)  # profiles: (start, end)
     members: list[str] = field(default_factory=list)  # groups: permission sets
+    # Salesforce: the External Credential principals this set may use ("Credential-Principal"), as enabled
+    principal_access: list[str] = field(default_factory=list)
     muting: list[str] = field(default_factory=list)  # groups: muting permission sets
     location: Location | None = None
 
@@ -157,6 +159,10 @@ class ConnectedAppM:
     certificate: dict[str, Any] = field(default_factory=dict)  # not_after, signature_hash, key_size (or error)
     inline_secrets: list[tuple[str, Location | None]] = field(default_factory=list)
     element_lines: dict[str, Location] = field(default_factory=dict)
+    ip_ranges: list[tuple[str, str]] = field(default_factory=list)  # the app's trusted IP ranges: (start, end)
+    permission_sets: list[str] = field(default_factory=list)  # permissionSetName / profileName it is assigned to
+    contact: str | None = None  # contactEmail
+    description: str = ""
     location: Location | None = None
 
 
