@@ -180,7 +180,7 @@ def _load_usage(session: Session, model: AuditModel) -> None:
     # min(at) is one step down ix_decision_at
     model.log_since = _aware(session.execute(sa.select(sa.func.min(d.at))).scalar())
     model.log_covers_window = model.log_since is not None and model.log_since <= since
-    _load_behaviour(session, model, since, get)
+    _load_behaviour(session, model, since, get, usage)
     model.usage = usage
     model.usage_loaded = True
 
@@ -192,15 +192,45 @@ def _epoch(dialect: str, column):
     return (sa.func.julianday(column) - 2440587.5) * 86400.0
 
 
-def _load_behaviour(session: Session, model: AuditModel, since: dt.datetime, get) -> None:
-    """The aggregates of the behaviour rules (govern.audit.rules.behaviour), each one GROUP BY over the window:
-    the gaps between repeats of the same GET (a window function: LAG over user, named credential and path),
-    and single-record writes counted per user, object and minute."""
+def poll_candidates(usage: dict[str, UsageM], policy: AuditPolicy) -> dict[str, set[tuple[str, str]]]:
+    """The GETs whose gaps are worth measuring: repeated at least poll_min_calls times, on average at least once
+    every poll_candidate_seconds between their first and last call (the request shapes already hold the counts
+    and times). A poller, even one that runs only part of the day, averages far more; a GET made now and then
+    over the month does not, and its gaps are never sorted."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    for user, u in usage.items():
+        counts: dict[tuple[str, str], int] = {}
+        times: dict[tuple[str, str], list[dt.datetime]] = {}
+        for p in u.patterns:
+            if p.method == "GET" and p.named_credential and p.path and p.first_at and p.last_at:
+                key = (p.named_credential, p.path)
+                counts[key] = counts.get(key, 0) + p.count
+                times.setdefault(key, []).extend((p.first_at, p.last_at))
+        for key, n in counts.items():
+            span = (max(times[key]) - min(times[key])).total_seconds()
+            if n >= max(policy.poll_min_calls, 2) and span / (n - 1) <= policy.poll_candidate_seconds:
+                out.setdefault(user, set()).add(key)
+    return out
+
+
+def _load_behaviour(session: Session, model: AuditModel, since: dt.datetime, get, usage: dict[str, UsageM]) -> None:
+    """The aggregates of the behaviour rules (govern.audit.rules.behaviour) over the window: the gaps between
+    repeats of the same GET (a window function: LAG over user, named credential and path, for the candidates of
+    `poll_candidates` only), and single-record writes counted per user, object and minute."""
     pol = model.policy
     dialect = session.get_bind().dialect.name
     d = Decision.__table__.c
     base = (d.at >= since, d.allowed.is_(True), d.integration_user.is_not(None), d.action.not_in(NOT_CALLS))
     epoch = _epoch(dialect, d.at)
+    candidates = poll_candidates(usage, pol)
+    if candidates:
+        _load_polls(session, dialect, base, candidates, pol, get)
+    _load_writes(session, base, epoch, get)
+
+
+def _load_polls(session: Session, dialect: str, base, candidates: dict[str, set[tuple[str, str]]],
+                pol: AuditPolicy, get) -> None:
+    d = Decision.__table__.c
     if dialect == "postgresql":
         # byte order is enough to partition, and sorts ~2x faster than the database's collation
         keys = (d.integration_user.collate("C"), d.named_credential.collate("C"), d.path.collate("C"))
@@ -212,7 +242,7 @@ def _load_behaviour(session: Session, model: AuditModel, since: dt.datetime, get
         gap_seconds = (sa.func.julianday(d.at) - previous) * 86400.0
     gaps = sa.select(d.integration_user.label("u"), d.named_credential.label("nc"), d.path.label("p"),
                      d.at.label("at"), gap_seconds.label("gap")) \
-        .where(*base, d.method == "GET").subquery()
+        .where(*base, d.method == "GET", d.integration_user.in_(sorted(candidates))).subquery()
     gap = gaps.c.gap
     polls = sa.select(gaps.c.u, gaps.c.nc, gaps.c.p, sa.func.count().label("n"), sa.func.sum(gap).label("s"),
                       sa.func.sum(gap * gap).label("ss"), sa.func.min(gaps.c.at).label("first"),
@@ -223,7 +253,13 @@ def _load_behaviour(session: Session, model: AuditModel, since: dt.datetime, get
         n, total, squares = int(row.n), float(row.s or 0), float(row.ss or 0)
         mean = total / n
         stdev = max(squares / n - mean * mean, 0.0) ** 0.5
+        if (row.nc, row.p) not in candidates.get(row.u, ()):
+            continue
         get(row.u).polls.append(PollM(row.nc, row.p, n, mean, stdev, _aware(row.first), _aware(row.last)))
+
+
+def _load_writes(session: Session, base, epoch, get) -> None:
+    d = Decision.__table__.c
     minute = sa.func.floor(epoch / 60).label("minute")
     # a record without its object keeps its path, from which the rule reads a Salesforce object
     bare_path = sa.case((d.resource_object.is_(None), d.path), else_=None).label("bare_path")

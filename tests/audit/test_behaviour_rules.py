@@ -292,3 +292,19 @@ def test_non_production_systems_are_recognised():
         m.credentials[f"{sid}-c"] = CredentialM(f"{sid}-c", sid)
         m.named_credentials[f"{sid}-n"] = NamedCredentialM(f"{sid}-n", f"{sid}-c", f"https://{host}/x")
     assert {s for s in m.systems if is_non_production(m, m.systems[s])} == {"crm2", "crm3", "erp-qa", "pay"}
+
+
+def test_only_frequent_gets_have_their_gaps_measured():
+    """The LAG runs over the GETs repeated on average at least once an hour (poll_candidate_seconds); a GET made
+    now and then over the month is never sorted."""
+    from govern.audit.model import AuditPolicy, RequestPattern, UsageM
+    from govern.store.audit_loader import poll_candidates
+
+    def shape(path, n, hours, method="GET"):
+        return RequestPattern("api", method, path, None, "REST", (), n, NOW - dt.timedelta(hours=hours), NOW)
+
+    usage = {"u": UsageM("u", patterns=[shape("/hourly", 61, 60), shape("/sparse", 61, 61), shape("/few", 59, 1),
+                                        shape("/write", 500, 1, "POST")])}
+    # the same path in two shapes (other scopes) counts together
+    usage["u"].patterns += [shape("/split", 30, 5), shape("/split", 30, 2)]
+    assert poll_candidates(usage, AuditPolicy()) == {"u": {("api", "/hourly"), ("api", "/split")}}
