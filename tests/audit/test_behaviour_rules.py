@@ -241,6 +241,19 @@ def test_god_integration(services, runner, landscape, tmp_path):
     assert ev["systems"] == {"billing": 1, "erp": 1, "salesforce": 1, "wms": 1} and ev["writes"] == 4
     assert dt.datetime.fromisoformat(ev["last"]) == day + dt.timedelta(hours=1)
 
+    # the stored run renders in every format, the behaviour findings with their rule's SARIF metadata
+    for fmt in ("html", "csv", "sarif"):
+        out = tmp_path / f"report.{fmt}"
+        result = runner.invoke(["audit", "report", "--format", fmt, "-o", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "GOV-BEHAV-005" in out.read_text()
+    sarif = json.loads((tmp_path / "report.sarif").read_text())["runs"][0]
+    rule = next(r for r in sarif["tool"]["driver"]["rules"] if r["id"] == "GOV-BEHAV-005")
+    assert rule["properties"]["security-severity"] == "5.0" and "anti-pattern" in rule["properties"]["tags"]
+    assert rule["helpUri"] == "docs/audit.md#gov-behav-005"
+    (hub,) = [r for r in sarif["results"] if r["ruleId"] == "GOV-BEHAV-005"]
+    assert hub["locations"][0]["physicalLocation"]["artifactLocation"]["uri"].endswith("governance.yaml")
+
 
 def test_god_integration_by_objects(services, runner, landscape, tmp_path):
     day = NOW - dt.timedelta(days=1)
