@@ -75,6 +75,38 @@ def test_polling_the_same_get_at_a_fixed_interval(world):
     assert "Polling every 5 seconds" in finding["rationale"]
 
 
+def test_insert_instead_of_upsert_through_the_proxy(world):
+    """Salesforce-shaped calls through the proxy: the decision records the path under the named credential's base
+    (`/sobjects/Account`) and the object the proxy read from it."""
+    from tests.config_as_code.world import find
+
+    nc = find(world.doc, "named_credentials", "stock-api")
+    nc["url"], nc["methods"] = world.resources.url + "/services/data/v61.0", ["GET", "POST", "PATCH"]
+    find(world.doc, "permission_sets", "shop-reader")["grants"][1]["methods"] = ["GET", "POST", "PATCH"]
+    world.apply()
+    body = {"json": {"Name": "Acme"}}
+    for i in range(3):  # the integration knows the upsert: it used it
+        r = world.proxy("stock-api", f"sobjects/Account/Erp_Id__c/E-{i}", "PATCH", **body)
+        assert r.status_code < 300, r.get_data(as_text=True)
+        world.clock.advance(60)
+    for _ in range(20):  # ...and still creates Accounts with POST
+        assert world.proxy("stock-api", "sobjects/Account", "POST", **body).status_code < 300
+        world.clock.advance(60)
+    for _ in range(19):  # Contacts: as many creates less one, under upsert_min_inserts, with an upsert path too
+        assert world.proxy("stock-api", "sobjects/Contact", "POST", **body).status_code < 300
+        world.clock.advance(60)
+    assert world.proxy("stock-api", "sobjects/Contact/Erp_Id__c/C-1", "PATCH", **body).status_code < 300
+    assert world.services.decision_log.flush()
+    recorded = {(d.method, d.path, d.resource_object) for d in world.decisions() if d.action == "proxy"}
+    assert ("POST", "/sobjects/Account", "Account") in recorded
+
+    inserts = _behaviour(run_audit(world.services, source="govern").report, "GOV-BEHAV-004")
+    assert set(inserts) == {"order-sync/stock-api/Account"}, inserts
+    ev = inserts["order-sync/stock-api/Account"]["evidence"]
+    assert ev["inserts"] == 20 and ev["insert_paths"] == ["/sobjects/Account"]
+    assert ev["upsert_paths"] == ["stock-api: PATCH /sobjects/Account/Erp_Id__c/… (used)"]
+
+
 # --- the volume rules, through govern apply, the decider and the decision log ------------------------------
 
 LANDSCAPE = textwrap.dedent("""\
