@@ -5,7 +5,10 @@ Creates a private database govern_bench_<random> on postgresql://postgres@127.0.
 bulk-loads with COPY (psycopg), runs the audit (rules + right-sizing; the decision log is aggregated in SQL)
 and drops the database. Peak memory: tracemalloc's peak of Python allocations during the audit, plus the
 process's ru_maxrss (which includes the interpreter and libraries) for reference.
-Usage: python bench/audit.py [--users 1000] [--decisions 1000000] [--files 500]
+Of the decisions, --pollers users each poll one GET every minute for a day and --bursts users each make 300
+single-record writes in five minutes, so that the behaviour rules (GOV-BEHAV-002, -003) have work to do: the
+last line counts what they found.
+Usage: python bench/audit.py [--users 1000] [--decisions 1000000] [--files 500] [--pollers 20] [--bursts 20]
 """
 from __future__ import annotations
 
@@ -36,7 +39,22 @@ from govern.store.db import make_engine, make_session_factory, upgrade  # noqa: 
 BASE = os.environ.get("GOVERN_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def seed(url: str, users: int, decisions: int, now: dt.datetime) -> None:
+def behaviour_rows(users: int, pollers: int, bursts: int, now: dt.datetime) -> list[tuple]:
+    """(at, user, method, path, object) of the polls and bursts, inside the users' grants (GET and POST under
+    /orders/* and /items/**), so the right-sizing replay still allows every request."""
+    rows = []
+    for k in range(pollers):
+        start = now - dt.timedelta(days=2 + k % 20)
+        rows += [(start + dt.timedelta(minutes=i), f"user-{k % users}", "GET", "/orders/status", None)
+                 for i in range(24 * 60)]
+    for k in range(bursts):
+        start = now - dt.timedelta(days=3 + k % 20)
+        rows += [(start + dt.timedelta(seconds=i), f"user-{(users - 1 - k) % users}", "POST", "/items/contact",
+                  "Contact") for i in range(300)]
+    return rows
+
+
+def seed(url: str, users: int, decisions: int, now: dt.datetime, pollers: int = 0, bursts: int = 0) -> None:
     rnd = random.Random(7)
     with psycopg.connect(url, autocommit=False) as conn, conn.cursor() as cur:
         cur.execute("INSERT INTO system (external_id, name, kind, description, sla, maintenance_windows, scopes, "
@@ -79,16 +97,21 @@ def seed(url: str, users: int, decisions: int, now: dt.datetime) -> None:
             for u in range(users):
                 cp.write_row((uid[f"user-{u}"], pid[f"ps-{u}"], now))
         with cur.copy("COPY decision (at, correlation_id, integration_user, action, named_credential, principal, "
-                      "method, path, api_type, scopes_requested, scopes_granted, allowed, outcome, rules, prev_hash, hash) "
-                      "FROM STDIN") as cp:
-            for i in range(decisions):
+                      "method, path, resource_object, api_type, scopes_requested, scopes_granted, allowed, outcome, "
+                      "rules, prev_hash, hash) FROM STDIN") as cp:
+            special = behaviour_rows(users, pollers, bursts, now)
+            for i, (at, user, method, path, obj) in enumerate(special):
+                cp.write_row((at, f"b{i}", user, "proxy", f"nc-{int(user.split('-')[1]) % 20}", "default", method,
+                              path, obj, "REST", '["read"]', '["read"]', True, "allow", "[]",
+                              f"b{i:063x}", f"b{i + 1:063x}"))
+            for i in range(decisions - len(special)):
                 u = rnd.randrange(users)
                 allowed = rnd.random() > 0.02
                 cp.write_row((now - dt.timedelta(minutes=rnd.randrange(60 * 24 * 29)), f"c{i}", f"user-{u}", "proxy",
-                              f"nc-{u % 20}", "default", "GET", f"/orders/{rnd.randrange(5)}", "REST", '["read"]',
+                              f"nc-{u % 20}", "default", "GET", f"/orders/{rnd.randrange(5)}", None, "REST", '["read"]',
                               '["read"]', allowed, "allow" if allowed else "deny", "[]", f"{i:064x}", f"{i + 1:064x}"))
             # the log began before the usage window (else the audit judges nobody on unused grants)
-            cp.write_row((now - dt.timedelta(days=40), "log-began", None, "proxy", None, None, None, None, None, "[]",
+            cp.write_row((now - dt.timedelta(days=40), "log-began", None, "proxy", None, None, None, None, None, None, "[]",
                           "[]", False, "deny", "[]", f"{decisions:064x}", f"{decisions + 1:064x}"))
         conn.commit()
         cur.execute("ANALYZE")
@@ -113,6 +136,8 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=1000)
     ap.add_argument("--decisions", type=int, default=1_000_000)
     ap.add_argument("--files", type=int, default=500)
+    ap.add_argument("--pollers", type=int, default=20, help="users polling one GET every minute for a day")
+    ap.add_argument("--bursts", type=int, default=20, help="users making 300 single-record writes in 5 minutes")
     args = ap.parse_args()
     url, drop_database = create_private_database(BASE)
     try:
@@ -120,7 +145,7 @@ def main() -> None:
         upgrade(engine)
         now = dt.datetime.now(dt.UTC)
         t0 = time.perf_counter()
-        seed(url, args.users, args.decisions, now)
+        seed(url, args.users, args.decisions, now, args.pollers, args.bursts)
         print(f"seeded users={args.users} decisions={args.decisions} in {time.perf_counter() - t0:.1f}s", flush=True)
         sessions = make_session_factory(engine)
         tracemalloc.start()
@@ -133,7 +158,10 @@ def main() -> None:
         audit_mb = tracemalloc.get_traced_memory()[1] / 1e6
         tracemalloc.stop()
         denied = sum(r.proof.get("would_deny", 0) for r in recs)
-        print(f"findings={len(findings)} recommendations={len(recs)} replay_would_deny={denied} "
+        polls = sum(1 for f in findings if f.rule_id == "GOV-BEHAV-002")
+        bursts = sum(1 for f in findings if f.rule_id == "GOV-BEHAV-003")
+        print(f"findings={len(findings)} polling={polls} synchronous_bulk={bursts} recommendations={len(recs)} "
+              f"replay_would_deny={denied} "
               f"maxrss_mb={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}")
         engine.dispose()
         with tempfile.TemporaryDirectory() as tmp:

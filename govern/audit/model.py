@@ -113,6 +113,8 @@ class PermissionSetM:
     grants: list[GrantM] = field(default_factory=list)
     login_ip_ranges: list[tuple[str, str]] = field(default_factory=list)  # profiles: (start, end)
     members: list[str] = field(default_factory=list)  # groups: permission sets
+    # Salesforce: the External Credential principals this set may use ("Credential-Principal"), as enabled
+    principal_access: list[str] = field(default_factory=list)
     muting: list[str] = field(default_factory=list)  # groups: muting permission sets
     location: Location | None = None
 
@@ -157,6 +159,10 @@ class ConnectedAppM:
     certificate: dict[str, Any] = field(default_factory=dict)  # not_after, signature_hash, key_size (or error)
     inline_secrets: list[tuple[str, Location | None]] = field(default_factory=list)
     element_lines: dict[str, Location] = field(default_factory=dict)
+    ip_ranges: list[tuple[str, str]] = field(default_factory=list)  # the app's trusted IP ranges: (start, end)
+    permission_sets: list[str] = field(default_factory=list)  # permissionSetName / profileName it is assigned to
+    contact: str | None = None  # contactEmail
+    description: str = ""
     location: Location | None = None
 
 
@@ -195,6 +201,34 @@ class RequestPattern:
     api_type: str | None
     scopes: tuple[str, ...] = ()
     count: int = 0
+    first_at: dt.datetime | None = None
+    last_at: dt.datetime | None = None
+
+
+@dataclass
+class PollM:
+    """The same GET repeated by one user: its calls whose gap to the previous one was at most
+    policy.poll_max_interval_seconds, and the mean and spread of those gaps (aggregated in SQL)."""
+
+    named_credential: str | None
+    path: str | None
+    intervals: int = 0
+    mean_seconds: float = 0.0
+    stdev_seconds: float = 0.0
+    first_at: dt.datetime | None = None
+    last_at: dt.datetime | None = None
+
+
+@dataclass
+class WriteMinuteM:
+    """Single-record writes (REST, not composite, bulk or SOAP) by one user to one object in one minute."""
+
+    named_credential: str | None
+    resource_object: str | None
+    method: str
+    minute: dt.datetime
+    count: int = 0
+    path: str | None = None  # when the record has no object: its path (a Salesforce one names it)
 
 
 @dataclass
@@ -209,6 +243,8 @@ class UsageM:
     denied_by_day: dict[dt.date, int] = field(default_factory=dict)
     total_by_day: dict[dt.date, int] = field(default_factory=dict)
     principals: dict[tuple[str, str], int] = field(default_factory=dict)  # (named_credential, principal) -> count
+    polls: list[PollM] = field(default_factory=list)  # behaviour rules (GOV-BEHAV-002)
+    write_minutes: list[WriteMinuteM] = field(default_factory=list)  # GOV-BEHAV-003
 
 
 @dataclass
@@ -236,6 +272,18 @@ class AuditPolicy:
     min_salesforce_api_version: float = 31.0  # versions 21.0-30.0 are retired (Summer '25)
     denied_spike_min: int = 20
     denied_spike_factor: float = 3.0
+    # Behaviour anti-patterns (docs/audit.md, "Behaviour"): polling, synchronous bulk, insert instead of upsert,
+    # the god integration
+    poll_min_calls: int = 60  # the same GET at least this many times...
+    poll_max_interval_seconds: float = 300.0  # ...each within 5 minutes of the previous one...
+    poll_max_jitter: float = 0.2  # ...with gaps this regular (standard deviation / mean)
+    # only GETs repeated at least once an hour on average (first to last call) have their gaps measured
+    poll_candidate_seconds: float = 3600.0
+    bulk_min_writes: int = 201  # seed: "Bulk API 2.0 for volume > 200 records"...
+    bulk_window_minutes: int = 10  # ...single-record writes to one object within this many minutes
+    upsert_min_inserts: int = 20  # POST creates of an object that has an external-id upsert path
+    god_min_systems: int = 3  # one user writing to this many systems...
+    god_min_objects: int = 10  # ...or to this many objects
 
 
 @dataclass

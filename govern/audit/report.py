@@ -83,6 +83,14 @@ AREA_TAGS = {"ACCESS": "access-control", "NET": "network", "OAUTH": "oauth", "ID
 SRCROOT = "%SRCROOT%"
 
 
+def _tags(r: dict[str, Any]) -> list[str]:
+    area = r["id"].split("-")[1]
+    tags = ["security", AREA_TAGS.get(area, area.lower())]
+    if "anti-pattern" in r["rationale"].lower():  # the seed's anti-patterns (what NOT to do)
+        tags.append("anti-pattern")
+    return tags
+
+
 def rule_anchor(rule_id: str) -> str:
     return rule_id.lower()
 
@@ -156,7 +164,7 @@ def to_sarif(report: dict[str, Any]) -> dict[str, Any]:
                        "helpUri": f"{DOCS}#{rule_anchor(r['id'])}",
                        "defaultConfiguration": {"level": SARIF_LEVEL[r["severity"]]},
                        "properties": {"severity": r["severity"], "security-severity": SECURITY_SEVERITY[r["severity"]],
-                                      "tags": ["security", AREA_TAGS.get(r["id"].split("-")[1], r["id"].split("-")[1].lower())]}}
+                                      "tags": _tags(r)}}
                       for r in rules]}},
         "results": results,
     }

@@ -166,7 +166,9 @@ def import_group():
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--name", help="the org's name as an audit source (default: the directory's name); "
                              "replaces the previous import of that name")
-def import_salesforce(directory, name):
+@click.option("--to-landscape", "landscape", type=click.Path(dir_okay=False, writable=True),
+              help="also write a governance.yaml starting point from the org's integration surface to FILE")
+def import_salesforce(directory, name, landscape):
     """Import Salesforce metadata (DX source or metadata API format) and keep it as an audit source."""
     from pathlib import Path
 
@@ -189,6 +191,16 @@ def import_salesforce(directory, name):
         row = save_import(session, name, directory, result, svc.clock.now())
         click.echo(f"source={row.name} imported={row.files_imported} skipped={row.files_skipped} "
                    f"failed={row.files_failed} (`govern audit` audits it)")
+    if landscape:  # from the model as kept: secret-looking values already redacted
+        from govern.audit.adopt import to_landscape
+
+        text = to_landscape(result.model, name, directory=str(directory), now=svc.clock.now())
+        try:
+            Path(landscape).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"cannot write {landscape}: {exc.strerror}")
+        click.echo(f"landscape={landscape} ({text.count('# DECIDE:')} decisions marked `# DECIDE:`; check it with "
+                   f"`govern apply -f {landscape} --dry-run`)")
 
 
 @import_group.command("list")

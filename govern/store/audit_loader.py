@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from govern.audit.model import (AssignmentM, AuditModel, AuditPolicy, CredentialM, GrantM, Location, NamedCredentialM,
-                                ObjectPerm, PermissionSetM, PrincipalM, RequestPattern, SecretM, SecretVersionM,
-                                SystemM, UsageM, UserM)
+                                ObjectPerm, PermissionSetM, PollM, PrincipalM, RequestPattern, SecretM, SecretVersionM,
+                                SystemM, UsageM, UserM, WriteMinuteM)
 from govern.store.tables import (Assignment, Decision, ExternalCredential, IntegrationUser, NamedCredential,
                                  PermissionGrant, PermissionSet, Principal, RotationRun, SecretRef, SecretVersion,
                                  System)
@@ -18,6 +18,9 @@ from govern.store.tables import (Assignment, Decision, ExternalCredential, Integ
 # Decision records that are not calls through a named credential: a govern token issued (whose scopes are the
 # user's whole allowance, not what it used) and a principal connected. They do not count as request patterns.
 NOT_CALLS = ("oauth_token", "connect")
+# Writes that carry one record each (GOV-BEHAV-003): REST calls that are not Salesforce's composite or Bulk 2.0 paths
+WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
+MANY_RECORD_PATHS = ("%/composite%", "%/jobs/ingest%", "%/jobs/query%")
 
 
 def _aware(t):
@@ -134,7 +137,8 @@ def _load_usage(session: Session, model: AuditModel) -> None:
 
     scopes_text = sa.cast(d.scopes_granted, sa.Text)
     shapes = sa.select(d.integration_user, d.named_credential, d.method, d.path, d.resource_object, d.api_type,
-                       scopes_text.label("scopes"), sa.func.count().label("n"), sa.func.max(d.at).label("last")) \
+                       scopes_text.label("scopes"), sa.func.count().label("n"), sa.func.max(d.at).label("last"),
+                       sa.func.min(d.at).label("first")) \
         .where(in_window, d.allowed.is_(True), d.integration_user.is_not(None), d.action.not_in(NOT_CALLS)) \
         .group_by(d.integration_user, d.named_credential, d.method, d.path, d.resource_object, d.api_type, scopes_text)
     for row in session.execute(shapes):
@@ -143,10 +147,10 @@ def _load_usage(session: Session, model: AuditModel) -> None:
             scopes = tuple(sorted(json.loads(row.scopes or "[]") or []))
         except ValueError:
             scopes = ()
-        u.patterns.append(RequestPattern(row.named_credential, row.method, row.path, row.resource_object, row.api_type,
-                                         scopes, row.n))
-        u.allowed += row.n
         last = _aware(row.last)
+        u.patterns.append(RequestPattern(row.named_credential, row.method, row.path, row.resource_object, row.api_type,
+                                         scopes, row.n, _aware(row.first), last))
+        u.allowed += row.n
         if u.last_at is None or (last and last > u.last_at):
             u.last_at = last
     day = sa.func.date(d.at)
@@ -176,5 +180,95 @@ def _load_usage(session: Session, model: AuditModel) -> None:
     # min(at) is one step down ix_decision_at
     model.log_since = _aware(session.execute(sa.select(sa.func.min(d.at))).scalar())
     model.log_covers_window = model.log_since is not None and model.log_since <= since
+    _load_behaviour(session, model, since, get, usage)
     model.usage = usage
     model.usage_loaded = True
+
+
+def _epoch(dialect: str, column):
+    """Seconds since 1970 of a timestamp column, in SQL (SQLite keeps timestamps as UTC text)."""
+    if dialect == "postgresql":
+        return sa.cast(sa.extract("epoch", column), sa.Float)
+    return (sa.func.julianday(column) - 2440587.5) * 86400.0
+
+
+def poll_candidates(usage: dict[str, UsageM], policy: AuditPolicy) -> dict[str, set[tuple[str, str]]]:
+    """The GETs whose gaps are worth measuring: repeated at least poll_min_calls times, on average at least once
+    every poll_candidate_seconds between their first and last call (the request shapes already hold the counts
+    and times). A poller, even one that runs only part of the day, averages far more; a GET made now and then
+    over the month does not, and its gaps are never sorted."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    for user, u in usage.items():
+        counts: dict[tuple[str, str], int] = {}
+        times: dict[tuple[str, str], list[dt.datetime]] = {}
+        for p in u.patterns:
+            if p.method == "GET" and p.named_credential and p.path and p.first_at and p.last_at:
+                key = (p.named_credential, p.path)
+                counts[key] = counts.get(key, 0) + p.count
+                times.setdefault(key, []).extend((p.first_at, p.last_at))
+        for key, n in counts.items():
+            span = (max(times[key]) - min(times[key])).total_seconds()
+            if n >= max(policy.poll_min_calls, 2) and span / (n - 1) <= policy.poll_candidate_seconds:
+                out.setdefault(user, set()).add(key)
+    return out
+
+
+def _load_behaviour(session: Session, model: AuditModel, since: dt.datetime, get, usage: dict[str, UsageM]) -> None:
+    """The aggregates of the behaviour rules (govern.audit.rules.behaviour) over the window: the gaps between
+    repeats of the same GET (a window function: LAG over user, named credential and path, for the candidates of
+    `poll_candidates` only), and single-record writes counted per user, object and minute."""
+    pol = model.policy
+    dialect = session.get_bind().dialect.name
+    d = Decision.__table__.c
+    base = (d.at >= since, d.allowed.is_(True), d.integration_user.is_not(None), d.action.not_in(NOT_CALLS))
+    epoch = _epoch(dialect, d.at)
+    candidates = poll_candidates(usage, pol)
+    if candidates:
+        _load_polls(session, dialect, base, candidates, pol, get)
+    _load_writes(session, base, epoch, get)
+
+
+def _load_polls(session: Session, dialect: str, base, candidates: dict[str, set[tuple[str, str]]],
+                pol: AuditPolicy, get) -> None:
+    d = Decision.__table__.c
+    if dialect == "postgresql":
+        # byte order is enough to partition, and sorts ~2x faster than the database's collation
+        keys = (d.integration_user.collate("C"), d.named_credential.collate("C"), d.path.collate("C"))
+        previous = sa.func.lag(d.at).over(partition_by=keys, order_by=d.at)
+        gap_seconds = sa.cast(sa.extract("epoch", d.at - previous), sa.Float)
+    else:
+        previous = sa.func.lag(sa.func.julianday(d.at)).over(
+            partition_by=(d.integration_user, d.named_credential, d.path), order_by=d.at)
+        gap_seconds = (sa.func.julianday(d.at) - previous) * 86400.0
+    gaps = sa.select(d.integration_user.label("u"), d.named_credential.label("nc"), d.path.label("p"),
+                     d.at.label("at"), gap_seconds.label("gap")) \
+        .where(*base, d.method == "GET", d.integration_user.in_(sorted(candidates))).subquery()
+    gap = gaps.c.gap
+    polls = sa.select(gaps.c.u, gaps.c.nc, gaps.c.p, sa.func.count().label("n"), sa.func.sum(gap).label("s"),
+                      sa.func.sum(gap * gap).label("ss"), sa.func.min(gaps.c.at).label("first"),
+                      sa.func.max(gaps.c.at).label("last")) \
+        .where(gap <= pol.poll_max_interval_seconds) \
+        .group_by(gaps.c.u, gaps.c.nc, gaps.c.p).having(sa.func.count() >= max(pol.poll_min_calls - 1, 1))
+    for row in session.execute(polls):
+        n, total, squares = int(row.n), float(row.s or 0), float(row.ss or 0)
+        mean = total / n
+        stdev = max(squares / n - mean * mean, 0.0) ** 0.5
+        if (row.nc, row.p) not in candidates.get(row.u, ()):
+            continue
+        get(row.u).polls.append(PollM(row.nc, row.p, n, mean, stdev, _aware(row.first), _aware(row.last)))
+
+
+def _load_writes(session: Session, base, epoch, get) -> None:
+    d = Decision.__table__.c
+    minute = sa.func.floor(epoch / 60).label("minute")
+    # a record without its object keeps its path, from which the rule reads a Salesforce object
+    bare_path = sa.case((d.resource_object.is_(None), d.path), else_=None).label("bare_path")
+    writes = sa.select(d.integration_user, d.named_credential, d.resource_object, bare_path, d.method, minute,
+                       sa.func.count().label("n")) \
+        .where(*base, d.method.in_(WRITE_METHODS), sa.func.coalesce(d.api_type, "REST").not_in(("Bulk", "SOAP")),
+               *(sa.func.coalesce(d.path, "").not_like(p) for p in MANY_RECORD_PATHS)) \
+        .group_by(d.integration_user, d.named_credential, d.resource_object, bare_path, d.method, minute)
+    for row in session.execute(writes):
+        at = dt.datetime.fromtimestamp(int(row.minute) * 60, dt.UTC)
+        get(row.integration_user).write_minutes.append(
+            WriteMinuteM(row.named_credential, row.resource_object, row.method, at, int(row.n), row.bare_path))

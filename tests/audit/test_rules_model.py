@@ -7,7 +7,8 @@ import pytest
 
 from govern.audit.engine import catalogue, run_rules
 from govern.audit.model import (AssignmentM, AuditModel, ConnectedAppM, CredentialM, GrantM, NamedCredentialM, PermissionSetM,
-                                PrincipalM, RequestPattern, SecretM, SecretVersionM, SystemM, UsageM, UserM)
+                                PollM, PrincipalM, RequestPattern, SecretM, SecretVersionM, SystemM, UsageM, UserM,
+                                WriteMinuteM)
 from tests.audit.test_salesforce_import import SF_NEGATIVE, SF_POSITIVE
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
@@ -18,6 +19,9 @@ def clean() -> AuditModel:
     m = AuditModel(source="govern", now=NOW, usage_loaded=True)
     m.systems["erp"] = SystemM("erp", "erp", "team@x", "oncall@x", "https://rb/x", 1000)
     m.systems["crm"] = SystemM("crm", "salesforce", "team@x", "oncall@x", "https://rb/y", 1000)
+    # their non-production twins (GOV-BEHAV-006): one by its name, one by its kind
+    m.systems["erp-staging"] = SystemM("erp-staging", "erp", "team@x", "oncall@x", "https://rb/x", 1000)
+    m.systems["crm-sandbox"] = SystemM("crm-sandbox", "salesforce", "team@x", "oncall@x", "https://rb/y", 1000)
     m.credentials["erp-cc"] = CredentialM("erp-cc", "erp", "oauth2_client_credentials", scopes=["orders.read"],
                                           rotation={"every": "90d"}, principals=[PrincipalM("default")])
     m.credentials["crm-jwt"] = CredentialM("crm-jwt", "crm", "oauth2_jwt_bearer", "per_user", ["api"],
@@ -110,6 +114,18 @@ MUTATIONS = {
     "GOV-IDSEC-001": lambda m: m.permission_sets["crm-ps"].system_permissions.append("FreezeUsers"),
     "GOV-ORG-001": lambda m: m.permission_sets["crm-ps"].system_permissions.append("ConnectOrgToEnvironmentHub"),
     "GOV-EMAIL-001": lambda m: m.permission_sets["crm-ps"].system_permissions.append("EmailMass"),
+    "GOV-BEHAV-002": lambda m: m.usage["orders"].polls.append(PollM("erp-api", "/orders/1", 99, 30.0, 1.0, OLD, NOW)),
+    "GOV-BEHAV-003": lambda m: m.usage["orders"].write_minutes.extend(
+        WriteMinuteM("erp-api", "Order", "POST", NOW - dt.timedelta(minutes=i), 101) for i in (0, 9)),
+    "GOV-BEHAV-004": lambda m: (
+        m.permission_sets["crm-ps"].grants.append(GrantM("crm-api", "p1", ["PATCH"],
+                                                         ["/services/data/*/sobjects/Account/Erp_Id__c/*"])),
+        m.usage["sync"].patterns.append(RequestPattern("crm-api", "POST", "/services/data/v61.0/sobjects/Account", None,
+                                                       "REST", ("api",), 20))),
+    "GOV-BEHAV-005": lambda m: m.usage["sync"].patterns.extend(
+        RequestPattern("crm-api", "POST", f"/services/data/v61.0/sobjects/Obj{i}__c", None, "REST", ("api",), 1)
+        for i in range(10)),
+    "GOV-BEHAV-006": lambda m: m.systems.pop("erp-staging"),
     "GOV-SECRET-006": lambda m: m.connected_apps.__setitem__("app", ConnectedAppM("app", certificate={
         "not_after": (NOW + dt.timedelta(days=10)).isoformat(), "signature_hash": "sha256", "key_type": "rsa",
         "key_size": 2048})),

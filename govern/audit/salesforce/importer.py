@@ -168,6 +168,10 @@ def _permission_set(model: AuditModel, node: Node, name: str, rel: str, kind: st
         if obj and fname and (fp.flag("readable") or fp.flag("editable")):
             perm = ps.objects.setdefault(obj, ObjectPerm(location=Location(rel, fp.line)))
             perm.fields[fname] = "edit" if fp.flag("editable") else "read"
+    for access in node.all("externalCredentialPrincipalAccesses"):
+        principal = access.child_text("externalCredentialPrincipal")
+        if principal and access.flag("enabled"):
+            ps.principal_access.append(principal)
     for ip in node.all("loginIpRanges"):
         ps.login_ip_ranges.append((ip.child_text("startAddress") or "", ip.child_text("endAddress") or ""))
     _unknown(model, node, known, rel, kind)
@@ -198,6 +202,10 @@ def map_group(model, node, name, rel):
 
 def map_connected_app(model, node, name, rel):
     app = ConnectedAppM(id=_unique(model.connected_apps, name, rel), label=node.child_text("label") or name,
+                        contact=node.child_text("contactEmail"), description=node.child_text("description") or "",
+                        permission_sets=[n.text for n in node.all("permissionSetName") + node.all("profileName")
+                                         if n.text],
+                        ip_ranges=[(r.child_text("start") or "", r.child_text("end") or "") for r in node.all("ipRanges")],
                         location=Location(rel, node.line))
     cfg = node.find("oauthConfig")
     if cfg is not None:
