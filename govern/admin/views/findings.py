@@ -1,8 +1,6 @@
 """Audit findings and their suppressions."""
 from __future__ import annotations
 
-import json
-
 from flask import abort, redirect, request, url_for
 from flask_admin import expose
 from markupsafe import Markup, escape
@@ -10,7 +8,7 @@ from markupsafe import Markup, escape
 from govern.admin import commands
 from govern.admin.roles import require_role
 from govern.admin.views.actions import actor, parse_date, perform
-from govern.admin.views.base import ReadOnlyView
+from govern.admin.views.base import ReadOnlyView, readable
 from govern.bounds import SQL_ID_MAX, ascii_int
 from govern.store.tables import Finding
 from govern.errors import ValidationFailed
@@ -24,7 +22,9 @@ def _severity(view, context, model, name):
 
 
 def _evidence(view, context, model, name):
-    return Markup(f"<pre class='mb-0'>{escape(json.dumps(model.evidence or {}, indent=2, default=str))}</pre>")  # noqa: S704 - values escaped
+    # The stored evidence also carries the finding's location and suppression (keys starting with "_"),
+    # shown in their own rows: readable() leaves them out.
+    return readable(model.evidence or {})
 
 
 class FindingView(ReadOnlyView):
@@ -54,7 +54,7 @@ class FindingView(ReadOnlyView):
                     ticket=form.get("ticket", "").strip(), until=parse_date(form.get("until"), "until")
                     or _missing_until()),
                 lambda ext_id: f"Suppressed as {ext_id}; the next audit run marks the finding suppressed.")
-        return redirect(url_for(".details_view", id=finding.id))
+        return redirect(url_for(".details_view", id=finding.external_id))
 
 
 def _missing_until():

@@ -107,8 +107,8 @@ class IntegrationUserView(ReadOnlyView):
             abort(404)
         return user
 
-    def _details(self, user_id: int):
-        return redirect(url_for(".details_view", id=user_id))
+    def _details(self, user_ext_id: str):
+        return redirect(url_for(".details_view", id=user_ext_id))
 
     @expose("/save/", methods=("GET", "POST"))
     def save_view(self):
@@ -132,7 +132,7 @@ class IntegrationUserView(ReadOnlyView):
 
             if perform(run, f"Integration user {ext_id} {'saved' if editing else 'created'}."):
                 self.session.expire_all()
-                return self._details(self._user_or_404(ext_id).id)
+                return self._details(ext_id)
         return self.render("govern_admin/integration_user_form.html", user=user, values=values, systems=systems)
 
     @expose("/status/", methods=("POST",))
@@ -146,7 +146,7 @@ class IntegrationUserView(ReadOnlyView):
         verb = "reactivated" if status == "active" else "suspended"
         perform(lambda: commands.set_user_status(self.services, actor(), user.external_id, status),
                 f"{user.external_id} {verb}.")
-        return self._details(user.id)
+        return self._details(user.external_id)
 
     @expose("/assign/", methods=("POST",))
     def assign_view(self):
@@ -157,7 +157,7 @@ class IntegrationUserView(ReadOnlyView):
         perform(lambda: commands.assign_permission_set(self.services, actor(), user.external_id, permission_set,
                                                        parse_date(request.form.get("until"), "until")),
                 f"{permission_set} assigned to {user.external_id}.")
-        return self._details(user.id)
+        return self._details(user.external_id)
 
     @expose("/unassign/", methods=("POST",))
     def unassign_view(self):
@@ -166,7 +166,7 @@ class IntegrationUserView(ReadOnlyView):
         permission_set = request.form.get("permission_set") or ""
         perform(lambda: commands.unassign_permission_set(self.services, actor(), user.external_id, permission_set),
                 f"{permission_set} removed from {user.external_id}.")
-        return self._details(user.id)
+        return self._details(user.external_id)
 
     @expose("/set-secret/", methods=("POST",))
     def set_secret_view(self):
@@ -178,7 +178,7 @@ class IntegrationUserView(ReadOnlyView):
                                             owner=user.external_id, field="client_secret", value=value,
                                             correlation_id=correlation()),
                 f"Client secret of {user.external_id} set.")
-        return self._details(user.id)
+        return self._details(user.external_id)
 
 
 def _form_values(user: IntegrationUser | None, session) -> dict:
@@ -219,6 +219,7 @@ class PermissionSetView(ReadOnlyView):
 
 
 class GrantView(ReadOnlyView):
+    url_key = None  # a grant is shown on its permission set's page
     column_list = ("permission_set_id", "position", "named_credential_id", "principal", "methods", "paths")
     column_details_list = column_list + ("objects",)
     column_labels = {"permission_set_id": "Permission set", "named_credential_id": "Named credential"}
@@ -228,6 +229,7 @@ class GrantView(ReadOnlyView):
 
 
 class AssignmentView(ReadOnlyView):
+    url_key = None  # an assignment is shown on its user's and its permission set's pages
     column_list = ("integration_user_id", "permission_set_id", "expires_at", "created_at")
     column_labels = {"integration_user_id": "Integration user", "permission_set_id": "Permission set"}
     column_filters = ("expires_at", "created_at")
