@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from govern.admin.views.activity import AdminActionView, DecisionView
+from govern.admin.views.audit import AuditRunsView
 from govern.admin.views.findings import FindingView, SuppressionView
 from govern.admin.views.identities import (AssignmentView, GrantView, IntegrationUserView, PermissionSetView,
                                            RotationScheduleView, SecretRefView)
@@ -33,6 +34,8 @@ def build_views(db, services) -> list:
         view(RotationScheduleView, t.SecretRef, "Rotation schedule", "rotation_schedule", "Secrets"),
         view(RotationRunView, t.RotationRun, "Rotation history", "rotations", "Secrets"),
         view(DecisionView, t.Decision, "Decisions", "decisions", "Audit"),
+        AuditRunsView(db, services, name="Audit runs", endpoint="console_audit_runs", url="/admin/audit_runs",
+                      category="Audit"),
         view(FindingView, t.Finding, "Findings", "findings", "Audit"),
         view(SuppressionView, t.Suppression, "Suppressions", "suppressions", "Audit"),
         view(AdminActionView, t.AdminAction, "Admin actions", "admin_actions", "Audit"),

@@ -27,17 +27,43 @@ def _evidence(view, context, model, name):
     return readable(model.evidence or {})
 
 
+def _location(view, context, model, name):
+    loc = (model.evidence or {}).get("_location")
+    if not loc:
+        return Markup('<span class="gv-muted">not read from a file</span>')
+    return Markup(f"<code>{escape(loc.get('file', ''))}:{escape(loc.get('line', ''))}</code>")  # noqa: S704 - values escaped
+
+
+def _suppression(view, context, model, name):
+    return readable((model.evidence or {}).get("_suppression"))
+
+
+def _expiry(view, context, model, name):
+    """The expiry date, marked when it has passed or is within two weeks (the finding reopens then)."""
+    today = view.services.clock.now().date()
+    days = (model.expires_at - today).days
+    if days < 0:
+        return Markup(f'{escape(model.expires_at.isoformat())} <span class="badge badge-secondary">expired</span>')  # noqa: S704 - values escaped
+    if days <= 14:
+        return Markup(f'<span class="gv-attention"><span class="sr-only">Needs attention: </span>'  # noqa: S704 - values escaped
+                      f'{escape(model.expires_at.isoformat())} (in {days} d)</span>')
+    return model.expires_at.isoformat()
+
+
 class FindingView(ReadOnlyView):
     """Findings come from audit runs; an admin may accept a finding's risk until a date (a suppression)."""
 
     details_template = "govern_admin/finding.html"
     column_list = ("severity", "rule_id", "title", "source", "subject_kind", "subject", "status", "first_seen_at",
                    "last_seen_at")
-    column_details_list = column_list + ("external_id", "evidence", "remediation", "resolved_at")
-    column_labels = {"rule_id": "Rule", "subject_kind": "Kind"}
+    column_details_list = column_list + ("external_id", "evidence", "location", "suppression", "remediation",
+                                         "resolved_at")
+    column_labels = {"rule_id": "Rule", "subject_kind": "Kind", "external_id": "Fingerprint",
+                     "location": "Declared in", "suppression": "Suppressed by"}
     column_searchable_list = ("rule_id", "title", "subject")
     column_filters = ("severity", "status", "rule_id", "source", "subject_kind", "first_seen_at")
-    column_formatters = {"severity": _severity, "evidence": _evidence}
+    column_formatters = {"severity": _severity, "evidence": _evidence, "location": _location,
+                         "suppression": _suppression}
     column_default_sort = ("last_seen_at", True)
 
     @expose("/suppress/", methods=("POST",))
@@ -64,6 +90,8 @@ def _missing_until():
 class SuppressionView(ReadOnlyView):
     column_list = ("external_id", "rule_id", "subject", "owner", "ticket", "expires_at", "created_by")
     column_details_list = column_list + ("justification", "created_at")
-    column_labels = {"external_id": "Id", "rule_id": "Rule"}
     column_searchable_list = ("external_id", "rule_id", "subject", "owner", "ticket")
     column_filters = ("rule_id", "expires_at", "owner")
+    column_labels = {"external_id": "Id", "rule_id": "Rule", "expires_at": "Expires"}
+    column_formatters = {"expires_at": _expiry}
+    column_default_sort = ("expires_at", False)
