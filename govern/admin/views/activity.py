@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 
+import sqlalchemy as sa
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 from markupsafe import Markup, escape
 from sqlmodel import select
@@ -24,6 +25,21 @@ class SystemFilter(BaseSQLAFilter):
                  .join(ExternalCredential, ExternalCredential.id == NamedCredential.credential_id)
                  .join(System, System.id == ExternalCredential.system_id).where(System.external_id == value))
         return query.filter(Decision.named_credential.in_(names))
+
+    def operation(self):
+        return "equals"
+
+
+class RuleFilter(BaseSQLAFilter):
+    """Decisions that name one rule (`permit:<permission set>`, `forbid:<policy id>`, `deny:<reason>`): the
+    links from a policy's and a user's counts by rule."""
+
+    def __init__(self):
+        super().__init__(Decision.rules, "Rule")
+
+    def apply(self, query, value, alias=None):
+        needle = '"' + str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + '"'
+        return query.filter(sa.cast(Decision.rules, sa.Text).like(f"%{needle}%", escape="\\"))
 
     def operation(self):
         return "equals"
@@ -72,7 +88,7 @@ class DecisionView(ReadOnlyView):
     # The list answers "what happened, to whom, and how did it end"; the request's details are on its page.
     column_list = ("at", "correlation_id", "integration_user", "named_credential", "outcome", "upstream_status",
                    "latency_ms")
-    column_details_list = ("id", "at", "correlation_id", "integration_user", "action", "named_credential", "method",
+    column_details_list = ("at", "correlation_id", "integration_user", "action", "named_credential", "method",
                            "path", "outcome", "rules", "upstream_status", "latency_ms", "allowed", "error_code",
                            "principal", "resource_object", "api_type", "scopes_requested", "scopes_granted",
                            "source_ip", "key_id", "prev_hash", "hash")
@@ -81,7 +97,7 @@ class DecisionView(ReadOnlyView):
                      "upstream_status": "Upstream", "error_code": "Error", "key_id": "Chain key"}
     column_searchable_list = ("correlation_id", "integration_user", "named_credential", "path")
     column_filters = ("at", "outcome", "allowed", "integration_user", "named_credential", "correlation_id", "action",
-                      "upstream_status", "error_code", SystemFilter())
+                      "upstream_status", "error_code", SystemFilter(), RuleFilter())
     column_formatters = {"outcome": _outcome, "rules": fmt_list, "scopes_requested": fmt_list,
                          "scopes_granted": fmt_list, "correlation_id": short_id}
     column_formatters_detail = {"outcome": _outcome, "rules": fmt_list, "scopes_requested": fmt_list,

@@ -1,12 +1,15 @@
 """Integration users, permission sets, their grants and assignments."""
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import abort, redirect, request, url_for
 from flask_admin import expose
 from markupsafe import Markup, escape
 from sqlmodel import select
 
-from govern.admin import commands
+from govern.admin import commands, rightsizing
+from govern.admin.links import list_url
 from govern.admin.roles import require_role, has_role
 from govern.admin.views.actions import actor, correlation, parse_date, parse_list, perform
 from govern.admin.views.base import ReadOnlyView, describe_secret, fmt_list, fmt_time, secret_status
@@ -89,7 +92,19 @@ class IntegrationUserView(ReadOnlyView):
         all_sets = s.execute(select(PermissionSet).order_by(PermissionSet.external_id)).scalars().all()
         decisions = s.execute(select(Decision).where(Decision.integration_user == user.external_id)
                               .order_by(Decision.at.desc()).limit(15)).scalars().all()
+        sizing = rightsizing.for_user(s, self.services, user.external_id)
+        rec = sizing.recommendation
+        usage = sizing.model.usage.get(user.external_id)
         return {
+            "by_rule": self.decisions_by_rule(user.external_id),
+            "window_days": rightsizing.WINDOW_DAYS,
+            "granted": [{"permission_set": ps.id, "scopes": ps.scopes, "grants": ps.grants}
+                        for ps in sizing.model.user_permission_sets(sizing.model.users[user.external_id])]
+            if user.external_id in sizing.model.users else [],
+            "used": sorted(usage.patterns, key=lambda p: -p.count) if usage else [],
+            "recommendation": rec, "applicable": sizing.applicable,
+            "unused": [rightsizing.describe_unused(u) for u in rec.unused] if rec else [],
+            "decision_url": lambda d: url_for("console_decisions.details_view", id=d.hash),
             "assignments": [{"id": a.id, "permission_set": ps.external_id, "permission_set_id": ps.id,
                              "expires_at": a.expires_at, "scopes": ps.scopes} for a, ps in assignments],
             "unassigned_sets": [ps for ps in all_sets if ps.id not in assigned_ids],
@@ -98,7 +113,33 @@ class IntegrationUserView(ReadOnlyView):
             "fmt_time": fmt_time,
         }
 
+    def decisions_by_rule(self, user: str) -> list[dict]:
+        """The user's decisions of the window, allowed and denied, counted by the rule that decided them, each
+        count linked to the decision list filtered to that user and rule."""
+        since = self.services.clock.now() - dt.timedelta(days=rightsizing.WINDOW_DAYS)
+        counts: dict[str, dict[str, int]] = {}
+        for allowed, rules in self.session.execute(select(Decision.allowed, Decision.rules).where(
+                Decision.integration_user == user, Decision.at >= since)):
+            for rule in rules or ["(no rule recorded)"]:
+                entry = counts.setdefault(rule, {"allowed": 0, "denied": 0})
+                entry["allowed" if allowed else "denied"] += 1
+        def link(rule: str, allowed: str) -> str:
+            return list_url("console_decisions", ("User", "equals", user), ("Rule", "equals", rule),
+                            ("Allowed by policy", "equals", allowed), ("Time", "greater than", since))
+
+        return [{"rule": rule, **n, "allowed_url": link(rule, "1"), "denied_url": link(rule, "0")}
+                for rule, n in sorted(counts.items(), key=lambda kv: -(kv[1]["allowed"] + kv[1]["denied"]))]
+
     # --- writes ----------------------------------------------------------------------------------
+
+    @expose("/rightsize/", methods=("POST",))
+    def rightsize_view(self):
+        """Apply the user's right-sizing recommendation: admin only, recomputed on the server, audited."""
+        require_role("admin")
+        user = self._user_or_404(request.form.get("user"))
+        perform(lambda: commands.apply_rightsizing(self.services, actor(), user.external_id),
+                f"Right-sizing of {user.external_id} applied: it now holds only what it used.")
+        return self._details(user.external_id)
 
     def _user_or_404(self, ext_id: str | None) -> IntegrationUser:
         user = self.session.execute(select(IntegrationUser).where(IntegrationUser.external_id == (ext_id or ""))
