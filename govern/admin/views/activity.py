@@ -62,7 +62,9 @@ def _plain(value) -> str:
         return ", ".join(f"{k} {_plain(v)}" for k, v in value.items()) or "none"
     if isinstance(value, (list, tuple)):
         return ", ".join(_plain(v) for v in value) or "none"
-    return "none" if value is None else str(value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "none" if value is None or value == "" else str(value)
 
 
 def _change_text(view, context, model, name):

@@ -57,6 +57,7 @@ class ReadOnlyView(ConsoleAccess, ModelView):
         super().__init__(model, session, **kw)
         if self.url_key is None:
             self.can_view_details = False
+            self.column_display_actions = False  # no page to open: no empty actions column
 
     def get_pk_value(self, model):
         return getattr(model, self.url_key) if self.url_key else super().get_pk_value(model)
