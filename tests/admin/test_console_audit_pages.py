@@ -26,7 +26,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from sqlmodel import select
 
 from govern.store.tables import AuditRun
-from tests.admin.browser import browser, screenshot  # noqa: F401 - fixtures
+from tests.admin.browser import browser, screenshot, screenshot_top  # noqa: F401 - fixtures
 from tests.admin.test_console_browser import sign_in, wait
 from tests.e2e.conftest import live, resources  # noqa: F401 - fixtures
 
@@ -144,6 +144,7 @@ def test_audit_runs_findings_downloads_and_expiring_suppressions(browser, live, 
             f"{live.base}/admin/logout"]  # read-only: the auditor's only form signs out
         assert no_overflow(browser) == []
         screenshot(browser, f"audit-run-{width}")
+        screenshot_top(browser, f"audit-run-top-{width}")
 
     # The downloads, with the auditor's session: content type, and each parses and holds the run's findings.
     http = session_of(browser)

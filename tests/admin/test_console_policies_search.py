@@ -22,7 +22,7 @@ from sqlmodel import select
 
 from govern.policy.guardrails import PACKAGED_POLICIES
 from govern.store.tables import Decision
-from tests.admin.browser import browser, screenshot  # noqa: F401 - fixtures
+from tests.admin.browser import browser, screenshot, screenshot_top  # noqa: F401 - fixtures
 from tests.admin.test_console_audit_pages import RAW, make_users, no_overflow, session_of
 from tests.admin.test_console_browser import sign_in, submit, wait
 from tests.e2e.conftest import resources, start_live, stop_live  # noqa: F401 - fixtures
@@ -101,6 +101,7 @@ def test_policies_show_id_text_validation_and_the_decisions_they_decided(browser
         assert no_overflow(browser) == []
         assert not RAW.search(browser.page_source)
         screenshot(browser, f"policies-{width}")
+        screenshot_top(browser, f"policies-top-{width}")
 
 
 def test_the_search_box_finds_entities_by_id_or_name_and_links_to_them(browser, guarded):
