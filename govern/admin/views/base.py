@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import sqlalchemy as sa
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterConverter
 from flask_admin.model import filters, typefmt
@@ -66,6 +67,9 @@ class ReadOnlyView(ConsoleAccess, ModelView):
         if not self.url_key:
             return None
         column = getattr(self.model, self.url_key)
+        if isinstance(column.type, sa.Integer):  # a numbered record (a rotation run): its number, else none
+            number = ascii_int(str(id), high=SQL_ID_MAX)
+            return self.session.get(self.model, number) if number is not None else None
         found = self.session.execute(select(self.model).where(column == str(id))).scalars().first()
         return found if found is not None else self._by_old_number(id)
 
