@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from govern.admin import journal
+from govern.admin import journal, rightsizing
 from govern.domain.secret import Secret
 from govern.errors import NotFound, Conflict
 from govern.store.db import session_scope
@@ -147,6 +147,33 @@ def acknowledge_rotation(services, actor: str, run_id: int) -> None:
     with session_scope(services.sessions) as s:
         journal.record(s, actor=actor, action="rotation.acknowledge", subject_kind="rotation_run",
                        subject=str(run_id), before={}, after={"acknowledged_by": actor}, at=services.clock.now())
+
+
+def apply_rightsizing(services, actor: str, user: str):
+    """Apply the right-sizing recommendation of one user, recomputed here from the decision log (never taken
+    from the form), through `apply_document` as `govern apply` applies a file; recorded as an AdminAction."""
+    with services.sessions() as session:
+        sizing = rightsizing.for_user(session, services, user)
+    if sizing.recommendation is None:
+        raise NotFound(f"no integration user {user!r}")
+    doc = sizing.document()
+    if not doc.get("integration_users"):
+        rec = sizing.recommendation
+        why = rec.reason if not rec.judged else "nothing is unused" if not rec.unused else \
+            "replaying the window's requests would deny some" if rec.proof.get("would_deny") else "nothing to apply"
+        raise Conflict(f"no recommendation to apply for {user}: {why}")
+    before = _current_user_doc(services.sessions, user) or {}
+    text = yaml.safe_dump(doc, sort_keys=False)
+    plan = apply_document(services.sessions, text, "console:rightsizing.apply", production=services.settings.production)
+    after = doc["integration_users"][0]
+    with session_scope(services.sessions) as s:
+        journal.record(s, actor=actor, action="rightsizing.apply", subject_kind="integration_user", subject=user,
+                       before={"permission_sets": before.get("permission_sets", []), "scopes": before.get("scopes", [])},
+                       after={"permission_sets": after["permission_sets"], "scopes": after["scopes"],
+                              "replayed_requests": sizing.recommendation.proof.get("replayed_requests", 0),
+                              "would_deny": sizing.recommendation.proof.get("would_deny", 0)},
+                       at=services.clock.now())
+    return plan
 
 
 def suppress_finding(services, actor: str, *, rule_id: str, subject: str, owner: str, justification: str,

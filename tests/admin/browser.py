@@ -69,3 +69,11 @@ def screenshot(driver, name: str) -> Path:
         "clip": {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 6000), "scale": 1}})
     path.write_bytes(base64.b64decode(shot["data"]))
     return path
+
+
+def screenshot_top(driver, name: str) -> Path:
+    """The visible window only (what a person sees first), for the documentation."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    return path

@@ -1,10 +1,16 @@
-"""Every console page, as an admin, in headless Chromium with every host but govern's refused:
+"""Every console page, as an admin, an operator and an auditor, in headless Chromium with every host but govern's
+refused, against govern as `govern serve` wires it: the landscape from `govern apply`, decisions from real calls
+(allowed, denied, failed upstream), two `govern audit` runs and a suppression, a rotation started from the console.
+On every page:
 
 - it carries the console's Content-Security-Policy, renders completely, and the browser logs no CSP
   violation and no failed request (nothing comes from outside);
 - axe-core (tests/admin/data/axe.min.js, MPL-2.0) finds no serious or critical violation at 1280 px;
 - no table is wider than its container at 1280 px and at 800 px;
-- a full-page screenshot of each page at both widths lands in artifacts/screenshots/.
+- no raw JSON or internal names in the text (`_location`, `console:...:11:5`), and no link names a record by
+  its database id (`?id=12`; a rotation run's number is its public id, as in /api/v1/rotations/<id>);
+- a full-page screenshot of each page at both widths lands in artifacts/screenshots/ (the admin's under its
+  page name, the other roles' with the role in front).
 """
 from __future__ import annotations
 
@@ -17,9 +23,15 @@ import requests
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 
+from sqlmodel import select
+
 from govern.admin.lockdown import CONTENT_SECURITY_POLICY
+from govern.store.tables import SecretRef
 from tests.admin.browser import browser, live_server, screenshot  # noqa: F401 - fixtures
-from tests.admin.test_console_browser import sign_in, wait, world  # noqa: F401 - fixtures
+from tests.admin.conftest import PASSWORD, csrf_from
+from tests.admin.test_console_audit_pages import audit, make_users
+from tests.admin.test_console_browser import sign_in, wait
+from tests.e2e.conftest import live, resources  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
 
@@ -55,6 +67,55 @@ axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations
 """
 
 
+_LEAKS = """
+const text = document.body.innerText;
+const out = [];
+for (const [name, re] of [['raw JSON', /[{\\[]\\s*"[^"\\n]+"\\s*:/], ['internal key', /\\b_(location|suppression)\\b/],
+                          ['form location', /console:[a-z_.]+:\\d+:\\d+/]]) {
+  const m = text.match(re); if (m) out.push(`${name}: ${m[0]}`);
+}
+document.querySelectorAll('a[href]').forEach(a => {
+  const url = new URL(a.href, location.href);
+  if (url.origin === location.origin && /(^|&)id=\\d+(&|$)/.test(url.search.slice(1))
+      && !url.pathname.startsWith('/admin/rotations/details/'))
+    out.push(`database id in a link: ${url.pathname}${url.search}`);
+});
+return out;
+"""
+
+
+@pytest.fixture
+def tour(live, tmp_path):
+    """The world the tour walks, made the way users make it."""
+    make_users(live)
+    token = live.govern_token(scope="orders.read items.read")
+    assert live.upstream_token(token, "shop-orders").status_code == 200
+    assert live.upstream_token(token, "shop-orders", scope="orders.write").status_code in (400, 403)
+    assert live.proxy(token, "stock-api", "v1/items/1").status_code == 200
+    assert live.proxy(token, "stock-api", "v1/orders/1").status_code == 403
+    live.resources.fail_next(1, status=500)
+    assert live.proxy(token, "stock-api", "v1/items/2").status_code == 500
+    assert live.services.decision_log.flush()
+    first = audit(live, tmp_path, "first")
+    finding = first["findings"][0]
+    result = live.runner.invoke(["audit", "suppress", finding["rule_id"], finding["subject"], "--owner", "sec@example.com",
+                                 "--justification", "Accepted for the tour.", "--ticket", "SEC-1", "--until", "2099-01-01"])
+    assert result.exit_code == 0, result.output
+    audit(live, tmp_path, "second")
+    # An operator starts a rotation from the console (a POST with the operator's session and CSRF token).
+    http = requests.Session()
+    page = http.get(f"{live.base}/admin/login", timeout=30)
+    http.post(f"{live.base}/admin/login", timeout=30, headers={"Origin": live.base},
+              data={"username": "operator-user", "password": PASSWORD, "csrf_token": csrf_from(page.text)})
+    with live.services.sessions() as s:
+        ref = s.exec(select(SecretRef).where(SecretRef.external_id == "integration_user/order-sync/client_secret")).one()
+    page = http.get(f"{live.base}/admin/secrets/", timeout=30)
+    started = http.post(f"{live.base}/admin/secrets/rotate/", timeout=30, headers={"Origin": live.base},
+                        data={"ref": ref.id, "csrf_token": csrf_from(page.text)})
+    assert started.status_code == 200 and "started (run" in started.text
+    return live
+
+
 def console_pages(driver, base: str) -> list[tuple[str, str]]:
     """(name, path) for the dashboard, two lists its figures link to, every page in the menu, and the first
     record's page of every list."""
@@ -77,6 +138,11 @@ def console_pages(driver, base: str) -> list[tuple[str, str]]:
         if details:
             target = urlsplit(details[0].get_attribute("href"))
             pages.append((path.strip("/").replace("/", "-") + "-details", f"{target.path}?{target.query}"))
+    # Pages no menu entry opens: an audit run, the search results, and the user page with its right-sizing.
+    driver.get(f"{base}/admin/audit_runs/")
+    run = urlsplit(driver.find_elements(By.CSS_SELECTOR, "a.gv-run-link")[0].get_attribute("href")).path
+    pages += [("audit-run", run), ("search", "/admin/search/?q=order"),
+              ("integration-user-order-sync", "/admin/integration_users/details/?id=order-sync")]
     pages.append(("integration-user-form", "/admin/integration_users/save/"))
     return pages
 
@@ -106,37 +172,45 @@ def load(driver, base: str, path: str) -> None:
     wait(driver).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
-def test_every_page_is_self_contained_accessible_and_fits(browser, live_server, console_users, world):
-    sign_in(browser, live_server, console_users["admin"])
-    pages = console_pages(browser, live_server)
-    assert len(pages) >= 30, pages  # the menu, record pages and the form: the tour must not silently shrink
+@pytest.mark.parametrize("role", ["admin", "operator", "auditor"])
+def test_every_page_is_self_contained_accessible_and_fits(browser, tour, role):
+    base = tour.base
+    sign_in(browser, base, f"{role}-user")
+    pages = console_pages(browser, base)
+    assert len(pages) >= 36, pages  # the menu, record pages and the form: the tour must not silently shrink
+    if role != "admin":  # the form is the admin's: another role is refused, and tours the rest
+        pages = [(name, path) for name, path in pages if name != "integration-user-form"]
 
-    # Every console response carries the policy (the page and what it loads), signed in as the admin.
+    # Every console response carries the policy (the page and what it loads).
     http = requests.Session()
     for cookie in browser.get_cookies():
         http.cookies.set(cookie["name"], cookie["value"])
     for _, path in pages + [("theme", "/admin/theme/bootstrap.min.css"), ("login", "/admin/login")]:
-        response = http.get(f"{live_server}{path}", timeout=30)
+        response = http.get(f"{base}{path}", timeout=30)
         assert response.status_code == 200, path
         assert response.headers.get("Content-Security-Policy") == CONTENT_SECURITY_POLICY, path
     assert "'unsafe-inline'" not in CONTENT_SECURITY_POLICY and "default-src 'self'" in CONTENT_SECURITY_POLICY
+    if role != "admin":
+        refused = http.get(f"{base}/admin/integration_users/save/", timeout=30)
+        assert refused.status_code == 403 and refused.headers.get("Content-Security-Policy") == CONTENT_SECURITY_POLICY
 
     failures: dict[str, list[str]] = {}
     browser.get_log("browser")  # start from a clean log
     for width in WIDTHS:
         browser.set_window_size(width, 900)
         for name, path in pages:
-            load(browser, live_server, path)
-            problems = page_problems(browser, live_server)
+            load(browser, base, path)
+            problems = page_problems(browser, base)
             problems += [f"overflow: {what} is {wide}px in {box}px" for what, wide, box in
                          browser.execute_script(_OVERFLOW)]
+            problems += browser.execute_script(_LEAKS)
             if width == 1280:
                 browser.execute_script(AXE)
                 problems += [f"axe {rule} ({impact}, {n} nodes): {targets}" for rule, impact, n, targets in
                              browser.execute_async_script(_AXE_RUN)]
                 assert re.fullmatch(r"[a-z]{2}(-[A-Z]{2})?", browser.find_element(By.TAG_NAME, "html")
                                     .get_attribute("lang") or ""), path
-            screenshot(browser, f"{name}-{width}")
+            screenshot(browser, f"{name}-{width}" if role == "admin" else f"{role}-{name}-{width}")
             if problems:
                 failures[f"{path} @ {width}px"] = problems
     assert not failures, "\n".join(f"{where}: {problem}" for where, found in failures.items() for problem in found)

@@ -27,5 +27,6 @@ def test_policy_files_with_their_validation_state(client, console_users, clock, 
     services.policy_validator = lambda directory: (
         [Report("010_ok.cedar", "ok"), Report("020_bad.cedar", "?", ["does not parse"])], [])
     html = client.get("/admin/policies/").get_data(as_text=True)
-    assert html.count(">valid<") == 1 and html.count(">invalid<") == 1
+    # the file list and the policy list: 010_ok.cedar and its policy "ok" valid, 020_bad.cedar and its text invalid
+    assert html.count(">valid<") == 2 and html.count(">invalid<") == 2
     assert "does not parse" in html

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from govern.admin.views.activity import AdminActionView, DecisionView
+from govern.admin.views.audit import AuditRunsView
 from govern.admin.views.findings import FindingView, SuppressionView
 from govern.admin.views.identities import (AssignmentView, GrantView, IntegrationUserView, PermissionSetView,
                                            RotationScheduleView, SecretRefView)
 from govern.admin.views.landscape import CredentialView, NamedCredentialView, PrincipalView, SystemView
 from govern.admin.views.policies import PoliciesView
 from govern.admin.views.rotations import RotationRunView
+from govern.admin.views.search import SearchView
 from govern.store import tables as t
 
 
@@ -27,13 +29,16 @@ def build_views(db, services) -> list:
         view(PermissionSetView, t.PermissionSet, "Permission sets", "permission_sets", "Access"),
         view(GrantView, t.PermissionGrant, "Grants", "grants", "Access"),
         view(AssignmentView, t.Assignment, "Assignments", "assignments", "Access"),
-        PoliciesView(services, name="Policies", endpoint="console_policies", url="/admin/policies",
+        PoliciesView(services, db, name="Policies", endpoint="console_policies", url="/admin/policies",
                      category="Access"),
         view(SecretRefView, t.SecretRef, "Secrets", "secrets", "Secrets"),
         view(RotationScheduleView, t.SecretRef, "Rotation schedule", "rotation_schedule", "Secrets"),
         view(RotationRunView, t.RotationRun, "Rotation history", "rotations", "Secrets"),
         view(DecisionView, t.Decision, "Decisions", "decisions", "Audit"),
+        AuditRunsView(db, services, name="Audit runs", endpoint="console_audit_runs", url="/admin/audit_runs",
+                      category="Audit"),
         view(FindingView, t.Finding, "Findings", "findings", "Audit"),
         view(SuppressionView, t.Suppression, "Suppressions", "suppressions", "Audit"),
         view(AdminActionView, t.AdminAction, "Admin actions", "admin_actions", "Audit"),
+        SearchView(db, name="Search", endpoint="console_search", url="/admin/search"),
     ]

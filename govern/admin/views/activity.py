@@ -1,13 +1,13 @@
 """The decision log (searchable by correlation id, user, credential, outcome and time) and the admin action log."""
 from __future__ import annotations
 
-import json
 
+import sqlalchemy as sa
 from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 from markupsafe import Markup, escape
 from sqlmodel import select
 
-from govern.admin.views.base import ReadOnlyView, fmt_list, short_id
+from govern.admin.views.base import ReadOnlyView, fmt_list, readable, short_id
 from govern.store.tables import Decision, ExternalCredential, NamedCredential, System
 
 
@@ -30,6 +30,21 @@ class SystemFilter(BaseSQLAFilter):
         return "equals"
 
 
+class RuleFilter(BaseSQLAFilter):
+    """Decisions that name one rule (`permit:<permission set>`, `forbid:<policy id>`, `deny:<reason>`): the
+    links from a policy's and a user's counts by rule."""
+
+    def __init__(self):
+        super().__init__(Decision.rules, "Rule")
+
+    def apply(self, query, value, alias=None):
+        needle = '"' + str(value).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + '"'
+        return query.filter(sa.cast(Decision.rules, sa.Text).like(f"%{needle}%", escape="\\"))
+
+    def operation(self):
+        return "equals"
+
+
 def _outcome(view, context, model, name):
     outcome = model.outcome or ("allow" if model.allowed else "deny")
     badge = Markup(f'<span class="badge {_BADGES.get(outcome, "badge-secondary")}">{escape(outcome)}</span>')  # noqa: S704 - values escaped
@@ -39,17 +54,43 @@ def _outcome(view, context, model, name):
 
 
 def _change(view, context, model, name):
-    value = getattr(model, name)
-    if not value:
-        return ""
-    return Markup(f"<code>{escape(json.dumps(value, sort_keys=True, default=str))}</code>")  # noqa: S704 - values escaped
+    return readable(getattr(model, name))
+
+
+def _plain(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_plain(v)}" for k, v in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value) or "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "none" if value is None or value == "" else str(value)
+
+
+def _change_text(view, context, model, name):
+    """What an admin action changed, in words: `status: active -> suspended`; the whole text in the title."""
+    before, after = model.before or {}, model.after or {}
+    parts = []
+    for key in list(dict.fromkeys([*before, *after])):
+        if key in before and key in after:
+            if before[key] != after[key]:
+                parts.append(f"{key}: {_plain(before[key])} \u2192 {_plain(after[key])}")
+        elif key in after:
+            parts.append(f"{key}: {_plain(after[key])}")
+        else:
+            parts.append(f"{key} removed")
+    text = "; ".join(parts)
+    if len(text) <= 80:
+        return text
+    return Markup(f'<span title="{escape(text)}">{escape(text[:77])}&hellip;</span>')  # noqa: S704 - values escaped
 
 
 class DecisionView(ReadOnlyView):
+    url_key = "hash"  # a decision's page is named by its chain hash (unique, and what `govern log verify` reports)
     # The list answers "what happened, to whom, and how did it end"; the request's details are on its page.
     column_list = ("at", "correlation_id", "integration_user", "named_credential", "outcome", "upstream_status",
                    "latency_ms")
-    column_details_list = ("id", "at", "correlation_id", "integration_user", "action", "named_credential", "method",
+    column_details_list = ("at", "correlation_id", "integration_user", "action", "named_credential", "method",
                            "path", "outcome", "rules", "upstream_status", "latency_ms", "allowed", "error_code",
                            "principal", "resource_object", "api_type", "scopes_requested", "scopes_granted",
                            "source_ip", "key_id", "prev_hash", "hash")
@@ -58,7 +99,7 @@ class DecisionView(ReadOnlyView):
                      "upstream_status": "Upstream", "error_code": "Error", "key_id": "Chain key"}
     column_searchable_list = ("correlation_id", "integration_user", "named_credential", "path")
     column_filters = ("at", "outcome", "allowed", "integration_user", "named_credential", "correlation_id", "action",
-                      "upstream_status", "error_code", SystemFilter())
+                      "upstream_status", "error_code", SystemFilter(), RuleFilter())
     column_formatters = {"outcome": _outcome, "rules": fmt_list, "scopes_requested": fmt_list,
                          "scopes_granted": fmt_list, "correlation_id": short_id}
     column_formatters_detail = {"outcome": _outcome, "rules": fmt_list, "scopes_requested": fmt_list,
@@ -67,11 +108,12 @@ class DecisionView(ReadOnlyView):
 
 
 class AdminActionView(ReadOnlyView):
-    column_list = ("at", "actor", "action", "subject", "correlation_id")
+    url_key = None  # no name of its own: the list shows what changed
+    column_list = ("at", "actor", "action", "subject", "change", "correlation_id")
     column_details_list = ("at", "actor", "action", "subject_kind", "subject", "before", "after", "correlation_id")
-    column_labels = {"at": "Time", "subject_kind": "Kind", "correlation_id": "Correlation"}
     column_searchable_list = ("actor", "action", "subject", "correlation_id")
     column_filters = ("at", "actor", "action", "subject_kind")
-    column_formatters = {"before": _change, "after": _change, "correlation_id": short_id}
+    column_labels = {"at": "Time", "subject_kind": "Kind", "correlation_id": "Correlation", "change": "Change"}
+    column_formatters = {"before": _change, "after": _change, "correlation_id": short_id, "change": _change_text}
     column_formatters_detail = {"before": _change, "after": _change}
     column_default_sort = ("at", True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import sqlalchemy as sa
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.filters import FilterConverter
 from flask_admin.model import filters, typefmt
@@ -11,6 +12,7 @@ from markupsafe import Markup, escape
 from sqlmodel import select
 
 from govern.admin.roles import ConsoleAccess
+from govern.bounds import SQL_ID_MAX, ascii_int
 from govern.store.tables import SecretRef
 
 
@@ -47,9 +49,34 @@ class ReadOnlyView(ConsoleAccess, ModelView):
     column_type_formatters_detail = {**typefmt.DETAIL_FORMATTERS,
                                      dt.datetime: lambda view, value, name: fmt_time(value)}
 
+    # URLs name a record by its external id (`?id=order-sync`), never by its database id; a view over a table
+    # without one names the column that identifies a record instead (None: the record has no page of its own).
+    url_key: str | None = "external_id"
+
     def __init__(self, model, session, services, **kw):
         self.services = services
         super().__init__(model, session, **kw)
+        if self.url_key is None:
+            self.can_view_details = False
+            self.column_display_actions = False  # no page to open: no empty actions column
+
+    def get_pk_value(self, model):
+        return getattr(model, self.url_key) if self.url_key else super().get_pk_value(model)
+
+    def get_one(self, id):
+        if not self.url_key:
+            return None
+        column = getattr(self.model, self.url_key)
+        if isinstance(column.type, sa.Integer):  # a numbered record (a rotation run): its number, else none
+            number = ascii_int(str(id), high=SQL_ID_MAX)
+            return self.session.get(self.model, number) if number is not None else None
+        found = self.session.execute(select(self.model).where(column == str(id))).scalars().first()
+        return found if found is not None else self._by_old_number(id)
+
+    def _by_old_number(self, id):
+        """A link saved before pages were named (`?id=12`) still opens its record; no page links that way."""
+        number = ascii_int(str(id), high=SQL_ID_MAX)
+        return self.session.get(self.model, number) if number is not None else None
 
 
 def fmt_list(view, context, model, name):
@@ -122,3 +149,30 @@ def secrets_markup(items: list[dict]) -> Markup:
              + (f' ({escape(i["principal"])})' if i["principal"] else "")
              + f'</span>: {escape(i["text"])}' for i in items]
     return Markup("<br>".join(parts))  # noqa: S704 - reviewed: every interpolated value is escaped or a constant
+
+
+def _label(key: object) -> str:
+    return str(key).replace("_", " ")
+
+
+def readable(value) -> Markup:
+    """Structured data (evidence, contracts, retry settings, rotation steps) as fields a person reads: a
+    definition list of `name: value`, lists as comma-separated text or bullet lists, never JSON."""
+    if value is None or value == "" or value == [] or value == {}:
+        return Markup('<span class="gv-muted">none</span>')
+    if isinstance(value, dict):
+        rows = "".join(f"<dt>{escape(_label(k))}</dt><dd>{readable(v)}</dd>" for k, v in value.items()
+                       if not str(k).startswith("_"))
+        return Markup(f'<dl class="gv-fields mb-0">{rows}</dl>')  # noqa: S704 - values escaped
+    if isinstance(value, (list, tuple)):
+        if all(not isinstance(v, (dict, list, tuple)) for v in value):
+            return escape(", ".join(str(v) for v in value))
+        return Markup('<ul class="gv-items mb-0">' + "".join(f"<li>{readable(v)}</li>" for v in value)  # noqa: S704 - values escaped
+                      + "</ul>")
+    if isinstance(value, bool):
+        return escape("yes" if value else "no")
+    return escape(str(value))
+
+
+def fmt_readable(view, context, model, name):
+    return readable(getattr(model, name))

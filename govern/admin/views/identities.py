@@ -1,12 +1,15 @@
 """Integration users, permission sets, their grants and assignments."""
 from __future__ import annotations
 
+import datetime as dt
+
 from flask import abort, redirect, request, url_for
 from flask_admin import expose
 from markupsafe import Markup, escape
 from sqlmodel import select
 
-from govern.admin import commands
+from govern.admin import commands, rightsizing
+from govern.admin.links import list_url
 from govern.admin.roles import require_role, has_role
 from govern.admin.views.actions import actor, correlation, parse_date, parse_list, perform
 from govern.admin.views.base import ReadOnlyView, describe_secret, fmt_list, fmt_time, secret_status
@@ -89,7 +92,19 @@ class IntegrationUserView(ReadOnlyView):
         all_sets = s.execute(select(PermissionSet).order_by(PermissionSet.external_id)).scalars().all()
         decisions = s.execute(select(Decision).where(Decision.integration_user == user.external_id)
                               .order_by(Decision.at.desc()).limit(15)).scalars().all()
+        sizing = rightsizing.for_user(s, self.services, user.external_id)
+        rec = sizing.recommendation
+        usage = sizing.model.usage.get(user.external_id)
         return {
+            "by_rule": self.decisions_by_rule(user.external_id),
+            "window_days": rightsizing.WINDOW_DAYS,
+            "granted": [{"permission_set": ps.id, "scopes": ps.scopes, "grants": ps.grants}
+                        for ps in sizing.model.user_permission_sets(sizing.model.users[user.external_id])]
+            if user.external_id in sizing.model.users else [],
+            "used": sorted(usage.patterns, key=lambda p: -p.count) if usage else [],
+            "recommendation": rec, "applicable": sizing.applicable,
+            "unused": [rightsizing.describe_unused(u) for u in rec.unused] if rec else [],
+            "decision_url": lambda d: url_for("console_decisions.details_view", id=d.hash),
             "assignments": [{"id": a.id, "permission_set": ps.external_id, "permission_set_id": ps.id,
                              "expires_at": a.expires_at, "scopes": ps.scopes} for a, ps in assignments],
             "unassigned_sets": [ps for ps in all_sets if ps.id not in assigned_ids],
@@ -98,7 +113,33 @@ class IntegrationUserView(ReadOnlyView):
             "fmt_time": fmt_time,
         }
 
+    def decisions_by_rule(self, user: str) -> list[dict]:
+        """The user's decisions of the window, allowed and denied, counted by the rule that decided them, each
+        count linked to the decision list filtered to that user and rule."""
+        since = self.services.clock.now() - dt.timedelta(days=rightsizing.WINDOW_DAYS)
+        counts: dict[str, dict[str, int]] = {}
+        for allowed, rules in self.session.execute(select(Decision.allowed, Decision.rules).where(
+                Decision.integration_user == user, Decision.at >= since)):
+            for rule in rules or ["(no rule recorded)"]:
+                entry = counts.setdefault(rule, {"allowed": 0, "denied": 0})
+                entry["allowed" if allowed else "denied"] += 1
+        def link(rule: str, allowed: str) -> str:
+            return list_url("console_decisions", ("User", "equals", user), ("Rule", "equals", rule),
+                            ("Allowed by policy", "equals", allowed), ("Time", "greater than", since))
+
+        return [{"rule": rule, **n, "allowed_url": link(rule, "1"), "denied_url": link(rule, "0")}
+                for rule, n in sorted(counts.items(), key=lambda kv: -(kv[1]["allowed"] + kv[1]["denied"]))]
+
     # --- writes ----------------------------------------------------------------------------------
+
+    @expose("/rightsize/", methods=("POST",))
+    def rightsize_view(self):
+        """Apply the user's right-sizing recommendation: admin only, recomputed on the server, audited."""
+        require_role("admin")
+        user = self._user_or_404(request.form.get("user"))
+        perform(lambda: commands.apply_rightsizing(self.services, actor(), user.external_id),
+                f"Right-sizing of {user.external_id} applied: it now holds only what it used.")
+        return self._details(user.external_id)
 
     def _user_or_404(self, ext_id: str | None) -> IntegrationUser:
         user = self.session.execute(select(IntegrationUser).where(IntegrationUser.external_id == (ext_id or ""))
@@ -107,8 +148,8 @@ class IntegrationUserView(ReadOnlyView):
             abort(404)
         return user
 
-    def _details(self, user_id: int):
-        return redirect(url_for(".details_view", id=user_id))
+    def _details(self, user_ext_id: str):
+        return redirect(url_for(".details_view", id=user_ext_id))
 
     @expose("/save/", methods=("GET", "POST"))
     def save_view(self):
@@ -132,7 +173,7 @@ class IntegrationUserView(ReadOnlyView):
 
             if perform(run, f"Integration user {ext_id} {'saved' if editing else 'created'}."):
                 self.session.expire_all()
-                return self._details(self._user_or_404(ext_id).id)
+                return self._details(ext_id)
         return self.render("govern_admin/integration_user_form.html", user=user, values=values, systems=systems)
 
     @expose("/status/", methods=("POST",))
@@ -146,7 +187,7 @@ class IntegrationUserView(ReadOnlyView):
         verb = "reactivated" if status == "active" else "suspended"
         perform(lambda: commands.set_user_status(self.services, actor(), user.external_id, status),
                 f"{user.external_id} {verb}.")
-        return self._details(user.id)
+        return self._details(user.external_id)
 
     @expose("/assign/", methods=("POST",))
     def assign_view(self):
@@ -157,7 +198,7 @@ class IntegrationUserView(ReadOnlyView):
         perform(lambda: commands.assign_permission_set(self.services, actor(), user.external_id, permission_set,
                                                        parse_date(request.form.get("until"), "until")),
                 f"{permission_set} assigned to {user.external_id}.")
-        return self._details(user.id)
+        return self._details(user.external_id)
 
     @expose("/unassign/", methods=("POST",))
     def unassign_view(self):
@@ -166,7 +207,7 @@ class IntegrationUserView(ReadOnlyView):
         permission_set = request.form.get("permission_set") or ""
         perform(lambda: commands.unassign_permission_set(self.services, actor(), user.external_id, permission_set),
                 f"{permission_set} removed from {user.external_id}.")
-        return self._details(user.id)
+        return self._details(user.external_id)
 
     @expose("/set-secret/", methods=("POST",))
     def set_secret_view(self):
@@ -178,7 +219,7 @@ class IntegrationUserView(ReadOnlyView):
                                             owner=user.external_id, field="client_secret", value=value,
                                             correlation_id=correlation()),
                 f"Client secret of {user.external_id} set.")
-        return self._details(user.id)
+        return self._details(user.external_id)
 
 
 def _form_values(user: IntegrationUser | None, session) -> dict:
@@ -219,6 +260,7 @@ class PermissionSetView(ReadOnlyView):
 
 
 class GrantView(ReadOnlyView):
+    url_key = None  # a grant is shown on its permission set's page
     column_list = ("permission_set_id", "position", "named_credential_id", "principal", "methods", "paths")
     column_details_list = column_list + ("objects",)
     column_labels = {"permission_set_id": "Permission set", "named_credential_id": "Named credential"}
@@ -228,6 +270,7 @@ class GrantView(ReadOnlyView):
 
 
 class AssignmentView(ReadOnlyView):
+    url_key = None  # an assignment is shown on its user's and its permission set's pages
     column_list = ("integration_user_id", "permission_set_id", "expires_at", "created_at")
     column_labels = {"integration_user_id": "Integration user", "permission_set_id": "Permission set"}
     column_filters = ("expires_at", "created_at")

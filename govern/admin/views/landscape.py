@@ -1,27 +1,21 @@
 """Systems (with their integration contract), external credentials, principals and named credentials."""
 from __future__ import annotations
 
-import json
-
 from flask import abort, redirect, request, url_for
 from flask_admin import expose
-from markupsafe import Markup, escape
 from sqlmodel import select
 
 from govern.admin import commands
 from govern.admin.roles import require_role
 from govern.admin.views.actions import actor, correlation, perform
-from govern.admin.views.base import ReadOnlyView, fmt_list, secret_status, secrets_markup
+from govern.admin.views.base import ReadOnlyView, fmt_list, readable, secret_status, secrets_markup
 from govern.store.tables import ExternalCredential, Principal, System
 from govern.secrets.service import credential_fields
 from govern.domain.secret import Secret
 
 
 def _json_block(view, context, model, name):
-    value = getattr(model, name)
-    if not value:
-        return Markup('<span class="gv-muted">none</span>')
-    return Markup(f"<pre class='mb-0'>{escape(json.dumps(value, indent=2, sort_keys=True, default=str))}</pre>")  # noqa: S704 - values escaped
+    return readable(getattr(model, name))
 
 
 def _system_name(view, context, model, name):
@@ -90,7 +84,7 @@ class CredentialView(ReadOnlyView):
                                             field=field, principal=principal, value=value,
                                             correlation_id=correlation()),
                 lambda status: f"{field} of {cred.external_id} {status.describe()}.")
-        return redirect(url_for(".details_view", id=cred.id))
+        return redirect(url_for(".details_view", id=cred.external_id))
 
 
 def _principal_secrets(view, context, model, name):
@@ -99,6 +93,19 @@ def _principal_secrets(view, context, model, name):
 
 
 class PrincipalView(ReadOnlyView):
+    """A principal is named by its credential and its name: `?id=shop-rt/alice`."""
+
+    def get_pk_value(self, model):
+        cred = self.session.get(ExternalCredential, model.credential_id)
+        return f"{cred.external_id if cred else ''}/{model.name}"
+
+    def get_one(self, id):
+        credential, _, name = str(id).rpartition("/")
+        return self.session.execute(select(Principal).join(
+            ExternalCredential, ExternalCredential.id == Principal.credential_id).where(
+            ExternalCredential.external_id == credential, Principal.name == name)).scalars().first() \
+            or self._by_old_number(id)
+
     column_list = ("credential_id", "name", "kind", "needs_reconnect_at", "secrets")
     column_details_list = column_list + ("subject", "connected_at", "integration_user_id", "created_at")
     column_labels = {"credential_id": "Credential", "secrets": "Secrets (write-only)",

@@ -1,7 +1,6 @@
 """Rotation history (runs and their steps); schedules are on the Secrets view (SecretRef.schedule, next_due_at)."""
 from __future__ import annotations
 
-import json
 
 from flask import abort, redirect, request, url_for
 from flask_admin import expose
@@ -10,7 +9,7 @@ from markupsafe import Markup, escape
 from govern.admin import commands
 from govern.admin.roles import has_role, require_role
 from govern.admin.views.actions import actor, perform
-from govern.admin.views.base import ReadOnlyView
+from govern.admin.views.base import ReadOnlyView, readable
 from govern.admin.views.buttons import post_button
 from govern.bounds import SQL_ID_MAX, ascii_int
 from govern.store.tables import RotationRun, SecretRef
@@ -29,7 +28,7 @@ def _secret(view, context, model, name):
 
 def _steps(view, context, model, name):
     # Steps hold step names, times and outcomes written by the rotation service, never values.
-    return Markup(f"<pre class='mb-0'>{escape(json.dumps(model.steps or [], indent=2, default=str))}</pre>")  # noqa: S704 - values escaped
+    return readable(model.steps or [])
 
 
 def _run_actions(view, context, model, name):
@@ -52,6 +51,7 @@ def _run_actions(view, context, model, name):
 class RotationRunView(ReadOnlyView):
     """Rotation history. Operators retry or acknowledge parked runs (govern.rotation.runner.RotationService)."""
 
+    url_key = "id"  # the run's number is its public id (/api/v1/rotations/<id>, `govern rotation` commands)
     column_list = ("started_at", "secret_ref_id", "state", "attempts", "error", "actions")
     column_details_list = column_list + ("rotator", "dry_run", "pending_version", "next_attempt_at", "finished_at",
                                          "claimed_by", "claimed_until", "steps")
