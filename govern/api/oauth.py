@@ -13,7 +13,7 @@ import json
 
 from typing import Any, Literal
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from govern.api.edge import basic_credentials_readable
@@ -198,6 +198,9 @@ def _record(response, grant_type: str, started: float) -> None:
     services = current_app.extensions["govern"]
     body = response.get_json(silent=True) or {}
     fields = token_decision(response.status_code, body, grant_type[:50], request.form.get("scope"))
+    refusal = g.get("oauth_refusal")
+    if refusal and not fields["allowed"]:
+        fields["rules"].append(refusal)  # what failed in a federated assertion (govern.broker.federation)
     services.decision_log.append(
         None, None, action="oauth_token", method="POST", path="/oauth/token",
         integration_user=oauth_server.claimed_client_id(request.headers.get("Authorization"), request.form),

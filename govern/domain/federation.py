@@ -54,13 +54,17 @@ def public_jwks(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
+def _rs256() -> list[Algorithm]:
+    return ["RS256"]
+
+
 class TrustedIssuer(Value):
     """One issuer whose tokens the user accepts: its `iss`, where its keys are, and the algorithms allowed."""
 
     issuer: Url
     jwks_url: Url | None = None  # fetched and cached (govern.broker.federation.JwksCache)
     jwks: Annotated[dict[str, Any], AfterValidator(public_jwks)] | None = None  # or the keys themselves
-    algorithms: Annotated[list[Algorithm], Field(min_length=1)] = Field(default_factory=lambda: ["RS256"])
+    algorithms: Annotated[list[Algorithm], Field(min_length=1)] = Field(default_factory=_rs256)
 
     @model_validator(mode="after")
     def _one_key_source(self):
