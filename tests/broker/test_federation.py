@@ -285,3 +285,41 @@ def test_trust_and_a_secret_method_do_not_mix(world, issuer):
     doc = world.doc
     find(doc, "integration_users", USER)["auth"] = "client_secret_basic"
     assert "trust:" in world.apply_errors(doc)
+
+
+def test_assertions_stay_out_of_logs_the_decision_log_and_the_database(world, issuer, caplog):
+    import logging
+
+    import sqlalchemy as sa
+
+    caplog.set_level(logging.DEBUG)
+    good = mint(world, issuer)
+    issued = exchange(world, good)
+    assert issued.status_code == 200
+    replay = exchange(world, good)
+    wrong = mint(world, issuer, claims={**CLAIMS, "ref": "refs/heads/evil"})
+    refusal = exchange(world, wrong)
+    world.decisions()
+    logged = "\n".join(r.getMessage() + " " + str(r.__dict__) for r in caplog.records)
+    token = issued.get_json()["access_token"]
+    for canary in (good, good.split(".")[2], wrong.split(".")[2], token.split(".")[2]):
+        assert canary not in logged
+        assert canary not in replay.get_data(as_text=True) and canary not in refusal.get_data(as_text=True)
+    with world.services.engine.connect() as conn:
+        for table in ("decision", "seen_client_assertion", "integration_user"):
+            dump = str(conn.execute(sa.text(f"SELECT * FROM {table}")).all())  # noqa: S608 - fixed names
+            assert good.split(".")[2] not in dump and wrong.split(".")[2] not in dump, table
+            assert "refs/heads/evil" not in dump  # a refused token's claim values are not recorded either
+
+
+@pytest.mark.parametrize("misbehave, says", [("huge", "larger than"), ("redirect", "answered 302"),
+                                             ("not_json", "did not answer JSON")])
+def test_a_jwks_fetch_is_bounded_and_follows_no_redirect(issuer, misbehave, says):
+    from govern.broker.federation import JwksUnavailable, RequestsJwksFetcher
+
+    fetch = RequestsJwksFetcher(timeout=5)
+    assert [k["kid"] for k in fetch(issuer.jwks_url)] == [issuer.signing_key.kid]
+    issuer.misbehave = misbehave
+    with pytest.raises(JwksUnavailable) as failed:
+        fetch(issuer.jwks_url)
+    assert says in failed.value.detail

@@ -25,6 +25,7 @@ class OidcIssuer:
         self._lock = threading.Lock()
         self._keys: list[RSAKey] = [self._new_key()]
         self.jwks_requests = 0
+        self.misbehave: str | None = None  # "huge" (a JWKS past any sane size), "redirect", "not_json"
         self._server = None
         self.port = 0
 
@@ -74,6 +75,13 @@ class OidcIssuer:
         if request.path == "/.well-known/jwks":
             with self._lock:
                 self.jwks_requests += 1
+            if self.misbehave == "huge":
+                return Response(json.dumps({"keys": [], "pad": "x" * 200_000}),
+                                mimetype="application/json")(environ, start_response)
+            if self.misbehave == "redirect":
+                return Response("", status=302, headers={"Location": "http://169.254.169.254/"})(environ, start_response)
+            if self.misbehave == "not_json":
+                return Response("<html>", mimetype="text/html")(environ, start_response)
             body = self.jwks()
         elif request.path == "/.well-known/openid-configuration":
             body = {"issuer": self.url, "jwks_uri": self.jwks_url, "id_token_signing_alg_values_supported": [self.algorithm]}
