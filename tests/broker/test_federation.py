@@ -323,3 +323,20 @@ def test_a_jwks_fetch_is_bounded_and_follows_no_redirect(issuer, misbehave, says
     with pytest.raises(JwksUnavailable) as failed:
         fetch(issuer.jwks_url)
     assert says in failed.value.detail
+
+
+def test_the_console_shows_a_federated_user_and_whom_it_trusts(world, issuer):
+    import sqlalchemy as sa
+
+    from govern.store.admins import create_admin
+    from govern.store.tables import IntegrationUser
+    from tests.admin.conftest import PASSWORD, sign_in
+
+    create_admin(world.services.sessions, "auditor-user", PASSWORD, "auditor")
+    assert sign_in(world.client, "auditor-user").status_code in (200, 302)
+    with world.services.sessions() as s:
+        user_id = s.execute(sa.select(IntegrationUser.id).where(IntegrationUser.external_id == USER)).scalar_one()
+    listing = world.client.get("/admin/integration_users/")
+    page = world.client.get(f"/admin/integration_users/details/?id={user_id}")
+    assert listing.status_code == 200 and page.status_code == 200
+    assert f"none: trusts {issuer.url} for {SUBJECT}" in page.get_data(as_text=True)
