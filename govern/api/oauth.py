@@ -1,5 +1,6 @@
-"""govern's OAuth 2.0 endpoints: `POST /oauth/token` (RFC 6749), `GET /oauth/jwks.json` (RFC 7517) and
-the authorization server metadata `GET /.well-known/oauth-authorization-server` (RFC 8414).
+"""govern's OAuth 2.0 endpoints: `POST /oauth/token` (RFC 6749 client_credentials, and RFC 8693 token exchange
+for upstream tokens: govern.broker.token_exchange), `GET /oauth/jwks.json` (RFC 7517) and the authorization
+server metadata `GET /.well-known/oauth-authorization-server` (RFC 8414).
 
 Errors on /oauth/token are RFC 6749 section 5.2 JSON (`{"error", "error_description"}`), never
 problem+json. Every issuance and refusal is in the decision log (action `oauth_token`) before the answer
@@ -13,7 +14,7 @@ import json
 
 from typing import Any, Literal
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from govern.api.edge import basic_credentials_readable
@@ -21,6 +22,7 @@ from govern.api.spec import FORM, Responses, api, openapi_extra
 from govern.broker.decision_log import DecisionLogUnavailable
 from govern.errors import GovernError
 from govern.api import oauth_server
+from govern.broker import token_exchange
 from govern.api.oauth_server import GovernAuthorizationServer, token_decision
 from govern.store.seen_assertions import CacheSeenAssertions, DatabaseSeenAssertions
 from govern.broker.client_authentication import already_limited, claimed_client_id
@@ -34,28 +36,43 @@ SLOW_DOWN = "too many attempts; retry after the number of seconds in Retry-After
 
 
 class TokenForm(BaseModel):
-    """RFC 6749 section 4.4.2 (client_credentials), with client_secret_basic or private_key_jwt (RFC 7523)."""
+    """RFC 6749 section 4.4.2 (client_credentials), with client_secret_basic, private_key_jwt (RFC 7523) or a
+    federated user's trusted issuer token (docs/federation.md); or RFC 8693 token exchange of a govern access
+    token for an upstream token of a named credential (docs/token-exchange.md)."""
 
-    grant_type: Literal["client_credentials"]
+    grant_type: Literal["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"]
     scope: str | None = Field(None, description="space-delimited; within the user's allowed scopes")
+    client_id: str | None = Field(None, description="a federated integration user's id (with client_assertion)")
     client_assertion_type: Literal["urn:ietf:params:oauth:client-assertion-type:jwt-bearer"] | None = None
-    client_assertion: str | None = Field(None, description="private_key_jwt (RFC 7523)")
+    client_assertion: str | None = Field(None, description="private_key_jwt (RFC 7523), or the trusted issuer's "
+                                                              "token of a federated user", json_schema_extra={"writeOnly": True})
+    subject_token: str | None = Field(None, description="token exchange: the caller's govern access token",
+                                      json_schema_extra={"writeOnly": True})
+    subject_token_type: Literal["urn:ietf:params:oauth:token-type:access_token",
+                                "urn:ietf:params:oauth:token-type:jwt"] | None = None
+    requested_token_type: Literal["urn:ietf:params:oauth:token-type:access_token"] | None = None
+    audience: str | None = Field(None, description="token exchange: the named credential's id")
+    resource: str | None = Field(None, description="token exchange: the named credential's URL, "
+                                                   "<public URL>/api/v1/named-credentials/<id> (RFC 8707)")
 
 
 class AccessToken(BaseModel):
-    """A short-lived, scoped access token (a JWT signed by /oauth/jwks.json)."""
+    """A short-lived, scoped access token: govern's (a JWT signed by /oauth/jwks.json), or, for a token exchange,
+    the upstream token of the named credential with `issued_token_type` (RFC 8693 section 2.2.1)."""
 
     access_token: str
-    token_type: Literal["Bearer"]
-    expires_in: int
+    token_type: str = Field(description="Bearer for govern's tokens; the upstream's type for an exchange")
+    expires_in: int | None = None
     scope: str | None = None
+    issued_token_type: Literal["urn:ietf:params:oauth:token-type:access_token"] | None = None
 
 
 class OAuthError(BaseModel):
     """RFC 6749 section 5.2 error."""
 
     error: Literal["invalid_request", "invalid_client", "invalid_grant", "unauthorized_client",
-                   "unsupported_grant_type", "invalid_scope", "server_error", "temporarily_unavailable", "slow_down"]
+                   "unsupported_grant_type", "invalid_scope", "invalid_target", "server_error",
+                   "temporarily_unavailable", "slow_down"]
     error_description: str | None = None
 
 
@@ -173,7 +190,8 @@ def token():
         response.status_code = 400
     else:
         try:
-            response = _server().create_token_response()
+            response = _exchange(services) if grant_type == token_exchange.GRANT_TYPE else \
+                _server().create_token_response()
         except GovernError as exc:
             log.error("token issuance failed", extra={"code": exc.code})
             status = 503 if exc.status == 503 else 500
@@ -193,11 +211,39 @@ def token():
     return response
 
 
+def _exchange(services):
+    """RFC 8693 (govern.broker.token_exchange): the same use case as the upstream token endpoint."""
+    fields: dict = {}
+    try:
+        parsed = token_exchange.parse_exchange(request.form.to_dict(flat=False), services.settings.public_url)
+        body = token_exchange.exchange(services, parsed, peer_ip=request.remote_addr or "",
+                                       forwarded_for=request.headers.get("X-Forwarded-For"), fields=fields)
+        response = jsonify(body)
+    except token_exchange.TokenExchangeError as refused:
+        response = jsonify(error=refused.error, error_description=refused.description)
+        response.status_code = refused.status
+    except GovernError as exc:
+        if exc.status != 429:
+            raise  # govern's own failure: 503 temporarily_unavailable or 500 server_error, as for any grant
+        response = jsonify(error="slow_down", error_description=exc.detail)  # a rate limit or the daily budget
+        response.status_code = 429
+        response.headers.update(exc.headers)
+    finally:
+        g.log_fields = fields  # the request line carries the operation's fields (govern.app)
+    # RFC 6749 section 5.1 (and RFC 8693 section 2.2): token answers are never cached
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
 def _record(response, grant_type: str, started: float) -> None:
     """Client id (as claimed), grant, scopes, outcome and rule; never the secret, assertion or token."""
     services = current_app.extensions["govern"]
     body = response.get_json(silent=True) or {}
     fields = token_decision(response.status_code, body, grant_type[:50], request.form.get("scope"))
+    refusal = g.get("oauth_refusal")
+    if refusal and not fields["allowed"]:
+        fields["rules"].append(refusal)  # what failed in a federated assertion (govern.broker.federation)
     services.decision_log.append(
         None, None, action="oauth_token", method="POST", path="/oauth/token",
         integration_user=oauth_server.claimed_client_id(request.headers.get("Authorization"), request.form),
@@ -227,7 +273,7 @@ def metadata():
         "issuer": settings.issuer,
         "token_endpoint": settings.public_endpoint("/oauth/token"),
         "jwks_uri": settings.public_endpoint("/oauth/jwks.json"),
-        "grant_types_supported": ["client_credentials"],
+        "grant_types_supported": ["client_credentials", token_exchange.GRANT_TYPE],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
         "response_types_supported": [],

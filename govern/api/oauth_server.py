@@ -5,7 +5,9 @@
   hash, and also the previous hash while `previous_secret_expires_at` lies ahead (the rotation
   overlap); or private_key_jwt (RFC 7523 section 2.2, OIDC Core section 9) against the user's
   registered JWKS, with single-use `jti` (replays are refused in Redis when it is configured, otherwise in
-  the database: across processes either way; govern.store.seen_assertions).
+  the database: across processes either way; govern.store.seen_assertions); or, for a federated user
+  (auth: federated, docs/federation.md), a token of an issuer its `trust:` names, sent as the client assertion
+  with the user's id as `client_id` (govern.broker.federation verifies it; no secret is held at all).
 - The assertion's audience must be govern's token URL built from GOVERN_PUBLIC_URL (or the public URL, or
   GOVERN_ISSUER), never from the request's Host.
 - Rate limits, the address check before the secret, and one answer for every refusal:
@@ -36,6 +38,7 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidScopeError
 from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from authlib.oauth2.rfc7523.client import ASSERTION_TYPE
+from flask import g as flask_g
 from flask import request as flask_request
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -43,6 +46,8 @@ from joserfc.jwk import KeySet
 
 from govern.broker.authenticator import AUDIENCE
 from govern.broker.client_authentication import REFUSED, ClientAuthGuard, authenticate_client_secret_basic
+from govern.broker.federation import FederatedAssertions, JwksCache
+from govern.domain.federation import AssertionRefused, FederationTrust
 from govern.domain.access_rules import ip_in_ranges, parse_scopes
 from govern.domain.client_auth import secret_accepted
 from govern.ports import Clock
@@ -53,6 +58,7 @@ log = logging.getLogger("govern.oauth")
 
 PRIVATE_KEY_JWT = "private_key_jwt"
 CLIENT_SECRET_BASIC = "client_secret_basic"  # noqa: S105 - a method name (RFC 6749 section 2.3.1)
+FEDERATED = "federated"  # an external issuer's token as the client assertion (govern.broker.federation)
 ASSERTION_ALGORITHMS = ("RS256", "ES256")
 
 
@@ -71,6 +77,7 @@ class IntegrationClient(ClientMixin):
     cidrs: tuple[str, ...]
     allowed_scopes: tuple[str, ...]
     token_lifetime: int
+    trust: FederationTrust | None = None
 
     def get_client_id(self):
         return self.external_id
@@ -100,7 +107,9 @@ class IntegrationClient(ClientMixin):
 
 
 class GovernClientCredentialsGrant(ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = [CLIENT_SECRET_BASIC, PRIVATE_KEY_JWT]
+    # The federated method comes before private_key_jwt: both read a client assertion, and only the federated one
+    # is named by `client_id` (a private_key_jwt assertion names its client in `sub`).
+    TOKEN_ENDPOINT_AUTH_METHODS = [CLIENT_SECRET_BASIC, FEDERATED, PRIVATE_KEY_JWT]
 
     # The source address is checked during client authentication, before the secret or the signature
     # (govern.broker.client_authentication): a client from outside its ranges never gets this far.
@@ -184,6 +193,45 @@ class PrivateKeyJwtAuth(JWTBearerClientAssertion):
             raise InvalidClientError(description="the client's registered keys cannot be used") from None
 
 
+class FederationRefused(InvalidClientError):
+    """invalid_client (401) for a federated assertion; its description says what failed once the token was shown to
+    come from a trusted issuer (govern.broker.federation), and `reason` goes to the decision log."""
+
+    def __init__(self, refused: AssertionRefused):
+        super().__init__(description=refused.description, status_code=401)
+        self.reason = refused.reason
+
+
+class FederatedClientAuth:
+    """The `federated` client authentication method: `client_id` names a federated user, `client_assertion` is a
+    token of an issuer its trust names (RFC 7523 section 2.2 shape; docs/federation.md). Other clients are left to
+    the next method (None). Limits first, then the address, then the token, as for every method."""
+
+    def __init__(self, assertions: FederatedAssertions, guard: ClientAuthGuard, source_ip):
+        self._assertions = assertions
+        self._guard = guard
+        self._source_ip = source_ip
+
+    def __call__(self, query_client, request):
+        data = request.form
+        client_id, assertion = data.get("client_id"), data.get("client_assertion")
+        if data.get("client_assertion_type") != ASSERTION_TYPE or not assertion or not client_id:
+            return None
+        address = self._source_ip()
+        self._guard.before_attempt(client_id, address)
+        client = query_client(client_id)
+        if client is None or client.auth_method != FEDERATED or client.trust is None:
+            return None  # not a federated user: private_key_jwt (or nothing) takes it, with its own refusals
+        if not ip_in_ranges(address, client.cidrs):
+            raise self._guard.failed(client_id, address, "source address outside ranges")
+        try:
+            self._assertions.verify(client.trust, assertion)
+        except AssertionRefused as refused:
+            self._guard.failed(client_id, address, f"federated assertion refused: {refused.reason}")
+            raise FederationRefused(refused) from None
+        return client
+
+
 def assertion_audiences(settings) -> list[str]:
     """RFC 7523 section 3 item 3: the token endpoint URL identifies govern as the audience."""
     audiences = [settings.public_endpoint("/oauth/token"), settings.public_url, settings.issuer]
@@ -206,6 +254,11 @@ class GovernAuthorizationServer(AuthorizationServer):
         self.register_grant(GovernClientCredentialsGrant)
         self.register_token_generator("client_credentials", self._generate)
         self.register_client_auth_method(CLIENT_SECRET_BASIC, authenticate_client_secret_basic(guard, source_ip))
+        # One JWKS cache per process: issuers' keys are fetched once per TTL, not per token request.
+        self.jwks_cache = JwksCache(services.clock)
+        federated = FederatedAssertions(self.jwks_cache, seen_assertions, services.clock,
+                                        default_audience=self.token_url, leeway=settings.token_leeway_seconds)
+        self.register_client_auth_method(FEDERATED, FederatedClientAuth(federated, guard, source_ip))
         self.register_client_auth_method(PRIVATE_KEY_JWT, PrivateKeyJwtAuth(
             assertion_audiences(settings), seen_assertions, services.clock, guard, source_ip,
             leeway=settings.token_leeway_seconds))
@@ -216,7 +269,9 @@ class GovernAuthorizationServer(AuthorizationServer):
         return _TokenEndpointRequest(flask_request, self.token_url)
 
     def handle_error_response(self, request, error):
-        if error.error == "invalid_client":
+        if isinstance(error, FederationRefused):
+            flask_g.oauth_refusal = f"federation:{error.reason}"  # the decision log's rule (api/oauth.py)
+        elif error.error == "invalid_client":
             # RFC 6749 5.2: govern always names the scheme it accepts; one answer for every reason.
             error.status_code = 401
             error.description = REFUSED
@@ -244,7 +299,8 @@ class GovernAuthorizationServer(AuthorizationServer):
                 previous_secret_expires_at=user.previous_secret_expires_at, loaded_at=now,
                 jwks=dict(user.jwks or {}), cidrs=tuple(user.allowed_cidrs or ()),
                 allowed_scopes=tuple(user.allowed_scopes or ()),
-                token_lifetime=min([services.settings.access_token_lifetime_seconds, *lifetimes]))
+                token_lifetime=min([services.settings.access_token_lifetime_seconds, *lifetimes]),
+                trust=user.trust)
 
     def _touch_user(self, token, request):
         with session_scope(self._services.sessions) as s:

@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from govern.domain.federation import FederationTrust
+
 
 @dataclass(frozen=True)
 class Location:
@@ -145,6 +147,7 @@ class UserM:
     has_previous_secret: bool = False
     assignments: list[AssignmentM] = field(default_factory=list)
     location: Location | None = None
+    trust: FederationTrust | None = None  # auth "federated": the issuers trusted instead of a secret
 
 
 @dataclass

@@ -276,6 +276,8 @@ def governance_yaml(model: AuditModel, recs: list[Recommendation]) -> dict[str, 
         entry["auth"] = u.client_auth_method
         if u.client_auth_method == "private_key_jwt" and u.jwks:
             entry["jwks"] = u.jwks  # public keys: apply must not lose them
+        if u.trust is not None:
+            entry["trust"] = u.trust.model_dump(mode="json", exclude_none=True)  # nor a federated user's trust
         entry["ip_ranges"] = list(u.allowed_cidrs)
         entry["scopes"] = rec.user_scopes
         entry["permission_sets"] = rec.assignments

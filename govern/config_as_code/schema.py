@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from croniter import croniter
 
 from govern.config_as_code.units import parse_duration, parse_size
+from govern.domain.federation import FederationTrust
 from govern.domain.maintenance import HHMM, MaintenanceWindow  # noqa: F401 - one shape, YAML to runtime
 from govern.domain.resilience import BreakerPolicy, RetryPolicy
 from govern.domain.token_request import ExtraParams, Resources
@@ -178,13 +179,31 @@ class IntegrationUserDoc(Strict):
     status: Literal["active", "suspended", "retired"] = "active"
     review_date: Optional[dt.date] = None
     source_system: Optional[Id] = None
-    auth: Literal["client_secret_basic", "private_key_jwt"] = "client_secret_basic"
+    auth: Literal["client_secret_basic", "private_key_jwt", "federated"] = "client_secret_basic"
     jwks: dict[str, Any] = Field(default_factory=dict)
+    # Workload identity federation (docs/federation.md): tokens of a trusted issuer instead of a secret.
+    trust: Optional[FederationTrust] = None
     ip_ranges: list[Cidr] = Field(default_factory=list)
     scopes: list[Scope] = Field(default_factory=list)
     permission_sets: list[AssignmentDoc] = Field(default_factory=list)  # a bare id is read as {permission_set: id}
     # The schedule of the user's govern client secret (rotated by govern; both valid during the overlap).
     rotation: Optional[Rotation] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trust_means_federated(cls, data: Any) -> Any:
+        # `trust:` is declared instead of a client secret: it implies `auth: federated` unless auth is given.
+        if isinstance(data, dict) and data.get("trust") is not None and "auth" not in data:
+            return {**data, "auth": "federated"}
+        return data
+
+    @model_validator(mode="after")
+    def _trust_and_federated_go_together(self):
+        if self.auth == "federated" and self.trust is None:
+            raise ValueError("`auth: federated` needs `trust:` (the issuers whose tokens this user accepts)")
+        if self.trust is not None and self.auth != "federated":
+            raise ValueError(f"`trust:` replaces a client secret or key; it cannot go with auth: {self.auth}")
+        return self
 
     @model_validator(mode="after")
     def _rotation_needs_a_client_secret(self):

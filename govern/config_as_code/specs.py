@@ -108,8 +108,13 @@ def integration_user_spec(doc: s.IntegrationUserDoc) -> Spec:
         "permission_sets": sorted(({"permission_set": a.permission_set,
                                     "until": a.until.isoformat() if a.until else None}
                                    for a in doc.permission_sets), key=lambda a: a["permission_set"]),
-        "rotation": rotation_spec(doc.rotation),
+        "rotation": rotation_spec(doc.rotation), "trust": trust_spec(doc.trust),
     }
+
+
+def trust_spec(trust: s.FederationTrust | None) -> dict:
+    """Every key, defaults included, so that equal trusts give equal specs (and equal stored JSON)."""
+    return trust.model_dump(mode="json", exclude_none=True) if trust is not None else {}
 
 
 def grant_spec(doc: s.GrantDoc) -> Spec:
@@ -217,6 +222,7 @@ def _integration_user_doc(ext_id: str, spec: Spec) -> dict:
     _put(out, "permission_sets", [a["permission_set"] if a["until"] is None else dict(a)
                                   for a in spec["permission_sets"]])
     _put(out, "rotation", spec["rotation"])
+    _put(out, "trust", spec.get("trust"))
     return out
 
 

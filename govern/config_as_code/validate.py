@@ -24,7 +24,7 @@ from govern.errors import ValidationFailed
 # Keys whose value would be secret material. Secrets go to the secret store, never into the file.
 SECRET_KEYS = frozenset({"client_secret", "password", "private_key", "api_key", "token", "refresh_token", "secret",
                          "access_token", "passphrase", "secret_key", "apikey", "private_key_pem"})
-_FREE_FORM = frozenset({"objects", "sla", "error_codes", "jwks"})  # user-named keys, not schema keys
+_FREE_FORM = frozenset({"objects", "sla", "error_codes", "jwks", "claims"})  # user-named keys, not schema keys
 
 
 @dataclass

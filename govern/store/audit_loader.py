@@ -90,7 +90,7 @@ def load_model(session: Session, now: dt.datetime, policy: AuditPolicy | None = 
             dict(u.jwks or {}),
             list(u.allowed_cidrs or []), list(u.allowed_scopes or []), _aware(u.created_at), _aware(u.last_used_at),
             _aware(u.client_secret_set_at), _aware(u.previous_secret_expires_at), bool(u.previous_client_secret_hash),
-            location=_where(u))
+            location=_where(u), trust=u.trust)
     for a in session.execute(sa.select(Assignment)).scalars():
         if a.integration_user_id in users and a.permission_set_id in sets:
             model.users[users[a.integration_user_id].external_id].assignments.append(

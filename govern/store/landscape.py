@@ -130,6 +130,7 @@ def user_spec_of(r, system_names: dict[int, str], assignments: list[dict]) -> di
         "scopes": list(r["allowed_scopes"] or []),
         "permission_sets": sorted(assignments, key=lambda a: a["permission_set"]),
         "rotation": r["rotation"] or {},
+        "trust": r["trust"].model_dump(mode="json", exclude_none=True) if r["trust"] is not None else {},
     }
 
 
@@ -180,7 +181,8 @@ def _columns(kind: str, spec: dict, ids: dict[str, dict[str, int]]) -> dict[str,
                 "status": spec["status"], "review_date": _date(spec["review_date"]),
                 "source_system_id": ids["system"][spec["source_system"]] if spec["source_system"] else None,
                 "client_auth_method": spec["auth"], "jwks": spec["jwks"], "allowed_cidrs": spec["ip_ranges"],
-                "allowed_scopes": spec["scopes"], "rotation": spec["rotation"]}
+                "allowed_scopes": spec["scopes"], "rotation": spec["rotation"],
+                "trust": spec.get("trust") or None}
     if kind == "permission_set":
         return {"description": spec["description"], "scopes": spec["scopes"], "api_types": spec["api_types"],
                 "max_token_lifetime_seconds": spec["max_token_lifetime"], "allow_budget_overdraft": spec["overdraft"],

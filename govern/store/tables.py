@@ -16,6 +16,9 @@ from typing import Any, Optional
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from govern.domain.federation import FederationTrust
+from govern.domain.resilience import parse_stored
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
@@ -23,6 +26,24 @@ def utcnow() -> dt.datetime:
 
 def _json(default=None, nullable: bool = False):
     return Field(default_factory=(default or dict), sa_column=sa.Column(sa.JSON, nullable=nullable))
+
+
+class FederationTrustJSON(sa.types.TypeDecorator):
+    """An integration user's `trust:` (govern.domain.federation.FederationTrust), stored as JSON and read back as the
+    typed value: a row that does not parse fails where it is loaded (ConfigurationError), never a silent default.
+    No trust is NULL."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None or value == {}:
+            return None
+        trust = value if isinstance(value, FederationTrust) else FederationTrust.model_validate(value)
+        return trust.model_dump(mode="json", exclude_none=True)
+
+    def process_result_value(self, value, dialect):
+        return parse_stored(FederationTrust, value, "integration_user.trust") if value else None
 
 
 def _ts(nullable: bool = True, index: bool = False):
@@ -139,6 +160,8 @@ class IntegrationUser(SQLModel, table=True):
     allowed_cidrs: list[str] = _json(list)
     allowed_scopes: list[str] = _json(list)
     rotation: dict[str, Any] = _json()  # the client secret's schedule: {"every": "90d"} or {"cron": ...}, "overlap"
+    # auth "federated": the issuers whose tokens stand in for a secret (docs/federation.md)
+    trust: Optional[Any] = Field(default=None, sa_column=sa.Column(FederationTrustJSON(), nullable=True))
     last_used_at: dt.datetime | None = _ts()
     created_at: dt.datetime = _created()
     updated_at: dt.datetime = _created()

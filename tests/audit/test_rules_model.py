@@ -56,7 +56,19 @@ def _u(m, uid="orders"):
     return m.users[uid]
 
 
+def _trust(subject="repo:acme/orders:environment:production", audience="govern", **claims):
+    from govern.domain.federation import FederationTrust
+
+    return FederationTrust.model_validate({
+        "issuers": [{"issuer": "https://token.actions.githubusercontent.com",
+                     "jwks_url": "https://token.actions.githubusercontent.com/.well-known/jwks"}],
+        "subject": subject, "audience": audience, "claims": claims})
+
+
 MUTATIONS = {
+    "GOV-FED-001": lambda m: setattr(_u(m), "trust", _trust(subject="repo:acme/*")),
+    "GOV-FED-002": lambda m: setattr(_u(m), "trust", _trust(audience=None)),
+    "GOV-FED-003": lambda m: setattr(_u(m), "trust", _trust(ref="refs/heads/*")),
     "GOV-ACCESS-001": lambda m: m.permission_sets["erp-ps"].system_permissions.append("ModifyAllData"),
     "GOV-ACCESS-002": lambda m: m.permission_sets["erp-ps"].system_permissions.append("ViewSetup"),
     "GOV-ACCESS-003": lambda m: (m.permission_sets["erp-ps"].system_permissions.append("ManageUsers"),

@@ -148,7 +148,7 @@ def test_private_key_jwt_refuses_other_keys_audiences_and_basic_auth(broker_clie
 def test_authorization_server_metadata(broker_client):
     meta = broker_client.get("/.well-known/oauth-authorization-server").get_json()
     assert meta["token_endpoint"] == "http://127.0.0.1:8000/oauth/token" and meta["jwks_uri"].endswith("/oauth/jwks.json")
-    assert meta["grant_types_supported"] == ["client_credentials"]
+    assert meta["grant_types_supported"] == ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"]
     assert set(meta["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "private_key_jwt"}
 
 

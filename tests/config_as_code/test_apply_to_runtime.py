@@ -688,6 +688,87 @@ def obs_private_key_jwt_user(world):
     assert token(other_pem).status_code in (400, 401)
 
 
+def _federated(world, observe, **trust):
+    """A federated user (trust: with a real local issuer, tests/fakes/oidc_issuer.py), applied; `observe(post,
+    mint)` then sees the trust at /oauth/token. docs/federation.md; tests/broker/test_federation.py goes further."""
+    from tests.fakes.oidc_issuer import OidcIssuer
+
+    issuer = OidcIssuer().start()
+    try:
+        base = {"issuers": [{"issuer": issuer.url, "jwks_url": issuer.jwks_url}], "subject": "wl:shop",
+                "claims": {"env": "prod"}}
+        base.update({k: v(issuer) if callable(v) else v for k, v in trust.items()})
+        world.doc["integration_users"].append({"id": "wl-sync", "owner": "o@example.com", "justification": "j",
+                                               "review_date": "2099-01-01", "trust": base,
+                                               "ip_ranges": ["127.0.0.0/8"], "scopes": ["orders.read"],
+                                               "permission_sets": ["shop-reader"]})
+        world.apply()
+        audience = world.services.settings.public_endpoint("/oauth/token")
+
+        def mint(sub="wl:shop", aud=audience, **kw):
+            kw.setdefault("claims", {"env": "prod"})
+            return issuer.mint(sub, aud, now=world.clock.now().timestamp(), **kw)
+
+        def post(assertion):
+            return world.client.post("/oauth/token", data={
+                "grant_type": "client_credentials", "client_id": "wl-sync", "client_assertion": assertion,
+                "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"}).status_code
+
+        observe(post, mint, issuer)
+    finally:
+        issuer.stop()
+
+
+def obs_trust_issuer(world):
+    """trust.issuers.issuer and jwks_url: a token of that issuer, verified with keys fetched from that URL."""
+    def observe(post, mint, issuer):
+        assert post(mint()) == 200 and issuer.jwks_requests == 1
+        assert post(mint(iss="https://another-issuer.example.com")) == 401
+    _federated(world, observe)
+
+
+def obs_trust_inline_jwks(world):
+    def observe(post, mint, issuer):
+        assert post(mint()) == 200 and issuer.jwks_requests == 0
+    _federated(world, observe, issuers=lambda i: [{"issuer": i.url, "jwks": i.jwks()}])
+
+
+def obs_trust_algorithms(world):
+    """Only the listed algorithms: an issuer trusted with ES256 only cannot use its RS256 key."""
+    def observe(post, mint, issuer):
+        assert post(mint()) == 401
+    _federated(world, observe, issuers=lambda i: [{"issuer": i.url, "jwks_url": i.jwks_url, "algorithms": ["ES256"]}])
+
+
+def obs_trust_subject(world):
+    def observe(post, mint, issuer):
+        assert post(mint()) == 200
+        assert post(mint(sub="wl:other")) == 401
+    _federated(world, observe)
+
+
+def obs_trust_claims(world):
+    def observe(post, mint, issuer):
+        assert post(mint(claims={"env": "dev"})) == 401
+        assert post(mint()) == 200
+    _federated(world, observe)
+
+
+def obs_trust_max_token_age(world):
+    def observe(post, mint, issuer):
+        now = world.clock.now().timestamp()
+        assert post(mint(iat=now - 200, lifetime=600)) == 401  # older than 2m (+ 60 s leeway)
+        assert post(mint(iat=now - 100, lifetime=600)) == 200
+    _federated(world, observe, max_token_age="2m")
+
+
+def obs_trust_audience(world):
+    def observe(post, mint, issuer):
+        assert post(mint()) == 401  # minted for the token URL, the default no longer trusted
+        assert post(mint(aud="govern-ci")) == 200
+    _federated(world, observe, audience="govern-ci")
+
+
 # --- the table -------------------------------------------------------------------------------------------
 
 def _shown(section: str, ext: str, key: str, value: Any, read=None, resource=None, expected=None):
@@ -784,6 +865,14 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
     "integration_users.scopes": Effect(obs_user_scopes),
     "integration_users.permission_sets.permission_set": Effect(obs_assignment),
     "integration_users.permission_sets.until": Effect(obs_assignment_until),
+    "integration_users.trust.issuers.issuer": Effect(obs_trust_issuer),
+    "integration_users.trust.issuers.jwks_url": Effect(obs_trust_issuer),
+    "integration_users.trust.issuers.jwks": Effect(obs_trust_inline_jwks),
+    "integration_users.trust.issuers.algorithms": Effect(obs_trust_algorithms),
+    "integration_users.trust.subject": Effect(obs_trust_subject),
+    "integration_users.trust.claims": Effect(obs_trust_claims),
+    "integration_users.trust.max_token_age": Effect(obs_trust_max_token_age),
+    "integration_users.trust.audience": Effect(obs_trust_audience),
     "integration_users.rotation.every": _shown("integration_users", USER, "rotation", {"every": "30d"},
                                                expected={"every": "30d"}),
     "integration_users.rotation.cron": _shown("integration_users", USER, "rotation", {"cron": "0 3 1 * *"},

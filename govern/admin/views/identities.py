@@ -29,6 +29,8 @@ def _status(view, context, model, name):
 
 
 def _client_secret(view, context, model, name):
+    if model.client_auth_method == "federated" and model.trust is not None:  # docs/federation.md
+        return f"none: trusts {', '.join(i.issuer for i in model.trust.issuers)} for {model.trust.subject}"
     if model.client_auth_method == "private_key_jwt":
         keys = len((model.jwks or {}).get("keys", []))
         return f"public keys registered: {keys}"
