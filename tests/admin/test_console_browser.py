@@ -49,8 +49,8 @@ def flash_text(driver) -> str:
 
 @pytest.fixture
 def world(services):
-    make_landscape(services.sessions, daily_api_budget=40)
-    make_landscape(services.sessions, system="warehouse", credential="wh-cc", named_credential="wh-api",
+    make_landscape(services, daily_api_budget=40)
+    make_landscape(services, system="warehouse", credential="wh-cc", named_credential="wh-api",
                    user="wh-load", permission_set="wh-load-ps", client_id="wh")
     now = services.clock.now()
     seed_decisions(services, now)

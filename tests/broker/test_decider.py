@@ -18,7 +18,7 @@ def _request(method, path, fields=(), scopes=(), ip="127.0.0.1"):
 
 
 def test_operations_objects_and_fields(broker_services):
-    make_landscape(broker_services.sessions, methods=("GET", "PATCH"), paths=("/services/data/*/sobjects/Order/**",))
+    make_landscape(broker_services, methods=("GET", "PATCH"), paths=("/services/data/*/sobjects/Order/**",))
     with session_scope(broker_services.sessions) as s:
         s.execute(sa.update(PermissionGrant).values(objects={
             "Order": {"read": True, "edit": True, "fields": {"Status": "edit", "Amount": "read"}}}))
@@ -36,13 +36,13 @@ def test_operations_objects_and_fields(broker_services):
 
 
 def test_api_type_must_be_granted(broker_services):
-    make_landscape(broker_services.sessions, api_types=("SOAP",))
+    make_landscape(broker_services, api_types=("SOAP",))
     d = broker_services.decider.decide(_request("GET", "/x"))
     assert not d.allowed and d.rules == ("deny:api_type_not_granted",)
 
 
 def test_entities_and_policies_are_built_once_per_landscape(broker_services):
-    make_landscape(broker_services.sessions)
+    make_landscape(broker_services)
     decider = broker_services.decider
     decider.decide(_request("GET", "/x"))
     snap = broker_services.landscape.current()

@@ -53,7 +53,7 @@ def test_scope_narrowing(broker_client, landscape):
 
 
 def test_lifetime_is_the_smallest_of_the_default_and_the_permission_sets(broker_client, broker_services):
-    make_landscape(broker_services.sessions, max_token_lifetime=300)
+    make_landscape(broker_services, max_token_lifetime=300)
     assert issue(broker_client).get_json()["expires_in"] == 300
 
 
@@ -107,7 +107,7 @@ def test_no_secret_store_refuses_issuance_clearly(broker_client, broker_services
 
 def _jwt_user(services):
     key = jwk.RSAKey.generate_key(2048, parameters={"kid": "client-key-1"}, private=True)
-    make_landscape(services.sessions, client_secret=None)
+    make_landscape(services, client_secret=None)
     with session_scope(services.sessions) as s:
         s.execute(sa.update(IntegrationUser).values(client_auth_method="private_key_jwt",
                                                     jwks={"keys": [key.as_dict(private=False)]}))

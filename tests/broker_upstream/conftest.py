@@ -64,7 +64,7 @@ def wire_credential(services, upstream, *, protocol="oauth2_client_credentials",
                     principal_type="named", scopes=("orders.read",), timeout=5.0, user="order-sync",
                     public_jwk=None, private_key=None, audience=None):
     """The landscape from tests.factories, pointed at the fake upstream, with its client registered there."""
-    names = make_landscape(services.sessions, token_url=upstream.token_url, url=upstream.url + "/api",
+    names = make_landscape(services, token_url=upstream.token_url, url=upstream.url + "/api",
                            client_id=client_id, protocol=protocol, principal=principal, principal_type=principal_type,
                            ps_scopes=scopes, user=user)
     with session_scope(services.sessions) as s:

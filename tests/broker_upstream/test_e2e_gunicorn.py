@@ -52,7 +52,7 @@ def test_200_http_requests_over_4_gunicorn_workers_make_one_upstream_call(tmp_pa
         assert svc.secret_store is not None, "bootstrap wires a secret store shared by processes"
         for step in svc.init_steps:
             step(svc)
-        names = make_landscape(svc.sessions, token_url=fake_upstream.token_url, url=fake_upstream.url + "/api",
+        names = make_landscape(svc, token_url=fake_upstream.token_url, url=fake_upstream.url + "/api",
                                client_secret=USER_SECRET)
         fake_upstream.register_client("erp-client", secret="e2e-upstream-secret", scope="orders.read")
         CredentialSecrets(svc.sessions, svc.secret_store, svc.clock).replace(

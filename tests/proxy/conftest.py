@@ -102,7 +102,7 @@ def build_env(settings, upstream, *, cache=None) -> Env:
 @pytest.fixture
 def env(settings, upstream):
     environment = build_env(settings, upstream)
-    make_landscape(environment.services.sessions, url=upstream.url + "/api", methods=("GET", "POST", "PUT", "PATCH",
+    make_landscape(environment.services, url=upstream.url + "/api", methods=("GET", "POST", "PUT", "PATCH",
                                                                                        "DELETE"))
     environment.configure(retry={"attempts": 3, "backoff": 0.1, "max_backoff": 1},
                           timeout_seconds=2.0)
