@@ -52,7 +52,7 @@ def test_api_key_header_injection(env):
 
 
 def test_custom_header_injection(env):
-    env.configure(protocol="custom_header", header_name="X-Tenant-Auth")
+    env.configure(protocol="custom_header", header="X-Tenant-Auth")
     env.put_secret("erp-cc", None, "value", "custom-canary-value")  # the "-" (any principal) reference
     assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
     assert env.upstream.last().headers["X-Tenant-Auth"] == "custom-canary-value"
@@ -102,7 +102,7 @@ def test_decision_gets_salesforce_object_and_fields_and_log_gets_status_and_late
 
 
 def test_named_credential_allowlists_are_enforced(env):
-    env.configure(allowed_methods=["GET"], allowed_paths=["/accounts/**"])
+    env.configure(methods=["GET"], paths=["/accounts/**"])
     assert env.client.get(env.url("accounts/1"), headers=CALLER).status_code == 200
     r = env.client.delete(env.url("accounts/1"), headers=CALLER)
     assert r.status_code == 403 and r.get_json()["code"] == "named_credential_forbids"
@@ -117,7 +117,7 @@ def test_unknown_named_credential_is_404(env):
 
 
 def test_body_over_the_limit_is_413_problem_json(env):
-    env.configure(max_body_bytes=1000)
+    env.configure(max_body=1000)
     r = env.client.post(env.url("orders"), data=b"x" * 1001, headers={**CALLER, "Content-Type": "text/plain"})
     assert r.status_code == 413 and r.get_json()["code"] == "payload_too_large"
 
