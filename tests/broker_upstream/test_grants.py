@@ -4,6 +4,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from govern.store.tables import SecretRef, SecretVersion
+from govern.secrets.service import secret_ref_name
 from tests.broker_upstream.conftest import put_secret, wire_credential
 from tests.fakes.oauth_server import rsa_keypair
 
@@ -60,7 +61,7 @@ def test_jwt_bearer_with_the_wrong_key_is_invalid_grant(broker_services, fake_up
 def _refresh_versions(services, credential, principal):
     with services.sessions() as s:
         ref = s.execute(sa.select(SecretRef).where(
-            SecretRef.external_id == f"credential/{credential}/{principal}/refresh_token")).scalar_one()
+            SecretRef.external_id == secret_ref_name("credential", credential, principal, "refresh_token"))).scalar_one()
         stages = {v.version: v.stage for v in s.execute(sa.select(SecretVersion).where(
             SecretVersion.secret_ref_id == ref.id)).scalars()}
         return ref, stages
