@@ -29,7 +29,7 @@ def landscape_document(*, system="erp", credential="erp-cc", protocol="oauth2_cl
                        principal_type="named", assignment_expires=None, status="active", daily_api_budget=None,
                        maintenance_windows=(), api_types=("REST",), max_token_lifetime=900,
                        client_auth="client_secret_basic", audience=None, header=None, subject=None,
-                       timeout=None) -> dict[str, Any]:
+                       timeout=None, user_auth="client_secret_basic", jwks=None) -> dict[str, Any]:
     """The governance.yaml mapping of one system with one credential (and principal), named credential,
     integration user and permission set granting the user the named credential."""
     contract: dict[str, Any] = {"owner": "team@example.com", "escalation": "oncall@example.com",
@@ -66,6 +66,7 @@ def landscape_document(*, system="erp", credential="erp-cc", protocol="oauth2_cl
         "named_credentials": [named_doc],
         "integration_users": [{"id": user, "owner": "team@example.com", "justification": "test", "status": status,
                                "review_date": (dt.date.today() + dt.timedelta(days=90)).isoformat(),
+                               "auth": user_auth, **({"jwks": jwks} if jwks else {}),
                                "ip_ranges": list(cidrs), "scopes": list(user_scopes),
                                "permission_sets": [assignment]}],
         "permission_sets": [{"id": permission_set, "scopes": list(ps_scopes), "api_types": list(api_types),
@@ -97,6 +98,20 @@ def change_landscape(services, edit: Callable[[dict[str, Any]], None]):
 def entity(document: dict[str, Any], section: str, ext_id: str) -> dict[str, Any]:
     """The entry of `section` with id `ext_id` in a governance.yaml mapping."""
     return next(item for item in document[section] if item["id"] == ext_id)
+
+
+def update_entity(services, section: str, ext_id: str, **keys: Any):
+    """Set governance.yaml keys of one entity and apply (a key set to None is removed: its default)."""
+
+    def edit(document: dict[str, Any]) -> None:
+        item = entity(document, section, ext_id)
+        for key, value in keys.items():
+            if value is None:
+                item.pop(key, None)
+            else:
+                item[key] = value
+
+    return change_landscape(services, edit)
 
 
 def put_user_secret(services, user: str, value: str):

@@ -13,7 +13,8 @@ from govern.domain.passwords import hash_password
 from govern.store.db import session_scope
 from govern.store.tables import IntegrationUser
 from tests.broker.conftest import basic, issue
-from tests.factories import make_landscape
+from govern.errors import ValidationFailed
+from tests.factories import make_landscape, update_entity
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -65,8 +66,7 @@ def test_wrong_secret_is_invalid_client_401(broker_client, landscape):
 
 def test_suspended_and_retired_users_are_invalid_client(broker_client, broker_services, landscape):
     for status in ("suspended", "retired"):
-        with session_scope(broker_services.sessions) as s:
-            s.execute(sa.update(IntegrationUser).values(status=status))
+        update_entity(broker_services, "integration_users", "order-sync", status=status)
         _oauth_error(issue(broker_client), 401, "invalid_client")
 
 
@@ -107,10 +107,7 @@ def test_no_secret_store_refuses_issuance_clearly(broker_client, broker_services
 
 def _jwt_user(services):
     key = jwk.RSAKey.generate_key(2048, parameters={"kid": "client-key-1"}, private=True)
-    make_landscape(services, client_secret=None)
-    with session_scope(services.sessions) as s:
-        s.execute(sa.update(IntegrationUser).values(client_auth_method="private_key_jwt",
-                                                    jwks={"keys": [key.as_dict(private=False)]}))
+    make_landscape(services, client_secret=None, user_auth="private_key_jwt", jwks={"keys": [key.as_dict(private=False)]})
     return key
 
 
@@ -152,14 +149,17 @@ def test_authorization_server_metadata(broker_client):
     assert set(meta["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "private_key_jwt"}
 
 
-def test_private_key_jwt_refuses_hmac_assertions_even_with_a_registered_oct_key(broker_client, broker_services):
+def test_private_key_jwt_refuses_hmac_assertions_and_apply_refuses_an_oct_key(broker_client, broker_services):
     import base64
 
     key = _jwt_user(broker_services)
     secret = b"k" * 32
     oct_jwk = {"kty": "oct", "kid": "client-key-1", "k": base64.urlsafe_b64encode(secret).decode().rstrip("=")}
-    with session_scope(broker_services.sessions) as s:
-        s.execute(sa.update(IntegrationUser).values(jwks={"keys": [oct_jwk, key.as_dict(private=False)]}))
+    # govern apply refuses a symmetric key in a user's JWK Set (its `k` is secret material) ...
+    with pytest.raises(ValidationFailed, match="private key members"):
+        update_entity(broker_services, "integration_users", "order-sync",
+                      jwks={"keys": [oct_jwk, key.as_dict(private=False)]})
+    # ... and an HS256 assertion under the registered RSA key's kid is refused whatever its secret.
     now = int(time.time())
     claims = {"iss": "order-sync", "sub": "order-sync", "aud": "http://127.0.0.1:8000/oauth/token", "iat": now,
               "exp": now + 60, "jti": uuid.uuid4().hex}

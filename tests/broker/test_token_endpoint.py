@@ -5,10 +5,8 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from govern.store.db import session_scope
-from govern.store.tables import IntegrationUser, PermissionSet
 from tests.broker.conftest import UPSTREAM_TOKEN, access_token, ask, decisions
-from tests.factories import make_landscape
+from tests.factories import make_landscape, update_entity
 
 
 def test_allowed_returns_only_the_token_fields_and_is_logged(broker_client, broker_services, landscape):
@@ -62,8 +60,7 @@ def test_ip_outside_the_ranges_is_denied_and_logged(broker_client, broker_servic
 def test_suspended_user_is_denied_within_the_recheck_interval(broker_client, broker_services, clock, landscape):
     token = access_token(broker_client)
     assert ask(broker_client, token).status_code == 200
-    with session_scope(broker_services.sessions) as s:
-        s.execute(sa.update(IntegrationUser).values(status="suspended"))  # no updated_at bump: still seen
+    update_entity(broker_services, "integration_users", "order-sync", status="suspended")
     clock.advance(3)  # past the landscape re-check interval (2 s)
     body = _denied(ask(broker_client, token), "deny:user_suspended")
     assert "order-sync" not in body["detail"]
@@ -73,11 +70,9 @@ def test_suspended_user_is_denied_within_the_recheck_interval(broker_client, bro
 
 def test_expired_assignment_is_denied_and_logged(broker_client, broker_services, landscape):
     token = access_token(broker_client)
-    from govern.store.tables import Assignment
-
-    with session_scope(broker_services.sessions) as s:
-        s.execute(sa.update(Assignment).values(expires_at=dt.date.today() - dt.timedelta(days=1)))
-    broker_services.landscape.invalidate()
+    yesterday = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    update_entity(broker_services, "integration_users", "order-sync",
+                  permission_sets=[{"permission_set": "order-sync-ps", "until": yesterday}])
     _denied(ask(broker_client, token), "deny:assignment_expired")
     [rec] = decisions(broker_services)
     assert rec.rules == ["deny:assignment_expired"]
@@ -90,9 +85,7 @@ def test_assignment_is_valid_through_its_last_day(broker_client, broker_services
 
 def test_guardrail_forbid_wins_over_the_permission_set(broker_client, broker_services, landscape):
     token = access_token(broker_client)
-    with session_scope(broker_services.sessions) as s:
-        s.execute(sa.update(PermissionSet).values(system_permissions=["ApiEnabled", "ModifyAllData"]))
-    broker_services.landscape.invalidate()
+    update_entity(broker_services, "permission_sets", "order-sync-ps", system_permissions=["ApiEnabled", "ModifyAllData"])
     _denied(ask(broker_client, token), "forbid:no-admin-equivalent-grants")
     [rec] = decisions(broker_services)
     assert rec.rules == ["forbid:no-admin-equivalent-grants"] and not rec.allowed
