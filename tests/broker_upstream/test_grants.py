@@ -6,6 +6,7 @@ import sqlalchemy as sa
 from govern.store.tables import SecretRef, SecretVersion
 from govern.secrets.service import secret_ref_name
 from tests.broker_upstream.conftest import put_secret, wire_credential
+from tests.factories import update_entity
 from tests.fakes.oauth_server import rsa_keypair
 
 
@@ -114,14 +115,7 @@ def test_no_new_refresh_token_keeps_the_stored_one(broker_services, fake_upstrea
 
 
 def _with_overlap(services, credential: str, overlap: str) -> None:
-    import sqlalchemy as sa
-
-    from govern.store.db import session_scope
-    from govern.store.tables import ExternalCredential
-
-    with session_scope(services.sessions) as s:
-        s.execute(sa.update(ExternalCredential).where(ExternalCredential.external_id == credential)
-                  .values(rotation={"every": "90d", "overlap": overlap}))
+    update_entity(services, "credentials", credential, rotation={"every": "90d", "overlap": overlap})
 
 
 def test_client_secret_rotation_overlap_falls_back_to_the_previous_secret(broker_services, fake_upstream):
