@@ -5,6 +5,7 @@ import base64
 import io
 import json
 
+from tests.factories import change_landscape, entity
 from tests.proxy.conftest import API_KEY, CALLER, use_api_key
 
 
@@ -59,12 +60,8 @@ def test_custom_header_injection(env):
 
 
 def test_basic_injection_uses_the_principal_subject(env):
-    from govern.store.db import session_scope
-    from govern.store.tables import Principal
-
-    with session_scope(env.services.sessions) as s:
-        p = s.exec(__import__("sqlmodel").select(Principal)).one()
-        p.subject = "integration@erp"
+    change_landscape(env.services, lambda doc: entity(doc, "credentials", "erp-cc")["principals"][0].update(
+        subject="integration@erp"))
     env.configure(protocol="basic")
     env.put_secret("erp-cc", "default", "password", "basic-canary-pw")
     assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
