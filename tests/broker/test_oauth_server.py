@@ -1,19 +1,14 @@
 """POST /oauth/token: govern's client_credentials grant, client_secret_basic and private_key_jwt."""
 from __future__ import annotations
 
-import datetime as dt
 import time
 import uuid
 
 import pytest
-import sqlalchemy as sa
 from joserfc import jwk, jwt
 
-from govern.domain.passwords import hash_password
-from govern.store.db import session_scope
-from govern.store.tables import IntegrationUser
-from tests.broker.conftest import basic, issue
 from govern.errors import ValidationFailed
+from tests.broker.conftest import basic, issue
 from tests.factories import make_landscape, update_entity
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -71,16 +66,22 @@ def test_suspended_and_retired_users_are_invalid_client(broker_client, broker_se
 
 
 def test_previous_secret_works_only_during_the_rotation_overlap(broker_client, broker_services, clock, landscape):
-    with session_scope(broker_services.sessions) as s:
-        s.execute(sa.update(IntegrationUser).values(
-            client_secret_hash=hash_password("the-new-secret-value"),
-            previous_client_secret_hash=hash_password("s3cret-client-secret-value"),
-            previous_secret_expires_at=clock.now() + dt.timedelta(hours=1)))
+    import random
+
+    from govern.rotation.runner import RotationService
+
+    ref = "integration_user/order-sync/client_secret"
+    update_entity(broker_services, "integration_users", "order-sync", rotation={"every": "90d", "overlap": "1h"})
+    rotation = RotationService(broker_services, rng=random.Random(7))
+    outcome = rotation.rotate(rotation.find_ref(ref).id, force=True)  # govern rotate REF --commit
+    assert not outcome.failed, outcome.as_dict()
+    new_secret = broker_services.secret_store.get(ref).reveal()
+    assert new_secret != "s3cret-client-secret-value"
     assert issue(broker_client).status_code == 200
-    assert issue(broker_client, secret="the-new-secret-value").status_code == 200
+    assert issue(broker_client, secret=new_secret).status_code == 200
     clock.advance(3601)
     _oauth_error(issue(broker_client), 401, "invalid_client")
-    assert issue(broker_client, secret="the-new-secret-value").status_code == 200
+    assert issue(broker_client, secret=new_secret).status_code == 200
 
 
 def test_source_ip_is_checked_at_issuance(broker_client, landscape):
