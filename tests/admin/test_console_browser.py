@@ -57,7 +57,7 @@ def world(services):
     seed_decisions(services, now, named_credential="wh-api", count=40)
     seed_findings_and_rotations(services, now)
     with session_scope(services.sessions) as s:
-        ref = s.exec(select(SecretRef)).one()
+        ref = s.exec(select(SecretRef).where(SecretRef.owner_kind == "credential")).one()  # the seeded one
         ref.rotator = "static"
         return {"ref_id": ref.id}
 
