@@ -180,7 +180,7 @@ def test_the_canary_never_leaks(client, runner, services, admin_token, caplog, j
     monkeypatch.setenv("GOVERN_LOG_LEVEL", "DEBUG")
     caplog.set_level(logging.DEBUG)
     logging.getLogger().setLevel(logging.DEBUG)
-    make_landscape(services.sessions)
+    make_landscape(services)
     canary = "canary-" + secrets.token_hex(16)
     ctx = Context(client=client, runner=runner, services=services, auth={"Authorization": f"Bearer {admin_token}"})
 

@@ -6,7 +6,7 @@ from tests.factories import make_landscape
 
 
 def test_contract_export_markdown_and_json(runner, services, tmp_path):
-    make_landscape(services.sessions, maintenance_windows=[{"day": "sun", "start": "02:00", "end": "04:00"}],
+    make_landscape(services, maintenance_windows=[{"day": "sun", "start": "02:00", "end": "04:00"}],
                    daily_api_budget=5000)
     r = runner.invoke(["contract", "export", "erp", "--out", str(tmp_path)])
     assert r.exit_code == 0, r.output

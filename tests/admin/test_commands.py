@@ -6,14 +6,15 @@ from sqlmodel import select
 
 from govern.domain.secret import Secret
 from govern.errors import ValidationFailed
-from tests.factories import make_landscape
+from tests.factories import ACTOR, make_landscape
 
 
 def _actions(services):
     from govern.store.tables import AdminAction
 
     with services.sessions() as s:
-        return [(a.actor, a.action, a.subject, a.before, a.after) for a in s.exec(select(AdminAction).order_by(AdminAction.id))]
+        return [(a.actor, a.action, a.subject, a.before, a.after) for a in s.exec(select(AdminAction).order_by(AdminAction.id))
+                if a.actor != ACTOR]  # not the setup's apply and secret
 
 
 def _user(services, name):
@@ -26,7 +27,7 @@ def _user(services, name):
 def test_create_suspend_assign_through_the_config_service(services):
     from govern.admin import commands
 
-    make_landscape(services.sessions)
+    make_landscape(services)
     commands.save_integration_user(services, "alice", "invoice-push",
                                    {"name": "Invoice push", "owner": "fin@example.com", "justification": "invoices",
                                     "ip_ranges": ["10.0.0.0/24"], "scopes": ["orders.read"]}, create=True)
@@ -56,7 +57,7 @@ def test_invalid_input_is_refused_by_the_service_and_nothing_is_recorded(service
 def test_set_secret_records_version_but_never_the_value(services):
     from govern.admin import commands
 
-    make_landscape(services.sessions)
+    make_landscape(services)
     status = commands.set_secret(services, "alice", owner_kind="credential", owner="erp-cc", field="client_secret",
                                  value=Secret("canary-value-123456"))
     assert status.version == 1

@@ -49,15 +49,15 @@ def flash_text(driver) -> str:
 
 @pytest.fixture
 def world(services):
-    make_landscape(services.sessions, daily_api_budget=40)
-    make_landscape(services.sessions, system="warehouse", credential="wh-cc", named_credential="wh-api",
+    make_landscape(services, daily_api_budget=40)
+    make_landscape(services, system="warehouse", credential="wh-cc", named_credential="wh-api",
                    user="wh-load", permission_set="wh-load-ps", client_id="wh")
     now = services.clock.now()
     seed_decisions(services, now)
     seed_decisions(services, now, named_credential="wh-api", count=40)
     seed_findings_and_rotations(services, now)
     with session_scope(services.sessions) as s:
-        ref = s.exec(select(SecretRef)).one()
+        ref = s.exec(select(SecretRef).where(SecretRef.owner_kind == "credential")).one()  # the seeded one
         ref.rotator = "static"
         return {"ref_id": ref.id}
 

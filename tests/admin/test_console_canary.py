@@ -18,7 +18,7 @@ CANARY_USER = "canary-USER-2d8e4a6c0b"
 def test_console_secret_forms_never_echo_the_value(client, console_users, clock, services, caplog):
     from govern.logs import configure_logging
 
-    make_landscape(services.sessions)
+    make_landscape(services, client_secret=None)
     stream = io.StringIO()
     configure_logging("DEBUG", stream=stream)  # the JSON log handler production uses, at its most verbose
     caplog.set_level(logging.DEBUG)

@@ -14,7 +14,7 @@ PAGES = ["/admin/", "/admin/systems/", "/admin/credentials/", "/admin/principals
 
 @pytest.fixture
 def landscape(services):
-    return make_landscape(services.sessions)
+    return make_landscape(services)
 
 
 @pytest.mark.parametrize("role", ["admin", "auditor"])

@@ -7,12 +7,12 @@ from sqlmodel import select
 from govern.store.db import session_scope
 from govern.store.tables import AdminAction, IntegrationUser, RotationRun, SecretRef
 from tests.admin.conftest import csrf_from, sign_in
-from tests.factories import make_landscape
+from tests.factories import ACTOR, make_landscape, put_credential_secret
 
 
 @pytest.fixture
 def landscape(services):
-    return make_landscape(services.sessions)
+    return make_landscape(services)
 
 
 def _user_id(services, name="order-sync"):
@@ -28,7 +28,7 @@ def _as(client, console_users, role):
 def _actions(services):
     with services.sessions() as s:
         return [(a.actor, a.action, a.subject) for a in s.exec(select(AdminAction).order_by(AdminAction.id))
-                if a.action not in ("sign_in", "sign_out")]
+                if a.action not in ("sign_in", "sign_out") and a.actor != ACTOR]
 
 
 def test_admin_creates_an_integration_user(client, console_users, clock, landscape, services):
@@ -104,7 +104,7 @@ def test_admin_sets_a_credential_secret_and_sees_only_its_version(client, consol
     page = client.get(response.headers["Location"]).get_data(as_text=True)
     assert "version 1" in page and canary not in page
     with services.sessions() as s:
-        ref = s.exec(select(SecretRef)).one()
+        ref = s.exec(select(SecretRef).where(SecretRef.owner_kind == "credential")).one()
     assert ref.current_version == 1
 
 
@@ -141,12 +141,13 @@ def test_operator_starts_a_rotation(client, console_users, clock, landscape, ser
     ref_id = _rotatable(services)
     token = _as(client, console_users, "operator")
     assert "Rotate now" in client.get("/admin/secrets/").get_data(as_text=True)
-    with session_scope(services.sessions) as s:
-        s.add(SecretRef(external_id="integration_user/order-sync/client_secret", owner_kind="integration_user",
-                        owner="order-sync", field="client_secret", path="integration_user/order-sync/client_secret"))
+    # A basic credential's password has no rotator (govern.rotation.sync.rotator_for).
+    make_landscape(services, system="crm", credential="crm-basic", protocol="basic", named_credential="crm-api",
+                   user="crm-sync", permission_set="crm-ps", client_secret=None)
+    put_credential_secret(services, "crm-basic", "password", "crm-password-value", principal="default")
     schedule = client.get("/admin/rotation_schedule/").get_data(as_text=True)
     assert f'id="gv-rotate-{ref_id}"' in schedule
-    assert "order-sync" not in schedule  # no rotator: not on the schedule
+    assert "crm-basic" not in schedule  # no rotator: not on the schedule
     response = client.post("/admin/secrets/rotate/", data={"csrf_token": token, "ref": ref_id})
     assert response.status_code == 302
     assert "started" in client.get(response.headers["Location"]).get_data(as_text=True)

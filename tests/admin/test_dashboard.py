@@ -22,10 +22,10 @@ def _decisions(services, now):
 def test_system_figures(services, clock):
     from govern.admin.stats import system_stats
 
-    make_landscape(services.sessions, daily_api_budget=100)
-    make_landscape(services.sessions, system="wh", credential="wh-cc", named_credential="wh-api", user="wh-load",
+    make_landscape(services, daily_api_budget=100)
+    make_landscape(services, system="wh", credential="wh-cc", named_credential="wh-api", user="wh-load",
                    permission_set="wh-ps")
-    make_landscape(services.sessions, system="quiet", credential="q-cc", named_credential="q-api", user="q-user",
+    make_landscape(services, system="quiet", credential="q-cc", named_credential="q-api", user="q-user",
                    permission_set="q-ps")
     now = clock.now()
     _decisions(services, now)
@@ -65,7 +65,7 @@ def test_findings_trend_and_open_counts(services, clock):
 
 
 def test_dashboard_page_draws_inline_svg_and_says_na_for_missing_figures(client, console_users, clock, services):
-    make_landscape(services.sessions)
+    make_landscape(services)
     _decisions(services, clock.now())
     sign_in(client, console_users["auditor"])
     html = client.get("/admin/").get_data(as_text=True)
@@ -75,8 +75,8 @@ def test_dashboard_page_draws_inline_svg_and_says_na_for_missing_figures(client,
 
 
 def test_dashboard_shows_circuit_breaker_states_when_the_proxy_reports_them(client, console_users, clock, services):
-    make_landscape(services.sessions)
-    make_landscape(services.sessions, system="wh", credential="wh-cc", named_credential="wh-api", user="wh-load",
+    make_landscape(services)
+    make_landscape(services, system="wh", credential="wh-cc", named_credential="wh-api", user="wh-load",
                    permission_set="wh-ps")
     services.circuit_breaker_states = lambda: [{"system": "erp", "state": "open"},
                                                          {"system": "wh", "state": "closed"}]
@@ -87,7 +87,7 @@ def test_dashboard_shows_circuit_breaker_states_when_the_proxy_reports_them(clie
 
 
 def test_breaker_states_that_cannot_be_read_show_na(client, console_users, clock, services):
-    make_landscape(services.sessions, daily_api_budget=100)
+    make_landscape(services, daily_api_budget=100)
 
     def broken():
         raise RuntimeError("cache down")

@@ -27,7 +27,7 @@ def _decision(user, nc, method, path, allowed=True, at=None, scopes=("orders.rea
 
 
 def _landscape(services):
-    make_landscape(services.sessions, user="order-sync", ps_scopes=("orders.read", "orders.write"),
+    make_landscape(services, user="order-sync", ps_scopes=("orders.read", "orders.write"),
                    methods=("GET", "POST", "DELETE"), paths=("/orders/*", "/invoices/**"), api_types=("REST", "SOAP"))
     with session_scope(services.sessions) as s:
         u = s.query(IntegrationUser).filter_by(external_id="order-sync").one()
@@ -77,7 +77,7 @@ def test_rightsizing_replay_denies_nothing_used_and_removes_the_unused(services,
 
 
 def test_young_users_are_not_judged_on_unused_grants(services, runner, tmp_path):
-    make_landscape(services.sessions, user="new-sync", methods=("GET", "DELETE"))  # created now
+    make_landscape(services, user="new-sync", methods=("GET", "DELETE"))  # created now
     out = tmp_path / "r.json"
     assert runner.invoke(["audit", "--out", str(out)]).exit_code == 0
     report = json.loads(out.read_text())

@@ -76,7 +76,7 @@ def broker_client(broker_services):
 
 @pytest.fixture
 def landscape(broker_services):
-    return make_landscape(broker_services.sessions)
+    return make_landscape(broker_services)
 
 
 def basic(user: str, secret: str) -> dict:

@@ -1,12 +1,8 @@
 """The PolicyDecider on proxy-shaped requests: methods, path patterns, Salesforce objects and fields."""
 from __future__ import annotations
 
-import sqlalchemy as sa
-
 from govern.domain.access import AccessRequest, Caller
-from govern.store.db import session_scope
-from govern.store.tables import PermissionGrant
-from tests.factories import make_landscape
+from tests.factories import change_landscape, entity, make_landscape
 
 SOBJ = "/services/data/v60.0/sobjects"
 
@@ -18,10 +14,9 @@ def _request(method, path, fields=(), scopes=(), ip="127.0.0.1"):
 
 
 def test_operations_objects_and_fields(broker_services):
-    make_landscape(broker_services.sessions, methods=("GET", "PATCH"), paths=("/services/data/*/sobjects/Order/**",))
-    with session_scope(broker_services.sessions) as s:
-        s.execute(sa.update(PermissionGrant).values(objects={
-            "Order": {"read": True, "edit": True, "fields": {"Status": "edit", "Amount": "read"}}}))
+    make_landscape(broker_services, methods=("GET", "PATCH"), paths=("/services/data/*/sobjects/Order/**",))
+    change_landscape(broker_services, lambda doc: entity(doc, "permission_sets", "order-sync-ps")["grants"][0].update(
+        objects={"Order": {"read": True, "edit": True, "fields": {"Status": "edit", "Amount": "read"}}}))
     decide = broker_services.decider.decide
     ok = decide(_request("GET", f"{SOBJ}/Order/801", fields=["Status", "Amount"]))
     assert ok.allowed and ok.rules == ("permit:order-sync-ps",) and ok.principal == "default"
@@ -36,13 +31,13 @@ def test_operations_objects_and_fields(broker_services):
 
 
 def test_api_type_must_be_granted(broker_services):
-    make_landscape(broker_services.sessions, api_types=("SOAP",))
+    make_landscape(broker_services, api_types=("SOAP",))
     d = broker_services.decider.decide(_request("GET", "/x"))
     assert not d.allowed and d.rules == ("deny:api_type_not_granted",)
 
 
 def test_entities_and_policies_are_built_once_per_landscape(broker_services):
-    make_landscape(broker_services.sessions)
+    make_landscape(broker_services)
     decider = broker_services.decider
     decider.decide(_request("GET", "/x"))
     snap = broker_services.landscape.current()

@@ -62,7 +62,7 @@ def test_trusted_proxy_forwarded_for_is_believed_right_to_left(tmp_path, databas
     svc.secret_store = MemorySecretStore()
     svc.upstream_tokens = FakeUpstreamTokens(clock)
     try:
-        make_landscape(svc.sessions, cidrs=("198.51.100.0/24",))
+        make_landscape(svc, cidrs=("198.51.100.0/24",))
         client = create_app({"TESTING": True}, services=svc).test_client()
         token = access_token(client, remote="198.51.100.7")
         # Client at 198.51.100.7 behind proxies 10.1.1.1 and 10.2.2.2; the forged left-most entry is ignored.

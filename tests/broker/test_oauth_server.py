@@ -1,19 +1,15 @@
 """POST /oauth/token: govern's client_credentials grant, client_secret_basic and private_key_jwt."""
 from __future__ import annotations
 
-import datetime as dt
 import time
 import uuid
 
 import pytest
-import sqlalchemy as sa
 from joserfc import jwk, jwt
 
-from govern.domain.passwords import hash_password
-from govern.store.db import session_scope
-from govern.store.tables import IntegrationUser
+from govern.errors import ValidationFailed
 from tests.broker.conftest import basic, issue
-from tests.factories import make_landscape
+from tests.factories import make_landscape, update_entity
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -53,7 +49,7 @@ def test_scope_narrowing(broker_client, landscape):
 
 
 def test_lifetime_is_the_smallest_of_the_default_and_the_permission_sets(broker_client, broker_services):
-    make_landscape(broker_services.sessions, max_token_lifetime=300)
+    make_landscape(broker_services, max_token_lifetime=300)
     assert issue(broker_client).get_json()["expires_in"] == 300
 
 
@@ -65,22 +61,27 @@ def test_wrong_secret_is_invalid_client_401(broker_client, landscape):
 
 def test_suspended_and_retired_users_are_invalid_client(broker_client, broker_services, landscape):
     for status in ("suspended", "retired"):
-        with session_scope(broker_services.sessions) as s:
-            s.execute(sa.update(IntegrationUser).values(status=status))
+        update_entity(broker_services, "integration_users", "order-sync", status=status)
         _oauth_error(issue(broker_client), 401, "invalid_client")
 
 
 def test_previous_secret_works_only_during_the_rotation_overlap(broker_client, broker_services, clock, landscape):
-    with session_scope(broker_services.sessions) as s:
-        s.execute(sa.update(IntegrationUser).values(
-            client_secret_hash=hash_password("the-new-secret-value"),
-            previous_client_secret_hash=hash_password("s3cret-client-secret-value"),
-            previous_secret_expires_at=clock.now() + dt.timedelta(hours=1)))
+    import random
+
+    from govern.rotation.runner import RotationService
+
+    ref = "integration_user/order-sync/client_secret"
+    update_entity(broker_services, "integration_users", "order-sync", rotation={"every": "90d", "overlap": "1h"})
+    rotation = RotationService(broker_services, rng=random.Random(7))
+    outcome = rotation.rotate(rotation.find_ref(ref).id, force=True)  # govern rotate REF --commit
+    assert not outcome.failed, outcome.as_dict()
+    new_secret = broker_services.secret_store.get(ref).reveal()
+    assert new_secret != "s3cret-client-secret-value"
     assert issue(broker_client).status_code == 200
-    assert issue(broker_client, secret="the-new-secret-value").status_code == 200
+    assert issue(broker_client, secret=new_secret).status_code == 200
     clock.advance(3601)
     _oauth_error(issue(broker_client), 401, "invalid_client")
-    assert issue(broker_client, secret="the-new-secret-value").status_code == 200
+    assert issue(broker_client, secret=new_secret).status_code == 200
 
 
 def test_source_ip_is_checked_at_issuance(broker_client, landscape):
@@ -107,10 +108,7 @@ def test_no_secret_store_refuses_issuance_clearly(broker_client, broker_services
 
 def _jwt_user(services):
     key = jwk.RSAKey.generate_key(2048, parameters={"kid": "client-key-1"}, private=True)
-    make_landscape(services.sessions, client_secret=None)
-    with session_scope(services.sessions) as s:
-        s.execute(sa.update(IntegrationUser).values(client_auth_method="private_key_jwt",
-                                                    jwks={"keys": [key.as_dict(private=False)]}))
+    make_landscape(services, client_secret=None, user_auth="private_key_jwt", jwks={"keys": [key.as_dict(private=False)]})
     return key
 
 
@@ -152,14 +150,17 @@ def test_authorization_server_metadata(broker_client):
     assert set(meta["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "private_key_jwt"}
 
 
-def test_private_key_jwt_refuses_hmac_assertions_even_with_a_registered_oct_key(broker_client, broker_services):
+def test_private_key_jwt_refuses_hmac_assertions_and_apply_refuses_an_oct_key(broker_client, broker_services):
     import base64
 
     key = _jwt_user(broker_services)
     secret = b"k" * 32
     oct_jwk = {"kty": "oct", "kid": "client-key-1", "k": base64.urlsafe_b64encode(secret).decode().rstrip("=")}
-    with session_scope(broker_services.sessions) as s:
-        s.execute(sa.update(IntegrationUser).values(jwks={"keys": [oct_jwk, key.as_dict(private=False)]}))
+    # govern apply refuses a symmetric key in a user's JWK Set (its `k` is secret material) ...
+    with pytest.raises(ValidationFailed, match="private key members"):
+        update_entity(broker_services, "integration_users", "order-sync",
+                      jwks={"keys": [oct_jwk, key.as_dict(private=False)]})
+    # ... and an HS256 assertion under the registered RSA key's kid is refused whatever its secret.
     now = int(time.time())
     claims = {"iss": "order-sync", "sub": "order-sync", "aud": "http://127.0.0.1:8000/oauth/token", "iat": now,
               "exp": now + 60, "jti": uuid.uuid4().hex}

@@ -5,10 +5,8 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from govern.store.db import session_scope
-from govern.store.tables import IntegrationUser, PermissionSet
 from tests.broker.conftest import UPSTREAM_TOKEN, access_token, ask, decisions
-from tests.factories import make_landscape
+from tests.factories import make_landscape, update_entity
 
 
 def test_allowed_returns_only_the_token_fields_and_is_logged(broker_client, broker_services, landscape):
@@ -62,8 +60,7 @@ def test_ip_outside_the_ranges_is_denied_and_logged(broker_client, broker_servic
 def test_suspended_user_is_denied_within_the_recheck_interval(broker_client, broker_services, clock, landscape):
     token = access_token(broker_client)
     assert ask(broker_client, token).status_code == 200
-    with session_scope(broker_services.sessions) as s:
-        s.execute(sa.update(IntegrationUser).values(status="suspended"))  # no updated_at bump: still seen
+    update_entity(broker_services, "integration_users", "order-sync", status="suspended")
     clock.advance(3)  # past the landscape re-check interval (2 s)
     body = _denied(ask(broker_client, token), "deny:user_suspended")
     assert "order-sync" not in body["detail"]
@@ -73,48 +70,44 @@ def test_suspended_user_is_denied_within_the_recheck_interval(broker_client, bro
 
 def test_expired_assignment_is_denied_and_logged(broker_client, broker_services, landscape):
     token = access_token(broker_client)
-    from govern.store.tables import Assignment
-
-    with session_scope(broker_services.sessions) as s:
-        s.execute(sa.update(Assignment).values(expires_at=dt.date.today() - dt.timedelta(days=1)))
-    broker_services.landscape.invalidate()
+    yesterday = (dt.date.today() - dt.timedelta(days=1)).isoformat()
+    update_entity(broker_services, "integration_users", "order-sync",
+                  permission_sets=[{"permission_set": "order-sync-ps", "until": yesterday}])
     _denied(ask(broker_client, token), "deny:assignment_expired")
     [rec] = decisions(broker_services)
     assert rec.rules == ["deny:assignment_expired"]
 
 
 def test_assignment_is_valid_through_its_last_day(broker_client, broker_services, clock):
-    make_landscape(broker_services.sessions, assignment_expires=clock.now().date())
+    make_landscape(broker_services, assignment_expires=clock.now().date())
     assert ask(broker_client, access_token(broker_client)).status_code == 200
 
 
 def test_guardrail_forbid_wins_over_the_permission_set(broker_client, broker_services, landscape):
     token = access_token(broker_client)
-    with session_scope(broker_services.sessions) as s:
-        s.execute(sa.update(PermissionSet).values(system_permissions=["ApiEnabled", "ModifyAllData"]))
-    broker_services.landscape.invalidate()
+    update_entity(broker_services, "permission_sets", "order-sync-ps", system_permissions=["ApiEnabled", "ModifyAllData"])
     _denied(ask(broker_client, token), "forbid:no-admin-equivalent-grants")
     [rec] = decisions(broker_services)
     assert rec.rules == ["forbid:no-admin-equivalent-grants"] and not rec.allowed
 
 
 def test_guardrail_caps_token_lifetime(broker_client, broker_services):
-    make_landscape(broker_services.sessions, max_token_lifetime=4 * 3600)
+    make_landscape(broker_services, max_token_lifetime=4 * 3600)
     _denied(ask(broker_client, access_token(broker_client)), "forbid:cap-token-lifetime")
 
 
 def test_guardrail_requires_ip_restrictions(broker_client, broker_services):
-    make_landscape(broker_services.sessions, cidrs=("0.0.0.0/0",))
+    make_landscape(broker_services, cidrs=("0.0.0.0/0",))
     _denied(ask(broker_client, access_token(broker_client)), "forbid:require-ip-restrictions")
 
 
 def test_guardrail_forbids_full_scope(broker_client, broker_services):
-    make_landscape(broker_services.sessions, user_scopes=("full",), ps_scopes=("full",))
+    make_landscape(broker_services, user_scopes=("full",), ps_scopes=("full",))
     _denied(ask(broker_client, access_token(broker_client), scope="full"), "forbid:no-full-or-wildcard-scopes")
 
 
 def test_no_grant_for_the_credential_is_denied_by_default(broker_client, broker_services, landscape):
-    make_landscape(broker_services.sessions, system="crm", credential="crm-cc", named_credential="crm-api",
+    make_landscape(broker_services, system="crm", credential="crm-cc", named_credential="crm-api",
                    user="other-user", permission_set="other-ps", client_id="crm-client")
     body = _denied(ask(broker_client, access_token(broker_client), name="crm-api"), "deny:default")
     assert "other-user" not in str(body) and "other-ps" not in str(body)
@@ -136,7 +129,7 @@ def test_without_an_upstream_token_source_the_answer_is_503(broker_client, broke
 
 
 def test_per_user_principal_resolves_to_the_callers_own(broker_client, broker_services):
-    make_landscape(broker_services.sessions, principal_type="per_user", principal="order-sync-upstream")
+    make_landscape(broker_services, principal_type="per_user", principal="order-sync-upstream")
     assert ask(broker_client, access_token(broker_client)).status_code == 200
     assert broker_services.upstream_tokens.calls[0][1] == "order-sync-upstream"
 
@@ -172,7 +165,7 @@ def test_upstream_failure_is_logged_with_its_status(broker_client, broker_servic
 
 def test_a_user_created_after_the_snapshot_is_found_at_once(broker_client, broker_services, landscape):
     assert ask(broker_client, access_token(broker_client)).status_code == 200  # the snapshot is built
-    make_landscape(broker_services.sessions, system="crm", credential="crm-cc", named_credential="crm-api",
+    make_landscape(broker_services, system="crm", credential="crm-cc", named_credential="crm-api",
                    user="new-user", permission_set="new-ps", client_id="crm-client")
     # No clock advance: the snapshot is younger than the re-check interval, yet the new user and the new
     # named credential are found.

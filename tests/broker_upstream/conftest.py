@@ -7,11 +7,7 @@ import datetime as dt
 
 import pytest
 
-from govern.broker.upstream.secret_refs import CredentialSecrets
-from govern.domain.secret import Secret
-from govern.store.db import session_scope
-from govern.store.tables import ExternalCredential, NamedCredential, Principal
-from tests.factories import make_landscape
+from tests.factories import make_landscape, put_credential_secret
 from tests.fakes.secret_store import MemorySecretStore
 
 
@@ -54,9 +50,8 @@ def broker_services(settings, clock):
 
 
 def put_secret(services, credential, principal, field, value) -> int:
-    secrets = CredentialSecrets(services.sessions, services.secret_store, services.clock)
-    current = secrets.current(credential, principal, field)
-    return secrets.replace(credential, principal, field, Secret(value), expected_version=current.version if current else None)
+    """`govern secrets put CREDENTIAL --field FIELD [--principal P]`; returns the stored version."""
+    return put_credential_secret(services, credential, field, value, principal=principal).version
 
 
 def wire_credential(services, upstream, *, protocol="oauth2_client_credentials", auth="client_secret_basic",
@@ -64,19 +59,10 @@ def wire_credential(services, upstream, *, protocol="oauth2_client_credentials",
                     principal_type="named", scopes=("orders.read",), timeout=5.0, user="order-sync",
                     public_jwk=None, private_key=None, audience=None):
     """The landscape from tests.factories, pointed at the fake upstream, with its client registered there."""
-    names = make_landscape(services.sessions, token_url=upstream.token_url, url=upstream.url + "/api",
+    names = make_landscape(services, token_url=upstream.token_url, url=upstream.url + "/api",
                            client_id=client_id, protocol=protocol, principal=principal, principal_type=principal_type,
-                           ps_scopes=scopes, user=user)
-    with session_scope(services.sessions) as s:
-        import sqlalchemy as sa
-
-        cred = s.execute(sa.select(ExternalCredential).where(ExternalCredential.external_id == names["credential"])).scalar_one()
-        cred.client_auth_method = auth
-        cred.audience = audience
-        nc = s.execute(sa.select(NamedCredential).where(NamedCredential.external_id == names["named_credential"])).scalar_one()
-        nc.timeout_seconds = timeout
-        prin = s.execute(sa.select(Principal).where(Principal.credential_id == cred.id)).scalar_one()
-        prin.subject = subject
+                           ps_scopes=scopes, user=user, client_auth=auth, audience=audience, timeout=timeout,
+                           subject=subject)
     upstream.register_client(client_id, secret=secret if auth != "private_key_jwt" else None, auth_method=auth,
                              public_jwk=public_jwk, redirect_uris=["http://127.0.0.1/oauth/callback"],
                              scope=" ".join(scopes))

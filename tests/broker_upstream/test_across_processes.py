@@ -14,6 +14,7 @@ from govern.broker.upstream.token_cache import cache_key
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
 from govern.store.upstream_tables import RefreshJournal
+from govern.secrets.service import secret_ref_name
 from tests.broker_upstream.conftest import put_secret, wire_credential
 
 pytestmark = [pytest.mark.postgres]
@@ -161,7 +162,7 @@ def test_worker_killed_after_the_upstream_rotated_does_not_lock_out(tmp_path, po
         with svc.sessions() as s:
             states = [(r.state, r.error) for r in s.execute(sa.select(RefreshJournal).order_by(RefreshJournal.id)).scalars()]
         assert states == [("failed", "reconciled"), ("succeeded", None)]
-        stored = svc.secret_store.get(f"credential/{names['credential']}/default/refresh_token").reveal()
+        stored = svc.secret_store.get(secret_ref_name("credential", names["credential"], "default", "refresh_token")).reveal()
         assert stored != old and fake_upstream.refresh_token_valid(stored)
     finally:
         svc.close()

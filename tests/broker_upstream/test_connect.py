@@ -7,9 +7,9 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from govern.store.db import session_scope
-from govern.store.tables import ExternalCredential, Principal
+from govern.store.tables import Principal
 from tests.broker_upstream.conftest import wire_credential
+from tests.factories import update_entity
 from tests.fakes.secret_store import MemorySecretStore
 
 # From GOVERN_PUBLIC_URL (the development default), whatever Host the test client sends.
@@ -22,9 +22,7 @@ def connect_env(services, fake_upstream, admin_token, client):
     services.secret_store = MemorySecretStore()
     names = wire_credential(services, fake_upstream, protocol="oauth2_refresh_token")
     fake_upstream.clients["erp-client"].redirect_uris = [CALLBACK]
-    with session_scope(services.sessions) as s:
-        cred = s.execute(sa.select(ExternalCredential)).scalar_one()
-        cred.authorize_url = fake_upstream.authorize_url
+    update_entity(services, "credentials", names["credential"], authorize_url=fake_upstream.authorize_url)
     return names
 
 

@@ -19,11 +19,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from govern.broker.upstream.secret_refs import CredentialSecrets
 from govern.broker.upstream.token_cache import cache_key
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
-from tests.factories import make_landscape
+from tests.factories import make_landscape, put_credential_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
@@ -52,11 +51,10 @@ def test_200_http_requests_over_4_gunicorn_workers_make_one_upstream_call(tmp_pa
         assert svc.secret_store is not None, "bootstrap wires a secret store shared by processes"
         for step in svc.init_steps:
             step(svc)
-        names = make_landscape(svc.sessions, token_url=fake_upstream.token_url, url=fake_upstream.url + "/api",
+        names = make_landscape(svc, token_url=fake_upstream.token_url, url=fake_upstream.url + "/api",
                                client_secret=USER_SECRET)
         fake_upstream.register_client("erp-client", secret="e2e-upstream-secret", scope="orders.read")
-        CredentialSecrets(svc.sessions, svc.secret_store, svc.clock).replace(
-            names["credential"], None, "client_secret", Secret("e2e-upstream-secret"), expected_version=None)
+        put_credential_secret(svc, names["credential"], "client_secret", "e2e-upstream-secret")
         key = cache_key(names["named_credential"], names["principal"], ("orders.read",))
         expired = UpstreamToken(Secret("at_expired"), "Bearer", svc.clock.now() - dt.timedelta(seconds=5))
         svc.cache.set(key, svc.upstream_tokens.tokens.seal(key, expired)[0], 60)

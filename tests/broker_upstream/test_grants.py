@@ -4,7 +4,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from govern.store.tables import SecretRef, SecretVersion
+from govern.secrets.service import secret_ref_name
 from tests.broker_upstream.conftest import put_secret, wire_credential
+from tests.factories import update_entity
 from tests.fakes.oauth_server import rsa_keypair
 
 
@@ -60,7 +62,7 @@ def test_jwt_bearer_with_the_wrong_key_is_invalid_grant(broker_services, fake_up
 def _refresh_versions(services, credential, principal):
     with services.sessions() as s:
         ref = s.execute(sa.select(SecretRef).where(
-            SecretRef.external_id == f"credential/{credential}/{principal}/refresh_token")).scalar_one()
+            SecretRef.external_id == secret_ref_name("credential", credential, principal, "refresh_token"))).scalar_one()
         stages = {v.version: v.stage for v in s.execute(sa.select(SecretVersion).where(
             SecretVersion.secret_ref_id == ref.id)).scalars()}
         return ref, stages
@@ -113,14 +115,7 @@ def test_no_new_refresh_token_keeps_the_stored_one(broker_services, fake_upstrea
 
 
 def _with_overlap(services, credential: str, overlap: str) -> None:
-    import sqlalchemy as sa
-
-    from govern.store.db import session_scope
-    from govern.store.tables import ExternalCredential
-
-    with session_scope(services.sessions) as s:
-        s.execute(sa.update(ExternalCredential).where(ExternalCredential.external_id == credential)
-                  .values(rotation={"every": "90d", "overlap": overlap}))
+    update_entity(services, "credentials", credential, rotation={"every": "90d", "overlap": overlap})
 
 
 def test_client_secret_rotation_overlap_falls_back_to_the_previous_secret(broker_services, fake_upstream):

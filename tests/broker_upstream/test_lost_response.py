@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from govern.broker.upstream.errors import UpstreamInvalidGrant
 from govern.errors import UpstreamUnavailable
 from govern.store.upstream_tables import RefreshJournal
+from govern.secrets.service import secret_ref_name
 from tests.broker_upstream.conftest import put_secret, wire_credential
 
 
@@ -30,7 +31,7 @@ def test_dropped_answer_after_rotation_recovers_within_the_grace_period(broker_s
     token = src.get_token(names["named_credential"], "default", ("orders.read",))
     assert fake_upstream.access_token_valid(token.access_token.reveal())
     assert _journal(broker_services) == [("failed", "reconciled"), ("succeeded", None)]
-    stored = broker_services.secret_store.get(f"credential/{names['credential']}/default/refresh_token").reveal()
+    stored = broker_services.secret_store.get(secret_ref_name("credential", names["credential"], "default", "refresh_token")).reveal()
     assert stored != old and fake_upstream.refresh_token_valid(stored)
 
 
@@ -51,7 +52,7 @@ def test_a_rotated_token_in_the_vault_is_used_even_if_its_row_was_not_recorded(b
     """The vault write is the commit point: a crash between it and the SecretVersion row loses nothing."""
     names = wire_credential(broker_services, fake_upstream, protocol="oauth2_refresh_token")
     put_secret(broker_services, names["credential"], "default", "refresh_token", fake_upstream.issue_refresh_token("erp-client"))
-    path = f"credential/{names['credential']}/default/refresh_token"
+    path = secret_ref_name("credential", names["credential"], "default", "refresh_token")
     newer = fake_upstream.issue_refresh_token("erp-client")
     from govern.domain.secret import Secret
 

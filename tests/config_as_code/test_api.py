@@ -127,7 +127,7 @@ def test_integration_user_shows_secret_status_not_the_hash(client, auditor_token
     from tests.factories import make_landscape
 
     canary = "canary-91ab-client-secret"
-    make_landscape(services.sessions, client_secret=canary)
+    make_landscape(services, client_secret=canary)
     response = client.get("/api/v1/integration-users/order-sync", headers=auth(auditor_token))
     body = response.get_json()
     assert body["client_secret"]["set"] is True

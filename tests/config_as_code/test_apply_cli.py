@@ -191,7 +191,7 @@ def test_export_never_contains_secret_material(runner, services):
     from tests.factories import make_landscape
 
     canary = "canary-7f3e-client-secret-value"
-    make_landscape(services.sessions, client_secret=canary)
+    make_landscape(services, client_secret=canary)
     text = export_document(services.sessions)
     assert canary not in text and "client_secret" not in text and "scrypt" not in text
     assert "order-sync" in text

@@ -6,11 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-import sqlalchemy as sa
 
-from govern.store.db import session_scope
-from govern.store.tables import NamedCredential
 from tests.broker_upstream.conftest import wire_credential
+from tests.factories import update_entity
 from tests.fakes.resource_server import ResourceServer
 from tests.fakes.secret_store import MemorySecretStore
 
@@ -42,12 +40,8 @@ def ops_env(settings, fake_upstream, resources):
     services = build_services(settings)
     services.secret_store = MemorySecretStore()
     names = wire_credential(services, fake_upstream)
-    with session_scope(services.sessions) as s:
-        nc = s.execute(sa.select(NamedCredential).where(
-            NamedCredential.external_id == names["named_credential"])).scalar_one()
-        nc.url = resources.url + "/api"
-        nc.retry = {"attempts": 1}
-        nc.circuit_breaker = {"failures": 2, "reset": 300}
+    update_entity(services, "named_credentials", names["named_credential"], url=resources.url + "/api",
+                  retry={"attempts": 1}, circuit_breaker={"failures": 2, "reset": 300})
     services.proxy.sleep = lambda seconds: None
     app = create_app({"TESTING": True}, services=services)
     yield OpsEnv(services, app.test_client(), names, fake_upstream, resources)

@@ -10,11 +10,13 @@ import json
 import threading
 
 import pytest
+from sqlmodel import select
 
 from govern.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookNotifier
 from govern.ops.alerts import Condition, Readings, Thresholds, check_alerts, decide, evaluate
 from govern.store.db import session_scope
 from govern.store.tables import RotationRun, SecretRef, utcnow
+from tests.factories import make_landscape, put_credential_secret, update_entity
 
 WEBHOOK_SECRET = "webhook-signing-secret-for-tests"
 
@@ -89,19 +91,27 @@ def receiver():
     r.close()
 
 
+def _scheduled_secret(services) -> tuple[SecretRef, dt.datetime]:
+    """A credential secret on a 30-day schedule (applied, then `govern secrets put`), and a time 3 days past due."""
+    make_landscape(services, client_secret=None)
+    update_entity(services, "credentials", "erp-cc", rotation={"every": "30d"})
+    put_credential_secret(services, "erp-cc", "client_secret", "upstream-secret-v1")
+    with services.sessions() as s:
+        ref = s.exec(select(SecretRef)).one()
+    due = ref.next_due_at if ref.next_due_at.tzinfo else ref.next_due_at.replace(tzinfo=dt.UTC)
+    return ref, due + dt.timedelta(days=3)
+
+
 def test_check_alerts_posts_signed_webhooks_once_per_condition(services, receiver):
     services.notifier = WebhookNotifier(receiver.url, WEBHOOK_SECRET)
-    now = utcnow()
-    with session_scope(services.sessions) as s:
-        ref = SecretRef(external_id="db-password", owner_kind="static", owner="db", field="secret",
-                        path="static/db/secret", next_due_at=now - dt.timedelta(days=3))
-        s.add(ref)
-        s.flush()
-        s.add(RotationRun(secret_ref_id=ref.id, rotator="static", state="parked", steps=[]))
-        ref_id = ref.id
+    ref, now = _scheduled_secret(services)
+    ref_id = ref.id
+    with session_scope(services.sessions) as s:  # rotation state: a run the runner parked after its retries
+        s.add(RotationRun(secret_ref_id=ref_id, rotator=ref.rotator, state="parked", steps=[]))
 
     report = check_alerts(services, now)
-    assert report == {"sent": ["rotation_parked:db-password", "secrets_overdue"], "resolved": [], "failed": []}
+    assert report == {"sent": [f"rotation_parked:{ref.external_id}", "secrets_overdue"], "resolved": [],
+                      "failed": []}
     events = receiver.events()
     assert [e["event"] for e in events] == ["alert.rotation_failed", "alert.secrets_overdue"]
     assert events[1]["payload"]["count"] == 1 and events[1]["payload"]["alert"] == "secrets_overdue"
@@ -110,7 +120,8 @@ def test_check_alerts_posts_signed_webhooks_once_per_condition(services, receive
     assert check_alerts(services, now) == {"sent": [], "resolved": [], "failed": []}
     assert len(receiver.received) == 2
 
-    # The secret is rotated (no longer overdue): one resolution, the parked run still holds.
+    # The secret is rotated (no longer overdue): one resolution, the parked run still holds. The runner
+    # moves the due date when a rotation finishes (govern.rotation.runner._promote): rotation state.
     with session_scope(services.sessions) as s:
         s.get(SecretRef, ref_id).next_due_at = now + dt.timedelta(days=90)
     assert check_alerts(services, now) == {"sent": [], "resolved": ["secrets_overdue"], "failed": []}
@@ -124,10 +135,7 @@ def test_a_failed_send_is_retried_on_the_next_check(services, receiver):
             raise ConnectionError("webhook down")
 
     services.notifier = Broken()
-    now = utcnow()
-    with session_scope(services.sessions) as s:
-        s.add(SecretRef(external_id="k", owner_kind="static", owner="k", field="secret", path="static/k/secret",
-                        next_due_at=now - dt.timedelta(days=2)))
+    _ref, now = _scheduled_secret(services)
     assert check_alerts(services, now)["failed"] == ["secrets_overdue"]
     services.notifier = WebhookNotifier(receiver.url, WEBHOOK_SECRET)
     assert check_alerts(services, now)["sent"] == ["secrets_overdue"]

@@ -5,12 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-import sqlalchemy as sa
 
-from govern.store.db import session_scope
-from govern.store.tables import NamedCredential
 from tests.broker.conftest import access_token, ask
 from tests.broker_upstream.conftest import wire_credential
+from tests.factories import update_entity
 
 pytestmark = [pytest.mark.vault, pytest.mark.redis]
 
@@ -32,9 +30,7 @@ def test_vault_down_serves_cached_tokens_and_refuses_refreshes_cleanly(settings,
     first, client = _govern(vault_settings)
     try:
         names = wire_credential(first, fake_upstream, scopes=("orders.read", "orders.write"))
-        with session_scope(first.sessions) as s:  # two scopes, so that one stays uncached
-            nc = s.execute(sa.select(NamedCredential).where(NamedCredential.external_id == "erp-api")).scalar_one()
-            nc.allowed_methods = ["GET"]
+        update_entity(first, "named_credentials", "erp-api", methods=["GET"])  # two scopes: one stays uncached
         caller = access_token(client, user=names["user"], secret=names["client_secret"])
         cached = ask(client, caller, scope="orders.read")
         assert cached.status_code == 200, cached.get_json()

@@ -9,12 +9,10 @@ import json
 import logging
 
 import pytest
-import sqlalchemy as sa
 
 from govern.logs import JsonFormatter
-from govern.store.db import session_scope
-from govern.store.tables import IntegrationUser, System
 from tests.broker.conftest import access_token, ask
+from tests.factories import change_landscape, entity
 
 
 @pytest.fixture
@@ -38,13 +36,12 @@ def _lines(stream, correlation_id):
 
 def test_token_and_proxy_lines_carry_the_operation_fields_and_no_secret(ops_env, captured):
     env = ops_env
-    with session_scope(env.services.sessions) as s:
-        shop = System(external_id="webshop", name="webshop", owner="shop@example.com")
-        s.add(shop)
-        s.flush()
-        user = s.execute(sa.select(IntegrationUser)
-                         .where(IntegrationUser.external_id == env.names["user"])).scalar_one()
-        user.source_system_id = shop.id
+
+    def add_source_system(document):
+        document["systems"].append({"id": "webshop", "contract": {"owner": "shop@example.com"}})
+        entity(document, "integration_users", env.names["user"])["source_system"] = "webshop"
+
+    change_landscape(env.services, add_source_system)
     token = access_token(env.client, user=env.names["user"], secret=env.names["client_secret"])
 
     issued = ask(env.client, token, headers={"X-Correlation-ID": "ops-log-token-1"})

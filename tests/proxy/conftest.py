@@ -5,12 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from sqlmodel import select
 
-from govern.domain.secret import Secret
-from govern.store.db import session_scope
-from govern.store.tables import ExternalCredential, NamedCredential, SecretRef, System
-from tests.factories import make_landscape
+from govern.config_as_code.schema import OAUTH2, Contract, CredentialDoc, NamedCredentialDoc
+from tests.factories import change_landscape, entity, make_landscape, put_credential_secret
 from tests.fakes.resource_server import ResourceServer
 from tests.fakes.secret_store import MemorySecretStore
 from tests.proxy.fakes import (FakeAuthenticator, FakeClock, FakeDecider, FakeDecisionLog, FakeTokenSource,
@@ -47,32 +44,30 @@ class Env:
     def url(self, path: str, name: str = "erp-api") -> str:
         return f"/api/v1/named-credentials/{name}/proxy/{path}"
 
-    def configure(self, *, named_credential="erp-api", system="erp", **changes) -> None:
-        """Change the named credential / system / credential rows, and drop the proxy's config cache."""
-        nc_fields = {k: v for k, v in changes.items() if hasattr(NamedCredential, k)}
-        sys_fields = {k: v for k, v in changes.items() if hasattr(System, k) and k not in nc_fields}
-        cred_fields = {k: v for k, v in changes.items() if hasattr(ExternalCredential, k)
-                       and k not in nc_fields and k not in sys_fields}
-        with session_scope(self.services.sessions) as s:
-            nc = s.exec(select(NamedCredential).where(NamedCredential.external_id == named_credential)).one()
-            for k, v in nc_fields.items():
-                setattr(nc, k, v)
-            cred = s.get(ExternalCredential, nc.credential_id)
-            for k, v in cred_fields.items():
-                setattr(cred, k, v)
-            sys_row = s.get(System, cred.system_id)
-            for k, v in sys_fields.items():
-                setattr(sys_row, k, v)
+    def configure(self, *, named_credential="erp-api", **changes) -> None:
+        """Set governance.yaml keys of the named credential, its credential or its system's `contract`, and
+        apply the edited landscape (a key set to None is removed, so it takes its default)."""
+
+        def edit(document: dict) -> None:
+            nc = entity(document, "named_credentials", named_credential)
+            cred = entity(document, "credentials", nc["credential"])
+            contract = entity(document, "systems", cred["system"]).setdefault("contract", {})
+            for key, value in changes.items():
+                target = next(t for t, model in ((nc, NamedCredentialDoc), (cred, CredentialDoc), (contract, Contract))
+                              if key in model.model_fields)
+                if value is None:
+                    target.pop(key, None)
+                else:
+                    target[key] = value
+            if cred["protocol"] not in OAUTH2:  # what the schema allows only on OAuth 2.0 credentials
+                for key in ("token_url", "authorize_url", "client_id", "client_auth", "audience"):
+                    cred.pop(key, None)
+
+        change_landscape(self.services, edit)
 
     def put_secret(self, credential: str, principal: str | None, field: str, value: str) -> None:
-        from govern.secrets.service import secret_ref_name
-
-        ext = secret_ref_name("credential", credential, principal, field)
-        path = f"govern/{ext}"
-        self.store.put(path, Secret(value))
-        with session_scope(self.services.sessions) as s:
-            s.add(SecretRef(external_id=ext, owner_kind="credential", owner=credential, principal=principal,
-                            field=field, path=path))
+        """`govern secrets put CREDENTIAL --field FIELD [--principal P]`."""
+        put_credential_secret(self.services, credential, field, value, principal=principal)
 
 
 def build_env(settings, upstream, *, cache=None) -> Env:
@@ -102,16 +97,15 @@ def build_env(settings, upstream, *, cache=None) -> Env:
 @pytest.fixture
 def env(settings, upstream):
     environment = build_env(settings, upstream)
-    make_landscape(environment.services.sessions, url=upstream.url + "/api", methods=("GET", "POST", "PUT", "PATCH",
+    make_landscape(environment.services, url=upstream.url + "/api", methods=("GET", "POST", "PUT", "PATCH",
                                                                                        "DELETE"))
-    environment.configure(retry={"attempts": 3, "backoff": 0.1, "max_backoff": 1},
-                          timeout_seconds=2.0)
+    environment.configure(retry={"attempts": 3, "backoff": 0.1, "max_backoff": 1}, timeout=2.0)
     yield environment
     environment.services.close()
 
 
 def use_api_key(env: Env) -> None:
-    env.configure(protocol="api_key_header", header_name="X-Api-Key")
+    env.configure(protocol="api_key_header", header="X-Api-Key")
     env.put_secret("erp-cc", "default", "api_key", API_KEY)
 
 

@@ -22,7 +22,8 @@ def test_canary_api_key_and_tokens_never_leak(env, caplog):
     env.store.down = False
     env.configure(maintenance_windows=[{"day": "tue", "start": "11:00", "end": "13:00"}], during_maintenance="queue")
     bodies.append(env.client.post(env.url("orders"), data="{}", headers={**CALLER, "Content-Type": "application/json"}))
-    env.configure(protocol="oauth2_client_credentials", maintenance_windows=[])
+    env.configure(protocol="oauth2_client_credentials", token_url="http://127.0.0.1:9/token", header=None,
+                  maintenance_windows=None)
     env.upstream.unauthorized_next(1)
     bodies.append(env.client.get(env.url("x"), headers=CALLER))
     assert env.upstream.received[0].headers["X-Api-Key"] == API_KEY  # the canary was really used
@@ -40,7 +41,7 @@ def test_canary_api_key_and_tokens_never_leak(env, caplog):
 def test_a_stored_key_with_a_line_break_is_never_sent_and_never_echoed(env, caplog):
     """A secret that would split the upstream request (header injection) is refused before any byte is sent."""
     caplog.set_level(logging.DEBUG)
-    env.configure(protocol="api_key_header", header_name="X-Api-Key")
+    env.configure(protocol="api_key_header", header="X-Api-Key")
     canary = "canary-split-key\r\nX-Injected: yes"
     env.put_secret("erp-cc", "default", "api_key", canary)
     r = env.client.get(env.url("x"), headers=CALLER)

@@ -5,6 +5,7 @@ import base64
 import io
 import json
 
+from tests.factories import change_landscape, entity
 from tests.proxy.conftest import API_KEY, CALLER, use_api_key
 
 
@@ -52,19 +53,15 @@ def test_api_key_header_injection(env):
 
 
 def test_custom_header_injection(env):
-    env.configure(protocol="custom_header", header_name="X-Tenant-Auth")
+    env.configure(protocol="custom_header", header="X-Tenant-Auth")
     env.put_secret("erp-cc", None, "value", "custom-canary-value")  # the "-" (any principal) reference
     assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
     assert env.upstream.last().headers["X-Tenant-Auth"] == "custom-canary-value"
 
 
 def test_basic_injection_uses_the_principal_subject(env):
-    from govern.store.db import session_scope
-    from govern.store.tables import Principal
-
-    with session_scope(env.services.sessions) as s:
-        p = s.exec(__import__("sqlmodel").select(Principal)).one()
-        p.subject = "integration@erp"
+    change_landscape(env.services, lambda doc: entity(doc, "credentials", "erp-cc")["principals"][0].update(
+        subject="integration@erp"))
     env.configure(protocol="basic")
     env.put_secret("erp-cc", "default", "password", "basic-canary-pw")
     assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
@@ -102,7 +99,7 @@ def test_decision_gets_salesforce_object_and_fields_and_log_gets_status_and_late
 
 
 def test_named_credential_allowlists_are_enforced(env):
-    env.configure(allowed_methods=["GET"], allowed_paths=["/accounts/**"])
+    env.configure(methods=["GET"], paths=["/accounts/**"])
     assert env.client.get(env.url("accounts/1"), headers=CALLER).status_code == 200
     r = env.client.delete(env.url("accounts/1"), headers=CALLER)
     assert r.status_code == 403 and r.get_json()["code"] == "named_credential_forbids"
@@ -117,7 +114,7 @@ def test_unknown_named_credential_is_404(env):
 
 
 def test_body_over_the_limit_is_413_problem_json(env):
-    env.configure(max_body_bytes=1000)
+    env.configure(max_body=1000)
     r = env.client.post(env.url("orders"), data=b"x" * 1001, headers={**CALLER, "Content-Type": "text/plain"})
     assert r.status_code == 413 and r.get_json()["code"] == "payload_too_large"
 

@@ -53,7 +53,7 @@ def test_breaker_api_needs_an_admin_token(env):
 
 
 def test_timeout_is_retried_then_a_clean_504(env):
-    env.configure(timeout_seconds=0.3, retry={"attempts": 2, "backoff": 0.1})
+    env.configure(timeout=0.3, retry={"attempts": 2, "backoff": 0.1})
     env.upstream.slow_next(2, delay=5)
     r = env.client.get(env.url("x"), headers=CALLER)
     assert r.status_code == 504 and r.mimetype == "application/problem+json"
@@ -63,17 +63,17 @@ def test_timeout_is_retried_then_a_clean_504(env):
 
 
 def test_timeout_then_success_on_retry(env):
-    env.configure(timeout_seconds=0.3)
+    env.configure(timeout=0.3)
     env.upstream.slow_next(1, delay=5)
     r = env.client.get(env.url("x"), headers=CALLER)
     assert r.status_code == 200 and env.upstream.count == 2
 
 
 def test_timeout_is_per_named_credential(env):
-    env.configure(timeout_seconds=0.3, retry={"attempts": 1})
+    env.configure(timeout=0.3, retry={"attempts": 1})
     env.upstream.slow_next(1, delay=1.0)
     assert env.client.get(env.url("x"), headers=CALLER).status_code == 504
-    env.configure(timeout_seconds=3.0, retry={"attempts": 1})
+    env.configure(timeout=3.0, retry={"attempts": 1})
     env.upstream.slow_next(1, delay=0.5)
     assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
 

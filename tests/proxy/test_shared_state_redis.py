@@ -15,7 +15,7 @@ def test_two_instances_share_the_budget_and_the_breaker(settings, upstream, redi
     b = build_env(shared, upstream)
     try:
         assert a.services.cache.kind == "redis"
-        make_landscape(a.services.sessions, url=upstream.url + "/api", daily_api_budget=3)
+        make_landscape(a.services, url=upstream.url + "/api", daily_api_budget=3)
         a.configure(retry={"attempts": 1}, circuit_breaker={"failures": 2, "reset": 60})
         assert a.client.get(a.url("x"), headers=CALLER).status_code == 200
         assert b.client.get(b.url("x"), headers=CALLER).status_code == 200

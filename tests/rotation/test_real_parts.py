@@ -22,7 +22,7 @@ def _ref_id(services, name):
 
 
 def test_client_secret_rotation_is_seen_by_the_token_endpoint(broker_client, broker_services, clock):
-    make_landscape(broker_services.sessions)
+    make_landscape(broker_services)
     status = secret_service(broker_services).put_for_user("order-sync", "client_secret", OLD)
     svc = RotationService(broker_services, worker_id="w1")
     outcome = svc.rotate(_ref_id(broker_services, status.ref), force=True)
@@ -40,7 +40,7 @@ def test_client_secret_rotation_is_seen_by_the_token_endpoint(broker_client, bro
 
 
 def test_signing_key_rotation_keeps_old_tokens_valid_until_they_expire(broker_client, broker_services, clock):
-    make_landscape(broker_services.sessions)
+    make_landscape(broker_services)
     old_token = access_token(broker_client)
     (old_kid,) = [k["kid"] for k in broker_client.get("/oauth/jwks.json").get_json()["keys"]]
     add_secret(broker_services, "govern/signing-keys", rotator="signing_keys", owner_kind="govern", initial=None,

@@ -12,7 +12,7 @@ from tests.factories import make_landscape
 
 @pytest.fixture
 def landscape(services):
-    return make_landscape(services.sessions)
+    return make_landscape(services, client_secret=None)
 
 
 def test_put_from_stdin_and_from_a_file_then_status(runner, landscape, services, tmp_path):

@@ -18,7 +18,7 @@ def vault_app(settings, openbao_private):
 
     svc = build_services(settings.with_overrides(secret_store="vault", vault_addr=openbao_private.addr,
                                                  vault_token=openbao_private.token))
-    make_landscape(svc.sessions)
+    make_landscape(svc, client_secret=None)
     create_admin(svc.sessions, "root-admin", "correct horse battery staple", "admin")
     token = issue_token(svc.sessions, "root-admin")
     yield create_app({"TESTING": True}, services=svc), svc, {"Authorization": f"Bearer {token}"}

@@ -21,7 +21,7 @@ REF = "credential/erp-cc/client_secret"
 
 @pytest.fixture
 def landscape(services):
-    return make_landscape(services.sessions)
+    return make_landscape(services, client_secret=None)
 
 
 @pytest.fixture

@@ -26,9 +26,9 @@ def vault_env(openbao, monkeypatch):
 
 
 def _put_three(runner, services):
-    make_landscape(services.sessions)
-    make_landscape(services.sessions, system="crm", credential="crm-basic", protocol="basic", named_credential="crm-api",
-                   user="crm-sync", permission_set="crm-ps")
+    make_landscape(services, client_secret=None)
+    make_landscape(services, system="crm", credential="crm-basic", protocol="basic", named_credential="crm-api",
+                   user="crm-sync", permission_set="crm-ps", client_secret=None)
     for args, value in ((["erp-cc", "--field", "client_secret"], "erp-one"),
                         (["erp-cc", "--field", "client_secret"], "erp-two"),
                         (["crm-basic", "--field", "password"], "crm-pw"),

@@ -11,7 +11,7 @@ from govern.secrets.errors import SecretRecordingFailed
 from govern.secrets.service import SecretService, credential_fields
 from govern.store.db import session_scope
 from govern.store.tables import AdminAction, ExternalCredential, IntegrationUser, SecretRef, SecretVersion
-from tests.factories import make_landscape
+from tests.factories import ACTOR, make_landscape
 from tests.fakes.secret_store import MemorySecretStore
 
 
@@ -22,7 +22,7 @@ def fake():
 
 @pytest.fixture
 def service(services, fake):
-    make_landscape(services.sessions)
+    make_landscape(services, client_secret=None)
     return SecretService(services.sessions, fake, services.clock)
 
 
@@ -45,14 +45,14 @@ def test_put_records_metadata_and_versions(service, services, fake):
     with services.sessions() as s:
         ref = s.exec(select(SecretRef)).one()
         stages = {v.version: v.stage for v in s.exec(select(SecretVersion)).all()}
-        actions = s.exec(select(AdminAction)).all()
+        actions = s.exec(select(AdminAction).where(AdminAction.actor != ACTOR)).all()  # not the setup's apply
     assert ref.current_version == 2 and stages == {1: "previous", 2: "current"}
     assert [a.action for a in actions] == ["secret.put", "secret.put"]
     assert "value" not in repr([(a.before, a.after) for a in actions]).replace("'version'", "")
 
 
 def test_principal_paths_and_per_principal_fields(services, fake):
-    make_landscape(services.sessions, protocol="oauth2_refresh_token")
+    make_landscape(services, protocol="oauth2_refresh_token", client_secret=None)
     service = SecretService(services.sessions, fake)
     status = service.put_for_credential("erp-cc", "refresh_token", "rt", principal="default")
     assert status.ref == "credential/erp-cc/principal/default/refresh_token"
@@ -82,7 +82,8 @@ def test_store_down_records_nothing(service, fake, services):
     with pytest.raises(SecretStoreUnavailable):
         service.put_for_credential("erp-cc", "client_secret", "v")
     with services.sessions() as s:
-        assert s.exec(select(SecretRef)).all() == [] and s.exec(select(AdminAction)).all() == []
+        assert s.exec(select(SecretRef)).all() == []
+        assert s.exec(select(AdminAction).where(AdminAction.actor != ACTOR)).all() == []
 
 
 def test_recording_failure_is_reported_and_a_retry_converges(service, fake, services, monkeypatch):
