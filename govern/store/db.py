@@ -165,9 +165,10 @@ def script_heads() -> set[str] | None:
     literals; None when a script does not declare them as plain literals (then ask Alembic)."""
     import ast
 
-    revisions, parents = set(), set()
+    revisions: set[str] = set()
+    parents: set[str] = set()
     for script in sorted((migrations_dir() / "versions").glob("*.py")):
-        declared = {}
+        declared: dict[str, Any] = {}
         for node in ast.parse(script.read_text(encoding="utf-8")).body:
             if isinstance(node, ast.Assign | ast.AnnAssign):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]

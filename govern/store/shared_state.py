@@ -16,16 +16,18 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from govern.cache import CacheUnavailable
+from govern.store.db import table_of
 from govern.store.tables import SharedState
 
 PURGE_EVERY = 500  # writes, on average, between purges of expired rows
 
-_T = SharedState.__table__
+_T = table_of(SharedState)
 # Built once: building the statement and its cache key on every call cost more than running it (cProfile of a
 # proxied call, bench/hot_path_profile.py --path proxy: the circuit breaker reads its state on every call).
 _GET = sa.select(_T.c.value, _T.c.count, _T.c.expires_at).where(_T.c.key == sa.bindparam("key"))
@@ -38,6 +40,7 @@ class DatabaseCache:
         self._engine = engine
         self._clock = clock
         dialect = engine.dialect.name
+        insert: Callable[[sa.Table], Any]
         if dialect == "postgresql":
             insert = postgresql.insert
         elif dialect == "sqlite":

@@ -166,8 +166,8 @@ def _permission_set(model: AuditModel, node: Node, name: str, rel: str, kind: st
     for fp in node.all("fieldPermissions"):
         obj, _, fname = (fp.child_text("field") or "").partition(".")
         if obj and fname and (fp.flag("readable") or fp.flag("editable")):
-            perm = ps.objects.setdefault(obj, ObjectPerm(location=Location(rel, fp.line)))
-            perm.fields[fname] = "edit" if fp.flag("editable") else "read"
+            fields = ps.objects.setdefault(obj, ObjectPerm(location=Location(rel, fp.line))).fields
+            fields[fname] = "edit" if fp.flag("editable") else "read"
     for ip in node.all("loginIpRanges"):
         ps.login_ip_ranges.append((ip.child_text("startAddress") or "", ip.child_text("endAddress") or ""))
     _unknown(model, node, known, rel, kind)
