@@ -141,7 +141,7 @@ class LocalSecretStore:
         count = 0
         with session_scope(self._sessions) as s:
             for row in s.scalars(select(LocalSecret).where(LocalSecret.key_id != current.key_id,
-                                                        LocalSecret.deleted == False)).all():  # noqa: E712
+                                                          LocalSecret.deleted == False)).all():  # noqa: E712
                 data_key = self._unwrap(row)
                 row.wrapped_key, row.key_id = self._wrap(row.path, row.version, data_key), current.key_id
                 s.add(row)

@@ -125,7 +125,7 @@ class SecretService:
             if row is None:
                 raise NotFound(f"no secret reference {ref!r}")
             running = s.scalars(select(RotationRun.id).where(RotationRun.secret_ref_id == row.id,
-                                                          col(RotationRun.state).in_(machine.ACTIVE))).first()
+                                                             col(RotationRun.state).in_(machine.ACTIVE))).first()
             if running is not None:
                 raise Conflict(f"{ref} is being rotated (run {running}); let the run finish or cancel it first")
             path = row.path
@@ -252,7 +252,7 @@ class SecretService:
                 raise NotFound(f"unknown credential {credential!r}")
             if principal is not None:
                 found = s.scalars(select(Principal.id).where(Principal.credential_id == cred.id,
-                                                          Principal.name == principal)).first()
+                                                             Principal.name == principal)).first()
                 if found is None:
                     raise NotFound(f"credential {credential!r} has no principal {principal!r}")
             allowed = credential_fields(cred.protocol, cred.client_auth_method)
