@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from govern.errors import GovernError
 
@@ -81,7 +83,7 @@ class RedisCache:
         self._redis = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self._prefix = prefix
         self._errors = (redis.RedisError, OSError)
-        self._delete_if = None
+        self._delete_if: Callable[..., Any] | None = None  # the registered Lua script, on first use
 
     @property
     def client(self):

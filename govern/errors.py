@@ -7,6 +7,7 @@ problem details; it never includes a stack trace.
 """
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 
@@ -199,6 +200,6 @@ class MethodNotAllowed(GovernError):
     status = 405
     title = "Method Not Allowed"
 
-    def __init__(self, detail: str | None = None, *, allow: list[str] | tuple[str, ...] | set[str], **kw):
+    def __init__(self, detail: str | None = None, *, allow: Collection[str], **kw):
         kw.setdefault("headers", {"Allow": ", ".join(sorted(allow))})
         super().__init__(detail, **kw)

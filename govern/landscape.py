@@ -12,6 +12,7 @@ from pathlib import Path
 import sqlalchemy as sa
 import yaml
 from sqlalchemy.exc import IntegrityError
+from sqlmodel import col
 
 from govern.config_as_code.plan import Plan, make_plan
 from govern.config_as_code.specs import SECTION_OF, to_document
@@ -120,8 +121,9 @@ def secrets_left_behind(session, plan: Plan, filename: str) -> list[dict]:
     owners = users | credentials | {owner for owner, _ in principals}
     if not owners:
         return []
-    rows = session.execute(sa.select(SecretRef.external_id, SecretRef.owner_kind, SecretRef.owner, SecretRef.principal)
-                           .where(SecretRef.owner.in_(sorted(owners))).order_by(SecretRef.external_id)).all()
+    rows = session.execute(sa.select(col(SecretRef.external_id), col(SecretRef.owner_kind), col(SecretRef.owner),
+                                     col(SecretRef.principal))
+                           .where(col(SecretRef.owner).in_(sorted(owners))).order_by(col(SecretRef.external_id))).all()
     errors = []
     for ref, kind, owner, principal in rows:
         if kind == "integration_user" and owner in users:

@@ -31,9 +31,10 @@ from govern.errors import RateLimited
 
 try:
     from redis import RedisError
+    _REDIS_ERRORS: tuple[type[Exception], ...] = (RedisError,)
 except ImportError:  # pragma: no cover - redis is a dependency
-    RedisError = StorageError
-_STORAGE_ERRORS = (StorageError, RedisError, OSError)
+    _REDIS_ERRORS = ()
+_STORAGE_ERRORS = (StorageError, *_REDIS_ERRORS, OSError)
 
 LIMIT_SETTINGS = {
     "token_requests": "ratelimit_token_requests_per_address",
@@ -141,6 +142,7 @@ class RateLimits:
 
 def build_rate_limits(settings) -> RateLimits:
     items = {name: parse_many(getattr(settings, field))[0] for name, field in LIMIT_SETTINGS.items()}
+    storage: RedisStorage | MemoryStorage
     if settings.redis_url:
         storage = RedisStorage(settings.redis_url, key_prefix=f"{settings.redis_prefix}limits",
                                wrap_exceptions=True, socket_timeout=2, socket_connect_timeout=2)

@@ -3,6 +3,7 @@ libraries (the CLI imports them inside the commands). A test of structure, not o
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -81,3 +82,39 @@ def test_a_script_whose_revisions_are_not_literals_defers_to_alembic(tmp_path, m
     assert script_heads() is not None
     (versions / "zz_computed.py").write_text('revision = "zz" + "1"\ndown_revision = "flight_0001"\n')
     assert script_heads() is None
+
+
+STATUS_PROBE = """
+import json, sys
+from govern.cli import main
+
+try:
+    main(["secrets", "status", "--json"])
+except SystemExit as exc:
+    assert not exc.code, exc.code
+print()
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("sqlmodel", "pydantic") or m in sys.argv[1:])))
+"""
+
+
+def test_secrets_status_reads_the_store_without_sqlmodel_or_the_table_classes(tmp_path):
+    """Issue #17: `govern secrets status` reads `secret_ref` with SQLAlchemy Core through a connection. Building
+    the store-only services (the session factory with its landscape-version hook, the database cache) imports
+    neither SQLModel (nor pydantic with it) nor govern's table classes: each is loaded when first used."""
+    from tests.cli_instance import govern, make_instance
+
+    folder = make_instance(tmp_path)
+    put = govern(["secrets", "put", "--user", "sandbox-app", "--field", "client_secret"], folder,
+                 input="status-probe-" + "x" * 24)
+    assert put.returncode == 0, put.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOVERN_", "_GOVERN_", "COMP_"))}
+    heavy = ["govern.store.tables", "govern.store.broker_tables", "govern.store.proxy_tables",
+             "govern.store.rotation_tables", "govern.store.upstream_tables", "govern.store.schema"]
+    proc = subprocess.run([sys.executable, "-c", STATUS_PROBE, *heavy], cwd=folder, env=env, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    *document, _, loaded = proc.stdout.strip().splitlines()
+    rows = json.loads("\n".join(document))
+    assert [(r["ref"], r["store"], r["version"]) for r in rows] == [
+        ("integration_user/sandbox-app/client_secret", "local", 1)]
+    assert json.loads(loaded) == []

@@ -7,6 +7,7 @@ when a view's filters are reordered.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from flask import current_app, url_for
 
@@ -16,7 +17,7 @@ Condition = tuple[str, str, object]  # (filter label, operation, value), e.g. ("
 def list_url(endpoint: str, *conditions: Condition) -> str:
     admin = current_app.extensions["govern_admin"]
     view = next(v for v in admin._views if v.endpoint == endpoint)
-    args: dict[str, str] = {}
+    args: dict[str, Any] = {}  # as url_for types its **values (with str values, mypy matches them to _external)
     for n, (label, operation, value) in enumerate(conditions):
         arg = next(arg for arg, (_, flt) in view._filter_args.items()
                    if flt.name == label and str(flt.operation()) == operation)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlmodel import select
 
 from govern.domain.passwords import verify_password
-from govern.store.db import session_scope
+from govern.store.db import row_id, session_scope
 from govern.store.tables import AdminUser
 
 LOCK_AFTER = 5  # an account locked before issue #14 (locked_until with this many failures) stays locked
@@ -39,7 +39,7 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 def sign_in(sessions, username: str, password: str, now: dt.datetime) -> SignedIn | None:
     """Return the signed-in user, or None for every kind of refusal."""
     with session_scope(sessions) as s:
-        user = s.exec(select(AdminUser).where(AdminUser.external_id == username)).first()
+        user = s.scalars(select(AdminUser).where(AdminUser.external_id == username)).first()
         if user is None or user.disabled:
             verify_password(password, None)
             return None
@@ -54,7 +54,7 @@ def sign_in(sessions, username: str, password: str, now: dt.datetime) -> SignedI
         user.failed_attempts = 0
         user.locked_until = None
         user.last_login_at = now
-        return SignedIn(id=user.id, username=user.external_id, role=user.role)
+        return SignedIn(id=row_id(user), username=user.external_id, role=user.role)
 
 
 def active_user(sessions, user_id: int) -> SignedIn | None:
@@ -63,7 +63,7 @@ def active_user(sessions, user_id: int) -> SignedIn | None:
         user = s.get(AdminUser, user_id)
         if user is None or user.disabled:
             return None
-        return SignedIn(id=user.id, username=user.external_id, role=user.role)
+        return SignedIn(id=row_id(user), username=user.external_id, role=user.role)
 
 
 def user_for_claims(sessions, claims: dict, username_claim: str, now: dt.datetime) -> SignedIn | None:
@@ -78,11 +78,11 @@ def user_for_claims(sessions, claims: dict, username_claim: str, now: dt.datetim
     if username_claim == "email" and claims.get("email_verified") is not True:
         return None
     with session_scope(sessions) as s:
-        user = s.exec(select(AdminUser).where(AdminUser.external_id == name)).first()
+        user = s.scalars(select(AdminUser).where(AdminUser.external_id == name)).first()
         if user is None or user.disabled:
             return None
         locked_until = _aware(user.locked_until)
         if locked_until is not None and now < locked_until and (user.failed_attempts or 0) >= LOCK_AFTER:
             return None  # a locked account stays locked, whichever way one signs in
         user.last_login_at = now
-        return SignedIn(id=user.id, username=user.external_id, role=user.role)
+        return SignedIn(id=row_id(user), username=user.external_id, role=user.role)

@@ -13,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
-from sqlmodel import select
+from sqlmodel import col, select
 
 from govern.store.tables import (Decision, ExternalCredential, Finding, NamedCredential, Principal, RotationRun,
                                  SecretRef, System)
@@ -59,13 +59,13 @@ class SystemStats:
 
 
 def _success():
-    return Decision.outcome == "allow"  # allowed and carried out: not refused, and no error nor upstream 5xx
+    return col(Decision.outcome) == "allow"  # allowed and carried out: not refused, and no error nor upstream 5xx
 
 
 def _system_join(query):
-    return (query.select_from(Decision).join(NamedCredential, NamedCredential.external_id == Decision.named_credential)
-            .join(ExternalCredential, ExternalCredential.id == NamedCredential.credential_id)
-            .join(System, System.id == ExternalCredential.system_id))
+    return (query.select_from(Decision).join(NamedCredential, col(NamedCredential.external_id) == col(Decision.named_credential))
+            .join(ExternalCredential, col(ExternalCredential.id) == col(NamedCredential.credential_id))
+            .join(System, col(System.id) == col(ExternalCredential.system_id)))
 
 
 def _hour_bucket(dialect: str, column):
@@ -77,31 +77,31 @@ def _hour_bucket(dialect: str, column):
 def system_stats(session, now: dt.datetime) -> list[SystemStats]:
     since = now - dt.timedelta(hours=24)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    systems = session.execute(select(System).order_by(System.external_id)).scalars().all()
+    systems = session.execute(select(System).order_by(col(System.external_id))).scalars().all()
     stats = {s.external_id: SystemStats(s.external_id, s.name or s.external_id, daily_budget=s.daily_api_budget)
              for s in systems}
     ok = sa.func.sum(sa.case((_success(), 1), else_=0))
-    denied = sa.func.sum(sa.case((Decision.outcome == "deny", 1), else_=0))
-    failed = sa.func.sum(sa.case((Decision.outcome == "error", 1), else_=0))
-    rows = session.execute(_system_join(select(System.external_id, sa.func.count(), ok, denied, failed))
-                           .where(Decision.at >= since).group_by(System.external_id)).all()
+    denied = sa.func.sum(sa.case((col(Decision.outcome) == "deny", 1), else_=0))
+    failed = sa.func.sum(sa.case((col(Decision.outcome) == "error", 1), else_=0))
+    rows = session.execute(_system_join(sa.select(col(System.external_id), sa.func.count(), ok, denied, failed))
+                           .where(col(Decision.at) >= since).group_by(col(System.external_id))).all()
     for system, count, successes, denials, failures in rows:
         row = stats[system]
         row.volume_24h, row.successes_24h = int(count), int(successes or 0)
         row.denials_24h, row.failures_24h = int(denials or 0), int(failures or 0)
     dialect = session.get_bind().dialect.name
-    bucket = _hour_bucket(dialect, Decision.at).label("bucket")
+    bucket = _hour_bucket(dialect, col(Decision.at)).label("bucket")
     hours = [(since + dt.timedelta(hours=i + 1)).strftime("%Y-%m-%d %H") for i in range(24)]
     index = {h: i for i, h in enumerate(hours)}
     for system, hour, count in session.execute(
-            _system_join(select(System.external_id, bucket, sa.func.count())).where(Decision.at >= since)
-            .group_by(System.external_id, bucket)).all():
+            _system_join(select(col(System.external_id), bucket, sa.func.count())).where(col(Decision.at) >= since)
+            .group_by(col(System.external_id), bucket)).all():
         if hour in index:
             stats[system].hourly[index[hour]] = int(count)
     for system, count in session.execute(
-            _system_join(select(System.external_id, sa.func.count()))
-            .where(Decision.at >= midnight, Decision.upstream_status.is_not(None))
-            .group_by(System.external_id)).all():
+            _system_join(select(col(System.external_id), sa.func.count()))
+            .where(col(Decision.at) >= midnight, col(Decision.upstream_status).is_not(None))
+            .group_by(col(System.external_id))).all():
         stats[system].calls_today = int(count)
     for system, p95 in _p95_by_system(session, since):
         stats[system].p95_ms = float(p95)
@@ -112,10 +112,10 @@ def _p95_by_system(session, since: dt.datetime):
     """Nearest-rank p95 for every system in one query: rank latencies per system with window functions
     (SQLite >= 3.25 and PostgreSQL) and keep the row whose rank is ceil(0.95 n)."""
     ranked = _system_join(select(
-        System.external_id.label("system"), Decision.latency_ms.label("latency"),
-        sa.func.row_number().over(partition_by=System.external_id, order_by=Decision.latency_ms).label("rank"),
-        sa.func.count().over(partition_by=System.external_id).label("n"),
-    )).where(Decision.at >= since, Decision.latency_ms.is_not(None)).subquery()
+        col(System.external_id).label("system"), col(Decision.latency_ms).label("latency"),
+        sa.func.row_number().over(partition_by=col(System.external_id), order_by=col(Decision.latency_ms)).label("rank"),
+        sa.func.count().over(partition_by=col(System.external_id)).label("n"),
+    )).where(col(Decision.at) >= since, col(Decision.latency_ms).is_not(None)).subquery()
     # ceil(0.95 n) in integer arithmetic: (95 n + 99) // 100
     return session.execute(select(ranked.c.system, ranked.c.latency)
                            .where(ranked.c.rank == (ranked.c.n * 95 + 99) // 100)).all()
@@ -128,49 +128,50 @@ def hour_labels(now: dt.datetime) -> list[str]:
 
 def open_findings(session) -> dict[str, int]:
     counts = dict.fromkeys(SEVERITIES, 0)
-    for severity, count in session.execute(select(Finding.severity, sa.func.count())
-                                           .where(Finding.status == "open").group_by(Finding.severity)).all():
+    for severity, count in session.execute(select(col(Finding.severity), sa.func.count())
+                                           .where(col(Finding.status) == "open").group_by(col(Finding.severity))).all():
         counts[severity] = int(count)
     return counts
 
 
 def findings_trend(session, now: dt.datetime, days: int = 14) -> tuple[list[str], dict[str, list[int]]]:
     """Open findings per severity at the end of each of the last `days` days (from first_seen/resolved times)."""
-    labels, series = [], {s: [] for s in SEVERITIES}
+    labels: list[str] = []
+    series: dict[str, list[int]] = {s: [] for s in SEVERITIES}
     today = now.replace(hour=0, minute=0, second=0, microsecond=0)
     for back in range(days - 1, -1, -1):
         end = min(today + dt.timedelta(days=1 - back), now)
         labels.append((today - dt.timedelta(days=back)).strftime("%m-%d"))
         rows = dict(session.execute(
-            select(Finding.severity, sa.func.count())
-            .where(Finding.first_seen_at <= end, Finding.status != "suppressed",
-                   sa.or_(Finding.resolved_at.is_(None), Finding.resolved_at > end))
-            .group_by(Finding.severity)).all())
+            select(col(Finding.severity), sa.func.count())
+            .where(col(Finding.first_seen_at) <= end, col(Finding.status) != "suppressed",
+                   sa.or_(col(Finding.resolved_at).is_(None), col(Finding.resolved_at) > end))
+            .group_by(col(Finding.severity))).all())
         for severity in SEVERITIES:
             series[severity].append(int(rows.get(severity, 0)))
     return labels, {k: v for k, v in series.items() if any(v) or k in ("critical", "high", "medium")}
 
 
 def rotations_due(session, now: dt.datetime, within_days: int = 7, limit: int = 10) -> list[SecretRef]:
-    return list(session.execute(select(SecretRef).where(SecretRef.next_due_at.is_not(None),
-                                                        SecretRef.next_due_at <= now + dt.timedelta(days=within_days))
-                                .order_by(SecretRef.next_due_at).limit(limit)).scalars())
+    return list(session.execute(select(SecretRef).where(col(SecretRef.next_due_at).is_not(None),
+                                                        col(SecretRef.next_due_at) <= now + dt.timedelta(days=within_days))
+                                .order_by(col(SecretRef.next_due_at)).limit(limit)).scalars())
 
 
 def failed_rotations(session, limit: int = 10) -> list[tuple[RotationRun, str]]:
-    rows = session.execute(select(RotationRun, SecretRef.external_id)
-                           .join(SecretRef, SecretRef.id == RotationRun.secret_ref_id)
-                           .where(RotationRun.state.in_(FAILED_RUN_STATES))
-                           .order_by(RotationRun.started_at.desc()).limit(limit)).all()
+    rows = session.execute(select(RotationRun, col(SecretRef.external_id))
+                           .join(SecretRef, col(SecretRef.id) == col(RotationRun.secret_ref_id))
+                           .where(col(RotationRun.state).in_(FAILED_RUN_STATES))
+                           .order_by(col(RotationRun.started_at).desc()).limit(limit)).all()
     return [(run, ref) for run, ref in rows]
 
 
 def principals_needing_reconnect(session) -> int:
     """Per-user principals whose upstream grant was revoked or expired: someone has to connect them again."""
     return int(session.execute(select(sa.func.count()).select_from(Principal)
-                               .where(Principal.needs_reconnect_at.is_not(None))).scalar_one())
+                               .where(col(Principal.needs_reconnect_at).is_not(None))).scalar_one())
 
 
 def overdue_rotations(session, now: dt.datetime) -> int:
     return int(session.execute(select(sa.func.count()).select_from(SecretRef)
-                               .where(SecretRef.next_due_at.is_not(None), SecretRef.next_due_at < now)).scalar_one())
+                               .where(col(SecretRef.next_due_at).is_not(None), col(SecretRef.next_due_at) < now)).scalar_one())

@@ -4,12 +4,14 @@ Every label goes through `escape`, so names from the database cannot inject mark
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from markupsafe import Markup, escape
 
 PALETTE = {"critical": "#8e1b1b", "high": "#e74c3c", "medium": "#f39c12", "low": "#3498db", "info": "#95a5a6"}
 
 
-def bars(values: list[float], *, width: int = 240, height: int = 48, color: str = "#18bc9c",
+def bars(values: Sequence[float], *, width: int = 240, height: int = 48, color: str = "#18bc9c",
          title: str = "", labels: list[str] | None = None) -> Markup:
     """A compact bar chart (e.g. hourly volume). Each bar has a <title> tooltip."""
     n = max(len(values), 1)

@@ -39,7 +39,7 @@ def require_admin(role: str = "auditor"):
             g.admin_role = user.role
             return view(*args, **kwargs)
 
-        wrapper.admin_role = role  # type: ignore[attr-defined]  # read by govern/api/openapi.py
+        wrapper.admin_role = role  # read by govern/api/openapi.py
         return wrapper
 
     return decorator

@@ -51,7 +51,7 @@ def _service():
 @openapi_extra(requestBody={"required": False})
 def start(credential: str, principal: str):
     """Start connecting a principal (authorization code with PKCE, RFC 7636 S256)"""
-    body = validated_json() or ConnectRequest()
+    body = validated_json() or ConnectRequest(login_hint=None)
     # From GOVERN_PUBLIC_URL: a forged Host must not choose where the upstream sends the code.
     redirect_uri = current_app.extensions["govern"].settings.public_endpoint("/oauth/callback")
     login_hint = body.login_hint

@@ -380,7 +380,8 @@ def token_decision(status: int, body: dict, grant_type: str, requested_scope: st
         return {"allowed": True, "outcome": "allow", "rules": [f"permit:{grant_type}", grant_rule],
                 "scopes_requested": requested, "scopes_granted": list(parse_scopes(body.get("scope"))),
                 "upstream_status": None}
-    error = body.get("error") if isinstance(body.get("error"), str) else "invalid_request"
+    raw_error = body.get("error")
+    error = raw_error if isinstance(raw_error, str) else "invalid_request"
     if status >= 500:
         return {"allowed": True, "outcome": "error", "error_code": error[:100], "rules": [grant_rule],
                 "scopes_requested": requested}

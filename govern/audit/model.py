@@ -351,9 +351,10 @@ class AuditModel:
             return Location(subject, 1)
         head = subject.split("#", 1)[0]
         first = head.split("/", 1)[0]
-        by_kind = {"system": self.systems, "credential": self.credentials, "named_credential": self.named_credentials,
-                   "integration_user": self.users, "permission_set": self.permission_sets,
-                   "profile": self.permission_sets, "connected_app": self.connected_apps}
+        by_kind: dict[str, dict[str, Any]] = {
+            "system": self.systems, "credential": self.credentials, "named_credential": self.named_credentials,
+            "integration_user": self.users, "permission_set": self.permission_sets,
+            "profile": self.permission_sets, "connected_app": self.connected_apps}
         tables: list[dict[str, Any]] = [by_kind[subject_kind]] if subject_kind in by_kind else []
         tables += [self.users, self.permission_sets, self.named_credentials, self.credentials, self.systems,
                    self.connected_apps]

@@ -51,7 +51,7 @@ def _decode(tp: Any, value: Any) -> Any:
         return dt.datetime.fromisoformat(value)
     if tp is dt.date:
         return dt.date.fromisoformat(value)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         hints = typing.get_type_hints(tp, vars(m))
         return tp(**{f.name: _decode(hints[f.name], value[f.name]) for f in dataclasses.fields(tp)
                      if f.init and f.name in value})

@@ -122,7 +122,7 @@ def _objects_yaml(g: GrantM, hits: list[RequestPattern]) -> dict[str, Any]:
         obj = _pattern_object(p)
         if obj in g.objects:
             needed.setdefault(obj, set()).add(_OBJECT_PERMISSION.get((p.method or "GET").upper(), "edit"))
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for name, perm in g.objects.items():
         if name not in needed:
             continue
@@ -134,7 +134,7 @@ def _objects_yaml(g: GrantM, hits: list[RequestPattern]) -> dict[str, Any]:
 
 
 def _unused_object_permissions(g: GrantM, kept: dict[str, Any]) -> list[str]:
-    out = []
+    out: list[str] = []
     for name, perm in g.objects.items():
         if name not in kept:
             continue
@@ -155,7 +155,7 @@ def recommend(model: AuditModel, u: UserM) -> Recommendation:
         since = f"starts {model.log_since.date().isoformat()}" if model.log_since else "is empty"
         rec.judged, rec.reason = False, f"the decision log {since}: it does not cover the {window}-day window yet"
         return rec
-    patterns = model.usage.get(u.id).patterns if u.id in model.usage else []
+    patterns = model.usage[u.id].patterns if u.id in model.usage else []
     # a record without an API type (a token request) was decided on the named credential's, as the decider does
     patterns = [p if p.api_type or p.named_credential not in model.named_credentials
                 else dataclasses.replace(p, api_type=model.named_credentials[p.named_credential].api_type)

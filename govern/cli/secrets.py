@@ -93,7 +93,7 @@ def status(as_json: bool) -> None:
     """Every secret reference: ref, store, version, set on. Never a value."""
     from govern.store.secret_status import secret_statuses
 
-    rows = secret_statuses(services(store_only=True).sessions)
+    rows = secret_statuses(services(store_only=True).engine.connect)  # a connection: no ORM session, no SQLModel
     if as_json:
         echo_json([r.as_dict() for r in rows])
         return

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import col
 
 from govern.broker.proxy import breaker_states
 from govern.ops import state
@@ -101,10 +102,10 @@ def read_state(services, now: dt.datetime, thresholds: Thresholds = Thresholds()
     systems = labels(services).named_credentials
     calls: dict[str, list[int]] = {}
     with services.sessions() as s:
-        rows = s.execute(sa.select(Decision.named_credential, sa.func.count(),
-                                   sa.func.sum(sa.case((Decision.outcome == "error", 1), else_=0)))
-                         .where(Decision.at >= now - thresholds.window, Decision.allowed.is_(True),
-                                Decision.action.in_(("token", "proxy")))
+        rows = s.execute(sa.select(col(Decision.named_credential), sa.func.count(),
+                                   sa.func.sum(sa.case((col(Decision.outcome) == "error", 1), else_=0)))
+                         .where(col(Decision.at) >= now - thresholds.window, col(Decision.allowed).is_(True),
+                                col(Decision.action).in_(("token", "proxy")))
                          .group_by(Decision.named_credential)).all()
     for named_credential, n, failed in rows:
         system = systems.get(named_credential, ("unknown", ""))[0]
@@ -137,9 +138,9 @@ def _breakers(services):
 
 def _parked(sessions) -> list[str]:
     with sessions() as s:
-        rows = s.execute(sa.select(SecretRef.external_id, RotationRun.steps)
-                         .join(SecretRef, SecretRef.id == RotationRun.secret_ref_id)
-                         .where(RotationRun.state == PARKED, RotationRun.dry_run.is_(False))).all()
+        rows = s.execute(sa.select(col(SecretRef.external_id), col(RotationRun.steps))
+                         .join(SecretRef, col(SecretRef.id) == col(RotationRun.secret_ref_id))
+                         .where(col(RotationRun.state) == PARKED, col(RotationRun.dry_run).is_(False))).all()
     return sorted({name for name, steps in rows if not any(st.get("step") == "acknowledge" for st in steps or [])})
 
 

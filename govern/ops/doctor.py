@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+import sqlalchemy as sa
+
 from govern.cache import build_cache
 from govern.config import DEVELOPMENT_PUBLIC_URL
 from govern.policy.guardrails import policies_directory, validate_directory
@@ -48,7 +50,7 @@ def check_instance(settings) -> Check:
                  "(or set GOVERN_HOME)")
 
 
-def check_database(settings) -> tuple[Check, object | None]:
+def check_database(settings) -> tuple[Check, sa.Engine | None]:
     """The check, and an engine when the database answered (for the local store's check)."""
     where = describe_database(settings.database_url)
     path = sqlite_path(settings.database_url)

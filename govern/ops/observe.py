@@ -17,6 +17,7 @@ from typing import Any
 from collections.abc import Iterator
 
 import sqlalchemy as sa
+from sqlmodel import col
 
 from govern.errors import GovernError
 from govern.logs import correlation, current_correlation_id
@@ -36,11 +37,11 @@ class Labels:
 
 def _read_labels(sessions) -> Labels:
     with sessions() as s:
-        ncs = s.execute(sa.select(NamedCredential.external_id, System.external_id, ExternalCredential.external_id)
-                        .join(ExternalCredential, ExternalCredential.id == NamedCredential.credential_id)
-                        .join(System, System.id == ExternalCredential.system_id)).all()
-        users = s.execute(sa.select(IntegrationUser.external_id, System.external_id)
-                          .join(System, System.id == IntegrationUser.source_system_id)).all()
+        ncs = s.execute(sa.select(col(NamedCredential.external_id), col(System.external_id), col(ExternalCredential.external_id))
+                        .join(ExternalCredential, col(ExternalCredential.id) == NamedCredential.credential_id)
+                        .join(System, col(System.id) == ExternalCredential.system_id)).all()
+        users = s.execute(sa.select(col(IntegrationUser.external_id), col(System.external_id))
+                          .join(System, col(System.id) == IntegrationUser.source_system_id)).all()
     return Labels({nc: (system, cred) for nc, system, cred in ncs}, dict(users))
 
 

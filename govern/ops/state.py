@@ -5,6 +5,7 @@ rotations and the dead-letter queue (in the database), and this process's decisi
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlmodel import col
 
 from govern.store.tables import RotationRun, System, ExternalCredential, Principal
 from govern.broker.proxy import breaker_states
@@ -44,25 +45,25 @@ def breakers(services) -> dict[tuple, float]:
 def budgets(services) -> dict[tuple, float]:
     counter = DailyBudget(services.cache, services.clock, background=False)
     with services.sessions() as s:
-        rows = s.execute(sa.select(System.external_id, System.daily_api_budget)
-                         .where(System.daily_api_budget > 0)).all()
+        rows = s.execute(sa.select(col(System.external_id), col(System.daily_api_budget))
+                         .where(col(System.daily_api_budget) > 0)).all()
     return {(system,): counter.used(system) / budget for system, budget in rows}
 
 
 def rotations(sessions) -> dict[tuple, float]:
     with sessions() as s:
-        rows = s.execute(sa.select(RotationRun.rotator, RotationRun.state, sa.func.count())
-                         .where(RotationRun.state.in_(sorted(TERMINAL)), RotationRun.dry_run.is_(False))
-                         .group_by(RotationRun.rotator, RotationRun.state)).all()
+        rows = s.execute(sa.select(col(RotationRun.rotator), col(RotationRun.state), sa.func.count())
+                         .where(col(RotationRun.state).in_(sorted(TERMINAL)), col(RotationRun.dry_run).is_(False))
+                         .group_by(col(RotationRun.rotator), col(RotationRun.state))).all()
     return {(rotator, state): float(n) for rotator, state, n in rows}
 
 
 def principals_needing_reconnect(sessions) -> dict[tuple, float]:
     """Per credential; a credential whose principals are all fine reports 0, so the series exists."""
     with sessions() as s:
-        rows = s.execute(sa.select(ExternalCredential.external_id, sa.func.count(Principal.needs_reconnect_at))
-                         .join(Principal, Principal.credential_id == ExternalCredential.id)
-                         .where(ExternalCredential.protocol == "oauth2_refresh_token")
+        rows = s.execute(sa.select(col(ExternalCredential.external_id), sa.func.count(col(Principal.needs_reconnect_at)))
+                         .join(Principal, col(Principal.credential_id) == ExternalCredential.id)
+                         .where(col(ExternalCredential.protocol) == "oauth2_refresh_token")
                          .group_by(ExternalCredential.external_id)).all()
     return {(credential,): float(n) for credential, n in rows}
 

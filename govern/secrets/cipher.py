@@ -48,8 +48,8 @@ class CacheCipher:
 
     def __init__(self, *, keyring: KeyRing | Callable[[], KeyRing] | None = None,
                  transit: Transit | None = None, transit_available: Callable[[], bool] | None = None):
-        self._keyring_source = keyring
         self._keyring: KeyRing | None = keyring if isinstance(keyring, KeyRing) else None
+        self._keyring_source = None if isinstance(keyring, KeyRing) else keyring
         self._transit = transit
         self._transit_available = transit_available
         self._use_transit: bool | None = None if transit is not None else False
@@ -59,7 +59,7 @@ class CacheCipher:
         return "transit" if self._transit_on() else "local"
 
     def seal(self, data: bytes) -> bytes:
-        if self._transit_on():
+        if self._transit_on() and self._transit is not None:
             return _TRANSIT + self._transit.encrypt(data).encode("ascii")
         key = self._keys().current
         nonce = os.urandom(_NONCE)

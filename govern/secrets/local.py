@@ -21,7 +21,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select
 
 from govern.domain.secret import Secret
 from govern.errors import SecretConflict, SecretNotFound, SecretStoreUnavailable, ValidationFailed
@@ -50,8 +50,11 @@ class LocalSecretStore:
         self._sessions = sessions
         # A callable is loaded on first use, so building services never creates or reads the key file
         # (`govern init` creates it; a key file problem surfaces where a secret is needed).
-        self._keyring = keyring if isinstance(keyring, KeyRing) else None
-        self._keyring_source = keyring
+        if isinstance(keyring, KeyRing):
+            self._keyring: KeyRing | None = keyring
+            self._keyring_source: Callable[[], KeyRing] = lambda: keyring
+        else:
+            self._keyring, self._keyring_source = None, keyring
 
     @property
     def keyring(self) -> KeyRing:
@@ -65,7 +68,7 @@ class LocalSecretStore:
         _check_path(path)
         try:
             with session_scope(self._sessions) as s:
-                rows = s.exec(select(LocalSecret.version, LocalSecret.deleted).where(LocalSecret.path == path)).all()
+                rows = s.execute(select(LocalSecret.version, LocalSecret.deleted).where(LocalSecret.path == path)).all()
                 top = max((v for v, _ in rows), default=0)
                 current = max((v for v, deleted in rows if not deleted), default=0)
                 if cas is not None and cas != current:
@@ -90,7 +93,7 @@ class LocalSecretStore:
     def metadata(self, path: str) -> SecretMetadata:
         with self._session() as s:
             rows = s.exec(select(LocalSecret).where(LocalSecret.path == path, LocalSecret.deleted == False)  # noqa: E712
-                          .order_by(LocalSecret.version)).all()
+                          .order_by(col(LocalSecret.version))).all()
             if not rows:
                 raise SecretNotFound(f"no secret at {path}")
             return SecretMetadata(path=path, version=rows[-1].version, created_at=_aware(rows[-1].created_at),
@@ -100,7 +103,7 @@ class LocalSecretStore:
         """Every version is shredded: ciphertext, nonce and wrapped data key are erased, so nothing is left
         to decrypt even with the master key. The emptied rows stay so version numbers keep counting."""
         with session_scope(self._sessions) as s:
-            s.execute(sa.update(LocalSecret).where(LocalSecret.path == path)
+            s.execute(sa.update(LocalSecret).where(col(LocalSecret.path) == path)
                       .values(deleted=True, key_id=SHREDDED, wrapped_key=b"", nonce=b"", ciphertext=b""))
 
     def list_paths(self) -> list[str]:
@@ -137,8 +140,8 @@ class LocalSecretStore:
         current = self.keyring.current
         count = 0
         with session_scope(self._sessions) as s:
-            for row in s.exec(select(LocalSecret).where(LocalSecret.key_id != current.key_id,
-                                                        LocalSecret.deleted == False)).all():  # noqa: E712
+            for row in s.scalars(select(LocalSecret).where(LocalSecret.key_id != current.key_id,
+                                                          LocalSecret.deleted == False)).all():  # noqa: E712
                 data_key = self._unwrap(row)
                 row.wrapped_key, row.key_id = self._wrap(row.path, row.version, data_key), current.key_id
                 s.add(row)
@@ -147,7 +150,7 @@ class LocalSecretStore:
 
     def key_usage(self) -> dict[str, int]:
         with self._session() as s:
-            rows = s.execute(sa.select(LocalSecret.key_id, sa.func.count()).where(LocalSecret.deleted == False)  # noqa: E712
+            rows = s.execute(sa.select(col(LocalSecret.key_id), sa.func.count()).where(col(LocalSecret.deleted) == False)  # noqa: E712
                              .group_by(LocalSecret.key_id)).all()
             return {k: n for k, n in rows}
 
@@ -209,7 +212,7 @@ class LocalSecretStore:
         query = select(LocalSecret).where(LocalSecret.path == path, LocalSecret.deleted == False)  # noqa: E712
         if version is not None:
             query = query.where(LocalSecret.version == version)
-        row = s.exec(query.order_by(LocalSecret.version.desc()).limit(1)).first()
+        row = s.scalars(query.order_by(col(LocalSecret.version).desc()).limit(1)).first()
         if row is None:
             raise SecretNotFound(f"no secret at {path}" + (f" version {version}" if version is not None else ""))
         return row
@@ -217,8 +220,8 @@ class LocalSecretStore:
     def iter_latest(self) -> Iterator[tuple[str, int]]:
         """(path, latest live version) for every live secret; for migrations."""
         with self._session() as s:
-            rows = s.execute(sa.select(LocalSecret.path, sa.func.max(LocalSecret.version))
-                             .where(LocalSecret.deleted == False).group_by(LocalSecret.path)  # noqa: E712
+            rows = s.execute(sa.select(col(LocalSecret.path), sa.func.max(col(LocalSecret.version)))
+                             .where(col(LocalSecret.deleted) == False).group_by(LocalSecret.path)  # noqa: E712
                              .order_by(LocalSecret.path)).all()
         yield from ((p, v) for p, v in rows)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlmodel import select
 
 from govern.errors import GovernError, SecretNotFound
-from govern.store.db import session_scope
+from govern.store.db import row_id, session_scope
 from govern.store.tables import SecretRef, utcnow
 from govern.secrets.service import SecretService
 
@@ -60,10 +60,10 @@ def _move_one(local, vault, sessions, path: str, version: int) -> ItemResult:
 
 def _point_ref_at_vault(sessions, path: str, meta, mount: str | None) -> None:
     with session_scope(sessions) as s:
-        ref = s.exec(select(SecretRef).where(SecretRef.external_id == path)).first()
+        ref = s.scalars(select(SecretRef).where(SecretRef.external_id == path)).first()
         if ref is None:  # a secret put directly into the store (not through govern): nothing to re-point
             return
         ref.store, ref.mount, ref.current_version, ref.set_at = "vault", mount, meta.version, ref.set_at or utcnow()
         s.add(ref)
         s.flush()
-        SecretService._record_versions(s, ref.id, meta)
+        SecretService._record_versions(s, row_id(ref), meta)

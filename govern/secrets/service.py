@@ -16,7 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select
 
 from govern.domain.secret import Secret, validate_secret_value
 from govern.errors import GovernError, NotFound, SecretNotFound, ValidationFailed, Conflict
@@ -108,7 +108,7 @@ class SecretService:
     def reconcile(self, ref: str) -> SecretStatus:
         """Record what the store holds for an existing reference (after a failed recording)."""
         with self.sessions() as s:
-            row = s.exec(select(SecretRef).where(SecretRef.external_id == ref)).first()
+            row = s.scalars(select(SecretRef).where(SecretRef.external_id == ref)).first()
             if row is None:
                 raise NotFound(f"no secret reference {ref!r}")
             target = _Target(row.owner_kind, row.owner, row.principal, row.field)
@@ -122,23 +122,23 @@ class SecretService:
 
         The store goes first: if the database step fails, running the same delete again converges."""
         with self.sessions() as s:
-            row = s.exec(select(SecretRef).where(SecretRef.external_id == ref)).first()
+            row = s.scalars(select(SecretRef).where(SecretRef.external_id == ref)).first()
             if row is None:
                 raise NotFound(f"no secret reference {ref!r}")
-            running = s.exec(select(RotationRun.id).where(RotationRun.secret_ref_id == row.id,
-                                                          RotationRun.state.in_(machine.ACTIVE))).first()
+            running = s.scalars(select(RotationRun.id).where(RotationRun.secret_ref_id == row.id,
+                                                             col(RotationRun.state).in_(machine.ACTIVE))).first()
             if running is not None:
                 raise Conflict(f"{ref} is being rotated (run {running}); let the run finish or cancel it first")
             path = row.path
         self.store.delete(path)
         now = self._now()
         with session_scope(self.sessions) as s:
-            row = s.exec(select(SecretRef).where(SecretRef.external_id == ref)).one()
-            runs = s.exec(select(RotationRun).where(RotationRun.secret_ref_id == row.id)).all()
-            for item in [*runs, *s.exec(select(SecretVersion).where(SecretVersion.secret_ref_id == row.id)).all()]:
+            row = s.scalars(select(SecretRef).where(SecretRef.external_id == ref)).one()
+            runs = s.scalars(select(RotationRun).where(RotationRun.secret_ref_id == row.id)).all()
+            for item in [*runs, *s.scalars(select(SecretVersion).where(SecretVersion.secret_ref_id == row.id)).all()]:
                 s.delete(item)
             if row.owner_kind == "integration_user" and row.field == "client_secret":
-                user = s.exec(select(IntegrationUser).where(IntegrationUser.external_id == row.owner)).first()
+                user = s.scalars(select(IntegrationUser).where(IntegrationUser.external_id == row.owner)).first()
                 if user is not None:
                     user.client_secret_hash = user.previous_client_secret_hash = None
                     user.previous_secret_expires_at = None
@@ -159,12 +159,12 @@ class SecretService:
 
     def check_credential(self, credential: str) -> None:
         with self.sessions() as s:
-            if s.exec(select(ExternalCredential.id).where(ExternalCredential.external_id == credential)).first() is None:
+            if s.scalars(select(ExternalCredential.id).where(ExternalCredential.external_id == credential)).first() is None:
                 raise NotFound(f"unknown credential {credential!r}")
 
     def check_user(self, user: str) -> None:
         with self.sessions() as s:
-            if s.exec(select(IntegrationUser.id).where(IntegrationUser.external_id == user)).first() is None:
+            if s.scalars(select(IntegrationUser.id).where(IntegrationUser.external_id == user)).first() is None:
                 raise NotFound(f"unknown integration user {user!r}")
 
     # --- the steps -------------------------------------------------------------------------------
@@ -188,7 +188,7 @@ class SecretService:
         now = self._now()
         try:
             with session_scope(self.sessions) as s:
-                ref = s.exec(select(SecretRef).where(SecretRef.external_id == target.path)).first()
+                ref = s.scalars(select(SecretRef).where(SecretRef.external_id == target.path)).first()
                 before = {"version": ref.current_version, "store": ref.store} if ref else {}
                 if ref is None:
                     ref = SecretRef(external_id=target.path, owner_kind=target.owner_kind, owner=target.owner,
@@ -199,7 +199,7 @@ class SecretService:
                 ref.set_at = now
                 s.add(ref)
                 s.flush()
-                self._record_versions(s, ref.id, meta)
+                self._record_versions(s, row_id(ref), meta)
                 # Rotator, schedule and due date follow the credential's rotation config (one rule, there).
                 sync_refs(SqlRotationSettingsRows(s), now, ref_ids=[row_id(ref)], restart=action == "secret.put")
                 if user_secret is not None:
@@ -222,7 +222,7 @@ class SecretService:
     @staticmethod
     def _record_versions(s: Session, ref_id: int, meta: SecretMetadata) -> None:
         versions = set(meta.versions or ()) | {meta.version}
-        existing = {v.version: v for v in s.exec(select(SecretVersion).where(SecretVersion.secret_ref_id == ref_id)).all()}
+        existing = {v.version: v for v in s.scalars(select(SecretVersion).where(SecretVersion.secret_ref_id == ref_id)).all()}
         for number in sorted(versions):
             row = existing.get(number) or SecretVersion(secret_ref_id=ref_id, version=number, stage="previous")
             if number == meta.version:
@@ -238,7 +238,7 @@ class SecretService:
     @staticmethod
     def _set_user_secret_hash(s: Session, user: str, secret: Secret, now: dt.datetime) -> None:
         # The broker authenticates integration users against a hash; the value itself stays in the vault.
-        row = s.exec(select(IntegrationUser).where(IntegrationUser.external_id == user)).one()
+        row = s.scalars(select(IntegrationUser).where(IntegrationUser.external_id == user)).one()
         row.client_secret_hash = hash_client_secret(secret.reveal())
         row.client_secret_set_at = now
         row.updated_at = now
@@ -248,12 +248,12 @@ class SecretService:
 
     def _credential_target(self, credential: str, principal: str | None, field: str) -> _Target:
         with self.sessions() as s:
-            cred = s.exec(select(ExternalCredential).where(ExternalCredential.external_id == credential)).first()
+            cred = s.scalars(select(ExternalCredential).where(ExternalCredential.external_id == credential)).first()
             if cred is None:
                 raise NotFound(f"unknown credential {credential!r}")
             if principal is not None:
-                found = s.exec(select(Principal.id).where(Principal.credential_id == cred.id,
-                                                          Principal.name == principal)).first()
+                found = s.scalars(select(Principal.id).where(Principal.credential_id == cred.id,
+                                                             Principal.name == principal)).first()
                 if found is None:
                     raise NotFound(f"credential {credential!r} has no principal {principal!r}")
             allowed = credential_fields(cred.protocol, cred.client_auth_method)
@@ -268,7 +268,7 @@ class SecretService:
 
     def _user_target(self, user: str, field: str) -> _Target:
         with self.sessions() as s:
-            row = s.exec(select(IntegrationUser).where(IntegrationUser.external_id == user)).first()
+            row = s.scalars(select(IntegrationUser).where(IntegrationUser.external_id == user)).first()
             if row is None:
                 raise NotFound(f"unknown integration user {user!r}")
             method = row.client_auth_method

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import logging
 import threading
 from typing import Any, TypeVar
@@ -93,7 +94,7 @@ class VaultSecretStore:
         self.clock = clock or SystemClock()
         self.transit = VaultTransit(self, transit_mount, transit_key)
         self._ttl = 0.0           # seconds granted at the last login/renewal; 0: never expires
-        self._expires_at = None   # clock.monotonic() deadline; None: not logged in yet
+        self._expires_at: float | None = None   # clock.monotonic() deadline; None: not logged in yet
         self._renewable = False
         self.renewals = 0
         self.logins = 0
@@ -152,8 +153,8 @@ class VaultSecretStore:
         while pending:
             prefix = pending.pop()
             try:
-                resp = self._call(lambda prefix=prefix: self.client.secrets.kv.v2.list_secrets(path=prefix,
-                                                                                                mount_point=self.mount))
+                resp = self._call(functools.partial(self.client.secrets.kv.v2.list_secrets, path=prefix,
+                                                    mount_point=self.mount))
             except SecretNotFound:
                 continue
             for key in resp["data"].get("keys", []):

@@ -9,7 +9,7 @@ from sqlmodel import select
 
 from govern.domain.passwords import hash_password, token_hash
 from govern.errors import NotFound, ValidationFailed
-from govern.store.db import session_scope
+from govern.store.db import row_id, session_scope
 from govern.store.tables import AdminToken, AdminUser, utcnow
 
 ROLES = ("admin", "operator", "auditor")
@@ -18,7 +18,7 @@ ROLES = ("admin", "operator", "auditor")
 def ensure_first_admin(sessions: sessionmaker[Session], username: str, password: str) -> bool:
     """Create the first admin unless an admin exists already. Returns whether one was created."""
     with session_scope(sessions) as s:
-        if s.exec(select(AdminUser).where(AdminUser.role == "admin")).first() is not None:
+        if s.scalars(select(AdminUser).where(AdminUser.role == "admin")).first() is not None:
             return False
         _check_password(password)
         s.add(AdminUser(external_id=username, password_hash=hash_password(password), role="admin"))
@@ -30,7 +30,7 @@ def create_admin(sessions: sessionmaker[Session], username: str, password: str, 
         raise ValidationFailed(f"role must be one of {', '.join(ROLES)}")
     _check_password(password)
     with session_scope(sessions) as s:
-        if s.exec(select(AdminUser).where(AdminUser.external_id == username)).first():
+        if s.scalars(select(AdminUser).where(AdminUser.external_id == username)).first():
             raise ValidationFailed(f"admin user {username!r} exists already")
         user = AdminUser(external_id=username, password_hash=hash_password(password), role=role)
         s.add(user)
@@ -42,16 +42,16 @@ def issue_token(sessions: sessionmaker[Session], username: str, label: str = "",
     """Issue a management API token. The token is returned once; only its hash is stored."""
     token = "gvn_" + secrets.token_urlsafe(32)
     with session_scope(sessions) as s:
-        user = s.exec(select(AdminUser).where(AdminUser.external_id == username)).first()
+        user = s.scalars(select(AdminUser).where(AdminUser.external_id == username)).first()
         if user is None or user.disabled:
             raise NotFound(f"no active admin user {username!r}")
-        s.add(AdminToken(admin_user_id=user.id, token_hash=token_hash(token), label=label,
+        s.add(AdminToken(admin_user_id=row_id(user), token_hash=token_hash(token), label=label,
                          expires_at=utcnow() + dt.timedelta(days=ttl_days)))
     return token
 
 
 def user_for_token(session: Session, token: str) -> AdminUser | None:
-    row = session.exec(select(AdminToken).where(AdminToken.token_hash == token_hash(token))).first()
+    row = session.scalars(select(AdminToken).where(AdminToken.token_hash == token_hash(token))).first()
     if row is None:
         return None
     expires = row.expires_at

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from govern.audit.model import (AssignmentM, AuditModel, AuditPolicy, CredentialM, GrantM, Location, NamedCredentialM,
                                 ObjectPerm, PermissionSetM, PollM, PrincipalM, RequestPattern, SecretM, SecretVersionM,
                                 SystemM, UsageM, UserM, WriteMinuteM)
+from govern.store.db import table_of
 from govern.store.tables import (Assignment, Decision, ExternalCredential, IntegrationUser, NamedCredential,
                                  PermissionGrant, PermissionSet, Principal, RotationRun, SecretRef, SecretVersion,
                                  System)
@@ -33,8 +36,9 @@ def _objects(raw: dict) -> dict[str, ObjectPerm]:
     out = {}
     for name, perm in (raw or {}).items():
         perm = perm or {}
-        out[name] = ObjectPerm(**{k: bool(perm.get(k)) for k in ("read", "create", "edit", "delete", "view_all",
-                                                                   "modify_all")},
+        out[name] = ObjectPerm(read=bool(perm.get("read")), create=bool(perm.get("create")),
+                               edit=bool(perm.get("edit")), delete=bool(perm.get("delete")),
+                               view_all=bool(perm.get("view_all")), modify_all=bool(perm.get("modify_all")),
                                fields=dict(perm.get("fields") or {}))
     return out
 
@@ -70,17 +74,17 @@ def load_model(session: Session, now: dt.datetime, policy: AuditPolicy | None = 
             n.api_version, n.api_type, list(n.allowed_methods or []), list(n.allowed_paths or []),
             config={"retry": n.retry, "circuit_breaker": n.circuit_breaker}, created_at=_aware(n.created_at),
             location=_where(n))
-    sets = {p.id: p for p in session.execute(sa.select(PermissionSet)).scalars()}
-    for p in sets.values():
-        model.permission_sets[p.external_id] = PermissionSetM(
-            p.external_id, description=p.description, scopes=list(p.scopes or []), api_types=list(p.api_types or []),
-            max_token_lifetime_seconds=p.max_token_lifetime_seconds, system_permissions=list(p.system_permissions or []),
-            location=_where(p))
-    for g in session.execute(sa.select(PermissionGrant).order_by(PermissionGrant.permission_set_id,
-                                                                 PermissionGrant.position)).scalars():
-        ps = sets.get(g.permission_set_id)
-        if ps:
-            model.permission_sets[ps.external_id].grants.append(GrantM(
+    sets = {ps.id: ps for ps in session.execute(sa.select(PermissionSet)).scalars()}
+    for ps in sets.values():
+        model.permission_sets[ps.external_id] = PermissionSetM(
+            ps.external_id, description=ps.description, scopes=list(ps.scopes or []),
+            api_types=list(ps.api_types or []), max_token_lifetime_seconds=ps.max_token_lifetime_seconds,
+            system_permissions=list(ps.system_permissions or []), location=_where(ps))
+    for g in session.execute(sa.select(PermissionGrant).order_by(col(PermissionGrant.permission_set_id),
+                                                                 col(PermissionGrant.position))).scalars():
+        granted = sets.get(g.permission_set_id)
+        if granted:
+            model.permission_sets[granted.external_id].grants.append(GrantM(
                 ncs[g.named_credential_id].external_id if g.named_credential_id in ncs else None, g.principal,
                 list(g.methods or []), list(g.paths or []), _objects(g.objects)))
     for u in users.values():
@@ -107,13 +111,13 @@ def _load_secrets(session: Session, model: AuditModel) -> None:
         by_id[r.id] = SecretM(r.external_id, r.owner_kind, r.owner, r.field, r.rotator, r.schedule, r.overlap_seconds,
                               _aware(r.set_at))
         model.secrets.append(by_id[r.id])
-    for v in session.execute(sa.select(SecretVersion).where(SecretVersion.stage != "revoked")).scalars():
+    for v in session.execute(sa.select(SecretVersion).where(col(SecretVersion.stage) != "revoked")).scalars():
         if v.secret_ref_id in by_id:
             by_id[v.secret_ref_id].versions.append(SecretVersionM(v.version, v.stage, _aware(v.created_at),
                                                                   _aware(v.expires_at)))
-    latest = sa.select(RotationRun.secret_ref_id, sa.func.max(RotationRun.id).label("id")) \
-        .where(RotationRun.dry_run.is_(False)).group_by(RotationRun.secret_ref_id).subquery()
-    for run in session.execute(sa.select(RotationRun).join(latest, RotationRun.id == latest.c.id)).scalars():
+    latest = sa.select(col(RotationRun.secret_ref_id), sa.func.max(col(RotationRun.id)).label("id")) \
+        .where(col(RotationRun.dry_run).is_(False)).group_by(col(RotationRun.secret_ref_id)).subquery()
+    for run in session.execute(sa.select(RotationRun).join(latest, col(RotationRun.id) == latest.c.id)).scalars():
         s = by_id.get(run.secret_ref_id)
         if s:
             s.last_rotation_state, s.last_rotation_at = run.state, _aware(run.finished_at or run.started_at)
@@ -126,7 +130,7 @@ def _load_usage(session: Session, model: AuditModel) -> None:
     if session.get_bind().dialect.name == "postgresql":
         # the GROUP BYs hash ~1M rows; the default 4 MB work_mem spills them to disk (this transaction only)
         session.execute(sa.text("SET LOCAL work_mem = '256MB'"))
-    d = Decision.__table__.c
+    d = table_of(Decision).c
     in_window = d.at >= since
     usage: dict[str, UsageM] = {}
 
@@ -219,7 +223,7 @@ def _load_behaviour(session: Session, model: AuditModel, since: dt.datetime, get
     `poll_candidates` only), and single-record writes counted per user, object and minute."""
     pol = model.policy
     dialect = session.get_bind().dialect.name
-    d = Decision.__table__.c
+    d = table_of(Decision).c
     base = (d.at >= since, d.allowed.is_(True), d.integration_user.is_not(None), d.action.not_in(NOT_CALLS))
     epoch = _epoch(dialect, d.at)
     candidates = poll_candidates(usage, pol)
@@ -230,12 +234,12 @@ def _load_behaviour(session: Session, model: AuditModel, since: dt.datetime, get
 
 def _load_polls(session: Session, dialect: str, base, candidates: dict[str, set[tuple[str, str]]],
                 pol: AuditPolicy, get) -> None:
-    d = Decision.__table__.c
+    d = table_of(Decision).c
     if dialect == "postgresql":
         # byte order is enough to partition, and sorts ~2x faster than the database's collation
         keys = (d.integration_user.collate("C"), d.named_credential.collate("C"), d.path.collate("C"))
         previous = sa.func.lag(d.at).over(partition_by=keys, order_by=d.at)
-        gap_seconds = sa.cast(sa.extract("epoch", d.at - previous), sa.Float)
+        gap_seconds: sa.ColumnElement[Any] = sa.cast(sa.extract("epoch", d.at - previous), sa.Float)
     else:
         previous = sa.func.lag(sa.func.julianday(d.at)).over(
             partition_by=(d.integration_user, d.named_credential, d.path), order_by=d.at)
@@ -259,7 +263,7 @@ def _load_polls(session: Session, dialect: str, base, candidates: dict[str, set[
 
 
 def _load_writes(session: Session, base, epoch, get) -> None:
-    d = Decision.__table__.c
+    d = table_of(Decision).c
     minute = sa.func.floor(epoch / 60).label("minute")
     # a record without its object keeps its path, from which the rule reads a Salesforce object
     bare_path = sa.case((d.resource_object.is_(None), d.path), else_=None).label("bare_path")

@@ -7,6 +7,7 @@ from fnmatch import fnmatchcase
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from govern.audit.engine import SEVERITIES, Finding as FindingResult, catalogue
 from govern.errors import NotFound, ValidationFailed
@@ -14,7 +15,7 @@ from govern.store.tables import AuditRun, Finding, Suppression
 
 
 def active_suppressions(session: Session, today: dt.date) -> list[Suppression]:
-    return list(session.execute(sa.select(Suppression).where(Suppression.expires_at >= today)).scalars())
+    return list(session.execute(sa.select(Suppression).where(col(Suppression.expires_at) >= today)).scalars())
 
 
 def _suppression_for(sups: list[Suppression], f: FindingResult) -> Suppression | None:
@@ -35,13 +36,14 @@ def record_run(session: Session, source: str, findings: list[FindingResult], now
     session.add(run)
     session.flush()
     existing = {f.external_id: f for f in session.execute(
-        sa.select(Finding).where(Finding.source.in_(sources))).scalars()}
+        sa.select(Finding).where(col(Finding.source).in_(sources))).scalars()}
     source_fps = set(existing)
     missing = [f.fingerprint for f in findings if f.fingerprint not in existing]
     for i in range(0, len(missing), 500):  # rows last seen by another source's run (rare), in a few queries
-        for row in session.execute(sa.select(Finding).where(Finding.external_id.in_(missing[i:i + 500]))).scalars():
-            existing.setdefault(row.external_id, row)
-    new, reopened = [], []
+        for seen in session.execute(sa.select(Finding).where(col(Finding.external_id).in_(missing[i:i + 500]))).scalars():
+            existing.setdefault(seen.external_id, seen)
+    new: list[str] = []
+    reopened: list[str] = []
     current = set()
     for f in findings:
         s = _suppression_for(sups, f)
@@ -52,7 +54,8 @@ def record_run(session: Session, source: str, findings: list[FindingResult], now
         current.add(f.fingerprint)
         row = existing.get(f.fingerprint)
         if row is None:
-            row = Finding(external_id=f.fingerprint, first_seen_at=now)
+            row = Finding(external_id=f.fingerprint, first_seen_at=now, rule_id=f.rule_id, severity=f.severity,
+                          subject_kind=f.subject_kind, subject=f.subject[:500], title=f.message[:500])
             session.add(row)
             new.append(f.fingerprint)
         elif row.status == "resolved" or (row.status == "suppressed" and f.status == "open"):
@@ -83,7 +86,7 @@ def trend(session: Session, sources: str | list[str], limit: int = 20) -> list[d
     """The last `limit` runs that audited any of `sources`, oldest first."""
     wanted = {sources} if isinstance(sources, str) else set(sources)
     rows = []
-    for r in session.execute(sa.select(AuditRun).order_by(AuditRun.id.desc()).limit(limit * 10)).scalars():
+    for r in session.execute(sa.select(AuditRun).order_by(col(AuditRun.id).desc()).limit(limit * 10)).scalars():
         if wanted & set(r.sources or [r.source]):
             rows.append(r)
             if len(rows) == limit:
@@ -112,7 +115,7 @@ def add_suppression(session: Session, rule_id: str, subject: str, owner: str, ju
 
 
 def list_suppressions(session: Session) -> list[Suppression]:
-    return list(session.execute(sa.select(Suppression).order_by(Suppression.expires_at)).scalars())
+    return list(session.execute(sa.select(Suppression).order_by(col(Suppression.expires_at))).scalars())
 
 
 def load_report(session: Session, run_id: int | None = None) -> dict:
@@ -123,7 +126,7 @@ def load_report(session: Session, run_id: int | None = None) -> dict:
         if run is None or not run.report:
             raise NotFound(f"no audit run {run_id} with a stored report")
     else:
-        runs = session.execute(sa.select(AuditRun).order_by(AuditRun.id.desc()).limit(100)).scalars()
+        runs = session.execute(sa.select(AuditRun).order_by(col(AuditRun.id).desc()).limit(100)).scalars()
         run = next((r for r in runs if r.report), None)
         if run is None:
             raise NotFound("no audit run with a stored report yet; run `govern audit` first")
@@ -150,24 +153,24 @@ def finding_dict(row: Finding, source: str | None = None) -> dict:
 
 def query_findings(session: Session, *, severity=None, rule=None, status=None, subject=None, source=None, limit=50,
                    offset=0):
-    q = sa.select(Finding, Finding.source)
+    q = sa.select(Finding, col(Finding.source))
     if source:
-        q = q.where(Finding.source == source)
+        q = q.where(col(Finding.source) == source)
     if severity:
-        q = q.where(Finding.severity == severity)
+        q = q.where(col(Finding.severity) == severity)
     if rule:
-        q = q.where(Finding.rule_id == rule)
+        q = q.where(col(Finding.rule_id) == rule)
     if status:
-        q = q.where(Finding.status == status)
+        q = q.where(col(Finding.status) == status)
     if subject:
-        q = q.where(Finding.subject.contains(subject))
+        q = q.where(col(Finding.subject).contains(subject))
     total = session.execute(sa.select(sa.func.count()).select_from(q.subquery())).scalar_one()
-    rows = session.execute(q.order_by(Finding.id).limit(limit).offset(offset)).all()
+    rows = session.execute(q.order_by(col(Finding.id)).limit(limit).offset(offset)).all()
     return total, [finding_dict(f, src) for f, src in rows]
 
 
 def get_finding(session: Session, finding_id: int) -> dict:
-    row = session.execute(sa.select(Finding, Finding.source).where(Finding.id == finding_id)).first()
+    row = session.execute(sa.select(Finding, col(Finding.source)).where(col(Finding.id) == finding_id)).first()
     if row is None:
         raise NotFound(f"finding {finding_id} does not exist")
     return finding_dict(*row)
@@ -175,7 +178,7 @@ def get_finding(session: Session, finding_id: int) -> dict:
 
 def list_runs(session: Session, limit=50, offset=0):
     total = session.execute(sa.select(sa.func.count()).select_from(AuditRun)).scalar_one()
-    rows = session.execute(sa.select(AuditRun).order_by(AuditRun.id.desc()).limit(limit).offset(offset)).scalars()
+    rows = session.execute(sa.select(AuditRun).order_by(col(AuditRun.id).desc()).limit(limit).offset(offset)).scalars()
     return total, [{"id": r.id, "source": r.source, "sources": r.sources or [r.source], "started_at": r.started_at.isoformat(),
                     "finished_at": r.finished_at.isoformat() if r.finished_at else None, "counts": r.counts,
                     "new": r.new, "resolved": r.resolved, "reopened": r.reopened} for r in rows]

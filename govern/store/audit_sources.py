@@ -10,11 +10,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from govern.audit import model_codec
 from govern.audit.model import AuditModel, AuditPolicy
 from govern.audit.salesforce.importer import ImportResult
 from govern.errors import NotFound, ValidationFailed
+from govern.store.db import rows_matched
 from govern.store.tables import Finding, SalesforceImport
 
 GOVERN_SOURCE = "govern"
@@ -42,7 +44,7 @@ def relative_root(directory: str) -> str | None:
 def save_import(session: Session, name: str, directory: str, result: ImportResult, now: dt.datetime) -> SalesforceImport:
     """Keep the org's model under `name`, replacing the previous import of that name."""
     check_name(name)
-    row = session.execute(sa.select(SalesforceImport).where(SalesforceImport.name == name)).scalar_one_or_none()
+    row = session.execute(sa.select(SalesforceImport).where(col(SalesforceImport.name) == name)).scalar_one_or_none()
     if row is None:
         row = SalesforceImport(name=name)
         session.add(row)
@@ -68,7 +70,7 @@ def list_imports(session: Session) -> list[SalesforceImport]:
 
 
 def get_import(session: Session, name: str) -> SalesforceImport:
-    row = session.execute(sa.select(SalesforceImport).where(SalesforceImport.name == name)).scalar_one_or_none()
+    row = session.execute(sa.select(SalesforceImport).where(col(SalesforceImport.name) == name)).scalar_one_or_none()
     if row is None:
         known = ", ".join([GOVERN_SOURCE] + [r.name for r in list_imports(session)])
         raise NotFound(f"no source named {name!r}; the sources are: {known}")
@@ -78,7 +80,7 @@ def get_import(session: Session, name: str) -> SalesforceImport:
 def remove_import(session: Session, name: str) -> int:
     """Forget an imported org and its findings; returns how many findings went. Stored runs keep their reports."""
     row = get_import(session, name)
-    gone = session.execute(sa.delete(Finding).where(Finding.source == name)).rowcount or 0
+    gone = rows_matched(session.execute(sa.delete(Finding).where(col(Finding.source) == name)))
     session.delete(row)
     session.flush()
     return gone

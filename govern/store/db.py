@@ -58,13 +58,27 @@ def describe_database(database_url: str) -> str:
         return database_url.split(":", 1)[0] + ":..."
 
 
-def make_session_factory(engine: sa.Engine) -> sessionmaker[Session]:
-    from sqlmodel import Session as SQLModelSession
+class _SessionFactory(sessionmaker[Session]):
+    """A sessionmaker of SQLModel sessions (they add `exec`) that imports SQLModel, and pydantic with it, when it
+    makes its first session rather than when it is built: a command that reads with Core through a connection
+    (`govern secrets status`) then never loads them (bench/cli.py; tests/test_cli_startup.py)."""
 
+    _sqlmodel = False
+
+    def __call__(self, **local_kw: Any) -> Session:
+        if not self._sqlmodel:
+            from sqlmodel import Session as SQLModelSession
+
+            self.class_ = type(SQLModelSession.__name__, (SQLModelSession,), {})
+            self._sqlmodel = True
+        return super().__call__(**local_kw)
+
+
+def make_session_factory(engine: sa.Engine) -> sessionmaker[Session]:
     from govern.store import landscape_version
 
     landscape_version.install()  # every landscape write moves the stored version in its own transaction
-    return sessionmaker(bind=engine, class_=SQLModelSession, expire_on_commit=False)
+    return _SessionFactory(bind=engine, expire_on_commit=False)
 
 
 @contextmanager
@@ -165,9 +179,10 @@ def script_heads() -> set[str] | None:
     literals; None when a script does not declare them as plain literals (then ask Alembic)."""
     import ast
 
-    revisions, parents = set(), set()
+    revisions: set[str] = set()
+    parents: set[str] = set()
     for script in sorted((migrations_dir() / "versions").glob("*.py")):
-        declared = {}
+        declared: dict[str, Any] = {}
         for node in ast.parse(script.read_text(encoding="utf-8")).body:
             if isinstance(node, ast.Assign | ast.AnnAssign):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]

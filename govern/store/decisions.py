@@ -5,6 +5,7 @@ import datetime as dt
 
 import sqlalchemy as sa
 
+from govern.store.db import table_of
 from govern.store.tables import Decision
 
 FIELDS = ("id", "at", "correlation_id", "integration_user", "action", "named_credential", "principal", "method",
@@ -16,7 +17,7 @@ def query_decisions(session, *, outcome: str | None = None, integration_user: st
                     named_credential: str | None = None, action: str | None = None,
                     correlation_id: str | None = None, after: int | None = None, limit: int = 50,
                     offset: int = 0, newest_first: bool = True) -> tuple[int, list[dict]]:
-    table = Decision.__table__
+    table = table_of(Decision)
     where = []
     for column, value in (("outcome", outcome), ("integration_user", integration_user),
                           ("named_credential", named_credential), ("action", action),

@@ -16,15 +16,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from govern.config_as_code.plan import Plan
+from govern.config_as_code.plan import Change, Plan
 from govern.config_as_code.specs import Landscape, empty_landscape
+from govern.store.db import table_of
 from govern.store.tables import (Assignment, ExternalCredential, IntegrationUser, NamedCredential, PermissionGrant,
                                  PermissionSet, Principal, System, utcnow)
 
-T = {"system": System.__table__, "credential": ExternalCredential.__table__,
-     "named_credential": NamedCredential.__table__, "integration_user": IntegrationUser.__table__,
-     "permission_set": PermissionSet.__table__}
-PRINCIPAL, GRANT, ASSIGNMENT = Principal.__table__, PermissionGrant.__table__, Assignment.__table__
+T = {"system": table_of(System), "credential": table_of(ExternalCredential),
+     "named_credential": table_of(NamedCredential), "integration_user": table_of(IntegrationUser),
+     "permission_set": table_of(PermissionSet)}
+PRINCIPAL, GRANT, ASSIGNMENT = table_of(Principal), table_of(PermissionGrant), table_of(Assignment)
 
 
 @dataclass
@@ -213,11 +214,11 @@ def apply_plan(session: Session, plan: Plan, stored: Stored, progress=None) -> N
         updates = plan.of("update", kind)
         if creates:
             session.execute(sa.insert(table), [{"external_id": c.id, "created_at": now, "updated_at": now,
-                                                **_columns(kind, c.spec, ids)} for c in creates])
+                                                **_columns(kind, _spec(c), ids)} for c in creates])
             ids[kind] = dict(session.execute(sa.select(table.c.external_id, table.c.id)).tuples().all())
         if updates:
             session.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")),
-                            [{"_id": ids[kind][c.id], "updated_at": now, **_columns(kind, c.spec, ids)} for c in updates])
+                            [{"_id": ids[kind][c.id], "updated_at": now, **_columns(kind, _spec(c), ids)} for c in updates])
         if kind == "credential":
             _write_principals(session, plan, stored, now)
         progress(f"wrote {kind}s")
@@ -243,24 +244,34 @@ def record_locations(session: Session, locations: dict[str, dict[str, tuple[str,
             session.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")), moved)
 
 
-def _changed_children(plan: Plan, kind: str) -> list:
+def _spec(change: Change) -> dict[str, Any]:
+    """The desired spec of a create or an update (a delete carries none)."""
+    if change.spec is None:
+        raise ValueError(f"{change.action} of {change.kind} {change.id} carries no spec")
+    return change.spec
+
+
+def _changed_children(plan: Plan, kind: str) -> list[Change]:
     child = CHILD_FIELDS[kind]
     return [c for c in plan.changes if c.kind == kind and
-            (c.action == "create" and c.spec[child] or c.action == "update" and child in c.diff)]
+            (c.action == "create" and _spec(c)[child] or c.action == "update" and child in c.diff)]
 
 
 def _write_principals(session: Session, plan: Plan, stored: Stored, now) -> None:
     """Upsert by (credential, name), so that a principal keeps its row (and `connected_at`) across applies."""
     ids = stored.ids
-    inserts, updates, deletes = [], [], []
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    deletes: list[int] = []
     for change in _changed_children(plan, "credential"):
         cred_id = ids["credential"][change.id]
-        wanted = {p["name"]: p for p in change.spec["principals"]}
-        for (cred, name), row_id in stored.principal_ids.items():
+        spec = _spec(change)
+        wanted = {p["name"]: p for p in spec["principals"]}
+        for (cred, name), stale in stored.principal_ids.items():
             if cred == change.id and name not in wanted:
-                deletes.append(row_id)
+                deletes.append(stale)
         for name, p in wanted.items():
-            values = {"kind": change.spec["principal_type"], "subject": p["subject"],
+            values = {"kind": spec["principal_type"], "subject": p["subject"],
                       "integration_user_id": ids["integration_user"][p["user"]] if p["user"] else None}
             row_id = stored.principal_ids.get((change.id, name))
             if row_id is None:
@@ -284,19 +295,21 @@ def _write_grants(session: Session, plan: Plan, ids) -> None:
     rows = [{"permission_set_id": ids["permission_set"][c.id], "position": i,
              "named_credential_id": ids["named_credential"][g["named_credential"]], "principal": g["principal"],
              "methods": g["methods"], "paths": g["paths"], "objects": g["objects"]}
-            for c in changed for i, g in enumerate(c.spec["grants"])]
+            for c in changed for i, g in enumerate(_spec(c)["grants"])]
     if rows:
         session.execute(sa.insert(GRANT), rows)
 
 
 def _write_assignments(session: Session, plan: Plan, stored: Stored, now) -> None:
     ids = stored.ids
-    inserts, updates, deletes = [], [], []
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    deletes: list[int] = []
     for change in _changed_children(plan, "integration_user"):
-        wanted = {a["permission_set"]: a for a in change.spec["permission_sets"]}
-        for (user, pset), row_id in stored.assignment_ids.items():
+        wanted = {a["permission_set"]: a for a in _spec(change)["permission_sets"]}
+        for (user, pset), stale in stored.assignment_ids.items():
             if user == change.id and pset not in wanted:
-                deletes.append(row_id)
+                deletes.append(stale)
         for pset, a in wanted.items():
             row_id = stored.assignment_ids.get((change.id, pset))
             if row_id is None:

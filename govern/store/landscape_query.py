@@ -10,6 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from govern.store import landscape as L
 from govern.store.tables import SecretRef
@@ -47,10 +48,11 @@ def _systems(session, rows):
 
 def _secret_metadata(session, owner_kind: str, owners: list[str]) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
-    query = sa.select(SecretRef.owner, SecretRef.principal, SecretRef.field, SecretRef.set_at, SecretRef.current_version,
-                      SecretRef.store, SecretRef.schedule, SecretRef.next_due_at) \
-        .where(SecretRef.owner_kind == owner_kind, SecretRef.owner.in_(owners)) \
-        .order_by(SecretRef.owner, SecretRef.principal, SecretRef.field)
+    query = sa.select(col(SecretRef.owner), col(SecretRef.principal), col(SecretRef.field), col(SecretRef.set_at),
+                      col(SecretRef.current_version), col(SecretRef.store), col(SecretRef.schedule),
+                      col(SecretRef.next_due_at)) \
+        .where(col(SecretRef.owner_kind) == owner_kind, col(SecretRef.owner).in_(owners)) \
+        .order_by(col(SecretRef.owner), col(SecretRef.principal), col(SecretRef.field))
     for owner, principal, field, set_at, version, store, schedule, next_due in session.execute(query):
         status = (f"set on {set_at.date().isoformat()}, version {version}" if set_at is not None and version is not None
                   else "not set")

@@ -22,7 +22,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction, UOWTransaction
-from sqlmodel import Field, SQLModel
 
 # What govern.broker.landscape loads, plus where secret versions are recorded (a put or a rotation must reach
 # the proxy's and the upstream token source's secret memos within the same bound). Every put records its
@@ -39,15 +38,10 @@ ROW_ID = 1
 _BUMPED = "govern.landscape_version.bumped"  # session.info key: the transaction that already bumped
 
 
-class LandscapeVersion(SQLModel, table=True):
-    """One row (id 1), written by the migration that creates the table."""
-
-    __tablename__ = "landscape_version"
-    id: int = Field(default=ROW_ID, primary_key=True)
-    version: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))
-
-
-_TABLE: sa.Table = SQLModel.metadata.tables[LandscapeVersion.__tablename__]
+# The table (its model: govern.store.tables.LandscapeVersion) as a Core clause. Every session factory installs
+# this module's listeners, so it imports no table class: SQLModel and govern's tables cost more than a command
+# that only reads the store may take (bench/cli.py, tests/test_cli_startup.py).
+_TABLE = sa.table("landscape_version", sa.column("id", sa.Integer), sa.column("version", sa.BigInteger))
 _READ = sa.select(_TABLE.c.version).where(_TABLE.c.id == ROW_ID)
 _BUMP = sa.update(_TABLE).where(_TABLE.c.id == ROW_ID).values(version=_TABLE.c.version + 1)
 # Commits in this process that bumped the version: a snapshot in this process re-checks at once when it moves,

@@ -4,7 +4,6 @@ from __future__ import annotations
 from sqlmodel import SQLModel
 
 import govern.store.broker_tables  # noqa: F401
-import govern.store.landscape_version  # noqa: F401
 import govern.store.proxy_tables  # noqa: F401
 import govern.store.rotation_tables  # noqa: F401
 import govern.store.tables

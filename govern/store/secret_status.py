@@ -41,7 +41,8 @@ class SecretStatus:
 
 def secret_statuses(sessions: Callable[[], Any], *, owner_kind: str | None = None,
                     owner: str | None = None) -> list[SecretStatus]:
-    """Every secret reference, by its external id; optionally those of one owner kind or owner."""
+    """Every secret reference, by its external id; optionally those of one owner kind or owner. `sessions`
+    makes a session or a connection (`engine.connect`: the CLI's, which then never makes an ORM session)."""
     query = sa.select(_SECRET_REF).order_by(_SECRET_REF.c.external_id)
     if owner_kind:
         query = query.where(_SECRET_REF.c.owner_kind == owner_kind)

@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from govern.ports import Cache, Clock
+from govern.store.db import table_of
 from govern.store.tables import SeenClientAssertion
 
-_TABLE = SeenClientAssertion.__table__
+_TABLE = table_of(SeenClientAssertion)
 
 
 class DatabaseSeenAssertions:

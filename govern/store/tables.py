@@ -467,3 +467,12 @@ class SeenClientAssertion(SQLModel, table=True):
     __tablename__ = "seen_client_assertion"
     key: str = Field(primary_key=True, max_length=64)  # SHA-256 hex of (client id, jti)
     expires_at: dt.datetime = Field(sa_column=sa.Column(sa.DateTime(timezone=True), nullable=False, index=True))
+
+
+class LandscapeVersion(SQLModel, table=True):
+    """The stored landscape version: one row (id 1), written by the migration that creates the table, moved by
+    govern.store.landscape_version with every landscape write (which reads and writes it with Core statements)."""
+
+    __tablename__ = "landscape_version"
+    id: int = Field(default=1, primary_key=True)
+    version: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False, server_default="0"))

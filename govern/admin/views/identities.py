@@ -6,7 +6,7 @@ import datetime as dt
 from flask import abort, redirect, request, url_for
 from flask_admin import expose
 from markupsafe import Markup, escape
-from sqlmodel import select
+from sqlmodel import col, select
 
 from govern.admin import commands, rightsizing
 from govern.admin.links import list_url
@@ -87,13 +87,13 @@ class IntegrationUserView(ReadOnlyView):
     def user_context(self, user: IntegrationUser) -> dict:
         s = self.session
         assignments = s.execute(select(Assignment, PermissionSet)
-                                .join(PermissionSet, PermissionSet.id == Assignment.permission_set_id)
-                                .where(Assignment.integration_user_id == user.id)
-                                .order_by(PermissionSet.external_id)).all()
+                                .join(PermissionSet, col(PermissionSet.id) == col(Assignment.permission_set_id))
+                                .where(col(Assignment.integration_user_id) == user.id)
+                                .order_by(col(PermissionSet.external_id))).all()
         assigned_ids = {a.permission_set_id for a, _ in assignments}
-        all_sets = s.execute(select(PermissionSet).order_by(PermissionSet.external_id)).scalars().all()
-        decisions = s.execute(select(Decision).where(Decision.integration_user == user.external_id)
-                              .order_by(Decision.at.desc()).limit(15)).scalars().all()
+        all_sets = s.execute(select(PermissionSet).order_by(col(PermissionSet.external_id))).scalars().all()
+        decisions = s.execute(select(Decision).where(col(Decision.integration_user) == user.external_id)
+                              .order_by(col(Decision.at).desc()).limit(15)).scalars().all()
         sizing = rightsizing.for_user(s, self.services, user.external_id)
         rec = sizing.recommendation
         usage = sizing.model.usage.get(user.external_id)

@@ -12,6 +12,7 @@ import hashlib
 from pathlib import Path
 
 import sqlalchemy as sa
+from sqlmodel import col
 from flask_admin import BaseView, expose
 
 from govern.admin.cedar import highlight, split_policies
@@ -57,8 +58,8 @@ def decided_counts(session, since: dt.datetime) -> tuple[dict[str, int], int]:
     """(forbid policy id -> decisions it denied, decisions the permission sets permitted) since `since`."""
     forbids: dict[str, int] = {}
     permitted = 0
-    rows = session.execute(sa.select(Decision.allowed, Decision.rules).where(
-        Decision.at >= since, Decision.action.not_in(NOT_CALLS)))
+    rows = session.execute(sa.select(col(Decision.allowed), col(Decision.rules)).where(
+        col(Decision.at) >= since, col(Decision.action).not_in(NOT_CALLS)))
     for allowed, rules in rows:
         if allowed:
             permitted += 1

@@ -88,11 +88,11 @@ def toxic(model: AuditModel):
         union: set[str] = set()
         for ps in model.user_permission_sets(user):
             union |= model.effective_permissions(ps)
-        combos = [sorted(pair) for pair, _ in TOXIC if pair <= union]
+        pairs = [sorted(pair) for pair, _ in TOXIC if pair <= union]
         single = any(pair <= model.effective_permissions(ps) for pair, _ in TOXIC for ps in model.user_permission_sets(user))
-        if combos and not single:
-            yield Hit("integration_user", user.id, f"{user.id} combines {combos} across its permission sets",
-                      {"combinations": combos, "permission_sets": [a.permission_set for a in user.assignments]})
+        if pairs and not single:
+            yield Hit("integration_user", user.id, f"{user.id} combines {pairs} across its permission sets",
+                      {"combinations": pairs, "permission_sets": [a.permission_set for a in user.assignments]})
 
 
 # Standard objects that hold personal, financial or account data (Salesforce object reference); View All or

@@ -155,7 +155,7 @@ def insert_instead_of_upsert(model: AuditModel):
             if p.method == "PATCH" and found and len(found[1]) == 2 and found[1][0] != "Id":
                 key = (_system_key(model, p.named_credential), found[0])
                 if len(upsert[key]) < 5:
-                    upsert[key].add(f"{p.named_credential}: PATCH {p.path.rsplit('/', 1)[0]}/… (used)")
+                    upsert[key].add(f"{p.named_credential}: PATCH {(p.path or '').rsplit('/', 1)[0]}/… (used)")
     for user, usage in model.usage.items():
         inserts: dict[tuple[str | None, str], list[RequestPattern]] = defaultdict(list)
         for p in usage.patterns:

@@ -25,7 +25,8 @@ VERSION = re.compile(r"v?(\d+)(?:\.(\d+))?$")
       remediation="Move the value into the secret store (`govern secrets put CREDENTIAL --field F`, or a Salesforce "
       "External Credential principal), rotate it, since it was exposed, and remove it from config and version control.")
 def secret_outside_vault(model: AuditModel):
-    holders = [("system", s.id, s.config, None) for s in model.systems.values()]
+    holders: list[tuple[str, str, dict[str, Any], Location | None]] = [
+        ("system", s.id, s.config, None) for s in model.systems.values()]
     holders += [("credential", c.id, c.config, c.location) for c in model.credentials.values()]
     holders += [("named_credential", n.id, {"url": n.url, **n.config}, n.location) for n in model.named_credentials.values()]
     # inline metadata secrets below share the subject, so one finding per named credential results

@@ -42,8 +42,8 @@ def per_user_shared(model: AuditModel):
         return  # metadata does not bind per-user principals to users; only govern's landscape can be judged
     holders: dict[tuple[str, str], set[str]] = defaultdict(set)
     nc_by_cred = defaultdict(list)
-    for nc in model.named_credentials.values():
-        nc_by_cred[nc.credential].append(nc.id)
+    for named in model.named_credentials.values():
+        nc_by_cred[named.credential].append(named.id)
     for u in model.users.values():
         for ps in model.user_permission_sets(u):
             for g in ps.grants:
@@ -79,11 +79,11 @@ def named_principal_shared(model: AuditModel):
                     c.config.get("AuthProvider"):
                 yield Hit("credential", c.id, f"external credential {c.id} authorises every caller as one OAuth user",
                           {"protocol": c.protocol, "principals": [p.name for p in c.principals]}, c.location)
-        for nc in model.named_credentials.values():
-            if nc.legacy and (nc.protocol or "").lower() == "oauth" and nc.principal_type == "NamedUser":
-                yield Hit("credential", nc.id, f"legacy named credential {nc.id} authorises every caller as one OAuth "
-                          "user (NamedUser)", {"protocol": nc.protocol, "principalType": nc.principal_type},
-                          nc.element_lines.get("principalType", nc.location))
+        for legacy in model.named_credentials.values():
+            if legacy.legacy and (legacy.protocol or "").lower() == "oauth" and legacy.principal_type == "NamedUser":
+                yield Hit("credential", legacy.id, f"legacy named credential {legacy.id} authorises every caller as one "
+                          "OAuth user (NamedUser)", {"protocol": legacy.protocol, "principalType": legacy.principal_type},
+                          legacy.element_lines.get("principalType", legacy.location))
         return
     users_by_principal: dict[tuple[str, str], set[str]] = defaultdict(set)
     for u in model.users.values():

@@ -166,8 +166,8 @@ def _permission_set(model: AuditModel, node: Node, name: str, rel: str, kind: st
     for fp in node.all("fieldPermissions"):
         obj, _, fname = (fp.child_text("field") or "").partition(".")
         if obj and fname and (fp.flag("readable") or fp.flag("editable")):
-            perm = ps.objects.setdefault(obj, ObjectPerm(location=Location(rel, fp.line)))
-            perm.fields[fname] = "edit" if fp.flag("editable") else "read"
+            fields = ps.objects.setdefault(obj, ObjectPerm(location=Location(rel, fp.line))).fields
+            fields[fname] = "edit" if fp.flag("editable") else "read"
     for access in node.all("externalCredentialPrincipalAccesses"):
         principal = access.child_text("externalCredentialPrincipal")
         if principal and access.flag("enabled"):
