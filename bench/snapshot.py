@@ -36,11 +36,12 @@ def _quantiles(samples: list[float]) -> tuple[float, float]:
 
 
 def measure(url: str, text: str, checks: int) -> dict[str, float]:
-    from govern.broker.landscape import LandscapeCache
+    from govern.broker.landscape import LandscapeCache, build
     from govern.landscape import apply_document
     from govern.ports import SystemClock
     from govern.store import landscape_version
     from govern.store.db import make_engine, make_session_factory, upgrade
+    from govern.store.landscape_snapshot import LandscapeSnapshots
 
     engine = make_engine(url)
     try:
@@ -55,12 +56,14 @@ def measure(url: str, text: str, checks: int) -> dict[str, float]:
             with sessions() as s:
                 landscape_version.read_version(s.connection())
             check.append((time.perf_counter() - t) * 1e6)
-        cache = LandscapeCache(sessions, SystemClock(), check_interval=3600)
+        cache = LandscapeCache(sessions, SystemClock(), check_interval=3600, bound=3600)
+        store = LandscapeSnapshots(sessions)
         rebuild = []
         for _ in range(5):
             t = time.perf_counter()
-            with sessions() as s:
-                snap = cache._build(s, landscape_version.read_version(s.connection()))
+            _version, records = store.load(None)
+            assert records is not None and not records.errors
+            snap = build(records)
             rebuild.append((time.perf_counter() - t) * 1e3)
         cache.current()
         hit = []
