@@ -274,10 +274,11 @@ class _State(NamedTuple):
     snapshot: Landscape | None
     confirmed_at: float  # monotonic time taken before the read that last found `snapshot` current
     commits: int  # this process's landscape commits made before that read
+    refresh: int  # the number of the refresh that made that read
 
 
 def _in_a_thread(work: Callable[[], None]) -> None:
-    threading.Thread(target=work, name="govern-landscape-rebuild", daemon=True).start()
+    threading.Thread(target=work, name="govern-landscape-refresh", daemon=True).start()
 
 
 class LandscapeCache:
@@ -286,12 +287,13 @@ class LandscapeCache:
     `current()` returns the snapshot without any read while it was confirmed less than `check_interval` ago.
     Between `check_interval` and `bound` it starts one refresh in the background (a version read, and a rebuild
     if the version moved) and returns the snapshot it has. Past `bound`, before the first build, and after a
-    landscape commit made by this process, the caller waits for a refresh that started after it asked; one
-    thread refreshes at a time, the others wait for its result.
+    landscape commit made by this process, the caller waits for a fresh enough read; one thread refreshes at a
+    time, and the others wait for its result rather than start their own.
 
     If the database cannot be read, the last snapshot is used for up to `degraded_for` seconds after the last
     successful read (seed practice 2, degraded mode), then every caller gets LandscapeUnavailable (fail closed).
-    `spawn` runs a background refresh (a daemon thread; tests pass their own)."""
+    After a failed read the database is not asked again for `check_interval`. `spawn` starts a background
+    refresh (in a daemon thread; tests pass their own)."""
 
     def __init__(self, sessions: Any, clock: Clock, *, check_interval: float = CHECK_INTERVAL, bound: float = BOUND,
                  degraded_for: float = 60.0, source: SnapshotSource | None = None,
@@ -304,13 +306,15 @@ class LandscapeCache:
         self.check_interval = check_interval
         self.bound = bound
         self.degraded_for = degraded_for
-        self._state = _State(None, float("-inf"), 0)
+        self._state = _State(None, float("-inf"), 0, 0)
         self._cond = threading.Condition()
-        self._refreshing = False  # a refresh is running (one at a time)
-        self._refreshes = 0  # finished refreshes, for the threads waiting on one
-        self._read_at = float("-inf")  # when the last successful read started
-        self._failed_at = float("-inf")  # when the last failed read started
+        self._running = 0  # the refresh running now (0: none); refreshes are numbered from 1, one at a time
+        self._started = 0  # the last refresh started
+        self._finished = 0  # the last refresh finished (successful or not)
+        self._failed = 0  # the last refresh that failed
+        self._failed_at = float("-inf")  # when it started
         self._failure: BaseException | None = None
+        self._read_at = float("-inf")  # when the last successful read started
         self._forced_at = float("-inf")
         self.builds = 0  # how many times the snapshot was (re)built, for tests and metrics
 
@@ -329,16 +333,18 @@ class LandscapeCache:
             if age < self.bound:
                 self._refresh_in_background(now)
                 return state.snapshot
-        return self._wait(now, not_before=now - self.bound)
+        return self._wait(now, lambda s: now - s.confirmed_at < self.bound)
 
     def recheck(self, min_interval: float = 0.5) -> Landscape:
         """Re-validate now (at most once per `min_interval`): for a user or named credential created a
-        moment ago by another process, which the snapshot cannot know yet. Waits for the read."""
+        moment ago by another process, which the snapshot cannot know yet. Waits for a read that starts after
+        this call."""
         now = self._clock.monotonic()
         if now - self._forced_at < min_interval:
             return self.current()
         self._forced_at = now
-        return self._wait(now, not_before=now)
+        asked = self._started
+        return self._wait(now, lambda s: s.refresh > asked)
 
     def invalidate(self) -> None:
         """Re-check the stored version on the next call (which waits for it)."""
@@ -347,73 +353,82 @@ class LandscapeCache:
 
     # --- refreshing ---------------------------------------------------------------------------------------
 
+    def _begin(self) -> int:
+        """Number and mark a new refresh; the caller holds the condition's lock and runs it."""
+        self._started += 1
+        self._running = self._started
+        return self._running
+
     def _refresh_in_background(self, now: float) -> None:
         with self._cond:
-            if self._refreshing or now - self._failed_at < self.check_interval:
+            if self._running or (self._failed == self._finished and now - self._failed_at < self.check_interval):
                 return  # one at a time; and a database that just failed is not asked again at once
-            self._refreshing = True
+            number = self._begin()
         try:
-            self._spawn(self._refresh)
-        except BaseException:  # no thread to be had: the next caller past the bound refreshes itself
+            self._spawn(lambda: self._refresh(number))
+        except BaseException:  # no thread to be had: give the turn back; the next caller past the bound reads
             with self._cond:
-                self._refreshing = False
+                self._running = 0
                 self._cond.notify_all()
             raise
 
-    def _wait(self, asked_at: float, *, not_before: float) -> Landscape:
-        """A snapshot confirmed at or after `not_before` that holds this process's commits so far."""
+    def _wait(self, asked_at: float, fresh: Callable[[_State], bool]) -> Landscape:
+        """A snapshot for which `fresh` holds and that has this process's commits so far."""
         commits = self._source.local_commits()
+        with self._cond:
+            asked = self._started
         while True:
             with self._cond:
                 state = self._state
-                if state.snapshot is not None and state.confirmed_at >= not_before and state.commits >= commits:
+                if state.snapshot is not None and state.commits >= commits and fresh(state):
                     return state.snapshot
-                if self._failed_at >= asked_at or asked_at - self._failed_at < self.check_interval:
-                    return self._degraded(asked_at)  # a read that started after this call, or just before, failed
-                if self._refreshing:
-                    done = self._refreshes
-                    while self._refreshes == done:
+                if self._running:
+                    finished = self._finished
+                    while self._finished == finished:
                         self._cond.wait()
                     continue
-                self._refreshing = True
-            self._refresh()
+                if self._failed > asked or (self._failed == self._finished
+                                            and asked_at - self._failed_at < self.check_interval):
+                    # A read that started after this call failed, or one failed just before it.
+                    return self._degraded(asked_at)
+                number = self._begin()
+            self._refresh(number)
 
     def _degraded(self, asked_at: float) -> Landscape:
         snapshot = self._state.snapshot
         if snapshot is not None and asked_at - self._read_at < self.degraded_for:
             return snapshot
-        if isinstance(self._failure, LandscapeUnavailable) or self._failure is None:
+        if self._failure is None or isinstance(self._failure, LandscapeUnavailable):
             raise LandscapeUnavailable("the landscape cannot be read from the database")
         raise self._failure
 
-    def _refresh(self) -> None:
-        """Read the stored version and, if it moved, rebuild. Run by one thread at a time (`_refreshing`)."""
+    def _refresh(self, number: int) -> None:
+        """Read the stored version and, if it moved, rebuild. Refresh `number` (see _begin), one at a time."""
         started = self._clock.monotonic()
         commits = self._source.local_commits()
         state = self._state
         failure: BaseException | None = None
+        records: LandscapeRecords | None = None
+        snapshot = state.snapshot
         try:
-            known = state.snapshot.version if state.snapshot is not None else None
-            version, records = self._source.load(known)
-            snapshot = build(records) if records is not None else state.snapshot
+            _version, records = self._source.load(state.snapshot.version if state.snapshot is not None else None)
+            if records is not None:
+                snapshot = build(records)
         except LandscapeUnavailable as exc:
             failure = exc
             log.warning("landscape re-check failed; using the last snapshot" if state.snapshot is not None
                         else "landscape cannot be read", extra={"exc_type": exc.cause or type(exc).__name__})
-        except Exception as exc:  # noqa: BLE001 - a refresh must always finish; the waiters get the error
+        except Exception as exc:  # noqa: BLE001 - a refresh must always finish; its waiters get the error
             failure = exc
             log.exception("landscape snapshot rebuild failed")
         with self._cond:
             if failure is None:
                 if records is not None:
                     self.builds += 1
-                self._state = _State(snapshot, started, commits)
+                self._state = _State(snapshot, started, commits, number)
                 self._read_at = started
-                self._failed_at = float("-inf")
-                self._failure = None
             else:
-                self._failed_at = started
-                self._failure = failure
-            self._refreshing = False
-            self._refreshes += 1
+                self._failed, self._failed_at, self._failure = number, started, failure
+            self._finished = number
+            self._running = 0
             self._cond.notify_all()
