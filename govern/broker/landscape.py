@@ -22,9 +22,11 @@ A stored row whose settings do not parse fails only the calls that need it, with
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -165,6 +167,17 @@ class Landscape:
         return entry.resolve(principal)
 
 
+@dataclass(frozen=True, slots=True)
+class _Shared:
+    """What one credential gives each of its named credentials, built once per credential."""
+
+    subjects: dict[str, str | None]
+    entries: tuple[PrincipalEntry, ...]
+    settings: dict[str, Any]
+    named: tuple[str, ...]
+    per_user: dict[str, str]
+
+
 def build(records: LandscapeRecords) -> Landscape:
     """The snapshot from the typed records: indexes, views, and per named credential the proxy's Target and
     the token source's entry. What one credential contributes (its principals, token settings) is built once
@@ -182,15 +195,7 @@ def build(records: LandscapeRecords) -> Landscape:
     for p in records.principals:
         by_credential.setdefault(p.credential_id, []).append(p)
 
-    @dataclass
-    class Shared:  # what one credential gives each of its named credentials
-        subjects: dict[str, str | None]
-        entries: tuple[PrincipalEntry, ...]
-        settings: dict[str, Any]
-        named: tuple[str, ...]
-        per_user: dict[str, str]
-
-    shared: dict[int, Shared] = {}
+    shared: dict[int, _Shared] = {}
     ncs: dict[str, NamedCredentialView] = {}
     nc_names: dict[int, str] = {}
     proxy_targets: dict[str, ProxyTarget] = {}
@@ -209,7 +214,7 @@ def build(records: LandscapeRecords) -> Landscape:
         own = shared.get(cred.id)
         if own is None:
             plist = by_credential.get(cred.id, [])
-            own = shared[cred.id] = Shared(
+            own = shared[cred.id] = _Shared(
                 subjects={p.name: p.subject for p in plist}, entries=principal_entries(plist, user_names),
                 settings=settings_of(cred), named=tuple(p.name for p in plist if p.kind != "per_user"),
                 per_user={user_names[p.integration_user_id]: p.name for p in plist
@@ -258,6 +263,31 @@ def build(records: LandscapeRecords) -> Landscape:
                      assignments={k: tuple(v) for k, v in assignments.items() if k in users},
                      named_credentials=ncs, permission_sets={p.external_id: p for p in psets.values()},
                      proxy_targets=proxy_targets, upstream=upstream, broken=broken, broken_users=broken_users)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """CPython's cyclic garbage collector off while a snapshot is loaded and built. A rebuild at 100x volume
+    allocates ~60,000 tracked objects, which set off two full collections of the whole heap per rebuild: about
+    half its CPU time (bench/snapshot.py, bench/README.md), each collection holding the GIL from the request
+    threads in one go. Reference counting frees everything as usual meanwhile; the few cycles a load leaves
+    (the database session's own) wait for the collector, which runs again when the rebuild ends. Leaves the
+    collector alone if something else turned it off."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def load(source: SnapshotSource, known_version: int | None) -> tuple[int, Landscape | None]:
+    """The stored version and, when it differs from `known_version`, the snapshot built from the rows."""
+    with _collector_paused():
+        version, records = source.load(known_version)
+        return version, build(records) if records is not None else None
 
 
 class SnapshotSource(Protocol):
@@ -408,12 +438,9 @@ class LandscapeCache:
         commits = self._source.local_commits()
         state = self._state
         failure: BaseException | None = None
-        records: LandscapeRecords | None = None
-        snapshot = state.snapshot
+        rebuilt: Landscape | None = None
         try:
-            _version, records = self._source.load(state.snapshot.version if state.snapshot is not None else None)
-            if records is not None:
-                snapshot = build(records)
+            _version, rebuilt = load(self._source, state.snapshot.version if state.snapshot is not None else None)
         except LandscapeUnavailable as exc:
             failure = exc
             log.warning("landscape re-check failed; using the last snapshot" if state.snapshot is not None
@@ -423,9 +450,9 @@ class LandscapeCache:
             log.exception("landscape snapshot rebuild failed")
         with self._cond:
             if failure is None:
-                if records is not None:
+                if rebuilt is not None:
                     self.builds += 1
-                self._state = _State(snapshot, started, commits, number)
+                self._state = _State(rebuilt if rebuilt is not None else state.snapshot, started, commits, number)
                 self._read_at = started
             else:
                 self._failed, self._failed_at, self._failure = number, started, failure
