@@ -24,7 +24,9 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import logging
+import os
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -307,6 +309,14 @@ class _State(NamedTuple):
     refresh: int  # the number of the refresh that made that read
 
 
+def _after_fork(cache: weakref.ref[LandscapeCache]) -> Callable[[], None]:
+    def forget() -> None:
+        found = cache()
+        if found is not None:
+            found._forget_the_refresh_thread()
+    return forget
+
+
 def _in_a_thread(work: Callable[[], None]) -> None:
     threading.Thread(target=work, name="govern-landscape-refresh", daemon=True).start()
 
@@ -347,6 +357,12 @@ class LandscapeCache:
         self._read_at = float("-inf")  # when the last successful read started
         self._forced_at = float("-inf")
         self.builds = 0  # how many times the snapshot was (re)built, for tests and metrics
+        os.register_at_fork(after_in_child=_after_fork(weakref.ref(self)))
+
+    def _forget_the_refresh_thread(self) -> None:
+        """In a forked child: the parent's refresh thread (if one was running) does not exist here."""
+        self._cond = threading.Condition()
+        self._running = 0
 
     @property
     def version(self) -> int:
@@ -396,11 +412,11 @@ class LandscapeCache:
             number = self._begin()
         try:
             self._spawn(lambda: self._refresh(number))
-        except BaseException:  # no thread to be had: give the turn back; the next caller past the bound reads
+        except RuntimeError:  # no thread to be had: give the turn back; the next caller past the bound reads
+            log.warning("cannot start the landscape refresh thread; a request will refresh past the bound")
             with self._cond:
                 self._running = 0
                 self._cond.notify_all()
-            raise
 
     def _wait(self, asked_at: float, fresh: Callable[[_State], bool]) -> Landscape:
         """A snapshot for which `fresh` holds and that has this process's commits so far."""
