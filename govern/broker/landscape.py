@@ -49,8 +49,6 @@ CHECK_INTERVAL = 0.5
 # CHECK_INTERVAL and BOUND a rebuild runs in the background and requests keep the previous snapshot.
 BOUND = 2.0
 
-__all__ = ["BOUND", "CHECK_INTERVAL", "Landscape", "LandscapeCache", "LandscapeUnavailable"]
-
 
 @dataclass(frozen=True)
 class UserView:
