@@ -329,3 +329,35 @@ def test_a_database_outage_during_a_background_refresh_keeps_the_snapshot_then_f
     clock.advance(CHECK_INTERVAL)
     assert cache.current() is old  # the database is back: the same version, no rebuild
     assert cache.builds == 1
+
+
+def test_a_forked_child_does_not_wait_for_the_parents_refresh_thread(services, settings, applied):
+    """A process forked while a background refresh runs (gunicorn forks workers) has no such thread: its first
+    request past the bound reads the database itself instead of waiting forever."""
+    import signal
+
+    clock = FakeClock()
+    source = HeldSource(services.sessions)
+    cache = LandscapeCache(services.sessions, clock, source=source)
+    old = cache.current()
+    suspend(applied)
+    apply_in_another_process(settings, applied)
+    source.hold()
+    clock.advance(CHECK_INTERVAL)
+    assert returns_without_waiting(cache.current) is old
+    assert source.entered.wait(30)  # the parent's refresh thread is inside its read
+    pid = os.fork()
+    if pid == 0:  # the child: a guard, not a timing (SIGALRM ends a child that waits forever)
+        signal.alarm(60)
+        try:
+            services.engine.dispose(close=False)  # the parent's pooled connections stay the parent's
+            clock.advance(BOUND)
+            snap = cache.current()
+            os._exit(0 if snap.users["order-sync"].status == "suspended" else 3)
+        except BaseException:  # noqa: BLE001 - any failure is the child's exit status
+            os._exit(4)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        source.release.set()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
