@@ -81,9 +81,9 @@ class JwtCallerAuthenticator:
                 self._verified[token] = claims
         expires_at = self._check_claims(claims)
         source_ip = self.source_ip(peer_ip, forwarded_for)
-        user = self._landscape.current().users.get(claims["sub"])
+        user = self._landscape.current().user(claims["sub"])  # raises a stored row's error if it does not parse
         if user is None:  # created since the snapshot? look once more
-            user = self._landscape.recheck().users.get(claims["sub"])
+            user = self._landscape.recheck().user(claims["sub"])
         if user is None:
             raise Unauthorized("the access token's subject is not a known integration user")
         check_user_may_act(user, source_ip)

@@ -60,9 +60,9 @@ class CedarPolicyDecider:
 
     def decide(self, request: AccessRequest) -> AccessDecision:
         snap = self._landscape.current()
-        if request.named_credential not in snap.named_credentials:
+        if snap.named_credential(request.named_credential) is None:  # raises a stored row's error
             snap = self._landscape.recheck()  # created since the snapshot? look once more
-        if request.named_credential not in snap.named_credentials:
+        if snap.named_credential(request.named_credential) is None:
             raise NotFound(f"no named credential {request.named_credential!r}")
         today = self._clock.now().date()
         # A decision is a pure function of (snapshot, day, policy set, request): identical requests are

@@ -5,10 +5,19 @@ writes the snapshot does not read (a token request's last_used_at), for an apply
 a write that is rolled back. And the snapshot of a process follows it."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 
+from govern.broker.landscape import BOUND, CHECK_INTERVAL, LandscapeCache, LandscapeUnavailable
 from govern.store import landscape_version
+from govern.store.landscape_snapshot import LandscapeSnapshots
+from tests.proxy.fakes import FakeClock
 
 LANDSCAPE = """\
 apiVersion: govern/v1
@@ -168,3 +177,187 @@ def test_the_snapshot_follows_the_stored_version(services, runner, applied):
     now = landscape.current()  # a commit in this process: seen by its next read, whatever the interval
     assert now is not snap and now.version == stored(services)
     assert now.users["order-sync"].status == "suspended" and now.proxy_target("erp-api").url == "https://erp.example/v2"
+
+
+# --- the snapshot rebuilds off the request path, within the bound ----------------------------------------------
+# A change made by another process (a real `govern apply` process); the cache on an injected clock. The
+# background refresh runs where the test says: `spawn` collects it, or a source holds it inside its read until
+# the test releases it. No test waits for time to pass.
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def apply_in_another_process(settings, path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GOVERN_")}
+    env.update(GOVERN_HOME=str(settings.home), GOVERN_DATABASE_URL=settings.database_url, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, "-m", "govern", "apply", "-f", str(path)], env=env, cwd=str(ROOT),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-2000:])
+
+
+def suspend(path: Path) -> None:
+    path.write_text(path.read_text().replace("  - id: order-sync\n", "  - id: order-sync\n    status: suspended\n"))
+
+
+class HeldSource:
+    """The real repository, whose next read, once `hold()` is called, waits inside until `release`."""
+
+    def __init__(self, sessions):
+        self._store = LandscapeSnapshots(sessions)
+        self.loads = 0
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self._held = False
+
+    def hold(self) -> None:
+        self._held = True
+
+    def local_commits(self) -> int:
+        return self._store.local_commits()
+
+    def load(self, known_version):
+        self.loads += 1
+        if self._held:
+            self._held = False
+            self.entered.set()
+            assert self.release.wait(60)
+        return self._store.load(known_version)
+
+
+def returns_without_waiting(call):
+    """call() in a thread; if it waited for the held refresh it would not come back (guarded, not timed)."""
+    out: list = []
+    worker = threading.Thread(target=lambda: out.append(call()), daemon=True)
+    worker.start()
+    worker.join(30)
+    assert not worker.is_alive(), "the request waited for the rebuild"
+    return out[0]
+
+
+def test_inside_the_bound_one_background_refresh_rebuilds_and_requests_keep_the_snapshot(services, settings, applied):
+    clock, pending = FakeClock(), []
+    cache = LandscapeCache(services.sessions, clock, spawn=pending.append)
+    old = cache.current()
+    suspend(applied)
+    apply_in_another_process(settings, applied)
+    assert cache.current() is old and pending == []  # inside the check interval: no read at all
+    clock.advance(CHECK_INTERVAL)
+    assert cache.current() is old and len(pending) == 1  # a refresh is started, and not waited for
+    clock.advance(BOUND - CHECK_INTERVAL - 0.01)
+    assert cache.current() is old and len(pending) == 1  # one at a time
+    pending.pop()()  # the background refresh: reads the version, rebuilds
+    new = cache.current()
+    assert new is not old and new.users["order-sync"].status == "suspended" and cache.builds == 2
+    assert new.version == stored(services)
+
+
+def test_past_the_bound_a_request_waits_for_a_fresh_read(services, settings, applied):
+    clock, pending = FakeClock(), []
+    cache = LandscapeCache(services.sessions, clock, spawn=pending.append)
+    old = cache.current()
+    suspend(applied)
+    apply_in_another_process(settings, applied)
+    clock.advance(BOUND)
+    new = cache.current()  # no background refresh: this request read and rebuilt
+    assert pending == [] and new is not old and new.users["order-sync"].status == "suspended"
+
+
+def test_requests_past_the_bound_wait_for_the_refresh_in_flight_not_for_a_second_one(services, settings, applied):
+    clock = FakeClock()
+    source = HeldSource(services.sessions)
+    cache = LandscapeCache(services.sessions, clock, source=source)  # background refreshes in real threads
+    old = cache.current()
+    suspend(applied)
+    apply_in_another_process(settings, applied)
+    source.hold()
+    clock.advance(CHECK_INTERVAL)
+    assert returns_without_waiting(cache.current) is old  # the refresh it started is held inside its read
+    assert source.entered.wait(30)
+    clock.advance(BOUND - CHECK_INTERVAL)  # the snapshot is BOUND old: callers wait, for the refresh in flight
+    results: list = []
+    waiters = [threading.Thread(target=lambda: results.append(cache.current())) for _ in range(3)]
+    for waiter in waiters:
+        waiter.start()
+    source.release.set()
+    for waiter in waiters:
+        waiter.join(30)
+    assert len(results) == 3 and all(r is results[0] for r in results)
+    assert results[0].users["order-sync"].status == "suspended"
+    assert source.loads == 2 and cache.builds == 2  # the first build, and the one refresh
+
+
+def test_a_commit_of_this_process_is_seen_by_its_next_request_even_during_a_background_refresh(
+        services, runner, applied):
+    clock = FakeClock()
+    source = HeldSource(services.sessions)
+    cache = LandscapeCache(services.sessions, clock, source=source)
+    old = cache.current()
+    source.hold()
+    clock.advance(CHECK_INTERVAL)
+    assert returns_without_waiting(cache.current) is old
+    assert source.entered.wait(30)  # a refresh that began before the commit below is reading
+    suspend(applied)
+    assert runner.invoke(["apply", "-f", str(applied)]).exit_code == 0  # this process commits
+    results: list = []
+    waiter = threading.Thread(target=lambda: results.append(cache.current()))
+    waiter.start()
+    source.release.set()
+    waiter.join(30)
+    assert results[0].users["order-sync"].status == "suspended"
+    assert source.loads == 3  # the held refresh began before the commit: the next request waited for another
+
+
+def test_a_database_outage_during_a_background_refresh_keeps_the_snapshot_then_fails_closed(services, monkeypatch):
+    clock, pending = FakeClock(), []
+    cache = LandscapeCache(services.sessions, clock, spawn=pending.append, degraded_for=60)
+    old = cache.current()
+
+    def unreadable(connection):
+        raise sa.exc.OperationalError("SELECT version FROM landscape_version", {}, Exception("database is down"))
+
+    monkeypatch.setattr("govern.store.landscape_version.read_version", unreadable)
+    clock.advance(CHECK_INTERVAL)
+    assert cache.current() is old
+    pending.pop()()  # fails
+    assert cache.current() is old and pending == []  # not asked again at once
+    clock.advance(BOUND)
+    assert cache.current() is old  # past the bound, the read fails again: degraded, the last snapshot
+    clock.advance(60)
+    with pytest.raises(LandscapeUnavailable):
+        cache.current()
+    monkeypatch.undo()
+    clock.advance(CHECK_INTERVAL)
+    assert cache.current() is old  # the database is back: the same version, no rebuild
+    assert cache.builds == 1
+
+
+def test_a_forked_child_does_not_wait_for_the_parents_refresh_thread(services, settings, applied):
+    """A process forked while a background refresh runs (gunicorn forks workers) has no such thread: its first
+    request past the bound reads the database itself instead of waiting forever."""
+    import signal
+
+    clock = FakeClock()
+    source = HeldSource(services.sessions)
+    cache = LandscapeCache(services.sessions, clock, source=source)
+    old = cache.current()
+    suspend(applied)
+    apply_in_another_process(settings, applied)
+    source.hold()
+    clock.advance(CHECK_INTERVAL)
+    assert returns_without_waiting(cache.current) is old
+    assert source.entered.wait(30)  # the parent's refresh thread is inside its read
+    pid = os.fork()
+    if pid == 0:  # the child: a guard, not a timing (SIGALRM ends a child that waits forever)
+        signal.alarm(60)
+        try:
+            services.engine.dispose(close=False)  # the parent's pooled connections stay the parent's
+            clock.advance(BOUND)
+            snap = cache.current()
+            os._exit(0 if snap.users["order-sync"].status == "suspended" else 3)
+        except BaseException:  # noqa: BLE001 - any failure is the child's exit status
+            os._exit(4)
+    try:
+        _, status = os.waitpid(pid, 0)
+    finally:
+        source.release.set()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status

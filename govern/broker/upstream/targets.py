@@ -7,7 +7,6 @@ Principal row (Principal.integration_user_id) belongs to this credential.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +14,8 @@ from govern.broker.upstream.errors import UpstreamNotConfigured
 from govern.config_as_code.units import parse_duration
 from govern.domain.resilience import parse_stored
 from govern.domain.token_request import TokenRequestParams
-from govern.store.tables import ExternalCredential, NamedCredential, Principal
+from govern.store.landscape_snapshot import CredentialRecord, NamedCredentialRecord, PrincipalRecord
+from govern.store.tables import ExternalCredential
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,8 @@ class Target:
 
 
 def token_settings(cred: ExternalCredential) -> dict[str, Any]:
-    """The credential row's token-request settings as Target fields; a row that does not parse is an error."""
+    """The credential row's token-request settings as Target fields; a row that does not parse is an error.
+    (For the connect flow, which reads one credential row; the snapshot has them typed already: settings_of.)"""
     params = parse_stored(TokenRequestParams, {"scopes": list(cred.scopes or ()), "audience": cred.audience,
                                                "resource": list(cred.resource or ()),
                                                "extra": dict(cred.token_params or {})},
@@ -53,6 +54,11 @@ def token_settings(cred: ExternalCredential) -> dict[str, Any]:
     overlap = (cred.rotation or {}).get("overlap")
     return {"params": params, "leeway": cred.leeway_seconds,
             "rotation_overlap": parse_duration(overlap) if overlap else None}
+
+
+def settings_of(cred: CredentialRecord) -> dict[str, Any]:
+    """A typed credential record's token-request settings as Target fields (see token_settings)."""
+    return {"params": cred.params, "leeway": cred.leeway, "rotation_overlap": cred.rotation_overlap}
 
 
 @dataclass(frozen=True)
@@ -102,15 +108,19 @@ class UpstreamEntry:
                       subject=found.subject if found else None, timeout=self.timeout)
 
 
-def upstream_entry(nc: NamedCredential, cred: ExternalCredential, principals: Iterable[Principal],
-                   users: Mapping[int, str]) -> UpstreamEntry:
-    """`users`: integration user id -> external id. Raises ConfigurationError for a stored setting that does
-    not parse."""
+def principal_entries(principals: list[PrincipalRecord], users: dict[int, str]) -> tuple[PrincipalEntry, ...]:
+    """One credential's principals as the token source resolves them; `users`: integration user id -> external id."""
+    return tuple(PrincipalEntry(id=p.id, name=p.name, kind=p.kind, subject=p.subject,
+                                user=users.get(p.integration_user_id) if p.integration_user_id else None)
+                 for p in principals)
+
+
+def upstream_entry(nc: NamedCredentialRecord, cred: CredentialRecord, settings: dict[str, Any],
+                   principals: tuple[PrincipalEntry, ...]) -> UpstreamEntry:
+    """`settings` (settings_of) and `principals` (principal_entries) are built once per credential and shared by
+    its named credentials."""
     return UpstreamEntry(
         named_credential=nc.external_id, credential=cred.external_id, principal_type=cred.principal_type,
         protocol=cred.protocol, token_url=cred.token_url, client_id=cred.client_id,
-        client_auth_method=cred.client_auth_method, settings=token_settings(cred), header_name=cred.header_name,
-        timeout=float(nc.timeout_seconds or 10.0),
-        principals=tuple(PrincipalEntry(id=p.id or 0, name=p.name, kind=p.kind, subject=p.subject,
-                                        user=users.get(p.integration_user_id) if p.integration_user_id else None)
-                         for p in principals))
+        client_auth_method=cred.client_auth_method, settings=settings, header_name=cred.header_name,
+        timeout=nc.timeout or 10.0, principals=principals)
