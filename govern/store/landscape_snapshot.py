@@ -250,7 +250,7 @@ def read(connection: sa.Connection, version: int) -> LandscapeRecords:
     out = LandscapeRecords(version=version)
     parse = _Parser()
 
-    def run(statement: sa.Select[Any]) -> Sequence[sa.Row[Any]]:
+    def run(statement: sa.Select[Any]) -> Sequence[Any]:
         return connection.execute(statement).all()  # one fetch per table, not one per row
 
     def failed(kind: str, row_id: int, external_id: str, problem: _Unreadable) -> None:
