@@ -8,6 +8,8 @@ import datetime as dt
 import pytest
 
 from govern.broker.upstream.secret_refs import CredentialSecrets
+
+from govern.store.credential_secret_refs import CredentialSecretRefRepo
 from govern.domain.secret import Secret
 from govern.store.db import session_scope
 from govern.store.tables import ExternalCredential, NamedCredential, Principal
@@ -54,7 +56,7 @@ def broker_services(settings, clock):
 
 
 def put_secret(services, credential, principal, field, value) -> int:
-    secrets = CredentialSecrets(services.sessions, services.secret_store, services.clock)
+    secrets = CredentialSecrets(CredentialSecretRefRepo(services.sessions), services.secret_store, services.clock)
     current = secrets.current(credential, principal, field)
     return secrets.replace(credential, principal, field, Secret(value), expected_version=current.version if current else None)
 

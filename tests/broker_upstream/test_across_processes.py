@@ -197,7 +197,7 @@ def test_a_holder_whose_lock_expired_cannot_publish(tmp_path, postgres_url, redi
 
 def test_row_lock_waiters_time_out_with_upstream_timeout(postgres_url):
     from govern.broker.upstream.errors import UpstreamTimeout
-    from govern.broker.upstream.single_flight import DatabaseSingleFlight
+    from govern.store.upstream_token_lock import DatabaseSingleFlight
     from govern.store.db import make_engine
 
     engine = make_engine(postgres_url)

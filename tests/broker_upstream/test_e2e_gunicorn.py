@@ -20,6 +20,8 @@ import pytest
 import requests
 
 from govern.broker.upstream.secret_refs import CredentialSecrets
+
+from govern.store.credential_secret_refs import CredentialSecretRefRepo
 from govern.broker.upstream.token_cache import cache_key
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
@@ -55,7 +57,7 @@ def test_200_http_requests_over_4_gunicorn_workers_make_one_upstream_call(tmp_pa
         names = make_landscape(svc.sessions, token_url=fake_upstream.token_url, url=fake_upstream.url + "/api",
                                client_secret=USER_SECRET)
         fake_upstream.register_client("erp-client", secret="e2e-upstream-secret", scope="orders.read")
-        CredentialSecrets(svc.sessions, svc.secret_store, svc.clock).replace(
+        CredentialSecrets(CredentialSecretRefRepo(svc.sessions), svc.secret_store, svc.clock).replace(
             names["credential"], None, "client_secret", Secret("e2e-upstream-secret"), expected_version=None)
         key = cache_key(names["named_credential"], names["principal"], ("orders.read",))
         expired = UpstreamToken(Secret("at_expired"), "Bearer", svc.clock.now() - dt.timedelta(seconds=5))

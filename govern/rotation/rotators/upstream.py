@@ -28,6 +28,7 @@ from govern.rotation.rotators.base import NotConfigured, RotationContext, Rotati
 from govern.store.db import session_scope
 from govern.store.tables import ExternalCredential, SecretRef
 from govern.broker.upstream.secret_refs import CredentialSecrets
+from govern.store.credential_secret_refs import CredentialSecretRefRepo
 
 
 def _credential(ctx: RotationContext) -> ExternalCredential:
@@ -120,5 +121,5 @@ def ordered_secrets(sessions, store: SecretStore, secret_ref: str, now: dt.datet
         def monotonic(self) -> float:
             return time.monotonic()
 
-    found = CredentialSecrets(sessions, store, _At()).candidates(owner, principal, field_name)
+    found = CredentialSecrets(CredentialSecretRefRepo(sessions), store, _At()).candidates(owner, principal, field_name)
     return [s.value for s in found]
