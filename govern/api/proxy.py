@@ -96,7 +96,7 @@ class ProxyEdge:
                                                               environ.get("REMOTE_ADDR") or "",
                                                               environ.get("HTTP_X_FORWARDED_FOR"))
         except CallerDenied as denied:  # suspended, or outside its IP ranges: a decision, on record
-            record_caller_denied(self.services, denied, action="proxy", named_credential=name[:200],
+            record_caller_denied(self.services.decision_log, denied, action="proxy", named_credential=name[:200],
                                  method=environ["REQUEST_METHOD"][:10],
                                  path=_raw_remainder(environ, decoded_rest)[:2000], started=started)
             raise

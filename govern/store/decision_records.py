@@ -99,7 +99,7 @@ class DecisionRecordRepo:
 
     def _pg_connection(self) -> Any:
         if self._pg is None:
-            pooled = self._engine.raw_connection()
+            pooled: Any = self._engine.raw_connection()
             pooled.driver_connection.autocommit = True  # the transaction is spelled out in the pipeline
             self._pg = pooled
         return self._pg.driver_connection

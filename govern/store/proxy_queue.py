@@ -7,12 +7,14 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
-from sqlmodel import col, select
+from sqlmodel import col
 
 from govern.ports import QueuedCallRecord
 from govern.store.db import row_id, session_scope
 from govern.store.proxy_tables import DeadLetter, QueuedCall
+from govern.store.tables import utcnow
 
 
 class ProxyQueueRepo:
@@ -26,7 +28,7 @@ class ProxyQueueRepo:
                              principal=call.principal, method=call.method, path=call.path, query=call.query,
                              headers=dict(call.headers), body=call.body, correlation_id=call.correlation_id,
                              idempotency_key=call.idempotency_key, source_ip=call.source_ip,
-                             scopes=list(call.scopes), next_attempt_at=call.next_attempt_at)
+                             scopes=list(call.scopes), next_attempt_at=call.next_attempt_at or utcnow())
             session.add(row)
             session.flush()
             return row_id(row)
@@ -38,17 +40,17 @@ class ProxyQueueRepo:
 
     def dead_letter_of(self, call_id: int) -> QueuedCallRecord | None:
         with self.sessions() as session:
-            dead = session.exec(select(DeadLetter).where(DeadLetter.queued_call_id == call_id)).first()
+            dead = session.execute(sa.select(DeadLetter).where(col(DeadLetter.queued_call_id) == call_id)).scalars().first()
             return _dead(dead) if dead is not None else None
 
     @contextmanager
     def claim_due(self, limit: int) -> Iterator[_DueCalls]:
         """Queued calls in arrival order (held with row locks on PostgreSQL until the round ends)."""
         with self.sessions() as session:
-            query = select(QueuedCall).where(QueuedCall.status == "queued").order_by(col(QueuedCall.id)).limit(limit)
+            query = sa.select(QueuedCall).where(col(QueuedCall.status) == "queued").order_by(col(QueuedCall.id)).limit(limit)
             if self.row_locks:
                 query = query.with_for_update(skip_locked=True)
-            due = _DueCalls(session, list(session.exec(query).all()))
+            due = _DueCalls(session, list(session.execute(query).scalars().all()))
             yield due
             session.commit()
 
@@ -59,7 +61,7 @@ class ProxyQueueRepo:
 
     def dead_letters(self) -> list[QueuedCallRecord]:
         with self.sessions() as session:
-            return [_dead(d) for d in session.exec(select(DeadLetter).order_by(col(DeadLetter.id))).all()]
+            return [_dead(d) for d in session.execute(sa.select(DeadLetter).order_by(col(DeadLetter.id))).scalars().all()]
 
     def drop_dead(self, dead_id: int) -> bool:
         with session_scope(self.sessions) as session:
