@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from typing import TYPE_CHECKING, Any
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from govern.domain.decision_chain import STORE_DOWN_KEY_ID, ChainReport, derive_outcome, verify_chain
 from govern.errors import GovernError, SecretStoreUnavailable
@@ -73,6 +73,9 @@ class ChainedDecisionLog:
         self._wake = threading.Event()  # set by flush/close: stop lingering
         self._writing_since: Any = None  # `at` of the oldest record of the batch being written (for backlog())
         self._write_lock = threading.Lock()
+        # Bound once: the writer hands them to the store with every batch.
+        self._checkpoint_after: Callable[[int, int], bool] = self._checkpoint_due
+        self._now: Callable[[], Any] = clock.now
         self.commits = 0  # batches committed by this process (records / commits: the group commit's sharing)
         atexit.register(self.close)
 
@@ -188,14 +191,14 @@ class ChainedDecisionLog:
     def _write(self, batch: list[dict]) -> None:
         # The key is read before the transaction: the local secret store lives in the same (SQLite) database.
         kid, key = self._chain_key()
-        every = self._checkpoint_every
-
-        def checkpoint(first_id: int, last_id: int) -> bool:
-            return not self._checkpointed or bool(every and last_id // every > first_id // every)
-
-        self.records.append_chained(batch, kid, key, checkpoint=checkpoint, now=self._clock.now)
+        self.records.append_chained(batch, kid, key, checkpoint=self._checkpoint_after, now=self._now)
         self._checkpointed = True
         self.commits += 1
+
+    def _checkpoint_due(self, first_id: int, last_id: int) -> bool:
+        """A signed checkpoint after the batch: at the first batch of this writer, then every `checkpoint_every`."""
+        every = self._checkpoint_every
+        return not self._checkpointed or bool(every and last_id // every > first_id // every)
 
     def verify(self, anchors: Sequence[dict] = ()) -> ChainReport:
         return verify_log(self.records, self.keys, anchors)
