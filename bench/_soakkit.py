@@ -142,9 +142,10 @@ class Instance:
 
     def put_secret(self, credential: str, principal: str | None, field: str, value: str) -> None:
         from govern.broker.upstream.secret_refs import CredentialSecrets
+        from govern.store.credential_secret_refs import CredentialSecretRefRepo
         from govern.domain.secret import Secret
 
-        secrets = CredentialSecrets(self.services.sessions, self.services.secret_store, self.services.clock)
+        secrets = CredentialSecrets(CredentialSecretRefRepo(self.services.sessions), self.services.secret_store, self.services.clock)
         current = secrets.current(credential, principal, field)
         secrets.replace(credential, principal, field, Secret(value),
                         expected_version=current.version if current else None)

@@ -61,6 +61,7 @@ def main() -> None:
 
     from govern.bootstrap import build_services
     from govern.broker.upstream.secret_refs import CredentialSecrets
+    from govern.store.credential_secret_refs import CredentialSecretRefRepo
     from govern.config import load_settings
     from govern.domain.secret import Secret
     from govern.store.db import make_engine, upgrade
@@ -100,7 +101,7 @@ def main() -> None:
         services = build_services(settings)
         for step in services.init_steps:  # as `govern init` does: keys, first material
             step(services)
-        secrets = CredentialSecrets(services.sessions, services.secret_store, services.clock)
+        secrets = CredentialSecrets(CredentialSecretRefRepo(services.sessions), services.secret_store, services.clock)
         for tag in ("hit", "miss"):
             make_landscape(services.sessions, system=f"erp-{tag}", credential=f"erp-{tag}-cc",
                            token_url=upstream.token_url, client_id=f"{tag}-client", named_credential=f"erp-{tag}",

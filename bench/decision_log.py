@@ -80,6 +80,7 @@ def main() -> None:
 
     from govern.bootstrap import build_services
     from govern.broker.upstream.secret_refs import CredentialSecrets
+    from govern.store.credential_secret_refs import CredentialSecretRefRepo
     from govern.config import load_settings
     from govern.domain.secret import Secret
     from govern.store.db import make_engine, upgrade
@@ -108,7 +109,7 @@ def main() -> None:
         make_landscape(services.sessions, token_url=upstream.token_url, client_id="hit-client",
                        url=upstream.url + "/api", user="sync-hit", client_secret=USER_SECRET)
         upstream.register_client("hit-client", secret="hit-upstream-secret", scope="orders.read")
-        CredentialSecrets(services.sessions, services.secret_store, services.clock).replace(
+        CredentialSecrets(CredentialSecretRefRepo(services.sessions), services.secret_store, services.clock).replace(
             "erp-cc", None, "client_secret", Secret("hit-upstream-secret"), expected_version=None)
 
         port = free_port()

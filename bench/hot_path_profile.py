@@ -37,6 +37,7 @@ def main() -> None:
     from govern.app import create_app
     from govern.bootstrap import build_services
     from govern.broker.upstream.secret_refs import CredentialSecrets
+    from govern.store.credential_secret_refs import CredentialSecretRefRepo
     from govern.config import load_settings
     from govern.domain.secret import Secret
     from govern.store.db import make_engine, upgrade
@@ -63,7 +64,7 @@ def main() -> None:
                        client_id="hit-client", named_credential="erp-hit", url=upstream.url + "/api", user="sync-hit",
                        client_secret=USER_SECRET, permission_set="ps-hit", ps_scopes=("orders.read",))
         upstream.register_client("hit-client", secret="hit-upstream-secret", scope="orders.read")
-        CredentialSecrets(services.sessions, services.secret_store, services.clock).replace(
+        CredentialSecrets(CredentialSecretRefRepo(services.sessions), services.secret_store, services.clock).replace(
             "erp-hit-cc", None, "client_secret", Secret("hit-upstream-secret"), expected_version=None)
         if args.path == "proxy":
             import sqlalchemy as sa
@@ -82,7 +83,7 @@ def main() -> None:
             with session_scope(services.sessions) as db:
                 db.execute(sa.update(ExternalCredential).where(ExternalCredential.external_id == "bench-key")
                            .values(header_name="X-Api-Key"))
-            CredentialSecrets(services.sessions, services.secret_store, services.clock).replace(
+            CredentialSecrets(CredentialSecretRefRepo(services.sessions), services.secret_store, services.clock).replace(
                 "bench-key", None, "api_key", Secret(API_KEY), expected_version=None)
         app = create_app(services=services)
         client = app.test_client()

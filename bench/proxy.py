@@ -71,6 +71,7 @@ def prepare_instance(home: Path, upstream_url: str, log_level: str) -> dict[str,
 
     from govern.bootstrap import build_services
     from govern.broker.upstream.secret_refs import CredentialSecrets
+    from govern.store.credential_secret_refs import CredentialSecretRefRepo
     from govern.config import load_settings
     from govern.domain.secret import Secret
     from govern.store.db import session_scope, upgrade
@@ -92,7 +93,7 @@ def prepare_instance(home: Path, upstream_url: str, log_level: str) -> dict[str,
         with session_scope(services.sessions) as db:
             db.execute(sa.update(ExternalCredential).where(ExternalCredential.external_id == "bench-key")
                        .values(header_name="X-Api-Key"))
-        CredentialSecrets(services.sessions, services.secret_store, services.clock).replace(
+        CredentialSecrets(CredentialSecretRefRepo(services.sessions), services.secret_store, services.clock).replace(
             "bench-key", None, "api_key", Secret(API_KEY), expected_version=None)
     finally:
         services.close()

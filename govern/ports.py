@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 import time
@@ -113,8 +115,7 @@ class UpstreamTokenSource(Protocol):
 
 # --- Rotation's seams (govern.store.rotation_runs and rotation_refs implement them; govern.rotation uses them) --
 
-from contextlib import AbstractContextManager  # noqa: E402
-from collections.abc import Callable, Iterable  # noqa: E402
+from collections.abc import Iterable  # noqa: E402
 
 from govern.domain.rotation import (  # noqa: E402
     ClientSecretHashes,
@@ -212,3 +213,256 @@ class RotationSettingsRows(Protocol):
              users: Iterable[str] = ()) -> list[RefRotationInputs]: ...
 
     def save(self, settings: RefRotationSettings) -> None: ...
+
+
+# --- The broker's repositories (govern.store implements them; the composition root hands them in) ---------
+# Each returns plain values (the dataclasses below), never a table row, so the broker imports no SQL.
+
+class LockNotAvailable(Exception):
+    """A row lock was not granted within the time asked for (another process holds it)."""
+
+
+# States of a refresh-token grant attempt in the refresh journal (govern.broker.upstream.service).
+STARTED, SUCCEEDED, FAILED, IN_DOUBT = "started", "succeeded", "failed", "in_doubt"
+
+
+@dataclass(frozen=True)
+class RefreshAttempt:
+    id: int
+    attempt_id: str
+    state: str
+
+
+class RefreshJournal(Protocol):
+    """Every refresh-token grant attempt, recorded before the upstream is called (govern.store.refresh_journal)."""
+
+    def unresolved(self, credential: str, principal: str) -> list[RefreshAttempt]: ...
+    def start(self, credential: str, principal: str, old_version: int | None) -> str: ...
+    def finish(self, attempt: str, state: str, *, new_version: int | None = None, error: str | None = None) -> None: ...
+    def resolve(self, ids: list[int], state: str, error: str | None = None) -> None: ...
+
+
+class TokenRowLock(Protocol):
+    """One held `SELECT ... FOR UPDATE` on a key's row, with the sealed result it held when granted."""
+
+    sealed: bytes | None
+    expires_at: dt.datetime | None
+
+    def publish(self, value: bytes, expires_at: dt.datetime | None) -> None: ...
+
+
+class TokenRowLocks(Protocol):
+    """Single flight across processes on PostgreSQL (govern.store.upstream_token_lock)."""
+
+    def forget(self, key: str) -> None: ...
+    def forget_if(self, key: str, refused: Callable[[bytes], bool]) -> None: ...
+    def hold(self, key: str, timeout: float) -> AbstractContextManager[TokenRowLock]:
+        """Raises LockNotAvailable when the lock is not granted within `timeout` seconds."""
+        ...
+
+
+@dataclass(frozen=True)
+class StagedVersion:
+    version: int
+    stage: str  # current | previous
+    expires_at: dt.datetime | None  # timezone-aware
+
+
+@dataclass(frozen=True)
+class CredentialSecretRef:
+    """Where a credential's secret field is stored, and its versions staged `current` and `previous`."""
+
+    id: int
+    path: str
+    current_version: int | None
+    set_at: dt.datetime | None  # timezone-aware
+    staged: tuple[StagedVersion, ...] = ()
+    overlap: str | None = None  # the credential's `rotation.overlap`, as stored (a duration such as "1h")
+
+
+class CredentialSecretRefs(Protocol):
+    """The SecretRef and SecretVersion rows of external credentials (govern.store.credential_secret_refs)."""
+
+    def find(self, credential: str, principal: str | None, field: str, *,
+             with_versions: bool = False) -> CredentialSecretRef | None: ...
+    def newest_path(self, credential: str, principal: str | None, field: str) -> str | None: ...
+    def record_version(self, credential: str, principal: str | None, field: str, *, path: str, store: str,
+                       version: int, now: dt.datetime) -> None: ...
+
+
+@dataclass(frozen=True)
+class ConnectSubject:
+    """A credential and one of its principals, as the connect flow reads them."""
+
+    credential: str
+    protocol: str
+    token_url: str | None
+    client_id: str | None
+    client_auth_method: str | None
+    authorize_url: str | None
+    scopes: tuple[str, ...]
+    audience: str | None
+    resource: tuple[str, ...]
+    token_params: dict[str, Any]
+    leeway_seconds: float | None
+    rotation: dict[str, Any]
+    principal: str
+    principal_id: int
+    subject: str | None
+
+
+class UpstreamPrincipals(Protocol):
+    """Principals' connection state (govern.store.upstream_principals)."""
+
+    def connect_subject(self, credential: str, principal: str) -> ConnectSubject:
+        """Raises NotFound for an unknown credential or principal."""
+        ...
+
+    def mark_connected(self, principal_id: int, now: dt.datetime) -> str | None:
+        """Set connected_at; returns the principal's integration user (external id), if it has one."""
+        ...
+
+    def needs_reconnect_since(self, principal_id: int) -> dt.datetime | None: ...
+    def mark_needs_reconnect(self, principal_id: int, now: dt.datetime) -> bool:
+        """True for the one caller that set the mark (a conditional UPDATE)."""
+        ...
+
+    def clear_needs_reconnect(self, credential: str, principal: str) -> tuple[bool, dt.datetime | None]:
+        """(True, when it was set) for the one caller that cleared the mark."""
+        ...
+
+
+@dataclass(frozen=True)
+class SigningKeyRecord:
+    kid: str
+    public_jwk: dict[str, Any]
+    secret_path: str
+    state: str  # active | retiring | retired
+    retire_after: dt.datetime | None  # timezone-aware
+    alg: str = "RS256"
+    created_at: dt.datetime | None = None
+
+
+class SigningKeyRecords(Protocol):
+    """The `signing_key` table: govern's token-signing key set, private halves in the secret store."""
+
+    def retire_due(self, now: dt.datetime) -> list[SigningKeyRecord]:
+        """Mark retiring keys past `retire_after` retired; returns them (their secrets are deleted next)."""
+        ...
+
+    def published(self) -> list[SigningKeyRecord]:
+        """Active and retiring keys, newest first."""
+        ...
+
+    def active_or_create(self, create: Callable[[], SigningKeyRecord]) -> SigningKeyRecord:
+        """The newest active key; without one, `create()` makes it and it is stored in the same transaction."""
+        ...
+
+    def rotate(self, retire_after: dt.datetime, create: Callable[[], SigningKeyRecord]) -> SigningKeyRecord:
+        """Active keys become retiring until `retire_after`; `create()`'s key is stored active, in one transaction."""
+        ...
+
+
+class DecisionKeyRecords(Protocol):
+    """The `decision_log_key` table: names and secret-store paths of the decision chain's HMAC keys."""
+
+    def path_of(self, kid: str) -> str | None: ...
+    def newest_active(self) -> str | None: ...
+    def add(self, kid: str, path: str, now: dt.datetime) -> None: ...
+    def retire_active(self) -> None: ...
+    def listing(self) -> list[dict[str, Any]]: ...
+
+
+class DecisionRecords(Protocol):
+    """The `decision` and `decision_checkpoint` tables (govern.store.decision_records). Each write takes the
+    chain lock, reads the head and chains the records under `key` in one transaction."""
+
+    def append_chained(self, batch: list[dict[str, Any]], kid: str, key: bytes | None, *,
+                       checkpoint: Callable[[int, int], bool], now: Callable[[], dt.datetime]) -> None:
+        """`checkpoint(first_id, last_id)`: whether to sign a checkpoint after this batch."""
+        ...
+
+    def checkpoint(self, kid: str, key: bytes, now: dt.datetime, *, only_if_moved: bool = False) -> dict | None: ...
+    def iter_records(self, batch: int = 1000, after: int = 0) -> Iterator[dict[str, Any]]: ...
+    def checkpoints(self) -> list[dict[str, Any]]: ...
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class QueuedCallRecord:
+    """A queued call or a dead letter, as delivery reads it (never a credential)."""
+
+    id: int
+    named_credential: str
+    system: str
+    caller: str
+    principal: str | None
+    method: str
+    path: str
+    query: str
+    headers: dict[str, Any]
+    body: bytes
+    correlation_id: str
+    idempotency_key: str | None
+    source_ip: str | None
+    scopes: tuple[str, ...]
+    attempts: int
+    next_attempt_at: dt.datetime | None = None  # timezone-aware; queued calls only
+    status: str = "queued"
+    response_status: int | None = None
+    last_status: int | None = None  # dead letters only
+    reason: str = ""  # dead letters only
+    queued_call_id: int | None = None  # dead letters only
+    created_at: dt.datetime | None = None
+
+
+class DueCalls(Protocol):
+    """Queued calls claimed for one delivery round (row locks held on PostgreSQL); committed at the end.
+    `attempts`: the call's attempts counted so far, this one included."""
+
+    calls: list[QueuedCallRecord]
+
+    def delivered(self, call_id: int, status: int, attempts: int, now: dt.datetime) -> None: ...
+    def retry_later(self, call_id: int, until: dt.datetime, error: str, attempts: int) -> None: ...
+    def bury(self, call_id: int, reason: str, attempts: int, now: dt.datetime) -> None:
+        """Move the call to the dead-letter queue with `reason` (an error code or a deciding rule)."""
+        ...
+
+
+class DeadLetterClaim(Protocol):
+    """One dead letter taken for a retry (`call` is None when there is no such dead letter)."""
+
+    call: QueuedCallRecord | None
+
+    def delivered(self, status: int) -> None:
+        """Out of the queue; its queued call, if any, is marked delivered."""
+        ...
+
+    def failed(self, reason: str) -> None: ...
+
+
+class ProxyQueueStore(Protocol):
+    """The `queued_call` and `dead_letter` tables (govern.store.proxy_queue)."""
+
+    def enqueue(self, call: QueuedCallRecord) -> int:
+        """Store the call (its `id` is ignored); returns its id."""
+        ...
+
+    def queued(self, call_id: int) -> QueuedCallRecord | None: ...
+    def dead_letter_of(self, call_id: int) -> QueuedCallRecord | None: ...
+    def claim_due(self, limit: int) -> AbstractContextManager[DueCalls]: ...
+    def claim_dead(self, dead_id: int) -> AbstractContextManager[DeadLetterClaim]: ...
+    def dead_letters(self) -> list[QueuedCallRecord]: ...
+    def drop_dead(self, dead_id: int) -> bool: ...
+
+
+@dataclass(frozen=True)
+class SystemBreakerSetting:
+    system_id: int
+    system: str
+    named_credential: str | None  # the named credential whose `circuit_breaker` applies (the first one found)
+    circuit_breaker: dict[str, Any] | None
+
+
+class BreakerSettings(Protocol):
+    def systems(self) -> list[SystemBreakerSetting]: ...

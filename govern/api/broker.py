@@ -93,7 +93,9 @@ def issue(services, name: str, environ, scopes: tuple[str, ...], rejected: str |
           fields: dict) -> dict:
     """Authenticate, decide, log and hand out the upstream token, as one observed operation."""
     with operation(services, "token", name, summary=fields):
-        return upstream_token(services, named_credential=name, authorization=environ.get("HTTP_AUTHORIZATION"),
+        return upstream_token(authenticator=services.authenticator, decider=services.decider,
+                              decisions=services.decision_log, source=services.upstream_tokens, clock=services.clock,
+                              named_credential=name, authorization=environ.get("HTTP_AUTHORIZATION"),
                               peer_ip=environ.get("REMOTE_ADDR") or "",
                               forwarded_for=environ.get("HTTP_X_FORWARDED_FOR"),
                               scopes=scopes, started=started, rejected_token=rejected)

@@ -33,7 +33,6 @@ from govern.broker.authorization import UNKNOWN_NAMED_CREDENTIAL, record_caller_
 from govern.broker.proxy.call import PROXY_PREFIX, ProxyCall
 from govern.broker.proxy.errors import PayloadTooLarge
 from govern.broker.proxy.headers import forwardable_environ_headers
-from govern.broker.proxy.queue import queued_status
 from govern.errors import GovernError, JsonTooDeep, MethodNotAllowed, NotFound
 from govern.logs import CORRELATION_HEADER, accept_correlation_id, bind_correlation_id
 from govern.ops.observe import note_caller, operation
@@ -97,7 +96,7 @@ class ProxyEdge:
                                                               environ.get("REMOTE_ADDR") or "",
                                                               environ.get("HTTP_X_FORWARDED_FOR"))
         except CallerDenied as denied:  # suspended, or outside its IP ranges: a decision, on record
-            record_caller_denied(self.services, denied, action="proxy", named_credential=name[:200],
+            record_caller_denied(self.services.decision_log, denied, action="proxy", named_credential=name[:200],
                                  method=environ["REQUEST_METHOD"][:10],
                                  path=_raw_remainder(environ, decoded_rest)[:2000], started=started)
             raise
@@ -190,7 +189,7 @@ def queued(name: str, call_id: int):
     """The status of a queued proxied call (the caller's own calls only)"""
     caller = _services().authenticator.authenticate(request.headers.get("Authorization"), request.remote_addr or "",
                                                     request.headers.get("X-Forwarded-For"))
-    return jsonify(queued_status(_services(), name, caller.integration_user, call_id))
+    return jsonify(_services().proxy.queued.status(name, caller.integration_user, call_id))
 
 
 PASS_THROUGH_STATUSES = (400, 401, 403, 404, 409, 413, 429, 502, 503, 504)

@@ -2,7 +2,7 @@
 and the proxy, so both refuse, name the rule and log in exactly the same way.
 
 An allowed decision is returned, not logged: the caller logs it once the upstream status is known
-(`services.decision_log.append(request, decision, upstream_status=..., latency_ms=...)`), as `allow`, or
+(`decisions.append(request, decision, upstream_status=..., latency_ms=...)`), as `allow`, or
 as `error` with the error's code when the call failed after the allow.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ from govern.broker.authenticator import CallerDenied
 from govern.domain.access import PROXY_ONLY_RULE, AccessDecision, AccessRequest
 from govern.errors import AccessDenied, GovernError, NotFound
 from govern.ops.observe import note_caller
+from govern.ports import CallerAuthenticator, DecisionLog, PolicyDecider
 
 
 class ProxyOnlyCredential(GovernError):
@@ -30,19 +31,20 @@ def elapsed_ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def record_caller_denied(services, denied: CallerDenied, *, action: str, named_credential: str | None,
+def record_caller_denied(decisions: DecisionLog, denied: CallerDenied, *, action: str, named_credential: str | None,
                          scopes=(), method: str | None = None, path: str | None = None,
                          resource_object: str | None = None, api_type: str | None = None,
                          started: float | None = None) -> None:
     """Record a refusal of the caller itself (suspended, or outside its IP ranges) before any policy runs."""
-    services.decision_log.append(None, None, integration_user=denied.integration_user, source_ip=denied.source_ip,
-                                 action=action, named_credential=named_credential, scopes_requested=list(scopes),
-                                 method=method, path=path, resource_object=resource_object, api_type=api_type,
-                                 allowed=False, outcome="deny", rules=[denied.rule],
-                                 latency_ms=elapsed_ms(started) if started is not None else None)
+    decisions.append(None, None, integration_user=denied.integration_user, source_ip=denied.source_ip,
+                     action=action, named_credential=named_credential, scopes_requested=list(scopes),
+                     method=method, path=path, resource_object=resource_object, api_type=api_type,
+                     allowed=False, outcome="deny", rules=[denied.rule],
+                     latency_ms=elapsed_ms(started) if started is not None else None)
 
 
-def authorize(services, *, action: str, named_credential: str, authorization: str | None, peer_ip: str,
+def authorize(authenticator: CallerAuthenticator, decider: PolicyDecider, decisions: DecisionLog, *, action: str,
+              named_credential: str, authorization: str | None, peer_ip: str,
               forwarded_for: str | None, scopes: tuple[str, ...] = (), method: str | None = None,
               path: str | None = None, resource_object: str | None = None, fields: tuple[str, ...] = (),
               api_type: str | None = None, started: float | None = None) -> tuple[AccessRequest, AccessDecision]:
@@ -50,11 +52,10 @@ def authorize(services, *, action: str, named_credential: str, authorization: st
     logged as deny:unknown_named_credential), or AccessDenied (403, logged with its rule); return the request
     and the allowing decision."""
     started = time.perf_counter() if started is None else started
-    decisions = services.decision_log
     try:
-        caller = services.authenticator.authenticate(authorization, peer_ip, forwarded_for)
+        caller = authenticator.authenticate(authorization, peer_ip, forwarded_for)
     except CallerDenied as denied:
-        record_caller_denied(services, denied, action=action, named_credential=named_credential, scopes=scopes,
+        record_caller_denied(decisions, denied, action=action, named_credential=named_credential, scopes=scopes,
                              method=method, path=path, resource_object=resource_object, api_type=api_type,
                              started=started)
         raise
@@ -63,7 +64,7 @@ def authorize(services, *, action: str, named_credential: str, authorization: st
                             method=method, path=path, resource_object=resource_object, fields=tuple(fields),
                             api_type=api_type)
     try:
-        decision = services.decider.decide(request)
+        decision = decider.decide(request)
     except NotFound:  # an identified caller asking for a named credential that does not exist
         decisions.append(request, None, rules=[UNKNOWN_NAMED_CREDENTIAL], outcome="deny",
                          latency_ms=elapsed_ms(started))

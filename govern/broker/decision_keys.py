@@ -17,15 +17,11 @@ import logging
 import secrets
 import threading
 import time
-
-import sqlalchemy as sa
-from sqlmodel import col
+from collections.abc import Callable
 
 from govern.domain.secret import Secret
 from govern.errors import ConfigurationError, SecretStoreUnavailable
-from govern.ports import Clock
-from govern.store.db import session_scope
-from govern.store.tables import DecisionLogKey
+from govern.ports import Cache, Cipher, Clock, DecisionKeyRecords, SecretStore
 
 log = logging.getLogger("govern.decisions")
 SECRET_PREFIX = "govern/decision-log-keys/"  # noqa: S105 - a path prefix in the secret store
@@ -34,9 +30,10 @@ CACHE_TTL_SECONDS = 7 * 24 * 3600  # refreshed whenever a process reads the key 
 
 
 class DecisionKeys:
-    def __init__(self, sessions, secret_store_provider, clock: Clock, *, cache=None, cipher_provider=None,
+    def __init__(self, records: DecisionKeyRecords, secret_store_provider: Callable[[], SecretStore | None], clock: Clock,
+                 *, cache: Cache | None = None, cipher_provider: Callable[[], Cipher | None] | None = None,
                  reload_interval: float = 10.0):
-        self._sessions = sessions
+        self._records = records  # govern.store.decision_keys
         self._store = secret_store_provider  # a callable: the store is wired by govern.secrets
         self._cache = cache
         self._cipher = cipher_provider or (lambda: None)
@@ -71,9 +68,7 @@ class DecisionKeys:
         found = self._values.get(kid)
         if found is not None:
             return found
-        with self._sessions() as s:
-            row = s.get(DecisionLogKey, kid)
-            path = row.secret_path if row is not None else None
+        path = self._records.path_of(kid)
         if path is None:
             return None
         try:
@@ -112,23 +107,16 @@ class DecisionKeys:
     def rotate(self) -> str:
         """Make a new key active; the previous ones are retired (they still verify what they signed)."""
         with self._lock:
-            with session_scope(self._sessions) as s:
-                for row in s.execute(sa.select(DecisionLogKey).where(col(DecisionLogKey.state) == "active")).scalars():
-                    row.state = "retired"
+            self._records.retire_active()
             self._active = self._create()
             self._active_at = time.monotonic()
             return self._active
 
     def listing(self) -> list[dict]:
-        with self._sessions() as s:
-            rows = s.execute(sa.select(DecisionLogKey).order_by(col(DecisionLogKey.created_at))).scalars().all()
-            return [{"kid": r.kid, "state": r.state, "created_at": r.created_at} for r in rows]
+        return self._records.listing()
 
     def _newest_active(self) -> str | None:
-        with self._sessions() as s:
-            return s.execute(sa.select(col(DecisionLogKey.kid)).where(col(DecisionLogKey.state) == "active")
-                             .order_by(col(DecisionLogKey.created_at).desc(), col(DecisionLogKey.kid).desc())
-                             .limit(1)).scalar()
+        return self._records.newest_active()
 
     def _require_store(self):
         store = self._store()
@@ -142,8 +130,7 @@ class DecisionKeys:
         value = secrets.token_bytes(32)
         path = SECRET_PREFIX + kid
         self._require_store().put(path, Secret(value.hex()), cas=0)
-        with session_scope(self._sessions) as s:
-            s.add(DecisionLogKey(kid=kid, secret_path=path, state="active", created_at=self._clock.now()))
+        self._records.add(kid, path, self._clock.now())
         self._values[kid] = value
         self._keep(kid, value)
         log.info("decision log key created", extra={"kid": kid})

@@ -6,41 +6,33 @@ transaction and wakes every waiter of the batch. Under load many requests share 
 record costs one commit of its own. If the commit fails, every appender of that batch gets
 `DecisionLogUnavailable` (503), so no answer goes out without its record.
 
-Each batch is one transaction that:
-1. takes the chain lock: `pg_advisory_xact_lock` on PostgreSQL, the database write lock
-   (`BEGIN IMMEDIATE`) on SQLite, so writers in several processes never fork the chain;
-2. reads the last record's id and hash inside that transaction;
-3. assigns consecutive ids, chains the records with HMAC-SHA256 under the active key
-   (govern.broker.decision_keys), and inserts the batch;
-4. every `checkpoint_every` records (and at the first batch of each writer) adds a signed checkpoint.
+Each batch is one transaction of the store (govern.store.decision_records, behind govern.ports.DecisionRecords):
+the chain lock, the head, the records chained with HMAC-SHA256 under the active key
+(govern.broker.decision_keys), and every `checkpoint_every` records (and at the first batch of each writer)
+a signed checkpoint.
 `flush()` waits until nothing is queued; `close()` (registered with `services.close` and atexit) flushes,
 then stops the writer.
 """
 from __future__ import annotations
 
 import atexit
-import datetime as dt
-import json
 import logging
 import queue
 import threading
 import time
-from typing import Any
-from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
 
-import sqlalchemy as sa
-
-from govern.domain.decision_chain import (GENESIS, HASHED_FIELDS, STORE_DOWN_KEY_ID, ChainReport, checkpoint_mac,
-                                          derive_outcome, record_digest, record_mac, verify_chain)
+from govern.domain.decision_chain import STORE_DOWN_KEY_ID, ChainReport, derive_outcome, verify_chain
 from govern.errors import GovernError, SecretStoreUnavailable
 from govern.logs import current_correlation_id, new_correlation_id
-from govern.ports import Clock
-from govern.store.db import table_of
-from govern.store.tables import Decision, DecisionCheckpoint
+from govern.ports import Clock, DecisionRecords
+
+if TYPE_CHECKING:
+    from govern.broker.decision_keys import DecisionKeys
 
 log = logging.getLogger("govern.decisions")
 
-ADVISORY_LOCK_KEY = 0x676F76_6C6F67  # "gov" "log": one chain per database
 _STOP = object()
 
 
@@ -64,9 +56,9 @@ class _Pending:
 
 
 class ChainedDecisionLog:
-    def __init__(self, engine: sa.Engine, clock: Clock, keys, *, batch_size: int = 500, linger_seconds: float = 0.0,
-                 commit_timeout: float = 30.0, checkpoint_every: int = 1000):
-        self._engine = engine
+    def __init__(self, records: DecisionRecords, clock: Clock, keys: DecisionKeys, *, batch_size: int = 500,
+                 linger_seconds: float = 0.0, commit_timeout: float = 30.0, checkpoint_every: int = 1000):
+        self.records = records  # govern.store.decision_records
         self._clock = clock
         self.keys = keys  # govern.broker.decision_keys.DecisionKeys
         self._batch_size = batch_size
@@ -79,11 +71,11 @@ class ChainedDecisionLog:
         self._closed = False
         self._checkpointed = False  # this writer has written its first checkpoint
         self._wake = threading.Event()  # set by flush/close: stop lingering
-        self._table = table_of(Decision)
         self._writing_since: Any = None  # `at` of the oldest record of the batch being written (for backlog())
-        self._sql: dict[str, str] = {}
         self._write_lock = threading.Lock()
-        self._pg = None  # the writer thread's own PostgreSQL connection (pooled proxy), kept across batches
+        # Bound once: the writer hands them to the store with every batch.
+        self._checkpoint_after: Callable[[int, int], bool] = self._checkpoint_due
+        self._now: Callable[[], Any] = clock.now
         self.commits = 0  # batches committed by this process (records / commits: the group commit's sharing)
         atexit.register(self.close)
 
@@ -199,116 +191,23 @@ class ChainedDecisionLog:
     def _write(self, batch: list[dict]) -> None:
         # The key is read before the transaction: the local secret store lives in the same (SQLite) database.
         kid, key = self._chain_key()
-        if self._engine.dialect.name == "postgresql":
-            self._write_pg(batch, kid, key)
-            self.commits += 1
-            return
-        with self._engine.connect() as conn:  # SQLite: the database write lock is the chain lock
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            last = conn.execute(sa.select(self._table.c.id, self._table.c.hash)
-                                .order_by(self._table.c.id.desc()).limit(1)).first()
-            first_id, prev = (last[0], last[1]) if last else (0, GENESIS)
-            last_id = first_id
-            rows = []
-            for rec in batch:
-                last_id += 1
-                row = dict(rec, id=last_id, prev_hash=prev, key_id=kid)
-                row["hash"] = prev = record_mac(row, prev, key) if key is not None else record_digest(row, prev)
-                rows.append(_driver_row(row, True))
-            # The driver's executemany, not the ORM: this is the log's whole cost per record.
-            conn.exec_driver_sql(self._insert_sql(conn.dialect), rows)
-            every = self._checkpoint_every
-            if key is not None and (not self._checkpointed or (every and last_id // every > first_id // every)):
-                _insert_checkpoint(conn, kid, key, last_id, prev, self._clock.now())
-            conn.commit()
+        self.records.append_chained(batch, kid, key, checkpoint=self._checkpoint_after, now=self._now)
         self._checkpointed = True
         self.commits += 1
 
-    def _write_pg(self, batch: list[dict], kid: str, key: bytes | None) -> None:
-        """The same transaction in two round trips, on a connection the writer keeps: psycopg's pipeline mode
-        sends BEGIN, the lock and the head's read at once, then the inserts, the sequence and COMMIT at once.
-        Each statement reads its own snapshot (READ COMMITTED), so the head is read after the lock is held."""
-        conn = self._pg_connection()
-        try:
-            with conn.pipeline():
-                cur = conn.cursor()
-                cur.execute("BEGIN")
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
-                head = conn.cursor()
-                head.execute("SELECT id, hash FROM decision ORDER BY id DESC LIMIT 1")
-                last = head.fetchone()  # the first round trip
-                first_id, prev = (last[0], last[1]) if last else (0, GENESIS)
-                last_id, rows = first_id, []
-                for rec in batch:
-                    last_id += 1
-                    row = dict(rec, id=last_id, prev_hash=prev, key_id=kid)
-                    row["hash"] = prev = record_mac(row, prev, key) if key is not None else record_digest(row, prev)
-                    rows.append(_driver_row(row, False))
-                cur.executemany(self._insert_sql(self._engine.dialect), rows)
-                # Ids are assigned here, under the lock; keep the column's sequence in step with them.
-                cur.execute("SELECT setval(pg_get_serial_sequence('decision', 'id'), %s)", (last_id,))
-                every = self._checkpoint_every
-                if key is not None and (not self._checkpointed or (every and last_id // every > first_id // every)):
-                    cp = {"key_id": kid, "head_id": last_id, "head_hash": prev, "at": self._clock.now()}
-                    cur.execute("INSERT INTO decision_checkpoint (at, key_id, head_id, head_hash, mac) "
-                                "VALUES (%s, %s, %s, %s, %s)",
-                                (cp["at"], kid, last_id, prev, checkpoint_mac(cp, key)))
-                cur.execute("COMMIT")
-            # Leaving the pipeline waits for every result: an error in any statement raises here.
-        except Exception:
-            self._drop_pg_connection()  # an aborted or broken session: start the next batch on a fresh one
-            raise
-        self._checkpointed = True
-
-    def _pg_connection(self):
-        if self._pg is None:
-            pooled = self._engine.raw_connection()
-            pooled.driver_connection.autocommit = True  # the transaction is spelled out in the pipeline
-            self._pg = pooled
-        return self._pg.driver_connection
-
-    def _drop_pg_connection(self) -> None:
-        pooled, self._pg = self._pg, None
-        if pooled is not None:
-            try:
-                pooled.invalidate()  # closed, not returned to the pool
-            except Exception:  # noqa: BLE001, S110 - it is being thrown away
-                pass
+    def _checkpoint_due(self, first_id: int, last_id: int) -> bool:
+        """A signed checkpoint after the batch: at the first batch of this writer, then every `checkpoint_every`."""
+        every = self._checkpoint_every
+        return not self._checkpointed or bool(every and last_id // every > first_id // every)
 
     def verify(self, anchors: Sequence[dict] = ()) -> ChainReport:
-        return verify_log(self._engine, self.keys, anchors)
+        return verify_log(self.records, self.keys, anchors)
 
     def checkpoint(self, *, only_if_moved: bool = False) -> dict | None:
         """Sign the chain's head now (`govern log checkpoint`; every `govern worker` pass with `only_if_moved`,
         which skips it when no record was written since the newest checkpoint). Returns the checkpoint."""
         kid, key = self.keys.active()
-        with self._engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            elif conn.dialect.name == "postgresql":
-                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
-            last = conn.execute(sa.select(self._table.c.id, self._table.c.hash)
-                                .order_by(self._table.c.id.desc()).limit(1)).first()
-            head_id, head_hash = (last[0], last[1]) if last else (0, GENESIS)
-            if only_if_moved:
-                cps = table_of(DecisionCheckpoint)
-                signed = conn.execute(sa.select(sa.func.max(cps.c.head_id))).scalar()
-                if signed is not None and signed >= head_id:
-                    conn.rollback()
-                    return None
-            cp = _insert_checkpoint(conn, kid, key, head_id, head_hash, self._clock.now())
-            conn.commit()
-        return cp
-
-    def _insert_sql(self, dialect) -> str:
-        sql = self._sql.get(dialect.name)
-        if sql is None:
-            quote = dialect.identifier_preparer.quote
-            mark = "?" if dialect.paramstyle == "qmark" else "%s"
-            # Column names from _COLUMNS (constants), quoted by the dialect; values are bound parameters.
-            sql = self._sql[dialect.name] = (f"INSERT INTO decision ({', '.join(quote(c) for c in _COLUMNS)}) "  # noqa: S608
-                                             f"VALUES ({', '.join([mark] * len(_COLUMNS))})")
-        return sql
+        return self.records.checkpoint(kid, key, self._clock.now(), only_if_moved=only_if_moved)
 
     def backlog(self) -> tuple[int, float]:
         """(records not yet written, age in seconds of the oldest of them), read by /metrics at scrape time.
@@ -345,7 +244,7 @@ class ChainedDecisionLog:
         if self._thread is not None and self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout=30)
-        self._drop_pg_connection()
+        self.records.close()
         atexit.unregister(self.close)
 
 
@@ -360,63 +259,7 @@ def _storable(record: dict[str, Any]) -> None:
             record[key] = [v.replace("\x00", "\\x00") if isinstance(v, str) else v for v in value]
 
 
-_COLUMNS = HASHED_FIELDS + ("prev_hash", "hash")
-_JSON_COLUMNS = frozenset(("scopes_requested", "scopes_granted", "rules"))
-
-
-def _insert_checkpoint(conn, kid: str, key: bytes, head_id: int, head_hash: str, at: dt.datetime) -> dict:
-    cp = {"key_id": kid, "head_id": head_id, "head_hash": head_hash, "at": at}
-    cp["mac"] = checkpoint_mac(cp, key)
-    result = conn.execute(sa.insert(table_of(DecisionCheckpoint)).values(**cp))
-    cp["id"] = result.inserted_primary_key[0]
-    return cp
-
-
-def _driver_row(row: dict, sqlite: bool) -> tuple:
-    """Values as SQLAlchemy would bind them: JSON text for JSON columns; on SQLite, timestamps in
-    SQLAlchemy's storage format (UTC, no offset), so that ORM reads see the same values."""
-    out = []
-    for col in _COLUMNS:
-        value = row[col]
-        if col in _JSON_COLUMNS:
-            value = json.dumps(list(value))
-        elif col == "at" and sqlite:
-            value = value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-        out.append(value)
-    return tuple(out)
-
-
-def _aware(value):
-    if isinstance(value, dt.datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)
-    return value
-
-
-def iter_records(engine: sa.Engine, batch: int = 1000, after: int = 0) -> Iterator[dict]:
-    """Every decision record after id `after`, in id order, read in batches (keyset pagination): constant memory."""
-    table = table_of(Decision)
-    cols = [table.c[name] for name in HASHED_FIELDS] + [table.c.prev_hash, table.c.hash]
-    last = after
-    while True:
-        with engine.connect() as conn:
-            rows = conn.execute(sa.select(*cols).where(table.c.id > last).order_by(table.c.id).limit(batch)).mappings().all()
-        if not rows:
-            return
-        for row in rows:
-            rec = dict(row)
-            rec["at"] = _aware(rec["at"])
-            yield rec
-        last = rows[-1]["id"]
-
-
-def checkpoints(engine: sa.Engine) -> list[dict]:
-    table = table_of(DecisionCheckpoint)
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(table).order_by(table.c.id)).mappings().all()
-    return [dict(r, at=_aware(r["at"])) for r in rows]
-
-
-def verify_log(engine: sa.Engine, keys=None, anchors: Sequence[dict] = ()) -> ChainReport:
+def verify_log(records: DecisionRecords, keys: DecisionKeys | None = None, anchors: Sequence[dict] = ()) -> ChainReport:
     """Verify every record and checkpoint (and `anchors`: checkpoints exported earlier and kept elsewhere)."""
     lookup = (lambda kid: None) if keys is None else keys.get
-    return verify_chain(iter_records(engine), lookup, [*checkpoints(engine), *anchors])
+    return verify_chain(records.iter_records(), lookup, [*records.checkpoints(), *anchors])

@@ -4,7 +4,7 @@ One key is active and signs; after `rotate_signing_key` the previous key is *ret
 nothing more but stays published at /oauth/jwks.json (and accepted by the authenticator) until every
 token it signed has expired, then it is retired and its private half is deleted from the secret store.
 
-The private key lives only in the secret store (`services.secret_store`); the `signing_key` table keeps
+The private key lives only in the secret store; the `signing_key` table (govern.store.signing_keys) keeps
 the public JWK and the secret's path. Without a secret store, token issuance refuses to start.
 Public keys are cached in-process and reloaded every `reload_interval`; an unknown `kid` forces a
 reload at most once a second (a key made by another process is known at
@@ -16,17 +16,14 @@ import datetime as dt
 import logging
 import secrets
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import sqlalchemy as sa
 from joserfc import jwk, jwt
-from sqlmodel import col
 
 from govern.domain.secret import Secret
 from govern.errors import ConfigurationError
-from govern.ports import Clock
-from govern.store.broker_tables import SigningKey
-from govern.store.db import session_scope
+from govern.ports import Clock, SecretStore, SigningKeyRecord, SigningKeyRecords
 
 log = logging.getLogger("govern.broker.keys")
 
@@ -44,9 +41,9 @@ class _PublicKey:
 
 
 class SigningKeys:
-    def __init__(self, sessions, secret_store_provider, clock: Clock, *, token_lifetime_seconds: int, leeway_seconds: int = 60,
-                 reload_interval: float = 5.0):
-        self._sessions = sessions
+    def __init__(self, records: SigningKeyRecords, secret_store_provider: Callable[[], SecretStore | None], clock: Clock,
+                 *, token_lifetime_seconds: int, leeway_seconds: int = 60, reload_interval: float = 5.0):
+        self._records = records
         # A callable: the secret store is wired by govern.secrets, possibly after the broker.
         self._secret_store_provider = secret_store_provider
         self._clock = clock
@@ -63,24 +60,18 @@ class SigningKeys:
     # --- publication and verification ---------------------------------------------------------
 
     def _load(self) -> None:
-        now = self._clock.now()
-        with session_scope(self._sessions) as s:
-            self._retire_expired(s, now)
-            rows = s.execute(sa.select(SigningKey).where(col(SigningKey.state).in_(("active", "retiring")))
-                             .order_by(col(SigningKey.created_at).desc(), col(SigningKey.id).desc())).scalars().all()
-            public = {r.kid: _PublicKey(r.kid, jwk.import_key(r.public_jwk), dict(r.public_jwk),
-                                        _aware(r.retire_after)) for r in rows}
-            active = [r for r in rows if r.state == "active"]
+        self._retire_expired(self._clock.now())
+        rows = self._records.published()
+        public = {r.kid: _PublicKey(r.kid, jwk.import_key(r.public_jwk), dict(r.public_jwk), r.retire_after)
+                  for r in rows}
+        active = [r for r in rows if r.state == "active"]
         self._public = public
         self._loaded_at = self._clock.monotonic()
         if self._signer and (not active or active[0].kid != self._signer[0]):
             self._signer = None  # another process rotated: sign with the new key from now on
 
-    def _retire_expired(self, s, now: dt.datetime) -> None:
-        due = s.execute(sa.select(SigningKey).where(col(SigningKey.state) == "retiring",
-                                                    col(SigningKey.retire_after) <= now)).scalars().all()
-        for row in due:
-            row.state, row.retired_at = "retired", now
+    def _retire_expired(self, now: dt.datetime) -> None:
+        for row in self._records.retire_due(now):
             store = self._secret_store_provider()
             if store is not None:
                 try:
@@ -135,30 +126,24 @@ class SigningKeys:
         store = self._require_store()
         with self._lock:
             if self._signer is None:
-                with session_scope(self._sessions) as s:
-                    row = s.execute(sa.select(SigningKey).where(col(SigningKey.state) == "active")
-                                    .order_by(col(SigningKey.created_at).desc(), col(SigningKey.id).desc())).scalars().first()
-                    if row is None:
-                        row = self._create(s)
-                    kid, path = row.kid, row.secret_path
+                row = self._records.active_or_create(self._create)
+                kid, path = row.kid, row.secret_path
                 pem = store.get(path).reveal()
                 self._signer = (kid, jwk.RSAKey.import_key(pem, parameters={"kid": kid, "alg": ALGORITHM}))
                 self._loaded_at = None  # publish the key we are about to sign with
             return self._signer
 
-    def _create(self, s) -> SigningKey:
+    def _create(self) -> SigningKeyRecord:
+        """A new key: its private half put in the secret store; the caller stores the record."""
         store = self._require_store()
         kid = f"{self._clock.now():%Y%m%d}-{secrets.token_hex(6)}"
         key = jwk.RSAKey.generate_key(RSA_BITS, parameters={"kid": kid, "alg": ALGORITHM, "use": "sig"},
                                       private=True)
         path = SECRET_PREFIX + kid
         store.put(path, Secret(key.as_pem(private=True).decode()), cas=0)
-        row = SigningKey(kid=kid, alg=ALGORITHM, public_jwk=key.as_dict(private=False), secret_path=path,
-                         state="active", created_at=self._clock.now())
-        s.add(row)
-        s.flush()
         log.info("signing key created", extra={"kid": kid})
-        return row
+        return SigningKeyRecord(kid=kid, public_jwk=key.as_dict(private=False), secret_path=path, state="active",
+                                retire_after=None, alg=ALGORITHM, created_at=self._clock.now())
 
     def sign(self, claims: dict) -> str:
         kid, key = self._signing_key()
@@ -169,12 +154,8 @@ class SigningKeys:
         self._require_store()
         now = self._clock.now()
         with self._lock:
-            with session_scope(self._sessions) as s:
-                for row in s.execute(sa.select(SigningKey).where(col(SigningKey.state) == "active")).scalars():
-                    row.state = "retiring"
-                    row.retire_after = now + dt.timedelta(seconds=self._max_lifetime + self._leeway)
-                new = self._create(s)
-                kid = new.kid
+            new = self._records.rotate(now + dt.timedelta(seconds=self._max_lifetime + self._leeway), self._create)
+            kid = new.kid
             self._signer = None
             self._loaded_at = None
         return kid
@@ -183,8 +164,7 @@ class SigningKeys:
     def retire_expired(self) -> None:
         """Retire retiring keys whose tokens have all expired (idempotent; any process may run it)."""
         with self._lock:
-            with session_scope(self._sessions) as s:
-                self._retire_expired(s, self._clock.now())
+            self._retire_expired(self._clock.now())
             self._loaded_at = None
 
     def self_test(self) -> bool:
@@ -213,10 +193,4 @@ def retire_expired_signing_keys(services) -> None:
 
 def self_test_signing_key(services) -> bool:
     return services.signing_keys.self_test()
-
-
-def _aware(value: dt.datetime | None) -> dt.datetime | None:
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.UTC)  # SQLite returns naive datetimes
-    return value
 

@@ -95,7 +95,9 @@ def exchange(services, request: ExchangeRequest, *, peer_ip: str, forwarded_for:
     name = request.named_credential
     try:
         with operation(services, "token", name, summary=fields):
-            token = upstream_token(services, named_credential=name, authorization=f"Bearer {request.subject_token}",
+            token = upstream_token(authenticator=services.authenticator, decider=services.decider,
+                                   decisions=services.decision_log, source=services.upstream_tokens,
+                                   clock=services.clock, named_credential=name, authorization=f"Bearer {request.subject_token}",
                                    peer_ip=peer_ip, forwarded_for=forwarded_for, scopes=request.scopes,
                                    started=started)
     except Unauthorized:

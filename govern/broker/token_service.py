@@ -18,6 +18,7 @@ import time
 
 from govern.broker.authorization import authorize, elapsed_ms
 from govern.errors import GovernError
+from govern.ports import CallerAuthenticator, Clock, DecisionLog, PolicyDecider, UpstreamTokenSource
 
 
 class UpstreamTokensNotConfigured(GovernError):
@@ -26,15 +27,15 @@ class UpstreamTokensNotConfigured(GovernError):
     title = "govern cannot obtain upstream tokens"
 
 
-def upstream_token(services, *, named_credential: str, authorization: str | None, peer_ip: str,
-                   forwarded_for: str | None, scopes: tuple[str, ...], started: float | None = None,
+def upstream_token(*, authenticator: CallerAuthenticator, decider: PolicyDecider, decisions: DecisionLog,
+                   source: UpstreamTokenSource | None, clock: Clock, named_credential: str, authorization: str | None,
+                   peer_ip: str, forwarded_for: str | None, scopes: tuple[str, ...], started: float | None = None,
                    rejected_token: str | None = None) -> dict:
+    """`source`: None when this instance has no upstream token source (answered 503, on record)."""
     started = time.perf_counter() if started is None else started
-    decisions = services.decision_log
-    request, decision = authorize(services, action="token", named_credential=named_credential,
+    request, decision = authorize(authenticator, decider, decisions, action="token", named_credential=named_credential,
                                   authorization=authorization, peer_ip=peer_ip, forwarded_for=forwarded_for,
                                   scopes=scopes, started=started)
-    source = services.upstream_tokens
     if source is None:
         decisions.append(request, decision, latency_ms=elapsed_ms(started), error_code=UpstreamTokensNotConfigured.code)
         raise UpstreamTokensNotConfigured("no upstream token source is configured on this govern instance")
@@ -52,7 +53,7 @@ def upstream_token(services, *, named_credential: str, authorization: str | None
                      latency_ms=elapsed_ms(started))
     expires_in = None
     if token.expires_at is not None:
-        expires_in = max(0, int((token.expires_at - services.clock.now()).total_seconds()))
+        expires_in = max(0, int((token.expires_at - clock.now()).total_seconds()))
     if decision.max_token_lifetime_seconds is not None:
         # The caller re-asks within its permission set's lifetime, even if the upstream token lives longer.
         expires_in = min(expires_in if expires_in is not None else decision.max_token_lifetime_seconds,

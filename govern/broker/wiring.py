@@ -1,5 +1,11 @@
-"""Builds the broker's authorization side and sets it on Services (called by govern.bootstrap only)."""
+"""Builds the broker's authorization side and sets it on Services (called by govern.bootstrap only).
+
+With govern.broker.upstream.build_upstream_tokens and govern.broker.proxy.build_proxy, this is the broker's
+part of the composition root: the only broker modules that hand the store's repositories (govern.store,
+behind the Protocols in govern.ports) to the services."""
 from __future__ import annotations
+
+from typing import Any
 
 from govern.broker.authenticator import JwtCallerAuthenticator
 from govern.broker.decision_keys import DecisionKeys, init_step
@@ -8,28 +14,33 @@ from govern.broker.landscape import LandscapeCache
 from govern.broker.signing_keys import SigningKeys
 from govern.policy.decider import CedarPolicyDecider
 from govern.policy.guardrails import load_guardrails, policies_directory
+from govern.store.decision_keys import DecisionKeyRepo
+from govern.store.decision_records import DecisionRecordRepo
+from govern.store.signing_keys import SigningKeyRepo
 
 
-def build_authorization(services) -> None:
+def build_authorization(services: Any) -> None:
     settings = services.settings
     landscape = LandscapeCache(services.sessions, services.clock)
-    keys = SigningKeys(services.sessions, lambda: services.secret_store, services.clock,
+    keys = SigningKeys(SigningKeyRepo(services.sessions), lambda: services.secret_store, services.clock,
                        token_lifetime_seconds=settings.access_token_lifetime_seconds,
                        leeway_seconds=settings.token_leeway_seconds)
     services.landscape = landscape
     services.signing_keys = keys
     services.authenticator = JwtCallerAuthenticator(keys, landscape, services.clock, issuer=settings.issuer,
                                                     trusted_proxies=settings.trusted_proxy_networks)
-    services.decider = CedarPolicyDecider(landscape, services.clock,
-                                          lambda: load_guardrails(policies_directory(settings)),
-                                          min_ipv4_prefix=settings.min_ipv4_prefix,
-                                          min_ipv6_prefix=settings.min_ipv6_prefix)
+    decider = CedarPolicyDecider(landscape, services.clock,
+                                 lambda: load_guardrails(policies_directory(settings)),
+                                 min_ipv4_prefix=settings.min_ipv4_prefix,
+                                 min_ipv6_prefix=settings.min_ipv6_prefix)
+    services.decider = decider
     # Not ready while the guardrails cannot be loaded: every token and proxy call would answer 500.
-    services.health_checks["policies"] = lambda: services.decider.guardrails
-    decision_keys = DecisionKeys(services.sessions, lambda: services.secret_store, services.clock,
+    services.health_checks["policies"] = lambda: decider.guardrails
+    decision_keys = DecisionKeys(DecisionKeyRepo(services.sessions), lambda: services.secret_store, services.clock,
                                  cache=services.cache, cipher_provider=lambda: services.cache_cipher)
     services.decision_keys = decision_keys
     services.init_steps.append(init_step)
-    services.decision_log = ChainedDecisionLog(services.engine, services.clock, decision_keys)
+    decision_log = ChainedDecisionLog(DecisionRecordRepo(services.engine), services.clock, decision_keys)
+    services.decision_log = decision_log
     # First closer: the log flushes before anything it needs (the engine) is disposed.
-    services.closers.insert(0, services.decision_log.close)
+    services.closers.insert(0, decision_log.close)

@@ -110,7 +110,7 @@ def _ids(ids: tuple[int, ...]) -> str:
 @click.option("--all", "show_all", is_flag=True, help="print every stored checkpoint, not only the new one")
 def log_checkpoint(output: Path | None, show_all: bool) -> None:
     """Sign the chain's head now (key id, head record and hash, time, HMAC) and print it as JSON."""
-    from govern.broker.decision_log import checkpoints
+    from govern.store.decision_records import checkpoints
 
     svc = _services()
     new = svc.decision_log.checkpoint()
@@ -131,7 +131,7 @@ def log_checkpoint(output: Path | None, show_all: bool) -> None:
 @click.option("--limit", type=click.IntRange(1), default=None, help="at most N records")
 def log_export(after: int | None, cursor_file: Path | None, output: Path | None, limit: int | None) -> None:
     """Write records as JSON lines for a SIEM, in id order, resumable from a cursor."""
-    from govern.broker.decision_log import iter_records
+    from govern.store.decision_records import iter_records
 
     start = after
     if start is None and cursor_file is not None and cursor_file.exists():

@@ -16,15 +16,15 @@ def dlq() -> None:
 @json_option
 def list_(as_json: bool) -> None:
     """Every dead-lettered call: id, named credential, method, path, attempts, last status, correlation id."""
-    from govern.broker.proxy.queue import dlq_list
+    from govern.store.proxy_queue import ProxyQueueRepo
 
-    items = dlq_list(services(store_only=True))
+    items = ProxyQueueRepo(services(store_only=True).sessions, row_locks=False).dead_letters()
     if as_json:
         # Metadata only: the call's headers and body stay in the queue (they may carry a caller's data).
         echo_json([{"id": i.id, "named_credential": i.named_credential, "system": i.system, "caller": i.caller,
                     "principal": i.principal, "method": i.method, "path": i.path, "attempts": i.attempts,
                     "last_status": i.last_status, "reason": i.reason, "correlation_id": i.correlation_id,
-                    "created_at": i.created_at.isoformat()} for i in items])
+                    "created_at": i.created_at.isoformat() if i.created_at else None} for i in items])
         return
     if not items:
         click.echo("the dead-letter queue is empty")

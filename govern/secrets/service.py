@@ -26,6 +26,7 @@ from govern.store.rotation_refs import SqlRotationSettingsRows
 from govern.secrets.errors import SecretRecordingFailed
 from govern.store.db import row_id, session_scope
 from govern.store.secret_status import SecretStatus, secret_statuses
+from govern.store.upstream_principals import PrincipalRepo
 from govern.store.tables import (AdminAction, ExternalCredential, IntegrationUser, Principal, SecretRef,
                                  SecretVersion, utcnow)
 from govern.broker.upstream.reconnect import clear_needs_reconnect, safe_notifier
@@ -96,7 +97,7 @@ class SecretService:
         status = self._put(target, raw, actor, correlation_id)
         if principal and field == "refresh_token":
             # A new refresh token is a reconnect: the broker may call the upstream for this principal again.
-            clear_needs_reconnect(self.sessions, safe_notifier(lambda: self.notifier), self._now(),
+            clear_needs_reconnect(PrincipalRepo(self.sessions), safe_notifier(lambda: self.notifier), self._now(),
                                   credential=credential, principal=principal)
         return status
 

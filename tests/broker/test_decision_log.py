@@ -15,7 +15,8 @@ import threading
 import pytest
 import sqlalchemy as sa
 
-from govern.broker.decision_log import ChainedDecisionLog, DecisionLogUnavailable, iter_records
+from govern.broker.decision_log import ChainedDecisionLog, DecisionLogUnavailable
+from govern.store.decision_records import DecisionRecordRepo, iter_records
 from govern.domain.decision_chain import GENESIS, canonical_json, record_hash
 from govern.store.db import make_engine
 from govern.store.tables import Decision, DecisionCheckpoint
@@ -25,7 +26,7 @@ T = Decision.__table__
 
 
 def _log(services, **kw):
-    return ChainedDecisionLog(services.engine, FakeClock(), services.decision_keys, **kw)
+    return ChainedDecisionLog(DecisionRecordRepo(services.engine), FakeClock(), services.decision_keys, **kw)
 
 
 def _fill(log, n, prefix="c"):

@@ -122,6 +122,7 @@ def test_console_commands_move_it(services, applied):
 
 def test_secret_puts_deletes_and_rotations_move_it(services, client, admin_token, runner, applied):
     from govern.broker.upstream.secret_refs import CredentialSecrets
+    from govern.store.credential_secret_refs import CredentialSecretRefRepo
     from govern.domain.secret import Secret
 
     auth = {"Authorization": f"Bearer {admin_token}"}
@@ -129,7 +130,7 @@ def test_secret_puts_deletes_and_rotations_move_it(services, client, admin_token
                                                  input="first-api-key"))
     assert moves(services, lambda: client.put("/api/v1/credentials/erp-key/secrets/api_key", json={"value": "second"},
                                               headers=auth))
-    secrets = CredentialSecrets(services.sessions, services.secret_store, services.clock)
+    secrets = CredentialSecrets(CredentialSecretRefRepo(services.sessions), services.secret_store, services.clock)
     current = secrets.current("erp-key", None, "api_key")
     assert current is not None and current.value.reveal() == "second"
     assert moves(services, lambda: secrets.replace("erp-key", None, "api_key", Secret("third"),

@@ -44,9 +44,10 @@ def test_private_keys_live_only_in_the_secret_store(broker_client, broker_servic
 
 def test_a_key_made_by_another_process_is_known_at_once(broker_services, clock):
     from govern.broker.signing_keys import SigningKeys
+    from govern.store.signing_keys import SigningKeyRepo
 
     def keys():
-        return SigningKeys(broker_services.sessions, lambda: broker_services.secret_store, clock,
+        return SigningKeys(SigningKeyRepo(broker_services.sessions), lambda: broker_services.secret_store, clock,
                            token_lifetime_seconds=900)
 
     a, b = keys(), keys()
@@ -62,8 +63,9 @@ def test_issuance_without_a_secret_store_refuses_with_a_clear_error(broker_servi
     import pytest
 
     from govern.broker.signing_keys import SigningKeys
+    from govern.store.signing_keys import SigningKeyRepo
     from govern.errors import ConfigurationError
 
-    keys = SigningKeys(broker_services.sessions, lambda: None, clock, token_lifetime_seconds=900)
+    keys = SigningKeys(SigningKeyRepo(broker_services.sessions), lambda: None, clock, token_lifetime_seconds=900)
     with pytest.raises(ConfigurationError, match="secret store"):
         keys.sign({"sub": "x"})

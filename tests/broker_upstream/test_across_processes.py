@@ -197,17 +197,25 @@ def test_a_holder_whose_lock_expired_cannot_publish(tmp_path, postgres_url, redi
 
 
 def test_row_lock_waiters_time_out_with_upstream_timeout(postgres_url):
+    """The store's row lock gives up after its timeout (LockNotAvailable); the token broker answers that
+    wait as `upstream_token_wait_timeout`, and the lock is free again once its holder is done."""
     from govern.broker.upstream.errors import UpstreamTimeout
-    from govern.broker.upstream.single_flight import DatabaseSingleFlight
+    from govern.broker.upstream.service import UpstreamTokens
+    from govern.ports import LockNotAvailable, SystemClock
+    from govern.store.upstream_token_lock import DatabaseSingleFlight
     from govern.store.db import make_engine
 
     engine = make_engine(postgres_url)
     try:
         flight = DatabaseSingleFlight(engine)
+        broker = UpstreamTokens(principals=None, landscape=None, secrets=None, token_cache=None, http=None,
+                                clock=SystemClock(), journal=None, db_flight=DatabaseSingleFlight(engine))
         with flight.hold("k", 5):
-            with pytest.raises(UpstreamTimeout) as err:
+            with pytest.raises(LockNotAvailable):
                 with flight.hold("k", 0.2):
                     pass
+            with pytest.raises(UpstreamTimeout) as err:  # the broker waits until its deadline, then gives up
+                broker._via_row_lock("k", None, (), broker.clock.monotonic() + 0.2, lambda token: True)
         assert err.value.to_problem()["code"] == "upstream_token_wait_timeout"
         with flight.hold("k", 5) as again:  # the lock is free again
             assert again.sealed is None

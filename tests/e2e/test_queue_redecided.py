@@ -4,6 +4,7 @@ the dead letter delivers it, with the credential injected then."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -48,6 +49,11 @@ def test_a_queued_call_is_decided_again_at_delivery(live):
     assert live.resources.count == 0  # nothing reached the system
     (dead,) = dlq_list(live.services)
     assert dead.reason == "deny:user_suspended" and dead.source_ip == "127.0.0.1"
+    listed = live.runner.invoke(["dlq", "list", "--json"])  # the operator's view, read from the store
+    assert listed.exit_code == 0, listed.output
+    (item,) = json.loads(listed.output)
+    assert (item["id"], item["reason"], item["attempts"]) == (dead.id, "deny:user_suspended", 1)
+    assert "body" not in item and "headers" not in item and item["created_at"]
     delivery = [d for d in live.decisions() if d.correlation_id == "queued-then-suspended"]
     assert [d.allowed for d in delivery] == [True, False]  # allowed when queued, refused at delivery
     assert delivery[-1].rules == ["deny:user_suspended"]

@@ -5,13 +5,14 @@ import threading
 import time
 
 from govern.broker.decision_log import ChainedDecisionLog
+from govern.store.decision_records import DecisionRecordRepo
 from tests.broker.conftest import FakeClock
 
 
 def test_backlog_counts_unwritten_records_and_their_age(services):
     clock = FakeClock()
     # The writer lingers: nothing is written until flush() wakes it, and the appenders wait for their commit.
-    log = ChainedDecisionLog(services.engine, clock, services.decision_keys, linger_seconds=60)
+    log = ChainedDecisionLog(DecisionRecordRepo(services.engine), clock, services.decision_keys, linger_seconds=60)
     appenders = [threading.Thread(target=log.append, kwargs=dict(action="token", named_credential="erp-api",
                                                                  allowed=False, rules=["default-deny"]))
                  for _ in range(3)]

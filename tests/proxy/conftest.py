@@ -73,6 +73,7 @@ class Env:
 def build_env(settings, upstream, *, cache=None) -> Env:
     from govern.app import create_app
     from govern.bootstrap import build_services
+    from govern.broker.proxy import build_proxy
 
     clock = FakeClock()
     overrides = {"cache": cache} if cache is not None else {}
@@ -83,7 +84,8 @@ def build_env(settings, upstream, *, cache=None) -> Env:
     services.upstream_tokens = tokens = FakeTokenSource()
     services.secret_store = store = MemorySecretStore()
     notifier = RecordingNotifier()
-    proxy = services.proxy
+    # The proxy takes its collaborators when it is built: build it again with the fakes set above.
+    services.proxy = proxy = build_proxy(services)
     sleeps: list = []
     proxy.sleep = sleeps.append
     proxy.random = lambda: 1.0  # the largest full-jitter wait, so tests can compute it

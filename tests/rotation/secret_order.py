@@ -6,6 +6,7 @@ import datetime as dt
 import time
 
 from govern.broker.upstream.secret_refs import CredentialSecrets
+from govern.store.credential_secret_refs import CredentialSecretRefRepo
 
 
 def ordered_secrets(services, secret_ref: str, now: dt.datetime):
@@ -18,5 +19,5 @@ def ordered_secrets(services, secret_ref: str, now: dt.datetime):
         def monotonic(self) -> float:
             return time.monotonic()
 
-    found = CredentialSecrets(services.sessions, services.secret_store, _At()).candidates(ref.owner, ref.principal, ref.field)
+    found = CredentialSecrets(CredentialSecretRefRepo(services.sessions), services.secret_store, _At()).candidates(ref.owner, ref.principal, ref.field)
     return [s.value for s in found]

@@ -1,41 +1,47 @@
-"""The callout proxy: calls by named credential with the credential injected (see service.py)."""
+"""The callout proxy: calls by named credential with the credential injected (see service.py).
+
+`build_proxy` is the proxy's part of the composition root: it alone turns the Services that govern.bootstrap
+built into the proxy's named collaborators, with the store's repositories behind their ports."""
 from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import col, select
-
-from govern.broker.proxy.breaker import CircuitBreakers
+from govern.broker.proxy.breaker import CircuitBreakers, breaker_report
+from govern.broker.proxy.injection import CredentialInjector
 from govern.broker.proxy.service import ProxyService
-from govern.broker.proxy.transport import MAX_CONNECTIONS, MAX_DECODED_BYTES, Urllib3Transport
-from govern.domain.resilience import BreakerPolicy, parse_stored
-from govern.store.tables import ExternalCredential, NamedCredential, System
+from govern.broker.proxy.transport import Urllib3Transport
+from govern.errors import ConfigurationError
+from govern.store.breaker_settings import BreakerSettingRepo
+from govern.store.credential_secret_refs import CredentialSecretRefRepo
+from govern.store.proxy_queue import ProxyQueueRepo
 
 
-def build_proxy(services) -> Any:
-    settings = getattr(services, "settings", None)
-    transport = Urllib3Transport(
-        max_connections=getattr(settings, "proxy_max_connections_per_origin", MAX_CONNECTIONS),
-        max_decoded_bytes=getattr(settings, "proxy_max_decoded_bytes", MAX_DECODED_BYTES))
-    proxy = ProxyService(services, transport=transport)
+def build_proxy(services: Any) -> ProxyService:
+    if services.landscape is None or services.decider is None or services.decision_log is None:
+        raise ConfigurationError("the proxy needs the landscape snapshot, a policy decider and a decision log; "
+                                 "wire the broker first")
+    settings = services.settings
+    transport = Urllib3Transport(max_connections=settings.proxy_max_connections_per_origin,
+                                 max_decoded_bytes=settings.proxy_max_decoded_bytes)
+    injector = CredentialInjector(landscape=services.landscape, upstream_tokens=services.upstream_tokens,
+                                  secret_store=lambda: services.secret_store,
+                                  refs=CredentialSecretRefRepo(services.sessions))
+    proxy = ProxyService(
+        landscape=services.landscape, decider=services.decider, decision_log=services.decision_log,
+        injector=injector, queue=ProxyQueueRepo(services.sessions, row_locks=services.engine.dialect.name == "postgresql"),
+        breaker_settings=BreakerSettingRepo(services.sessions), cache=services.cache, clock=services.clock,
+        notifier=services.notifier, metrics=services.metrics,
+        max_concurrent_calls=settings.proxy_max_concurrent_calls, transport=transport)
     services.closers.append(proxy.transport.close)
     return proxy
 
 
-def breaker_states(services) -> list[dict[str, Any]]:
+def breaker_states(services: Any) -> list[dict[str, Any]]:
     """Every system's circuit state, for the API and for metrics (`state` is closed, open or half_open)."""
-    states = []
-    with services.sessions() as session:
-        rows = session.exec(select(System).order_by(System.external_id)).all()
-        for system in rows:
-            cfg_row = session.exec(select(NamedCredential).join(
-                ExternalCredential, col(NamedCredential.credential_id) == col(ExternalCredential.id)).where(
-                ExternalCredential.system_id == system.id)).first()
-            cfg = parse_stored(BreakerPolicy, cfg_row.circuit_breaker if cfg_row else None,
-                               f"named credential {cfg_row.external_id if cfg_row else '-'}: circuit_breaker")
-            state = CircuitBreakers(services.cache, services.clock).state(system.external_id, cfg)
-            states.append({"id": system.id, **state})
-    return states
+    if services.proxy is not None:
+        return services.proxy.breaker_states()
+    # Services of the store only (a command-line report): the same states, from the shared cache.
+    return breaker_report(BreakerSettingRepo(services.sessions), CircuitBreakers(services.cache, services.clock))
 
 
 __all__ = ["build_proxy", "breaker_states"]

@@ -15,8 +15,8 @@ import json
 from typing import Any
 
 from govern.broker.proxy.errors import CircuitOpen
-from govern.domain.resilience import BreakerPolicy
-from govern.ports import Cache, Clock
+from govern.domain.resilience import BreakerPolicy, parse_stored
+from govern.ports import BreakerSettings, Cache, Clock
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
@@ -89,3 +89,13 @@ class CircuitBreakers:
         # Keep the record a while past the reset timeout so half-open is observable, then let it lapse.
         self.cache.set(self._k(system, "open"), json.dumps({"at": self._now()}).encode(),
                        ttl=cfg.reset * 10 + 3600)
+
+
+def breaker_report(settings: BreakerSettings, breakers: CircuitBreakers) -> list[dict[str, Any]]:
+    """Every system's circuit state, for the API and for metrics (`state` is closed, open or half_open)."""
+    states = []
+    for system in settings.systems():
+        cfg = parse_stored(BreakerPolicy, system.circuit_breaker,
+                           f"named credential {system.named_credential or '-'}: circuit_breaker")
+        states.append({"id": system.system_id, **breakers.state(system.system, cfg)})
+    return states

@@ -12,9 +12,9 @@ A store that is down, with nothing cached, is DegradedMode.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from functools import partial
-
-from sqlmodel import col, select
+from typing import TYPE_CHECKING
 
 from govern.broker.proxy.errors import CredentialMissing, DegradedMode
 from govern.broker.proxy.targets import Target
@@ -22,7 +22,10 @@ from govern.broker.version_memo import VersionMemo
 from govern.domain.secret import Secret
 from govern.errors import SecretNotFound, SecretStoreUnavailable
 from govern.secrets.service import secret_ref_name
-from govern.store.tables import SecretRef
+from govern.ports import CredentialSecretRefs, SecretStore, UpstreamTokenSource
+
+if TYPE_CHECKING:
+    from govern.broker.landscape import LandscapeCache
 
 FIELD_BY_PROTOCOL = {"basic": "password", "api_key_header": "api_key", "custom_header": "value"}
 
@@ -39,16 +42,17 @@ class CredentialInjector:
     local one). A put, a rotation or a delete moves the stored landscape version, so the next call after the
     snapshot's bound reads the new value; a 401 from the upstream drops them at once."""
 
-    def __init__(self, services):
-        self.services = services
+    def __init__(self, *, landscape: LandscapeCache, upstream_tokens: UpstreamTokenSource | None,
+                 secret_store: Callable[[], SecretStore | None], refs: CredentialSecretRefs):
+        self.landscape = landscape  # the snapshot whose version bounds the memos below
+        self.upstream_tokens = upstream_tokens
+        self._secret_store = secret_store  # wired by govern.secrets; read when a static secret is needed
+        self.refs = refs  # where each secret is stored (govern.store.credential_secret_refs)
         self._paths: VersionMemo[str, str | None] = VersionMemo()
         self._secrets: VersionMemo[str, Secret] = VersionMemo()
 
     def _version(self) -> int:
-        landscape = self.services.landscape
-        if landscape is None:
-            raise CredentialMissing("the proxy needs the landscape snapshot")
-        return int(landscape.version)
+        return int(self.landscape.version)
 
     def headers(self, target: Target, principal: str | None, scopes: tuple[str, ...] = (), *,
                 rejected: str | None = None) -> dict[str, str]:
@@ -78,15 +82,15 @@ class CredentialInjector:
         """`refused`: the bearer token the upstream refused; the cached token is dropped only while it is
         still that one (a newer token another call already got stays)."""
         if target.protocol.startswith("oauth2"):
-            if self.services.upstream_tokens is not None:
-                self.services.upstream_tokens.invalidate(target.named_credential, principal, scopes, token=refused)
+            if self.upstream_tokens is not None:
+                self.upstream_tokens.invalidate(target.named_credential, principal, scopes, token=refused)
             return
         # the next call re-reads the store (the secret may just have been rotated)
         self._secrets.forget()
         self._paths.forget()
 
     def _token(self, target: Target, principal: str | None, scopes: tuple[str, ...], rejected: str | None) -> Secret:
-        source = self.services.upstream_tokens
+        source = self.upstream_tokens
         if source is None:
             raise CredentialMissing("no upstream token source is configured")
         try:
@@ -96,7 +100,7 @@ class CredentialInjector:
         return token.access_token
 
     def _secret(self, target: Target, principal: str | None, field: str) -> Secret:
-        store = self.services.secret_store
+        store = self._secret_store()
         if store is None:
             raise CredentialMissing("no secret store is configured")
         version = self._version()
@@ -121,10 +125,4 @@ class CredentialInjector:
     def _stored_path(self, credential: str, principal: str | None, field: str) -> str | None:
         # By columns, like the upstream token source (secret_refs.py): `govern secrets put` and the
         # rotation worker may write refs under another external-id scheme.
-        query = select(SecretRef).where(
-            SecretRef.owner_kind == "credential", SecretRef.owner == credential, SecretRef.field == field,
-            col(SecretRef.principal).is_(None) if principal is None
-            else col(SecretRef.principal) == principal).order_by(col(SecretRef.id).desc())
-        with self.services.sessions() as session:
-            ref = session.exec(query).first()
-        return ref.path if ref else None
+        return self.refs.newest_path(credential, principal, field)

@@ -15,10 +15,10 @@ import random
 import time
 from dataclasses import dataclass, field
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
 
-from govern.broker.proxy.breaker import CircuitBreakers
+from govern.broker.proxy.breaker import CircuitBreakers, breaker_report
 from govern.broker.proxy.call import (PROXY_PREFIX, ProxyCall, ProxyResult, UpstreamOutcome, default_principal,
                                       raise_if_denied)
 from govern.broker.proxy.bulkhead import DEFAULT_LIMIT, Bulkheads
@@ -38,9 +38,14 @@ from govern.broker.proxy.transport import (InvalidRequest, TransportBodyTooLarge
                                            TransportUnreachable, Urllib3Transport)
 from govern.domain.access import AccessDecision, AccessRequest
 from govern.domain.maintenance import window_end
-from govern.broker.proxy.queue import enqueue
-from govern.errors import ConfigurationError, GovernError
+from govern.broker.proxy.queue import QueuedCalls, enqueue
+from govern.errors import GovernError
 from govern.logs import CORRELATION_HEADER
+from govern.ports import (BreakerSettings, Cache, Clock, DecisionLog, Notifier, PolicyDecider, ProxyQueueStore)
+
+if TYPE_CHECKING:
+    from govern.broker.landscape import LandscapeCache
+    from govern.metrics import Metrics
 
 log = logging.getLogger("govern.proxy")
 SMALL_BODY_BYTES = 64 * 1024  # upstream answers up to this size (by Content-Length) are read whole, not streamed
@@ -68,28 +73,39 @@ class Transport(Protocol):
 
 @dataclass
 class ProxyService:
-    services: Any  # govern.bootstrap.Services
+    """Built by the composition root (govern.broker.proxy.build_proxy) with each collaborator by name."""
+
+    landscape: LandscapeCache  # the process's one landscape snapshot: Targets come from it
+    decider: PolicyDecider
+    decision_log: DecisionLog
+    injector: CredentialInjector
+    queue: ProxyQueueStore  # calls held during a maintenance window, and dead letters
+    breaker_settings: BreakerSettings  # each system's stored breaker setting, for breaker_states()
+    cache: Cache  # breakers, budgets and idempotency keys, shared by every process
+    clock: Clock
+    notifier: Notifier | None = None  # budget alerts
+    metrics: Metrics | None = None
+    max_concurrent_calls: int = DEFAULT_LIMIT  # a system's bulkhead, unless its setting says otherwise
     transport: Transport = field(default_factory=Urllib3Transport)
     sleep: Callable[[float], None] = time.sleep
     random: Callable[[], float] = random.random
 
-    def __post_init__(self):
-        svc = self.services
-        self.injector = CredentialInjector(svc)
-        self.breakers = CircuitBreakers(svc.cache, svc.clock)
-        self.budget = DailyBudget(svc.cache, svc.clock, svc.notifier)
-        self.idempotency = IdempotencyStore(svc.cache, sleep=lambda s: self.sleep(s))
-        settings = getattr(svc, "settings", None)
-        self.bulkheads = Bulkheads(getattr(settings, "proxy_max_concurrent_calls", DEFAULT_LIMIT),
-                                   metrics=getattr(svc, "metrics", None))
+    def __post_init__(self) -> None:
+        self.breakers = CircuitBreakers(self.cache, self.clock)
+        self.budget = DailyBudget(self.cache, self.clock, self.notifier)
+        self.idempotency = IdempotencyStore(self.cache, sleep=lambda s: self.sleep(s))
+        self.bulkheads = Bulkheads(self.max_concurrent_calls, metrics=self.metrics)
+        self.queued = QueuedCalls(self, self.decider, self.queue, self.clock)
+
+    def breaker_states(self) -> list[dict[str, Any]]:
+        """Every system's circuit state, for the API and for metrics (`state` is closed, open or half_open)."""
+        return breaker_report(self.breaker_settings, self.breakers)
 
     # --- the entry point ------------------------------------------------------------------------
 
     def target(self, name: str) -> Target:
         """The named credential's Target, from the process's one landscape snapshot (govern.broker.landscape)."""
-        landscape = self.services.landscape
-        if landscape is None:
-            raise ConfigurationError("the proxy needs the landscape snapshot")
+        landscape = self.landscape
         try:
             return landscape.current().proxy_target(name)
         except NamedCredentialNotFound:  # created a moment ago by another process? look once more
@@ -119,13 +135,11 @@ class ProxyService:
         request = AccessRequest(caller=call.caller, action="proxy", named_credential=target.named_credential,
                                 method=method, path=plain_path, resource_object=resource.object,
                                 fields=resource.fields, api_type=target.api_type)
-        if self.services.decider is None or self.services.decision_log is None:
-            raise ConfigurationError("the proxy needs a policy decider and a decision log")
         outcome = UpstreamOutcome()
         decision: AccessDecision | None = None
         started = time.perf_counter()
         try:
-            decision = self.services.decider.decide(request)
+            decision = self.decider.decide(request)
             raise_if_denied(decision)
             result = self._allowed(call, target, method, path, query, url, decision, outcome)
         except BaseException as exc:
@@ -153,17 +167,17 @@ class ProxyService:
         if error is not None and decision is not None and decision.allowed:
             fields["error_code"] = error if isinstance(error, str) else (
                 error.code if isinstance(error, GovernError) else "internal_error")
-        self.services.decision_log.append(request, decision, **fields)
+        self.decision_log.append(request, decision, **fields)
 
     # --- after an allow -------------------------------------------------------------------------
 
     def _allowed(self, call, target, method, path, query, url, decision, outcome) -> ProxyResult:
         principal = decision.principal or default_principal(target)
-        end = window_end(target.maintenance_windows, self.services.clock.now())
+        end = window_end(target.maintenance_windows, self.clock.now())
         if end is not None:
-            wait = int(math.ceil((end - self.services.clock.now()).total_seconds()))
+            wait = int(math.ceil((end - self.clock.now()).total_seconds()))
             if target.during_maintenance == "queue":
-                return enqueue(self.services, call, target, path, query, principal, end)
+                return enqueue(self.queue, call, target, path, query, principal, end)
             raise MaintenanceWindow(target.system, wait)
 
         keyed = bool(call.idempotency_key) and method not in IDEMPOTENT_METHODS
@@ -269,7 +283,7 @@ class ProxyService:
             if status == 401 and not target.protocol.startswith("oauth2"):
                 self.injector.invalidate(target, principal)  # a stale static secret: re-read it next time
             if status == 429:
-                wait = parse_retry_after(response.headers.get("Retry-After"), self.services.clock.now())
+                wait = parse_retry_after(response.headers.get("Retry-After"), self.clock.now())
                 wait = policy.delay(attempt, self.random) if wait is None else wait
                 response.close()
                 if (retry_ok and attempt + 1 < policy.attempts and wait <= policy.max_retry_after

@@ -1,23 +1,31 @@
-"""The upstream token broker: implements govern.ports.UpstreamTokenSource (see service.py)."""
+"""The upstream token broker: implements govern.ports.UpstreamTokenSource (see service.py).
+
+`build_upstream_tokens` and `build_connect_service` are the token broker's part of the composition root:
+they alone hand the store's repositories (behind govern.ports) to the services."""
 from __future__ import annotations
 
 import os
 import socket
+from typing import Any
 
 from govern.broker.upstream.service import UpstreamTokens
-from govern.broker.upstream.http import RequestsTokenHttp
-from govern.broker.upstream.journal import RefreshJournalRepo
+from govern.broker.upstream.http import RequestsTokenHttp, TokenHttp
 from govern.broker.upstream.reconnect import safe_notifier
 from govern.broker.upstream.secret_refs import CredentialSecrets
-from govern.broker.upstream.single_flight import DatabaseSingleFlight, RedisSingleFlight
+from govern.broker.upstream.single_flight import RedisSingleFlight
 from govern.broker.upstream.token_cache import TokenCache
 from govern.errors import ConfigurationError
 from govern.cache import MemoryCache
 from govern.notify import build_notifier
 from govern.broker.upstream.connect import ConnectService
+from govern.ports import Cache, Notifier
+from govern.store.credential_secret_refs import CredentialSecretRefRepo
+from govern.store.refresh_journal import RefreshJournalRepo
+from govern.store.upstream_principals import PrincipalRepo
+from govern.store.upstream_token_lock import DatabaseSingleFlight
 
 
-def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
+def build_upstream_tokens(services: Any, *, http: TokenHttp | None = None) -> UpstreamTokens:
     """Wire the broker from the composition root's Services."""
     settings = services.settings
     # The secrets package is the one place that encrypts: cached tokens are sealed by its CacheCipher (Vault
@@ -25,7 +33,7 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     cipher = services.cache_cipher
     if cipher is None:
         raise ConfigurationError("the upstream token cache needs the secrets package's cache cipher")
-    cache = services.cache
+    cache: Cache = services.cache
     lease = float(settings.refresh_lease_seconds)
     redis_flight = RedisSingleFlight(cache, lease=lease) if getattr(cache, "kind", "") == "redis" else None
     if redis_flight is None:
@@ -38,9 +46,10 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     if services.landscape is None:
         raise ConfigurationError("the upstream token source reads the landscape snapshot; wire the broker first")
     return UpstreamTokens(
-        sessions=services.sessions,
+        principals=PrincipalRepo(services.sessions),
         landscape=services.landscape,
-        secrets=CredentialSecrets(services.sessions, lambda: services.secret_store, services.clock),
+        secrets=CredentialSecrets(CredentialSecretRefRepo(services.sessions), lambda: services.secret_store,
+                                  services.clock),
         token_cache=TokenCache(cache, cipher, services.clock, settings.token_leeway_seconds),
         http=http or RequestsTokenHttp(),
         clock=services.clock,
@@ -52,17 +61,19 @@ def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
     )
 
 
-def _notifier(services):
+def _notifier(services: Any) -> Notifier:
     """govern's one notifier (govern.notify), wired by the composition root in any order."""
     notifier = services.notifier
     if notifier is None:
-        notifier = services.notifier = services.notifier or build_notifier(services.settings, services.clock)
+        notifier = services.notifier = build_notifier(services.settings, services.clock)
     return notifier
 
 
-def build_connect_service(services):
+def build_connect_service(services: Any) -> ConnectService:
     tokens = services.upstream_tokens
-    return ConnectService(sessions=services.sessions, cache=services.cache, cipher=tokens.tokens.cipher,
+    if not isinstance(tokens, UpstreamTokens):
+        raise ConfigurationError("connecting a principal needs govern's upstream token broker")
+    return ConnectService(principals=tokens.principals, cache=services.cache, cipher=tokens.tokens.cipher,
                           secrets=tokens.secrets, tokens=tokens, clock=services.clock)
 
 

@@ -15,19 +15,14 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-import sqlalchemy as sa
-from sqlmodel import col
-
 from govern.broker.upstream.errors import UpstreamNotConfigured
 from govern.broker.upstream.reconnect import clear_needs_reconnect
 from govern.broker.upstream.secret_refs import CredentialSecrets
 from govern.broker.upstream.service import UpstreamTokens
-from govern.broker.upstream.targets import Target, token_settings
+from govern.broker.upstream.targets import Target, credential_token_settings
 from govern.domain.secret import Secret
-from govern.errors import BadRequest, NotFound, UpstreamError
-from govern.ports import Cache, Cipher, Clock
-from govern.store.db import session_scope
-from govern.store.tables import ExternalCredential, IntegrationUser, Principal
+from govern.errors import BadRequest, UpstreamError
+from govern.ports import Cache, Cipher, Clock, ConnectSubject, UpstreamPrincipals
 
 CONNECT_TTL = 600  # seconds: the user has ten minutes to consent (RFC 6749 section 10.12 wants state short-lived)
 
@@ -40,9 +35,9 @@ class Connected:
 
 
 class ConnectService:
-    def __init__(self, *, sessions, cache: Cache, cipher: Cipher, secrets: CredentialSecrets, tokens: UpstreamTokens,
-                 clock: Clock, ttl: int = CONNECT_TTL):
-        self.sessions = sessions
+    def __init__(self, *, principals: UpstreamPrincipals, cache: Cache, cipher: Cipher, secrets: CredentialSecrets,
+                 tokens: UpstreamTokens, clock: Clock, ttl: int = CONNECT_TTL):
+        self.principals = principals
         self.cache = cache
         self.cipher = cipher
         self.secrets = secrets  # CredentialSecrets
@@ -50,20 +45,11 @@ class ConnectService:
         self.clock = clock
         self.ttl = ttl
 
-    def _load(self, credential: str, principal: str) -> tuple[ExternalCredential, Principal]:
-        with self.sessions() as session:
-            cred = session.execute(sa.select(ExternalCredential).where(
-                col(ExternalCredential.external_id) == credential)).scalar_one_or_none()
-            if cred is None:
-                raise NotFound(f"no credential {credential!r}")
-            prin = session.execute(sa.select(Principal).where(
-                col(Principal.credential_id) == cred.id, col(Principal.name) == principal)).scalar_one_or_none()
-            if prin is None:
-                raise NotFound(f"credential {credential!r} has no principal {principal!r}")
-            return cred, prin
+    def _load(self, credential: str, principal: str) -> ConnectSubject:
+        return self.principals.connect_subject(credential, principal)  # NotFound for either
 
     def start(self, credential: str, principal: str, redirect_uri: str, *, login_hint: str | None = None) -> dict:
-        cred, _ = self._load(credential, principal)
+        cred = self._load(credential, principal)
         if not cred.authorize_url or not cred.token_url or not cred.client_id:
             raise UpstreamNotConfigured(f"credential {credential!r} needs an authorize URL, a token URL and a client id")
         state = secrets.token_urlsafe(32)
@@ -92,28 +78,27 @@ class ConnectService:
         pending = json.loads(self.cipher.open(sealed))
         if error or not code:
             raise BadRequest("the upstream did not grant access" + (f" ({error})" if error and error.isidentifier() else ""))
-        cred, prin = self._load(pending["credential"], pending["principal"])
-        target = Target(named_credential="", credential=cred.external_id, protocol=cred.protocol, token_url=cred.token_url,
+        cred = self._load(pending["credential"], pending["principal"])
+        settings = credential_token_settings(cred.credential, scopes=cred.scopes, audience=cred.audience,
+                                             resource=cred.resource, token_params=cred.token_params,
+                                             leeway_seconds=cred.leeway_seconds, rotation=cred.rotation)
+        target = Target(named_credential="", credential=cred.credential, protocol=cred.protocol, token_url=cred.token_url,
                         client_id=cred.client_id, client_auth_method=cred.client_auth_method,
-                        **token_settings(cred), header_name=None, principal=prin.name,
-                        principal_id=prin.id, subject=prin.subject, timeout=10.0)
+                        **settings, header_name=None, principal=cred.principal,
+                        principal_id=cred.principal_id, subject=cred.subject, timeout=10.0)
         body = self.tokens.token_request(target, {"grant_type": "authorization_code", "code": code,
                                                   "redirect_uri": pending["redirect_uri"],
                                                   "code_verifier": pending["verifier"]})
         refresh = body.get("refresh_token")
         if not isinstance(refresh, str) or not refresh:
             raise UpstreamError("the upstream granted access but issued no refresh token (offline access not allowed?)")
-        current = self.secrets.current(cred.external_id, prin.name, "refresh_token")
-        self.secrets.replace(cred.external_id, prin.name, "refresh_token", Secret(refresh),
+        current = self.secrets.current(cred.credential, cred.principal, "refresh_token")
+        self.secrets.replace(cred.credential, cred.principal, "refresh_token", Secret(refresh),
                              expected_version=current.version if current else None)
-        with session_scope(self.sessions) as session:
-            row = session.get_one(Principal, prin.id)
-            row.connected_at = self.clock.now()
-            user = session.get(IntegrationUser, row.integration_user_id) if row.integration_user_id else None
-            user_id = user.external_id if user is not None else None
-        clear_needs_reconnect(self.sessions, getattr(self.tokens, "notify", None), self.clock.now(),
-                              credential=cred.external_id, principal=prin.name)
-        return Connected(cred.external_id, prin.name, user_id)
+        user_id = self.principals.mark_connected(cred.principal_id, self.clock.now())
+        clear_needs_reconnect(self.principals, self.tokens.notify, self.clock.now(),
+                              credential=cred.credential, principal=cred.principal)
+        return Connected(cred.credential, cred.principal, user_id)
 
 
 def _state_key(state: str) -> str:

@@ -19,32 +19,25 @@ import logging
 from typing import Any
 from collections.abc import Callable
 
-import sqlalchemy as sa
-from sqlmodel import col
-
-from govern.store.db import rows_matched, session_scope
-from govern.store.tables import ExternalCredential, Principal
+from govern.ports import UpstreamPrincipals
 
 log = logging.getLogger("govern.broker.upstream")
 NEEDS_RECONNECT_EVENT = "alert.principal_needs_reconnect"
 RECONNECTED_EVENT = "alert.principal_reconnected"
 
 
-def needs_reconnect_since(sessions, principal_id: int | None) -> dt.datetime | None:
+def needs_reconnect_since(principals: UpstreamPrincipals, principal_id: int | None) -> dt.datetime | None:
     """When the principal was marked, or None (read fresh: another process may have marked it)."""
     if principal_id is None:
         return None
-    with sessions() as session:
-        return session.execute(sa.select(col(Principal.needs_reconnect_at)).where(col(Principal.id) == principal_id)).scalar()
+    return principals.needs_reconnect_since(principal_id)
 
 
-def mark_needs_reconnect(sessions, notify: Callable[[str, dict[str, Any]], None], now: dt.datetime, *,
-                         principal_id: int, credential: str, principal: str, in_doubt: list[str]) -> bool:
+def mark_needs_reconnect(principals: UpstreamPrincipals, notify: Callable[[str, dict[str, Any]], None],
+                         now: dt.datetime, *, principal_id: int, credential: str, principal: str,
+                         in_doubt: list[str]) -> bool:
     """Mark the principal; True (and one alert) for the process that marked it first."""
-    with session_scope(sessions) as session:
-        marked = rows_matched(session.execute(sa.update(Principal).where(
-            col(Principal.id) == principal_id, col(Principal.needs_reconnect_at).is_(None)).values(needs_reconnect_at=now)
-            .execution_options(synchronize_session=False))) == 1
+    marked = principals.mark_needs_reconnect(principal_id, now)
     if marked:
         log.error("upstream refused the stored refresh token: the principal must be reconnected", extra={
             "alert": "principal_needs_reconnect", "credential": credential, "principal": principal,
@@ -55,22 +48,10 @@ def mark_needs_reconnect(sessions, notify: Callable[[str, dict[str, Any]], None]
     return marked
 
 
-def clear_needs_reconnect(sessions, notify: Callable[[str, dict[str, Any]], None] | None, now: dt.datetime, *,
-                          credential: str, principal: str) -> bool:
+def clear_needs_reconnect(principals: UpstreamPrincipals, notify: Callable[[str, dict[str, Any]], None] | None,
+                          now: dt.datetime, *, credential: str, principal: str) -> bool:
     """The principal has a new refresh token: clear the mark; True (and one alert) if it was set."""
-    with session_scope(sessions) as session:
-        cred_id = session.execute(sa.select(col(ExternalCredential.id)).where(
-            col(ExternalCredential.external_id) == credential)).scalar()
-        if cred_id is None:
-            return False
-        row = session.execute(sa.select(col(Principal.id), col(Principal.needs_reconnect_at)).where(
-            col(Principal.credential_id) == cred_id, col(Principal.name) == principal)).first()
-        if row is None or row[1] is None:
-            return False
-        cleared = rows_matched(session.execute(sa.update(Principal).where(
-            col(Principal.id) == row[0], col(Principal.needs_reconnect_at).is_not(None)).values(needs_reconnect_at=None)
-            .execution_options(synchronize_session=False))) == 1
-        since = row[1]
+    cleared, since = principals.clear_needs_reconnect(credential, principal)
     if cleared:
         log.info("principal reconnected", extra={"credential": credential, "principal": principal})
         if notify is not None:

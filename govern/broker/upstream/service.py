@@ -32,14 +32,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from govern.broker.upstream import journal as J
 from govern.broker.upstream.assertions import CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT, sign_assertion
 from govern.broker.upstream import reconnect
 from govern.broker.upstream.errors import (PrincipalNeedsReconnect, UpstreamInvalidClient, UpstreamInvalidGrant,
                                            UpstreamNotConfigured, UpstreamTimeout)
 from govern.broker.upstream.http import TokenHttp, parse_token_response
 from govern.broker.upstream.secret_refs import CredentialSecrets, StoredSecret
-from govern.broker.upstream.single_flight import LocalLocks
+from govern.broker.upstream.single_flight import LocalLocks, RedisSingleFlight
 from govern.broker.upstream.targets import Target
 from govern.broker.upstream.token_cache import TokenCache, cache_key, is_fresh, open_token, same_token
 from govern.domain.access import UpstreamToken
@@ -47,11 +46,12 @@ from govern.domain.secret import Secret
 from govern.domain.token_request import leeway_too_large, refresh_leeway
 from govern.broker.version_memo import VersionMemo
 from govern.errors import GovernError, NotFound, SecretConflict, UpstreamUnavailable
-from govern.ports import Cipher, Clock
-from govern.store.db import row_id
+from govern.ports import (FAILED, IN_DOUBT, SUCCEEDED, Cipher, Clock, LockNotAvailable, RefreshJournal, TokenRowLocks,
+                          UpstreamPrincipals)
 
 if TYPE_CHECKING:
     from govern.broker.landscape import LandscapeCache
+    from govern.metrics import Metrics
 
 log = logging.getLogger("govern.broker.upstream")
 
@@ -64,10 +64,12 @@ DEFAULT_LIFETIME = 300  # seconds, when the upstream gives no expires_in (RFC 67
 
 
 class UpstreamTokens:
-    def __init__(self, *, sessions, landscape: LandscapeCache, secrets: CredentialSecrets, token_cache: TokenCache,
-                 http: TokenHttp, clock: Clock, journal: J.RefreshJournalRepo, redis_flight=None, db_flight=None,
-                 poll_interval: float = 0.02, metrics=None, notify=None):
-        self.sessions = sessions
+    def __init__(self, *, principals: UpstreamPrincipals, landscape: LandscapeCache, secrets: CredentialSecrets,
+                 token_cache: TokenCache, http: TokenHttp, clock: Clock, journal: RefreshJournal,
+                 redis_flight: RedisSingleFlight | None = None, db_flight: TokenRowLocks | None = None,
+                 poll_interval: float = 0.02, metrics: Metrics | None = None,
+                 notify: Callable[[str, dict[str, Any]], None] | None = None):
+        self.principals = principals  # the principals' needs-reconnect marks (govern.store.upstream_principals)
         self.landscape = landscape
         self.secrets = secrets
         self.tokens = token_cache
@@ -151,26 +153,28 @@ class UpstreamTokens:
 
     def _via_redis(self, key: str, target: Target, scopes: tuple[str, ...], deadline: float,
                    usable: Callable[[UpstreamToken | None], TypeGuard[UpstreamToken]]) -> UpstreamToken:
+        redis_flight = self.redis_flight
+        assert redis_flight is not None  # noqa: S101 - the caller checked
         while True:
-            flight = self.redis_flight.try_acquire(key)
+            flight = redis_flight.try_acquire(key)
             if flight is not None:
                 try:
-                    with self.redis_flight.heartbeat(flight):
+                    with redis_flight.heartbeat(flight):
                         token = self.tokens.get(key)
                         if not usable(token):
                             token = self._fetch(target, scopes)
                             value, ttl = self.tokens.seal(key, token)
-                            if not self.redis_flight.publish(flight, value, ttl):
+                            if not redis_flight.publish(flight, value, ttl):
                                 log.warning("upstream token not cached: the refresh lease was lost during the call",
                                             extra={"named_credential": target.named_credential})
                             else:
                                 self.tokens.remember(key, value, token)
                         return token
                 finally:
-                    self.redis_flight.release(flight)
+                    redis_flight.release(flight)
             # Someone else is fetching: wait for their result, or for the lease to free up (a dead holder's
             # lease runs out within one lease).
-            while self.redis_flight.is_locked(key):
+            while redis_flight.is_locked(key):
                 token = self.tokens.get(key)
                 if usable(token):
                     return token
@@ -188,15 +192,19 @@ class UpstreamTokens:
         return isinstance(fetched, str) and bool(fetched) and dt.datetime.fromisoformat(fetched) >= since
 
     def _via_row_lock(self, key, target, scopes, deadline, usable) -> UpstreamToken:
-        with self.db_flight.hold(key, deadline - self.clock.monotonic()) as flight:
-            if flight.sealed:
-                token = open_token(self.tokens.cipher, key, flight.sealed)
-                if token is not None and is_fresh(token, self.clock.now(), self.tokens.leeway) and usable(token):
-                    self.tokens.put(key, token)
-                    return token
-            token = self._fetch(target, scopes)
-            value, _ = self.tokens.seal(key, token)
-            flight.publish(value, token.expires_at)
+        assert self.db_flight is not None  # noqa: S101 - the caller checked
+        try:
+            with self.db_flight.hold(key, deadline - self.clock.monotonic()) as flight:
+                if flight.sealed:
+                    token = open_token(self.tokens.cipher, key, flight.sealed)
+                    if token is not None and is_fresh(token, self.clock.now(), self.tokens.leeway) and usable(token):
+                        self.tokens.put(key, token)
+                        return token
+                token = self._fetch(target, scopes)
+                value, _ = self.tokens.seal(key, token)
+                flight.publish(value, token.expires_at)
+        except LockNotAvailable:  # only the lock itself raises it (lock_timeout)
+            raise UpstreamTimeout("timed out waiting for another process to fetch the upstream token") from None
         self.tokens.put(key, token)
         return token
 
@@ -256,7 +264,7 @@ class UpstreamTokens:
         if stored is None:
             raise UpstreamNotConfigured(f"principal {principal!r} of {target.credential!r} is not connected")
         # Read fresh under the lock (not from the target memo): another process may have just marked it.
-        if reconnect.needs_reconnect_since(self.sessions, target.principal_id) is not None:
+        if reconnect.needs_reconnect_since(self.principals, target.principal_id) is not None:
             raise PrincipalNeedsReconnect(f"the upstream refused the refresh token of principal {principal!r}; "
                                           "reconnect it")
         # We hold the single-flight lock: any unresolved attempt is not running any more, so it is in doubt.
@@ -271,27 +279,27 @@ class UpstreamTokens:
             body = self._call(target, form, client_auth_required=True)
         except UpstreamInvalidGrant:
             # Closed, every one: the attempts in doubt are answered too (their token is dead).
-            self.journal.finish(attempt, J.FAILED, error="invalid_grant")
-            self.journal.resolve([row_id(p) for p in pending], J.FAILED, error="invalid_grant")
+            self.journal.finish(attempt, FAILED, error="invalid_grant")
+            self.journal.resolve([p.id for p in pending], FAILED, error="invalid_grant")
             if target.principal_id is not None:
-                reconnect.mark_needs_reconnect(self.sessions, self.notify, self.clock.now(),
+                reconnect.mark_needs_reconnect(self.principals, self.notify, self.clock.now(),
                                                principal_id=target.principal_id, credential=target.credential,
                                                principal=principal, in_doubt=[p.attempt_id for p in pending])
             raise PrincipalNeedsReconnect(
                 f"the upstream refused the refresh token of principal {principal!r}; reconnect it") from None
         except UpstreamUnavailable:
             # No answer, or a dropped connection: the upstream may have rotated the token.
-            self.journal.finish(attempt, J.IN_DOUBT, error="no_answer")
+            self.journal.finish(attempt, IN_DOUBT, error="no_answer")
             raise
         except GovernError as exc:
-            self.journal.finish(attempt, J.FAILED, error=exc.code)
+            self.journal.finish(attempt, FAILED, error=exc.code)
             raise
         except BaseException:
-            self.journal.finish(attempt, J.IN_DOUBT, error="interrupted")
+            self.journal.finish(attempt, IN_DOUBT, error="interrupted")
             raise
         new_version = self._store_rotated(target, stored, body.get("refresh_token"), attempt)
-        self.journal.finish(attempt, J.SUCCEEDED, new_version=new_version)
-        self.journal.resolve([row_id(p) for p in pending], J.FAILED, error="reconciled")
+        self.journal.finish(attempt, SUCCEEDED, new_version=new_version)
+        self.journal.resolve([p.id for p in pending], FAILED, error="reconciled")
         return body
 
     def _store_rotated(self, target: Target, stored: StoredSecret, new: Any, attempt: str) -> int | None:
@@ -308,7 +316,7 @@ class UpstreamTokens:
                         extra={"credential": target.credential, "principal": target.principal})
             return None
         except GovernError:
-            self.journal.finish(attempt, J.IN_DOUBT, error="vault_write_failed")
+            self.journal.finish(attempt, IN_DOUBT, error="vault_write_failed")
             raise
 
     # --- client authentication and the call -------------------------------------------------------------

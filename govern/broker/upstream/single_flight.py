@@ -11,22 +11,16 @@ Three layers, cheapest first:
   lapsed (a paused process) cannot overwrite a newer result. Waiters poll the cache for the result until
   a deadline. A lease of 60 s was what locked principals out: a dead holder kept the lock past the
   upstream's refresh-token grace period;
-- across processes with only PostgreSQL, `SELECT ... FOR UPDATE` on a row per key (upstream_token_lock);
-  waiters block on the row lock (bounded by `lock_timeout`), then read the sealed result from the row.
-  A row lock needs no lease: PostgreSQL releases it when the holder's connection ends, and the kernel
-  closes that connection when the holder dies. The result is written in the transaction that holds the
-  lock, so it is fenced by construction.
+- across processes with only PostgreSQL, `SELECT ... FOR UPDATE` on a row per key (upstream_token_lock):
+  govern.store.upstream_token_lock, behind the govern.ports.TokenRowLocks port.
 """
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from collections.abc import Iterator
-
-import sqlalchemy as sa
 
 from govern.broker.upstream.errors import UpstreamTimeout
 
@@ -141,58 +135,3 @@ class RedisSingleFlight:
 
     def release(self, flight: RedisFlight) -> None:
         self._call(self._release, keys=[self._lock_key(flight.key)], args=[flight.fence])
-
-
-class RowLockFlight:
-    """Holds `SELECT ... FOR UPDATE` on the key's row for the duration of one upstream call."""
-
-    def __init__(self, conn, key: str, sealed: bytes | None, expires_at: dt.datetime | None):
-        self.conn = conn
-        self.key = key
-        self.sealed = sealed
-        self.expires_at = expires_at
-
-    def publish(self, value: bytes, expires_at: dt.datetime | None) -> None:
-        self.conn.execute(sa.text("UPDATE upstream_token_lock SET sealed_token = :v, expires_at = :e, fence = fence + 1 "
-                                  "WHERE key = :k"), {"v": value, "e": expires_at, "k": self.key})
-
-
-class DatabaseSingleFlight:
-    """Row locks on PostgreSQL. (SQLite has no row locks; there govern is a single process by design.)"""
-
-    def __init__(self, engine: sa.Engine):
-        self.engine = engine
-
-    def forget(self, key: str) -> None:
-        """Drop the sealed result (invalidate): the next holder calls the upstream."""
-        with self.engine.begin() as conn:
-            conn.execute(sa.text("UPDATE upstream_token_lock SET sealed_token = NULL, expires_at = NULL WHERE key = :k"),
-                         {"k": key})
-
-    def forget_if(self, key: str, refused) -> None:
-        """Drop the sealed result only if `refused(sealed)` (compare-and-invalidate). A row locked by a
-        holder is being refreshed right now: its result replaces the refused one anyway, so it is skipped."""
-        with self.engine.begin() as conn:
-            row = conn.execute(sa.text("SELECT sealed_token FROM upstream_token_lock WHERE key = :k "
-                                       "FOR UPDATE SKIP LOCKED"), {"k": key}).first()
-            if row is not None and row[0] is not None and refused(bytes(row[0])):
-                conn.execute(sa.text("UPDATE upstream_token_lock SET sealed_token = NULL, expires_at = NULL "
-                                     "WHERE key = :k"), {"k": key})
-
-    @contextmanager
-    def hold(self, key: str, timeout: float) -> Iterator[RowLockFlight]:
-        with self.engine.connect() as conn:
-            with conn.begin():
-                conn.execute(sa.text("INSERT INTO upstream_token_lock (key, fence) VALUES (:k, 0) "
-                                     "ON CONFLICT (key) DO NOTHING"), {"k": key})
-            try:
-                with conn.begin():
-                    ms = max(1, int(timeout * 1000))
-                    conn.execute(sa.text(f"SET LOCAL lock_timeout = {ms}"))
-                    row = conn.execute(sa.text("SELECT sealed_token, expires_at FROM upstream_token_lock "
-                                               "WHERE key = :k FOR UPDATE"), {"k": key}).one()
-                    yield RowLockFlight(conn, key, row[0], row[1])
-            except sa.exc.OperationalError as exc:
-                if getattr(exc.orig, "sqlstate", None) == "55P03":  # lock_not_available
-                    raise UpstreamTimeout("timed out waiting for another process to fetch the upstream token") from None
-                raise

@@ -8,6 +8,7 @@ Principal row (Principal.integration_user_id) belongs to this credential.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from govern.broker.upstream.errors import UpstreamNotConfigured
@@ -45,14 +46,22 @@ class Target:
 
 
 def token_settings(cred: ExternalCredential) -> dict[str, Any]:
-    """The credential row's token-request settings as Target fields; a row that does not parse is an error.
-    (For the connect flow, which reads one credential row; the snapshot has them typed already: settings_of.)"""
-    params = parse_stored(TokenRequestParams, {"scopes": list(cred.scopes or ()), "audience": cred.audience,
-                                               "resource": list(cred.resource or ()),
-                                               "extra": dict(cred.token_params or {})},
-                          f"credential {cred.external_id}: token request parameters")
-    overlap = (cred.rotation or {}).get("overlap")
-    return {"params": params, "leeway": cred.leeway_seconds,
+    """The credential row's token-request settings as Target fields; a row that does not parse is an error."""
+    return credential_token_settings(cred.external_id, scopes=cred.scopes, audience=cred.audience,
+                                     resource=cred.resource, token_params=cred.token_params,
+                                     leeway_seconds=cred.leeway_seconds, rotation=cred.rotation)
+
+
+def credential_token_settings(credential: str, *, scopes: Iterable[str] | None, audience: str | None,
+                              resource: Iterable[str] | None, token_params: Mapping[str, Any] | None,
+                              leeway_seconds: float | None, rotation: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A credential's stored token-request settings as Target fields; a value that does not parse is an error."""
+    params = parse_stored(TokenRequestParams, {"scopes": list(scopes or ()), "audience": audience,
+                                               "resource": list(resource or ()),
+                                               "extra": dict(token_params or {})},
+                          f"credential {credential}: token request parameters")
+    overlap = (rotation or {}).get("overlap")
+    return {"params": params, "leeway": leeway_seconds,
             "rotation_overlap": parse_duration(overlap) if overlap else None}
 
 

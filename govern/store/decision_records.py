@@ -1,0 +1,204 @@
+"""The `decision` and `decision_checkpoint` tables (govern.ports.DecisionRecords): the append-only, keyed,
+hash-chained decision log's storage. The queue, the group commit and the key choice are the broker's
+(govern.broker.decision_log); what happens inside one transaction is here.
+
+Each batch is one transaction that:
+1. takes the chain lock: `pg_advisory_xact_lock` on PostgreSQL, the database write lock
+   (`BEGIN IMMEDIATE`) on SQLite, so writers in several processes never fork the chain;
+2. reads the last record's id and hash inside that transaction;
+3. assigns consecutive ids, chains the records with HMAC-SHA256 under the given key
+   (govern.domain.decision_chain), and inserts the batch;
+4. adds a signed checkpoint when the broker asks for one.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import sqlalchemy as sa
+
+from govern.domain.decision_chain import GENESIS, HASHED_FIELDS, checkpoint_mac, record_digest, record_mac
+from govern.store.db import table_of
+from govern.store.tables import Decision, DecisionCheckpoint
+
+ADVISORY_LOCK_KEY = 0x676F76_6C6F67  # "gov" "log": one chain per database
+_COLUMNS = HASHED_FIELDS + ("prev_hash", "hash")
+_JSON_COLUMNS = frozenset(("scopes_requested", "scopes_granted", "rules"))
+
+
+class DecisionRecordRepo:
+    def __init__(self, engine: sa.Engine):
+        self._engine = engine
+        self._table = table_of(Decision)
+        self._sql: dict[str, str] = {}
+        self._pg: Any = None  # the writer thread's own PostgreSQL connection (pooled proxy), kept across batches
+
+    @property
+    def engine(self) -> sa.Engine:
+        return self._engine
+
+    def append_chained(self, batch: list[dict[str, Any]], kid: str, key: bytes | None, *,
+                       checkpoint: Callable[[int, int], bool], now: Callable[[], dt.datetime]) -> None:
+        if self._engine.dialect.name == "postgresql":
+            self._write_pg(batch, kid, key, checkpoint, now)
+            return
+        with self._engine.connect() as conn:  # SQLite: the database write lock is the chain lock
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            last = conn.execute(sa.select(self._table.c.id, self._table.c.hash)
+                                .order_by(self._table.c.id.desc()).limit(1)).first()
+            first_id, prev = (last[0], last[1]) if last else (0, GENESIS)
+            last_id = first_id
+            rows = []
+            for rec in batch:
+                last_id += 1
+                row = dict(rec, id=last_id, prev_hash=prev, key_id=kid)
+                row["hash"] = prev = record_mac(row, prev, key) if key is not None else record_digest(row, prev)
+                rows.append(_driver_row(row, True))
+            # The driver's executemany, not the ORM: this is the log's whole cost per record.
+            conn.exec_driver_sql(self._insert_sql(conn.dialect), rows)
+            if key is not None and checkpoint(first_id, last_id):
+                _insert_checkpoint(conn, kid, key, last_id, prev, now())
+            conn.commit()
+
+    def _write_pg(self, batch: list[dict[str, Any]], kid: str, key: bytes | None,
+                  checkpoint: Callable[[int, int], bool], now: Callable[[], dt.datetime]) -> None:
+        """The same transaction in two round trips, on a connection the writer keeps: psycopg's pipeline mode
+        sends BEGIN, the lock and the head's read at once, then the inserts, the sequence and COMMIT at once.
+        Each statement reads its own snapshot (READ COMMITTED), so the head is read after the lock is held."""
+        conn = self._pg_connection()
+        try:
+            with conn.pipeline():
+                cur = conn.cursor()
+                cur.execute("BEGIN")
+                cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+                head = conn.cursor()
+                head.execute("SELECT id, hash FROM decision ORDER BY id DESC LIMIT 1")
+                last = head.fetchone()  # the first round trip
+                first_id, prev = (last[0], last[1]) if last else (0, GENESIS)
+                last_id, rows = first_id, []
+                for rec in batch:
+                    last_id += 1
+                    row = dict(rec, id=last_id, prev_hash=prev, key_id=kid)
+                    row["hash"] = prev = record_mac(row, prev, key) if key is not None else record_digest(row, prev)
+                    rows.append(_driver_row(row, False))
+                cur.executemany(self._insert_sql(self._engine.dialect), rows)
+                # Ids are assigned here, under the lock; keep the column's sequence in step with them.
+                cur.execute("SELECT setval(pg_get_serial_sequence('decision', 'id'), %s)", (last_id,))
+                if key is not None and checkpoint(first_id, last_id):
+                    cp = {"key_id": kid, "head_id": last_id, "head_hash": prev, "at": now()}
+                    cur.execute("INSERT INTO decision_checkpoint (at, key_id, head_id, head_hash, mac) "
+                                "VALUES (%s, %s, %s, %s, %s)",
+                                (cp["at"], kid, last_id, prev, checkpoint_mac(cp, key)))
+                cur.execute("COMMIT")
+            # Leaving the pipeline waits for every result: an error in any statement raises here.
+        except Exception:
+            self.close()  # an aborted or broken session: start the next batch on a fresh one
+            raise
+
+    def _pg_connection(self) -> Any:
+        if self._pg is None:
+            pooled: Any = self._engine.raw_connection()
+            pooled.driver_connection.autocommit = True  # the transaction is spelled out in the pipeline
+            self._pg = pooled
+        return self._pg.driver_connection
+
+    def close(self) -> None:
+        """Throw away the writer's own PostgreSQL connection, if it has one."""
+        pooled, self._pg = self._pg, None
+        if pooled is not None:
+            try:
+                pooled.invalidate()  # closed, not returned to the pool
+            except Exception:  # noqa: BLE001, S110 - it is being thrown away
+                pass
+
+    def checkpoint(self, kid: str, key: bytes, now: dt.datetime, *, only_if_moved: bool = False) -> dict | None:
+        """Sign the chain's head under the chain lock; with `only_if_moved`, None when no record was written
+        since the newest checkpoint."""
+        with self._engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            elif conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+            last = conn.execute(sa.select(self._table.c.id, self._table.c.hash)
+                                .order_by(self._table.c.id.desc()).limit(1)).first()
+            head_id, head_hash = (last[0], last[1]) if last else (0, GENESIS)
+            if only_if_moved:
+                cps = table_of(DecisionCheckpoint)
+                signed = conn.execute(sa.select(sa.func.max(cps.c.head_id))).scalar()
+                if signed is not None and signed >= head_id:
+                    conn.rollback()
+                    return None
+            cp = _insert_checkpoint(conn, kid, key, head_id, head_hash, now)
+            conn.commit()
+        return cp
+
+    def _insert_sql(self, dialect: sa.Dialect) -> str:
+        sql = self._sql.get(dialect.name)
+        if sql is None:
+            quote = dialect.identifier_preparer.quote
+            mark = "?" if dialect.paramstyle == "qmark" else "%s"
+            # Column names from _COLUMNS (constants), quoted by the dialect; values are bound parameters.
+            sql = self._sql[dialect.name] = (f"INSERT INTO decision ({', '.join(quote(c) for c in _COLUMNS)}) "  # noqa: S608
+                                             f"VALUES ({', '.join([mark] * len(_COLUMNS))})")
+        return sql
+
+    def iter_records(self, batch: int = 1000, after: int = 0) -> Iterator[dict[str, Any]]:
+        return iter_records(self._engine, batch, after)
+
+    def checkpoints(self) -> list[dict[str, Any]]:
+        return checkpoints(self._engine)
+
+
+def _insert_checkpoint(conn: sa.Connection, kid: str, key: bytes, head_id: int, head_hash: str,
+                       at: dt.datetime) -> dict[str, Any]:
+    cp: dict[str, Any] = {"key_id": kid, "head_id": head_id, "head_hash": head_hash, "at": at}
+    cp["mac"] = checkpoint_mac(cp, key)
+    result = conn.execute(sa.insert(table_of(DecisionCheckpoint)).values(**cp))
+    cp["id"] = result.inserted_primary_key[0] if result.inserted_primary_key else None
+    return cp
+
+
+def _driver_row(row: dict[str, Any], sqlite: bool) -> tuple:
+    """Values as SQLAlchemy would bind them: JSON text for JSON columns; on SQLite, timestamps in
+    SQLAlchemy's storage format (UTC, no offset), so that ORM reads see the same values."""
+    out = []
+    for col in _COLUMNS:
+        value = row[col]
+        if col in _JSON_COLUMNS:
+            value = json.dumps(list(value))
+        elif col == "at" and sqlite:
+            value = value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        out.append(value)
+    return tuple(out)
+
+
+def _aware(value: Any) -> Any:
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def iter_records(engine: sa.Engine, batch: int = 1000, after: int = 0) -> Iterator[dict[str, Any]]:
+    """Every decision record after id `after`, in id order, read in batches (keyset pagination): constant memory."""
+    table = table_of(Decision)
+    cols = [table.c[name] for name in HASHED_FIELDS] + [table.c.prev_hash, table.c.hash]
+    last = after
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(sa.select(*cols).where(table.c.id > last).order_by(table.c.id).limit(batch)).mappings().all()
+        if not rows:
+            return
+        for row in rows:
+            rec = dict(row)
+            rec["at"] = _aware(rec["at"])
+            yield rec
+        last = rows[-1]["id"]
+
+
+def checkpoints(engine: sa.Engine) -> list[dict[str, Any]]:
+    table = table_of(DecisionCheckpoint)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(table).order_by(table.c.id)).mappings().all()
+    return [dict(r, at=_aware(r["at"])) for r in rows]
