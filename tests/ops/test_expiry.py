@@ -263,3 +263,31 @@ def test_apply_twice_changes_nothing_and_export_gives_the_keys_back(runner, tmp_
     out.write_text(exported.output)
     back = runner.invoke(["apply", "-f", str(out)])
     assert back.exit_code == 0 and "0 created, 0 updated, 0 deleted" in back.output, back.output
+
+
+# --- certificates: learned from an imported org ------------------------------------------------------------
+
+def test_an_imported_orgs_certificate_is_forecast_and_alerted(expiry_services, clock, runner, tmp_path):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from govern.store.expiry import read_forecast
+    from tests.audit.test_privilege_rules import _app, _pem, _write
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "integration")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(T0 - dt.timedelta(days=300))
+            .not_valid_after(T0 + dt.timedelta(days=20)).sign(key, hashes.SHA256()))
+    org = tmp_path / "org"
+    _write(org, "connectedApps/Jwt_App.connectedApp-meta.xml", _app("Jwt_App", _pem(cert)))
+    result = runner.invoke(["import", "salesforce", str(org), "--name", "acme-prod"])
+    assert result.exit_code == 0, result.output
+
+    [item] = [f for f in read_forecast(expiry_services.sessions, clock.now()) if f.item.kind == "certificate"]
+    assert item.item.credential == "acme-prod/Jwt_App" and item.days_left == 20 and item.item.source == "learned"
+    expiry_services.notifier = RecordingNotifier()
+    assert alert_pass(expiry_services) == [("alert expiry:certificate:acme-prod/Jwt_App:certificate", "sent")]
+    assert "BEGIN" not in json.dumps(expiry_services.notifier.events)  # names and dates, never the certificate
