@@ -181,6 +181,8 @@ def test_a_refresh_tokens_expiry_is_learned_from_its_storage_and_last_use(expiry
                              started_at=T0 + dt.timedelta(days=25), finished_at=T0 + dt.timedelta(days=25)))
     [rt] = [f for f in read_forecast(services.sessions, clock.now()) if f.item.kind == "refresh_token"]
     assert rt.item.expires_at == T0 + dt.timedelta(days=50)
+    # what the forecast carries: names and dates, never the token
+    assert "rt-value-never-shown" not in repr(read_forecast(services.sessions, clock.now()))
 
 
 # --- metrics, dashboard, CLI ----------------------------------------------------------------------------
@@ -196,6 +198,20 @@ def test_metrics_show_days_to_expiry(expiry_services, clock, runner, tmp_path):
     labels = dict(re.findall(r'(\w+)="([^"]*)"', line.group(1)))
     assert labels == {"kind": "client_secret", "credential": "erp-cc", "subject": "client_secret"}
     assert float(line.group(2)) == 55.625  # 2026-01-05 09:00 to 2026-03-02 00:00
+    # the credential page of the console shows the declared expiry
+    from govern.store.admins import create_admin
+    from tests.admin.conftest import PASSWORD
+
+    create_admin(expiry_services.sessions, "aud", PASSWORD, "auditor")
+    sign_in(client, "aud")
+    import sqlalchemy as sa
+
+    from govern.store.tables import ExternalCredential
+
+    with expiry_services.sessions() as s:
+        cred_id = s.execute(sa.select(ExternalCredential.id).where(ExternalCredential.external_id == "erp-cc")).scalar_one()
+    page = client.get(f"/admin/credentials/details/?id={cred_id}").get_data(as_text=True)
+    assert "Declared expiry" in page and "2026-03-01" in page
     clock.advance(days=60)
     text = client.get("/metrics").get_data(as_text=True)
     assert 'govern_expiry_days{credential="erp-cc",kind="client_secret",subject="client_secret"} -4.375' in text
