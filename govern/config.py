@@ -72,6 +72,8 @@ class Settings:
     session_lifetime_seconds: int = 8 * 3600
     alert_webhook_url: str | None = None
     alert_webhook_secret: str | None = field(default=None, repr=False)
+    # The worker alerts this many days before a client secret, refresh token or certificate expires (docs/expiry.md).
+    expiry_alert_days: int = 30
     policies_dir: Path | None = None  # None: the instance folder's policies/, else the packaged ones
     access_token_lifetime_seconds: int = 900
     # The IP guardrail (policies/020_require_ip_restrictions.cedar) and the audit's GOV-NET-002 refuse an
@@ -137,6 +139,7 @@ _ENV_NAMES = {
     "session_lifetime_seconds": "GOVERN_SESSION_LIFETIME_SECONDS",
     "alert_webhook_url": "GOVERN_ALERT_WEBHOOK_URL",
     "alert_webhook_secret": "GOVERN_ALERT_WEBHOOK_SECRET",
+    "expiry_alert_days": "GOVERN_EXPIRY_ALERT_DAYS",
     "policies_dir": "GOVERN_POLICIES_DIR",
     "access_token_lifetime_seconds": "GOVERN_ACCESS_TOKEN_LIFETIME_SECONDS",
     "min_ipv4_prefix": "GOVERN_MIN_IPV4_PREFIX",
@@ -183,6 +186,10 @@ def _coerce(name: str, raw: str):
     if name in ("proxy_max_connections_per_origin", "proxy_max_decoded_bytes"):
         if not raw.strip().isascii() or not raw.strip().isdigit():
             raise ConfigurationError(f"{_ENV_NAMES[name]} must be a whole number")
+        return int(raw.strip())
+    if name == "expiry_alert_days":
+        if not raw.strip().isascii() or not raw.strip().isdigit():
+            raise ConfigurationError("GOVERN_EXPIRY_ALERT_DAYS must be a whole number of days (e.g. 30)")
         return int(raw.strip())
     if name in ("min_ipv4_prefix", "min_ipv6_prefix"):
         if not raw.strip().isascii() or not raw.strip().isdigit():

@@ -7,7 +7,8 @@
 3. `signing_keys`: retiring token-signing keys whose tokens have all expired leave the JWKS
    (services.signing_key_hook, govern.rotation.wiring);
 4. `alerts`: the alert conditions of deploy/prometheus/alerts.yml, posted to the webhook for users
-   without Prometheus, once when a condition starts and once when it clears (govern.ops.alerts);
+   without Prometheus, once when a condition starts and once when it clears, expiries within
+   GOVERN_EXPIRY_ALERT_DAYS included (govern.ops.alerts, docs/expiry.md);
 5. `decision_checkpoint`: a signed checkpoint of the decision chain's head when records were written since
    the newest one, so a deleted tail shows in `govern log verify` (govern.broker.decision_log).
 A job that raises (an outage, a bug) is logged with its name and reported as one failed item; the other

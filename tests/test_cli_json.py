@@ -12,7 +12,8 @@ import pytest
 from govern.store.db import script_heads
 from tests.cli_instance import govern, make_instance
 
-LISTS = (["secrets", "status"], ["dlq", "list"], ["audit", "suppressions"], ["rotate", "history"], ["log", "show"])
+LISTS = (["secrets", "status"], ["dlq", "list"], ["audit", "suppressions"], ["rotate", "history"], ["log", "show"],
+         ["expiry"])
 
 
 @pytest.fixture

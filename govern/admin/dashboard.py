@@ -16,6 +16,8 @@ from govern.admin.links import list_url
 from govern.admin.roles import ConsoleAccess
 from govern.admin.views.base import fmt_time
 from govern.broker.proxy import breaker_states
+from govern.domain.expiry import HORIZONS, buckets, forecast, whole_days
+from govern.store.expiry import expiry_items
 
 
 class DashboardView(ConsoleAccess, AdminIndexView):
@@ -34,6 +36,7 @@ class DashboardView(ConsoleAccess, AdminIndexView):
             failed = stats.failed_rotations(session)
             overdue = stats.overdue_rotations(session, now)
             reconnect = stats.principals_needing_reconnect(session)
+            expiring = buckets(forecast(expiry_items(session), now, within_days=HORIZONS[-1]))
         breaker_states = self._breaker_states()
         hours = stats.hour_labels(now)
         rows = [self._row(s, now, hours, (breaker_states or {}).get(s.system)) for s in systems]
@@ -50,7 +53,9 @@ class DashboardView(ConsoleAccess, AdminIndexView):
                            severities=stats.SEVERITIES, palette=svg.PALETTE,
                            trend=svg.lines(trend, trend_labels, title="Open findings by severity, 14 days"),
                            due=due, failed=failed, overdue=overdue, reconnect=reconnect, links=links,
-                           attention=attention, breakers_known=breaker_states is not None, fmt_time=fmt_time,
+                           attention=attention, expiring=expiring, whole_days=whole_days,
+                           expiry_lead=self.services.settings.expiry_alert_days,
+                           breakers_known=breaker_states is not None, fmt_time=fmt_time,
                            failure_threshold=stats.FAILURE_ATTENTION, budget_threshold=stats.BUDGET_ATTENTION)
 
     @staticmethod

@@ -56,6 +56,8 @@ class CredentialM:
     principals: list[PrincipalM] = field(default_factory=list)
     config: dict[str, Any] = field(default_factory=dict)
     location: Location | None = None
+    # declared expiries (docs/expiry.md): client_secret_expires (ISO date), refresh_token_lifetime/_idle (seconds)
+    expiry: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -137,6 +137,18 @@ class CredentialDoc(Strict):
     principals: list[PrincipalDoc] = Field(default_factory=list)
     refresh_token_policy: Optional[str] = None
     rotation: Optional[Rotation] = None
+    # Expiry forecasting (docs/expiry.md): the day the provider's client secret stops working, and the
+    # refresh tokens' absolute lifetime (from issue) and idle lifetime (from last use).
+    client_secret_expires: Optional[dt.date] = None
+    refresh_token_lifetime: Optional[Annotated[Duration, Field(gt=0)]] = None
+    refresh_token_idle: Optional[Annotated[Duration, Field(gt=0)]] = None
+
+    @model_validator(mode="after")
+    def _refresh_token_lifetimes_need_refresh_tokens(self):
+        used = [name for name in ("refresh_token_lifetime", "refresh_token_idle") if getattr(self, name) is not None]
+        if used and self.protocol != "oauth2_refresh_token":
+            raise ValueError(f"{', '.join(used)} describe refresh tokens; protocol {self.protocol} holds none")
+        return self
 
     @model_validator(mode="after")
     def _token_request_fields_need_oauth(self):

@@ -87,7 +87,21 @@ def credential_spec(doc: s.CredentialDoc) -> Spec:
                                "user": p.user if doc.principal_type == "per_user" else None}
                               for p in doc.principals), key=lambda p: p["name"]),
         "refresh_token_policy": doc.refresh_token_policy, "rotation": rotation_spec(doc.rotation),
+        "expiry": expiry_spec(doc),
     }
+
+
+def expiry_spec(doc: s.CredentialDoc) -> dict:
+    """Only the keys the file sets: {"client_secret_expires": "2027-03-31", "refresh_token_lifetime": seconds,
+    "refresh_token_idle": seconds} (docs/expiry.md); stored as this JSON."""
+    out: dict[str, Any] = {}
+    if doc.client_secret_expires is not None:
+        out["client_secret_expires"] = doc.client_secret_expires.isoformat()
+    if doc.refresh_token_lifetime is not None:
+        out["refresh_token_lifetime"] = float(doc.refresh_token_lifetime)
+    if doc.refresh_token_idle is not None:
+        out["refresh_token_idle"] = float(doc.refresh_token_idle)
+    return out
 
 
 def named_credential_spec(doc: s.NamedCredentialDoc) -> Spec:
@@ -186,6 +200,11 @@ def _credential_doc(ext_id: str, spec: Spec) -> dict:
     _put(out, "principals", principals)
     _put(out, "refresh_token_policy", spec["refresh_token_policy"])
     _put(out, "rotation", spec["rotation"])
+    expiry = spec.get("expiry") or {}
+    _put(out, "client_secret_expires", expiry.get("client_secret_expires"))
+    for key in ("refresh_token_lifetime", "refresh_token_idle"):
+        if expiry.get(key) is not None:
+            out[key] = format_duration(expiry[key])
     return out
 
 

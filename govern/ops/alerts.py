@@ -18,10 +18,12 @@ import sqlalchemy as sa
 from sqlmodel import col
 
 from govern.broker.proxy import breaker_states
+from govern.domain.expiry import Forecast, due_for_alert, whole_days
 from govern.ops import state
 from govern.ops.observe import labels
 from govern.rotation.machine import PARKED
 from govern.store import state_metrics
+from govern.store.expiry import read_forecast
 from govern.store.tables import Decision, RotationRun, SecretRef
 
 log = logging.getLogger("govern.ops.alerts")
@@ -36,6 +38,7 @@ class Thresholds:
     window: dt.timedelta = dt.timedelta(minutes=5)
     dlq_depth: int = 10
     budget_ratio: float = 0.8
+    expiry_days: float = 30  # GOVERN_EXPIRY_ALERT_DAYS: alert this long before an item expires (docs/expiry.md)
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class Readings:
     parked_rotations: tuple[str, ...] = ()  # secrets whose last run is parked and not acknowledged
     overdue_secrets: int = 0
     ready: dict[str, bool] = field(default_factory=dict)  # readiness check -> passes
+    expiries: tuple[Forecast, ...] = ()  # what expires, with days left (govern.domain.expiry)
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,14 @@ def evaluate(readings: Readings, thresholds: Thresholds = Thresholds()) -> list[
     if readings.overdue_secrets > 0:
         out.append(Condition("secrets_overdue", "alert.secrets_overdue", {
             "count": readings.overdue_secrets, "runbook": "docs/runbooks/rotation-failed.md"}))
+    for f in due_for_alert(list(readings.expiries), thresholds.expiry_days):
+        # One alert per item: the key names the item, not the days left, so it is sent once and resolved when the
+        # item is renewed (a later date, a new token) beyond the lead time.
+        out.append(Condition(f"expiry:{f.item.key}", "alert.expiry", {
+            "kind": f.item.kind, "credential": f.item.credential, "subject": f.item.subject,
+            "expires_at": f.item.expires_at.isoformat(), "days_left": whole_days(f.days_left),
+            "lead_days": thresholds.expiry_days, "rotation_scheduled": f.item.rotation,
+            "runbook": "docs/expiry.md"}))
     for check, passes in sorted(readings.ready.items()):
         if not passes:
             out.append(Condition(f"not_ready:{check}", "alert.not_ready", {
@@ -121,6 +133,7 @@ def read_state(services, now: dt.datetime, thresholds: Thresholds = Thresholds()
         parked_rotations=tuple(_parked(services.sessions)),
         overdue_secrets=int(due[("overdue",)]),
         ready=_ready(services),
+        expiries=tuple(_safe(lambda: read_forecast(services.sessions, now), [])),
     )
 
 
@@ -155,10 +168,13 @@ def _ready(services) -> dict[str, bool]:
     return results
 
 
-def check_alerts(services, now: dt.datetime | None = None, thresholds: Thresholds = Thresholds()) -> dict[str, list]:
+def check_alerts(services, now: dt.datetime | None = None, thresholds: Thresholds | None = None) -> dict[str, list]:
     """Evaluate the conditions and notify: each condition once when it starts to hold, and once when it clears.
-    Returns {"sent": [keys], "resolved": [keys], "failed": [keys]} (a failed send is retried next time)."""
+    Returns {"sent": [keys], "resolved": [keys], "failed": [keys]} (a failed send is retried next time).
+    Without `thresholds`, the defaults with the expiry lead time of the settings (GOVERN_EXPIRY_ALERT_DAYS)."""
     now = now or services.clock.now()
+    if thresholds is None:
+        thresholds = Thresholds(expiry_days=getattr(services.settings, "expiry_alert_days", Thresholds.expiry_days))
     notifier = services.notifier
     cache = services.cache
     conditions = evaluate(read_state(services, now, thresholds), thresholds)

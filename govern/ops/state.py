@@ -13,6 +13,7 @@ from govern.metrics import BREAKER_STATES
 from govern.broker.proxy.budget import DailyBudget
 from govern.rotation.machine import TERMINAL
 from govern.store.proxy_tables import DeadLetter
+from govern.store.expiry import read_forecast
 
 
 def add_state_readers(services) -> None:
@@ -27,6 +28,9 @@ def add_state_readers(services) -> None:
         "govern_rotations_total": (
             "Finished rotation runs by rotator and outcome (finished, parked, cancelled); dry runs excluded.",
             ["rotator", "outcome"], lambda: rotations(services.sessions)),
+        "govern_expiry_days": (
+            "Days until a client secret, refresh token or certificate expires (negative once expired; docs/expiry.md).",
+            ["kind", "credential", "subject"], lambda: expiry_days(services)),
         "govern_dlq_depth": ("Proxied calls in the dead-letter queue.", [], lambda: dlq_depth(services.sessions)),
         "govern_principals_needing_reconnect": (
             "Principals whose stored refresh token the upstream refused (no upstream call until reconnected).",
@@ -66,6 +70,11 @@ def principals_needing_reconnect(sessions) -> dict[tuple, float]:
                          .where(col(ExternalCredential.protocol) == "oauth2_refresh_token")
                          .group_by(ExternalCredential.external_id)).all()
     return {(credential,): float(n) for credential, n in rows}
+
+
+def expiry_days(services) -> dict[tuple, float]:
+    return {(f.item.kind, f.item.credential, f.item.subject): round(f.days_left, 3)
+            for f in read_forecast(services.sessions, services.clock.now())}
 
 
 def dlq_depth(sessions) -> dict[tuple, float]:

@@ -61,7 +61,8 @@ def load_model(session: Session, now: dt.datetime, policy: AuditPolicy | None = 
         model.credentials[c.external_id] = CredentialM(
             c.external_id, systems[c.system_id].external_id if c.system_id in systems else None, c.protocol,
             c.principal_type, list(c.scopes or []), c.refresh_token_policy, dict(c.rotation or {}),
-            config={"client_id": c.client_id, "token_url": c.token_url, "audience": c.audience}, location=_where(c))
+            config={"client_id": c.client_id, "token_url": c.token_url, "audience": c.audience}, location=_where(c),
+            expiry=dict(c.expiry or {}))
     for p in session.execute(sa.select(Principal)).scalars():
         cred = creds.get(p.credential_id)
         if cred:

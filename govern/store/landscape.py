@@ -109,6 +109,7 @@ def credential_spec_of(r, system_names: dict[int, str], principals: list[dict]) 
         "token_params": dict(r["token_params"] or {}), "leeway": r["leeway_seconds"], "header": r["header_name"],
         "principal_type": r["principal_type"], "principals": principals,
         "refresh_token_policy": r["refresh_token_policy"], "rotation": r["rotation"] or {},
+        "expiry": r["expiry"] or {},
     }
 
 
@@ -170,7 +171,8 @@ def _columns(kind: str, spec: dict, ids: dict[str, dict[str, int]]) -> dict[str,
                 "client_auth_method": spec["client_auth"], "scopes": spec["scopes"], "audience": spec["audience"],
                 "resource": spec["resource"], "token_params": spec["token_params"], "leeway_seconds": spec["leeway"],
                 "header_name": spec["header"], "principal_type": spec["principal_type"],
-                "refresh_token_policy": spec["refresh_token_policy"], "rotation": spec["rotation"]}
+                "refresh_token_policy": spec["refresh_token_policy"], "rotation": spec["rotation"],
+                "expiry": spec.get("expiry") or {}}
     if kind == "named_credential":
         return {"credential_id": ids["credential"][spec["credential"]], "url": spec["url"],
                 "api_version": spec["api_version"], "api_type": spec["api_type"], "timeout_seconds": spec["timeout"],

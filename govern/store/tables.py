@@ -98,6 +98,9 @@ class ExternalCredential(SQLModel, table=True):
     principal_type: str = Field(default="named", max_length=20)
     refresh_token_policy: Optional[str] = Field(default=None, max_length=50)
     rotation: dict[str, Any] = _json()  # {"every": "90d"} or {"cron": "..."}, "overlap": "24h", "set": ...
+    # declared expiries (docs/expiry.md): {"client_secret_expires": "YYYY-MM-DD", "refresh_token_lifetime": s,
+    # "refresh_token_idle": s}; only the keys governance.yaml sets
+    expiry: dict[str, Any] = _json()
     created_at: dt.datetime = _created()
     updated_at: dt.datetime = _created()
 

@@ -23,7 +23,8 @@ def clean() -> AuditModel:
     m.systems["erp-staging"] = SystemM("erp-staging", "erp", "team@x", "oncall@x", "https://rb/x", 1000)
     m.systems["crm-sandbox"] = SystemM("crm-sandbox", "salesforce", "team@x", "oncall@x", "https://rb/y", 1000)
     m.credentials["erp-cc"] = CredentialM("erp-cc", "erp", "oauth2_client_credentials", scopes=["orders.read"],
-                                          rotation={"every": "90d"}, principals=[PrincipalM("default")])
+                                          rotation={"every": "90d"}, principals=[PrincipalM("default")],
+                                          expiry={"client_secret_expires": (NOW + dt.timedelta(days=20)).date().isoformat()})
     m.credentials["crm-jwt"] = CredentialM("crm-jwt", "crm", "oauth2_jwt_bearer", "per_user", ["api"],
                                            rotation={"every": "90d"}, principals=[PrincipalM("p1", "per_user", "sync")])
     m.named_credentials["erp-api"] = NamedCredentialM("erp-api", "erp-cc", "https://erp/api", "v2")
@@ -138,6 +139,8 @@ MUTATIONS = {
         RequestPattern("crm-api", "POST", f"/services/data/v61.0/sobjects/Obj{i}__c", None, "REST", ("api",), 1)
         for i in range(10)),
     "GOV-BEHAV-006": lambda m: m.systems.pop("erp-staging"),
+    # the client secret expires in 20 days and nothing rotates it
+    "GOV-SECRET-007": lambda m: setattr(m.credentials["erp-cc"], "rotation", {}),
     "GOV-SECRET-006": lambda m: m.connected_apps.__setitem__("app", ConnectedAppM("app", certificate={
         "not_after": (NOW + dt.timedelta(days=10)).isoformat(), "signature_hash": "sha256", "key_type": "rsa",
         "key_size": 2048})),
@@ -207,3 +210,13 @@ def test_an_active_users_client_secret_without_a_schedule_is_flagged():
     assert [f.subject for f in found] == ["integration_user/orders/client_secret"]
     model.users["orders"].status = "suspended"
     assert "GOV-ROT-002" not in _ids(model)
+
+
+def test_a_credential_without_a_declared_expiry_is_not_flagged_for_lacking_a_rotation():
+    model = clean()
+    model.credentials["erp-cc"].rotation = {}
+    model.credentials["erp-cc"].expiry = {}
+    assert "GOV-SECRET-007" not in _ids(model)
+    model.credentials["erp-cc"].expiry = {"client_secret_expires": "2026-11-01"}  # already past: still flagged
+    [finding] = [f for f in run_rules(model) if f.rule_id == "GOV-SECRET-007"]
+    assert "expired on 2026-11-01" in finding.message

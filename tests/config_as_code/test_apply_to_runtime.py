@@ -769,6 +769,57 @@ def obs_trust_audience(world):
     _federated(world, observe, audience="govern-ci")
 
 
+def _expiry_days(world, kind: str, credential: str) -> float:
+    """The `govern_expiry_days` gauge of one item, scraped from /metrics (docs/expiry.md)."""
+    import re
+
+    text = world.client.get("/metrics").get_data(as_text=True)
+    found = re.findall(rf'^govern_expiry_days{{credential="{credential}",kind="{kind}",subject="[^"]*"}} (\S+)$',
+                       text, re.M)
+    assert len(found) == 1, text
+    return float(found[0])
+
+
+def obs_client_secret_expires(world):
+    _cred(world)["client_secret_expires"] = "2026-12-28"  # valid through that day: 30.5 days from Saturday noon
+    world.apply()
+    assert _expiry_days(world, "client_secret", "shop-cc") == 30.5
+
+
+def _refresh_token_credential(world, **lifetimes):
+    world.doc["credentials"].append({"id": "shop-rt", "system": "shop", "protocol": "oauth2_refresh_token",
+                                     "token_url": world.upstream.token_url, "client_id": CLIENT_ID,
+                                     "scopes": ["orders.read"], "principal_type": "per_user",
+                                     "principals": [{"name": "u-sync", "subject": "carol", "user": USER}],
+                                     **lifetimes})
+    world.doc["named_credentials"].append({"id": "shop-user-orders", "credential": "shop-rt",
+                                           "url": world.resources.url + "/shop"})
+    _pset(world)["grants"].append({"named_credential": "shop-user-orders", "methods": ["GET"], "paths": ["/**"]})
+    world.apply()
+    world.put_secret("shop-rt", "client_secret", "world-shop-client-secret")
+    world.put_secret("shop-rt", "refresh_token", world.upstream.issue_refresh_token(CLIENT_ID, user="carol"),
+                     principal="u-sync")
+
+
+def obs_refresh_token_lifetime(world):
+    """The absolute lifetime counts from when govern stored the refresh token."""
+    _refresh_token_credential(world, refresh_token_lifetime="90d")
+    assert _expiry_days(world, "refresh_token", "shop-rt") == 90
+    world.clock.advance(10 * 86400)
+    assert _expiry_days(world, "refresh_token", "shop-rt") == 80
+
+
+def obs_refresh_token_idle(world):
+    """The idle lifetime counts from the token's last use: a refresh through govern starts it again."""
+    _refresh_token_credential(world, refresh_token_idle="30d")
+    assert _expiry_days(world, "refresh_token", "shop-rt") == 30
+    world.clock.advance(10 * 86400)
+    assert _expiry_days(world, "refresh_token", "shop-rt") == 20
+    _status(world.upstream_token("shop-user-orders"), 200)
+    assert world.upstream.count("refresh_token") == 1
+    assert _expiry_days(world, "refresh_token", "shop-rt") == 30
+
+
 # --- the table -------------------------------------------------------------------------------------------
 
 def _shown(section: str, ext: str, key: str, value: Any, read=None, resource=None, expected=None):
@@ -832,6 +883,9 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
     "credentials.rotation.cron": _shown("credentials", "shop-cc", "rotation", {"cron": "0 3 1 * *"},
                                         expected={"cron": "0 3 1 * *"}),
     "credentials.rotation.overlap": Effect(obs_rotation_overlap),
+    "credentials.client_secret_expires": Effect(obs_client_secret_expires),
+    "credentials.refresh_token_lifetime": Effect(obs_refresh_token_lifetime),
+    "credentials.refresh_token_idle": Effect(obs_refresh_token_idle),
     # named credentials
     "named_credentials.id": Effect(obs_nc_id),
     "named_credentials.credential": Effect(obs_nc_credential),

@@ -51,12 +51,13 @@ class CredentialView(ReadOnlyView):
     column_list = ("external_id", "system_id", "protocol", "principal_type", "secrets")
     column_details_list = ("external_id", "system_id", "protocol", "token_url", "authorize_url", "client_id",
                            "client_auth_method", "scopes", "audience", "header_name", "principal_type",
-                           "refresh_token_policy", "rotation", "secrets", "created_at", "updated_at")
-    column_labels = {"external_id": "Id", "system_id": "System", "secrets": "Secrets (write-only)"}
+                           "refresh_token_policy", "rotation", "expiry", "secrets", "created_at", "updated_at")
+    column_labels = {"external_id": "Id", "system_id": "System", "secrets": "Secrets (write-only)",
+                     "expiry": "Declared expiry"}
     column_searchable_list = ("external_id", "client_id", "protocol")
     column_filters = ("protocol", "principal_type", "client_auth_method")
     column_formatters = {"system_id": _system_name, "secrets": _credential_secrets, "scopes": fmt_list,
-                         "rotation": _json_block}
+                         "rotation": _json_block, "expiry": _json_block}
 
     def render(self, template, **kwargs):
         model = kwargs.get("model")

@@ -130,6 +130,21 @@ def certificate_near_expiry(model: AuditModel):
                       app.element_lines.get("certificate", app.location))
 
 
+@rule("GOV-SECRET-007", "Expiring client secret without a rotation schedule", "medium", rationale=S6_VAULT,
+      remediation="Declare `rotation:` on the credential (e.g. `every: 180d` with an `overlap:`) so that govern "
+      "replaces the client secret before the provider's expiry date; until then, renew it by hand before the "
+      "date `govern expiry` shows (docs/expiry.md).")
+def expiry_without_rotation(model: AuditModel):
+    for c in model.credentials.values():
+        expires = (c.expiry or {}).get("client_secret_expires")
+        if not expires or c.rotation:
+            continue
+        days = (dt.date.fromisoformat(expires) - model.now.date()).days
+        when = f"expired on {expires}" if days < 0 else f"expires on {expires} ({days} days)"
+        yield Hit("credential", c.id, f"the client secret of credential {c.id} {when} and no rotation is scheduled",
+                  {"client_secret_expires": expires, "days_left": days, "rotation": None}, c.location)
+
+
 def _contract(rule_id: str, attr: str, what: str):
     def check(model: AuditModel):
         for s in model.systems.values():
