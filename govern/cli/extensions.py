@@ -5,8 +5,8 @@ import click
 
 
 def register(cli: click.Group) -> None:
-    from govern.cli import (audit, authorization, connect, dlq, doctor, landscape, rotation, sandbox,
+    from govern.cli import (audit, authorization, connect, dlq, doctor, landscape, offboard, rotation, sandbox,
                             secrets as secrets_cli)
 
-    for module in (secrets_cli, landscape, authorization, dlq, audit, rotation, connect, sandbox, doctor):
+    for module in (secrets_cli, landscape, authorization, dlq, audit, rotation, connect, offboard, sandbox, doctor):
         module.register(cli)

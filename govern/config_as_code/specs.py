@@ -87,6 +87,7 @@ def credential_spec(doc: s.CredentialDoc) -> Spec:
                                "user": p.user if doc.principal_type == "per_user" else None}
                               for p in doc.principals), key=lambda p: p["name"]),
         "refresh_token_policy": doc.refresh_token_policy, "rotation": rotation_spec(doc.rotation),
+        "revocation_endpoint": doc.revocation_endpoint, "revocation_client_auth": doc.revocation_client_auth,
     }
 
 
@@ -186,6 +187,8 @@ def _credential_doc(ext_id: str, spec: Spec) -> dict:
     _put(out, "principals", principals)
     _put(out, "refresh_token_policy", spec["refresh_token_policy"])
     _put(out, "rotation", spec["rotation"])
+    _put(out, "revocation_endpoint", spec.get("revocation_endpoint"))
+    _put(out, "revocation_client_auth", spec.get("revocation_client_auth"))
     return out
 
 

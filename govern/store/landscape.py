@@ -108,6 +108,7 @@ def credential_spec_of(r, system_names: dict[int, str], principals: list[dict]) 
         "token_params": dict(r["token_params"] or {}), "leeway": r["leeway_seconds"], "header": r["header_name"],
         "principal_type": r["principal_type"], "principals": principals,
         "refresh_token_policy": r["refresh_token_policy"], "rotation": r["rotation"] or {},
+        "revocation_endpoint": r["revocation_url"], "revocation_client_auth": r["revocation_auth_method"],
     }
 
 
@@ -169,7 +170,9 @@ def _columns(kind: str, spec: dict, ids: dict[str, dict[str, int]]) -> dict[str,
                 "client_auth_method": spec["client_auth"], "scopes": spec["scopes"], "audience": spec["audience"],
                 "resource": spec["resource"], "token_params": spec["token_params"], "leeway_seconds": spec["leeway"],
                 "header_name": spec["header"], "principal_type": spec["principal_type"],
-                "refresh_token_policy": spec["refresh_token_policy"], "rotation": spec["rotation"]}
+                "refresh_token_policy": spec["refresh_token_policy"], "rotation": spec["rotation"],
+                "revocation_url": spec.get("revocation_endpoint"),
+                "revocation_auth_method": spec.get("revocation_client_auth")}
     if kind == "named_credential":
         return {"credential_id": ids["credential"][spec["credential"]], "url": spec["url"],
                 "api_version": spec["api_version"], "api_type": spec["api_type"], "timeout_seconds": spec["timeout"],

@@ -98,6 +98,9 @@ class ExternalCredential(SQLModel, table=True):
     principal_type: str = Field(default="named", max_length=20)
     refresh_token_policy: Optional[str] = Field(default=None, max_length=50)
     rotation: dict[str, Any] = _json()  # {"every": "90d"} or {"cron": "..."}, "overlap": "24h", "set": ...
+    # RFC 7009 token revocation (govern offboard, docs/offboarding.md); the auth method None: the token endpoint's
+    revocation_url: Optional[str] = Field(default=None, max_length=1000)
+    revocation_auth_method: Optional[str] = Field(default=None, max_length=50)
     created_at: dt.datetime = _created()
     updated_at: dt.datetime = _created()
 

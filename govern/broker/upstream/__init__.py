@@ -15,6 +15,7 @@ from govern.errors import ConfigurationError
 from govern.cache import MemoryCache
 from govern.notify import build_notifier
 from govern.broker.upstream.connect import ConnectService
+from govern.broker.upstream.revocation import OffboardService
 
 
 def build_upstream_tokens(services, *, http=None) -> UpstreamTokens:
@@ -66,4 +67,11 @@ def build_connect_service(services):
                           secrets=tokens.secrets, tokens=tokens, clock=services.clock)
 
 
-__all__ = ["UpstreamTokens", "build_upstream_tokens", "build_connect_service"]
+def build_offboard_service(services, *, delete_secret):
+    """`delete_secret(ref name)`: the secrets package's delete (the vault value, its reference and history)."""
+    return OffboardService(sessions=services.sessions, tokens=services.upstream_tokens,
+                           decision_log=services.decision_log, clock=services.clock, delete_secret=delete_secret,
+                           notify=safe_notifier(lambda: _notifier(services)))
+
+
+__all__ = ["UpstreamTokens", "build_upstream_tokens", "build_connect_service", "build_offboard_service"]
