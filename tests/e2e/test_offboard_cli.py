@@ -208,3 +208,29 @@ def test_a_revocation_the_provider_keeps_failing_is_retried_reported_alerted_and
     assert again.exit_code == 0, again.output
     assert "done     revoke refresh_token" in again.output
     assert not live.upstream.refresh_token_valid(refresh_token) and _stored_refresh_token(live) is None
+
+
+def test_offboarding_an_unknown_user_is_one_line(offboard_live):
+    result = offboard_live.runner.invoke(["offboard", "nobody", "--commit"])
+    assert result.exit_code == 2 and result.output.strip() == "error: no integration user 'nobody'"
+
+
+def _apply(tmp_path, runner, upstream, change):
+    path = tmp_path / "governance.yaml"
+    path.write_text(LANDSCAPE.replace(*change).format(
+        token_url=upstream.token_url, authorize_url=upstream.authorize_url,
+        revocation_url=upstream.revocation_url, upstream_url=upstream.url))
+    return runner.invoke(["apply", "-f", str(path)])
+
+
+def test_a_plain_http_revocation_endpoint_is_warned_about_like_a_token_url(tmp_path, runner, fake_upstream):
+    result = _apply(tmp_path, runner, fake_upstream, (
+        "revocation_endpoint: {revocation_url}", "revocation_endpoint: http://login.shop.example/oauth/revoke"))
+    assert result.exit_code == 0, result.output
+    assert "revocation_endpoint: plain http sends the credential in clear" in result.output
+
+
+def test_an_unknown_revocation_client_auth_is_refused_by_apply(tmp_path, runner, fake_upstream):
+    result = _apply(tmp_path, runner, fake_upstream, (
+        "revocation_endpoint: {revocation_url}", "revocation_endpoint: {revocation_url}\n    revocation_client_auth: mtls"))
+    assert result.exit_code == 2 and "revocation_client_auth" in result.output, result.output
