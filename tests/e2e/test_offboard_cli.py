@@ -234,3 +234,19 @@ def test_an_unknown_revocation_client_auth_is_refused_by_apply(tmp_path, runner,
     result = _apply(tmp_path, runner, fake_upstream, (
         "revocation_endpoint: {revocation_url}", "revocation_endpoint: {revocation_url}\n    revocation_client_auth: mtls"))
     assert result.exit_code == 2 and "revocation_client_auth" in result.output, result.output
+
+
+def test_an_unreachable_revocation_endpoint_is_retried_then_reported(offboard_live, tmp_path):
+    live = offboard_live
+    _connect(live)
+    refresh_token = _stored_refresh_token(live)
+    # Nothing listens on port 9 of the loopback: every attempt fails to connect.
+    result = _apply(tmp_path, live.runner, live.upstream, (
+        "revocation_endpoint: {revocation_url}", "revocation_endpoint: http://127.0.0.1:9/oauth/revoke"))
+    assert result.exit_code == 0, result.output
+    result = live.runner.invoke(["offboard", "order-sync", "--commit", "--json"])
+    assert result.exit_code == 1, result.output
+    item = next(i for i in json.loads(result.stdout)["items"] if i["what"] == "refresh_token" and i["action"] == "revoke")
+    assert (item["outcome"], item["attempts"], item["status"]) == ("failed", 4, None)
+    assert "cannot be reached" in item["detail"] and refresh_token not in result.output
+    assert live.upstream.refresh_token_valid(refresh_token) and _stored_refresh_token(live) == refresh_token
