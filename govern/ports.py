@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 import time
 
+from govern.domain.offboarding import OffboardUser
 from govern.domain.secret import Secret
 
 
@@ -255,6 +256,7 @@ class TokenRowLocks(Protocol):
     """Single flight across processes on PostgreSQL (govern.store.upstream_token_lock)."""
 
     def forget(self, key: str) -> None: ...
+    def sealed(self, key: str) -> bytes | None: ...
     def forget_if(self, key: str, refused: Callable[[bytes], bool]) -> None: ...
     def hold(self, key: str, timeout: float) -> AbstractContextManager[TokenRowLock]:
         """Raises LockNotAvailable when the lock is not granted within `timeout` seconds."""
@@ -466,3 +468,15 @@ class SystemBreakerSetting:
 
 class BreakerSettings(Protocol):
     def systems(self) -> list[SystemBreakerSetting]: ...
+
+
+class OffboardRecords(Protocol):
+    """What `govern offboard` reads and changes in the store (govern.store.offboarding)."""
+
+    def user(self, user: str) -> OffboardUser:
+        """Raise NotFound when there is no such integration user."""
+        ...
+
+    def retire(self, user_id: int, now: dt.datetime) -> str: ...
+    def disconnect(self, principal_id: int) -> None: ...
+    def refresh_token_ref(self, credential: str, principal: str) -> str | None: ...

@@ -149,10 +149,15 @@ class CredentialDoc(Strict):
         if used and self.protocol != "oauth2_refresh_token":
             raise ValueError(f"{', '.join(used)} describe refresh tokens; protocol {self.protocol} holds none")
         return self
+    # RFC 7009: where `govern offboard` revokes the tokens govern holds, and the client authentication it uses there
+    # (default: client_auth, the token endpoint's)
+    revocation_endpoint: Optional[Annotated[str, Field(pattern=r"^https?://\S+$")]] = None
+    revocation_client_auth: Optional[Literal["client_secret_basic", "client_secret_post", "private_key_jwt"]] = None
 
     @model_validator(mode="after")
     def _token_request_fields_need_oauth(self):
-        used = [name for name in ("resource", "token_params", "leeway") if getattr(self, name)]
+        used = [name for name in ("resource", "token_params", "leeway", "revocation_endpoint", "revocation_client_auth")
+                if getattr(self, name)]
         if used and self.protocol not in OAUTH2:
             raise ValueError(f"{', '.join(used)} apply to OAuth 2.0 token requests; protocol {self.protocol} has none")
         return self

@@ -88,6 +88,7 @@ def credential_spec(doc: s.CredentialDoc) -> Spec:
                               for p in doc.principals), key=lambda p: p["name"]),
         "refresh_token_policy": doc.refresh_token_policy, "rotation": rotation_spec(doc.rotation),
         "expiry": expiry_spec(doc),
+        "revocation_endpoint": doc.revocation_endpoint, "revocation_client_auth": doc.revocation_client_auth,
     }
 
 
@@ -205,6 +206,8 @@ def _credential_doc(ext_id: str, spec: Spec) -> dict:
     for key in ("refresh_token_lifetime", "refresh_token_idle"):
         if expiry.get(key) is not None:
             out[key] = format_duration(expiry[key])
+    _put(out, "revocation_endpoint", spec.get("revocation_endpoint"))
+    _put(out, "revocation_client_auth", spec.get("revocation_client_auth"))
     return out
 
 

@@ -202,7 +202,7 @@ RULES: dict[str, Callable[..., None]] = {"credential": _credential_rules, "integ
 # --- plain HTTP upstream URLs -------------------------------------------------------------------------
 
 # Where a client secret, a refresh token, an assertion or an injected credential travels.
-UPSTREAM_URL_FIELDS = {"credentials": ("token_url", "authorize_url"), "named_credentials": ("url",)}
+UPSTREAM_URL_FIELDS = {"credentials": ("token_url", "authorize_url", "revocation_endpoint"), "named_credentials": ("url",)}
 PLAIN_HTTP = ("plain http sends the credential in clear over the network; use https")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlmodel import col
 
-from govern.store.tables import RotationRun, System, ExternalCredential, Principal
+from govern.store.tables import Decision, RotationRun, System, ExternalCredential, Principal
 from govern.broker.proxy import breaker_states
 from govern.metrics import BREAKER_STATES
 from govern.broker.proxy.budget import DailyBudget
@@ -35,6 +35,9 @@ def add_state_readers(services) -> None:
         "govern_principals_needing_reconnect": (
             "Principals whose stored refresh token the upstream refused (no upstream call until reconnected).",
             ["credential"], lambda: principals_needing_reconnect(services.sessions)),
+        "govern_upstream_revocation_failures_total": (
+            "Upstream token revocations (govern offboard, RFC 7009) that failed after their retries, per credential.",
+            ["credential"], lambda: revocation_failures(services.sessions)),
         "govern_decision_log_queue_depth": ("Decision records of this process waiting to be written.", [],
                                             lambda: {(): float(_backlog(services)[0])}),
         "govern_decision_log_lag_seconds": ("Age of this process's oldest decision record not yet written.", [],
@@ -75,6 +78,15 @@ def principals_needing_reconnect(sessions) -> dict[tuple, float]:
 def expiry_days(services) -> dict[tuple, float]:
     return {(f.item.kind, f.item.credential, f.item.subject): round(f.days_left, 3)
             for f in read_forecast(services.sessions, services.clock.now())}
+
+
+def revocation_failures(sessions) -> dict[tuple, float]:
+    """From the decision records of `govern offboard` (govern.broker.upstream.revocation), so every process agrees."""
+    with sessions() as s:
+        rows = s.execute(sa.select(col(Decision.resource_object), sa.func.count())
+                         .where(col(Decision.action) == "offboard", col(Decision.outcome) == "error")
+                         .group_by(col(Decision.resource_object))).all()
+    return {(credential or "",): float(n) for credential, n in rows}
 
 
 def dlq_depth(sessions) -> dict[tuple, float]:

@@ -20,7 +20,7 @@ from govern.store.tables import (Assignment, Decision, ExternalCredential, Integ
 
 # Decision records that are not calls through a named credential: a govern token issued (whose scopes are the
 # user's whole allowance, not what it used) and a principal connected. They do not count as request patterns.
-NOT_CALLS = ("oauth_token", "connect")
+NOT_CALLS = ("oauth_token", "connect", "offboard")
 # Writes that carry one record each (GOV-BEHAV-003): REST calls that are not Salesforce's composite or Bulk 2.0 paths
 WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 MANY_RECORD_PATHS = ("%/composite%", "%/jobs/ingest%", "%/jobs/query%")

@@ -12,6 +12,7 @@ import datetime as dt
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import col
 from sqlalchemy.orm import Session, sessionmaker
 
 from govern.domain.expiry import ExpiryItem, date_end, forecast, refresh_token_expiry
@@ -29,7 +30,8 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
 def expiry_items(session: Session) -> list[ExpiryItem]:
     creds = session.execute(sa.select(ExternalCredential)).scalars().all()
     scheduled = {owner for (owner,) in session.execute(
-        sa.select(SecretRef.owner).where(SecretRef.owner_kind == "credential", SecretRef.schedule.is_not(None)))}
+        sa.select(col(SecretRef.owner)).where(col(SecretRef.owner_kind) == "credential",
+                                            col(SecretRef.schedule).is_not(None)))}
     items: list[ExpiryItem] = []
     for c in creds:
         expiry: dict[str, Any] = c.expiry or {}
@@ -47,13 +49,13 @@ def expiry_items(session: Session) -> list[ExpiryItem]:
 
 def _refresh_tokens(session: Session, credential: str, lifetime: float | None, idle: float | None,
                     rotation: bool) -> list[ExpiryItem]:
-    refs = session.execute(sa.select(SecretRef.principal, SecretRef.set_at).where(
-        SecretRef.owner_kind == "credential", SecretRef.owner == credential, SecretRef.field == "refresh_token",
-        SecretRef.current_version.is_not(None))).all()
-    used = dict(session.execute(
-        sa.select(RefreshJournal.principal, sa.func.max(RefreshJournal.finished_at))
-        .where(RefreshJournal.credential == credential, RefreshJournal.state == "succeeded")
-        .group_by(RefreshJournal.principal)).tuples().all())
+    refs = session.execute(sa.select(col(SecretRef.principal), col(SecretRef.set_at)).where(
+        col(SecretRef.owner_kind) == "credential", col(SecretRef.owner) == credential,
+        col(SecretRef.field) == "refresh_token", col(SecretRef.current_version).is_not(None))).all()
+    used: dict[str | None, dt.datetime | None] = dict(session.execute(
+        sa.select(col(RefreshJournal.principal), sa.func.max(col(RefreshJournal.finished_at)))
+        .where(col(RefreshJournal.credential) == credential, col(RefreshJournal.state) == "succeeded")
+        .group_by(col(RefreshJournal.principal))).tuples().all())
     out = []
     for principal, set_at in refs:
         issued = _aware(set_at)
@@ -69,7 +71,7 @@ def _refresh_tokens(session: Session, credential: str, lifetime: float | None, i
 
 def _certificates(session: Session) -> list[ExpiryItem]:
     out = []
-    for name, model in session.execute(sa.select(SalesforceImport.name, SalesforceImport.model)).all():
+    for name, model in session.execute(sa.select(col(SalesforceImport.name), col(SalesforceImport.model))).all():
         for app_id, app in sorted(((model or {}).get("connected_apps") or {}).items()):
             not_after = ((app or {}).get("certificate") or {}).get("not_after")
             if not not_after:

@@ -110,6 +110,7 @@ def credential_spec_of(r, system_names: dict[int, str], principals: list[dict]) 
         "principal_type": r["principal_type"], "principals": principals,
         "refresh_token_policy": r["refresh_token_policy"], "rotation": r["rotation"] or {},
         "expiry": r["expiry"] or {},
+        "revocation_endpoint": r["revocation_url"], "revocation_client_auth": r["revocation_auth_method"],
     }
 
 
@@ -172,7 +173,9 @@ def _columns(kind: str, spec: dict, ids: dict[str, dict[str, int]]) -> dict[str,
                 "resource": spec["resource"], "token_params": spec["token_params"], "leeway_seconds": spec["leeway"],
                 "header_name": spec["header"], "principal_type": spec["principal_type"],
                 "refresh_token_policy": spec["refresh_token_policy"], "rotation": spec["rotation"],
-                "expiry": spec.get("expiry") or {}}
+                "expiry": spec.get("expiry") or {},
+                "revocation_url": spec.get("revocation_endpoint"),
+                "revocation_auth_method": spec.get("revocation_client_auth")}
     if kind == "named_credential":
         return {"credential_id": ids["credential"][spec["credential"]], "url": spec["url"],
                 "api_version": spec["api_version"], "api_type": spec["api_type"], "timeout_seconds": spec["timeout"],

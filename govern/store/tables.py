@@ -101,6 +101,9 @@ class ExternalCredential(SQLModel, table=True):
     # declared expiries (docs/expiry.md): {"client_secret_expires": "YYYY-MM-DD", "refresh_token_lifetime": s,
     # "refresh_token_idle": s}; only the keys governance.yaml sets
     expiry: dict[str, Any] = _json()
+    # RFC 7009 token revocation (govern offboard, docs/offboarding.md); the auth method None: the token endpoint's
+    revocation_url: Optional[str] = Field(default=None, max_length=1000)
+    revocation_auth_method: Optional[str] = Field(default=None, max_length=50)
     created_at: dt.datetime = _created()
     updated_at: dt.datetime = _created()
 

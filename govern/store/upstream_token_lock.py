@@ -41,6 +41,12 @@ class DatabaseSingleFlight:
             conn.execute(sa.text("UPDATE upstream_token_lock SET sealed_token = NULL, expires_at = NULL WHERE key = :k"),
                          {"k": key})
 
+    def sealed(self, key: str) -> bytes | None:
+        """The sealed result held for `key`, if any (read by govern offboard, which revokes it)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.text("SELECT sealed_token FROM upstream_token_lock WHERE key = :k"), {"k": key}).first()
+        return bytes(row[0]) if row is not None and row[0] is not None else None
+
     def forget_if(self, key: str, refused: Callable[[bytes], bool]) -> None:
         """Drop the sealed result only if `refused(sealed)` (compare-and-invalidate). A row locked by a
         holder is being refreshed right now: its result replaces the refused one anyway, so it is skipped."""

@@ -877,6 +877,12 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
     "credentials.principals.name": Effect(obs_principals),
     "credentials.principals.subject": Effect(obs_principal_subject),
     "credentials.principals.user": Effect(obs_per_user_principals),
+    # The effect (govern offboard revokes there, with that client authentication) is observed end to end in
+    # tests/e2e/test_offboard_cli.py, against the fake provider's RFC 7009 endpoint.
+    "credentials.revocation_endpoint": _shown("credentials", "shop-cc", "revocation_endpoint",
+                                              "https://login.shop.example/oauth/revoke"),
+    "credentials.revocation_client_auth": _shown("credentials", "shop-cc", "revocation_client_auth",
+                                                 "client_secret_post"),
     "credentials.refresh_token_policy": _shown("credentials", "shop-cc", "refresh_token_policy", "expire_after_90d"),
     "credentials.rotation.every": _shown("credentials", "shop-cc", "rotation", {"every": "30d"},
                                          expected={"every": "30d"}),

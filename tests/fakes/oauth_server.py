@@ -6,6 +6,11 @@ authorization_code with PKCE (RFC 7636, S256 required) and the JWT bearer grant 
 the assertion verified with the subject's registered public key). Clients authenticate with
 client_secret_basic, client_secret_post or private_key_jwt (RFC 7523 section 2.2).
 
+RFC 7009 token revocation at `POST /oauth/revoke` (the client authenticates as at the token endpoint) really
+invalidates the token: a revoked refresh token is refused by the refresh grant even within the grace period, and
+revoking a refresh token also revokes the access tokens of the same client and user (section 2.1's SHOULD).
+Faults injected for the grant "revoke" apply to it.
+
 Like Okta and Auth0, it can keep a rotated refresh token valid for a grace period
 (`refresh_grace_seconds`), which is what lets a client recover from a lost rotation response.
 
@@ -33,6 +38,7 @@ from typing import Any
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc6749.errors import InvalidClientError
+from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion, JWTBearerGrant
 from authlib.oauth2.rfc7636 import CodeChallenge
 from flask import Flask, jsonify, request
@@ -90,6 +96,7 @@ class _Token:
     expires_at: float
     revoked_at: float | None = None
     family: str = ""
+    withdrawn: bool = False  # revoked through RFC 7009: refused at once, no grace period
 
     def check_client(self, client):
         return client.client_id == self.client_id
@@ -139,6 +146,7 @@ class FakeUpstream:
         self.refresh_tokens: dict[str, _Token] = {}
         self.codes: dict[str, _Code] = {}
         self.forms: list[dict[str, list[str]]] = []  # the token requests' form fields, without secrets
+        self.revocations: list[dict[str, Any]] = []  # RFC 7009 requests that revoked something: client, hint
         self.used_jti: set[str] = set()
         self.counts: collections.Counter[str] = collections.Counter()
         self.committed: collections.Counter[str] = collections.Counter()
@@ -158,6 +166,10 @@ class FakeUpstream:
     @property
     def token_url(self) -> str:
         return f"{self.url}/oauth/token"
+
+    @property
+    def revocation_url(self) -> str:
+        return f"{self.url}/oauth/revoke"
 
     @property
     def authorize_url(self) -> str:
@@ -236,7 +248,7 @@ class FakeUpstream:
         return None
 
     def _rt_usable(self, tok: _Token | None) -> bool:
-        if tok is None or tok.expires_at <= time.time():
+        if tok is None or tok.withdrawn or tok.expires_at <= time.time():
             return False
         if tok.revoked_at is None:
             return True
@@ -375,6 +387,45 @@ class FakeUpstream:
         server.register_grant(RefreshToken)
         server.register_grant(AuthorizationCode, [CodeChallenge(required=True)])
         server.register_grant(JWTBearer)
+
+        class Revocation(RevocationEndpoint):
+            CLIENT_AUTH_METHODS = methods
+
+            def query_token(self, token_string, token_type_hint):
+                with upstream.lock:
+                    if token_type_hint != "refresh_token" and token_string in upstream.access_tokens:
+                        return upstream.access_tokens[token_string]
+                    return upstream.refresh_tokens.get(token_string) or upstream.access_tokens.get(token_string)
+
+            def revoke_token(self, token, req):
+                with upstream.lock:
+                    if upstream.access_tokens.get(token.value) is token:
+                        del upstream.access_tokens[token.value]
+                        kind = "access_token"
+                    else:
+                        token.withdrawn = True
+                        kind = "refresh_token"
+                        for value, tok in list(upstream.access_tokens.items()):
+                            if tok.client_id == token.client_id and tok.user == token.user:
+                                del upstream.access_tokens[value]
+                    upstream.revocations.append({"client_id": token.client_id, "user": token.user, "kind": kind,
+                                                 "hint": req.form.get("token_type_hint")})
+
+        server.register_endpoint(Revocation)
+
+        @app.post("/oauth/revoke")
+        def revoke():
+            with upstream.lock:
+                upstream.counts["revoke"] += 1
+            fault = upstream._take_fault("revoke")
+            if fault is not None:
+                if fault.delay:
+                    time.sleep(fault.delay)
+                if fault.kind == "5xx":
+                    return jsonify(error="server_error"), fault.status
+                if fault.kind == "429":
+                    return jsonify(error="rate_limited"), 429, {"Retry-After": str(fault.retry_after)}
+            return server.create_endpoint_response(Revocation.ENDPOINT_NAME)
 
         @app.post("/oauth/token")
         def token():

@@ -23,6 +23,8 @@ from govern.store.credential_secret_refs import CredentialSecretRefRepo
 from govern.store.refresh_journal import RefreshJournalRepo
 from govern.store.upstream_principals import PrincipalRepo
 from govern.store.upstream_token_lock import DatabaseSingleFlight
+from govern.broker.upstream.revocation import OffboardService
+from govern.store.offboarding import OffboardRepo
 
 
 def build_upstream_tokens(services: Any, *, http: TokenHttp | None = None) -> UpstreamTokens:
@@ -77,4 +79,11 @@ def build_connect_service(services: Any) -> ConnectService:
                           secrets=tokens.secrets, tokens=tokens, clock=services.clock)
 
 
-__all__ = ["UpstreamTokens", "build_upstream_tokens", "build_connect_service"]
+def build_offboard_service(services, *, delete_secret):
+    """`delete_secret(ref name)`: the secrets package's delete (the vault value, its reference and history)."""
+    return OffboardService(records=OffboardRepo(services.sessions), tokens=services.upstream_tokens,
+                           decision_log=services.decision_log, clock=services.clock, delete_secret=delete_secret,
+                           notify=safe_notifier(lambda: _notifier(services)))
+
+
+__all__ = ["UpstreamTokens", "build_upstream_tokens", "build_connect_service", "build_offboard_service"]

@@ -338,6 +338,14 @@ class UpstreamTokens:
         """One authenticated call to the credential's token endpoint (used by the connect flow's code exchange)."""
         return self._call(target, list(form.items()), client_auth_required=True)
 
+    def client_authentication(self, target: Target, form: list[tuple[str, str]]):
+        """`form` and the basic-auth pair of one call authenticated as the credential's client with its newest secret
+        or key, for another endpoint of the same authorization server (RFC 7009 revocation, govern offboard)."""
+        candidates = self._client_candidates(target, fresh=True) if target.client_id else []
+        if not candidates:
+            raise UpstreamNotConfigured(f"credential {target.credential!r} has no client id or no client secret")
+        return self._authenticate(target, list(form), candidates[0])
+
     def _call(self, target: Target, form: list[tuple[str, str]], *, client_auth_required: bool) -> dict[str, Any]:
         tried: set[int] = set()
         for fresh in (False, True):
