@@ -11,7 +11,7 @@ import time
 
 from govern.broker.authenticator import CallerDenied
 from govern.domain.access import PROXY_ONLY_RULE, AccessDecision, AccessRequest
-from govern.errors import AccessDenied, GovernError, NotFound
+from govern.errors import GovernError, NotFound, access_denied
 from govern.ops.observe import note_caller
 
 
@@ -75,6 +75,6 @@ def authorize(services, *, action: str, named_credential: str, authorization: st
                 f"named credential {named_credential!r} holds a static secret, which never leaves govern; call "
                 f"/api/v1/named-credentials/{named_credential}/proxy/... (govern.client.GovernProxySession)",
                 extra={"rule": PROXY_ONLY_RULE, "proxy": f"/api/v1/named-credentials/{named_credential}/proxy/"})
-        raise AccessDenied(f"access denied: {decision.reason}", rule=decision.rules[0],
-                           extra={"rules": list(decision.rules)})
+        raise access_denied(f"access denied: {decision.reason}", rule=decision.rules[0],
+                            extra={"rules": list(decision.rules)})
     return request, decision

@@ -30,6 +30,8 @@ from govern.broker.proxy.targets import Target as ProxyTarget
 from govern.broker.proxy.targets import build_target
 from govern.broker.upstream.targets import Target as UpstreamTarget
 from govern.broker.upstream.targets import UpstreamEntry, upstream_entry
+from govern.domain.conditions import AccessConditions
+from govern.domain.resilience import parse_stored
 from govern.errors import GovernError, NotFound
 from govern.ports import Clock
 from govern.store import landscape_version
@@ -76,6 +78,7 @@ class PermissionSetView:
     system_permissions: tuple[str, ...]
     grants: tuple[GrantView, ...]
     allow_budget_overdraft: bool = False
+    conditions: AccessConditions | None = None  # when, how often and from where the grants hold
 
 
 @dataclass(frozen=True)
@@ -268,7 +271,9 @@ class LandscapeCache:
                 external_id=ps.external_id, scopes=tuple(ps.scopes or ()), api_types=tuple(ps.api_types or ()),
                 max_token_lifetime_seconds=int(ps.max_token_lifetime_seconds),
                 system_permissions=tuple(ps.system_permissions or ()), grants=tuple(grants.get(ps.id or 0, ())),
-                allow_budget_overdraft=bool(ps.allow_budget_overdraft))
+                allow_budget_overdraft=bool(ps.allow_budget_overdraft),
+                conditions=parse_stored(AccessConditions, ps.conditions, f"permission set {ps.external_id!r} conditions")
+                if ps.conditions else None)
         assignments: dict[str, list[AssignmentView]] = {}
         for a in s.execute(sa.select(Assignment)).scalars():
             user = users_by_id.get(a.integration_user_id)
