@@ -124,6 +124,9 @@ class CedarPolicyDecider:
                 return _deny("deny:operation_not_granted", "no grant covers this method, path, object or fields")
 
         permitting = list(dict.fromkeys(ps for ps, _ in candidates))
+        # Sets whose access conditions do not hold stop permitting here, before their scopes are counted.
+        permitting, violated = self._conditions.evaluate(permitting, caller.integration_user, caller.source_ip,
+                                                         self._clock.now())
         # Scopes only narrow: the permission sets' scopes, the access token's scopes, the user's allowed scopes
         # (which may have shrunk since the token was issued) and the credential's scopes all bound what the
         # upstream token holds.
@@ -144,8 +147,6 @@ class CedarPolicyDecider:
                              "no scope is granted by the permission sets, held by the access token and allowed "
                              "for the integration user")
 
-        permitting, violated = self._conditions.evaluate(permitting, caller.integration_user, caller.source_ip,
-                                                         self._clock.now())
         grant = next(g for ps, g in candidates if ps in permitting)
         if nc.principal_type == "per_user":
             principal = nc.per_user_principals.get(user.external_id)
