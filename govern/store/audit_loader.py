@@ -75,7 +75,7 @@ def load_model(session: Session, now: dt.datetime, policy: AuditPolicy | None = 
         model.permission_sets[p.external_id] = PermissionSetM(
             p.external_id, description=p.description, scopes=list(p.scopes or []), api_types=list(p.api_types or []),
             max_token_lifetime_seconds=p.max_token_lifetime_seconds, system_permissions=list(p.system_permissions or []),
-            location=_where(p))
+            conditions=dict(p.conditions or {}), location=_where(p))
     for g in session.execute(sa.select(PermissionGrant).order_by(PermissionGrant.permission_set_id,
                                                                  PermissionGrant.position)).scalars():
         ps = sets.get(g.permission_set_id)
