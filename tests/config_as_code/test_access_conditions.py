@@ -102,6 +102,18 @@ def test_a_permission_set_without_conditions_still_permits_on_its_own(world):
     _denied(world.upstream_token(), "condition:time_window")  # only shop-reader grants shop-orders
 
 
+def test_the_scopes_of_a_set_whose_conditions_fail_are_not_granted_through_another_set(world):
+    _pset(world)["conditions"] = {"time_windows": [OFFICE_HOURS]}  # grants orders.read on shop-orders
+    world.doc["permission_sets"].append({"id": "shop-items", "scopes": ["items.read"], "max_token_lifetime": "15m",
+                                         "grants": [{"named_credential": "shop-orders", "principal": "default"}]})
+    find(world.doc, "integration_users", "order-sync")["permission_sets"].append("shop-items")
+    world.apply()
+    r = world.upstream_token(scope="orders.read")  # Saturday: only shop-items permits, and not orders.read
+    assert r.status_code == 403 and r.get_json()["rule"] == "deny:scope_outside_grant", r.get_json()
+    world.clock.set(_at(MONDAY, 9, 0))
+    _ok(world.upstream_token(scope="orders.read"))
+
+
 def test_past_the_request_rate_calls_are_denied_until_the_next_minute(world):
     world.clock.set(_at(MONDAY, 10, 0))
     _condition(world, max_requests_per_minute=3)
