@@ -121,6 +121,19 @@ class AccessDenied(Forbidden):
         super().__init__(detail, extra={"rule": rule, **kw.pop("extra", {})}, **kw)
 
 
+class ConditionNotMet(AccessDenied):
+    """A permission set's access condition does not hold (its time window, request rate or source range): `rule`
+    names it, e.g. `condition:time_window` (docs/access-conditions.md)."""
+
+    code = "condition_not_met"
+    title = "Access condition not met"
+
+
+def access_denied(detail: str, rule: str, **kw) -> AccessDenied:
+    """AccessDenied for `rule`, or ConditionNotMet when the rule is an access condition."""
+    return (ConditionNotMet if rule.startswith("condition:") else AccessDenied)(detail, rule=rule, **kw)
+
+
 class RateLimited(GovernError):
     code = "rate_limited"
     status = 429

@@ -43,7 +43,7 @@ def test_status_reports_carry_their_fields(instance):
     assert {c["name"] for c in doctor["checks"]} >= {"instance", "database", "secret store", "policies"}
     assert all(set(c) == {"name", "ok", "detail", "fix"} and c["ok"] for c in doctor["checks"])
     policies = _json(["policies", "validate"], instance)
-    assert policies["valid"] is True and policies["problems"] == [] and len(policies["policies"]) == 5
+    assert policies["valid"] is True and policies["problems"] == [] and len(policies["policies"]) == 8
     assert all(set(p) == {"id", "file", "ok", "errors"} for p in policies["policies"])
     verify = _json(["log", "verify"], instance)
     assert verify == {"intact": True, "records": 0, "checkpoints": 0, "problems": [], "store_down": [],

@@ -54,7 +54,7 @@ def test_doctor_on_a_healthy_instance_says_ok_for_each_part(instance):
     assert "schema at the migration head" in lines["database"]
     assert lines["secret store"].startswith("ok") and f"{home}/master.keys" in lines["secret store"]
     assert lines["redis"].startswith("ok") and "not configured" in lines["redis"]
-    assert lines["policies"].startswith("ok") and "5 policies valid" in lines["policies"]
+    assert lines["policies"].startswith("ok") and "8 policies valid" in lines["policies"]
     assert lines["public URL"].startswith("ok") and "http://127.0.0.1:8000" in lines["public URL"]
     assert proc.stdout.rstrip().endswith("all checks passed")
     assert proc.stderr == ""

@@ -120,6 +120,8 @@ class PermissionSetM:
     # Salesforce: the External Credential principals this set may use ("Credential-Principal"), as enabled
     principal_access: list[str] = field(default_factory=list)
     muting: list[str] = field(default_factory=list)  # groups: muting permission sets
+    # govern: the access conditions (governance.yaml `conditions:`, docs/access-conditions.md), as stored
+    conditions: dict[str, Any] = field(default_factory=dict)
     location: Location | None = None
 
 

@@ -229,6 +229,8 @@ def _right_size(model, ps: PermissionSetM, u: UserM, patterns, used_scopes, used
     if ps.system_permissions:
         entry["system_permissions"] = list(ps.system_permissions)
     entry["grants"] = grants
+    if ps.conditions:  # the replayed requests were allowed under them: a right-sized set keeps them, never widens
+        entry["conditions"] = dict(ps.conditions)
     return entry
 
 

@@ -11,7 +11,7 @@ import time
 
 from govern.broker.authenticator import CallerDenied
 from govern.domain.access import PROXY_ONLY_RULE, AccessDecision, AccessRequest
-from govern.errors import AccessDenied, GovernError, NotFound
+from govern.errors import GovernError, NotFound, access_denied
 from govern.ops.observe import note_caller
 from govern.ports import CallerAuthenticator, DecisionLog, PolicyDecider
 
@@ -76,6 +76,6 @@ def authorize(authenticator: CallerAuthenticator, decider: PolicyDecider, decisi
                 f"named credential {named_credential!r} holds a static secret, which never leaves govern; call "
                 f"/api/v1/named-credentials/{named_credential}/proxy/... (govern.client.GovernProxySession)",
                 extra={"rule": PROXY_ONLY_RULE, "proxy": f"/api/v1/named-credentials/{named_credential}/proxy/"})
-        raise AccessDenied(f"access denied: {decision.reason}", rule=decision.rules[0],
-                           extra={"rules": list(decision.rules)})
+        raise access_denied(f"access denied: {decision.reason}", rule=decision.rules[0],
+                            extra={"rules": list(decision.rules)})
     return request, decision

@@ -37,6 +37,7 @@ from govern.broker.proxy.targets import Target as ProxyTarget
 from govern.broker.proxy.targets import build_target
 from govern.broker.upstream.targets import PrincipalEntry, UpstreamEntry, principal_entries, settings_of, upstream_entry
 from govern.broker.upstream.targets import Target as UpstreamTarget
+from govern.domain.conditions import AccessConditions
 from govern.errors import ConfigurationError, GovernError, NotFound
 from govern.ports import Clock
 from govern.store.landscape_snapshot import LandscapeRecords, LandscapeSnapshots, LandscapeUnavailable
@@ -77,6 +78,7 @@ class PermissionSetView:
     system_permissions: tuple[str, ...]
     grants: tuple[GrantView, ...]
     allow_budget_overdraft: bool = False
+    conditions: AccessConditions | None = None  # when, how often and from where the grants hold
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,8 @@ def build(records: LandscapeRecords) -> Landscape:
         psets[ps.id] = PermissionSetView(
             external_id=ps.external_id, scopes=ps.scopes, api_types=ps.api_types,
             max_token_lifetime_seconds=ps.max_token_lifetime_seconds, system_permissions=ps.system_permissions,
-            grants=tuple(grants.get(ps.id, ())), allow_budget_overdraft=ps.allow_budget_overdraft)
+            grants=tuple(grants.get(ps.id, ())), allow_budget_overdraft=ps.allow_budget_overdraft,
+            conditions=ps.conditions)
     broken_users: dict[str, GovernError] = {p.external_id: p.error for p in records.errors
                                             if p.kind == "integration_user"}
     assignments: dict[str, list[AssignmentView]] = {}

@@ -16,6 +16,7 @@ from croniter import croniter
 from govern.config_as_code.units import parse_duration, parse_size
 from govern.domain.federation import FederationTrust
 from govern.domain.maintenance import HHMM, MaintenanceWindow  # noqa: F401 - one shape, YAML to runtime
+from govern.domain.conditions import AccessConditions, TimeWindow  # noqa: F401 - one shape, YAML to runtime
 from govern.domain.resilience import BreakerPolicy, RetryPolicy
 from govern.domain.token_request import ExtraParams, Resources
 
@@ -259,6 +260,8 @@ class PermissionSetDoc(Strict):
     overdraft: bool = False
     system_permissions: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
     grants: list[GrantDoc] = Field(default_factory=list)
+    # When, how often and from where the grants hold (docs/access-conditions.md).
+    conditions: Optional[AccessConditions] = None
 
 
 SECTIONS: dict[str, type[Strict]] = {

@@ -144,7 +144,14 @@ def permission_set_spec(doc: s.PermissionSetDoc) -> Spec:
         "description": doc.description, "scopes": _set(doc.scopes), "api_types": _set(doc.api_types),
         "max_token_lifetime": int(doc.max_token_lifetime), "overdraft": doc.overdraft,
         "system_permissions": _set(doc.system_permissions), "grants": [grant_spec(g) for g in doc.grants],
+        "conditions": conditions_spec(doc.conditions),
     }
+
+
+def conditions_spec(conditions: s.AccessConditions | None) -> dict:
+    """The set keys only (no empty lists), time zones included, so equal conditions give equal specs."""
+    dump = conditions.model_dump(mode="json", exclude_none=True) if conditions is not None else {}
+    return {k: v for k, v in dump.items() if v != []}
 
 
 SPEC_OF: dict[str, Callable[[Any], dict[str, Any]]] = {
@@ -256,6 +263,7 @@ def _permission_set_doc(ext_id: str, spec: Spec) -> dict:
     _put(out, "max_token_lifetime", format_duration(spec["max_token_lifetime"]), "1h")
     _put(out, "overdraft", spec["overdraft"], False)
     _put(out, "system_permissions", spec["system_permissions"])
+    _put(out, "conditions", spec.get("conditions"))
     grants = []
     for g in spec["grants"]:
         item: dict[str, Any] = {"named_credential": g["named_credential"]}

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 from govern.config_as_code import schema as s
+from govern.domain.conditions import cidrs_outside
 from govern.config_as_code.specs import KIND_OF, SPEC_OF, Landscape, empty_landscape
 from govern.config_as_code.yaml_loader import Located, Path, load, make_error
 from govern.errors import ValidationFailed
@@ -327,9 +328,33 @@ def check(parsed: Parsed, current: Landscape | None = None, *, prune: bool = Fal
             names = principals_of(credential) if isinstance(credential, str) else None
             if names is not None and grant["principal"] not in names:
                 doc.error(gpath + ("principal",), f"credential {credential!r} has no principal {grant['principal']!r}")
+    _check_condition_sources(doc, parsed, desired, current, prune)
     if doc.errors:
         raise ValidationFailed(sorted(doc.errors, key=lambda e: (e["line"], e["column"], e["path"])))
     return desired
+
+
+def _check_condition_sources(doc: Located, parsed: Parsed, desired: Landscape, current: Landscape, prune: bool) -> None:
+    """A permission set's `conditions.source_cidrs` only narrow: each range must lie inside the `ip_ranges` of every
+    integration user assigned the set (in the document, or stored unless pruning)."""
+    users = {**({} if prune else current["integration_user"]), **desired["integration_user"]}
+    psets = {**({} if prune else current["permission_set"]), **desired["permission_set"]}
+    for user_id, user in sorted(users.items()):
+        for assignment in user["permission_sets"]:
+            pset_id = assignment["permission_set"]
+            sources = (psets.get(pset_id) or {}).get("conditions", {}).get("source_cidrs") or []
+            wider = cidrs_outside(sources, user["ip_ranges"])
+            if not wider:
+                continue
+            message = (f"conditions.source_cidrs of permission set {pset_id!r} must lie within the ip_ranges of "
+                       f"integration user {user_id!r} ({', '.join(user['ip_ranges']) or 'none'}); "
+                       f"wider: {', '.join(wider)}")
+            if pset_id in parsed.entities["permission_set"]:
+                index = parsed.entities["permission_set"][pset_id][0]
+                doc.error(("permission_sets", index, "conditions", "source_cidrs",
+                           sources.index(wider[0])), message)
+            elif user_id in parsed.entities["integration_user"]:
+                doc.error(("integration_users", parsed.entities["integration_user"][user_id][0], "ip_ranges"), message)
 
 
 def _raw(doc: Located, path: Path) -> Any:

@@ -6,7 +6,11 @@
    named credential, API type, method and path pattern, Salesforce object and field permissions, and
    the scopes (within the permission-set scopes ∩ the caller's token scopes). No match: a denial naming
    the most specific reason (`deny:assignment_expired`, `deny:scope_outside_grant`, ..., `deny:default`).
-3. The guardrails in `policies/` are evaluated by Cedar with the grant outcome as `context.permitted`;
+3. Access conditions (govern.policy.conditions): a permitting set with `conditions:` permits only while they hold
+   (time window, request rate, source range); the ones that do not hold enter Cedar as `context.conditions`, and
+   `050_access_conditions.cedar` denies naming them (`condition:time_window`, ...). A user with such a set is
+   decided afresh on every request (no memo).
+4. The guardrails in `policies/` are evaluated by Cedar with the grant outcome as `context.permitted`;
    a `forbid` wins, and the denial names it: `forbid:<policy @id>`.
 
 The Cedar policy set is parsed once (govern.policy.guardrails) and the entity store is built once per
@@ -25,6 +29,7 @@ from govern.domain.access import PROXY_ONLY_RULE, AccessDecision, AccessRequest
 from govern.domain.access_rules import (any_path_matches, ip_in_ranges, method_allowed, object_access_allowed,
                                         parse_networks, salesforce_object, shortest_prefix)
 from govern.errors import NotFound
+from govern.policy.conditions import CONDITION_PREFIX, CONDITION_RULES, CONDITIONS_REASON, ConditionEvaluator
 from govern.ports import Clock
 
 log = logging.getLogger("govern.policy")
@@ -43,6 +48,7 @@ class CedarPolicyDecider:
         self._load = guardrails_loader
         self._guardrails = None
         self._lock = threading.Lock()
+        self._conditions = ConditionEvaluator()
 
     @property
     def guardrails(self):
@@ -73,6 +79,9 @@ class CedarPolicyDecider:
         key = (today, caller.integration_user, caller.scopes, caller.source_ip, request.action,
                request.named_credential, request.scopes, request.method, request.path, request.resource_object,
                request.fields, request.api_type)
+        if caller.integration_user in self._conditioned(snap, today):
+            # Access conditions depend on the time, the request count and the address: decided afresh each time.
+            return self._decide(snap, today, request)
         found = memo.get(key)
         if found is not None:
             return found
@@ -115,6 +124,9 @@ class CedarPolicyDecider:
                 return _deny("deny:operation_not_granted", "no grant covers this method, path, object or fields")
 
         permitting = list(dict.fromkeys(ps for ps, _ in candidates))
+        # Sets whose access conditions do not hold stop permitting here, before their scopes are counted.
+        permitting, violated = self._conditions.evaluate(permitting, caller.integration_user, caller.source_ip,
+                                                         self._clock.now())
         # Scopes only narrow: the permission sets' scopes, the access token's scopes, the user's allowed scopes
         # (which may have shrunk since the token was issued) and the credential's scopes all bound what the
         # upstream token holds.
@@ -147,7 +159,11 @@ class CedarPolicyDecider:
         lifetime = min(ps.max_token_lifetime_seconds for ps in permitting)
         rules = tuple(f"permit:{ps.external_id}" for ps in permitting)
         forbids = self._guardrail_forbids(snap, today, request, user, nc, permitting, granted, lifetime,
-                                          api_type, principal)
+                                          api_type, principal, violated)
+        if forbids is None and violated:
+            # The condition policy (050_access_conditions.cedar) is missing from a custom policies directory:
+            # a condition that does not hold still denies.
+            forbids = (tuple(sorted(violated)), CONDITIONS_REASON)
         if forbids is not None:
             return _deny(*forbids)
         if request.action == "token" and not nc.issues_tokens:
@@ -189,7 +205,14 @@ class CedarPolicyDecider:
 
         return snap.derive(("cedar-entities", today, id(self.guardrails)), build)
 
-    def _guardrail_forbids(self, snap, today, request, user, nc, permitting, granted, lifetime, api_type, principal):
+    def _conditioned(self, snap, today: dt.date) -> frozenset[str]:
+        """The integration users with a live permission set that carries access conditions."""
+        return snap.derive(("conditioned-users", today), lambda: frozenset(
+            user for user, assignments in snap.assignments.items()
+            if any(a.permission_set.conditions is not None and a.live_on(today) for a in assignments)))
+
+    def _guardrail_forbids(self, snap, today, request, user, nc, permitting, granted, lifetime, api_type, principal,
+                           violated=frozenset()):
         guardrails = self.guardrails
         permitted_by = tuple(ps.external_id for ps in permitting)
         method = (request.method or "").upper()
@@ -209,6 +232,8 @@ class CedarPolicyDecider:
             "principal": principal or "",
             "min_ipv4_prefix": self._min_prefix[0],
             "min_ipv6_prefix": self._min_prefix[1],
+            # The permission sets' access conditions that do not hold (govern.policy.conditions).
+            "conditions": {name: rule in violated for name, rule in CONDITION_RULES.items()},
         }
         return self._evaluate(guardrails, snap, today, request, user, nc, context)
 
@@ -230,6 +255,9 @@ class CedarPolicyDecider:
         ids = sorted(names.get(r, r) for r in diagnostics.reasons)
         if not ids:
             return ("deny:default", "the guardrails did not permit this request")
+        conditions = tuple(i for i in ids if i.startswith(CONDITION_PREFIX))
+        if conditions:  # a condition names itself (condition:time_window), ahead of any guardrail
+            return (*conditions, *(f"forbid:{i}" for i in ids if i not in conditions)), CONDITIONS_REASON
         return (*(f"forbid:{i}" for i in ids),), "forbidden by a guardrail policy"
 
 

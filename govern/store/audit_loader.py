@@ -80,7 +80,8 @@ def load_model(session: Session, now: dt.datetime, policy: AuditPolicy | None = 
         model.permission_sets[ps.external_id] = PermissionSetM(
             ps.external_id, description=ps.description, scopes=list(ps.scopes or []),
             api_types=list(ps.api_types or []), max_token_lifetime_seconds=ps.max_token_lifetime_seconds,
-            system_permissions=list(ps.system_permissions or []), location=_where(ps))
+            system_permissions=list(ps.system_permissions or []), conditions=dict(ps.conditions or {}),
+            location=_where(ps))
     for g in session.execute(sa.select(PermissionGrant).order_by(col(PermissionGrant.permission_set_id),
                                                                  col(PermissionGrant.position))).scalars():
         granted = sets.get(g.permission_set_id)

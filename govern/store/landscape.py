@@ -148,7 +148,7 @@ def permission_set_spec_of(r, grants: list[dict]) -> dict:
         "description": r["description"] or "", "scopes": list(r["scopes"] or []),
         "api_types": list(r["api_types"] or []), "max_token_lifetime": r["max_token_lifetime_seconds"],
         "overdraft": bool(r["allow_budget_overdraft"]), "system_permissions": list(r["system_permissions"] or []),
-        "grants": grants,
+        "grants": grants, "conditions": r["conditions"] or {},
     }
 
 
@@ -192,7 +192,7 @@ def _columns(kind: str, spec: dict, ids: dict[str, dict[str, int]]) -> dict[str,
     if kind == "permission_set":
         return {"description": spec["description"], "scopes": spec["scopes"], "api_types": spec["api_types"],
                 "max_token_lifetime_seconds": spec["max_token_lifetime"], "allow_budget_overdraft": spec["overdraft"],
-                "system_permissions": spec["system_permissions"]}
+                "system_permissions": spec["system_permissions"], "conditions": spec.get("conditions") or None}
     raise ValueError(kind)
 
 

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from govern.config_as_code.schema import ObjectPermissions
+from govern.domain.conditions import AccessConditions
 from govern.domain.maintenance import MaintenanceWindow
 from govern.domain.resilience import BreakerPolicy, RetryPolicy, Seconds
 from govern.domain.token_request import TokenRequestParams
@@ -66,7 +67,9 @@ _PARAMS: TypeAdapter[dict[str, str]] = TypeAdapter(dict[str, str])
 _RETRY: TypeAdapter[RetryPolicy] = TypeAdapter(RetryPolicy)
 _BREAKER: TypeAdapter[BreakerPolicy] = TypeAdapter(BreakerPolicy)
 _OBJECTS: TypeAdapter[dict[str, ObjectPermissions]] = TypeAdapter(dict[str, ObjectPermissions])
-_EMPTY = {id(_TEXTS): "[]", id(_WINDOWS): "[]"}  # a NULL column is the empty value: [] for lists, {} otherwise
+_CONDITIONS: TypeAdapter[AccessConditions | None] = TypeAdapter(AccessConditions | None)
+# a NULL column is the empty value: [] for lists, no conditions, {} otherwise
+_EMPTY = {id(_TEXTS): "[]", id(_WINDOWS): "[]", id(_CONDITIONS): "null"}
 _MISSING = object()
 
 
@@ -141,6 +144,7 @@ class PermissionSetRecord:
     max_token_lifetime_seconds: int
     system_permissions: Texts
     allow_budget_overdraft: bool
+    conditions: AccessConditions | None = None  # when, how often and from where its grants hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +212,8 @@ NAMED_CREDENTIALS = sa.select(_N.id, _N.external_id, _N.credential_id, _N.url, _
                               _json(_N.allowed_paths), _N.during_maintenance, _N.max_body_bytes)
 USERS = sa.select(_U.id, _U.external_id, _U.status, _json(_U.allowed_cidrs), _json(_U.allowed_scopes))
 PERMISSION_SETS = sa.select(_PS.id, _PS.external_id, _json(_PS.scopes), _json(_PS.api_types),
-                            _PS.max_token_lifetime_seconds, _json(_PS.system_permissions), _PS.allow_budget_overdraft)
+                            _PS.max_token_lifetime_seconds, _json(_PS.system_permissions), _PS.allow_budget_overdraft,
+                            _json(_PS.conditions))
 GRANTS = sa.select(_G.permission_set_id, _G.named_credential_id, _G.principal, _json(_G.methods), _json(_G.paths),
                    _json(_G.objects)).order_by(_G.position, _G.id)
 ASSIGNMENTS = sa.select(_A.integration_user_id, _A.permission_set_id, _A.expires_at).order_by(_A.id)
@@ -300,13 +305,14 @@ def read(connection: sa.Connection, version: int) -> LandscapeRecords:
         except _Unreadable as problem:
             failed("integration_user", i, ext, problem)
     names: dict[int, str] = {}
-    for i, ext, scopes, api_types, lifetime, permissions, overdraft in run(PERMISSION_SETS):
+    for i, ext, scopes, api_types, lifetime, permissions, overdraft, conditions in run(PERMISSION_SETS):
         names[i] = ext
         where = f"permission set {ext}"
         try:
             out.permission_sets.append(PermissionSetRecord(
                 i, ext, parse(_TEXTS, scopes, f"{where}: scopes"), parse(_TEXTS, api_types, f"{where}: api_types"),
-                int(lifetime), parse(_TEXTS, permissions, f"{where}: system_permissions"), bool(overdraft)))
+                int(lifetime), parse(_TEXTS, permissions, f"{where}: system_permissions"), bool(overdraft),
+                parse(_CONDITIONS, conditions, f"{where}: conditions")))
         except _Unreadable as problem:
             failed("permission_set", i, ext, problem)
     for ps, nc, principal, methods, paths, objects in run(GRANTS):

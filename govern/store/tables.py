@@ -186,6 +186,8 @@ class PermissionSet(SQLModel, table=True):
     allow_budget_overdraft: bool = False
     system_permissions: list[str] = _json(list)  # Salesforce-style user permissions (ApiEnabled, ModifyAllData, ...)
     source: str = Field(default="govern", max_length=50)  # govern | salesforce
+    # govern.domain.conditions.AccessConditions (time windows, request rate, source ranges); NULL: none.
+    conditions: Optional[dict[str, Any]] = Field(default=None, sa_column=sa.Column(sa.JSON, nullable=True))
     created_at: dt.datetime = _created()
     updated_at: dt.datetime = _created()
 

@@ -80,7 +80,8 @@ def test_policies_show_id_text_validation_and_the_decisions_they_decided(browser
         wait(browser).until(EC.presence_of_element_located((By.ID, "gv-policy-list")))
         shown = {p.get_attribute("data-policy"): p for p in browser.find_elements(By.CSS_SELECTOR, ".gv-policy")}
         assert {"permission-sets", "no-admin-equivalent-grants", "require-ip-restrictions",
-                "no-full-or-wildcard-scopes", "cap-token-lifetime", "no-item-nine", "broken-policy"} == set(shown)
+                "no-full-or-wildcard-scopes", "cap-token-lifetime", "condition:time_window",
+                "condition:max_requests_per_minute", "condition:source_cidrs", "no-item-nine", "broken-policy"} == set(shown)
         nine = shown["no-item-nine"]
         # The Cedar text, highlighted by token kind, with its comment.
         assert nine.find_element(By.CSS_SELECTOR, ".gv-cedar-keyword").text == "forbid"

@@ -13,7 +13,8 @@ def test_shipped_policies_validate(runner):
     result = runner.invoke(["policies", "validate", str(REPO_POLICIES)])
     assert result.exit_code == 0, result.output
     for pid in ("no-admin-equivalent-grants", "require-ip-restrictions", "no-full-or-wildcard-scopes",
-                "cap-token-lifetime"):
+                "cap-token-lifetime", "condition:time_window", "condition:max_requests_per_minute",
+                "condition:source_cidrs"):
         assert f"{pid}: OK" in result.output
 
 

@@ -21,6 +21,7 @@ import pytest
 from pydantic import BaseModel
 
 from govern.config_as_code import schema as s
+from tests.config_as_code import test_access_conditions as cond
 from tests.config_as_code.world import API_KEY, CLIENT_ID, USER, find
 
 
@@ -959,6 +960,12 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
     "permission_sets.grants.objects.view_all": Effect(obs_objects_view_all),
     "permission_sets.grants.objects.modify_all": Effect(obs_objects_modify_all),
     "permission_sets.grants.objects.fields": Effect(obs_objects_fields),
+    "permission_sets.conditions.time_windows.days": Effect(cond.obs_condition_days),
+    "permission_sets.conditions.time_windows.start": Effect(cond.obs_condition_start),
+    "permission_sets.conditions.time_windows.end": Effect(cond.obs_condition_end),
+    "permission_sets.conditions.time_windows.time_zone": Effect(cond.obs_condition_time_zone),
+    "permission_sets.conditions.max_requests_per_minute": Effect(cond.obs_condition_rate),
+    "permission_sets.conditions.source_cidrs": Effect(cond.obs_condition_source),
 }
 
 

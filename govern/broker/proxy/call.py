@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from govern.broker.proxy.targets import Target
 from govern.domain.access import AccessDecision, Caller
-from govern.errors import AccessDenied
+from govern.errors import access_denied
 
 PROXY_PREFIX = "/api/v1/named-credentials"
 
@@ -43,7 +43,7 @@ class UpstreamOutcome:
 def raise_if_denied(decision: AccessDecision) -> None:
     if not decision.allowed:
         rule = decision.rules[0] if decision.rules else "deny:default"
-        raise AccessDenied(decision.reason or "no permission set allows this call", rule=rule)
+        raise access_denied(decision.reason or "no permission set allows this call", rule=rule)
 
 
 def default_principal(target: Target) -> str | None:
