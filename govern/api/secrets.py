@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from govern.api.auth import require_admin
 from govern.api.spec import api, responses, validated_json, validated_query
-from govern.secrets.service import secret_ref_name, secret_service
+from govern.domain.secret import secret_ref_name
+from govern.secrets.service import secret_service
 
 bp = Blueprint("secrets", __name__, url_prefix="/api/v1")
 _FIELD = {"field": "the secret's field, e.g. client_secret or refresh_token"}

@@ -68,3 +68,14 @@ def validate_secret_value(raw: bytes | str) -> Secret:
         return Secret(data.decode("utf-8"))
     except UnicodeDecodeError:
         raise ValidationFailed("the secret must be UTF-8 text") from None
+
+
+def secret_ref_name(owner_kind: str, owner: str, principal: str | None, field: str) -> str:
+    """The SecretRef name (and store path) of a secret: what `govern secrets put` writes, what the broker
+    writes when it stores a refresh token from the connect flow or a rotation, and what the proxy and the
+    rotation jobs look up. One name for one secret, whoever writes it first."""
+    if owner_kind == "integration_user":
+        return f"integration_user/{owner}/{field}"
+    if principal:
+        return f"credential/{owner}/principal/{principal}/{field}"
+    return f"credential/{owner}/{field}"

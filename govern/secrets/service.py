@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 from sqlmodel import col, select
 
-from govern.domain.secret import Secret, validate_secret_value
+from govern.domain.secret import Secret, secret_ref_name, validate_secret_value
 from govern.errors import GovernError, NotFound, SecretNotFound, ValidationFailed, Conflict
 from govern.ports import SecretMetadata, SecretStore
 from govern.rotation.sync import sync_refs
@@ -71,14 +71,6 @@ class _Target:
         return secret_ref_name(self.owner_kind, self.owner, self.principal, self.field)
 
 
-def secret_ref_name(owner_kind: str, owner: str, principal: str | None, field: str) -> str:
-    """The SecretRef name (and store path) of a secret: what `govern secrets put` writes and what the
-    proxy and the rotation jobs look up."""
-    if owner_kind == "integration_user":
-        return f"integration_user/{owner}/{field}"
-    if principal:
-        return f"credential/{owner}/principal/{principal}/{field}"
-    return f"credential/{owner}/{field}"
 
 
 class SecretService:

@@ -21,7 +21,7 @@ from govern.broker.proxy.targets import Target
 from govern.broker.version_memo import VersionMemo
 from govern.domain.secret import Secret
 from govern.errors import SecretNotFound, SecretStoreUnavailable
-from govern.secrets.service import secret_ref_name
+from govern.domain.secret import secret_ref_name
 from govern.ports import CredentialSecretRefs, SecretStore, UpstreamTokenSource
 
 if TYPE_CHECKING:

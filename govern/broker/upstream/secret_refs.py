@@ -1,8 +1,9 @@
 """Secret material of external credentials, addressed through SecretRef rows and read from the secret store.
 
-SecretRef rows are found by their columns (owner_kind "credential", owner, principal, field), so a row
-written by `govern secrets put` (named by govern.secrets.service.secret_ref_name) is found as well as one
-this module creates itself (`credential/<credential>/<principal or "-">/<field>`). Fields: client_secret,
+SecretRef rows are found by their columns (owner_kind "credential", owner, principal, field). A row this
+module creates is named as `govern secrets put` names it (govern.domain.secret.secret_ref_name), so the two
+never make two references for one secret; rows named `credential/<credential>/<principal or "-">/<field>` by
+earlier versions are still found by their columns. Fields: client_secret,
 private_key, refresh_token, password, api_key, value.
 During a rotation overlap a secret has SecretVersion rows staged `current` and `previous`:
 `candidates` lists the versions newest first so a caller can fall back on invalid_client; the previous
@@ -16,14 +17,10 @@ from collections.abc import Callable
 from typing import cast
 from dataclasses import dataclass
 
-from govern.domain.secret import Secret
+from govern.domain.secret import Secret, secret_ref_name
 from govern.errors import ConfigurationError, SecretConflict
 from govern.ports import Clock, CredentialSecretRefs, SecretStore
 from govern.config_as_code.units import parse_duration
-
-
-def ref_external_id(credential: str, principal: str | None, field: str) -> str:
-    return f"credential/{credential}/{principal or '-'}/{field}"
 
 
 @dataclass(frozen=True)
@@ -94,7 +91,7 @@ class CredentialSecrets:
             raise ConfigurationError("no secret store is configured")
         # Read before the store is called: no transaction is held open across it (the local store writes too).
         ref = self.refs.find(credential, principal, field)
-        path = ref.path if ref is not None else ref_external_id(credential, principal, field)
+        path = ref.path if ref is not None else secret_ref_name("credential", credential, principal, field)
         meta = store.put(path, value, cas=expected_version or 0)
         self.refs.record_version(credential, principal, field, path=path, store=getattr(store, "kind", "local"),
                                  version=meta.version, now=self.clock.now())
@@ -112,4 +109,4 @@ def _aware(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-__all__ = ["CredentialSecrets", "StoredSecret", "ref_external_id", "SecretConflict"]
+__all__ = ["CredentialSecrets", "StoredSecret", "SecretConflict"]
