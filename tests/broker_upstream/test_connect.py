@@ -7,6 +7,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
+from govern.domain.secret import secret_ref_name
 from govern.store.tables import Principal
 from tests.broker_upstream.conftest import wire_credential
 from tests.factories import update_entity
@@ -46,7 +47,8 @@ def test_connect_flow_stores_the_refresh_token_and_marks_the_principal(services,
     page = client.get(back[len(PUBLIC):])
     assert page.status_code == 200 and b"Connected" in page.data
     assert fake_upstream.count("authorization_code") == 1
-    stored = services.secret_store.get(f"credential/{names['credential']}/default/refresh_token").reveal()
+    stored = services.secret_store.get(
+        secret_ref_name("credential", names["credential"], "default", "refresh_token")).reveal()
     assert fake_upstream.refresh_token_valid(stored)
     with services.sessions() as s:
         assert s.execute(sa.select(Principal)).scalar_one().connected_at is not None
