@@ -58,7 +58,7 @@ def test_worker_once_runs_each_job(worker_cli, env):  # noqa: F811
 def test_a_failing_job_fails_alone(worker_cli, env, monkeypatch, caplog):  # noqa: F811
     import govern.broker.proxy.queue as queue
 
-    def broken(services, now=None, **kw):
+    def broken(queued, now=None, **kw):
         raise RuntimeError("queue table unreachable")
 
     monkeypatch.setattr(queue, "deliver_queued", broken)
