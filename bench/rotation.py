@@ -78,12 +78,12 @@ def worker(db_url: str, addr: str, token: str, go: str, ready: mp.Queue, out: mp
     from govern.bootstrap import build_services
     from govern.config import load_settings
     from govern.notify import LogNotifier
-    from govern.rotation.runner import RotationService
+    from govern.rotation.wiring import rotation_service
 
     settings = load_settings({}, home=tempfile.mkdtemp(), database_url=db_url, log_level="ERROR")
     services = build_services(settings)
     services.secret_store = vault_store(addr, token)
-    svc = RotationService(services, worker_id=f"bench-{os.getpid()}", notifier=LogNotifier())
+    svc = rotation_service(services, worker_id=f"bench-{os.getpid()}", notifier=LogNotifier())
     with services.engine.connect() as conn:  # connected and imported: ready for the start signal
         conn.exec_driver_sql("SELECT 1")
     ready.put(os.getpid())

@@ -40,7 +40,7 @@ def _queued_calls(services: Any, now: dt.datetime) -> list[Outcome]:
     if services.proxy is None:
         return []
     return [Outcome(f"queued call {item.id}", "delivered" if item.ok else "failed", None, item.detail)
-            for item in queue.deliver_queued(services, now)]
+            for item in queue.deliver_queued(services.proxy.queued, now)]
 
 
 def _signing_keys(services: Any, now: dt.datetime) -> list[Outcome]:

@@ -25,7 +25,7 @@ from govern.store.landscape import load_current
 from govern.config_as_code.schema import API_VERSION
 from govern.landscape import apply_document
 from govern.secrets.service import secret_service
-from govern.rotation.runner import RotationService
+from govern.rotation.wiring import rotation_service
 from govern.store.tables import SecretRef
 from govern.store.audit_runs import add_suppression
 
@@ -119,7 +119,7 @@ def set_secret(services, actor: str, *, owner_kind: str, owner: str, field: str,
 
 
 def _rotation(services):
-    return RotationService(services)
+    return rotation_service(services)
 
 
 def rotate_now(services, actor: str, ref_id: int) -> tuple[int | None, str]:

@@ -83,7 +83,9 @@ class DashboardView(ConsoleAccess, AdminIndexView):
     def _breaker_states(self) -> dict[str, str] | None:
         source = self.services.circuit_breaker_states
         if source is None:
-            source = lambda: breaker_states(self.services)  # noqa: E731
+            services = self.services
+            source = lambda: breaker_states(services.proxy, sessions=services.sessions,  # noqa: E731
+                                            cache=services.cache, clock=services.clock)
         try:
             return {item["system"]: item["state"] for item in source()}
         except Exception:  # noqa: BLE001 - the dashboard must render even when the breakers cannot be read

@@ -30,7 +30,7 @@ class BreakerStates(BaseModel):
 @api.validate(resp=responses(200, BreakerStates), operation_id="listBreakers")
 def list_breakers():
     """Every system's circuit-breaker state"""
-    return jsonify(items=breaker_states(current_app.extensions["govern"]))
+    return jsonify(items=_breaker_states())
 
 
 @bp.get("/api/v1/systems/<system>/breaker")
@@ -39,7 +39,12 @@ def list_breakers():
               path_parameter_descriptions={"system": "the system's external id or numeric id"})
 def system_breaker(system: str):
     """One system's circuit-breaker state"""
-    for state in breaker_states(current_app.extensions["govern"]):
+    for state in _breaker_states():
         if state["system"] == system or str(state["id"]) == system:
             return jsonify(state)
     raise NotFound("no system with that id")
+
+
+def _breaker_states() -> list[dict]:
+    services = current_app.extensions["govern"]
+    return breaker_states(services.proxy, sessions=services.sessions, cache=services.cache, clock=services.clock)

@@ -29,6 +29,7 @@ from govern.broker.client_authentication import already_limited, claimed_client_
 from govern.api.conventions import SECURITY_HEADERS, log_request
 from govern.logs import CORRELATION_HEADER, accept_correlation_id, bind_correlation_id
 from govern.broker.signing_keys import ALGORITHM
+from govern.ops.observe import operation
 
 bp = Blueprint("oauth", __name__)
 log = logging.getLogger("govern.oauth")
@@ -216,8 +217,14 @@ def _exchange(services):
     fields: dict = {}
     try:
         parsed = token_exchange.parse_exchange(request.form.to_dict(flat=False), services.settings.public_url)
-        body = token_exchange.exchange(services, parsed, peer_ip=request.remote_addr or "",
-                                       forwarded_for=request.headers.get("X-Forwarded-For"), fields=fields)
+        name = parsed.named_credential
+        # Refusals become RFC 8693 errors outside the observed operation, which counts them as the upstream
+        # token endpoint does (denied, not_found, invalid_request).
+        with token_exchange.refusals(name), operation(services, "token", name, summary=fields):
+            body = token_exchange.exchange(parsed, authenticator=services.authenticator, decider=services.decider,
+                                           decision_log=services.decision_log, upstream_tokens=services.upstream_tokens,
+                                           clock=services.clock, peer_ip=request.remote_addr or "",
+                                           forwarded_for=request.headers.get("X-Forwarded-For"))
         response = jsonify(body)
     except token_exchange.TokenExchangeError as refused:
         response = jsonify(error=refused.error, error_description=refused.description)

@@ -17,7 +17,7 @@ from govern.api.spec import api, one_of, query_int, responses, validated_json, v
 from govern.errors import Conflict
 from govern.rotation import machine
 from govern.store.rotation_history import get_run, list_runs
-from govern.rotation.runner import RotationService
+from govern.rotation.wiring import rotation_service
 
 bp = Blueprint("rotations", __name__, url_prefix="/api/v1/rotations")
 
@@ -61,7 +61,7 @@ def _services():
 
 
 def _service():
-    return RotationService(_services(), worker_id=f"api:{getattr(g, 'admin_user', '?')}")
+    return rotation_service(_services(), worker_id=f"api:{getattr(g, 'admin_user', '?')}")
 
 
 def _json(run: dict) -> dict:

@@ -137,7 +137,7 @@ class DecisionKeys:
         return kid
 
 
-def init_step(services) -> str:
+def init_step(keys: DecisionKeys) -> str:
     """`govern init`: the decision chain's key exists in the secret store."""
-    kid, _ = services.decision_keys.active()
+    kid, _ = keys.active()
     return f"decision log: chain key {kid} in the secret store"

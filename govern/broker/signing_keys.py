@@ -181,16 +181,16 @@ class SigningKeys:
         return True
 
 
-def rotate_signing_key(services) -> str:
+def rotate_signing_key(keys: SigningKeys) -> str:
     """Rotate govern's token-signing key (called by the rotation jobs). Returns the new key id."""
-    return services.signing_keys.rotate()
+    return keys.rotate()
 
 
-def retire_expired_signing_keys(services) -> None:
+def retire_expired_signing_keys(keys: SigningKeys) -> None:
     """Retire the keys past the lifetime of the tokens they signed (called by every worker pass)."""
-    services.signing_keys.retire_expired()
+    keys.retire_expired()
 
 
-def self_test_signing_key(services) -> bool:
-    return services.signing_keys.self_test()
+def self_test_signing_key(keys: SigningKeys) -> bool:
+    return keys.self_test()
 

@@ -17,7 +17,8 @@ answer are RFC 8693's (section 2.1 and 2.2.1) and the errors RFC 8693 section 2.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from govern.broker.authenticator import CallerDenied
@@ -25,7 +26,7 @@ from govern.broker.authorization import ProxyOnlyCredential
 from govern.broker.token_service import upstream_token
 from govern.domain.access_rules import parse_scopes
 from govern.errors import AccessDenied, GovernError, NotFound, Unauthorized
-from govern.ops.observe import operation
+from govern.ports import CallerAuthenticator, Clock, DecisionLog, PolicyDecider, UpstreamTokenSource
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a token type URN (RFC 8693 section 3)
@@ -87,19 +88,30 @@ def parse_exchange(form: Mapping[str, list[str]], public_url: str) -> ExchangeRe
     return ExchangeRequest(subject_token, targets.pop(), parse_scopes(one("scope") or None))
 
 
-def exchange(services, request: ExchangeRequest, *, peer_ip: str, forwarded_for: str | None,
-             fields: dict) -> dict:
-    """The RFC 8693 section 2.2.1 answer, or TokenExchangeError; govern's own failures (the upstream, the
-    secret store, the decision log) go on as GovernError, as at the upstream token endpoint."""
+def exchange(request: ExchangeRequest, *, authenticator: CallerAuthenticator, decider: PolicyDecider,
+             decision_log: DecisionLog, upstream_tokens: UpstreamTokenSource | None, clock: Clock, peer_ip: str,
+             forwarded_for: str | None) -> dict:
+    """The RFC 8693 section 2.2.1 answer. A refusal goes on as the upstream token endpoint's error (Unauthorized,
+    NotFound, AccessDenied, ...), so that the caller's observation (govern.ops.observe.operation, at the HTTP
+    edge) counts it as that endpoint does; `refusals` turns it into TokenExchangeError around both."""
     started = time.perf_counter()
-    name = request.named_credential
+    token = upstream_token(authenticator=authenticator, decider=decider, decisions=decision_log, source=upstream_tokens,
+                           clock=clock, named_credential=request.named_credential,
+                           authorization=f"Bearer {request.subject_token}", peer_ip=peer_ip,
+                           forwarded_for=forwarded_for, scopes=request.scopes, started=started)
+    answer = {"access_token": token["access_token"], "issued_token_type": ACCESS_TOKEN_TYPE,
+              "token_type": token["token_type"], "scope": token["scope"]}
+    if token.get("expires_in") is not None:
+        answer["expires_in"] = token["expires_in"]
+    return answer
+
+
+@contextmanager
+def refusals(name: str) -> Iterator[None]:
+    """RFC 8693 section 2.2.2's errors for the refusals of `exchange` (TokenExchangeError); govern's own failures
+    (the upstream, the secret store, the decision log) go on as GovernError, as at the upstream token endpoint."""
     try:
-        with operation(services, "token", name, summary=fields):
-            token = upstream_token(authenticator=services.authenticator, decider=services.decider,
-                                   decisions=services.decision_log, source=services.upstream_tokens,
-                                   clock=services.clock, named_credential=name, authorization=f"Bearer {request.subject_token}",
-                                   peer_ip=peer_ip, forwarded_for=forwarded_for, scopes=request.scopes,
-                                   started=started)
+        yield
     except Unauthorized:
         raise TokenExchangeError("invalid_request", "the subject_token is not a valid govern access token") from None
     except NotFound:
@@ -119,8 +131,3 @@ def exchange(services, request: ExchangeRequest, *, peer_ip: str, forwarded_for:
             error_code = "invalid_target" if error.status == 409 else "invalid_request"
             raise TokenExchangeError(error_code, error.detail) from None
         raise
-    answer = {"access_token": token["access_token"], "issued_token_type": ACCESS_TOKEN_TYPE,
-              "token_type": token["token_type"], "scope": token["scope"]}
-    if token.get("expires_in") is not None:
-        answer["expires_in"] = token["expires_in"]
-    return answer

@@ -39,7 +39,7 @@ def build_authorization(services: Any) -> None:
     decision_keys = DecisionKeys(DecisionKeyRepo(services.sessions), lambda: services.secret_store, services.clock,
                                  cache=services.cache, cipher_provider=lambda: services.cache_cipher)
     services.decision_keys = decision_keys
-    services.init_steps.append(init_step)
+    services.init_steps.append(lambda _services: init_step(decision_keys))  # init steps take Services
     decision_log = ChainedDecisionLog(DecisionRecordRepo(services.engine), services.clock, decision_keys)
     services.decision_log = decision_log
     # First closer: the log flushes before anything it needs (the engine) is disposed.

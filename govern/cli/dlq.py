@@ -38,7 +38,7 @@ def _batch(ids, action) -> None:
     failed = 0
     svc = services()
     for dead_id in ids:
-        outcome = action(svc, dead_id)
+        outcome = action(svc.proxy.queued, dead_id)
         click.echo(f"{dead_id}: {'ok' if outcome.ok else 'failed'}: {outcome.detail}")
         failed += 0 if outcome.ok else 1
     if failed:
@@ -68,7 +68,7 @@ def deliver() -> None:
     """Deliver due queued calls once, in order (what a worker loop does); report each item."""
     from govern.broker.proxy.queue import deliver_queued
 
-    outcomes = deliver_queued(services())
+    outcomes = deliver_queued(services().proxy.queued)
     if not outcomes:
         click.echo("nothing is due")
     for outcome in outcomes:

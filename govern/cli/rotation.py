@@ -31,9 +31,9 @@ class _RotateGroup(click.Group):
 def _service(**kw):
     import random
 
-    from govern.rotation.runner import RotationService
+    from govern.rotation.wiring import rotation_service
 
-    return RotationService(services(), rng=random.SystemRandom(), **kw)
+    return rotation_service(services(), rng=random.SystemRandom(), **kw)
 
 
 def _report(outcomes) -> bool:
@@ -143,13 +143,13 @@ def worker(once: bool, interval: str) -> None:
         from govern.worker import describe_pass, jobs, run_pass_by_job
 
         svc = _service()
-        job_list = jobs(svc.services, svc)
+        job_list = jobs(services(), svc)
         click.echo(f"worker {svc.worker_id} started; " + ("one pass" if once else f"a pass every {pause:g}s"), err=True)
         passes = 0
         while not stop.is_set():
             # Each job fails alone (logged, reported as a failed item); an outage is retried next pass.
             started = time.monotonic()
-            by_job = run_pass_by_job(svc.services, job_list)
+            by_job = run_pass_by_job(services(), job_list)
             passes += 1
             failed = _report([o for _, outcomes in by_job for o in outcomes]) or failed
             click.echo(describe_pass(passes, by_job, time.monotonic() - started), err=True)

@@ -146,7 +146,7 @@ def _safe(read, default):
 
 
 def _breakers(services):
-    return breaker_states(services)
+    return breaker_states(services.proxy, sessions=services.sessions, cache=services.cache, clock=services.clock)
 
 
 def _parked(sessions) -> list[str]:

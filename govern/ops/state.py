@@ -46,7 +46,8 @@ def add_state_readers(services) -> None:
 
 
 def breakers(services) -> dict[tuple, float]:
-    return {(b["system"],): float(BREAKER_STATES.get(b["state"], 0)) for b in breaker_states(services)}
+    states = breaker_states(services.proxy, sessions=services.sessions, cache=services.cache, clock=services.clock)
+    return {(b["system"],): float(BREAKER_STATES.get(b["state"], 0)) for b in states}
 
 
 def budgets(services) -> dict[tuple, float]:

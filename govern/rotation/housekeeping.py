@@ -10,6 +10,7 @@ from typing import Any
 
 from govern.domain.rotation import SecretRefView
 from govern.ports import RotationRepository
+from govern.rotation.collaborators import RotationCollaborators
 from govern.rotation.rotators import RotationContext
 from govern.rotation.support import Outcome, describe_error
 
@@ -18,7 +19,7 @@ log = logging.getLogger("govern.rotation")
 
 class Housekeeping:
     # Supplied by RotationService (govern.rotation.runner), the one class this mixes into.
-    services: Any
+    collaborators: RotationCollaborators
     repo: RotationRepository
     reminder_every: dt.timedelta
     _now: Callable[[], dt.datetime]
@@ -34,7 +35,8 @@ class Housekeeping:
         def revoke(ref: SecretRefView, version: int) -> dt.datetime | None:
             try:
                 rotator = self._rotator(ref.rotator or "static")
-                rotator.revoke_previous(RotationContext(ref=ref, run_id=None, services=self.services, now=now), version)
+                rotator.revoke_previous(RotationContext(ref=ref, run_id=None, collaborators=self.collaborators,
+                                                         now=now), version)
             except Exception as exc:  # noqa: BLE001
                 err = describe_error(exc)
                 out.append(Outcome(ref.external_id, "failed", None, f"revoke of version {version} failed: {err}"))

@@ -15,10 +15,10 @@ from typing import Any
 from collections.abc import Callable
 
 from govern.domain.rotation import Finish, Promotion, RunChange, RunRecord, SecretRefView
-from govern.notify import build_notifier
 from govern.ports import Notifier, RotationRepository
 from govern.rotation import machine, schedule, steps
 from govern.rotation.claims import Claiming
+from govern.rotation.collaborators import RotationCollaborators
 from govern.rotation.housekeeping import Housekeeping
 from govern.rotation.operator import OperatorActions
 from govern.rotation.rotators import RotationContext, load_rotator
@@ -35,7 +35,7 @@ log = logging.getLogger("govern.rotation")
 
 @dataclass
 class RotationService(Claiming, OperatorActions, Housekeeping):
-    services: Any
+    collaborators: RotationCollaborators  # built from the composition root (govern.rotation.wiring)
     worker_id: str = field(default_factory=default_worker_id)
     policy: machine.RetryPolicy = field(default_factory=machine.RetryPolicy)
     lease: dt.timedelta = dt.timedelta(seconds=120)
@@ -45,7 +45,7 @@ class RotationService(Claiming, OperatorActions, Housekeeping):
     # Test seam: called as hook(point, run_id, step); "after_step" fires once a step is persisted and
     # "before_persist" after the target was touched but before the state was written.
     hook: Callable[[str, int, str], None] | None = None
-    # The runs and secrets; by default a new one from services.rotation_repository (govern.store.rotation_runs).
+    # The runs and secrets; by default a new one from collaborators.repositories (govern.store.rotation_runs).
     repository: RotationRepository | None = None
     repo: RotationRepository = field(init=False)
     _rotators: dict[str, Any] = field(default_factory=dict)
@@ -54,19 +54,17 @@ class RotationService(Claiming, OperatorActions, Housekeeping):
     def __post_init__(self) -> None:
         if self.repository is not None:
             self.repo = self.repository
-        elif self.services.rotation_repository is not None:
-            self.repo = self.services.rotation_repository()
+        elif self.collaborators.repositories is not None:
+            self.repo = self.collaborators.repositories()
         else:
             raise TypeError("services.rotation_repository is not wired (govern.bootstrap.build_services)")
         if self.notifier is None:
             # govern's one notifier (govern.notify), wired by the composition root.
-            self.notifier = self.services.notifier
-        if self.notifier is None:
-            self.notifier = build_notifier(self.services.settings, self.services.clock)
+            self.notifier = self.collaborators.notifier
 
     # --- helpers ----------------------------------------------------------------------------------
     def _now(self) -> dt.datetime:
-        return self.services.clock.now()
+        return self.collaborators.clock.now()
 
     def pinned(self):
         """One database connection for a whole pass (see the repository's `pinned`)."""
@@ -116,7 +114,7 @@ class RotationService(Claiming, OperatorActions, Housekeeping):
                 step = machine.next_step(run.state)
                 if step is None:
                     return self._release(run, ref)
-                ctx = RotationContext(ref=ref, run_id=run_id, services=self.services, now=self._now(),
+                ctx = RotationContext(ref=ref, run_id=run_id, collaborators=self.collaborators, now=self._now(),
                                       pending_version=run.pending_version)
                 started = self._now()
                 rotator = None

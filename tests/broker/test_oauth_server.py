@@ -68,11 +68,11 @@ def test_suspended_and_retired_users_are_invalid_client(broker_client, broker_se
 def test_previous_secret_works_only_during_the_rotation_overlap(broker_client, broker_services, clock, landscape):
     import random
 
-    from govern.rotation.runner import RotationService
+    from govern.rotation.wiring import rotation_service
 
     ref = "integration_user/order-sync/client_secret"
     update_entity(broker_services, "integration_users", "order-sync", rotation={"every": "90d", "overlap": "1h"})
-    rotation = RotationService(broker_services, rng=random.Random(7))
+    rotation = rotation_service(broker_services, rng=random.Random(7))
     outcome = rotation.rotate(rotation.find_ref(ref).id, force=True)  # govern rotate REF --commit
     assert not outcome.failed, outcome.as_dict()
     new_secret = broker_services.secret_store.get(ref).reveal()

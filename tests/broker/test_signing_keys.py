@@ -15,7 +15,7 @@ def _kids(client):
 def test_rotation_keeps_the_old_kid_until_its_tokens_expire(broker_client, broker_services, clock, landscape):
     old_token = access_token(broker_client)
     [old_kid] = _kids(broker_client)
-    new_kid = rotate_signing_key(broker_services)
+    new_kid = rotate_signing_key(broker_services.signing_keys)
     assert new_kid != old_kid
     assert set(_kids(broker_client)) == {old_kid, new_kid}
     new_token = access_token(broker_client)

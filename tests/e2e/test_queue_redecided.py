@@ -43,11 +43,11 @@ def test_a_queued_call_is_decided_again_at_delivery(live):
     assert live.resources.count == 0
 
     _set(live, window=[], user_status="suspended")
-    outcomes = deliver_queued(live.services, now + dt.timedelta(hours=2))  # due after the window's end
+    outcomes = deliver_queued(live.services.proxy.queued, now + dt.timedelta(hours=2))  # due after the window's end
     assert len(outcomes) == 1 and not outcomes[0].ok
     assert "refused at delivery (deny:user_suspended)" in outcomes[0].detail
     assert live.resources.count == 0  # nothing reached the system
-    (dead,) = dlq_list(live.services)
+    (dead,) = dlq_list(live.services.proxy.queued)
     assert dead.reason == "deny:user_suspended" and dead.source_ip == "127.0.0.1"
     listed = live.runner.invoke(["dlq", "list", "--json"])  # the operator's view, read from the store
     assert listed.exit_code == 0, listed.output
@@ -59,8 +59,8 @@ def test_a_queued_call_is_decided_again_at_delivery(live):
     assert delivery[-1].rules == ["deny:user_suspended"]
 
     _set(live, user_status="active")
-    retried = dlq_retry(live.services, dead.id)
+    retried = dlq_retry(live.services.proxy.queued, dead.id)
     assert retried.ok, retried.detail
     got = live.resources.last()
     assert got.path == "/v1/items/7" and got.headers["X-Api-Key"] == API_KEY
-    assert dlq_list(live.services) == []
+    assert dlq_list(live.services.proxy.queued) == []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from govern.rotation.runner import RotationService
+from govern.rotation.wiring import rotation_service
 from tests.broker.conftest import access_token, ask
 from tests.rotation.conftest import add_secret
 
@@ -57,7 +57,7 @@ def test_metrics_match_the_scenario(ops_env):
 
     # A rotation: one static secret, due, rotated by the rotation service to the end.
     add_secret(env.services, "ops-static")
-    assert [o.status for o in RotationService(env.services, worker_id="ops-test").tick()] == ["finished"]
+    assert [o.status for o in rotation_service(env.services, worker_id="ops-test").tick()] == ["finished"]
 
     assert env.services.decision_log.flush()
     body = env.scrape()

@@ -59,9 +59,9 @@ def test_calls_are_queued_then_delivered_in_order_after_the_window(env):
             r.body.decode() for r in rows)
     assert API_KEY not in dump and "caller-order-sync" not in dump and "Authorization" not in dump
     # Still inside the window: the worker delivers nothing.
-    assert deliver_queued(env.services, env.clock.now()) == []
+    assert deliver_queued(env.services.proxy.queued, env.clock.now()) == []
     env.clock.set(AFTER)
-    outcomes = deliver_queued(env.services, AFTER)
+    outcomes = deliver_queued(env.services.proxy.queued, AFTER)
     assert [o.ok for o in outcomes] == [True, True, True]
     assert [json.loads(x.body)["n"] for x in env.upstream.received] == [0, 1, 2]
     got = env.upstream.received[0]
@@ -70,7 +70,7 @@ def test_calls_are_queued_then_delivered_in_order_after_the_window(env):
     assert env.client.get(locations[2], headers=CALLER).get_json()["status"] == "delivered"
     # Another caller cannot read the status.
     assert env.client.get(locations[0], headers={"Authorization": "Bearer caller-other"}).status_code == 404
-    assert deliver_queued(env.services, AFTER) == []
+    assert deliver_queued(env.services.proxy.queued, AFTER) == []
 
 
 def test_a_failing_call_holds_later_ones_back_and_ends_in_the_dead_letter_queue(env):
@@ -81,11 +81,11 @@ def test_a_failing_call_holds_later_ones_back_and_ends_in_the_dead_letter_queue(
     env.upstream.fail_next(MAX_ATTEMPTS, status=500)
     now = AFTER
     for attempt in range(MAX_ATTEMPTS):
-        outcomes = deliver_queued(env.services, now)
+        outcomes = deliver_queued(env.services.proxy.queued, now)
         assert [o.ok for o in outcomes] == [False]  # the second call waits behind the first
         now += dt.timedelta(hours=2)
     assert "dead-letter" in outcomes[0].detail
-    outcomes = deliver_queued(env.services, now)
+    outcomes = deliver_queued(env.services.proxy.queued, now)
     assert [o.ok for o in outcomes] == [True]
     assert json.loads(env.upstream.last().body)["n"] == 1
     with env.services.sessions() as s:
@@ -113,7 +113,7 @@ def _bury_one(env, n=0):
     env.upstream.fail_next(MAX_ATTEMPTS, status=503)
     now = AFTER
     for _ in range(MAX_ATTEMPTS):
-        deliver_queued(env.services, now)
+        deliver_queued(env.services.proxy.queued, now)
         now += dt.timedelta(hours=2)
     with env.services.sessions() as s:
         return s.exec(select(DeadLetter)).one().id
@@ -144,7 +144,7 @@ def test_deliveries_are_logged_with_the_upstream_status(env):
     _queue_mode(env)
     env.client.post(env.url("orders"), data="{}", headers={**CALLER, "Content-Type": "application/json",
                                                            "X-Correlation-ID": "corr-q"})
-    deliver_queued(env.services, AFTER)
+    deliver_queued(env.services.proxy.queued, AFTER)
     record = env.log.records[-1]
     assert record["upstream_status"] == 201 and record["correlation_id"] == "corr-q"
     assert record["request"].caller.integration_user == "order-sync"
@@ -167,7 +167,7 @@ def test_a_call_no_longer_allowed_at_delivery_goes_to_the_dead_letter_queue_unse
     assert r.status_code == 202
     env.decider.allow = False  # e.g. the integration user was suspended while the call waited
     env.clock.set(AFTER)
-    outcomes = deliver_queued(env.services, AFTER)
+    outcomes = deliver_queued(env.services.proxy.queued, AFTER)
     assert [o.ok for o in outcomes] == [False] and "refused at delivery (forbid-test)" in outcomes[0].detail
     assert env.upstream.count == 0
     # Decided again as the caller it came from: same user, source address and token scopes.
@@ -183,7 +183,7 @@ def test_a_call_no_longer_allowed_at_delivery_goes_to_the_dead_letter_queue_unse
     env.decider.allow = True
     from govern.broker.proxy.queue import dlq_retry
 
-    assert dlq_retry(env.services, dead.id).ok and env.upstream.count == 1
+    assert dlq_retry(env.services.proxy.queued, dead.id).ok and env.upstream.count == 1
 
 
 def test_deliveries_count_against_the_daily_budget_and_wait_for_the_next_day(env):
@@ -192,16 +192,16 @@ def test_deliveries_count_against_the_daily_budget_and_wait_for_the_next_day(env
     for i in range(2):
         env.client.post(env.url("orders"), data=json.dumps({"n": i}), headers={**CALLER, "Content-Type": "application/json"})
     env.clock.set(AFTER)
-    outcomes = deliver_queued(env.services, AFTER)
+    outcomes = deliver_queued(env.services.proxy.queued, AFTER)
     assert [o.ok for o in outcomes] == [True, False] and "daily budget" in outcomes[1].detail
     assert env.upstream.count == 1 and env.proxy.budget.used("erp") == 1
     with env.services.sessions() as s:
         waiting = s.exec(select(QueuedCall).where(QueuedCall.status == "queued")).one()
         assert waiting.attempts == 0  # waiting for the budget is not a failed attempt
-    assert deliver_queued(env.services, AFTER + dt.timedelta(hours=1)) == []  # not due before midnight
+    assert deliver_queued(env.services.proxy.queued, AFTER + dt.timedelta(hours=1)) == []  # not due before midnight
     next_day = dt.datetime(2026, 11, 25, 0, 0, 1, tzinfo=UTC)
     env.clock.set(next_day)
-    assert [o.ok for o in deliver_queued(env.services, next_day)] == [True]
+    assert [o.ok for o in deliver_queued(env.services.proxy.queued, next_day)] == [True]
     assert json.loads(env.upstream.last().body)["n"] == 1
 
 
@@ -213,10 +213,10 @@ def test_a_delivery_refused_by_an_open_breaker_costs_no_budget(env):
         env.client.post(env.url("orders"), data=json.dumps({"n": i}), headers={**CALLER, "Content-Type": "application/json"})
     env.clock.set(AFTER)
     env.upstream.fail_next(1, status=503)
-    assert [o.ok for o in deliver_queued(env.services, AFTER)] == [False]  # the 503 opens the breaker
+    assert [o.ok for o in deliver_queued(env.services.proxy.queued, AFTER)] == [False]  # the 503 opens the breaker
     assert env.proxy.budget.used("erp") == 1
     later = AFTER + dt.timedelta(minutes=10)  # past the first retry delay (30 s), well before the reset (1 h)
-    outcomes = deliver_queued(env.services, later)
+    outcomes = deliver_queued(env.services.proxy.queued, later)
     assert [o.ok for o in outcomes] == [False] and "circuit_open" in outcomes[0].detail
     assert env.proxy.budget.used("erp") == 1 and env.upstream.count == 1
 

@@ -45,7 +45,9 @@ def test_a_failed_half_open_probe_opens_the_circuit_again(env):
 def test_breaker_states_for_metrics(env):
     from govern.broker.proxy import breaker_states
 
-    assert [(s["system"], s["state"]) for s in breaker_states(env.services)] == [("erp", "closed")]
+    svc = env.services
+    states = breaker_states(svc.proxy, sessions=svc.sessions, cache=svc.cache, clock=svc.clock)
+    assert [(s["system"], s["state"]) for s in states] == [("erp", "closed")]
 
 
 def test_breaker_api_needs_an_admin_token(env):

@@ -17,7 +17,7 @@ def main() -> None:
     name, point, step = sys.argv[1:4]
     from govern.bootstrap import build_services
     from govern.config import load_settings
-    from govern.rotation.runner import RotationService
+    from govern.rotation.wiring import rotation_service
 
     services = build_services(load_settings())
 
@@ -25,7 +25,7 @@ def main() -> None:
         if (at, done) == (point, step):
             os.kill(os.getpid(), signal.SIGKILL)
 
-    svc = RotationService(services, worker_id=f"crash-{os.getpid()}", lease=dt.timedelta(seconds=1), hook=hook)
+    svc = rotation_service(services, worker_id=f"crash-{os.getpid()}", lease=dt.timedelta(seconds=1), hook=hook)
     svc.rotate(svc.find_ref(name).id, force=True)
     raise SystemExit(f"the process was meant to die at {point} {step}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from govern.rotation import machine
-from govern.rotation.runner import RotationService
+from govern.rotation.wiring import rotation_service
 from tests.fakes.secret_store import MemorySecretStore
 from tests.rotation.conftest import add_secret
 from tests.rotation.test_runner_static import FlakyRotator
@@ -43,7 +43,7 @@ def test_start_list_show(client, api, operator_token):
     assert run["state"] == machine.CREATED and resp.headers["Location"].endswith(f"/api/v1/rotations/{run['id']}")
     again = client.post("/api/v1/rotations", json={"secret": "s1"}, headers=_h(op))
     assert again.status_code == 409 and again.get_json()["code"] == "conflict"
-    RotationService(api, worker_id="w").drain()
+    rotation_service(api, worker_id="w").drain()
     shown = client.get(f"/api/v1/rotations/{run['id']}", headers=_h(aud)).get_json()
     assert shown["state"] == "finished" and [s["step"] for s in shown["steps"]] == list(machine.STEPS)
     listed = client.get("/api/v1/rotations?secret=s1&state=finished", headers=_h(aud)).get_json()["items"]
@@ -57,7 +57,7 @@ def test_start_list_show(client, api, operator_token):
 def test_retry_and_acknowledge_a_parked_run(client, api, operator_token, clock):
     op, aud = operator_token
     add_secret(api, "s1", rotator="flaky")
-    svc = RotationService(api, worker_id="w", policy=machine.RetryPolicy(max_attempts=1))
+    svc = rotation_service(api, worker_id="w", policy=machine.RetryPolicy(max_attempts=1))
     flaky = svc._rotators["flaky"] = FlakyRotator(fail_times=1)
     (o,) = svc.tick()
     assert o.status == "parked"
@@ -84,7 +84,7 @@ def test_confirm_a_manual_set_over_http(client, api, operator_token):
                                  client_id="c", rotation={"set": "manual"}))
     add_secret(api, "credential/crm/client_secret", rotator="upstream_client_secret", owner_kind="credential",
                owner="crm", initial="old")
-    (o,) = RotationService(api, worker_id="w").tick()
+    (o,) = rotation_service(api, worker_id="w").tick()
     assert o.status == machine.AWAITING
     assert client.post(f"/api/v1/rotations/{o.run_id}/confirm", headers=_h(aud)).status_code == 403
     resp = client.post(f"/api/v1/rotations/{o.run_id}/confirm", headers=_h(op))
@@ -97,7 +97,7 @@ def test_confirm_a_manual_set_over_http(client, api, operator_token):
 def test_retry_of_a_parked_run_is_refused_while_a_newer_run_is_active(client, api, operator_token):
     op, aud = operator_token
     add_secret(api, "s1", rotator="flaky")
-    svc = RotationService(api, worker_id="w", policy=machine.RetryPolicy(max_attempts=1))
+    svc = rotation_service(api, worker_id="w", policy=machine.RetryPolicy(max_attempts=1))
     svc._rotators["flaky"] = FlakyRotator(fail_times=1)
     (parked,) = svc.tick()
     assert parked.status == "parked"

@@ -10,7 +10,7 @@ import pytest
 from govern.errors import ValidationFailed
 from govern.rotation import machine, schedule
 from govern.notify import WebhookNotifier, verify
-from govern.rotation.runner import RotationService
+from govern.rotation.wiring import rotation_service
 from govern.store.db import session_scope
 from govern.store.rotation_tables import RotationSystemCap
 from tests.rotation.conftest import T0, add_secret
@@ -22,7 +22,7 @@ def test_parked_run_alerts_through_a_signed_webhook(rsvc, clock):
     with Recorder() as hook:
         notifier = WebhookNotifier(hook.url + "/alerts", "whsec-test")
         add_secret(rsvc, "s1", rotator="flaky")
-        svc = RotationService(rsvc, worker_id="w1", notifier=notifier,
+        svc = rotation_service(rsvc, worker_id="w1", notifier=notifier,
                               policy=machine.RetryPolicy(max_attempts=2, base_seconds=1))
         svc._rotators["flaky"] = FlakyRotator(fail_times=5)
         svc.tick()
@@ -46,7 +46,7 @@ def test_parked_run_alerts_through_a_signed_webhook(rsvc, clock):
 def test_webhook_failure_never_breaks_the_run(rsvc):
     notifier = WebhookNotifier("http://127.0.0.1:9/unreachable", "x", timeout=0.5)
     add_secret(rsvc, "s1", rotator="flaky")
-    svc = RotationService(rsvc, worker_id="w1", notifier=notifier)
+    svc = rotation_service(rsvc, worker_id="w1", notifier=notifier)
     svc._rotators["flaky"] = FlakyRotator(fail_times=1)
     (o,) = svc.tick()
     assert o.status == "retrying"
@@ -84,7 +84,7 @@ def test_finished_rotation_is_rescheduled_with_jitter(rsvc):
         def uniform(self, a, b):
             return b / 2
 
-    RotationService(rsvc, worker_id="w1", rng=Half()).tick()
+    rotation_service(rsvc, worker_id="w1", rng=Half()).tick()
     from govern.domain.rotation import aware
     from govern.store.tables import SecretRef
 
@@ -98,7 +98,7 @@ def test_per_system_cap_keeps_rotations_on_one_system_apart(rsvc, clock):
     for name in ("a", "b", "c"):
         add_secret(rsvc, name, rotator="flaky", owner_kind="pg", owner="server-1")
     add_secret(rsvc, "other", rotator="flaky", owner_kind="pg", owner="server-2")
-    svc = RotationService(rsvc, worker_id="w1")
+    svc = rotation_service(rsvc, worker_id="w1")
     flaky = svc._rotators["flaky"] = FlakyRotator(fail_times=100)  # runs stay active, backing off
     out = {o.secret: o for o in svc.run_due()}
     assert out["a"].status == "retrying"  # the first run on server-1 is active
@@ -119,7 +119,7 @@ def test_secrets_without_a_rotator_get_reminders_when_due(rsvc, clock, notifier)
     from tests.rotation.conftest import add_secret as add
 
     add(rsvc, "by-hand", rotator=None)
-    svc = RotationService(rsvc, worker_id="w1", reminder_every=dt.timedelta(hours=24))
+    svc = rotation_service(rsvc, worker_id="w1", reminder_every=dt.timedelta(hours=24))
     svc.tick()
     assert notifier.names() == ["rotation.reminder"]
     assert "by-hand" in notifier.events[0][1]["detail"] and notifier.events[0][1]["secret_ref"] == "by-hand"

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from govern.domain.client_auth import verify_client_secret
 from govern.errors import SecretNotFound
 from govern.rotation import machine
-from govern.rotation.runner import RotationService
+from govern.rotation.wiring import rotation_service
 from govern.secrets.service import secret_service
 from govern.store.db import session_scope
 from govern.store.tables import IntegrationUser, RotationRun, SecretRef
@@ -43,7 +43,7 @@ def test_client_secret_rotation_on_openbao_survives_a_crash(openbao, settings, c
             if point == "before_persist" and step == "set":
                 raise Crash()
 
-        first = RotationService(services, worker_id="w1", hook=crash_before_recording_set)
+        first = rotation_service(services, worker_id="w1", hook=crash_before_recording_set)
         with pytest.raises(Crash):
             first.rotate(ref_id, force=True)
         # The pending version is in OpenBao, staged apart: the latest version at the secret's path is still
@@ -52,7 +52,7 @@ def test_client_secret_rotation_on_openbao_survives_a_crash(openbao, settings, c
         assert store.metadata("_pending/" + status.ref).versions == (1,)
         assert store.get(status.ref).reveal() == "old-client-secret-value"
         clock.advance(seconds=121)  # the dead worker's lease runs out
-        (outcome,) = RotationService(services, worker_id="w2").drain()
+        (outcome,) = rotation_service(services, worker_id="w2").drain()
         assert outcome.status == "finished", outcome
 
         assert store.metadata(status.ref).versions == (1, 2)  # resumed, not written twice

@@ -11,7 +11,7 @@ from sqlmodel import select
 from govern.domain.secret import Secret
 from govern.rotation import machine
 from govern.rotation.rotators.postgres_role import PostgresRoleRotator, role_accepts, set_role_password
-from govern.rotation.runner import RotationService
+from govern.rotation.wiring import rotation_service
 from govern.store.db import session_scope
 from govern.store.tables import RotationRun, SecretRef, SecretVersion
 from tests.rotation.conftest import add_secret, build
@@ -65,10 +65,10 @@ def test_crash_after_each_step_keeps_the_role_usable(pg_services, pg_roles, cloc
             raise Crash()
 
     with pytest.raises(Crash):
-        RotationService(pg_services, worker_id="w1", hook=hook).tick()
+        rotation_service(pg_services, worker_id="w1", hook=hook).tick()
     assert stored_login_works(pg_services, role, path)
     clock.advance(seconds=121)  # the dead worker's lease runs out
-    RotationService(pg_services, worker_id="w2", hook=hook).drain()
+    rotation_service(pg_services, worker_id="w2", hook=hook).drain()
     assert checks and all(ok for _, _, ok in checks), checks
 
     with session_scope(pg_services.sessions) as s:
@@ -98,7 +98,7 @@ def test_failing_test_step_keeps_the_current_secret_working(pg_services, pg_role
     role = pg_roles("the-current-one")
     ref_id = add_secret(pg_services, role, rotator="misapplied", owner_kind="postgres_role", owner=role,
                         initial="the-current-one")
-    svc = RotationService(pg_services, worker_id="w1")
+    svc = rotation_service(pg_services, worker_id="w1")
     svc._rotators["misapplied"] = MisappliedSet()
     (outcome,) = svc.tick()
     assert outcome.status == "retrying" and outcome.failed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from govern.domain.secret import Secret
-from govern.rotation.runner import RotationService
+from govern.rotation.wiring import rotation_service
 from govern.secrets.service import secret_service
 from govern.store.db import session_scope
 from govern.store.tables import SecretRef
@@ -24,7 +24,7 @@ def _ref_id(services, name):
 def test_client_secret_rotation_is_seen_by_the_token_endpoint(broker_client, broker_services, clock):
     make_landscape(broker_services)
     status = secret_service(broker_services).put_for_user("order-sync", "client_secret", OLD)
-    svc = RotationService(broker_services, worker_id="w1")
+    svc = rotation_service(broker_services, worker_id="w1")
     outcome = svc.rotate(_ref_id(broker_services, status.ref), force=True)
     assert outcome.status == "finished", outcome
     new = broker_services.secret_store.get(status.ref).reveal()
@@ -45,7 +45,7 @@ def test_signing_key_rotation_keeps_old_tokens_valid_until_they_expire(broker_cl
     (old_kid,) = [k["kid"] for k in broker_client.get("/oauth/jwks.json").get_json()["keys"]]
     add_secret(broker_services, "govern/signing-keys", rotator="signing_keys", owner_kind="govern", initial=None,
                due_at=clock.now())
-    svc = RotationService(broker_services, worker_id="w1")
+    svc = rotation_service(broker_services, worker_id="w1")
     assert [o.status for o in svc.tick()] == ["finished"]
     kids = [k["kid"] for k in broker_client.get("/oauth/jwks.json").get_json()["keys"]]
     assert len(kids) == 2 and old_kid in kids
@@ -79,7 +79,7 @@ def test_store_key_rotation_rewraps_the_local_store(settings):
         sealed = services.cache_cipher.seal(b"cached")
         add_secret(services, "govern/store-key", rotator="store_key", owner_kind="govern", initial=None,
                    due_at=services.clock.now())
-        assert [o.status for o in RotationService(services, worker_id="w1").tick()] == ["finished"]
+        assert [o.status for o in rotation_service(services, worker_id="w1").tick()] == ["finished"]
         after = store.keyring.current.key_id
         assert after != before and store.key_usage() == {after: 2}
         assert store.get("app/two").reveal() == "value-two"

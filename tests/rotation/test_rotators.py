@@ -11,7 +11,7 @@ from govern.domain.secret import Secret
 from govern.rotation import machine
 from govern.rotation.rotators import rotator_names
 from tests.rotation.secret_order import ordered_secrets
-from govern.rotation.runner import RotationService
+from govern.rotation.wiring import rotation_service
 from govern.store.db import session_scope
 from govern.store.tables import ExternalCredential, IntegrationUser, RotationRun, System
 from tests.rotation.conftest import add_secret
@@ -38,7 +38,7 @@ def test_client_secret_both_valid_during_overlap_then_only_new(rsvc, clock):
     _user(rsvc, "erp-sync", "old-secret-value")
     add_secret(rsvc, "iu/erp-sync/client_secret", rotator="client_secret", owner_kind="integration_user",
                owner="erp-sync", initial="old-secret-value", overlap=3600)
-    svc = RotationService(rsvc, worker_id="w1")
+    svc = rotation_service(rsvc, worker_id="w1")
     assert [o.status for o in svc.tick()] == ["finished"]
     new = rsvc.secret_store.get("rotation-test/iu/erp-sync/client_secret").reveal()
     assert new.startswith("gvs_") and new != "old-secret-value"
@@ -84,7 +84,7 @@ def test_signing_keys_not_configured_is_a_per_item_failure(rsvc):
     rsvc.signing_key_hook = None  # as in an instance without the authorization server
     add_secret(rsvc, "govern/signing", rotator="signing_keys", owner_kind="govern", initial=None)
     add_secret(rsvc, "other", rotator="static")
-    out = {o.secret: o for o in RotationService(rsvc, worker_id="w1").tick()}
+    out = {o.secret: o for o in rotation_service(rsvc, worker_id="w1").tick()}
     assert out["other"].status == "finished"
     assert out["govern/signing"].failed and "rotation_not_configured" in out["govern/signing"].detail
 
@@ -93,7 +93,7 @@ def test_signing_keys_rotate_through_the_hook(rsvc):
     keys = FakeKeySet()
     rsvc.signing_key_hook = keys
     add_secret(rsvc, "govern/signing", rotator="signing_keys", owner_kind="govern", initial=None)
-    svc = RotationService(rsvc, worker_id="w1")
+    svc = rotation_service(rsvc, worker_id="w1")
     assert [o.status for o in svc.tick()] == ["finished"]
     assert keys.rotations == 1
     from govern.worker import jobs, run_pass
@@ -104,7 +104,7 @@ def test_signing_keys_rotate_through_the_hook(rsvc):
 
 def test_store_key_not_supported_by_the_fake_store(rsvc):
     add_secret(rsvc, "govern/store-key", rotator="store_key", owner_kind="govern", initial=None)
-    (o,) = RotationService(rsvc, worker_id="w1").tick()
+    (o,) = rotation_service(rsvc, worker_id="w1").tick()
     assert o.failed and "not supported by this store" in o.detail
 
 
@@ -114,7 +114,7 @@ def test_store_key_delegates_to_the_store_and_cache_cipher(rsvc):
     rsvc.cache_cipher = type("C", (), {"rotate": lambda self: calls.append("cache")})()
     rsvc.secret_store.put("some/secret", Secret("v"))
     add_secret(rsvc, "govern/store-key", rotator="store_key", owner_kind="govern", initial=None)
-    (o,) = RotationService(rsvc, worker_id="w1").tick()
+    (o,) = rotation_service(rsvc, worker_id="w1").tick()
     assert o.status == "finished" and calls == ["store", "cache"]
 
 
@@ -150,7 +150,7 @@ def test_upstream_http_set_then_token_test_and_ordered_fallback(rsvc, clock):
         _credential(rsvc, "erp-oauth", up.url + "/token", {"kind": "http", "url": up.url + "/manage"})
         add_secret(rsvc, "credential/erp-oauth/client_secret", rotator="upstream_client_secret", owner_kind="credential",
                    owner="erp-oauth", initial="upstream-old", overlap=600)
-        (o,) = RotationService(rsvc, worker_id="w1").tick()
+        (o,) = rotation_service(rsvc, worker_id="w1").tick()
         assert o.status == "finished", o
         manage = [r for r in up.requests if r["path"] == "/manage"]
         assert len(manage) == 1 and manage[0]["headers"]["Idempotency-Key"].startswith("govern-rotation-")
@@ -170,7 +170,7 @@ def test_upstream_refusing_the_new_secret_fails_the_test_and_keeps_current(rsvc)
         _credential(rsvc, "erp-oauth", up.url + "/token", {"kind": "http", "url": up.url + "/manage"})
         add_secret(rsvc, "credential/erp-oauth/client_secret", rotator="upstream_client_secret", owner_kind="credential",
                    owner="erp-oauth", initial="upstream-old")
-        (o,) = RotationService(rsvc, worker_id="w1").tick()
+        (o,) = rotation_service(rsvc, worker_id="w1").tick()
     assert o.status == "retrying" and "refused the new secret (401)" in o.detail
     order = ordered_secrets(rsvc, "credential/erp-oauth/client_secret",
                             dt.datetime.now(dt.UTC))
@@ -183,7 +183,7 @@ def test_manual_set_waits_for_confirmation(rsvc, notifier, clock):
         _credential(rsvc, "crm", up.url + "/token", "manual")
         add_secret(rsvc, "credential/crm/client_secret", rotator="upstream_client_secret", owner_kind="credential",
                    owner="crm", initial="upstream-old")
-        svc = RotationService(rsvc, worker_id="w1", reminder_every=dt.timedelta(hours=1))
+        svc = rotation_service(rsvc, worker_id="w1", reminder_every=dt.timedelta(hours=1))
         (o,) = svc.tick()
         assert o.status == machine.AWAITING
         assert notifier.names() == ["rotation.reminder"]

@@ -7,7 +7,7 @@ import pytest
 from sqlmodel import select
 
 from govern.rotation import machine
-from govern.rotation.runner import RotationService
+from govern.rotation.wiring import rotation_service
 from govern.store.db import session_scope
 from govern.store.tables import RotationRun, SecretRef, SecretVersion
 from govern.domain.rotation import aware
@@ -29,7 +29,7 @@ def _runs(services, ref_id=None):
 
 def test_due_secret_rotates_through_the_four_steps(rsvc, clock):
     ref_id = add_secret(rsvc, "s1")
-    svc = RotationService(rsvc, worker_id="w1")
+    svc = rotation_service(rsvc, worker_id="w1")
     outcomes = svc.tick()
     assert [o.status for o in outcomes] == ["finished"]
     (run,) = _runs(rsvc, ref_id)
@@ -47,7 +47,7 @@ def test_due_secret_rotates_through_the_four_steps(rsvc, clock):
 
 def test_previous_version_is_revoked_after_the_overlap(rsvc, clock):
     ref_id = add_secret(rsvc, "s1", overlap=600)
-    svc = RotationService(rsvc, worker_id="w1")
+    svc = rotation_service(rsvc, worker_id="w1")
     svc.tick()
     clock.advance(seconds=599)
     assert svc.revoke_expired() == []
@@ -70,10 +70,10 @@ def test_crash_at_any_step_is_resumed_by_the_next_worker(rsvc, clock, point, cra
         if p == point and step == crash_step:
             raise Crash()
 
-    w1 = RotationService(rsvc, worker_id="w1", hook=hook)
+    w1 = rotation_service(rsvc, worker_id="w1", hook=hook)
     with pytest.raises(Crash):
         w1.tick()
-    w2 = RotationService(rsvc, worker_id="w2")
+    w2 = rotation_service(rsvc, worker_id="w2")
     # The lease still holds: w2 must not touch the run yet.
     assert w2.drain() == []
     clock.advance(seconds=121)
@@ -121,7 +121,7 @@ class FlakyRotator:
 
 def test_backoff_then_recovery_sends_failed_and_recovered(rsvc, clock, notifier):
     ref_id = add_secret(rsvc, "s1", rotator="flaky")
-    svc = RotationService(rsvc, worker_id="w1", policy=machine.RetryPolicy(max_attempts=3, base_seconds=10))
+    svc = rotation_service(rsvc, worker_id="w1", policy=machine.RetryPolicy(max_attempts=3, base_seconds=10))
     svc._rotators["flaky"] = FlakyRotator(fail_times=2)
     assert [o.status for o in svc.tick()] == ["retrying"]
     (run,) = _runs(rsvc, ref_id)
@@ -141,7 +141,7 @@ def test_backoff_then_recovery_sends_failed_and_recovered(rsvc, clock, notifier)
 
 def test_parked_after_max_attempts_then_retry(rsvc, clock, notifier):
     ref_id = add_secret(rsvc, "s1", rotator="flaky")
-    svc = RotationService(rsvc, worker_id="w1", policy=machine.RetryPolicy(max_attempts=2, base_seconds=1))
+    svc = rotation_service(rsvc, worker_id="w1", policy=machine.RetryPolicy(max_attempts=2, base_seconds=1))
     flaky = FlakyRotator(fail_times=2)
     svc._rotators["flaky"] = flaky
     svc.tick()
@@ -160,7 +160,7 @@ def test_parked_after_max_attempts_then_retry(rsvc, clock, notifier):
 
 def test_one_active_run_per_secret(rsvc):
     ref_id = add_secret(rsvc, "s1")
-    svc = RotationService(rsvc, worker_id="w1")
+    svc = rotation_service(rsvc, worker_id="w1")
     run_id, why = svc.start(ref_id)
     assert run_id and not why
     again, why = svc.start(ref_id, force=True)

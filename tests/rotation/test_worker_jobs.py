@@ -58,7 +58,7 @@ def test_worker_once_runs_each_job(worker_cli, env):  # noqa: F811
 def test_a_failing_job_fails_alone(worker_cli, env, monkeypatch, caplog):  # noqa: F811
     import govern.broker.proxy.queue as queue
 
-    def broken(services, now=None, **kw):
+    def broken(queued, now=None, **kw):
         raise RuntimeError("queue table unreachable")
 
     monkeypatch.setattr(queue, "deliver_queued", broken)
@@ -74,7 +74,7 @@ def test_a_failing_job_fails_alone(worker_cli, env, monkeypatch, caplog):  # noq
 
 def test_worker_pass_posts_alerts_once_then_resolves(services):
     """The worker's alerts job posts a held condition once (not every pass) and a resolution when it clears."""
-    from govern.rotation.runner import RotationService
+    from govern.rotation.wiring import rotation_service
     from govern.store.db import session_scope
     from govern.store.tables import SecretRef, utcnow
     from govern.worker import jobs, run_pass
@@ -92,7 +92,7 @@ def test_worker_pass_posts_alerts_once_then_resolves(services):
         s.add(SecretRef(external_id="credential/x/client_secret", owner_kind="credential", owner="x",
                         field="client_secret", path="credential/x/client_secret",
                         next_due_at=utcnow() - dt.timedelta(days=3)))
-    job_list = [j for j in jobs(services, RotationService(services)) if j.name == "alerts"]
+    job_list = [j for j in jobs(services, rotation_service(services)) if j.name == "alerts"]
     first = run_pass(services, job_list)
     assert [(o.secret, o.status) for o in first] == [("alert secrets_overdue", "sent")]
     assert run_pass(services, job_list) == []  # still holding: not sent again

@@ -16,12 +16,12 @@ def main() -> None:
     db_url, go_file, out_file = sys.argv[1:4]
     from govern.bootstrap import build_services
     from govern.config import load_settings
-    from govern.rotation.runner import RotationService
+    from govern.rotation.wiring import rotation_service
 
     settings = load_settings({}, home=os.path.dirname(out_file), database_url=db_url, log_level="WARNING")
     services = build_services(settings)
     assert services.secret_store.kind == "local"
-    svc = RotationService(services, worker_id=f"proc-{os.getpid()}")
+    svc = rotation_service(services, worker_id=f"proc-{os.getpid()}")
     deadline = time.monotonic() + 60
     while not os.path.exists(go_file):  # all four start together
         if time.monotonic() > deadline:

@@ -11,6 +11,7 @@ from govern.broker.proxy.injection import CredentialInjector
 from govern.broker.proxy.service import ProxyService
 from govern.broker.proxy.transport import Urllib3Transport
 from govern.errors import ConfigurationError
+from govern.ports import Cache, Clock
 from govern.store.breaker_settings import BreakerSettingRepo
 from govern.store.credential_secret_refs import CredentialSecretRefRepo
 from govern.store.proxy_queue import ProxyQueueRepo
@@ -36,12 +37,15 @@ def build_proxy(services: Any) -> ProxyService:
     return proxy
 
 
-def breaker_states(services: Any) -> list[dict[str, Any]]:
-    """Every system's circuit state, for the API and for metrics (`state` is closed, open or half_open)."""
-    if services.proxy is not None:
-        return services.proxy.breaker_states()
-    # Services of the store only (a command-line report): the same states, from the shared cache.
-    return breaker_report(BreakerSettingRepo(services.sessions), CircuitBreakers(services.cache, services.clock))
+def breaker_states(proxy: ProxyService | None, *, sessions: Any, cache: Cache, clock: Clock) -> list[dict[str, Any]]:
+    """Every system's circuit state, for the API and for metrics (`state` is closed, open or half_open).
+
+    `proxy`: the composition root's proxy; without one (services of the store only, a command-line report) the
+    same states are read from the stored breaker settings (`sessions`, the store's session factory) and the shared
+    `cache`."""
+    if proxy is not None:
+        return proxy.breaker_states()
+    return breaker_report(BreakerSettingRepo(sessions), CircuitBreakers(cache, clock))
 
 
 __all__ = ["build_proxy", "breaker_states"]

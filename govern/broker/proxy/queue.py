@@ -202,19 +202,20 @@ class QueuedCalls:
         return ItemOutcome(dead_id, True, "dropped")
 
 
-# --- entry points of the worker, `govern dlq` and the tests: the composition root's proxy does the work ---
+# --- entry points of the worker, `govern dlq` and the tests: they hand over the composition root's proxy's
+# queued calls (services.proxy.queued), which do the work ---
 
-def deliver_queued(services, now: dt.datetime | None = None, *, limit: int = 100) -> list[ItemOutcome]:
-    return services.proxy.queued.deliver(now, limit=limit)
-
-
-def dlq_list(services) -> list[QueuedCallRecord]:
-    return services.proxy.queued.dead_letters()
+def deliver_queued(queued: QueuedCalls, now: dt.datetime | None = None, *, limit: int = 100) -> list[ItemOutcome]:
+    return queued.deliver(now, limit=limit)
 
 
-def dlq_retry(services, dead_id: int) -> ItemOutcome:
-    return services.proxy.queued.retry_dead(dead_id)
+def dlq_list(queued: QueuedCalls) -> list[QueuedCallRecord]:
+    return queued.dead_letters()
 
 
-def dlq_drop(services, dead_id: int) -> ItemOutcome:
-    return services.proxy.queued.drop_dead(dead_id)
+def dlq_retry(queued: QueuedCalls, dead_id: int) -> ItemOutcome:
+    return queued.retry_dead(dead_id)
+
+
+def dlq_drop(queued: QueuedCalls, dead_id: int) -> ItemOutcome:
+    return queued.drop_dead(dead_id)

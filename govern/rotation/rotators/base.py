@@ -14,7 +14,8 @@ from typing import Any, Protocol, runtime_checkable
 from govern.domain.rotation import SecretRefView
 from govern.domain.secret import Secret
 from govern.errors import GovernError, SecretNotFound
-from govern.ports import RotationRepository
+from govern.ports import RotationRepository, SecretStore
+from govern.rotation.collaborators import RotationCollaborators
 
 
 class RotationTestFailed(GovernError):
@@ -50,14 +51,14 @@ def staging_path(path: str) -> str:
 class RotationContext:
     ref: SecretRefView  # govern.domain.rotation
     run_id: int | None
-    services: Any  # govern.bootstrap.Services
+    collaborators: RotationCollaborators  # govern.rotation.collaborators: what a rotator may use
     now: dt.datetime
     pending_version: int | None = None
     scratch: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def store(self):
-        store = self.services.secret_store
+    def store(self) -> SecretStore:
+        store = self.collaborators.secret_store
         if store is None:
             raise NotConfigured("no secret store is configured (GOVERN_SECRET_STORE)")
         return store
@@ -65,8 +66,8 @@ class RotationContext:
     @property
     def records(self) -> RotationRepository:
         """The rows a rotator reads or changes at govern itself (an integration user's client secret, a
-        credential's settings), one transaction per call (services.rotation_repository, the composition root)."""
-        factory = self.services.rotation_repository
+        credential's settings), one transaction per call (collaborators.repositories, from the composition root)."""
+        factory = self.collaborators.repositories
         if factory is None:
             raise NotConfigured("rotation has no repository (services.rotation_repository)")
         return factory()

@@ -9,7 +9,8 @@ and may log in; where pg_hba.conf requires password authentication, that alone p
 Because test and development servers often `trust` local connections, it also checks the new password
 against the SCRAM-SHA-256 verifier in pg_authid (govern.domain.scram), which proves it with any hba.
 
-The admin connection comes from services.postgres_admin_url or GOVERN_ROTATION_POSTGRES_URL.
+The admin connection comes from RotationCollaborators.postgres_admin_url (services.postgres_admin_url) or
+GOVERN_ROTATION_POSTGRES_URL.
 The password travels in the ALTER ROLE statement text (utility statements take no bind parameters), so
 the server must not log statements (log_statement = none or ddl-free); the literal is quoted by psycopg.sql.
 """
@@ -27,7 +28,7 @@ from govern.rotation.rotators.base import NotConfigured, RotationContext, Rotati
 
 
 def _admin_url(ctx: RotationContext) -> str:
-    url = ctx.services.postgres_admin_url or os.environ.get("GOVERN_ROTATION_POSTGRES_URL")
+    url = ctx.collaborators.postgres_admin_url or os.environ.get("GOVERN_ROTATION_POSTGRES_URL")
     if not url:
         raise NotConfigured("no PostgreSQL admin connection (GOVERN_ROTATION_POSTGRES_URL)")
     return url.replace("postgresql+psycopg://", "postgresql://")

@@ -1,4 +1,4 @@
-"""govern's own token-signing keys. The key set lives with the authorization server (services.signing_key_hook,
+"""govern's own token-signing keys. The key set lives with the authorization server (RotationCollaborators.signing_keys,
 an object with rotate() and retire_expired()); the JWKS keeps a retired key until the
 tokens it signed have expired, which is what retire_expired() decides. Without the hook this rotator
 reports "not configured" for its item instead of failing the batch."""
@@ -8,7 +8,7 @@ from govern.rotation.rotators.base import NotConfigured, RotationContext, Rotati
 
 
 def _hook(ctx: RotationContext):
-    hook = ctx.services.signing_key_hook
+    hook = ctx.collaborators.signing_keys
     if hook is None or not hasattr(hook, "rotate"):
         raise NotConfigured("no signing-key set is configured (services.signing_key_hook)")
     return hook

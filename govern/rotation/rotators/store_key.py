@@ -1,6 +1,6 @@
 """The secret store's own encryption key. The store does the work (`rotate_key()`, e.g. the local
 AES-GCM store re-wrapping data keys under a new master key; Vault transit `rotate`); cached data
-encrypted by govern is then re-encrypted through services.cache_cipher.rotate() if present.
+encrypted by govern is then re-encrypted through the cache cipher's rotate() (RotationCollaborators.cache_cipher) if present.
 A store without rotate_key() reports "not supported by this store" for its item."""
 from __future__ import annotations
 
@@ -17,8 +17,11 @@ class StoreKeyRotator:
         return None
 
     def set(self, ctx: RotationContext) -> bool:
-        ctx.store.rotate_key()
-        cipher = ctx.services.cache_cipher
+        rotate_key = getattr(ctx.store, "rotate_key", None)  # not in the SecretStore port: checked at create_pending
+        if rotate_key is None:
+            raise NotSupported(f"key rotation is not supported by this store ({getattr(ctx.store, 'kind', '?')})")
+        rotate_key()
+        cipher = ctx.collaborators.cache_cipher
         if cipher is not None and hasattr(cipher, "rotate"):
             cipher.rotate()
         return True
