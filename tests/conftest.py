@@ -226,3 +226,13 @@ def admin_token(services):
 
     create_admin(services.sessions, "root-admin", "correct horse battery staple", "admin")
     return issue_token(services.sessions, "root-admin")
+
+
+@pytest.fixture
+def resources():
+    """A local resource server (tests/fakes/resource_server.py): the upstream API behind named credentials."""
+    from tests.fakes.resource_server import ResourceServer
+
+    server = ResourceServer().start()
+    yield server
+    server.stop()

@@ -27,15 +27,6 @@ BARE = {f"{SOBJ}/Lead"}
 # --- polling, through the proxy ----------------------------------------------------------------------------
 
 @pytest.fixture
-def resources():
-    from tests.fakes.resource_server import ResourceServer
-
-    server = ResourceServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def world(settings, fake_upstream, resources):
     from tests.config_as_code.world import build_world
 

@@ -24,15 +24,6 @@ def issuer():
     server.stop()
 
 
-@pytest.fixture
-def resources():
-    from tests.fakes.resource_server import ResourceServer
-
-    server = ResourceServer().start()
-    yield server
-    server.stop()
-
-
 def federated_user(issuer: OidcIssuer, **trust) -> dict:
     return {"id": USER, "owner": "shop-team@example.com", "justification": "Deploys the shop from CI.",
             "review_date": "2099-01-01", "ip_ranges": ["127.0.0.0/8"], "scopes": ["orders.read"],

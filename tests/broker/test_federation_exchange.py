@@ -21,15 +21,6 @@ ACCESS = "urn:ietf:params:oauth:token-type:access_token"
 
 
 @pytest.fixture
-def resources():
-    from tests.fakes.resource_server import ResourceServer
-
-    server = ResourceServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def world(settings, fake_upstream, resources):
     built = build_world(settings, fake_upstream, resources)
     yield built

@@ -26,15 +26,6 @@ def dump(services):
 
 
 @pytest.fixture
-def resources():
-    from tests.fakes.resource_server import ResourceServer
-
-    server = ResourceServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def world(settings, fake_upstream, resources):
     """govern wired as `govern serve` wires it, the landscape applied from YAML (tests/config_as_code/world.py)."""
     from tests.config_as_code.world import build_world

@@ -26,13 +26,6 @@ class OpsEnv:
 
 
 @pytest.fixture
-def resources():
-    server = ResourceServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def ops_env(settings, fake_upstream, resources):
     from govern.app import create_app
     from govern.bootstrap import build_services
