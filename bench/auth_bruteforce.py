@@ -132,7 +132,7 @@ def main() -> None:
         services = build_services(settings)
         for step in services.init_steps:  # as `govern init` does: keys, first material
             step(services)
-        make_landscape(services.sessions, user=USER, client_secret=SECRET, cidrs=("10.0.0.0/8",))
+        make_landscape(services, user=USER, client_secret=SECRET, cidrs=("10.0.0.0/8",))
         services.close()
 
         port = free_port()

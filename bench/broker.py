@@ -103,7 +103,7 @@ def main() -> None:
             step(services)
         secrets = CredentialSecrets(CredentialSecretRefRepo(services.sessions), services.secret_store, services.clock)
         for tag in ("hit", "miss"):
-            make_landscape(services.sessions, system=f"erp-{tag}", credential=f"erp-{tag}-cc",
+            make_landscape(services, system=f"erp-{tag}", credential=f"erp-{tag}-cc",
                            token_url=upstream.token_url, client_id=f"{tag}-client", named_credential=f"erp-{tag}",
                            url=upstream.url + "/api", user=f"sync-{tag}", client_secret=USER_SECRET,
                            permission_set=f"ps-{tag}", ps_scopes=("orders.read",))

@@ -87,7 +87,7 @@ def main() -> None:
             extra["GOVERN_WEB_THREADS"] = str(args.threads)
         instance = Instance(tmp, env_extra=extra)
         for tag, rs in (("slow", slow_rs), ("fast", fast_rs)):
-            make_landscape(instance.services.sessions, system=f"{tag}-erp", credential=f"bh-{tag}-cc",
+            make_landscape(instance.services, system=f"{tag}-erp", credential=f"bh-{tag}-cc",
                            token_url=oauth.token_url, client_id=f"{tag}-client", named_credential=f"bh-{tag}",
                            url=rs.url + "/api", user=f"{tag}-sync", client_secret=USER_SECRET,
                            permission_set=f"ps-{tag}", ps_scopes=("orders.read",), max_token_lifetime=3600)

@@ -106,7 +106,7 @@ def main() -> None:
         services = build_services(load_settings({}, home=home, database_url=database_url))
         for step in services.init_steps:  # as `govern init` does: keys, first material
             step(services)
-        make_landscape(services.sessions, token_url=upstream.token_url, client_id="hit-client",
+        make_landscape(services, token_url=upstream.token_url, client_id="hit-client",
                        url=upstream.url + "/api", user="sync-hit", client_secret=USER_SECRET)
         upstream.register_client("hit-client", secret="hit-upstream-secret", scope="orders.read")
         CredentialSecrets(CredentialSecretRefRepo(services.sessions), services.secret_store, services.clock).replace(

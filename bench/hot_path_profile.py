@@ -60,7 +60,7 @@ def main() -> None:
         services = build_services(settings)
         for step in services.init_steps:
             step(services)
-        make_landscape(services.sessions, system="erp-hit", credential="erp-hit-cc", token_url=upstream.token_url,
+        make_landscape(services, system="erp-hit", credential="erp-hit-cc", token_url=upstream.token_url,
                        client_id="hit-client", named_credential="erp-hit", url=upstream.url + "/api", user="sync-hit",
                        client_secret=USER_SECRET, permission_set="ps-hit", ps_scopes=("orders.read",))
         upstream.register_client("hit-client", secret="hit-upstream-secret", scope="orders.read")
@@ -77,7 +77,7 @@ def main() -> None:
             nginx = start_nginx(tmp / "nginx", SERVERS.format(up_port=up_port, anchor_port=free_port(), key=API_KEY,
                                                               body=BODY))
             wait_http(f"http://127.0.0.1:{up_port}/api/x", what="nginx", proc=nginx)
-            make_landscape(services.sessions, system="bench-erp", credential="bench-key", protocol="api_key_header",
+            make_landscape(services, system="bench-erp", credential="bench-key", protocol="api_key_header",
                            named_credential="bench-api", url=f"http://127.0.0.1:{up_port}/api", user="bench-sync",
                            client_secret=USER_SECRET, methods=("GET",), paths=("/accounts/**",))
             with session_scope(services.sessions) as db:

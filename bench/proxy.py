@@ -87,7 +87,7 @@ def prepare_instance(home: Path, upstream_url: str, log_level: str) -> dict[str,
         upgrade(services.engine)
         for step in services.init_steps:
             step(services)
-        make_landscape(services.sessions, system="bench-erp", credential="bench-key", protocol="api_key_header",
+        make_landscape(services, system="bench-erp", credential="bench-key", protocol="api_key_header",
                        named_credential="bench-api", url=f"{upstream_url}/api", user="bench-sync",
                        client_secret=USER_SECRET, methods=("GET",), paths=("/accounts/**",))
         with session_scope(services.sessions) as db:

@@ -85,11 +85,11 @@ def main() -> None:
     injected: dict[str, int] = {}
     try:
         instance = Instance(tmp)
-        make_landscape(instance.services.sessions, system="soak-erp", credential="soak-cc", token_url=oauth.token_url,
+        make_landscape(instance.services, system="soak-erp", credential="soak-cc", token_url=oauth.token_url,
                        client_id="cc-client", named_credential="soak-cc", url=resource.url + "/api",
                        user="soak-sync", client_secret=USER_SECRET, permission_set="ps-cc", ps_scopes=("orders.read",),
                        max_token_lifetime=3600)
-        make_landscape(instance.services.sessions, system="soak-crm", credential="soak-rt",
+        make_landscape(instance.services, system="soak-crm", credential="soak-rt",
                        protocol="oauth2_refresh_token", token_url=oauth.token_url, client_id="rt-client",
                        named_credential="soak-rt", url=oauth.url + "/api", user="soak-rt-sync",
                        client_secret=USER_SECRET, permission_set="ps-rt", ps_scopes=("orders.read",),
