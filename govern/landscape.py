@@ -22,6 +22,7 @@ from govern.rotation.sync import sync_refs
 from govern.store.rotation_refs import SqlRotationSettingsRows
 from govern.store.db import session_scope
 from govern.store.landscape import WRITE_STEPS, apply_plan, load_current, record_locations
+from govern.store.revocation_queue import enqueue_for_plan, forgotten_refs, plan_requests
 from govern.store.tables import AdminAction, SecretRef, utcnow
 
 EXPORT_HEADER = "# governance.yaml written by `govern export`: no secret values; set them with `govern secrets put`.\n"
@@ -60,11 +61,16 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
         plan.dry_run = dry_run
         plan.warnings = list(parsed.warnings)
         progress("planned")
-        left_behind = secrets_left_behind(session, plan, filename)
+        # Retired or removed users' principals (and principals dropped from a credential): their upstream tokens
+        # are revoked by the worker, queued in this transaction (govern.store.revocation_queue).
+        revocations = plan_requests(session, plan)
+        plan.revocations = [f"{r.describe()}: {r.reason}" for r in revocations]
+        left_behind = secrets_left_behind(session, plan, filename, forgotten=forgotten_refs(revocations))
         if left_behind:
             raise ValidationFailed(left_behind)
         if not dry_run and plan.has_changes:
             try:
+                enqueue_for_plan(session, revocations, utcnow())
                 apply_plan(session, plan, stored, progress=progress)
                 session.flush()
                 # Stored secrets follow their credential's rotation config (govern.rotation.sync).
@@ -106,10 +112,12 @@ def entity_lines(parsed) -> dict[str, dict[str, tuple[str, int]]]:
     return out
 
 
-def secrets_left_behind(session, plan: Plan, filename: str) -> list[dict]:
+def secrets_left_behind(session, plan: Plan, filename: str, *, forgotten: set[str] | frozenset[str] = frozenset()
+                        ) -> list[dict]:
     """Validation errors for every stored secret whose owner the plan removes (a pruned integration user or
     credential, or a principal dropped from a credential): a secret must never outlive what it belongs to
-    unseen. The user deletes it first (`govern secrets delete REF`), or keeps its owner in the file."""
+    unseen. The user deletes it first (`govern secrets delete REF`), or keeps its owner in the file.
+    `forgotten`: refresh tokens the revocation queue deletes once revoked (not left behind)."""
     users = {c.id for c in plan.of("delete", "integration_user")}
     credentials = {c.id for c in plan.of("delete", "credential")}
     principals: set[tuple[str, str]] = set()
@@ -126,6 +134,8 @@ def secrets_left_behind(session, plan: Plan, filename: str) -> list[dict]:
                            .where(col(SecretRef.owner).in_(sorted(owners))).order_by(col(SecretRef.external_id))).all()
     errors = []
     for ref, kind, owner, principal in rows:
+        if ref in forgotten:
+            continue
         if kind == "integration_user" and owner in users:
             what, path = f"integration user {owner} would be deleted", f"integration_users.{owner}"
         elif kind == "credential" and owner in credentials:

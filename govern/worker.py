@@ -9,7 +9,9 @@
 4. `alerts`: the alert conditions of deploy/prometheus/alerts.yml, posted to the webhook for users
    without Prometheus, once when a condition starts and once when it clears, expiries within
    GOVERN_EXPIRY_ALERT_DAYS included (govern.ops.alerts, docs/expiry.md);
-5. `decision_checkpoint`: a signed checkpoint of the decision chain's head when records were written since
+5. `revocations`: queued upstream token revocations (RFC 7009), one attempt per due item, backing off between
+   passes, alerted when the last attempt fails (govern.broker.upstream.revocation_queue, docs/offboarding.md);
+6. `decision_checkpoint`: a signed checkpoint of the decision chain's head when records were written since
    the newest one, so a deleted tail shows in `govern log verify` (govern.broker.decision_log).
 A job that raises (an outage, a bug) is logged with its name and reported as one failed item; the other
 jobs still run, and the next pass tries it again (seed practice: each item fails alone, is logged, and
@@ -25,6 +27,8 @@ from collections.abc import Callable
 
 from govern.rotation.support import Outcome, describe_error
 from govern.broker.proxy import queue
+from govern.broker.upstream import build_revocation_worker
+from govern.secrets.service import secret_service
 from govern.ops.alerts import check_alerts
 
 log = logging.getLogger("govern.worker")
@@ -57,6 +61,14 @@ def _alerts(services: Any, now: dt.datetime) -> list[Outcome]:
             + [Outcome(f"alert {key}", "failed", None, "the webhook could not be reached") for key in report["failed"]])
 
 
+def _revocations(services: Any, now: dt.datetime) -> list[Outcome]:
+    if services.upstream_tokens is None:
+        return []
+    secrets = secret_service(services)
+    worker = build_revocation_worker(services, delete_secret=lambda ref: secrets.delete(ref, actor="worker"))
+    return [Outcome(f"revocation {w.item.id} ({w.item.describe()})", w.status, None, w.detail) for w in worker.run(now)]
+
+
 def _decision_checkpoint(services: Any, now: dt.datetime) -> list[Outcome]:
     log_ = services.decision_log
     if log_ is None or not hasattr(log_, "checkpoint"):
@@ -72,6 +84,7 @@ def jobs(services: Any, rotation: Any) -> list[Job]:
             Job("queued_calls", lambda now: _queued_calls(services, now)),
             Job("signing_keys", lambda now: _signing_keys(services, now)),
             Job("alerts", lambda now: _alerts(services, now)),
+            Job("revocations", lambda now: _revocations(services, now)),
             Job("decision_checkpoint", lambda now: _decision_checkpoint(services, now))]
 
 

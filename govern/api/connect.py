@@ -1,8 +1,10 @@
-"""Connecting a principal (authorization code + PKCE): start it, and receive the upstream's callback.
+"""Connecting a principal (authorization code + PKCE): start it, and receive the upstream's callback; and
+disconnecting it.
 
 `POST /api/v1/credentials/{id}/principals/{name}/connect` (admin token) answers the authorize URL to open;
 `GET /oauth/callback` exchanges the code and shows a small page. The work is in
-govern.broker.upstream.connect.ConnectService.
+govern.broker.upstream.connect.ConnectService. `DELETE /api/v1/credentials/{id}/principals/{name}/connection`
+disconnects the principal and queues the revocation of its tokens (govern.broker.upstream.revocation_queue).
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ from markupsafe import escape
 from pydantic import BaseModel, Field
 
 from govern.api.auth import require_admin
-from govern.broker.upstream import build_connect_service
+from govern.api.landscape import Flag
+from govern.broker.upstream import build_connect_service, build_revocation_queue
+from govern.broker.upstream.revocation_queue import disconnect_principal
 from govern.api.spec import api, openapi_extra, responses, validated_json, validated_query
 from govern.errors import GovernError
 
@@ -35,6 +39,28 @@ class Callback(BaseModel):
     code: str | None = None
     state: str | None = None
     error: str | None = None
+
+
+class DisconnectQuery(BaseModel):
+    dry_run: Flag = Field(False, description="report what would be done; change nothing")
+
+
+class DisconnectItem(BaseModel):
+    action: str = Field(description="revoke (queued for the worker) or disable")
+    what: str = Field(description="refresh_token, access_token or principal")
+    credential: str | None = None
+    principal: str | None = None
+    outcome: str = Field(description="done, planned (dry run) or skipped")
+    detail: str = ""
+
+
+class Disconnected(BaseModel):
+    """What the disconnect did; the revocations themselves are carried out by `govern worker`."""
+
+    credential: str
+    principal: str
+    committed: bool
+    items: list[DisconnectItem]
 
 
 def _service():
@@ -59,6 +85,21 @@ def start(credential: str, principal: str):
     current_app.logger.info("principal connect started", extra={"credential": credential, "principal": principal,
                                                                 "actor": g.admin_user})
     return jsonify(result)
+
+
+@bp.delete("/api/v1/credentials/<credential>/principals/<principal>/connection")
+@require_admin("admin")
+@api.validate(query=DisconnectQuery, resp=responses(200, Disconnected, 404, 422), operation_id="disconnectPrincipal")
+def disconnect(credential: str, principal: str):
+    """Disconnect a principal and queue the revocation of its tokens at the provider (RFC 7009)"""
+    services = current_app.extensions["govern"]
+    commit = not validated_query().dry_run
+    report = disconnect_principal(build_revocation_queue(services), services.clock, credential, principal,
+                                  commit=commit)
+    if commit:
+        current_app.logger.info("principal disconnected", extra={"credential": credential, "principal": principal,
+                                                                 "actor": g.admin_user})
+    return jsonify(report.as_dict())
 
 
 @bp.get("/oauth/callback")

@@ -77,6 +77,7 @@ class Plan(BaseModel):
     applied: bool
     counts: dict[str, Any] = {}
     warnings: list[dict[str, Any]] = []
+    revocations: list[str] = Field([], description="upstream token revocations queued for the worker (RFC 7009)")
     changes: list[Change]
     unchanged: dict[str, list[str]] = {}
     summary: str = ""

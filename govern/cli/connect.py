@@ -12,12 +12,12 @@ from __future__ import annotations
 import click
 
 from govern.cli.completion import entity_ids, principals
-from govern.cli.context import fail, services
+from govern.cli.context import echo_json, fail, json_option, services
 
 
 @click.group("credentials")
 def credentials() -> None:
-    """External credentials: connect principals."""
+    """External credentials: connect and disconnect principals."""
 
 
 @credentials.command("connect")
@@ -39,6 +39,30 @@ def connect(credential: str, principal: str, govern_url: str, login_hint: str | 
     click.echo(f"Open this URL within {result['expires_in'] // 60} minutes to connect principal {principal!r} "
                f"of {credential!r}:", err=True)
     click.echo(result["authorize_url"])
+
+
+@credentials.command("disconnect")
+@click.argument("credential", shell_complete=entity_ids("credential"))
+@click.argument("principal", shell_complete=principals)
+@click.option("--commit", is_flag=True, help="do it (without: a dry run that changes nothing)")
+@json_option
+def disconnect(credential: str, principal: str, commit: bool, as_json: bool) -> None:
+    """Disconnect a principal: marked disconnected at once (no upstream call until it is connected again), and
+    its stored refresh token and cached access tokens queued for revocation at the provider (RFC 7009), which
+    `govern worker` carries out (`govern revocations` shows them)."""
+    from govern.broker.upstream import build_revocation_queue
+    from govern.broker.upstream.revocation_queue import disconnect_principal
+
+    svc = services()
+    report = disconnect_principal(build_revocation_queue(svc), svc.clock, credential, principal, commit=commit)
+    if as_json:
+        echo_json(report.as_dict())
+        return
+    click.echo(f"Disconnecting principal {principal} of {credential}:" if commit else
+               f"Dry run, nothing changed (pass --commit to do it). Disconnecting principal {principal} of "
+               f"{credential} would:")
+    for item in report.items:
+        click.echo(f"  {item.outcome:<8} {item.describe()}" + (f": {item.detail}" if item.detail else ""))
 
 
 def register(cli: click.Group) -> None:

@@ -5,9 +5,9 @@ import click
 
 
 def register(cli: click.Group) -> None:
-    from govern.cli import (audit, authorization, connect, dlq, doctor, expiry, landscape, offboard, rotation,
-                            sandbox, secrets as secrets_cli)
+    from govern.cli import (audit, authorization, connect, dlq, doctor, expiry, landscape, offboard, revocations,
+                            rotation, sandbox, secrets as secrets_cli)
 
-    for module in (secrets_cli, landscape, authorization, dlq, audit, rotation, connect, offboard, sandbox, doctor,
-                   expiry):
+    for module in (secrets_cli, landscape, authorization, dlq, audit, rotation, connect, offboard, revocations, sandbox,
+                   doctor, expiry):
         module.register(cli)

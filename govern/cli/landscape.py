@@ -56,6 +56,8 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
         click.echo(f"warning: {warning['location']}: {warning['path']}: {warning['message']}", err=True)
     for line in plan.lines():
         click.echo(line)
+    for line in plan.revocations:
+        click.echo(f"{'would queue' if dry_run else 'queued'}: {line} (the worker revokes it at the provider)")
     if dry_run:
         click.echo("dry run: nothing was written")
         return

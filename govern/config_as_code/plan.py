@@ -41,6 +41,8 @@ class Plan:
     applied: bool = False
     # Things applied but worth a second look (e.g. a plain-http upstream URL in development).
     warnings: list[dict[str, Any]] = field(default_factory=list)
+    # Upstream revocations (RFC 7009) the change queues for the worker: retired or removed users' principals.
+    revocations: list[str] = field(default_factory=list)
 
     def of(self, action: str, kind: str | None = None) -> list[Change]:
         return [c for c in self.changes if c.action == action and (kind is None or c.kind == kind)]
@@ -64,7 +66,7 @@ class Plan:
 
     def to_dict(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "prune": self.prune, "applied": self.applied, "counts": self.counts,
-                "warnings": list(self.warnings),
+                "warnings": list(self.warnings), "revocations": list(self.revocations),
                 "changes": [c.to_dict() for c in self.changes],
                 "unchanged": {kind: ids for kind, ids in self.unchanged.items() if ids},
                 "summary": self.summary()}

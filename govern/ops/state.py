@@ -14,6 +14,7 @@ from govern.broker.proxy.budget import DailyBudget
 from govern.rotation.machine import TERMINAL
 from govern.store.proxy_tables import DeadLetter
 from govern.store.expiry import read_forecast
+from govern.store.revocation_queue import RevocationQueueRepo
 
 
 def add_state_readers(services) -> None:
@@ -36,8 +37,13 @@ def add_state_readers(services) -> None:
             "Principals whose stored refresh token the upstream refused (no upstream call until reconnected).",
             ["credential"], lambda: principals_needing_reconnect(services.sessions)),
         "govern_upstream_revocation_failures_total": (
-            "Upstream token revocations (govern offboard, RFC 7009) that failed after their retries, per credential.",
+            "Upstream token revocations (govern offboard and the worker's queue, RFC 7009) that failed after their "
+            "retries, per credential.",
             ["credential"], lambda: revocation_failures(services.sessions)),
+        "govern_upstream_revocations": (
+            "Queued upstream token revocations (RFC 7009) by state: pending (the worker retries them), failed "
+            "(alerted; `govern revocations --retry-failed`).",
+            ["state"], lambda: revocation_queue(services.sessions)),
         "govern_decision_log_queue_depth": ("Decision records of this process waiting to be written.", [],
                                             lambda: {(): float(_backlog(services)[0])}),
         "govern_decision_log_lag_seconds": ("Age of this process's oldest decision record not yet written.", [],
@@ -88,6 +94,11 @@ def revocation_failures(sessions) -> dict[tuple, float]:
                          .where(col(Decision.action) == "offboard", col(Decision.outcome) == "error")
                          .group_by(col(Decision.resource_object))).all()
     return {(credential or "",): float(n) for credential, n in rows}
+
+
+def revocation_queue(sessions) -> dict[tuple, float]:
+    counts = RevocationQueueRepo(sessions, row_locks=False).counts()
+    return {(state,): float(counts.get(state, 0)) for state in ("pending", "failed")}
 
 
 def dlq_depth(sessions) -> dict[tuple, float]:

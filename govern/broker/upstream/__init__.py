@@ -25,6 +25,8 @@ from govern.store.upstream_principals import PrincipalRepo
 from govern.store.upstream_token_lock import DatabaseSingleFlight
 from govern.broker.upstream.revocation import OffboardService
 from govern.store.offboarding import OffboardRepo
+from govern.broker.upstream.revocation_queue import RevocationWorker
+from govern.store.revocation_queue import RevocationQueueRepo
 
 
 def build_upstream_tokens(services: Any, *, http: TokenHttp | None = None) -> UpstreamTokens:
@@ -76,7 +78,8 @@ def build_connect_service(services: Any) -> ConnectService:
     if not isinstance(tokens, UpstreamTokens):
         raise ConfigurationError("connecting a principal needs govern's upstream token broker")
     return ConnectService(principals=tokens.principals, cache=services.cache, cipher=tokens.tokens.cipher,
-                          secrets=tokens.secrets, tokens=tokens, clock=services.clock)
+                          secrets=tokens.secrets, tokens=tokens, clock=services.clock,
+                          revocations=build_revocation_queue(services))
 
 
 def build_offboard_service(services, *, delete_secret):
@@ -86,4 +89,20 @@ def build_offboard_service(services, *, delete_secret):
                            notify=safe_notifier(lambda: _notifier(services)))
 
 
-__all__ = ["UpstreamTokens", "build_upstream_tokens", "build_connect_service", "build_offboard_service"]
+def build_revocation_queue(services: Any) -> RevocationQueueRepo:
+    """The upstream revocation queue (govern.ports.RevocationQueue), row-locked on PostgreSQL."""
+    return RevocationQueueRepo(services.sessions, row_locks=services.engine.dialect.name == "postgresql")
+
+
+def build_revocation_worker(services: Any, *, delete_secret) -> RevocationWorker:
+    """`delete_secret(ref name)`: the secrets package's delete (the vault value, its reference and history)."""
+    tokens = services.upstream_tokens
+    if not isinstance(tokens, UpstreamTokens):
+        raise ConfigurationError("revoking upstream tokens needs govern's upstream token broker")
+    return RevocationWorker(queue=build_revocation_queue(services), tokens=tokens, decision_log=services.decision_log,
+                            clock=services.clock, delete_secret=delete_secret,
+                            notify=safe_notifier(lambda: _notifier(services)))
+
+
+__all__ = ["UpstreamTokens", "build_upstream_tokens", "build_connect_service", "build_offboard_service",
+           "build_revocation_queue", "build_revocation_worker"]

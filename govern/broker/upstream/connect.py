@@ -22,7 +22,8 @@ from govern.broker.upstream.service import UpstreamTokens
 from govern.broker.upstream.targets import Target, credential_token_settings
 from govern.domain.secret import Secret
 from govern.errors import BadRequest, UpstreamError
-from govern.ports import Cache, Cipher, Clock, ConnectSubject, UpstreamPrincipals
+from govern.domain import revocations as R
+from govern.ports import Cache, Cipher, Clock, ConnectSubject, RevocationQueue, UpstreamPrincipals
 
 CONNECT_TTL = 600  # seconds: the user has ten minutes to consent (RFC 6749 section 10.12 wants state short-lived)
 
@@ -36,7 +37,8 @@ class Connected:
 
 class ConnectService:
     def __init__(self, *, principals: UpstreamPrincipals, cache: Cache, cipher: Cipher, secrets: CredentialSecrets,
-                 tokens: UpstreamTokens, clock: Clock, ttl: int = CONNECT_TTL):
+                 tokens: UpstreamTokens, clock: Clock, ttl: int = CONNECT_TTL,
+                 revocations: RevocationQueue | None = None):
         self.principals = principals
         self.cache = cache
         self.cipher = cipher
@@ -44,6 +46,7 @@ class ConnectService:
         self.tokens = tokens  # UpstreamTokens (its authenticated token_request)
         self.clock = clock
         self.ttl = ttl
+        self.revocations = revocations  # the replaced refresh token is revoked by the worker (RFC 7009)
 
     def _load(self, credential: str, principal: str) -> ConnectSubject:
         return self.principals.connect_subject(credential, principal)  # NotFound for either
@@ -96,6 +99,11 @@ class ConnectService:
         self.secrets.replace(cred.credential, cred.principal, "refresh_token", Secret(refresh),
                              expected_version=current.version if current else None)
         user_id = self.principals.mark_connected(cred.principal_id, self.clock.now())
+        if current is not None and self.revocations is not None and current.value.reveal() != refresh:
+            # Once the new token is stored, the one it replaced is of no use to govern: revoke that version.
+            self.revocations.enqueue([R.RevocationRequest(
+                cred.credential, cred.principal, R.REFRESH_TOKEN, R.REPLACED,
+                {"path": current.path, "version": current.version, "forget": False}, user_id)])
         clear_needs_reconnect(self.principals, self.tokens.notify, self.clock.now(),
                               credential=cred.credential, principal=cred.principal)
         return Connected(cred.credential, cred.principal, user_id)

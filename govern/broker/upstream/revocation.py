@@ -36,6 +36,59 @@ RETRYABLE = frozenset({429, 500, 502, 503, 504})
 MAX_SCOPES = 8  # cached tokens are looked up for every subset of the scopes a principal can be granted
 
 
+def revocation_target(cred: O.OffboardCredential, principal: str, principal_id: int, subject: str | None) -> Target:
+    """The credential's client authentication, aimed at its revocation endpoint (`revocation_client_auth` wins)."""
+    return Target(named_credential="", credential=cred.external_id, protocol=cred.protocol,
+                  token_url=cred.token_url, client_id=cred.client_id,
+                  client_auth_method=cred.revocation_auth_method or cred.client_auth_method,
+                  **credential_token_settings(cred.external_id, scopes=cred.scopes, audience=cred.audience,
+                                              resource=cred.resource, token_params=cred.token_params,
+                                              leeway_seconds=cred.leeway_seconds, rotation=cred.rotation),
+                  header_name=None, principal=principal, principal_id=principal_id, subject=subject, timeout=10.0)
+
+
+def cached_access_tokens(tokens: UpstreamTokens, named: list[str], principal: str,
+                         scopes: list[str]) -> Iterator[tuple[str, tuple[str, ...], str]]:
+    """(named credential, scopes, access token) of every token govern has cached for the principal, once each."""
+    cache, cipher, flight = tokens.tokens.cache, tokens.tokens.cipher, tokens.db_flight
+    scopes = sorted(set(scopes))[:MAX_SCOPES]
+    seen: set[str] = set()
+    for nc in named:
+        for size in range(len(scopes) + 1):
+            for subset in itertools.combinations(scopes, size):
+                key = cache_key(nc, principal, subset)
+                for sealed in (cache.get(key), flight.sealed(key) if flight is not None else None):
+                    token = open_token(cipher, key, sealed) if sealed else None
+                    if token is not None and token.access_token.reveal() not in seen:
+                        seen.add(token.access_token.reveal())
+                        yield nc, subset, token.access_token.reveal()
+
+
+def alert_failed(notify: Callable[[str, dict[str, Any]], None], *, credential: str | None, principal: str | None,
+                 hint: str, attempts: int, detail: str) -> None:
+    """A revocation that will not be retried: an error log line and the alert `alert.upstream_revocation_failed`."""
+    log.error("upstream revocation failed", extra={
+        "alert": "upstream_revocation_failed", "credential": credential, "principal": principal,
+        "token_type": hint, "attempts": attempts, "detail": detail})
+    notify(FAILED_EVENT, {"credential": credential, "principal": principal, "token_type": hint,
+                          "attempts": attempts, "detail": detail, "runbook": "docs/offboarding.md"})
+
+
+def record_item(decision_log, user: str | None, item: O.Item) -> None:
+    """Each item is a decision (action `offboard`): done allow, failed error, skipped deny with its reason."""
+    outcome = {O.DONE: "allow", O.FAILED: "error"}.get(item.outcome, "deny")
+    rule = f"{'permit' if outcome != 'deny' else 'skip'}:{item.action}_{item.what}"
+    try:
+        decision_log.append(
+            None, None, action="offboard", integration_user=user, named_credential=item.named_credential,
+            principal=item.principal, resource_object=item.credential, allowed=outcome != "deny",
+            outcome=outcome, rules=[rule], error_code="upstream_revocation_failed" if outcome == "error" else None,
+            upstream_status=item.status)
+    except GovernError as exc:  # the work is done; say loudly that its record is missing
+        log.error("offboard: the decision could not be recorded", extra={"item": item.describe(), "error": exc.code})
+        raise
+
+
 class Revoker:
     """One RFC 7009 revocation, retried with backoff while the provider cannot take it."""
 
@@ -50,26 +103,28 @@ class Revoker:
         never the token."""
         detail, status = "", None
         for attempt, delay in enumerate([*self.delays, None], start=1):
-            try:
-                data, basic = self.tokens.client_authentication(target, [("token", token), ("token_type_hint", hint)])
-                answer: HttpAnswer = self.tokens.http.post_form(url, data, basic_auth=basic, timeout=target.timeout)
-            except UpstreamUnavailable:
-                detail, status = "the revocation endpoint did not answer in time or cannot be reached", None
-            except UpstreamNotConfigured as exc:
-                return O.FAILED, exc.detail or "not configured", attempt, None
-            else:
-                status = answer.status
-                if answer.status == 200:  # RFC 7009 section 2.2: also for a token that was already invalid
-                    return O.DONE, "HTTP 200", attempt, status
-                error = answer.body.get("error") if isinstance(answer.body, dict) else None
-                code = error if isinstance(error, str) and error.isidentifier() else None
-                detail = f"HTTP {answer.status}" + (f" ({code})" if code else "")
-                if answer.status not in RETRYABLE:
-                    return O.FAILED, detail, attempt, status
+            outcome, detail, status, retryable = self.attempt(target, url, token, hint)
+            if outcome == O.DONE or not retryable:
+                return outcome, detail, attempt, status
             if delay is None:
                 break
             self.sleep(delay)
         return O.FAILED, f"{detail}; gave up after {len(self.delays) + 1} attempts", len(self.delays) + 1, status
+
+    def attempt(self, target: Target, url: str, token: str, hint: str) -> tuple[str, str, int | None, bool]:
+        """One RFC 7009 request: (outcome, detail, HTTP status, whether a later attempt may succeed)."""
+        try:
+            data, basic = self.tokens.client_authentication(target, [("token", token), ("token_type_hint", hint)])
+            answer: HttpAnswer = self.tokens.http.post_form(url, data, basic_auth=basic, timeout=target.timeout)
+        except UpstreamUnavailable:
+            return O.FAILED, "the revocation endpoint did not answer in time or cannot be reached", None, True
+        except UpstreamNotConfigured as exc:
+            return O.FAILED, exc.detail or "not configured", None, False
+        if answer.status == 200:  # RFC 7009 section 2.2: also for a token that was already invalid
+            return O.DONE, "HTTP 200", 200, False
+        error = answer.body.get("error") if isinstance(answer.body, dict) else None
+        code = error if isinstance(error, str) and error.isidentifier() else None
+        return O.FAILED, f"HTTP {answer.status}" + (f" ({code})" if code else ""), answer.status, answer.status in RETRYABLE
 
 
 class OffboardService:
@@ -88,29 +143,10 @@ class OffboardService:
 
     @staticmethod
     def _target(prin: O.OffboardPrincipal) -> Target:
-        cred = prin.credential
-        return Target(named_credential="", credential=cred.external_id, protocol=cred.protocol,
-                      token_url=cred.token_url, client_id=cred.client_id,
-                      client_auth_method=cred.revocation_auth_method or cred.client_auth_method,
-                      **credential_token_settings(cred.external_id, scopes=cred.scopes, audience=cred.audience,
-                                                  resource=cred.resource, token_params=cred.token_params,
-                                                  leeway_seconds=cred.leeway_seconds, rotation=cred.rotation),
-                      header_name=None, principal=prin.name, principal_id=prin.id, subject=prin.subject, timeout=10.0)
+        return revocation_target(prin.credential, prin.name, prin.id, prin.subject)
 
     def _cached(self, named: list[str], principal: str, scopes: list[str]) -> Iterator[tuple[str, tuple[str, ...], str]]:
-        """(named credential, scopes, access token) of every token govern has cached for the principal, once each."""
-        cache, cipher, flight = self.tokens.tokens.cache, self.tokens.tokens.cipher, self.tokens.db_flight
-        scopes = sorted(set(scopes))[:MAX_SCOPES]
-        seen: set[str] = set()
-        for nc in named:
-            for size in range(len(scopes) + 1):
-                for subset in itertools.combinations(scopes, size):
-                    key = cache_key(nc, principal, subset)
-                    for sealed in (cache.get(key), flight.sealed(key) if flight is not None else None):
-                        token = open_token(cipher, key, sealed) if sealed else None
-                        if token is not None and token.access_token.reveal() not in seen:
-                            seen.add(token.access_token.reveal())
-                            yield nc, subset, token.access_token.reveal()
+        return cached_access_tokens(self.tokens, named, principal, scopes)
 
     # --- the run ------------------------------------------------------------------------------------------
 
@@ -191,27 +227,12 @@ class OffboardService:
         outcome, detail, attempts, status = self.revoker.revoke(target, url, token, hint)
         done = item.finished(outcome, detail, attempts, status)
         if outcome == O.FAILED:
-            log.error("upstream revocation failed", extra={
-                "alert": "upstream_revocation_failed", "credential": item.credential, "principal": item.principal,
-                "token_type": hint, "attempts": attempts, "detail": detail})
-            self.notify(FAILED_EVENT, {"credential": item.credential, "principal": item.principal,
-                                       "token_type": hint, "attempts": attempts, "detail": detail,
-                                       "runbook": "docs/offboarding.md"})
+            alert_failed(self.notify, credential=item.credential, principal=item.principal, hint=hint,
+                         attempts=attempts, detail=detail)
         else:
             log.info("upstream token revoked", extra={"credential": item.credential, "principal": item.principal,
                                                       "token_type": hint})
         return done
 
     def _record(self, user: str, item: O.Item) -> None:
-        """Each item is a decision (action `offboard`): done allow, failed error, skipped deny with its reason."""
-        outcome = {O.DONE: "allow", O.FAILED: "error"}.get(item.outcome, "deny")
-        rule = f"{'permit' if outcome != 'deny' else 'skip'}:{item.action}_{item.what}"
-        try:
-            self.decision_log.append(
-                None, None, action="offboard", integration_user=user, named_credential=item.named_credential,
-                principal=item.principal, resource_object=item.credential, allowed=outcome != "deny",
-                outcome=outcome, rules=[rule], error_code="upstream_revocation_failed" if outcome == "error" else None,
-                upstream_status=item.status)
-        except GovernError as exc:  # the work is done; say loudly that its record is missing
-            log.error("offboard: the decision could not be recorded", extra={"item": item.describe(), "error": exc.code})
-            raise
+        record_item(self.decision_log, user, item)
