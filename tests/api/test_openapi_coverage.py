@@ -351,6 +351,12 @@ def test_every_documented_status_is_produced(app, client, services, runner, tmp_
     call("GET", "/api/v1/named-credentials/shop-api/queued/1", headers=caller,
          environ_base={"REMOTE_ADDR": "192.0.2.1"})  # 403
 
+    # --- disconnecting a principal (its revocations are queued for the worker) ---------------------------------
+    disconnect = "/api/v1/credentials/erp-rt/principals/alice/connection"
+    call("DELETE", "/api/v1/credentials/erp-rt/principals/nobody/connection", headers=admin)  # 404
+    call("DELETE", disconnect + "?dry_run=maybe", headers=admin)  # 422
+    assert call("DELETE", disconnect + "?dry_run=true", headers=admin).get_json()["committed"] is False  # 200
+
     # --- malformed requests, refused before any view (govern/api/edge.py) ------------------------------------
     for path, operations in client.get("/api/v1/openapi.json").get_json()["paths"].items():
         url = re.sub(r"{[^}]+}", "1", path)
