@@ -89,7 +89,7 @@ def start(credential: str, principal: str):
 
 @bp.delete("/api/v1/credentials/<credential>/principals/<principal>/connection")
 @require_admin("admin")
-@api.validate(query=DisconnectQuery, resp=responses(200, Disconnected, 404, 422), operation_id="disconnectPrincipal")
+@api.validate(query=DisconnectQuery, resp=responses(200, Disconnected, 400, 404), operation_id="disconnectPrincipal")
 def disconnect(credential: str, principal: str):
     """Disconnect a principal and queue the revocation of its tokens at the provider (RFC 7009)"""
     services = current_app.extensions["govern"]

@@ -354,7 +354,7 @@ def test_every_documented_status_is_produced(app, client, services, runner, tmp_
     # --- disconnecting a principal (its revocations are queued for the worker) ---------------------------------
     disconnect = "/api/v1/credentials/erp-rt/principals/alice/connection"
     call("DELETE", "/api/v1/credentials/erp-rt/principals/nobody/connection", headers=admin)  # 404
-    call("DELETE", disconnect + "?dry_run=maybe", headers=admin)  # 422
+    call("DELETE", disconnect + "?dry_run=maybe", headers=admin)  # 400
     assert call("DELETE", disconnect + "?dry_run=true", headers=admin).get_json()["committed"] is False  # 200
 
     # --- malformed requests, refused before any view (govern/api/edge.py) ------------------------------------
