@@ -17,6 +17,7 @@ USER_REMOVED = "user_removed"  # `govern apply --prune` removed the integration 
 PRINCIPAL_REMOVED = "principal_removed"  # `govern apply` dropped the principal from its credential
 DISCONNECTED = "disconnected"  # `govern credentials disconnect`, DELETE .../connection
 REPLACED = "replaced"  # a new connect of the principal stored a new refresh token
+CREDENTIAL_REMOVED = "credential_removed"  # `govern apply --prune` removed the credential
 
 # An item's state: pending (due at next_attempt_at), then done, skipped (nothing to revoke) or failed.
 PENDING, DONE, SKIPPED, FAILED = "pending", "done", "skipped", "failed"
@@ -39,7 +40,9 @@ def next_delay(attempts: int, base: float = QUEUE_BASE_SECONDS, cap: float = QUE
 class RevocationRequest:
     """What to revoke. `location` is where the token lives, never the token:
     refresh_token: {"secret_ref": name, "path": vault path, "version": n or None (the newest), "forget": bool};
-    access_token: {"named_credentials": [...], "scopes": [...]} (govern's token-cache keys are derived from them)."""
+    access_token: {"named_credentials": [...], "scopes": [...]} (govern's token-cache keys are derived from them).
+    For a removed credential also {"credential": its settings (no secret), "credential_secrets": [secret reference
+    names the queue deletes once the credential's last item is finished]}."""
 
     credential: str
     principal: str

@@ -7,6 +7,7 @@ token-cache keys), never a token value. Rows go out as govern.domain.revocations
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import Any, Optional
@@ -121,6 +122,9 @@ def plan_requests(session: Session, plan: Plan) -> list[R.RevocationRequest]:
             before, after = change.diff["principals"]
             for name in {p["name"] for p in before or ()} - {p["name"] for p in after or ()}:
                 dropped[(change.id, name)] = R.PRINCIPAL_REMOVED
+    out: list[R.RevocationRequest] = []
+    for cred in sorted(deleted_credentials):
+        out.extend(_removed_credential(session, cred))
     users = retired | removed
     if users:
         rows = session.execute(sa.select(col(ExternalCredential.external_id), col(Principal.name),
@@ -132,10 +136,41 @@ def plan_requests(session: Session, plan: Plan) -> list[R.RevocationRequest]:
         for cred, name, user in rows:
             if cred not in deleted_credentials:
                 dropped[(cred, name)] = R.RETIRED if user in retired else R.USER_REMOVED
-    out: list[R.RevocationRequest] = []
     for (cred, name), reason in sorted(dropped.items()):
         out.extend(principal_requests(session, cred, name, reason))
     return out
+
+
+def _removed_credential(session: Session, credential: str) -> list[R.RevocationRequest]:
+    """A pruned credential's principals' tokens, each item carrying the credential's settings (its row goes) and the
+    names of its own secrets (client secret, private key), which the worker deletes after the last item."""
+    names = session.execute(sa.select(col(Principal.name)).join(
+        ExternalCredential, col(ExternalCredential.id) == col(Principal.credential_id)).where(
+        col(ExternalCredential.external_id) == credential).order_by(col(Principal.name))).scalars().all()
+    requests = [r for name in names for r in principal_requests(session, credential, name, R.CREDENTIAL_REMOVED)]
+    if not requests:
+        return []
+    settings = _credential(session, credential)
+    own = sorted(session.execute(sa.select(col(SecretRef.external_id)).where(
+        col(SecretRef.owner_kind) == "credential", col(SecretRef.owner) == credential,
+        col(SecretRef.field) != "refresh_token")).scalars())
+    snapshot = dataclasses.asdict(settings) if settings is not None else {}
+    return [dataclasses.replace(r, location={**r.location, "credential": snapshot, "credential_secrets": own})
+            for r in requests]
+
+
+def _credential(session: Session, credential: str) -> OffboardCredential | None:
+    cred = session.execute(sa.select(ExternalCredential).where(
+        col(ExternalCredential.external_id) == credential)).scalar_one_or_none()
+    if cred is None:
+        return None
+    return OffboardCredential(
+        external_id=cred.external_id, protocol=cred.protocol, token_url=cred.token_url,
+        client_id=cred.client_id, client_auth_method=cred.client_auth_method,
+        revocation_url=cred.revocation_url, revocation_auth_method=cred.revocation_auth_method,
+        scopes=tuple(cred.scopes or ()), audience=cred.audience, resource=tuple(cred.resource or ()),
+        token_params=dict(cred.token_params or {}), leeway_seconds=cred.leeway_seconds,
+        rotation=dict(cred.rotation or {}))
 
 
 def enqueue_for_plan(session: Session, requests: Sequence[R.RevocationRequest], now: dt.datetime) -> None:
@@ -148,8 +183,9 @@ def enqueue_for_plan(session: Session, requests: Sequence[R.RevocationRequest], 
 
 
 def forgotten_refs(requests: Sequence[R.RevocationRequest]) -> set[str]:
-    """The secret references the queue deletes once their token is revoked."""
-    return {r.location["secret_ref"] for r in requests if r.token_type == R.REFRESH_TOKEN and r.location.get("forget")}
+    """The secret references the queue deletes once their token is revoked (and a removed credential's own)."""
+    return ({r.location["secret_ref"] for r in requests if r.token_type == R.REFRESH_TOKEN and r.location.get("forget")}
+            | {name for r in requests for name in r.location.get("credential_secrets", ())})
 
 
 class RevocationQueueRepo:
@@ -233,17 +269,14 @@ class RevocationQueueRepo:
 
     def credential(self, credential: str) -> OffboardCredential | None:
         with self.sessions() as session:
-            cred = session.execute(sa.select(ExternalCredential).where(
-                col(ExternalCredential.external_id) == credential)).scalar_one_or_none()
-            if cred is None:
-                return None
-            return OffboardCredential(
-                external_id=cred.external_id, protocol=cred.protocol, token_url=cred.token_url,
-                client_id=cred.client_id, client_auth_method=cred.client_auth_method,
-                revocation_url=cred.revocation_url, revocation_auth_method=cred.revocation_auth_method,
-                scopes=tuple(cred.scopes or ()), audience=cred.audience, resource=tuple(cred.resource or ()),
-                token_params=dict(cred.token_params or {}), leeway_seconds=cred.leeway_seconds,
-                rotation=dict(cred.rotation or {}))
+            return _credential(session, credential)
+
+    def unfinished(self, credential: str, reason: str) -> int:
+        """Pending or failed items of the credential queued for `reason`."""
+        with self.sessions() as session:
+            return int(session.execute(sa.select(sa.func.count()).select_from(UpstreamRevocation).where(
+                col(UpstreamRevocation.credential) == credential, col(UpstreamRevocation.reason) == reason,
+                col(UpstreamRevocation.status).in_([R.PENDING, R.FAILED]))).scalar_one())
 
     def principal(self, credential: str, principal: str) -> tuple[int, str | None, dt.datetime | None] | None:
         """(row id, subject, connected_at) of a principal that still exists."""

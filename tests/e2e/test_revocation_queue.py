@@ -299,3 +299,29 @@ def test_removing_the_user_with_prune_revokes_its_principal(offboard_live, tmp_p
     assert live.runner.invoke(["worker", "--once"]).exit_code == 0
     assert not live.upstream.refresh_token_valid(refresh_token)
     assert _stored_refresh_token(live) is None
+
+
+def test_pruning_the_credential_revokes_its_principals_then_deletes_its_secrets(offboard_live, tmp_path):
+    live = offboard_live
+    refresh_token, access = _used(live)
+    text = LANDSCAPE
+    start, end = text.index("credentials:\n"), text.index("integration_users:\n")
+    text = (text[:start] + text[end:]).replace(
+        '      - {{named_credential: shop-user-orders, methods: [GET], paths: ["/api/orders"]}}\n', "").replace(
+        "    grants:\n", "    grants: []\n")
+    path = tmp_path / "governance.yaml"
+    path.write_text(text.format())
+    removed = live.runner.invoke(["apply", "-f", str(path), "--prune"])
+    assert removed.exit_code == 0, removed.output
+    assert "queued: revoke refresh_token (credential shop-users principal dana): credential_removed" in removed.output
+    assert live.upstream.count("revoke") == 0
+
+    worked = live.runner.invoke(["worker", "--once"])
+    assert worked.exit_code == 0, worked.output
+    # Revoked with the removed credential's own client authentication, then its secrets are gone too.
+    assert not live.upstream.refresh_token_valid(refresh_token)
+    assert not any(live.upstream.access_token_valid(t) for t in access)
+    status = live.runner.invoke(["secrets", "status", "--json"])
+    assert status.exit_code == 0, status.output
+    assert [s["ref"] for s in json.loads(status.stdout) if s["owner"] == "shop-users"] == []
+    _no_token_anywhere(live, [refresh_token, *access], removed.output, worked.output)

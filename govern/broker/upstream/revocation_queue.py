@@ -70,7 +70,7 @@ class RevocationWorker:
     # --- one item ---------------------------------------------------------------------------------------
 
     def _one(self, item: R.QueuedRevocation, now: dt.datetime) -> Worked:
-        cred = self.queue.credential(item.credential)
+        cred = self.queue.credential(item.credential) or _snapshot(item.location.get("credential"))
         if cred is None:
             return self._finish(item, now, R.FAILED, "the credential no longer exists; revoke at the provider by hand",
                                 item.attempts, None, alert=True)
@@ -142,6 +142,18 @@ class RevocationWorker:
                 if exc.status != 404:
                     log.error("revoked, but the secret could not be deleted", extra={"item": item.id, "error": exc.code})
 
+    def _forget_credential(self, item: R.QueuedRevocation) -> None:
+        """A removed credential's own secrets go with its last item (kept while one may still need them)."""
+        if self.queue.unfinished(item.credential, R.CREDENTIAL_REMOVED):
+            return
+        for name in item.location.get("credential_secrets") or ():
+            try:
+                self.delete_secret(str(name))
+            except GovernError as exc:  # deleted already (404), or logged for the operator
+                if exc.status != 404:
+                    log.error("the removed credential's secret could not be deleted",
+                              extra={"item": item.id, "error": exc.code})
+
     def _failed(self, item, now, detail, status, retryable) -> Worked:
         attempts = item.attempts + 1
         if retryable and attempts < self.attempts:
@@ -165,11 +177,21 @@ class RevocationWorker:
         elif status == R.DONE:
             log.info("upstream token revoked", extra={"credential": item.credential, "principal": item.principal,
                                                       "token_type": item.token_type, "reason": item.reason})
+        if status != R.FAILED and item.reason == R.CREDENTIAL_REMOVED:
+            self._forget_credential(item)
         outcome = {R.DONE: O.DONE, R.FAILED: O.FAILED}.get(status, O.SKIPPED)
         record_item(self.decision_log, item.integration_user, O.Item(
             O.REVOKE, item.token_type, credential=item.credential, principal=item.principal).finished(
             outcome, detail, attempts, http_status))
         return Worked(item, status, detail)
+
+
+def _snapshot(settings: Any) -> O.OffboardCredential | None:
+    """A removed credential's settings, as queued with its items."""
+    if not isinstance(settings, dict) or not settings:
+        return None
+    return O.OffboardCredential(**{**settings, "scopes": tuple(settings.get("scopes") or ()),
+                                   "resource": tuple(settings.get("resource") or ())})
 
 
 # --- disconnecting a principal ----------------------------------------------------------------------------
