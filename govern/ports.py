@@ -493,8 +493,9 @@ class RevocationQueue(Protocol):
         """What disconnecting the principal would queue. Raise NotFound for an unknown credential or principal."""
         ...
 
-    def disconnect(self, credential: str, principal: str, now: dt.datetime) -> tuple[bool, list[RevocationRequest]]:
-        """In one transaction: mark the principal disconnected and queue its revocations."""
+    def disconnect(self, credential: str, principal: str, now: dt.datetime, *,
+                   actor: str) -> tuple[bool, list[RevocationRequest]]:
+        """In one transaction: mark the principal disconnected, queue its revocations, record who did it."""
         ...
 
     def connected(self, credential: str, principal: str) -> bool: ...

@@ -95,7 +95,7 @@ def disconnect(credential: str, principal: str):
     services = current_app.extensions["govern"]
     commit = not validated_query().dry_run
     report = disconnect_principal(build_revocation_queue(services), services.clock, credential, principal,
-                                  commit=commit)
+                                  commit=commit, actor=g.admin_user)
     if commit:
         current_app.logger.info("principal disconnected", extra={"credential": credential, "principal": principal,
                                                                  "actor": g.admin_user})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import click
 
 from govern.cli.completion import entity_ids, principals
-from govern.cli.context import echo_json, fail, json_option, services
+from govern.cli.context import cli_actor, echo_json, fail, json_option, services
 
 
 @click.group("credentials")
@@ -54,7 +54,8 @@ def disconnect(credential: str, principal: str, commit: bool, as_json: bool) -> 
     from govern.broker.upstream.revocation_queue import disconnect_principal
 
     svc = services()
-    report = disconnect_principal(build_revocation_queue(svc), svc.clock, credential, principal, commit=commit)
+    report = disconnect_principal(build_revocation_queue(svc), svc.clock, credential, principal, commit=commit,
+                                  actor=cli_actor())
     if as_json:
         echo_json(report.as_dict())
         return

@@ -20,8 +20,9 @@ from govern.config_as_code.plan import Plan
 from govern.domain import revocations as R
 from govern.domain.offboarding import OffboardCredential
 from govern.errors import NotFound
+from govern.logs import current_correlation_id
 from govern.store.db import row_id, session_scope
-from govern.store.tables import (ExternalCredential, IntegrationUser, NamedCredential, Principal, SecretRef,
+from govern.store.tables import (AdminAction, ExternalCredential, IntegrationUser, NamedCredential, Principal, SecretRef,
                                  utcnow)
 
 
@@ -201,12 +202,18 @@ class RevocationQueueRepo:
         with self.sessions() as session:
             return principal_requests(session, credential, principal, reason)
 
-    def disconnect(self, credential: str, principal: str, now: dt.datetime) -> tuple[bool, list[R.RevocationRequest]]:
-        """One transaction: the principal disconnected and its revocations queued. (was connected, queued items)"""
+    def disconnect(self, credential: str, principal: str, now: dt.datetime, *,
+                   actor: str) -> tuple[bool, list[R.RevocationRequest]]:
+        """One transaction: the principal disconnected, its revocations queued, and who did it (an AdminAction).
+        (was connected, queued items)"""
         with session_scope(self.sessions) as session:
             requests = principal_requests(session, credential, principal, R.DISCONNECTED)
             was = disconnect_in(session, credential, principal, now)
             enqueue_in(session, requests, now)
+            session.add(AdminAction(actor=actor[:200], action="disconnect", subject_kind="principal",
+                                    subject=f"{credential}/{principal}"[:300], before={"connected": was},
+                                    after={"connected": False, "revocations_queued": [r.token_type for r in requests]},
+                                    correlation_id=current_correlation_id()))
             return was, requests
 
     def connected(self, credential: str, principal: str) -> bool:

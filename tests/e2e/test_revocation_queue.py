@@ -246,6 +246,10 @@ def test_disconnect_over_http(offboard_live, admin_token):
         ("access_token", "done"), ("refresh_token", "done"), ("principal", "done")}
     assert refresh_token not in done.text
     assert _revocations(live)["counts"]["pending"] == 2
+    with live.services.sessions() as s:  # who disconnected, on the admin action log
+        [(actor, subject)] = s.execute(sa.text(
+            "SELECT actor, subject FROM admin_action WHERE action = 'disconnect'")).tuples().all()
+    assert (actor, subject) == ("root-admin", "shop-users/dana")
     assert live.runner.invoke(["worker", "--once"]).exit_code == 0
     assert not live.upstream.refresh_token_valid(refresh_token)
 

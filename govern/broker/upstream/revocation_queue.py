@@ -144,8 +144,8 @@ class RevocationWorker:
 
     def _forget_credential(self, item: R.QueuedRevocation) -> None:
         """A removed credential's own secrets go with its last item (kept while one may still need them)."""
-        if self.queue.unfinished(item.credential, R.CREDENTIAL_REMOVED):
-            return
+        if self.queue.unfinished(item.credential, R.CREDENTIAL_REMOVED) or self.queue.credential(item.credential):
+            return  # still needed, or a credential of the same id was applied again and the secrets are its own
         for name in item.location.get("credential_secrets") or ():
             try:
                 self.delete_secret(str(name))
@@ -209,12 +209,12 @@ class Disconnect:
 
 
 def disconnect_principal(queue: RevocationQueue, clock: Clock, credential: str, principal: str, *,
-                         commit: bool) -> Disconnect:
+                         commit: bool, actor: str) -> Disconnect:
     """Disconnect a principal: at once marked disconnected (needs reconnect: the broker stops using its refresh
     token), and the revocation of its tokens queued for the worker. A dry run (commit False) changes nothing.
     Raises NotFound for an unknown credential or principal."""
     if commit:
-        was, requests = queue.disconnect(credential, principal, clock.now())
+        was, requests = queue.disconnect(credential, principal, clock.now(), actor=actor)
     else:
         was, requests = queue.connected(credential, principal), queue.principal_requests(
             credential, principal, R.DISCONNECTED)
