@@ -11,6 +11,9 @@ A revocation the provider cannot take now (5xx, 429, a timeout, no connection) i
 `govern_upstream_revocation_failures_total` counts those records). A refresh token whose revocation failed is
 kept in the vault, so that running the command again retries it. Every item is a decision record; no token
 value is ever in a record, a log line, an alert or the report.
+
+The worker's revocation queue (govern.broker.upstream.revocation_queue) uses the same pieces: `Revoker.attempt`,
+`revocation_target`, `cached_access_tokens`, `alert_failed` and `record_item`.
 """
 from __future__ import annotations
 
