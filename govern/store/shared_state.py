@@ -175,7 +175,7 @@ class DatabaseCache:
             self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
         try:
             with self._autocommit.connect() as conn:
-                counts = {row.key: int(row.count) for row in conn.execute(stmt)}
+                counts = {key: int(count) for key, count in conn.execute(stmt)}
         except sa.exc.OperationalError:
             raise CacheUnavailable("the shared state in the database cannot be reached") from None
         return [counts[k] for k in keys]
