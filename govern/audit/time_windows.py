@@ -110,6 +110,9 @@ def recommend_window(model: AuditModel, observed: int, hours: list[CallHourM],
     if observed < minimum:
         rec.reason = f"{observed} allowed calls in the window; a time window is recommended from {minimum}"
         return rec
+    if not hours:  # a model built without the hourly aggregate (an imported org's has no decision log)
+        rec.reason = "no hourly record of the calls"
+        return rec
     windows = windows_from(hours, zone)
     if len(windows) == 1 and len(windows[0]["days"]) == 7 and (windows[0]["start"], windows[0]["end"]) == ("00:00", "24:00"):
         rec.reason = "the calls fell at every hour of every day"
