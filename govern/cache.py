@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from govern.errors import GovernError
@@ -70,6 +70,9 @@ class MemoryCache:
             self._data[key] = (str(value).encode(), expires)
             return value
 
+    def incr_each(self, keys: Sequence[str], ttl: float) -> list[int]:
+        return [self.incr(key, 1, ttl) for key in keys]
+
     def ping(self) -> None:
         return None
 
@@ -123,6 +126,15 @@ class RedisCache:
         if ttl:
             pipe.expire(self.key(key), int(ttl), nx=True)
         return int(self._call(pipe.execute)[0])
+
+    def incr_each(self, keys: Sequence[str], ttl: float) -> list[int]:
+        """INCR and EXPIRE NX of every key in one pipeline: one round trip."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.incr(self.key(key))
+            pipe.expire(self.key(key), int(ttl), nx=True)
+        replies = self._call(pipe.execute)
+        return [int(n) for n in replies[0::2]]
 
     def ping(self) -> None:
         self._call(self._redis.ping)

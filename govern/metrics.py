@@ -53,6 +53,16 @@ class Metrics:
         self.proxy_bulkhead_rejections = Counter(
             "govern_proxy_bulkhead_rejections_total", "Proxied calls refused because the system's bulkhead was full.",
             ["system"], registry=r)
+        # Workload identity federation (govern.broker.federation, docs/federation.md).
+        self.federation_jwks_fetches = Counter(
+            "govern_federation_jwks_fetches_total",
+            "Fetches of a trusted issuer's JWKS by outcome: ok, error, or refetch_limited (an unknown kid or an expired "
+            "document found within the refetch limit of the last attempt: no fetch made).", ["issuer", "outcome"],
+            registry=r)
+        self.federation_assertions = Counter(
+            "govern_federation_assertions_total",
+            "Federated client assertions at /oauth/token by outcome: ok, or the refusal's reason (signature, expired, "
+            "replayed, audience, claim, subject, issuer, unknown_key, ...; jwks_unavailable).", ["reason"], registry=r)
         # Breaker state, budget use, rotations, the DLQ and the decision-log backlog are read at scrape time
         # (govern/ops/state.py), so that every process reports the shared truth.
 

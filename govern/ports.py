@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -68,6 +68,10 @@ class Cache(Protocol):
     def delete(self, key: str) -> None: ...
     def delete_if(self, key: str, value: bytes) -> bool: ...
     def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int: ...
+    def incr_each(self, keys: Sequence[str], ttl: float) -> list[int]:
+        """Add 1 to each (distinct) counter and return the new counts, in the order of `keys`: one round trip
+        to the shared store, whatever the number of keys (the access-condition rate, govern.policy.conditions)."""
+        ...
     def ping(self) -> None: ...
 
 

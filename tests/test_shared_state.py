@@ -116,3 +116,64 @@ def test_delete_if_deletes_only_the_value_it_was_given(two):
     a.set("tok", b"v1")
     assert b.delete_if("tok", b"v2") is False and a.get("tok") == b"v1"
     assert b.delete_if("tok", b"v1") is True and a.get("tok") is None
+
+
+def test_incr_each_counts_every_key_across_processes_and_restarts_an_expired_counter(two):
+    a, b, clock = two
+    assert a.incr_each(["r:1", "r:2"], ttl=120) == [1, 1]
+    assert b.incr_each(["r:2", "r:1"], ttl=120) == [2, 2]  # in the order asked
+    assert b.incr_each([], ttl=120) == []
+    clock.now += 119
+    assert a.incr_each(["r:1"], ttl=120) == [3]  # the expiry is not extended (EXPIRE NX)
+    clock.now += 1
+    assert b.incr_each(["r:1"], ttl=120) == [1]  # expired: counted afresh, as INCR after the key expired
+    assert a.get("r:2") is None
+
+
+def test_incr_each_is_one_statement_outside_a_transaction(two):
+    """One round trip: a single statement on a connection in autocommit (no BEGIN or COMMIT is sent)."""
+    import sqlite3
+
+    import sqlalchemy as sa
+
+    a, _, _ = two
+    seen: list[tuple[str, bool]] = []
+
+    def autocommit(dbapi) -> bool:
+        if isinstance(dbapi, sqlite3.Connection):
+            return dbapi.isolation_level is None
+        return bool(dbapi.autocommit)  # psycopg
+
+    def record(conn, cur, statement, *rest):
+        seen.append((statement.lstrip().split()[0].upper(), autocommit(cur.connection)))
+
+    sa.event.listen(a._engine, "before_cursor_execute", record)
+    assert a.incr_each(["one-trip:a", "one-trip:b", "one-trip:c"], ttl=60) == [1, 1, 1]
+    assert a.incr_each(["one-trip:a", "one-trip:b", "one-trip:c"], ttl=60) == [2, 2, 2]
+    assert seen == [("INSERT", True)] * 2
+
+
+def test_concurrent_incr_each_loses_nothing(two):
+    a, b, _ = two
+    barrier = threading.Barrier(8)
+
+    def bump(cache):
+        barrier.wait()
+        for _ in range(25):
+            cache.incr_each(["each:x", "each:y"], ttl=600)
+
+    threads = [threading.Thread(target=bump, args=((a, b)[i % 2],)) for i in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert a.get("each:x") == b"200" and b.get("each:y") == b"200"
+
+
+@pytest.mark.redis
+def test_redis_incr_each_counts_in_one_pipeline(redis_url, redis_prefix):
+    from govern.cache import RedisCache
+
+    a, b = RedisCache(redis_url, redis_prefix), RedisCache(redis_url, redis_prefix)
+    assert a.incr_each(["r:1", "r:2"], ttl=120) == [1, 1]
+    assert b.incr_each(["r:2", "r:1"], ttl=120) == [2, 2]
+    assert 0 < a.client.ttl(a.key("r:1")) <= 120
+    a.client.delete(a.key("r:1"), a.key("r:2"))

@@ -255,9 +255,13 @@ class GovernAuthorizationServer(AuthorizationServer):
         self.register_token_generator("client_credentials", self._generate)
         self.register_client_auth_method(CLIENT_SECRET_BASIC, authenticate_client_secret_basic(guard, source_ip))
         # One JWKS cache per process: issuers' keys are fetched once per TTL, not per token request.
-        self.jwks_cache = JwksCache(services.clock)
+        metrics = services.metrics
+        self.jwks_cache = JwksCache(services.clock, on_fetch=None if metrics is None else (
+            lambda issuer, outcome: metrics.federation_jwks_fetches.labels(issuer, outcome).inc()))
         federated = FederatedAssertions(self.jwks_cache, seen_assertions, services.clock,
-                                        default_audience=self.token_url, leeway=settings.token_leeway_seconds)
+                                        default_audience=self.token_url, leeway=settings.token_leeway_seconds,
+                                        on_outcome=None if metrics is None else (
+                                            lambda reason: metrics.federation_assertions.labels(reason).inc()))
         self.register_client_auth_method(FEDERATED, FederatedClientAuth(federated, guard, source_ip))
         self.register_client_auth_method(PRIVATE_KEY_JWT, PrivateKeyJwtAuth(
             assertion_audiences(settings), seen_assertions, services.clock, guard, source_ip,

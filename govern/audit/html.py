@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from govern.audit.engine import SEVERITIES
+from govern.audit.time_windows import as_yaml
 
 COLOURS = {"critical": "#8b0000", "high": "#d9480f", "medium": "#e8a700", "low": "#1c7ed6", "info": "#868e96"}
 CSS = """body{font:14px/1.4 system-ui,sans-serif;margin:2em;color:#222}h1,h2,h3{margin:.8em 0 .3em}
@@ -169,6 +170,24 @@ def _grouped(report: dict[str, Any], findings: list[dict]) -> list[str]:
     return parts
 
 
+def _time_windows(report: dict[str, Any]) -> str:
+    """Right-sizing in time: the window each user's calls fell in, to paste under its permission sets."""
+    items = [(r["user"], r["time_window"]) for r in report["rightsizing"]
+             if (r.get("time_window") or {}).get("conditions")]
+    if not items:
+        return ""
+    out = ["<section><h2>Right-sizing: time windows from observed use</h2>"]
+    for user, w in items:
+        p = w["proof"]
+        out.append(f'<h3 id="window-{escape(user)}">{escape(user)}</h3><p>All {w["observed_requests"]} allowed calls '
+                   f'fell in these days and hours ({escape(w["time_zone"])}); replaying them against the window denies '
+                   f'{p["would_deny"]}. Add it to the permission sets '
+                   f'{", ".join("<code>" + escape(s) + "</code>" for s in w["permission_sets"])}:</p>'
+                   f'<pre>{escape(as_yaml(w["conditions"]))}</pre>')
+    out.append("</section>")
+    return "".join(out)
+
+
 def to_html(report: dict[str, Any]) -> str:
     findings = report["findings"]
     run = report["run"]
@@ -188,6 +207,7 @@ def to_html(report: dict[str, Any]) -> str:
                         f'</code> {escape(f["subject"])}</a></li>' for f in serious)
         parts.append(f'<nav><h2>Fix first: {len(serious)} critical and high findings</h2><ul>{links}</ul></nav>')
     parts += _grouped(report, findings)
+    parts.append(_time_windows(report))
     parts.append("<section><h2>Rules</h2><table><tr><th>rule</th><th>severity</th><th>rationale</th>"
                  "<th>remediation</th></tr>" + "".join(
                      f'<tr><td><code>{escape(r["id"])}</code> {escape(r["title"])}</td><td>{_badge(r["severity"])}</td>'

@@ -239,6 +239,17 @@ class WriteMinuteM:
 
 
 @dataclass
+class CallHourM:
+    """One user's allowed calls in one UTC hour of the window: how many, the first and the last (aggregated in
+    SQL). The time-window recommendation (govern.audit.time_windows) reads and replays these."""
+
+    hour: dt.datetime
+    count: int
+    first_at: dt.datetime
+    last_at: dt.datetime
+
+
+@dataclass
 class UsageM:
     """What one integration user did in the window; all aggregates, never raw decisions."""
 
@@ -252,6 +263,7 @@ class UsageM:
     principals: dict[tuple[str, str], int] = field(default_factory=dict)  # (named_credential, principal) -> count
     polls: list[PollM] = field(default_factory=list)  # behaviour rules (GOV-BEHAV-002)
     write_minutes: list[WriteMinuteM] = field(default_factory=list)  # GOV-BEHAV-003
+    call_hours: list[CallHourM] = field(default_factory=list)  # users with window_min_calls allowed calls or more
 
 
 @dataclass
@@ -291,6 +303,9 @@ class AuditPolicy:
     upsert_min_inserts: int = 20  # POST creates of an object that has an external-id upsert path
     god_min_systems: int = 3  # one user writing to this many systems...
     god_min_objects: int = 10  # ...or to this many objects
+    # A time window is recommended from observed use (govern.audit.time_windows) only for a user with at least
+    # this many allowed calls in the window: fewer say too little about when it runs.
+    window_min_calls: int = 20
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from govern.audit.model import AuditModel, GrantM, PermissionSetM, RequestPattern, UserM
+from govern.audit.time_windows import WindowRecommendation, recommend_window
 from govern.domain.access_rules import (any_path_matches, method_allowed, object_access_allowed, path_matches,
                                         salesforce_object)
 
@@ -41,6 +42,7 @@ class Recommendation:
     proof: dict[str, int] = field(default_factory=dict)
     judged: bool = True
     reason: str = ""
+    time_window: WindowRecommendation | None = None  # when the user's calls fell (govern.audit.time_windows)
 
 
 def _pattern_object(p: RequestPattern) -> str | None:
@@ -173,6 +175,9 @@ def recommend(model: AuditModel, u: UserM) -> Recommendation:
         rec.unused.append(UnusedItem("scope", None, {"scope": scope, "held_by": "integration_user"}))
     rec.user_scopes = sorted(set(u.allowed_scopes) & used_scopes)
     rec.proof = replay(rec, patterns)
+    used = [ps for ps in assigned if any(_grant_matches(g, p) for g in ps.grants for p in patterns)]
+    usage = model.usage.get(u.id)
+    rec.time_window = recommend_window(model, usage.allowed if usage else 0, usage.call_hours if usage else [], used)
     return rec
 
 

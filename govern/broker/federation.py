@@ -112,8 +112,11 @@ class JwksCache:
     `ttl` is over, then the failure is the answer (JwksUnavailable)."""
 
     def __init__(self, clock: Clock, fetch: Callable[[str], list[dict]] | None = None, *, ttl: float = 300.0,
-                 min_refetch_interval: float = 30.0, max_urls: int = 1000):
+                 min_refetch_interval: float = 30.0, max_urls: int = 1000,
+                 on_fetch: Callable[[str, str], None] | None = None):
         self._clock = clock
+        # (issuer, outcome) of every fetch decision: ok, error, refetch_limited (govern_federation_jwks_fetches_total)
+        self._on_fetch = on_fetch or (lambda issuer, outcome: None)
         self._fetch = fetch or RequestsJwksFetcher()
         self.ttl = ttl
         self.min_refetch_interval = min_refetch_interval
@@ -122,25 +125,30 @@ class JwksCache:
         self._lock = threading.Lock()
         self.fetches = 0  # how many fetches were attempted (read by tests and /metrics-minded operators)
 
-    def keys(self, url: str, kid: str | None) -> list[dict]:
+    def keys(self, url: str, kid: str | None, issuer: str | None = None) -> list[dict]:
+        label = issuer or url
         with self._lock:
             now = self._clock.monotonic()
             entry = self._entries.get(url)
             if entry is None or now - entry.fetched_at >= self.ttl:
-                entry = self._refresh(url, entry, now, must=True)
-            elif kid is not None and not any(k.get("kid") == kid for k in entry.keys) \
-                    and now - entry.tried_at >= self.min_refetch_interval:
-                entry = self._refresh(url, entry, now, must=False)
+                entry = self._refresh(url, label, entry, now, must=True)
+            elif kid is not None and not any(k.get("kid") == kid for k in entry.keys):
+                if now - entry.tried_at >= self.min_refetch_interval:
+                    entry = self._refresh(url, label, entry, now, must=False)
+                else:
+                    self._on_fetch(label, "refetch_limited")
             return entry.keys
 
-    def _refresh(self, url: str, entry: _Entry | None, now: float, *, must: bool) -> _Entry:
+    def _refresh(self, url: str, label: str, entry: _Entry | None, now: float, *, must: bool) -> _Entry:
         if entry is not None and must and now - entry.tried_at < self.min_refetch_interval \
                 and now - entry.fetched_at < 2 * self.ttl:
+            self._on_fetch(label, "refetch_limited")
             return entry  # expired, but a fetch just failed: no fetch per request while the issuer is down
         self.fetches += 1
         try:
             keys = self._fetch(url)
         except JwksUnavailable as exc:
+            self._on_fetch(label, "error")
             log.warning("JWKS fetch failed", extra={"jwks_url": url, "detail": exc.detail})
             if entry is None or now - entry.fetched_at >= 2 * self.ttl:
                 if entry is not None:
@@ -152,14 +160,18 @@ class JwksCache:
             self._entries.pop(next(iter(self._entries)))
         fresh = _Entry(keys, now, now)
         self._entries[url] = fresh
+        self._on_fetch(label, "ok")
         return fresh
 
 
 class FederatedAssertions:
     """Verify a federated client assertion against one user's trust (steps 1 to 6 of the module docstring)."""
 
-    def __init__(self, jwks: JwksCache, seen, clock: Clock, *, default_audience: str, leeway: float = 60.0):
+    def __init__(self, jwks: JwksCache, seen, clock: Clock, *, default_audience: str, leeway: float = 60.0,
+                 on_outcome: Callable[[str], None] | None = None):
         self._jwks = jwks
+        # "ok", an AssertionRefused reason, or "jwks_unavailable" (govern_federation_assertions_total)
+        self._on_outcome = on_outcome or (lambda reason: None)
         self._seen = seen  # govern.store.seen_assertions: first_use(key, jti, expires_at)
         self._clock = clock
         self._default_audience = default_audience
@@ -167,6 +179,18 @@ class FederatedAssertions:
 
     def verify(self, trust: FederationTrust, assertion: str) -> dict[str, Any]:
         """The verified claims, or AssertionRefused; JwksUnavailable when the issuer's keys cannot be had."""
+        try:
+            claims = self._verify(trust, assertion)
+        except AssertionRefused as refused:
+            self._on_outcome(refused.reason)
+            raise
+        except JwksUnavailable:
+            self._on_outcome("jwks_unavailable")
+            raise
+        self._on_outcome("ok")
+        return claims
+
+    def _verify(self, trust: FederationTrust, assertion: str) -> dict[str, Any]:
         if not isinstance(assertion, str) or len(assertion) > MAX_ASSERTION_BYTES:
             raise AssertionRefused("malformed", NOT_VERIFIED)
         try:
@@ -188,7 +212,7 @@ class FederatedAssertions:
             candidates = public_keys(issuer.jwks)
         else:
             assert issuer.jwks_url is not None  # noqa: S101 - the schema gives exactly one of the two
-            candidates = self._jwks.keys(issuer.jwks_url, kid)
+            candidates = self._jwks.keys(issuer.jwks_url, kid, issuer.issuer)
         chosen = [k for k in candidates if k.get("kid") == kid] if kid is not None else candidates
         if len(chosen) != 1:  # no key by that kid, or no kid and more than one key to try
             raise AssertionRefused("unknown_key", NOT_VERIFIED)

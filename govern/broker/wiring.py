@@ -32,7 +32,10 @@ def build_authorization(services: Any) -> None:
     decider = CedarPolicyDecider(landscape, services.clock,
                                  lambda: load_guardrails(policies_directory(settings)),
                                  min_ipv4_prefix=settings.min_ipv4_prefix,
-                                 min_ipv6_prefix=settings.min_ipv6_prefix)
+                                 min_ipv6_prefix=settings.min_ipv6_prefix,
+                                 # access-condition rates are counted where every process sees them (Redis or the
+                                 # database); only a cache in this process's memory means one process
+                                 rate_counter=services.cache if services.cache.kind != "memory" else None)
     services.decider = decider
     # Not ready while the guardrails cannot be loaded: every token and proxy call would answer 500.
     services.health_checks["policies"] = lambda: decider.guardrails

@@ -91,12 +91,29 @@ def audit(ctx, fmt, output, fail_on, window, source, recommend, directory):
 
         with open(recommend, "w", encoding="utf-8") as fh:
             yaml.safe_dump(outcome.recommendation, fh, sort_keys=False)
+    _echo_time_windows(outcome.report)
     summary = outcome.report["summary"]
     click.echo("findings: " + " ".join(f"{s}={summary[s]}" for s in SEVERITY_CHOICES) +
                f" suppressed={summary['suppressed']}", err=True)
     if fail_on and any(f["status"] == "open" and at_or_above(f["severity"], fail_on)
                        for f in outcome.report["findings"]):
         sys.exit(1)
+
+
+def _echo_time_windows(report) -> None:
+    """Each recommended time window (govern.audit.time_windows), ready to paste into governance.yaml."""
+    import textwrap
+
+    from govern.audit.time_windows import as_yaml
+
+    for rec in report["rightsizing"]:
+        window = rec.get("time_window") or {}
+        if not window.get("conditions"):
+            continue
+        click.echo(f"time window for {rec['user']}: its {window['observed_requests']} allowed calls fell in it "
+                   f"(replay denies {window['proof']['would_deny']}); add to permission set(s) "
+                   f"{', '.join(window['permission_sets'])}:", err=True)
+        click.echo(textwrap.indent(as_yaml(window["conditions"]), "  ").rstrip("\n"), err=True)
 
 
 @audit.command("report")

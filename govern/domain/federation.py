@@ -7,12 +7,15 @@ keys (govern.broker.federation), then `check_assertion` here applies the trust: 
 age (`iat`), subject and claims. The replay check (`jti`) needs the shared store and is the broker's.
 
 Subject and claim strings may hold `*`, which matches any run of characters (`repo:acme/app:*`); a trust that
-uses it is wider than one that does not, and the audit says so (GOV-FED-001 to GOV-FED-003).
+uses it is wider than one that does not, and the audit says so (GOV-FED-001 to GOV-FED-003); keys fetched over
+plain http from another host are GOV-FED-004.
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -94,6 +97,21 @@ class FederationTrust(Value):
 
     def issuer(self, iss: Any) -> TrustedIssuer | None:
         return next((i for i in self.issuers if i.issuer == iss), None) if isinstance(iss, str) else None
+
+
+def plain_http_outside_loopback(url: str) -> bool:
+    """True for an `http://` URL whose host is not this machine (localhost, 127.0.0.0/8, ::1): keys fetched
+    from it can be replaced by anyone on the path, and with them any token (GOV-FED-004)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name other than localhost may resolve anywhere
 
 
 def _claim_value_problem(value: Any, where: str) -> str | None:

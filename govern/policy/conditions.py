@@ -5,16 +5,19 @@ If none is left, the conditions that failed are handed to Cedar as `context.cond
 and `050_access_conditions.cedar` forbids, naming each one: `condition:time_window`,
 `condition:max_requests_per_minute`, `condition:source_cidrs`.
 
-The request rate is counted per (integration user, permission set) in fixed one-minute windows of govern's clock,
-in this process's memory: with several processes each counts its own share (docs/access-conditions.md says so).
-A request is counted only under a set whose time window and source range hold.
+The request rate is counted per (integration user, permission set) in fixed one-minute windows of govern's clock.
+The count lives where every govern process sees it: the shared cache (Redis with GOVERN_REDIS_URL, else the
+database's shared state, govern.store.shared_state), one round trip per decision whatever the number of rated
+sets (`Cache.incr_each`). Only an instance whose cache is in process memory (one process) counts in this
+process. A request is counted only under a set whose time window and source range hold; a user without a rate
+condition costs nothing.
 """
 from __future__ import annotations
 
 import datetime as dt
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from govern.domain.access_rules import ip_in_ranges
 from govern.domain.conditions import RATE, SOURCE, TIME_WINDOW
@@ -24,43 +27,68 @@ CONDITION_RULES = {"time_window": TIME_WINDOW, "max_requests_per_minute": RATE, 
 CONDITIONS_REASON = "an access condition of the permission sets does not hold"
 
 
-class ConditionEvaluator:
+# A counter outlives its minute by this much (a process whose clock lags a little still finds it), then expires.
+COUNTER_TTL_SECONDS = 120
+
+
+class MinuteCounter(Protocol):
+    def incr_each(self, keys: Sequence[str], ttl: float) -> list[int]: ...
+
+
+class InProcessCounter:
+    """The counts of one process, for an instance that is one process (its cache is in memory)."""
+
     def __init__(self) -> None:
-        self._counts: dict[tuple[str, str, int], int] = {}
+        self._counts: dict[str, tuple[int, int]] = {}  # key -> (minute, count)
         self._lock = threading.Lock()
 
-    def _count(self, user: str, pset: str, minute: int) -> int:
+    def incr_each(self, keys: Sequence[str], ttl: float) -> list[int]:
+        out = []
         with self._lock:
             if len(self._counts) > 10_000:  # drop past minutes
-                for key in [k for k in self._counts if k[2] < minute]:
-                    del self._counts[key]
-            key = (user, pset, minute)
-            self._counts[key] = count = self._counts.get(key, 0) + 1
-            return count
+                latest = max(m for m, _ in self._counts.values())
+                self._counts = {k: v for k, v in self._counts.items() if v[0] >= latest}
+            for key in keys:
+                minute = int(key.rsplit(":", 1)[1])
+                held = self._counts.get(key)
+                count = held[1] + 1 if held is not None else 1
+                self._counts[key] = (minute, count)
+                out.append(count)
+        return out
+
+
+def rate_key(user: str, pset: str, minute: int) -> str:
+    return f"condition-rate:{user}:{pset}:{minute}"
+
+
+class ConditionEvaluator:
+    def __init__(self, counter: MinuteCounter | None = None) -> None:
+        self._counter: MinuteCounter = counter if counter is not None else InProcessCounter()
 
     def evaluate(self, permitting: Sequence[Any], user: str, source_ip: str,
                  now: dt.datetime) -> tuple[list[Any], frozenset[str]]:
         """(the sets that still permit, the rules of the conditions that failed when none does)."""
-        kept: list[Any] = []
-        failed: set[str] = set()
-        minute = int(now.timestamp() // 60)
-        for ps in permitting:
+        missed: dict[int, set[str]] = {}
+        rated: list[int] = []
+        for i, ps in enumerate(permitting):
             c = ps.conditions
             if c is None:
-                kept.append(ps)
                 continue
-            missed = set()
+            missed[i] = set()
             if not c.in_time(now):
-                missed.add(TIME_WINDOW)
+                missed[i].add(TIME_WINDOW)
             if c.source_cidrs and not ip_in_ranges(source_ip, c.source_cidrs):
-                missed.add(SOURCE)
-            if not missed and c.max_requests_per_minute is not None \
-                    and self._count(user, ps.external_id, minute) > c.max_requests_per_minute:
-                missed.add(RATE)
-            if missed:
-                failed |= missed
-            else:
-                kept.append(ps)
+                missed[i].add(SOURCE)
+            if not missed[i] and c.max_requests_per_minute is not None:
+                rated.append(i)
+        if rated:  # one round trip for all the rated sets of this decision
+            minute = int(now.timestamp() // 60)
+            counts = self._counter.incr_each(
+                [rate_key(user, permitting[i].external_id, minute) for i in rated], COUNTER_TTL_SECONDS)
+            for i, count in zip(rated, counts, strict=True):
+                if count > permitting[i].conditions.max_requests_per_minute:
+                    missed[i].add(RATE)
+        kept = [ps for i, ps in enumerate(permitting) if not missed.get(i)]
         if kept:
             return kept, frozenset()
-        return list(permitting), frozenset(failed)
+        return list(permitting), frozenset(rule for rules in missed.values() for rule in rules)

@@ -29,7 +29,8 @@ from govern.domain.access import PROXY_ONLY_RULE, AccessDecision, AccessRequest
 from govern.domain.access_rules import (any_path_matches, ip_in_ranges, method_allowed, object_access_allowed,
                                         parse_networks, salesforce_object, shortest_prefix)
 from govern.errors import NotFound
-from govern.policy.conditions import CONDITION_PREFIX, CONDITION_RULES, CONDITIONS_REASON, ConditionEvaluator
+from govern.policy.conditions import (CONDITION_PREFIX, CONDITION_RULES, CONDITIONS_REASON, ConditionEvaluator,
+                                     MinuteCounter)
 from govern.ports import Clock
 
 log = logging.getLogger("govern.policy")
@@ -41,14 +42,15 @@ def _ip(value: str) -> dict:
 
 
 class CedarPolicyDecider:
-    def __init__(self, landscape, clock: Clock, guardrails_loader, *, min_ipv4_prefix: int = 8, min_ipv6_prefix: int = 32):
+    def __init__(self, landscape, clock: Clock, guardrails_loader, *, min_ipv4_prefix: int = 8, min_ipv6_prefix: int = 32,
+                 rate_counter: MinuteCounter | None = None):
         self._landscape = landscape
         self._min_prefix = (min_ipv4_prefix, min_ipv6_prefix)
         self._clock = clock
         self._load = guardrails_loader
         self._guardrails = None
         self._lock = threading.Lock()
-        self._conditions = ConditionEvaluator()
+        self._conditions = ConditionEvaluator(rate_counter)
 
     @property
     def guardrails(self):

@@ -10,7 +10,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
-from govern.audit.model import (AssignmentM, AuditModel, AuditPolicy, CredentialM, GrantM, Location, NamedCredentialM,
+from govern.audit.model import (AssignmentM, AuditModel, AuditPolicy, CallHourM, CredentialM, GrantM, Location,
+                                NamedCredentialM,
                                 ObjectPerm, PermissionSetM, PollM, PrincipalM, RequestPattern, SecretM, SecretVersionM,
                                 SystemM, UsageM, UserM, WriteMinuteM)
 from govern.store.db import table_of
@@ -232,6 +233,23 @@ def _load_behaviour(session: Session, model: AuditModel, since: dt.datetime, get
     if candidates:
         _load_polls(session, dialect, base, candidates, pol, get)
     _load_writes(session, base, epoch, get)
+    _load_call_hours(session, base, epoch, usage, pol)
+
+
+def _load_call_hours(session: Session, base, epoch, usage: dict[str, UsageM], pol: AuditPolicy) -> None:
+    """The allowed calls per user and UTC hour, with the first and last of each hour: at most 24 rows a day per
+    user, and only for the users with enough calls for a time-window recommendation."""
+    d = table_of(Decision).c
+    users = sorted(user for user, u in usage.items() if u.allowed >= pol.window_min_calls)
+    if not users:
+        return
+    hour = sa.func.floor(epoch / 3600).label("hour")
+    hours = sa.select(d.integration_user, hour, sa.func.count().label("n"), sa.func.min(d.at).label("first"),
+                      sa.func.max(d.at).label("last")) \
+        .where(*base, d.integration_user.in_(users)).group_by(d.integration_user, hour)
+    for row in session.execute(hours):
+        usage[row.integration_user].call_hours.append(CallHourM(
+            dt.datetime.fromtimestamp(int(row.hour) * 3600, dt.UTC), int(row.n), _aware(row.first), _aware(row.last)))
 
 
 def _load_polls(session: Session, dialect: str, base, candidates: dict[str, set[tuple[str, str]]],

@@ -34,7 +34,8 @@ def _rightsizing(model: AuditModel):
     for r in recs:
         out.append({"user": r.user, "judged": r.judged, "reason": r.reason, "window_days": r.window_days,
                     "unused": [dataclasses.asdict(u) for u in r.unused], "proof": r.proof,
-                    "permission_sets": r.permission_sets, "assignments": r.assignments})
+                    "permission_sets": r.permission_sets, "assignments": r.assignments,
+                    "time_window": r.time_window.as_dict() if r.time_window is not None else None})
     return recs, out
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import functools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -69,6 +69,7 @@ class DatabaseCache:
         if engine.dialect.name not in ("postgresql", "sqlite"):  # pragma: no cover - govern supports these two
             raise ValueError(f"no upsert for the {engine.dialect.name} dialect")
         self._upsert: Callable[[sa.Table], Any] | None = None
+        self._autocommit: sa.Engine | None = None
 
     def _insert(self, table: sa.Table) -> Any:
         if self._upsert is None:
@@ -155,6 +156,29 @@ class DatabaseCache:
             return int(conn.execute(stmt).scalar_one())
 
         return self._run(write)
+
+    def incr_each(self, keys: Sequence[str], ttl: float) -> list[int]:
+        """Add 1 to each counter in one statement, outside a transaction (autocommit: no BEGIN and COMMIT round
+        trips): a multi-row upsert whose update restarts a counter that has expired, as INCR after EXPIRE does."""
+        if not keys:
+            return []
+        now, t = self._clock(), _table()
+        expires = now + ttl
+        stmt = self._insert(t).values([{"key": k, "value": None, "count": 1, "expires_at": expires} for k in keys])
+        expired = sa.and_(t.c.expires_at.is_not(None), t.c.expires_at <= now)
+        stmt = stmt.on_conflict_do_update(index_elements=[t.c.key], set_={
+            "count": sa.case((expired, stmt.excluded.count), else_=sa.func.coalesce(t.c.count, 0) + stmt.excluded.count),
+            "expires_at": sa.case((expired, stmt.excluded.expires_at),
+                                  else_=sa.func.coalesce(t.c.expires_at, stmt.excluded.expires_at)),
+            "value": None}).returning(t.c.key, t.c.count)
+        if self._autocommit is None:
+            self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            with self._autocommit.connect() as conn:
+                counts = {key: int(count) for key, count in conn.execute(stmt)}
+        except sa.exc.OperationalError:
+            raise CacheUnavailable("the shared state in the database cannot be reached") from None
+        return [counts[k] for k in keys]
 
     def ping(self) -> None:
         self._run(lambda conn: conn.execute(sa.text("SELECT 1")))

@@ -57,12 +57,12 @@ def _u(m, uid="orders"):
     return m.users[uid]
 
 
-def _trust(subject="repo:acme/orders:environment:production", audience="govern", **claims):
+def _trust(subject="repo:acme/orders:environment:production", audience="govern",
+           jwks_url="https://token.actions.githubusercontent.com/.well-known/jwks", **claims):
     from govern.domain.federation import FederationTrust
 
     return FederationTrust.model_validate({
-        "issuers": [{"issuer": "https://token.actions.githubusercontent.com",
-                     "jwks_url": "https://token.actions.githubusercontent.com/.well-known/jwks"}],
+        "issuers": [{"issuer": "https://token.actions.githubusercontent.com", "jwks_url": jwks_url}],
         "subject": subject, "audience": audience, "claims": claims})
 
 
@@ -70,6 +70,7 @@ MUTATIONS = {
     "GOV-FED-001": lambda m: setattr(_u(m), "trust", _trust(subject="repo:acme/*")),
     "GOV-FED-002": lambda m: setattr(_u(m), "trust", _trust(audience=None)),
     "GOV-FED-003": lambda m: setattr(_u(m), "trust", _trust(ref="refs/heads/*")),
+    "GOV-FED-004": lambda m: setattr(_u(m), "trust", _trust(jwks_url="http://token.example.com/.well-known/jwks")),
     "GOV-ACCESS-001": lambda m: m.permission_sets["erp-ps"].system_permissions.append("ModifyAllData"),
     "GOV-ACCESS-002": lambda m: m.permission_sets["erp-ps"].system_permissions.append("ViewSetup"),
     "GOV-ACCESS-003": lambda m: (m.permission_sets["erp-ps"].system_permissions.append("ManageUsers"),

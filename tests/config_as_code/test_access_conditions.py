@@ -211,3 +211,61 @@ def obs_condition_source(world):
     _ok(world.proxy("stock-api", "items/1"))
     _condition(world, source_cidrs=["127.0.0.2/32"])
     _denied(world.proxy("stock-api", "items/1"), "condition:source_cidrs")
+
+
+# --- the rate counted in the shared state: its cost on the hot path -----------------------------------------
+
+class _CountingSharedState:
+    """The database's shared state (what `govern serve` uses without Redis), counting the rate counters' trips."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.kind = inner.kind
+        self.trips: list[list[str]] = []
+
+    def incr_each(self, keys, ttl):
+        self.trips.append(list(keys))
+        return self._inner.incr_each(keys, ttl)
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+@pytest.fixture
+def shared_world(settings, fake_upstream, resources):
+    from govern.store.db import make_engine
+    from govern.store.shared_state import DatabaseCache
+    from tests.config_as_code.world import build_world
+
+    engine = make_engine(settings.database_url)
+    cache = _CountingSharedState(DatabaseCache(engine))
+    built = build_world(settings, fake_upstream, resources, cache=cache)
+    yield built, cache
+    built.services.close()
+    engine.dispose()
+
+
+def test_the_shared_rate_costs_one_trip_per_decision_and_nothing_without_a_rate(shared_world):
+    world, cache = shared_world
+    world.clock.set(_at(MONDAY, 10, 0))
+    for _ in range(3):  # no conditions: decided from the memo, no counter
+        _ok(world.proxy("stock-api", "items/1"))
+    _condition(world, time_windows=[OFFICE_HOURS])  # conditions, but no rate: still no counter
+    _ok(world.proxy("stock-api", "items/1"))
+    _ok(world.upstream_token())
+    assert cache.trips == []
+
+    # Two rated sets permit the same call: one trip counts both.
+    _pset(world)["conditions"] = {"max_requests_per_minute": 2}
+    world.doc["permission_sets"].append({"id": "stock-rated", "scopes": ["items.read"], "max_token_lifetime": "15m",
+                                         "conditions": {"max_requests_per_minute": 3},
+                                         "grants": [{"named_credential": "stock-api", "principal": "default",
+                                                     "methods": ["GET"], "paths": ["/**"]}]})
+    find(world.doc, "integration_users", "order-sync")["permission_sets"].append("stock-rated")
+    world.apply()
+    results = [world.proxy("stock-api", "items/1").status_code for _ in range(4)]
+    assert results == [200, 200, 200, 403]  # stock-rated permits the third on its own
+    assert len(cache.trips) == 4 and all(len(keys) == 2 for keys in cache.trips), cache.trips
+    _denied(world.proxy("stock-api", "items/1"), "condition:max_requests_per_minute")
+    world.clock.advance(60)  # the next minute: a new counter in the shared state
+    _ok(world.proxy("stock-api", "items/1"))

@@ -146,9 +146,9 @@ def _basic(user: str, secret: str) -> str:
 
 
 def build_world(settings, upstream: FakeUpstream, resources: ResourceServer, *, now: dt.datetime = SATURDAY_NOON,
-                doc: dict | None = None) -> World:
+                doc: dict | None = None, cache=None) -> World:
     """Services and app as `govern serve` wires them (only the clock is a fake), the base landscape applied and
-    its secrets stored."""
+    its secrets stored. `cache`: the shared cache, when a test needs another than the in-process one."""
     from govern.app import create_app
     from govern.bootstrap import build_services
 
@@ -157,7 +157,7 @@ def build_world(settings, upstream: FakeUpstream, resources: ResourceServer, *, 
     clock = FakeClock(now)
     # The in-process cache (one process, as `govern serve` without Redis) on the same injected clock, so that
     # cache lifetimes (breaker windows, cached tokens) move with the test's time.
-    services = build_services(settings, clock=clock, cache=MemoryCache(clock=clock.monotonic))
+    services = build_services(settings, clock=clock, cache=cache or MemoryCache(clock=clock.monotonic))
     proxy = services.proxy
     world = World(services, create_app({"TESTING": True}, services=services).test_client(), clock, upstream,
                   resources, copy.deepcopy(doc) if doc else base_document(upstream, resources))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from govern.audit.model import AuditModel
 from govern.audit.registry import Hit, rule
-from govern.domain.federation import branch_wildcard, wildcard_subject
+from govern.domain.federation import branch_wildcard, plain_http_outside_loopback, wildcard_subject
 
 S7_LEAST = '§7 Apply the Principle of Least Privilege: "Every integration should have the minimum permissions needed"'
 
@@ -50,3 +50,20 @@ def branch_wildcards(model: AuditModel):
         ref = branch_wildcard(trust)
         if ref is not None:
             yield Hit("integration_user", u.id, f"{u.id} trusts tokens from any ref matching {ref!r}", {"ref": ref})
+
+
+S6_TLS = ('§6 Use Named Credentials: "Store all external endpoints in Named Credentials" — and the keys that stand '
+          'in for a federated user\'s secret must not cross the network in clear text')
+
+
+@rule("GOV-FED-004", "Federated trust fetches the issuer's keys over plain http", "high", rationale=S6_TLS,
+      remediation="Use the issuer's https:// JWKS URL (GitHub Actions, Kubernetes and SPIFFE bundles are served "
+                  "over TLS), or give its public keys inline with `jwks:`.")
+def plain_http_jwks(model: AuditModel):
+    """Whoever can answer for that URL on the network path (a proxy, a spoofed DNS name) serves govern keys of
+    their own, and then signs tokens govern accepts as this user. A loopback URL never leaves the machine."""
+    for u, trust in _federated(model):
+        for issuer in trust.issuers:
+            if issuer.jwks_url is not None and plain_http_outside_loopback(issuer.jwks_url):
+                yield Hit("integration_user", u.id, f"{u.id} fetches the keys of {issuer.issuer} over plain http",
+                          {"issuer": issuer.issuer, "jwks_url": issuer.jwks_url})
