@@ -9,6 +9,7 @@ from markupsafe import Markup, escape
 from sqlmodel import col, select
 
 from govern.admin import commands, rightsizing
+from govern.admin.conditions import describe as describe_conditions
 from govern.admin.links import list_url
 from govern.admin.roles import require_role, has_role
 from govern.admin.views.actions import actor, correlation, parse_date, parse_list, perform
@@ -254,6 +255,7 @@ class PermissionSetView(ReadOnlyView):
                 select(PermissionGrant, NamedCredential.external_id)
                 .outerjoin(NamedCredential, NamedCredential.id == PermissionGrant.named_credential_id)
                 .where(PermissionGrant.permission_set_id == model.id).order_by(PermissionGrant.position)).all()
+            kwargs["conditions"] = describe_conditions(model.conditions)
             kwargs["holders"] = s.execute(
                 select(IntegrationUser, Assignment.expires_at)
                 .join(Assignment, Assignment.integration_user_id == IntegrationUser.id)
