@@ -77,6 +77,11 @@ class IntegrationUserView(ReadOnlyView):
     column_labels = {"external_id": "Id", "client_secret": "Client secret", "source_system_id": "Source system"}
     column_searchable_list = ("external_id", "name", "owner")
     column_filters = ("status", "owner", "review_date", "client_auth_method")
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        # "Granted vs used": one audit model per landscape version and decision-log position, not one per view.
+        self.rightsizing_models = rightsizing.ModelCache()
     column_formatters = {"status": _status, "client_secret": _client_secret, "allowed_scopes": fmt_list,
                          "allowed_cidrs": fmt_list, "source_system_id": _source_system}
 
@@ -95,7 +100,7 @@ class IntegrationUserView(ReadOnlyView):
         all_sets = s.execute(select(PermissionSet).order_by(col(PermissionSet.external_id))).scalars().all()
         decisions = s.execute(select(Decision).where(col(Decision.integration_user) == user.external_id)
                               .order_by(col(Decision.at).desc()).limit(15)).scalars().all()
-        sizing = rightsizing.for_user(s, self.services, user.external_id)
+        sizing = self.rightsizing_models.for_user(s, self.services, user.external_id)
         rec = sizing.recommendation
         usage = sizing.model.usage.get(user.external_id)
         return {
