@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from flask import abort, flash, g, redirect, request, url_for
 from flask_admin import expose
+from markupsafe import Markup
 from sqlmodel import select
 
 from govern.admin import commands
@@ -11,7 +12,7 @@ from govern.admin.principal_state import authorize_origin, credential_principal_
 from govern.admin.roles import has_role, require_role
 from govern.admin.views.actions import actor, correlation, perform
 from govern.admin.views.base import ReadOnlyView, fmt_list, readable, relative_time, secret_status, secrets_markup
-from govern.store.tables import ExternalCredential, Principal, System
+from govern.store.tables import ExternalCredential, IntegrationUser, Principal, System
 from govern.secrets.service import credential_fields
 from govern.domain.secret import Secret
 from govern.broker.upstream import build_connect_service
@@ -95,6 +96,15 @@ class CredentialView(ReadOnlyView):
         return redirect(url_for(".details_view", id=cred.external_id))
 
 
+def _user_link(view, context, model, name):
+    """A per-user principal's integration user, by name and linked (never its database id)."""
+    user = view.session.get(IntegrationUser, model.integration_user_id) if model.integration_user_id else None
+    if user is None:
+        return ""
+    return Markup('<a href="{0}">{1}</a>').format(
+        url_for("console_integration_users.details_view", id=user.external_id), user.external_id)
+
+
 def _principal_secrets(view, context, model, name):
     cred = view.session.get(ExternalCredential, model.credential_id)
     return secrets_markup(secret_status(view.session, "credential", cred.external_id, model.name) if cred else [])
@@ -158,10 +168,12 @@ class PrincipalView(ReadOnlyView):
     column_list = ("credential_id", "name", "kind", "needs_reconnect_at", "secrets")
     column_details_list = column_list + ("subject", "connected_at", "integration_user_id", "created_at")
     column_labels = {"credential_id": "Credential", "secrets": "Secrets (write-only)",
-                     "needs_reconnect_at": "Needs reconnect since"}
+                     "needs_reconnect_at": "Needs reconnect since", "integration_user_id": "Integration user",
+                     "connected_at": "Connected"}
     column_searchable_list = ("name", "subject")
     column_filters = ("kind", "needs_reconnect_at")
-    column_formatters = {"credential_id": _credential_name, "secrets": _principal_secrets}
+    column_formatters = {"credential_id": _credential_name, "secrets": _principal_secrets,
+                         "integration_user_id": _user_link}
 
 
 class NamedCredentialView(ReadOnlyView):
