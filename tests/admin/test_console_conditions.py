@@ -14,6 +14,7 @@ from selenium.webdriver.support import expected_conditions as EC
 from tests.admin.browser import browser, screenshot  # noqa: F401 - fixtures
 from tests.admin.test_console_audit_pages import RAW, make_users, no_overflow
 from tests.admin.test_console_browser import sign_in, wait
+from tests.admin.test_console_pages import _AXE_RUN, AXE
 from tests.e2e.conftest import live, resources  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.db, pytest.mark.slow]
@@ -66,6 +67,9 @@ def test_conditions_read_as_fields_and_a_denial_names_its_condition_in_words(bro
         text = browser.find_element(By.TAG_NAME, "body").text
         assert not [key for key in STORED_KEYS if key in text] and not RAW.search(browser.page_source)
         assert no_overflow(browser) == []
+        if width == 1280:
+            browser.execute_script(AXE)
+            assert browser.execute_async_script(_AXE_RUN) == []
         screenshot(browser, f"permission-set-conditions-{width}")
 
         browser.get(live.base + "/admin/decisions/")
@@ -75,4 +79,7 @@ def test_conditions_read_as_fields_and_a_denial_names_its_condition_in_words(bro
         assert {r.get_attribute("title") for r in reasons} == {"condition:max_requests_per_minute"}
         assert not [key for key in STORED_KEYS if key in browser.find_element(By.TAG_NAME, "body").text]
         assert no_overflow(browser) == []
+        if width == 1280:
+            browser.execute_script(AXE)
+            assert browser.execute_async_script(_AXE_RUN) == []
         screenshot(browser, f"decisions-condition-denied-{width}")
