@@ -165,7 +165,9 @@ def test_access_denied_and_a_used_state_show_a_readable_message_on_the_console(b
 
     # The upstream says access_denied: the flow (kept by govern) was started from the console.
     state = _start_from_the_console(http, live)
-    browser.get(f"{live.base}/oauth/callback?error=access_denied&state={state}")
+    # A parameter naming somewhere else is no redirect target: where the browser lands comes from the flow.
+    browser.get(f"{live.base}/oauth/callback?error=access_denied&state={state}"
+                "&next=https://elsewhere.example/&redirect_uri=https://elsewhere.example/")
     assert urlsplit(browser.current_url).path == "/admin/principals/details/", browser.page_source[:500]
     flash = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".alert"))).text
     assert "Connecting alice of shop-rt failed: the upstream did not grant access (access_denied)" in flash
