@@ -28,6 +28,7 @@ from tests.admin.browser import browser, screenshot  # noqa: F401 - fixtures
 from tests.admin.conftest import csrf_from
 from tests.admin.test_console_audit_pages import RAW, make_users, no_overflow, session_of
 from tests.admin.test_console_browser import sign_in, wait
+from tests.admin.test_console_pages import _AXE_RUN, AXE
 from tests.e2e.conftest import RT_CLIENT_SECRET, live, resources  # noqa: F401 - fixtures
 
 pytestmark = [pytest.mark.browser, pytest.mark.db, pytest.mark.slow]
@@ -53,12 +54,23 @@ def test_the_admin_connects_a_principal_through_the_upstream_and_lands_back_conn
     make_users(live)
     _callback_client(live)
     origin = "{0.scheme}://{0.netloc}".format(urlsplit(live.upstream.authorize_url))
+    # The upstream refuses alice's stored refresh token (invalid_grant): govern marks her for a reconnect.
+    live.upstream.inject("invalid_grant", grant="refresh_token")
+    refused = live.upstream_token(live.govern_token(), "shop-user-orders")
+    assert refused.status_code != 200
+    with live.services.sessions() as s:
+        assert s.exec(select(Principal).where(Principal.name == "alice")).one().needs_reconnect_at is not None
+
     sign_in(browser, live.base, "admin-user")
     browser.set_window_size(1280, 900)
     browser.get(live.base + PAGE)
     state = wait(browser).until(EC.presence_of_element_located((By.ID, "gv-connection-state")))
-    # The refresh token was put by hand (`govern secrets put`): connected, so the button reconnects.
-    assert "connected" in state.text and "never" not in state.text
+    # Its state says since when, and why.
+    assert state.find_element(By.CSS_SELECTOR, ".gv-state").get_attribute("data-state") == "needs_reconnect"
+    assert "needs a reconnect" in state.text and "invalid_grant" in state.find_element(By.CSS_SELECTOR, ".gv-why").text
+    browser.execute_script(AXE)
+    assert browser.execute_async_script(_AXE_RUN) == []
+    screenshot(browser, "principal-needs-reconnect-1280")
     button = browser.find_element(By.CSS_SELECTOR, ".gv-connect")
     assert button.text.startswith("Reconnect")
     assert session_of(browser).get(live.base + PAGE, timeout=30).headers["Content-Security-Policy"] == policy((origin,))
@@ -84,6 +96,8 @@ def test_the_admin_connects_a_principal_through_the_upstream_and_lands_back_conn
     assert state.find_element(By.CSS_SELECTOR, ".gv-state").get_attribute("data-state") == "connected"
     assert "just now" in state.text or "min ago" in state.text
     assert _connected_at(live) is not None
+    with live.services.sessions() as s:  # the mark is cleared
+        assert s.exec(select(Principal).where(Principal.name == "alice")).one().needs_reconnect_at is None
     assert not [e for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
 
     stored = _stored_refresh_token(live)
