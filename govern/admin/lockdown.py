@@ -3,6 +3,10 @@
 - Content-Security-Policy (CSP Level 3, https://www.w3.org/TR/CSP3/) on every response under /admin: only
   govern's own origin, no inline script or style, no framing. Bootstrap's CSS draws a few icons as `data:`
   SVG images, hence `img-src 'self' data:`.
+- One widening, on one page only: a principal's page that shows an admin the Connect button adds the
+  credential's authorize origin (declared by an admin in the landscape) to `form-action`, because the
+  button's POST answers with a redirect to the upstream's authorize page and CSP checks a form's redirects
+  too (`g.csp_form_origins`, govern/admin/views/landscape.py).
 - The Bootswatch theme that flask-admin ships starts with `@import url(https://fonts.googleapis.com/...)`:
   the console serves that CSS without the import (the theme's font stack falls back to the system fonts),
   rather than letting every page load ask Google for a font.
@@ -14,7 +18,7 @@ from functools import cache
 from pathlib import Path
 
 import flask_admin
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, g, request
 
 CONTENT_SECURITY_POLICY = "; ".join((
     "default-src 'self'",
@@ -29,6 +33,16 @@ CONTENT_SECURITY_POLICY = "; ".join((
     "frame-ancestors 'none'",
 ))
 THEME = "flatly"
+
+
+def policy(form_origins=()) -> str:
+    """The console's CSP; `form_origins` (scheme://host[:port] only) are added to form-action."""
+    origins = [o for o in form_origins if re.fullmatch(r"https?://[A-Za-z0-9.\-\[\]:]+", o)]
+    if not origins:
+        return CONTENT_SECURITY_POLICY
+    return CONTENT_SECURITY_POLICY.replace("form-action 'self'", "form-action 'self' " + " ".join(origins))
+
+
 _IMPORT = re.compile(rb"@import\s+url\([^)]*\)\s*;?")
 
 bp = Blueprint("console_theme", __name__, url_prefix="/admin")
@@ -54,7 +68,7 @@ def install(app) -> None:
     @app.after_request
     def _console_csp(response):
         if request.path.startswith("/admin"):
-            response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+            response.headers["Content-Security-Policy"] = policy(getattr(g, "csp_form_origins", ()))
             response.headers.setdefault("X-Frame-Options", "DENY")
             response.headers.setdefault("Referrer-Policy", "same-origin")
         return response

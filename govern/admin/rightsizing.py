@@ -3,11 +3,16 @@ the user's page from the same model `govern audit` loads, and the words the page
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
 
 from govern.audit.model import AuditModel, AuditPolicy
 from govern.audit.rightsizing import Recommendation, UnusedItem, governance_yaml, recommend
 from govern.store.audit_loader import load_model
+from govern.store.landscape_version import read_version
+from govern.store.tables import Decision
 
 WINDOW_DAYS = 30
 
@@ -40,6 +45,51 @@ def for_user(session, services, user: str, now: dt.datetime | None = None) -> Us
     model = load_model(session, now or services.clock.now(), policy(services.settings))
     u = model.users.get(user)
     return UserRightsizing(model, recommend(model, u) if u is not None else None)
+
+
+# The model also depends on the time (the window's start, whether a user is younger than the window): a model
+# is reused for at most this long even when nothing was written.
+MODEL_TTL_SECONDS = 60.0
+
+
+@dataclass
+class _Entry:
+    key: tuple[int, int]
+    built_at: float
+    model: AuditModel
+    recommendations: dict[str, Recommendation | None] = field(default_factory=dict)
+
+
+class ModelCache:
+    """The audit model behind the users' pages, built once per (landscape version, decision-log position).
+
+    Building it reads every decision of the window, which a page view must not do each time. The key is what
+    the model is made of: the landscape (its stored version moves with every write to it, whoever makes it:
+    govern.store.landscape_version) and the decision log (its last record's id); both are read fresh, in one
+    primary-key read and one index read, on every view. A recommendation is computed once per user and entry.
+    `builds` counts the models built (for tests). The apply button never uses this cache: the server
+    recomputes the recommendation before applying it (govern.admin.commands.apply_rightsizing)."""
+
+    def __init__(self, ttl_seconds: float = MODEL_TTL_SECONDS):
+        self.ttl = ttl_seconds
+        self.builds = 0
+        self._entry: _Entry | None = None
+        self._lock = threading.Lock()
+
+    def for_user(self, session, services, user: str) -> UserRightsizing:
+        connection = session.connection()
+        key = (read_version(connection), int(session.execute(sa.select(sa.func.max(Decision.id))).scalar() or 0))
+        tick = services.clock.monotonic()
+        with self._lock:
+            entry = self._entry
+            if entry is None or entry.key != key or tick - entry.built_at > self.ttl or tick < entry.built_at:
+                entry = _Entry(key, tick, load_model(session, services.clock.now(), policy(services.settings)))
+                self._entry = entry
+                self.builds += 1
+            if user not in entry.recommendations:
+                u = entry.model.users.get(user)
+                entry.recommendations[user] = recommend(entry.model, u) if u is not None else None
+            return UserRightsizing(entry.model, entry.recommendations[user])
 
 
 def describe_unused(item: UnusedItem) -> str:

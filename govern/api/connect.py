@@ -2,7 +2,8 @@
 disconnecting it.
 
 `POST /api/v1/credentials/{id}/principals/{name}/connect` (admin token) answers the authorize URL to open;
-`GET /oauth/callback` exchanges the code and shows a small page. The work is in
+`GET /oauth/callback` exchanges the code and shows a small page, or, for a flow started from the console,
+sends the admin back to the principal's console page (govern.admin.connect). The work is in
 govern.broker.upstream.connect.ConnectService. `DELETE /api/v1/credentials/{id}/principals/{name}/connection`
 disconnects the principal and queues the revocation of its tokens (govern.broker.upstream.revocation_queue).
 """
@@ -14,9 +15,11 @@ from flask import Blueprint, current_app, g, jsonify, request
 from markupsafe import escape
 from pydantic import BaseModel, Field
 
+from govern.admin import connect as console_connect
 from govern.api.auth import require_admin
 from govern.api.landscape import Flag
 from govern.broker.upstream import build_connect_service, build_revocation_queue
+from govern.broker.upstream.connect import Connected, Pending
 from govern.broker.upstream.revocation_queue import disconnect_principal
 from govern.api.spec import api, openapi_extra, responses, validated_json, validated_query
 from govern.errors import GovernError
@@ -81,7 +84,7 @@ def start(credential: str, principal: str):
     # From GOVERN_PUBLIC_URL: a forged Host must not choose where the upstream sends the code.
     redirect_uri = current_app.extensions["govern"].settings.public_endpoint("/oauth/callback")
     login_hint = body.login_hint
-    result = _service().start(credential, principal, redirect_uri, login_hint=login_hint)
+    result = _service().start(credential, principal, redirect_uri, login_hint=login_hint, actor=g.admin_user)
     current_app.logger.info("principal connect started", extra={"credential": credential, "principal": principal,
                                                                 "actor": g.admin_user})
     return jsonify(result)
@@ -111,28 +114,50 @@ def callback():
     """The upstream's redirect after consent: exchanges the code and stores the refresh token"""
     started = time.perf_counter()
     query = validated_query()
+    service = _service()
     try:
-        done = _service().finish(query.state, query.code, query.error)
+        pending = service.claim(query.state)
     except GovernError as exc:
         _record(started, None, outcome="deny" if exc.status < 500 else "error", error=exc)
+        back = console_connect.unknown_state(exc)
+        if back is not None:
+            return back
+        raise
+    try:
+        done = service.complete(pending, query.code, query.error)
+    except GovernError as exc:
+        _record(started, None, outcome="deny" if exc.status < 500 else "error", error=exc, pending=pending)
+        if pending.origin == "console":
+            return console_connect.failed(pending, exc)
         raise
     _record(started, done, outcome="allow")
+    services = current_app.extensions["govern"]
+    console_connect.record_connected(services, done)
+    if done.origin == "console":
+        return console_connect.connected(done)
     page = (f"<!doctype html><title>govern: connected</title><h1>Connected</h1>"
             f"<p>Principal <b>{escape(done.principal)}</b> of credential <b>{escape(done.credential)}</b> is connected. "
             f"You can close this window.</p>")
     return page, 200, {"Content-Type": "text/html; charset=utf-8"}
 
 
-def _record(started: float, done, *, outcome: str, error: GovernError | None = None) -> None:
+def _record(started: float, done: Connected | None, *, outcome: str, error: GovernError | None = None,
+            pending: Pending | None = None) -> None:
     """A connect is a decision too: the principal's refresh token is stored (allow) or not (deny, error).
-    The external credential is in `resource_object`; the code and the tokens are never recorded."""
+    The external credential is in `resource_object`; `by:<admin>` among the rules names the admin who started
+    the flow. The code and the tokens are never recorded."""
     services = current_app.extensions["govern"]
+    flow = done or pending
+    actor = flow.actor if flow is not None else None
+    rules = ["permit:connect"] if error is None else [f"{outcome}:{error.code}"]
+    if actor:
+        rules.append(f"by:{actor}")
     services.decision_log.append(
         None, None, action="connect", method="GET", path="/oauth/callback", allowed=outcome != "deny",
-        outcome=outcome, principal=done.principal if done else None,
-        resource_object=done.credential if done else None,
+        outcome=outcome, principal=flow.principal if flow else None,
+        resource_object=flow.credential if flow else None,
         integration_user=done.integration_user if done else None,
-        rules=["permit:connect"] if error is None else [f"{outcome}:{error.code}"],
+        rules=rules,
         error_code=error.code if error is not None and outcome == "error" else None,
         source_ip=services.authenticator.source_ip(request.remote_addr or "", request.headers.get("X-Forwarded-For")),
         latency_ms=(time.perf_counter() - started) * 1000)

@@ -35,7 +35,8 @@ def connect(credential: str, principal: str, govern_url: str, login_hint: str | 
         fail("connecting from the command line needs the server's shared state (the database, or Redis with "
              "GOVERN_REDIS_URL); this instance keeps it in one process")
     redirect_uri = govern_url.rstrip("/") + "/oauth/callback"
-    result = build_connect_service(svc).start(credential, principal, redirect_uri, login_hint=login_hint)
+    result = build_connect_service(svc).start(credential, principal, redirect_uri, login_hint=login_hint,
+                                              actor=cli_actor())
     click.echo(f"Open this URL within {result['expires_in'] // 60} minutes to connect principal {principal!r} "
                f"of {credential!r}:", err=True)
     click.echo(result["authorize_url"])

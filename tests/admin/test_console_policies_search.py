@@ -142,3 +142,13 @@ def test_the_search_box_finds_entities_by_id_or_name_and_links_to_them(browser, 
     wait(browser).until(EC.presence_of_element_located((By.ID, "gv-search-summary")))
     assert no_overflow(browser) == []
     screenshot(browser, "search-800")
+    # At 800 px the menu is collapsed behind its toggle; the search box is not: typed in without opening the
+    # menu, it reaches an entity.
+    browser.get(f"{live.base}/admin/")
+    assert not browser.find_element(By.ID, "admin-navbar-collapse").is_displayed()
+    assert browser.find_element(By.ID, "gv-search-q").is_displayed()
+    found = search("order-sync")
+    submit(browser, browser.find_element(By.LINK_TEXT, "order-sync"))
+    assert browser.current_url.endswith("/admin/integration_users/details/?id=order-sync")
+    assert found["Integration user"]
+    screenshot_top(browser, "search-box-800")

@@ -23,7 +23,7 @@ from sqlmodel import select
 from govern.store.db import session_scope
 from govern.store.tables import AdminAction, Assignment, IntegrationUser, PermissionSet
 from tests.admin.browser import browser, screenshot  # noqa: F401 - fixtures
-from tests.admin.test_console_audit_pages import RAW, make_users, no_overflow, session_of
+from tests.admin.test_console_audit_pages import RAW, make_users, no_overflow, session_of, set_shop_owner
 from tests.admin.test_console_browser import sign_in, wait
 from tests.e2e.conftest import live, resources  # noqa: F401 - fixtures
 
@@ -142,3 +142,56 @@ def test_decisions_by_rule_granted_vs_used_and_the_confirmed_audited_apply(brows
     assert live.proxy(token, "stock-legacy", "v1/items/3").status_code == 403
     browser.get(live.base + USER_PAGE)
     assert wait(browser).until(EC.presence_of_element_located((By.ID, "gv-rightsizing")))
+
+
+def test_the_audit_model_is_built_once_per_landscape_version_and_decision_log_position(live, tmp_path):
+    """A page view reads the landscape version and the decision log's position; it rebuilds the audit model
+    (which reads every decision of the window) only when one of them moved. Counted, not timed."""
+    from tests.admin.conftest import PASSWORD, csrf_from
+
+    make_users(live)
+    age_the_instance(live)
+    token = live.govern_token(scope="orders.read items.read")
+    assert live.proxy(token, "stock-api", "v1/items/1").status_code == 200
+    assert live.services.decision_log.flush()
+    http = requests.Session()
+    page = http.get(f"{live.base}/admin/login", timeout=30)
+    http.post(f"{live.base}/admin/login", timeout=30, headers={"Origin": live.base},
+              data={"username": "auditor-user", "password": PASSWORD,
+                    "csrf_token": csrf_from(page.text)})
+
+    def view() -> str:
+        page = http.get(live.base + USER_PAGE, timeout=30)
+        assert page.status_code == 200 and 'id="gv-recommendation"' in page.text
+        return page.text
+
+    cache = _user_view(live).rightsizing_models
+    first = view()
+    assert cache.builds == 1
+    second = view()
+    assert cache.builds == 1, "the second view rebuilt the audit model"
+    assert _recommendation(first) == _recommendation(second)
+
+    # A new decision moves the log: the next view rebuilds, and shows what changed.
+    assert live.proxy(token, "stock-api", "v1/items/2").status_code == 200
+    assert live.services.decision_log.flush()
+    view()
+    assert cache.builds == 2
+    view()
+    assert cache.builds == 2
+
+    # A landscape change (`govern apply`) moves the version: rebuilt.
+    set_shop_owner(live, tmp_path, "shop-team@example.com")
+    view()
+    assert cache.builds == 3
+
+
+def _user_view(live):
+    app = live.extra["app"]  # the app start_live serves
+    return next(v for v in app.extensions["govern_admin"]._views if v.endpoint == "console_integration_users")
+
+
+def _recommendation(html: str) -> str:
+    match = re.search(r'id="gv-recommendation".*?</div>', html, re.S)
+    assert match
+    return match.group(0)

@@ -212,7 +212,7 @@ def start_live(tmp_path, settings, runner, upstream, resources, monkeypatch, **o
     base, server = serve(lambda environ, start_response: holder["app"](environ, start_response))
     services = build_services(settings.with_overrides(public_url=base, **overrides))
     holder["app"] = create_app({}, services=services)
-    return Live(base, services, upstream, resources, runner, user_pem, refresh_token, extra={"server": server})
+    return Live(base, services, upstream, resources, runner, user_pem, refresh_token, extra={"server": server, "app": holder["app"]})
 
 
 def stop_live(live: Live) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
+from govern.cli.context import cli_actor
+
 pytestmark = [pytest.mark.db, pytest.mark.redis, pytest.mark.slow]
 
 
@@ -38,7 +40,7 @@ def test_connect_from_the_cli_then_the_callback_stores_a_working_refresh_token(l
     # Both callbacks are decisions on record (issue #16); the code and the tokens are not in them.
     connected, replayed = [r for r in live.decisions() if r.action == "connect"]
     assert (connected.outcome, connected.principal, connected.resource_object, connected.rules) == (
-        "allow", "alice", "shop-rt", ["permit:connect"])
+        "allow", "alice", "shop-rt", ["permit:connect", f"by:{cli_actor()}"])
     assert (replayed.outcome, replayed.rules, replayed.principal) == ("deny", ["deny:bad_request"], None)
     assert "code=" not in (connected.path or "")
 

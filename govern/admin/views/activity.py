@@ -7,6 +7,7 @@ from flask_admin.contrib.sqla.filters import BaseSQLAFilter
 from markupsafe import Markup, escape
 from sqlmodel import select
 
+from govern.admin.conditions import denial_markup
 from govern.admin.views.base import ReadOnlyView, fmt_list, readable, short_id
 from govern.store.tables import Decision, ExternalCredential, NamedCredential, System
 
@@ -50,6 +51,8 @@ def _outcome(view, context, model, name):
     badge = Markup(f'<span class="badge {_BADGES.get(outcome, "badge-secondary")}">{escape(outcome)}</span>')  # noqa: S704 - values escaped
     if model.error_code:
         badge += Markup(f' <code>{escape(model.error_code)}</code>')  # noqa: S704 - values escaped
+    if outcome == "deny":
+        badge += denial_markup(model.rules)  # a permission set's condition, in words
     return badge
 
 

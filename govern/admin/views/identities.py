@@ -9,6 +9,7 @@ from markupsafe import Markup, escape
 from sqlmodel import col, select
 
 from govern.admin import commands, rightsizing
+from govern.admin.conditions import describe as describe_conditions
 from govern.admin.links import list_url
 from govern.admin.roles import require_role, has_role
 from govern.admin.views.actions import actor, correlation, parse_date, parse_list, perform
@@ -76,6 +77,11 @@ class IntegrationUserView(ReadOnlyView):
     column_labels = {"external_id": "Id", "client_secret": "Client secret", "source_system_id": "Source system"}
     column_searchable_list = ("external_id", "name", "owner")
     column_filters = ("status", "owner", "review_date", "client_auth_method")
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        # "Granted vs used": one audit model per landscape version and decision-log position, not one per view.
+        self.rightsizing_models = rightsizing.ModelCache()
     column_formatters = {"status": _status, "client_secret": _client_secret, "allowed_scopes": fmt_list,
                          "allowed_cidrs": fmt_list, "source_system_id": _source_system}
 
@@ -94,7 +100,7 @@ class IntegrationUserView(ReadOnlyView):
         all_sets = s.execute(select(PermissionSet).order_by(col(PermissionSet.external_id))).scalars().all()
         decisions = s.execute(select(Decision).where(col(Decision.integration_user) == user.external_id)
                               .order_by(col(Decision.at).desc()).limit(15)).scalars().all()
-        sizing = rightsizing.for_user(s, self.services, user.external_id)
+        sizing = self.rightsizing_models.for_user(s, self.services, user.external_id)
         rec = sizing.recommendation
         usage = sizing.model.usage.get(user.external_id)
         return {
@@ -254,6 +260,7 @@ class PermissionSetView(ReadOnlyView):
                 select(PermissionGrant, NamedCredential.external_id)
                 .outerjoin(NamedCredential, NamedCredential.id == PermissionGrant.named_credential_id)
                 .where(PermissionGrant.permission_set_id == model.id).order_by(PermissionGrant.position)).all()
+            kwargs["conditions"] = describe_conditions(model.conditions)
             kwargs["holders"] = s.execute(
                 select(IntegrationUser, Assignment.expires_at)
                 .join(Assignment, Assignment.integration_user_id == IntegrationUser.id)

@@ -1,17 +1,22 @@
 """Systems (with their integration contract), external credentials, principals and named credentials."""
 from __future__ import annotations
 
-from flask import abort, redirect, request, url_for
+from flask import abort, flash, g, redirect, request, url_for
 from flask_admin import expose
+from markupsafe import Markup
 from sqlmodel import select
 
 from govern.admin import commands
-from govern.admin.roles import require_role
+from govern.admin import connect as console_connect
+from govern.admin.principal_state import authorize_origin, credential_principal_states, principal_state
+from govern.admin.roles import has_role, require_role
 from govern.admin.views.actions import actor, correlation, perform
-from govern.admin.views.base import ReadOnlyView, fmt_list, readable, secret_status, secrets_markup
-from govern.store.tables import ExternalCredential, Principal, System
+from govern.admin.views.base import ReadOnlyView, fmt_list, readable, relative_time, secret_status, secrets_markup
+from govern.store.tables import ExternalCredential, IntegrationUser, Principal, System
 from govern.secrets.service import credential_fields
 from govern.domain.secret import Secret
+from govern.broker.upstream import build_connect_service
+from govern.errors import GovernError
 
 
 def _json_block(view, context, model, name):
@@ -66,6 +71,9 @@ class CredentialView(ReadOnlyView):
             kwargs["principals"] = self.session.execute(
                 select(Principal.name).where(Principal.credential_id == model.id).order_by(Principal.name)).scalars().all()
             kwargs["secret_items"] = secret_status(self.session, "credential", model.external_id)
+            kwargs["principal_states"] = credential_principal_states(self.session, model)
+            kwargs["when"] = lambda value: relative_time(value, self.services.clock.now())
+            _allow_connect_redirect(model)
         return super().render(template, **kwargs)
 
     @expose("/set-secret/", methods=("POST",))
@@ -88,13 +96,63 @@ class CredentialView(ReadOnlyView):
         return redirect(url_for(".details_view", id=cred.external_id))
 
 
+def _user_link(view, context, model, name):
+    """A per-user principal's integration user, by name and linked (never its database id)."""
+    user = view.session.get(IntegrationUser, model.integration_user_id) if model.integration_user_id else None
+    if user is None:
+        return ""
+    return Markup('<a href="{0}">{1}</a>').format(
+        url_for("console_integration_users.details_view", id=user.external_id), user.external_id)
+
+
 def _principal_secrets(view, context, model, name):
     cred = view.session.get(ExternalCredential, model.credential_id)
     return secrets_markup(secret_status(view.session, "credential", cred.external_id, model.name) if cred else [])
 
 
+def _allow_connect_redirect(cred: ExternalCredential) -> None:
+    """A page with an admin's Connect button may send its form on to the upstream's authorize page."""
+    origin = authorize_origin(cred)
+    if origin and has_role("admin"):
+        g.csp_form_origins = (origin,)
+
+
 class PrincipalView(ReadOnlyView):
-    """A principal is named by its credential and its name: `?id=shop-rt/alice`."""
+    """A principal is named by its credential and its name: `?id=shop-rt/alice`. Its page shows its connection
+    and, for an admin, Connect (or Reconnect): the authorization code flow with PKCE (govern.admin.connect)."""
+
+    details_template = "govern_admin/principal.html"
+
+    def render(self, template, **kwargs):
+        model = kwargs.get("model")
+        if template == self.details_template and model is not None:
+            cred = self.session.get(ExternalCredential, model.credential_id)
+            if cred is not None:
+                kwargs["state"] = principal_state(self.session, cred, model)
+                kwargs["when"] = self._when
+                _allow_connect_redirect(cred)
+        return super().render(template, **kwargs)
+
+    def _when(self, value):
+        return relative_time(value, self.services.clock.now())
+
+    @expose("/connect/", methods=("POST",))
+    def connect_view(self):
+        """Start connecting the principal (admin only); the browser goes on to the upstream's authorize page."""
+        require_role("admin")
+        model = self.get_one(request.form.get("principal") or "")
+        cred = self.session.get(ExternalCredential, model.credential_id) if model is not None else None
+        if model is None or cred is None:
+            abort(404)
+        services = self.services
+        if services.connect is None:
+            services.connect = build_connect_service(services)
+        try:
+            url = console_connect.start(services.connect, cred.external_id, model.name, actor())
+        except GovernError as exc:
+            flash(f"Connecting {model.name} of {cred.external_id} could not start: {exc.detail}.", "error")
+            return redirect(url_for(".details_view", id=f"{cred.external_id}/{model.name}"))
+        return redirect(url, code=303)
 
     def get_pk_value(self, model):
         cred = self.session.get(ExternalCredential, model.credential_id)
@@ -110,10 +168,12 @@ class PrincipalView(ReadOnlyView):
     column_list = ("credential_id", "name", "kind", "needs_reconnect_at", "secrets")
     column_details_list = column_list + ("subject", "connected_at", "integration_user_id", "created_at")
     column_labels = {"credential_id": "Credential", "secrets": "Secrets (write-only)",
-                     "needs_reconnect_at": "Needs reconnect since"}
+                     "needs_reconnect_at": "Needs reconnect since", "integration_user_id": "Integration user",
+                     "connected_at": "Connected"}
     column_searchable_list = ("name", "subject")
     column_filters = ("kind", "needs_reconnect_at")
-    column_formatters = {"credential_id": _credential_name, "secrets": _principal_secrets}
+    column_formatters = {"credential_id": _credential_name, "secrets": _principal_secrets,
+                         "integration_user_id": _user_link}
 
 
 class NamedCredentialView(ReadOnlyView):

@@ -29,10 +29,25 @@ CONNECT_TTL = 600  # seconds: the user has ten minutes to consent (RFC 6749 sect
 
 
 @dataclass(frozen=True)
+class Pending:
+    """A started flow, as govern keeps it on the server: where it came from and who started it travel here,
+    never in a query parameter (so a callback cannot be pointed anywhere else)."""
+
+    credential: str
+    principal: str
+    verifier: str
+    redirect_uri: str
+    origin: str = "api"  # "api" (the API or the CLI) or "console"
+    actor: str | None = None  # the admin who started it
+
+
+@dataclass(frozen=True)
 class Connected:
     credential: str
     principal: str
     integration_user: str | None = None  # a per-user principal's integration user
+    origin: str = "api"
+    actor: str | None = None
 
 
 class ConnectService:
@@ -51,14 +66,16 @@ class ConnectService:
     def _load(self, credential: str, principal: str) -> ConnectSubject:
         return self.principals.connect_subject(credential, principal)  # NotFound for either
 
-    def start(self, credential: str, principal: str, redirect_uri: str, *, login_hint: str | None = None) -> dict:
+    def start(self, credential: str, principal: str, redirect_uri: str, *, login_hint: str | None = None,
+              origin: str = "api", actor: str | None = None) -> dict:
         cred = self._load(credential, principal)
         if not cred.authorize_url or not cred.token_url or not cred.client_id:
             raise UpstreamNotConfigured(f"credential {credential!r} needs an authorize URL, a token URL and a client id")
         state = secrets.token_urlsafe(32)
         verifier = secrets.token_urlsafe(64)  # 86 characters, inside RFC 7636's 43..128
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
-        pending = {"credential": credential, "principal": principal, "verifier": verifier, "redirect_uri": redirect_uri}
+        pending = {"credential": credential, "principal": principal, "verifier": verifier, "redirect_uri": redirect_uri,
+                   "origin": origin, "actor": actor}
         self.cache.set(_state_key(state), self.cipher.seal(json.dumps(pending).encode()), self.ttl)
         params = {"response_type": "code", "client_id": cred.client_id, "redirect_uri": redirect_uri, "state": state,
                   "code_challenge": challenge, "code_challenge_method": "S256"}
@@ -70,6 +87,10 @@ class ConnectService:
         return {"authorize_url": cred.authorize_url + sep + urlencode(params), "expires_in": self.ttl}
 
     def finish(self, state: str | None, code: str | None, error: str | None = None) -> Connected:
+        return self.complete(self.claim(state), code, error)
+
+    def claim(self, state: str | None) -> Pending:
+        """Take the flow named by `state` back, exactly once (BadRequest if unknown, expired or used)."""
         if not state:
             raise BadRequest("the callback has no state")
         key = _state_key(state)
@@ -78,10 +99,15 @@ class ConnectService:
         if sealed is None or not self.cache.add(key + ":used", b"1", self.ttl):
             raise BadRequest("the connect request is unknown, expired or already used; start again")
         self.cache.delete(key)
-        pending = json.loads(self.cipher.open(sealed))
+        data = json.loads(self.cipher.open(sealed))
+        return Pending(credential=data["credential"], principal=data["principal"], verifier=data["verifier"],
+                       redirect_uri=data["redirect_uri"], origin=data.get("origin") or "api", actor=data.get("actor"))
+
+    def complete(self, pending: Pending, code: str | None, error: str | None = None) -> Connected:
+        """Exchange the code of a claimed flow and store the refresh token (RFC 6749 section 4.1.3)."""
         if error or not code:
             raise BadRequest("the upstream did not grant access" + (f" ({error})" if error and error.isidentifier() else ""))
-        cred = self._load(pending["credential"], pending["principal"])
+        cred = self._load(pending.credential, pending.principal)
         settings = credential_token_settings(cred.credential, scopes=cred.scopes, audience=cred.audience,
                                              resource=cred.resource, token_params=cred.token_params,
                                              leeway_seconds=cred.leeway_seconds, rotation=cred.rotation)
@@ -90,8 +116,8 @@ class ConnectService:
                         **settings, header_name=None, principal=cred.principal,
                         principal_id=cred.principal_id, subject=cred.subject, timeout=10.0)
         body = self.tokens.token_request(target, {"grant_type": "authorization_code", "code": code,
-                                                  "redirect_uri": pending["redirect_uri"],
-                                                  "code_verifier": pending["verifier"]})
+                                                  "redirect_uri": pending.redirect_uri,
+                                                  "code_verifier": pending.verifier})
         refresh = body.get("refresh_token")
         if not isinstance(refresh, str) or not refresh:
             raise UpstreamError("the upstream granted access but issued no refresh token (offline access not allowed?)")
@@ -106,7 +132,7 @@ class ConnectService:
                 {"path": current.path, "version": current.version, "forget": False}, user_id)])
         clear_needs_reconnect(self.principals, self.tokens.notify, self.clock.now(),
                               credential=cred.credential, principal=cred.principal)
-        return Connected(cred.credential, cred.principal, user_id)
+        return Connected(cred.credential, cred.principal, user_id, origin=pending.origin, actor=pending.actor)
 
 
 def _state_key(state: str) -> str:
