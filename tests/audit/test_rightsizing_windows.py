@@ -115,6 +115,8 @@ def test_the_audit_recommends_the_window_the_calls_fell_in_and_pasting_it_keeps_
     _, rec, result = _audit(runner, tmp_path, "second")
     window = rec["time_window"]
     assert window["conditions"] is None and "already have a time window" in window["reason"], window
+    assert window["proof"] == {"replayed_requests": 2 * len(times), "replayed_hours": len(times), "would_deny": 0,
+                               "would_deny_hours": 0}
     assert f"time window for {USER}" not in result.stderr
 
 
