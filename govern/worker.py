@@ -27,7 +27,8 @@ from collections.abc import Callable
 
 from govern.rotation.support import Outcome, describe_error
 from govern.broker.proxy import queue
-from govern.broker.upstream import build_revocation_worker
+from govern.broker.upstream import build_revocation_queue, build_revocation_worker
+from govern.domain.revocations import PENDING
 from govern.secrets.service import secret_service
 from govern.ops.alerts import check_alerts
 
@@ -62,8 +63,8 @@ def _alerts(services: Any, now: dt.datetime) -> list[Outcome]:
 
 
 def _revocations(services: Any, now: dt.datetime) -> list[Outcome]:
-    if services.upstream_tokens is None:
-        return []
+    if not build_revocation_queue(services).counts()[PENDING]:
+        return []  # nothing queued: no broker or secret store is needed
     secrets = secret_service(services)
     worker = build_revocation_worker(services, delete_secret=lambda ref: secrets.delete(ref, actor="worker"))
     return [Outcome(f"revocation {w.item.id} ({w.item.describe()})", w.status, None, w.detail) for w in worker.run(now)]
