@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from sqlmodel import col, select
 
-from govern.store.tables import Decision, ExternalCredential, NamedCredential, Principal, SecretRef
+from govern.store.tables import AdminAction, Decision, ExternalCredential, NamedCredential, Principal, SecretRef
 
 # Only this protocol takes a refresh token from a person's consent (govern.broker.upstream.connect).
 CONNECTABLE = ("oauth2_refresh_token",)
@@ -30,10 +30,22 @@ class PrincipalState:
     last_used_at: dt.datetime | None
     last_used_outcome: str | None
     connectable: bool
+    disconnected_by: str | None = None  # the admin who disconnected it, when that is why it needs a reconnect
 
     @property
     def why(self) -> str | None:
-        return RECONNECT_WHY if self.status == "needs_reconnect" else None
+        if self.status != "needs_reconnect":
+            return None
+        if self.disconnected_by is not None:
+            return (f"disconnected by {self.disconnected_by}: govern makes no upstream call for this principal, and "
+                    "the worker revokes its tokens at the provider; connect it again to use it")
+        return RECONNECT_WHY
+
+    @property
+    def disconnectable(self) -> bool:
+        """Anything to disconnect: connected, or refused upstream but still holding a stored refresh token."""
+        return self.status == "connected" or (self.status == "needs_reconnect" and self.disconnected_by is None
+                                              and self.refresh_token_version is not None)
 
     @property
     def label(self) -> str:
@@ -66,8 +78,11 @@ def principal_state(session, cred: ExternalCredential, principal: Principal) -> 
     stored = ref.set_at if ref and ref.current_version is not None else None
     # A refresh token put by hand (`govern secrets put ... --field refresh_token`) connects a principal too.
     since = max((t for t in (principal.connected_at, stored) if t is not None), key=_utc, default=None)
+    disconnected_by = None
     if principal.needs_reconnect_at is not None:
         status = "needs_reconnect"
+        if principal.connected_at is None:
+            disconnected_by = _disconnected_by(session, f"{cred.external_id}/{principal.name}")
     elif since is not None:
         status = "connected"
     else:
@@ -78,7 +93,17 @@ def principal_state(session, cred: ExternalCredential, principal: Principal) -> 
         refresh_token_set_at=stored,
         refresh_token_version=ref.current_version if ref else None,
         last_used_at=last[0] if last else None, last_used_outcome=last[1] if last else None,
-        connectable=connectable(cred))
+        connectable=connectable(cred), disconnected_by=disconnected_by)
+
+
+def _disconnected_by(session, key: str) -> str | None:
+    """The admin whose disconnect is the principal's last connect or disconnect (`govern credentials disconnect`,
+    the API's DELETE .../connection, the console), if it was one."""
+    last = session.execute(select(AdminAction.action, AdminAction.actor).where(
+        AdminAction.subject_kind == "principal", AdminAction.subject == key,
+        col(AdminAction.action).in_(("disconnect", "principal.connect"))).order_by(
+        col(AdminAction.id).desc()).limit(1)).first()
+    return last[1] if last is not None and last[0] == "disconnect" else None
 
 
 def _utc(value: dt.datetime) -> dt.datetime:

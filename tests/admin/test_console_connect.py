@@ -224,3 +224,77 @@ def test_a_flow_started_from_the_api_still_ends_on_the_plain_page(live):
     page = requests.get(started.json()["authorize_url"], timeout=30)
     assert page.status_code == 200 and "Connected" in page.text
     assert page.url.startswith(live.base + "/oauth/callback")
+
+
+def test_the_admin_disconnects_a_principal_and_the_console_says_who_and_why(browser, live):
+    """Disconnect (asked first, naming what it affects): no upstream call for the principal from then on, its
+    refresh token's revocation queued for the worker, the page says who disconnected it; operators and auditors
+    see no button and their forged POSTs are refused; connecting again clears it."""
+    from govern.store.revocation_queue import UpstreamRevocation
+
+    make_users(live)
+    _callback_client(live)
+    for role in ("operator", "auditor"):
+        browser.delete_all_cookies()
+        sign_in(browser, live.base, f"{role}-user")
+        browser.get(live.base + PAGE)
+        wait(browser).until(EC.presence_of_element_located((By.ID, "gv-connection")))
+        assert browser.find_elements(By.CSS_SELECTOR, ".gv-disconnect") == []
+        http = session_of(browser)
+        page = http.get(live.base + PAGE, timeout=30)
+        forged = http.post(f"{live.base}/admin/principals/disconnect/", allow_redirects=False, timeout=30,
+                           data={"csrf_token": csrf_from(page.text), "principal": "shop-rt/alice"},
+                           headers={"Origin": live.base})
+        assert forged.status_code == 403, role
+    with live.services.sessions() as s:
+        assert s.exec(select(UpstreamRevocation)).all() == []
+
+    browser.delete_all_cookies()
+    sign_in(browser, live.base, "admin-user")
+    browser.set_window_size(1280, 900)
+    browser.get(live.base + PAGE)
+    state = wait(browser).until(EC.presence_of_element_located((By.ID, "gv-connection-state")))
+    assert state.find_element(By.CSS_SELECTOR, ".gv-state").get_attribute("data-state") == "connected"
+    button = browser.find_element(By.CSS_SELECTOR, ".gv-disconnect")
+    button.click()
+    alert = wait(browser).until(EC.alert_is_present())
+    assert "Disconnect alice of shop-rt?" in alert.text and "revokes its refresh token" in alert.text
+    alert.dismiss()
+    with live.services.sessions() as s:
+        assert s.exec(select(Principal).where(Principal.name == "alice")).one().needs_reconnect_at is None
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.CSS_SELECTOR, ".gv-disconnect").click()
+    wait(browser).until(EC.alert_is_present()).accept()
+    wait(browser).until(EC.staleness_of(old))
+    flash = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".alert"))).text
+    assert "Principal alice of shop-rt is disconnected; 1 token revocation queued for the worker." in flash
+    state = browser.find_element(By.ID, "gv-connection-state")
+    assert state.find_element(By.CSS_SELECTOR, ".gv-state").get_attribute("data-state") == "needs_reconnect"
+    assert "disconnected by admin-user" in state.find_element(By.CSS_SELECTOR, ".gv-why").text
+    assert browser.find_elements(By.CSS_SELECTOR, ".gv-disconnect") == []  # nothing left to disconnect
+    assert browser.find_element(By.CSS_SELECTOR, ".gv-connect").text.startswith("Reconnect")
+    assert not RAW.search(browser.page_source) and no_overflow(browser) == []
+    screenshot(browser, "principal-disconnected-1280")
+
+    with live.services.sessions() as s:
+        queued = s.exec(select(UpstreamRevocation)).all()
+        action = s.exec(select(AdminAction).where(AdminAction.action == "disconnect")).one()
+    assert [(q.credential, q.principal, q.token_type, q.status) for q in queued] == [
+        ("shop-rt", "alice", "refresh_token", "pending")]
+    assert (action.actor, action.subject) == ("admin-user", "shop-rt/alice")
+    # govern makes no upstream call for a disconnected principal.
+    refreshes = live.upstream.count("refresh_token")
+    token = live.upstream_token(live.govern_token(), "shop-user-orders")
+    assert token.status_code != 200
+    assert live.upstream.count("refresh_token") == refreshes
+
+    # Connecting again (through the upstream) clears the disconnect.
+    old = browser.find_element(By.TAG_NAME, "html")
+    browser.find_element(By.CSS_SELECTOR, ".gv-connect").click()
+    wait(browser).until(EC.alert_is_present()).accept()
+    wait(browser).until(EC.staleness_of(old))
+    flash = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".alert"))).text
+    assert "Principal alice of shop-rt is connected." in flash
+    state = browser.find_element(By.ID, "gv-connection-state")
+    assert state.find_element(By.CSS_SELECTOR, ".gv-state").get_attribute("data-state") == "connected"
+    assert live.upstream_token(live.govern_token(), "shop-user-orders").status_code == 200

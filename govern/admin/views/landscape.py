@@ -15,7 +15,8 @@ from govern.admin.views.base import ReadOnlyView, fmt_list, readable, relative_t
 from govern.store.tables import ExternalCredential, IntegrationUser, Principal, System
 from govern.secrets.service import credential_fields
 from govern.domain.secret import Secret
-from govern.broker.upstream import build_connect_service
+from govern.broker.upstream import build_connect_service, build_revocation_queue
+from govern.broker.upstream.revocation_queue import disconnect_principal
 from govern.errors import GovernError
 
 
@@ -153,6 +154,27 @@ class PrincipalView(ReadOnlyView):
             flash(f"Connecting {model.name} of {cred.external_id} could not start: {exc.detail}.", "error")
             return redirect(url_for(".details_view", id=f"{cred.external_id}/{model.name}"))
         return redirect(url, code=303)
+
+    @expose("/disconnect/", methods=("POST",))
+    def disconnect_view(self):
+        """Disconnect the principal (admin only): no upstream call for it from now on, and its tokens' revocation
+        at the provider queued for the worker (govern.broker.upstream.revocation_queue)."""
+        require_role("admin")
+        model = self.get_one(request.form.get("principal") or "")
+        cred = self.session.get(ExternalCredential, model.credential_id) if model is not None else None
+        if model is None or cred is None:
+            abort(404)
+        services = self.services
+        try:
+            report = disconnect_principal(build_revocation_queue(services), services.clock, cred.external_id,
+                                          model.name, commit=True, actor=actor())
+        except GovernError as exc:
+            flash(f"Disconnecting {model.name} of {cred.external_id} failed: {exc.detail}.", "error")
+        else:
+            queued = sum(1 for item in report.items if item.action == "revoke")
+            flash(f"Principal {model.name} of {cred.external_id} is disconnected; "
+                  f"{queued} token revocation{'' if queued == 1 else 's'} queued for the worker.", "success")
+        return redirect(url_for(".details_view", id=f"{cred.external_id}/{model.name}"))
 
     def get_pk_value(self, model):
         cred = self.session.get(ExternalCredential, model.credential_id)
