@@ -18,6 +18,7 @@ p50s are hey's. The slow system's answers are counted by status (hey) and the de
 (how many got 503 `upstream_concurrency_limit`).
 `--limit N` sets GOVERN_PROXY_MAX_CONCURRENT_CALLS (default: govern's, 32 per process); `--threads N` sets
 GOVERN_WEB_THREADS (default: govern's, 16 per worker).
+`--server NAME` runs govern under another WSGI server (bench/_common.py `SERVERS`, issue #20).
 Last line: `token_p50_ratio=X other_system_p50_ratio=Y` (loaded p50 / unloaded p50; goal: within 2x).
 """
 from __future__ import annotations
