@@ -150,7 +150,7 @@ class CpuMeter:
 
 # ---------------------------------------------------------------------------------------------------- servers
 def start_gunicorn(app_spec: str, env: dict[str, str], log: Path, *, workers: int, threads: int | None = None,
-                   cwd: Path = ROOT) -> tuple[subprocess.Popen, str]:
+                   cwd: Path = ROOT, extra: list[str] | None = None) -> tuple[subprocess.Popen, str]:
     """govern (or any WSGI app) under gunicorn with production's settings (govern.gunicorn_conf: gthread,
     keep-alive 75 s, no access log), on a free port, up and answering /healthz. Returns (process, base URL)."""
     port = free_port()
@@ -158,6 +158,7 @@ def start_gunicorn(app_spec: str, env: dict[str, str], log: Path, *, workers: in
            "--log-level", "warning"]
     if threads:
         cmd += ["--threads", str(threads)]
+    cmd += extra or []
     # A file, not a pipe: an unread pipe fills up and blocks the workers' logging.
     proc = subprocess.Popen([*cmd, app_spec], cwd=str(cwd), env=env, stdout=subprocess.DEVNULL,
                             stderr=open(log, "wb"), start_new_session=True)
@@ -166,6 +167,48 @@ def start_gunicorn(app_spec: str, env: dict[str, str], log: Path, *, workers: in
     # Every worker must be up before CPU is counted: the process tree is read once per meter.
     deadline = time.monotonic() + 60
     while len(process_tree(proc.pid)) < workers + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return proc, base
+
+
+SERVERS = ("gunicorn", "granian", "waitress")
+
+
+def server_pythonpath() -> str:
+    """The server's PYTHONPATH: this tree first, then the caller's (where granian or waitress may be)."""
+    return os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
+
+def start_server(server: str, app_spec: str, env: dict[str, str], log: Path, *, workers: int,
+                 threads: int | None = None, cwd: Path = ROOT, extra: list[str] | None = None,
+                 ) -> tuple[subprocess.Popen, str]:
+    """govern under `server` on a free port, up and answering /healthz (every worker started). gunicorn runs
+    with production's settings (govern.gunicorn_conf); the others for comparison (issue #20): granian's WSGI
+    interface (`--workers`, `--blocking-threads` = threads), waitress (one process: `workers` is ignored).
+    granian and waitress must be importable (PYTHONPATH or the venv). `extra`: more options for the server."""
+    if server == "gunicorn":
+        return start_gunicorn(app_spec, env, log, workers=workers, threads=threads, cwd=cwd, extra=extra)
+    port = free_port()
+    threads = threads or 64
+    if server == "granian":
+        target = app_spec.removesuffix("()")
+        cmd = [PY, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers), "--blocking-threads", str(threads), "--log-level", "warning",
+               "--no-ws", "--http", "1", *(extra or []), *(["--factory"] if app_spec.endswith("()") else []), target]
+        expected = workers + 1
+    elif server == "waitress":
+        cmd = [PY, "-m", "waitress", "--listen", f"127.0.0.1:{port}", f"--threads={threads}",
+               "--connection-limit=1000", *(extra or []), *(["--call"] if app_spec.endswith("()") else []),
+               app_spec.removesuffix("()")]
+        expected = 1
+    else:
+        raise SystemExit(f"error: unknown server {server!r} (one of {', '.join(SERVERS)})")
+    proc = subprocess.Popen(cmd, cwd=str(cwd), env=env, stdout=subprocess.DEVNULL, stderr=open(log, "wb"),
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/healthz", what=server, proc=proc)
+    deadline = time.monotonic() + 60
+    while len(process_tree(proc.pid)) < expected and time.monotonic() < deadline:
         time.sleep(0.1)
     return proc, base
 

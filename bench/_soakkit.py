@@ -150,21 +150,15 @@ class Instance:
         secrets.replace(credential, principal, field, Secret(value),
                         expected_version=current.version if current else None)
 
-    def start(self, workers: int = 2) -> None:
-        log = open(self.tmp / "gunicorn.log", "wb")  # a file: an unread pipe would block the workers' logging
-        self.gunicorn = subprocess.Popen(
-            [GUNICORN, "-c", "python:govern.gunicorn_conf", "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
-             "--log-level", "warning", "govern.wsgi:app()"],
-            cwd=str(ROOT), env=self.env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            time.sleep(0.2)
-        raise SystemExit("error: govern did not come up")
+    def start(self, workers: int = 2, server: str = "gunicorn", extra: list[str] | None = None) -> None:
+        """govern under `server` (bench._common.SERVERS; gunicorn with production's settings)."""
+        from bench._common import server_pythonpath, start_server
+
+        env = {**self.env, "PYTHONPATH": server_pythonpath()}
+        self.gunicorn, self.base = start_server(server, "govern.wsgi:app()", env, self.tmp / "gunicorn.log",
+                                                workers=workers, extra=extra, cwd=ROOT,
+                                                threads=int(env.get("GOVERN_WEB_THREADS", "0")) or None)
+        self.port = int(self.base.rsplit(":", 1)[1])
 
     def govern_token(self, user: str) -> str:
         resp = requests.post(self.base + "/oauth/token", auth=(user, USER_SECRET),

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import requests
 
-from _common import (USER_SECRET, CpuMeter, Load, OpenBaoKv, ROOT, load_average, progress, py_spy, start_gunicorn,
+from _common import (SERVERS, server_pythonpath, USER_SECRET, CpuMeter, Load, OpenBaoKv, load_average, progress, py_spy, start_server,
                      stop, uptime, wrk)
 
 
@@ -55,6 +55,10 @@ def main() -> None:
     ap.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
     ap.add_argument("--profile", type=Path, help="also run py-spy (raw collapsed stacks) on each worker during one "
                                                  "more cache-hit token run, into this directory")
+    ap.add_argument("--server", choices=SERVERS, default="gunicorn",
+                    help="the WSGI server under govern (granian, waitress: importable, e.g. on PYTHONPATH)")
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="one more option for the server's command line (repeat), e.g. --server-arg=--keep-alive=5")
     args = ap.parse_args()
     # `timeout` and kill send SIGTERM: turn it into an exit, so that the finally block stops gunicorn.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
@@ -121,12 +125,12 @@ def main() -> None:
                        .values(leeway_seconds=60))
 
         env = {**os.environ, "GOVERN_HOME": str(home), "GOVERN_DATABASE_URL": database_url,
-               "GOVERN_LOG_LEVEL": args.log_level, "PYTHONPATH": str(ROOT)}
+               "GOVERN_LOG_LEVEL": args.log_level, "PYTHONPATH": server_pythonpath()}
         if redis_url:
             env.update(GOVERN_REDIS_URL=redis_url, GOVERN_REDIS_PREFIX=redis_prefix)
         env.update(store_env)
-        gunicorn, base = start_gunicorn("govern.wsgi:app()", env, tmp / "gunicorn.log", workers=args.workers,
-                                        threads=args.threads or None)
+        gunicorn, base = start_server(args.server, "govern.wsgi:app()", env, tmp / "gunicorn.log", workers=args.workers,
+                                       threads=args.threads or None, extra=args.server_arg)
         progress("govern up")
         anchor = OpenBaoKv(tmp / "openbao-anchor")
         progress("OpenBao anchor up")
@@ -197,7 +201,7 @@ def main() -> None:
         p50, p99 = mean("token", "p50_ms"), mean("token", "p99_ms")
         print(f"uptime: {uptime()}")
         print(f"store={services.secret_store.kind} cache_cipher={services.cache_cipher.mode} log_level={args.log_level} "
-              f"database={args.database} redis={bool(redis_url)} workers={args.workers} threads={args.threads or 'conf'} "
+              f"database={args.database} redis={bool(redis_url)} server={args.server} {' '.join(args.server_arg)} workers={args.workers} threads={args.threads or 'conf'} "
               f"connections={args.connections} seconds={args.seconds}x{args.rounds} cores={os.cpu_count()}")
         for name, label in (("healthz", "govern GET /healthz"), ("token", "cache-hit token   "),
                             ("openbao", "OpenBao KV v2 read")):
@@ -208,7 +212,7 @@ def main() -> None:
         print(f"one connection: cache-hit token            {hit_one.line()}{hit_one.cpu_line()}")
         print(f"one connection: cache-miss token           {miss.line()}")
         print(f"load average at the end: {load_average()}")
-        print(f"token_over_healthz={token_rps / healthz_rps:.2f} token_over_openbao={token_rps / bao_rps:.2f} "
+        print(f"server={args.server} token_over_healthz={token_rps / healthz_rps:.2f} token_over_openbao={token_rps / bao_rps:.2f} "
               f"govern_cpu_ms_per_token={cpu_token:.3f} govern_cpu_ms_per_healthz={cpu_healthz:.3f} "
               f"token_rps={token_rps:.0f} healthz_rps={healthz_rps:.0f} openbao_rps={bao_rps:.0f} "
               f"p50_ms={p50:.2f} p99_ms={p99:.2f} miss_added_p50_ms={miss.p50_ms - direct.p50_ms:.2f}")

@@ -18,6 +18,7 @@ p50s are hey's. The slow system's answers are counted by status (hey) and the de
 (how many got 503 `upstream_concurrency_limit`).
 `--limit N` sets GOVERN_PROXY_MAX_CONCURRENT_CALLS (default: govern's, 32 per process); `--threads N` sets
 GOVERN_WEB_THREADS (default: govern's, 16 per worker).
+`--server NAME` runs govern under another WSGI server (bench/_common.py `SERVERS`, issue #20).
 Last line: `token_p50_ratio=X other_system_p50_ratio=Y` (loaded p50 / unloaded p50; goal: within 2x).
 """
 from __future__ import annotations
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=0, help="GOVERN_PROXY_MAX_CONCURRENT_CALLS (default: govern's)")
     ap.add_argument("--threads", type=int, default=0, help="GOVERN_WEB_THREADS per worker (default: govern's, 64)")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of each probe")
+    ap.add_argument("--server", default="gunicorn", help="the WSGI server under govern (bench/_common.py SERVERS)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
 
@@ -94,7 +96,7 @@ def main() -> None:
             oauth.register_client(f"{tag}-client", secret=f"{tag}-upstream-secret", scope="orders.read")
             instance.put_secret(f"bh-{tag}-cc", None, "client_secret", f"{tag}-upstream-secret")
         slow_rs.slow_next(1_000_000, delay=5.0)
-        instance.start(workers=2)
+        instance.start(workers=2, server=args.server)
         progress(f"govern up at {instance.base}")
         tok_fast, _ = instance.govern_token("fast-sync")
         tok_slow, _ = instance.govern_token("slow-sync")
@@ -131,7 +133,7 @@ def main() -> None:
         limit = args.limit or int(os.environ.get("GOVERN_PROXY_MAX_CONCURRENT_CALLS", "32"))
         from govern import gunicorn_conf  # the threads govern runs with when --threads is not given
 
-        print(f"govern: 2 gunicorn workers x {args.threads or gunicorn_conf.threads} threads; per-system limit {limit} per process; "
+        print(f"govern: {args.server}, 2 workers x {args.threads or gunicorn_conf.threads} threads; per-system limit {limit} per process; "
               f"{os.cpu_count()} cores; load average unloaded probe {' '.join(f'{x:.2f}' for x in load0)}, "
               f"loaded probe {' '.join(f'{x:.2f}' for x in load1)}")
         for name, r0, r1 in (("token (cache hit)", tok0, tok1), ("other system proxy", fast0, fast1)):

@@ -34,13 +34,13 @@ from pathlib import Path
 
 import requests
 
-from _common import (USER_SECRET, CpuMeter, Load, ROOT, free_port, hey_fixed_rate, load_average, progress, py_spy,
-                     start_gunicorn, start_nginx, stop, uptime, wait_http, wrk)
+from _common import (SERVERS, server_pythonpath, USER_SECRET, CpuMeter, Load, free_port, hey_fixed_rate, load_average, progress, py_spy,
+                     start_server, start_nginx, stop, uptime, wait_http, wrk)
 
 API_KEY = "bench-api-key-value"
 BODY = '{"id": "001", "name": "Acme", "status": "ok", "items": [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19]}'
 
-SERVERS = """
+NGINX_SERVERS = """
     server {{
         listen 127.0.0.1:{up_port};
         location /api/ {{
@@ -80,7 +80,7 @@ def prepare_instance(home: Path, upstream_url: str, log_level: str) -> dict[str,
 
     home.mkdir(parents=True)
     env = {**os.environ, "GOVERN_HOME": str(home), "GOVERN_DATABASE_URL": f"sqlite:///{home / 'govern.db'}",
-           "GOVERN_LOG_LEVEL": log_level, "PYTHONPATH": str(ROOT)}
+           "GOVERN_LOG_LEVEL": log_level, "PYTHONPATH": server_pythonpath()}
     env.pop("GOVERN_REDIS_URL", None)
     services = build_services(load_settings({k: v for k, v in env.items() if k.startswith("GOVERN_")}))
     try:
@@ -112,6 +112,10 @@ def main() -> None:
     ap.add_argument("--log-level", default="INFO", help="GOVERN_LOG_LEVEL of govern (INFO logs a line per request)")
     ap.add_argument("--profile", type=Path, help="also run py-spy (raw collapsed stacks) on each worker during one "
                                                  "more proxied run, into this directory")
+    ap.add_argument("--server", choices=SERVERS, default="gunicorn",
+                    help="the WSGI server under govern (granian, waitress: importable, e.g. on PYTHONPATH)")
+    ap.add_argument("--server-arg", action="append", default=[],
+                    help="one more option for the server's command line (repeat), e.g. --server-arg=--keep-alive=5")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(2))
 
@@ -120,7 +124,7 @@ def main() -> None:
     try:
         up_port, anchor_port = free_port(), free_port()
         upstream_url = f"http://127.0.0.1:{up_port}"
-        nginx = start_nginx(tmp / "nginx", SERVERS.format(up_port=up_port, anchor_port=anchor_port, key=API_KEY,
+        nginx = start_nginx(tmp / "nginx", NGINX_SERVERS.format(up_port=up_port, anchor_port=anchor_port, key=API_KEY,
                                                           body=BODY))
         direct_url = f"{upstream_url}/api/accounts/001"
         anchor_url = f"http://127.0.0.1:{anchor_port}/api/accounts/001"
@@ -128,8 +132,8 @@ def main() -> None:
         if requests.get(direct_url, timeout=5).status_code != 401:
             raise SystemExit("error: the upstream answered without the API key")
         env = prepare_instance(tmp / "instance", upstream_url, args.log_level)
-        gunicorn, base = start_gunicorn("govern.wsgi:app()", env, tmp / "govern.log", workers=args.workers,
-                                        threads=args.threads or None)
+        gunicorn, base = start_server(args.server, "govern.wsgi:app()", env, tmp / "govern.log", workers=args.workers,
+                                       threads=args.threads or None, extra=args.server_arg)
         progress("nginx and govern up")
         proxied_url = f"{base}/api/v1/named-credentials/bench-api/proxy/accounts/001"
         resp = requests.post(f"{base}/oauth/token", auth=("bench-sync", USER_SECRET),
@@ -180,7 +184,7 @@ def main() -> None:
         cpu_call = sum(r.cpu_s for r in runs["proxied"]) * 1000 / sum(r.requests for r in runs["proxied"])
         cpu_healthz = sum(r.cpu_s for r in runs["healthz"]) * 1000 / sum(r.requests for r in runs["healthz"])
         print(f"uptime: {uptime()}")
-        print(f"govern: gunicorn gthread {args.workers} workers, threads={args.threads or 'conf'}, "
+        print(f"govern: {args.server} {' '.join(args.server_arg)} {args.workers} workers, threads={args.threads or 'conf'}, "
               f"GOVERN_LOG_LEVEL={args.log_level}; upstream and anchor: nginx, 1 worker; {os.cpu_count()} cores; "
               f"{args.connections} connections, {args.seconds} s x {args.rounds} rounds")
         for name, label in (("healthz", "govern GET /healthz"), ("proxied", "govern proxy      "),
@@ -192,7 +196,7 @@ def main() -> None:
         print(f"load average at the end: {load_average()}")
         over50 = fixed["proxied"].p50_ms - fixed["direct"].p50_ms
         over99 = fixed["proxied"].p99_ms - fixed["direct"].p99_ms
-        print(f"proxy_over_healthz={mean('proxied') / mean('healthz'):.2f} "
+        print(f"server={args.server} proxy_over_healthz={mean('proxied') / mean('healthz'):.2f} "
               f"proxy_over_nginx={mean('proxied') / mean('nginx'):.2f} "
               f"govern_cpu_ms_per_call={cpu_call:.3f} govern_cpu_ms_per_healthz={cpu_healthz:.3f} "
               f"proxy_rps={mean('proxied'):.0f} healthz_rps={mean('healthz'):.0f} nginx_proxy_rps={mean('nginx'):.0f} "
