@@ -35,7 +35,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from bench.broker import GUNICORN, USER_SECRET, free_port, progress, wait_until  # noqa: E402
+from bench._common import GUNICORN, USER_SECRET, free_port, progress, wait_http  # noqa: E402
 
 LUA = """wrk.method = "POST"
 wrk.body = '{{"scope": "orders.read"}}'
@@ -121,7 +121,7 @@ def main() -> None:
                                      "--log-level", "warning", "govern.wsgi:app()"], cwd=str(ROOT), env=env,
                                     stdout=subprocess.DEVNULL, stderr=gunicorn_log, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: requests.get(base + "/healthz", timeout=1).status_code == 200, 60, "govern under gunicorn")
+        wait_http(base + "/healthz", timeout=60, what="govern under gunicorn")
         resp = requests.post(base + "/oauth/token", data={"grant_type": "client_credentials", "scope": "orders.read"},
                              auth=("sync-hit", USER_SECRET), timeout=30)
         if resp.status_code != 200:
