@@ -36,6 +36,7 @@ MANAGEMENT = [
     ("DELETE", "/api/v1/credentials/erp-cc/secrets/client_secret", "admin"),
     ("DELETE", "/api/v1/integration-users/order-sync/secrets/client_secret", "admin"),
     ("POST", "/api/v1/credentials/erp-cc/principals/alice/connect", "admin"),
+    ("DELETE", "/api/v1/credentials/erp-cc/principals/alice/connection", "admin"),
 ]
 RANK = {"auditor": 0, "operator": 1, "admin": 2}
 # Routes that are not management routes (public, or authenticated with a govern access token).
@@ -141,7 +142,7 @@ def test_a_lower_role_is_refused_and_changes_nothing(client, role_tokens, servic
             assert resp.status_code == 403, (role, method, path, resp.status_code)
             assert resp.json["code"] == "forbidden"
             tried += 1
-    assert tried == 16  # 4 operator routes x 1 lower role + 6 admin routes x 2
+    assert tried == 18  # 4 operator routes x 1 lower role + 7 admin routes x 2
     assert actions() == before
 
 
