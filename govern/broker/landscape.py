@@ -168,6 +168,12 @@ class Landscape:
             raise NotFound(f"no named credential {name!r}")
         return entry.resolve(principal)
 
+    def needs_reconnect(self, name: str, principal: str | None) -> bool:
+        """Whether the principal the token source would resolve for (`name`, `principal`) is disconnected or
+        had its refresh token refused: a set lookup, for every token request, cached or not."""
+        entry = self.upstream.get(name)
+        return entry is not None and bool(entry.reconnect) and (principal or "") in entry.reconnect
+
 
 @dataclass(frozen=True, slots=True)
 class _Shared:

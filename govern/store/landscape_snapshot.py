@@ -108,6 +108,9 @@ class PrincipalRecord:
     kind: str  # named | per_user
     integration_user_id: int | None
     subject: str | None
+    # Disconnected, or its refresh token refused upstream (Principal.needs_reconnect_at): no token for it at all,
+    # not even one govern still has cached (govern.broker.upstream.service.UpstreamTokens.get_token).
+    needs_reconnect: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +209,8 @@ SYSTEMS = sa.select(_S.id, _S.external_id, _S.daily_api_budget, _json(_S.mainten
 CREDENTIALS = sa.select(_C.id, _C.external_id, _C.system_id, _C.protocol, _C.token_url, _C.client_id,
                         _C.client_auth_method, _C.header_name, _C.principal_type, _json(_C.scopes), _C.audience,
                         _json(_C.resource), _json(_C.token_params), _C.leeway_seconds, _json(_C.rotation))
-PRINCIPALS = sa.select(_P.id, _P.credential_id, _P.name, _P.kind, _P.integration_user_id, _P.subject).order_by(_P.id)
+PRINCIPALS = sa.select(_P.id, _P.credential_id, _P.name, _P.kind, _P.integration_user_id, _P.subject,
+                       _P.needs_reconnect_at.is_not(None)).order_by(_P.id)
 NAMED_CREDENTIALS = sa.select(_N.id, _N.external_id, _N.credential_id, _N.url, _N.api_type, _N.timeout_seconds,
                               _json(_N.retry), _json(_N.circuit_breaker), _json(_N.allowed_methods),
                               _json(_N.allowed_paths), _N.during_maintenance, _N.max_body_bytes)
@@ -284,8 +288,8 @@ def read(connection: sa.Connection, version: int) -> LandscapeRecords:
                 "apply the governance file again")))
         except _Unreadable as problem:
             failed("credential", i, ext, problem)
-    out.principals = [PrincipalRecord(i, cred, name, kind, user, subject)
-                      for i, cred, name, kind, user, subject in run(PRINCIPALS)]
+    out.principals = [PrincipalRecord(i, cred, name, kind, user, subject, bool(reconnect))
+                      for i, cred, name, kind, user, subject, reconnect in run(PRINCIPALS)]
     for (i, ext, cred, url, api_type, timeout, retry, breaker, methods, paths, during,
          max_body) in run(NAMED_CREDENTIALS):
         where = f"named credential {ext}"

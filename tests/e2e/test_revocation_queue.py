@@ -254,6 +254,30 @@ def test_disconnect_over_http(offboard_live, admin_token):
     assert not live.upstream.refresh_token_valid(refresh_token)
 
 
+def test_a_disconnected_principal_gets_no_token_not_even_a_cached_one(offboard_live, admin_token):
+    """Disconnect stops use at once, before the worker has revoked anything: govern still holds a cached access
+    token that the provider would accept, and hands it to no one, on the proxy or the token endpoint; a reconnect
+    lifts the block."""
+    live = offboard_live
+    refresh_token, access = _used(live)
+    govern_token = live.govern_token(secret=USER_SECRET)
+    assert live.proxy(govern_token, "shop-user-orders", "api/orders").status_code == 200  # served from the cache
+    done = requests.delete(live.base + "/api/v1/credentials/shop-users/principals/dana/connection",
+                           headers={"Authorization": f"Bearer {admin_token}"}, timeout=30)
+    assert done.status_code == 200, done.text
+    assert all(live.upstream.access_tokens[a].user == "dana" for a in access)  # still valid at the provider
+    refreshes = live.upstream.count("refresh_token")
+    for answer in (live.proxy(govern_token, "shop-user-orders", "api/orders"),
+                   live.upstream_token(govern_token, "shop-user-orders")):
+        assert answer.status_code == 409, answer.text
+        assert answer.json()["code"] == "principal_needs_reconnect"
+        assert not any(a in answer.text for a in access) and refresh_token not in answer.text
+    assert live.upstream.count("refresh_token") == refreshes
+
+    _connect(live)
+    assert live.proxy(govern_token, "shop-user-orders", "api/orders").status_code == 200
+
+
 def test_a_new_connect_revokes_the_refresh_token_it_replaced(offboard_live):
     live = offboard_live
     _connect(live)

@@ -102,6 +102,10 @@ class UpstreamTokens:
         scopes = tuple(sorted(set(scopes)))
         key = cache_key(named_credential, principal, scopes)
         started = self.clock.now()
+        if self.landscape.current().needs_reconnect(named_credential, principal):
+            # Disconnected (or refused upstream): not even a token govern still has cached is handed out.
+            raise PrincipalNeedsReconnect(f"principal {principal or '-'!r} of {named_credential!r} is disconnected "
+                                          "or its refresh token was refused; reconnect it")
 
         def usable(token: UpstreamToken | None) -> TypeGuard[UpstreamToken]:
             if token is None or (rejected is not None and same_token(token, rejected)):

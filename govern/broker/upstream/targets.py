@@ -77,6 +77,7 @@ class PrincipalEntry:
     kind: str  # named | per_user
     subject: str | None
     user: str | None  # a per-user principal's integration user (external id)
+    needs_reconnect: bool = False  # disconnected, or its refresh token refused upstream
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,9 @@ class UpstreamEntry:
     header_name: str | None
     timeout: float
     principals: tuple[PrincipalEntry, ...]
+    # How callers name the principals that need a reconnect (their names, per-user principals' integration users,
+    # and "" for the credential's one named principal when the caller names none): no token is handed out for them.
+    reconnect: frozenset[str] = frozenset()
 
     def resolve(self, principal: str | None) -> Target:
         """`principal` names a principal of the credential or, for per-user credentials, the integration user
@@ -120,8 +124,20 @@ class UpstreamEntry:
 def principal_entries(principals: list[PrincipalRecord], users: dict[int, str]) -> tuple[PrincipalEntry, ...]:
     """One credential's principals as the token source resolves them; `users`: integration user id -> external id."""
     return tuple(PrincipalEntry(id=p.id, name=p.name, kind=p.kind, subject=p.subject,
-                                user=users.get(p.integration_user_id) if p.integration_user_id else None)
+                                user=users.get(p.integration_user_id) if p.integration_user_id else None,
+                                needs_reconnect=p.needs_reconnect)
                  for p in principals)
+
+
+def reconnect_names(principal_type: str, principals: tuple[PrincipalEntry, ...]) -> frozenset[str]:
+    """The names UpstreamEntry.resolve would resolve to a principal that needs a reconnect."""
+    names = {p.name for p in principals if p.needs_reconnect}
+    if principal_type == "per_user":
+        names |= {p.user for p in principals if p.needs_reconnect and p.user}
+    named = [p for p in principals if p.kind == "named"]
+    if len(named) == 1 and named[0].needs_reconnect:
+        names.add("")
+    return frozenset(names)
 
 
 def upstream_entry(nc: NamedCredentialRecord, cred: CredentialRecord, settings: dict[str, Any],
@@ -132,4 +148,5 @@ def upstream_entry(nc: NamedCredentialRecord, cred: CredentialRecord, settings: 
         named_credential=nc.external_id, credential=cred.external_id, principal_type=cred.principal_type,
         protocol=cred.protocol, token_url=cred.token_url, client_id=cred.client_id,
         client_auth_method=cred.client_auth_method, settings=settings, header_name=cred.header_name,
-        timeout=nc.timeout or 10.0, principals=principals)
+        timeout=nc.timeout or 10.0, principals=principals,
+        reconnect=reconnect_names(cred.principal_type, principals))
