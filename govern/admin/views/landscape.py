@@ -140,11 +140,7 @@ class PrincipalView(ReadOnlyView):
     @expose("/connect/", methods=("POST",))
     def connect_view(self):
         """Start connecting the principal (admin only); the browser goes on to the upstream's authorize page."""
-        require_role("admin")
-        model = self.get_one(request.form.get("principal") or "")
-        cred = self.session.get(ExternalCredential, model.credential_id) if model is not None else None
-        if model is None or cred is None:
-            abort(404)
+        model, cred = self._posted_principal()
         services = self.services
         if services.connect is None:
             services.connect = build_connect_service(services)
@@ -159,11 +155,7 @@ class PrincipalView(ReadOnlyView):
     def disconnect_view(self):
         """Disconnect the principal (admin only): no upstream call for it from now on, and its tokens' revocation
         at the provider queued for the worker (govern.broker.upstream.revocation_queue)."""
-        require_role("admin")
-        model = self.get_one(request.form.get("principal") or "")
-        cred = self.session.get(ExternalCredential, model.credential_id) if model is not None else None
-        if model is None or cred is None:
-            abort(404)
+        model, cred = self._posted_principal()
         services = self.services
         try:
             report = disconnect_principal(build_revocation_queue(services), services.clock, cred.external_id,
@@ -175,6 +167,15 @@ class PrincipalView(ReadOnlyView):
             flash(f"Principal {model.name} of {cred.external_id} is disconnected; "
                   f"{queued} token revocation{'' if queued == 1 else 's'} queued for the worker.", "success")
         return redirect(url_for(".details_view", id=f"{cred.external_id}/{model.name}"))
+
+    def _posted_principal(self) -> tuple[Principal, ExternalCredential]:
+        """The principal an admin's POST names (`principal=credential/name`), and its credential; 404 if unknown."""
+        require_role("admin")
+        model = self.get_one(request.form.get("principal") or "")
+        cred = self.session.get(ExternalCredential, model.credential_id) if model is not None else None
+        if model is None or cred is None:
+            abort(404)
+        return model, cred
 
     def get_pk_value(self, model):
         cred = self.session.get(ExternalCredential, model.credential_id)
