@@ -22,4 +22,4 @@ def log_request(method: str, path: str, status: int, started: float, fields: Map
         return
     extra = {"method": method, "path": path, "status": status,
              "duration_ms": round((time.perf_counter() - started) * 1000, 2), **(fields or {})}
-    log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "request", None, None, extra=extra))
+    log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "request", (), None, extra=extra))

@@ -71,9 +71,10 @@ class DecisionRecordRepo:
                 rows.append(_driver_row(row, True))
             cur.executemany(self._insert_sql(self._engine.dialect), rows)
             if key is not None and checkpoint(first_id, last_id):
-                cp = {"key_id": kid, "head_id": last_id, "head_hash": prev, "at": now()}
+                at = now()
+                cp = {"key_id": kid, "head_id": last_id, "head_hash": prev, "at": at}
                 cur.execute("INSERT INTO decision_checkpoint (at, key_id, head_id, head_hash, mac) VALUES (?, ?, ?, ?, ?)",
-                            (_sqlite_timestamp(cp["at"]), kid, last_id, prev, checkpoint_mac(cp, key)))
+                            (_sqlite_timestamp(at), kid, last_id, prev, checkpoint_mac(cp, key)))
             conn.commit()
         except BaseException:
             # Rolled back here: a connection closed with a statement still alive (this frame's cursor, kept by
