@@ -8,8 +8,9 @@ fake authlib upstream), requests are the bench's: `POST /api/v1/named-credential
 govern bearer token, served from the cache. Prints CPU per request (process_time) and the functions by
 cumulative time. `--path proxy`: a proxied GET instead, to nginx (bench/proxy.py's upstream, checking the
 injected key). The CPU is also split by thread (each thread's own CPU clock): the request thread, the decision
-log's writer, and the rest (the fake upstream, the snapshot's rebuild); `--writer-profile` adds a cProfile of
-the writer's commits (it wraps the log's `_commit` for the profiled run only). `--repeat N` measures N times
+log's writer thread if there is one (trees before the leader/follower group commit of #20; since then the
+commits run in the request threads), and the rest (the fake upstream, the snapshot's rebuild); with a writer
+thread, `--writer-profile` adds a cProfile of its commits (it wraps the log's `_commit` for the profiled run). `--repeat N` measures N times
 and prints the median. Last line: `cpu_ms_per_token=...` (or `cpu_ms_per_proxy=...`) and the split.
 """
 from __future__ import annotations
@@ -133,22 +134,30 @@ def main() -> None:
         for _ in range(200):
             call()
         statuses.clear()
-        writer = next(t for t in threading.enumerate() if t.name == "govern-decision-log")
-        writer_clock = time.pthread_getcpuclockid(writer.ident)
+        # The decision log's writer thread (before #20's leader/follower group commit); without one the request
+        # thread writes its own batches and writer_ms is 0.
+        writer = next((t for t in threading.enumerate() if t.name == "govern-decision-log"), None)
+        writer_clock = time.pthread_getcpuclockid(writer.ident) if writer is not None and writer.ident else None
+
+        def writer_time() -> float:
+            return time.clock_gettime(writer_clock) if writer_clock is not None else 0.0
         runs: list[tuple[float, float, float]] = []
         for _ in range(args.repeat):
-            started, main0, writer0 = time.process_time(), time.thread_time(), time.clock_gettime(writer_clock)
+            started, main0, writer0 = time.process_time(), time.thread_time(), writer_time()
             for _ in range(args.requests):
                 call()
             total = (time.process_time() - started) * 1000 / args.requests
             runs.append((total, (time.thread_time() - main0) * 1000 / args.requests,
-                         (time.clock_gettime(writer_clock) - writer0) * 1000 / args.requests))
+                         (writer_time() - writer0) * 1000 / args.requests))
         cpu_ms, main_ms, writer_ms = (statistics.median(r[i] for r in runs) for i in range(3))
         out = io.StringIO()
         if not args.no_profile:
             profiler, writer_profiler = cProfile.Profile(), cProfile.Profile()
             log_ = services.decision_log
-            if args.writer_profile:
+            # Without a writer thread the commits run in the request thread: they are in its profile, and a
+            # second profiler there would switch the first off.
+            writer_profile = args.writer_profile and writer is not None
+            if writer_profile:
                 commit = log_._commit
 
                 def profiled_commit(batch):
@@ -162,10 +171,10 @@ def main() -> None:
             for _ in range(args.requests):
                 call()
             profiler.disable()
-            if args.writer_profile:
+            if writer_profile:
                 del log_._commit
             pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
-            if args.writer_profile:
+            if writer_profile:
                 print("--- the decision log writer's commits ---", file=out)
                 pstats.Stats(writer_profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
         os.dup2(saved_fd, 2)

@@ -36,7 +36,7 @@ class DecisionRecordRepo:
         self._engine = engine
         self._table = table_of(Decision)
         self._sql: dict[str, str] = {}
-        self._conn: Any = None  # the writer thread's own connection (pooled proxy), kept across batches
+        self._conn: Any = None  # the log's own connection (pooled proxy), kept across batches (one batch at a time)
         self._conn_pid = 0
 
     @property
@@ -52,7 +52,7 @@ class DecisionRecordRepo:
 
     def _write_sqlite(self, batch: list[dict[str, Any]], kid: str, key: bytes | None,
                       checkpoint: Callable[[int, int], bool], now: Callable[[], dt.datetime]) -> None:
-        """On the writer's own connection, through the driver: SQLAlchemy's statement building, result objects
+        """On the log's own connection, through the driver: SQLAlchemy's statement building, result objects
         and pool checkout cost more CPU than the whole transaction (bench/README.md, issue #20). The database
         write lock (`BEGIN IMMEDIATE`) is the chain lock; the head is read inside it."""
         conn = self._connection()
@@ -122,7 +122,7 @@ class DecisionRecordRepo:
             raise
 
     def _connection(self) -> Any:
-        """The writer's own driver connection, kept across batches (a forked child never reuses its parent's)."""
+        """The log's own driver connection, kept across batches (a forked child never reuses its parent's)."""
         if self._conn is None or self._conn_pid != os.getpid():
             pooled: Any = self._engine.raw_connection()
             if self._engine.dialect.name == "postgresql":
@@ -131,7 +131,7 @@ class DecisionRecordRepo:
         return self._conn.driver_connection
 
     def close(self) -> None:
-        """Throw away the writer's own connection, if it has one."""
+        """Throw away the log's own connection, if it has one."""
         pooled, self._conn = self._conn, None
         if pooled is not None and self._conn_pid == os.getpid():
             try:
