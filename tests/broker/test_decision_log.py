@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from govern.broker.decision_log import ChainedDecisionLog, DecisionLogUnavailable
-from govern.store.decision_records import DecisionRecordRepo, iter_records
+from govern.store.decision_records import ADVISORY_LOCK_KEY, DecisionRecordRepo, iter_records
 from govern.domain.decision_chain import GENESIS, canonical_json, record_hash
 from govern.store.db import make_engine
 from govern.store.tables import Decision, DecisionCheckpoint
@@ -114,7 +114,10 @@ def test_an_appender_that_stops_waiting_gets_a_503_and_its_record_is_still_writt
     log = _log(services, commit_timeout=0.5)
     _fill(log, 1)
     blocker = services.engine.connect()
-    blocker.exec_driver_sql("BEGIN IMMEDIATE")  # the database write lock: the leader's batch waits for it
+    if blocker.dialect.name == "postgresql":  # the chain lock: the leader's batch waits for it
+        blocker.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+    else:
+        blocker.exec_driver_sql("BEGIN IMMEDIATE")  # SQLite: the database write lock is the chain lock
     leader = threading.Thread(target=log.append, kwargs=dict(correlation_id="leader", allowed=True, rules=["permit:x"]))
     try:
         leader.start()
