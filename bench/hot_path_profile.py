@@ -7,7 +7,11 @@ thread, so each sample is CPU. The app is the real one (`create_app()` on a prep
 fake authlib upstream), requests are the bench's: `POST /api/v1/named-credentials/erp-hit/token` with a
 govern bearer token, served from the cache. Prints CPU per request (process_time) and the functions by
 cumulative time. `--path proxy`: a proxied GET instead, to nginx (bench/proxy.py's upstream, checking the
-injected key). Last line: `cpu_ms_per_token=...` (or `cpu_ms_per_proxy=...`).
+injected key). The CPU is also split by thread (each thread's own CPU clock): the request thread, the decision
+log's writer thread if there is one (trees before the leader/follower group commit of #20; since then the
+commits run in the request threads), and the rest (the fake upstream, the snapshot's rebuild); with a writer
+thread, `--writer-profile` adds a cProfile of its commits (it wraps the log's `_commit` for the profiled run). `--repeat N` measures N times
+and prints the median. Last line: `cpu_ms_per_token=...` (or `cpu_ms_per_proxy=...`) and the split.
 """
 from __future__ import annotations
 
@@ -18,8 +22,10 @@ import json
 import os
 import pstats
 import shutil
+import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,6 +37,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--top", type=int, default=30)
     ap.add_argument("--log-level", default="INFO")
+    ap.add_argument("--repeat", type=int, default=1, help="measure this many times; the figures are medians")
+    ap.add_argument("--writer-profile", action="store_true", help="also profile the decision log writer's commits")
+    ap.add_argument("--no-profile", action="store_true", help="measure only (no cProfile run)")
     ap.add_argument("--path", choices=("token", "proxy"), default="token",
                     help="the cache-hit token request, or a proxied GET (api_key_header) to nginx")
     args = ap.parse_args()
@@ -125,24 +134,58 @@ def main() -> None:
         for _ in range(200):
             call()
         statuses.clear()
-        started = time.process_time()
-        for _ in range(args.requests):
-            call()
-        cpu_ms = (time.process_time() - started) * 1000 / args.requests
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(args.requests):
-            call()
-        profiler.disable()
+        # The decision log's writer thread (before #20's leader/follower group commit); without one the request
+        # thread writes its own batches and writer_ms is 0.
+        writer = next((t for t in threading.enumerate() if t.name == "govern-decision-log"), None)
+        writer_clock = time.pthread_getcpuclockid(writer.ident) if writer is not None and writer.ident else None
+
+        def writer_time() -> float:
+            return time.clock_gettime(writer_clock) if writer_clock is not None else 0.0
+        runs: list[tuple[float, float, float]] = []
+        for _ in range(args.repeat):
+            started, main0, writer0 = time.process_time(), time.thread_time(), writer_time()
+            for _ in range(args.requests):
+                call()
+            total = (time.process_time() - started) * 1000 / args.requests
+            runs.append((total, (time.thread_time() - main0) * 1000 / args.requests,
+                         (writer_time() - writer0) * 1000 / args.requests))
+        cpu_ms, main_ms, writer_ms = (statistics.median(r[i] for r in runs) for i in range(3))
+        out = io.StringIO()
+        if not args.no_profile:
+            profiler, writer_profiler = cProfile.Profile(), cProfile.Profile()
+            log_ = services.decision_log
+            # Without a writer thread the commits run in the request thread: they are in its profile, and a
+            # second profiler there would switch the first off.
+            writer_profile = args.writer_profile and writer is not None
+            if writer_profile:
+                commit = log_._commit
+
+                def profiled_commit(batch):
+                    writer_profiler.enable()
+                    try:
+                        commit(batch)
+                    finally:
+                        writer_profiler.disable()
+                log_._commit = profiled_commit
+            profiler.enable()
+            for _ in range(args.requests):
+                call()
+            profiler.disable()
+            if writer_profile:
+                del log_._commit
+            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
+            if writer_profile:
+                print("--- the decision log writer's commits ---", file=out)
+                pstats.Stats(writer_profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
         os.dup2(saved_fd, 2)
         if set(statuses) != {"200 OK"}:
             raise SystemExit(f"error: answers {sorted(set(statuses))}")
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
         print(out.getvalue())
         print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; log level {args.log_level}; "
-              f"{args.requests} requests")
-        print(f"cpu_ms_per_{args.path}={cpu_ms:.3f}")
+              f"{args.requests} requests x {args.repeat}; per run (total/request thread/writer ms): "
+              + ", ".join(f"{t:.3f}/{m:.3f}/{w:.3f}" for t, m, w in runs))
+        print(f"cpu_ms_per_{args.path}={cpu_ms:.3f} request_thread_ms={main_ms:.3f} writer_ms={writer_ms:.3f} "
+              f"other_ms={cpu_ms - main_ms - writer_ms:.3f}")
     finally:
         stop(nginx, group=True)
         upstream.stop()

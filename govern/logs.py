@@ -73,8 +73,22 @@ def bind_correlation_id(cid: str) -> contextvars.Token:
     return _correlation_id.set(cid)
 
 
+# Texts already seen without anything suspect (names, paths, outcomes: most of every line), so that a repeat
+# costs a dict lookup instead of the search. Only short texts, and never one that matched: such a text is
+# written as it is anyway. Bounded: cleared when full.
+_CLEAN: dict[str, None] = {}
+_CLEAN_MAX = 4096
+_CLEAN_LEN = 200
+
+
 def redact_text(text: str) -> str:
+    if text in _CLEAN:
+        return text
     if not _SUSPECT.search(text):
+        if len(text) <= _CLEAN_LEN:
+            if len(_CLEAN) >= _CLEAN_MAX:
+                _CLEAN.clear()
+            _CLEAN[text] = None
         return text
     for pattern in _SECRET_PATTERNS:
         if pattern.groups:
@@ -92,18 +106,19 @@ def _secret_key(key: str) -> bool:
 def redact(value: Any, key: str | None = None) -> Any:
     if key is not None and _secret_key(key):
         return REDACTED if value not in (None, "", [], {}) else value
+    if isinstance(value, str):  # the common case first
+        return redact_text(value)
     if value is None or isinstance(value, (bool, int, float)):
         return value
     if isinstance(value, dict):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
-    if isinstance(value, str):
-        return redact_text(value)
     return value
 
 
-_RESERVED = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+_RESERVED = frozenset(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+_ENCODER = json.JSONEncoder(default=str)  # json.dumps(..., default=str) without building an encoder per line
 
 
 class JsonFormatter(logging.Formatter):
@@ -138,7 +153,7 @@ class JsonFormatter(logging.Formatter):
                 # an operator can find the cause from the log alone. Never sent to the caller.
                 entry["exc_message"] = redact_text(_ANSI.sub("", str(record.exc_info[1])))[:2000]
                 entry["traceback"] = redact_text("".join(traceback.format_exception(*record.exc_info)))[-8000:]
-        return json.dumps(entry, default=str)
+        return _ENCODER.encode(entry)
 
 
 def configure_logging(level: str = "INFO", stream=None) -> None:

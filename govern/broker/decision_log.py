@@ -1,25 +1,26 @@
 """DecisionLog: the append-only, keyed, hash-chained `decision` table (govern.domain.decision_chain).
 
-`append` returns only once its record is committed (group commit): the request thread puts the record
-on a queue and waits; one writer thread takes everything queued, writes it as one batch in one
-transaction and wakes every waiter of the batch. Under load many requests share one commit; when idle a
-record costs one commit of its own. If the commit fails, every appender of that batch gets
+`append` returns only once its record is committed (group commit, leader and followers): an appender that
+finds no batch being written writes everything appended so far as one batch in one transaction; appenders
+that arrive meanwhile wait, and when that batch is written the oldest of them writes the next one. Under
+load many requests share one commit; when idle a record costs one commit of its own, written by its own
+request thread (no hand-off to a writer thread). If the commit fails, every appender of that batch gets
 `DecisionLogUnavailable` (503), so no answer goes out without its record.
 
 Each batch is one transaction of the store (govern.store.decision_records, behind govern.ports.DecisionRecords):
 the chain lock, the head, the records chained with HMAC-SHA256 under the active key
-(govern.broker.decision_keys), and every `checkpoint_every` records (and at the first batch of each writer)
+(govern.broker.decision_keys), and every `checkpoint_every` records (and at the first batch of each process)
 a signed checkpoint.
-`flush()` waits until nothing is queued; `close()` (registered with `services.close` and atexit) flushes,
-then stops the writer.
+`flush()` waits until nothing is unwritten (and writes what no appender waits for any more); `close()`
+(registered with `services.close` and atexit) flushes; appends after it are written synchronously.
 """
 from __future__ import annotations
 
 import atexit
 import logging
-import queue
 import threading
 import time
+from _thread import allocate_lock as _allocate_lock
 from typing import TYPE_CHECKING, Any
 from collections.abc import Callable, Sequence
 
@@ -33,9 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("govern.decisions")
 
-_STOP = object()
-
-
 class DecisionLogUnavailable(GovernError):
     code = "decision_log_unavailable"
     status = 503
@@ -47,11 +45,18 @@ class DecisionLogUnavailable(GovernError):
 
 
 class _Pending:
-    __slots__ = ("record", "done", "error")
+    """One appender's record. `signal` is held from the start and released once: when the record's batch is
+    written (`done`), or when this appender is to write the next batch (`lead`)."""
+
+    __slots__ = ("record", "signal", "done", "lead", "abandoned", "error")
 
     def __init__(self, record: dict):
         self.record = record
-        self.done = threading.Event()
+        self.signal = _allocate_lock()
+        self.signal.acquire()
+        self.done = False
+        self.lead = False
+        self.abandoned = False  # its appender gave up waiting (503); the record is still written
         self.error: BaseException | None = None
 
 
@@ -65,13 +70,14 @@ class ChainedDecisionLog:
         self._linger = linger_seconds
         self._commit_timeout = commit_timeout
         self._checkpoint_every = checkpoint_every
-        self._queue: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._start_lock = threading.Lock()
+        self._mutex = threading.Lock()
+        self._idle = threading.Condition(self._mutex)  # notified when no batch is being written or led
+        self._pending: list[_Pending] = []  # appended, not yet taken into a batch
+        self._writing: list[_Pending] = []  # the batch being written
+        self._leading = False  # an appender is writing a batch, or has been told to write the next one
         self._closed = False
-        self._checkpointed = False  # this writer has written its first checkpoint
+        self._checkpointed = False  # this process has written its first checkpoint
         self._wake = threading.Event()  # set by flush/close: stop lingering
-        self._writing_since: Any = None  # `at` of the oldest record of the batch being written (for backlog())
         self._write_lock = threading.Lock()
         # Bound once: the writer hands them to the store with every batch.
         self._checkpoint_after: Callable[[int, int], bool] = self._checkpoint_due
@@ -114,60 +120,96 @@ class ChainedDecisionLog:
             self._commit([record])  # after shutdown: synchronously
             return
         pending = _Pending(record)
-        self._ensure_writer()
-        self._queue.put(pending)
-        if not pending.done.wait(self._commit_timeout):
-            # The record may still be committed later: then the log shows a decision whose answer was a 503,
-            # never the other way round.
-            log.error("decision log: a record was not committed in time",
-                      extra={"timeout_seconds": self._commit_timeout})
-            raise DecisionLogUnavailable("the decision could not be recorded in time; retry later")
+        with self._mutex:
+            self._pending.append(pending)
+            lead = not self._leading
+            self._leading = True
+        if lead or self._wait(pending):
+            self._lead(pending)
         if pending.error is not None:
             raise DecisionLogUnavailable("the decision could not be recorded; retry later") from None
 
-    # --- the writer ------------------------------------------------------------------------------
+    # --- the group commit -------------------------------------------------------------------------
+    # Leader and followers, without a writer thread: an appender that finds no batch being written writes
+    # one itself (everything appended so far, its own record first in line); the appenders that arrive
+    # meanwhile wait, and when the batch is written the oldest of them is told to write the next one. Under
+    # load many records share a commit; one at a time, a record costs its commit and no hand-off between
+    # threads (issue #20).
 
-    def _ensure_writer(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            with self._start_lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._run, name="govern-decision-log", daemon=True)
-                    self._thread.start()
+    def _wait(self, pending: _Pending) -> bool:
+        """Wait until the record is written (False) or this appender is to lead the next batch (True)."""
+        try:
+            if pending.signal.acquire(timeout=self._commit_timeout):
+                return pending.lead
+        except BaseException:  # interrupted while waiting: if told to lead meanwhile, hand the lead on
+            with self._mutex:
+                pending.abandoned = True
+                told = pending.lead and not pending.done
+            if told:
+                self._hand_on()
+            raise
+        if self._give_up(pending):
+            return True
+        if pending.done:
+            return False
+        # The record may still be committed later: then the log shows a decision whose answer was a 503,
+        # never the other way round.
+        log.error("decision log: a record was not committed in time",
+                  extra={"timeout_seconds": self._commit_timeout})
+        raise DecisionLogUnavailable("the decision could not be recorded in time; retry later")
 
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                self._queue.task_done()
-                return
-            self._writing_since = first.record["at"]  # taken off the queue, not yet written
-            if self._linger:
-                self._wake.wait(self._linger)
-            batch, stop = [first], False
-            while len(batch) < self._batch_size:
+    def _give_up(self, pending: _Pending) -> bool:
+        """The wait ended without the signal: True if this appender was told to lead after all (it must),
+        else it is marked as gone (so it is never told to lead) and the record stays in line."""
+        with self._mutex:
+            if pending.lead or pending.done:
+                return pending.lead
+            pending.abandoned = True
+            return False
+
+    def _lead(self, own: _Pending | None) -> None:
+        """Write batches until `own` is written (None: until nothing is pending), then hand on the lead."""
+        try:
+            while True:
+                if self._linger:
+                    self._wake.wait(self._linger)
+                with self._mutex:
+                    batch = self._pending[:self._batch_size]
+                    del self._pending[:len(batch)]
+                    self._writing = batch
+                if not batch:
+                    return
+                error: BaseException | None = None
                 try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop = True
-                    break
-                batch.append(item)
-            error = None
-            try:
-                self._commit([p.record for p in batch])
-            except Exception as exc:  # noqa: BLE001 - every waiter of the batch fails with it
-                error = exc
-                log.error("decision log write failed; the batch's requests fail",
-                          extra={"exc_type": type(exc).__name__, "records": len(batch)})
-            self._writing_since = None
-            for pending in batch:
-                pending.error = error
-                pending.done.set()
-                self._queue.task_done()
-            if stop:
-                self._queue.task_done()
-                return
+                    self._commit([p.record for p in batch])
+                except BaseException as exc:  # noqa: BLE001 - every appender of the batch fails with it
+                    error = exc
+                    log.error("decision log write failed; the batch's requests fail",
+                              extra={"exc_type": type(exc).__name__, "records": len(batch)})
+                with self._mutex:
+                    self._writing = []
+                    for p in batch:
+                        p.error, p.done = error, True
+                for p in batch:
+                    if p is not own:
+                        p.signal.release()
+                if error is not None and not isinstance(error, Exception):
+                    raise error  # an interrupt: its batch was answered as failed; the lead is handed on below
+                if own is not None and own.done:
+                    return
+        finally:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        with self._mutex:
+            for p in self._pending:
+                if not p.abandoned:
+                    p.lead = True
+                    p.signal.release()
+                    return
+            # Nobody waits for what is left (if anything): the next appender or flush() writes it.
+            self._leading = False
+            self._idle.notify_all()
 
     def _commit(self, batch: list[dict]) -> None:
         """Write the batch; one immediate retry covers a connection the database dropped."""
@@ -210,40 +252,43 @@ class ChainedDecisionLog:
         return self.records.checkpoint(kid, key, self._clock.now(), only_if_moved=only_if_moved)
 
     def backlog(self) -> tuple[int, float]:
-        """(records not yet written, age in seconds of the oldest of them), read by /metrics at scrape time.
-        Unfinished tasks count the queued records and the batch being written (until it is written)."""
-        oldest = self._writing_since
-        with self._queue.mutex:
-            stops = sum(1 for r in self._queue.queue if r is _STOP)
-            depth = max(0, self._queue.unfinished_tasks - stops)
-            if oldest is None:
-                oldest = next((r.record["at"] for r in self._queue.queue if r is not _STOP), None)
-        lag = max(0.0, (self._clock.now() - oldest).total_seconds()) if oldest is not None else 0.0
-        return depth, lag
+        """(records not yet written, age in seconds of the oldest of them), read by /metrics at scrape time:
+        the records waiting for a batch and the batch being written (until it is written)."""
+        with self._mutex:
+            unwritten = self._writing + self._pending
+        if not unwritten:
+            return 0, 0.0
+        lag = max(0.0, (self._clock.now() - unwritten[0].record["at"]).total_seconds())
+        return len(unwritten), lag
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until every record appended so far is written. Returns False on timeout."""
         deadline = time.monotonic() + timeout
-        while self._queue.unfinished_tasks:
-            if time.monotonic() > deadline:
-                return False
-            if self._thread is None or not self._thread.is_alive():
-                self._ensure_writer()
-            self._wake.set()
-            with self._queue.all_tasks_done:
-                if self._queue.unfinished_tasks:
-                    self._queue.all_tasks_done.wait(timeout=0.05)
-        self._wake.clear()
-        return True
+        try:
+            while True:
+                with self._mutex:
+                    if not self._leading:
+                        if not self._pending:
+                            return True
+                        self._leading = True  # records nobody waits for: written here
+                        lead = True
+                    else:
+                        lead = False
+                        self._wake.set()
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return False
+                        self._idle.wait(min(remaining, 0.05))
+                if lead:
+                    self._lead(None)
+        finally:
+            self._wake.clear()
 
     def close(self) -> None:
         if self._closed:
             return
         self.flush()
         self._closed = True
-        if self._thread is not None and self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join(timeout=30)
         self.records.close()
         atexit.unregister(self.close)
 

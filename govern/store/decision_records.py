@@ -12,8 +12,10 @@ Each batch is one transaction that:
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -26,6 +28,7 @@ from govern.store.tables import Decision, DecisionCheckpoint
 ADVISORY_LOCK_KEY = 0x676F76_6C6F67  # "gov" "log": one chain per database
 _COLUMNS = HASHED_FIELDS + ("prev_hash", "hash")
 _JSON_COLUMNS = frozenset(("scopes_requested", "scopes_granted", "rules"))
+_HEAD_SQL = "SELECT id, hash FROM decision ORDER BY id DESC LIMIT 1"
 
 
 class DecisionRecordRepo:
@@ -33,7 +36,8 @@ class DecisionRecordRepo:
         self._engine = engine
         self._table = table_of(Decision)
         self._sql: dict[str, str] = {}
-        self._pg: Any = None  # the writer thread's own PostgreSQL connection (pooled proxy), kept across batches
+        self._conn: Any = None  # the log's own connection (pooled proxy), kept across batches (one batch at a time)
+        self._conn_pid = 0
 
     @property
     def engine(self) -> sa.Engine:
@@ -44,10 +48,19 @@ class DecisionRecordRepo:
         if self._engine.dialect.name == "postgresql":
             self._write_pg(batch, kid, key, checkpoint, now)
             return
-        with self._engine.connect() as conn:  # SQLite: the database write lock is the chain lock
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-            last = conn.execute(sa.select(self._table.c.id, self._table.c.hash)
-                                .order_by(self._table.c.id.desc()).limit(1)).first()
+        self._write_sqlite(batch, kid, key, checkpoint, now)
+
+    def _write_sqlite(self, batch: list[dict[str, Any]], kid: str, key: bytes | None,
+                      checkpoint: Callable[[int, int], bool], now: Callable[[], dt.datetime]) -> None:
+        """On the log's own connection, through the driver: SQLAlchemy's statement building, result objects
+        and pool checkout cost more CPU than the whole transaction (bench/README.md, issue #20). The database
+        write lock (`BEGIN IMMEDIATE`) is the chain lock; the head is read inside it."""
+        conn = self._connection()
+        cur = conn.cursor()
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            cur.execute(_HEAD_SQL)
+            last = cur.fetchone()
             first_id, prev = (last[0], last[1]) if last else (0, GENESIS)
             last_id = first_id
             rows = []
@@ -56,25 +69,36 @@ class DecisionRecordRepo:
                 row = dict(rec, id=last_id, prev_hash=prev, key_id=kid)
                 row["hash"] = prev = record_mac(row, prev, key) if key is not None else record_digest(row, prev)
                 rows.append(_driver_row(row, True))
-            # The driver's executemany, not the ORM: this is the log's whole cost per record.
-            conn.exec_driver_sql(self._insert_sql(conn.dialect), rows)
+            cur.executemany(self._insert_sql(self._engine.dialect), rows)
             if key is not None and checkpoint(first_id, last_id):
-                _insert_checkpoint(conn, kid, key, last_id, prev, now())
+                at = now()
+                cp = {"key_id": kid, "head_id": last_id, "head_hash": prev, "at": at}
+                cur.execute("INSERT INTO decision_checkpoint (at, key_id, head_id, head_hash, mac) VALUES (?, ?, ?, ?, ?)",
+                            (_sqlite_timestamp(at), kid, last_id, prev, checkpoint_mac(cp, key)))
             conn.commit()
+        except BaseException:
+            # Rolled back here: a connection closed with a statement still alive (this frame's cursor, kept by
+            # the traceback) lingers, holding the write lock (sqlite3_close_v2).
+            with contextlib.suppress(Exception):  # the batch's own error is the one to raise
+                cur.close()
+                conn.rollback()
+            self.close()  # the next batch starts on a fresh connection
+            raise
+        cur.close()
 
     def _write_pg(self, batch: list[dict[str, Any]], kid: str, key: bytes | None,
                   checkpoint: Callable[[int, int], bool], now: Callable[[], dt.datetime]) -> None:
         """The same transaction in two round trips, on a connection the writer keeps: psycopg's pipeline mode
         sends BEGIN, the lock and the head's read at once, then the inserts, the sequence and COMMIT at once.
         Each statement reads its own snapshot (READ COMMITTED), so the head is read after the lock is held."""
-        conn = self._pg_connection()
+        conn = self._connection()
         try:
             with conn.pipeline():
                 cur = conn.cursor()
                 cur.execute("BEGIN")
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
                 head = conn.cursor()
-                head.execute("SELECT id, hash FROM decision ORDER BY id DESC LIMIT 1")
+                head.execute(_HEAD_SQL)
                 last = head.fetchone()  # the first round trip
                 first_id, prev = (last[0], last[1]) if last else (0, GENESIS)
                 last_id, rows = first_id, []
@@ -97,17 +121,19 @@ class DecisionRecordRepo:
             self.close()  # an aborted or broken session: start the next batch on a fresh one
             raise
 
-    def _pg_connection(self) -> Any:
-        if self._pg is None:
+    def _connection(self) -> Any:
+        """The log's own driver connection, kept across batches (a forked child never reuses its parent's)."""
+        if self._conn is None or self._conn_pid != os.getpid():
             pooled: Any = self._engine.raw_connection()
-            pooled.driver_connection.autocommit = True  # the transaction is spelled out in the pipeline
-            self._pg = pooled
-        return self._pg.driver_connection
+            if self._engine.dialect.name == "postgresql":
+                pooled.driver_connection.autocommit = True  # the transaction is spelled out in the pipeline
+            self._conn, self._conn_pid = pooled, os.getpid()
+        return self._conn.driver_connection
 
     def close(self) -> None:
-        """Throw away the writer's own PostgreSQL connection, if it has one."""
-        pooled, self._pg = self._pg, None
-        if pooled is not None:
+        """Throw away the log's own connection, if it has one."""
+        pooled, self._conn = self._conn, None
+        if pooled is not None and self._conn_pid == os.getpid():
             try:
                 pooled.invalidate()  # closed, not returned to the pool
             except Exception:  # noqa: BLE001, S110 - it is being thrown away
@@ -169,9 +195,14 @@ def _driver_row(row: dict[str, Any], sqlite: bool) -> tuple:
         if col in _JSON_COLUMNS:
             value = json.dumps(list(value))
         elif col == "at" and sqlite:
-            value = value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+            value = _sqlite_timestamp(value)
         out.append(value)
     return tuple(out)
+
+
+def _sqlite_timestamp(value: dt.datetime) -> str:
+    """SQLAlchemy's SQLite storage format for a DateTime column (UTC, no offset)."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _aware(value: Any) -> Any:

@@ -11,12 +11,13 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import pytest
 import sqlalchemy as sa
 
 from govern.broker.decision_log import ChainedDecisionLog, DecisionLogUnavailable
-from govern.store.decision_records import DecisionRecordRepo, iter_records
+from govern.store.decision_records import ADVISORY_LOCK_KEY, DecisionRecordRepo, iter_records
 from govern.domain.decision_chain import GENESIS, canonical_json, record_hash
 from govern.store.db import make_engine
 from govern.store.tables import Decision, DecisionCheckpoint
@@ -104,6 +105,39 @@ def test_a_failed_commit_fails_the_append(services):
             conn.execute(sa.text("ALTER TABLE decision_away RENAME TO decision"))
     log.append(None, None, correlation_id="after", allowed=True, rules=["permit:x"])
     assert _count(services.engine) == 3
+    log.close()
+
+
+def test_an_appender_that_stops_waiting_gets_a_503_and_its_record_is_still_written(services):
+    """Leader and followers: a follower whose batch is stuck behind a held database lock gives up after the commit
+    timeout (503), is never asked to lead, and the log goes on: its record is written with the next batch."""
+    log = _log(services, commit_timeout=0.5)
+    _fill(log, 1)
+    blocker = services.engine.connect()
+    if blocker.dialect.name == "postgresql":  # the chain lock: the leader's batch waits for it
+        blocker.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": ADVISORY_LOCK_KEY})
+    else:
+        blocker.exec_driver_sql("BEGIN IMMEDIATE")  # SQLite: the database write lock is the chain lock
+    leader = threading.Thread(target=log.append, kwargs=dict(correlation_id="leader", allowed=True, rules=["permit:x"]))
+    try:
+        leader.start()
+        deadline = time.monotonic() + 30
+        while log.backlog()[0] < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        with pytest.raises(DecisionLogUnavailable):
+            log.append(None, None, correlation_id="gave-up", allowed=True, rules=["permit:x"])
+    finally:
+        blocker.rollback()
+        blocker.close()
+    leader.join(30)
+    assert not leader.is_alive()
+    log.append(None, None, correlation_id="next", allowed=True, rules=["permit:x"])
+    with services.engine.connect() as conn:
+        written = sorted(conn.execute(sa.select(T.c.correlation_id)).scalars())
+    assert written == ["c-0", "gave-up", "leader", "next"]
+    assert log.backlog() == (0, 0.0)
+    assert log.verify().intact
     log.close()
 
 

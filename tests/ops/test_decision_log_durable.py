@@ -2,10 +2,12 @@
 landscape from `govern apply`, the secrets from `govern secrets put` (the CLI as a subprocess), govern under
 gunicorn (2 workers x 16 threads) on PostgreSQL, a fake upstream. 200 proxied calls are answered, then every
 gunicorn process is SIGKILLed: all 200 decision records are there, each under its call's correlation id, and
-`govern log verify` finds the chain intact."""
+`govern log verify` finds the chain intact. The same on SQLite, whose writer keeps its own driver connection
+(issue #20)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +23,7 @@ import sqlalchemy as sa
 from tests.fakes.resource_server import ResourceServer
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.slow]
 USER_SECRET = "durable-log-user-client-secret"
 API_KEY = "durable-log-upstream-api-key"
 CALLS = 200
@@ -66,11 +68,22 @@ def _govern(env, *args, input: str | None = None) -> subprocess.CompletedProcess
     return done
 
 
-def test_acknowledged_calls_survive_a_sigkill_of_every_gunicorn_process(tmp_path, postgres_url):
+@pytest.fixture(params=[pytest.param("postgres", marks=pytest.mark.postgres), "sqlite"])
+def durable_database_url(request, tmp_path):
+    """PostgreSQL, and a migrated SQLite file (WAL, synchronous=NORMAL: a commit survives the process's death)."""
+    if request.param == "postgres":
+        return request.getfixturevalue("postgres_url")
+    target = tmp_path / "govern.db"
+    shutil.copyfile(request.getfixturevalue("_sqlite_template"), target)
+    return f"sqlite:///{target}"
+
+
+def test_acknowledged_calls_survive_a_sigkill_of_every_gunicorn_process(tmp_path, durable_database_url):
+    database_url = durable_database_url
     upstream = ResourceServer().start()
     home = tmp_path / "instance"
     home.mkdir()
-    env = {**os.environ, "GOVERN_HOME": str(home), "GOVERN_DATABASE_URL": postgres_url,
+    env = {**os.environ, "GOVERN_HOME": str(home), "GOVERN_DATABASE_URL": database_url,
            "GOVERN_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
     gunicorn = None
     try:
@@ -121,7 +134,7 @@ def test_acknowledged_calls_survive_a_sigkill_of_every_gunicorn_process(tmp_path
         gunicorn.wait(30)
         gunicorn = None
 
-        engine = sa.create_engine(postgres_url)
+        engine = sa.create_engine(database_url)
         try:
             with engine.connect() as conn:
                 rows = conn.execute(sa.text("SELECT correlation_id, outcome, upstream_status FROM decision "
