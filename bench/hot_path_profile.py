@@ -80,10 +80,10 @@ def main() -> None:
 
             from govern.store.db import session_scope
             from govern.store.tables import ExternalCredential
-            from proxy import API_KEY, BODY, SERVERS
+            from proxy import API_KEY, BODY, NGINX_SERVERS
 
             up_port = free_port()
-            nginx = start_nginx(tmp / "nginx", SERVERS.format(up_port=up_port, anchor_port=free_port(), key=API_KEY,
+            nginx = start_nginx(tmp / "nginx", NGINX_SERVERS.format(up_port=up_port, anchor_port=free_port(), key=API_KEY,
                                                               body=BODY))
             wait_http(f"http://127.0.0.1:{up_port}/api/x", what="nginx", proc=nginx)
             make_landscape(services, system="bench-erp", credential="bench-key", protocol="api_key_header",
