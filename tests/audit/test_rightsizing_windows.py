@@ -18,6 +18,9 @@ UTC = dt.UTC
 HOURS = (9, 11, 14, 16)  # 09:00 to 17:00
 DAYS = (0, 1, 2)  # Monday to Wednesday
 
+# The loader's slot queries differ per dialect (SQLite text, PostgreSQL to_char): on both backends in CI.
+pytestmark = [pytest.mark.db]
+
 
 @pytest.fixture
 def world(settings, fake_upstream, resources):
