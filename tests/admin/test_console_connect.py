@@ -135,22 +135,29 @@ def test_the_admin_connects_a_principal_through_the_upstream_and_lands_back_conn
         screenshot(browser, f"credential-principals-{width}")
 
 
+def _no_button_and_a_forged_post_refused(browser, live, role: str, action: str) -> requests.Response:
+    """Signed in as `role`: the principal's page shows no `action` button (.gv-connect, .gv-disconnect), and a
+    POST made with the page's own CSRF token is refused (403). Returns the page as fetched over HTTP."""
+    browser.delete_all_cookies()
+    sign_in(browser, live.base, f"{role}-user")
+    browser.get(live.base + PAGE)
+    wait(browser).until(EC.presence_of_element_located((By.ID, "gv-connection")))
+    assert browser.find_elements(By.CSS_SELECTOR, f".gv-{action}") == []
+    http = session_of(browser)
+    page = http.get(live.base + PAGE, timeout=30)
+    forged = http.post(f"{live.base}/admin/principals/{action}/", allow_redirects=False, timeout=30,
+                       data={"csrf_token": csrf_from(page.text), "principal": "shop-rt/alice"},
+                       headers={"Origin": live.base})
+    assert forged.status_code == 403, role
+    return page
+
+
 def test_operator_and_auditor_see_no_connect_button_and_their_posts_are_refused(browser, live):
     make_users(live)
     _callback_client(live)
     for role in ("operator", "auditor"):
-        browser.delete_all_cookies()
-        sign_in(browser, live.base, f"{role}-user")
-        browser.get(live.base + PAGE)
-        wait(browser).until(EC.presence_of_element_located((By.ID, "gv-connection")))
-        assert browser.find_elements(By.CSS_SELECTOR, ".gv-connect") == []
-        http = session_of(browser)
-        page = http.get(live.base + PAGE, timeout=30)
+        page = _no_button_and_a_forged_post_refused(browser, live, role, "connect")
         assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY  # no widening without a button
-        forged = http.post(f"{live.base}/admin/principals/connect/", allow_redirects=False, timeout=30,
-                           data={"csrf_token": csrf_from(page.text), "principal": "shop-rt/alice"},
-                           headers={"Origin": live.base})
-        assert forged.status_code == 403, role
     assert live.upstream.count("authorization_code") == 0
     with live.services.sessions() as s:
         assert s.exec(select(AdminAction).where(AdminAction.action == "principal.connect")).all() == []
@@ -235,17 +242,7 @@ def test_the_admin_disconnects_a_principal_and_the_console_says_who_and_why(brow
     make_users(live)
     _callback_client(live)
     for role in ("operator", "auditor"):
-        browser.delete_all_cookies()
-        sign_in(browser, live.base, f"{role}-user")
-        browser.get(live.base + PAGE)
-        wait(browser).until(EC.presence_of_element_located((By.ID, "gv-connection")))
-        assert browser.find_elements(By.CSS_SELECTOR, ".gv-disconnect") == []
-        http = session_of(browser)
-        page = http.get(live.base + PAGE, timeout=30)
-        forged = http.post(f"{live.base}/admin/principals/disconnect/", allow_redirects=False, timeout=30,
-                           data={"csrf_token": csrf_from(page.text), "principal": "shop-rt/alice"},
-                           headers={"Origin": live.base})
-        assert forged.status_code == 403, role
+        _no_button_and_a_forged_post_refused(browser, live, role, "disconnect")
     with live.services.sessions() as s:
         assert s.exec(select(UpstreamRevocation)).all() == []
 
