@@ -39,6 +39,10 @@ class MemoryCache:
         with self._lock:
             return self._live(key)
 
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        with self._lock:
+            return [self._live(key) for key in keys]
+
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         with self._lock:
             self._data[key] = (value, self._clock() + ttl if ttl else None)
@@ -103,6 +107,9 @@ class RedisCache:
 
     def get(self, key: str) -> bytes | None:
         return self._call(self._redis.get, self.key(key))
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return list(self._call(self._redis.mget, [self.key(k) for k in keys])) if keys else []
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         self._call(self._redis.set, self.key(key), value, px=int(ttl * 1000) if ttl else None)

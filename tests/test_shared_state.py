@@ -177,3 +177,59 @@ def test_redis_incr_each_counts_in_one_pipeline(redis_url, redis_prefix):
     assert b.incr_each(["r:2", "r:1"], ttl=120) == [2, 2]
     assert 0 < a.client.ttl(a.key("r:1")) <= 120
     a.client.delete(a.key("r:1"), a.key("r:2"))
+
+
+def test_get_many_reads_every_key_in_one_statement_outside_a_transaction(database_url):
+    """The circuit breaker reads a system's `open` record and failure count with it on every proxied call."""
+    import sqlalchemy as sa
+
+    clock = Clock()
+    writer_engine, reader_engine = make_engine(database_url), make_engine(database_url)
+    sent: list[str] = []
+
+    @sa.event.listens_for(reader_engine, "connect")
+    def trace(dbapi_conn, _record):
+        if hasattr(dbapi_conn, "set_trace_callback"):  # SQLite: every statement the driver sends
+            dbapi_conn.set_trace_callback(sent.append)
+
+    try:
+        a, b = DatabaseCache(writer_engine, clock), DatabaseCache(reader_engine, clock)
+        a.set("m:v", b"value", ttl=10)
+        a.incr("m:n", 3)
+        a.set("m:gone", b"x", ttl=1)
+        clock.now += 1
+        assert b.get_many(["m:n", "m:absent", "m:v", "m:gone"]) == [b"3", None, b"value", None]
+        assert b.get_many([]) == [] and b.get("m:v") == b"value"
+        if reader_engine.dialect.name == "sqlite":
+            assert [s.split()[0].upper() for s in sent if not s.startswith("PRAGMA")] == ["SELECT", "SELECT"]
+        else:  # PostgreSQL: read in autocommit, so no transaction is left open on the pooled connection
+            with reader_engine.connect() as conn:
+                assert conn.connection.driver_connection.autocommit is False
+            a.set("m:v", b"changed")
+            assert b.get("m:v") == b"changed"
+    finally:
+        writer_engine.dispose()
+        reader_engine.dispose()
+
+
+def test_memory_cache_get_many_in_the_order_asked():
+    from govern.cache import MemoryCache
+
+    now = [0.0]
+    cache = MemoryCache(clock=lambda: now[0])
+    cache.set("a", b"1")
+    cache.set("b", b"2", ttl=5)
+    now[0] = 5
+    assert cache.get_many(["b", "a", "c"]) == [None, b"1", None]
+
+
+@pytest.mark.redis
+def test_redis_get_many_in_the_order_asked(redis_url, redis_prefix):
+    from govern.cache import RedisCache
+
+    cache = RedisCache(redis_url, redis_prefix)
+    cache.set("gm:a", b"1", ttl=60)
+    cache.incr("gm:n", 2, ttl=60)
+    assert cache.get_many(["gm:n", "gm:none", "gm:a"]) == [b"2", None, b"1"]
+    assert cache.get_many([]) == []
+    cache.client.delete(cache.key("gm:a"), cache.key("gm:n"))

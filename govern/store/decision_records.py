@@ -14,8 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
+import fcntl
 import json
 import os
+import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -38,6 +42,7 @@ class DecisionRecordRepo:
         self._sql: dict[str, str] = {}
         self._conn: Any = None  # the log's own connection (pooled proxy), kept across batches (one batch at a time)
         self._conn_pid = 0
+        self._turns = _WriterTurns.for_engine(engine)
 
     @property
     def engine(self) -> sa.Engine:
@@ -56,6 +61,11 @@ class DecisionRecordRepo:
         and pool checkout cost more CPU than the whole transaction (bench/README.md, issue #20). The database
         write lock (`BEGIN IMMEDIATE`) is the chain lock; the head is read inside it."""
         conn = self._connection()
+        with self._turns.held():
+            self._write_sqlite_locked(conn, batch, kid, key, checkpoint, now)
+
+    def _write_sqlite_locked(self, conn: Any, batch: list[dict[str, Any]], kid: str, key: bytes | None,
+                             checkpoint: Callable[[int, int], bool], now: Callable[[], dt.datetime]) -> None:
         cur = conn.cursor()
         try:
             cur.execute("BEGIN IMMEDIATE")
@@ -175,6 +185,61 @@ class DecisionRecordRepo:
 
     def checkpoints(self) -> list[dict[str, Any]]:
         return checkpoints(self._engine)
+
+
+class _WriterTurns:
+    """Whose turn it is to write the decision log, among the processes sharing one SQLite file.
+
+    SQLite's own wait for its write lock is a sleep of 1, 2, 5 ... up to 100 ms between tries (its busy
+    handler): with two gunicorn workers each writing a batch per commit, the one that lost a race slept while
+    the lock was free again a millisecond later, and its requests waited with it (bench/README.md, issue #20:
+    p99 of 0.5-1 s at 32 connections). An exclusive `flock` on a file beside the database is taken first and
+    released after the COMMIT: a waiter tries again within a fraction of a millisecond. The kernel drops a dead
+    process's lock. SQLite's lock is still taken inside it (`BEGIN IMMEDIATE`), so other writers stay excluded
+    as before; the wait is bounded as SQLite's was (`timeout`), then the batch fails as a locked database does."""
+
+    _POLL = 0.0002  # seconds between tries: short enough to follow a commit, cheap as a failed syscall
+
+    def __init__(self, path: str | None, timeout: float):
+        self._path, self._timeout = path, timeout
+        self._fd: int | None = None
+        self._pid = 0
+
+    @classmethod
+    def for_engine(cls, engine: sa.Engine) -> _WriterTurns:
+        from govern.store.db import sqlite_path
+
+        path = sqlite_path(str(engine.url)) if engine.dialect.name == "sqlite" else None
+        return cls(f"{path}-decision.lock" if path is not None else None, timeout=30.0)
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():  # a forked child opens its own (flock is per open file)
+            self._fd, self._pid = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()  # type: ignore[arg-type]
+        return self._fd
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        if self._path is None:  # in-memory SQLite: one process
+            yield
+            return
+        fd = self._file()
+        deadline = None
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+            now = time.monotonic()
+            deadline = deadline or now + self._timeout
+            if now >= deadline:
+                raise sqlite3.OperationalError("database is locked")  # what BEGIN IMMEDIATE raises after its timeout
+            time.sleep(self._POLL)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _insert_checkpoint(conn: sa.Connection, kid: str, key: bytes, head_id: int, head_hash: str,

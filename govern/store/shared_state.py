@@ -38,15 +38,6 @@ def _table() -> sa.Table:
     return table_of(SharedState)
 
 
-@functools.cache
-def _get_statement() -> sa.Select[Any]:
-    """Built once: building the statement and its cache key on every call cost more than running it (cProfile
-    of a proxied call, bench/hot_path_profile.py --path proxy: the circuit breaker reads its state on every
-    call)."""
-    t = _table()
-    return sa.select(t.c.value, t.c.count, t.c.expires_at).where(t.c.key == sa.bindparam("key"))
-
-
 def _upsert_for(dialect: str) -> Callable[[sa.Table], Any]:
     """The dialect's INSERT, which has ON CONFLICT."""
     if dialect == "postgresql":
@@ -70,6 +61,7 @@ class DatabaseCache:
             raise ValueError(f"no upsert for the {engine.dialect.name} dialect")
         self._upsert: Callable[[sa.Table], Any] | None = None
         self._autocommit: sa.Engine | None = None
+        self._readers: dict[int, tuple[str, Callable[[dict[str, Any]], Any]]] = {}
 
     def _insert(self, table: sa.Table) -> Any:
         if self._upsert is None:
@@ -95,16 +87,75 @@ class DatabaseCache:
             t = _table()
             conn.execute(sa.delete(t).where(t.c.expires_at.is_not(None), t.c.expires_at <= self._clock()))
 
+    def _reader(self, n: int) -> tuple[str, Callable[[dict[str, Any]], Any]]:
+        """The SELECT of `n` keys as the driver's SQL (compiled once per number of keys) and its parameters."""
+        found = self._readers.get(n)
+        if found is None:
+            t = _table()
+            statement = sa.select(t.c.key, t.c.value, t.c.count, t.c.expires_at) \
+                .where(t.c.key.in_([sa.bindparam(f"k{i}") for i in range(n)]))
+            compiled = statement.compile(dialect=self._engine.dialect)
+            order = compiled.positiontup
+            params: Callable[[dict[str, Any]], Any] = (lambda p: [p[name] for name in order]) if order else dict
+            found = self._readers[n] = (str(compiled), params)
+        return found
+
+    def _read_rows(self, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+        """The rows of `keys`, read through the driver on a pooled connection outside a transaction.
+
+        The circuit breaker reads its state on every proxied call: through SQLAlchemy Core (execution context,
+        result objects, the isolation level set and reset) the read cost more than the database's own work
+        (bench/README.md, "The breaker's read"). PostgreSQL: in autocommit, so no BEGIN and no ROLLBACK round
+        trip; SQLite's driver begins no transaction for a SELECT."""
+        sql, params = self._reader(len(keys))
+        try:
+            raw = self._engine.raw_connection()
+        except sa.exc.OperationalError:
+            raise CacheUnavailable("the shared state in the database cannot be reached") from None
+        try:
+            driver = raw.driver_connection
+            postgres = self._engine.dialect.name == "postgresql"
+            if postgres:
+                driver.autocommit = True  # type: ignore[union-attr]
+            try:
+                cur = raw.cursor()
+                cur.execute(sql, params({f"k{i}": key for i, key in enumerate(keys)}))
+                return list(cur.fetchall())
+            finally:
+                if postgres:
+                    driver.autocommit = False  # type: ignore[union-attr]
+        except self._engine.dialect.loaded_dbapi.OperationalError:  # a dead connection fails the next pre-ping
+            raise CacheUnavailable("the shared state in the database cannot be reached") from None
+        finally:
+            raw.close()
+
+    def _execute(self, statement: sa.Select[Any], params: dict[str, Any]) -> list[Any]:
+        """One statement outside a transaction (autocommit: no BEGIN and COMMIT round trips); its rows."""
+        if self._autocommit is None:
+            self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            with self._autocommit.connect() as conn:
+                return list(conn.execute(statement, params))
+        except sa.exc.OperationalError:
+            raise CacheUnavailable("the shared state in the database cannot be reached") from None
+
+    def _value(self, row: tuple[Any, ...] | None, now: float) -> bytes | None:
+        if row is None:
+            return None
+        _key, value, count, expires_at = row
+        if expires_at is not None and expires_at <= now:
+            return None
+        return bytes(value) if value is not None else str(count or 0).encode()
+
     def get(self, key: str) -> bytes | None:
-        statement = _get_statement()
+        return self.get_many([key])[0]
 
-        def read(conn):
-            row = conn.execute(statement, {"key": key}).first()
-            if row is None or (row.expires_at is not None and row.expires_at <= self._clock()):
-                return None
-            return row.value if row.value is not None else str(row.count or 0).encode()
-
-        return self._run(read)
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        found = {row[0]: row for row in self._read_rows(keys)}
+        now = self._clock()
+        return [self._value(found.get(key), now) for key in keys]
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         expires, t = self._expiry(ttl), _table()
@@ -171,13 +222,7 @@ class DatabaseCache:
             "expires_at": sa.case((expired, stmt.excluded.expires_at),
                                   else_=sa.func.coalesce(t.c.expires_at, stmt.excluded.expires_at)),
             "value": None}).returning(t.c.key, t.c.count)
-        if self._autocommit is None:
-            self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")
-        try:
-            with self._autocommit.connect() as conn:
-                counts = {key: int(count) for key, count in conn.execute(stmt)}
-        except sa.exc.OperationalError:
-            raise CacheUnavailable("the shared state in the database cannot be reached") from None
+        counts = {key: int(count) for key, count in self._execute(stmt, {})}
         return [counts[k] for k in keys]
 
     def ping(self) -> None:

@@ -2,6 +2,8 @@
 plus retries with backoff and full jitter, per-credential timeouts and the circuit breaker."""
 from __future__ import annotations
 
+import pytest
+
 from tests.proxy.conftest import CALLER
 
 
@@ -40,6 +42,37 @@ def test_a_failed_half_open_probe_opens_the_circuit_again(env):
     assert env.upstream.count == 2
     r = env.client.get(env.url("x"), headers=CALLER)
     assert r.get_json()["code"] == "circuit_open" and env.upstream.count == 2
+
+
+def test_a_success_between_failures_starts_the_count_again(env):
+    """Consecutive failures open the circuit: an answer in between forgets the ones before it."""
+    env.configure(circuit_breaker={"failures": 3, "reset": 30}, retry={"attempts": 1})
+    env.upstream.fail_next(2, status=503)
+    assert [env.client.get(env.url("x"), headers=CALLER).status_code for _ in range(3)] == [503, 503, 200]
+    env.upstream.fail_next(2, status=503)
+    assert [env.client.get(env.url("x"), headers=CALLER).status_code for _ in range(3)] == [503, 503, 200]
+    assert env.upstream.count == 6  # never open: every call reached the upstream
+
+
+def test_a_call_on_a_closed_circuit_reads_the_shared_state_once_and_writes_nothing(env, monkeypatch):
+    """The breaker's cost on every proxied call: one read of the system's `open` record and failure count
+    together (one statement in the database, MGET on Redis), and no write while there is nothing to reset."""
+    env.configure(circuit_breaker={"failures": 3, "reset": 30}, retry={"attempts": 1})
+    assert env.client.get(env.url("x"), headers=CALLER).status_code == 200  # warm: token, landscape
+    cache, seen = env.services.cache, []
+    for name in ("get", "get_many", "set", "add", "delete", "delete_if", "incr", "incr_each"):
+        def counted(*args, _name=name, _real=getattr(cache, name), **kw):
+            if any("breaker" in str(a) for a in args):
+                seen.append(_name)
+            return _real(*args, **kw)
+        monkeypatch.setattr(cache, name, counted)
+    assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
+    assert seen == ["get_many"]
+    env.upstream.fail_next(1, status=503)
+    assert env.client.get(env.url("x"), headers=CALLER).status_code == 503
+    seen.clear()
+    assert env.client.get(env.url("x"), headers=CALLER).status_code == 200  # a failure to forget
+    assert seen == ["get_many", "delete", "delete", "delete"]
 
 
 def test_breaker_states_for_metrics(env):

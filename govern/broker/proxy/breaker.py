@@ -12,6 +12,7 @@ The settings are govern.domain.resilience.BreakerPolicy (governance.yaml's `circ
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from govern.broker.proxy.errors import CircuitOpen
@@ -19,6 +20,19 @@ from govern.domain.resilience import BreakerPolicy, parse_stored
 from govern.ports import BreakerSettings, Cache, Clock
 
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What `before_call` saw when it let a call through.
+
+    `probe`: this call is the half-open probe. `clean`: the circuit had no open record and no failure count, so
+    a success has nothing to reset (the common case: one shared-state read per call, no write)."""
+    probe: bool = False
+    clean: bool = False
+
+
+NOT_ADMITTED = Admission()  # a caller that never asked (e.g. a test): a success resets, as before
 
 
 class CircuitBreakers:
@@ -50,34 +64,37 @@ class CircuitBreakers:
             return {"system": system, "state": OPEN, "failures": failures, "retry_after": int(remaining + 0.999)}
         return {"system": system, "state": HALF_OPEN, "failures": failures, "retry_after": 0}
 
-    def before_call(self, system: str, cfg: BreakerPolicy) -> bool:
-        """Raise CircuitOpen, or return True when this call is the half-open probe.
+    def before_call(self, system: str, cfg: BreakerPolicy) -> Admission:
+        """Raise CircuitOpen, or admit the call (as the half-open probe, or plainly).
 
-        Decided from the `open` record alone, as state() decides: the failure count only informs a reader
-        (GET /api/v1/breakers), and reading it too cost every proxied call a second shared-cache read."""
-        opened = self._opened(system)
-        if not opened:
-            return False
-        remaining = self._remaining(opened, cfg)
+        One shared-state read: the `open` record and the failure count together. Whether to fail fast is decided
+        from the `open` record alone, as state() decides; the count tells `record_success` whether a success has
+        anything to reset (before, it read the count again after every call)."""
+        raw_open, failures = self.cache.get_many([self._k(system, "open"), self._k(system, "failures")])
+        if not raw_open:
+            return Admission(probe=False, clean=failures is None)
+        remaining = self._remaining(json.loads(raw_open), cfg)
         if remaining > 0:
             raise CircuitOpen(system, int(remaining + 0.999))
         # half-open: exactly one probe at a time, across processes.
         if self.cache.add(self._k(system, "probe"), b"1", ttl=max(cfg.reset, 1.0)):
-            return True
+            return Admission(probe=True)
         raise CircuitOpen(system, 1)
 
     def release_probe(self, system: str) -> None:
         """The elected probe never reached the upstream (refused by a later check): let another probe run."""
         self.cache.delete(self._k(system, "probe"))
 
-    def record_success(self, system: str, probe: bool) -> None:
-        if probe or self.cache.get(self._k(system, "failures")) is not None:
+    def record_success(self, system: str, admission: Admission = NOT_ADMITTED) -> None:
+        """The upstream answered: close the circuit and forget the failures, unless there was nothing to reset
+        when the call was admitted (a failure another process counts meanwhile lapses with its window)."""
+        if admission.probe or not admission.clean:
             self.cache.delete(self._k(system, "open"))
             self.cache.delete(self._k(system, "failures"))
             self.cache.delete(self._k(system, "probe"))
 
-    def record_failure(self, system: str, cfg: BreakerPolicy, probe: bool) -> None:
-        if probe:
+    def record_failure(self, system: str, cfg: BreakerPolicy, admission: Admission = NOT_ADMITTED) -> None:
+        if admission.probe:
             self._open(system, cfg)
             self.cache.delete(self._k(system, "probe"))
             return

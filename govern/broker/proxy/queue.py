@@ -108,10 +108,10 @@ class QueuedCalls:
             decision = self.decider.decide(request)
             raise_if_denied(decision)
             principal = decision.principal or default_principal(target)
-            probe = proxy.admit(target, decision.allow_budget_overdraft)
+            admission = proxy.admit(target, decision.allow_budget_overdraft)
             url = join_under(target.url, row.path, row.query)
             response = proxy.exchange(target, method, url, headers, row.body, principal, row.correlation_id,
-                                      retry_ok=may_retry(method, row.idempotency_key), outcome=outcome, probe=probe,
+                                      retry_ok=may_retry(method, row.idempotency_key), outcome=outcome, admission=admission,
                                       budget_overdraft=decision.allow_budget_overdraft,
                                       scopes=decision.scopes_granted)
             status = response.status_code

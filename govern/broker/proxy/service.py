@@ -18,7 +18,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote, urljoin, urlsplit
 
-from govern.broker.proxy.breaker import CircuitBreakers, breaker_report
+from govern.broker.proxy.breaker import NOT_ADMITTED, Admission, CircuitBreakers, breaker_report
 from govern.broker.proxy.call import (PROXY_PREFIX, ProxyCall, ProxyResult, UpstreamOutcome, default_principal,
                                       raise_if_denied)
 from govern.broker.proxy.bulkhead import DEFAULT_LIMIT, Bulkheads
@@ -192,9 +192,9 @@ class ProxyService:
         slot = None
         try:
             slot = self.bulkheads.acquire(target.system, target.max_concurrent_calls)
-            probe = self.admit(target, decision.allow_budget_overdraft)
+            admission = self.admit(target, decision.allow_budget_overdraft)
             response = self.exchange(target, method, url, call.headers, call.body, principal, call.correlation_id,
-                                     retry_ok=may_retry(method, call.idempotency_key), outcome=outcome, probe=probe,
+                                     retry_ok=may_retry(method, call.idempotency_key), outcome=outcome, admission=admission,
                                      budget_overdraft=decision.allow_budget_overdraft,
                                      scopes=decision.scopes_granted)
             # Every way of reading the answer ends by closing it (read whole, or streamed to the end or
@@ -234,7 +234,7 @@ class ProxyService:
 
     def exchange(self, target: Target, method: str, url: str, headers: dict[str, str], body: bytes,
                  principal: str | None, correlation_id: str, *, retry_ok: bool, outcome: UpstreamOutcome | None = None,
-                 probe: bool = False, budget_overdraft: bool = False, scopes: tuple[str, ...] = ()):
+                 admission: Admission = NOT_ADMITTED, budget_overdraft: bool = False, scopes: tuple[str, ...] = ()):
         """Send, retrying per the named credential's policy; returns the final response (open).
 
         The first attempt has been counted against the daily budget by the caller; every further upstream
@@ -249,14 +249,14 @@ class ProxyService:
             try:
                 credential = self.injector.headers(target, principal, scopes, rejected=refused)
             except GovernError:
-                if probe:  # the probe never reached the upstream: let the next call probe
+                if admission.probe:  # the probe never reached the upstream: let the next call probe
                     self.breakers.release_probe(target.system)
                 raise
             sent = {**headers, CORRELATION_HEADER: correlation_id, **credential}
             try:
                 response = self.transport.send(method, url, sent, body, target.timeout)
             except InvalidRequest as exc:
-                if probe:  # nothing reached the upstream: let the next call probe
+                if admission.probe:  # nothing reached the upstream: let the next call probe
                     self.breakers.release_probe(target.system)
                 raise UnsafeUpstreamRequest(str(exc)) from None
             except (TransportTimeout, TransportUnreachable) as exc:
@@ -264,7 +264,7 @@ class ProxyService:
                     self.sleep(policy.delay(attempt, self.random))
                     attempt += 1
                     continue
-                self.breakers.record_failure(target.system, target.breaker, probe)
+                self.breakers.record_failure(target.system, target.breaker, admission)
                 if isinstance(exc, TransportTimeout):
                     raise UpstreamTimeout(f"{target.system} did not answer within {target.timeout:g} s") from None
                 raise UpstreamUnreachable(f"{target.system} cannot be reached") from None
@@ -291,7 +291,7 @@ class ProxyService:
                     self.sleep(wait)
                     attempt += 1
                     continue
-                self.breakers.record_success(target.system, probe)  # it answered: the system is up
+                self.breakers.record_success(target.system, admission)  # it answered: the system is up
                 raise UpstreamRateLimited(target.system, int(math.ceil(max(wait, 1))))
             if (status in RETRYABLE_STATUS and retry_ok and attempt + 1 < policy.attempts
                     and self._charge(target, budget_overdraft)):
@@ -303,7 +303,7 @@ class ProxyService:
                 location = response.headers["Location"]
                 if not same_origin_under(target.url, location):
                     response.close()
-                    self.breakers.record_success(target.system, probe)
+                    self.breakers.record_success(target.system, admission)
                     raise UpstreamRedirectRefused(f"{target.system} redirected outside the named credential")
                 if redirects < policy.redirects and self._charge(target, budget_overdraft):
                     response.close()
@@ -313,22 +313,22 @@ class ProxyService:
                         method, body = "GET", b""
                     continue
             if status >= 500:
-                self.breakers.record_failure(target.system, target.breaker, probe)
+                self.breakers.record_failure(target.system, target.breaker, admission)
             else:
-                self.breakers.record_success(target.system, probe)
+                self.breakers.record_success(target.system, admission)
             return response
 
     def admit(self, target: Target, overdraft: bool) -> bool:
         """Before the first upstream attempt: the system's breaker, then its daily budget (an open breaker
-        costs no budget). Returns whether this call is the breaker's half-open probe."""
-        probe = self.breakers.before_call(target.system, target.breaker)
+        costs no budget). Returns the breaker's admission (whether this call is the half-open probe)."""
+        admission = self.breakers.before_call(target.system, target.breaker)
         try:
             self.budget.consume(target.system, target.daily_api_budget, overdraft=overdraft)
         except GovernError:
-            if probe:
+            if admission.probe:
                 self.breakers.release_probe(target.system)
             raise
-        return probe
+        return admission
 
     def _charge(self, target: Target, overdraft: bool) -> bool:
         """Count one more upstream call against the system's daily budget; False when it is used up."""
