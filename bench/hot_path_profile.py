@@ -36,6 +36,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=3000)
     ap.add_argument("--top", type=int, default=30)
+    ap.add_argument("--sort", choices=("cumulative", "tottime"), default="cumulative", help="the profile's order")
     ap.add_argument("--log-level", default="INFO")
     ap.add_argument("--repeat", type=int, default=1, help="measure this many times; the figures are medians")
     ap.add_argument("--writer-profile", action="store_true", help="also profile the decision log writer's commits")
@@ -173,10 +174,10 @@ def main() -> None:
             profiler.disable()
             if writer_profile:
                 del log_._commit
-            pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
+            pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(args.top)
             if writer_profile:
                 print("--- the decision log writer's commits ---", file=out)
-                pstats.Stats(writer_profiler, stream=out).sort_stats("cumulative").print_stats(args.top)
+                pstats.Stats(writer_profiler, stream=out).sort_stats(args.sort).print_stats(args.top)
         os.dup2(saved_fd, 2)
         if set(statuses) != {"200 OK"}:
             raise SystemExit(f"error: answers {sorted(set(statuses))}")

@@ -35,7 +35,8 @@ def offboard(user: str, commit: bool, as_json: bool) -> None:
                    else f"Dry run, nothing changed (pass --commit to do it). Offboarding {user} would:")
         for item in report.items:
             detail = f": {item.detail}" if item.detail else ""
-            tries = f" after {item.attempts} attempt(s)" if item.attempts > 1 else ""
+            # A failed revocation's detail already says how many attempts it gave up after.
+            tries = f" after {item.attempts} attempts" if item.attempts > 1 and "attempts" not in detail else ""
             click.echo(f"  {item.outcome:<8} {item.describe()}{detail}{tries}")
         if report.failed:
             click.echo(f"{len(report.failed)} item(s) failed; run the command again to retry them", err=True)
