@@ -56,6 +56,7 @@ def labels(services) -> Labels:
 _PROXY_FAILURES = {"circuit_open": "circuit_open", "upstream_unavailable": "upstream_unavailable",
                    "upstream_timeout": "upstream_unavailable", "maintenance_window": "maintenance",
                    "budget_exhausted": "budget_exhausted", "upstream_rate_limited": "rate_limited",
+                   "system_rate_limited": "rate_limited",
                    "rate_limited": "rate_limited"}
 
 

@@ -207,10 +207,9 @@ class _WriterTurns:
 
     @classmethod
     def for_engine(cls, engine: sa.Engine) -> _WriterTurns:
-        from govern.store.db import sqlite_path
-
-        path = sqlite_path(str(engine.url)) if engine.dialect.name == "sqlite" else None
-        return cls(f"{path}-decision.lock" if path is not None else None, timeout=30.0)
+        path = engine.url.database if engine.dialect.name == "sqlite" else None
+        in_file = bool(path) and path != ":memory:" and not str(path).startswith("file::memory:")
+        return cls(f"{path}-decision.lock" if in_file else None, timeout=30.0)
 
     def _file(self) -> int:
         if self._fd is None or self._pid != os.getpid():  # a forked child opens its own (flock is per open file)

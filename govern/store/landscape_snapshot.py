@@ -82,6 +82,7 @@ class SystemRecord:
     daily_api_budget: int | None
     maintenance_windows: tuple[MaintenanceWindow, ...]
     max_concurrent_calls: int | None
+    rate_limit_per_minute: int | None = None  # the contract's calls per minute to the system, across govern
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +206,8 @@ def _json(column: sa.Column) -> sa.ColumnElement[Any]:
 
 _S, _C, _P, _N = _t(System).c, _t(ExternalCredential).c, _t(Principal).c, _t(NamedCredential).c
 _U, _PS, _G, _A = _t(IntegrationUser).c, _t(PermissionSet).c, _t(PermissionGrant).c, _t(Assignment).c
-SYSTEMS = sa.select(_S.id, _S.external_id, _S.daily_api_budget, _json(_S.maintenance_windows), _json(_S.contract))
+SYSTEMS = sa.select(_S.id, _S.external_id, _S.daily_api_budget, _json(_S.maintenance_windows), _json(_S.contract),
+                    _S.rate_limit_per_minute)
 CREDENTIALS = sa.select(_C.id, _C.external_id, _C.system_id, _C.protocol, _C.token_url, _C.client_id,
                         _C.client_auth_method, _C.header_name, _C.principal_type, _json(_C.scopes), _C.audience,
                         _json(_C.resource), _json(_C.token_params), _C.leeway_seconds, _json(_C.rotation))
@@ -265,11 +267,11 @@ def read(connection: sa.Connection, version: int) -> LandscapeRecords:
     def failed(kind: str, row_id: int, external_id: str, problem: _Unreadable) -> None:
         out.errors.append(RecordError(kind, row_id, external_id, problem.error))
 
-    for i, ext, budget, windows, contract in run(SYSTEMS):
+    for i, ext, budget, windows, contract, per_minute in run(SYSTEMS):
         try:
             out.systems.append(SystemRecord(
                 i, ext, budget, parse(_WINDOWS, windows, f"system {ext}: maintenance_windows"),
-                parse(_CONTRACT, contract, f"system {ext}: contract").max_concurrent_calls))
+                parse(_CONTRACT, contract, f"system {ext}: contract").max_concurrent_calls, per_minute or None))
         except _Unreadable as problem:
             failed("system", i, ext, problem)
     for (i, ext, system_id, protocol, token_url, client_id, auth, header, principal_type, scopes, audience, resource,

@@ -145,6 +145,16 @@ def obs_daily_budget(world):
     _status(world.proxy("stock-api", "items/1"), 429, "budget_exhausted")
 
 
+def obs_rate_limit_per_minute(world):
+    _system(world)["contract"] = {"rate_limit_per_minute": 2}
+    world.apply()
+    _status(world.proxy("stock-api", "items/1"), 200)
+    _status(world.proxy("stock-api", "items/1"), 200)
+    refused = world.proxy("stock-api", "items/1")
+    _status(refused, 429, "system_rate_limited")
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+
+
 def obs_max_concurrent_calls(world):
     # The bulkhead: with one slot taken by a slow call, the next call to the system is refused.
     import threading
@@ -848,9 +858,7 @@ ROWS: dict[str, Effect | Shown | NotYetObserved] = {
     "systems.contract.owner": _shown("systems", "stock", "contract.owner", "stock-team@example.com"),
     "systems.contract.escalation": _shown("systems", "stock", "contract.escalation", "oncall@example.com"),
     "systems.contract.sla": _shown("systems", "stock", "contract.sla", {"uptime": "99.9%"}),
-    "systems.contract.rate_limit_per_minute": NotYetObserved(
-        "recorded and exported in the contract, but the proxy does not enforce a per-minute rate yet (only "
-        "daily_api_budget); shown by GET /api/v1/systems/{id}"),
+    "systems.contract.rate_limit_per_minute": Effect(obs_rate_limit_per_minute),
     "systems.contract.daily_api_budget": Effect(obs_daily_budget),
     "systems.contract.max_concurrent_calls": Effect(obs_max_concurrent_calls),
     "systems.contract.api_version_policy": _shown("systems", "stock", "contract.api_version_policy", "pinned"),

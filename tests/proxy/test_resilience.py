@@ -2,8 +2,6 @@
 plus retries with backoff and full jitter, per-credential timeouts and the circuit breaker."""
 from __future__ import annotations
 
-import pytest
-
 from tests.proxy.conftest import CALLER
 
 
@@ -60,12 +58,16 @@ def test_a_call_on_a_closed_circuit_reads_the_shared_state_once_and_writes_nothi
     env.configure(circuit_breaker={"failures": 3, "reset": 30}, retry={"attempts": 1})
     assert env.client.get(env.url("x"), headers=CALLER).status_code == 200  # warm: token, landscape
     cache, seen = env.services.cache, []
-    for name in ("get", "get_many", "set", "add", "delete", "delete_if", "incr", "incr_each"):
-        def counted(*args, _name=name, _real=getattr(cache, name), **kw):
+
+    def counting(name, real):
+        def counted(*args, **kw):
             if any("breaker" in str(a) for a in args):
-                seen.append(_name)
-            return _real(*args, **kw)
-        monkeypatch.setattr(cache, name, counted)
+                seen.append(name)
+            return real(*args, **kw)
+        return counted
+
+    for name in ("get", "get_many", "set", "add", "delete", "delete_if", "incr", "incr_each"):
+        monkeypatch.setattr(cache, name, counting(name, getattr(cache, name)))
     assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
     assert seen == ["get_many"]
     env.upstream.fail_next(1, status=503)

@@ -1,4 +1,4 @@
-"""Daily API budget per system (seed sections 5 and 18: the contract's daily limit).
+"""Daily API budget and rate per minute per system (seed sections 5 and 18: the contract's limits).
 
 Counted in the shared cache (Redis INCR, expiring at the end of the UTC day), so every govern process
 draws from one counter. At 80% one alert is sent per system and day (a cache `add` elects the
@@ -10,7 +10,7 @@ import datetime as dt
 import logging
 import threading
 
-from govern.broker.proxy.errors import BudgetExhausted
+from govern.broker.proxy.errors import BudgetExhausted, SystemRateLimited
 from govern.ports import Cache, Clock, Notifier
 
 log = logging.getLogger("govern.proxy.budget")
@@ -69,3 +69,25 @@ class DailyBudget:
             threading.Thread(target=send, name="govern-budget-alert", daemon=True).start()
         else:
             send()
+
+
+class MinuteRate:
+    """The system contract's `rate_limit_per_minute`: govern's calls to the system in one minute of its clock
+    (fixed windows, 10:00:00-10:00:59, as the access conditions count), across every govern process (the shared
+    cache). Every upstream call counts: the first attempt, each retry and each followed redirect. Past the rate
+    the call is refused with 429 `system_rate_limited` and a Retry-After to the next minute, before it reaches
+    the upstream (the upstream's own 429 is the backstop, UpstreamRateLimited). One shared-cache round trip per
+    call, and none for a system without a rate."""
+
+    def __init__(self, cache: Cache, clock: Clock):
+        self.cache = cache
+        self.clock = clock
+
+    def consume(self, system: str, per_minute: int | None) -> None:
+        if not per_minute:
+            return
+        now = self.clock.now().timestamp()
+        minute = int(now // 60)
+        count = self.cache.incr_each([f"proxy:rate:{system}:{minute}"], ttl=120)[0]
+        if count > per_minute:
+            raise SystemRateLimited(system, per_minute, max(1, int((minute + 1) * 60 - now + 0.999)))

@@ -50,6 +50,17 @@ class BudgetExhausted(GovernError):
                          extra={"system": system, "budget": budget}, headers={"Retry-After": str(max(1, retry_after))})
 
 
+class SystemRateLimited(GovernError):
+    code = "system_rate_limited"
+    status = 429
+    title = "The system's rate per minute is used up"
+
+    def __init__(self, system: str, per_minute: int, retry_after: int):
+        super().__init__(f"the rate of {system} ({per_minute} calls per minute, its contract) is used up this minute",
+                         extra={"system": system, "rate_limit_per_minute": per_minute},
+                         headers={"Retry-After": str(max(1, retry_after))})
+
+
 class MaintenanceWindow(GovernError):
     code = "maintenance_window"
     status = 503

@@ -22,8 +22,8 @@ from govern.broker.proxy.breaker import NOT_ADMITTED, Admission, CircuitBreakers
 from govern.broker.proxy.call import (PROXY_PREFIX, ProxyCall, ProxyResult, UpstreamOutcome, default_principal,
                                       raise_if_denied)
 from govern.broker.proxy.bulkhead import DEFAULT_LIMIT, Bulkheads
-from govern.broker.proxy.budget import DailyBudget
-from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, NamedCredentialForbids,
+from govern.broker.proxy.budget import DailyBudget, MinuteRate
+from govern.broker.proxy.errors import (BudgetExhausted, MaintenanceWindow, NamedCredentialForbids, SystemRateLimited,
                                         NamedCredentialNotFound, PathNotAllowed,
                                         UnsafeUpstreamRequest, UpstreamAnswerTooLarge, UpstreamRateLimited,
                                         UpstreamRedirectRefused, UpstreamTimeout, UpstreamUnreachable)
@@ -93,6 +93,7 @@ class ProxyService:
     def __post_init__(self) -> None:
         self.breakers = CircuitBreakers(self.cache, self.clock)
         self.budget = DailyBudget(self.cache, self.clock, self.notifier)
+        self.rate = MinuteRate(self.cache, self.clock)
         self.idempotency = IdempotencyStore(self.cache, sleep=lambda s: self.sleep(s))
         self.bulkheads = Bulkheads(self.max_concurrent_calls, metrics=self.metrics)
         self.queued = QueuedCalls(self, self.decider, self.queue, self.clock)
@@ -318,11 +319,13 @@ class ProxyService:
                 self.breakers.record_success(target.system, admission)
             return response
 
-    def admit(self, target: Target, overdraft: bool) -> bool:
-        """Before the first upstream attempt: the system's breaker, then its daily budget (an open breaker
-        costs no budget). Returns the breaker's admission (whether this call is the half-open probe)."""
+    def admit(self, target: Target, overdraft: bool) -> Admission:
+        """Before the first upstream attempt: the system's breaker, its rate per minute, then its daily budget
+        (an open breaker or a used-up rate costs no budget). Returns the breaker's admission (whether this call
+        is the half-open probe)."""
         admission = self.breakers.before_call(target.system, target.breaker)
         try:
+            self.rate.consume(target.system, target.rate_limit_per_minute)
             self.budget.consume(target.system, target.daily_api_budget, overdraft=overdraft)
         except GovernError:
             if admission.probe:
@@ -331,10 +334,12 @@ class ProxyService:
         return admission
 
     def _charge(self, target: Target, overdraft: bool) -> bool:
-        """Count one more upstream call against the system's daily budget; False when it is used up."""
+        """Count one more upstream call against the system's rate and daily budget; False when either is used
+        up (the exchange then stops where it is instead of retrying)."""
         try:
+            self.rate.consume(target.system, target.rate_limit_per_minute)
             self.budget.consume(target.system, target.daily_api_budget, overdraft=overdraft)
-        except BudgetExhausted:
+        except (BudgetExhausted, SystemRateLimited):
             return False
         return True
 

@@ -33,6 +33,7 @@ class Target:
     daily_api_budget: int | None
     maintenance_windows: tuple[MaintenanceWindow, ...]
     max_concurrent_calls: int | None = None  # the system contract's bulkhead (None: the default)
+    rate_limit_per_minute: int | None = None  # the system contract's calls per minute, across govern (None: none)
     principals: dict[str, str | None] = field(default_factory=dict)  # name -> upstream subject
 
 
@@ -47,5 +48,6 @@ def build_target(nc: NamedCredentialRecord, cred: CredentialRecord, system: Syst
         during_maintenance=nc.during_maintenance, max_body_bytes=nc.max_body_bytes, credential=cred.external_id,
         protocol=cred.protocol, header_name=cred.header_name, system=system.external_id, system_id=system.id,
         daily_api_budget=system.daily_api_budget, maintenance_windows=system.maintenance_windows,
-        max_concurrent_calls=system.max_concurrent_calls, principals=principals,
+        max_concurrent_calls=system.max_concurrent_calls, rate_limit_per_minute=system.rate_limit_per_minute,
+        principals=principals,
     )
