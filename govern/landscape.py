@@ -6,7 +6,7 @@ external id, idempotent); the plan is applied in one transaction.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -35,7 +35,8 @@ def apply_steps(dry_run: bool) -> int:
 
 def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: bool = False,
                    prune: bool = False, actor: str | None = None, correlation_id: str | None = None,
-                   production: bool = False, progress: Callable[[str], None] | None = None) -> Plan:
+                   production: bool = False, progress: Callable[[str], None] | None = None,
+                   reactivate: Collection[str] = ()) -> Plan:
     """Validate `text`, plan against the database, and (unless dry_run) apply in one transaction.
 
     `production` refuses plain-http upstream URLs; otherwise they come back as `plan.warnings`.
@@ -43,6 +44,10 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
     Raises ValidationFailed with every error (each with `file:line:col` and a path) and writes nothing.
     With `actor`, an applied plan is recorded as an AdminAction in the same transaction. `progress` is
     called once per step done, with the step's name (apply_steps(dry_run) times when nothing fails).
+
+    A retired integration user (`govern offboard`, or `status: retired` applied before) is not brought back by
+    a file that still says `active` or `suspended`: the apply fails (ValidationFailed, nothing written) unless the
+    user is named in `reactivate` (`govern apply --reactivate USER`, `?reactivate=USER`).
     """
     progress = progress or (lambda step: None)
     parsed = parse(text, filename)  # YAML syntax errors raise here, before touching the database
@@ -61,6 +66,9 @@ def apply_document(sessions, text: str, filename: str = "<input>", *, dry_run: b
         plan.dry_run = dry_run
         plan.warnings = list(parsed.warnings)
         progress("planned")
+        unconfirmed = reactivations_unconfirmed(plan, parsed, filename, reactivate)
+        if unconfirmed:
+            raise ValidationFailed(unconfirmed)
         # Retired or removed users' principals (and principals dropped from a credential): their upstream tokens
         # are revoked by the worker, queued in this transaction (govern.store.revocation_queue).
         revocations = plan_requests(session, plan)
@@ -110,6 +118,25 @@ def entity_lines(parsed) -> dict[str, dict[str, tuple[str, int]]]:
         out[kind] = {ext_id: (file, parsed.doc.where((SECTION_OF[kind], index))[0])
                      for ext_id, (index, model) in items.items() if model is not None}
     return out
+
+
+def reactivations_unconfirmed(plan: Plan, parsed, filename: str, confirmed: Collection[str]) -> list[dict]:
+    """A validation error for every retired integration user the plan would make active or suspended again
+    without the caller naming it: offboarding must not be undone by re-applying an old file."""
+    errors = []
+    for change in plan.of("update", "integration_user"):
+        before, after = change.diff.get("status", (None, None))
+        if before != "retired" or after == "retired" or change.id in confirmed:
+            continue
+        index = (parsed.entities.get("integration_user") or {}).get(change.id, (None, None))[0]
+        location = filename
+        if index is not None:
+            location = f"{filename}:{parsed.doc.where((SECTION_OF['integration_user'], index))[0]}"
+        errors.append({"location": location, "path": f"integration_users.{change.id}.status",
+                       "message": f"integration user {change.id} is retired (offboarded); this would make it "
+                                  f"{after} again. Say `status: retired` (or remove it with --prune), or confirm "
+                                  f"with --reactivate {change.id}"})
+    return errors
 
 
 def secrets_left_behind(session, plan: Plan, filename: str, *, forgotten: set[str] | frozenset[str] = frozenset()

@@ -43,7 +43,10 @@ def _current_user_doc(sessions, user: str) -> dict[str, Any] | None:
 def _apply_user(services, actor: str, doc: dict[str, Any], action: str, before: dict[str, Any] | None):
     text = yaml.safe_dump({"apiVersion": API_VERSION, "kind": "Landscape", "integration_users": [doc]},
                           sort_keys=False)
-    plan = apply_document(services.sessions, text, f"console:{action}", production=services.settings.production)
+    # Only the console's own Reactivate brings a retired user back; an edit keeps the stored status anyway.
+    reactivate = (doc["id"],) if action == "integration_user.reactivate" else ()
+    plan = apply_document(services.sessions, text, f"console:{action}", production=services.settings.production,
+                          reactivate=reactivate)
     changes = [c for c in plan.changes if c.kind == "integration_user" and c.id == doc["id"]]
     if changes:
         change = changes[0]

@@ -86,6 +86,9 @@ class Plan(BaseModel):
 class ApplyQuery(BaseModel):
     dry_run: Flag = Field(False, description="plan only")
     prune: Flag = Field(False, description="delete what the document no longer lists")
+    reactivate: list[str] = Field(default_factory=list, max_length=1000,
+                                  description="retired (offboarded) integration users the document may bring back; "
+                                              "without it, such a document is refused (422)")
 
 
 def _sessions():
@@ -160,6 +163,7 @@ def apply():
     dry_run, prune = query.dry_run, query.prune
     text = request.get_data(as_text=True)
     plan = apply_document(_sessions(), text, "request", dry_run=dry_run, prune=prune, actor=g.admin_user,
+                          reactivate=frozenset(query.reactivate),
                           correlation_id=getattr(g, "correlation_id", None),
                           production=current_app.extensions["govern"].settings.production)
     return jsonify(plan.to_dict())

@@ -15,7 +15,9 @@ from govern.errors import DocumentTooComplex, DocumentTooLarge, ValidationFailed
 @click.option("-f", "--file", "path", required=True, help="governance.yaml to apply; - reads stdin")
 @click.option("--dry-run", is_flag=True, help="print the plan, write nothing")
 @click.option("--prune", is_flag=True, help="also delete entities that the file does not declare")
-def apply_command(path: str, dry_run: bool, prune: bool) -> None:
+@click.option("--reactivate", "reactivate", multiple=True, metavar="USER",
+              help="bring back this retired (offboarded) integration user; repeatable")
+def apply_command(path: str, dry_run: bool, prune: bool, reactivate: tuple[str, ...]) -> None:
     """Validate the whole file, print the change plan, and apply it in one transaction.
 
     An applied change is recorded in the admin action log as `cli:<OS user>`."""
@@ -43,7 +45,7 @@ def apply_command(path: str, dry_run: bool, prune: bool) -> None:
     try:
         with progress_bar(apply_steps(dry_run), "dry run" if dry_run else "applying") as advance:
             plan = apply_document(svc.sessions, text, filename, dry_run=dry_run, prune=prune, actor=cli_actor(),
-                                  production=svc.settings.production, progress=advance)
+                                  production=svc.settings.production, progress=advance, reactivate=reactivate)
     except (DocumentTooLarge, DocumentTooComplex) as exc:
         _fail(f"{exc.detail}; nothing was applied")
     except ValidationFailed as exc:
