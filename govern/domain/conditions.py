@@ -14,6 +14,7 @@ Pure: the caller passes the time and the count.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -67,11 +68,18 @@ class TimeWindow(Value):
             raise ValueError(f"{value!r} is not an IANA time zone (e.g. Europe/Paris, UTC)") from None
         return value
 
+    @functools.cached_property
+    def _per_day(self) -> tuple[tuple[ZoneInfo, MaintenanceWindow], ...]:
+        """The window as one maintenance window per day, built once (validating them on every decision cost
+        more than the decision: the access conditions are checked on every token and proxied call)."""
+        zone = ZoneInfo(self.time_zone)
+        return tuple((zone, MaintenanceWindow(day=day, start=self.start, end=self.end)) for day in self.days)
+
     def contains(self, now: dt.datetime) -> bool:
         """True when `now` falls in the window, read on the wall clock of `time_zone`."""
-        wall = now.astimezone(ZoneInfo(self.time_zone)).replace(tzinfo=dt.UTC)  # local wall time, as UTC
-        return any(MaintenanceWindow(day=day, start=self.start, end=self.end).end_if_inside(wall) is not None
-                   for day in self.days)
+        per_day = self._per_day
+        wall = now.astimezone(per_day[0][0]).replace(tzinfo=dt.UTC)  # local wall time, as UTC
+        return any(window.end_if_inside(wall) is not None for _zone, window in per_day)
 
 
 class AccessConditions(Value):
