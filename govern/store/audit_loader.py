@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import operator
 from typing import Any
 
 import sqlalchemy as sa
@@ -240,10 +241,10 @@ def _load_call_hours(session: Session, base, epoch, usage: dict[str, UsageM], mo
     """The allowed calls per user and hour, for the users with enough calls for a time-window recommendation.
 
     A user whose permission sets name no time zone but UTC is read on UTC's wall clock, where every call in the
-    same hour of the week has the same day and hour: one row per hour of the week (at most 168 per user), each
-    standing for its calls with an instant of that hour (no timestamps read). A user whose sets name another zone
-    (its daylight-saving changes move calls between local hours) gets every UTC hour of the window with the first
-    and the last call in it."""
+    same hour of the week has the same day and hour: the database counts the calls per user, day of the week and
+    hour (at most 168 rows per user), and each row becomes one slot standing for its calls with an instant of that
+    hour (no timestamps read). A user whose sets name another zone (its daylight-saving changes move calls between
+    local hours) gets every UTC hour of the window with the first and the last call in it."""
     d = table_of(Decision).c
     pol = model.policy
     users = sorted(user for user, u in usage.items() if u.allowed >= pol.window_min_calls)
@@ -251,32 +252,34 @@ def _load_call_hours(session: Session, base, epoch, usage: dict[str, UsageM], mo
         return
     zoned = [user for user in users if _zoned(model, user)]
     weekly = [user for user in users if user not in set(zoned)]
-    hour = sa.func.floor(epoch / 3600)
     if weekly:
         if session.get_bind().dialect.name == "postgresql":
-            slot = sa.func.to_char(sa.func.timezone("UTC", d.at), "YYYY-MM-DD HH24")
-        else:  # SQLite keeps UTC text, "YYYY-MM-DD HH:MM:SS...": its first 13 characters, no date arithmetic
-            slot = sa.func.substr(d.at, 1, 13)
-        rows = sa.select(d.integration_user, slot.label("slot"), sa.func.count().label("n")) \
-            .where(*base).group_by(d.integration_user, slot)  # no IN list: it would steer the scan off ix_decision_at
+            utc = sa.func.timezone("UTC", d.at)  # the UTC wall clock, whatever the session's TimeZone
+            day, hour = sa.func.date_part("isodow", utc), sa.func.date_part("hour", utc)  # isodow: Monday 1..Sunday 7
+        else:  # SQLite keeps UTC text, "YYYY-MM-DD HH:MM:SS...". %w of the date alone: Sunday 0..Saturday 6 (with
+            # the time, strftime rounds to the millisecond, and 23:59:59.9999 would fall on the next day)
+            day, hour = sa.func.strftime("%w", sa.func.substr(d.at, 1, 10)), sa.func.substr(d.at, 12, 2)
+        rows = sa.select(d.integration_user, day.label("day"), hour.label("hour"), sa.func.count().label("n")) \
+            .where(*base).group_by(d.integration_user, day, hour)  # no IN list: it would steer the scan off ix_decision_at
         wanted = set(weekly)
-        weekdays: dict[str, int] = {}
-        counts: dict[tuple[str, int, int], int] = {}
-        for user, text, n in session.execute(rows).tuples():
-            if user not in wanted:
-                continue
-            day = weekdays.get(text[:10])
-            if day is None:
-                day = weekdays[text[:10]] = dt.date.fromisoformat(text[:10]).weekday()
-            key = (user, day, int(text[11:13]))
-            counts[key] = counts.get(key, 0) + int(n)
-        for (user, day, hod), n in sorted(counts.items()):
-            at = _A_MONDAY + dt.timedelta(days=day, hours=hod)
-            usage[user].call_hours.append(CallHourM(at, n, at, at))
+        # one row per user and hour of the week (GROUP BY): it becomes one slot, and a slot is a value, so users with
+        # as many calls in the same hour of the week share one
+        shared: dict[tuple[int, int], CallHourM] = {}
+        for user, dow, hod, n in session.execute(rows):
+            if user in wanted:
+                key = ((int(dow) + 6) % 7 * 24 + int(hod), int(n))  # Monday 0 on both numberings
+                slot = shared.get(key)
+                if slot is None:
+                    at = _WEEK_HOURS[key[0]]
+                    slot = shared[key] = CallHourM(at, key[1], at, at)
+                usage[user].call_hours.append(slot)
+        for user in wanted:
+            usage[user].call_hours.sort(key=operator.attrgetter("hour"))
     if zoned:
-        rows = sa.select(d.integration_user, hour.label("hour"), sa.func.count().label("n"),
+        hour_number = sa.func.floor(epoch / 3600)
+        rows = sa.select(d.integration_user, hour_number.label("hour"), sa.func.count().label("n"),
                          sa.func.min(d.at).label("first"), sa.func.max(d.at).label("last")) \
-            .where(*base, d.integration_user.in_(zoned)).group_by(d.integration_user, hour)
+            .where(*base, d.integration_user.in_(zoned)).group_by(d.integration_user, hour_number)
         for row in session.execute(rows):
             usage[row.integration_user].call_hours.append(CallHourM(
                 dt.datetime.fromtimestamp(int(row.hour) * 3600, dt.UTC), int(row.n), _aware(row.first),
@@ -284,6 +287,7 @@ def _load_call_hours(session: Session, base, epoch, usage: dict[str, UsageM], mo
 
 
 _A_MONDAY = dt.datetime(1970, 1, 5, tzinfo=dt.UTC)  # weekday() 0
+_WEEK_HOURS = tuple(_A_MONDAY + dt.timedelta(hours=h) for h in range(7 * 24))  # the instants of the weekly slots
 
 
 def _zoned(model: AuditModel, user: str) -> bool:
