@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -78,7 +79,7 @@ def windows_from(hours: list[CallHourM], zone: str) -> list[dict[str, Any]]:
 
 
 def _instants(hours: list[CallHourM]) -> set[dt.datetime]:
-    return {t for h in hours for t in (h.first_at, h.last_at)}
+    return {h.first_at for h in hours} | {h.last_at for h in hours}
 
 
 @functools.lru_cache(maxsize=4096)
@@ -89,10 +90,12 @@ def _wall_clock(t: dt.datetime, zone: str) -> tuple[int, int]:
     return local.weekday(), local.hour
 
 
-def replay(conditions: AccessConditions, hours: list[CallHourM]) -> dict[str, int]:
-    """Decide each observed hour's first and last call under the window; `would_deny` must be 0. Each distinct
-    instant is decided once, by `AccessConditions.in_time` (the decider's own function)."""
-    allowed = {t: conditions.in_time(t) for t in _instants(hours)}
+def replay(conditions: dict[str, Any], hours: list[CallHourM]) -> dict[str, int]:
+    """Decide each observed hour's first and last call under the window (`conditions`, as governance.yaml's
+    `conditions:`); `would_deny` must be 0. Each distinct instant is decided by `AccessConditions.in_time` (the
+    decider's own function) once per window: users given the same window share the decisions."""
+    window = json.dumps(conditions, sort_keys=True)
+    allowed = {t: _in_window(window, t) for t in _instants(hours)}
     denied_hours = denied = total = 0
     for h in hours:
         total += h.count
@@ -101,6 +104,16 @@ def replay(conditions: AccessConditions, hours: list[CallHourM]) -> dict[str, in
             denied += h.count
     return {"replayed_requests": total, "replayed_hours": len(hours), "would_deny": denied,
             "would_deny_hours": denied_hours}
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _in_window(window: str, t: dt.datetime) -> bool:
+    return _parsed(window).in_time(t)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(window: str) -> AccessConditions:
+    return AccessConditions.model_validate_json(window)  # exactly what `conditions:` accepts
 
 
 def _within(narrow: AccessConditions, wide: AccessConditions, since: dt.datetime) -> bool:
@@ -132,7 +145,7 @@ def recommend_window(model: AuditModel, observed: int, hours: list[CallHourM],
         return rec
     conditions = {"time_windows": windows}
     parsed = AccessConditions.model_validate(conditions)  # exactly what `conditions:` accepts
-    rec.proof = replay(parsed, hours)
+    rec.proof = replay(conditions, hours)
     if rec.proof["would_deny"]:
         rec.reason = "the replay of the window's calls denies some of them"
         return rec

@@ -3,11 +3,14 @@ million decisions become a few thousand rows: distinct request shapes per user, 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import operator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -241,10 +244,10 @@ def _load_call_hours(session: Session, base, epoch, usage: dict[str, UsageM], mo
     """The allowed calls per user and hour, for the users with enough calls for a time-window recommendation.
 
     A user whose permission sets name no time zone but UTC is read on UTC's wall clock, where every call in the
-    same hour of the week has the same day and hour: the database counts the calls per user, day of the week and
-    hour (at most 168 rows per user), and each row becomes one slot standing for its calls with an instant of that
-    hour (no timestamps read). A user whose sets name another zone (its daylight-saving changes move calls between
-    local hours) gets every UTC hour of the window with the first and the last call in it."""
+    same hour of the week has the same day and hour: the database counts the calls per user and hour of the week
+    (at most 168 per user), and each becomes one slot standing for its calls with an instant of that hour (no
+    timestamps read). A user whose sets name another zone (its daylight-saving changes move calls between local
+    hours) gets every UTC hour of the window with the first and the last call in it."""
     d = table_of(Decision).c
     pol = model.policy
     users = sorted(user for user, u in usage.items() if u.allowed >= pol.window_min_calls)
@@ -253,28 +256,19 @@ def _load_call_hours(session: Session, base, epoch, usage: dict[str, UsageM], mo
     zoned = [user for user in users if _zoned(model, user)]
     weekly = [user for user in users if user not in set(zoned)]
     if weekly:
-        if session.get_bind().dialect.name == "postgresql":
-            utc = sa.func.timezone("UTC", d.at)  # the UTC wall clock, whatever the session's TimeZone
-            day, hour = sa.func.date_part("isodow", utc), sa.func.date_part("hour", utc)  # isodow: Monday 1..Sunday 7
-        else:  # SQLite keeps UTC text, "YYYY-MM-DD HH:MM:SS...". %w of the date alone: Sunday 0..Saturday 6 (with
-            # the time, strftime rounds to the millisecond, and 23:59:59.9999 would fall on the next day)
-            day, hour = sa.func.strftime("%w", sa.func.substr(d.at, 1, 10)), sa.func.substr(d.at, 12, 2)
-        rows = sa.select(d.integration_user, day.label("day"), hour.label("hour"), sa.func.count().label("n")) \
-            .where(*base).group_by(d.integration_user, day, hour)  # no IN list: it would steer the scan off ix_decision_at
         wanted = set(weekly)
-        # one row per user and hour of the week (GROUP BY): it becomes one slot, and a slot is a value, so users with
-        # as many calls in the same hour of the week share one
-        shared: dict[tuple[int, int], CallHourM] = {}
-        for user, dow, hod, n in session.execute(rows):
-            if user in wanted:
-                key = ((int(dow) + 6) % 7 * 24 + int(hod), int(n))  # Monday 0 on both numberings
-                slot = shared.get(key)
+        # a slot is a value: users with as many calls in the same hour of the week share one
+        shared: list[dict[int, CallHourM]] = [{} for _ in _WEEK_HOURS]
+        for user, slots, counts in _week_slots(session, base):
+            if user not in wanted:
+                continue
+            hours = usage[user].call_hours
+            for number, n in zip(slots, counts, strict=True):
+                slot = shared[number].get(n)
                 if slot is None:
-                    at = _WEEK_HOURS[key[0]]
-                    slot = shared[key] = CallHourM(at, key[1], at, at)
-                usage[user].call_hours.append(slot)
-        for user in wanted:
-            usage[user].call_hours.sort(key=operator.attrgetter("hour"))
+                    at = _WEEK_HOURS[number]
+                    slot = shared[number][n] = CallHourM(at, n, at, at)
+                hours.append(slot)
     if zoned:
         hour_number = sa.func.floor(epoch / 3600)
         rows = sa.select(d.integration_user, hour_number.label("hour"), sa.func.count().label("n"),
@@ -284,6 +278,34 @@ def _load_call_hours(session: Session, base, epoch, usage: dict[str, UsageM], mo
             usage[row.integration_user].call_hours.append(CallHourM(
                 dt.datetime.fromtimestamp(int(row.hour) * 3600, dt.UTC), int(row.n), _aware(row.first),
                 _aware(row.last)))
+
+
+def _week_slots(session: Session, base) -> Iterator[tuple[str, Sequence[int], Sequence[int]]]:
+    """Per user: the hours of the week on the UTC wall clock in which it made calls (Monday 00:00 is 0, Sunday 23:00
+    is 167), in order, and how many calls each. One GROUP BY scan of the window, for every user (an IN list would
+    steer the scan off ix_decision_at); on PostgreSQL one row per user, its slots and counts as two arrays."""
+    d = table_of(Decision).c
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        utc = sa.func.timezone("UTC", d.at)  # the UTC wall clock, whatever the session's TimeZone
+        day, hour = sa.func.date_part("isodow", utc), sa.func.date_part("hour", utc)  # isodow: Monday 1..Sunday 7
+    else:  # SQLite keeps UTC text, "YYYY-MM-DD HH:MM:SS...". %w of the date alone: Sunday 0..Saturday 6 (with the
+        # time, strftime rounds to the millisecond, and 23:59:59.9999 on a Sunday would fall on Monday)
+        day, hour = sa.func.strftime("%w", sa.func.substr(d.at, 1, 10)), sa.func.substr(d.at, 12, 2)
+    counted = sa.select(d.integration_user.label("user"), day.label("day"), hour.label("hour"),
+                        sa.func.count().label("n")).where(*base).group_by(d.integration_user, day, hour).subquery()
+    c = counted.c
+    number = ((sa.cast(c.day, sa.Integer) + 6) % 7 * 24 + sa.cast(c.hour, sa.Integer)).label("slot")  # Monday 0
+    if postgres:
+        rows = sa.select(c.user, sa.func.array_agg(aggregate_order_by(number, number)),
+                         sa.func.array_agg(aggregate_order_by(c.n, number))).group_by(c.user)
+        for user, slots, counts in session.execute(rows):
+            yield user, slots, counts
+    else:  # no arrays: its rows, grouped here
+        rows = sa.select(c.user, number, c.n).order_by(c.user, number)
+        for user, group in itertools.groupby(session.execute(rows), key=operator.itemgetter(0)):
+            pairs = [(int(slot), int(n)) for _, slot, n in group]
+            yield user, [slot for slot, _ in pairs], [n for _, n in pairs]
 
 
 _A_MONDAY = dt.datetime(1970, 1, 5, tzinfo=dt.UTC)  # weekday() 0
