@@ -238,10 +238,12 @@ class WriteMinuteM:
     path: str | None = None  # when the record has no object: its path (a Salesforce one names it)
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class CallHourM:
     """One user's allowed calls in one UTC hour of the window: how many, the first and the last (aggregated in
-    SQL). The time-window recommendation (govern.audit.time_windows) reads and replays these."""
+    SQL); for a user read by hour of the week, its calls in one such hour, all at the hour's instant (users with the
+    same count there share the value). The time-window recommendation (govern.audit.time_windows) reads and replays
+    these."""
 
     hour: dt.datetime
     count: int

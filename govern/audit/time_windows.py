@@ -11,9 +11,9 @@ hour to the end of the last (`09:00`-`17:00`); days with the same hours share on
 user calling at 23:00 and 01:00 gets the two days' hours.
 
 The recommendation is proved by replay, as the scope recommendation is (govern.audit.rightsizing.replay): every
-hour of the window in which the user was allowed calls (the loader keeps the first and the last call of each UTC
-hour) is decided by `AccessConditions.in_time`, the function the decider applies; `would_deny` must be 0, else
-nothing is recommended.
+hour in which the user was allowed calls (for a UTC user, each hour of the week, at its instant; else the first and
+the last call of each UTC hour of the window) is decided by `AccessConditions.in_time`, the function the decider
+applies, once per distinct instant; `would_deny` must be 0, else nothing is recommended.
 
 No recommendation when the calls fell at every hour of every day, or when every permission set it would go on
 already has a time window as narrow or narrower (checked every 5 minutes over a week: the sets' windows must
@@ -22,6 +22,8 @@ lie inside the recommended one).
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import json
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -64,12 +66,10 @@ def time_zone_of(sets: list[PermissionSetM]) -> str:
 
 def windows_from(hours: list[CallHourM], zone: str) -> list[dict[str, Any]]:
     """The governance.yaml `time_windows` entries covering the first and last call of every hour."""
-    tz = ZoneInfo(zone)
     by_day: dict[int, set[int]] = {}
-    for h in hours:
-        for t in (h.first_at, h.last_at):
-            local = t.astimezone(tz)
-            by_day.setdefault(local.weekday(), set()).add(local.hour)
+    for t in _instants(hours):  # each instant read once (a weekly slot's first and last are one)
+        day, hour = _wall_clock(t, zone)
+        by_day.setdefault(day, set()).add(hour)
     spans: dict[tuple[int, int], list[int]] = {}
     for day in sorted(by_day):
         spans.setdefault((min(by_day[day]), max(by_day[day]) + 1), []).append(day)
@@ -78,16 +78,42 @@ def windows_from(hours: list[CallHourM], zone: str) -> list[dict[str, Any]]:
             for (start, end), days in ordered]
 
 
-def replay(conditions: AccessConditions, hours: list[CallHourM]) -> dict[str, int]:
-    """Decide each observed hour's first and last call under the window; `would_deny` must be 0."""
+def _instants(hours: list[CallHourM]) -> set[dt.datetime]:
+    return {h.first_at for h in hours} | {h.last_at for h in hours}
+
+
+@functools.lru_cache(maxsize=4096)
+def _wall_clock(t: dt.datetime, zone: str) -> tuple[int, int]:
+    """The weekday (Monday 0) and hour of instant `t` on `zone`'s wall clock. Users read by hour of the week share
+    their slots' 168 instants, so each is converted once per zone rather than once per user."""
+    local = t.astimezone(ZoneInfo(zone))
+    return local.weekday(), local.hour
+
+
+def replay(conditions: dict[str, Any], hours: list[CallHourM]) -> dict[str, int]:
+    """Decide each observed hour's first and last call under the window (`conditions`, as governance.yaml's
+    `conditions:`); `would_deny` must be 0. Each distinct instant is decided by `AccessConditions.in_time` (the
+    decider's own function) once per window: users given the same window share the decisions."""
+    window = json.dumps(conditions, sort_keys=True)
+    allowed = {t: _in_window(window, t) for t in _instants(hours)}
     denied_hours = denied = total = 0
     for h in hours:
         total += h.count
-        if not (conditions.in_time(h.first_at) and conditions.in_time(h.last_at)):
+        if not (allowed[h.first_at] and allowed[h.last_at]):
             denied_hours += 1
             denied += h.count
     return {"replayed_requests": total, "replayed_hours": len(hours), "would_deny": denied,
             "would_deny_hours": denied_hours}
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _in_window(window: str, t: dt.datetime) -> bool:
+    return _parsed(window).in_time(t)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(window: str) -> AccessConditions:
+    return AccessConditions.model_validate_json(window)  # exactly what `conditions:` accepts
 
 
 def _within(narrow: AccessConditions, wide: AccessConditions, since: dt.datetime) -> bool:
@@ -119,7 +145,7 @@ def recommend_window(model: AuditModel, observed: int, hours: list[CallHourM],
         return rec
     conditions = {"time_windows": windows}
     parsed = AccessConditions.model_validate(conditions)  # exactly what `conditions:` accepts
-    rec.proof = replay(parsed, hours)
+    rec.proof = replay(conditions, hours)
     if rec.proof["would_deny"]:
         rec.reason = "the replay of the window's calls denies some of them"
         return rec

@@ -3,10 +3,14 @@ million decisions become a few thousand rows: distinct request shapes per user, 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import operator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 from sqlmodel import col
 
@@ -240,10 +244,10 @@ def _load_call_hours(session: Session, base, epoch, usage: dict[str, UsageM], mo
     """The allowed calls per user and hour, for the users with enough calls for a time-window recommendation.
 
     A user whose permission sets name no time zone but UTC is read on UTC's wall clock, where every call in the
-    same hour of the week has the same day and hour: one row per hour of the week (at most 168 per user), each
-    standing for its calls with an instant of that hour (no timestamps read). A user whose sets name another zone
-    (its daylight-saving changes move calls between local hours) gets every UTC hour of the window with the first
-    and the last call in it."""
+    same hour of the week has the same day and hour: the database counts the calls per user and hour of the week
+    (at most 168 per user), and each becomes one slot standing for its calls with an instant of that hour (no
+    timestamps read). A user whose sets name another zone (its daylight-saving changes move calls between local
+    hours) gets every UTC hour of the window with the first and the last call in it."""
     d = table_of(Decision).c
     pol = model.policy
     users = sorted(user for user, u in usage.items() if u.allowed >= pol.window_min_calls)
@@ -251,39 +255,61 @@ def _load_call_hours(session: Session, base, epoch, usage: dict[str, UsageM], mo
         return
     zoned = [user for user in users if _zoned(model, user)]
     weekly = [user for user in users if user not in set(zoned)]
-    hour = sa.func.floor(epoch / 3600)
     if weekly:
-        if session.get_bind().dialect.name == "postgresql":
-            slot = sa.func.to_char(sa.func.timezone("UTC", d.at), "YYYY-MM-DD HH24")
-        else:  # SQLite keeps UTC text, "YYYY-MM-DD HH:MM:SS...": its first 13 characters, no date arithmetic
-            slot = sa.func.substr(d.at, 1, 13)
-        rows = sa.select(d.integration_user, slot.label("slot"), sa.func.count().label("n")) \
-            .where(*base).group_by(d.integration_user, slot)  # no IN list: it would steer the scan off ix_decision_at
         wanted = set(weekly)
-        weekdays: dict[str, int] = {}
-        counts: dict[tuple[str, int, int], int] = {}
-        for user, text, n in session.execute(rows).tuples():
+        # a slot is a value: users with as many calls in the same hour of the week share one
+        shared: list[dict[int, CallHourM]] = [{} for _ in _WEEK_HOURS]
+        for user, slots, counts in _week_slots(session, base):
             if user not in wanted:
                 continue
-            day = weekdays.get(text[:10])
-            if day is None:
-                day = weekdays[text[:10]] = dt.date.fromisoformat(text[:10]).weekday()
-            key = (user, day, int(text[11:13]))
-            counts[key] = counts.get(key, 0) + int(n)
-        for (user, day, hod), n in sorted(counts.items()):
-            at = _A_MONDAY + dt.timedelta(days=day, hours=hod)
-            usage[user].call_hours.append(CallHourM(at, n, at, at))
+            hours = usage[user].call_hours
+            for number, n in zip(slots, counts, strict=True):
+                slot = shared[number].get(n)
+                if slot is None:
+                    at = _WEEK_HOURS[number]
+                    slot = shared[number][n] = CallHourM(at, n, at, at)
+                hours.append(slot)
     if zoned:
-        rows = sa.select(d.integration_user, hour.label("hour"), sa.func.count().label("n"),
+        hour_number = sa.func.floor(epoch / 3600)
+        rows = sa.select(d.integration_user, hour_number.label("hour"), sa.func.count().label("n"),
                          sa.func.min(d.at).label("first"), sa.func.max(d.at).label("last")) \
-            .where(*base, d.integration_user.in_(zoned)).group_by(d.integration_user, hour)
+            .where(*base, d.integration_user.in_(zoned)).group_by(d.integration_user, hour_number)
         for row in session.execute(rows):
             usage[row.integration_user].call_hours.append(CallHourM(
                 dt.datetime.fromtimestamp(int(row.hour) * 3600, dt.UTC), int(row.n), _aware(row.first),
                 _aware(row.last)))
 
 
+def _week_slots(session: Session, base) -> Iterator[tuple[str, Sequence[int], Sequence[int]]]:
+    """Per user: the hours of the week on the UTC wall clock in which it made calls (Monday 00:00 is 0, Sunday 23:00
+    is 167), in order, and how many calls each. One GROUP BY scan of the window, for every user (an IN list would
+    steer the scan off ix_decision_at); on PostgreSQL one row per user, its slots and counts as two arrays."""
+    d = table_of(Decision).c
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if postgres:
+        utc = sa.func.timezone("UTC", d.at)  # the UTC wall clock, whatever the session's TimeZone
+        day, hour = sa.func.date_part("isodow", utc), sa.func.date_part("hour", utc)  # isodow: Monday 1..Sunday 7
+    else:  # SQLite keeps UTC text, "YYYY-MM-DD HH:MM:SS...". %w of the date alone: Sunday 0..Saturday 6 (with the
+        # time, strftime rounds to the millisecond, and 23:59:59.9999 on a Sunday would fall on Monday)
+        day, hour = sa.func.strftime("%w", sa.func.substr(d.at, 1, 10)), sa.func.substr(d.at, 12, 2)
+    counted = sa.select(d.integration_user.label("user"), day.label("day"), hour.label("hour"),
+                        sa.func.count().label("n")).where(*base).group_by(d.integration_user, day, hour).subquery()
+    c = counted.c
+    number = ((sa.cast(c.day, sa.Integer) + 6) % 7 * 24 + sa.cast(c.hour, sa.Integer)).label("slot")  # Monday 0
+    if postgres:
+        rows = sa.select(c.user, sa.func.array_agg(aggregate_order_by(number, number)),
+                         sa.func.array_agg(aggregate_order_by(c.n, number))).group_by(c.user)
+        for user, slots, counts in session.execute(rows):
+            yield user, slots, counts
+    else:  # no arrays: its rows, grouped here
+        rows = sa.select(c.user, number, c.n).order_by(c.user, number)
+        for user, group in itertools.groupby(session.execute(rows), key=operator.itemgetter(0)):
+            pairs = [(int(slot), int(n)) for _, slot, n in group]
+            yield user, [slot for slot, _ in pairs], [n for _, n in pairs]
+
+
 _A_MONDAY = dt.datetime(1970, 1, 5, tzinfo=dt.UTC)  # weekday() 0
+_WEEK_HOURS = tuple(_A_MONDAY + dt.timedelta(hours=h) for h in range(7 * 24))  # the instants of the weekly slots
 
 
 def _zoned(model: AuditModel, user: str) -> bool:

@@ -145,3 +145,29 @@ def test_the_window_is_read_in_the_sets_time_zone_and_needs_enough_calls(world, 
     _, rec, _ = _audit(runner, tmp_path, "enough")
     assert rec["time_window"]["conditions"] == {"time_windows": [
         {"days": ["mon", "tue", "wed"], "start": "09:00", "end": "17:00", "time_zone": "Europe/Paris"}]}
+
+
+def test_a_utc_users_calls_are_counted_by_weekday_and_hour_of_the_utc_wall_clock(services):
+    """The loader's hour-of-the-week slots (counted in SQL): a call a microsecond before Monday is Sunday's 23:00, one
+    at midnight is Monday's 00:00; each slot holds its calls' count at one instant of that weekday and hour."""
+    from govern.domain.access import AccessDecision, AccessRequest, Caller
+    from govern.store.audit_loader import load_model
+
+    req = AccessRequest(caller=Caller(integration_user="u1", scopes=(), source_ip="10.0.0.1"), action="proxy",
+                        named_credential="erp-api", method="GET", path="/orders")
+    allowed = AccessDecision(allowed=True, rules=("permit:x",))
+    today = dt.datetime.now(UTC).date()
+    sunday = dt.datetime.combine(today - dt.timedelta(days=today.weekday() + 8), dt.time(0, 0), tzinfo=UTC)
+    calls = {sunday + dt.timedelta(days=1) - dt.timedelta(microseconds=1): 10,  # Sunday 23:59:59.999999
+             sunday + dt.timedelta(days=1): 5,  # Monday 00:00
+             sunday - dt.timedelta(hours=11, minutes=30): 4,  # Saturday 12:30
+             sunday + dt.timedelta(days=3, hours=9, seconds=1): 3}  # Wednesday 09:00:01
+    for at, n in calls.items():
+        for _ in range(n):
+            services.decision_log.append(req, allowed, at=at)
+    services.decision_log.append(req, AccessDecision(allowed=False, rules=("deny:x",)), at=sunday)  # denied: not counted
+    assert services.decision_log.flush()
+    with services.sessions() as s:
+        hours = load_model(s, dt.datetime.now(UTC)).usage["u1"].call_hours
+    assert {(h.hour.weekday(), h.hour.hour): h.count for h in hours} == {(6, 23): 10, (0, 0): 5, (5, 12): 4, (2, 9): 3}
+    assert all(h.first_at == h.last_at == h.hour and (h.hour.minute, h.hour.second) == (0, 0) for h in hours)
