@@ -152,6 +152,17 @@ def database_url(request, tmp_path):
     yield f"sqlite:///{target}"
 
 
+# --- A CLI instance -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def cli_instance_template(tmp_path_factory) -> Path:
+    """`govern init` + `govern apply -f examples/governance.yaml` as subprocesses, once per session: tests copy it
+    with tests.cli_instance.copy_instance (never change it)."""
+    from tests.cli_instance import make_instance
+
+    return make_instance(tmp_path_factory.mktemp("cli-instance"))
+
+
 # --- Redis -----------------------------------------------------------------------------------------
 
 @pytest.fixture
