@@ -1,8 +1,13 @@
 """A govern instance made the way a user makes one: `govern init`, then `govern apply` of a landscape, each a
-real `govern` subprocess with only the GOVERN_* variables a user sets (GOVERN_HOME defaults to ./instance)."""
+real `govern` subprocess with only the GOVERN_* variables a user sets (GOVERN_HOME defaults to ./instance).
+
+The two processes cost seconds, so tests that only need such an instance to start from take a copy of one made
+once per session (the `cli_instance_template` fixture in tests/conftest.py, `copy_instance` here): the folder
+is the whole instance (its SQLite database, keys and secret key), and nothing in it names the folder."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,4 +28,10 @@ def make_instance(folder: Path, landscape: Path = EXAMPLE) -> Path:
     for args in (["init"], ["apply", "-f", str(landscape)]):
         proc = govern(args, folder, GOVERN_ADMIN_PASSWORD="a-long-enough-password")
         assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+    return folder
+
+
+def copy_instance(template: Path, folder: Path) -> Path:
+    """A copy of the instance `make_instance(template)` made, in `folder`; returns `folder` to run commands in."""
+    shutil.copytree(template / "instance", folder / "instance")
     return folder

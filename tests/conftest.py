@@ -38,12 +38,17 @@ def need(service: str, reason: str):
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
+        if item.get_closest_marker("one_backend") is not None:
+            continue  # what it proves does not depend on the backend: the SQLite pass runs it, PostgreSQL's not
         if {"database_url", "app", "client", "runner", "services"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "db: uses the database backend chosen by GOVERN_TEST_DATABASE")
+    config.addinivalue_line("markers", "one_backend: uses the database, but what it asserts does not depend on the "
+                                       "backend (never a store, migration, query or concurrency test): not marked "
+                                       "`db`, so CI's PostgreSQL pass (-m 'db or postgres') leaves it out")
 
 
 # --- PostgreSQL ------------------------------------------------------------------------------------
@@ -150,6 +155,17 @@ def database_url(request, tmp_path):
     target = tmp_path / "govern.db"
     shutil.copyfile(template, target)
     yield f"sqlite:///{target}"
+
+
+# --- A CLI instance -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def cli_instance_template(tmp_path_factory) -> Path:
+    """`govern init` + `govern apply -f examples/governance.yaml` as subprocesses, once per session: tests copy it
+    with tests.cli_instance.copy_instance (never change it)."""
+    from tests.cli_instance import make_instance
+
+    return make_instance(tmp_path_factory.mktemp("cli-instance"))
 
 
 # --- Redis -----------------------------------------------------------------------------------------

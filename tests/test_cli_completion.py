@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.cli_instance import govern, make_instance
+from tests.cli_instance import copy_instance, govern
 
 
 @pytest.fixture(scope="module")
-def instance(tmp_path_factory):
-    folder = make_instance(tmp_path_factory.mktemp("completion"))
+def instance(tmp_path_factory, cli_instance_template):
+    folder = copy_instance(cli_instance_template, tmp_path_factory.mktemp("completion"))
     put = govern(["secrets", "put", "sandbox-client-credentials", "--field", "client_secret"], folder,
                  input="a-sandbox-client-secret")
     assert put.returncode == 0, put.stderr

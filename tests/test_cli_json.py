@@ -10,15 +10,15 @@ import secrets
 import pytest
 
 from govern.store.db import script_heads
-from tests.cli_instance import govern, make_instance
+from tests.cli_instance import copy_instance, govern
 
 LISTS = (["secrets", "status"], ["dlq", "list"], ["audit", "suppressions"], ["rotate", "history"], ["log", "show"],
          ["expiry"])
 
 
 @pytest.fixture
-def instance(tmp_path):
-    return make_instance(tmp_path)
+def instance(tmp_path, cli_instance_template):
+    return copy_instance(cli_instance_template, tmp_path)
 
 
 def _json(args, cwd, ok=(0,), **kw):

@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from tests.cli_instance import govern, make_instance
+from tests.cli_instance import copy_instance, govern
 
 
 @pytest.fixture(scope="module")
-def instance(tmp_path_factory):
-    return make_instance(tmp_path_factory.mktemp("output-flag"))
+def instance(tmp_path_factory, cli_instance_template):
+    return copy_instance(cli_instance_template, tmp_path_factory.mktemp("output-flag"))
 
 
 @pytest.mark.parametrize("flag", ["-o", "--output", "--out"])

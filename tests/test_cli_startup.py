@@ -97,13 +97,13 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("sqlmodel"
 """
 
 
-def test_secrets_status_reads_the_store_without_sqlmodel_or_the_table_classes(tmp_path):
+def test_secrets_status_reads_the_store_without_sqlmodel_or_the_table_classes(tmp_path, cli_instance_template):
     """Issue #17: `govern secrets status` reads `secret_ref` with SQLAlchemy Core through a connection. Building
     the store-only services (the session factory with its landscape-version hook, the database cache) imports
     neither SQLModel (nor pydantic with it) nor govern's table classes: each is loaded when first used."""
-    from tests.cli_instance import govern, make_instance
+    from tests.cli_instance import copy_instance, govern
 
-    folder = make_instance(tmp_path)
+    folder = copy_instance(cli_instance_template, tmp_path)
     put = govern(["secrets", "put", "--user", "sandbox-app", "--field", "client_secret"], folder,
                  input="status-probe-" + "x" * 24)
     assert put.returncode == 0, put.stderr

@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +17,7 @@ import requests
 from werkzeug.serving import make_server
 
 from tests.fakes.oauth_server import FakeUpstream
+from tests.procs import Gunicorn, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 USER_SECRET = "flight-order-sync-client-secret"
@@ -116,7 +114,7 @@ class Flight:
     grace: FakeUpstream
     strict: FakeUpstream
     alerts: AlertInbox
-    gunicorn: subprocess.Popen
+    gunicorn: Gunicorn
     extra: dict = field(default_factory=dict)
 
     def govern(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
@@ -152,24 +150,7 @@ class Flight:
                             headers={"Authorization": f"Bearer {govern_token}"}, timeout=60)
 
     def worker_pids(self) -> set[int]:
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.gunicorn.pid)], capture_output=True, text=True)
-        return {int(p) for p in out.stdout.split()}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"{what} not reached before the deadline"
-        time.sleep(0.05)
+        return self.gunicorn.worker_pids()
 
 
 def concurrently(n: int, call) -> list:
@@ -225,27 +206,14 @@ def start_flight(tmp_path: Path, database_url: str, redis_url: str, redis_prefix
         for args, fld, value in puts:
             done = flight.govern_here("secrets", "put", *args, "--field", fld, input=value)
             assert done.returncode == 0, done.stdout + done.stderr
-        port = free_port()
-        log = open(tmp_path / "gunicorn.log", "wb")
-        gunicorn = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "-c", "python:govern.gunicorn_conf",
-                                     "--workers", "4", "--threads", "16", "--bind", f"127.0.0.1:{port}",
-                                     "govern.wsgi:app()"], cwd=str(ROOT), env=env, stdout=log, stderr=log,
-                                    start_new_session=True)
-        flight.gunicorn = gunicorn
-        flight.base = f"http://127.0.0.1:{port}"
-
-        def up():
-            try:
-                return requests.get(flight.base + "/healthz", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(up, 60, "gunicorn up")
+        gunicorn = Gunicorn.start(env, tmp_path / "gunicorn.log", ["-c", "python:govern.gunicorn_conf",
+                                                                   "--workers", "4", "--threads", "16"])
+        flight.gunicorn, flight.base = gunicorn, gunicorn.base
         wait_for(lambda: len(flight.worker_pids()) == 4, 60, "4 gunicorn workers")
         return flight
     except BaseException:
         if gunicorn is not None:
-            _stop(gunicorn)
+            gunicorn.stop()
         services.close()
         for fake in (cc, grace, strict):
             fake.stop()
@@ -253,17 +221,8 @@ def start_flight(tmp_path: Path, database_url: str, redis_url: str, redis_prefix
         raise
 
 
-def _stop(gunicorn: subprocess.Popen) -> None:
-    os.killpg(gunicorn.pid, signal.SIGTERM)
-    try:
-        gunicorn.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(gunicorn.pid, signal.SIGKILL)
-        gunicorn.wait(30)
-
-
 def stop_flight(flight: Flight) -> None:
-    _stop(flight.gunicorn)
+    flight.gunicorn.stop()
     flight.services.close()
     for fake in (flight.cc, flight.grace, flight.strict):
         fake.stop()

@@ -8,13 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -23,16 +17,9 @@ from govern.broker.upstream.token_cache import cache_key
 from govern.domain.access import UpstreamToken
 from govern.domain.secret import Secret
 from tests.factories import make_landscape, put_credential_secret
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.procs import ROOT, Gunicorn
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 USER_SECRET = "e2e-user-client-secret-value"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_200_http_requests_over_4_gunicorn_workers_make_one_upstream_call(tmp_path, postgres_url, redis_url,
@@ -60,25 +47,12 @@ def test_200_http_requests_over_4_gunicorn_workers_make_one_upstream_call(tmp_pa
         svc.cache.set(key, svc.upstream_tokens.tokens.seal(key, expired)[0], 60)
         fake_upstream.inject("delay", delay=0.5, times=None)
 
-        port = _free_port()
         env = {**os.environ, "GOVERN_HOME": str(home), "GOVERN_DATABASE_URL": postgres_url,
                "GOVERN_REDIS_URL": redis_url, "GOVERN_REDIS_PREFIX": redis_prefix, "GOVERN_LOG_LEVEL": "WARNING",
                "PYTHONPATH": str(ROOT)}
-        log = open(tmp_path / "gunicorn.log", "wb")
-        gunicorn = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "--workers", "4",
-                                     "--worker-class", "gthread", "--threads", "16", "--bind", f"127.0.0.1:{port}",
-                                     "govern.wsgi:app()"], cwd=str(ROOT), env=env, stdout=log, stderr=log,
-                                    start_new_session=True)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not come up"
-            time.sleep(0.1)
+        gunicorn = Gunicorn.start(env, tmp_path / "gunicorn.log",
+                                  ["--workers", "4", "--worker-class", "gthread", "--threads", "16"])
+        base = gunicorn.base
         resp = requests.post(base + "/oauth/token", data={"grant_type": "client_credentials", "scope": "orders.read"},
                              auth=(names["user"], USER_SECRET), timeout=30)
         assert resp.status_code == 200, resp.text
@@ -104,11 +78,7 @@ def test_200_http_requests_over_4_gunicorn_workers_make_one_upstream_call(tmp_pa
         assert fake_upstream.count("client_credentials") == 1
     finally:
         if gunicorn is not None:
-            os.killpg(gunicorn.pid, signal.SIGTERM)
-            try:
-                gunicorn.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(gunicorn.pid, signal.SIGKILL)
+            gunicorn.stop()
         svc.close()
         client = redis.Redis.from_url(redis_url)
         for k in client.scan_iter(match=redis_prefix + "*"):

@@ -16,7 +16,8 @@ import requests
 import sqlalchemy as sa
 
 from govern.store.upstream_tables import RefreshJournal
-from tests.broker_upstream.flight_live import concurrently, start_flight, stop_flight, wait_for
+from tests.broker_upstream.flight_live import concurrently, start_flight, stop_flight
+from tests.procs import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 ROUNDS = 5

@@ -7,7 +7,7 @@ import threading
 
 import requests
 
-from tests.broker_upstream.flight_live import wait_for
+from tests.procs import wait_for
 from tests.e2e.conftest import LANDSCAPE, apply_landscape
 
 

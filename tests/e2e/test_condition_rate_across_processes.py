@@ -11,8 +11,6 @@ Exactly the limit is allowed; every other call is refused naming `condition:max_
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -20,10 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.broker_upstream.flight_live import _stop, free_port, wait_for
+from tests.procs import ROOT, serving, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 LIMIT = 5
@@ -83,26 +79,12 @@ def govern_two_workers(request, tmp_path, postgres_url, resources):
     _cli(env, "apply", "-f", str(tmp_path / "governance.yaml"))
     _cli(env, "secrets", "put", "--user", "stock-sync", "--field", "client_secret", input=USER_SECRET)
     _cli(env, "secrets", "put", "stock-key", "--field", "api_key", input=API_KEY)
-    port, access = free_port(), tmp_path / "access.log"
-    log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen([GUNICORN, "-c", "python:govern.gunicorn_conf", "--workers", "2", "--threads", "8",
-                             "--bind", f"127.0.0.1:{port}", "--access-logfile", str(access),
-                             "--access-logformat", "%(p)s %(s)s %(U)s", "tests.e2e.fixed_clock_wsgi:app()"],
-                            cwd=str(ROOT), env=env, stdout=log, stderr=log, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-
-    def up():
-        assert proc.poll() is None, (tmp_path / "gunicorn.log").read_text()[-2000:]
-        try:
-            return requests.get(base + "/healthz", timeout=1).status_code == 200
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_for(up, 60, "gunicorn up")
-        yield base, access, request.param
-    finally:
-        _stop(proc)
+    access = tmp_path / "access.log"
+    with serving(env, tmp_path / "gunicorn.log", ["-c", "python:govern.gunicorn_conf", "--workers", "2",
+                                                  "--threads", "8", "--access-logfile", str(access),
+                                                  "--access-logformat", "%(p)s %(s)s %(U)s"],
+                 app="tests.e2e.fixed_clock_wsgi:app()") as gunicorn:
+        yield gunicorn.base, access, request.param
 
 
 def _proxied_by_worker(access: Path) -> Counter:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,10 +26,9 @@ import pytest
 import requests
 
 from govern.broker.landscape import BOUND
+from tests.procs import ROOT, Gunicorn
 
-ROOT = Path(__file__).resolve().parents[2]
 GOVERN = str(Path(sys.executable).with_name("govern"))
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 pytestmark = [pytest.mark.slow]
 
 USER_SECRET = "snapshot-order-sync-client-secret"
@@ -67,12 +64,6 @@ permission_sets:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Instance:
     """One govern instance: its home and database, the CLI as separate processes, gunicorn with 2 workers."""
 
@@ -84,7 +75,7 @@ class Instance:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GOVERN_")}
         self.env.update(GOVERN_HOME=str(self.home), GOVERN_DATABASE_URL=database_url, GOVERN_LOG_LEVEL="WARNING",
                         PYTHONPATH=str(ROOT))
-        self.proc: subprocess.Popen | None = None
+        self.gunicorn: Gunicorn | None = None
         self.base = ""
 
     def govern(self, *args: str, stdin: str | None = None) -> str:
@@ -99,31 +90,13 @@ class Instance:
         self.govern("apply", "-f", str(path))
 
     def start(self) -> None:
-        port = _free_port()
-        self.base = f"http://127.0.0.1:{port}"
-        log = open(self.tmp_path / "gunicorn.log", "wb")  # noqa: SIM115 - the server's whole life
-        self.proc = subprocess.Popen([GUNICORN, "--workers", "2", "--worker-class", "gthread", "--threads", "4",
-                                      "--bind", f"127.0.0.1:{port}", "govern.wsgi:app()"],
-                                     cwd=str(ROOT), env=self.env, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
-            assert self.proc.poll() is None and time.monotonic() < deadline, \
-                (self.tmp_path / "gunicorn.log").read_text()[-2000:]
-            time.sleep(0.1)
+        self.gunicorn = Gunicorn.start(self.env, self.tmp_path / "gunicorn.log",
+                                       ["--workers", "2", "--worker-class", "gthread", "--threads", "4"])
+        self.base = self.gunicorn.base
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        if self.gunicorn is not None:
+            self.gunicorn.stop()
 
     def govern_token(self) -> str:
         r = requests.post(self.base + "/oauth/token", data={"grant_type": "client_credentials", "scope": "items.read"},

@@ -9,27 +9,15 @@ reaching the worker that did not start it, so 8 connects in a row passed once in
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.e2e.conftest import apply_landscape, seed_upstream, store_secrets
 from tests.fakes.oauth_server import rsa_keypair
+from tests.procs import ROOT, free_port, serving
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
@@ -38,33 +26,16 @@ def gunicorn_govern(tmp_path, settings, runner, fake_upstream, resources):
     refresh_token, bob_pem = seed_upstream(fake_upstream)
     apply_landscape(runner, tmp_path, fake_upstream, resources, user_jwk)
     store_secrets(runner, refresh_token, bob_pem)
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOVERN_REDIS")}
     # The redirect_uri comes from GOVERN_PUBLIC_URL (never from Host): the address govern is served at.
     env.update(GOVERN_HOME=str(settings.home), GOVERN_DATABASE_URL=settings.database_url,
                GOVERN_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT), GOVERN_PUBLIC_URL=f"http://127.0.0.1:{port}")
-    log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "--workers", "2", "--worker-class",
-                             "gthread", "--threads", "4", "--bind", f"127.0.0.1:{port}", "govern.wsgi:app()"],
-                            cwd=str(ROOT), env=env, stdout=log, stderr=log, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()[-2000:]
-        time.sleep(0.1)
-    fake_upstream.register_client("shop-rt-client", secret="e2e-shop-rt-client-secret", scope="orders.read",
-                                  redirect_uris=[base + "/oauth/callback"])
-    yield base
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+    with serving(env, tmp_path / "gunicorn.log", ["--workers", "2", "--worker-class", "gthread", "--threads", "4"],
+                 port=port) as gunicorn:
+        fake_upstream.register_client("shop-rt-client", secret="e2e-shop-rt-client-secret", scope="orders.read",
+                                      redirect_uris=[gunicorn.base + "/oauth/callback"])
+        yield gunicorn.base
 
 
 def test_connect_completes_whichever_worker_receives_the_callback(gunicorn_govern, services, runner, fake_upstream):

@@ -8,21 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-from pathlib import Path
 
 import pytest
 import requests
 import sqlalchemy as sa
 
 from tests.fakes.resource_server import ResourceServer
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.procs import ROOT, Gunicorn
 pytestmark = [pytest.mark.slow]
 USER_SECRET = "durable-log-user-client-secret"
 API_KEY = "durable-log-upstream-api-key"
@@ -53,12 +48,6 @@ permission_sets:
     grants:
       - {{named_credential: stock-api, principal: default, methods: [GET], paths: ["/v1/items/**"]}}
 """
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _govern(env, *args, input: str | None = None) -> subprocess.CompletedProcess:
@@ -92,22 +81,9 @@ def test_acknowledged_calls_survive_a_sigkill_of_every_gunicorn_process(tmp_path
         _govern(env, "secrets", "put", "--user", "stock-sync", "--field", "client_secret", input=USER_SECRET)
         _govern(env, "secrets", "put", "stock-key", "--field", "api_key", input=API_KEY)
 
-        port = _free_port()
-        log = open(tmp_path / "gunicorn.log", "wb")
-        gunicorn = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "--workers", "2",
-                                     "--worker-class", "gthread", "--threads", "16", "--bind", f"127.0.0.1:{port}",
-                                     "govern.wsgi:app()"], cwd=str(ROOT), env=env, stdout=log, stderr=log,
-                                    start_new_session=True)
-        base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not come up"
-            time.sleep(0.1)
+        gunicorn = Gunicorn.start(env, tmp_path / "gunicorn.log",
+                                  ["--workers", "2", "--worker-class", "gthread", "--threads", "16"])
+        base = gunicorn.base
         resp = requests.post(base + "/oauth/token", data={"grant_type": "client_credentials", "scope": "items.read"},
                              auth=("stock-sync", USER_SECRET), timeout=30)
         assert resp.status_code == 200, resp.text
@@ -130,8 +106,7 @@ def test_acknowledged_calls_survive_a_sigkill_of_every_gunicorn_process(tmp_path
         [t.start() for t in threads]
         [t.join() for t in threads]
         assert len(acknowledged) == CALLS
-        os.killpg(gunicorn.pid, signal.SIGKILL)  # no shutdown hook, no atexit: what is not committed is lost
-        gunicorn.wait(30)
+        gunicorn.kill()  # every process of it: no shutdown hook, no atexit, what is not committed is lost
         gunicorn = None
 
         engine = sa.create_engine(database_url)
@@ -149,6 +124,5 @@ def test_acknowledged_calls_survive_a_sigkill_of_every_gunicorn_process(tmp_path
         assert API_KEY not in verified.stdout + (tmp_path / "gunicorn.log").read_text(errors="replace")
     finally:
         if gunicorn is not None:
-            os.killpg(gunicorn.pid, signal.SIGKILL)
-            gunicorn.wait(30)
+            gunicorn.kill()
         upstream.stop()

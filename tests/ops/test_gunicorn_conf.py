@@ -8,18 +8,13 @@ from __future__ import annotations
 
 import importlib
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
-ROOT = Path(__file__).resolve().parents[2]
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
+from tests.procs import GUNICORN, ROOT, Gunicorn, free_port
 WEB_ENV = ("GOVERN_WEB_WORKERS", "GOVERN_WEB_THREADS", "GOVERN_WEB_BIND")
 
 
@@ -97,12 +92,6 @@ def test_serve_execs_gunicorn_with_the_options_given(runner, monkeypatch, args, 
 
 # --- real starts --------------------------------------------------------------------------------------
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _env(settings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in WEB_ENV}
     env.update({"GOVERN_HOME": str(settings.home), "GOVERN_DATABASE_URL": settings.database_url,
@@ -111,37 +100,11 @@ def _env(settings) -> dict[str, str]:
     return env
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
-
-
 def _serve_and_get_healthz(settings, log_path: Path, extra: list[str]) -> str:
-    """Start gunicorn with the config, wait for its worker class line and /healthz, stop it; its output."""
-    port = _free_port()
-    with open(log_path, "wb") as log:  # a file: an unread pipe could block gunicorn's logging
-        proc = subprocess.Popen([GUNICORN, "-c", "python:govern.gunicorn_conf", "--bind", f"127.0.0.1:{port}",
-                                 "--workers", "1", "--log-level", "info", *extra, "govern.wsgi:app()"],
-                                cwd=str(ROOT), env=_env(settings), stdout=log, stderr=log, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"gunicorn exited {proc.returncode}: {log_path.read_text()}"
-            try:
-                if requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert time.monotonic() < deadline, f"gunicorn did not come up: {log_path.read_text()}"
-            time.sleep(0.1)
-    finally:
-        _stop(proc)  # stopped before reading: every line it would write is written by now
+    """Start gunicorn with the config, wait for /healthz, stop it; its output."""
+    server = Gunicorn.start(_env(settings), log_path, ["-c", "python:govern.gunicorn_conf", "--workers", "1",
+                                                       "--log-level", "info", *extra])
+    server.stop()  # stopped before reading: every line it would write is written by now
     return log_path.read_text()
 
 
@@ -163,7 +126,7 @@ def test_command_line_options_override_the_config(settings, tmp_path):
 def test_gunicorn_refuses_a_bad_value_in_one_line(tmp_path):
     env = {**{k: v for k, v in os.environ.items() if k not in WEB_ENV}, "GOVERN_WEB_THREADS": "many",
            "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([GUNICORN, "-c", "python:govern.gunicorn_conf", "--bind", f"127.0.0.1:{_free_port()}",
+    proc = subprocess.run([GUNICORN, "-c", "python:govern.gunicorn_conf", "--bind", f"127.0.0.1:{free_port()}",
                            "govern.wsgi:app()"], cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
     assert proc.stderr.strip().splitlines() == ["error: GOVERN_WEB_THREADS must be a positive integer, got 'many'"]

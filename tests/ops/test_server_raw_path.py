@@ -15,13 +15,9 @@ import http.client
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
@@ -29,21 +25,15 @@ import sqlalchemy as sa
 
 from tests.factories import make_landscape, put_credential_secret
 from tests.fakes.resource_server import ResourceServer
+from tests.procs import ROOT, serving
 from tests.proxy.test_ssrf import CRAFTED
 
-ROOT = Path(__file__).resolve().parents[2]
 USER_SECRET = "raw-path-user-client-secret"
 PREFIX = "/api/v1/named-credentials/rp-api/proxy/"
 pytestmark = [pytest.mark.slow]
 
 # Legitimately percent-encoded paths: the upstream must receive them unchanged.
 AS_SENT = ["accounts/42", "names/J%C3%BCrgen", "a%20b", "q/%E2%82%AC", "a/b/"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(port: int, target: str, headers: dict[str, str]) -> tuple[int, dict]:
@@ -74,39 +64,19 @@ def served(tmp_path, settings, services, upstream):
     make_landscape(services, system="rp-erp", credential="rp-key", protocol="api_key_header",
                    named_credential="rp-api", url=upstream.url + "/api", user="rp-sync", client_secret=USER_SECRET)
     put_credential_secret(services, "rp-key", "api_key", "raw-path-api-key-value")
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GOVERN_REDIS", "GOVERN_WEB_"))}
     env.update(GOVERN_HOME=str(settings.home), GOVERN_DATABASE_URL=settings.database_url,
                GOVERN_LOG_LEVEL="WARNING", PYTHONPATH=str(ROOT))
-    log = open(tmp_path / "gunicorn.log", "wb")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("gunicorn")), "-c", "python:govern.gunicorn_conf",
-                             "--workers", "2", "--bind", f"127.0.0.1:{port}", "govern.wsgi:app()"],
-                            cwd=str(ROOT), env=env, stdout=log, stderr=log, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if requests.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "gunicorn.log").read_text()[-2000:]
-        time.sleep(0.1)
-    resp = requests.post(base + "/oauth/token", auth=("rp-sync", USER_SECRET), timeout=30,
-                         data={"grant_type": "client_credentials", "scope": "orders.read"})
-    assert resp.status_code == 200, resp.text
-    yield proc, port, {"Authorization": f"Bearer {resp.json()['access_token']}"}
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(30)
+    with serving(env, tmp_path / "gunicorn.log", ["-c", "python:govern.gunicorn_conf", "--workers", "2"]) as server:
+        resp = requests.post(server.base + "/oauth/token", auth=("rp-sync", USER_SECRET), timeout=30,
+                             data={"grant_type": "client_credentials", "scope": "orders.read"})
+        assert resp.status_code == 200, resp.text
+        yield server, {"Authorization": f"Bearer {resp.json()['access_token']}"}
 
 
 def test_crafted_paths_are_judged_as_sent_and_refused_before_any_upstream_call(served, upstream):
-    _, port, auth = served
+    server, auth = served
+    port = server.port
     for raw in CRAFTED:
         before = upstream.count
         status, body = _get(port, PREFIX + raw, auth)
@@ -115,7 +85,8 @@ def test_crafted_paths_are_judged_as_sent_and_refused_before_any_upstream_call(s
 
 
 def test_encoded_paths_reach_the_upstream_as_sent(served, upstream):
-    _, port, auth = served
+    server, auth = served
+    port = server.port
     for raw in AS_SENT:
         status, body = _get(port, PREFIX + raw, auth)
         assert status == 200, (raw, status, body)
@@ -123,7 +94,8 @@ def test_encoded_paths_reach_the_upstream_as_sent(served, upstream):
 
 
 def test_calls_in_flight_at_sigterm_are_answered_and_their_decisions_committed(served, upstream, services):
-    proc, port, auth = served
+    server, auth = served
+    port = server.port
     upstream.slow_next(4, delay=1.5)
     ids = [f"rp-term-{uuid.uuid4().hex[:12]}" for _ in range(4)]
     answers: dict[str, object] = {}
@@ -142,10 +114,10 @@ def test_calls_in_flight_at_sigterm_are_answered_and_their_decisions_committed(s
     while upstream.count < before + len(ids):  # every call is waiting on the upstream
         assert time.monotonic() < deadline, "the calls did not reach the upstream"
         time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGTERM)
+    server.signal(signal.SIGTERM)
     for t in threads:
         t.join(60)
-    assert proc.wait(60) == 0
+    assert server.proc.wait(60) == 0
     assert answers == {cid: 200 for cid in ids}
     with services.engine.connect() as conn:
         recorded = set(conn.execute(sa.text("SELECT correlation_id FROM decision WHERE correlation_id IN :ids")

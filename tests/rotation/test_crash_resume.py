@@ -20,7 +20,7 @@ from werkzeug.serving import make_server
 
 from govern.rotation import machine
 from govern.store.tables import RotationRun, SecretRef, SecretVersion
-from tests.broker_upstream.flight_live import wait_for
+from tests.procs import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
