@@ -213,7 +213,7 @@ class _WriterTurns:
 
     def _file(self) -> int:
         if self._fd is None or self._pid != os.getpid():  # a forked child opens its own (flock is per open file)
-            self._fd, self._pid = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600), os.getpid()  # type: ignore[arg-type]
+            self._fd, self._pid = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600), os.getpid()  # type: ignore[arg-type]
         return self._fd
 
     @contextlib.contextmanager

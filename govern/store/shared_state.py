@@ -105,7 +105,7 @@ class DatabaseCache:
 
         The circuit breaker reads its state on every proxied call: through SQLAlchemy Core (execution context,
         result objects, the isolation level set and reset) the read cost more than the database's own work
-        (bench/README.md, "The breaker's read"). PostgreSQL: in autocommit, so no BEGIN and no ROLLBACK round
+        (bench/README.md, "Issue #20, second evening session"). PostgreSQL: in autocommit, so no BEGIN and no ROLLBACK round
         trip; SQLite's driver begins no transaction for a SELECT."""
         sql, params = self._reader(len(keys))
         try:

@@ -102,7 +102,8 @@ class UpstreamTokens:
         scopes = tuple(sorted(set(scopes)))
         key = cache_key(named_credential, principal, scopes)
         started = self.clock.now()
-        if self.landscape.current().needs_reconnect(named_credential, principal):
+        if self.landscape.current().needs_reconnect(named_credential, principal) and self._still_disconnected(
+                named_credential, principal):
             # Disconnected (or refused upstream): not even a token govern still has cached is handed out.
             raise PrincipalNeedsReconnect(f"principal {principal or '-'!r} of {named_credential!r} is disconnected "
                                           "or its refresh token was refused; reconnect it")
@@ -261,6 +262,13 @@ class UpstreamTokens:
                                    audience=target.audience or _token_url(target), now=self.clock.now())
         form = [("grant_type", JWT_BEARER_GRANT), ("assertion", assertion), *target.params.form(scopes, audience=False)]
         return self._call(target, form, client_auth_required=False)
+
+    def _still_disconnected(self, named_credential: str, principal: str | None) -> bool:
+        """The snapshot says the principal needs a reconnect: ask its row before refusing. A reconnect made by
+        another process (`govern secrets put`, the console) then counts at once, not only once the snapshot
+        has caught up (up to its bound); one read, on the refusing path only."""
+        target = self._target(named_credential, principal)
+        return reconnect.needs_reconnect_since(self.principals, target.principal_id) is not None
 
     def _refresh_token_grant(self, target: Target, scopes) -> dict[str, Any]:
         principal = target.principal or "-"
