@@ -44,6 +44,18 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.db)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that fails while govern runs under real gunicorn shows the tail of each server's log (where a 500's
+    traceback goes): a CI failure is then read from CI's own output, not guessed at."""
+    if call.excinfo is not None and call.when == "call":
+        from tests.procs import RUNNING
+
+        for server in list(RUNNING):
+            item.add_report_section("call", f"gunicorn log {server.log_path}", server.log_tail(6000))
+    yield
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "db: uses the database backend chosen by GOVERN_TEST_DATABASE")
     config.addinivalue_line("markers", "one_backend: uses the database, but what it asserts does not depend on the "

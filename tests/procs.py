@@ -25,6 +25,9 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
 T = TypeVar("T")
+# The servers running now: a failing test's report carries their logs' tails (tests/conftest.py), since an
+# assertion in the test body never passes through the fixture that started them.
+RUNNING: set[Gunicorn] = set()
 
 
 def free_port() -> int:
@@ -61,6 +64,7 @@ class Gunicorn:
             proc = subprocess.Popen([GUNICORN, *options, "--bind", f"127.0.0.1:{port}", app], cwd=str(ROOT),
                                     env=dict(env), stdout=log, stderr=log, start_new_session=True)
         server = cls(proc, port, log_path)
+        RUNNING.add(server)
         try:
             server.wait_healthy(deadline)
         except BaseException:
@@ -101,6 +105,7 @@ class Gunicorn:
 
     def stop(self, grace: float = 30.0) -> int | None:
         """SIGTERM to the group, SIGKILL if it has not exited after `grace` seconds; the exit status."""
+        RUNNING.discard(self)
         if self.alive():
             try:
                 self.signal(signal.SIGTERM)
@@ -114,6 +119,7 @@ class Gunicorn:
 
     def kill(self) -> int | None:
         """SIGKILL to the whole group now: nothing of it runs another line."""
+        RUNNING.discard(self)
         try:
             self.signal(signal.SIGKILL)
         except ProcessLookupError:
