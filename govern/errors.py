@@ -140,6 +140,19 @@ class RateLimited(GovernError):
     title = "Too many requests"
 
 
+class DatabaseUnavailable(GovernError):
+    """govern's own database refused or dropped the work: it is down, out of connections, locked past the busy
+    timeout, or a transaction lost a deadlock. Nothing was decided on a half-read state; the client retries."""
+
+    code = "database_unavailable"
+    status = 503
+    title = "govern's database cannot be reached"
+
+    def __init__(self, detail: str | None = None, *, reason: str = "", **kw):
+        self.reason = reason  # the driver's first line, for the server log only (never in the answer)
+        super().__init__(detail, **kw)
+
+
 class SecretStoreUnavailable(GovernError):
     code = "secret_store_unavailable"
     status = 503

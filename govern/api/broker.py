@@ -22,7 +22,7 @@ from werkzeug.http import HTTP_STATUS_CODES
 from werkzeug.wsgi import get_input_stream
 
 from govern.api.conventions import SECURITY_HEADERS, log_request
-from govern.api.problems import problem_parts
+from govern.api.problems import problem_parts, unexpected
 from govern.api.spec import api, openapi_extra, raise_validation, responses, validated_json
 from govern.bounds import MAX_JSON_DEPTH, ascii_int, json_depth_exceeds, json_has_nul
 from govern.broker.token_service import upstream_token
@@ -181,11 +181,8 @@ class TokenRouteEdge:
                 # govern's own error text never quotes a secret (govern.errors); an operator needs it to act.
                 log.error("request failed", extra={"code": error.code, "status": error.status, "detail": error.detail})
             status, headers, body = problem_parts(error, path, correlation_id)
-        except Exception as exc:  # noqa: BLE001 - a bug: logged (redacted by govern.logs), never in the answer
-            log.error("unhandled error", exc_info=exc, extra={"_with_traceback": True})
-            status, headers, body = problem_parts(
-                GovernError("an unexpected error occurred; quote the correlation id when reporting it"),
-                path, correlation_id)
+        except Exception as exc:  # noqa: BLE001 - logged (redacted by govern.logs), never in the answer
+            status, headers, body = problem_parts(unexpected(exc), path, correlation_id)
         headers += [(CORRELATION_HEADER, correlation_id), *SECURITY_HEADERS, ("Content-Length", str(len(body)))]
         start_response(f"{status} {HTTP_STATUS_CODES.get(status, 'Unknown')}", headers)
         log_request("POST", path, status, started, fields)

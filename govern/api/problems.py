@@ -10,6 +10,7 @@ from flask.globals import request_ctx
 
 from govern.errors import GovernError
 from govern.admin.errors import render_error
+from govern.store.db import unavailable
 
 log = logging.getLogger("govern.http")
 PROBLEM_JSON = "application/problem+json"
@@ -38,6 +39,25 @@ class _HttpProblem(GovernError):
         self.status = exc.code or 500
         self.title = exc.name
         super().__init__(exc.description if exc.code and exc.code < 500 else exc.name)
+
+
+def unexpected(exc: Exception, *, traceback: bool = True) -> GovernError:
+    """The answer to an exception that no code path turned into a GovernError, logged on the server.
+
+    The database failing to serve (down, out of connections, locked, a lost deadlock) is 503
+    database_unavailable with Retry-After, logged as one line with the driver's reason: the client retries and
+    the operator sees why. Anything else is a bug: 500, its traceback in the server log (redacted by
+    govern.logs; `traceback=False` logs the exception's type only, where third-party text may quote request
+    data), never in the answer, which carries only the correlation id to quote."""
+    error = unavailable(exc)
+    if error is not None:
+        log.error("database unavailable", extra={"code": error.code, "reason": error.reason})
+        return error
+    if traceback:
+        log.error("unhandled error", exc_info=exc, extra={"_with_traceback": True})
+    else:
+        log.error("unhandled error", extra={"exc_type": type(exc).__name__})
+    return GovernError("an unexpected error occurred; quote the correlation id when reporting it")
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -70,12 +90,13 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
-        # A 500 is a bug: its message and traceback go to the server log (redacted by govern.logs), never to
-        # the response, which carries only the correlation id to quote.
-        log.error("unhandled error", exc_info=exc, extra={"_with_traceback": True})
+        error = unexpected(exc)
         if _console():
+            if error.status == 503:
+                body, status = _console_page(503, error.title, error.detail)
+                return body, status, error.headers
             return _console_page(500, "Internal error")
-        return problem_response(GovernError("an unexpected error occurred; quote the correlation id when reporting it"))
+        return problem_response(error)
 
 
 def _console() -> bool:

@@ -26,6 +26,7 @@ from werkzeug.wsgi import get_input_stream
 
 from govern.api.conventions import SECURITY_HEADERS, log_request
 from govern.api.edge import content_length
+from govern.api.problems import unexpected
 from govern.api.spec import _REASONS, api, responses
 from govern.bounds import MAX_JSON_DEPTH, json_depth_exceeds
 from govern.broker.authenticator import CallerDenied
@@ -77,9 +78,7 @@ class ProxyEdge:
         except GovernError as error:
             status, headers, body = _problem(error, path, correlation_id)
         except Exception as exc:  # noqa: BLE001 - the type only: third-party text may quote request data
-            log.error("unhandled error", extra={"exc_type": type(exc).__name__})
-            status, headers, body = _problem(GovernError("an unexpected error occurred; quote the correlation id "
-                                                         "when reporting it"), path, correlation_id)
+            status, headers, body = _problem(unexpected(exc, traceback=False), path, correlation_id)
         present = {key.lower() for key, _ in headers}
         headers.append((CORRELATION_HEADER, correlation_id))
         headers.extend((key, value) for key, value in SECURITY_HEADERS if key.lower() not in present)

@@ -12,10 +12,28 @@ from sqlalchemy import event
 from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-from govern.errors import ConfigurationError
+from govern.errors import ConfigurationError, DatabaseUnavailable
 
 if TYPE_CHECKING:  # sqlmodel is imported when sessions are made: govern --help loads this module, not sqlmodel
     from sqlmodel import SQLModel
+
+
+def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
+    """The database's failure to serve as govern's error (503 database_unavailable), None for anything else.
+
+    OperationalError is the driver's word for "not now": the server is down or out of connections ("sorry, too
+    many clients already"), a connection dropped, SQLite's lock outlasted the busy timeout, a deadlock or a
+    serialization failure. The pool's TimeoutError: every connection of this process stayed busy. Any other
+    database error (a constraint, a bad statement) is a bug and stays a 500. The driver's text is not shown to
+    the client: `reason` keeps its first line for the server log (no statement and no parameters: those are in
+    SQLAlchemy's wrapper only)."""
+    if isinstance(exc, sa.exc.OperationalError | sa.exc.TimeoutError) or (
+            isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated):
+        orig = getattr(exc, "orig", None)
+        reason = str(orig if orig is not None else exc).strip().splitlines()
+        return DatabaseUnavailable("govern's database cannot serve this request now; retry shortly",
+                                   reason=f"{type(orig or exc).__name__}: {reason[0][:300] if reason else ''}")
+    return None
 
 
 def make_engine(url: str, **kw) -> sa.Engine:
