@@ -114,6 +114,11 @@ def test_requests_get_503_while_the_database_is_away_and_succeed_once_it_is_back
                 assert int(answer.headers["Retry-After"]) > 0, what
                 for driver_text in ("accepting connections", "FATAL", "psycopg", "terminat", postgres_url):
                     assert driver_text not in answer.text, (what, driver_text)
+            ready = requests.get(base + "/readyz", timeout=30)
+            assert ready.status_code == 503 and ready.json()["checks"]["database"] == "unavailable", ready.text
+            scraped = requests.get(base + "/metrics", timeout=30)  # what GovernDatabaseDown reads
+            assert scraped.status_code == 200, scraped.text[:300]
+            assert 'govern_ready_check{check="database"} 0.0' in scraped.text
         finally:
             _database(_pg_admin, postgres_url, accepting=True)
 
