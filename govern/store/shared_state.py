@@ -129,7 +129,7 @@ class DatabaseCache:
         finally:
             raw.close()
 
-    def _execute(self, statement: sa.Select[Any], params: dict[str, Any]) -> list[Any]:
+    def _execute(self, statement: sa.Executable, params: dict[str, Any]) -> list[Any]:
         """One statement outside a transaction (autocommit: no BEGIN and COMMIT round trips); its rows."""
         if self._autocommit is None:
             self._autocommit = self._engine.execution_options(isolation_level="AUTOCOMMIT")

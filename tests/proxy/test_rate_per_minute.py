@@ -59,3 +59,14 @@ def test_without_a_rate_nothing_is_counted(env, monkeypatch):
     monkeypatch.setattr(cache, "incr_each", lambda keys, ttl: seen.extend(keys) or real(keys, ttl))
     assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
     assert not [k for k in seen if k.startswith("proxy:rate:")]
+
+
+def test_a_call_the_daily_budget_refuses_is_not_counted_against_the_minute(env):
+    env.configure(rate_limit_per_minute=5, daily_api_budget=1, retry={"attempts": 1})
+    env.clock.advance(60 - env.clock.now().timestamp() % 60)
+    assert env.client.get(env.url("x"), headers=CALLER).status_code == 200
+    refused = [env.client.get(env.url("x"), headers=CALLER) for _ in range(3)]
+    assert [r.get_json()["code"] for r in refused] == ["budget_exhausted"] * 3
+    minute = int(env.clock.now().timestamp() // 60)
+    assert env.services.cache.get(f"proxy:rate:erp:{minute}") == b"1"  # the one call made, not four
+    assert env.upstream.count == 1

@@ -83,11 +83,20 @@ class MinuteRate:
         self.cache = cache
         self.clock = clock
 
-    def consume(self, system: str, per_minute: int | None) -> None:
+    def consume(self, system: str, per_minute: int | None) -> str | None:
+        """Count one call; raise SystemRateLimited past the rate. Returns the minute's counter (None without a
+        rate), for `give_back` when the call is refused for another reason after all (its daily budget)."""
         if not per_minute:
-            return
+            return None
         now = self.clock.now().timestamp()
         minute = int(now // 60)
-        count = self.cache.incr_each([f"proxy:rate:{system}:{minute}"], ttl=120)[0]
+        key = f"proxy:rate:{system}:{minute}"
+        count = self.cache.incr_each([key], ttl=120)[0]
         if count > per_minute:
             raise SystemRateLimited(system, per_minute, max(1, int((minute + 1) * 60 - now + 0.999)))
+        return key
+
+    def give_back(self, counted: str | None) -> None:
+        """Uncount a call that `consume` let through but that was not made."""
+        if counted is not None:
+            self.cache.incr(counted, -1, ttl=120)

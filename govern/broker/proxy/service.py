@@ -325,8 +325,7 @@ class ProxyService:
         is the half-open probe)."""
         admission = self.breakers.before_call(target.system, target.breaker)
         try:
-            self.rate.consume(target.system, target.rate_limit_per_minute)
-            self.budget.consume(target.system, target.daily_api_budget, overdraft=overdraft)
+            self._count(target, overdraft)
         except GovernError:
             if admission.probe:
                 self.breakers.release_probe(target.system)
@@ -337,11 +336,20 @@ class ProxyService:
         """Count one more upstream call against the system's rate and daily budget; False when either is used
         up (the exchange then stops where it is instead of retrying)."""
         try:
-            self.rate.consume(target.system, target.rate_limit_per_minute)
-            self.budget.consume(target.system, target.daily_api_budget, overdraft=overdraft)
+            self._count(target, overdraft)
         except (BudgetExhausted, SystemRateLimited):
             return False
         return True
+
+    def _count(self, target: Target, overdraft: bool) -> None:
+        """One upstream call against the rate, then the budget; a call the budget refuses is not left counted
+        in the minute's rate (it is not made)."""
+        counted = self.rate.consume(target.system, target.rate_limit_per_minute)
+        try:
+            self.budget.consume(target.system, target.daily_api_budget, overdraft=overdraft)
+        except BudgetExhausted:
+            self.rate.give_back(counted)
+            raise
 
     def _response_headers(self, target: Target, response) -> dict[str, str]:
         headers = returnable_response_headers(response.headers)
