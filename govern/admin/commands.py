@@ -84,6 +84,11 @@ def set_user_status(services, actor: str, user: str, status: str):
     doc = _current_user_doc(services.sessions, user)
     if doc is None:
         raise NotFound(f"no integration user {user!r}")
+    if doc.get("status") == "retired" and status == "suspended":
+        # A page opened before `govern offboard` still shows Suspend: retired already refuses everything, and
+        # only Reactivate brings a retired user back (on purpose, never as a side effect).
+        raise Conflict(f"{user} is retired (offboarded), which already refuses it every token and call; "
+                       f"nothing was changed. Reactivate it to bring it back.")
     doc["status"] = status
     verb = {"suspended": "suspend", "active": "reactivate", "retired": "retire"}[status]
     return _apply_user(services, actor, doc, f"integration_user.{verb}", None)
