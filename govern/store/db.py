@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 from collections.abc import Iterator
@@ -18,6 +19,11 @@ if TYPE_CHECKING:  # sqlmodel is imported when sessions are made: govern --help 
     from sqlmodel import SQLModel
 
 
+# SQLite's OperationalError texts that mean "not now" (the others, "no such table", "no such column", are bugs).
+_SQLITE_NOT_NOW = ("database is locked", "database table is locked", "disk I/O error", "unable to open database",
+                   "database or disk is full", "attempt to write a readonly database")
+
+
 def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     """The database's failure to serve as govern's error (503 database_unavailable), None for anything else.
 
@@ -30,6 +36,8 @@ def unavailable(exc: BaseException) -> DatabaseUnavailable | None:
     if isinstance(exc, sa.exc.OperationalError | sa.exc.TimeoutError) or (
             isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated):
         orig = getattr(exc, "orig", None)
+        if isinstance(orig, sqlite3.OperationalError) and not str(orig).startswith(_SQLITE_NOT_NOW):
+            return None  # SQLite says OperationalError for "no such table" too: a bug, not an outage
         reason = str(orig if orig is not None else exc).strip().splitlines()
         return DatabaseUnavailable("govern's database cannot serve this request now; retry shortly",
                                    reason=f"{type(orig or exc).__name__}: {reason[0][:300] if reason else ''}")

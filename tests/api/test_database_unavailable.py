@@ -35,3 +35,9 @@ def test_a_dropped_connection_is_503_and_a_broken_statement_or_constraint_stays_
     assert unavailable(_wrapped(sa.exc.IntegrityError, sqlite3.IntegrityError("UNIQUE constraint failed"))) is None
     assert unavailable(_wrapped(sa.exc.ProgrammingError, sqlite3.ProgrammingError("no such column"))) is None
     assert unavailable(ValueError("not the database")) is None
+
+
+def test_sqlite_saying_no_such_table_is_a_bug_not_an_outage():
+    assert unavailable(_wrapped(sa.exc.OperationalError, sqlite3.OperationalError("no such table: decisions"))) is None
+    assert isinstance(unavailable(_wrapped(sa.exc.OperationalError, sqlite3.OperationalError("disk I/O error"))),
+                      DatabaseUnavailable)
