@@ -10,8 +10,8 @@ On every page:
   roles see) at 800 px;
 - no raw JSON or internal names in the text (`_location`, `console:...:11:5`), and no link names a record by
   its database id (`?id=12`; a rotation run's number is its public id, as in /api/v1/rotations/<id>);
-- a full-page screenshot of each page at both widths lands in artifacts/screenshots/ (the admin's under its
-  page name, the other roles' with the role in front).
+- a full-page screenshot of each page at each width checked lands in artifacts/screenshots/ (the admin's
+  under its page name, the other roles' with the role in front).
 """
 from __future__ import annotations
 
