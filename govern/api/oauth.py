@@ -18,6 +18,7 @@ from flask import Blueprint, current_app, g, jsonify, request
 from pydantic import BaseModel, ConfigDict, Field
 
 from govern.api.edge import basic_credentials_readable
+from govern.api.problems import database_outage_as_error
 from govern.api.spec import FORM, Responses, api, openapi_extra
 from govern.broker.decision_log import DecisionLogUnavailable
 from govern.errors import GovernError
@@ -178,7 +179,8 @@ def token():
     try:
         # Per source address, before anything is parsed, loaded or hashed (a guesser this process already
         # refused does not get here: TokenEdge answers it before Flask).
-        verdict = services.rate_limits.hit("token_requests", _source_ip())
+        with database_outage_as_error():
+            verdict = services.rate_limits.hit("token_requests", _source_ip())
         if not verdict.allowed:
             return _slow_down(verdict.retry_after)
     except GovernError as exc:
@@ -191,8 +193,9 @@ def token():
         response.status_code = 400
     else:
         try:
-            response = _exchange(services) if grant_type == token_exchange.GRANT_TYPE else \
-                _server().create_token_response()
+            with database_outage_as_error():  # 503 temporarily_unavailable, in RFC 6749's format
+                response = _exchange(services) if grant_type == token_exchange.GRANT_TYPE else \
+                    _server().create_token_response()
         except GovernError as exc:
             log.error("token issuance failed", extra={"code": exc.code})
             status = 503 if exc.status == 503 else 500

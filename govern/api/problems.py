@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json as stdjson
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from flask import Flask, g, request, json, make_response
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
@@ -58,6 +60,23 @@ def unexpected(exc: Exception, *, traceback: bool = True) -> GovernError:
     else:
         log.error("unhandled error", extra={"exc_type": type(exc).__name__})
     return GovernError("an unexpected error occurred; quote the correlation id when reporting it")
+
+
+@contextmanager
+def database_outage_as_error() -> Iterator[None]:
+    """Inside: govern's database failing to serve is raised as DatabaseUnavailable (a GovernError, logged as
+    `unexpected` logs it), for a route that answers GovernErrors in its own format (/oauth/token: RFC 6749's
+    `temporarily_unavailable`, never problem+json). Any other exception passes through unchanged."""
+    try:
+        yield
+    except GovernError:
+        raise
+    except Exception as exc:
+        error = unavailable(exc)
+        if error is None:
+            raise
+        log.error("database unavailable", extra={"code": error.code, "reason": error.reason})
+        raise error from None
 
 
 def register_error_handlers(app: Flask) -> None:
