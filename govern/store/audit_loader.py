@@ -197,10 +197,15 @@ def _load_usage(session: Session, model: AuditModel) -> None:
 
 
 def _epoch(dialect: str, column):
-    """Seconds since 1970 of a timestamp column, in SQL (SQLite keeps timestamps as UTC text)."""
+    """Seconds since 1970 of a timestamp column, in SQL, to the microsecond on both backends.
+
+    SQLite keeps timestamps as UTC text, `YYYY-MM-DD HH:MM:SS.ffffff`: the whole seconds come from
+    strftime('%s') on the first 19 characters (an integer, exact) and the fraction is the text after them.
+    julianday() of the whole text rounds to the millisecond: 10:09:59.9996 became 10:10:00, a minute later."""
     if dialect == "postgresql":
         return sa.cast(sa.extract("epoch", column), sa.Float)
-    return (sa.func.julianday(column) - 2440587.5) * 86400.0
+    whole = sa.cast(sa.func.strftime("%s", sa.func.substr(column, 1, 19)), sa.Integer)
+    return whole + sa.cast(sa.func.substr(column, 20), sa.Float)
 
 
 def poll_candidates(usage: dict[str, UsageM], policy: AuditPolicy) -> dict[str, set[tuple[str, str]]]:

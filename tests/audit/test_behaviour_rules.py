@@ -344,3 +344,14 @@ def test_only_frequent_gets_have_their_gaps_measured():
     # the same path in two shapes (other scopes) counts together
     usage["u"].patterns += [shape("/split", 30, 5), shape("/split", 30, 2)]
     assert poll_candidates(usage, AuditPolicy()) == {"u": {("api", "/hourly"), ("api", "/split")}}
+
+
+def test_a_write_in_the_last_microseconds_of_a_minute_counts_in_that_minute(services, runner, landscape, tmp_path):
+    """SQLite keeps microseconds; its julianday() rounds to the millisecond, which moved 10:09:59.9996 into
+    10:10 and out of the ten minutes (a burst of 201 read as 200). Both backends count it where it was made."""
+    start = (NOW - dt.timedelta(days=2)).replace(minute=0, second=0)
+    times = _every(start, 200, 2.9) + [start + dt.timedelta(minutes=9, seconds=59, microseconds=999600)]
+    _log(services, "loader", "sf-rest", "POST", f"{SOBJ}/Contact", times)
+    bursts = _behaviour(_audit(services, runner, tmp_path), "GOV-BEHAV-003")
+    assert set(bursts) == {"loader/sf-rest/Contact"}, bursts
+    assert bursts["loader/sf-rest/Contact"]["evidence"]["writes"] == 201
