@@ -51,9 +51,8 @@ def unexpected(exc: Exception, *, traceback: bool = True) -> GovernError:
     the operator sees why. Anything else is a bug: 500, its traceback in the server log (redacted by
     govern.logs; `traceback=False` logs the exception's type only, where third-party text may quote request
     data), never in the answer, which carries only the correlation id to quote."""
-    error = unavailable(exc)
+    error = _database_outage(exc)
     if error is not None:
-        log.error("database unavailable", extra={"code": error.code, "reason": error.reason})
         return error
     if traceback:
         log.error("unhandled error", exc_info=exc, extra={"_with_traceback": True})
@@ -72,11 +71,19 @@ def database_outage_as_error() -> Iterator[None]:
     except GovernError:
         raise
     except Exception as exc:
-        error = unavailable(exc)
+        error = _database_outage(exc)
         if error is None:
             raise
-        log.error("database unavailable", extra={"code": error.code, "reason": error.reason})
         raise error from None
+
+
+def _database_outage(exc: Exception) -> GovernError | None:
+    """DatabaseUnavailable for a database that failed to serve, logged as one line with the driver's reason;
+    None for any other exception."""
+    error = unavailable(exc)
+    if error is not None:
+        log.error("database unavailable", extra={"code": error.code, "reason": error.reason})
+    return error
 
 
 def register_error_handlers(app: Flask) -> None:
