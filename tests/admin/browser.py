@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 
 from tests.conftest import need
 
@@ -15,6 +16,25 @@ CHROMIUM = os.environ.get("GOVERN_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("GOVERN_TEST_CHROMEDRIVER", "/usr/bin/chromedriver")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 ISOLATED = "MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+# What chromedriver says, instead of "stale element", when asked about a node of a document being replaced
+# (SeleniumHQ/selenium#15401): the node is gone just the same.
+_GONE = ("does not belong to the document", "No node with given id found")
+
+
+def page_left(old):
+    """Wait condition: the page holding `old` (its <html> element) has been replaced. EC.staleness_of, except that
+    chromedriver's other words for a stale node count as stale instead of failing the test."""
+    def gone(_driver) -> bool:
+        try:
+            old.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if any(words in str(exc) for words in _GONE):
+                return True
+            raise
+        return False
+    return gone
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from sqlmodel import select
 
 from govern.store.db import session_scope
 from govern.store.tables import AdminAction, Assignment, IntegrationUser, RotationRun, SecretRef
-from tests.admin.browser import browser, live_server, screenshot  # noqa: F401 - fixtures
+from tests.admin.browser import browser, page_left, live_server, screenshot  # noqa: F401 - fixtures
 from tests.admin.conftest import PASSWORD
 from tests.admin.seed import seed_decisions, seed_findings_and_rotations
 from tests.factories import make_landscape
@@ -40,7 +40,7 @@ def submit(driver, element) -> None:
     """Click something that loads a new page, and wait until the old page is gone (no stale reads)."""
     old = driver.find_element(By.TAG_NAME, "html")
     element.click()
-    wait(driver).until(EC.staleness_of(old))
+    wait(driver).until(page_left(old))
 
 
 def flash_text(driver) -> str:
@@ -103,7 +103,7 @@ def test_admin_manages_an_integration_user_end_to_end(browser, live_server, cons
     alert = wait(browser).until(EC.alert_is_present())
     assert "Suspend invoice-push?" in alert.text
     alert.accept()
-    wait(browser).until(EC.staleness_of(old))
+    wait(browser).until(page_left(old))
     with services.sessions() as s:
         assert s.exec(select(IntegrationUser).where(IntegrationUser.external_id == "invoice-push")).one().status \
             == "suspended"
@@ -118,7 +118,7 @@ def test_admin_manages_an_integration_user_end_to_end(browser, live_server, cons
     old = browser.find_element(By.TAG_NAME, "html")
     wait(browser).until(EC.element_to_be_clickable((By.ID, f"gv-rotate-{world['ref_id']}"))).click()
     wait(browser).until(EC.alert_is_present()).accept()  # the "are you sure" confirmation
-    wait(browser).until(EC.staleness_of(old))
+    wait(browser).until(page_left(old))
     assert "started (run" in flash_text(browser)
     with services.sessions() as s:
         runs = s.exec(select(RotationRun).where(RotationRun.secret_ref_id == world["ref_id"],

@@ -24,7 +24,7 @@ from sqlmodel import select
 from govern.admin.lockdown import CONTENT_SECURITY_POLICY, policy
 from govern.domain.secret import secret_ref_name
 from govern.store.tables import AdminAction, Principal
-from tests.admin.browser import browser, screenshot  # noqa: F401 - fixtures
+from tests.admin.browser import browser, page_left, screenshot  # noqa: F401 - fixtures
 from tests.admin.conftest import csrf_from
 from tests.admin.test_console_audit_pages import RAW, make_users, no_overflow, session_of
 from tests.admin.test_console_browser import sign_in, wait
@@ -85,7 +85,7 @@ def test_the_admin_connects_a_principal_through_the_upstream_and_lands_back_conn
     old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.CSS_SELECTOR, ".gv-connect").click()
     wait(browser).until(EC.alert_is_present()).accept()
-    wait(browser).until(EC.staleness_of(old))
+    wait(browser).until(page_left(old))
     # Through the upstream's authorize page and govern's callback, back to the principal's page.
     flash = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".alert"))).text
     assert "Principal alice of shop-rt is connected." in flash
@@ -205,7 +205,7 @@ def test_access_denied_and_a_used_state_show_a_readable_message_on_the_console(b
     old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.CSS_SELECTOR, ".gv-connect").click()
     wait(browser).until(EC.alert_is_present()).accept()
-    wait(browser).until(EC.staleness_of(old))
+    wait(browser).until(page_left(old))
     assert browser.current_url.startswith(live.upstream.authorize_url)
     browser.get(f"{live.base}/oauth/callback?code=forged&state={state}")
     flash = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".alert"))).text
@@ -262,7 +262,7 @@ def test_the_admin_disconnects_a_principal_and_the_console_says_who_and_why(brow
     old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.CSS_SELECTOR, ".gv-disconnect").click()
     wait(browser).until(EC.alert_is_present()).accept()
-    wait(browser).until(EC.staleness_of(old))
+    wait(browser).until(page_left(old))
     flash = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".alert"))).text
     assert "Principal alice of shop-rt is disconnected; 1 token revocation queued for the worker." in flash
     state = browser.find_element(By.ID, "gv-connection-state")
@@ -289,7 +289,7 @@ def test_the_admin_disconnects_a_principal_and_the_console_says_who_and_why(brow
     old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.CSS_SELECTOR, ".gv-connect").click()
     wait(browser).until(EC.alert_is_present()).accept()
-    wait(browser).until(EC.staleness_of(old))
+    wait(browser).until(page_left(old))
     flash = wait(browser).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".alert"))).text
     assert "Principal alice of shop-rt is connected." in flash
     state = browser.find_element(By.ID, "gv-connection-state")

@@ -22,7 +22,7 @@ from sqlmodel import select
 
 from govern.policy.guardrails import PACKAGED_POLICIES
 from govern.store.tables import Decision
-from tests.admin.browser import browser, screenshot, screenshot_top  # noqa: F401 - fixtures
+from tests.admin.browser import browser, page_left, screenshot, screenshot_top  # noqa: F401 - fixtures
 from tests.admin.test_console_audit_pages import RAW, make_users, no_overflow, session_of
 from tests.admin.test_console_browser import sign_in, submit, wait
 from tests.e2e.conftest import resources, start_live, stop_live  # noqa: F401 - fixtures
@@ -117,7 +117,7 @@ def test_the_search_box_finds_entities_by_id_or_name_and_links_to_them(browser, 
         box.send_keys(text)
         old = browser.find_element(By.TAG_NAME, "html")
         box.send_keys(Keys.ENTER)
-        wait(browser).until(EC.staleness_of(old))
+        wait(browser).until(page_left(old))
         return {g.get_attribute("data-kind"): [(a.text, a.get_attribute("href")) for a in
                                                g.find_elements(By.CSS_SELECTOR, ".gv-search-hit a")]
                 for g in browser.find_elements(By.CSS_SELECTOR, ".gv-search-group")}

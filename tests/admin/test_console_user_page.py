@@ -22,7 +22,7 @@ from sqlmodel import select
 
 from govern.store.db import session_scope
 from govern.store.tables import AdminAction, Assignment, IntegrationUser, PermissionSet
-from tests.admin.browser import browser, screenshot  # noqa: F401 - fixtures
+from tests.admin.browser import browser, page_left, screenshot  # noqa: F401 - fixtures
 from tests.admin.test_console_audit_pages import RAW, make_users, no_overflow, session_of, set_shop_owner
 from tests.admin.test_console_browser import sign_in, wait
 from tests.e2e.conftest import live, resources  # noqa: F401 - fixtures
@@ -124,7 +124,7 @@ def test_decisions_by_rule_granted_vs_used_and_the_confirmed_audited_apply(brows
     old = browser.find_element(By.TAG_NAME, "html")
     browser.find_element(By.ID, "gv-rightsize").click()
     wait(browser).until(EC.alert_is_present()).accept()
-    wait(browser).until(EC.staleness_of(old))
+    wait(browser).until(page_left(old))
     assert "Right-sizing of order-sync applied" in browser.find_element(By.CSS_SELECTOR, ".alert").text
 
     after = assignments(live)
