@@ -55,7 +55,7 @@ def _refresh_tokens(session: Session, credential: str, lifetime: float | None, i
     used: dict[str | None, dt.datetime | None] = dict(session.execute(
         sa.select(col(RefreshJournal.principal), sa.func.max(col(RefreshJournal.finished_at)))
         .where(col(RefreshJournal.credential) == credential, col(RefreshJournal.state) == "succeeded")
-        .group_by(col(RefreshJournal.principal))).tuples().all())
+        .group_by(col(RefreshJournal.principal))).all())
     out = []
     for principal, set_at in refs:
         issued = _aware(set_at)

@@ -220,7 +220,7 @@ def apply_plan(session: Session, plan: Plan, stored: Stored, progress=None) -> N
         if creates:
             session.execute(sa.insert(table), [{"external_id": c.id, "created_at": now, "updated_at": now,
                                                 **_columns(kind, _spec(c), ids)} for c in creates])
-            ids[kind] = dict(session.execute(sa.select(table.c.external_id, table.c.id)).tuples().all())
+            ids[kind] = dict(session.execute(sa.select(table.c.external_id, table.c.id)).all())
         if updates:
             session.execute(sa.update(table).where(table.c.id == sa.bindparam("_id")),
                             [{"_id": ids[kind][c.id], "updated_at": now, **_columns(kind, _spec(c), ids)} for c in updates])

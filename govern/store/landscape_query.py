@@ -39,7 +39,7 @@ def _names(session: Session, kind: str, ids) -> dict[int, str]:
     if not ids:
         return {}
     table = L.T[kind]
-    return dict(session.execute(sa.select(table.c.id, table.c.external_id).where(table.c.id.in_(ids))).tuples().all())
+    return dict(session.execute(sa.select(table.c.id, table.c.external_id).where(table.c.id.in_(ids))).all())
 
 
 def _systems(session, rows):

@@ -32,7 +32,7 @@ class OffboardRepo:
                     sa.select(Principal, ExternalCredential).join(
                         ExternalCredential, col(ExternalCredential.id) == col(Principal.credential_id))
                     .where(col(Principal.integration_user_id) == row.id, col(Principal.kind) == "per_user")
-                    .order_by(col(ExternalCredential.external_id), col(Principal.name))).tuples():
+                    .order_by(col(ExternalCredential.external_id), col(Principal.name))):
                 named = tuple(session.execute(sa.select(col(NamedCredential.external_id)).where(
                     col(NamedCredential.credential_id) == cred.id).order_by(col(NamedCredential.external_id))).scalars())
                 found.append(OffboardPrincipal(

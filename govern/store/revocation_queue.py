@@ -65,7 +65,7 @@ def principal_requests(session: Session, credential: str, principal: str, reason
     token. Only OAuth refresh-token credentials hold such tokens; for others the list is empty."""
     row = session.execute(sa.select(Principal, ExternalCredential).join(
         ExternalCredential, col(ExternalCredential.id) == col(Principal.credential_id)).where(
-        col(ExternalCredential.external_id) == credential, col(Principal.name) == principal)).tuples().first()
+        col(ExternalCredential.external_id) == credential, col(Principal.name) == principal)).first()
     if row is None:
         raise NotFound(f"credential {credential!r} has no principal {principal!r}")
     prin, cred = row
@@ -133,7 +133,7 @@ def plan_requests(session: Session, plan: Plan) -> list[R.RevocationRequest]:
                                .join(Principal, col(Principal.credential_id) == col(ExternalCredential.id))
                                .join(IntegrationUser, col(IntegrationUser.id) == col(Principal.integration_user_id))
                                .where(col(IntegrationUser.external_id).in_(sorted(users)),
-                                      col(Principal.kind) == "per_user")).tuples().all()
+                                      col(Principal.kind) == "per_user")).all()
         for cred, name, user in rows:
             if cred not in deleted_credentials:
                 dropped[(cred, name)] = R.RETIRED if user in retired else R.USER_REMOVED
@@ -252,7 +252,7 @@ class RevocationQueueRepo:
     def counts(self) -> dict[str, int]:
         with self.sessions() as session:
             rows = session.execute(sa.select(col(UpstreamRevocation.status), sa.func.count())
-                                   .group_by(col(UpstreamRevocation.status))).tuples().all()
+                                   .group_by(col(UpstreamRevocation.status))).all()
         return {R.PENDING: 0, R.FAILED: 0, **{status: int(n) for status, n in rows}}
 
     def listing(self, *, finished_since: dt.datetime | None = None, limit: int = 200) -> list[R.QueuedRevocation]:

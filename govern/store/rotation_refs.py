@@ -41,7 +41,7 @@ class SqlRotationSettingsRows:
         user_owners = sorted({r.owner for r in refs.values() if r.owner_kind == "integration_user"})
         user_rotation: dict[str, dict[str, Any]] = dict(s.execute(
             select(IntegrationUser.external_id, IntegrationUser.rotation)
-            .where(col(IntegrationUser.external_id).in_(user_owners))).tuples().all()) if user_owners else {}
+            .where(col(IntegrationUser.external_id).in_(user_owners))).all()) if user_owners else {}
         active = set(s.execute(select(RotationRun.secret_ref_id).where(
             col(RotationRun.secret_ref_id).in_(list(refs)), col(RotationRun.state).in_(ACTIVE))).scalars())
         out = []
