@@ -130,7 +130,7 @@ def test_a_federated_workload_goes_from_its_issuer_token_to_an_upstream_token_wi
 def live_govern(world):
     """The world's app on a real port, for a client library that speaks HTTP."""
     server = make_server("127.0.0.1", 0, world.client.application, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="govern-live", daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="govern-live", daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}"
     server.shutdown()

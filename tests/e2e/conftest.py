@@ -162,7 +162,7 @@ def apply_landscape(runner, tmp_path: Path, upstream, resources, public_jwk: dic
 
 def serve(app) -> tuple[str, object]:
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return f"http://127.0.0.1:{server.server_port}", server
 
 

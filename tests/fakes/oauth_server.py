@@ -506,7 +506,7 @@ class FakeUpstream:
     def start(self) -> FakeUpstream:
         self._server = make_server("127.0.0.1", 0, self.app, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-upstream", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-upstream", daemon=True)
         self._thread.start()
         return self
 

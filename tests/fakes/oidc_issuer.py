@@ -92,7 +92,7 @@ class OidcIssuer:
     def start(self) -> OidcIssuer:
         self._server = make_server("127.0.0.1", 0, self._app, threaded=True, request_handler=_QuietHandler)
         self.port = self._server.server_port
-        threading.Thread(target=self._server.serve_forever, name="fake-oidc-issuer", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-oidc-issuer", daemon=True).start()
         return self
 
     def stop(self) -> None:

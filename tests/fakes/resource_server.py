@@ -68,7 +68,7 @@ class ResourceServer:
         self._release.clear()
         self._server = make_server("127.0.0.1", self.port, self._app, threaded=True,
                                    request_handler=_KeepAliveHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 

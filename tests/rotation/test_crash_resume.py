@@ -77,7 +77,7 @@ def instance(tmp_path, postgres_url):
     for step in services.init_steps:
         step(services)
     server = make_server("127.0.0.1", 0, create_app({}, services=services), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     yield {"env": env, "services": services, "base": f"http://127.0.0.1:{server.server_port}", "home": tmp_path}
     server.shutdown()
     services.close()
