@@ -67,12 +67,31 @@ def need(service: str, reason: str):
     pytest.skip(f"{service} unavailable: {reason}")
 
 
+ROOT = Path(__file__).resolve().parents[1]
+# The files that took longest in CI's two passes (--durations, 2026-12-07), longest first: they are handed out
+# first. Only the order changes; a file missing from the list just takes its place among the others.
+LONGEST_FILES = ("tests/admin/test_console_pages.py", "tests/security/test_hostile_input.py",
+                 "tests/config_as_code/test_apply_to_runtime.py", "tests/test_cli_json.py",
+                 "tests/security/test_schemathesis.py", "tests/test_cli_progress.py",
+                 "tests/admin/test_console_connect.py", "tests/rotation/test_crash_resume.py",
+                 "tests/ops/test_server_raw_path.py", "tests/security/test_jti_replay.py",
+                 "tests/e2e/test_one_snapshot.py", "tests/security/test_bruteforce.py",
+                 "tests/security/test_host_and_issuer.py", "tests/security/test_guardrail_prefix.py",
+                 "tests/test_doctor.py")
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("one_backend") is not None:
             continue  # what it proves does not depend on the backend: the SQLite pass runs it, PostgreSQL's not
         if {"database_url", "app", "client", "runner", "services"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
+    # Files holding slow tests first (a stable sort keeps the order within each group): pytest-xdist, with
+    # --dist loadfile, hands files to its workers in this order, so the long ones start early and the quick ones
+    # fill in at the end, instead of one worker finishing a long file while the other has nothing left.
+    slow = {item.path for item in items if item.get_closest_marker("slow") is not None}
+    first = {ROOT / name: rank for rank, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: (first.get(item.path, len(first)), item.path not in slow))
 
 
 @pytest.hookimpl(hookwrapper=True)
