@@ -207,8 +207,10 @@ class _PgDatabases:
                 elif name is not None:
                     _pg_drop(self._admin, name)
                     self._made.discard(name)
-            except BaseException as exc:  # noqa: BLE001 - the test waiting for a database fails with it
-                self._ready.put(exc)
+            except BaseException as exc:  # noqa: BLE001 - a test waiting for a database fails with it
+                if job == "create":
+                    self._ready.put(exc)
+                # a database that could not be dropped stays in _made: close() drops it, or fails saying why
 
     def take(self) -> str:
         self._jobs.put(("create", None))  # the next test's, made while this one runs
